@@ -1,0 +1,226 @@
+"""A consumer: one producer's stream as one subscriber receives it.
+
+Each subscriber sees a continuous stream of its own: SSRC, sequence number, timestamp,
+payload type and header-extension ids are rewritten per consumer (`forward`), NACKs are
+answered from the producer's packet cache (`retransmit`), and the publisher's sender
+reports are translated so audio and video stay in sync (`send_sender_report`).
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from typing import TYPE_CHECKING, Protocol
+
+from sfu.engine.stats import Counters
+from sfu.wire import rtcp, rtp
+
+if TYPE_CHECKING:
+    from sfu.engine.producer import Producer
+
+_SEQ_TS_SSRC = struct.Struct("!HII")
+_U16 = struct.Struct("!H")
+
+# An extension id no subscriber ever negotiates: elements the subscriber did not agree
+# to are renumbered to it, which hides them (RFC 8285 §4.1: unknown ids are ignored)
+# without changing the packet's length.
+HIDDEN_EXTENSION_ID = 14
+
+
+class RtpSink(Protocol):
+    """What a consumer needs from the subscriber's transport."""
+
+    rtcp_ssrc: int
+
+    def send_rtp(self, packet: bytes) -> None: ...
+
+    def send_rtcp(self, packet: bytes) -> None: ...
+
+    def next_transport_sequence(self) -> int: ...
+
+
+def extension_table(publisher: dict[str, int], subscriber: dict[str, int]) -> bytes | None:
+    """The id rewrite table from the publisher's extmap to the subscriber's; None if identity."""
+    table = bytearray(range(256))
+    for ext_id in range(1, 256):
+        if ext_id != 15:
+            table[ext_id] = HIDDEN_EXTENSION_ID
+    for uri, ext_id in publisher.items():
+        if 0 < ext_id < 256:
+            table[ext_id] = subscriber.get(uri, HIDDEN_EXTENSION_ID)
+    identity = all(table[i] == i for i in publisher.values() if 0 < i < 256) and all(
+        uri in subscriber for uri in publisher
+    )
+    return None if identity else bytes(table)
+
+
+class Consumer:
+    __slots__ = (
+        "id",
+        "producer",
+        "sink",
+        "mid",
+        "kind",
+        "ssrc",
+        "rtx_ssrc",
+        "payload_type",
+        "rtx_payload_type",
+        "use_rtx",
+        "ext_table",
+        "tcc_id",
+        "active",
+        "paused",
+        "closed",
+        "need_keyframe",
+        "seq_offset",
+        "ts_offset",
+        "last_seq_out",
+        "rtx_seq",
+        "packets_sent",
+        "octets_sent",
+        "counters",
+    )
+
+    def __init__(
+        self,
+        consumer_id: str,
+        producer: Producer,
+        sink: RtpSink,
+        mid: str,
+        ssrc: int,
+        payload_type: int,
+        counters: Counters,
+        rtx_ssrc: int | None = None,
+        rtx_payload_type: int | None = None,
+    ) -> None:
+        self.id = consumer_id
+        self.producer = producer
+        self.sink = sink
+        self.mid = mid
+        self.kind = producer.params.kind
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        self.payload_type = payload_type
+        self.rtx_payload_type = rtx_payload_type
+        self.use_rtx = False
+        self.ext_table: bytes | None = None
+        self.tcc_id = 0
+        self.active = False  # becomes True once the subscriber accepted the m-line
+        self.paused = False
+        self.closed = False
+        self.need_keyframe = False
+        # Random starting points, as a fresh sender would pick (RFC 3550 §5.1).
+        self.last_seq_out = random.getrandbits(16)
+        self.seq_offset = 0
+        self.ts_offset = random.getrandbits(32)
+        self.rtx_seq = random.getrandbits(16)
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.counters = counters
+
+    # ------------------------------------------------------------------ hot path
+
+    def forward(self, packet: bytes, seq: int, ts: int, keyframe: bool) -> None:
+        if not self.active or self.paused:
+            return
+        if self.need_keyframe:
+            if not keyframe:
+                return
+            self.need_keyframe = False
+            self.producer.keyframe_waiters -= 1
+            self.seq_offset = (self.last_seq_out + 1 - seq) & 0xFFFF
+        self.last_seq_out = out_seq = (seq + self.seq_offset) & 0xFFFF
+        self._send(packet, out_seq, ts)
+
+    def _send(self, packet: bytes, out_seq: int, ts: int) -> None:
+        buf = bytearray(packet)
+        buf[1] = (buf[1] & 0x80) | self.payload_type
+        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc)
+        if buf[0] & 0x10:
+            self._rewrite_extensions(buf)
+        self.packets_sent += 1
+        self.octets_sent += len(buf) - 12
+        self.sink.send_rtp(bytes(buf))
+
+    def _rewrite_extensions(self, buf: bytearray) -> None:
+        if self.ext_table is not None:
+            rtp.rewrite_extension_ids(buf, self.ext_table)
+        if self.tcc_id:
+            where = rtp.find_extension(buf, self.tcc_id)
+            if where is not None and where[1] >= 2:
+                _U16.pack_into(buf, where[0], self.sink.next_transport_sequence())
+
+    # ------------------------------------------------------------- feedback path
+
+    def retransmit(self, out_seq: int) -> None:
+        """Answer one NACKed sequence number from the producer's cache."""
+        self.counters.nack_requested += 1
+        seq = (out_seq - self.seq_offset) & 0xFFFF
+        packet = self.producer.cache.get(seq)
+        if packet is None or not self.active:
+            self.counters.nack_missed += 1
+            return
+        ts = struct.unpack_from("!I", packet, 4)[0]
+        buf = bytearray(packet)
+        buf[1] = (buf[1] & 0x80) | self.payload_type
+        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc)
+        if buf[0] & 0x10:
+            self._rewrite_extensions(buf)
+        if self.use_rtx and self.rtx_ssrc is not None and self.rtx_payload_type is not None:
+            self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            out = rtp.wrap_rtx(bytes(buf), self.rtx_payload_type, self.rtx_ssrc, self.rtx_seq)
+        else:
+            out = bytes(buf)
+        self.counters.nack_answered += 1
+        self.sink.send_rtp(out)
+
+    def send_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        """Translate the publisher's SR onto this consumer's timestamp line (RFC 3550 §6.4.1)."""
+        if not self.active or self.packets_sent == 0:
+            return
+        self.sink.send_rtcp(
+            rtcp.build_sr(
+                self.ssrc,
+                ntp_timestamp,
+                (rtp_timestamp + self.ts_offset) & 0xFFFFFFFF,
+                self.packets_sent & 0xFFFFFFFF,
+                self.octets_sent & 0xFFFFFFFF,
+            )
+        )
+
+    # ------------------------------------------------------------ control path
+
+    def activate(self, ext_table: bytes | None, tcc_id: int, use_rtx: bool) -> None:
+        """The subscriber accepted this m-line: start forwarding, from a keyframe for video."""
+        self.ext_table = ext_table
+        self.tcc_id = tcc_id
+        self.use_rtx = use_rtx
+        if not self.active:
+            self.active = True
+            self.resync()
+
+    def resync(self) -> None:
+        """Start again from the next keyframe (video) or packet (audio), without a seq gap."""
+        if self.kind == "video":
+            if not self.need_keyframe:
+                self.need_keyframe = True
+                self.producer.keyframe_waiters += 1
+            self.producer.request_keyframe()
+        else:
+            self.need_keyframe = True
+            self.producer.keyframe_waiters += 1
+
+    def set_paused(self, paused: bool) -> None:
+        if self.paused and not paused:
+            self.resync()
+        self.paused = paused
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.need_keyframe:
+            self.producer.keyframe_waiters -= 1
+            self.need_keyframe = False
+        self.active = False
+        self.producer.remove_consumer(self)

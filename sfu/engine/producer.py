@@ -1,0 +1,245 @@
+"""A producer: one incoming stream of a publisher, fanned out to its consumers.
+
+`on_rtp` runs on the hot path, synchronously from the socket: no await, no logging, no
+allocation beyond what forwarding needs. Upward news leaves through `RtcpSink` (the
+publisher's transport) and plain-int counters.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from sfu.engine.keyframes import KeyframeRequester
+from sfu.engine.nack_cache import PacketCache
+from sfu.engine.reception import ReceptionStats
+from sfu.engine.stats import Counters
+from sfu.wire import codecs, rtcp, rtp
+
+if TYPE_CHECKING:
+    from sfu.engine.consumer import Consumer
+
+_SEQ_TS = struct.Struct("!HI")
+
+# Gaps larger than this are treated as a stream restart, not as loss worth a NACK.
+MAX_NACK_GAP = 64
+
+
+class RtcpSink(Protocol):
+    """What a producer needs from the transport it arrives on."""
+
+    rtcp_ssrc: int
+
+    def send_rtcp(self, packet: bytes) -> None: ...
+
+
+class ProducerParams:
+    """What the publish negotiation decided about one incoming stream."""
+
+    __slots__ = (
+        "producer_id",
+        "kind",
+        "source",
+        "mid",
+        "codec_name",
+        "clock_rate",
+        "channels",
+        "fmtp",
+        "payload_type",
+        "rtx_payload_type",
+        "ssrc",
+        "rtx_ssrc",
+        "cname",
+        "extmap",
+    )
+
+    def __init__(
+        self,
+        producer_id: str,
+        kind: str,
+        source: str,
+        mid: str,
+        codec_name: str,
+        clock_rate: int,
+        payload_type: int,
+        ssrc: int | None,
+        extmap: dict[str, int],
+        channels: int | None = None,
+        fmtp: str = "",
+        rtx_payload_type: int | None = None,
+        rtx_ssrc: int | None = None,
+        cname: str | None = None,
+    ) -> None:
+        self.producer_id = producer_id
+        self.kind = kind
+        self.source = source
+        self.mid = mid
+        self.codec_name = codec_name
+        self.clock_rate = clock_rate
+        self.channels = channels
+        self.fmtp = fmtp
+        self.payload_type = payload_type
+        self.rtx_payload_type = rtx_payload_type
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        self.cname = cname
+        self.extmap = extmap
+
+
+class Producer:
+    __slots__ = (
+        "params",
+        "id",
+        "is_video",
+        "payload_type",
+        "ssrc",
+        "rtx_ssrc",
+        "sink",
+        "consumers",
+        "cache",
+        "reception",
+        "keyframe_waiters",
+        "keyframes",
+        "paused",
+        "closed",
+        "counters",
+        "clock",
+        "stream_id",
+        "_codec",
+    )
+
+    def __init__(
+        self,
+        params: ProducerParams,
+        sink: RtcpSink,
+        counters: Counters,
+        clock: Callable[[], float],
+        stream_id: str,
+        cache_size: int = 1024,
+        pli_min_interval: float = 0.5,
+    ) -> None:
+        self.params = params
+        self.id = params.producer_id
+        self.is_video = params.kind == "video"
+        self.payload_type = params.payload_type
+        self.ssrc = params.ssrc
+        self.rtx_ssrc = params.rtx_ssrc
+        self.sink = sink
+        self.consumers: list[Consumer] = []
+        self.cache = PacketCache(cache_size)
+        self.reception = ReceptionStats()
+        self.keyframe_waiters = 0
+        self.keyframes = KeyframeRequester(pli_min_interval)
+        self.paused = False
+        self.closed = False
+        self.counters = counters
+        self.clock = clock
+        self.stream_id = stream_id
+        self._codec = params.codec_name.lower()
+
+    # ------------------------------------------------------------------ hot path
+
+    def on_rtp(self, packet: bytes, ssrc: int) -> None:
+        if ssrc != self.ssrc:
+            self._on_rtx(packet)
+            return
+        if packet[1] & 0x7F != self.payload_type:
+            self.counters.drop("unexpected_payload_type")
+            return
+        seq, ts = _SEQ_TS.unpack_from(packet, 2)
+        skipped = self.reception.update(seq)
+        if skipped and skipped <= MAX_NACK_GAP:
+            self._nack_gap(seq, skipped)
+        self.cache.put(seq, packet)
+        if self.paused or not self.consumers:
+            return
+        keyframe = True
+        if self.is_video:
+            keyframe = False
+            if self.keyframe_waiters:
+                keyframe = codecs.is_keyframe(self._codec, packet, rtp.payload_offset(packet))
+                if keyframe:
+                    self.keyframes.satisfied()
+                    self.counters.keyframes_forwarded += 1
+        for consumer in self.consumers:
+            consumer.forward(packet, seq, ts, keyframe)
+
+    def _on_rtx(self, packet: bytes) -> None:
+        """RFC 4588: restore the original packet; padding-only RTX is bandwidth probing."""
+        if self.rtx_ssrc is None or self.ssrc is None:
+            self.counters.drop("unknown_ssrc")
+            return
+        if len(packet) - rtp.payload_offset(packet) < 2 or packet[0] & 0x20 and _padding_only(packet):
+            self.counters.padding_received += 1
+            return
+        self.counters.rtx_received += 1
+        original = rtp.unwrap_rtx(packet, self.payload_type, self.ssrc)
+        seq = _SEQ_TS.unpack_from(original, 2)[0]
+        if self.cache.get(seq) is not None:
+            return  # already have it
+        self.on_rtp(original, self.ssrc)
+
+    def _nack_gap(self, seq: int, skipped: int) -> None:
+        lost = [(seq - i) & 0xFFFF for i in range(skipped, 0, -1)]
+        self.sink.send_rtcp(rtcp.build_nack(self.sink.rtcp_ssrc, self.ssrc or 0, lost))
+
+    # ------------------------------------------------------------ control path
+
+    def request_keyframe(self) -> None:
+        if not self.is_video or self.ssrc is None or self.closed:
+            return
+        if self.keyframes.request(self.clock()):
+            self._send_pli()
+
+    def poll_keyframe_request(self) -> None:
+        if self.ssrc is not None and self.keyframes.poll(self.clock()):
+            self._send_pli()
+
+    def _send_pli(self) -> None:
+        self.counters.pli_sent += 1
+        self.sink.send_rtcp(rtcp.build_pli(self.sink.rtcp_ssrc, self.ssrc or 0))
+
+    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        self.reception.last_sr_ntp_middle = rtcp.ntp_middle32(ntp_timestamp)
+        self.reception.last_sr_arrival = self.clock()
+        for consumer in self.consumers:
+            consumer.send_sender_report(ntp_timestamp, rtp_timestamp)
+
+    def report_block(self) -> rtcp.ReportBlock | None:
+        if not self.reception.started or self.ssrc is None:
+            return None
+        fraction, lost, highest, lsr, dlsr = self.reception.report_values(self.clock())
+        return rtcp.ReportBlock(
+            ssrc=self.ssrc,
+            fraction_lost=fraction,
+            cumulative_lost=lost,
+            highest_sequence=highest,
+            jitter=0,
+            lsr=lsr,
+            dlsr=dlsr,
+        )
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers.append(consumer)
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+    def set_paused(self, paused: bool) -> None:
+        if self.paused and not paused:
+            for consumer in self.consumers:
+                consumer.resync()
+        self.paused = paused
+
+    def close(self) -> None:
+        self.closed = True
+        for consumer in list(self.consumers):
+            consumer.close()
+        self.consumers.clear()
+        self.cache.clear()
+
+
+def _padding_only(packet: bytes) -> bool:
+    offset = rtp.payload_offset(packet)
+    return len(packet) - offset <= packet[-1]

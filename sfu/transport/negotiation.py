@@ -1,0 +1,137 @@
+"""Glue between SDP offer/answer (sfu.wire.sdp) and the engine's producers and consumers.
+
+Publish: the client offers, we answer recvonly and get one producer per sending m-line.
+Subscribe: we offer one sendonly m-line per consumer (closed ones stay, inactive: mids
+are never reused), the client answers, and accepted consumers start forwarding.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sfu.engine.consumer import Consumer, extension_table
+from sfu.engine.producer import Producer, ProducerParams
+from sfu.transport.webrtc import WebRtcTransport
+from sfu.wire import rtp, sdp
+
+
+def local_description(
+    transport: WebRtcTransport, fingerprint: tuple[str, str], announced_ips: list[str], port: int
+) -> sdp.LocalTransport:
+    return sdp.LocalTransport(
+        ice_ufrag=transport.ice_ufrag,
+        ice_pwd=transport.ice_pwd,
+        fingerprints=[sdp.Fingerprint(algorithm=fingerprint[0], value=fingerprint[1])],
+        candidates=[(ip, port) for ip in announced_ips],
+    )
+
+
+def _apply_remote(transport: WebRtcTransport, remote: sdp.RemoteTransport) -> None:
+    transport.set_remote(
+        remote.ice_ufrag,
+        [(f.algorithm, f.value) for f in remote.fingerprints],
+        remote.dtls_role,
+    )
+
+
+def apply_publish_offer(
+    transport: WebRtcTransport,
+    offer_text: str,
+    sources: dict[str, str],
+    local: sdp.LocalTransport,
+    policy: sdp.CodecPolicy,
+    make_producer: Callable[[ProducerParams], Producer],
+) -> tuple[str, list[Producer], list[Producer]]:
+    """Returns (answer SDP, new producers, producers whose m-line went away)."""
+    offer = sdp.parse(offer_text)
+    answer, tracks, remote = sdp.answer_publish(offer, local, policy)
+    _apply_remote(transport, remote)
+    created: list[Producer] = []
+    closed: list[Producer] = []
+    for track in tracks:
+        existing = transport.producers_by_mid.get(track.mid)
+        if existing is not None and (not track.active or existing.ssrc not in (None, track.ssrc)):
+            closed.append(existing)
+            existing = None
+        if track.active and existing is None:
+            if track.extmap.get(rtp.URI_MID):
+                transport.mid_ext_id = track.extmap[rtp.URI_MID]
+            created.append(make_producer(_producer_params(track, sources)))
+    return sdp.serialize(answer), created, closed
+
+
+def _producer_params(track: sdp.PublishedTrack, sources: dict[str, str]) -> ProducerParams:
+    default_source = "microphone" if track.kind == "audio" else "camera"
+    return ProducerParams(
+        producer_id="",
+        kind=track.kind,
+        source=sources.get(track.mid, default_source),
+        mid=track.mid,
+        codec_name=track.codec.name,
+        clock_rate=track.codec.clock_rate,
+        channels=track.codec.channels,
+        fmtp=track.codec.fmtp,
+        payload_type=track.codec.payload_type,
+        rtx_payload_type=track.codec.rtx_payload_type,
+        ssrc=track.ssrc,
+        rtx_ssrc=track.rtx_ssrc,
+        cname=track.cname,
+        extmap=dict(track.extmap),
+    )
+
+
+def subscriber_codec(policy: sdp.CodecPolicy, params: ProducerParams) -> sdp.Codec:
+    """Our payload types for the producer's codec, with the publisher's fmtp (profile etc.)."""
+    candidates = policy.audio if params.kind == "audio" else policy.video
+    for codec in candidates:
+        if codec.name.lower() == params.codec_name.lower():
+            return sdp.Codec(
+                payload_type=codec.payload_type,
+                name=codec.name,
+                clock_rate=codec.clock_rate,
+                channels=codec.channels,
+                fmtp=params.fmtp or codec.fmtp,
+                rtcp_fb=codec.rtcp_fb,
+                rtx_payload_type=codec.rtx_payload_type if params.kind == "video" else None,
+            )
+    raise ValueError(f"no subscriber codec for {params.codec_name}")
+
+
+def create_subscribe_offer(
+    transport: WebRtcTransport, local: sdp.LocalTransport, policy: sdp.CodecPolicy
+) -> tuple[str, list[Consumer]]:
+    tracks = []
+    for consumer in transport.consumer_slots:
+        producer = consumer.producer
+        tracks.append(
+            sdp.SubscribeTrack(
+                mid=consumer.mid,
+                kind=consumer.kind,
+                codec=subscriber_codec(policy, producer.params),
+                ssrc=consumer.ssrc,
+                rtx_ssrc=consumer.rtx_ssrc,
+                cname=producer.params.cname or producer.stream_id,
+                stream_id=producer.stream_id,
+                track_id=producer.id,
+                active=not consumer.closed,
+            )
+        )
+    transport.session_version += 1
+    offer = sdp.offer_subscribe(local, tracks, policy, transport.rtcp_ssrc, transport.session_version)
+    transport.pending_offer = offer
+    return sdp.serialize(offer), list(transport.consumer_slots)
+
+
+def apply_subscribe_answer(transport: WebRtcTransport, answer_text: str) -> None:
+    offer = transport.pending_offer
+    if offer is None:
+        raise ValueError("no subscribe offer is pending for this transport")
+    result = sdp.read_subscribe_answer(sdp.parse(answer_text), offer)  # type: ignore[arg-type]
+    _apply_remote(transport, result.remote)
+    transport.pending_offer = None
+    tcc_id = result.extmap.get(rtp.URI_TRANSPORT_CC, 0)
+    for consumer in transport.consumer_slots:
+        if consumer.closed or not result.accepted.get(consumer.mid, False):
+            continue
+        table = extension_table(consumer.producer.params.extmap, result.extmap)
+        consumer.activate(table, tcc_id, result.rtx.get(consumer.mid, False))

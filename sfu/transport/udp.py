@@ -1,0 +1,99 @@
+"""The worker's one UDP socket: every peer's STUN, DTLS and SRTP arrive here.
+
+Demultiplexing follows RFC 7983 §7 on the first byte: 0–3 STUN, 20–63 DTLS, 128–191
+RTP/RTCP. STUN is routed by ICE ufrag (the peer may not have an address yet); DTLS and
+SRTP by the remote address an ICE check selected. Anything else, and anything that
+fails to parse, is counted by reason and dropped: bad input never reaches a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING
+
+from sfu.engine.stats import Counters
+from sfu.transport.ice import IceLiteServer
+
+if TYPE_CHECKING:
+    from sfu.transport.webrtc import WebRtcTransport
+
+Address = tuple[str, int]
+
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+class MediaSocket(asyncio.DatagramProtocol):
+    def __init__(self, counters: Counters, max_datagram: int = 1500) -> None:
+        self.counters = counters
+        self.max_datagram = max_datagram
+        self.peers: dict[Address, WebRtcTransport] = {}
+        self.ice = IceLiteServer(counters, self.sendto)
+        self.udp: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.udp = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+                except OSError:
+                    pass
+
+    @property
+    def port(self) -> int:
+        assert self.udp is not None
+        return self.udp.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        counters = self.counters
+        counters.packets_received += 1
+        counters.bytes_received += len(data)
+        if len(data) > self.max_datagram:
+            counters.drop("oversized")
+            return
+        try:
+            first = data[0] if data else 255
+            if 127 < first < 192:
+                peer = self.peers.get(addr)
+                if peer is None or len(data) < 12:
+                    counters.drop("unknown_peer" if peer is None else "malformed_rtp")
+                    return
+                peer.on_srtp(data)
+            elif first < 4:
+                self.ice.handle(data, addr)
+            elif 19 < first < 64:
+                peer = self.peers.get(addr)
+                if peer is None:
+                    counters.drop("unknown_peer")
+                    return
+                peer.on_dtls(data)
+            else:
+                counters.drop("unknown_packet")
+        except ValueError:
+            counters.drop("malformed_rtp")
+        except Exception:  # never let one datagram take the worker down
+            counters.drop("internal_error")
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (peer gone) arrive here on Linux; nothing to do per packet.
+        pass
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        udp = self.udp
+        if udp is None:
+            return
+        self.counters.packets_sent += 1
+        self.counters.bytes_sent += len(data)
+        udp.sendto(data, addr)
+
+    def bind_peer(self, peer: WebRtcTransport, old: Address | None, new: Address) -> None:
+        if old is not None and self.peers.get(old) is peer:
+            del self.peers[old]
+        self.peers[new] = peer
+
+    def unbind_peer(self, peer: WebRtcTransport) -> None:
+        self.ice.unregister(peer)
+        if peer.addr is not None and self.peers.get(peer.addr) is peer:
+            del self.peers[peer.addr]

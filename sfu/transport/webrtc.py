@@ -1,0 +1,307 @@
+"""One participant's ICE-lite + DTLS-SRTP path through the worker's shared UDP socket.
+
+`on_srtp` is the hot path: SRTP unprotect, four bytes of header read with `struct`, then
+straight into the producer, whose consumers protect and `sendto` on their own transports,
+all synchronously. RTCP (feedback, reports) is parsed into objects: it is rare.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import struct
+from typing import TYPE_CHECKING, Callable
+
+import pylibsrtp
+
+from sfu.engine.consumer import Consumer
+from sfu.engine.producer import Producer
+from sfu.engine.stats import Counters
+from sfu.transport.dtls import DtlsSession
+from sfu.wire import rtcp, rtp
+
+if TYPE_CHECKING:
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    from sfu.transport.udp import MediaSocket
+
+log = logging.getLogger(__name__)
+
+_SSRC = struct.Struct("!I")
+Address = tuple[str, int]
+
+_ICE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _ice_string(length: int) -> str:
+    return "".join(secrets.choice(_ICE_CHARS) for _ in range(length))
+
+
+class WebRtcTransport:
+    __slots__ = (
+        "id",
+        "router_id",
+        "direction",
+        "ice_ufrag",
+        "ice_pwd",
+        "ice_pwd_bytes",
+        "remote_ice_ufrag",
+        "addr",
+        "rx",
+        "tx",
+        "rtcp_ssrc",
+        "producers_by_ssrc",
+        "producers_by_mid",
+        "consumers_by_ssrc",
+        "consumer_slots",
+        "next_mid",
+        "session_version",
+        "pending_offer",
+        "tcc_seq",
+        "remote_fingerprints",
+        "dtls_role",
+        "dtls",
+        "socket",
+        "counters",
+        "on_state",
+        "mid_ext_id",
+        "closed",
+        "connected",
+        "cname",
+    )
+
+    def __init__(
+        self,
+        transport_id: str,
+        router_id: str,
+        direction: str,
+        socket: MediaSocket,
+        certificate: RTCCertificate,
+        counters: Counters,
+        on_state: Callable[[WebRtcTransport, str], None],
+    ) -> None:
+        self.id = transport_id
+        self.router_id = router_id
+        self.direction = direction
+        self.ice_ufrag = _ice_string(8)
+        self.ice_pwd = _ice_string(24)
+        self.ice_pwd_bytes = self.ice_pwd.encode()
+        self.remote_ice_ufrag: str | None = None
+        self.addr: Address | None = None
+        self.rx: pylibsrtp.Session | None = None
+        self.tx: pylibsrtp.Session | None = None
+        self.rtcp_ssrc = random.getrandbits(32) or 1
+        self.producers_by_ssrc: dict[int, Producer] = {}
+        self.producers_by_mid: dict[str, Producer] = {}
+        self.consumers_by_ssrc: dict[int, Consumer] = {}
+        self.consumer_slots: list[Consumer] = []  # m-line order of the subscribe offer
+        self.next_mid = 0
+        self.session_version = 0
+        self.pending_offer: object | None = None
+        self.tcc_seq = random.getrandbits(16)
+        self.remote_fingerprints: list[tuple[str, str]] = []
+        self.dtls_role: str | None = None
+        self.socket = socket
+        self.counters = counters
+        self.on_state = on_state
+        self.mid_ext_id = 0
+        self.closed = False
+        self.connected = False
+        self.cname = _ice_string(16)
+        self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
+
+    # ------------------------------------------------------------------ ICE / DTLS
+
+    def on_ice_check(self, addr: Address, use_candidate: bool) -> None:
+        if self.closed:
+            return
+        if self.addr != addr and (self.addr is None or use_candidate):
+            self.socket.bind_peer(self, self.addr, addr)
+            self.addr = addr
+        self._maybe_start_dtls()
+
+    def set_remote(self, ice_ufrag: str, fingerprints: list[tuple[str, str]], dtls_role: str) -> None:
+        if self.remote_ice_ufrag is not None and ice_ufrag != self.remote_ice_ufrag:
+            raise ValueError("ICE restart is not supported (remote ufrag changed)")
+        self.remote_ice_ufrag = ice_ufrag
+        if not self.remote_fingerprints:
+            self.remote_fingerprints = fingerprints
+            self.dtls_role = dtls_role
+        self._maybe_start_dtls()
+
+    def _maybe_start_dtls(self) -> None:
+        # The client role must know where to send its ClientHello; the server role could
+        # start earlier, but records that arrive first simply wait in the shim's queue.
+        if self.dtls.started or not self.remote_fingerprints or self.addr is None:
+            return
+        self.dtls.start(self.dtls_role or "server", self.remote_fingerprints)
+
+    def on_dtls(self, data: bytes) -> None:
+        if not self.dtls.feed(data):
+            self.counters.drop("dtls_error")
+
+    def _send_dtls(self, data: bytes) -> None:
+        if self.addr is not None and not self.closed:
+            self.socket.sendto(data, self.addr)
+
+    def _on_dtls_connected(self, rx: object, tx: object) -> None:
+        self.rx = rx  # type: ignore[assignment]
+        self.tx = tx  # type: ignore[assignment]
+        self.connected = True
+        self.on_state(self, "connected")
+        for consumer in self.consumer_slots:
+            if consumer.active:
+                consumer.resync()
+
+    def _on_dtls_down(self, state: str) -> None:
+        self.rx = self.tx = None
+        self.connected = False
+        if not self.closed:
+            self.on_state(self, state)
+
+    # ------------------------------------------------------------------ hot path
+
+    def on_srtp(self, data: bytes) -> None:
+        rx = self.rx
+        if rx is None:
+            self.counters.drop("not_connected")
+            return
+        if 191 < data[1] < 224:  # RFC 5761 §4: RTCP packet types 192..223
+            try:
+                plain = rx.unprotect_rtcp(data)
+            except (pylibsrtp.Error, ValueError):
+                self.counters.drop("srtp_error")
+                return
+            self.on_rtcp(plain)
+            return
+        try:
+            plain = rx.unprotect(data)
+        except (pylibsrtp.Error, ValueError):
+            self.counters.drop("srtp_error")
+            return
+        if len(plain) < 12:
+            self.counters.drop("malformed_rtp")
+            return
+        ssrc = _SSRC.unpack_from(plain, 8)[0]
+        producer = self.producers_by_ssrc.get(ssrc)
+        if producer is None:
+            producer = self._learn_ssrc(plain, ssrc)
+            if producer is None:
+                self.counters.drop("unknown_ssrc")
+                return
+        producer.on_rtp(plain, ssrc)
+
+    def send_rtp(self, packet: bytes) -> None:
+        tx = self.tx
+        if tx is None or self.addr is None:
+            return
+        self.socket.sendto(tx.protect(packet), self.addr)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        tx = self.tx
+        if tx is None or self.addr is None:
+            return
+        self.counters.rtcp_sent += 1
+        self.socket.sendto(tx.protect_rtcp(packet), self.addr)
+
+    def next_transport_sequence(self) -> int:
+        self.tcc_seq = (self.tcc_seq + 1) & 0xFFFF
+        return self.tcc_seq
+
+    def _learn_ssrc(self, packet: bytes, ssrc: int) -> Producer | None:
+        """A stream signaled without a=ssrc (rid simulcast, some clients): bind it by its mid."""
+        if not self.mid_ext_id or not packet[0] & 0x10:
+            return None
+        where = rtp.find_extension(packet, self.mid_ext_id)
+        if where is None:
+            return None
+        mid = packet[where[0] : where[0] + where[1]].decode("ascii", "replace")
+        producer = self.producers_by_mid.get(mid)
+        if producer is None or producer.ssrc is not None:
+            return None
+        producer.ssrc = ssrc
+        producer.params.ssrc = ssrc
+        self.producers_by_ssrc[ssrc] = producer
+        return producer
+
+    # ------------------------------------------------------------------ RTCP
+
+    def on_rtcp(self, plain: bytes) -> None:
+        self.counters.rtcp_received += 1
+        try:
+            packets = rtcp.parse_compound(plain)
+        except ValueError:
+            self.counters.drop("malformed_rtcp")
+            return
+        for packet in packets:
+            if isinstance(packet, rtcp.SenderReport):
+                producer = self.producers_by_ssrc.get(packet.ssrc)
+                if producer is not None:
+                    producer.on_sender_report(packet.ntp_timestamp, packet.rtp_timestamp)
+            elif isinstance(packet, rtcp.Nack):
+                consumer = self.consumers_by_ssrc.get(packet.media_ssrc)
+                if consumer is not None:
+                    for seq in packet.lost:
+                        consumer.retransmit(seq)
+            elif isinstance(packet, (rtcp.Pli, rtcp.Fir)):
+                self._on_keyframe_request(packet)
+
+    def _on_keyframe_request(self, packet: rtcp.Pli | rtcp.Fir) -> None:
+        if isinstance(packet, rtcp.Pli):
+            self.counters.pli_received += 1
+            ssrcs = [packet.media_ssrc]
+        else:
+            self.counters.fir_received += 1
+            ssrcs = [ssrc for ssrc, _ in packet.entries]
+        for ssrc in ssrcs:
+            consumer = self.consumers_by_ssrc.get(ssrc)
+            if consumer is not None:
+                consumer.producer.request_keyframe()
+
+    def send_receiver_reports(self) -> None:
+        """Periodic RR (+SDES) toward the publisher for every stream it sends (RFC 3550 §6.4.2)."""
+        if self.tx is None:
+            return
+        blocks = [b for b in (p.report_block() for p in self.producers_by_mid.values()) if b is not None]
+        for start in range(0, max(len(blocks), 1), 31):
+            packet = rtcp.build_rr(self.rtcp_ssrc, blocks[start : start + 31])
+            self.send_rtcp(packet + rtcp.build_sdes(self.rtcp_ssrc, self.cname))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def add_producer(self, producer: Producer) -> None:
+        self.producers_by_mid[producer.params.mid] = producer
+        for ssrc in (producer.ssrc, producer.rtx_ssrc):
+            if ssrc is not None:
+                self.producers_by_ssrc[ssrc] = producer
+
+    def remove_producer(self, producer: Producer) -> None:
+        if self.producers_by_mid.get(producer.params.mid) is producer:
+            del self.producers_by_mid[producer.params.mid]
+        for ssrc in (producer.ssrc, producer.rtx_ssrc):
+            if ssrc is not None and self.producers_by_ssrc.get(ssrc) is producer:
+                del self.producers_by_ssrc[ssrc]
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumer_slots.append(consumer)
+        for ssrc in (consumer.ssrc, consumer.rtx_ssrc):
+            if ssrc is not None:
+                self.consumers_by_ssrc[ssrc] = consumer
+
+    def allocate_mid(self) -> str:
+        mid = str(self.next_mid)
+        self.next_mid += 1
+        return mid
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for producer in list(self.producers_by_mid.values()):
+            producer.close()
+        for consumer in self.consumer_slots:
+            consumer.close()
+        self.socket.unbind_peer(self)
+        await self.dtls.close()
+        self.rx = self.tx = None

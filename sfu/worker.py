@@ -1,0 +1,393 @@
+"""An SFU worker process: one uvloop, one UDP socket, many meetings' routers.
+
+Started by control as `python -m sfu.worker --index I --channel-fd FD --config-json JSON`.
+It binds its socket, announces WORKER_READY on the channel, then answers requests until
+the channel closes or SIGTERM arrives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import uvloop
+from aiortc.rtcdtlstransport import RTCCertificate
+
+from config.schema import MediaConfig, SfuConfig
+from sfu import api
+from sfu.channel import ChannelServer, RequestFailed
+from sfu.engine.consumer import Consumer
+from sfu.engine.producer import Producer, ProducerParams
+from sfu.engine.router import Router
+from sfu.engine.stats import Counters
+from sfu.transport import negotiation
+from sfu.transport.dtls import certificate_fingerprint
+from sfu.transport.udp import MediaSocket
+from sfu.transport.webrtc import WebRtcTransport
+from sfu.wire import sdp
+
+log = logging.getLogger("sfu.worker")
+
+KEYFRAME_POLL_S = 0.1
+LAG_PROBE_S = 0.25
+
+
+def codec_policy(media: MediaConfig) -> sdp.CodecPolicy:
+    policy = sdp.default_codec_policy()
+    wanted = [name.lower() for name in media.video_codecs]
+    policy.video = sorted(
+        (c for c in policy.video if c.name.lower() in wanted), key=lambda c: wanted.index(c.name.lower())
+    )
+    audio = [name.lower() for name in media.audio_codecs]
+    policy.audio = [c for c in policy.audio if c.name.lower() in audio]
+    policy.accept_simulcast = media.accept_simulcast
+    return policy
+
+
+class Worker:
+    def __init__(self, index: int, sfu_config: SfuConfig, media_config: MediaConfig, announced_ips: list[str]) -> None:
+        self.index = index
+        self.config = sfu_config
+        self.policy = codec_policy(media_config)
+        self.announced_ips = announced_ips
+        self.counters = Counters()
+        self.socket = MediaSocket(self.counters, sfu_config.max_datagram)
+        self.certificate = RTCCertificate.generateCertificate()
+        self.fingerprint = certificate_fingerprint(self.certificate)
+        self.routers: dict[str, Router] = {}
+        self.transports: dict[str, WebRtcTransport] = {}
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self.channel: ChannelServer | None = None
+        self.loop_lag = 0.0
+        self._timers: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    # ----------------------------------------------------------------- startup
+
+    async def bind(self, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(
+            lambda: self.socket, local_addr=(self.config.listen_ip, port), family=socket.AF_INET
+        )
+        self.port = self.socket.port
+        self._timers = [
+            asyncio.ensure_future(self._every(self.config.rtcp_interval_s, self._send_reports)),
+            asyncio.ensure_future(self._every(KEYFRAME_POLL_S, self._poll_keyframes)),
+            asyncio.ensure_future(self._measure_lag()),
+        ]
+
+    async def _every(self, interval: float, action: Any) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                action()
+            except Exception:
+                log.exception("periodic task failed")
+
+    async def _measure_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            self.loop_lag = max(0.0, loop.time() - start - LAG_PROBE_S)
+
+    def _send_reports(self) -> None:
+        for transport in self.transports.values():
+            if transport.direction == "publish" and transport.producers_by_mid:
+                transport.send_receiver_reports()
+
+    def _poll_keyframes(self) -> None:
+        for producer in self.producers.values():
+            if producer.keyframe_waiters:
+                producer.poll_keyframe_request()
+
+    # ----------------------------------------------------------------- requests
+
+    async def handle(self, request: api.Message) -> api.Message:
+        handler = getattr(self, "_on_" + request.NAME.lower(), None)
+        if handler is None:
+            raise RequestFailed("unsupported", f"{request.NAME} is not a request")
+        try:
+            return await handler(request)
+        except ValueError as exc:  # bad SDP and the like: the client's fault, not ours
+            raise RequestFailed("invalid", str(exc)) from None
+
+    async def _on_worker_get_stats(self, _: api.WorkerGetStats) -> api.Message:
+        counters, dropped = self.counters.snapshot()
+        gauges = {
+            "routers": float(len(self.routers)),
+            "transports": float(len(self.transports)),
+            "producers": float(len(self.producers)),
+            "consumers": float(len(self.consumers)),
+            "loop_lag_seconds": self.loop_lag,
+        }
+        return api.WorkerStats(counters=counters, dropped=dropped, gauges=gauges)
+
+    async def _on_router_create(self, request: api.RouterCreate) -> api.Message:
+        if request.router_id not in self.routers:
+            self.routers[request.router_id] = Router(request.router_id)
+        return api.Empty()
+
+    async def _on_router_close(self, request: api.RouterClose) -> api.Message:
+        router = self.routers.pop(request.router_id, None)
+        if router is not None:
+            for transport_id in list(router.transport_ids):
+                await self._close_transport(transport_id)
+        return api.Empty()
+
+    async def _on_transport_create(self, request: api.TransportCreate) -> api.Message:
+        router = self._router(request.router_id)
+        if request.direction not in ("publish", "subscribe"):
+            raise RequestFailed("invalid", "direction must be publish or subscribe")
+        if request.transport_id in self.transports:
+            raise RequestFailed("exists", f"transport {request.transport_id} exists")
+        transport = WebRtcTransport(
+            request.transport_id,
+            router.id,
+            request.direction,
+            self.socket,
+            self.certificate,
+            self.counters,
+            self._on_transport_state,
+        )
+        self.transports[transport.id] = transport
+        router.transport_ids.add(transport.id)
+        self.socket.ice.register(transport)
+        return api.Empty()
+
+    async def _on_transport_close(self, request: api.TransportClose) -> api.Message:
+        await self._close_transport(request.transport_id)
+        return api.Empty()
+
+    async def _on_publish_offer(self, request: api.PublishOffer) -> api.Message:
+        transport = self._transport(request.transport_id, "publish")
+        router = self._router(transport.router_id)
+
+        def make_producer(params: ProducerParams) -> Producer:
+            params.producer_id = secrets.token_hex(8)
+            producer = Producer(
+                params,
+                transport,
+                self.counters,
+                time.monotonic,
+                stream_id=transport.id,
+                cache_size=self.config.nack_cache_packets,
+                pli_min_interval=self.config.pli_min_interval_s,
+            )
+            return producer
+
+        answer, created, closed = negotiation.apply_publish_offer(
+            transport, request.sdp, request.sources, self._local(transport), self.policy, make_producer
+        )
+        for producer in closed:
+            self._close_producer(producer)
+        for producer in created:
+            transport.add_producer(producer)
+            router.add_producer(producer)
+            self.producers[producer.id] = producer
+        return api.PublishAnswer(
+            sdp=answer,
+            producers=[
+                api.ProducerInfo(p.id, p.params.mid, p.params.kind, p.params.source, p.params.codec_name)
+                for p in created
+            ],
+            closed_producer_ids=[p.id for p in closed],
+        )
+
+    async def _on_producer_close(self, request: api.ProducerClose) -> api.Message:
+        producer = self.producers.get(request.producer_id)
+        if producer is not None:
+            self._close_producer(producer)
+        return api.Empty()
+
+    async def _on_producer_pause(self, request: api.ProducerPause) -> api.Message:
+        self._producer(request.producer_id).set_paused(request.paused)
+        return api.Empty()
+
+    async def _on_consumer_create(self, request: api.ConsumerCreate) -> api.Message:
+        transport = self._transport(request.transport_id, "subscribe")
+        producer = self._producer(request.producer_id)
+        if producer.id not in self._router(transport.router_id).producers:
+            raise RequestFailed("invalid", "producer and transport are in different meetings")
+        if request.consumer_id in self.consumers:
+            raise RequestFailed("exists", f"consumer {request.consumer_id} exists")
+        codec = negotiation.subscriber_codec(self.policy, producer.params)
+        is_video = producer.params.kind == "video"
+        consumer = Consumer(
+            request.consumer_id,
+            producer,
+            transport,
+            transport.allocate_mid(),
+            ssrc=_random_ssrc(),
+            payload_type=codec.payload_type,
+            counters=self.counters,
+            rtx_ssrc=_random_ssrc() if is_video and codec.rtx_payload_type else None,
+            rtx_payload_type=codec.rtx_payload_type if is_video else None,
+        )
+        producer.add_consumer(consumer)
+        transport.add_consumer(consumer)
+        self.consumers[consumer.id] = consumer
+        return api.Empty()
+
+    async def _on_consumer_close(self, request: api.ConsumerClose) -> api.Message:
+        consumer = self.consumers.pop(request.consumer_id, None)
+        if consumer is not None:
+            consumer.close()
+        return api.Empty()
+
+    async def _on_subscribe_offer_create(self, request: api.SubscribeOfferCreate) -> api.Message:
+        transport = self._transport(request.transport_id, "subscribe")
+        if not transport.consumer_slots:
+            raise RequestFailed("invalid", "nothing to offer: the transport has no consumers")
+        text, consumers = negotiation.create_subscribe_offer(transport, self._local(transport), self.policy)
+        return api.SubscribeOffer(
+            sdp=text,
+            consumers=[
+                api.ConsumerInfo(c.id, c.producer.id, c.mid, c.kind, not c.closed) for c in consumers
+            ],
+        )
+
+    async def _on_subscribe_answer_set(self, request: api.SubscribeAnswerSet) -> api.Message:
+        transport = self._transport(request.transport_id, "subscribe")
+        negotiation.apply_subscribe_answer(transport, request.sdp)
+        return api.Empty()
+
+    # ----------------------------------------------------------------- helpers
+
+    def _local(self, transport: WebRtcTransport) -> sdp.LocalTransport:
+        return negotiation.local_description(transport, self.fingerprint, self.announced_ips, self.port)
+
+    def _router(self, router_id: str) -> Router:
+        router = self.routers.get(router_id)
+        if router is None:
+            raise RequestFailed("not_found", f"no router {router_id}")
+        return router
+
+    def _transport(self, transport_id: str, direction: str) -> WebRtcTransport:
+        transport = self.transports.get(transport_id)
+        if transport is None:
+            raise RequestFailed("not_found", f"no transport {transport_id}")
+        if transport.direction != direction:
+            raise RequestFailed("invalid", f"transport {transport_id} is a {transport.direction} transport")
+        return transport
+
+    def _producer(self, producer_id: str) -> Producer:
+        producer = self.producers.get(producer_id)
+        if producer is None:
+            raise RequestFailed("not_found", f"no producer {producer_id}")
+        return producer
+
+    def _close_producer(self, producer: Producer) -> None:
+        self.producers.pop(producer.id, None)
+        for consumer in list(producer.consumers):
+            self.consumers.pop(consumer.id, None)
+        producer.close()
+        transport = self.transports.get(producer.stream_id)
+        if transport is not None:
+            transport.remove_producer(producer)
+            router = self.routers.get(transport.router_id)
+            if router is not None:
+                router.remove_producer(producer.id)
+
+    async def _close_transport(self, transport_id: str) -> None:
+        transport = self.transports.get(transport_id)
+        if transport is None:
+            return
+        for producer in list(transport.producers_by_mid.values()):
+            self._close_producer(producer)
+        for consumer in transport.consumer_slots:
+            self.consumers.pop(consumer.id, None)
+        del self.transports[transport_id]
+        router = self.routers.get(transport.router_id)
+        if router is not None:
+            router.transport_ids.discard(transport_id)
+        await transport.close()
+
+    def _on_transport_state(self, transport: WebRtcTransport, state: str) -> None:
+        if self.channel is not None:
+            self.channel.notify(transport.id, api.TransportStateChanged(state=state))
+        if state in ("failed", "closed"):
+            for producer in list(transport.producers_by_mid.values()):
+                self._close_producer(producer)
+                if self.channel is not None:
+                    self.channel.notify(producer.id, api.ProducerClosed(reason=f"transport {state}"))
+
+    async def shutdown(self) -> None:
+        for task in self._timers:
+            task.cancel()
+        for transport_id in list(self.transports):
+            await self._close_transport(transport_id)
+        if self.socket.udp is not None:
+            self.socket.udp.close()
+
+
+def _random_ssrc() -> int:
+    return random.randint(1, 0xFFFFFFFF)
+
+
+def _resolve_announced(sfu_config: SfuConfig) -> list[str]:
+    if sfu_config.announced_ips:
+        return list(sfu_config.announced_ips)
+    return [sfu_config.listen_ip]
+
+
+async def run(index: int, channel_fd: int, sfu_config: SfuConfig, media_config: MediaConfig) -> None:
+    worker = Worker(index, sfu_config, media_config, _resolve_announced(sfu_config))
+    port = sfu_config.port_base + index if sfu_config.port_base else 0
+    await worker.bind(port)
+    sock = socket.socket(fileno=channel_fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    channel = ChannelServer(reader, writer, worker.handle)
+    worker.channel = channel
+    channel.notify(str(index), api.WorkerReady(port=worker.port, announced_ips=worker.announced_ips))
+    log.info("worker %d ready on udp %s:%d", index, sfu_config.listen_ip, worker.port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    serve = asyncio.ensure_future(channel.serve())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([serve, stopper], return_when=asyncio.FIRST_COMPLETED)
+    await worker.shutdown()
+    channel.close()
+    for task in (serve, stopper):
+        task.cancel()
+
+
+def _section(cls: type, data: dict[str, Any]) -> Any:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**fields)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sfu.worker", description="Conclave SFU worker (started by control)")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--config-json", required=True)
+    parser.add_argument("--log-level", default=os.environ.get("CONCLAVE_WORKER_LOG_LEVEL", "info"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format=f"%(asctime)s worker-{args.index} %(levelname)s %(name)s: %(message)s",
+    )
+    data = json.loads(args.config_json)
+    sfu_config = _section(SfuConfig, data.get("sfu", {}))
+    media_config = _section(MediaConfig, data.get("media", {}))
+    uvloop.run(run(args.index, args.channel_fd, sfu_config, media_config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
