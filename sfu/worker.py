@@ -39,6 +39,7 @@ from sfu.wire import sdp
 log = logging.getLogger("sfu.worker")
 
 KEYFRAME_POLL_S = 0.1
+TRANSPORT_FEEDBACK_S = 0.1
 LAG_PROBE_S = 0.25
 
 
@@ -84,6 +85,7 @@ class Worker:
         self._timers = [
             asyncio.ensure_future(self._every(self.config.rtcp_interval_s, self._send_reports)),
             asyncio.ensure_future(self._every(KEYFRAME_POLL_S, self._poll_keyframes)),
+            asyncio.ensure_future(self._every(TRANSPORT_FEEDBACK_S, self._send_transport_feedback)),
             asyncio.ensure_future(self._measure_lag()),
         ]
 
@@ -106,6 +108,11 @@ class Worker:
         for transport in self.transports.values():
             if transport.direction == "publish" and transport.producers_by_mid:
                 transport.send_receiver_reports()
+
+    def _send_transport_feedback(self) -> None:
+        for transport in self.transports.values():
+            if transport.tcc_ext_id:
+                transport.send_transport_feedback()
 
     def _poll_keyframes(self) -> None:
         for producer in self.producers.values():

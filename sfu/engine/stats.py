@@ -13,6 +13,7 @@ DROP_REASONS = (
     "stun_auth",
     "unknown_peer",
     "dtls_error",
+    "malformed_dtls",
     "not_connected",
     "srtp_error",
     "malformed_rtp",

@@ -56,6 +56,8 @@ def apply_publish_offer(
         if track.active and existing is None:
             if track.extmap.get(rtp.URI_MID):
                 transport.mid_ext_id = track.extmap[rtp.URI_MID]
+            if track.extmap.get(rtp.URI_TRANSPORT_CC):
+                transport.tcc_ext_id = track.extmap[rtp.URI_TRANSPORT_CC]
             created.append(make_producer(_producer_params(track, sources)))
     return sdp.serialize(answer), created, closed
 

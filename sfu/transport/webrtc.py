@@ -11,6 +11,7 @@ import logging
 import random
 import secrets
 import struct
+from time import monotonic_ns
 from typing import TYPE_CHECKING, Callable
 
 import pylibsrtp
@@ -18,7 +19,9 @@ import pylibsrtp
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
 from sfu.engine.stats import Counters
+from sfu.engine.twcc import TransportCcRecorder
 from sfu.transport.dtls import DtlsSession
+from sfu.wire import dtls as dtls_records
 from sfu.wire import rtcp, rtp
 
 if TYPE_CHECKING:
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SSRC = struct.Struct("!I")
+_U16 = struct.Struct("!H")
 Address = tuple[str, int]
 
 _ICE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -69,6 +73,8 @@ class WebRtcTransport:
         "closed",
         "connected",
         "cname",
+        "tcc_ext_id",
+        "tcc_recorder",
     )
 
     def __init__(
@@ -109,6 +115,8 @@ class WebRtcTransport:
         self.closed = False
         self.connected = False
         self.cname = _ice_string(16)
+        self.tcc_ext_id = 0  # publisher's transport-wide-cc extension id, once negotiated
+        self.tcc_recorder = TransportCcRecorder()
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
 
     # ------------------------------------------------------------------ ICE / DTLS
@@ -138,6 +146,9 @@ class WebRtcTransport:
         self.dtls.start(self.dtls_role or "server", self.remote_fingerprints)
 
     def on_dtls(self, data: bytes) -> None:
+        if not dtls_records.is_valid(data):
+            self.counters.drop("malformed_dtls")
+            return
         if not self.dtls.feed(data):
             self.counters.drop("dtls_error")
 
@@ -183,6 +194,10 @@ class WebRtcTransport:
         if len(plain) < 12:
             self.counters.drop("malformed_rtp")
             return
+        if self.tcc_ext_id and plain[0] & 0x10:
+            where = rtp.find_extension(plain, self.tcc_ext_id)
+            if where is not None and where[1] >= 2:
+                self.tcc_recorder.record(_U16.unpack_from(plain, where[0])[0], monotonic_ns() // 1000)
         ssrc = _SSRC.unpack_from(plain, 8)[0]
         producer = self.producers_by_ssrc.get(ssrc)
         if producer is None:
@@ -258,6 +273,14 @@ class WebRtcTransport:
             consumer = self.consumers_by_ssrc.get(ssrc)
             if consumer is not None:
                 consumer.producer.request_keyframe()
+
+    def send_transport_feedback(self) -> None:
+        if self.tx is None or not self.tcc_ext_id:
+            return
+        media_ssrc = next(iter(self.producers_by_ssrc), 0)
+        packet = self.tcc_recorder.take_feedback(self.rtcp_ssrc, media_ssrc)
+        if packet is not None:
+            self.send_rtcp(packet)
 
     def send_receiver_reports(self) -> None:
         """Periodic RR (+SDES) toward the publisher for every stream it sends (RFC 3550 §6.4.2)."""
