@@ -1,0 +1,410 @@
+"""Every Conclave setting: its default, its type and the values it accepts.
+
+Defaults live here, in code; config/default.yaml mirrors them for operators and a test
+keeps the two equal. Each section is a frozen dataclass that checks itself when it is
+built, so any Config that exists is valid whoever built it (the loader, a test, a bench
+script); the loader only finds the values and says where a bad one came from.
+
+Sections know nothing of each other: each component receives only its own section
+(`cfg.sfu`, `cfg.http`, ...), so a check never reaches across sections.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or invalid; the message names its full key path and the problem."""
+
+
+class BadValue(ValueError):
+    """A value that a Rule refuses.
+
+    `where` locates the bad part inside the value ("[1]" for the second item of a list), so
+    the caller can print `sfu.announced_ips[1]: ...` whatever the source of the value.
+    """
+
+    def __init__(self, problem: str, where: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.where = where
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How one setting is read and checked.
+
+    kind:   the Python type stored: int, float, str, bool, or tuple (a list of items).
+    expect: finishes "expected ..., got X" when a value is of the wrong type.
+    refine: given a value of the right kind, returns the value to store (possibly
+            normalized, e.g. "INFO" -> "info") or raises BadValue saying what is wrong.
+    item:   for a tuple, the rule each item obeys.
+    """
+
+    kind: type
+    expect: str
+    refine: Callable[[Any], Any] | None = None
+    item: Rule | None = None
+
+    def accept(self, value: Any) -> Any:
+        """Check a typed value (from YAML or Python); return what to store or raise BadValue."""
+        value = self._of_kind(value)
+        return value if self.refine is None else self.refine(value)
+
+    def accept_text(self, text: str) -> Any:
+        """Check a value written as text (an environment variable); return what to store."""
+        return self.accept(self._from_text(text))
+
+    def _of_kind(self, value: Any) -> Any:
+        if self.kind is tuple:
+            if not isinstance(value, (list, tuple)):
+                raise self._wrong_type(value)
+            return tuple(_each_item(self.item.accept, value))
+        # bool is a subclass of int, but `port: yes` is a mistake, not port 1.
+        if isinstance(value, bool) and self.kind is not bool:
+            raise self._wrong_type(value)
+        if self.kind is float and isinstance(value, int):
+            value = float(value) if abs(value) < 2**1023 else math.inf  # refused below
+        if not isinstance(value, self.kind):
+            raise self._wrong_type(value)
+        if self.kind is float and not math.isfinite(value):
+            raise self._wrong_type(value)
+        return value
+
+    def _from_text(self, text: str) -> Any:
+        if self.kind is str:
+            return text
+        if self.kind is tuple:
+            # Comma-separated; an empty or blank value is the empty list.
+            parts = [part.strip() for part in text.split(",")] if text.strip() else []
+            return tuple(_each_item(self.item._from_text, parts))
+        if self.kind is bool:
+            word = text.strip().lower()
+            if word in _TRUE_WORDS or word in _FALSE_WORDS:
+                return word in _TRUE_WORDS
+            raise self._wrong_type(text)
+        try:
+            return self.kind(text.strip())
+        except ValueError:
+            raise self._wrong_type(text) from None
+
+    def _wrong_type(self, value: Any) -> BadValue:
+        return BadValue(f"expected {self.expect}, got {value!r}")
+
+
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def _each_item(convert: Callable[[Any], Any], items: list | tuple):
+    """Apply convert to each item, naming the index of the first one it refuses."""
+    for index, value in enumerate(items):
+        try:
+            yield convert(value)
+        except BadValue as error:
+            raise BadValue(error.problem, f"[{index}]{error.where}") from None
+
+
+# --- rules ------------------------------------------------------------------------------
+
+
+def integer(minimum: int, maximum: int | None = None) -> Rule:
+    """An int in [minimum, maximum] (no upper bound when maximum is None)."""
+    if maximum is None:
+        expect = f"an integer >= {minimum}"
+
+        def refine(value: int) -> int:
+            if value < minimum:
+                raise BadValue(f"expected {expect}, got {value!r}")
+            return value
+
+        return Rule(int, expect, refine)
+
+    def refine_bounded(value: int) -> int:
+        if not minimum <= value <= maximum:
+            raise BadValue(f"must be between {minimum} and {maximum}, got {value!r}")
+        return value
+
+    return Rule(int, "an integer", refine_bounded)
+
+
+PORT = integer(0, 65535)
+
+
+def positive_number() -> Rule:
+    """A float > 0 (an int is accepted and stored as float)."""
+
+    def refine(value: float) -> float:
+        if value <= 0:
+            raise BadValue(f"expected a number > 0, got {value!r}")
+        return value
+
+    return Rule(float, "a number > 0", refine)
+
+
+def power_of_two(maximum: int) -> Rule:
+    """An int that is a power of two, 1..maximum (ring buffers index with `seq & (n - 1)`)."""
+
+    def refine(value: int) -> int:
+        if value < 1 or value > maximum or value & (value - 1):
+            raise BadValue(f"must be a power of two between 1 and {maximum}, got {value!r}")
+        return value
+
+    return Rule(int, "an integer", refine)
+
+
+def one_of(*choices: str) -> Rule:
+    """One of a few lower-case words; any case is accepted and stored lower-case."""
+
+    def refine(value: str) -> str:
+        if value.lower() not in choices:
+            raise BadValue(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
+
+    return Rule(str, "a string", refine)
+
+
+def non_empty_text(expect: str) -> Rule:
+    def refine(value: str) -> str:
+        if not value.strip():
+            raise BadValue("must not be empty")
+        return value
+
+    return Rule(str, expect, refine)
+
+
+def ip_address(*, allow_unspecified: bool) -> Rule:
+    """An IPv4 or IPv6 address, stored in its canonical text form."""
+
+    def refine(value: str) -> str:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise BadValue(f"not an IP address: {value!r}") from None
+        if address.is_unspecified and not allow_unspecified:
+            raise BadValue(
+                f"{value!r} is not an address clients can reach; "
+                "give the public address they should send media to"
+            )
+        return str(address)
+
+    return Rule(str, "an IP address", refine)
+
+
+def _no_duplicates(values: tuple) -> tuple:
+    seen = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            raise BadValue(f"listed twice: {value!r}", f"[{index}]")
+        seen.add(value)
+    return values
+
+
+def ip_list() -> Rule:
+    each = ip_address(allow_unspecified=False)
+    return Rule(tuple, "a list of IP addresses", _no_duplicates, each)
+
+
+def codec_list(*supported: str) -> Rule:
+    """A non-empty list of codec names in order of preference; names are case-insensitive
+    (as in SDP, RFC 4855 section 3) and stored in the spelling of `supported`."""
+    canonical = {name.lower(): name for name in supported}
+
+    def refine_name(value: str) -> str:
+        if value.lower() not in canonical:
+            raise BadValue(f"unsupported codec {value!r} (supported: {', '.join(supported)})")
+        return canonical[value.lower()]
+
+    def refine_list(values: tuple) -> tuple:
+        if not values:
+            raise BadValue("must list at least one codec")
+        return _no_duplicates(values)
+
+    return Rule(tuple, "a list of codec names", refine_list, Rule(str, "a codec name", refine_name))
+
+
+def base_url() -> Rule:
+    """Empty, or an http(s) base URL; a trailing slash is dropped so paths can be appended."""
+
+    def refine(value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        is_base_url = parts.scheme in ("http", "https") and parts.netloc
+        if not is_base_url or parts.query or parts.fragment:
+            raise BadValue(
+                "must be an http:// or https:// base URL such as https://meet.example.com, "
+                f"got {value!r}"
+            )
+        return value.rstrip("/")
+
+    return Rule(str, "a URL", refine)
+
+
+BOOLEAN = Rule(bool, "true or false")
+FILE_PATH = Rule(str, "a file path")
+
+
+def setting(default: Any, rule: Rule) -> Any:
+    """A dataclass field holding one setting, with its default and its rule."""
+    return field(default=default, metadata={"rule": rule})
+
+
+def section(cls: type) -> Any:
+    """A dataclass field holding a whole section."""
+    return field(default_factory=cls, metadata={"section": cls})
+
+
+# --- sections ---------------------------------------------------------------------------
+
+
+class _Section:
+    """What every section shares: it checks (and normalizes) its own fields when built."""
+
+    __slots__ = ()
+    SECTION: ClassVar[str]  # this section's key in the YAML file; "" at the top level
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        """The rule of each setting of this section, in declaration order."""
+        return {f.name: f.metadata["rule"] for f in fields(cls) if "rule" in f.metadata}
+
+    @classmethod
+    def key_path(cls, name: str) -> str:
+        return f"{cls.SECTION}.{name}" if cls.SECTION else name
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if "rule" in f.metadata:
+                try:
+                    value = f.metadata["rule"].accept(getattr(self, f.name))
+                except BadValue as error:
+                    where = self.key_path(f.name) + error.where
+                    raise ConfigError(f"{where}: {error.problem}") from None
+                # Frozen: store the normalized value the only way a frozen dataclass allows.
+                object.__setattr__(self, f.name, value)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Checks that involve several fields of the section; none by default."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig(_Section):
+    SECTION: ClassVar[str] = "http"
+
+    host: str = setting("127.0.0.1", non_empty_text("a host name or IP address"))
+    port: int = setting(8080, PORT)
+    # Base URL of join links; empty: derived from the Host header of each request.
+    public_url: str = setting("", base_url())
+    # TLS is on when both are set; both or neither.
+    tls_cert: str = setting("", FILE_PATH)
+    tls_key: str = setting("", FILE_PATH)
+
+    def _check_together(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            missing, present = ("tls_key", "tls_cert") if self.tls_cert else ("tls_cert", "tls_key")
+            raise ConfigError(
+                f"http.{missing}: must be set together with http.{present} "
+                "(HTTPS needs both the certificate and its key; leave both empty for HTTP)"
+            )
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"http.{name}: no such file: {path!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SfuConfig(_Section):
+    SECTION: ClassVar[str] = "sfu"
+
+    # 0: one worker per CPU (see resolved_workers).
+    workers: int = setting(0, integer(0))
+    listen_ip: str = setting("127.0.0.1", ip_address(allow_unspecified=True))
+    # Addresses put in ICE candidates; empty: [listen_ip] (see resolved_announced_ips).
+    announced_ips: tuple[str, ...] = setting((), ip_list())
+    # Worker i binds UDP port_base + i; 0: each worker takes an ephemeral port (tests).
+    port_base: int = setting(40000, PORT)
+    # 576 is the smallest datagram every IPv4 host must accept; 65507 the largest UDP payload.
+    max_datagram: int = setting(1500, integer(576, 65507))
+    # Indexed by sequence number modulo its size; at most half the 16-bit sequence space.
+    nack_cache_packets: int = setting(1024, power_of_two(32768))
+    rtcp_interval_s: float = setting(1.0, positive_number())
+    pli_min_interval_s: float = setting(0.5, positive_number())
+    restart_backoff_s: float = setting(0.5, positive_number())
+    stats_interval_s: float = setting(1.0, positive_number())
+
+    def _check_together(self) -> None:
+        if not self.announced_ips and ipaddress.ip_address(self.listen_ip).is_unspecified:
+            raise ConfigError(
+                f"sfu.announced_ips: must be set when sfu.listen_ip is {self.listen_ip}: "
+                "clients cannot send media to an unspecified address; list this host's "
+                "public IP address(es), e.g. announced_ips: [203.0.113.10]"
+            )
+        last_port = self.port_base + self.workers - 1
+        if self.port_base and self.workers and last_port > 65535:
+            raise ConfigError(
+                f"sfu.port_base: {self.workers} workers from port {self.port_base} "
+                f"would need port {last_port}, past 65535"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig(_Section):
+    SECTION: ClassVar[str] = "media"
+
+    # In order of preference. The SFU never transcodes, so these are what senders may use.
+    video_codecs: tuple[str, ...] = setting(("VP8", "H264"), codec_list("VP8", "H264"))
+    audio_codecs: tuple[str, ...] = setting(("opus",), codec_list("opus"))
+    accept_simulcast: bool = setting(False, BOOLEAN)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingConfig(_Section):
+    SECTION: ClassVar[str] = "signaling"
+
+    max_message_bytes: int = setting(65536, integer(1))
+    chat_max_chars: int = setting(2000, integer(1))
+    # Chat messages kept per meeting for late joiners; 0 keeps none.
+    chat_history: int = setting(500, integer(0))
+    # Per WebSocket.
+    messages_per_second: int = setting(50, integer(1))
+    max_participants_per_meeting: int = setting(100, integer(1))
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig(_Section):
+    SECTION: ClassVar[str] = "logging"
+
+    level: str = setting("info", one_of("debug", "info", "warning", "error"))
+    format: str = setting("text", one_of("text", "json"))
+
+
+@dataclass(frozen=True, slots=True)
+class Config(_Section):
+    SECTION: ClassVar[str] = ""
+
+    data_dir: str = setting("./data", non_empty_text("a directory path"))
+    http: HttpConfig = section(HttpConfig)
+    sfu: SfuConfig = section(SfuConfig)
+    media: MediaConfig = section(MediaConfig)
+    signaling: SignalingConfig = section(SignalingConfig)
+    logging: LoggingConfig = section(LoggingConfig)
+
+    @classmethod
+    def sections(cls) -> dict[str, type[_Section]]:
+        """The class of each section, by its key, in declaration order."""
+        return {f.name: f.metadata["section"] for f in fields(cls) if "section" in f.metadata}
+
+    def _check_together(self) -> None:
+        for name, cls in self.sections().items():
+            value = getattr(self, name)
+            if not isinstance(value, cls):
+                raise ConfigError(f"{name}: expected a {cls.__name__}, got {value!r}")
