@@ -47,7 +47,9 @@ def extension_table(publisher: dict[str, int], subscriber: dict[str, int]) -> by
             table[ext_id] = HIDDEN_EXTENSION_ID
     for uri, ext_id in publisher.items():
         if 0 < ext_id < 256:
-            table[ext_id] = subscriber.get(uri, HIDDEN_EXTENSION_ID)
+            target = subscriber.get(uri, HIDDEN_EXTENSION_ID)
+            # One-byte headers (RFC 8285 §4.2) cannot carry ids above 14.
+            table[ext_id] = target if 0 < target < 15 else HIDDEN_EXTENSION_ID
     identity = all(table[i] == i for i in publisher.values() if 0 < i < 256) and all(
         uri in subscriber for uri in publisher
     )
