@@ -103,7 +103,7 @@ class _Endpoint:
                     break
                 for envelope in self._decoder.feed(data):
                     await self._dispatch(envelope)
-        except (ConnectionError, ValueError) as exc:
+        except (ConnectionError, ValueError, ChannelError) as exc:
             log.warning("channel broken: %s", exc)
         finally:
             self._closed.set()
@@ -174,7 +174,10 @@ class ChannelClient(_Endpoint):
             except api.MessageError as exc:
                 log.warning("dropping malformed notification: %s", exc)
                 return
-            self._on_notification(str(envelope.get("entity_id", "")), message)
+            try:
+                self._on_notification(str(envelope.get("entity_id", "")), message)
+            except Exception:  # a listener bug must not stop responses from arriving
+                log.exception("notification handler failed for %s", message.NAME)
 
     def _on_closed(self) -> None:
         for future in self._pending.values():

@@ -275,14 +275,18 @@ def _usable_for_publish(media: MediaDescription) -> bool:
             and media.protocol == _RTP_PROTOCOL)
 
 
-def _rejected_answer(media: MediaDescription) -> MediaDescription:
-    """RFC 8829 §5.3.1 / RFC 3264 §6: port 0, the offered formats, nothing else.
+def _rejected_answer(media: MediaDescription, local: LocalTransport, setup: str) -> MediaDescription:
+    """RFC 8829 §5.3.1 / RFC 3264 §6: port 0 and the offered formats.
 
     JSEP rejects a section whose transceiver is stopped (the offer has port 0) or whose
-    formats are all unsupported; the SFU also takes no data channels on this connection."""
+    formats are all unsupported; the SFU also takes no data channels on this connection.
+    The ICE and DTLS attributes stay: they are ignored on a rejected section, but aiortc
+    refuses an answer in which any section lacks them."""
     codecs = [replace(codec, fmtp="", rtcp_fb=()) for codec in media.codecs]
     return MediaDescription(media.kind, media.mid, 0, media.protocol, "inactive",
-                            codecs=codecs, rejected=True, formats=list(media.formats))
+                            codecs=codecs, rejected=True, formats=list(media.formats),
+                            ice_ufrag=local.ice_ufrag, ice_pwd=local.ice_pwd,
+                            fingerprints=list(local.fingerprints), setup=setup)
 
 
 def _reverse_simulcast(value: str) -> str | None:
@@ -359,7 +363,7 @@ def answer_publish(offer: SessionDescription, local: LocalTransport, policy: Cod
         if codec is not None and _usable_for_publish(media):
             answer = _publish_answer_section(media, codec, local, policy, setup)
         else:
-            answer = _rejected_answer(media)
+            answer = _rejected_answer(media, local, setup)
         sections.append(answer)
         if rtp_media and media.codecs:
             tracks.append(_published_track(media, codec, answer))

@@ -1,0 +1,463 @@
+"""The media side of meetings: routers, transports, producers and consumers on the workers.
+
+Every operation that changes which tracks exist or who receives them (join, publish,
+subscribe, leave) runs under the meeting's lock, so a track published while someone
+joins is forwarded to them exactly once. Renegotiating a subscriber's connection does
+not hold the lock: `Negotiation` keeps at most one offer outstanding per subscriber and
+sends one more offer after the answer when something changed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from control.errors import SignalingError
+from control.meetings import Consumer, Meeting, MeetingRegistry, Participant, Peer, Placement, Track, new_id
+from control.workers import WorkerSupervisor
+from sfu import api
+from sfu.channel import ChannelError
+
+log = logging.getLogger(__name__)
+
+REPLACED_CLOSE_CODE = 4001  # the participant joined again on another socket
+RESTART_CLOSE_CODE = 1012  # WebSocket "service restart": the media server restarted
+# A join while every worker is restarting waits this long for one before giving up.
+WAIT_FOR_WORKER_S = 5.0
+
+
+def _unpublished(track: Track) -> dict[str, Any]:
+    return {"type": "track_unpublished", "track_id": track.track_id, "participant_id": track.participant_id}
+
+
+def media_error(exc: ChannelError, what: str) -> SignalingError:
+    """A worker error as the client sees it: code `media_error`, the worker's code as reason."""
+    return SignalingError("media_error", f"{what} failed: {exc.message}", reason=exc.code)
+
+
+class Negotiation:
+    """Serializes renegotiation of one subscriber's connection: never two offers outstanding."""
+
+    __slots__ = ("_conference", "_meeting", "_participant", "state", "dirty", "_task")
+
+    IDLE, CREATING, AWAITING_ANSWER = "idle", "creating", "awaiting_answer"
+
+    def __init__(self, conference: Conference, meeting: Meeting, participant: Participant) -> None:
+        self._conference = conference
+        self._meeting = meeting
+        self._participant = participant
+        self.state = self.IDLE
+        self.dirty = False
+        self._task: asyncio.Task[None] | None = None
+
+    def request(self) -> None:
+        """Something changed in what this subscriber receives: offer it (now or after the answer)."""
+        if self._participant.closed:
+            return
+        if self.state != self.IDLE:
+            self.dirty = True
+            return
+        self.state = self.CREATING
+        self.dirty = False
+        self._task = asyncio.create_task(self._offer(), name=f"offer-{self._participant.participant_id}")
+
+    async def _offer(self) -> None:
+        participant = self._participant
+        transport_id = participant.subscribe_transport_id
+        try:
+            if transport_id is None:
+                raise ChannelError("no_transport", "subscribe transport is gone")
+            offer = await self._conference.request(self._meeting, api.SubscribeOfferCreate(transport_id=transport_id))
+        except ChannelError as exc:
+            self.state = self.IDLE
+            if not participant.closed:
+                log.warning("subscribe offer for %s failed: %s", participant.participant_id, exc)
+                self._conference.send_error(participant, media_error(exc, "subscribe offer"))
+            return
+        if participant.closed:
+            return
+        assert isinstance(offer, api.SubscribeOffer)
+        if not offer.consumers:
+            self._settle()
+            return
+        self.state = self.AWAITING_ANSWER
+        participant.send({"type": "offer", "sdp": offer.sdp, "tracks": [self._describe(c) for c in offer.consumers]})
+
+    def _describe(self, info: api.ConsumerInfo) -> dict[str, Any]:
+        consumer = self._participant.consumers.get(info.consumer_id)
+        track = consumer.track if consumer else None
+        return {
+            "mid": info.mid,
+            "track_id": track.track_id if track else info.producer_id,
+            "participant_id": track.participant_id if track else None,
+            "source": track.source if track else None,
+            "kind": info.kind,
+            "active": info.active,
+        }
+
+    async def on_answer(self, sdp: str) -> None:
+        if self.state != self.AWAITING_ANSWER:
+            raise SignalingError("unexpected_answer", "there is no offer waiting for an answer")
+        transport_id = self._participant.subscribe_transport_id
+        try:
+            if transport_id is None:
+                raise ChannelError("no_transport", "subscribe transport is gone")
+            await self._conference.request(self._meeting, api.SubscribeAnswerSet(transport_id=transport_id, sdp=sdp))
+        except ChannelError as exc:
+            raise media_error(exc, "answer") from None
+        finally:
+            self._settle()
+
+    def _settle(self) -> None:
+        self.state = self.IDLE
+        if self.dirty:
+            self.request()
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+class Conference:
+    def __init__(self, registry: MeetingRegistry, supervisor: WorkerSupervisor, max_participants: int) -> None:
+        self._registry = registry
+        self._supervisor = supervisor
+        self._max_participants = max_participants
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = False
+        supervisor.add_down_listener(self._on_worker_down)
+        supervisor.add_notification_listener(self._on_worker_notification)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def request(self, meeting: Meeting, message: api.Message) -> api.Message:
+        placement = meeting.placement
+        if placement is None:
+            raise ChannelError("worker_down", "the meeting has no media server")
+        return await self._supervisor.request(placement.worker_index, placement.generation, message)
+
+    def send_error(self, participant: Participant, error: SignalingError, message_id: Any = None) -> None:
+        message = {"type": "error", "code": error.code, "message": error.message, **error.extra}
+        if message_id is not None:
+            message["id"] = message_id
+        participant.send(message)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ensure_router(self, meeting: Meeting) -> None:
+        placement = meeting.placement
+        if placement is not None:
+            try:
+                self._supervisor.handle_for(placement.worker_index, placement.generation)
+                return
+            except ChannelError:
+                self._reset_locked(meeting, "media server restarted")  # its worker died
+        worker = await self._supervisor.wait_for_live_worker(WAIT_FOR_WORKER_S)
+        if worker is None or worker.client is None:
+            raise SignalingError("unavailable", "no media server is running; try again in a moment")
+        generation = worker.generation
+        try:
+            await worker.client.request(api.RouterCreate(router_id=meeting.meeting_id))
+        except ChannelError as exc:
+            raise media_error(exc, "creating the meeting's router") from None
+        meeting.placement = Placement(worker.index, generation, meeting.meeting_id)
+        worker.routers.add(meeting.meeting_id)
+
+    # ------------------------------------------------------------------ join / leave
+
+    async def join(
+        self, meeting: Meeting, peer: Peer, name: str, requested_id: str | None, message_id: Any = None
+    ) -> Participant:
+        async with meeting.lock:
+            participant_id = await self._claim_participant_id(meeting, requested_id)
+            if len(meeting.participants) >= self._max_participants:
+                raise SignalingError("meeting_full", f"the meeting has {self._max_participants} participants already")
+            await self._ensure_router(meeting)
+            participant = Participant(participant_id, name, peer)
+            await self._create_transports(meeting, participant)
+            participant.negotiation = Negotiation(self, meeting, participant)
+            others = list(meeting.participants.values())
+            meeting.add_participant(participant)
+            joined: dict[str, Any] = {
+                "type": "joined",
+                "participant_id": participant_id,
+                "meeting_id": meeting.meeting_id,
+                "participants": [p.public() for p in others],
+                "tracks": [t.public() for t in meeting.tracks() if t.participant_id != participant_id],
+                "chat": [m.public() for m in meeting.chat],
+                "ice_servers": [],
+            }
+            if message_id is not None:
+                joined["id"] = message_id
+            participant.send(joined)
+            meeting.broadcast({"type": "participant_joined", "participant": participant.public()}, exclude=participant)
+            created = False
+            for track in list(meeting.tracks()):
+                if track.participant_id != participant_id:
+                    created |= await self._create_consumer(meeting, participant, track)
+            if created:
+                participant.negotiation.request()
+            log.info("meeting %s: %s joined (%d in it)", meeting.meeting_id, participant_id, len(meeting.participants))
+            return participant
+
+    async def _claim_participant_id(self, meeting: Meeting, requested_id: str | None) -> str:
+        """The id for a joining participant: the requested one if it was in this meeting."""
+        if requested_id is None or requested_id not in meeting.known_participant_ids:
+            return new_id()
+        previous = meeting.participants.get(requested_id)
+        if previous is not None:
+            # The same participant on a new socket (e.g. their network changed): the new
+            # connection wins, the old one is closed.
+            await self._remove_locked(meeting, previous)
+            previous.peer.close(REPLACED_CLOSE_CODE, "joined again from another connection")
+        return requested_id
+
+    async def _create_transports(self, meeting: Meeting, participant: Participant) -> None:
+        assert meeting.placement is not None
+        router_id = meeting.placement.router_id
+        try:
+            for direction in ("publish", "subscribe"):
+                transport_id = new_id()
+                create = api.TransportCreate(router_id=router_id, transport_id=transport_id, direction=direction)
+                await self.request(meeting, create)
+                if direction == "publish":
+                    participant.publish_transport_id = transport_id
+                else:
+                    participant.subscribe_transport_id = transport_id
+        except ChannelError as exc:
+            await self._close_transports(meeting, participant)
+            raise media_error(exc, "creating transports") from None
+
+    async def _close_transports(self, meeting: Meeting, participant: Participant) -> None:
+        for transport_id in (participant.publish_transport_id, participant.subscribe_transport_id):
+            if transport_id is not None and not self.stopping:
+                await self._quiet_request(meeting, api.TransportClose(transport_id=transport_id))
+        participant.publish_transport_id = participant.subscribe_transport_id = None
+
+    async def _quiet_request(self, meeting: Meeting, message: api.Message) -> None:
+        """A clean-up request whose failure changes nothing (the entity may be gone already)."""
+        try:
+            await self.request(meeting, message)
+        except ChannelError as exc:
+            log.debug("%s failed (ignored): %s", message.NAME, exc)
+
+    async def leave(self, meeting: Meeting, participant: Participant) -> None:
+        if participant.closed:
+            return
+        async with meeting.lock:
+            await self._remove_locked(meeting, participant)
+        count = len(meeting.participants)
+        log.info("meeting %s: %s left (%d in it)", meeting.meeting_id, participant.participant_id, count)
+
+    async def _remove_locked(self, meeting: Meeting, participant: Participant) -> None:
+        if participant.closed:
+            return
+        participant.closed = True
+        meeting.remove_participant(participant)
+        if participant.negotiation is not None:
+            participant.negotiation.cancel()
+        tracks = list(participant.tracks.values())
+        participant.tracks.clear()
+        # Closing a transport closes its producers and consumers in the worker.
+        await self._close_transports(meeting, participant)
+        changed: set[Participant] = set()
+        for track in tracks:
+            meeting.broadcast(_unpublished(track))
+            changed |= self._consumers_closed_with(meeting, track)
+        meeting.broadcast({"type": "participant_left", "participant_id": participant.participant_id})
+        self._renegotiate(changed)
+
+    # ------------------------------------------------------------------ tracks
+
+    async def publish(
+        self, meeting: Meeting, participant: Participant, sdp: str, sources: dict[str, str], message_id: Any = None
+    ) -> None:
+        async with meeting.lock:
+            transport_id = self._live_transport(participant, participant.publish_transport_id)
+            try:
+                offer = api.PublishOffer(transport_id=transport_id, sdp=sdp, sources=sources)
+                answer = await self.request(meeting, offer)
+            except ChannelError as exc:
+                raise media_error(exc, "publish") from None
+            assert isinstance(answer, api.PublishAnswer)
+            closed = [participant.tracks.pop(pid) for pid in answer.closed_producer_ids if pid in participant.tracks]
+            added = []
+            for info in answer.producers:
+                source = info.source or sources.get(info.mid, "")
+                track = Track(info.producer_id, participant.participant_id, source, info.kind, info.mid)
+                participant.tracks[track.track_id] = track
+                added.append(track)
+            reply: dict[str, Any] = {
+                "type": "publish_answer",
+                "sdp": answer.sdp,
+                "tracks": [
+                    {"mid": t.mid, "track_id": t.track_id, "source": t.source, "kind": t.kind}
+                    for t in participant.tracks.values()
+                ],
+            }
+            if message_id is not None:
+                reply["id"] = message_id
+            participant.send(reply)
+            changed: set[Participant] = set()
+            for track in closed:
+                meeting.broadcast(_unpublished(track), exclude=participant)
+                changed |= self._consumers_closed_with(meeting, track)
+            for track in added:
+                if participant.muted.get(track.source):  # published while muted: stays muted
+                    await self._quiet_request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=True))
+                meeting.broadcast({"type": "track_published", "track": track.public()}, exclude=participant)
+            for track in added:
+                for subscriber in meeting.others(participant):
+                    if await self._create_consumer(meeting, subscriber, track):
+                        changed.add(subscriber)
+            self._renegotiate(changed)
+
+    def _live_transport(self, participant: Participant, transport_id: str | None) -> str:
+        if participant.closed or transport_id is None:
+            raise SignalingError("not_joined", "you are not in the meeting")
+        return transport_id
+
+    async def _create_consumer(self, meeting: Meeting, subscriber: Participant, track: Track) -> bool:
+        """Forward `track` to `subscriber` unless they turned it off; True if a consumer was made."""
+        transport_id = subscriber.subscribe_transport_id
+        if subscriber.closed or transport_id is None or track.track_id in subscriber.unsubscribed:
+            return False
+        if subscriber.active_consumer_for(track.track_id) is not None:
+            return False
+        consumer_id = new_id()
+        try:
+            create = api.ConsumerCreate(
+                transport_id=transport_id, consumer_id=consumer_id, producer_id=track.producer_id
+            )
+            await self.request(meeting, create)
+        except ChannelError as exc:
+            log.warning("consumer of %s for %s failed: %s", track.track_id, subscriber.participant_id, exc)
+            self.send_error(subscriber, media_error(exc, f"receiving track {track.track_id}"))
+            return False
+        subscriber.consumers[consumer_id] = Consumer(consumer_id, track)
+        return True
+
+    def _consumers_closed_with(self, meeting: Meeting, track: Track) -> set[Participant]:
+        """`track`'s producer is closed; the worker closed its consumers with it (no request
+        needed). Marks them inactive; returns the subscribers whose m-lines changed."""
+        changed = set()
+        for subscriber in list(meeting.participants.values()):
+            consumer = subscriber.active_consumer_for(track.track_id)
+            if consumer is not None:
+                consumer.active = False
+                changed.add(subscriber)
+        return changed
+
+    def _renegotiate(self, subscribers: set[Participant]) -> None:
+        for subscriber in subscribers:
+            if not subscriber.closed and subscriber.negotiation is not None:
+                subscriber.negotiation.request()
+
+    async def set_subscription(self, meeting: Meeting, participant: Participant, track_id: str, enabled: bool) -> None:
+        async with meeting.lock:
+            self._live_transport(participant, participant.subscribe_transport_id)
+            track = meeting.find_track(track_id)
+            if track is None or track.participant_id == participant.participant_id:
+                raise SignalingError("not_found", f"no track {track_id!r} to subscribe to")
+            if enabled:
+                participant.unsubscribed.discard(track_id)
+                if await self._create_consumer(meeting, participant, track):
+                    self._renegotiate({participant})
+                return
+            participant.unsubscribed.add(track_id)
+            consumer = participant.active_consumer_for(track_id)
+            if consumer is None:
+                return
+            consumer.active = False
+            try:
+                await self.request(meeting, api.ConsumerClose(consumer_id=consumer.consumer_id))
+            except ChannelError as exc:
+                raise media_error(exc, "unsubscribe") from None
+            finally:
+                self._renegotiate({participant})
+
+    async def answer(self, meeting: Meeting, participant: Participant, sdp: str) -> None:
+        self._live_transport(participant, participant.subscribe_transport_id)
+        assert participant.negotiation is not None
+        await participant.negotiation.on_answer(sdp)
+
+    # ------------------------------------------------------------------ mute / chat
+
+    async def mute(self, meeting: Meeting, participant: Participant, source: str, muted: bool) -> None:
+        participant.muted[source] = muted
+        meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
+        # Pause the producers too, so a muted source is not forwarded whatever the client sends.
+        for track in [t for t in participant.tracks.values() if t.source == source]:
+            try:
+                await self.request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=muted))
+            except ChannelError as exc:
+                raise media_error(exc, "mute") from None
+
+    def chat(self, meeting: Meeting, participant: Participant, text: str) -> None:
+        message = meeting.add_chat(participant, text)
+        meeting.broadcast({"type": "chat", "message": message.public()})
+
+    # ------------------------------------------------------------------ worker events
+
+    def _on_worker_down(self, index: int, generation: int) -> None:
+        for meeting in self._registry.on_worker(index):
+            self._spawn(self._reset_meeting(meeting, index, generation), f"reset-{meeting.meeting_id}")
+
+    async def _reset_meeting(self, meeting: Meeting, index: int, generation: int) -> None:
+        """The meeting's worker died: everyone reconnects; the router is re-made on rejoin."""
+        async with meeting.lock:
+            placement = meeting.placement
+            if placement is None or (placement.worker_index, placement.generation) != (index, generation):
+                return
+            count = self._reset_locked(meeting, "media server restarted")
+            log.warning("meeting %s: worker %d died; %d told to reconnect", meeting.meeting_id, index, count)
+
+    def _reset_locked(self, meeting: Meeting, reason: str) -> int:
+        """Forget the meeting's router; tell everyone in it to reconnect. Returns how many."""
+        meeting.placement = None
+        participants = list(meeting.participants.values())
+        for participant in participants:
+            participant.send({"type": "reconnect", "reason": reason})
+            participant.closed = True
+            if participant.negotiation is not None:
+                participant.negotiation.cancel()
+            meeting.remove_participant(participant)
+            participant.peer.close(RESTART_CLOSE_CODE, reason)
+        return len(participants)
+
+    def _on_worker_notification(self, index: int, generation: int, entity_id: str, message: api.Message) -> None:
+        if isinstance(message, api.ProducerClosed):
+            for meeting in self._registry.on_worker(index):
+                if meeting.placement and meeting.placement.generation == generation and meeting.find_track(entity_id):
+                    self._spawn(self._producer_closed(meeting, entity_id), f"producer-closed-{entity_id}")
+        elif isinstance(message, api.TransportStateChanged):
+            level = logging.INFO if message.state == "failed" else logging.DEBUG
+            log.log(level, "worker %d: transport %s is %s", index, entity_id, message.state)
+
+    async def _producer_closed(self, meeting: Meeting, producer_id: str) -> None:
+        async with meeting.lock:
+            track = meeting.find_track(producer_id)
+            if track is None:
+                return
+            owner = meeting.participants.get(track.participant_id)
+            if owner is not None:
+                owner.tracks.pop(track.track_id, None)
+            meeting.broadcast(_unpublished(track), exclude=owner)
+            self._renegotiate(self._consumers_closed_with(meeting, track))
+
+    # ------------------------------------------------------------------ shutdown
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Server shutdown: close every participant's socket; no more worker requests."""
+        self.stopping = True
+        for meeting in self._registry:
+            for participant in list(meeting.participants.values()):
+                participant.peer.close(code, reason)
+
+    async def wait_background(self, timeout: float) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

@@ -1,0 +1,203 @@
+"""Client → server signaling messages: parsing and validation (docs/signaling.md).
+
+Pure functions: text in, a `ClientMessage` out, or `SignalingError` naming what is wrong.
+Nothing a client sends can raise anything else from here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from control.errors import SignalingError
+
+SOURCES = ("microphone", "camera", "screen", "screen-audio")
+MAX_NAME_CHARS = 64
+MAX_MESSAGE_ID_CHARS = 64
+MAX_TRACK_ID_CHARS = 128
+MAX_MID_CHARS = 32
+MAX_PUBLISHED_TRACKS = 16
+
+
+class ClientMessage:
+    __slots__ = ("type", "id", "fields")
+
+    def __init__(self, type_: str, message_id: str | int | None, fields: dict[str, Any]) -> None:
+        self.type = type_
+        self.id = message_id
+        self.fields = fields
+
+
+class Limits:
+    __slots__ = ("chat_max_chars",)
+
+    def __init__(self, chat_max_chars: int) -> None:
+        self.chat_max_chars = chat_max_chars
+
+
+def parse_client_message(text: str, limits: Limits) -> ClientMessage:
+    """Parse one text frame. Raises SignalingError (with extra `id` when one was readable)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise SignalingError("bad_json", "message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise SignalingError("bad_message", "message must be a JSON object")
+    message_id = data.get("id")
+    if message_id is not None and not _is_message_id(message_id):
+        raise SignalingError(
+            "bad_message", f"id: must be an integer or a string of at most {MAX_MESSAGE_ID_CHARS} characters"
+        )
+    message_type = data.get("type")
+    if not isinstance(message_type, str):
+        raise SignalingError("bad_message", "type: missing or not a string", id=message_id)
+    validate = _VALIDATORS.get(message_type)
+    if validate is None:
+        raise SignalingError("unknown_type", f"unknown message type {message_type[:64]!r}", id=message_id)
+    try:
+        fields = validate(data, limits)
+    except _Invalid as exc:
+        raise SignalingError("invalid_field", f"{message_type}.{exc}", id=message_id) from None
+    return ClientMessage(message_type, message_id, fields)
+
+
+def _is_message_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**53) <= value <= 2**53
+    return isinstance(value, str) and len(value) <= MAX_MESSAGE_ID_CHARS
+
+
+class _Invalid(Exception):
+    """Field-level problem; the text starts with the field name."""
+
+
+def _string(data: dict[str, Any], name: str, *, max_chars: int | None = None, required: bool = True) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise _Invalid(f"{name}: missing")
+        return None
+    if not isinstance(value, str):
+        raise _Invalid(f"{name}: expected a string")
+    if not value:
+        raise _Invalid(f"{name}: must not be empty")
+    if max_chars is not None and len(value) > max_chars:
+        raise _Invalid(f"{name}: longer than {max_chars} characters")
+    return value
+
+
+def _boolean(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name)
+    if not isinstance(value, bool):
+        raise _Invalid(f"{name}: {'missing' if value is None else 'expected true or false'}")
+    return value
+
+
+def _source(data: dict[str, Any], name: str = "source") -> str:
+    value = _string(data, name)
+    if value not in SOURCES:
+        raise _Invalid(f"{name}: must be one of {', '.join(SOURCES)}")
+    return value
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
+def _join(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    name = _string(data, "name")
+    assert name is not None
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise _Invalid(f"name: must be 1 to {MAX_NAME_CHARS} characters")
+    if _has_control_chars(name):
+        raise _Invalid("name: must not contain control characters")
+    participant_id = _string(data, "participant_id", max_chars=64, required=False)
+    return {"name": name, "participant_id": participant_id}
+
+
+def _publish(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    sdp = _string(data, "sdp")
+    tracks = data.get("tracks")
+    if not isinstance(tracks, list):
+        raise _Invalid(f"tracks: {'missing' if tracks is None else 'expected a list'}")
+    if len(tracks) > MAX_PUBLISHED_TRACKS:
+        raise _Invalid(f"tracks: at most {MAX_PUBLISHED_TRACKS}")
+    sources: dict[str, str] = {}
+    for index, track in enumerate(tracks):
+        if not isinstance(track, dict):
+            raise _Invalid(f"tracks[{index}]: expected an object")
+        try:
+            mid = _string(track, "mid", max_chars=MAX_MID_CHARS)
+            source = _source(track)
+        except _Invalid as exc:
+            raise _Invalid(f"tracks[{index}].{exc}") from None
+        assert mid is not None
+        if mid in sources:
+            raise _Invalid(f"tracks[{index}].mid: {mid!r} listed twice")
+        sources[mid] = source
+    return {"sdp": sdp, "sources": sources}
+
+
+def _answer(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    return {"sdp": _string(data, "sdp")}
+
+
+def _mute(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    return {"source": _source(data), "muted": _boolean(data, "muted")}
+
+
+def _chat(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    text = _string(data, "text", max_chars=limits.chat_max_chars)
+    assert text is not None
+    if not text.strip():
+        raise _Invalid("text: must not be blank")
+    return {"text": text}
+
+
+def _subscribe(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    return {"track_id": _string(data, "track_id", max_chars=MAX_TRACK_ID_CHARS), "enabled": _boolean(data, "enabled")}
+
+
+def _nothing(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    return {}
+
+
+_VALIDATORS: dict[str, Callable[[dict[str, Any], Limits], dict[str, Any]]] = {
+    "join": _join,
+    "publish": _publish,
+    "answer": _answer,
+    "ice": _nothing,  # ICE-lite: client candidates are accepted and ignored
+    "mute": _mute,
+    "chat": _chat,
+    "subscribe": _subscribe,
+    "leave": _nothing,
+    "ping": _nothing,
+}
+CLIENT_TYPES = frozenset(_VALIDATORS)
+
+
+class TokenBucket:
+    """Allows `rate` messages per second on average, bursts up to `burst`."""
+
+    __slots__ = ("rate", "burst", "tokens", "updated", "_clock")
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self._clock = clock
+        self.updated = clock()
+
+    def allow(self) -> bool:
+        now = self._clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False

@@ -1,0 +1,243 @@
+"""The signaling WebSocket (docs/signaling.md): one per participant.
+
+A socket's messages are handled one at a time, in order. Everything sent to a socket goes
+through one queue and one writer task, so every participant sees broadcasts (chat, tracks)
+in the same order. Bad input is answered with an `error` message and never logged with a
+traceback; the socket stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from config import SignalingConfig
+from control.conference import Conference
+from control.errors import SignalingError
+from control.meetings import Meeting, Participant
+from control.metrics import Metrics
+from control.protocol import ClientMessage, Limits, TokenBucket, parse_client_message
+from control.state import get_state
+
+log = logging.getLogger(__name__)
+
+# A frame this much larger than max_message_bytes is not read at all (aiohttp closes the
+# socket); up to it, an oversized message gets an error and the socket stays open.
+HARD_LIMIT_FACTOR = 4
+# Messages queued to a client that does not read; past this the socket is closed.
+MAX_OUTBOX = 2000
+HEARTBEAT_S = 30.0
+CLOSE_FLUSH_TIMEOUT_S = 5.0
+
+
+def _rate_limited() -> SignalingError:
+    return SignalingError("rate_limited", "too many messages; slow down")
+
+
+class SocketPeer:
+    """Sends to one WebSocket from any task, in order; implements meetings.Peer."""
+
+    def __init__(self, ws: web.WebSocketResponse, metrics: Metrics) -> None:
+        self._ws = ws
+        self._metrics = metrics
+        self._queue: asyncio.Queue[dict[str, Any] | tuple[int, str]] = asyncio.Queue()
+        self._closing = False
+        self._task = asyncio.create_task(self._write_loop(), name="ws-writer")
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._closing:
+            return
+        if self._queue.qsize() >= MAX_OUTBOX:
+            log.warning("signaling client does not read its messages; closing it")
+            self.close(WSCloseCode.POLICY_VIOLATION, "too many unread messages")
+            return
+        if message.get("type") == "error":
+            self._metrics.signaling_errors.inc(str(message.get("code", "")))
+        self._queue.put_nowait(message)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the messages already queued are sent."""
+        if not self._closing:
+            self._closing = True
+            self._queue.put_nowait((code, reason))
+
+    async def wait_closed(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except asyncio.TimeoutError:
+            self._task.cancel()
+
+    def abort(self) -> None:
+        self._closing = True
+        self._task.cancel()
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, tuple):
+                    code, reason = item
+                    await self._ws.close(code=code, message=reason.encode()[:120])
+                    return
+                await self._ws.send_str(json.dumps(item, separators=(",", ":")))
+        except (ConnectionError, RuntimeError) as exc:  # the peer went away mid-send
+            log.debug("signaling socket write failed: %s", exc)
+            self._closing = True
+
+
+class SignalingSession:
+    """One participant's socket: validation, rate limit, dispatch to the conference."""
+
+    def __init__(
+        self,
+        meeting: Meeting,
+        ws: web.WebSocketResponse,
+        conference: Conference,
+        metrics: Metrics,
+        signaling_cfg: SignalingConfig,
+    ) -> None:
+        self._meeting = meeting
+        self._ws = ws
+        self._conference = conference
+        self._metrics = metrics
+        self._max_bytes = signaling_cfg.max_message_bytes
+        self._limits = Limits(chat_max_chars=signaling_cfg.chat_max_chars)
+        rate = signaling_cfg.messages_per_second
+        self._bucket = TokenBucket(rate=rate, burst=rate)
+        self.peer = SocketPeer(ws, metrics)
+        self.participant: Participant | None = None
+        self._leaving = False
+
+    async def run(self) -> None:
+        try:
+            async for frame in self._ws:
+                if frame.type == WSMsgType.TEXT:
+                    await self._on_text(frame.data)
+                elif frame.type == WSMsgType.BINARY:
+                    binary = SignalingError("bad_message", "binary frames are not accepted; send JSON text")
+                    self._error(binary if self._bucket.allow() else _rate_limited())
+                elif frame.type == WSMsgType.ERROR:
+                    log.debug("signaling socket error: %s", self._ws.exception())
+                    break
+                if self._leaving:
+                    break
+        finally:
+            await self._cleanup()
+
+    async def _cleanup(self) -> None:
+        participant = self.participant
+        if participant is not None and not participant.closed:
+            # Shielded: the leave must finish even if this handler is being cancelled.
+            leave = asyncio.ensure_future(self._conference.leave(self._meeting, participant))
+            try:
+                await asyncio.shield(leave)
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("signaling: leaving after the socket closed failed")
+        self.peer.close(WSCloseCode.OK, "bye")
+        await self.peer.wait_closed(CLOSE_FLUSH_TIMEOUT_S)
+
+    async def _on_text(self, text: str) -> None:
+        allowed = self._bucket.allow()  # every frame costs a token, valid or not
+        if len(text) > self._max_bytes or len(text.encode("utf-8", "surrogatepass")) > self._max_bytes:
+            self._metrics.signaling_messages.inc("too_large")
+            self._error(SignalingError("too_large", f"message is larger than {self._max_bytes} bytes"))
+            return
+        try:
+            message = parse_client_message(text, self._limits)
+        except SignalingError as exc:
+            self._metrics.signaling_messages.inc("invalid")
+            message_id = exc.extra.pop("id", None)
+            self._error(exc if allowed else _rate_limited(), message_id)
+            return
+        if not allowed:
+            self._metrics.signaling_messages.inc("rate_limited")
+            self._error(_rate_limited(), message.id)
+            return
+        self._metrics.signaling_messages.inc(message.type)
+        try:
+            await self._dispatch(message)
+        except SignalingError as exc:
+            self._error(exc, message.id)
+        except Exception:
+            log.exception("signaling: handling %r failed", message.type)
+            self._error(SignalingError("internal", "the server failed to handle this message"), message.id)
+
+    def _error(self, error: SignalingError, message_id: Any = None) -> None:
+        reply = {"type": "error", "code": error.code, "message": error.message, **error.extra}
+        if message_id is not None:
+            reply["id"] = message_id
+        self.peer.send(reply)
+
+    def _ok(self, message: ClientMessage) -> None:
+        if message.id is not None:
+            self.peer.send({"type": "ok", "id": message.id})
+
+    def _joined_participant(self) -> Participant:
+        participant = self.participant
+        if participant is None:
+            raise SignalingError("not_joined", "send join first")
+        if participant.closed:
+            raise SignalingError("not_joined", "you are no longer in the meeting; join again")
+        return participant
+
+    async def _dispatch(self, message: ClientMessage) -> None:
+        fields = message.fields
+        if message.type == "join":
+            if self.participant is not None:
+                raise SignalingError("already_joined", "this socket has joined already")
+            self.participant = await self._conference.join(
+                self._meeting, self.peer, fields["name"], fields["participant_id"], message.id
+            )
+            return
+        participant = self._joined_participant()
+        meeting, conference = self._meeting, self._conference
+        if message.type == "publish":
+            await conference.publish(meeting, participant, fields["sdp"], fields["sources"], message.id)
+            return
+        if message.type == "answer":
+            await conference.answer(meeting, participant, fields["sdp"])
+        elif message.type == "mute":
+            await conference.mute(meeting, participant, fields["source"], fields["muted"])
+        elif message.type == "chat":
+            conference.chat(meeting, participant, fields["text"])
+        elif message.type == "subscribe":
+            await conference.set_subscription(meeting, participant, fields["track_id"], fields["enabled"])
+        elif message.type == "ping":
+            reply: dict[str, Any] = {"type": "pong"}
+            if message.id is not None:
+                reply["id"] = message.id
+            self.peer.send(reply)
+            return
+        elif message.type == "leave":
+            self._ok(message)
+            await conference.leave(meeting, participant)
+            self._leaving = True
+            return
+        # "ice" needs nothing: the server is ICE-lite and learns addresses from STUN.
+        self._ok(message)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    state = get_state(request.app)
+    meeting = state.meetings.get(request.match_info["meeting_id"])
+    if meeting is None:
+        raise web.HTTPNotFound(text="no such meeting")
+    signaling_cfg = state.cfg.signaling
+    ws = web.WebSocketResponse(
+        max_msg_size=signaling_cfg.max_message_bytes * HARD_LIMIT_FACTOR,
+        heartbeat=HEARTBEAT_S,
+    )
+    await ws.prepare(request)
+    session = SignalingSession(meeting, ws, state.conference, state.metrics, signaling_cfg)
+    state.sessions.add(session)
+    try:
+        await session.run()
+    finally:
+        state.sessions.discard(session)
+    return ws

@@ -1,0 +1,618 @@
+// One participant's connection to a meeting: the signaling WebSocket and the two peer
+// connections of docs/signaling.md (publish: we offer; subscribe: the server offers).
+// No DOM here: the page listens to the events this object dispatches.
+//
+// Events (CustomEvent, details in brackets):
+//   state         [state]          idle | joining | joined | reconnecting | left
+//   participants  []               someone joined, left or changed (names, mute flags)
+//   media         []               remote tracks came, went or changed (after each offer)
+//   local         []               local media changed (mute, camera, screen share)
+//   chat          [message]        a chat message arrived (already in `chat`, in seq order)
+//   notice        [text, level]    something the user should see briefly (errors from the server)
+
+const JOIN_TIMEOUT_MS = 15000;
+const REQUEST_TIMEOUT_MS = 15000;
+const PING_INTERVAL_MS = 20000;
+const SILENCE_LIMIT_MS = 50000;     // no frame at all for this long: the socket is dead
+const BACKOFF_FIRST_MS = 400;
+const BACKOFF_MAX_MS = 10000;
+// The server closes an old socket with this code when the same participant joined again
+// on a new one (another tab): coming back would only push that one out in turn.
+const REPLACED_CLOSE_CODE = 4001;
+// Join errors worth retrying; any other code is final (full meeting, bad name, ...).
+const TRANSIENT_JOIN_ERRORS = new Set(['unavailable', 'media_error', 'internal', 'rate_limited']);
+
+export const CAMERA_CONSTRAINTS = {
+  width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 },
+};
+
+export function signalingUrl(meetingId, loc = window.location) {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${loc.host}/api/v1/meetings/${encodeURIComponent(meetingId)}/ws`;
+}
+
+// Delay before reconnect attempt `attempt` (0-based): exponential, capped, with jitter so
+// a whole meeting told to reconnect at once does not knock on the door in step.
+export function backoffDelay(attempt, random = Math.random) {
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt);
+  return Math.round(base * (0.75 + 0.5 * random()));
+}
+
+function sourceOfLocalTrack(track) {
+  return track.kind === 'audio' ? 'microphone' : 'camera';
+}
+
+export class MeetingSession extends EventTarget {
+  constructor(meetingId, { wsUrl = signalingUrl(meetingId), mediaDevices = navigator.mediaDevices } = {}) {
+    super();
+    this.meetingId = meetingId;
+    this.wsUrl = wsUrl;
+    this.mediaDevices = mediaDevices;
+    this.state = 'idle';
+    this.name = '';
+    this.participantId = null;
+    this.participants = new Map();        // participant_id -> participant (others only)
+    this.chat = [];                       // chat messages, ascending seq
+    this.localStream = null;              // microphone + camera
+    this.screenStream = null;
+    this.muted = { microphone: false, camera: false };
+    this.leftReason = null;               // why state became "left" (null: the user left)
+    this.reconnects = 0;                  // times the connection was lost and rebuilt
+    this.iceServers = [];
+
+    this.ws = null;
+    this.pubPc = null;
+    this.subPc = null;
+    this.pubSources = new Map();          // publish transceiver -> source
+    this.subTracks = new Map();           // subscribe mid -> track metadata of the last offer
+    this.pubChain = Promise.resolve();    // publish negotiations run one after another
+    this.subChain = Promise.resolve();    // server offers are answered one after another
+    this.pending = new Map();             // request id -> {resolve, reject, timer, type}
+    this.nextId = 1;
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.joinTimer = null;
+    this.pingTimer = null;
+    this.lastFrameAt = 0;
+    this.joinRequestId = null;
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  async join(name) {
+    if (this.state === 'joining' || this.state === 'joined' || this.state === 'reconnecting') return;
+    this.name = name;
+    this.leftReason = null;
+    this.participantId = null;
+    this.attempt = 0;
+    this.setState('joining');
+    await this.acquireLocalMedia();
+    if (this.state !== 'joining') {           // left while the permission prompt was up
+      this.stopLocalMedia();
+      return;
+    }
+    this.connect();
+  }
+
+  leave() {
+    if (this.state === 'left' || this.state === 'idle') return;
+    this.sendRaw({ type: 'leave' });
+    this.shutdown(null);
+  }
+
+  sendChat(text) {
+    const trimmed = (text || '').trim();
+    if (!trimmed || this.state !== 'joined') return false;
+    return this.send({ type: 'chat', text: trimmed, id: this.newId() });
+  }
+
+  setMuted(source, muted) {
+    if (!(source in this.muted)) throw new Error(`unknown source ${source}`);
+    this.muted[source] = !!muted;
+    for (const track of this.localTracks(source)) track.enabled = !muted;
+    if (this.state === 'joined') this.send({ type: 'mute', source, muted: !!muted });
+    this.emit('local');
+  }
+
+  hasLocal(source) {
+    return this.localTracks(source).length > 0;
+  }
+
+  async shareScreen(stream) {
+    if (this.state !== 'joined') throw new Error('not in the meeting');
+    if (this.screenStream) await this.stopScreen();
+    const shared = stream || await this.mediaDevices.getDisplayMedia({
+      video: { frameRate: { ideal: 15 } }, audio: true,
+    });
+    const video = shared.getVideoTracks()[0];
+    if (!video) throw new Error('the shared stream has no video');
+    if ('contentHint' in video) video.contentHint = 'detail';
+    // The browser's own "Stop sharing" ends the track; treat it like our button.
+    video.addEventListener('ended', () => {
+      if (this.screenStream === shared) this.stopScreen().catch((e) => this.notice(e.message));
+    });
+    this.screenStream = shared;
+    if (this.pubPc) this.addScreenTransceivers(this.pubPc);
+    this.emit('local');
+    await this.negotiatePublish();
+  }
+
+  async stopScreen() {
+    const stream = this.screenStream;
+    if (!stream) return;
+    this.screenStream = null;
+    for (const [transceiver, source] of [...this.pubSources]) {
+      if (source !== 'screen' && source !== 'screen-audio') continue;
+      this.pubSources.delete(transceiver);
+      try { transceiver.stop(); } catch (e) { /* pc already closed */ }
+    }
+    for (const track of stream.getTracks()) track.stop();
+    this.emit('local');
+    await this.negotiatePublish();
+  }
+
+  // Remote tracks currently forwarded to us: [{participant_id, source, kind, mid, track_id, track}].
+  remoteMedia() {
+    const out = [];
+    if (!this.subPc) return out;
+    for (const transceiver of this.subPc.getTransceivers()) {
+      const meta = this.subTracks.get(transceiver.mid);
+      if (!meta || meta.active === false) continue;
+      out.push({ ...meta, track: transceiver.receiver.track });
+    }
+    return out;
+  }
+
+  // {participant_id: {source: {kind, framesDecoded, packetsReceived, bytesReceived}}}
+  async stats() {
+    const result = {};
+    const pc = this.subPc;
+    if (!pc) return result;
+    const midByTrackId = new Map();
+    for (const t of pc.getTransceivers()) midByTrackId.set(t.receiver.track.id, t.mid);
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const meta = this.subTracks.get(s.mid ?? midByTrackId.get(s.trackIdentifier));
+      if (!meta || meta.active === false) return;
+      const perParticipant = (result[meta.participant_id] ??= {});
+      perParticipant[meta.source] = {
+        kind: s.kind || meta.kind,
+        framesDecoded: s.framesDecoded ?? 0,
+        packetsReceived: s.packetsReceived ?? 0,
+        bytesReceived: s.bytesReceived ?? 0,
+      };
+    });
+    return result;
+  }
+
+  // {source: {kind, packetsSent, bytesSent, framesEncoded}} summed over encodings.
+  async publishStats() {
+    const result = {};
+    const pc = this.pubPc;
+    if (!pc) return result;
+    const sourceByMid = new Map();
+    for (const [t, source] of this.pubSources) if (t.mid !== null) sourceByMid.set(t.mid, source);
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== 'outbound-rtp') return;
+      const source = sourceByMid.get(s.mid);
+      if (!source) return;
+      const acc = (result[source] ??= { kind: s.kind, packetsSent: 0, bytesSent: 0, framesEncoded: 0 });
+      acc.packetsSent += s.packetsSent ?? 0;
+      acc.bytesSent += s.bytesSent ?? 0;
+      acc.framesEncoded += s.framesEncoded ?? 0;
+    });
+    return result;
+  }
+
+  // Closes the socket as a network failure would (tests use it to exercise reconnecting).
+  simulateDisconnect() {
+    if (this.ws) this.ws.close(4000, 'simulated disconnect');
+  }
+
+  // ------------------------------------------------------------------ local media
+
+  async acquireLocalMedia() {
+    if (this.localStream && this.localStream.getTracks().some((t) => t.readyState === 'live')) return;
+    const attempts = [
+      { audio: true, video: CAMERA_CONSTRAINTS },
+      { audio: true, video: false },
+      { audio: false, video: CAMERA_CONSTRAINTS },
+    ];
+    let lastError = null;
+    for (const constraints of attempts) {
+      try {
+        this.localStream = await this.mediaDevices.getUserMedia(constraints);
+        break;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    if (!this.localStream) {
+      this.localStream = new MediaStream();
+      this.notice(`No camera or microphone (${lastError && lastError.name}); joining to watch and listen.`, 'warn');
+    }
+    for (const source of ['microphone', 'camera']) {
+      for (const track of this.localTracks(source)) track.enabled = !this.muted[source];
+    }
+    this.emit('local');
+  }
+
+  localTracks(source) {
+    if (!this.localStream) return [];
+    const tracks = source === 'microphone' ? this.localStream.getAudioTracks() : this.localStream.getVideoTracks();
+    return tracks.filter((t) => t.readyState === 'live');
+  }
+
+  stopLocalMedia() {
+    for (const stream of [this.localStream, this.screenStream]) {
+      if (stream) for (const track of stream.getTracks()) track.stop();
+    }
+    this.localStream = null;
+    this.screenStream = null;
+  }
+
+  // ------------------------------------------------------------------ socket
+
+  connect() {
+    const ws = new WebSocket(this.wsUrl);
+    this.ws = ws;
+    this.lastFrameAt = Date.now();
+    let opened = false;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      opened = true;
+      this.joinRequestId = this.newId();
+      const msg = { type: 'join', name: this.name, id: this.joinRequestId };
+      if (this.participantId) msg.participant_id = this.participantId;
+      this.sendRaw(msg);
+    };
+    ws.onmessage = (event) => {
+      if (this.ws !== ws) return;
+      this.lastFrameAt = Date.now();
+      let msg;
+      try { msg = JSON.parse(event.data); } catch (e) { return; }
+      if (msg && typeof msg.type === 'string') this.dispatch(msg);
+    };
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return;
+      if (event.code === REPLACED_CLOSE_CODE) {
+        this.shutdown('You joined this meeting from another window.');
+        return;
+      }
+      this.connectionLost('connection closed');
+      // Refused before opening: the meeting may be gone (the server answers 404).
+      if (!opened) this.checkMeetingExists();
+    };
+    clearTimeout(this.joinTimer);
+    this.joinTimer = setTimeout(() => {
+      if (this.ws === ws && this.state !== 'joined') this.connectionLost('no answer to join');
+    }, JOIN_TIMEOUT_MS);
+  }
+
+  async checkMeetingExists() {
+    try {
+      const response = await fetch(`/api/v1/meetings/${encodeURIComponent(this.meetingId)}`);
+      if (response.status === 404 && this.state === 'reconnecting') this.shutdown('The meeting has ended.');
+    } catch (e) { /* the server is unreachable: keep trying */ }
+  }
+
+  closeSocket() {
+    const ws = this.ws;
+    this.ws = null;
+    clearTimeout(this.joinTimer);
+    clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    if (ws && ws.readyState <= WebSocket.OPEN) {
+      try { ws.close(1000, 'bye'); } catch (e) { /* already closing */ }
+    }
+    for (const [, req] of this.pending) {
+      clearTimeout(req.timer);
+      req.reject(new Error('connection closed'));
+    }
+    this.pending.clear();
+  }
+
+  newId() {
+    return this.nextId++;
+  }
+
+  sendRaw(msg) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  send(msg) {
+    return this.sendRaw(msg);
+  }
+
+  // Sends `msg` (with a fresh id) and resolves with the reply of type `replyType` echoing it.
+  request(msg, replyType) {
+    const id = this.newId();
+    return new Promise((resolve, reject) => {
+      if (!this.sendRaw({ ...msg, id })) {
+        reject(new Error('not connected'));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`no ${replyType} from the server`));
+      }, REQUEST_TIMEOUT_MS);
+      this.pending.set(id, { resolve, reject, timer, type: replyType });
+    });
+  }
+
+  settle(msg) {
+    if (msg.id === undefined || msg.id === null) return false;
+    const req = this.pending.get(msg.id);
+    if (!req) return false;
+    this.pending.delete(msg.id);
+    clearTimeout(req.timer);
+    if (msg.type === 'error') {
+      const err = new Error(msg.message || msg.code);
+      err.code = msg.code;
+      req.reject(err);
+    } else {
+      req.resolve(msg);
+    }
+    return true;
+  }
+
+  startPing() {
+    clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => {
+      if (Date.now() - this.lastFrameAt > SILENCE_LIMIT_MS) {
+        this.connectionLost('the server stopped answering');
+        return;
+      }
+      this.sendRaw({ type: 'ping' });
+    }, PING_INTERVAL_MS);
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  dispatch(msg) {
+    if (this.state !== 'joined' && msg.type !== 'joined' && msg.type !== 'error' && msg.type !== 'reconnect') return;
+    switch (msg.type) {
+      case 'joined': this.onJoined(msg); break;
+      case 'publish_answer': case 'ok': this.settle(msg); break;
+      case 'offer': this.onOffer(msg); break;
+      case 'participant_joined': case 'participant_updated': this.onParticipant(msg.participant); break;
+      case 'participant_left': this.onParticipantLeft(msg.participant_id); break;
+      case 'chat': this.onChat(msg.message); break;
+      case 'reconnect': this.connectionLost(msg.reason || 'the media server restarted'); break;
+      case 'error': this.onError(msg); break;
+      default: break;   // track_published / track_unpublished / pong: offers carry what we need
+    }
+  }
+
+  onJoined(msg) {
+    clearTimeout(this.joinTimer);
+    // Back as the same participant: keep the chat seen so far (history may be capped).
+    if (msg.participant_id !== this.participantId) this.chat = [];
+    this.participantId = msg.participant_id;
+    this.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+    this.participants = new Map((msg.participants || []).map((p) => [p.participant_id, p]));
+    for (const m of msg.chat || []) this.insertChat(m);
+    this.attempt = 0;
+    this.startPing();
+    this.subPc = this.createSubscribePc();
+    this.pubPc = this.createPublishPc();
+    this.setState('joined');
+    this.emit('participants');
+    this.emit('chat', { message: null });
+    for (const source of ['microphone', 'camera']) {
+      if (this.muted[source]) this.send({ type: 'mute', source, muted: true });
+    }
+    this.negotiatePublish();
+  }
+
+  onParticipant(p) {
+    if (!p || !p.participant_id) return;
+    if (p.participant_id === this.participantId) return;
+    this.participants.set(p.participant_id, p);
+    this.emit('participants');
+  }
+
+  onParticipantLeft(participantId) {
+    if (this.participants.delete(participantId)) this.emit('participants');
+  }
+
+  onChat(message) {
+    if (!message || typeof message.seq !== 'number') return;
+    if (this.insertChat(message)) this.emit('chat', { message });
+  }
+
+  // Keeps `chat` in server order whatever the arrival order; ignores duplicates.
+  insertChat(message) {
+    let i = this.chat.length;
+    while (i > 0 && this.chat[i - 1].seq > message.seq) i--;
+    if (i > 0 && this.chat[i - 1].seq === message.seq) return false;
+    this.chat.splice(i, 0, message);
+    return true;
+  }
+
+  onError(msg) {
+    if (msg.id !== undefined && msg.id === this.joinRequestId && this.state !== 'joined') {
+      if (TRANSIENT_JOIN_ERRORS.has(msg.code)) {
+        this.connectionLost(msg.message || msg.code);
+        return;
+      }
+      this.shutdown(msg.message || msg.code || 'could not join');
+      return;
+    }
+    if (this.settle(msg)) return;   // the request's caller reports it
+    this.notice(msg.message || msg.code || 'server error', 'error');
+  }
+
+  // ------------------------------------------------------------------ publish PC
+
+  createPublishPc() {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
+    this.pubSources = new Map();
+    for (const source of ['microphone', 'camera']) {
+      for (const track of this.localTracks(source)) {
+        const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+        this.pubSources.set(t, source);
+      }
+    }
+    if (this.screenStream) this.addScreenTransceivers(pc);
+    this.watchPc(pc, 'publish');
+    return pc;
+  }
+
+  addScreenTransceivers(pc) {
+    const stream = this.screenStream;
+    for (const track of stream.getTracks()) {
+      if (track.readyState !== 'live') continue;
+      const source = track.kind === 'video' ? 'screen' : 'screen-audio';
+      const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      this.pubSources.set(t, source);
+    }
+  }
+
+  // Queues one offer/answer round on the publish PC; a round asked for while another is
+  // pending runs after it, so the server never sees two publish offers at once.
+  negotiatePublish() {
+    const pc = this.pubPc;
+    const round = this.pubChain.then(() => this.publishRound(pc));
+    this.pubChain = round.catch((err) => {
+      if (pc === this.pubPc) this.notice(`Publishing failed: ${err.message}`, 'error');
+    });
+    return this.pubChain;
+  }
+
+  async publishRound(pc) {
+    if (!pc || pc !== this.pubPc || pc.signalingState === 'closed') return;
+    if (this.pubSources.size === 0 && pc.getTransceivers().length === 0) return;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const tracks = [];
+    for (const [t, source] of this.pubSources) {
+      if (t.mid !== null && t.direction !== 'stopped') tracks.push({ mid: t.mid, source });
+    }
+    let answer;
+    try {
+      answer = await this.request({ type: 'publish', sdp: pc.localDescription.sdp, tracks }, 'publish_answer');
+    } catch (err) {
+      if (pc === this.pubPc && pc.signalingState === 'have-local-offer') {
+        await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+      }
+      throw err;
+    }
+    if (pc !== this.pubPc || pc.signalingState !== 'have-local-offer') return;
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+    this.publishedTracks = answer.tracks || [];
+  }
+
+  // ------------------------------------------------------------------ subscribe PC
+
+  createSubscribePc() {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
+    this.subTracks = new Map();
+    this.subChain = Promise.resolve();
+    this.watchPc(pc, 'subscribe');
+    return pc;
+  }
+
+  onOffer(msg) {
+    const pc = this.subPc;
+    this.subChain = this.subChain
+      .then(() => this.answerOffer(pc, msg))
+      .catch((err) => {
+        if (pc !== this.subPc) return;
+        this.notice(`Could not apply the server's offer: ${err.message}`, 'error');
+        this.connectionLost('subscribe negotiation failed');
+      });
+  }
+
+  async answerOffer(pc, msg) {
+    if (pc !== this.subPc || pc.signalingState === 'closed') return;
+    // The offer's metadata names every m-line; set it before ontrack can fire.
+    this.subTracks = new Map((msg.tracks || []).map((t) => [String(t.mid), t]));
+    await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    if (pc !== this.subPc) return;
+    this.send({ type: 'answer', sdp: pc.localDescription.sdp });
+    this.emit('media');
+  }
+
+  watchPc(pc, role) {
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'failed' && (pc === this.pubPc || pc === this.subPc)) {
+        this.connectionLost(`${role} media connection failed`);
+      }
+    });
+    pc.addEventListener('track', (event) => {
+      if (role !== 'subscribe') return;
+      event.track.addEventListener('unmute', () => this.emit('media'));
+      event.track.addEventListener('mute', () => this.emit('media'));
+      this.emit('media');
+    });
+  }
+
+  closePcs() {
+    for (const pc of [this.pubPc, this.subPc]) {
+      if (pc) {
+        try { pc.close(); } catch (e) { /* already closed */ }
+      }
+    }
+    this.pubPc = null;
+    this.subPc = null;
+    this.pubSources = new Map();
+    this.subTracks = new Map();
+    this.pubChain = Promise.resolve();
+    this.subChain = Promise.resolve();
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  // The socket or the media went away (or the server asked us to come back): drop both
+  // PCs and the socket, then join again with the same participant_id after a backoff.
+  connectionLost(reason, { immediate = false } = {}) {
+    if (this.state === 'left' || this.state === 'idle') return;
+    this.closePcs();
+    this.closeSocket();
+    const wasJoined = this.state === 'joined';
+    if (this.state !== 'reconnecting') this.reconnects += 1;
+    this.setState('reconnecting', { reason });
+    if (wasJoined) this.emit('media');
+    if (this.retryTimer) return;
+    const delay = immediate ? 0 : backoffDelay(this.attempt++);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.state === 'reconnecting') this.connect();
+    }, delay);
+  }
+
+  // Ends the session for good: `reason` null means the user left.
+  shutdown(reason) {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.closePcs();
+    this.closeSocket();
+    this.stopLocalMedia();
+    this.participants = new Map();
+    this.leftReason = reason;
+    this.setState('left', { reason });
+    this.emit('participants');
+    this.emit('media');
+    this.emit('local');
+  }
+
+  setState(state, detail = {}) {
+    this.state = state;
+    this.emit('state', { state, ...detail });
+  }
+
+  emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  notice(text, level = 'info') {
+    this.emit('notice', { text, level });
+  }
+}

@@ -1,0 +1,158 @@
+// The video tiles: one per participant (camera + microphone) and a larger one per screen
+// share. `render(session)` reconciles the DOM with the session's current state, so every
+// event can simply call it again.
+
+import { icons } from './icons.js';
+import { el, initials, colorFor } from './ui.js';
+
+function tileKey(participantId, source) {
+  return source === 'screen' || source === 'screen-audio' ? `${participantId}:screen` : `${participantId}:camera`;
+}
+
+// Points a media element at `track` (or nothing), touching it only when that changes so
+// playing video does not flicker on every render.
+function attach(mediaEl, track, onBlocked) {
+  const current = mediaEl.srcObject ? mediaEl.srcObject.getTracks()[0] : null;
+  if (current === (track || null)) return;
+  mediaEl.srcObject = track ? new MediaStream([track]) : null;
+  if (!track) return;
+  const played = mediaEl.play();
+  if (played && played.catch) {
+    played.catch((err) => {
+      if (err && err.name === 'NotAllowedError' && onBlocked) onBlocked(mediaEl);
+    });
+  }
+}
+
+class Tile {
+  constructor(key, { participantId, screen, local }) {
+    this.key = key;
+    this.video = el('video', { autoplay: true, playsInline: true, muted: true, class: local && !screen ? 'mirror' : null });
+    this.video.muted = true;   // the property, not only the attribute, keeps autoplay allowed
+    this.audio = el('audio', { autoplay: true, class: 'hidden-audio' });
+    this.avatar = el('div', { class: 'avatar', 'aria-hidden': 'true' });
+    this.nameEl = el('span', { class: 'tile-name', dataset: { testid: 'tile-name' } });
+    this.micFlag = el('span', {
+      class: 'tile-flag', dataset: { testid: 'tile-muted-mic' }, title: 'Microphone muted',
+      role: 'img', 'aria-label': 'Microphone muted', html: icons.micOff, hidden: true,
+    });
+    this.camFlag = el('span', {
+      class: 'tile-flag', dataset: { testid: 'tile-muted-camera' }, title: 'Camera off',
+      role: 'img', 'aria-label': 'Camera off', html: icons.cameraOff, hidden: true,
+    });
+    this.root = el('figure', {
+      class: `tile${screen ? ' tile-screen' : ''}${local ? ' tile-local' : ''}`,
+      dataset: {
+        testid: local ? (screen ? 'tile-local-screen' : 'tile-local') : 'tile',
+        participantId,
+        source: screen ? 'screen' : 'camera',
+      },
+    }, this.video, this.avatar, this.audio,
+    el('figcaption', {}, this.nameEl, this.micFlag, this.camFlag));
+  }
+
+  update({ name, video, audio, micMuted, camMuted, onBlocked }) {
+    if (this.nameEl.textContent !== name) {
+      this.nameEl.textContent = name;
+      this.root.setAttribute('aria-label', name);
+      this.avatar.textContent = initials(name.replace(/ \((you|screen)\)$/, ''));
+      this.avatar.style.background = colorFor(this.root.dataset.participantId);
+    }
+    attach(this.video, video, null);
+    if (this.audio) attach(this.audio, audio, onBlocked);
+    // A remote track is `muted` until its first frame arrives: show the avatar until then.
+    const showVideo = !!video && !camMuted && video.readyState === 'live' && !video.muted;
+    this.root.classList.toggle('has-video', showVideo);
+    this.micFlag.hidden = !micMuted;
+    this.camFlag.hidden = !camMuted;
+    this.root.dataset.micMuted = String(!!micMuted);
+    this.root.dataset.cameraMuted = String(!!camMuted);
+  }
+
+  remove() {
+    attach(this.video, null);
+    attach(this.audio, null);
+    this.root.remove();
+  }
+}
+
+export class TileBoard {
+  constructor(grid, screens, { onAudioBlocked } = {}) {
+    this.grid = grid;
+    this.screens = screens;
+    this.tiles = new Map();   // key -> Tile
+    this.onAudioBlocked = onAudioBlocked;
+  }
+
+  render(session) {
+    const wanted = new Map();   // key -> {spec, state}
+    const want = (key, spec, state) => wanted.set(key, { spec, state });
+    const inMeeting = session.state === 'joined' || session.state === 'reconnecting' || session.state === 'joining';
+    if (!inMeeting) {
+      this.reconcile(wanted);
+      return;
+    }
+
+    const selfId = session.participantId || 'self';
+    const localVideo = session.localTracks('camera')[0] || null;
+    want(tileKey(selfId, 'camera'), { participantId: selfId, screen: false, local: true }, {
+      name: `${session.name} (you)`, video: localVideo, audio: null,
+      micMuted: session.muted.microphone, camMuted: session.muted.camera,
+    });
+    if (session.screenStream) {
+      want(tileKey(selfId, 'screen'), { participantId: selfId, screen: true, local: true }, {
+        name: `${session.name} (screen)`, video: session.screenStream.getVideoTracks()[0] || null, audio: null,
+      });
+    }
+
+    for (const [pid, p] of session.participants) {
+      want(tileKey(pid, 'camera'), { participantId: pid, screen: false }, {
+        name: p.name, video: null, audio: null,
+        micMuted: !!(p.muted && p.muted.microphone), camMuted: !!(p.muted && p.muted.camera),
+      });
+    }
+    for (const media of session.remoteMedia()) {
+      const pid = media.participant_id;
+      const key = tileKey(pid, media.source);
+      const person = session.participants.get(pid);
+      const name = person ? person.name : 'Guest';
+      if (!wanted.has(key)) {
+        const screen = key.endsWith(':screen');
+        want(key, { participantId: pid, screen }, {
+          name: screen ? `${name} (screen)` : name, video: null, audio: null,
+          micMuted: false, camMuted: false,
+        });
+      }
+      const state = wanted.get(key).state;
+      if (media.kind === 'video') state.video = media.track;
+      else state.audio = media.track;
+    }
+    this.reconcile(wanted);
+  }
+
+  reconcile(wanted) {
+    for (const [key, tile] of this.tiles) {
+      if (!wanted.has(key)) {
+        tile.remove();
+        this.tiles.delete(key);
+      }
+    }
+    for (const [key, { spec, state }] of wanted) {
+      let tile = this.tiles.get(key);
+      if (!tile) {
+        tile = new Tile(key, spec);
+        this.tiles.set(key, tile);
+        (spec.screen ? this.screens : this.grid).append(tile.root);
+      }
+      tile.update({ ...state, onBlocked: this.onAudioBlocked });
+    }
+    const cameraTiles = this.grid.children.length;
+    this.grid.style.setProperty('--cols', String(Math.max(1, Math.ceil(Math.sqrt(cameraTiles)))));
+    this.grid.style.setProperty('--count', String(cameraTiles));
+    this.screens.parentElement.classList.toggle('has-screens', this.screens.children.length > 0);
+  }
+
+  audioElements() {
+    return [...this.tiles.values()].map((t) => t.audio).filter((a) => a && a.srcObject);
+  }
+}

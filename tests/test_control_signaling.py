@@ -1,0 +1,269 @@
+"""Signaling WebSocket: malformed input, joining, leaving, chat, rate limit (real worker).
+
+These tests use bare sockets (no media); publishing real media is in test_control_media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import aiohttp
+import pytest
+
+
+async def assert_usable(socket) -> None:
+    """The socket still answers: ping gets its pong (or not_joined before join)."""
+    await socket.send({"type": "ping", "id": "alive"})
+    reply = await socket.recv()
+    assert reply.get("id") == "alive" and reply["type"] in ("pong", "error"), reply
+
+
+async def expect_error(socket, message, code: str, message_id=None) -> dict:
+    await socket.send(message)
+    reply = await socket.recv()
+    assert reply["type"] == "error", reply
+    assert reply["code"] == code, reply
+    assert isinstance(reply["message"], str) and reply["message"]
+    if message_id is not None:
+        assert reply["id"] == message_id
+    else:
+        assert "id" not in reply
+    return reply
+
+
+async def test_malformed_messages_get_errors_and_socket_stays_open(conclave_server_factory, signaling_socket, caplog):
+    caplog.set_level(logging.DEBUG)
+    server = await conclave_server_factory(signaling={"messages_per_second": 1000})
+    meeting = await server.create_meeting()
+    socket = await signaling_socket(server.ws_url(meeting["meeting_id"]))
+
+    # Before join, only join is accepted.
+    await expect_error(socket, {"type": "chat", "text": "hi", "id": 1}, "not_joined", 1)
+    await expect_error(socket, {"type": "publish", "sdp": "v=0", "tracks": []}, "not_joined")
+    await socket.join("alice")
+
+    bad_inputs = [
+        ("not json at all", "bad_json", None),
+        ("", "bad_json", None),
+        ("[1, 2, 3]", "bad_message", None),
+        ('"just a string"', "bad_message", None),
+        ({"no_type": True}, "bad_message", None),
+        ({"type": 7, "id": "x"}, "bad_message", "x"),
+        ({"type": "teleport", "id": 9}, "unknown_type", 9),
+        ({"type": "chat", "id": "c"}, "invalid_field", "c"),
+        ({"type": "chat", "text": 5}, "invalid_field", None),
+        ({"type": "chat", "text": ""}, "invalid_field", None),
+        ({"type": "chat", "text": "   "}, "invalid_field", None),
+        ({"type": "mute", "source": "microphone"}, "invalid_field", None),
+        ({"type": "mute", "source": "nose", "muted": True}, "invalid_field", None),
+        ({"type": "mute", "source": "camera", "muted": "yes"}, "invalid_field", None),
+        ({"type": "publish", "tracks": []}, "invalid_field", None),
+        ({"type": "publish", "sdp": "v=0", "tracks": {"mid": "0"}}, "invalid_field", None),
+        ({"type": "publish", "sdp": "v=0", "tracks": [{"mid": "0", "source": "nose"}]}, "invalid_field", None),
+        ({"type": "publish", "sdp": "v=0", "tracks": [{"mid": "0", "source": "camera"}] * 2}, "invalid_field", None),
+        ({"type": "subscribe", "track_id": "t"}, "invalid_field", None),
+        ({"type": "answer"}, "invalid_field", None),
+        ({"type": "join", "name": "again"}, "already_joined", None),
+        ({"type": "answer", "sdp": "v=0", "id": 3}, "unexpected_answer", 3),
+        ({"type": "subscribe", "track_id": "nope", "enabled": False}, "not_found", None),
+        ({"type": "publish", "sdp": "garbage", "tracks": [], "id": "p"}, "media_error", "p"),
+        ({"type": "ping", "id": {"an": "object"}}, "bad_message", None),
+        ("{" * 5000 + "}" * 5000, "bad_json", None),
+    ]
+    for message, code, message_id in bad_inputs:
+        await expect_error(socket, message, code, message_id)
+        await assert_usable(socket)
+
+    await socket.ws.send_bytes(b"\x00\x01")
+    assert (await socket.recv())["code"] == "bad_message"
+    await assert_usable(socket)
+    assert not any(record.exc_info for record in caplog.records), "bad input must not log tracebacks"
+
+
+async def test_join_validation(conclave_server, signaling_socket):
+    meeting = await conclave_server.create_meeting()
+    socket = await signaling_socket(conclave_server.ws_url(meeting["meeting_id"]))
+    for name in (None, "", "   ", "x" * 65, 12, "bad\x00name"):
+        await expect_error(socket, {"type": "join", "name": name, "id": "j"}, "invalid_field", "j")
+    joined = await socket.join("  Ada  ", id="ok")
+    assert joined["id"] == "ok"
+    assert joined["meeting_id"] == meeting["meeting_id"]
+    assert joined["participants"] == [] and joined["tracks"] == [] and joined["chat"] == []
+    assert joined["ice_servers"] == []
+
+
+async def test_oversized_message_gets_error(conclave_server_factory, signaling_socket):
+    server = await conclave_server_factory(signaling={"max_message_bytes": 1000})
+    meeting = await server.create_meeting()
+    socket = await signaling_socket(server.ws_url(meeting["meeting_id"]))
+    await socket.join("alice")
+    await expect_error(socket, {"type": "chat", "text": "x" * 1200}, "too_large")
+    await expect_error(socket, {"type": "chat", "text": "é" * 600}, "too_large")  # 1200 bytes in UTF-8
+    await assert_usable(socket)
+
+
+async def test_participants_see_each_other_join_update_and_leave(conclave_server, signaling_socket):
+    meeting_id = (await conclave_server.create_meeting())["meeting_id"]
+    alice = await signaling_socket(conclave_server.ws_url(meeting_id))
+    bob = await signaling_socket(conclave_server.ws_url(meeting_id))
+    alice_joined = await alice.join("alice")
+    bob_joined = await bob.join("bob")
+    alice_id, bob_id = alice_joined["participant_id"], bob_joined["participant_id"]
+    assert alice_id != bob_id
+    assert bob_joined["participants"] == [
+        {"participant_id": alice_id, "name": "alice", "muted": {"microphone": False, "camera": False}}
+    ]
+    seen = await alice.recv_type("participant_joined")
+    assert seen["participant"]["participant_id"] == bob_id and seen["participant"]["name"] == "bob"
+
+    await bob.send({"type": "mute", "source": "microphone", "muted": True, "id": 5})
+    for socket in (alice, bob):
+        updated = await socket.recv_type("participant_updated")
+        assert updated["participant"]["participant_id"] == bob_id
+        assert updated["participant"]["muted"]["microphone"] is True
+    assert (await bob.recv_type("ok"))["id"] == 5
+
+    await bob.send({"type": "leave", "id": "bye"})
+    assert (await bob.recv_type("ok"))["id"] == "bye"
+    closing = await bob.ws.receive(5)
+    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    left = await alice.recv_type("participant_left")
+    assert left["participant_id"] == bob_id
+
+    charlie = await signaling_socket(conclave_server.ws_url(meeting_id))
+    joined = await charlie.join("charlie")
+    assert [p["participant_id"] for p in joined["participants"]] == [alice_id]
+
+
+async def test_socket_close_removes_participant(conclave_server, signaling_socket):
+    meeting_id = (await conclave_server.create_meeting())["meeting_id"]
+    alice = await signaling_socket(conclave_server.ws_url(meeting_id))
+    bob = await signaling_socket(conclave_server.ws_url(meeting_id))
+    await alice.join("alice")
+    bob_id = (await bob.join("bob"))["participant_id"]
+    await bob.close()
+    assert (await alice.recv_type("participant_left"))["participant_id"] == bob_id
+    meeting = conclave_server.state.meetings.get(meeting_id)
+    assert list(meeting.participants) != [] and bob_id not in meeting.participants
+
+
+async def test_chat_order_and_fan_out(conclave_server, signaling_socket):
+    meeting_id = (await conclave_server.create_meeting())["meeting_id"]
+    sockets = [await signaling_socket(conclave_server.ws_url(meeting_id)) for _ in range(3)]
+    names = ["ann", "ben", "cat"]
+    ids = [(await s.join(n))["participant_id"] for s, n in zip(sockets, names)]
+    before = int(time.time() * 1000)
+
+    # Everyone sends at once; everybody must see all 15 in one and the same order.
+    async def talk(index: int) -> None:
+        for n in range(5):
+            await sockets[index].send({"type": "chat", "text": f"{names[index]} says {n}"})
+
+    await asyncio.gather(*(talk(i) for i in range(3)))
+    received = []
+    for socket in sockets:
+        chats = [(await socket.recv_type("chat"))["message"] for _ in range(15)]
+        received.append(chats)
+    assert received[0] == received[1] == received[2]
+    chats = received[0]
+    assert [m["seq"] for m in chats] == list(range(1, 16))
+    for message in chats:
+        sender = names.index(message["text"].split()[0])
+        assert message["name"] == names[sender] and message["participant_id"] == ids[sender]
+        assert isinstance(message["ts"], int) and abs(message["ts"] - before) < 3_600_000  # ms since epoch
+    for name in names:  # each sender's own messages keep their order
+        assert [m["text"] for m in chats if m["name"] == name] == [f"{name} says {n}" for n in range(5)]
+
+    late = await signaling_socket(conclave_server.ws_url(meeting_id))
+    joined = await late.join("dan")
+    assert joined["chat"] == chats
+
+
+async def test_chat_history_is_bounded_and_text_limited(conclave_server_factory, signaling_socket):
+    server = await conclave_server_factory(signaling={"chat_history": 3, "chat_max_chars": 10})
+    meeting_id = (await server.create_meeting())["meeting_id"]
+    socket = await signaling_socket(server.ws_url(meeting_id))
+    await socket.join("ann")
+    await expect_error(socket, {"type": "chat", "text": "x" * 11}, "invalid_field")
+    for n in range(5):
+        await socket.send({"type": "chat", "text": f"m{n}"})
+        await socket.recv_type("chat")
+    late = await signaling_socket(server.ws_url(meeting_id))
+    joined = await late.join("ben")
+    assert [(m["seq"], m["text"]) for m in joined["chat"]] == [(3, "m2"), (4, "m3"), (5, "m4")]
+
+
+async def test_rate_limit(conclave_server_factory, signaling_socket):
+    server = await conclave_server_factory(signaling={"messages_per_second": 5})
+    meeting_id = (await server.create_meeting())["meeting_id"]
+    socket = await signaling_socket(server.ws_url(meeting_id))
+    await socket.join("spammer")
+    for n in range(30):
+        await socket.send({"type": "ping", "id": n})
+    replies = [await socket.recv() for _ in range(30)]
+    limited = [r for r in replies if r["type"] == "error"]
+    assert limited and all(r["code"] == "rate_limited" for r in limited)
+    assert sorted(r["id"] for r in replies) == list(range(30))  # ids echoed on both kinds
+    assert len(replies) - len(limited) < 30
+    # The socket is still open; tokens come back over time.
+    for _ in range(100):
+        await socket.send({"type": "ping", "id": "later"})
+        reply = await socket.recv()
+        if reply["type"] == "pong":
+            break
+        await asyncio.sleep(0.1)
+    assert reply == {"type": "pong", "id": "later"}
+
+
+async def test_meeting_full(conclave_server_factory, signaling_socket):
+    server = await conclave_server_factory(signaling={"max_participants_per_meeting": 2})
+    meeting_id = (await server.create_meeting())["meeting_id"]
+    for name in ("a", "b"):
+        await (await signaling_socket(server.ws_url(meeting_id))).join(name)
+    third = await signaling_socket(server.ws_url(meeting_id))
+    await expect_error(third, {"type": "join", "name": "c"}, "meeting_full")
+
+
+async def test_rest_counts_participants(conclave_server, signaling_socket):
+    meeting_id = (await conclave_server.create_meeting())["meeting_id"]
+    socket = await signaling_socket(conclave_server.ws_url(meeting_id))
+    await socket.join("ann")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{conclave_server.base_url}/api/v1/meetings/{meeting_id}") as response:
+            assert (await response.json())["participants"] == 1
+
+
+@pytest.mark.parametrize("requested", ["unknown-id-123", None])
+async def test_rejoin_with_unknown_id_gets_a_new_one(conclave_server, signaling_socket, requested):
+    meeting_id = (await conclave_server.create_meeting())["meeting_id"]
+    socket = await signaling_socket(conclave_server.ws_url(meeting_id))
+    fields = {"participant_id": requested} if requested else {}
+    joined = await socket.join("ann", **fields)
+    assert joined["participant_id"] != requested
+
+
+async def test_rejoin_replaces_the_old_connection(conclave_server, signaling_socket):
+    meeting_id = (await conclave_server.create_meeting())["meeting_id"]
+    watcher = await signaling_socket(conclave_server.ws_url(meeting_id))
+    await watcher.join("watcher")
+    first = await signaling_socket(conclave_server.ws_url(meeting_id))
+    participant_id = (await first.join("ann"))["participant_id"]
+    second = await signaling_socket(conclave_server.ws_url(meeting_id))
+    joined = await second.join("ann", participant_id=participant_id)
+    assert joined["participant_id"] == participant_id
+    closing = await first.ws.receive(5)
+    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert (await watcher.recv_type("participant_left"))["participant_id"] == participant_id
+    assert (await watcher.recv_type("participant_joined"))["participant"]["participant_id"] == participant_id
+    assert len(conclave_server.state.meetings.get(meeting_id).participants) == 2
+
+
+async def test_json_error_text_is_never_echoed_raw(conclave_server, signaling_socket):
+    meeting_id = (await conclave_server.create_meeting())["meeting_id"]
+    socket = await signaling_socket(conclave_server.ws_url(meeting_id))
+    await socket.join("ann")
+    reply = await expect_error(socket, {"type": "x" * 10_000}, "unknown_type")
+    assert len(json.dumps(reply)) < 500
