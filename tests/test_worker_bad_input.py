@@ -103,7 +103,8 @@ def stun_request(ufrag: str, pwd: str) -> bytes:
     return stun.build_binding_request(os.urandom(12), f"{ufrag}:attacker", pwd.encode(), priority=1, controlling_tiebreaker=1, use_candidate=True)
 
 
-async def test_garbage_is_counted_and_media_keeps_flowing():
+async def test_garbage_is_counted_and_media_keeps_flowing(caplog):
+    caplog.set_level("DEBUG", logger="sfu")
     meeting = Meeting()
     await meeting.start()
     try:
@@ -147,5 +148,52 @@ async def test_garbage_is_counted_and_media_keeps_flowing():
         before = dict(meeting.frames)
         await meeting.wait_frames({"audio": before["audio"] + 20, "video": before["video"] + 10})
         raw.close()
+        tracebacks = [r.getMessage() for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+        assert not tracebacks, tracebacks
     finally:
         await meeting.close()
+
+
+async def test_garbage_at_a_served_worker_shows_in_metrics_and_the_meeting_goes_on(conclave_server):
+    """The same attack on a worker process that control supervises, judged by /metrics."""
+    import aiohttp
+
+    from control.client.bot import Bot
+
+    meeting = await conclave_server.create_meeting()
+    alice = Bot(conclave_server.base_url, meeting["meeting_id"], "alice")
+    bob = Bot(conclave_server.base_url, meeting["meeting_id"], "bob")
+    worker = conclave_server.state.supervisor.workers[0]
+    pid_before = worker.pid
+    try:
+        await alice.start()
+        await bob.start(publish_audio=False, publish_video=False)
+        await bob.wait_for_frames(alice.participant_id, "camera", count=5, timeout=30)
+
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw.bind(("127.0.0.1", 0))
+        attack = {
+            "malformed_stun": b"\x00\x01\x00\x08" + os.urandom(20),
+            "stun_auth": stun_request("nobody", "x" * 24),
+            "unknown_peer": b"\x80\x60" + os.urandom(40),
+            "oversized": os.urandom(4000),
+            "unknown_packet": bytes([99]) + os.urandom(30),
+        }
+        for _ in range(3):
+            for datagram in attack.values():
+                raw.sendto(datagram, ("127.0.0.1", worker.port))
+        raw.close()
+
+        before = bob.received[alice.participant_id]["camera"].frames
+        await bob.wait_for_frames(alice.participant_id, "camera", count=before + 10, timeout=30)
+        await conclave_server.state.supervisor.refresh_stats()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{conclave_server.base_url}/metrics") as response:
+                text = await response.text()
+        for reason in attack:
+            line = f'conclave_worker_packets_dropped_total{{reason="{reason}",worker="0"}}'
+            values = [float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)]
+            assert values and values[0] >= 3, (reason, [r for r in text.splitlines() if "dropped" in r])
+        assert worker.pid == pid_before and worker.restarts == 0
+    finally:
+        await asyncio.gather(alice.stop(), bob.stop())
