@@ -9,23 +9,29 @@ Imports only the standard library and PyYAML.
 
 from config.loader import load_config, resolved_announced_ips, resolved_workers
 from config.schema import (
+    AuthConfig,
     Config,
     ConfigError,
     HttpConfig,
+    LimitsConfig,
     LoggingConfig,
     MediaConfig,
     SfuConfig,
     SignalingConfig,
+    StoreConfig,
 )
 
 __all__ = [
+    "AuthConfig",
     "Config",
     "ConfigError",
     "HttpConfig",
+    "LimitsConfig",
     "LoggingConfig",
     "MediaConfig",
     "SfuConfig",
     "SignalingConfig",
+    "StoreConfig",
     "load_config",
     "resolved_announced_ips",
     "resolved_workers",

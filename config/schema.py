@@ -46,12 +46,14 @@ class Rule:
     refine: given a value of the right kind, returns the value to store (possibly
             normalized, e.g. "INFO" -> "info") or raises BadValue saying what is wrong.
     item:   for a tuple, the rule each item obeys.
+    secret: error messages never quote the value.
     """
 
     kind: type
     expect: str
     refine: Callable[[Any], Any] | None = None
     item: Rule | None = None
+    secret: bool = False
 
     def accept(self, value: Any) -> Any:
         """Check a typed value (from YAML or Python); return what to store or raise BadValue."""
@@ -96,6 +98,8 @@ class Rule:
             raise self._wrong_type(text) from None
 
     def _wrong_type(self, value: Any) -> BadValue:
+        if self.secret:
+            return BadValue(f"expected {self.expect}, got a {type(value).__name__}")
         return BadValue(f"expected {self.expect}, got {value!r}")
 
 
@@ -252,9 +256,23 @@ BOOLEAN = Rule(bool, "true or false")
 FILE_PATH = Rule(str, "a file path")
 
 
-def setting(default: Any, rule: Rule) -> Any:
-    """A dataclass field holding one setting, with its default and its rule."""
-    return field(default=default, metadata={"rule": rule})
+def setting(default: Any, rule: Rule, *, secret: bool = False) -> Any:
+    """A dataclass field holding one setting, with its default and its rule.
+
+    secret: the value never appears in repr() (so never in a log line or a traceback)."""
+    return field(default=default, repr=not secret, metadata={"rule": rule, "secret": secret})
+
+
+def secret_text(minimum_chars: int) -> Rule:
+    """Empty (generated at first start), or a secret of at least `minimum_chars`; the
+    message never repeats the value."""
+
+    def refine(value: str) -> str:
+        if value and len(value) < minimum_chars:
+            raise BadValue(f"must be empty (generated) or at least {minimum_chars} characters long")
+        return value
+
+    return Rule(str, "a string", refine, secret=True)
 
 
 def section(cls: type) -> Any:
@@ -380,6 +398,46 @@ class SignalingConfig(_Section):
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig(_Section):
+    SECTION: ClassVar[str] = "auth"
+
+    # Bearer key of the server operator; empty: generated into DATA_DIR/operator-key.
+    operator_key: str = setting("", secret_text(16), secret=True)
+    # HS256 key of join tokens; empty: generated into DATA_DIR/token-secret.
+    token_secret: str = setting("", secret_text(32), secret=True)
+    # A second login of a host: "replace" ends the first session, "refuse" answers 409.
+    host_login_policy: str = setting("replace", one_of("replace", "refuse"))
+    # Lifetime of a join token: long enough to connect (the live socket outlives it).
+    join_token_ttl_s: int = setting(600, integer(10, 86400))
+    passcode_attempts_per_minute: int = setting(5, integer(1))
+    passcode_attempts_per_address_per_minute: int = setting(20, integer(1))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig(_Section):
+    SECTION: ClassVar[str] = "store"
+
+    driver: str = setting("sqlite", one_of("sqlite"))
+    # Database file; empty: DATA_DIR/conclave.db.
+    path: str = setting("", FILE_PATH)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig(_Section):
+    """Per-customer limits; each customer may override any of them."""
+
+    SECTION: ClassVar[str] = "limits"
+
+    max_live_meetings_per_host: int = setting(1, integer(1))
+    max_concurrent_meetings: int = setting(10, integer(1))
+    max_participants_per_meeting: int = setting(100, integer(1))
+    max_meeting_minutes: int = setting(1440, integer(1))
+    recording_allowed: bool = setting(True, BOOLEAN)
+    transcription_allowed: bool = setting(True, BOOLEAN)
+    meetings_disabled: bool = setting(False, BOOLEAN)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig(_Section):
     SECTION: ClassVar[str] = "logging"
 
@@ -396,6 +454,9 @@ class Config(_Section):
     sfu: SfuConfig = section(SfuConfig)
     media: MediaConfig = section(MediaConfig)
     signaling: SignalingConfig = section(SignalingConfig)
+    auth: AuthConfig = section(AuthConfig)
+    store: StoreConfig = section(StoreConfig)
+    limits: LimitsConfig = section(LimitsConfig)
     logging: LoggingConfig = section(LoggingConfig)
 
     @classmethod

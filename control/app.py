@@ -1,43 +1,38 @@
 """The aiohttp application: REST API, signaling WebSocket, web client, metrics, health.
 
-`create_app(cfg)` builds everything; the app's cleanup context starts the SFU workers
-with the app and stops them (by PID) when it stops, so an aiohttp test server and
+`create_app(cfg)` builds everything; the app's cleanup context opens the store (first-start
+bootstrap, meetings left live ended) and starts the SFU workers with the app, and stops
+them (by PID) and closes the store when it stops, so an aiohttp test server and
 `conclave serve` run the same code.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import WSCloseCode, web
 
 from config import Config, resolved_workers
+from control import api_accounts, api_meetings, api_sessions, bootstrap, openapi
 from control.conference import Conference
-from control.errors import ApiError, error_middleware
+from control.errors import error_middleware
 from control.meetings import MeetingRegistry, is_valid_id
 from control.metrics import CONTENT_TYPE, Metrics
-from control.permissions import MeetingPolicy
 from control.signaling import CLOSE_FLUSH_TIMEOUT_S, websocket_handler
 from control.state import STATE_KEY, AppState, get_state
+from control.store import open_store
+from control.webhooks import WebhookSender
 from control.workers import DEFAULT_COMMAND, WorkerSupervisor, worker_config_json
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_TITLE_CHARS = 200
 MAX_BODY_BYTES = 64 * 1024
 
 
-def create_app(
-    cfg: Config,
-    *,
-    policy: MeetingPolicy | None = None,
-    worker_command: Sequence[str] = DEFAULT_COMMAND,
-) -> web.Application:
+def create_app(cfg: Config, *, worker_command: Sequence[str] = DEFAULT_COMMAND) -> web.Application:
     meetings = MeetingRegistry(chat_history=cfg.signaling.chat_history)
     supervisor = WorkerSupervisor(
         resolved_workers(cfg),
@@ -52,21 +47,43 @@ def create_app(
         supervisor=supervisor,
         conference=Conference(meetings, supervisor, cfg.signaling.max_participants_per_meeting),
         metrics=Metrics(meetings, supervisor),
-        policy=policy or MeetingPolicy(),
     )
+    state.store = open_store(cfg)
+    state.secrets = bootstrap.resolve_secrets(cfg)
+    state.webhooks = WebhookSender(state.store)
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = state
+    app.cleanup_ctx.append(_run_store)
     app.cleanup_ctx.append(_run_workers)
     app.on_shutdown.append(_close_sockets)
-    app.router.add_post("/api/v1/meetings", create_meeting)
-    app.router.add_get("/api/v1/meetings/{meeting_id}", get_meeting)
+    api_accounts.register(app)
+    api_meetings.register(app)
+    api_sessions.register(app)
+    openapi.register(app)
     app.router.add_get("/api/v1/meetings/{meeting_id}/ws", websocket_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz_handler)
     app.router.add_get("/", index_page)
     app.router.add_get("/m/{meeting_id}", meeting_page)
+    app.router.add_get("/join", join_page)
+    app.router.add_get("/host", host_page)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     return app
+
+
+async def _run_store(app: web.Application) -> AsyncIterator[None]:
+    """Open the store (migrations), bootstrap an empty one, end meetings left live; at the
+    end stop webhook deliveries and close the store (after the workers: cleanup runs in
+    reverse order)."""
+    state = get_state(app)
+    await state.store.open()
+    try:
+        await bootstrap.first_start(state)
+        await bootstrap.end_meetings_left_live(state.store)
+        yield
+    finally:
+        await state.webhooks.stop()
+        await state.store.close()
 
 
 async def _run_workers(app: web.Application) -> AsyncIterator[None]:
@@ -87,56 +104,6 @@ async def _close_sockets(app: web.Application) -> None:
         session.peer.close(WSCloseCode.GOING_AWAY, "server shutting down")
     for session in list(state.sessions):
         await session.peer.wait_closed(CLOSE_FLUSH_TIMEOUT_S)
-
-
-# ---------------------------------------------------------------------- REST
-
-
-def join_url(request: web.Request, meeting_id: str) -> str:
-    base = get_state(request.app).cfg.http.public_url or f"{request.scheme}://{request.host}"
-    return f"{base.rstrip('/')}/m/{meeting_id}"
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "bad_json", "request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_request", "request body must be a JSON object")
-    return body
-
-
-async def create_meeting(request: web.Request) -> web.Response:
-    state = get_state(request.app)
-    if not await state.policy.may_create_meeting(request):
-        raise ApiError(403, "forbidden", "you may not create meetings")
-    body = await _json_body(request)
-    title = body.get("title", "")
-    if title is None:
-        title = ""
-    if not isinstance(title, str) or len(title) > MAX_TITLE_CHARS:
-        raise ApiError(400, "invalid_field", f"title: must be a string of at most {MAX_TITLE_CHARS} characters")
-    meeting = state.meetings.create(title.strip())
-    log.info("meeting %s created", meeting.meeting_id)
-    payload = {
-        "meeting_id": meeting.meeting_id,
-        "join_url": join_url(request, meeting.meeting_id),
-        "title": meeting.title,
-    }
-    return web.json_response(payload, status=201)
-
-
-async def get_meeting(request: web.Request) -> web.Response:
-    state = get_state(request.app)
-    meeting = state.meetings.get(request.match_info["meeting_id"])
-    if meeting is None:
-        raise ApiError(404, "not_found", "no such meeting")
-    payload = {**meeting.public(), "join_url": join_url(request, meeting.meeting_id)}
-    return web.json_response(payload)
 
 
 # ---------------------------------------------------------------------- ops
@@ -167,6 +134,16 @@ def _page(name: str) -> web.StreamResponse:
 
 async def index_page(request: web.Request) -> web.StreamResponse:
     return _page("index.html")
+
+
+async def join_page(request: web.Request) -> web.StreamResponse:
+    """The meeting page without a number: it asks for Meeting ID, passcode and name."""
+    return _page("meeting.html")
+
+
+async def host_page(request: web.Request) -> web.StreamResponse:
+    """Host sign-in and dashboard."""
+    return _page("host.html")
 
 
 async def meeting_page(request: web.Request) -> web.StreamResponse:

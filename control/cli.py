@@ -1,7 +1,5 @@
-"""`conclave` command line: `conclave serve [--config FILE]`.
-
-Subcommands are argparse sub-parsers; `customer`, `host` and `meeting` admin commands
-join `serve` here later.
+"""`conclave` command line: `conclave serve [--config FILE]`, and the operator's
+`conclave customer|host|meeting ...` (control.cli_admin: they call a running server).
 
 Lifecycle of `serve`: first SIGTERM/SIGINT stops accepting connections, closes every
 signaling socket (WebSocket 1001), stops the workers (SIGTERM, SIGKILL after a timeout)
@@ -25,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from config import Config, ConfigError, load_config
+from control import cli_admin
 from control.app import create_app, get_state
 
 log = logging.getLogger("control")
@@ -53,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CONCLAVE_<SECTION>__<KEY> variables override it",
     )
     serve.set_defaults(handler=_serve_command)
+    cli_admin.add_commands(commands)
     return parser
 
 

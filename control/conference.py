@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from control.errors import SignalingError
-from control.meetings import Consumer, Meeting, MeetingRegistry, Participant, Peer, Placement, Track, new_id
+from control.meetings import Consumer, Meeting, MeetingRegistry, Participant, Placement, Track, new_id
 from control.workers import WorkerSupervisor
 from sfu import api
 from sfu.channel import ChannelError
@@ -126,6 +127,8 @@ class Conference:
         self._max_participants = max_participants
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
+        # A fresh join token for a participant told to reconnect (set by control.live).
+        self.reconnect_token: Callable[[Meeting, Participant], str | None] | None = None
         supervisor.add_down_listener(self._on_worker_down)
         supervisor.add_notification_listener(self._on_worker_notification)
 
@@ -169,15 +172,30 @@ class Conference:
 
     # ------------------------------------------------------------------ join / leave
 
+    def capacity(self, meeting: Meeting) -> int:
+        """Most admitted participants: the server's cap, or the customer's if lower."""
+        if meeting.max_participants is None:
+            return self._max_participants
+        return min(self._max_participants, meeting.max_participants)
+
     async def join(
-        self, meeting: Meeting, peer: Peer, name: str, requested_id: str | None, message_id: Any = None
+        self,
+        meeting: Meeting,
+        participant: Participant,
+        chat: list[dict[str, Any]],
+        message_id: Any = None,
     ) -> Participant:
+        """Admit `participant` (new, or from the waiting room): transports, `joined` with the
+        others, their tracks and `chat` (history, oldest first), then their tracks to them."""
         async with meeting.lock:
-            participant_id = await self._claim_participant_id(meeting, requested_id)
-            if len(meeting.participants) >= self._max_participants:
-                raise SignalingError("meeting_full", f"the meeting has {self._max_participants} participants already")
+            if meeting.ended:
+                raise SignalingError("meeting_ended", "the meeting has ended")
+            participant_id = participant.participant_id
+            await self._replace_previous(meeting, participant)
+            capacity = self.capacity(meeting)
+            if len(meeting.participants) >= capacity:
+                raise SignalingError("meeting_full", f"the meeting has {capacity} participants already")
             await self._ensure_router(meeting)
-            participant = Participant(participant_id, name, peer)
             await self._create_transports(meeting, participant)
             participant.negotiation = Negotiation(self, meeting, participant)
             others = list(meeting.participants.values())
@@ -186,9 +204,10 @@ class Conference:
                 "type": "joined",
                 "participant_id": participant_id,
                 "meeting_id": meeting.meeting_id,
+                "role": participant.role,
                 "participants": [p.public() for p in others],
                 "tracks": [t.public() for t in meeting.tracks() if t.participant_id != participant_id],
-                "chat": [m.public() for m in meeting.chat],
+                "chat": chat,
                 "ice_servers": [],
             }
             if message_id is not None:
@@ -204,17 +223,69 @@ class Conference:
             log.info("meeting %s: %s joined (%d in it)", meeting.meeting_id, participant_id, len(meeting.participants))
             return participant
 
-    async def _claim_participant_id(self, meeting: Meeting, requested_id: str | None) -> str:
-        """The id for a joining participant: the requested one if it was in this meeting."""
-        if requested_id is None or requested_id not in meeting.known_participant_ids:
-            return new_id()
-        previous = meeting.participants.get(requested_id)
-        if previous is not None:
-            # The same participant on a new socket (e.g. their network changed): the new
-            # connection wins, the old one is closed.
-            await self._remove_locked(meeting, previous)
-            previous.peer.close(REPLACED_CLOSE_CODE, "joined again from another connection")
-        return requested_id
+    async def wait(self, meeting: Meeting, participant: Participant, reason: str, message_id: Any = None) -> None:
+        """Hold `participant` outside: no transports, nothing sent to them but `waiting`."""
+        async with meeting.lock:
+            if meeting.ended:
+                raise SignalingError("meeting_ended", "the meeting has ended")
+            await self._replace_previous(meeting, participant)
+            participant.admitted = False
+            meeting.waiting[participant.participant_id] = participant
+            message: dict[str, Any] = {"type": "waiting", "reason": reason, "participant_id": participant.participant_id}
+            if message_id is not None:
+                message["id"] = message_id
+            participant.send(message)
+        log.info("meeting %s: %s waits (%s)", meeting.meeting_id, participant.participant_id, reason)
+
+    async def _replace_previous(self, meeting: Meeting, participant: Participant) -> None:
+        """The same participant connected again (e.g. their network changed): the new
+        connection wins, the old one is closed (4001)."""
+        previous = meeting.find_connected(participant.participant_id)
+        if previous is None or previous is participant:
+            return
+        previous.exit_reason = "replaced"
+        await self._remove_locked(meeting, previous)
+        previous.peer.close(REPLACED_CLOSE_CODE, "joined again from another connection")
+
+    async def dismiss(self, meeting: Meeting, participant: Participant, message: dict[str, Any], code: int) -> None:
+        """The server takes `participant` out (removed, denied, signed out): tell them why,
+        release their media, close their socket."""
+        participant.send(message)
+        async with meeting.lock:
+            await self._remove_locked(meeting, participant)
+        participant.peer.close(code, str(message.get("type", "")))
+
+    async def end(self, meeting: Meeting, message: dict[str, Any], code: int) -> None:
+        """The meeting ends: everyone (waiting room too) gets `message` and their socket
+        closes at once (not after a media operation in flight); then, under the lock, anyone
+        who got in meanwhile too, and the router goes from its worker (with its transports)."""
+        meeting.ended = True
+        count = self._close_everyone(meeting, message, code)
+        async with meeting.lock:
+            count += self._close_everyone(meeting, message, code)
+            placement, meeting.placement = meeting.placement, None
+            if placement is not None and not self.stopping:
+                try:
+                    worker = self._supervisor.handle_for(placement.worker_index, placement.generation)
+                    worker.routers.discard(placement.router_id)
+                    await self._supervisor.request(
+                        placement.worker_index, placement.generation, api.RouterClose(router_id=placement.router_id)
+                    )
+                except ChannelError as exc:
+                    log.debug("closing the router of %s failed (ignored): %s", meeting.meeting_id, exc)
+        log.info("meeting %s ended: %d disconnected", meeting.meeting_id, count)
+
+    def _close_everyone(self, meeting: Meeting, message: dict[str, Any], code: int) -> int:
+        everyone = meeting.connected()
+        for participant in everyone:
+            participant.exit_reason = participant.exit_reason or "ended"
+            participant.send(message)
+            participant.closed = True
+            if participant.negotiation is not None:
+                participant.negotiation.cancel()
+            meeting.remove_participant(participant)
+            participant.peer.close(code, str(message.get("reason", "meeting ended"))[:100])
+        return len(everyone)
 
     async def _create_transports(self, meeting: Meeting, participant: Participant) -> None:
         assert meeting.placement is not None
@@ -257,7 +328,10 @@ class Conference:
         if participant.closed:
             return
         participant.closed = True
+        was_admitted = meeting.participants.get(participant.participant_id) is participant
         meeting.remove_participant(participant)
+        if not was_admitted:
+            return  # the waiting room: nobody saw them, they have nothing to release
         if participant.negotiation is not None:
             participant.negotiation.cancel()
         tracks = list(participant.tracks.values())
@@ -388,6 +462,26 @@ class Conference:
     # ------------------------------------------------------------------ mute / chat
 
     async def mute(self, meeting: Meeting, participant: Participant, source: str, muted: bool) -> None:
+        """The participant mutes or unmutes their own source (not one the host muted)."""
+        if not muted and source in participant.host_muted:
+            raise SignalingError("muted_by_host", f"the host muted your {source}; only the host can allow it again")
+        await self._set_muted(meeting, participant, source, muted)
+
+    async def host_mute(self, meeting: Meeting, participant: Participant, source: str, muted: bool) -> None:
+        """Server-side mute by the host: the SFU stops forwarding the source and the
+        participant cannot unmute it until the host allows it again (`muted` False, which
+        does not unmute them: only they can turn their microphone or camera back on)."""
+        if muted:
+            participant.host_muted.add(source)
+        else:
+            participant.host_muted.discard(source)
+        participant.send({"type": "muted_by_host", "source": source, "muted": muted})
+        if muted:
+            await self._set_muted(meeting, participant, source, True)
+        else:
+            meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
+
+    async def _set_muted(self, meeting: Meeting, participant: Participant, source: str, muted: bool) -> None:
         participant.muted[source] = muted
         meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
         # Pause the producers too, so a muted source is not forwarded whatever the client sends.
@@ -397,9 +491,9 @@ class Conference:
             except ChannelError as exc:
                 raise media_error(exc, "mute") from None
 
-    def chat(self, meeting: Meeting, participant: Participant, text: str) -> None:
-        message = meeting.add_chat(participant, text)
-        meeting.broadcast({"type": "chat", "message": message.public()})
+    def chat(self, meeting: Meeting, message: dict[str, Any]) -> None:
+        """A stored chat message (control.live numbered it) to everyone admitted."""
+        meeting.broadcast({"type": "chat", "message": message})
 
     # ------------------------------------------------------------------ worker events
 
@@ -421,7 +515,12 @@ class Conference:
         meeting.placement = None
         participants = list(meeting.participants.values())
         for participant in participants:
-            participant.send({"type": "reconnect", "reason": reason})
+            message: dict[str, Any] = {"type": "reconnect", "reason": reason}
+            token = self.reconnect_token(meeting, participant) if self.reconnect_token else None
+            if token:
+                message["token"] = token  # to come back as themselves, admitted
+            participant.exit_reason = "reset"
+            participant.send(message)
             participant.closed = True
             if participant.negotiation is not None:
                 participant.negotiation.cancel()
@@ -455,7 +554,8 @@ class Conference:
         """Server shutdown: close every participant's socket; no more worker requests."""
         self.stopping = True
         for meeting in self._registry:
-            for participant in list(meeting.participants.values()):
+            for participant in meeting.connected():
+                participant.exit_reason = participant.exit_reason or "shutdown"
                 participant.peer.close(code, reason)
 
     async def wait_background(self, timeout: float) -> None:

@@ -1,8 +1,9 @@
-"""Meeting state held by control: meetings, participants, published tracks, chat.
+"""The live state of meetings held by control: who is connected, tracks, placement.
 
-Pure bookkeeping, no I/O: `control.conference` drives the media side and
-`control.signaling` the sockets. The registry is in memory for now; a persistent store
-replaces `MeetingRegistry` later, so everything else reaches meetings through it.
+Pure bookkeeping, no I/O: `control.conference` drives the media side, `control.signaling`
+the sockets and `control.live` the rules (waiting room, moderation, ending). What must
+last (meetings, participants and their states, chat) is in the store (`control.store`);
+this is only what exists while people are connected, keyed by the store's meeting id.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import re
 import secrets
 import time
-from collections import deque
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -74,10 +74,18 @@ class Consumer:
 
 
 class Participant:
+    """Someone connected to a meeting: in its waiting room (`admitted` False: no transports,
+    receives nothing, nothing of theirs goes anywhere) or in it (`admitted` True)."""
+
     __slots__ = (
         "participant_id",
         "name",
+        "role",
+        "grants",
+        "host_session_id",
+        "admitted",
         "muted",
+        "host_muted",
         "peer",
         "publish_transport_id",
         "subscribe_transport_id",
@@ -86,12 +94,27 @@ class Participant:
         "unsubscribed",
         "negotiation",
         "closed",
+        "exit_reason",
     )
 
-    def __init__(self, participant_id: str, name: str, peer: Peer) -> None:
+    def __init__(
+        self,
+        participant_id: str,
+        name: str,
+        peer: Peer,
+        *,
+        role: str = "participant",
+        grants: dict[str, bool] | None = None,
+        host_session_id: str | None = None,
+    ) -> None:
         self.participant_id = participant_id
         self.name = name
+        self.role = role  # host | participant
+        self.grants = grants if grants is not None else {"publish": True, "subscribe": True, "chat": True}
+        self.host_session_id = host_session_id  # host: the sign-in that started the meeting
+        self.admitted = False
         self.muted: dict[str, bool] = {source: False for source in MUTABLE_SOURCES}
+        self.host_muted: set[str] = set()  # sources the host muted: the participant cannot unmute
         self.peer = peer
         self.publish_transport_id: str | None = None
         self.subscribe_transport_id: str | None = None
@@ -100,9 +123,24 @@ class Participant:
         self.unsubscribed: set[str] = set()  # track ids they turned off
         self.negotiation: Any = None  # control.conference.Negotiation
         self.closed = False
+        # Why the server closed them: None (they left), "replaced", "reset", "removed",
+        # "denied", "ended", "session_ended". Decides what leaving records.
+        self.exit_reason: str | None = None
+
+    @property
+    def is_host(self) -> bool:
+        return self.role == "host"
+
+    def may(self, grant: str) -> bool:
+        return bool(self.grants.get(grant))
 
     def public(self) -> dict[str, Any]:
-        return {"participant_id": self.participant_id, "name": self.name, "muted": dict(self.muted)}
+        return {
+            "participant_id": self.participant_id,
+            "name": self.name,
+            "role": self.role,
+            "muted": dict(self.muted),
+        }
 
     def active_consumer_for(self, track_id: str) -> Consumer | None:
         for consumer in self.consumers.values():
@@ -113,26 +151,6 @@ class Participant:
     def send(self, message: dict[str, Any]) -> None:
         if not self.closed:
             self.peer.send(message)
-
-
-class ChatMessage:
-    __slots__ = ("seq", "participant_id", "name", "text", "ts")
-
-    def __init__(self, seq: int, participant_id: str, name: str, text: str, ts: int) -> None:
-        self.seq = seq
-        self.participant_id = participant_id
-        self.name = name
-        self.text = text
-        self.ts = ts
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "participant_id": self.participant_id,
-            "name": self.name,
-            "text": self.text,
-            "ts": self.ts,
-        }
 
 
 class Placement:
@@ -147,25 +165,50 @@ class Placement:
 
 
 class Meeting:
-    def __init__(self, meeting_id: str, title: str, chat_history: int) -> None:
+    """The live side of one stored meeting (keyed by the store's meeting id): who is
+    connected, what they publish, where its router lives. Exists while someone is
+    connected or the meeting is live; the store holds everything that must last."""
+
+    def __init__(
+        self, meeting_id: str, title: str = "", *, number: str = "", host_id: str = "", customer_id: str = ""
+    ) -> None:
         self.meeting_id = meeting_id
         self.title = title
+        self.number = number
+        self.host_id = host_id
+        self.customer_id = customer_id
+        self.live_session_id: str | None = None  # None: not started (waiting for the host)
         self.created_at = time.time()
-        self.participants: dict[str, Participant] = {}
-        self.chat: deque[ChatMessage] = deque(maxlen=max(chat_history, 0))
-        self.next_seq = 1
+        self.participants: dict[str, Participant] = {}  # admitted: in the meeting, with media
+        self.waiting: dict[str, Participant] = {}  # connected, not admitted (waiting room / for host)
+        self.max_participants: int | None = None  # the customer's limit (None: the server's)
+        # Admitted during this live session: coming back (a dropped connection) needs no
+        # second admission.
+        self.admitted_ids: set[str] = set()
         self.placement: Placement | None = None
-        # Ids that were in this meeting once: only those may be reclaimed on rejoin.
-        self.known_participant_ids: set[str] = set()
+        self.ended = False
+        self.end_timer: Any = None  # asyncio.TimerHandle: the customer's duration limit
         # Serializes media operations (join/publish/subscribe/leave) of this meeting, so
         # consumer fan-out never misses a participant or a track that arrives meanwhile.
         self.lock = asyncio.Lock()
+        # Chat: store append and broadcast in one order for everyone (seq order).
+        self.chat_lock = asyncio.Lock()
 
     def public(self) -> dict[str, Any]:
         return {"meeting_id": self.meeting_id, "title": self.title, "participants": len(self.participants)}
 
     def others(self, participant: Participant) -> list[Participant]:
         return [p for p in self.participants.values() if p is not participant]
+
+    def connected(self) -> list[Participant]:
+        """Everyone with a socket: admitted and waiting."""
+        return [*self.participants.values(), *self.waiting.values()]
+
+    def find_connected(self, participant_id: str) -> Participant | None:
+        return self.participants.get(participant_id) or self.waiting.get(participant_id)
+
+    def moderators(self) -> list[Participant]:
+        return [p for p in self.participants.values() if p.may("moderate")]
 
     def tracks(self) -> Iterator[Track]:
         for participant in self.participants.values():
@@ -178,48 +221,59 @@ class Meeting:
         return None
 
     def add_participant(self, participant: Participant) -> None:
+        if self.waiting.get(participant.participant_id) is participant:
+            del self.waiting[participant.participant_id]
+        participant.admitted = True
         self.participants[participant.participant_id] = participant
-        self.known_participant_ids.add(participant.participant_id)
 
     def remove_participant(self, participant: Participant) -> None:
         if self.participants.get(participant.participant_id) is participant:
             del self.participants[participant.participant_id]
-
-    def add_chat(self, participant: Participant, text: str) -> ChatMessage:
-        now_ms = int(time.time() * 1000)
-        message = ChatMessage(self.next_seq, participant.participant_id, participant.name, text, now_ms)
-        self.next_seq += 1
-        self.chat.append(message)
-        return message
+        if self.waiting.get(participant.participant_id) is participant:
+            del self.waiting[participant.participant_id]
 
     def broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
+        """To every admitted participant; the waiting room hears nothing."""
         for participant in list(self.participants.values()):
             if participant is not exclude:
                 participant.send(message)
 
 
 class MeetingRegistry:
-    """All meetings of this control process (in memory; meetings stay until deleted)."""
+    """The live side of meetings in this control process, by store meeting id."""
 
-    def __init__(self, chat_history: int) -> None:
+    def __init__(self, chat_history: int = 100) -> None:
         self._meetings: dict[str, Meeting] = {}
-        self._chat_history = chat_history
-
-    def create(self, title: str) -> Meeting:
-        meeting_id = new_id()
-        while meeting_id in self._meetings:
-            meeting_id = new_id()
-        meeting = Meeting(meeting_id, title, self._chat_history)
-        self._meetings[meeting_id] = meeting
-        return meeting
+        self.chat_history = chat_history
+        # Devices (the join cookie) removed from a meeting: refused for as long as this
+        # process runs (the store marks the removed participants themselves for good).
+        self.removed_devices: dict[str, set[str]] = {}
+        # Participants holding a join token who have not connected (yet): the timer that
+        # marks them gone if they never do, so they stop holding a place in the meeting.
+        self.pending: dict[str, Any] = {}
+        # participant id -> (meeting id, the device (join cookie) it joined from), to refuse
+        # that device once the participant is removed; forgotten when the meeting ends.
+        self.devices: dict[str, tuple[str, str]] = {}
 
     def get(self, meeting_id: str) -> Meeting | None:
         if not is_valid_id(meeting_id):
             return None
         return self._meetings.get(meeting_id)
 
+    def get_or_create(self, meeting_id: str, **details: Any) -> Meeting:
+        meeting = self._meetings.get(meeting_id)
+        if meeting is None or meeting.ended:
+            meeting = Meeting(meeting_id, **details)
+            self._meetings[meeting_id] = meeting
+        return meeting
+
     def delete(self, meeting_id: str) -> Meeting | None:
         return self._meetings.pop(meeting_id, None)
+
+    def discard(self, meeting: Meeting) -> None:
+        """Forget `meeting` if it is still the one registered under its id."""
+        if self._meetings.get(meeting.meeting_id) is meeting:
+            del self._meetings[meeting.meeting_id]
 
     def __iter__(self) -> Iterator[Meeting]:
         return iter(list(self._meetings.values()))

@@ -19,6 +19,7 @@ MAX_MESSAGE_ID_CHARS = 64
 MAX_TRACK_ID_CHARS = 128
 MAX_MID_CHARS = 32
 MAX_PUBLISHED_TRACKS = 16
+MAX_TOKEN_CHARS = 4096
 
 
 class ClientMessage:
@@ -108,16 +109,29 @@ def _has_control_chars(text: str) -> bool:
     return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
 
 
-def _join(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
-    name = _string(data, "name")
-    assert name is not None
-    name = name.strip()
+def clean_name(value: object) -> str:
+    """A display name as given (REST join, signaling join): stripped, 1..64 characters, no
+    control characters. Raises ValueError saying what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    name = value.strip()
     if not name or len(name) > MAX_NAME_CHARS:
-        raise _Invalid(f"name: must be 1 to {MAX_NAME_CHARS} characters")
+        raise ValueError(f"must be 1 to {MAX_NAME_CHARS} characters")
     if _has_control_chars(name):
-        raise _Invalid("name: must not contain control characters")
-    participant_id = _string(data, "participant_id", max_chars=64, required=False)
-    return {"name": name, "participant_id": participant_id}
+        raise ValueError("must not contain control characters")
+    return name
+
+
+def _join(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    # The join token decides who joins (its name included); a `name` here is only checked.
+    name = data.get("name")
+    if name is not None:
+        try:
+            name = clean_name(name)
+        except ValueError as exc:
+            raise _Invalid(f"name: {exc}") from None
+    token = _string(data, "token", max_chars=MAX_TOKEN_CHARS, required=False)
+    return {"name": name, "token": token}
 
 
 def _publish(data: dict[str, Any], limits: Limits) -> dict[str, Any]:

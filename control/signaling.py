@@ -1,4 +1,5 @@
-"""The signaling WebSocket (docs/signaling.md): one per participant.
+"""The signaling WebSocket (docs/signaling.md): one per participant, opened with a join
+token (control.tokens); control.live decides whether it waits or is in the meeting.
 
 A socket's messages are handled one at a time, in order. Everything sent to a socket goes
 through one queue and one writer task, so every participant sees broadcasts (chat, tracks)
@@ -16,8 +17,9 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from config import SignalingConfig
+from control import live, tokens
 from control.conference import Conference
-from control.errors import SignalingError
+from control.errors import ApiError, SignalingError
 from control.meetings import Meeting, Participant
 from control.metrics import Metrics
 from control.protocol import ClientMessage, Limits, TokenBucket, parse_client_message
@@ -32,6 +34,8 @@ HARD_LIMIT_FACTOR = 4
 MAX_OUTBOX = 2000
 HEARTBEAT_S = 30.0
 CLOSE_FLUSH_TIMEOUT_S = 5.0
+# A socket that has not joined (with a valid token) by then is closed.
+JOIN_TIMEOUT_S = 60.0
 
 
 def _rate_limited() -> SignalingError:
@@ -90,27 +94,36 @@ class SocketPeer:
 
 
 class SignalingSession:
-    """One participant's socket: validation, rate limit, dispatch to the conference."""
+    """One participant's socket: join token, validation, rate limit, dispatch."""
 
     def __init__(
         self,
-        meeting: Meeting,
+        state: Any,
+        meeting_ref: str,
         ws: web.WebSocketResponse,
-        conference: Conference,
-        metrics: Metrics,
-        signaling_cfg: SignalingConfig,
+        url_token: str | None = None,
     ) -> None:
-        self._meeting = meeting
+        self._state = state
+        self._meeting_ref = meeting_ref  # the number (or id) in the URL
+        self._url_token = url_token
         self._ws = ws
-        self._conference = conference
-        self._metrics = metrics
+        self._conference: Conference = state.conference
+        self._metrics: Metrics = state.metrics
+        signaling_cfg: SignalingConfig = state.cfg.signaling
         self._max_bytes = signaling_cfg.max_message_bytes
         self._limits = Limits(chat_max_chars=signaling_cfg.chat_max_chars)
         rate = signaling_cfg.messages_per_second
         self._bucket = TokenBucket(rate=rate, burst=rate)
-        self.peer = SocketPeer(ws, metrics)
+        self.peer = SocketPeer(ws, self._metrics)
+        self.meeting: Meeting | None = None
         self.participant: Participant | None = None
         self._leaving = False
+        self._gone_recorded = False
+        self._join_timer = asyncio.get_running_loop().call_later(JOIN_TIMEOUT_S, self._join_timed_out)
+
+    def _join_timed_out(self) -> None:
+        if self.participant is None:
+            self.peer.close(WSCloseCode.POLICY_VIOLATION, "no join")
 
     async def run(self) -> None:
         try:
@@ -126,13 +139,14 @@ class SignalingSession:
                 if self._leaving:
                     break
         finally:
+            self._join_timer.cancel()
             await self._cleanup()
 
     async def _cleanup(self) -> None:
-        participant = self.participant
-        if participant is not None and not participant.closed:
+        participant, meeting = self.participant, self.meeting
+        if participant is not None and meeting is not None:
             # Shielded: the leave must finish even if this handler is being cancelled.
-            leave = asyncio.ensure_future(self._conference.leave(self._meeting, participant))
+            leave = asyncio.ensure_future(self._leave(meeting, participant))
             try:
                 await asyncio.shield(leave)
             except asyncio.CancelledError:
@@ -141,6 +155,16 @@ class SignalingSession:
                 log.exception("signaling: leaving after the socket closed failed")
         self.peer.close(WSCloseCode.OK, "bye")
         await self.peer.wait_closed(CLOSE_FLUSH_TIMEOUT_S)
+
+    async def _leave(self, meeting: Meeting, participant: Participant) -> None:
+        """Release the participant and record (once) why they went."""
+        was_admitted = participant.admitted
+        if not participant.closed:
+            await self._conference.leave(meeting, participant)
+        if self._gone_recorded:
+            return
+        self._gone_recorded = True
+        await live.disconnected(self._state, meeting, participant, was_admitted)
 
     async def _on_text(self, text: str) -> None:
         allowed = self._bucket.allow()  # every frame costs a token, valid or not
@@ -164,6 +188,8 @@ class SignalingSession:
             await self._dispatch(message)
         except SignalingError as exc:
             self._error(exc, message.id)
+            if exc.code in _FINAL_ERRORS:
+                self.peer.close(_FINAL_ERRORS[exc.code], exc.code)
         except Exception:
             log.exception("signaling: handling %r failed", message.type)
             self._error(SignalingError("internal", "the server failed to handle this message"), message.id)
@@ -178,26 +204,56 @@ class SignalingSession:
         if message.id is not None:
             self.peer.send({"type": "ok", "id": message.id})
 
-    def _joined_participant(self) -> Participant:
-        participant = self.participant
-        if participant is None:
+    def _present(self) -> tuple[Meeting, Participant]:
+        participant, meeting = self.participant, self.meeting
+        if participant is None or meeting is None:
             raise SignalingError("not_joined", "send join first")
         if participant.closed:
             raise SignalingError("not_joined", "you are no longer in the meeting; join again")
-        return participant
+        return meeting, participant
+
+    async def _join(self, message: ClientMessage) -> None:
+        if self.participant is not None:
+            raise SignalingError("already_joined", "this socket has joined already")
+        token = message.fields["token"] or self._url_token
+        if not token:
+            raise SignalingError("unauthorized", "join needs a join token (POST /api/v1/meetings/{number}/join)")
+        state = self._state
+        row = await live.find_meeting(state, self._meeting_ref)
+        try:
+            claims = tokens.verify_join_token(state, token)
+            if row is None or claims.meeting_id != row.id:
+                raise tokens.TokenError("wrong_meeting", "this token is for another meeting")
+            claims, person = await tokens.check_join_token(state, token, row.id)
+        except tokens.TokenError as exc:
+            raise SignalingError(_TOKEN_ERRORS.get(exc.code, "unauthorized"), exc.message) from None
+        meeting, participant = await live.connect(state, row, claims, person, self.peer, message.id)
+        self.meeting, self.participant = meeting, participant
 
     async def _dispatch(self, message: ClientMessage) -> None:
         fields = message.fields
         if message.type == "join":
-            if self.participant is not None:
-                raise SignalingError("already_joined", "this socket has joined already")
-            self.participant = await self._conference.join(
-                self._meeting, self.peer, fields["name"], fields["participant_id"], message.id
-            )
+            await self._join(message)
             return
-        participant = self._joined_participant()
-        meeting, conference = self._meeting, self._conference
+        if message.type == "ping":
+            reply: dict[str, Any] = {"type": "pong"}
+            if message.id is not None:
+                reply["id"] = message.id
+            self.peer.send(reply)
+            return
+        meeting, participant = self._present()
+        conference = self._conference
+        if message.type == "leave":
+            self._ok(message)
+            await self._leave(meeting, participant)
+            self._leaving = True
+            return
+        if not participant.admitted:
+            # The waiting room: nothing they send goes anywhere.
+            raise SignalingError("not_admitted", "you are waiting to be let in")
         if message.type == "publish":
+            if not participant.may("publish"):
+                raise SignalingError("forbidden", "you may not publish in this meeting")
             await conference.publish(meeting, participant, fields["sdp"], fields["sources"], message.id)
             return
         if message.type == "answer":
@@ -205,39 +261,59 @@ class SignalingSession:
         elif message.type == "mute":
             await conference.mute(meeting, participant, fields["source"], fields["muted"])
         elif message.type == "chat":
-            conference.chat(meeting, participant, fields["text"])
+            await live.chat(self._state, meeting, participant, fields["text"])
         elif message.type == "subscribe":
             await conference.set_subscription(meeting, participant, fields["track_id"], fields["enabled"])
-        elif message.type == "ping":
-            reply: dict[str, Any] = {"type": "pong"}
-            if message.id is not None:
-                reply["id"] = message.id
-            self.peer.send(reply)
-            return
-        elif message.type == "leave":
-            self._ok(message)
-            await conference.leave(meeting, participant)
-            self._leaving = True
-            return
         # "ice" needs nothing: the server is ICE-lite and learns addresses from STUN.
         self._ok(message)
 
 
+# Token problems as the client sees them.
+_TOKEN_ERRORS = {
+    "invalid_token": "unauthorized",
+    "token_expired": "token_expired",
+    "wrong_meeting": "wrong_meeting",
+    "revoked": "removed",
+}
+# Errors after which the socket is closed (the participant cannot go on with this token).
+_FINAL_ERRORS = {
+    "removed": live.CLOSE_REMOVED,
+    "meeting_ended": live.CLOSE_MEETING_ENDED,
+    "session_ended": live.CLOSE_SESSION_ENDED,
+}
+
+
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """`/api/v1/meetings/{number}/ws[?token=JWT]`. A token in the URL is checked before the
+    upgrade (401/403); without one, the first message must be `join` with a token. Nothing
+    here tells whether a meeting number exists to someone without a valid token."""
     state = get_state(request.app)
-    meeting = state.meetings.get(request.match_info["meeting_id"])
-    if meeting is None:
-        raise web.HTTPNotFound(text="no such meeting")
+    meeting_ref = request.match_info.get("number") or request.match_info.get("meeting_id", "")
+    url_token = request.query.get("token") or None
+    if url_token is not None:
+        await _check_url_token(state, meeting_ref, url_token)
     signaling_cfg = state.cfg.signaling
     ws = web.WebSocketResponse(
         max_msg_size=signaling_cfg.max_message_bytes * HARD_LIMIT_FACTOR,
         heartbeat=HEARTBEAT_S,
     )
     await ws.prepare(request)
-    session = SignalingSession(meeting, ws, state.conference, state.metrics, signaling_cfg)
+    session = SignalingSession(state, meeting_ref, ws, url_token)
     state.sessions.add(session)
     try:
         await session.run()
     finally:
         state.sessions.discard(session)
     return ws
+
+
+async def _check_url_token(state: Any, meeting_ref: str, token: str) -> None:
+    try:
+        claims = tokens.verify_join_token(state, token)  # the signature first: no lookup without it
+        row = await live.find_meeting(state, meeting_ref)
+        if row is None or row.id != claims.meeting_id:
+            raise tokens.TokenError("wrong_meeting", "this token is for another meeting")
+        await tokens.check_join_token(state, token, row.id)
+    except tokens.TokenError as exc:
+        status = 401 if exc.code in ("invalid_token", "token_expired") else 403
+        raise ApiError(status, _TOKEN_ERRORS.get(exc.code, "unauthorized"), exc.message) from None

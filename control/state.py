@@ -11,7 +11,7 @@ from config import Config
 from control.conference import Conference
 from control.meetings import MeetingRegistry
 from control.metrics import Metrics
-from control.permissions import MeetingPolicy
+from control.store.base import Store
 from control.workers import WorkerSupervisor
 
 
@@ -22,8 +22,12 @@ class AppState:
     supervisor: WorkerSupervisor
     conference: Conference
     metrics: Metrics
-    policy: MeetingPolicy
     sessions: set[Any] = field(default_factory=set)  # control.signaling.SignalingSession
+    # Accounts (issue 4): the store (opened at app startup), the operator key and join-token
+    # secret (control.bootstrap.Secrets), and the webhook sender (control.webhooks).
+    store: Store = None  # type: ignore[assignment]  # always set by create_app
+    secrets: Any = None
+    webhooks: Any = None
 
 
 STATE_KEY = web.AppKey("conclave_state", AppState)

@@ -4,9 +4,12 @@ Not a test file: `tests/test_browser_*.py` import it. Nothing here downloads a b
 (`playwright install` is never run); Chromium comes from /usr/bin/chromium and fakes the
 camera and microphone (a test pattern and a beep), so pages can join without a person.
 
-Every page opened through `open_meeting_page` records its console errors and uncaught
+Every page opened through `new_media_page` records its console errors and uncaught
 exceptions in `page.conclave_errors`; the waiting helpers append them to their
 assertion messages, because a failed wait is usually explained there.
+
+Screenshots: `await screenshot(page, "name")` writes `name.png` into the directory named by
+the environment variable CONCLAVE_SCREENSHOTS, and does nothing when it is not set.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import asyncio
 import json
 import os
 import shutil
+from pathlib import Path
 from typing import Any, Iterable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit, urlencode, parse_qsl
 
 CHROMIUM = "/usr/bin/chromium"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "control" / "static"
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -87,16 +92,68 @@ async def new_media_page(browser, base_url: str):
     return page
 
 
-async def open_meeting_page(browser, base_url: str, meeting_id: str, name: str,
-                            timeout: float = JOIN_TIMEOUT):
-    """Opens /m/{meeting_id}?name=... in a new context and waits until the page has joined."""
+def _with_name(url: str, name: str) -> str:
+    """`url` with ?name=... added (the page then joins without asking)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "name"]
+    query.append(("name", name))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def open_meeting_page(browser, base_url: str, meeting: Any, name: str,
+                            timeout: float = JOIN_TIMEOUT, *, state: str | None = "joined",
+                            passcode: str | None = None):
+    """Opens a meeting in a new context (one participant) as `name` and waits until the
+    page's state is `state` ("joined", "waiting"; None: do not wait).
+
+    `meeting` is what `create_meeting()` returned (its `join_url`, with the signed link
+    token, is opened with ?name=..., so the page joins at once), a join URL, or a Meeting
+    ID; with a bare Meeting ID the form is filled in with `passcode` and submitted.
+    """
     page = await new_media_page(browser, base_url)
     page.conclave_name = name
-    url = f"{base_url.rstrip('/')}/m/{quote(meeting_id, safe='')}?name={quote(name)}"
-    await page.goto(url)
-    await wait_for(page, "window.conclave && window.conclave.state === 'joined'", timeout,
-                   what=f"{name} to join")
+    join_url = meeting.get("join_url") if isinstance(meeting, dict) else None
+    if join_url is None and isinstance(meeting, str) and "/m/" in meeting:
+        join_url = meeting
+    if join_url is not None:
+        await page.goto(_with_name(join_url, name))
+    else:
+        number = meeting.get("meeting_number") if isinstance(meeting, dict) else meeting
+        if passcode is None and isinstance(meeting, dict):
+            passcode = meeting.get("passcode")
+        await join_through_form(page, base_url, number, passcode or "", name)
+    if state is not None:
+        await wait_for(page, f"window.conclave && window.conclave.state === {json.dumps(state)}", timeout,
+                       what=f"{name} to be {state}")
     return page
+
+
+async def join_through_form(page, base_url: str, number: str, passcode: str, name: str) -> None:
+    """/join: types the Meeting ID, passcode and name, and presses Join."""
+    await page.goto(f"{base_url.rstrip('/')}/join")
+    await page.get_by_test_id("meeting-number-input").fill(number)
+    await page.get_by_test_id("passcode-input").fill(passcode)
+    await page.get_by_test_id("name-input").fill(name)
+    await page.get_by_test_id("join-button").click()
+
+
+async def sign_in_host(page, base_url: str, email: str, password: str) -> None:
+    """/host: signs in through the form and waits for the dashboard."""
+    await page.goto(f"{base_url.rstrip('/')}/host")
+    await page.get_by_test_id("email").fill(email)
+    await page.get_by_test_id("password").fill(password)
+    await page.get_by_test_id("signin-button").click()
+    await page.get_by_test_id("meetings").wait_for(state="attached")
+    await page.locator("#dashboard-view").wait_for(state="visible")
+
+
+async def screenshot(page, name: str) -> None:
+    """Saves a screenshot when CONCLAVE_SCREENSHOTS names a directory (for looking at the UI)."""
+    directory = os.environ.get("CONCLAVE_SCREENSHOTS")
+    if not directory:
+        return
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(Path(directory) / f"{name}.png"))
 
 
 async def wait_for(page, js_predicate: str, timeout: float = 20.0, what: str | None = None) -> Any:
@@ -250,3 +307,43 @@ async def close_page(page) -> None:
         await page.context.close()
     except Exception:
         pass
+
+
+def digits(number: str) -> str:
+    """"123-4567-8901" → "12345678901"."""
+    return number.replace("-", "")
+
+
+async def open_host_page(browser, base_url: str, email: str, password: str):
+    """A new context (the host's browser) signed in on /host, showing the dashboard."""
+    page = await new_media_page(browser, base_url)
+    page.conclave_name = "host"
+    await sign_in_host(page, base_url, email, password)
+    return page
+
+
+async def start_from_dashboard(page, number: str, timeout: float = JOIN_TIMEOUT) -> None:
+    """Clicks Start on the meeting's card and waits until the meeting page has joined as host."""
+    card = page.locator(f"[data-testid=meeting][data-meeting-number='{digits(number)}']")
+    await card.get_by_test_id("start-meeting").click()
+    await page.wait_for_url(f"**/m/{digits(number)}")
+    await wait_for(page, "window.conclave && window.conclave.state === 'joined' && window.conclave.role === 'host'",
+                   timeout, what="the host to be in the meeting")
+
+
+async def wait_waiting_listed(host_page, participant: str, present: bool = True, timeout: float = 20.0) -> None:
+    """Waits until the host's waiting-room list has (or no longer has) `participant` (an id)."""
+    check = "some" if present else "every"
+    op = "===" if present else "!=="
+    await wait_for(host_page, f"window.conclave.waitingRoom().{check}((p) => p.participant_id {op} {json.dumps(participant)})",
+                   timeout, what=f"{participant} {'in' if present else 'out of'} the waiting room list")
+
+
+async def ended_screen(page) -> dict:
+    """{title, detail, kind} of the page's "it is over" screen."""
+    return await page.evaluate(
+        """() => ({title: document.querySelector('[data-testid=ended-title]').textContent,
+                   detail: document.querySelector('[data-testid=ended-detail]').textContent,
+                   visible: !document.querySelector('[data-testid=left-screen]').hidden,
+                   kind: window.conclave.ended && window.conclave.ended.kind})"""
+    )

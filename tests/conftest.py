@@ -9,10 +9,14 @@ ports):
 - `server_process`: `conclave serve` as a real subprocess with a temporary config;
   stopped by PID (SIGTERM, then SIGKILL) with any worker it left behind.
 All of them stop every worker process at teardown. Each has `.base_url`,
-`.ws_url(meeting_id)` and `await .create_meeting(title)`.
+`.ws_url(meeting)`, `await .create_meeting(title, waiting_room=False)` (a meeting of the
+fixture host, started: meeting_id, meeting_number, passcode, join_url, host_token...),
+`await .join(meeting, name)` (REST join) and helpers for customers and hosts
+(`new_customer`, `new_host`), all through the real REST API with the operator key.
 
 `signaling_socket`: `await signaling_socket(server.ws_url(id))` gives a bare signaling
-WebSocket (`send`, `recv`, `recv_type`, `join`), closed at teardown.
+WebSocket (`send`, `recv`, `recv_type`, `join`), closed at teardown; `join(name)` gets a
+join token with the meeting's passcode first.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import select
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,27 +40,185 @@ import pytest
 import yaml
 from aiohttp import web
 
-from config import Config, HttpConfig, SfuConfig
+from config import AuthConfig, Config, HttpConfig, SfuConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+OPERATOR_KEY = "test-operator-key-0123456789abcdef"
+HOST_PASSWORD = "correct horse battery staple"
+# The fixtures' own customer may hold many live meetings at once (most tests make several);
+# tests of the limits make customers with the defaults (`new_customer`).
+FIXTURE_LIMITS = {"max_live_meetings_per_host": 100, "max_concurrent_meetings": 100}
+
+
+class ApiFailed(AssertionError):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"{status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class SocketUrl(str):
+    """A signaling URL that knows how to get a join token for a name (REST join), so
+    `signaling_socket(server.ws_url(id))` + `socket.join(name)` join as before."""
+
+    token_source: Callable[[str], Awaitable[str]] | None = None
+
+
 class ConclaveServer:
-    """A running server as tests see it: URLs and a couple of REST helpers."""
+    """A running server as tests see it: URLs and REST helpers that go through the real
+    API (operator key -> customer -> host -> login -> meeting -> start)."""
 
     def __init__(self, base_url: str, app: web.Application | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.app = app  # None for a subprocess server
+        self.operator_key = OPERATOR_KEY
+        self.meetings: dict[str, dict[str, Any]] = {}  # meeting id and number digits -> create_meeting()
+        self._host: dict[str, Any] | None = None
+        self._hosts = 0
 
-    def ws_url(self, meeting_id: str) -> str:
-        return self.base_url.replace("http", "ws", 1) + f"/api/v1/meetings/{meeting_id}/ws"
+    # -- REST ---------------------------------------------------------------
 
-    async def create_meeting(self, title: str = "test meeting") -> dict[str, Any]:
-        """POST /api/v1/meetings; returns its JSON (meeting_id, join_url, title)."""
+    async def api(
+        self, method: str, path: str, *, token: str | None = None, json_body: Any = None, **kwargs: Any
+    ) -> tuple[int, Any, Any]:
+        """One request to `/api/v1{path}`: (status, parsed JSON or text, headers)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"{self.base_url}/api/v1/meetings", json={"title": title}) as response:
-                assert response.status == 201, await response.text()
-                return await response.json()
+            url = f"{self.base_url}/api/v1{path}"
+            async with session.request(method, url, json=json_body, headers=headers, **kwargs) as response:
+                text = await response.text()
+                try:
+                    body = json.loads(text) if text else None
+                except ValueError:
+                    body = text
+                return response.status, body, response.headers
+
+    async def call(self, method: str, path: str, *, token: str | None = None, json_body: Any = None,
+                   expect: int = 200) -> Any:  # fmt: skip
+        status, body, _ = await self.api(method, path, token=token, json_body=json_body)
+        if status != expect:
+            raise ApiFailed(status, body)
+        return body
+
+    async def new_customer(self, limits: dict[str, Any] | None = None, name: str = "Test customer") -> dict[str, Any]:
+        """POST /customers (operator): {"customer", "api_key"}."""
+        body = {"name": name, **({"limits": limits} if limits else {})}
+        return await self.call("POST", "/customers", token=self.operator_key, json_body=body, expect=201)
+
+    async def new_host(
+        self, customer_id: str | None = None, *, limits: dict[str, Any] | None = None, login: bool = True
+    ) -> dict[str, Any]:
+        """A host of `customer_id` (or of a new customer with `limits`), signed in:
+        {"host_id", "customer_id", "email", "password", "token"}."""
+        if customer_id is None:
+            customer_id = (await self.new_customer(limits))["customer"]["id"]
+        self._hosts += 1
+        email = f"host{self._hosts}-{secrets.token_hex(4)}@example.com"
+        body = {"email": email, "name": f"Host {self._hosts}", "password": HOST_PASSWORD}
+        host = await self.call("POST", f"/customers/{customer_id}/hosts", token=self.operator_key, json_body=body,
+                               expect=201)  # fmt: skip
+        result = {"host_id": host["id"], "customer_id": customer_id, "email": email, "password": HOST_PASSWORD}
+        if login:
+            result["token"] = await self.login(email, HOST_PASSWORD)
+        return result
+
+    async def login(self, email: str, password: str = HOST_PASSWORD) -> str:
+        reply = await self.call("POST", "/auth/login", json_body={"email": email, "password": password})
+        return reply["token"]
+
+    async def fixture_host(self) -> dict[str, Any]:
+        """The host the fixtures create meetings with (made on first use)."""
+        if self._host is None:
+            self._host = await self.new_host(limits=FIXTURE_LIMITS)
+        return self._host
+
+    async def create_meeting(
+        self,
+        title: str = "test meeting",
+        *,
+        waiting_room: bool = False,
+        start: bool = True,
+        host: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Schedule a meeting as a host (the fixture host unless `host`) and start it.
+
+        Returns {"meeting_id" (store id), "meeting_number" ("XXX-XXXX-XXXX"), "number"
+        (11 digits), "passcode", "join_url" (with its link token), "link_token", "title",
+        "host_session" (the host's hs_ token)} and, once started, "host_token" (the host's
+        join JWT), "host_participant_id", "live_session_id"."""
+        host = host or await self.fixture_host()
+        body = {"title": title, "waiting_room": waiting_room, **fields}
+        created = await self.call("POST", "/meetings", token=host["token"], json_body=body, expect=201)
+        number = created["meeting_number"].replace("-", "")
+        query = urllib.parse.urlsplit(created["join_url"]).query
+        meeting = {
+            "meeting_id": created["id"],
+            "meeting_number": created["meeting_number"],
+            "number": number,
+            "passcode": created["passcode"],
+            "join_url": created["join_url"],
+            "link_token": urllib.parse.parse_qs(query).get("t", [""])[0],
+            "title": created["title"],
+            "host_session": host["token"],
+            "host_id": host["host_id"],
+            "customer_id": host["customer_id"],
+        }
+        self.meetings[meeting["meeting_id"]] = self.meetings[number] = meeting
+        if start:
+            await self.start_meeting(meeting)
+        return meeting
+
+    async def start_meeting(self, meeting: dict[str, Any]) -> dict[str, Any]:
+        started = await self.call("POST", f"/meetings/{meeting['number']}/start", token=meeting["host_session"])
+        meeting.update(
+            host_token=started["host_token"],
+            host_participant_id=started["participant_id"],
+            live_session_id=started["live_session_id"],
+        )
+        return started
+
+    def _meeting(self, ref: str | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(ref, dict):
+            return ref
+        return self.meetings[ref.replace("-", "")] if ref.replace("-", "") in self.meetings else self.meetings[ref]
+
+    async def join(self, ref: str | dict[str, Any], name: str, *, passcode: str | None = None,
+                   link_token: str | None = None, expect: int = 200) -> Any:  # fmt: skip
+        """POST /meetings/{number}/join with the meeting's passcode (or the given
+        credential); returns the reply ({token, participant_id, ws_url, status, ...})."""
+        meeting = self._meeting(ref)
+        body: dict[str, Any] = {"name": name}
+        if link_token is not None:
+            body["link_token"] = link_token
+        else:
+            body["passcode"] = meeting["passcode"] if passcode is None else passcode
+        return await self.call("POST", f"/meetings/{meeting['number']}/join", json_body=body, expect=expect)
+
+    def bot(self, ref: str | dict[str, Any], name: str, **kwargs: Any) -> Any:
+        """A control.client.bot.Bot for a meeting created here, joining with its passcode."""
+        from control.client.bot import Bot
+
+        meeting = self._meeting(ref)
+        kwargs.setdefault("passcode", meeting["passcode"])
+        return Bot(self.base_url, meeting["meeting_number"], name, **kwargs)
+
+    def ws_url(self, ref: str | dict[str, Any], token: str | None = None) -> SocketUrl:
+        """The signaling URL of a meeting created here (by id or number); `socket.join(name)`
+        on it gets a join token first (POST .../join with the passcode)."""
+        meeting = self._meeting(ref)
+        url = self.base_url.replace("http", "ws", 1) + f"/api/v1/meetings/{meeting['meeting_number']}/ws"
+        if token is not None:
+            url += f"?token={token}"
+        result = SocketUrl(url)
+
+        async def token_source(name: str) -> str:
+            return (await self.join(meeting, name))["token"]
+
+        result.token_source = token_source
+        return result
 
     @property
     def state(self) -> Any:
@@ -66,12 +230,13 @@ class ConclaveServer:
 
 
 def conclave_test_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
-    """Defaults for tests (127.0.0.1, port 0, one worker on an ephemeral UDP port), then
-    `sections` ({"signaling": {"messages_per_second": 5}}) laid over them."""
+    """Defaults for tests (127.0.0.1, port 0, one worker on an ephemeral UDP port, a known
+    operator key), then `sections` ({"signaling": {"messages_per_second": 5}}) laid over."""
     base = Config(
         data_dir=str(tmp_path / "data"),
         http=HttpConfig(host="127.0.0.1", port=0),
         sfu=SfuConfig(workers=1, port_base=0, listen_ip="127.0.0.1"),
+        auth=AuthConfig(operator_key=OPERATOR_KEY),
     )
     changes = {name: dataclasses.replace(getattr(base, name), **values) for name, values in sections.items()}
     return dataclasses.replace(base, **changes)
@@ -129,9 +294,13 @@ class SignalingSocket:
     """A bare signaling WebSocket for protocol tests (no media): send dicts or text,
     receive parsed messages, optionally skipping until a given type."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(
+        self, ws: aiohttp.ClientWebSocketResponse, token_source: Callable[[str], Awaitable[str]] | None = None
+    ) -> None:
         self.ws = ws
         self.seen: list[dict[str, Any]] = []  # every message received, in order
+        self.token_source = token_source
+        self.token: str | None = None  # the join token the last join used
 
     async def send(self, message: dict[str, Any] | str) -> None:
         await self.ws.send_str(message if isinstance(message, str) else json.dumps(message))
@@ -152,9 +321,29 @@ class SignalingSocket:
             if message.get("type") == message_type:
                 return message
 
-    async def join(self, name: str, **fields: Any) -> dict[str, Any]:
+    async def send_join(self, name: str, **fields: Any) -> None:
+        """Send `join`; without a `token` field, get one for `name` first (REST join)."""
+        if "token" not in fields and self.token_source is not None:
+            fields["token"] = await self.token_source(name)
+        self.token = fields.get("token")
         await self.send({"type": "join", "name": name, **fields})
+
+    async def join(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Join and return `joined` (use send_join + recv_type("waiting") for the waiting room)."""
+        await self.send_join(name, **fields)
         return await self.recv_type("joined")
+
+    async def expect_close(self, timeout: float = 5.0) -> int | None:
+        """Skip messages until the server closes the socket; returns the close code."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.ws.receive(max(0.01, deadline - time.monotonic()))
+            if frame.type == aiohttp.WSMsgType.TEXT:
+                self.seen.append(json.loads(frame.data))
+                continue
+            if frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                return self.ws.close_code if self.ws.close_code is not None else frame.data
+            raise AssertionError(f"expected the socket to close, got {frame.type.name}")
 
     async def close(self) -> None:
         await self.ws.close()
@@ -162,12 +351,14 @@ class SignalingSocket:
 
 @pytest.fixture
 async def signaling_socket() -> AsyncIterator[Callable[..., Awaitable[SignalingSocket]]]:
-    """`await signaling_socket(server.ws_url(meeting_id))` opens a socket, closed at teardown."""
+    """`await signaling_socket(server.ws_url(meeting_id))` opens a socket, closed at teardown.
+    `socket.join(name)` on it first gets a join token with the meeting's passcode."""
     session = aiohttp.ClientSession()
     sockets: list[SignalingSocket] = []
 
     async def connect(url: str) -> SignalingSocket:
-        socket = SignalingSocket(await session.ws_connect(url, autoclose=False, autoping=True))
+        ws = await session.ws_connect(url, autoclose=False, autoping=True)
+        socket = SignalingSocket(ws, getattr(url, "token_source", None))
         sockets.append(socket)
         return socket
 
@@ -256,6 +447,7 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
                 "data_dir": str(tmp_path / "data"),
                 "http": {"host": "127.0.0.1", "port": 0},
                 "sfu": {"workers": 1, "port_base": 0, "listen_ip": "127.0.0.1"},
+                "auth": {"operator_key": OPERATOR_KEY},
                 "logging": {"level": "info"},
             }
         )

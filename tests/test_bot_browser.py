@@ -2,7 +2,6 @@
 
 import pytest
 
-from control.client.bot import Bot
 from tests import browser
 
 pytestmark = pytest.mark.skipif(not browser.chromium_available(), reason="Chromium or Playwright missing")
@@ -22,11 +21,11 @@ async def chromium():
 
 async def test_bot_and_chromium_decode_each_other(conclave_server, chromium):
     meeting = await conclave_server.create_meeting()
-    bot = Bot(conclave_server.base_url, meeting["meeting_id"], "bot")
+    bot = conclave_server.bot(meeting, "bot")
     page = None
     try:
         await bot.start()
-        page = await browser.open_meeting_page(chromium, conclave_server.base_url, meeting["meeting_id"], "page")
+        page = await browser.open_meeting_page(chromium, conclave_server.base_url, meeting, "page")
         # Bot -> page: Chromium decodes the bot's VP8 (framesDecoded rising) and gets its audio.
         await browser.wait_media_from(page, bot.participant_id, ("microphone", "camera"), timeout=30)
         # Page -> bot: aiortc decodes Chromium's fake camera and microphone.
@@ -43,11 +42,11 @@ async def test_bot_and_chromium_decode_each_other(conclave_server, chromium):
 
 async def test_screen_shares_between_bot_and_chromium(conclave_server, chromium):
     meeting = await conclave_server.create_meeting()
-    bot = Bot(conclave_server.base_url, meeting["meeting_id"], "bot")
+    bot = conclave_server.bot(meeting, "bot")
     page = None
     try:
         await bot.start(publish_audio=False)
-        page = await browser.open_meeting_page(chromium, conclave_server.base_url, meeting["meeting_id"], "page")
+        page = await browser.open_meeting_page(chromium, conclave_server.base_url, meeting, "page")
         page_id = await browser.participant_id(page)
         await browser.share_canvas_screen(page)
         screen = await bot.wait_for_frames(page_id, "screen", count=5, timeout=30)

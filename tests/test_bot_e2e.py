@@ -5,7 +5,6 @@ import os
 import signal
 import sys
 
-from control.client.bot import Bot
 
 FRAMES = 10  # video frames each way: ~0.7 s of 15 fps
 AUDIO_FRAMES = 25  # 0.5 s of 20 ms frames
@@ -13,7 +12,7 @@ AUDIO_FRAMES = 25  # 0.5 s of 20 ms frames
 
 async def start_bots(server, *names, **start_kwargs):
     meeting = await server.create_meeting()
-    bots = [Bot(server.base_url, meeting["meeting_id"], name) for name in names]
+    bots = [server.bot(meeting, name) for name in names]
     for bot in bots:
         await bot.start(**start_kwargs)
     return meeting, bots
@@ -77,7 +76,7 @@ async def test_screen_share_on_and_off(conclave_server):
 
 async def test_late_joiner_receives_existing_publisher(conclave_server):
     meeting, (early,) = await start_bots(conclave_server, "early")
-    late = Bot(conclave_server.base_url, meeting["meeting_id"], "late")
+    late = conclave_server.bot(meeting, "late")
     try:
         joined = await late.start(publish_video=False, publish_audio=False)
         assert early.participant_id in {p["participant_id"] for p in joined["participants"]}
@@ -167,8 +166,8 @@ async def test_bot_publishes_a_media_file(conclave_server, tmp_path):
     path = tmp_path / "clip.webm"
     write_test_file(path)
     meeting = await conclave_server.create_meeting()
-    player = Bot(conclave_server.base_url, meeting["meeting_id"], "player", video_file=str(path))
-    viewer = Bot(conclave_server.base_url, meeting["meeting_id"], "viewer")
+    player = conclave_server.bot(meeting, "player", video_file=str(path))
+    viewer = conclave_server.bot(meeting, "viewer")
     try:
         await player.start()
         await viewer.start(publish_audio=False, publish_video=False)

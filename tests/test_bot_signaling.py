@@ -66,7 +66,7 @@ class FakeServer:
         if kind == "join":
             reply = {
                 "type": "joined",
-                "participant_id": msg.get("participant_id", "p1"),
+                "participant_id": "p1",
                 "meeting_id": meeting_id,
                 "participants": [],
                 "tracks": [],
@@ -114,13 +114,12 @@ async def test_join_returns_joined_and_records_participant_id(client, server):
     assert joined["meeting_id"] == "m1"
     assert client.participant_id == "p1"
     assert server.received[0]["type"] == "join" and server.received[0]["name"] == "alice"
-    assert "participant_id" not in server.received[0]
+    assert "token" not in server.received[0]
 
 
-async def test_rejoin_sends_participant_id(client, server):
-    joined = await client.join("alice", participant_id="p42")
-    assert joined["participant_id"] == "p42"
-    assert server.received[0]["participant_id"] == "p42"
+async def test_join_sends_the_token(client, server):
+    await client.join(token="a.b.c")
+    assert server.received[0] == {"type": "join", "token": "a.b.c", "id": server.received[0]["id"]}
 
 
 async def test_concurrent_requests_get_their_own_replies(client):

@@ -1,8 +1,9 @@
 """The web client in real Chromium against the real server (control + SFU workers).
 
-Pages join through the UI (`/m/{id}?name=...`), media comes from Chromium's fake camera
-and microphone, and "media flows" means the receiving page's own WebRTC stats rise:
-frames decoded for video, packets received for audio.
+Pages join through the UI (the meeting's join link with `?name=...`, or the Meeting ID and
+passcode typed into the form), media comes from Chromium's fake camera and microphone,
+and "media flows" means the receiving page's own WebRTC stats rise: frames decoded for
+video, packets received for audio.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import pytest
 
 from tests import browser
+from tests.browser_fixtures import chromium  # noqa: F401
 
 pytestmark = [
     pytest.mark.skipif(not browser.chromium_available(), reason="needs /usr/bin/chromium and playwright"),
@@ -21,22 +23,10 @@ pytestmark = [
 MEDIA_TIMEOUT = 40.0
 
 
-@pytest.fixture
-async def chromium():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await browser.launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-async def join_all(chromium, base_url: str, meeting_id: str, names: list[str]) -> list:
+async def join_all(chromium, base_url: str, meeting: dict, names: list[str]) -> list:
     pages = []
     for name in names:  # one after another: the order of arrival is part of what is tested
-        pages.append(await browser.open_meeting_page(chromium, base_url, meeting_id, name))
+        pages.append(await browser.open_meeting_page(chromium, base_url, meeting, name))
     return pages
 
 
@@ -71,9 +61,8 @@ async def chat_shown(page) -> list[list[str]]:
 
 async def test_three_participants_media_screen_chat_and_leave(conclave_server, chromium):
     meeting = await conclave_server.create_meeting()
-    meeting_id = meeting["meeting_id"]
     names = ["Ada", "Grace", "Linus"]
-    pages = await join_all(chromium, conclave_server.base_url, meeting_id, names)
+    pages = await join_all(chromium, conclave_server.base_url, meeting, names)
     ada, grace, linus = pages
     pids = [await browser.participant_id(page) for page in pages]
     assert len(set(pids)) == 3, pids
@@ -136,7 +125,7 @@ async def test_three_participants_media_screen_chat_and_leave(conclave_server, c
 
 async def test_rejoins_by_itself_after_the_socket_drops(conclave_server, chromium):
     meeting = await conclave_server.create_meeting()
-    ada, bob = await join_all(chromium, conclave_server.base_url, meeting["meeting_id"], ["Ada", "Bob"])
+    ada, bob = await join_all(chromium, conclave_server.base_url, meeting, ["Ada", "Bob"])
     pids = [await browser.participant_id(ada), await browser.participant_id(bob)]
     await wait_everyone_receives_everyone([ada, bob], pids)
 
@@ -160,7 +149,7 @@ async def test_rejoins_by_itself_after_the_socket_drops(conclave_server, chromiu
 
 async def test_everyone_comes_back_after_the_media_worker_crashes(conclave_server, chromium):
     meeting = await conclave_server.create_meeting()
-    ada, bob = await join_all(chromium, conclave_server.base_url, meeting["meeting_id"], ["Ada", "Bob"])
+    ada, bob = await join_all(chromium, conclave_server.base_url, meeting, ["Ada", "Bob"])
     pids = [await browser.participant_id(ada), await browser.participant_id(bob)]
     await wait_everyone_receives_everyone([ada, bob], pids)
 
@@ -177,7 +166,7 @@ async def test_everyone_comes_back_after_the_media_worker_crashes(conclave_serve
 
 async def test_leave_then_rejoin_from_the_button(conclave_server, chromium):
     meeting = await conclave_server.create_meeting()
-    ada, bob = await join_all(chromium, conclave_server.base_url, meeting["meeting_id"], ["Ada", "Bob"])
+    ada, bob = await join_all(chromium, conclave_server.base_url, meeting, ["Ada", "Bob"])
     await ada.get_by_test_id("leave").click()
     await browser.wait_for(ada, "window.conclave.state === 'left'")
     await ada.get_by_test_id("rejoin").click()
@@ -203,17 +192,62 @@ async def test_leave_then_rejoin_from_the_button(conclave_server, chromium):
     assert await ada.get_by_test_id("error-toast").count() == 0, await ada.get_by_test_id("error-toast").all_inner_texts()
 
 
-async def test_home_page_creates_a_meeting_and_joins_it(conclave_server, chromium):
+async def test_home_page_takes_a_meeting_id_then_the_passcode(conclave_server, chromium):
+    meeting = await conclave_server.create_meeting()
     page = await browser.new_media_page(chromium, conclave_server.base_url)
     await page.goto(conclave_server.base_url + "/")
-    await page.get_by_test_id("new-meeting").click()
-    link = page.get_by_test_id("join-link")
-    await link.wait_for(state="visible")
-    join_url = await link.input_value()
-    assert "/m/" in join_url, join_url
-    await page.get_by_test_id("join-created").click()
-    await page.wait_for_url("**/m/*")
+    await browser.screenshot(page, "home")
+    await page.get_by_test_id("join-id-input").fill("12-34")
+    await page.get_by_test_id("join-id-submit").click()
+    await page.get_by_test_id("join-id-error").wait_for(state="visible")
+    await page.get_by_test_id("join-id-input").fill(meeting["meeting_number"])
+    await page.get_by_test_id("join-id-submit").click()
+    await page.wait_for_url(f"**/m/{browser.digits(meeting['meeting_number'])}")
+    # The Meeting ID is filled in from the address; the passcode and name are asked.
+    await page.get_by_test_id("passcode-input").wait_for(state="visible")
+    assert await page.get_by_test_id("meeting-number-input").input_value() == meeting["meeting_number"]
+    await browser.screenshot(page, "join-meeting-page")
+    await page.get_by_test_id("passcode-input").fill(meeting["passcode"])
     await page.get_by_test_id("name-input").fill("Margaret")
     await page.get_by_test_id("join-button").click()
     await browser.wait_for(page, "window.conclave.state === 'joined'", timeout=30, what="joining from the form")
     assert await page.evaluate("localStorage.getItem('conclave.name')") == "Margaret"
+
+
+async def test_invitation_link_asks_only_for_a_name(conclave_server, chromium):
+    meeting = await conclave_server.create_meeting()
+    page = await browser.new_media_page(chromium, conclave_server.base_url)
+    await page.goto(meeting["join_url"])
+    await page.get_by_test_id("name-input").wait_for(state="visible")
+    assert await page.get_by_test_id("passcode-input").is_hidden()
+    assert await page.get_by_test_id("meeting-number-input").is_hidden()
+    await browser.screenshot(page, "join-by-link")
+    await page.get_by_test_id("name-input").fill("Katherine")
+    await page.get_by_test_id("join-button").click()
+    await browser.wait_for(page, "window.conclave.state === 'joined'", timeout=30, what="joining from the link")
+
+
+async def test_unknown_meeting_and_wrong_passcode_look_the_same(conclave_server, chromium):
+    meeting = await conclave_server.create_meeting()
+    page = await browser.new_media_page(chromium, conclave_server.base_url)
+    answers = []
+    for number, passcode in ((meeting["meeting_number"], "wrong-passcode"), ("999-0000-0001", meeting["passcode"])):
+        await browser.join_through_form(page, conclave_server.base_url, number, passcode, "Eve")
+        error = page.get_by_test_id("join-error")
+        await error.wait_for(state="visible")
+        answers.append(await error.inner_text())
+        assert await page.evaluate("window.conclave.state") == "idle"
+    assert answers[0] == answers[1] and "Meeting ID or passcode" in answers[0], answers
+
+
+async def test_a_link_that_is_not_valid_falls_back_to_the_passcode(conclave_server, chromium):
+    meeting = await conclave_server.create_meeting()
+    page = await browser.new_media_page(chromium, conclave_server.base_url)
+    await page.goto(f"{conclave_server.base_url}/m/{meeting['meeting_number']}?t=not.a.token&name=Eve")
+    await page.get_by_test_id("join-error").wait_for(state="visible")
+    assert "not valid" in await page.get_by_test_id("join-error").inner_text()
+    assert await page.get_by_test_id("passcode-input").is_visible()
+    assert "t=" not in page.url
+    await page.get_by_test_id("passcode-input").fill(meeting["passcode"])
+    await page.get_by_test_id("join-button").click()
+    await browser.wait_for(page, "window.conclave.state === 'joined'", timeout=30, what="joining with the passcode")

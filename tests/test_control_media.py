@@ -19,9 +19,9 @@ def tracks_of(bot: Bot, participant_id: str, active: bool | None = None) -> dict
 
 async def test_two_bots_exchange_media_and_renegotiate(conclave_server):
     meeting_id = (await conclave_server.create_meeting())["meeting_id"]
-    alice = Bot(conclave_server.base_url, meeting_id, "alice")
-    bob = Bot(conclave_server.base_url, meeting_id, "bob")
-    carol = Bot(conclave_server.base_url, meeting_id, "carol")
+    alice = conclave_server.bot(meeting_id, "alice")
+    bob = conclave_server.bot(meeting_id, "bob")
+    carol = conclave_server.bot(meeting_id, "carol")
     try:
         await alice.start()
         await bob.start()

@@ -65,7 +65,9 @@ def test_valid_messages_parse():
     )
     assert (parsed.type, parsed.id, parsed.fields) == ("publish", 4, {"sdp": "v=0", "sources": {"0": "camera"}})
     joined = parse_client_message('{"type": "join", "name": " Ann "}', LIMITS)
-    assert joined.fields == {"name": "Ann", "participant_id": None}
+    assert joined.fields == {"name": "Ann", "token": None}
+    joined = parse_client_message('{"type": "join", "token": "a.b.c"}', LIMITS)
+    assert joined.fields == {"name": None, "token": "a.b.c"}
 
 
 @pytest.mark.parametrize(
@@ -136,7 +138,7 @@ async def test_changes_during_an_offer_give_exactly_one_more_offer():
     participant.subscribe_transport_id = "t1"
     participant.consumers["c1"] = Consumer("c1", Track("p1", "pub", "camera", "video", "0"))
     conference = StubConference()
-    negotiation = Negotiation(conference, Meeting("m", "", 10), participant)
+    negotiation = Negotiation(conference, Meeting("m"), participant)
 
     with pytest.raises(SignalingError) as caught:
         await negotiation.on_answer("early")

@@ -11,7 +11,6 @@ import logging
 import time
 
 import aiohttp
-import pytest
 
 
 async def assert_usable(socket) -> None:
@@ -86,11 +85,21 @@ async def test_malformed_messages_get_errors_and_socket_stays_open(conclave_serv
 async def test_join_validation(conclave_server, signaling_socket):
     meeting = await conclave_server.create_meeting()
     socket = await signaling_socket(conclave_server.ws_url(meeting["meeting_id"]))
-    for name in (None, "", "   ", "x" * 65, 12, "bad\x00name"):
-        await expect_error(socket, {"type": "join", "name": name, "id": "j"}, "invalid_field", "j")
-    joined = await socket.join("  Ada  ", id="ok")
+    token = (await conclave_server.join(meeting, "Ada"))["token"]
+    for name in ("", "   ", "x" * 65, 12, "bad\x00name"):
+        await expect_error(socket, {"type": "join", "name": name, "token": token, "id": "j"}, "invalid_field", "j")
+        status, body, _ = await conclave_server.api(
+            "POST", f"/meetings/{meeting['number']}/join", json_body={"name": name, "passcode": meeting["passcode"]}
+        )
+        assert (status, body["error"]["code"]) == (400, "invalid_field"), body
+    for bad_token in ("", "x" * 5000, 7):
+        await expect_error(socket, {"type": "join", "token": bad_token, "id": "t"}, "invalid_field", "t")
+    await expect_error(socket, {"type": "join", "name": "Ada", "id": "n"}, "unauthorized", "n")
+    await expect_error(socket, {"type": "join", "token": token[:-4] + "AAAA", "id": "s"}, "unauthorized", "s")
+    joined = await socket.join("  Ada  ", token=token, id="ok")
     assert joined["id"] == "ok"
     assert joined["meeting_id"] == meeting["meeting_id"]
+    assert joined["role"] == "participant"
     assert joined["participants"] == [] and joined["tracks"] == [] and joined["chat"] == []
     assert joined["ice_servers"] == []
 
@@ -114,7 +123,7 @@ async def test_participants_see_each_other_join_update_and_leave(conclave_server
     alice_id, bob_id = alice_joined["participant_id"], bob_joined["participant_id"]
     assert alice_id != bob_id
     assert bob_joined["participants"] == [
-        {"participant_id": alice_id, "name": "alice", "muted": {"microphone": False, "camera": False}}
+        {"participant_id": alice_id, "name": "alice", "role": "participant", "muted": {"microphone": False, "camera": False}}
     ]
     seen = await alice.recv_type("participant_joined")
     assert seen["participant"]["participant_id"] == bob_id and seen["participant"]["name"] == "bob"
@@ -219,30 +228,40 @@ async def test_rate_limit(conclave_server_factory, signaling_socket):
 
 
 async def test_meeting_full(conclave_server_factory, signaling_socket):
-    server = await conclave_server_factory(signaling={"max_participants_per_meeting": 2})
-    meeting_id = (await server.create_meeting())["meeting_id"]
+    # The host counts: with room for three, the host and two more.
+    server = await conclave_server_factory(signaling={"max_participants_per_meeting": 3})
+    meeting = await server.create_meeting()
     for name in ("a", "b"):
-        await (await signaling_socket(server.ws_url(meeting_id))).join(name)
-    third = await signaling_socket(server.ws_url(meeting_id))
-    await expect_error(third, {"type": "join", "name": "c"}, "meeting_full")
+        await (await signaling_socket(server.ws_url(meeting["meeting_id"]))).join(name)
+    status, body, _ = await server.api(
+        "POST", f"/meetings/{meeting['number']}/join", json_body={"name": "c", "passcode": meeting["passcode"]}
+    )
+    assert (status, body["error"]["code"]) == (403, "meeting_full"), body
 
 
-async def test_rest_counts_participants(conclave_server, signaling_socket):
+async def test_host_lists_participants(conclave_server, signaling_socket):
+    meeting = await conclave_server.create_meeting()
+    socket = await signaling_socket(conclave_server.ws_url(meeting["meeting_id"]))
+    ann_id = (await socket.join("ann"))["participant_id"]
+    listed = await conclave_server.call(
+        "GET", f"/meetings/{meeting['number']}/participants", token=meeting["host_session"]
+    )
+    assert listed["waiting"] == []
+    people = {p["participant_id"]: p for p in listed["admitted"]}
+    assert people[ann_id]["name"] == "ann" and people[ann_id]["connected"] is True
+    assert people[meeting["host_participant_id"]]["role"] == "host"
+
+
+async def test_identity_comes_from_the_token(conclave_server, signaling_socket):
+    """A participant_id in `join` claims nothing: the token says who joins."""
     meeting_id = (await conclave_server.create_meeting())["meeting_id"]
-    socket = await signaling_socket(conclave_server.ws_url(meeting_id))
-    await socket.join("ann")
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{conclave_server.base_url}/api/v1/meetings/{meeting_id}") as response:
-            assert (await response.json())["participants"] == 1
-
-
-@pytest.mark.parametrize("requested", ["unknown-id-123", None])
-async def test_rejoin_with_unknown_id_gets_a_new_one(conclave_server, signaling_socket, requested):
-    meeting_id = (await conclave_server.create_meeting())["meeting_id"]
-    socket = await signaling_socket(conclave_server.ws_url(meeting_id))
-    fields = {"participant_id": requested} if requested else {}
-    joined = await socket.join("ann", **fields)
-    assert joined["participant_id"] != requested
+    alice = await signaling_socket(conclave_server.ws_url(meeting_id))
+    alice_id = (await alice.join("alice"))["participant_id"]
+    mallory = await signaling_socket(conclave_server.ws_url(meeting_id))
+    joined = await mallory.join("mallory", participant_id=alice_id)
+    assert joined["participant_id"] != alice_id
+    assert (await alice.recv_type("participant_joined"))["participant"]["participant_id"] == joined["participant_id"]
+    await assert_usable(alice)  # alice was not replaced
 
 
 async def test_rejoin_replaces_the_old_connection(conclave_server, signaling_socket):
@@ -252,7 +271,7 @@ async def test_rejoin_replaces_the_old_connection(conclave_server, signaling_soc
     first = await signaling_socket(conclave_server.ws_url(meeting_id))
     participant_id = (await first.join("ann"))["participant_id"]
     second = await signaling_socket(conclave_server.ws_url(meeting_id))
-    joined = await second.join("ann", participant_id=participant_id)
+    joined = await second.join("ann", token=first.token)  # the same participant, again
     assert joined["participant_id"] == participant_id
     closing = await first.ws.receive(5)
     assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)

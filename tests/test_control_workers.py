@@ -90,7 +90,8 @@ async def test_metrics_expose_every_name(conclave_server, signaling_socket):
 async def test_worker_crash_restarts_and_participants_reconnect(conclave_server, signaling_socket):
     state = conclave_server.state
     worker = state.supervisor.workers[0]
-    meeting_id = (await conclave_server.create_meeting())["meeting_id"]
+    meeting = await conclave_server.create_meeting()
+    meeting_id = meeting["meeting_id"]
     alice = await signaling_socket(conclave_server.ws_url(meeting_id))
     bob = await signaling_socket(conclave_server.ws_url(meeting_id))
     alice_id = (await alice.join("alice"))["participant_id"]
@@ -99,23 +100,25 @@ async def test_worker_crash_restarts_and_participants_reconnect(conclave_server,
     old_pid, old_generation = worker.pid, worker.generation
 
     os.kill(old_pid, signal.SIGKILL)
-    for socket in (alice, bob):
-        reconnect = await socket.recv_type("reconnect")
-        assert reconnect["reason"]
+    reconnects = {}
+    for name, socket in (("alice", alice), ("bob", bob)):
+        reconnects[name] = reconnect = await socket.recv_type("reconnect")
+        assert reconnect["reason"] and reconnect["token"]  # a fresh join token to come back with
         closing = await socket.ws.receive(5)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
     # Control itself stays up; health says so until the worker is back.
-    status, _ = await get_text(f"{conclave_server.base_url}/api/v1/meetings/{meeting_id}")
+    status, _, _ = await conclave_server.api("GET", f"/meetings/{meeting['number']}", token=meeting["host_session"])
     assert status == 200
     await wait_for(lambda: worker.up and worker.generation > old_generation, "the worker to restart")
     assert worker.pid != old_pid and worker.restarts == 1
     status, _ = await get_text(f"{conclave_server.base_url}/healthz")
     assert status == 200
 
-    # Rejoining with the old id gets it back; the router is re-created on the new worker.
+    # Rejoining with the reconnect token: the same participant, straight back in; the
+    # router is re-created on the new worker.
     again = await signaling_socket(conclave_server.ws_url(meeting_id))
-    joined = await again.join("alice", participant_id=alice_id)
+    joined = await again.join("alice", token=reconnects["alice"]["token"])
     assert joined["participant_id"] == alice_id
     assert [m["text"] for m in joined["chat"]] == ["before the crash"]
     assert state.meetings.get(meeting_id).placement.generation == worker.generation

@@ -158,11 +158,9 @@ async def test_garbage_at_a_served_worker_shows_in_metrics_and_the_meeting_goes_
     """The same attack on a worker process that control supervises, judged by /metrics."""
     import aiohttp
 
-    from control.client.bot import Bot
-
     meeting = await conclave_server.create_meeting()
-    alice = Bot(conclave_server.base_url, meeting["meeting_id"], "alice")
-    bob = Bot(conclave_server.base_url, meeting["meeting_id"], "bob")
+    alice = conclave_server.bot(meeting, "alice")
+    bob = conclave_server.bot(meeting, "bob")
     worker = conclave_server.state.supervisor.workers[0]
     pid_before = worker.pid
     try:

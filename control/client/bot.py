@@ -1,8 +1,9 @@
-"""A meeting bot: joins over signaling, publishes generated (or file) media, and
-decodes and counts everything it receives. Used by tests and the load generator.
+"""A meeting bot: joins (REST join, then signaling with the join token), publishes
+generated (or file) media, and decodes and counts everything it receives. Used by tests
+and the load generator.
 
-    python -m control.client.bot http://127.0.0.1:8080/m/MEETING_ID --name bot1
-    python -m control.client.bot http://127.0.0.1:8080 --name bot1   # creates a meeting
+    python -m control.client.bot 'http://127.0.0.1:8080/m/123-4567-8901?t=LINK' --name bot1
+    python -m control.client.bot http://127.0.0.1:8080/m/123-4567-8901 --passcode 123456
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .media import GeneratedVideoTrack, ToneAudioTrack, open_media_file, read_frame_counter, stop_media_player
 from .peer import PublishPeer, SubscribePeer
-from .signaling import Message, SignalingClient
+from .signaling import Message, SignalingClient, SignalingError
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,64 @@ def parse_meeting_link(link: str) -> tuple[str, str | None, str]:
     return base, urllib.parse.unquote(match.group(2)), parts.query
 
 
+class JoinRefused(RuntimeError):
+    """The server refused the REST join (`code`: invalid_credentials, meeting_locked,
+    meeting_full, removed, rate_limited...)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"join refused ({status} {code}): {message}")
+        self.status = status
+        self.code = code
+
+
+async def request_join(
+    base_url: str,
+    meeting: str,
+    name: str,
+    *,
+    passcode: str | None = None,
+    link_token: str | None = None,
+    session: aiohttp.ClientSession | None = None,
+) -> Message:
+    """POST /api/v1/meetings/{meeting}/join: {token, participant_id, ws_url, status, meeting}."""
+    body: dict[str, Any] = {"name": name}
+    if link_token:
+        body["link_token"] = link_token
+    else:
+        body["passcode"] = passcode or ""
+    url = base_url.rstrip("/") + f"/api/v1/meetings/{urllib.parse.quote(meeting)}/join"
+    own = session is None
+    session = session or aiohttp.ClientSession()
+    try:
+        async with session.post(url, json=body) as response:
+            payload = await response.json(content_type=None)
+            if response.status != 200:
+                error = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
+                raise JoinRefused(response.status, str(error.get("code")), str(error.get("message")))
+            return payload
+    finally:
+        if own:
+            await session.close()
+
+
 class Bot:
+    """A participant. Joins with the meeting number and passcode, a link token (from a join
+    link), or a join token it was given (e.g. the host's from Start).
+
+    Waiting room: `start()` returns the server's `waiting` reply and the bot waits, with no
+    media, until admitted (`await wait_admitted()`); then it publishes and receives like
+    everyone. `waiting`, `admitted`, `removed`, `denied`, `meeting_ended` and
+    `session_ended` are asyncio.Events; `end_reason` says why the meeting ended."""
+
     def __init__(
         self,
         base_url: str,
-        meeting_id: str,
+        meeting: str,
         name: str,
         *,
+        passcode: str | None = None,
+        link_token: str | None = None,
+        token: str | None = None,
         video_file: str | None = None,
         fps: int = 15,
         width: int = 640,
@@ -93,9 +145,15 @@ class Bot:
         join_query: str = "",
     ) -> None:
         self.base_url = base_url
-        self.meeting_id = meeting_id
+        self.meeting = meeting  # number (with or without dashes) as in a join link
         self.name = name
-        self.ws_url = meeting_ws_url(base_url, meeting_id, join_query)
+        self.passcode = passcode
+        query = urllib.parse.parse_qs(join_query)
+        self.link_token = link_token or (query.get("t") or [None])[0]
+        self.token = token  # the join token of the next connection
+        self.ws_url = meeting_ws_url(base_url, meeting)
+        self.join_status: str | None = None  # the REST join's: waiting_for_host | waiting_room | admitted
+        self._http: aiohttp.ClientSession | None = None  # keeps the server's device cookie
         self._video_file = video_file
         self._fps, self._width, self._height = fps, width, height
         self._tone_hz = tone_hz
@@ -111,6 +169,7 @@ class Bot:
         self._consumers: set[asyncio.Task[None]] = set()
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._media_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.participant_id: str | None = None
         self.participants: dict[str, Message] = {}
@@ -119,17 +178,55 @@ class Bot:
         self.received: dict[str, dict[str, ReceiveStats]] = {}  # participant -> source -> stats
         self.reconnects = 0
         self.errors: list[Message] = []
+        self.pushes: list[Message] = []  # every push received, in order
+        self.waiting = asyncio.Event()
+        self.waiting_reason: str | None = None
+        self.admitted = asyncio.Event()
+        self.removed = asyncio.Event()
+        self.denied = asyncio.Event()
+        self.meeting_ended = asyncio.Event()
+        self.session_ended = asyncio.Event()
+        self.end_reason: str | None = None
+        self.muted_by_host: set[str] = set()
+        self.waiting_room: list[Message] = []  # (host) who waits to be let in
 
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self, publish_audio: bool = True, publish_video: bool = True, timeout: float = 15.0) -> Message:
-        """Join, publish the requested media; returns the `joined` message."""
+        """Join (REST join unless we hold a token, then the socket); returns `joined`, or
+        `waiting` when held outside: media starts once admitted."""
         self._make_tracks(publish_audio, publish_video)
         try:
-            return await self._open_session(participant_id=None, timeout=timeout)
+            if self.token is None:
+                await self.request_token()
+            return await self._open_session(timeout=timeout)
         except BaseException:
             await self._close_session()  # stop() still releases the tracks
             raise
+
+    async def request_token(self) -> Message:
+        """A join token by meeting number + passcode or link token (REST join)."""
+        if self._http is None:
+            # The jar keeps the server's device cookie, also for a server named by its IP.
+            self._http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        reply = await request_join(
+            self.base_url,
+            self.meeting,
+            self.name,
+            passcode=self.passcode,
+            link_token=self.link_token,
+            session=self._http,
+        )
+        self.token = reply["token"]
+        self.participant_id = reply.get("participant_id")
+        self.join_status = reply.get("status")
+        return reply
+
+    async def wait_admitted(self, timeout: float = 20.0) -> None:
+        """Until we are in the meeting with our media set up."""
+        await asyncio.wait_for(self.admitted.wait(), timeout)
+        if self._media_task is not None:
+            await asyncio.wait_for(asyncio.shield(self._media_task), timeout)
 
     def _make_tracks(self, audio: bool, video: bool) -> None:
         if self._video_file is not None:
@@ -144,14 +241,25 @@ class Bot:
                 self._width, self._height, self._fps, hue=hue
             )
 
-    async def _open_session(self, participant_id: str | None, timeout: float) -> Message:
+    async def _open_session(self, timeout: float) -> Message:
         signaling = SignalingClient()
         for msg_type, handler in self._handlers().items():
             signaling.on(msg_type, handler)
         self.signaling = signaling
         self._early_offers = []
-        await signaling.connect(self.ws_url, timeout=timeout)
-        joined = await signaling.join(self.name, participant_id=participant_id, timeout=timeout)
+        await signaling.connect(self.ws_url, timeout=timeout, token=self.token)
+        reply = await signaling.join(self.name, timeout=timeout)
+        self.participant_id = reply.get("participant_id", self.participant_id)
+        if reply.get("type") == "waiting":
+            self._on_waiting(reply)
+            return reply
+        await self._setup_media(reply, timeout)
+        return reply
+
+    async def _setup_media(self, joined: Message, timeout: float = 15.0) -> None:
+        """In the meeting (`joined`): both peer connections, our tracks published."""
+        signaling = self.signaling
+        assert signaling is not None
         self.participant_id = joined["participant_id"]
         self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
         self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
@@ -162,13 +270,17 @@ class Bot:
             self.subscriber.handle_offer(offer)
         self._early_offers = []
         self.publisher = PublishPeer(signaling, ice_servers)
+        self.waiting.clear()
+        self.admitted.set()
         for source, track in self._tracks.items():
             self.publisher.add_track(self._relay.subscribe(track, buffered=False), source)
         if self._tracks:
             await self.publisher.negotiate(timeout=timeout)
-        return joined
+        self._notify()
 
     async def _close_session(self) -> None:
+        if self._media_task is not None and not self._media_task.done():
+            self._media_task.cancel()
         for peer in (self.publisher, self.subscriber):
             if peer is not None:
                 with contextlib.suppress(Exception):
@@ -204,6 +316,9 @@ class Bot:
             for _, future in self._waiters:
                 if not future.done():
                     future.cancel()
+            if self._http is not None:
+                await self._http.close()
+                self._http = None
 
     async def __aenter__(self) -> Bot:
         return self
@@ -216,6 +331,14 @@ class Bot:
     def _handlers(self) -> dict[str, Callable[[Message], Any]]:
         return {
             "offer": self._on_offer,
+            "joined": self._on_joined_push,
+            "waiting": self._on_waiting,
+            "waiting_room": self._on_waiting_room,
+            "removed": self._on_dismissed,
+            "denied": self._on_dismissed,
+            "meeting_ended": self._on_dismissed,
+            "session_ended": self._on_dismissed,
+            "muted_by_host": self._on_muted_by_host,
             "participant_joined": self._on_participant,
             "participant_updated": self._on_participant,
             "participant_left": self._on_participant_left,
@@ -224,8 +347,44 @@ class Bot:
             "chat": self._on_chat,
             "reconnect": self._on_reconnect,
             "error": self.errors.append,
-            "*": lambda msg: self._notify(),  # after the handlers above: waiters see the change
+            "*": self._on_any,  # after the handlers above: waiters see the change
         }
+
+    def _on_any(self, msg: Message) -> None:
+        self.pushes.append(msg)
+        self._notify()
+
+    def _on_waiting(self, msg: Message) -> None:
+        self.waiting_reason = msg.get("reason")
+        self.admitted.clear()
+        self.waiting.set()
+
+    def _on_joined_push(self, msg: Message) -> None:
+        """Admitted from the waiting room: set up media now."""
+        if self._stopping or self.publisher is not None:
+            return
+        self._media_task = asyncio.create_task(self._setup_media(msg), name=f"admitted-{self.name}")
+
+    def _on_waiting_room(self, msg: Message) -> None:
+        self.waiting_room = list(msg.get("participants", []))
+
+    def _on_dismissed(self, msg: Message) -> None:
+        kind = msg.get("type")
+        if kind == "meeting_ended":
+            self.end_reason = msg.get("reason")
+        event = {
+            "removed": self.removed,
+            "denied": self.denied,
+            "meeting_ended": self.meeting_ended,
+            "session_ended": self.session_ended,
+        }[str(kind)]
+        event.set()
+
+    def _on_muted_by_host(self, msg: Message) -> None:
+        if msg.get("muted", True):
+            self.muted_by_host.add(str(msg.get("source")))
+        else:
+            self.muted_by_host.discard(str(msg.get("source")))
 
     def _on_offer(self, msg: Message) -> None:
         if self.subscriber is None or self.subscriber.signaling is not self.signaling:
@@ -264,14 +423,17 @@ class Bot:
         if self._stopping or (self._reconnect_task is not None and not self._reconnect_task.done()):
             return
         log.info("bot %s: server asks to reconnect (%s)", self.name, msg.get("reason"))
+        if msg.get("token"):
+            self.token = msg["token"]  # to come back as ourselves
         self._reconnect_task = asyncio.create_task(self._reconnect(), name=f"reconnect-{self.name}")
 
     async def _reconnect(self) -> None:
         """Close both peer connections and the socket, then join again as ourselves."""
         await self._close_session()
+        self.admitted.clear()
         for attempt in range(REJOIN_ATTEMPTS):
             try:
-                await self._open_session(participant_id=self.participant_id, timeout=10.0)
+                await self._open_session(timeout=10.0)
             except Exception as exc:  # the server may still be restarting its media worker
                 log.info("bot %s: rejoin attempt %d failed: %s", self.name, attempt + 1, exc)
                 await self._close_session()
@@ -409,16 +571,6 @@ class Bot:
 # -- command line -----------------------------------------------------------------
 
 
-async def create_meeting(base_url: str, title: str | None = None) -> Message:
-    async with aiohttp.ClientSession() as session:
-        body = {"title": title} if title else {}
-        async with session.post(base_url.rstrip("/") + "/api/v1/meetings", json=body) as response:
-            payload = await response.json()
-            if response.status != 201:
-                raise RuntimeError(f"creating a meeting failed: {response.status} {payload}")
-            return payload
-
-
 def _report_line(bot: Bot, previous: dict[tuple[str, str], int], elapsed: float) -> str:
     parts = []
     for pid, sources in sorted(bot.received.items()):
@@ -432,12 +584,23 @@ def _report_line(bot: Bot, previous: dict[tuple[str, str], int], elapsed: float)
 
 
 async def run_cli(args: argparse.Namespace) -> int:
-    base_url, meeting_id, query = parse_meeting_link(args.link)
-    if meeting_id is None:
-        created = await create_meeting(base_url)
-        meeting_id = created["meeting_id"]
-        print(f"created meeting {meeting_id}: {created.get('join_url')}", flush=True)
-    bot = Bot(base_url, meeting_id, args.name, video_file=args.video, fps=args.fps, join_query=query)
+    base_url, meeting, query = parse_meeting_link(args.link)
+    if meeting is None:
+        raise ValueError("give a meeting link: http(s)://HOST/m/NUMBER?t=... or http(s)://HOST/m/NUMBER --passcode P")
+    link_token = (urllib.parse.parse_qs(query).get("t") or [None])[0]
+    if not (link_token or args.passcode or args.token):
+        raise ValueError("this link has no link token (?t=...): give --passcode")
+    bot = Bot(
+        base_url,
+        meeting,
+        args.name,
+        passcode=args.passcode,
+        link_token=link_token,
+        token=args.token,
+        video_file=args.video,
+        fps=args.fps,
+    )
+    meeting_id = meeting
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -455,16 +618,28 @@ async def run_cli(args: argparse.Namespace) -> int:
             return 130
         joined = starting.result()
         joined_ok = True
-        print(f"joined {meeting_id} as {joined['participant_id']} ({args.name})", flush=True)
+        if joined.get("type") == "waiting":
+            print(f"waiting to be let in ({joined.get('reason')}) as {args.name}", flush=True)
+            events = (bot.admitted, stop, bot.denied, bot.removed, bot.meeting_ended)
+            waits = [asyncio.create_task(event.wait()) for event in events]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+            if not bot.admitted.is_set():
+                print("not let in" if not stop.is_set() else "stopped while waiting", flush=True)
+                return 130 if stop.is_set() else 1
+        print(f"joined {meeting_id} as {bot.participant_id} ({args.name})", flush=True)
         started = time.monotonic()
         previous: dict[tuple[str, str], int] = {}
-        while not stop.is_set():
+        while not stop.is_set() and not (bot.removed.is_set() or bot.meeting_ended.is_set() or bot.denied.is_set()):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
             elapsed = time.monotonic() - started
             print(_report_line(bot, previous, elapsed), flush=True)
             if args.duration is not None and elapsed >= args.duration:
                 break
+        if bot.removed.is_set() or bot.meeting_ended.is_set():
+            print("removed by the host" if bot.removed.is_set() else f"meeting ended ({bot.end_reason})", flush=True)
         return 0
     finally:
         await bot.stop(timeout=10.0)
@@ -479,7 +654,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m control.client.bot",
         description="Join a meeting as a bot: publish a test pattern and a tone, print what arrives.",
     )
-    parser.add_argument("link", metavar="URL_OR_MEETING_LINK", help="join link, or server URL to create a meeting")
+    parser.add_argument(
+        "link", metavar="MEETING_LINK", help="join link (http(s)://HOST/m/NUMBER?t=...), or the meeting's URL with --passcode"
+    )
+    parser.add_argument("--passcode", help="the meeting's passcode (when the link has no ?t=)")
+    parser.add_argument("--token", help="a join token to use instead of joining with a passcode (e.g. the host's)")
     parser.add_argument("--name", default="bot", help="display name")
     parser.add_argument("--video", metavar="FILE", help="publish this file (audio and video) instead of a pattern")
     parser.add_argument("--duration", type=float, metavar="S", help="leave after S seconds")
@@ -491,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         return asyncio.run(run_cli(args))
-    except (ValueError, RuntimeError, OSError, aiohttp.ClientError) as exc:
+    except (ValueError, RuntimeError, OSError, aiohttp.ClientError, SignalingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

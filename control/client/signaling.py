@@ -18,6 +18,7 @@ import inspect
 import itertools
 import json
 import logging
+import urllib.parse
 from typing import Any, AsyncIterator, Callable
 
 import aiohttp
@@ -28,7 +29,16 @@ Message = dict[str, Any]
 Handler = Callable[[Message], Any]
 
 # Replies that answer a request directly; the server echoes the request id in them.
-REPLY_TYPES = frozenset({"joined", "publish_answer", "error", "ok", "pong"})
+# (`join` is answered by `joined`, or by `waiting` in the waiting room: then `joined`
+# arrives later as a push, without an id, when the host admits us.)
+REPLY_TYPES = frozenset({"joined", "waiting", "publish_answer", "error", "ok", "pong"})
+
+
+def _with_query(url: str, key: str, value: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = [(k, v) for k, v in query if k != key] + [(key, value)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 class SignalingError(Exception):
@@ -105,7 +115,10 @@ class SignalingClient:
 
     # -- connection ---------------------------------------------------------
 
-    async def connect(self, ws_url: str, timeout: float = 10.0) -> None:
+    async def connect(self, ws_url: str, timeout: float = 10.0, token: str | None = None) -> None:
+        """Open the socket; `token` (a join token) goes in its URL."""
+        if token is not None:
+            ws_url = _with_query(ws_url, "token", token)
         if self._ws is not None:
             raise RuntimeError("already connected")
         if self._session is None:
@@ -173,14 +186,19 @@ class SignalingClient:
             raise SignalingError(str(reply.get("code")), str(reply.get("message")))
         return reply
 
-    async def join(self, name: str, participant_id: str | None = None, timeout: float = 10.0) -> Message:
-        msg: Message = {"type": "join", "name": name}
-        if participant_id is not None:
-            msg["participant_id"] = participant_id
-        joined = await self.request(msg, timeout=timeout, expect=("joined",))
-        self.joined = joined
-        self.participant_id = joined.get("participant_id")
-        return joined
+    async def join(self, name: str | None = None, token: str | None = None, timeout: float = 10.0) -> Message:
+        """Send `join` (with the join token unless it was in the socket URL); returns
+        `joined`, or `waiting` when we are held in the waiting room or wait for the host."""
+        msg: Message = {"type": "join"}
+        if name is not None:
+            msg["name"] = name
+        if token is not None:
+            msg["token"] = token
+        reply = await self.request(msg, timeout=timeout, expect=("joined", "waiting"))
+        self.participant_id = reply.get("participant_id", self.participant_id)
+        if reply.get("type") == "joined":
+            self.joined = reply
+        return reply
 
     async def ping(self, timeout: float = 10.0) -> Message:
         return await self.request({"type": "ping"}, timeout=timeout, expect=("pong",))
@@ -260,6 +278,9 @@ class SignalingClient:
         if not isinstance(msg, dict):
             log.warning("ignoring non-object signaling frame")
             return
+        if msg.get("type") == "joined" and "id" not in msg:
+            self.joined = msg  # admitted from the waiting room
+            self.participant_id = msg.get("participant_id", self.participant_id)
         if self._resolve_reply(msg):
             return
         if msg.get("type") == "error":

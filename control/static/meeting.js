@@ -1,19 +1,19 @@
-// The meeting page (/m/{meeting_id}): name prompt, tiles, controls, chat and people,
-// and the `window.conclave` test hook. The protocol itself lives in session.js.
+// The meeting page (/m/{number} and /join): the join form, the waiting screens, tiles,
+// controls, chat and people, the host's controls, and the `window.conclave` test hook.
+// The protocol lives in session.js, the way in (passcode, link, host start) in joinflow.js,
+// the moderation calls in hostcontrols.js.
 
-import { MeetingSession } from './session.js';
+import { MeetingSession, signalingUrl } from './session.js';
 import { TileBoard } from './tiles.js';
+import { HostControls } from './hostcontrols.js';
+import { ParticipantCredentials, HostCredentials, readLocation, joinErrorText } from './joinflow.js';
+import { api, ApiError, meetingDigits, formatMeetingNumber, meetingPath, hostSession, clearHostSession, sessionEndedText } from './api.js';
 import { icons } from './icons.js';
 import { el, fillIcons, toast, copyText, formatTime, initials, colorFor } from './ui.js';
 
 const NAME_KEY = 'conclave.name';
 const WIDE_LAYOUT = window.matchMedia('(min-width: 900px)');
 const $ = (id) => document.getElementById(id);
-
-function meetingIdFromPath(pathname) {
-  const match = /^\/m\/([^/]+)\/?$/.exec(pathname);
-  return match ? decodeURIComponent(match[1]) : null;
-}
 
 function rememberedName() {
   try { return localStorage.getItem(NAME_KEY) || ''; } catch (e) { return ''; }
@@ -23,67 +23,198 @@ function rememberName(name) {
   try { localStorage.setItem(NAME_KEY, name); } catch (e) { /* private mode */ }
 }
 
-const meetingId = meetingIdFromPath(window.location.pathname);
-const session = new MeetingSession(meetingId || 'none');
-const ui = { side: false, tab: 'chat', unread: 0, blockedAudio: new Set() };
+const place = readLocation();
+const session = new MeetingSession(place.number || 'none');
+const ui = {
+  side: false, tab: 'chat', unread: 0, blockedAudio: new Set(),
+  number: place.number,            // 11 digits once known (from the address or the form)
+  linkToken: place.linkToken,
+  title: '',
+  joinUrl: null,                   // the invitation link (the host knows it)
+  joining: false,                  // a join request is in flight
+};
 const board = new TileBoard($('grid'), $('screens'), { onAudioBlocked: audioBlocked });
+let host = null;                   // HostControls once we are in as the host
+
+function requireHost() {
+  if (!host) throw new Error('only the host can do this');
+  return host;
+}
 
 // The test hook: always present, only calls what the buttons call.
 window.conclave = {
   get state() { return session.state; },
   get participantId() { return session.participantId; },
   get reconnects() { return session.reconnects; },
+  get role() { return session.role; },
+  get waitingReason() { return session.waitingReason; },
+  get ended() { return session.ended ? { ...session.ended } : null; },
+  get locked() { return host ? host.locked : null; },
   stats: () => session.stats(),
   publishStats: () => session.publishStats(),
+  inboundBytes: () => session.inboundBytes(),
   chatMessages: () => session.chat.map((m) => ({ seq: m.seq, name: m.name, text: m.text })),
   participants: () => [...session.participants.values()].map((p) => ({ ...p })),
+  waitingRoom: () => session.waitingRoom.map((p) => ({ ...p })),
   shareScreen: (stream) => session.shareScreen(stream),
   stopScreen: () => session.stopScreen(),
   setMuted: (source, muted) => session.setMuted(source, muted),
   leave: () => session.leave(),
   simulateDisconnect: () => session.simulateDisconnect(),
+  hostActions: {
+    admit: (pid) => requireHost().admit(pid).finally(renderAll),
+    deny: (pid) => requireHost().deny(pid).finally(renderAll),
+    admitAll: () => requireHost().admitAll().finally(renderAll),
+    remove: (pid) => requireHost().remove(pid).finally(renderAll),
+    mute: (pid, source, muted = true) => requireHost().mute(pid, source, muted).finally(renderAll),
+    lock: (locked) => requireHost().lock(locked).finally(renderAll),
+    end: () => requireHost().end(),
+  },
 };
 
 // ---------------------------------------------------------------- screens
 
 function showOnly(section) {
-  for (const id of ['prejoin', 'ended']) $(id).hidden = id !== section;
+  for (const id of ['prejoin', 'waiting', 'ended']) $(id).hidden = id !== section;
   const inRoom = section === 'room';
   $('room').hidden = !inRoom;
   $('controls').hidden = !inRoom;
   document.body.classList.toggle('in-room', inRoom);
+  if (!inRoom) $('knock').hidden = true;
 }
 
-function showEnded(title, detail, canRejoin = true) {
+function showEnded({ title, detail = '', icon = 'door', rejoin = false, signIn = false }) {
+  $('ended-icon').innerHTML = icons[icon] || '';
   $('ended-title').textContent = title;
-  $('ended-detail').textContent = detail || '';
-  $('rejoin').hidden = !canRejoin;
+  $('ended-detail').textContent = detail;
+  $('rejoin').hidden = !rejoin;
+  $('signin-again').hidden = !signIn;
+  const toDashboard = session.role === 'host' && !signIn;
+  $('ended-home').href = toDashboard ? '/host' : '/';
+  $('ended-home').textContent = toDashboard ? 'Dashboard' : 'Home';
   showOnly('ended');
 }
 
+// Why a meeting ended (the `reason` of meeting_ended), for the people in it.
+const BY_OPERATOR = 'The meeting was ended by the service operator.';
+const END_REASONS = {
+  ended_by_host: 'The host ended the meeting for everyone.',
+  ended_by_operator: BY_OPERATOR,
+  ended_by_admin: 'The meeting was ended by the account administrator.',
+  customer_suspended: BY_OPERATOR,
+  customer_deleted: BY_OPERATOR,
+  host_suspended: BY_OPERATOR,
+  host_deleted: BY_OPERATOR,
+  meeting_deleted: 'The meeting was deleted.',
+  duration_limit: 'The meeting reached its time limit.',
+  server_restart: 'The server restarted.',
+};
+
+// The screen shown once the session is over, worded after how it ended.
+function endedScreen(ended) {
+  const { kind, reason, code } = ended || { kind: 'left' };
+  switch (kind) {
+    case 'left':
+      return { title: 'You left the meeting', detail: 'You can rejoin while the meeting is on.', rejoin: true };
+    case 'denied':
+      return { title: 'The host did not let you in', detail: 'You were not admitted to this meeting.', icon: 'close' };
+    case 'removed':
+      return { title: 'You were removed from the meeting', detail: 'The host removed you. You cannot join this meeting again.', icon: 'removeUser' };
+    case 'meeting_ended':
+      return { title: 'The meeting has ended', detail: END_REASONS[code] || END_REASONS[reason] || 'Thanks for joining.', icon: 'stop' };
+    case 'signed_out':
+      return { title: 'You were signed out', detail: sessionEndedText(code || reason || ''), icon: 'signOut', signIn: true };
+    case 'replaced':
+      return { title: 'You joined from another window', detail: reason, rejoin: true };
+    case 'refused':
+      return { title: 'Could not join the meeting', detail: joinErrorText(new ApiError(403, code, reason)), rejoin: code !== 'removed' };
+    default:
+      return { title: 'Disconnected from the meeting', detail: reason || '', rejoin: true };
+  }
+}
+
 const STATUS_TEXT = {
-  idle: 'Not joined', joining: 'Joining…', joined: 'Connected', reconnecting: 'Reconnecting…', left: 'Left',
+  idle: 'Not joined', joining: 'Joining…', waiting: 'Waiting', joined: 'Connected',
+  reconnecting: 'Reconnecting…', left: 'Left',
 };
 
 function onState(event) {
-  const { state, reason } = event.detail;
+  const { state } = event.detail;
   $('status').textContent = STATUS_TEXT[state] || state;
   $('status').dataset.state = state;
+  $('status').hidden = state === 'idle';
   $('banner').hidden = state !== 'reconnecting';
   if (state === 'reconnecting') $('banner-text').textContent = 'Reconnecting…';
-  if (state === 'joining') ui.everJoined = false;
-  if (state === 'joined') ui.everJoined = true;
-  if (state === 'joining' || state === 'joined' || state === 'reconnecting') {
+  if (state === 'waiting' || ((state === 'reconnecting' || state === 'joining') && session.waitingReason)) {
+    showWaiting();
+  } else if (state === 'joining' || state === 'joined' || state === 'reconnecting') {
     showOnly('room');
-    if (state === 'joined' && WIDE_LAYOUT.matches && !ui.sideChosen) setSide(true, ui.tab);
+    if (state === 'joined') onJoinedRoom();
   } else if (state === 'left') {
-    if (reason) showEnded(ui.everJoined ? 'Disconnected from the meeting' : 'Could not join the meeting', reason);
-    else showEnded('You left the meeting', 'Rejoin whenever you like.');
+    if (session.ended && session.ended.kind === 'signed_out') clearHostSession(sessionEndedText(session.ended.code || 'signed_in_elsewhere'));
+    showEnded(endedScreen(session.ended));
+    $('copy-link').hidden = !session.ended || session.ended.kind !== 'left';
     ui.blockedAudio.clear();
     $('audio-unlock').hidden = true;
+    stopPreview();
   }
   renderAll();
 }
+
+function onJoinedRoom() {
+  if (WIDE_LAYOUT.matches && !ui.sideChosen) setSide(true, ui.tab);
+  if (session.role === 'host' && !host) {
+    host = new HostControls(session, ui.number, { onLockChange: renderHostControls });
+    host.loadParticipants().then(renderPeople);
+    host.loadMeeting().then((meeting) => {
+      if (!meeting) return;
+      setTitle(meeting.title);
+      ui.joinUrl = meeting.join_url || null;
+    });
+  }
+  stopPreview();
+}
+
+// ---------------------------------------------------------------- waiting screen
+
+function showWaiting() {
+  const forHost = session.waitingReason === 'waiting_for_host';
+  $('waiting-title').textContent = forHost ? 'Waiting for the host to start this meeting'
+    : 'Waiting for the host to let you in';
+  $('waiting-badge').textContent = forHost ? 'Not started yet' : 'Waiting room';
+  $('waiting-detail').textContent = forHost
+    ? `${ui.title ? `“${ui.title}” has not started yet. ` : ''}This page moves on by itself once it starts.`
+    : `${ui.title ? `You asked to join “${ui.title}”. ` : ''}The host has been told you are here.`;
+  showOnly('waiting');
+  const video = session.localTracks('camera')[0] || null;
+  const preview = $('preview-video');
+  const current = preview.srcObject ? preview.srcObject.getTracks()[0] : null;
+  if (current !== video) preview.srcObject = video ? new MediaStream([video]) : null;
+  if (video) preview.play().catch(() => {});
+  $('preview-avatar').textContent = initials(session.name);
+  $('preview-avatar').style.background = colorFor(session.name);
+  renderWaitingControls();
+}
+
+function renderWaitingControls() {
+  const micOff = session.muted.microphone || !session.hasLocal('microphone');
+  const camOff = session.muted.camera || !session.hasLocal('camera');
+  $('waiting-mic').innerHTML = `${icons[micOff ? 'micOff' : 'mic']}<span>${micOff ? 'Unmute' : 'Mute'}</span>`;
+  $('waiting-mic').setAttribute('aria-label', micOff ? 'Unmute microphone' : 'Mute microphone');
+  $('waiting-mic').disabled = !session.hasLocal('microphone');
+  $('waiting-camera').innerHTML = `${icons[camOff ? 'cameraOff' : 'camera']}<span>${camOff ? 'Start video' : 'Stop video'}</span>`;
+  $('waiting-camera').setAttribute('aria-label', camOff ? 'Turn camera on' : 'Turn camera off');
+  $('waiting-camera').disabled = !session.hasLocal('camera');
+  $('preview-box').classList.toggle('has-video', !camOff);
+}
+
+function stopPreview() {
+  $('preview-video').srcObject = null;
+}
+
+$('waiting-mic').addEventListener('click', () => session.setMuted('microphone', !session.muted.microphone));
+$('waiting-camera').addEventListener('click', () => session.setMuted('camera', !session.muted.camera));
+$('waiting-leave').addEventListener('click', () => session.leave());
 
 // ---------------------------------------------------------------- controls
 
@@ -101,13 +232,17 @@ function renderControls() {
   const cam = session.hasLocal('camera');
   const micMuted = session.muted.microphone || !mic;
   const camMuted = session.muted.camera || !cam;
+  const micByHost = session.hostMuted.has('microphone');
+  const camByHost = session.hostMuted.has('camera');
   setControl($('toggle-mic'), {
-    icon: micMuted ? 'micOff' : 'mic', label: micMuted ? 'Unmute' : 'Mute',
-    aria: micMuted ? 'Unmute microphone' : 'Mute microphone', disabled: !mic, off: micMuted,
+    icon: micMuted ? 'micOff' : 'mic', label: micByHost ? 'Host muted' : micMuted ? 'Unmute' : 'Mute',
+    aria: micByHost ? 'The host muted your microphone' : micMuted ? 'Unmute microphone' : 'Mute microphone',
+    disabled: !mic, off: micMuted,
   });
   setControl($('toggle-camera'), {
-    icon: camMuted ? 'cameraOff' : 'camera', label: camMuted ? 'Start video' : 'Stop video',
-    aria: camMuted ? 'Turn camera on' : 'Turn camera off', disabled: !cam, off: camMuted,
+    icon: camMuted ? 'cameraOff' : 'camera', label: camByHost ? 'Host stopped' : camMuted ? 'Start video' : 'Stop video',
+    aria: camByHost ? 'The host turned off your camera' : camMuted ? 'Turn camera on' : 'Turn camera off',
+    disabled: !cam, off: camMuted,
   });
   const sharing = !!session.screenStream;
   const canShare = !!(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
@@ -117,6 +252,22 @@ function renderControls() {
     disabled: !canShare || session.state !== 'joined', off: false,
   });
   $('toggle-screen').classList.toggle('active', sharing);
+  if (session.state === 'waiting') renderWaitingControls();
+  renderHostControls();
+}
+
+function renderHostControls() {
+  const isHost = !!host && session.state !== 'left';
+  $('toggle-lock').hidden = !isHost;
+  $('end-for-all').hidden = !isHost;
+  $('lock-chip').hidden = !isHost || !host.locked;
+  if (!isHost) return;
+  setControl($('toggle-lock'), {
+    icon: host.locked ? 'lock' : 'unlock', label: host.locked ? 'Unlock' : 'Lock',
+    aria: host.locked ? 'Unlock the meeting: let new people join' : 'Lock the meeting: nobody new can join',
+    disabled: host.busy.has('lock') || session.state !== 'joined', off: false,
+  });
+  $('toggle-lock').classList.toggle('active', host.locked);
 }
 
 $('toggle-mic').addEventListener('click', () => session.setMuted('microphone', !session.muted.microphone));
@@ -130,7 +281,20 @@ $('toggle-screen').addEventListener('click', async () => {
   }
 });
 $('leave').addEventListener('click', () => session.leave());
-$('rejoin').addEventListener('click', () => startJoin(session.name || rememberedName()));
+$('rejoin').addEventListener('click', () => rejoin());
+$('toggle-lock').addEventListener('click', () => {
+  if (!host) return;
+  const locking = !host.locked;
+  host.act(() => host.lock(locking), renderAll,
+    locking ? 'Meeting locked: nobody new can join.' : 'Meeting unlocked.');
+  renderHostControls();
+});
+$('end-for-all').addEventListener('click', () => host && host.confirmEnd(renderAll));
+$('knock-view').addEventListener('click', () => {
+  $('knock').hidden = true;
+  ui.sideChosen = true;
+  setSide(true, 'people');
+});
 
 // ---------------------------------------------------------------- side panel
 
@@ -156,6 +320,7 @@ function setSide(open, tab = ui.tab) {
     renderBadge();
     scrollChatToEnd();
   }
+  if (host) host.renderKnock(renderAll);   // the waiting list in view makes the card redundant
 }
 
 function toggleSide(tab) {
@@ -221,24 +386,49 @@ $('chat-form').addEventListener('submit', (event) => {
 
 // ---------------------------------------------------------------- people
 
-function personItem(id, name, muted, you) {
+function personItem(person, you) {
+  const { participant_id: id, name } = person;
+  const muted = person.muted || {};
+  const label = you ? `${name} (you)` : person.role === 'host' ? `${name} (host)` : name;
+  const withActions = host && !you && person.role !== 'host';
   return el('li', { class: 'person', dataset: { testid: 'participant', participantId: id } },
     el('span', { class: 'person-avatar', style: `background:${colorFor(id)}`, 'aria-hidden': 'true' }, initials(name)),
-    el('span', { class: 'person-name' }, you ? `${name} (you)` : name),
-    el('span', { class: 'person-flags' },
+    el('span', { class: 'person-name' }, label),
+    withActions ? null : el('span', { class: 'person-flags' },
       muted.microphone ? el('span', { role: 'img', 'aria-label': 'Microphone muted', html: icons.micOff }) : null,
-      muted.camera ? el('span', { role: 'img', 'aria-label': 'Camera off', html: icons.cameraOff }) : null));
+      muted.camera ? el('span', { role: 'img', 'aria-label': 'Camera off', html: icons.cameraOff }) : null),
+    withActions ? host.personActions(person, renderAll) : null);
 }
 
 function renderPeople() {
   const items = [];
-  if (session.state !== 'left' && session.state !== 'idle') {
-    items.push(personItem(session.participantId || 'self', session.name, session.muted, true));
+  if (session.state === 'joined' || session.state === 'reconnecting') {
+    items.push(personItem({ participant_id: session.participantId || 'self', name: session.name, muted: session.muted,
+      role: session.role }, true));
   }
   const others = [...session.participants.values()].sort((a, b) => a.name.localeCompare(b.name));
-  for (const p of others) items.push(personItem(p.participant_id, p.name, p.muted || {}, false));
+  for (const p of others) items.push(personItem(p, false));
   $('people-list').replaceChildren(...items);
-  $('people-count').textContent = String(items.length);
+  const waiting = host ? session.waitingRoom.length : 0;
+  $('people-count').textContent = waiting ? `${items.length} · ${waiting} waiting` : String(items.length);
+  $('in-meeting-head').hidden = waiting === 0;
+  if (host) host.renderWaiting(renderAll);
+  else $('waiting-section').hidden = true;
+  const peopleButton = $('toggle-people');
+  peopleButton.classList.toggle('attention', waiting > 0);
+  peopleButton.dataset.waiting = String(waiting);
+}
+
+// The host muted one of our sources: say so plainly (the buttons already show it).
+function onHostMute(event) {
+  const { source, muted } = event.detail;
+  const what = source === 'microphone' ? 'microphone' : 'camera';
+  if (muted) {
+    toast(`The host ${source === 'microphone' ? 'muted your microphone' : 'turned off your camera'}. ` +
+      `Only the host can let you turn it back on.`, 'warn');
+  } else {
+    toast(`The host lets you turn your ${what} back on when you want to.`, 'info');
+  }
 }
 
 // ---------------------------------------------------------------- audio autoplay
@@ -272,45 +462,139 @@ session.addEventListener('participants', renderAll);
 session.addEventListener('media', () => board.render(session));
 session.addEventListener('local', renderAll);
 session.addEventListener('chat', onChat);
+session.addEventListener('waitingroom', renderPeople);
+session.addEventListener('meeting', (event) => { if (host) host.setLocked(event.detail.locked); });
+session.addEventListener('hostmute', onHostMute);
 session.addEventListener('notice', (event) => toast(event.detail.text, event.detail.level));
-window.addEventListener('pagehide', () => {
-  if (session.state === 'joined' || session.state === 'reconnecting') session.leave();
-});
+window.addEventListener('pagehide', () => session.leave());
 
-async function startJoin(name) {
-  const trimmed = (name || '').trim();
-  if (!trimmed) {
-    showOnly('prejoin');
-    $('name-input').focus();
+// ---------------------------------------------------------------- joining
+
+function setMeetingNumber(number) {
+  ui.number = number;
+  session.meetingId = number;
+  session.wsUrl = signalingUrl(number);
+  $('meeting-id').textContent = formatMeetingNumber(number);
+  $('copy-link').hidden = false;
+}
+
+function setTitle(title) {
+  if (!title) return;
+  ui.title = title;
+  $('meeting-title').textContent = title;
+  document.title = `${title} · Conclave`;
+}
+
+// The form fits how we got here: a link asks only for a name; /m/{number} asks for the
+// passcode too (the number is filled in); /join asks for everything.
+function showJoinForm({ focus = true } = {}) {
+  const withLink = !!ui.linkToken && !!ui.number;
+  $('number-field').hidden = withLink;
+  $('passcode-field').hidden = withLink;
+  if (ui.number && !$('number-input').value) $('number-input').value = formatMeetingNumber(ui.number);
+  $('prejoin-title').textContent = ui.title ? `Join “${ui.title}”` : 'Join a meeting';
+  $('prejoin-detail').textContent = withLink
+    ? 'You were invited with a link. Tell the others your name.'
+    : 'Enter the Meeting ID and passcode from your invitation.';
+  showOnly('prejoin');
+  if (!focus) return;
+  const firstEmpty = ['number-input', 'passcode-input', 'name-input']
+    .map($).find((input) => !input.closest('[hidden]') && !input.value.trim());
+  (firstEmpty || $('join-button')).focus();
+}
+
+function showJoinError(text) {
+  $('join-error').textContent = text || '';
+  $('join-error').hidden = !text;
+}
+
+// Reads and checks the form: its values, or {error, field} naming what is missing.
+function formValues() {
+  const name = $('name-input').value.trim();
+  const withLink = !!ui.linkToken && !!ui.number;
+  const number = withLink ? ui.number : meetingDigits($('number-input').value);
+  const passcode = $('passcode-input').value.trim();
+  if (!withLink && !number) return { error: 'Enter the 11-digit Meeting ID, like 123-4567-8901.', field: 'number-input' };
+  if (!withLink && !passcode) return { error: 'Enter the passcode from your invitation.', field: 'passcode-input' };
+  if (!name) return { error: 'Enter your name.', field: 'name-input' };
+  return { name: name.slice(0, 64), number, passcode, linkToken: withLink ? ui.linkToken : null };
+}
+
+async function submitJoin() {
+  if (ui.joining || session.active) return;
+  const values = formValues();
+  if (values.error) {
+    showJoinError(values.error);
+    $(values.field).focus();
     return;
   }
-  rememberName(trimmed);
+  showJoinError('');
+  rememberName(values.name);
+  const credentials = new ParticipantCredentials(values.number, values);
+  ui.joining = true;
+  $('join-button').disabled = true;
+  $('join-button').textContent = 'Joining…';
   try {
-    await session.join(trimmed.slice(0, 64));
+    const grant = await credentials.request();
+    if (values.number !== ui.number) setMeetingNumber(values.number);
+    if (place.isJoinPage || !ui.linkToken) {
+      // The address becomes the meeting's own (never the passcode); a reload asks again.
+      history.replaceState(null, '', meetingPath(values.number, ui.linkToken));
+    }
+    setTitle(grant.title);
+    if (grant.status === 'waiting_for_host' || grant.status === 'waiting_room') session.waitingReason = grant.status;
+    session.credentials = credentials;
+    await session.join(values.name, grant);
   } catch (err) {
-    toast(`Could not join: ${err.message}`, 'error');
+    showJoinError(joinErrorText(err));
+    if (err instanceof ApiError && err.code === 'invalid_credentials') $('passcode-input').select();
+  } finally {
+    ui.joining = false;
+    $('join-button').disabled = false;
+    $('join-button').textContent = 'Join';
   }
+}
+
+// The host arrives from the dashboard's Start with a join token for this meeting.
+async function joinAsHost(credentials) {
+  const signedIn = hostSession();
+  const name = (signedIn && signedIn.host && signedIn.host.name) || rememberedName() || 'Host';
+  session.credentials = credentials;
+  try {
+    const grant = await credentials.get({ fresh: !credentials.grant });
+    await session.join(name, grant);
+  } catch (err) {
+    showEnded({ title: 'Could not start the meeting', detail: err.message, icon: 'stop', rejoin: false });
+  }
+}
+
+function rejoin() {
+  if (session.role === 'host' && session.credentials instanceof HostCredentials) {
+    session.credentials.grant = null;   // ask the server again: the meeting may be over
+    joinAsHost(session.credentials);
+    return;
+  }
+  showJoinForm();
+  if (session.credentials instanceof ParticipantCredentials) submitJoin();
 }
 
 $('join-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  startJoin($('name-input').value);
+  submitJoin();
 });
 
 $('copy-link').addEventListener('click', async () => {
-  const link = `${window.location.origin}/m/${encodeURIComponent(meetingId)}`;
+  const link = ui.joinUrl || `${window.location.origin}${meetingPath(ui.number, ui.linkToken)}`;
   toast(await copyText(link) ? 'Meeting link copied.' : link, 'info');
 });
 
-// Returns the meeting's description, null if it does not exist, undefined if unknown.
-async function meetingInfo(id) {
+// {title, status} of the meeting, which the server tells only to holders of its link
+// token: null when the link is not valid (or the meeting gone), undefined when unknown.
+async function publicInfo(number, linkToken) {
   try {
-    const response = await fetch(`/api/v1/meetings/${encodeURIComponent(id)}`, { headers: { Accept: 'application/json' } });
-    if (response.status === 404) return null;
-    if (!response.ok) return undefined;
-    return await response.json();
-  } catch (e) {
-    return undefined;
+    return await api(`/meetings/${number}/public?t=${encodeURIComponent(linkToken)}`);
+  } catch (err) {
+    return err instanceof ApiError && err.status === 404 ? null : undefined;
   }
 }
 
@@ -319,29 +603,41 @@ async function boot() {
   renderAll();
   renderChat();
   setSide(false, 'chat');
-  if (!meetingId) {
+  $('name-input').value = place.name ?? rememberedName();
+  if (!place.number) {
     $('copy-link').hidden = true;
-    showEnded('No meeting here', 'The address should look like /m/<meeting id>.', false);
+    if (place.rawNumber) {
+      showEnded({ title: 'Meeting not found', detail: 'A Meeting ID has 11 digits, like 123-4567-8901.', icon: 'close' });
+      return;
+    }
+    showJoinForm();   // /join: the Meeting ID comes from the form
     return;
   }
-  $('meeting-id').textContent = meetingId;
-  const params = new URLSearchParams(window.location.search);
-  const nameParam = params.get('name');
-  $('name-input').value = nameParam ?? rememberedName();
-  const info = await meetingInfo(meetingId);
+  setMeetingNumber(place.number);
+  const hostCredentials = HostCredentials.fromStorage(place.number);
+  if (hostCredentials && hostSession()) {
+    joinAsHost(hostCredentials);
+    return;
+  }
+  if (!ui.linkToken) {
+    showJoinForm();   // the passcode proves the invitation; the server says nothing before
+    return;
+  }
+  const info = await publicInfo(place.number, ui.linkToken);
   if (info === null) {
-    $('copy-link').hidden = true;
-    showEnded('Meeting not found', `There is no meeting with the id ${meetingId}. Check the link.`, false);
+    // Not a link of this meeting (any more): fall back to the Meeting ID and passcode.
+    ui.linkToken = null;
+    history.replaceState(null, '', meetingPath(place.number));
+    showJoinForm();
+    showJoinError('This invitation link is not valid (any more). Enter the passcode from your invitation instead.');
     return;
   }
-  if (info && info.title) {
-    $('meeting-title').textContent = info.title;
-    document.title = `${info.title} · Conclave`;
-  }
-  if (nameParam && nameParam.trim()) startJoin(nameParam);
-  else {
-    showOnly('prejoin');
-    $('name-input').focus();
+  if (info && info.title) setTitle(info.title);
+  if (place.name && place.name.trim()) {
+    showJoinForm({ focus: false });
+    submitJoin();
+  } else {
+    showJoinForm();
   }
 }
 

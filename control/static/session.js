@@ -2,13 +2,19 @@
 // connections of docs/signaling.md (publish: we offer; subscribe: the server offers).
 // No DOM here: the page listens to the events this object dispatches.
 //
+// The socket is opened with a join token (docs/control-plane.md) that `credentials.get()`
+// supplies: the page decides how to get one (passcode, link token, the host's Start).
+//
 // Events (CustomEvent, details in brackets):
-//   state         [state]          idle | joining | joined | reconnecting | left
+//   state         [state, reason]  idle | joining | waiting | joined | reconnecting | left
 //   participants  []               someone joined, left or changed (names, mute flags)
 //   media         []               remote tracks came, went or changed (after each offer)
 //   local         []               local media changed (mute, camera, screen share)
 //   chat          [message]        a chat message arrived (already in `chat`, in seq order)
+//   waitingroom   []               (host) the waiting-room list changed
 //   notice        [text, level]    something the user should see briefly (errors from the server)
+
+import { ApiError, tokenClaims, tokenSecondsLeft } from './api.js';
 
 const JOIN_TIMEOUT_MS = 15000;
 const REQUEST_TIMEOUT_MS = 15000;
@@ -21,6 +27,17 @@ const BACKOFF_MAX_MS = 10000;
 const REPLACED_CLOSE_CODE = 4001;
 // Join errors worth retrying; any other code is final (full meeting, bad name, ...).
 const TRANSIENT_JOIN_ERRORS = new Set(['unavailable', 'media_error', 'internal', 'rate_limited']);
+// Join refusals that mean the same as the server's final messages.
+const JOIN_REFUSALS = { removed: 'removed', denied: 'denied', meeting_ended: 'meeting_ended', session_ended: 'signed_out' };
+// A join token this close to its expiry is not used for a new socket: get a fresh one.
+const TOKEN_MARGIN_S = 20;
+// Server messages that end the session for good, and how the page should word it.
+const FINAL_MESSAGES = {
+  denied: 'denied',
+  removed: 'removed',
+  meeting_ended: 'meeting_ended',
+  session_ended: 'signed_out',
+};
 
 export const CAMERA_CONSTRAINTS = {
   width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 },
@@ -29,6 +46,16 @@ export const CAMERA_CONSTRAINTS = {
 export function signalingUrl(meetingId, loc = window.location) {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${scheme}//${loc.host}/api/v1/meetings/${encodeURIComponent(meetingId)}/ws`;
+}
+
+// The socket URL for a join: the server's `ws_url` (absolute or a path) or ours, plus the token.
+export function socketUrl(base, token, loc = window.location) {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+  const url = new URL(base, `${scheme}//${loc.host}/`);
+  if (url.protocol === 'http:') url.protocol = 'ws:';
+  if (url.protocol === 'https:') url.protocol = 'wss:';
+  if (token) url.searchParams.set('token', token);
+  return url.href;
 }
 
 // Delay before reconnect attempt `attempt` (0-based): exponential, capped, with jitter so
@@ -43,11 +70,21 @@ function sourceOfLocalTrack(track) {
 }
 
 export class MeetingSession extends EventTarget {
-  constructor(meetingId, { wsUrl = signalingUrl(meetingId), mediaDevices = navigator.mediaDevices } = {}) {
+  // `credentials.get({fresh})` resolves with {token, wsUrl?} or rejects with an ApiError;
+  // `fresh` asks for a new token (the last one was refused or is about to expire).
+  constructor(meetingId, { wsUrl = signalingUrl(meetingId), mediaDevices = navigator.mediaDevices, credentials = null } = {}) {
     super();
     this.meetingId = meetingId;
     this.wsUrl = wsUrl;
     this.mediaDevices = mediaDevices;
+    this.credentials = credentials;
+    this.token = null;
+    this.needFreshToken = false;
+    this.role = 'participant';            // 'host' when our token carries the moderate grant
+    this.waitingReason = null;            // waiting_room | waiting_for_host while state is waiting
+    this.waitingRoom = [];                // (host) people waiting: [{participant_id, name, ...}]
+    this.ended = null;                    // {kind, reason} once state is left
+    this.locked = null;                   // the meeting is locked (known once the server says)
     this.state = 'idle';
     this.name = '';
     this.participantId = null;
@@ -56,6 +93,7 @@ export class MeetingSession extends EventTarget {
     this.localStream = null;              // microphone + camera
     this.screenStream = null;
     this.muted = { microphone: false, camera: false };
+    this.hostMuted = new Set();           // sources the host muted: only the host can allow them again
     this.leftReason = null;               // why state became "left" (null: the user left)
     this.reconnects = 0;                  // times the connection was lost and rebuilt
     this.iceServers = [];
@@ -79,11 +117,21 @@ export class MeetingSession extends EventTarget {
 
   // ------------------------------------------------------------------ public API
 
-  async join(name) {
-    if (this.state === 'joining' || this.state === 'joined' || this.state === 'reconnecting') return;
+  get active() {
+    return ['joining', 'waiting', 'joined', 'reconnecting'].includes(this.state);
+  }
+
+  // `grant` ({token, wsUrl}) is a join token the page already holds (from the join request
+  // that told it whether to wait); without one, `credentials.get()` is asked.
+  async join(name, grant = null) {
+    if (this.active) return;
     this.name = name;
     this.leftReason = null;
+    this.ended = null;
+    this.waitingRoom = [];
     this.participantId = null;
+    this.hostMuted = new Set();
+    if (grant) this.setToken(grant.token, grant.wsUrl);
     this.attempt = 0;
     this.setState('joining');
     await this.acquireLocalMedia();
@@ -95,7 +143,7 @@ export class MeetingSession extends EventTarget {
   }
 
   leave() {
-    if (this.state === 'left' || this.state === 'idle') return;
+    if (!this.active) return;
     this.sendRaw({ type: 'leave' });
     this.shutdown(null);
   }
@@ -106,11 +154,17 @@ export class MeetingSession extends EventTarget {
     return this.send({ type: 'chat', text: trimmed, id: this.newId() });
   }
 
-  setMuted(source, muted) {
+  setMuted(source, muted, { tellServer = true } = {}) {
     if (!(source in this.muted)) throw new Error(`unknown source ${source}`);
+    if (!muted && this.hostMuted.has(source)) {
+      // The server would refuse it anyway: say why instead of pretending.
+      const what = source === 'microphone' ? 'microphone' : 'camera';
+      this.notice(`The host turned off your ${what}; only the host can let you turn it back on.`, 'warn');
+      return;
+    }
     this.muted[source] = !!muted;
     for (const track of this.localTracks(source)) track.enabled = !muted;
-    if (this.state === 'joined') this.send({ type: 'mute', source, muted: !!muted });
+    if (tellServer && this.state === 'joined') this.send({ type: 'mute', source, muted: !!muted });
     this.emit('local');
   }
 
@@ -186,6 +240,17 @@ export class MeetingSession extends EventTarget {
     return result;
   }
 
+  // Bytes received over every inbound RTP stream, whatever it carries (0 with no connection).
+  async inboundBytes() {
+    const pc = this.subPc;
+    if (!pc) return 0;
+    let total = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp') total += s.bytesReceived ?? 0;
+    });
+    return total;
+  }
+
   // {source: {kind, packetsSent, bytesSent, framesEncoded}} summed over encodings.
   async publishStats() {
     const result = {};
@@ -255,8 +320,23 @@ export class MeetingSession extends EventTarget {
 
   // ------------------------------------------------------------------ socket
 
-  connect() {
-    const ws = new WebSocket(this.wsUrl);
+  // Gets a join token (a fresh one when the last was refused or is about to expire), then
+  // opens the socket with it and sends `join`.
+  async connect() {
+    let token;
+    try {
+      token = await this.usableToken();
+    } catch (err) {
+      if (!this.active) return;
+      if (err instanceof ApiError && err.status !== 0 && err.status !== 429 && err.status < 500) {
+        this.shutdown(err.message, JOIN_REFUSALS[err.code] || 'refused', { code: err.code });
+      } else {
+        this.connectionLost(err.message, { delayMs: err.retryAfter ? err.retryAfter * 1000 : null });
+      }
+      return;
+    }
+    if (this.state !== 'joining' && this.state !== 'reconnecting') return;   // left meanwhile
+    const ws = new WebSocket(this.credentials ? socketUrl(this.wsUrl, token) : this.wsUrl);
     this.ws = ws;
     this.lastFrameAt = Date.now();
     let opened = false;
@@ -265,6 +345,7 @@ export class MeetingSession extends EventTarget {
       opened = true;
       this.joinRequestId = this.newId();
       const msg = { type: 'join', name: this.name, id: this.joinRequestId };
+      if (token) msg.token = token;
       if (this.participantId) msg.participant_id = this.participantId;
       this.sendRaw(msg);
     };
@@ -278,24 +359,39 @@ export class MeetingSession extends EventTarget {
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
       if (event.code === REPLACED_CLOSE_CODE) {
-        this.shutdown('You joined this meeting from another window.');
+        this.shutdown('You joined this meeting from another window.', 'replaced');
         return;
       }
+      // Refused before opening: the token may be expired or revoked, or the meeting gone.
+      // The next attempt asks for a new token, and that request says what is wrong.
+      if (!opened) this.needFreshToken = true;
       this.connectionLost('connection closed');
-      // Refused before opening: the meeting may be gone (the server answers 404).
-      if (!opened) this.checkMeetingExists();
     };
     clearTimeout(this.joinTimer);
     this.joinTimer = setTimeout(() => {
-      if (this.ws === ws && this.state !== 'joined') this.connectionLost('no answer to join');
+      if (this.ws === ws && this.state !== 'joined' && this.state !== 'waiting') this.connectionLost('no answer to join');
     }, JOIN_TIMEOUT_MS);
   }
 
-  async checkMeetingExists() {
-    try {
-      const response = await fetch(`/api/v1/meetings/${encodeURIComponent(this.meetingId)}`);
-      if (response.status === 404 && this.state === 'reconnecting') this.shutdown('The meeting has ended.');
-    } catch (e) { /* the server is unreachable: keep trying */ }
+  async usableToken() {
+    if (!this.credentials) return null;
+    const fresh = this.needFreshToken || !this.token || tokenSecondsLeft(this.token) < TOKEN_MARGIN_S;
+    if (fresh) {
+      const grant = await this.credentials.get({ fresh: !!this.token });
+      this.setToken(grant.token, grant.wsUrl);
+    }
+    return this.token;
+  }
+
+  setToken(token, wsUrl = null) {
+    this.token = token;
+    this.needFreshToken = false;
+    if (wsUrl) this.wsUrl = wsUrl;
+    const claims = tokenClaims(token);
+    const moderator = claims.role === 'host' || !!(claims.grants && claims.grants.moderate);
+    this.role = moderator ? 'host' : 'participant';
+    // Who the token says we are: known before `joined` (a waiting participant has an id too).
+    if (typeof claims.sub === 'string' && claims.sub) this.participantId = claims.sub;
   }
 
   closeSocket() {
@@ -374,22 +470,82 @@ export class MeetingSession extends EventTarget {
   // ------------------------------------------------------------------ messages
 
   dispatch(msg) {
-    if (this.state !== 'joined' && msg.type !== 'joined' && msg.type !== 'error' && msg.type !== 'reconnect') return;
+    const finalKind = FINAL_MESSAGES[msg.type];
+    if (finalKind) {
+      this.shutdown(msg.reason || null, finalKind, { code: msg.reason || msg.type });
+      return;
+    }
     switch (msg.type) {
-      case 'joined': this.onJoined(msg); break;
+      case 'waiting': this.onWaiting(msg); return;
+      case 'waiting_room': this.onWaitingRoom(msg.participants); return;
+      case 'reconnect':
+        // The server may hand over a fresh token for coming back as the same participant.
+        if (typeof msg.token === 'string' && msg.token) this.setToken(msg.token);
+        this.connectionLost(msg.reason || 'the media server restarted');
+        return;
+      case 'meeting_updated': this.onMeetingUpdated(msg); return;
+      case 'joined': this.onJoined(msg); return;
+      case 'error': this.onError(msg); return;
+      default: break;
+    }
+    if (this.state !== 'joined') return;
+    switch (msg.type) {
       case 'publish_answer': case 'ok': this.settle(msg); break;
       case 'offer': this.onOffer(msg); break;
       case 'participant_joined': case 'participant_updated': this.onParticipant(msg.participant); break;
       case 'participant_left': this.onParticipantLeft(msg.participant_id); break;
       case 'chat': this.onChat(msg.message); break;
-      case 'reconnect': this.connectionLost(msg.reason || 'the media server restarted'); break;
-      case 'error': this.onError(msg); break;
+      case 'muted_by_host': this.onMutedByHost(msg); break;
       default: break;   // track_published / track_unpublished / pong: offers carry what we need
     }
   }
 
+  // Held back (waiting room, or the host has not started): no media, no chat, no list.
+  onWaiting(msg) {
+    clearTimeout(this.joinTimer);
+    clearInterval(this.pingTimer);   // the server does not answer pings from the waiting room
+    this.pingTimer = null;
+    this.attempt = 0;
+    if (this.state === 'joined') {   // sent back to the waiting room: drop everything we had
+      this.closePcs();
+      this.participants = new Map();
+      this.emit('participants');
+      this.emit('media');
+    }
+    this.waitingReason = msg.reason === 'waiting_for_host' ? 'waiting_for_host' : 'waiting_room';
+    this.setState('waiting', { reason: this.waitingReason });
+  }
+
+  onMeetingUpdated(msg) {
+    if (typeof msg.locked === 'boolean') this.locked = msg.locked;
+    this.emit('meeting', { locked: this.locked });
+  }
+
+  onWaitingRoom(list) {
+    this.waitingRoom = Array.isArray(list) ? list.filter((p) => p && p.participant_id) : [];
+    this.emit('waitingroom');
+  }
+
+  // The host paused one of our sources on the media server: mirror it locally so the
+  // buttons tell the truth (the server has stopped forwarding it anyway).
+  onMutedByHost(msg) {
+    const source = msg.source;
+    if (!(source in this.muted)) return;
+    const muted = msg.muted !== false;
+    if (muted) {
+      this.hostMuted.add(source);
+      this.setMuted(source, true, { tellServer: false });
+    } else {
+      this.hostMuted.delete(source);
+      this.emit('local');
+    }
+    this.emit('hostmute', { source, muted });
+  }
+
   onJoined(msg) {
     clearTimeout(this.joinTimer);
+    this.waitingReason = null;
+    if (msg.role === 'host' || msg.role === 'participant') this.role = msg.role;
     // Back as the same participant: keep the chat seen so far (history may be capped).
     if (msg.participant_id !== this.participantId) this.chat = [];
     this.participantId = msg.participant_id;
@@ -397,6 +553,7 @@ export class MeetingSession extends EventTarget {
     this.participants = new Map((msg.participants || []).map((p) => [p.participant_id, p]));
     for (const m of msg.chat || []) this.insertChat(m);
     this.attempt = 0;
+    this.retriedFreshToken = false;
     this.startPing();
     this.subPc = this.createSubscribePc();
     this.pubPc = this.createPublishPc();
@@ -436,14 +593,22 @@ export class MeetingSession extends EventTarget {
 
   onError(msg) {
     if (msg.id !== undefined && msg.id === this.joinRequestId && this.state !== 'joined') {
+      if (msg.code === 'already_joined') return;   // the token in the URL joined us already
       if (TRANSIENT_JOIN_ERRORS.has(msg.code)) {
         this.connectionLost(msg.message || msg.code);
         return;
       }
-      this.shutdown(msg.message || msg.code || 'could not join');
+      if (/token|unauthorized|expired/.test(msg.code || '') && !this.retriedFreshToken) {
+        this.retriedFreshToken = true;   // one new token per refusal; then it is final
+        this.needFreshToken = true;
+        this.connectionLost(msg.message || msg.code, { delayMs: 0 });
+        return;
+      }
+      this.shutdown(msg.message || msg.code || 'could not join', JOIN_REFUSALS[msg.code] || 'refused', { code: msg.code });
       return;
     }
     if (this.settle(msg)) return;   // the request's caller reports it
+    if (this.state !== 'joined') return;   // nothing to act on while waiting
     this.notice(msg.message || msg.code || 'server error', 'error');
   }
 
@@ -572,8 +737,9 @@ export class MeetingSession extends EventTarget {
 
   // The socket or the media went away (or the server asked us to come back): drop both
   // PCs and the socket, then join again with the same participant_id after a backoff.
-  connectionLost(reason, { immediate = false } = {}) {
-    if (this.state === 'left' || this.state === 'idle') return;
+  // While waiting, `waitingReason` stays set so the page keeps showing the waiting screen.
+  connectionLost(reason, { delayMs = null } = {}) {
+    if (!this.active) return;
     this.closePcs();
     this.closeSocket();
     const wasJoined = this.state === 'joined';
@@ -581,23 +747,29 @@ export class MeetingSession extends EventTarget {
     this.setState('reconnecting', { reason });
     if (wasJoined) this.emit('media');
     if (this.retryTimer) return;
-    const delay = immediate ? 0 : backoffDelay(this.attempt++);
+    const delay = delayMs ?? backoffDelay(this.attempt++);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       if (this.state === 'reconnecting') this.connect();
     }, delay);
   }
 
-  // Ends the session for good: `reason` null means the user left.
-  shutdown(reason) {
+  // Ends the session for good. `kind`: left (the user did), denied, removed, meeting_ended,
+  // signed_out (the host signed in elsewhere), replaced (joined from another window),
+  // refused (the server would not let us in: `reason` says why), error.
+  shutdown(reason, kind = reason === null ? 'left' : 'error', { code = null } = {}) {
+    if (this.state === 'left') return;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.closePcs();
     this.closeSocket();
     this.stopLocalMedia();
     this.participants = new Map();
+    this.waitingRoom = [];
+    this.waitingReason = null;
     this.leftReason = reason;
-    this.setState('left', { reason });
+    this.ended = { kind, reason, code };
+    this.setState('left', { reason, kind, code });
     this.emit('participants');
     this.emit('media');
     this.emit('local');

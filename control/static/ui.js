@@ -80,3 +80,18 @@ export function formatTime(ts) {
   const date = new Date(typeof ts === 'number' ? ts : Date.now());
   return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
+
+// Asks a yes/no question in the page's <dialog id="confirm">; resolves true on OK.
+export function confirmDialog({ title, text = '', ok = 'OK' }) {
+  const dialog = document.getElementById('confirm');
+  if (!dialog || typeof dialog.showModal !== 'function') return Promise.resolve(window.confirm(`${title}\n${text}`));
+  dialog.querySelector('#confirm-title').textContent = title;
+  dialog.querySelector('#confirm-text').textContent = text;
+  dialog.querySelector('#confirm-ok').textContent = ok;
+  dialog.returnValue = '';
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+    dialog.showModal();
+    dialog.querySelector('#confirm-ok').focus();
+  });
+}

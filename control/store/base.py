@@ -1,0 +1,511 @@
+"""The store interface: every persistent thing of the control plane, behind async methods.
+
+All SQL lives in this package; the rest of control sees only `Store` and the plain
+dataclasses below. `control.store.sqlite.SqliteStore` is the embedded implementation (one
+file, WAL); a PostgreSQL one can follow for several nodes, so nothing here assumes a
+single process: every rule that must hold under concurrency (the host's live-meeting
+limit, one host session per host under the `refuse` policy, a meeting's capacity, chat
+sequence numbers, unique meeting numbers) is enforced inside one store transaction.
+
+Conventions:
+- Ids are random URL-safe strings made by the store (`new_id()`), except a host
+  session's id, which is the SHA-256 hex of its secret token (the token is never stored).
+- Times are float seconds since the epoch (UTC); `None` where not set yet.
+- A missing row is `None` from `get_*`, `NotFound` from methods that change one.
+- Unique-constraint violations raise `Conflict(field)`; the caller picks the API error.
+- Methods return fresh dataclass copies; mutating one changes nothing in the store.
+"""
+
+from __future__ import annotations
+
+import abc
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+CustomerStatus = Literal["active", "suspended"]
+HostStatus = Literal["active", "suspended"]
+MeetingStatus = Literal["scheduled", "live", "ended", "removed"]
+ParticipantRole = Literal["host", "participant"]
+ParticipantState = Literal["waiting", "admitted", "denied", "removed", "left"]
+ActorKind = Literal["operator", "customer", "host", "participant", "system"]
+
+# Participants that count toward a meeting's capacity and are "in" it.
+PRESENT_STATES: tuple[str, ...] = ("waiting", "admitted")
+
+
+def new_id(nbytes: int = 9) -> str:
+    """A random URL-safe id (9 bytes: 12 characters, 72 bits) that does not start with "-"
+    (it would read as an option on a command line: `conclave host suspend ID`)."""
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return value
+
+
+# ---------------------------------------------------------------------- errors
+
+
+class StoreError(Exception):
+    """Base of the errors the store raises on purpose."""
+
+
+class NotFound(StoreError):
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"no {kind} {key!r}")
+        self.kind = kind
+        self.key = key
+
+
+class Conflict(StoreError):
+    """A unique constraint refused the change; `field` names it (email, meeting_number...)."""
+
+    def __init__(self, field_name: str, message: str = "") -> None:
+        super().__init__(message or f"{field_name} already in use")
+        self.field = field_name
+
+
+class HostHasLiveMeeting(StoreError):
+    """`start_live_session` refused: the host already holds `max_live_per_host` live meetings.
+    Names one of them (the oldest) so the API can tell the host which."""
+
+    def __init__(self, meeting_id: str, meeting_number: str, title: str) -> None:
+        super().__init__(f"host already has a live meeting: {meeting_number}")
+        self.meeting_id = meeting_id
+        self.meeting_number = meeting_number
+        self.title = title
+
+
+class CustomerLimitReached(StoreError):
+    """`start_live_session` refused: the customer's concurrent live meetings are at the limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the customer already has {limit} live meeting(s)")
+        self.limit = limit
+
+
+class MeetingNotStartable(StoreError):
+    """The meeting is removed (or gone); `status` says what it is."""
+
+    def __init__(self, meeting_id: str, status: str) -> None:
+        super().__init__(f"meeting {meeting_id} cannot start: it is {status}")
+        self.meeting_id = meeting_id
+        self.status = status
+
+
+class AlreadyLive(StoreError):
+    """`start_live_session` on a meeting that is live already; carries its live session."""
+
+    def __init__(self, live_session: LiveSession) -> None:
+        super().__init__(f"meeting {live_session.meeting_id} is live already")
+        self.live_session = live_session
+
+
+class HostSessionActive(StoreError):
+    """`open_host_session` with policy `refuse` while the host has a live session."""
+
+
+class MeetingFull(StoreError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the meeting is full ({limit} participants)")
+        self.limit = limit
+
+
+# ---------------------------------------------------------------------- records
+
+
+@dataclass(slots=True)
+class Customer:
+    id: str
+    name: str
+    status: str = "active"  # CustomerStatus
+    api_key_hash: str = ""  # sha256 hex of the customer admin's API key
+    limits: dict[str, Any] = field(default_factory=dict)  # overrides of config `limits:`
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Host:
+    id: str
+    customer_id: str
+    email: str  # stored lower-case; unique over all customers
+    name: str
+    password_hash: str  # argon2 (control.accounts)
+    status: str = "active"  # HostStatus
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class HostSession:
+    id: str  # sha256 hex of the `hs_...` token
+    host_id: str
+    created_at: float
+    ended_at: float | None = None
+    end_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
+@dataclass(slots=True)
+class Meeting:
+    id: str
+    meeting_number: str  # 11 digits, no dashes
+    host_id: str
+    customer_id: str
+    title: str
+    passcode: str
+    start_time: float | None = None
+    duration_minutes: int | None = None
+    waiting_room: bool = True
+    status: str = "scheduled"  # MeetingStatus
+    locked: bool = False
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class LiveSession:
+    id: str
+    meeting_id: str
+    host_id: str
+    customer_id: str
+    started_at: float
+    ended_at: float | None = None
+    end_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Participant:
+    id: str
+    meeting_id: str
+    live_session_id: str | None  # None: joined before the host started (waiting for host)
+    name: str
+    role: str  # ParticipantRole
+    state: str  # ParticipantState
+    joined_at: float
+    left_at: float | None = None
+    removed: bool = False
+
+
+@dataclass(slots=True)
+class ChatMessage:
+    id: str
+    meeting_id: str
+    seq: int  # 1, 2, 3... per meeting, assigned by the store
+    participant_id: str
+    name: str
+    text: str
+    ts: int  # milliseconds since the epoch (as signaling sends it)
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    id: str
+    ts: float
+    actor_kind: str  # ActorKind
+    actor_id: str
+    action: str  # e.g. "customer.suspend", "participant.remove"
+    target_kind: str
+    target_id: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    source_ip: str = ""
+
+
+@dataclass(slots=True)
+class WebhookDelivery:
+    id: str
+    customer_id: str
+    event: str
+    payload: str  # the exact JSON body sent (what the signature covers)
+    attempt: int  # 1 for the first try
+    status: str  # "delivered" | "failed" (will retry) | "gave_up"
+    response_code: int | None
+    ts: float
+    error: str = ""  # connection error text, if any
+
+
+# ---------------------------------------------------------------------- the interface
+
+
+class Store(abc.ABC):
+    """Async persistence of the control plane. Open with `await open()`, stop with `close()`."""
+
+    # --- lifecycle
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations in order."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    # --- customers
+
+    @abc.abstractmethod
+    async def create_customer(
+        self,
+        name: str,
+        *,
+        api_key_hash: str,
+        limits: dict[str, Any] | None = None,
+        webhook_url: str = "",
+        webhook_secret: str = "",
+    ) -> Customer: ...
+
+    @abc.abstractmethod
+    async def get_customer(self, customer_id: str) -> Customer | None: ...
+
+    @abc.abstractmethod
+    async def get_customer_by_api_key_hash(self, api_key_hash: str) -> Customer | None: ...
+
+    @abc.abstractmethod
+    async def list_customers(self) -> list[Customer]: ...
+
+    @abc.abstractmethod
+    async def count_customers(self) -> int: ...
+
+    @abc.abstractmethod
+    async def update_customer(self, customer_id: str, **changes: Any) -> Customer:
+        """Change any of: name, status, api_key_hash, limits, webhook_url, webhook_secret.
+        Raises NotFound."""
+
+    @abc.abstractmethod
+    async def delete_customer(self, customer_id: str) -> None:
+        """Delete it with its hosts, host sessions, meetings, live sessions, participants,
+        chat and webhook deliveries (audit rows stay). End live meetings first (control.live).
+        Raises NotFound."""
+
+    # --- hosts
+
+    @abc.abstractmethod
+    async def create_host(self, customer_id: str, email: str, name: str, password_hash: str) -> Host:
+        """Raises Conflict("email") when the address is taken, NotFound for the customer."""
+
+    @abc.abstractmethod
+    async def get_host(self, host_id: str) -> Host | None: ...
+
+    @abc.abstractmethod
+    async def get_host_by_email(self, email: str) -> Host | None: ...
+
+    @abc.abstractmethod
+    async def list_hosts(self, customer_id: str | None = None) -> list[Host]: ...
+
+    @abc.abstractmethod
+    async def update_host(self, host_id: str, **changes: Any) -> Host:
+        """Change any of: email, name, password_hash, status. Raises NotFound, Conflict."""
+
+    @abc.abstractmethod
+    async def delete_host(self, host_id: str) -> None:
+        """Delete it with its sessions and meetings (and their rows). Raises NotFound."""
+
+    # --- host sessions (login)
+
+    @abc.abstractmethod
+    async def open_host_session(
+        self, host_id: str, session_id: str, *, policy: str, replaced_reason: str = "signed_in_elsewhere"
+    ) -> tuple[HostSession, list[HostSession]]:
+        """Atomically open a session for the host under the login policy.
+
+        policy "replace": every active session of the host is ended with `replaced_reason`;
+        returns (new session, the ended ones). policy "refuse": raises HostSessionActive when
+        the host has an active session. Two concurrent logins never both stay active."""
+
+    @abc.abstractmethod
+    async def get_host_session(self, session_id: str) -> HostSession | None: ...
+
+    @abc.abstractmethod
+    async def end_host_session(self, session_id: str, reason: str) -> HostSession | None:
+        """End it if active; returns the session as it is now (None when unknown)."""
+
+    @abc.abstractmethod
+    async def end_host_sessions_of(self, host_id: str, reason: str) -> list[HostSession]:
+        """End every active session of the host; returns those it ended."""
+
+    # --- meetings
+
+    @abc.abstractmethod
+    async def create_meeting(
+        self,
+        *,
+        meeting_number: str,
+        host_id: str,
+        customer_id: str,
+        title: str,
+        passcode: str,
+        start_time: float | None = None,
+        duration_minutes: int | None = None,
+        waiting_room: bool = True,
+    ) -> Meeting:
+        """Raises Conflict("meeting_number") when a meeting that exists (not removed) has
+        that number: the caller draws another number and tries again."""
+
+    @abc.abstractmethod
+    async def get_meeting(self, meeting_id: str) -> Meeting | None:
+        """Any status, including removed."""
+
+    @abc.abstractmethod
+    async def get_meeting_by_number(self, meeting_number: str) -> Meeting | None:
+        """The meeting holding the number (11 digits, no dashes); never a removed one."""
+
+    @abc.abstractmethod
+    async def list_meetings(
+        self,
+        *,
+        host_id: str | None = None,
+        customer_id: str | None = None,
+        statuses: Sequence[str] | None = None,
+    ) -> list[Meeting]:
+        """Newest first. `statuses` None: every status but removed."""
+
+    @abc.abstractmethod
+    async def update_meeting(self, meeting_id: str, **changes: Any) -> Meeting:
+        """Change any of: title, passcode, start_time, duration_minutes, waiting_room, locked.
+        (status changes only through start/end/remove.) Raises NotFound."""
+
+    @abc.abstractmethod
+    async def remove_meeting(self, meeting_id: str) -> Meeting:
+        """Status `removed` (its number is free again) and its chat deleted. A live meeting
+        must be ended first (control.live); raises StoreError if it is still live."""
+
+    # --- live sessions (one row per start)
+
+    @abc.abstractmethod
+    async def start_live_session(
+        self, meeting_id: str, host_id: str, max_live_per_host: int, max_live_per_customer: int | None = None
+    ) -> LiveSession:
+        """Atomically: check the host holds fewer than `max_live_per_host` OTHER live meetings
+        (else HostHasLiveMeeting naming one) and the customer fewer than
+        `max_live_per_customer` (else CustomerLimitReached), then insert a live session and
+        set the meeting `live` (unlocked). Of racing starts exactly one wins.
+        Raises AlreadyLive when this meeting is live, MeetingNotStartable when removed,
+        NotFound when unknown."""
+
+    @abc.abstractmethod
+    async def end_live_session(self, meeting_id: str, reason: str) -> LiveSession | None:
+        """End the meeting's live session if any: set ended_at/end_reason, the meeting
+        `ended` and unlocked, and every waiting/admitted participant `left`. Returns the
+        ended session, or None when the meeting was not live."""
+
+    @abc.abstractmethod
+    async def get_live_session(self, meeting_id: str) -> LiveSession | None:
+        """The meeting's current (not ended) live session."""
+
+    @abc.abstractmethod
+    async def get_live_session_by_id(self, live_session_id: str) -> LiveSession | None: ...
+
+    @abc.abstractmethod
+    async def list_live_sessions(
+        self, *, host_id: str | None = None, customer_id: str | None = None
+    ) -> list[LiveSession]:
+        """Live sessions not ended, oldest first, optionally of one host or customer."""
+
+    @abc.abstractmethod
+    async def end_all_live_sessions(self, reason: str) -> list[LiveSession]:
+        """At startup: end every live session (as end_live_session does); returns them."""
+
+    # --- participants
+
+    @abc.abstractmethod
+    async def add_participant(
+        self,
+        meeting_id: str,
+        *,
+        name: str,
+        role: str,
+        state: str,
+        live_session_id: str | None = None,
+        max_present: int | None = None,
+        participant_id: str | None = None,
+    ) -> Participant:
+        """Insert a participant. With `max_present`, atomically refuses (MeetingFull) when
+        the meeting already has that many participants in PRESENT_STATES."""
+
+    @abc.abstractmethod
+    async def get_participant(self, participant_id: str) -> Participant | None: ...
+
+    @abc.abstractmethod
+    async def list_participants(
+        self,
+        meeting_id: str,
+        *,
+        live_session_id: str | None = None,
+        states: Sequence[str] | None = None,
+    ) -> list[Participant]:
+        """Oldest first; filtered by live session and/or states when given."""
+
+    @abc.abstractmethod
+    async def count_participants(self, meeting_id: str, states: Sequence[str] = PRESENT_STATES) -> int: ...
+
+    @abc.abstractmethod
+    async def update_participant(self, participant_id: str, **changes: Any) -> Participant:
+        """Change any of: state, live_session_id, name, left_at, removed. Setting state
+        `removed` also sets removed=True; `left`/`denied`/`removed` set left_at when unset.
+        Raises NotFound."""
+
+    # --- chat
+
+    @abc.abstractmethod
+    async def append_chat(self, meeting_id: str, participant_id: str, name: str, text: str, ts: int) -> ChatMessage:
+        """Store a message; its `seq` is the meeting's next one (atomic)."""
+
+    @abc.abstractmethod
+    async def list_chat(self, meeting_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[ChatMessage]:
+        """Messages with seq > after_seq in order; with `limit`, the LAST `limit` of them."""
+
+    @abc.abstractmethod
+    async def delete_chat(self, meeting_id: str) -> int:
+        """Delete the meeting's chat; returns how many messages went."""
+
+    # --- audit (append-only: there is no method to change or delete an entry)
+
+    @abc.abstractmethod
+    async def append_audit(
+        self,
+        *,
+        actor_kind: str,
+        actor_id: str,
+        action: str,
+        target_kind: str = "",
+        target_id: str = "",
+        detail: dict[str, Any] | None = None,
+        source_ip: str = "",
+    ) -> AuditEntry: ...
+
+    @abc.abstractmethod
+    async def query_audit(
+        self,
+        *,
+        actor_kind: str | None = None,
+        actor_id: str | None = None,
+        action: str | None = None,
+        target_id: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Newest first."""
+
+    # --- webhook deliveries (one row per attempt)
+
+    @abc.abstractmethod
+    async def record_webhook_delivery(
+        self,
+        *,
+        customer_id: str,
+        event: str,
+        payload: str,
+        attempt: int,
+        status: str,
+        response_code: int | None,
+        error: str = "",
+    ) -> WebhookDelivery: ...
+
+    @abc.abstractmethod
+    async def list_webhook_deliveries(self, customer_id: str, *, limit: int = 100) -> list[WebhookDelivery]:
+        """Newest first."""

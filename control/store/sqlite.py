@@ -1,0 +1,758 @@
+"""The embedded store: one SQLite file (WAL, foreign keys), stdlib `sqlite3`.
+
+Every call runs on one dedicated thread (a single-worker executor owns the connection),
+so the event loop never waits on the disk and calls of this process never interleave.
+Each call that writes is one transaction opened with `BEGIN IMMEDIATE`: it takes the
+write lock before reading, so the checks inside it (the host's live-meeting limit, the
+login policy, a meeting's capacity) also hold against another process on the same file.
+Schema: `sqlite_schema.MIGRATIONS`; rows to records: `sqlite_rows`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from control.store import sqlite_rows as rows
+from control.store.base import (
+    PRESENT_STATES,
+    AlreadyLive,
+    AuditEntry,
+    ChatMessage,
+    Conflict,
+    Customer,
+    CustomerLimitReached,
+    Host,
+    HostHasLiveMeeting,
+    HostSession,
+    HostSessionActive,
+    LiveSession,
+    Meeting,
+    MeetingFull,
+    MeetingNotStartable,
+    NotFound,
+    Participant,
+    Store,
+    StoreError,
+    WebhookDelivery,
+    new_id,
+)
+from control.store.sqlite_schema import MIGRATIONS
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 10_000
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._thread_lock = threading.Lock()  # guards the connection if ever shared
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn, args)
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self._thread_lock:
+            return fn(*args)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the store is not open")
+        return self._conn
+
+    def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn in one write transaction (BEGIN IMMEDIATE: the write lock is taken first)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(*args)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return self._db.execute(sql, tuple(params)).fetchall()
+
+    def _row(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        return self._db.execute(sql, tuple(params)).fetchone()
+
+    def _insert(self, table: str, record: Any, **extra: Any) -> None:
+        """INSERT a record dataclass (its fields are the table's columns) and `extra` columns."""
+        values = {name: getattr(record, name) for name in record.__dataclass_fields__}
+        values.update(extra)
+        columns = ", ".join(values)
+        params = [rows.column_value(v) for v in values.values()]
+        self._db.execute(f"INSERT INTO {table} ({columns}) VALUES ({rows.placeholders(params)})", params)
+
+    def _update(self, table: str, row_id: str, allowed: set[str], changes: dict[str, Any]) -> None:
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"{table}: cannot change {', '.join(sorted(unknown))}")
+        if not changes:
+            if self._row(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)) is None:
+                raise NotFound(table, row_id)
+            return
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        values = [rows.column_value(v) for v in changes.values()]
+        cursor = self._db.execute(f"UPDATE {table} SET {columns} WHERE id = ?", (*values, row_id))
+        if cursor.rowcount == 0:
+            raise NotFound(table, row_id)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conclave-store")
+        try:
+            await self._run(self._open_sync)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    def _open_sync(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        created = not os.path.exists(self.path)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
+        if created:
+            os.chmod(self.path, 0o600)  # password hashes and secrets live here
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._conn = conn
+        try:
+            self._migrate()
+        except BaseException:
+            conn.close()
+            self._conn = None
+            raise
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path}: schema version {current} is newer than this Conclave knows "
+                    f"({len(MIGRATIONS)}); run the newer version"
+                )
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, self._close_sync)
+        executor.shutdown(wait=True)
+
+    def _close_sync(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def schema_version(self) -> int:
+        return await self._run(lambda: self._row("SELECT MAX(version) FROM schema_version")[0] or 0)
+
+    # ------------------------------------------------------------------ customers
+
+    async def create_customer(
+        self,
+        name: str,
+        *,
+        api_key_hash: str,
+        limits: dict[str, Any] | None = None,
+        webhook_url: str = "",
+        webhook_secret: str = "",
+    ) -> Customer:
+        customer = Customer(
+            id=new_id(),
+            name=name,
+            api_key_hash=api_key_hash,
+            limits=dict(limits or {}),
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            created_at=self._clock(),
+        )
+
+        def insert() -> Customer:
+            try:
+                self._insert("customer", customer)
+            except sqlite3.IntegrityError:
+                raise Conflict("api_key_hash") from None
+            return customer
+
+        return await self._run(self._write, insert)
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        row = await self._run(self._row, "SELECT * FROM customer WHERE id = ?", (customer_id,))
+        return rows.customer(row) if row else None
+
+    async def get_customer_by_api_key_hash(self, api_key_hash: str) -> Customer | None:
+        if not api_key_hash:
+            return None
+        row = await self._run(self._row, "SELECT * FROM customer WHERE api_key_hash = ?", (api_key_hash,))
+        return rows.customer(row) if row else None
+
+    async def list_customers(self) -> list[Customer]:
+        found = await self._run(self._rows, "SELECT * FROM customer ORDER BY created_at, rowid")
+        return [rows.customer(r) for r in found]
+
+    async def count_customers(self) -> int:
+        return await self._run(lambda: self._row("SELECT COUNT(*) FROM customer")[0])
+
+    async def update_customer(self, customer_id: str, **changes: Any) -> Customer:
+        def update() -> Customer:
+            try:
+                self._update("customer", customer_id, rows.CUSTOMER_FIELDS, changes)
+            except sqlite3.IntegrityError as exc:
+                raise _conflict(exc, "customer") from None
+            return rows.customer(self._row("SELECT * FROM customer WHERE id = ?", (customer_id,)))
+
+        return await self._run(self._write, update)
+
+    async def delete_customer(self, customer_id: str) -> None:
+        await self._run(self._write, self._delete, "customer", customer_id)
+
+    def _delete(self, table: str, row_id: str) -> None:
+        if self._db.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,)).rowcount == 0:
+            raise NotFound(table, row_id)
+
+    # ------------------------------------------------------------------ hosts
+
+    async def create_host(self, customer_id: str, email: str, name: str, password_hash: str) -> Host:
+        host = Host(new_id(), customer_id, email.strip().lower(), name, password_hash, "active", self._clock())
+
+        def insert() -> Host:
+            if self._row("SELECT 1 FROM customer WHERE id = ?", (customer_id,)) is None:
+                raise NotFound("customer", customer_id)
+            try:
+                self._insert("host", host)
+            except sqlite3.IntegrityError as exc:
+                raise _conflict(exc, "host") from None
+            return host
+
+        return await self._run(self._write, insert)
+
+    async def get_host(self, host_id: str) -> Host | None:
+        row = await self._run(self._row, "SELECT * FROM host WHERE id = ?", (host_id,))
+        return rows.host(row) if row else None
+
+    async def get_host_by_email(self, email: str) -> Host | None:
+        row = await self._run(self._row, "SELECT * FROM host WHERE email = ?", (email.strip().lower(),))
+        return rows.host(row) if row else None
+
+    async def list_hosts(self, customer_id: str | None = None) -> list[Host]:
+        if customer_id is None:
+            found = await self._run(self._rows, "SELECT * FROM host ORDER BY created_at, rowid")
+        else:
+            found = await self._run(
+                self._rows, "SELECT * FROM host WHERE customer_id = ? ORDER BY created_at, rowid", (customer_id,)
+            )
+        return [rows.host(r) for r in found]
+
+    async def update_host(self, host_id: str, **changes: Any) -> Host:
+        if isinstance(changes.get("email"), str):
+            changes["email"] = changes["email"].strip().lower()
+
+        def update() -> Host:
+            try:
+                self._update("host", host_id, rows.HOST_FIELDS, changes)
+            except sqlite3.IntegrityError as exc:
+                raise _conflict(exc, "host") from None
+            return rows.host(self._row("SELECT * FROM host WHERE id = ?", (host_id,)))
+
+        return await self._run(self._write, update)
+
+    async def delete_host(self, host_id: str) -> None:
+        await self._run(self._write, self._delete, "host", host_id)
+
+    # ------------------------------------------------------------------ host sessions
+
+    async def open_host_session(
+        self, host_id: str, session_id: str, *, policy: str, replaced_reason: str = "signed_in_elsewhere"
+    ) -> tuple[HostSession, list[HostSession]]:
+        if policy not in ("replace", "refuse"):
+            raise ValueError(f"unknown login policy {policy!r}")
+
+        def open_session() -> tuple[HostSession, list[HostSession]]:
+            if self._row("SELECT 1 FROM host WHERE id = ?", (host_id,)) is None:
+                raise NotFound("host", host_id)
+            active = [
+                rows.host_session(r)
+                for r in self._rows("SELECT * FROM host_session WHERE host_id = ? AND ended_at IS NULL", (host_id,))
+            ]
+            if active and policy == "refuse":
+                raise HostSessionActive(f"host {host_id} is signed in elsewhere")
+            now = self._clock()
+            for old in active:
+                self._db.execute(
+                    "UPDATE host_session SET ended_at = ?, end_reason = ? WHERE id = ?", (now, replaced_reason, old.id)
+                )
+                old.ended_at, old.end_reason = now, replaced_reason
+            session = HostSession(session_id, host_id, now)
+            self._db.execute(
+                "INSERT INTO host_session (id, host_id, created_at) VALUES (?, ?, ?)", (session_id, host_id, now)
+            )
+            return session, active
+
+        return await self._run(self._write, open_session)
+
+    async def get_host_session(self, session_id: str) -> HostSession | None:
+        row = await self._run(self._row, "SELECT * FROM host_session WHERE id = ?", (session_id,))
+        return rows.host_session(row) if row else None
+
+    async def end_host_session(self, session_id: str, reason: str) -> HostSession | None:
+        def end() -> HostSession | None:
+            self._db.execute(
+                "UPDATE host_session SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+                (self._clock(), reason, session_id),
+            )
+            row = self._row("SELECT * FROM host_session WHERE id = ?", (session_id,))
+            return rows.host_session(row) if row else None
+
+        return await self._run(self._write, end)
+
+    async def end_host_sessions_of(self, host_id: str, reason: str) -> list[HostSession]:
+        def end() -> list[HostSession]:
+            active = [
+                rows.host_session(r)
+                for r in self._rows("SELECT * FROM host_session WHERE host_id = ? AND ended_at IS NULL", (host_id,))
+            ]
+            now = self._clock()
+            self._db.execute(
+                "UPDATE host_session SET ended_at = ?, end_reason = ? WHERE host_id = ? AND ended_at IS NULL",
+                (now, reason, host_id),
+            )
+            for session in active:
+                session.ended_at, session.end_reason = now, reason
+            return active
+
+        return await self._run(self._write, end)
+
+    # ------------------------------------------------------------------ meetings
+
+    async def create_meeting(
+        self,
+        *,
+        meeting_number: str,
+        host_id: str,
+        customer_id: str,
+        title: str,
+        passcode: str,
+        start_time: float | None = None,
+        duration_minutes: int | None = None,
+        waiting_room: bool = True,
+    ) -> Meeting:
+        meeting = Meeting(
+            id=new_id(),
+            meeting_number=meeting_number,
+            host_id=host_id,
+            customer_id=customer_id,
+            title=title,
+            passcode=passcode,
+            start_time=start_time,
+            duration_minutes=duration_minutes,
+            waiting_room=waiting_room,
+            created_at=self._clock(),
+        )
+
+        def insert() -> Meeting:
+            try:
+                self._insert("meeting", meeting)
+            except sqlite3.IntegrityError as exc:
+                raise _conflict(exc, "meeting") from None
+            return meeting
+
+        return await self._run(self._write, insert)
+
+    async def get_meeting(self, meeting_id: str) -> Meeting | None:
+        row = await self._run(self._row, "SELECT * FROM meeting WHERE id = ?", (meeting_id,))
+        return rows.meeting(row) if row else None
+
+    async def get_meeting_by_number(self, meeting_number: str) -> Meeting | None:
+        row = await self._run(
+            self._row, "SELECT * FROM meeting WHERE meeting_number = ? AND status != 'removed'", (meeting_number,)
+        )
+        return rows.meeting(row) if row else None
+
+    async def list_meetings(
+        self,
+        *,
+        host_id: str | None = None,
+        customer_id: str | None = None,
+        statuses: Sequence[str] | None = None,
+    ) -> list[Meeting]:
+        where, params = [], []
+        if host_id is not None:
+            where.append("host_id = ?")
+            params.append(host_id)
+        if customer_id is not None:
+            where.append("customer_id = ?")
+            params.append(customer_id)
+        if statuses is None:
+            where.append("status != 'removed'")
+        else:
+            where.append(f"status IN ({rows.placeholders(statuses) or 'NULL'})")
+            params.extend(statuses)
+        sql = f"SELECT * FROM meeting WHERE {' AND '.join(where)} ORDER BY created_at DESC, rowid DESC"
+        return [rows.meeting(r) for r in await self._run(self._rows, sql, params)]
+
+    async def update_meeting(self, meeting_id: str, **changes: Any) -> Meeting:
+        def update() -> Meeting:
+            self._update("meeting", meeting_id, rows.MEETING_FIELDS, changes)
+            return rows.meeting(self._row("SELECT * FROM meeting WHERE id = ?", (meeting_id,)))
+
+        return await self._run(self._write, update)
+
+    async def remove_meeting(self, meeting_id: str) -> Meeting:
+        def remove() -> Meeting:
+            row = self._row("SELECT * FROM meeting WHERE id = ?", (meeting_id,))
+            if row is None:
+                raise NotFound("meeting", meeting_id)
+            if row["status"] == "live":
+                raise StoreError(f"meeting {meeting_id} is live: end it before removing it")
+            self._db.execute("UPDATE meeting SET status = 'removed', locked = 0 WHERE id = ?", (meeting_id,))
+            self._db.execute("DELETE FROM chat_message WHERE meeting_id = ?", (meeting_id,))
+            return rows.meeting(self._row("SELECT * FROM meeting WHERE id = ?", (meeting_id,)))
+
+        return await self._run(self._write, remove)
+
+    # ------------------------------------------------------------------ live sessions
+
+    async def start_live_session(
+        self, meeting_id: str, host_id: str, max_live_per_host: int, max_live_per_customer: int | None = None
+    ) -> LiveSession:
+        return await self._run(self._write, self._start, meeting_id, host_id, max_live_per_host, max_live_per_customer)
+
+    def _start(self, meeting_id: str, host_id: str, per_host: int, per_customer: int | None) -> LiveSession:
+        meeting = self._row("SELECT * FROM meeting WHERE id = ?", (meeting_id,))
+        if meeting is None:
+            raise NotFound("meeting", meeting_id)
+        if meeting["status"] == "removed":
+            raise MeetingNotStartable(meeting_id, meeting["status"])
+        current = self._row("SELECT * FROM live_session WHERE meeting_id = ? AND ended_at IS NULL", (meeting_id,))
+        if current is not None:
+            raise AlreadyLive(rows.live_session(current))
+        others = self._rows(
+            "SELECT m.id, m.meeting_number, m.title FROM live_session s JOIN meeting m ON m.id = s.meeting_id"
+            " WHERE s.host_id = ? AND s.ended_at IS NULL ORDER BY s.started_at, s.rowid",
+            (host_id,),
+        )
+        if len(others) >= per_host:
+            first = others[0]
+            raise HostHasLiveMeeting(first["id"], first["meeting_number"], first["title"])
+        if per_customer is not None:
+            live = self._row(
+                "SELECT COUNT(*) FROM live_session WHERE customer_id = ? AND ended_at IS NULL",
+                (meeting["customer_id"],),
+            )[0]
+            if live >= per_customer:
+                raise CustomerLimitReached(per_customer)
+        session = LiveSession(new_id(), meeting_id, host_id, meeting["customer_id"], self._clock())
+        self._db.execute(
+            "INSERT INTO live_session (id, meeting_id, host_id, customer_id, started_at) VALUES (?, ?, ?, ?, ?)",
+            (session.id, meeting_id, host_id, session.customer_id, session.started_at),
+        )
+        self._db.execute("UPDATE meeting SET status = 'live', locked = 0 WHERE id = ?", (meeting_id,))
+        return session
+
+    async def end_live_session(self, meeting_id: str, reason: str) -> LiveSession | None:
+        return await self._run(self._write, self._end, meeting_id, reason)
+
+    def _end(self, meeting_id: str, reason: str) -> LiveSession | None:
+        row = self._row("SELECT * FROM live_session WHERE meeting_id = ? AND ended_at IS NULL", (meeting_id,))
+        if row is None:
+            return None
+        session = rows.live_session(row)
+        session.ended_at, session.end_reason = self._clock(), reason
+        self._db.execute(
+            "UPDATE live_session SET ended_at = ?, end_reason = ? WHERE id = ?",
+            (session.ended_at, reason, session.id),
+        )
+        self._db.execute(
+            "UPDATE meeting SET status = 'ended', locked = 0 WHERE id = ? AND status = 'live'", (meeting_id,)
+        )
+        self._db.execute(
+            f"UPDATE participant SET state = 'left', left_at = COALESCE(left_at, ?)"
+            f" WHERE meeting_id = ? AND state IN ({rows.placeholders(PRESENT_STATES)})",
+            (session.ended_at, meeting_id, *PRESENT_STATES),
+        )
+        return session
+
+    async def get_live_session(self, meeting_id: str) -> LiveSession | None:
+        row = await self._run(
+            self._row, "SELECT * FROM live_session WHERE meeting_id = ? AND ended_at IS NULL", (meeting_id,)
+        )
+        return rows.live_session(row) if row else None
+
+    async def get_live_session_by_id(self, live_session_id: str) -> LiveSession | None:
+        row = await self._run(self._row, "SELECT * FROM live_session WHERE id = ?", (live_session_id,))
+        return rows.live_session(row) if row else None
+
+    async def list_live_sessions(
+        self, *, host_id: str | None = None, customer_id: str | None = None
+    ) -> list[LiveSession]:
+        where, params = ["ended_at IS NULL"], []
+        if host_id is not None:
+            where.append("host_id = ?")
+            params.append(host_id)
+        if customer_id is not None:
+            where.append("customer_id = ?")
+            params.append(customer_id)
+        sql = f"SELECT * FROM live_session WHERE {' AND '.join(where)} ORDER BY started_at, rowid"
+        return [rows.live_session(r) for r in await self._run(self._rows, sql, params)]
+
+    async def end_all_live_sessions(self, reason: str) -> list[LiveSession]:
+        def end_all() -> list[LiveSession]:
+            found = self._rows("SELECT meeting_id FROM live_session WHERE ended_at IS NULL ORDER BY started_at, rowid")
+            ended = [self._end(r["meeting_id"], reason) for r in found]
+            # A meeting marked live without a session (should not happen) is ended too.
+            self._db.execute("UPDATE meeting SET status = 'ended', locked = 0 WHERE status = 'live'")
+            return [s for s in ended if s is not None]
+
+        return await self._run(self._write, end_all)
+
+    # ------------------------------------------------------------------ participants
+
+    async def add_participant(
+        self,
+        meeting_id: str,
+        *,
+        name: str,
+        role: str,
+        state: str,
+        live_session_id: str | None = None,
+        max_present: int | None = None,
+        participant_id: str | None = None,
+    ) -> Participant:
+        participant = Participant(
+            id=participant_id or new_id(),
+            meeting_id=meeting_id,
+            live_session_id=live_session_id,
+            name=name,
+            role=role,
+            state=state,
+            joined_at=self._clock(),
+        )
+
+        def insert() -> Participant:
+            if self._row("SELECT 1 FROM meeting WHERE id = ?", (meeting_id,)) is None:
+                raise NotFound("meeting", meeting_id)
+            if max_present is not None:
+                present = self._count_present(meeting_id, PRESENT_STATES)
+                if present >= max_present:
+                    raise MeetingFull(max_present)
+            try:
+                self._db.execute(
+                    "INSERT INTO participant (id, meeting_id, live_session_id, name, role, state, joined_at, removed)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                    (participant.id, meeting_id, live_session_id, name, role, state, participant.joined_at),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise _conflict(exc, "participant") from None
+            return participant
+
+        return await self._run(self._write, insert)
+
+    def _count_present(self, meeting_id: str, states: Sequence[str]) -> int:
+        sql = f"SELECT COUNT(*) FROM participant WHERE meeting_id = ? AND state IN ({rows.placeholders(states) or 'NULL'})"
+        return self._row(sql, (meeting_id, *states))[0]
+
+    async def get_participant(self, participant_id: str) -> Participant | None:
+        row = await self._run(self._row, "SELECT * FROM participant WHERE id = ?", (participant_id,))
+        return rows.participant(row) if row else None
+
+    async def list_participants(
+        self,
+        meeting_id: str,
+        *,
+        live_session_id: str | None = None,
+        states: Sequence[str] | None = None,
+    ) -> list[Participant]:
+        where, params = ["meeting_id = ?"], [meeting_id]
+        if live_session_id is not None:
+            where.append("live_session_id = ?")
+            params.append(live_session_id)
+        if states is not None:
+            where.append(f"state IN ({rows.placeholders(states) or 'NULL'})")
+            params.extend(states)
+        sql = f"SELECT * FROM participant WHERE {' AND '.join(where)} ORDER BY joined_at, rowid"
+        return [rows.participant(r) for r in await self._run(self._rows, sql, params)]
+
+    async def count_participants(self, meeting_id: str, states: Sequence[str] = PRESENT_STATES) -> int:
+        return await self._run(self._count_present, meeting_id, tuple(states))
+
+    async def update_participant(self, participant_id: str, **changes: Any) -> Participant:
+        if changes.get("state") == "removed":
+            changes["removed"] = True
+
+        def update() -> Participant:
+            if changes.get("state") in rows.ENDED_STATES and "left_at" not in changes:
+                row = self._row("SELECT left_at FROM participant WHERE id = ?", (participant_id,))
+                if row is not None and row["left_at"] is None:
+                    changes["left_at"] = self._clock()
+            self._update("participant", participant_id, rows.PARTICIPANT_FIELDS, changes)
+            return rows.participant(self._row("SELECT * FROM participant WHERE id = ?", (participant_id,)))
+
+        try:
+            return await self._run(self._write, update)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"participant {participant_id}: {exc}") from None
+
+    # ------------------------------------------------------------------ chat
+
+    async def append_chat(self, meeting_id: str, participant_id: str, name: str, text: str, ts: int) -> ChatMessage:
+        def append() -> ChatMessage:
+            cursor = self._db.execute("UPDATE meeting SET chat_seq = chat_seq + 1 WHERE id = ?", (meeting_id,))
+            if cursor.rowcount == 0:
+                raise NotFound("meeting", meeting_id)
+            seq = self._row("SELECT chat_seq FROM meeting WHERE id = ?", (meeting_id,))[0]
+            message = ChatMessage(new_id(), meeting_id, seq, participant_id, name, text, ts)
+            self._insert("chat_message", message)
+            return message
+
+        return await self._run(self._write, append)
+
+    async def list_chat(self, meeting_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[ChatMessage]:
+        if limit is None:
+            sql = "SELECT * FROM chat_message WHERE meeting_id = ? AND seq > ? ORDER BY seq"
+            found = await self._run(self._rows, sql, (meeting_id, after_seq))
+        else:
+            sql = "SELECT * FROM chat_message WHERE meeting_id = ? AND seq > ? ORDER BY seq DESC LIMIT ?"
+            found = list(reversed(await self._run(self._rows, sql, (meeting_id, after_seq, max(limit, 0)))))
+        return [rows.chat(r) for r in found]
+
+    async def delete_chat(self, meeting_id: str) -> int:
+        def delete() -> int:
+            return self._db.execute("DELETE FROM chat_message WHERE meeting_id = ?", (meeting_id,)).rowcount
+
+        return await self._run(self._write, delete)
+
+    # ------------------------------------------------------------------ audit
+
+    async def append_audit(
+        self,
+        *,
+        actor_kind: str,
+        actor_id: str,
+        action: str,
+        target_kind: str = "",
+        target_id: str = "",
+        detail: dict[str, Any] | None = None,
+        source_ip: str = "",
+    ) -> AuditEntry:
+        entry = AuditEntry(
+            new_id(), self._clock(), actor_kind, actor_id, action, target_kind, target_id, dict(detail or {}), source_ip
+        )
+
+        def insert() -> AuditEntry:
+            self._insert("audit", entry)
+            return entry
+
+        return await self._run(self._write, insert)
+
+    async def query_audit(
+        self,
+        *,
+        actor_kind: str | None = None,
+        actor_id: str | None = None,
+        action: str | None = None,
+        target_id: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        where, params = ["1 = 1"], []
+        for column, value in (
+            ("actor_kind", actor_kind),
+            ("actor_id", actor_id),
+            ("action", action),
+            ("target_id", target_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        sql = f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY ts DESC, rowid DESC LIMIT ?"
+        found = await self._run(self._rows, sql, (*params, max(limit, 0)))
+        return [rows.audit(r) for r in found]
+
+    # ------------------------------------------------------------------ webhook deliveries
+
+    async def record_webhook_delivery(
+        self,
+        *,
+        customer_id: str,
+        event: str,
+        payload: str,
+        attempt: int,
+        status: str,
+        response_code: int | None,
+        error: str = "",
+    ) -> WebhookDelivery:
+        delivery = WebhookDelivery(
+            new_id(), customer_id, event, payload, attempt, status, response_code, self._clock(), error
+        )
+
+        def insert() -> WebhookDelivery:
+            self._insert("webhook_delivery", delivery)
+            return delivery
+
+        try:
+            return await self._run(self._write, insert)
+        except sqlite3.IntegrityError:
+            raise NotFound("customer", customer_id) from None
+
+    async def list_webhook_deliveries(self, customer_id: str, *, limit: int = 100) -> list[WebhookDelivery]:
+        sql = "SELECT * FROM webhook_delivery WHERE customer_id = ? ORDER BY ts DESC, rowid DESC LIMIT ?"
+        return [rows.delivery(r) for r in await self._run(self._rows, sql, (customer_id, max(limit, 0)))]
+
+
+def _conflict(exc: sqlite3.IntegrityError, table: str) -> StoreError:
+    """Name the field a unique constraint refused; other integrity errors (a missing
+    parent row) become NotFound of the parent."""
+    text = str(exc)
+    if "UNIQUE" in text:
+        for name in ("meeting_number", "email", "api_key_hash", "id"):
+            if name in text:
+                return Conflict(name)
+        if table == "meeting":  # the partial unique index reports its columns
+            return Conflict("meeting_number")
+        return Conflict("id")
+    if "FOREIGN KEY" in text:
+        return NotFound("parent of " + table, "?")
+    return StoreError(f"{table}: {text}")

@@ -1,0 +1,112 @@
+"""The SQLite schema as migrations: numbered lists of statements applied in order at
+`SqliteStore.open()` and recorded in `schema_version`. Never edit a published one; append
+the next."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the model of docs/control-plane.md
+    [
+        """CREATE TABLE customer (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended')),
+            api_key_hash TEXT NOT NULL DEFAULT '',
+            limits TEXT NOT NULL DEFAULT '{}',
+            webhook_url TEXT NOT NULL DEFAULT '',
+            webhook_secret TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL)""",
+        "CREATE UNIQUE INDEX customer_api_key ON customer (api_key_hash) WHERE api_key_hash != ''",
+        """CREATE TABLE host (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL REFERENCES customer (id) ON DELETE CASCADE,
+            email TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended')),
+            created_at REAL NOT NULL)""",
+        "CREATE INDEX host_customer ON host (customer_id)",
+        """CREATE TABLE host_session (
+            id TEXT PRIMARY KEY,
+            host_id TEXT NOT NULL REFERENCES host (id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            ended_at REAL,
+            end_reason TEXT)""",
+        "CREATE INDEX host_session_active ON host_session (host_id) WHERE ended_at IS NULL",
+        """CREATE TABLE meeting (
+            id TEXT PRIMARY KEY,
+            meeting_number TEXT NOT NULL CHECK (length(meeting_number) = 11),
+            host_id TEXT NOT NULL REFERENCES host (id) ON DELETE CASCADE,
+            customer_id TEXT NOT NULL REFERENCES customer (id) ON DELETE CASCADE,
+            title TEXT NOT NULL,
+            passcode TEXT NOT NULL,
+            start_time REAL,
+            duration_minutes INTEGER,
+            waiting_room INTEGER NOT NULL DEFAULT 1,
+            status TEXT NOT NULL DEFAULT 'scheduled'
+                CHECK (status IN ('scheduled', 'live', 'ended', 'removed')),
+            locked INTEGER NOT NULL DEFAULT 0,
+            chat_seq INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL)""",
+        # Unique while the meeting exists: a removed meeting frees its number.
+        "CREATE UNIQUE INDEX meeting_number_held ON meeting (meeting_number) WHERE status != 'removed'",
+        "CREATE INDEX meeting_host ON meeting (host_id)",
+        "CREATE INDEX meeting_customer ON meeting (customer_id)",
+        """CREATE TABLE live_session (
+            id TEXT PRIMARY KEY,
+            meeting_id TEXT NOT NULL REFERENCES meeting (id) ON DELETE CASCADE,
+            host_id TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            end_reason TEXT)""",
+        # A safety net under start_live_session's check: one open session per meeting.
+        "CREATE UNIQUE INDEX live_session_open ON live_session (meeting_id) WHERE ended_at IS NULL",
+        "CREATE INDEX live_session_host ON live_session (host_id) WHERE ended_at IS NULL",
+        """CREATE TABLE participant (
+            id TEXT PRIMARY KEY,
+            meeting_id TEXT NOT NULL REFERENCES meeting (id) ON DELETE CASCADE,
+            live_session_id TEXT REFERENCES live_session (id) ON DELETE SET NULL,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('host', 'participant')),
+            state TEXT NOT NULL CHECK (state IN ('waiting', 'admitted', 'denied', 'removed', 'left')),
+            joined_at REAL NOT NULL,
+            left_at REAL,
+            removed INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE INDEX participant_meeting ON participant (meeting_id, state)",
+        """CREATE TABLE chat_message (
+            id TEXT PRIMARY KEY,
+            meeting_id TEXT NOT NULL REFERENCES meeting (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            participant_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            text TEXT NOT NULL,
+            ts INTEGER NOT NULL,
+            UNIQUE (meeting_id, seq))""",
+        """CREATE TABLE audit (
+            id TEXT PRIMARY KEY,
+            ts REAL NOT NULL,
+            actor_kind TEXT NOT NULL,
+            actor_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target_kind TEXT NOT NULL,
+            target_id TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            source_ip TEXT NOT NULL)""",
+        "CREATE INDEX audit_ts ON audit (ts)",
+        # Append-only, enforced by the database itself.
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+        """CREATE TABLE webhook_delivery (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL REFERENCES customer (id) ON DELETE CASCADE,
+            event TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            response_code INTEGER,
+            error TEXT NOT NULL DEFAULT '',
+            ts REAL NOT NULL)""",
+        "CREATE INDEX webhook_delivery_customer ON webhook_delivery (customer_id, ts)",
+    ],
+]
