@@ -235,8 +235,11 @@ class ProducerPause(Message):
 
 @dataclass(frozen=True)
 class ConsumerCreate(Message):
+    """Answered with Empty (WebRTC: active once the subscriber accepts the offer), or with
+    PlainConsumerInfo when transport_id is a plain transport."""
+
     NAME: ClassVar[str] = "CONSUMER_CREATE"
-    transport_id: str  # the subscriber's subscribe transport
+    transport_id: str  # the subscriber's subscribe transport, or a plain transport
     consumer_id: str
     producer_id: str
 
@@ -269,6 +272,94 @@ class SubscribeAnswerSet(Message):
     sdp: str
 
 
+# ------------------------------------------------------------ plain RTP transports
+#
+# A plain transport is one UDP port that speaks RTP/RTCP (rtcp-mux) without ICE or DTLS,
+# optionally SRTP keyed by SDES (RFC 4568): ffmpeg/GStreamer ingest, feeding a recorder,
+# benchmarks. See docs/plain-rtp.md.
+
+SRTP_CRYPTO_SUITE = "AES_CM_128_HMAC_SHA1_80"  # RFC 4568 §6.2.1: 30-byte key||salt
+
+
+@dataclass(frozen=True)
+class PlainTransportCreate(Message):
+    """Bind a UDP port for plain RTP. port 0 picks a free one. srtp: SRTP with SDES keys."""
+
+    NAME: ClassVar[str] = "PLAIN_TRANSPORT_CREATE"
+    router_id: str
+    transport_id: str
+    listen_ip: str = "127.0.0.1"
+    port: int = 0
+    srtp: bool = False
+
+
+@dataclass(frozen=True)
+class PlainTransportInfo(Message):
+    """Where to send, and (srtp) the key we encrypt what WE send with, base64 of key||salt."""
+
+    NAME: ClassVar[str] = "PLAIN_TRANSPORT_INFO"
+    transport_id: str
+    ip: str
+    port: int
+    srtp_crypto_suite: str | None = None
+    srtp_key_base64: str | None = None
+
+
+@dataclass(frozen=True)
+class PlainTransportConnect(Message):
+    """Where we send to, and (srtp) the key of what we receive.
+
+    Without remote_ip/remote_port the transport keeps learning the remote address from
+    the first valid RTP/RTCP it receives (comedia); with them, only that address is heard.
+    May be sent again, e.g. to give the key first and the address later.
+    """
+
+    NAME: ClassVar[str] = "PLAIN_TRANSPORT_CONNECT"
+    transport_id: str
+    remote_ip: str | None = None
+    remote_port: int | None = None
+    remote_srtp_key_base64: str | None = None
+
+
+@dataclass(frozen=True)
+class PlainProducerCreate(Message):
+    """A stream arriving on a plain transport, recognised by its SSRC and payload type."""
+
+    NAME: ClassVar[str] = "PLAIN_PRODUCER_CREATE"
+    transport_id: str
+    kind: str  # "audio" | "video"
+    codec_name: str  # one of media.video_codecs / media.audio_codecs, e.g. "VP8", "opus"
+    clock_rate: int
+    payload_type: int
+    ssrc: int
+    channels: int | None = None
+    source: str = ""  # default: "microphone" for audio, "camera" for video
+
+
+@dataclass(frozen=True)
+class PlainProducerCreated(Message):
+    NAME: ClassVar[str] = "PLAIN_PRODUCER_CREATED"
+    producer: ProducerInfo
+
+
+@dataclass(frozen=True)
+class PlainConsumerInfo(Message):
+    """The answer to CONSUMER_CREATE on a plain transport: what the receiver will get.
+
+    Active at once (there is no answer step); video starts at the next keyframe.
+    """
+
+    NAME: ClassVar[str] = "PLAIN_CONSUMER_INFO"
+    consumer_id: str
+    producer_id: str
+    kind: str
+    codec_name: str
+    clock_rate: int
+    payload_type: int
+    ssrc: int
+    channels: int | None = None
+
+
 RESPONSES: dict[type[Message], type[Message]] = {
     WorkerGetStats: WorkerStats,
     RouterCreate: Empty,
@@ -278,10 +369,13 @@ RESPONSES: dict[type[Message], type[Message]] = {
     PublishOffer: PublishAnswer,
     ProducerClose: Empty,
     ProducerPause: Empty,
-    ConsumerCreate: Empty,
+    ConsumerCreate: Empty,  # PlainConsumerInfo when the transport is a plain one
     ConsumerClose: Empty,
     SubscribeOfferCreate: SubscribeOffer,
     SubscribeAnswerSet: Empty,
+    PlainTransportCreate: PlainTransportInfo,
+    PlainTransportConnect: Empty,
+    PlainProducerCreate: PlainProducerCreated,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import uvloop
 from aiortc.rtcdtlstransport import RTCCertificate
 
 from config.schema import MediaConfig, SfuConfig
-from sfu import api
+from sfu import api, process_stats
 from sfu.channel import ChannelServer, RequestFailed
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer, ProducerParams
@@ -32,6 +33,7 @@ from sfu.engine.router import Router
 from sfu.engine.stats import Counters
 from sfu.transport import negotiation
 from sfu.transport.dtls import certificate_fingerprint
+from sfu.transport.plain import SRTP_CRYPTO_SUITE, PlainTransport
 from sfu.transport.udp import MediaSocket
 from sfu.transport.webrtc import WebRtcTransport
 from sfu.wire import sdp
@@ -67,10 +69,12 @@ class Worker:
         self.fingerprint = certificate_fingerprint(self.certificate)
         self.routers: dict[str, Router] = {}
         self.transports: dict[str, WebRtcTransport] = {}
+        self.plain_transports: dict[str, PlainTransport] = {}
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
         self.channel: ChannelServer | None = None
         self.loop_lag = 0.0
+        self.socket_drops = process_stats.UdpDropMeter()
         self._timers: list[asyncio.Task[None]] = []
         self.port = 0
 
@@ -108,6 +112,9 @@ class Worker:
         for transport in self.transports.values():
             if transport.direction == "publish" and transport.producers_by_mid:
                 transport.send_receiver_reports()
+        for plain in self.plain_transports.values():
+            if plain.producers_by_mid:
+                plain.send_receiver_reports()
 
     def _send_transport_feedback(self) -> None:
         for transport in self.transports.values():
@@ -132,14 +139,23 @@ class Worker:
 
     async def _on_worker_get_stats(self, _: api.WorkerGetStats) -> api.Message:
         counters, dropped = self.counters.snapshot()
+        # Datagrams the kernel dropped at our sockets (receive buffer full): we never saw them.
+        dropped["socket_buffer_full"] = self.socket_drops.update(self._socket_inodes())
         gauges = {
             "routers": float(len(self.routers)),
-            "transports": float(len(self.transports)),
+            "transports": float(len(self.transports) + len(self.plain_transports)),
             "producers": float(len(self.producers)),
             "consumers": float(len(self.consumers)),
             "loop_lag_seconds": self.loop_lag,
+            "cpu_seconds": process_stats.cpu_seconds(),
+            "rss_bytes": float(process_stats.rss_bytes()),
         }
         return api.WorkerStats(counters=counters, dropped=dropped, gauges=gauges)
+
+    def _socket_inodes(self) -> set[int]:
+        udps = [self.socket.udp, *(t.udp for t in self.plain_transports.values())]
+        inodes = (process_stats.socket_inode(u.get_extra_info("socket")) for u in udps if u is not None)
+        return {inode for inode in inodes if inode is not None}
 
     async def _on_router_create(self, request: api.RouterCreate) -> api.Message:
         if request.router_id not in self.routers:
@@ -157,8 +173,7 @@ class Worker:
         router = self._router(request.router_id)
         if request.direction not in ("publish", "subscribe"):
             raise RequestFailed("invalid", "direction must be publish or subscribe")
-        if request.transport_id in self.transports:
-            raise RequestFailed("exists", f"transport {request.transport_id} exists")
+        self._check_new_transport_id(request.transport_id)
         transport = WebRtcTransport(
             request.transport_id,
             router.id,
@@ -223,6 +238,8 @@ class Worker:
         return api.Empty()
 
     async def _on_consumer_create(self, request: api.ConsumerCreate) -> api.Message:
+        if request.transport_id in self.plain_transports:
+            return self._create_plain_consumer(request)
         transport = self._transport(request.transport_id, "subscribe")
         producer = self._producer(request.producer_id)
         if producer.id not in self._router(transport.router_id).producers:
@@ -251,6 +268,8 @@ class Worker:
         consumer = self.consumers.pop(request.consumer_id, None)
         if consumer is not None:
             consumer.close()
+            if isinstance(consumer.sink, PlainTransport):
+                consumer.sink.remove_consumer(consumer)
         return api.Empty()
 
     async def _on_subscribe_offer_create(self, request: api.SubscribeOfferCreate) -> api.Message:
@@ -269,6 +288,121 @@ class Worker:
         transport = self._transport(request.transport_id, "subscribe")
         negotiation.apply_subscribe_answer(transport, request.sdp)
         return api.Empty()
+
+    # ------------------------------------------------------ plain RTP transports
+
+    async def _on_plain_transport_create(self, request: api.PlainTransportCreate) -> api.Message:
+        router = self._router(request.router_id)
+        self._check_new_transport_id(request.transport_id)
+        transport = PlainTransport(
+            request.transport_id, router.id, self.counters, request.srtp, self.config.max_datagram
+        )
+        try:
+            ip, port = await transport.bind(request.listen_ip, request.port)
+        except OSError as exc:
+            raise RequestFailed("invalid", f"cannot bind {request.listen_ip}:{request.port}: {exc}") from None
+        self.plain_transports[transport.id] = transport
+        router.transport_ids.add(transport.id)
+        if ip == "0.0.0.0":
+            ip = self.announced_ips[0]
+        return api.PlainTransportInfo(
+            transport_id=transport.id,
+            ip=ip,
+            port=port,
+            srtp_crypto_suite=SRTP_CRYPTO_SUITE if request.srtp else None,
+            srtp_key_base64=transport.local_key_base64,
+        )
+
+    async def _on_plain_transport_connect(self, request: api.PlainTransportConnect) -> api.Message:
+        transport = self._plain_transport(request.transport_id)
+        if (request.remote_ip is None) != (request.remote_port is None):
+            raise RequestFailed("invalid", "remote_ip and remote_port go together")
+        remote = None
+        if request.remote_ip is not None and request.remote_port is not None:
+            if not 0 < request.remote_port < 65536:
+                raise RequestFailed("invalid", f"remote_port: {request.remote_port} is not a port")
+            remote = (_ip_address(request.remote_ip), request.remote_port)
+        transport.connect(remote, request.remote_srtp_key_base64)
+        return api.Empty()
+
+    async def _on_plain_producer_create(self, request: api.PlainProducerCreate) -> api.Message:
+        transport = self._plain_transport(request.transport_id)
+        router = self._router(transport.router_id)
+        if request.kind not in ("audio", "video"):
+            raise RequestFailed("invalid", "kind must be audio or video")
+        if not 0 <= request.payload_type <= 127 or not 0 <= request.ssrc <= 0xFFFFFFFF:
+            raise RequestFailed("invalid", "payload_type must be 0..127 and ssrc 0..2^32-1")
+        params = ProducerParams(
+            producer_id=secrets.token_hex(8),
+            kind=request.kind,
+            source=request.source or ("microphone" if request.kind == "audio" else "camera"),
+            mid=transport.allocate_mid(),
+            codec_name=request.codec_name,
+            clock_rate=request.clock_rate,
+            payload_type=request.payload_type,
+            ssrc=request.ssrc,
+            extmap={},
+            channels=request.channels,
+        )
+        negotiation.subscriber_codec(self.policy, params)  # ValueError: a codec we cannot forward
+        producer = Producer(
+            params,
+            transport,
+            self.counters,
+            time.monotonic,
+            stream_id=transport.id,
+            cache_size=self.config.nack_cache_packets,
+            pli_min_interval=self.config.pli_min_interval_s,
+        )
+        transport.add_producer(producer)  # ValueError: SSRC taken
+        router.add_producer(producer)
+        self.producers[producer.id] = producer
+        return api.PlainProducerCreated(
+            producer=api.ProducerInfo(producer.id, params.mid, params.kind, params.source, params.codec_name)
+        )
+
+    def _create_plain_consumer(self, request: api.ConsumerCreate) -> api.Message:
+        transport = self.plain_transports[request.transport_id]
+        producer = self._producer(request.producer_id)
+        if producer.id not in self._router(transport.router_id).producers:
+            raise RequestFailed("invalid", "producer and transport are in different meetings")
+        if request.consumer_id in self.consumers:
+            raise RequestFailed("exists", f"consumer {request.consumer_id} exists")
+        codec = negotiation.subscriber_codec(self.policy, producer.params)
+        consumer = Consumer(
+            request.consumer_id,
+            producer,
+            transport,
+            transport.allocate_mid(),
+            ssrc=_random_ssrc(),
+            payload_type=codec.payload_type,
+            counters=self.counters,
+        )
+        producer.add_consumer(consumer)
+        transport.add_consumer(consumer)
+        self.consumers[consumer.id] = consumer
+        # No answer step: header extensions pass through unchanged, no transport-cc, no RTX.
+        consumer.activate(None, 0, False)
+        return api.PlainConsumerInfo(
+            consumer_id=consumer.id,
+            producer_id=producer.id,
+            kind=consumer.kind,
+            codec_name=codec.name,
+            clock_rate=codec.clock_rate,
+            payload_type=codec.payload_type,
+            ssrc=consumer.ssrc,
+            channels=codec.channels,
+        )
+
+    def _plain_transport(self, transport_id: str) -> PlainTransport:
+        transport = self.plain_transports.get(transport_id)
+        if transport is None:
+            raise RequestFailed("not_found", f"no plain transport {transport_id}")
+        return transport
+
+    def _check_new_transport_id(self, transport_id: str) -> None:
+        if transport_id in self.transports or transport_id in self.plain_transports:
+            raise RequestFailed("exists", f"transport {transport_id} exists")
 
     # ----------------------------------------------------------------- helpers
 
@@ -299,8 +433,10 @@ class Worker:
         self.producers.pop(producer.id, None)
         for consumer in list(producer.consumers):
             self.consumers.pop(consumer.id, None)
+            if isinstance(consumer.sink, PlainTransport):
+                consumer.sink.remove_consumer(consumer)
         producer.close()
-        transport = self.transports.get(producer.stream_id)
+        transport = self.transports.get(producer.stream_id) or self.plain_transports.get(producer.stream_id)
         if transport is not None:
             transport.remove_producer(producer)
             router = self.routers.get(transport.router_id)
@@ -308,6 +444,9 @@ class Worker:
                 router.remove_producer(producer.id)
 
     async def _close_transport(self, transport_id: str) -> None:
+        if transport_id in self.plain_transports:
+            self._close_plain_transport(transport_id)
+            return
         transport = self.transports.get(transport_id)
         if transport is None:
             return
@@ -321,6 +460,17 @@ class Worker:
             router.transport_ids.discard(transport_id)
         await transport.close()
 
+    def _close_plain_transport(self, transport_id: str) -> None:
+        transport = self.plain_transports.pop(transport_id)
+        for producer in list(transport.producers_by_mid.values()):
+            self._close_producer(producer)
+        for consumer in transport.consumers:
+            self.consumers.pop(consumer.id, None)
+        router = self.routers.get(transport.router_id)
+        if router is not None:
+            router.transport_ids.discard(transport_id)
+        transport.close()
+
     def _on_transport_state(self, transport: WebRtcTransport, state: str) -> None:
         if self.channel is not None:
             self.channel.notify(transport.id, api.TransportStateChanged(state=state))
@@ -333,7 +483,7 @@ class Worker:
     async def shutdown(self) -> None:
         for task in self._timers:
             task.cancel()
-        for transport_id in list(self.transports):
+        for transport_id in [*self.transports, *self.plain_transports]:
             await self._close_transport(transport_id)
         if self.socket.udp is not None:
             self.socket.udp.close()
@@ -341,6 +491,13 @@ class Worker:
 
 def _random_ssrc() -> int:
     return random.randint(1, 0xFFFFFFFF)
+
+
+def _ip_address(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise RequestFailed("invalid", f"remote_ip: {text!r} is not an IPv4 address") from None
 
 
 def _resolve_announced(sfu_config: SfuConfig) -> list[str]:

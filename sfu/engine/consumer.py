@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from sfu.engine.producer import Producer
 
 _SEQ_TS_SSRC = struct.Struct("!HII")
+# The fixed header (RFC 3550 §5.1) as four fields: V/P/X/CC + M/PT, sequence, timestamp, SSRC.
+_HEADER = struct.Struct("!HHII")
 _U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
 
 # An extension id no subscriber ever negotiates: elements the subscriber did not agree
 # to are renumbered to it, which hides them (RFC 8285 §4.1: unknown ids are ignored)
@@ -32,7 +35,8 @@ class RtpSink(Protocol):
 
     rtcp_ssrc: int
 
-    def send_rtp(self, packet: bytes) -> None: ...
+    def send_rtp(self, packet: bytes) -> None:
+        """Protect (if SRTP) and send; `packet` is a fresh bytes object per call."""
 
     def send_rtcp(self, packet: bytes) -> None: ...
 
@@ -74,6 +78,9 @@ class Consumer:
         "paused",
         "closed",
         "need_keyframe",
+        "ready",
+        "rewrites_extensions",
+        "ext_key",
         "seq_offset",
         "ts_offset",
         "last_seq_out",
@@ -111,6 +118,11 @@ class Consumer:
         self.paused = False
         self.closed = False
         self.need_keyframe = False
+        # active, not paused, not waiting for a keyframe: the one flag `forward` tests.
+        # Every change of the three sets it False; only `_restart` sets it True.
+        self.ready = False
+        self.rewrites_extensions = False  # ext_table or tcc_id: the slow path per packet
+        self.ext_key: tuple[bytes | None, int] = (None, 0)
         # Random starting points, as a fresh sender would pick (RFC 3550 §5.1).
         self.last_seq_out = random.getrandbits(16)
         self.seq_offset = 0
@@ -122,27 +134,57 @@ class Consumer:
 
     # ------------------------------------------------------------------ hot path
 
-    def forward(self, packet: bytes, seq: int, ts: int, keyframe: bool) -> None:
-        if not self.active or self.paused:
+    def forward(self, packet: bytes, seq: int, ts: int, keyframe: bool, head: int, rest: bytes) -> None:
+        """Send one packet of the producer's stream to this subscriber.
+
+        The producer computes once per packet what every consumer needs: `head`, the
+        first two bytes with the payload type cleared (V/P/X/CC and the marker), and
+        `rest`, everything after the 12-byte fixed header. A consumer then only packs its
+        own 12 bytes in front: one allocation per forwarded packet.
+        """
+        if not self.ready and not self._restart(seq, keyframe):
             return
+        out_seq = (seq + self.seq_offset) & 0xFFFF
+        self.last_seq_out = out_seq
+        if self.rewrites_extensions and head & 0x1000:
+            self._send_rewriting_extensions(packet, head, out_seq, ts)
+            return
+        self.packets_sent += 1
+        self.octets_sent += len(rest)
+        self.sink.send_rtp(
+            _HEADER.pack(head | self.payload_type, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc) + rest
+        )
+
+    def _restart(self, seq: int, keyframe: bool) -> bool:
+        """Not forwarding: may this packet (re)start the stream? (off the common path)"""
+        if not self.active or self.paused:
+            return False
         if self.need_keyframe:
             if not keyframe:
-                return
+                return False
             self.need_keyframe = False
             self.producer.keyframe_waiters -= 1
+            # The subscriber's sequence goes on from the last number it saw: no gap.
             self.seq_offset = (self.last_seq_out + 1 - seq) & 0xFFFF
-        self.last_seq_out = out_seq = (seq + self.seq_offset) & 0xFFFF
-        self._send(packet, out_seq, ts)
+        self.ready = True
+        return True
 
-    def _send(self, packet: bytes, out_seq: int, ts: int) -> None:
-        buf = bytearray(packet)
-        buf[1] = (buf[1] & 0x80) | self.payload_type
-        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc)
-        if buf[0] & 0x10:
-            self._rewrite_extensions(buf)
+    def _send_rewriting_extensions(self, packet: bytes, head: int, out_seq: int, ts: int) -> None:
+        """Header extensions renumbered for this subscriber (and its transport-wide seq).
+
+        Subscribers with the same extmap share the renumbered bytes: the producer makes
+        them once per packet (`extension_parts`); here only the header and the 2-byte
+        transport-wide sequence number are this consumer's own.
+        """
+        before, after = self.producer.extension_parts(packet, self.ext_key)
+        header = _HEADER.pack(head | self.payload_type, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc)
+        if after is None:
+            out = header + before
+        else:
+            out = b"".join((header, before, _U16.pack(self.sink.next_transport_sequence()), after))
         self.packets_sent += 1
-        self.octets_sent += len(buf) - 12
-        self.sink.send_rtp(bytes(buf))
+        self.octets_sent += len(out) - 12
+        self.sink.send_rtp(out)
 
     def _rewrite_extensions(self, buf: bytearray) -> None:
         if self.ext_table is not None:
@@ -162,7 +204,7 @@ class Consumer:
         if packet is None or not self.active:
             self.counters.nack_missed += 1
             return
-        ts = struct.unpack_from("!I", packet, 4)[0]
+        ts = _U32.unpack_from(packet, 4)[0]
         buf = bytearray(packet)
         buf[1] = (buf[1] & 0x80) | self.payload_type
         _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc)
@@ -197,18 +239,21 @@ class Consumer:
         self.ext_table = ext_table
         self.tcc_id = tcc_id
         self.use_rtx = use_rtx
+        self.rewrites_extensions = ext_table is not None or bool(tcc_id)
+        self.ext_key = (ext_table, tcc_id)
         if not self.active:
             self.active = True
             self.resync()
 
     def resync(self) -> None:
         """Start again from the next keyframe (video) or packet (audio), without a seq gap."""
+        self.ready = False
         if self.kind == "video":
             if not self.need_keyframe:
                 self.need_keyframe = True
                 self.producer.keyframe_waiters += 1
             self.producer.request_keyframe()
-        else:
+        elif not self.need_keyframe:
             self.need_keyframe = True
             self.producer.keyframe_waiters += 1
 
@@ -216,11 +261,14 @@ class Consumer:
         if self.paused and not paused:
             self.resync()
         self.paused = paused
+        if paused:
+            self.ready = False
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self.ready = False
         if self.need_keyframe:
             self.producer.keyframe_waiters -= 1
             self.need_keyframe = False

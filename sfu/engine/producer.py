@@ -8,12 +8,13 @@ publisher's transport) and plain-int counters.
 from __future__ import annotations
 
 import struct
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from sfu.engine.keyframes import KeyframeRequester
 from sfu.engine.nack_cache import PacketCache
 from sfu.engine.reception import ReceptionStats
-from sfu.engine.stats import Counters
+from sfu.engine.stats import FORWARD_TIME_SAMPLE_EVERY, Counters
 from sfu.wire import codecs, rtcp, rtp
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ _SEQ_TS = struct.Struct("!HI")
 
 # Gaps larger than this are treated as a stream restart, not as loss worth a NACK.
 MAX_NACK_GAP = 64
+# Distinct subscriber extmaps remembered per producer (one or two in practice).
+MAX_EXTENSION_LAYOUTS = 16
+_SAMPLE_MASK = FORWARD_TIME_SAMPLE_EVERY - 1
 
 
 class RtcpSink(Protocol):
@@ -106,6 +110,7 @@ class Producer:
         "clock",
         "stream_id",
         "_codec",
+        "_extension_memo",
     )
 
     def __init__(
@@ -136,6 +141,8 @@ class Producer:
         self.clock = clock
         self.stream_id = stream_id
         self._codec = params.codec_name.lower()
+        # (ext_table, tcc_id) -> (packet, bytes before the tcc value, bytes after it)
+        self._extension_memo: dict[tuple[bytes | None, int], tuple[bytes, bytes, bytes | None]] = {}
 
     # ------------------------------------------------------------------ hot path
 
@@ -151,7 +158,8 @@ class Producer:
         if skipped and skipped <= MAX_NACK_GAP:
             self._nack_gap(seq, skipped)
         self.cache.put(seq, packet)
-        if self.paused or not self.consumers:
+        consumers = self.consumers
+        if self.paused or not consumers:
             return
         keyframe = True
         if self.is_video:
@@ -161,8 +169,43 @@ class Producer:
                 if keyframe:
                     self.keyframes.satisfied()
                     self.counters.keyframes_forwarded += 1
-        for consumer in self.consumers:
-            consumer.forward(packet, seq, ts, keyframe)
+        # Once per packet for all consumers: the first two bytes without the payload type
+        # (each consumer ORs its own in) and everything after the fixed header.
+        head = packet[0] << 8 | packet[1] & 0x80
+        rest = packet[12:]
+        if self.reception.received & _SAMPLE_MASK:
+            for consumer in consumers:
+                consumer.forward(packet, seq, ts, keyframe, head, rest)
+            return
+        started = perf_counter_ns()  # one packet in FORWARD_TIME_SAMPLE_EVERY: time the fan-out
+        for consumer in consumers:
+            consumer.forward(packet, seq, ts, keyframe, head, rest)
+        self.counters.record_forward_time(perf_counter_ns() - started)
+
+    def extension_parts(self, packet: bytes, key: tuple[bytes | None, int]) -> tuple[bytes, bytes | None]:
+        """`packet` after its 12-byte fixed header with extension ids renumbered by
+        ext_table, split around the value of extension tcc_id (transport-wide seq, which
+        each subscriber transport numbers itself), for key = (ext_table, tcc_id):
+        (before, after), or (all, None) when there is no such value. Computed once per
+        packet for each distinct key: subscribers of one kind of client share it.
+        """
+        ext_table, tcc_id = key
+        memo = self._extension_memo
+        entry = memo.get(key)
+        if entry is not None and entry[0] is packet:
+            return entry[1], entry[2]
+        buf = bytearray(packet)
+        if ext_table is not None:
+            rtp.rewrite_extension_ids(buf, ext_table)
+        where = rtp.find_extension(buf, tcc_id) if tcc_id else None
+        if where is not None and where[1] >= 2:
+            parts = (bytes(buf[12 : where[0]]), bytes(buf[where[0] + 2 :]))
+        else:
+            parts = (bytes(buf[12:]), None)
+        if len(memo) >= MAX_EXTENSION_LAYOUTS and key not in memo:
+            memo.clear()  # subscribers came and went with many extmaps: start over
+        memo[key] = (packet, *parts)
+        return parts
 
     def _on_rtx(self, packet: bytes) -> None:
         """RFC 4588: restore the original packet; padding-only RTX is bandwidth probing."""
@@ -238,6 +281,7 @@ class Producer:
             consumer.close()
         self.consumers.clear()
         self.cache.clear()
+        self._extension_memo.clear()
 
 
 def _padding_only(packet: bytes) -> bool:

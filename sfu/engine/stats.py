@@ -21,7 +21,14 @@ DROP_REASONS = (
     "unknown_ssrc",
     "unexpected_payload_type",
     "internal_error",
+    "socket_buffer_full",  # the kernel's count for the worker's sockets, filled in by the worker
 )
+
+
+# Upper bounds (µs) of the fan-out time histogram: how long one packet takes from the
+# producer to the last consumer's send, sampled on one packet in FORWARD_TIME_SAMPLE_EVERY.
+FORWARD_TIME_BUCKETS_US = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+FORWARD_TIME_SAMPLE_EVERY = 256  # a power of two: the test is a mask on a count kept anyway
 
 
 class Counters:
@@ -42,17 +49,42 @@ class Counters:
         "padding_received",
         "rtx_received",
         "stun_requests",
+        "forward_time_samples",
+        "forward_time_us_sum",
         "dropped",
+        "forward_time_buckets",
     )
 
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        # One count per bucket of FORWARD_TIME_BUCKETS_US, then one for "longer".
+        self.forward_time_buckets = [0] * (len(FORWARD_TIME_BUCKETS_US) + 1)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
+    def record_forward_time(self, nanoseconds: int) -> None:
+        """One sampled fan-out: producer to the last consumer's send (off the common path)."""
+        micros = nanoseconds // 1000
+        self.forward_time_samples += 1
+        self.forward_time_us_sum += micros
+        for index, bound in enumerate(FORWARD_TIME_BUCKETS_US):
+            if micros <= bound:
+                self.forward_time_buckets[index] += 1
+                return
+        self.forward_time_buckets[-1] += 1
+
     def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
-        counters = {name: getattr(self, name) for name in self.__slots__ if name != "dropped"}
+        """(counters, dropped). The fan-out time histogram appears as cumulative counters
+        `forward_time_us_le_<bound>` and `forward_time_us_le_inf` (Prometheus style), with
+        `forward_time_us_sum` and `forward_time_samples`."""
+        counters = {
+            name: getattr(self, name) for name in self.__slots__ if name not in ("dropped", "forward_time_buckets")
+        }
+        cumulative = 0
+        for bound, count in zip((*FORWARD_TIME_BUCKETS_US, "inf"), self.forward_time_buckets):
+            cumulative += count
+            counters[f"forward_time_us_le_{bound}"] = cumulative
         return counters, dict(self.dropped)

@@ -1,0 +1,1 @@
+"""Baselines the bench compares Conclave with."""

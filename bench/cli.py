@@ -1,0 +1,132 @@
+"""`python -m bench run SCENARIO [params] [--json out.json]`: run a scenario, print a table.
+
+    python -m bench run fanout -k 16 --duration 20
+    python -m bench run meeting -n 6
+    python -m bench run rooms -r 4 -n 4 --workers 2
+    python -m bench run join-storm -m 30
+    python -m bench run fanout-vs-mediarelay -k 4
+
+See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.media import MediaParams
+from bench.meetings import HostLogin
+from bench.report import Report, format_table
+from bench.runner import RunOptions, run_plan
+
+SCENARIOS = ("fanout", "meeting", "rooms", "join-storm", "fanout-vs-mediarelay")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Conclave load generator and benchmarks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="run a scenario and print a table")
+    scenario = run.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
+
+    fanout = scenario.add_parser("fanout", help="1 publisher, K subscribers")
+    fanout.add_argument("-k", "--subscribers", type=int, default=8)
+    fanout.add_argument("--media", choices=("av", "video", "audio"), default="av", help="what the publisher sends")
+    fanout.add_argument("--passive", type=int, default=0, help="subscribers that stop reading after their first keyframe")
+    meeting = scenario.add_parser("meeting", help="N participants all publishing audio+video, all subscribed")
+    meeting.add_argument("-n", "--participants", type=int, default=6)
+    rooms = scenario.add_parser("rooms", help="R meetings of N participants")
+    rooms.add_argument("-r", "--rooms", type=int, default=4)
+    rooms.add_argument("-n", "--participants", type=int, default=4)
+    storm = scenario.add_parser("join-storm", help="M participants join within a second")
+    storm.add_argument("-m", "--joiners", type=int, default=20)
+    storm.add_argument("--publishers", type=int, default=1)
+    storm.add_argument("--spread", type=float, default=1.0, help="seconds over which they join")
+    versus = scenario.add_parser("fanout-vs-mediarelay", help="our fanout and aiortc MediaRelay, CPU per subscriber")
+    versus.add_argument("-k", "--subscribers", type=int, default=4)
+    for sub in (fanout, meeting, rooms, storm, versus):
+        _common(sub)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, default=10.0, help="measurement window, seconds")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds between the last join and the window")
+    parser.add_argument("--workers", type=int, default=1, help="SFU workers of the server the bench starts")
+    parser.add_argument("--url", help="measure a running server instead of starting one")
+    parser.add_argument("--worker-pid", action="append", default=[], metavar="INDEX=PID", help="with --url: worker PIDs for CPU/RSS")
+    parser.add_argument("--host-email", help="with --url, for a server with accounts: a host login")
+    parser.add_argument("--host-password")
+    parser.add_argument("--procs", type=int, default=0, help="client processes (default: one per client CPU)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the clients to CPUs")
+    parser.add_argument("--server-root", type=Path, help="source tree `conclave serve` runs from (default: this one)")
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--video-kbps", type=int, default=1000)
+    parser.add_argument("--size", default="640x360", help="video WIDTHxHEIGHT")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    pids = {}
+    for item in args.worker_pid:
+        index, _, pid = item.partition("=")
+        pids[int(index)] = int(pid)
+    return RunOptions(
+        duration_s=max(1.0, min(args.duration, 3600.0)),
+        warmup_s=max(0.0, min(args.warmup, 600.0)),
+        workers=max(1, args.workers),
+        url=args.url,
+        worker_pids=pids,
+        processes=args.procs,
+        pin=not args.no_pin,
+        media=MediaParams(width=width, height=height, fps=args.fps, video_kbps=args.video_kbps, video_frames=10 * args.fps),
+        server_root=args.server_root,
+        quiet=args.quiet,
+        host_login=HostLogin(args.host_email, args.host_password or "") if args.host_email else None,
+    )
+
+
+def run_scenario(args: argparse.Namespace) -> Report:
+    options = options_from(args)
+    name = args.scenario
+    if name == "fanout":
+        publish = {"av": ["audio", "video"], "video": ["video"], "audio": ["audio"]}[args.media]
+        plan = scenarios.fanout(args.subscribers, publish, args.passive)
+        params: dict[str, Any] = {"subscribers": args.subscribers, "media": args.media}
+        if args.passive:
+            params["passive"] = args.passive
+    elif name == "meeting":
+        plan = scenarios.meeting(args.participants)
+        params = {"participants": args.participants}
+    elif name == "rooms":
+        plan = scenarios.rooms(args.rooms, args.participants)
+        params = {"rooms": args.rooms, "participants": args.participants}
+    elif name == "join-storm":
+        plan = scenarios.join_storm(args.joiners, args.publishers, args.spread)
+        params = {"joiners": args.joiners, "publishers": args.publishers, "spread_s": args.spread}
+    elif name == "fanout-vs-mediarelay":
+        from bench.baselines.mediarelay import compare
+
+        return compare(args.subscribers, options)
+    else:
+        raise SystemExit(f"unknown scenario {name}")
+    params.update(workers=options.workers, duration_s=options.duration_s, video=f"{args.size}@{args.fps} {args.video_kbps} kbps")
+    return run_plan(name, plan, params, options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "run":
+        parser.print_help()
+        return 2
+    report = run_scenario(args)
+    print(format_table(report))
+    if args.json:
+        args.json.write_text(report.to_json() + "\n")
+        print(f"[bench] wrote {args.json}", file=sys.stderr)
+    return 0 if report.joined == report.participants else 1

@@ -1,0 +1,340 @@
+"""A plain RTP transport: one UDP port, RTP and RTCP on it (RFC 5761 mux), no ICE, no DTLS.
+
+mediasoup's PlainTransport in miniature, for ffmpeg/GStreamer ingest, feeding a recorder
+and benchmarks. SRTP is optional, keyed by SDES-style keys exchanged over the channel
+(RFC 4568 §6.2.1, AES_CM_128_HMAC_SHA1_80: 30 bytes of key||salt): our key protects what
+we send, the remote key (PLAIN_TRANSPORT_CONNECT) unprotects what we receive.
+
+Remote address: set by `connect`, or learned from the first valid RTP packet (comedia;
+not from RTCP, which ffmpeg sends from a second socket). From then on RTP is heard only
+from that address, RTCP from that IP on any port.
+
+It reuses the engine's Producer and Consumer unchanged, so forwarding, the NACK cache,
+keyframe requests and counters behave as on a WebRTC transport. `datagram_received` is
+the hot path: synchronous, no logging, bad input counted by reason and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import os
+import random
+import secrets
+import socket
+import struct
+
+import pylibsrtp
+
+from sfu.engine.consumer import Consumer
+from sfu.engine.producer import Producer
+from sfu.engine.stats import Counters
+from sfu.wire import rtcp
+
+Address = tuple[str, int]
+
+SRTP_CRYPTO_SUITE = "AES_CM_128_HMAC_SHA1_80"
+SRTP_KEY_SALT_BYTES = 30  # RFC 4568 §6.2.1: 128-bit master key || 112-bit master salt
+
+# pylibsrtp refuses to protect RTP longer than this; a packet that no SRTP subscriber
+# could be sent is dropped on arrival instead of failing once per consumer.
+MAX_FORWARDABLE_RTP = 1356
+
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+_SSRC = struct.Struct("!I")
+
+
+def srtp_session(key: bytes, outbound: bool) -> pylibsrtp.Session:
+    policy = pylibsrtp.Policy(
+        key=key,
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND,
+        srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    )
+    # NACKs without RTX resend a packet under its own sequence number.
+    policy.allow_repeat_tx = True
+    policy.window_size = 1024
+    return pylibsrtp.Session(policy)
+
+
+def decode_srtp_key(text: str, field: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{field}: not base64") from None
+    if len(key) != SRTP_KEY_SALT_BYTES:
+        raise ValueError(f"{field}: expected {SRTP_KEY_SALT_BYTES} bytes of key||salt, got {len(key)}")
+    return key
+
+
+class PlainTransport(asyncio.DatagramProtocol):
+    __slots__ = (
+        "id",
+        "router_id",
+        "srtp",
+        "local_key",
+        "remote",
+        "rx",
+        "tx",
+        "udp",
+        "counters",
+        "max_datagram",
+        "rtcp_ssrc",
+        "cname",
+        "producers_by_ssrc",
+        "producers_by_mid",
+        "consumers_by_ssrc",
+        "consumers",
+        "next_mid",
+        "closed",
+    )
+
+    def __init__(self, transport_id: str, router_id: str, counters: Counters, srtp: bool, max_datagram: int = 1500) -> None:
+        self.id = transport_id
+        self.router_id = router_id
+        self.srtp = srtp
+        self.local_key: bytes | None = os.urandom(SRTP_KEY_SALT_BYTES) if srtp else None
+        self.remote: Address | None = None
+        self.rx: pylibsrtp.Session | None = None
+        self.tx = srtp_session(self.local_key, outbound=True) if self.local_key else None
+        self.udp: asyncio.DatagramTransport | None = None
+        self.counters = counters
+        self.max_datagram = max_datagram
+        self.rtcp_ssrc = random.getrandbits(32) or 1
+        self.cname = secrets.token_hex(8)
+        self.producers_by_ssrc: dict[int, Producer] = {}
+        self.producers_by_mid: dict[str, Producer] = {}
+        self.consumers_by_ssrc: dict[int, Consumer] = {}
+        self.consumers: list[Consumer] = []
+        self.next_mid = 0
+        self.closed = False
+
+    # ------------------------------------------------------------------ setup
+
+    async def bind(self, listen_ip: str, port: int = 0) -> Address:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, local_addr=(listen_ip, port), family=socket.AF_INET)
+        return self.local_address
+
+    @property
+    def local_address(self) -> Address:
+        assert self.udp is not None
+        return self.udp.get_extra_info("sockname")[:2]
+
+    @property
+    def local_key_base64(self) -> str | None:
+        return base64.b64encode(self.local_key).decode("ascii") if self.local_key else None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.udp = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+                except OSError:
+                    pass
+
+    def connect(self, remote: Address | None, remote_key_base64: str | None) -> None:
+        """Set where we send (None: keep learning it) and the key of what we receive."""
+        if remote_key_base64 is not None:
+            if not self.srtp:
+                raise ValueError("remote_srtp_key_base64: this transport was created without srtp")
+            self.rx = srtp_session(decode_srtp_key(remote_key_base64, "remote_srtp_key_base64"), outbound=False)
+        if remote is not None and remote != self.remote:
+            self._set_remote(remote)
+
+    def _set_remote(self, remote: Address) -> None:
+        self.remote = remote
+        # Whatever was forwarded before went nowhere: start each stream afresh.
+        for consumer in self.consumers:
+            if consumer.active:
+                consumer.resync()
+        # Keyframe requests made before we knew the sender went nowhere either.
+        for producer in self.producers_by_mid.values():
+            if producer.keyframe_waiters:
+                producer.request_keyframe()
+
+    # ------------------------------------------------------------------ hot path
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
+        counters = self.counters
+        counters.packets_received += 1
+        counters.bytes_received += len(data)
+        if len(data) > self.max_datagram:
+            counters.drop("oversized")
+            return
+        if len(data) < 12 or not 127 < data[0] < 192:
+            counters.drop("unknown_packet" if len(data) < 2 or not 127 < data[0] < 192 else "malformed_rtp")
+            return
+        try:
+            if 191 < data[1] < 224:  # RFC 5761 §4: RTCP packet types 192..223
+                self._on_rtcp_datagram(data, addr)
+            else:
+                self._on_rtp(data, addr)
+        except ValueError:
+            counters.drop("malformed_rtp")
+        except Exception:  # never let one datagram take the worker down
+            counters.drop("internal_error")
+
+    def _on_rtp(self, data: bytes, addr: Address) -> None:
+        remote = self.remote
+        if remote is not None and addr != remote:
+            self.counters.drop("unknown_peer")
+            return
+        if self.srtp:
+            rx = self.rx
+            if rx is None:
+                self.counters.drop("not_connected")
+                return
+            try:
+                data = rx.unprotect(data)
+            except (pylibsrtp.Error, ValueError):
+                self.counters.drop("srtp_error")
+                return
+        if len(data) > MAX_FORWARDABLE_RTP:
+            self.counters.drop("oversized")
+            return
+        ssrc = _SSRC.unpack_from(data, 8)[0]
+        producer = self.producers_by_ssrc.get(ssrc)
+        if producer is None:
+            self.counters.drop("unknown_ssrc")
+            return
+        if remote is None:
+            self._set_remote(addr)  # comedia: the first valid packet tells us who sends
+        producer.on_rtp(data, ssrc)
+
+    def send_rtp(self, packet: bytes) -> None:
+        remote = self.remote
+        udp = self.udp
+        if remote is None or udp is None:
+            return
+        tx = self.tx
+        if tx is not None:
+            packet = tx.protect(packet)
+        counters = self.counters
+        counters.packets_sent += 1
+        counters.bytes_sent += len(packet)
+        udp.sendto(packet, remote)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        remote = self.remote
+        udp = self.udp
+        if remote is None or udp is None or self.closed:
+            return
+        if self.tx is not None:
+            packet = self.tx.protect_rtcp(packet)
+        counters = self.counters
+        counters.rtcp_sent += 1
+        counters.packets_sent += 1
+        counters.bytes_sent += len(packet)
+        udp.sendto(packet, remote)
+
+    def next_transport_sequence(self) -> int:
+        return 0  # plain consumers never carry transport-wide-cc (tcc_id stays 0)
+
+    # ------------------------------------------------------------------ RTCP
+
+    def _on_rtcp_datagram(self, data: bytes, addr: Address) -> None:
+        remote = self.remote
+        if remote is not None and addr[0] != remote[0]:
+            self.counters.drop("unknown_peer")
+            return
+        if self.srtp:
+            if self.rx is None:
+                self.counters.drop("not_connected")
+                return
+            try:
+                data = self.rx.unprotect_rtcp(data)
+            except (pylibsrtp.Error, ValueError):
+                self.counters.drop("srtp_error")
+                return
+        self.counters.rtcp_received += 1
+        try:
+            packets = rtcp.parse_compound(data)
+        except ValueError:
+            self.counters.drop("malformed_rtcp")
+            return
+        for packet in packets:
+            self._on_rtcp(packet)
+
+    def _on_rtcp(self, packet: rtcp.RtcpPacket) -> None:
+        if isinstance(packet, rtcp.SenderReport):
+            producer = self.producers_by_ssrc.get(packet.ssrc)
+            if producer is not None:
+                producer.on_sender_report(packet.ntp_timestamp, packet.rtp_timestamp)
+        elif isinstance(packet, rtcp.Nack):
+            consumer = self.consumers_by_ssrc.get(packet.media_ssrc)
+            if consumer is not None:
+                for seq in packet.lost:
+                    consumer.retransmit(seq)
+        elif isinstance(packet, rtcp.Pli):
+            self.counters.pli_received += 1
+            self._keyframe_wanted(packet.media_ssrc)
+        elif isinstance(packet, rtcp.Fir):
+            self.counters.fir_received += 1
+            for ssrc, _ in packet.entries:
+                self._keyframe_wanted(ssrc)
+
+    def _keyframe_wanted(self, ssrc: int) -> None:
+        consumer = self.consumers_by_ssrc.get(ssrc)
+        if consumer is not None:
+            consumer.producer.request_keyframe()
+
+    def send_receiver_reports(self) -> None:
+        """Periodic RR (+SDES) for the streams we receive (RFC 3550 §6.4.2)."""
+        blocks = [b for b in (p.report_block() for p in self.producers_by_mid.values()) if b is not None]
+        if not blocks:
+            return
+        for start in range(0, len(blocks), rtcp.MAX_COUNT):
+            packet = rtcp.build_rr(self.rtcp_ssrc, blocks[start : start + rtcp.MAX_COUNT])
+            self.send_rtcp(packet + rtcp.build_sdes(self.rtcp_ssrc, self.cname))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def allocate_mid(self) -> str:
+        mid = str(self.next_mid)
+        self.next_mid += 1
+        return mid
+
+    def add_producer(self, producer: Producer) -> None:
+        if producer.ssrc is None:
+            raise ValueError("ssrc: a plain producer needs one")
+        if producer.ssrc in self.producers_by_ssrc:
+            raise ValueError(f"ssrc: {producer.ssrc} is already produced on this transport")
+        self.producers_by_ssrc[producer.ssrc] = producer
+        self.producers_by_mid[producer.params.mid] = producer
+
+    def remove_producer(self, producer: Producer) -> None:
+        if self.producers_by_mid.get(producer.params.mid) is producer:
+            del self.producers_by_mid[producer.params.mid]
+        if producer.ssrc is not None and self.producers_by_ssrc.get(producer.ssrc) is producer:
+            del self.producers_by_ssrc[producer.ssrc]
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers.append(consumer)
+        self.consumers_by_ssrc[consumer.ssrc] = consumer
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+        if self.consumers_by_ssrc.get(consumer.ssrc) is consumer:
+            del self.consumers_by_ssrc[consumer.ssrc]
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP port unreachable: the receiver is not there (yet); nothing to do per packet
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for producer in list(self.producers_by_mid.values()):
+            producer.close()
+        for consumer in list(self.consumers):
+            consumer.close()
+        self.consumers.clear()
+        self.consumers_by_ssrc.clear()
+        if self.udp is not None:
+            self.udp.close()
+        self.rx = self.tx = None
