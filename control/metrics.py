@@ -37,6 +37,8 @@ WORKER_GAUGES = {
     "transports": ("conclave_worker_transports", "Transports (ICE/DTLS paths) in the worker"),
     "producers": ("conclave_worker_producers", "Incoming streams in the worker"),
     "consumers": ("conclave_worker_consumers", "Outgoing streams in the worker"),
+    "cpu_seconds": ("conclave_worker_cpu_seconds", "CPU time (user+system) of the current worker process"),
+    "rss_bytes": ("conclave_worker_resident_memory_bytes", "Resident memory of the worker process"),
 }
 
 
