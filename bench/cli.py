@@ -61,6 +61,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host-password")
     parser.add_argument("--procs", type=int, default=0, help="client processes (default: one per client CPU)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the clients to CPUs")
+    parser.add_argument(
+        "--realtime", action="store_true", help="pinned workers run SCHED_FIFO (root; starves other work on their CPU)"
+    )
     parser.add_argument("--server-root", type=Path, help="source tree `conclave serve` runs from (default: this one)")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--video-kbps", type=int, default=1000)
@@ -87,6 +90,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         server_root=args.server_root,
         quiet=args.quiet,
         host_login=HostLogin(args.host_email, args.host_password or "") if args.host_email else None,
+        realtime=args.realtime,
     )
 
 

@@ -27,7 +27,7 @@ RTP_PACKET_BYTES = 1200  # the largest RTP packet a publisher sends (header incl
 RTP_HEADER_BYTES = 12 + 8  # fixed header + one-byte extension block (abs-send-time, transport-cc)
 VP8_DESCRIPTOR_BYTES = 4  # X, I, 15-bit picture id (RFC 7741 §4.2), as browsers send
 VP8_CHUNK = RTP_PACKET_BYTES - RTP_HEADER_BYTES - VP8_DESCRIPTOR_BYTES
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: one second of encoder warm-up dropped
 
 
 @dataclass(frozen=True)
@@ -126,18 +126,23 @@ def _vp8_encoder(params: MediaParams, intra_only: bool):
 
 
 def _encode_video(params: MediaParams, intra_only: bool) -> list[bytes]:
+    """The clip's frames, after one second of warm-up frames that are thrown away: the
+    encoder's very first keyframe is many times the target size (125 KB at 1 Mbps), a
+    burst no browser sends. The first kept delta frame refers to warm-up frames, which
+    does not matter: a loop always starts with the intra version of frame 0."""
     import av
 
     codec = _vp8_encoder(params, intra_only)
+    warmup = params.fps
     frames: list[bytes] = []
-    for index in range(params.video_frames):
+    for index in range(warmup + params.video_frames):
         frame = av.VideoFrame.from_ndarray(_test_pattern(params, index), format="rgb24").reformat(format="yuv420p")
         frame.pts = index
         frames += [bytes(packet) for packet in codec.encode(frame)]
     frames += [bytes(packet) for packet in codec.encode(None)]
-    if len(frames) != params.video_frames:
-        raise RuntimeError(f"VP8 encoder gave {len(frames)} frames for {params.video_frames}")
-    return frames
+    if len(frames) != warmup + params.video_frames:
+        raise RuntimeError(f"VP8 encoder gave {len(frames)} frames for {warmup + params.video_frames}")
+    return frames[warmup:]
 
 
 def _encode_audio(params: MediaParams) -> list[bytes]:

@@ -517,7 +517,7 @@ class Subscriber:
         seq = _U16.unpack_from(data, 2)[0]
         stream = self.streams.get(ssrc)
         if stream is None:
-            stream = self._first_packet(ssrc, seq, arrival)
+            stream = self._first_packet(ssrc, seq, arrival, data)
             if stream is None:
                 return
         else:
@@ -534,12 +534,17 @@ class Subscriber:
             units = (int(arrival * ABS_SEND_TIME_UNITS) - sent) & 0xFFFFFF
             self.latency[units if units < LATENCY_BUCKETS else LATENCY_BUCKETS - 1] += 1
 
-    def _first_packet(self, ssrc: int, seq: int, arrival: float) -> _InStream | None:
+    def _first_packet(self, ssrc: int, seq: int, arrival: float, data: bytes) -> _InStream | None:
         kind = self.kinds.get(ssrc)
         if kind is None:
             self.unknown_ssrc += 1
             return None
         stream = self.streams[ssrc] = _InStream(ssrc, kind, seq, arrival)
+        if kind != "video":
+            # Decrypt the first packet of every stream (video does until its keyframe):
+            # libsrtp takes its rollover counter from the first packet it sees, and a
+            # stream whose sequence wrapped before our first sample would not authenticate.
+            self._check_srtp(data)
         return stream
 
     def _wait_for_keyframe(self, stream: _InStream, data: bytes, arrival: float) -> None:

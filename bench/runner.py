@@ -55,6 +55,7 @@ class RunOptions:
     server_root: Path | None = None
     join_concurrency: int = 4
     host_login: HostLogin | None = None  # with --url, for a server with accounts
+    realtime: bool = False  # workers SCHED_FIFO (pinned runs only)
     quiet: bool = False
     log_level: str = "WARNING"
 
@@ -86,7 +87,12 @@ def run_plan(
     load_clip(options.media)  # encode once now, not in every client process
     server_cpus, client_cpus = plan_cpus(options.workers, options.pin, options.url is None)
     server = ServerUnderTest(
-        url=options.url, workers=options.workers, cpus=server_cpus, control_cpus=client_cpus, root=options.server_root
+        url=options.url,
+        workers=options.workers,
+        cpus=server_cpus,
+        control_cpus=client_cpus,
+        realtime=options.realtime and server_cpus is not None,
+        root=options.server_root,
     )
     processes = options.processes or max(1, len(client_cpus or []) or 1)
     pool = ClientPool(processes, client_cpus, options.media, options.log_level)

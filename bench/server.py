@@ -96,11 +96,14 @@ def find_workers(parent: int | None = None) -> dict[int, int]:
     return workers
 
 
-def pin(pid: int, cpus: list[int]) -> None:
-    """Set the CPU affinity of every thread of `pid` (sched_setaffinity is per thread)."""
+def pin(pid: int, cpus: list[int], realtime: bool = False) -> None:
+    """Set the CPU affinity of every thread of `pid` (sched_setaffinity is per thread);
+    realtime: also SCHED_FIFO priority 1, so nothing of normal priority delays it."""
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
             os.sched_setaffinity(int(task.name), cpus)
+            if realtime:
+                os.sched_setscheduler(int(task.name), os.SCHED_FIFO, os.sched_param(1))
 
 
 def kill_pid(pid: int, expect: str) -> None:
@@ -175,6 +178,7 @@ class ServerUnderTest:
         workers: int = 1,
         cpus: list[int] | None = None,
         control_cpus: list[int] | None = None,
+        realtime: bool = False,
         root: Path | None = None,
         stats_interval_s: float = 0.25,
         extra_config: dict | None = None,
@@ -184,6 +188,7 @@ class ServerUnderTest:
         self.workers = workers
         self.cpus = cpus  # the workers' CPUs
         self.control_cpus = control_cpus  # control's (default: any)
+        self.realtime = realtime  # workers SCHED_FIFO (root only; starves neighbours on their CPU)
         self.root = Path(root or os.environ.get("CONCLAVE_BENCH_SERVER_ROOT") or REPO_ROOT)
         self.stats_interval_s = stats_interval_s
         self.extra_config = extra_config or {}
@@ -239,7 +244,7 @@ class ServerUnderTest:
         """Workers alone on their CPUs (one each, in index order); control elsewhere."""
         if self.cpus:
             for position, index in enumerate(sorted(self.worker_pids)):
-                pin(self.worker_pids[index], [self.cpus[position % len(self.cpus)]])
+                pin(self.worker_pids[index], [self.cpus[position % len(self.cpus)]], self.realtime)
         if self.control_cpus and self.process is not None:
             pin(self.process.pid, self.control_cpus)
 
