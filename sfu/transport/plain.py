@@ -27,10 +27,10 @@ import struct
 
 import pylibsrtp
 
+from sfu.engine import feedback
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
 from sfu.engine.stats import Counters
-from sfu.wire import rtcp
 
 Address = tuple[str, int]
 
@@ -250,46 +250,12 @@ class PlainTransport(asyncio.DatagramProtocol):
             except (pylibsrtp.Error, ValueError):
                 self.counters.drop("srtp_error")
                 return
-        self.counters.rtcp_received += 1
-        try:
-            packets = rtcp.parse_compound(data)
-        except ValueError:
-            self.counters.drop("malformed_rtcp")
-            return
-        for packet in packets:
-            self._on_rtcp(packet)
-
-    def _on_rtcp(self, packet: rtcp.RtcpPacket) -> None:
-        if isinstance(packet, rtcp.SenderReport):
-            producer = self.producers_by_ssrc.get(packet.ssrc)
-            if producer is not None:
-                producer.on_sender_report(packet.ntp_timestamp, packet.rtp_timestamp)
-        elif isinstance(packet, rtcp.Nack):
-            consumer = self.consumers_by_ssrc.get(packet.media_ssrc)
-            if consumer is not None:
-                for seq in packet.lost:
-                    consumer.retransmit(seq)
-        elif isinstance(packet, rtcp.Pli):
-            self.counters.pli_received += 1
-            self._keyframe_wanted(packet.media_ssrc)
-        elif isinstance(packet, rtcp.Fir):
-            self.counters.fir_received += 1
-            for ssrc, _ in packet.entries:
-                self._keyframe_wanted(ssrc)
-
-    def _keyframe_wanted(self, ssrc: int) -> None:
-        consumer = self.consumers_by_ssrc.get(ssrc)
-        if consumer is not None:
-            consumer.producer.request_keyframe()
+        feedback.handle_rtcp(data, self.producers_by_ssrc, self.consumers_by_ssrc, self.counters)
 
     def send_receiver_reports(self) -> None:
         """Periodic RR (+SDES) for the streams we receive (RFC 3550 §6.4.2)."""
-        blocks = [b for b in (p.report_block() for p in self.producers_by_mid.values()) if b is not None]
-        if not blocks:
-            return
-        for start in range(0, len(blocks), rtcp.MAX_COUNT):
-            packet = rtcp.build_rr(self.rtcp_ssrc, blocks[start : start + rtcp.MAX_COUNT])
-            self.send_rtcp(packet + rtcp.build_sdes(self.rtcp_ssrc, self.cname))
+        for packet in feedback.receiver_reports(self.rtcp_ssrc, self.cname, self.producers_by_mid.values()):
+            self.send_rtcp(packet)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import pylibsrtp
 
+from sfu.engine import feedback
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
 from sfu.engine.stats import Counters
@@ -23,7 +24,7 @@ from sfu.engine.twcc import TransportCcRecorder
 from sfu.transport.dtls import DtlsSession
 from sfu.transport.srtp import FastSrtp
 from sfu.wire import dtls as dtls_records
-from sfu.wire import rtcp, rtp
+from sfu.wire import rtp
 
 if TYPE_CHECKING:
     from aiortc.rtcdtlstransport import RTCCertificate
@@ -246,36 +247,7 @@ class WebRtcTransport:
     # ------------------------------------------------------------------ RTCP
 
     def on_rtcp(self, plain: bytes) -> None:
-        self.counters.rtcp_received += 1
-        try:
-            packets = rtcp.parse_compound(plain)
-        except ValueError:
-            self.counters.drop("malformed_rtcp")
-            return
-        for packet in packets:
-            if isinstance(packet, rtcp.SenderReport):
-                producer = self.producers_by_ssrc.get(packet.ssrc)
-                if producer is not None:
-                    producer.on_sender_report(packet.ntp_timestamp, packet.rtp_timestamp)
-            elif isinstance(packet, rtcp.Nack):
-                consumer = self.consumers_by_ssrc.get(packet.media_ssrc)
-                if consumer is not None:
-                    for seq in packet.lost:
-                        consumer.retransmit(seq)
-            elif isinstance(packet, (rtcp.Pli, rtcp.Fir)):
-                self._on_keyframe_request(packet)
-
-    def _on_keyframe_request(self, packet: rtcp.Pli | rtcp.Fir) -> None:
-        if isinstance(packet, rtcp.Pli):
-            self.counters.pli_received += 1
-            ssrcs = [packet.media_ssrc]
-        else:
-            self.counters.fir_received += 1
-            ssrcs = [ssrc for ssrc, _ in packet.entries]
-        for ssrc in ssrcs:
-            consumer = self.consumers_by_ssrc.get(ssrc)
-            if consumer is not None:
-                consumer.producer.request_keyframe()
+        feedback.handle_rtcp(plain, self.producers_by_ssrc, self.consumers_by_ssrc, self.counters)
 
     def send_transport_feedback(self) -> None:
         if self.tx is None or not self.tcc_ext_id:
@@ -286,13 +258,11 @@ class WebRtcTransport:
             self.send_rtcp(packet)
 
     def send_receiver_reports(self) -> None:
-        """Periodic RR (+SDES) toward the publisher for every stream it sends (RFC 3550 §6.4.2)."""
+        """Periodic RR (+SDES) toward the publisher for every stream it sends."""
         if self.tx is None:
             return
-        blocks = [b for b in (p.report_block() for p in self.producers_by_mid.values()) if b is not None]
-        for start in range(0, max(len(blocks), 1), 31):
-            packet = rtcp.build_rr(self.rtcp_ssrc, blocks[start : start + 31])
-            self.send_rtcp(packet + rtcp.build_sdes(self.rtcp_ssrc, self.cname))
+        for packet in feedback.receiver_reports(self.rtcp_ssrc, self.cname, self.producers_by_mid.values()):
+            self.send_rtcp(packet)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -1,0 +1,61 @@
+"""RTCP a transport receives, and the reports it sends, shared by every transport kind.
+
+WebRTC and plain transports differ in how RTCP arrives (DTLS-SRTP, SDES-SRTP, clear);
+once decrypted, what it means for producers and consumers is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sfu.engine.consumer import Consumer
+from sfu.engine.producer import Producer
+from sfu.engine.stats import Counters
+from sfu.wire import rtcp
+
+
+def handle_rtcp(
+    plain: bytes,
+    producers_by_ssrc: Mapping[int, Producer],
+    consumers_by_ssrc: Mapping[int, Consumer],
+    counters: Counters,
+) -> None:
+    """Route one decrypted compound RTCP packet (RFC 3550 §6, RFC 4585, RFC 5104)."""
+    counters.rtcp_received += 1
+    try:
+        packets = rtcp.parse_compound(plain)
+    except ValueError:
+        counters.drop("malformed_rtcp")
+        return
+    for packet in packets:
+        if isinstance(packet, rtcp.SenderReport):
+            producer = producers_by_ssrc.get(packet.ssrc)
+            if producer is not None:
+                producer.on_sender_report(packet.ntp_timestamp, packet.rtp_timestamp)
+        elif isinstance(packet, rtcp.Nack):
+            consumer = consumers_by_ssrc.get(packet.media_ssrc)
+            if consumer is not None:
+                for seq in packet.lost:
+                    consumer.retransmit(seq)
+        elif isinstance(packet, rtcp.Pli):
+            counters.pli_received += 1
+            _keyframe_wanted(consumers_by_ssrc, packet.media_ssrc)
+        elif isinstance(packet, rtcp.Fir):
+            counters.fir_received += 1
+            for ssrc, _ in packet.entries:
+                _keyframe_wanted(consumers_by_ssrc, ssrc)
+
+
+def _keyframe_wanted(consumers_by_ssrc: Mapping[int, Consumer], ssrc: int) -> None:
+    consumer = consumers_by_ssrc.get(ssrc)
+    if consumer is not None:
+        consumer.producer.request_keyframe()
+
+
+def receiver_reports(rtcp_ssrc: int, cname: str, producers: Iterable[Producer]) -> list[bytes]:
+    """RR + SDES compounds for every stream received (RFC 3550 §6.4.2); [] before any packet."""
+    blocks = [b for b in (p.report_block() for p in producers) if b is not None]
+    return [
+        rtcp.build_rr(rtcp_ssrc, blocks[start : start + rtcp.MAX_COUNT]) + rtcp.build_sdes(rtcp_ssrc, cname)
+        for start in range(0, len(blocks), rtcp.MAX_COUNT)
+    ]
