@@ -157,7 +157,7 @@ class Consumer:
 
     def _restart(self, seq: int, keyframe: bool) -> bool:
         """Not forwarding: may this packet (re)start the stream? (off the common path)"""
-        if not self.active or self.paused:
+        if not self.active or self.paused or not self._sink_connected():
             return False
         if self.need_keyframe:
             if not keyframe:
@@ -245,6 +245,10 @@ class Consumer:
             self.active = True
             self.resync()
 
+    def _sink_connected(self) -> bool:
+        # Plain transports can always send; WebRTC ones once DTLS-SRTP is up.
+        return getattr(self.sink, "connected", True)
+
     def resync(self) -> None:
         """Start again from the next keyframe (video) or packet (audio), without a seq gap."""
         self.ready = False
@@ -252,7 +256,10 @@ class Consumer:
             if not self.need_keyframe:
                 self.need_keyframe = True
                 self.producer.keyframe_waiters += 1
-            self.producer.request_keyframe()
+            # A keyframe sent before the subscriber's DTLS is up would be lost, and the PLI
+            # limit would hold back the next request: the transport resyncs on connect.
+            if self._sink_connected():
+                self.producer.request_keyframe()
         elif not self.need_keyframe:
             self.need_keyframe = True
             self.producer.keyframe_waiters += 1
