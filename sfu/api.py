@@ -143,6 +143,7 @@ class ConsumerInfo:
     mid: str
     kind: str
     active: bool
+    source: str = ""  # the producer's: "microphone", "camera", ..., "announcement"
 
 
 # ------------------------------------------------------------------------ requests
@@ -360,6 +361,35 @@ class PlainConsumerInfo(Message):
     channels: int | None = None
 
 
+# ------------------------------------------------------------------ in-band notices
+#
+# Every router has a server-side audio producer, the announcer, with the deterministic id
+# "announcer-<router_id>" and source "announcement". Control consumes it like any track
+# (CONSUMER_CREATE on each participant's subscribe transport, or on a plain transport) and
+# plays notices into it. See docs/notice.md.
+
+
+def announcer_producer_id(router_id: str) -> str:
+    """The id of the router's announcer producer (created with the router)."""
+    return f"announcer-{router_id}"
+
+
+@dataclass(frozen=True)
+class NoticePlay(Message):
+    """Play a clip through the router's announcer, paced at 20 ms per frame.
+
+    frames: base64 Opus packets of 20 ms each (recorder/assets/*.opus-frames). consumer_ids:
+    consumers of the announcer to play to; empty: every consumer it has. A consumer already
+    in a play leaves it for this one; one that cannot receive yet (no answer, no DTLS)
+    gets the clip from its start once it can, within 10 s. Answered once scheduled.
+    """
+
+    NAME: ClassVar[str] = "NOTICE_PLAY"
+    router_id: str
+    frames: list[str]
+    consumer_ids: list[str] = field(default_factory=list)
+
+
 RESPONSES: dict[type[Message], type[Message]] = {
     WorkerGetStats: WorkerStats,
     RouterCreate: Empty,
@@ -376,6 +406,7 @@ RESPONSES: dict[type[Message], type[Message]] = {
     PlainTransportCreate: PlainTransportInfo,
     PlainTransportConnect: Empty,
     PlainProducerCreate: PlainProducerCreated,
+    NoticePlay: Empty,
 }
 
 

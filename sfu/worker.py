@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import ipaddress
 import json
 import logging
@@ -27,6 +29,7 @@ from aiortc.rtcdtlstransport import RTCCertificate
 from config.schema import MediaConfig, SfuConfig
 from sfu import api, process_stats
 from sfu.channel import ChannelServer, RequestFailed
+from sfu.engine.announcer import Announcer
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer, ProducerParams
 from sfu.engine.router import Router
@@ -62,6 +65,8 @@ class Worker:
         self.index = index
         self.config = sfu_config
         self.policy = codec_policy(media_config)
+        # The payload type of what the announcers send (media.audio_codecs always has opus).
+        self.opus_payload_type = next(c.payload_type for c in self.policy.audio if c.name.lower() == "opus")
         self.announced_ips = announced_ips
         self.counters = Counters()
         self.socket = MediaSocket(self.counters, sfu_config.max_datagram)
@@ -77,6 +82,13 @@ class Worker:
         self.socket_drops = process_stats.UdpDropMeter()
         self._timers: list[asyncio.Task[None]] = []
         self.port = 0
+        # Notices (NOTICE_PLAY): one timer for every announcer of the worker, set for the
+        # earliest frame due; counters are the worker's (an announcer goes with its router).
+        self._notice_timer: asyncio.TimerHandle | None = None
+        self._notice_timer_at = 0.0
+        self._playing: set[Announcer] = set()  # announcers with a play running
+        self.notice_plays = 0
+        self.notice_packets_sent = 0
 
     # ----------------------------------------------------------------- startup
 
@@ -139,12 +151,15 @@ class Worker:
 
     async def _on_worker_get_stats(self, _: api.WorkerGetStats) -> api.Message:
         counters, dropped = self.counters.snapshot()
+        counters["notice_plays"] = self.notice_plays
+        counters["notice_packets_sent"] = self.notice_packets_sent
         # Datagrams the kernel dropped at our sockets (receive buffer full): we never saw them.
         dropped["socket_buffer_full"] = self.socket_drops.update(self._socket_inodes())
         gauges = {
             "routers": float(len(self.routers)),
             "transports": float(len(self.transports) + len(self.plain_transports)),
-            "producers": float(len(self.producers)),
+            # Incoming streams: the routers' announcers are not.
+            "producers": float(len(self.producers) - sum(r.announcer is not None for r in self.routers.values())),
             "consumers": float(len(self.consumers)),
             "loop_lag_seconds": self.loop_lag,
             "cpu_seconds": process_stats.cpu_seconds(),
@@ -159,7 +174,14 @@ class Worker:
 
     async def _on_router_create(self, request: api.RouterCreate) -> api.Message:
         if request.router_id not in self.routers:
-            self.routers[request.router_id] = Router(request.router_id)
+            router = Router(request.router_id)
+            announcer = Announcer(
+                api.announcer_producer_id(router.id), self.opus_payload_type, self.counters, time.monotonic
+            )
+            router.announcer = announcer
+            router.add_producer(announcer)
+            self.producers[announcer.id] = announcer
+            self.routers[router.id] = router
         return api.Empty()
 
     async def _on_router_close(self, request: api.RouterClose) -> api.Message:
@@ -167,6 +189,11 @@ class Worker:
         if router is not None:
             for transport_id in list(router.transport_ids):
                 await self._close_transport(transport_id)
+            if router.announcer is not None:  # its consumers went with the transports
+                self.producers.pop(router.announcer.id, None)
+                router.announcer.close()
+                self._playing.discard(router.announcer)
+                self._schedule_notices()
         return api.Empty()
 
     async def _on_transport_create(self, request: api.TransportCreate) -> api.Message:
@@ -229,6 +256,8 @@ class Worker:
 
     async def _on_producer_close(self, request: api.ProducerClose) -> api.Message:
         producer = self.producers.get(request.producer_id)
+        if isinstance(producer, Announcer):
+            raise RequestFailed("invalid", f"{producer.id} closes with its router")
         if producer is not None:
             self._close_producer(producer)
         return api.Empty()
@@ -280,7 +309,8 @@ class Worker:
         return api.SubscribeOffer(
             sdp=text,
             consumers=[
-                api.ConsumerInfo(c.id, c.producer.id, c.mid, c.kind, not c.closed) for c in consumers
+                api.ConsumerInfo(c.id, c.producer.id, c.mid, c.kind, not c.closed, c.producer.params.source)
+                for c in consumers
             ],
         )
 
@@ -288,6 +318,66 @@ class Worker:
         transport = self._transport(request.transport_id, "subscribe")
         negotiation.apply_subscribe_answer(transport, request.sdp)
         return api.Empty()
+
+    # ------------------------------------------------------------ notices
+
+    async def _on_notice_play(self, request: api.NoticePlay) -> api.Message:
+        router = self._router(request.router_id)
+        announcer = router.announcer
+        assert announcer is not None  # every router gets one at ROUTER_CREATE
+        frames = []
+        for index, text in enumerate(request.frames):
+            try:
+                frames.append(base64.b64decode(text, validate=True))
+            except (binascii.Error, ValueError):
+                raise RequestFailed("invalid", f"frames[{index}]: not base64") from None
+        if request.consumer_ids:
+            targets = []
+            for consumer_id in request.consumer_ids:
+                consumer = self.consumers.get(consumer_id)
+                if consumer is None:
+                    raise RequestFailed("not_found", f"no consumer {consumer_id}")
+                if consumer.producer is not announcer:
+                    raise RequestFailed("invalid", f"consumer {consumer_id} does not consume {announcer.id}")
+                targets.append(consumer)
+        else:
+            targets = list(announcer.consumers)
+        announcer.play(frames, targets, asyncio.get_running_loop().time())  # ValueError: a bad clip
+        self.notice_plays += 1
+        if announcer.next_due is not None:
+            self._playing.add(announcer)
+        self._schedule_notices()
+        return api.Empty()
+
+    def _schedule_notices(self) -> None:
+        """(Re)arm the one notice timer for the earliest frame due, or disarm it.
+
+        Deadlines are absolute (a play's start + 20 ms per frame), so a late timer makes
+        the next wait shorter instead of shifting every later frame: no drift.
+        """
+        due = min((d for a in self._playing if (d := a.next_due) is not None), default=None)
+        timer = self._notice_timer
+        if timer is not None:
+            if due is not None and self._notice_timer_at <= due:
+                return  # fires early enough; it reschedules itself
+            timer.cancel()
+            self._notice_timer = None
+        if due is not None:
+            self._notice_timer_at = due
+            self._notice_timer = asyncio.get_running_loop().call_at(due, self._on_notice_timer)
+
+    def _on_notice_timer(self) -> None:
+        self._notice_timer = None
+        now = asyncio.get_running_loop().time()
+        for announcer in list(self._playing):
+            try:
+                self.notice_packets_sent += announcer.tick(now)
+            except Exception:  # a bug must not stop other meetings' notices, nor repeat 50 times a second
+                log.exception("notice play of %s failed; abandoned", announcer.id)
+                announcer.stop()
+            if announcer.next_due is None:
+                self._playing.discard(announcer)
+        self._schedule_notices()
 
     # ------------------------------------------------------ plain RTP transports
 
@@ -483,6 +573,10 @@ class Worker:
     async def shutdown(self) -> None:
         for task in self._timers:
             task.cancel()
+        if self._notice_timer is not None:
+            self._notice_timer.cancel()
+            self._notice_timer = None
+        self._playing.clear()
         for transport_id in [*self.transports, *self.plain_transports]:
             await self._close_transport(transport_id)
         if self.socket.udp is not None:
