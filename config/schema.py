@@ -435,6 +435,49 @@ class LimitsConfig(_Section):
     recording_allowed: bool = setting(True, BOOLEAN)
     transcription_allowed: bool = setting(True, BOOLEAN)
     meetings_disabled: bool = setting(False, BOOLEAN)
+    # Recording (issue 5): start recording when the host starts the meeting; whether
+    # participants only get notice (`notify`) or must say "continue" before they are heard
+    # and seen (`require`); whether participants (not only the host) may start transcription.
+    auto_record: bool = setting(False, BOOLEAN)
+    consent_policy: str = setting("notify", one_of("notify", "require"))
+    participants_may_transcribe: bool = setting(False, BOOLEAN)
+
+
+def segment_length() -> Rule:
+    """Seconds of one recording segment: > 0 and at most 10 (a crash loses at most that)."""
+
+    def refine(value: float) -> float:
+        if not 0 < value <= 10:
+            raise BadValue(f"must be more than 0 and at most 10 seconds, got {value!r}")
+        return value
+
+    return Rule(float, "a number of seconds", refine)
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderConfig(_Section):
+    """The recorder process (issue 5): its spool, segments and transcription engine."""
+
+    SECTION: ClassVar[str] = "recorder"
+
+    # Bytes of files waiting for customer storage (DATA_DIR/spool); at the limit recordings
+    # stop, with a notice, rather than lose data.
+    spool_limit_bytes: int = setting(2 * 1024**3, integer(1))
+    segment_seconds: float = setting(10.0, segment_length())
+    transcription_engine: str = setting("pocketsphinx", one_of("pocketsphinx", "openai"))
+    # An OpenAI-compatible speech-to-text service (POST {base}/v1/audio/transcriptions).
+    openai_base_url: str = setting("", base_url())
+    openai_api_key: str = setting("", Rule(str, "a string", secret=True), secret=True)
+    openai_model: str = setting("whisper-1", Rule(str, "a model name"))
+
+    def _check_together(self) -> None:
+        if self.transcription_engine != "openai":
+            return
+        for name in ("openai_base_url", "openai_api_key", "openai_model"):
+            if not getattr(self, name):
+                raise ConfigError(
+                    f"recorder.{name}: must be set when recorder.transcription_engine is openai"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +501,7 @@ class Config(_Section):
     store: StoreConfig = section(StoreConfig)
     limits: LimitsConfig = section(LimitsConfig)
     logging: LoggingConfig = section(LoggingConfig)
+    recorder: RecorderConfig = section(RecorderConfig)
 
     @classmethod
     def sections(cls) -> dict[str, type[_Section]]:

@@ -156,11 +156,12 @@ ZONES = {
             True,
             "config, sfu.api, sfu.channel, recorder.api",
         ),
+        # The recorder process talks to control over the same channel as the workers.
         Zone(
             "recorder",
-            ("recorder", "config", "sfu.wire", "sfu.api"),
+            ("recorder", "config", "sfu.wire", "sfu.api", "sfu.channel"),
             True,
-            "config, sfu.wire, sfu.api",
+            "config, sfu.wire, sfu.api, sfu.channel",
         ),
     )
 }
@@ -269,6 +270,7 @@ SYNTHETIC_TREE = {
         "import aiortc, pylibsrtp", "from ..engine import router", "from ..wire import rtp", "import config"
     ),
     "sfu/api.py": lines("from sfu.wire import rtp", "from . import worker"),
+    "sfu/channel.py": lines("from sfu import api"),
     "sfu/worker.py": lines(
         "import sfu.transport.udp", "from config import Config", "def later():", "    import control.app"
     ),
@@ -284,7 +286,11 @@ SYNTHETIC_TREE = {
     ),
     "control/client/__init__.py": lines("from ..app import x", "from ...config import y"),
     "recorder/__init__.py": lines(
-        "from sfu.wire.rtp import parse", "from sfu.api import Hello", "from sfu.worker import W"
+        "from sfu.wire.rtp import parse",
+        "from sfu.api import Hello",
+        "from sfu.worker import W",
+        "from sfu.channel import ChannelServer",
+        "from sfu.engine.router import Router",
     ),
     "bench/__init__.py": lines("import control.app", "import sfu.engine.router"),
     "control/static/app.js": "import x from 'y';\n",
@@ -315,6 +321,7 @@ def test_checker_finds_each_forbidden_import_in_a_synthetic_tree(tmp_path):
         "control/app.py:7: control.app imports bench",
         "control/client/__init__.py:2: control.client imports a module above the top-level package",
         "recorder/__init__.py:3: recorder imports sfu.worker",
+        "recorder/__init__.py:5: recorder imports sfu.engine.router",
     }
 
 
@@ -344,6 +351,7 @@ def test_checker_accepts_a_clean_tree(tmp_path):
                 "import av",
                 "from sfu.wire import rtp",
                 "from sfu.api import X",
+                "from sfu.channel import ChannelServer",
                 "from config import Config",
             ),
         },
@@ -395,7 +403,13 @@ def test_import_linter_contracts_catch_forbidden_imports(tmp_path):
         "control.app -> sfu.engine.router",
         "control.app -> bench",
         "recorder -> sfu.worker",
+        "recorder -> sfu.engine.router",
     ):
         assert broken in output, f"{broken!r} not reported:\n{output}"
-    for allowed in ("control.app -> sfu.api", "recorder -> sfu.api", "recorder -> sfu.wire.rtp"):
+    for allowed in (
+        "control.app -> sfu.api",
+        "recorder -> sfu.api",
+        "recorder -> sfu.wire.rtp",
+        "recorder -> sfu.channel",
+    ):
         assert allowed not in output, output

@@ -184,7 +184,7 @@ def test_unknown_top_level_key_in_file(tmp_path):
     path = write(tmp_path, "htp:\n  port: 80\n")
     assert error_of(path) == (
         f"config file {path}: htp: unknown key "
-        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, logging)"
+        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, logging, recorder)"
     )
 
 
@@ -315,7 +315,7 @@ def test_missing_file(tmp_path):
         (
             "CONCLAVE_HTPP__PORT",
             "CONCLAVE_HTPP__PORT: unknown section 'htpp' "
-            "(known: http, sfu, media, signaling, auth, store, limits, logging)",
+            "(known: http, sfu, media, signaling, auth, store, limits, logging, recorder)",
         ),
         (
             "CONCLAVE_HTTP",
@@ -430,3 +430,67 @@ def test_example_yaml_is_valid(tmp_path):
     assert cfg.sfu.listen_ip == "0.0.0.0" and cfg.sfu.announced_ips
     assert resolved_workers(cfg) == cfg.sfu.workers > 0
 
+
+
+# --- the recorder section ---------------------------------------------------------------
+
+
+def test_recorder_defaults():
+    from config.schema import RecorderConfig
+
+    recorder = Config().recorder
+    assert recorder == RecorderConfig()
+    assert recorder.spool_limit_bytes == 2 * 1024**3
+    assert recorder.segment_seconds == 10.0
+    assert recorder.transcription_engine == "pocketsphinx"
+    assert (recorder.openai_base_url, recorder.openai_api_key, recorder.openai_model) == ("", "", "whisper-1")
+
+
+def test_recorder_settings_from_file_and_environment(tmp_path):
+    path = write(tmp_path, "recorder:\n  segment_seconds: 2\n  transcription_engine: OpenAI\n")
+    env = {
+        "CONCLAVE_RECORDER__OPENAI_BASE_URL": "https://stt.example.com/",
+        "CONCLAVE_RECORDER__OPENAI_API_KEY": "sk-very-secret-value",
+        "CONCLAVE_RECORDER__SPOOL_LIMIT_BYTES": "1048576",
+    }
+    recorder = load_config(path, env=env).recorder
+    assert recorder.segment_seconds == 2.0 and isinstance(recorder.segment_seconds, float)
+    assert recorder.transcription_engine == "openai"
+    assert recorder.openai_base_url == "https://stt.example.com"
+    assert recorder.openai_api_key == "sk-very-secret-value"
+    assert recorder.spool_limit_bytes == 1048576
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "10.5", "60"])
+def test_recorder_segments_are_at_most_ten_seconds(seconds):
+    message = error_of(env={"CONCLAVE_RECORDER__SEGMENT_SECONDS": seconds})
+    assert message.startswith("CONCLAVE_RECORDER__SEGMENT_SECONDS: must be more than 0 and at most 10 seconds")
+    from config.schema import RecorderConfig
+
+    with pytest.raises(ConfigError, match=r"^recorder\.segment_seconds: must be more than 0"):
+        RecorderConfig(segment_seconds=float(seconds))
+
+
+def test_recorder_engine_must_be_known_and_openai_needs_its_settings():
+    assert "must be one of pocketsphinx, openai" in error_of(env={"CONCLAVE_RECORDER__TRANSCRIPTION_ENGINE": "vosk"})
+    message = error_of(env={"CONCLAVE_RECORDER__TRANSCRIPTION_ENGINE": "openai"})
+    assert message == "recorder.openai_base_url: must be set when recorder.transcription_engine is openai"
+    message = error_of(
+        env={
+            "CONCLAVE_RECORDER__TRANSCRIPTION_ENGINE": "openai",
+            "CONCLAVE_RECORDER__OPENAI_BASE_URL": "https://stt.example.com",
+        }
+    )
+    assert message == "recorder.openai_api_key: must be set when recorder.transcription_engine is openai"
+    assert "http:// or https://" in error_of(env={"CONCLAVE_RECORDER__OPENAI_BASE_URL": "ftp://x"})
+
+
+def test_recorder_api_key_never_shows():
+    from config.schema import RecorderConfig
+
+    recorder = RecorderConfig(openai_api_key="sk-very-secret-value")
+    assert "sk-very-secret-value" not in repr(recorder)
+    assert "sk-very-secret-value" not in repr(Config(recorder=recorder))
+    with pytest.raises(ConfigError) as caught:
+        RecorderConfig(openai_api_key=12345)  # type: ignore[arg-type]
+    assert "12345" not in str(caught.value)

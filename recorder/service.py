@@ -1,0 +1,552 @@
+"""The recorder process: one uvloop, one channel to control, many recordings.
+
+Started by control as `python -m recorder --channel-fd FD` with its configuration in the
+environment (recorder.api.recorder_command; `--config-json` works too, for people). It
+rescans its spool (uploads left by an earlier process continue at once), announces
+RECORDER_READY on the channel, then answers requests until the channel closes or SIGTERM
+arrives; then it closes every open segment (so a restarted process continues the
+recordings) and gives uploads in flight a few seconds.
+
+Files on disk, under data_dir:
+    spool/                       finished files until customer storage confirms them
+    recordings/<recording_id>/   a recording's work directory (recorder/journal.py);
+                                 removed once it is stopped and every file is uploaded
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from config.schema import ConfigError, RecorderConfig
+from recorder import api
+from recorder.journal import RecordingDirectory, list_recordings
+from recorder.manifest import MANIFEST_NAME, software_version
+from recorder.session import (
+    Outgoing,
+    Session,
+    SessionError,
+    Totals,
+    manifest_queued,
+    queue_file,
+    queue_manifest,
+    transcript_keys,
+)
+from recorder.speech import (
+    SpeechRun,
+    journaled_runs,
+    run_seconds,
+    transcribe_runs,
+    transcription_was_on,
+    write_transcript,
+)
+from recorder.storage import (
+    Spool,
+    SpoolItem,
+    StorageBackend,
+    StorageError,
+    StoredObject,
+    backend_from_settings,
+)
+from recorder.transcription import TranscriptionEngine, engine_from_settings
+from sfu.api import Empty, Message
+from sfu.channel import ChannelServer, RequestFailed
+
+log = logging.getLogger("recorder")
+
+SHUTDOWN_STEP_SECONDS = 10.0
+# How long a failed recording's meeting.json waits for control's part (RECORDING_STOP).
+MANIFEST_GRACE_SECONDS = 30.0
+UPLOAD_GRACE_SECONDS = 5.0
+
+
+class RecorderService:
+    def __init__(self, config: RecorderConfig, data_dir: Path) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.recordings_root = self.data_dir / "recordings"
+        self.recordings_root.mkdir(parents=True, exist_ok=True)
+        self.totals = Totals()
+        self.retired: dict[str, int] = {"packets": 0, "nacks_sent": 0, "plis_sent": 0, "lost": 0}
+        self.sessions: dict[str, Session] = {}
+        self.backends: dict[str, StorageBackend] = {}
+        self.channel: ChannelServer | None = None
+        self.transcribing: dict[str, float] = {}  # recording id -> audio seconds still to do
+        self._engine: TranscriptionEngine | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._spool_task: asyncio.Task[None] | None = None
+        # Blocking rescan of what an earlier process left: fine, nothing runs yet.
+        self.spool = Spool(
+            self.data_dir / "spool",
+            self._backend_for,
+            limit_bytes=config.spool_limit_bytes,
+            on_uploaded=self._on_uploaded,
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self._spool_task = asyncio.create_task(self.spool.run(grace=UPLOAD_GRACE_SECONDS), name="spool")
+        for directory in await asyncio.to_thread(list_recordings, self.recordings_root):
+            entries = await asyncio.to_thread(directory.entries)
+            if _stop_entry(entries) is not None:  # else control continues or stops it
+                self._follow_up(directory, entries)
+
+    async def shutdown(self) -> None:
+        for session in list(self.sessions.values()):
+            try:
+                await asyncio.wait_for(session.shutdown(), SHUTDOWN_STEP_SECONDS)
+            except Exception:
+                log.exception("recording %s: closing at shutdown failed", session.recording_id)
+        self.sessions.clear()
+        for task in list(self._background):
+            task.cancel()  # a transcript cut short is made again at the next start
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._engine is not None:
+            await self._engine.close()
+        await self.spool.stop()
+        if self._spool_task is not None:
+            await asyncio.gather(self._spool_task, return_exceptions=True)
+
+    def notify(self, entity_id: str, message: Message) -> None:
+        if self.channel is not None:
+            self.channel.notify(entity_id, message)
+
+    # ----------------------------------------------------------------- requests
+
+    async def handle(self, request: Message) -> Message:
+        handler = getattr(self, "_on_" + request.NAME.lower(), None)
+        if handler is None:
+            raise RequestFailed("unsupported", f"{request.NAME} is not a recorder request")
+        try:
+            return await handler(request)
+        except SessionError as error:
+            raise RequestFailed(error.code, str(error)) from None
+
+    async def _on_recording_start(self, request: api.RecordingStart) -> Message:
+        session = self.sessions.get(request.recording_id)
+        if session is not None:
+            if session.finishing:
+                raise RequestFailed("invalid", f"recording {request.recording_id} is stopping")
+            return api.RecordingStarted(request.recording_id, *session.address)
+        if self.spool.full:
+            raise RequestFailed(
+                "spool_full", "the recorder's spool is full: customer storage is not taking files"
+            )
+        try:
+            backend = backend_from_settings(request.storage)
+            directory = RecordingDirectory(self.recordings_root, request.recording_id)
+        except (StorageError, ValueError) as error:
+            raise RequestFailed("invalid", str(error)) from None
+        entries = await asyncio.to_thread(directory.entries)
+        if _stop_entry(entries) is not None:
+            raise RequestFailed("invalid", f"recording {request.recording_id} was stopped")
+        self.backends[request.recording_id] = backend
+        session = await self._open_session(request, directory)
+        return api.RecordingStarted(request.recording_id, *session.address)
+
+    async def _open_session(self, start: api.RecordingStart, directory: RecordingDirectory) -> Session:
+        try:
+            session = Session(
+                start,
+                directory,
+                self.spool,
+                self.notify,
+                self.totals,
+                max_segment_seconds=self.config.segment_seconds,
+            )
+        except StorageError as error:
+            raise RequestFailed("invalid", f"key_prefix: {error}") from None
+        session.on_failed = self._after_stop
+        await session.open()
+        self.sessions[start.recording_id] = session
+        return session
+
+    async def _on_recording_connect(self, request: api.RecordingConnect) -> Message:
+        session = self._session(request.recording_id)
+        try:
+            ip = str(ipaddress.IPv4Address(request.sfu_ip))
+        except ValueError:
+            raise RequestFailed("invalid", f"sfu_ip: {request.sfu_ip!r} is not an IPv4 address") from None
+        if not 0 < request.sfu_port < 65536:
+            raise RequestFailed("invalid", f"sfu_port: {request.sfu_port} is not a port")
+        session.connect(ip, request.sfu_port)
+        return Empty()
+
+    async def _on_track_add(self, request: api.TrackAdd) -> Message:
+        await self._session(request.recording_id).add_track(request)
+        return Empty()
+
+    async def _on_track_remove(self, request: api.TrackRemove) -> Message:
+        self._session(request.recording_id).remove_track(request.track_id)
+        return Empty()
+
+    async def _on_transcription_set(self, request: api.TranscriptionSet) -> Message:
+        self._session(request.recording_id).set_transcription(request.enabled, list(request.hints))
+        return Empty()
+
+    async def _on_recording_stop(self, request: api.RecordingStop) -> Message:
+        recording_id = request.recording_id
+        session = self.sessions.get(recording_id)
+        if session is None:
+            directory, entries = await self._on_disk(recording_id)
+            if _stop_entry(entries) is None:
+                session = await self._reopen(directory, entries)
+        if session is not None:
+            duration = await session.finish(dict(request.manifest))
+            self._after_stop(session)
+            if session.failure is None:
+                return api.RecordingStopped(
+                    recording_id, round(duration, 3), session.key_prefix + MANIFEST_NAME
+                )
+            directory = session.directory  # it failed by itself meanwhile
+            entries = await asyncio.to_thread(directory.entries)
+        return await self._stop_failed(directory, entries, dict(request.manifest))
+
+    async def _on_disk(self, recording_id: str) -> tuple[RecordingDirectory, list[dict[str, Any]]]:
+        """A recording's directory and journal, if this recorder has one it can upload from."""
+        try:
+            directory = RecordingDirectory(self.recordings_root, recording_id)
+        except ValueError:
+            raise RequestFailed("not_found", f"no recording {recording_id!r}") from None
+        entries = await asyncio.to_thread(directory.entries)
+        storage = await asyncio.to_thread(directory.load_storage)
+        if not any(e.get("type") == "start" for e in entries) or storage is None:
+            raise RequestFailed("not_found", f"no recording {recording_id!r}")
+        return directory, entries
+
+    async def _reopen(self, directory: RecordingDirectory, entries: list[dict[str, Any]]) -> Session:
+        """A stop for a recording this process never started (the recorder restarted and
+        control stops it instead of continuing it): salvage and queue what is on disk."""
+        starts = [e for e in entries if e.get("type") == "start"]
+        first = starts[0]
+        start = api.RecordingStart(
+            recording_id=directory.recording_id,
+            meeting_id=first.get("meeting_id", ""),
+            meeting_number=first.get("meeting_number", ""),
+            title=first.get("title", ""),
+            customer_id=first.get("customer_id", ""),
+            storage=directory.load_storage() or {},
+            key_prefix=first.get("key_prefix", ""),
+            started_at=float(first.get("started_at", 0.0)),
+            attempt=max(int(e.get("attempt", 0)) for e in starts) + 1,
+            segment_seconds=float(first.get("segment_seconds", self.config.segment_seconds)),
+            hints=_last_hints(entries),
+            mix_notice=False,
+        )
+        return await self._open_session(start, directory)
+
+    async def _stop_failed(
+        self, directory: RecordingDirectory, entries: list[dict[str, Any]], control: dict[str, Any]
+    ) -> Message:
+        """RECORDING_STOP of a recording that stopped by itself (RECORDING_FAILED): its
+        meeting.json, now with control's part (participants, consent ledger, chat)."""
+        stop = _stop_entry(entries) or {}
+        first = next(e for e in entries if e.get("type") == "start")
+        if manifest_queued(entries):
+            key = first.get("key_prefix", "") + MANIFEST_NAME  # the fallback went first
+        else:
+            key = await queue_manifest(directory, self.spool, self.totals, control)
+        stopped_at = float(stop.get("at", 0.0))
+        duration = stopped_at - float(first.get("started_at", stopped_at))
+        return api.RecordingStopped(directory.recording_id, round(duration, 3), key)
+
+    def _manifest_fallback(self, directory: RecordingDirectory) -> None:
+        """A failed recording whose RECORDING_STOP does not come still gets its manifest."""
+
+        async def later() -> None:
+            await asyncio.sleep(MANIFEST_GRACE_SECONDS)
+            entries = await asyncio.to_thread(directory.entries)
+            if _stop_entry(entries) is not None and not manifest_queued(entries):
+                await queue_manifest(directory, self.spool, self.totals, {})
+            self._cleanup_if_done(directory.recording_id)
+
+        self._run_in_background(later(), f"manifest-{directory.recording_id}")
+
+    def _run_in_background(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _on_recorder_get_stats(self, _: api.RecorderGetStats) -> Message:
+        counters = dict(self.retired)
+        lag = 0.0
+        backlog = sum(self.transcribing.values())
+        active = 0
+        for session in self.sessions.values():
+            for name, value in session.counters().items():
+                counters[name] = counters.get(name, 0) + value
+            if not session.finishing:
+                active += 1
+                lag = max(lag, session.lag())
+                backlog += session.speech_seconds()
+        spool = self.spool.stats()
+        return api.RecorderStats(
+            gauges={
+                "active_recordings": float(active),
+                "spool_bytes": float(spool["pending_bytes"]),
+                "spool_files": float(spool["pending_files"]),
+                "lag_seconds": round(lag, 3),
+                "transcription_backlog_seconds": round(backlog, 3),
+            },
+            counters={
+                "bytes_written": self.totals.bytes_written,
+                "segments_flushed": self.totals.segments_flushed,
+                "upload_attempts": spool["upload_attempts"],
+                "upload_failures": spool["upload_failures"],
+                "uploads_completed": spool["uploads_completed"],
+                "packets_received": counters["packets"],
+                "packets_lost": counters["lost"],
+                "nacks_sent": counters["nacks_sent"],
+                "plis_sent": counters["plis_sent"],
+                "packets_unknown_ssrc": self.totals.unknown_ssrc,
+            },
+        )
+
+    def _session(self, recording_id: str) -> Session:
+        session = self.sessions.get(recording_id)
+        if session is None:
+            raise RequestFailed("not_found", f"no active recording {recording_id!r}")
+        return session
+
+    # ----------------------------------------------------------------- after a stop
+
+    def _after_stop(self, session: Session) -> None:
+        """A session finished (stopped, or failed by itself): forget it, keep its counters."""
+        if self.sessions.get(session.recording_id) is not session:
+            return
+        del self.sessions[session.recording_id]
+        for name, value in session.counters().items():
+            self.retired[name] = self.retired.get(name, 0) + value
+        self._follow_up(session.directory, session.directory.entries())
+
+    def _follow_up(self, directory: RecordingDirectory, entries: list[dict[str, Any]]) -> None:
+        """What a stopped recording still needs: its meeting.json (a failed one's waits for
+        control's part), its transcript, then the removal of its work directory."""
+        if not manifest_queued(entries):
+            self._manifest_fallback(directory)
+        if _transcript_due(entries):
+            runs = _speech_runs(directory, entries)
+            self.transcribing[directory.recording_id] = sum(run_seconds(run.path) for run in runs)
+            work = self._make_transcript(directory, entries, runs, _last_hints(entries))
+            self._run_in_background(work, f"transcript-{directory.recording_id}")
+        else:
+            self._cleanup_if_done(directory.recording_id)
+
+    async def _make_transcript(
+        self,
+        directory: RecordingDirectory,
+        entries: list[dict[str, Any]],
+        runs: list[SpeechRun],
+        hints: list[str],
+    ) -> None:
+        recording_id = directory.recording_id
+        starts = [e for e in entries if e.get("type") == "start"]
+        first = starts[0] if starts else {}
+        key_prefix = first.get("key_prefix", "")
+
+        def progress(seconds: float) -> None:
+            self.transcribing[recording_id] = max(0.0, self.transcribing.get(recording_id, 0.0) - seconds)
+
+        try:
+            engine = self._get_engine()
+            segments = await transcribe_runs(engine, runs, hints, progress)
+            meta = {
+                "recording_id": recording_id,
+                "meeting_id": first.get("meeting_id", ""),
+                "meeting_number": first.get("meeting_number", ""),
+                "title": first.get("title", ""),
+                "started_at": first.get("started_at"),
+                "engine": engine.name,
+            }
+            vtt, doc = await asyncio.to_thread(write_transcript, directory.out, segments, meta)
+            keys = tuple(transcript_keys(key_prefix))
+            attempt = max((int(e.get("attempt", 0)) for e in starts), default=0)
+            for path, content_type in ((vtt, "text/vtt"), (doc, "application/json")):
+                out = Outgoing(path, "transcript", content_type, group=keys)
+                await queue_file(directory, self.spool, key_prefix, attempt, out, self.totals)
+            await asyncio.to_thread(directory.append, {"type": "transcript", "keys": list(keys)})
+            for run in runs:
+                run.path.unlink(missing_ok=True)
+            log.info("recording %s: transcript of %d segment(s) queued", recording_id, len(segments))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("recording %s: the transcript failed", recording_id)
+        finally:
+            self.transcribing.pop(recording_id, None)
+        self._cleanup_if_done(recording_id)
+
+    def _get_engine(self) -> TranscriptionEngine:
+        if self._engine is None:
+            if self.config.transcription_engine == "openai":
+                settings = {
+                    "kind": "openai",
+                    "base_url": self.config.openai_base_url,
+                    "api_key": self.config.openai_api_key,
+                    "model": self.config.openai_model,
+                }
+            else:
+                settings = {"kind": "pocketsphinx"}
+            self._engine = engine_from_settings(settings)
+        return self._engine
+
+    # ----------------------------------------------------------------- the spool
+
+    def _backend_for(self, item: SpoolItem) -> StorageBackend:
+        recording_id = _target(item).get("recording_id", "")
+        backend = self.backends.get(recording_id)
+        if backend is None:
+            settings = (
+                RecordingDirectory(self.recordings_root, recording_id).load_storage()
+                if recording_id
+                else None
+            )
+            if settings is None:
+                raise StorageError(f"no storage settings for recording {recording_id!r}", code="settings")
+            backend = self.backends[recording_id] = backend_from_settings(settings)
+        return backend
+
+    def _on_uploaded(self, item: SpoolItem, stored: StoredObject) -> None:
+        target = _target(item)
+        recording_id = str(target.get("recording_id", ""))
+        kind = str(target.get("kind", ""))
+        self.notify(
+            recording_id,
+            api.RecordingFileUploaded(
+                recording_id=recording_id,
+                key=stored.key,
+                size=stored.size,
+                sha256=stored.sha256,
+                kind=kind,
+                track_id=str(target.get("track_id", "")),
+                start=float(target.get("start", 0.0)),
+                end=float(target.get("end", 0.0)),
+                content_type=item.content_type,
+            ),
+        )
+        group = [str(key) for key in target.get("group", [])]
+        if kind == "transcript" and group:
+            pending = {other.key for other in self.spool.pending()}
+            if not pending.intersection(group):
+                self.notify(recording_id, api.TranscriptReady(recording_id, group))
+        self._cleanup_if_done(recording_id)
+
+    def _cleanup_if_done(self, recording_id: str) -> None:
+        """Remove a stopped recording's work directory once nothing of it is left to do."""
+        if not recording_id or recording_id in self.sessions or recording_id in self.transcribing:
+            return
+        if any(_target(item).get("recording_id") == recording_id for item in self.spool.pending()):
+            return
+        try:
+            directory = RecordingDirectory(self.recordings_root, recording_id)
+        except ValueError:
+            return
+        entries = directory.entries()
+        if _stop_entry(entries) is None:
+            return
+        if _transcript_due(entries) or not manifest_queued(entries):
+            return
+        directory.remove()
+        self.backends.pop(recording_id, None)
+        log.info("recording %s: every file uploaded; work directory removed", recording_id)
+
+
+def _target(item: SpoolItem) -> dict[str, Any]:
+    try:
+        target = json.loads(item.target)
+    except ValueError:
+        return {}
+    return target if isinstance(target, dict) else {}
+
+
+def _speech_runs(directory: RecordingDirectory, entries: list[dict[str, Any]]) -> list[SpeechRun]:
+    return [run for run in journaled_runs(entries, directory.speech) if run.path.is_file()]
+
+
+def _stop_entry(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((e for e in entries if e.get("type") == "stop"), None)
+
+
+def _transcript_due(entries: list[dict[str, Any]]) -> bool:
+    """Transcription was on at some point and the transcript is not queued yet."""
+    return transcription_was_on(entries) and not any(e.get("type") == "transcript" for e in entries)
+
+
+def _last_hints(entries: list[dict[str, Any]]) -> list[str]:
+    hints: list[str] = []
+    for entry in entries:
+        if entry.get("type") in ("start", "transcription") and isinstance(entry.get("hints"), list):
+            hints = [str(h) for h in entry["hints"]] or hints
+    return hints
+
+
+# ------------------------------------------------------------------------- process
+
+
+async def run(channel_fd: int, config: RecorderConfig, data_dir: Path) -> None:
+    service = RecorderService(config, data_dir)
+    sock = socket.socket(fileno=channel_fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    channel = ChannelServer(reader, writer, service.handle)
+    service.channel = channel
+    await service.start()
+    pending = len(service.spool.pending())
+    channel.notify(
+        "recorder", api.RecorderReady(pid=os.getpid(), version=software_version(), pending_uploads=pending)
+    )
+    log.info("recorder ready (data in %s, %d upload(s) pending)", data_dir, pending)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    serve = asyncio.ensure_future(channel.serve())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([serve, stopper], return_when=asyncio.FIRST_COMPLETED)
+    # A second signal while draining: leave at once.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: os._exit(1))
+    await service.shutdown()
+    channel.close()
+    for task in (serve, stopper):
+        task.cancel()
+
+
+def load_settings(text: str) -> tuple[RecorderConfig, Path, str]:
+    """(recorder section, data_dir, log level) from recorder_config_json's JSON."""
+    data = json.loads(text)
+    section = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("recorder", {}).items()}
+    return RecorderConfig(**section), Path(data.get("data_dir", "./data")), str(data.get("log_level", "info"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recorder", description="Conclave recorder (started by control)")
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--config-json", default=None, help=f"default: ${api.CONFIG_ENVIRONMENT_VARIABLE}")
+    parser.add_argument("--log-level", default=None, help="default: the log_level in the configuration")
+    args = parser.parse_args(argv)
+    text = args.config_json or os.environ.get(api.CONFIG_ENVIRONMENT_VARIABLE, "{}")
+    try:
+        config, data_dir, level = load_settings(text)
+    except (ValueError, TypeError, ConfigError) as error:
+        # The message names the setting, never a secret's value (config.schema's rules).
+        print(f"recorder: bad configuration: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=(args.log_level or level).upper(),
+        format="%(asctime)s recorder %(levelname)s %(name)s: %(message)s",
+    )
+    uvloop.run(run(args.channel_fd, config, data_dir))
+    return 0
