@@ -216,18 +216,20 @@ async def delete_meeting(request: web.Request) -> web.Response:
 
 
 async def remove_content(request: web.Request) -> web.Response:
-    """Operator: remove the meeting's content now (chat; recordings and transcripts later)."""
+    """Operator: remove the meeting's content now: chat, recordings and transcripts (their
+    files in the customer's storage too; running ones are stopped first)."""
+    from control.api_recordings import remove_meeting_recordings
+
     actor = await accounts.authenticate(request)
     require_operator(actor)
     meeting = await meeting_in_path(request, actor)
     state = get_state(request.app)
+    # Recordings first: when the storage refuses, nothing is gone yet and it can be retried.
+    recordings = await remove_meeting_recordings(state, meeting)
     removed_chat = await state.store.delete_chat(meeting.id)
-    await accounts.audit(
-        state, request, actor, "meeting.remove_content", "meeting", meeting.id, chat_messages=removed_chat
-    )
-    return web.json_response(
-        {"meeting_number": display_number(meeting.meeting_number), "removed": {"chat_messages": removed_chat}}
-    )
+    removed = {"chat_messages": removed_chat, "recordings": recordings["recordings"], "files": recordings["files"]}
+    await accounts.audit(state, request, actor, "meeting.remove_content", "meeting", meeting.id, **removed)
+    return web.json_response({"meeting_number": display_number(meeting.meeting_number), "removed": removed})
 
 
 def register(app: web.Application) -> None:

@@ -38,11 +38,17 @@ def _list_of(key: str, item: str) -> Schema:
     return _obj({key: {"type": "array", "items": _ref(item)}})
 
 
+# Limits that are words (config rule `one_of`); the rule does not list its choices.
+LIMIT_CHOICES = {"consent_policy": ["notify", "require"]}
+
+
 def _limit_schema(partial: bool, nullable: bool) -> Schema:
     properties: dict[str, Schema] = {}
     for name, rule in LimitsConfig.rules().items():
         if rule.kind is bool:
             item: Schema = {"type": "boolean"}
+        elif rule.kind is str:
+            item = {"enum": LIMIT_CHOICES[name]}
         else:
             item = {"type": "integer", "minimum": 1}
         if nullable:
@@ -107,6 +113,65 @@ SCHEMAS: dict[str, Schema] = {
             "source_ip": {"type": "string"},
         }
     ),
+    "StorageSettings": _obj(
+        {
+            "kind": {"enum": ["local", "s3"]},
+            "root": {"type": "string"},
+            "endpoint_url": {"type": "string"},
+            "region": {"type": "string"},
+            "bucket": {"type": "string"},
+            "prefix": {"type": "string"},
+            "access_key_id": {"type": "string"},
+            "addressing_style": {"enum": ["path", "virtual", "auto"]},
+            "multipart_threshold": {"type": "integer"},
+            "part_size": {"type": "integer"},
+            "verify_by_reading_back": {"type": "boolean"},
+            "secret_set": {"type": "boolean"},
+        },
+        ["kind", "secret_set"],
+    ),
+    "RecordingFile": _obj(
+        {
+            "id": ID,
+            "key": {"type": "string"},
+            "kind": {"type": "string"},
+            "track_id": {"type": "string"},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": {"type": "string"},
+            "content_type": {"type": "string"},
+            "start": {"type": ["number", "null"]},
+            "end": {"type": ["number", "null"]},
+            "uploaded_at": TIME,
+        }
+    ),
+    "Recording": _obj(
+        {
+            "id": ID,
+            "meeting_id": ID,
+            "live_session_id": {"type": ["string", "null"]},
+            "kind": {"enum": ["recording", "transcription"]},
+            "state": {"enum": ["active", "stopped", "failed"]},
+            "started_at": TIME,
+            "stopped_at": NULLABLE_TIME,
+            "started_by": {"type": "string"},
+            "error": {"type": "string"},
+            "transcript_url": {"type": ["string", "null"]},
+            "files": {"type": "array", "items": _ref("RecordingFile")},
+        }
+    ),
+    "ConsentEntry": _obj(
+        {
+            "id": ID,
+            "participant_id": {"type": "string"},
+            "name": {"type": "string"},
+            "live_session_id": {"type": ["string", "null"]},
+            "recording_id": {"type": ["string", "null"]},
+            "notified_at": TIME,
+            "channels": {"type": "array", "items": {"type": "string"}},
+            "decision": {"enum": ["pending", "continued", "left"]},
+            "decided_at": NULLABLE_TIME,
+        }
+    ),
     "WebhookDelivery": _obj(
         {
             "id": ID,
@@ -157,6 +222,22 @@ BODIES: dict[str, Schema] = {
     ),
     "Webhook": _obj({"url": {"type": "string"}}, closed=False),
     "Login": _obj({"email": {"type": "string"}, "password": {"type": "string"}}, closed=False),
+    "StoragePut": _obj(
+        {
+            "kind": {"enum": ["local", "s3"]},
+            "root": {"type": "string"},
+            "endpoint_url": {"type": "string"},
+            "region": {"type": "string"},
+            "bucket": {"type": "string"},
+            "prefix": {"type": "string"},
+            "access_key_id": {"type": "string"},
+            "secret_access_key": {"type": "string"},
+            "addressing_style": {"enum": ["path", "virtual", "auto"]},
+        },
+        ["kind"],
+        closed=False,
+    ),
+    "RecordingAction": _obj({"action": {"enum": ["start", "stop"]}}, ["action"], closed=False),
     "MeetingCreate": _obj(MEETING_FIELDS, [], closed=False),
     "MeetingPatch": _obj(MEETING_FIELDS, [], closed=False),
 }
@@ -291,9 +372,11 @@ def _meeting_paths() -> dict[str, Schema]:
             "delete": _operation("Delete a meeting and its content; a live one ends", (204, None), tag="host"),
         },
         f"{mtg}/content": {"delete": _operation(
-            "Remove the meeting's content: chat (operator)",
+            "Remove the meeting's content: chat, recordings and transcripts (operator)",
             (200, _obj({"meeting_number": {"type": "string"},
-                        "removed": _obj({"chat_messages": {"type": "integer", "minimum": 0}})})),
+                        "removed": _obj({"chat_messages": {"type": "integer", "minimum": 0},
+                                         "recordings": {"type": "integer", "minimum": 0},
+                                         "files": {"type": "integer", "minimum": 0}})})),
             tag="operator")},
     }
 
@@ -365,11 +448,70 @@ def _session_paths() -> dict[str, Schema]:
     }
 
 
+STORAGE_OUT = _obj({"configured": {"type": "boolean"},
+                    "settings": {"oneOf": [_ref("StorageSettings"), {"type": "null"}]}})
+ACTIVE_OUT = _obj({"meeting_number": DISPLAY_NUMBER, "recording": {"type": "boolean"},
+                   "transcription": {"type": "boolean"}})
+
+
+def _recording_paths() -> dict[str, Schema]:
+    """control.api_recordings and control.api_transcripts (docs/control-plane.md, Recording)."""
+    mtg, rec = "/meetings/{number}", "/recordings/{recording_id}"
+    return {
+        "/customers/{customer_id}/storage": {
+            "put": _operation("Set where the customer's recordings go (local: operator only); the secret is "
+                              "write-only", (200, STORAGE_OUT), body="StoragePut", tag="customer"),
+            "get": _operation("The customer's storage settings, without the secret", (200, STORAGE_OUT),
+                              tag="customer"),
+            "delete": _operation("Forget the storage settings (recording is refused until set again)", (204, None),
+                                 tag="customer"),
+        },
+        f"{mtg}/recording": {"post": _operation(
+            "Start or stop recording (the meeting's host)", (200, ACTIVE_OUT), body="RecordingAction", tag="host")},
+        f"{mtg}/transcription": {"post": _operation(
+            "Start or stop transcription (the host; participants where allowed)", (200, ACTIVE_OUT),
+            body="RecordingAction", tag="host")},
+        f"{mtg}/recordings": {"get": _operation(
+            "The meeting's recordings with their files (host, customer admin)",
+            (200, _obj({"meeting_number": DISPLAY_NUMBER,
+                        "recordings": {"type": "array", "items": _ref("Recording")}})), tag="host")},
+        f"{mtg}/consent": {"get": _operation(
+            "The meeting's consent ledger (host, customer admin, operator)",
+            (200, _obj({"meeting_number": DISPLAY_NUMBER,
+                        "entries": {"type": "array", "items": _ref("ConsentEntry")}})),
+            query=[_query("live_session_id", {"type": "string"})], tag="host")},
+        rec: {
+            "get": _operation("A recording with its files (host, customer admin)", (200, _ref("Recording")),
+                              tag="host"),
+            "delete": _operation("Delete a recording: its files in the storage, then its record", (204, None),
+                                 tag="host"),
+        },
+        f"{rec}/files/{{file_id}}/link": {"get": _operation(
+            "A download link for one file, valid 5 minutes",
+            (200, _obj({"url": {"type": "string"}, "expires_at": TIME})), tag="host")},
+        f"{rec}/transcript": {"get": _operation(
+            "The transcript (the meeting's host and participants: host sign-in or join token)",
+            (200, _obj({"recording_id": ID, "meeting_number": DISPLAY_NUMBER, "title": {"type": "string"},
+                        "started_at": TIME, "disclaimer": {"type": "string"},
+                        "speakers": {"type": "array", "items": {"type": "string"}},
+                        "segments": {"type": "array", "items": _obj({
+                            "start": {"type": "number"}, "end": {"type": "number"},
+                            "speaker": {"type": "string"}, "text": {"type": "string"}})}})),
+            tag="participant")},
+        "/download/{token}": {"get": _operation(
+            "Download a file with a link from .../link (the link is the credential); 403 when it is "
+            "invalid or expired", (200, None), public=True, tag="participant")},
+    }
+
+
+PATH_PARAMS = ("customer_id", "host_id", "number", "participant_id", "recording_id", "file_id", "token")
+
+
 def document() -> Schema:
-    paths = {**_account_paths(), **_meeting_paths(), **_session_paths()}
+    paths = {**_account_paths(), **_meeting_paths(), **_session_paths(), **_recording_paths()}
     for path, item in paths.items():
         params = [_path_param(name, NUMBER_PARAM_PATTERN if name == "number" else None)
-                  for name in ("customer_id", "host_id", "number", "participant_id") if "{" + name + "}" in path]
+                  for name in PATH_PARAMS if "{" + name + "}" in path]
         if params:
             item["parameters"] = params
     return {
@@ -377,7 +519,7 @@ def document() -> Schema:
         "info": {
             "title": "Conclave control plane",
             "version": "1",
-            "description": "Accounts, meetings and sessions. Errors are {error: {code, message}}. "
+            "description": "Accounts, meetings, sessions and recordings. Errors are {error: {code, message}}. "
             "Authorization: Bearer <operator key | ck_ customer admin key | hs_ host session | join JWT>.",
         },
         "servers": [{"url": "/api/v1"}],

@@ -269,10 +269,11 @@ async def test_operator_removes_content(conclave_server, api):
     status, body = await api.call("DELETE", f"/meetings/{meeting['meeting_number']}/content", token=ann.token)
     assert_error(status, body, 403, "forbidden")
     result = await api.ok("DELETE", f"/meetings/{meeting['meeting_number']}/content", token=op)
-    assert result == {"meeting_number": meeting["meeting_number"], "removed": {"chat_messages": 2}}
+    removed = {"chat_messages": 2, "recordings": 0, "files": 0}
+    assert result == {"meeting_number": meeting["meeting_number"], "removed": removed}
     assert await store.list_chat(meeting["id"]) == []
     [entry] = (await api.ok("GET", "/audit?action=meeting.remove_content", token=op))["entries"]
-    assert entry["target_id"] == meeting["id"] and entry["detail"] == {"chat_messages": 2}
+    assert entry["target_id"] == meeting["id"] and entry["detail"] == removed
 
 
 # ---------------------------------------------------------------------- suspension

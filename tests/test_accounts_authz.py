@@ -22,6 +22,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/meetings/{number}"): {"title": "Renamed", "passcode": "hacked123"},
     ("post", "/meetings/{number}/lock"): {"locked": True},
     ("post", "/meetings/{number}/participants/{participant_id}/mute"): {"source": "microphone", "muted": True},
+    ("put", "/customers/{customer_id}/storage"): {
+        "kind": "s3", "bucket": "evil-bucket", "access_key_id": "AK", "secret_access_key": "SK",
+    },
+    ("post", "/meetings/{number}/recording"): {"action": "start"},
+    ("post", "/meetings/{number}/transcription"): {"action": "start"},
 }
 # Operations on the caller's own account (nothing of another customer in the path): the
 # other customer's admin or host may use them, for itself, as long as nothing leaks.
@@ -54,7 +59,15 @@ async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
         state, participant_id=participant.id, meeting_id=meeting["id"], live_session_id=None,
         name="Pat", role="participant", ttl_s=600,
     )
-    values = {"customer_id": acme.id, "host_id": ann.id, "number": meeting["meeting_number"], "participant_id": participant.id}
+    # A recording (with a file) of another of Acme's meetings: Pat was not in that one.
+    other_meeting = await make_meeting(api, ann, title="Acme other meeting")
+    recording = await state.store.create_recording(
+        meeting_id=other_meeting["id"], customer_id=acme.id, kind="recording", started_by="Host"
+    )
+    await state.store.update_recording(recording.id, state="stopped")
+    recorded = await state.store.add_recording_file(recording.id, key="recordings/acme/mix.ogg", kind="mix", size=3)
+    values = {"customer_id": acme.id, "host_id": ann.id, "number": meeting["meeting_number"],
+              "participant_id": participant.id, "recording_id": recording.id, "file_id": recorded.id}
     secrets_of_acme = [acme.id, ann.id, meeting["id"], meeting["meeting_number"], meeting["passcode"],
                        "Acme Secret Corp", "ann@acme.example", "Acme board meeting", "acme secret chat"]
 
@@ -86,5 +99,7 @@ async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
     assert [m.text for m in await store.list_chat(meeting["id"])] == ["acme secret chat"]
     assert (await store.get_participant(participant.id)).state == "admitted"
     assert len(await store.list_hosts(acme.id)) == 1
+    assert await store.get_customer_storage(acme.id) is None
+    assert [f.id for f in await store.list_recording_files(recording.id)] == [recorded.id]
     assert (await api.ok("GET", "/auth/me", token=ann.token))["host"]["id"] == ann.id
     assert (await api.ok("GET", f"/customers/{acme.id}", token=acme.api_key))["id"] == acme.id

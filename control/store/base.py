@@ -112,6 +112,15 @@ class MeetingFull(StoreError):
         self.limit = limit
 
 
+class RecordingActive(StoreError):
+    """`create_recording` refused: the meeting already has an active recording of that kind
+    (of racing starts exactly one wins); carries the active one."""
+
+    def __init__(self, recording: Recording) -> None:
+        super().__init__(f"meeting {recording.meeting_id} already has an active {recording.kind}")
+        self.recording = recording
+
+
 # ---------------------------------------------------------------------- records
 
 
@@ -228,6 +237,64 @@ class WebhookDelivery:
     error: str = ""  # connection error text, if any
 
 
+RecordingKind = Literal["recording", "transcription"]
+RecordingState = Literal["active", "stopped", "failed"]
+ConsentDecision = Literal["pending", "continued", "left"]
+RECORDING_ENDED_STATES: tuple[str, ...] = ("stopped", "failed")
+CONSENT_DECIDED: tuple[str, ...] = ("continued", "left")
+
+
+@dataclass(slots=True)
+class Recording:
+    """One recording (or transcription-only run) of a meeting, from start to stop."""
+
+    id: str
+    meeting_id: str
+    live_session_id: str | None
+    customer_id: str
+    kind: str  # RecordingKind
+    state: str  # RecordingState
+    started_at: float
+    stopped_at: float | None = None
+    started_by: str = ""  # who started it: a participant id, "auto", ...
+    error: str = ""  # why it failed (the recorder's reason), "" otherwise
+    key_prefix: str = ""  # where its files live in the customer's storage
+
+
+@dataclass(slots=True)
+class RecordingFile:
+    """A file the recorder uploaded to the customer's storage (kind: track|mix|manifest|
+    transcript, the recorder's vocabulary)."""
+
+    id: str
+    recording_id: str
+    key: str  # the storage key (relative to the storage's root/prefix)
+    kind: str
+    track_id: str = ""
+    size: int = 0
+    sha256: str = ""
+    content_type: str = ""
+    start: float | None = None  # seconds on the recording's timeline
+    end: float | None = None
+    uploaded_at: float = 0.0
+
+
+@dataclass(slots=True)
+class ConsentEntry:
+    """The ledger: a participant was told a meeting is recorded/transcribed, and what they did."""
+
+    id: str
+    meeting_id: str
+    live_session_id: str | None
+    participant_id: str
+    name: str
+    notified_at: float
+    channels: list[str] = field(default_factory=list)  # "banner", "audio", "event"
+    decision: str = "pending"  # ConsentDecision
+    decided_at: float | None = None
+    recording_id: str | None = None  # kept after the recording is deleted: the ledger is evidence
+
+
 # ---------------------------------------------------------------------- the interface
 
 
@@ -279,7 +346,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_customer(self, customer_id: str) -> None:
         """Delete it with its hosts, host sessions, meetings, live sessions, participants,
-        chat and webhook deliveries (audit rows stay). End live meetings first (control.live).
+        chat, webhook deliveries, storage settings, recording rows and consent ledger (audit
+        rows stay; files in the customer's storage are the caller's to delete first).
+        End live meetings first (control.live).
         Raises NotFound."""
 
     # --- hosts
@@ -509,3 +578,108 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_webhook_deliveries(self, customer_id: str, *, limit: int = 100) -> list[WebhookDelivery]:
         """Newest first."""
+
+    # --- customer storage (where a customer's recordings go; settings include the secret)
+
+    @abc.abstractmethod
+    async def set_customer_storage(self, customer_id: str, settings: dict[str, Any]) -> None:
+        """Replace the customer's storage settings (validated by the caller). Raises NotFound."""
+
+    @abc.abstractmethod
+    async def get_customer_storage(self, customer_id: str) -> dict[str, Any] | None:
+        """The settings as set (secrets included: never hand them out), None when unset."""
+
+    @abc.abstractmethod
+    async def delete_customer_storage(self, customer_id: str) -> bool:
+        """Forget the settings; True if there were any."""
+
+    # --- recordings, their files, and the consent ledger
+
+    @abc.abstractmethod
+    async def create_recording(
+        self,
+        *,
+        meeting_id: str,
+        customer_id: str,
+        kind: str,
+        started_by: str,
+        live_session_id: str | None = None,
+        key_prefix: str = "",
+        started_at: float | None = None,
+        recording_id: str | None = None,
+    ) -> Recording:
+        """Insert an `active` recording (started_at: now unless given; id: new unless given,
+        so a key prefix naming it can be made first). Atomically refuses with
+        RecordingActive when the meeting has an active one of the same kind. NotFound for
+        an unknown meeting; ValueError for an unknown kind."""
+
+    @abc.abstractmethod
+    async def update_recording(self, recording_id: str, **changes: Any) -> Recording:
+        """Change any of: state, stopped_at, error, key_prefix, live_session_id. Setting
+        state `stopped`/`failed` sets stopped_at when unset. Raises NotFound."""
+
+    @abc.abstractmethod
+    async def get_recording(self, recording_id: str) -> Recording | None: ...
+
+    @abc.abstractmethod
+    async def list_recordings(self, meeting_id: str, *, kind: str | None = None) -> list[Recording]:
+        """Oldest first."""
+
+    @abc.abstractmethod
+    async def active_recordings(self) -> list[Recording]:
+        """Every `active` recording of every meeting, oldest first (for restarts)."""
+
+    @abc.abstractmethod
+    async def add_recording_file(
+        self,
+        recording_id: str,
+        *,
+        key: str,
+        kind: str,
+        size: int = 0,
+        sha256: str = "",
+        content_type: str = "",
+        track_id: str = "",
+        start: float | None = None,
+        end: float | None = None,
+    ) -> RecordingFile:
+        """Record an uploaded file. The same key again (a re-upload after a recorder
+        restart) updates that file's row and returns it with its id. NotFound for an
+        unknown recording."""
+
+    @abc.abstractmethod
+    async def get_recording_file(self, file_id: str) -> RecordingFile | None: ...
+
+    @abc.abstractmethod
+    async def list_recording_files(self, recording_id: str) -> list[RecordingFile]:
+        """In upload order."""
+
+    @abc.abstractmethod
+    async def delete_recording(self, recording_id: str) -> None:
+        """Delete the recording and its file rows (consent entries keep its id). Raises
+        NotFound."""
+
+    @abc.abstractmethod
+    async def add_consent(
+        self,
+        *,
+        meeting_id: str,
+        participant_id: str,
+        name: str,
+        live_session_id: str | None = None,
+        recording_id: str | None = None,
+        channels: Sequence[str] = (),
+        notified_at: float | None = None,
+        decision: str = "pending",
+    ) -> ConsentEntry:
+        """Append a ledger entry (notified_at: now unless given; a decided one gets
+        decided_at now). NotFound for an unknown meeting."""
+
+    @abc.abstractmethod
+    async def update_consent(self, consent_id: str, **changes: Any) -> ConsentEntry:
+        """Change any of: channels, decision, decided_at, recording_id, name. Setting
+        decision `continued`/`left` sets decided_at when unset. Raises NotFound."""
+
+    @abc.abstractmethod
+    async def list_consent(self, meeting_id: str, live_session_id: str | None = None) -> list[ConsentEntry]:
+        """The meeting's ledger (of one live session when given), oldest first."""

@@ -5,7 +5,8 @@ so the event loop never waits on the disk and calls of this process never interl
 Each call that writes is one transaction opened with `BEGIN IMMEDIATE`: it takes the
 write lock before reading, so the checks inside it (the host's live-meeting limit, the
 login policy, a meeting's capacity) also hold against another process on the same file.
-Schema: `sqlite_schema.MIGRATIONS`; rows to records: `sqlite_rows`.
+Schema: `sqlite_schema.MIGRATIONS`; rows to records: `sqlite_rows`; the recording part
+(storage settings, recordings, files, consent): `sqlite_recordings`.
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ from control.store.base import (
     WebhookDelivery,
     new_id,
 )
+from control.store.sqlite_recordings import RecordingsMixin
 from control.store.sqlite_schema import MIGRATIONS
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 
 
-class SqliteStore(Store):
+class SqliteStore(RecordingsMixin, Store):
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
@@ -98,7 +100,7 @@ class SqliteStore(Store):
         """INSERT a record dataclass (its fields are the table's columns) and `extra` columns."""
         values = {name: getattr(record, name) for name in record.__dataclass_fields__}
         values.update(extra)
-        columns = ", ".join(values)
+        columns = ", ".join(f'"{name}"' for name in values)  # quoted: "key" and "end" are SQL words
         params = [rows.column_value(v) for v in values.values()]
         self._db.execute(f"INSERT INTO {table} ({columns}) VALUES ({rows.placeholders(params)})", params)
 

@@ -15,7 +15,10 @@ from control.store.base import (
     HostSession,
     LiveSession,
     Meeting,
+    ConsentEntry,
     Participant,
+    Recording,
+    RecordingFile,
     WebhookDelivery,
 )
 
@@ -25,6 +28,8 @@ HOST_FIELDS = {"email", "name", "password_hash", "status"}
 MEETING_FIELDS = {"title", "passcode", "start_time", "duration_minutes", "waiting_room", "locked"}
 PARTICIPANT_FIELDS = {"state", "live_session_id", "name", "left_at", "removed"}
 ENDED_STATES = ("left", "denied", "removed")
+RECORDING_FIELDS = {"state", "stopped_at", "error", "key_prefix", "live_session_id"}
+CONSENT_FIELDS = {"channels", "decision", "decided_at", "recording_id", "name"}
 
 
 def column_value(value: Any) -> Any:
@@ -32,6 +37,8 @@ def column_value(value: Any) -> Any:
         return int(value)
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
     return value
 
 
@@ -101,3 +108,27 @@ def audit(row: sqlite3.Row) -> AuditEntry:
 def delivery(row: sqlite3.Row) -> WebhookDelivery:
     keys = ("id", "customer_id", "event", "payload", "attempt", "status", "response_code", "ts", "error")
     return WebhookDelivery(**{k: row[k] for k in keys})
+
+
+def recording(row: sqlite3.Row) -> Recording:
+    keys = (
+        "id", "meeting_id", "live_session_id", "customer_id", "kind", "state",
+        "started_at", "stopped_at", "started_by", "error", "key_prefix",
+    )  # fmt: skip
+    return Recording(**{k: row[k] for k in keys})
+
+
+def recording_file(row: sqlite3.Row) -> RecordingFile:
+    keys = (
+        "id", "recording_id", "key", "kind", "track_id", "size", "sha256", "content_type",
+        "start", "end", "uploaded_at",
+    )  # fmt: skip
+    return RecordingFile(**{k: row[k] for k in keys})
+
+
+def consent(row: sqlite3.Row) -> ConsentEntry:
+    keys = (
+        "id", "meeting_id", "live_session_id", "participant_id", "name", "notified_at",
+        "decision", "decided_at", "recording_id",
+    )  # fmt: skip
+    return ConsentEntry(**{k: row[k] for k in keys}, channels=list(json.loads(row["channels"])))

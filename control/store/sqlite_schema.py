@@ -109,4 +109,55 @@ MIGRATIONS: list[list[str]] = [
             ts REAL NOT NULL)""",
         "CREATE INDEX webhook_delivery_customer ON webhook_delivery (customer_id, ts)",
     ],
+    # 2: recording and transcription (issue 5): customer storage, recordings, their files,
+    # the consent ledger
+    [
+        # The settings include the storage secret: this file is 0600 and the API never
+        # returns it.
+        """CREATE TABLE customer_storage (
+            customer_id TEXT PRIMARY KEY REFERENCES customer (id) ON DELETE CASCADE,
+            settings TEXT NOT NULL,
+            updated_at REAL NOT NULL)""",
+        """CREATE TABLE recording (
+            id TEXT PRIMARY KEY,
+            meeting_id TEXT NOT NULL REFERENCES meeting (id) ON DELETE CASCADE,
+            live_session_id TEXT REFERENCES live_session (id) ON DELETE SET NULL,
+            customer_id TEXT NOT NULL REFERENCES customer (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('recording', 'transcription')),
+            state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'stopped', 'failed')),
+            started_at REAL NOT NULL,
+            stopped_at REAL,
+            started_by TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL DEFAULT '',
+            key_prefix TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX recording_meeting ON recording (meeting_id, started_at)",
+        # A safety net under create_recording's check: one active run per meeting and kind.
+        "CREATE UNIQUE INDEX recording_active ON recording (meeting_id, kind) WHERE state = 'active'",
+        """CREATE TABLE recording_file (
+            id TEXT PRIMARY KEY,
+            recording_id TEXT NOT NULL REFERENCES recording (id) ON DELETE CASCADE,
+            "key" TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            track_id TEXT NOT NULL DEFAULT '',
+            size INTEGER NOT NULL DEFAULT 0,
+            sha256 TEXT NOT NULL DEFAULT '',
+            content_type TEXT NOT NULL DEFAULT '',
+            start REAL,
+            "end" REAL,
+            uploaded_at REAL NOT NULL,
+            UNIQUE (recording_id, "key"))""",
+        # recording_id has no foreign key on purpose: the ledger outlives a deleted recording.
+        """CREATE TABLE consent (
+            id TEXT PRIMARY KEY,
+            meeting_id TEXT NOT NULL REFERENCES meeting (id) ON DELETE CASCADE,
+            live_session_id TEXT REFERENCES live_session (id) ON DELETE SET NULL,
+            participant_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            notified_at REAL NOT NULL,
+            channels TEXT NOT NULL DEFAULT '[]',
+            decision TEXT NOT NULL DEFAULT 'pending' CHECK (decision IN ('pending', 'continued', 'left')),
+            decided_at REAL,
+            recording_id TEXT)""",
+        "CREATE INDEX consent_meeting ON consent (meeting_id, notified_at)",
+    ],
 ]

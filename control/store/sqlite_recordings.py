@@ -1,0 +1,262 @@
+"""SqliteStore's part for recording (issue 5): customer storage settings, recordings, their
+uploaded files and the consent ledger. A mixin of `SqliteStore` (it uses its `_run`,
+`_write`, `_row(s)`, `_insert`, `_update` and clock), kept apart so neither module grows
+past a readable size.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from control.store import sqlite_rows as rows
+from control.store.base import (
+    CONSENT_DECIDED,
+    RECORDING_ENDED_STATES,
+    ConsentEntry,
+    NotFound,
+    Recording,
+    RecordingActive,
+    RecordingFile,
+    new_id,
+)
+
+RECORDING_KINDS = ("recording", "transcription")
+CONSENT_DECISIONS = ("pending", *CONSENT_DECIDED)
+
+
+class RecordingsMixin:
+    # Provided by SqliteStore (see there).
+    _clock: Callable[[], float]
+    _db: sqlite3.Connection
+    _run: Callable[..., Awaitable[Any]]
+    _write: Callable[..., Any]
+    _row: Callable[[str, Iterable[Any]], sqlite3.Row | None]
+    _rows: Callable[[str, Iterable[Any]], list[sqlite3.Row]]
+    _insert: Callable[..., None]
+    _update: Callable[[str, str, set[str], dict[str, Any]], None]
+    _delete: Callable[[str, str], None]
+
+    # ------------------------------------------------------------------ customer storage
+
+    async def set_customer_storage(self, customer_id: str, settings: dict[str, Any]) -> None:
+        text = json.dumps(dict(settings), sort_keys=True)
+
+        def put() -> None:
+            if self._row("SELECT 1 FROM customer WHERE id = ?", (customer_id,)) is None:
+                raise NotFound("customer", customer_id)
+            self._db.execute(
+                "INSERT INTO customer_storage (customer_id, settings, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (customer_id) DO UPDATE SET settings = excluded.settings,"
+                " updated_at = excluded.updated_at",
+                (customer_id, text, self._clock()),
+            )
+
+        await self._run(self._write, put)
+
+    async def get_customer_storage(self, customer_id: str) -> dict[str, Any] | None:
+        row = await self._run(self._row, "SELECT settings FROM customer_storage WHERE customer_id = ?", (customer_id,))
+        return json.loads(row["settings"]) if row else None
+
+    async def delete_customer_storage(self, customer_id: str) -> bool:
+        def delete() -> bool:
+            sql = "DELETE FROM customer_storage WHERE customer_id = ?"
+            return self._db.execute(sql, (customer_id,)).rowcount > 0
+
+        return await self._run(self._write, delete)
+
+    # ------------------------------------------------------------------ recordings
+
+    async def create_recording(
+        self,
+        *,
+        meeting_id: str,
+        customer_id: str,
+        kind: str,
+        started_by: str,
+        live_session_id: str | None = None,
+        key_prefix: str = "",
+        started_at: float | None = None,
+        recording_id: str | None = None,
+    ) -> Recording:
+        if kind not in RECORDING_KINDS:
+            raise ValueError(f"recording kind must be one of {RECORDING_KINDS}, not {kind!r}")
+        recording = Recording(
+            id=recording_id or new_id(),
+            meeting_id=meeting_id,
+            live_session_id=live_session_id,
+            customer_id=customer_id,
+            kind=kind,
+            state="active",
+            started_at=self._clock() if started_at is None else started_at,
+            started_by=started_by,
+            key_prefix=key_prefix,
+        )
+
+        def insert() -> Recording:
+            if self._row("SELECT 1 FROM meeting WHERE id = ?", (meeting_id,)) is None:
+                raise NotFound("meeting", meeting_id)
+            active = self._row(
+                "SELECT * FROM recording WHERE meeting_id = ? AND kind = ? AND state = 'active'", (meeting_id, kind)
+            )
+            if active is not None:
+                raise RecordingActive(rows.recording(active))
+            try:
+                self._insert("recording", recording)
+            except sqlite3.IntegrityError as exc:
+                raise NotFound("parent of recording", str(exc)) from None
+            return recording
+
+        return await self._run(self._write, insert)
+
+    async def update_recording(self, recording_id: str, **changes: Any) -> Recording:
+        state = changes.get("state")
+        if state is not None and state not in ("active", *RECORDING_ENDED_STATES):
+            raise ValueError(f"unknown recording state {state!r}")
+
+        def update() -> Recording:
+            if state in RECORDING_ENDED_STATES and "stopped_at" not in changes:
+                row = self._row("SELECT stopped_at FROM recording WHERE id = ?", (recording_id,))
+                if row is not None and row["stopped_at"] is None:
+                    changes["stopped_at"] = self._clock()
+            try:
+                self._update("recording", recording_id, rows.RECORDING_FIELDS, changes)
+            except sqlite3.IntegrityError:
+                # Back to `active` while another run of that kind is active.
+                active = self._row("SELECT * FROM recording WHERE id = ?", (recording_id,))
+                raise RecordingActive(rows.recording(active)) from None
+            return rows.recording(self._row("SELECT * FROM recording WHERE id = ?", (recording_id,)))
+
+        return await self._run(self._write, update)
+
+    async def get_recording(self, recording_id: str) -> Recording | None:
+        row = await self._run(self._row, "SELECT * FROM recording WHERE id = ?", (recording_id,))
+        return rows.recording(row) if row else None
+
+    async def list_recordings(self, meeting_id: str, *, kind: str | None = None) -> list[Recording]:
+        sql, params = "SELECT * FROM recording WHERE meeting_id = ?", [meeting_id]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        found = await self._run(self._rows, sql + " ORDER BY started_at, rowid", params)
+        return [rows.recording(r) for r in found]
+
+    async def active_recordings(self) -> list[Recording]:
+        sql = "SELECT * FROM recording WHERE state = 'active' ORDER BY started_at, rowid"
+        return [rows.recording(r) for r in await self._run(self._rows, sql)]
+
+    async def delete_recording(self, recording_id: str) -> None:
+        await self._run(self._write, self._delete, "recording", recording_id)
+
+    # ------------------------------------------------------------------ recording files
+
+    async def add_recording_file(
+        self,
+        recording_id: str,
+        *,
+        key: str,
+        kind: str,
+        size: int = 0,
+        sha256: str = "",
+        content_type: str = "",
+        track_id: str = "",
+        start: float | None = None,
+        end: float | None = None,
+    ) -> RecordingFile:
+        def add() -> RecordingFile:
+            if self._row("SELECT 1 FROM recording WHERE id = ?", (recording_id,)) is None:
+                raise NotFound("recording", recording_id)
+            old = self._row('SELECT id FROM recording_file WHERE recording_id = ? AND "key" = ?', (recording_id, key))
+            record = RecordingFile(
+                id=old["id"] if old else new_id(),
+                recording_id=recording_id,
+                key=key,
+                kind=kind,
+                track_id=track_id or "",
+                size=int(size),
+                sha256=sha256,
+                content_type=content_type,
+                start=start,
+                end=end,
+                uploaded_at=self._clock(),
+            )
+            if old is not None:
+                # A re-upload (the recorder restarted and rescanned its spool): same row.
+                self._db.execute("DELETE FROM recording_file WHERE id = ?", (old["id"],))
+            self._insert("recording_file", record)
+            return record
+
+        return await self._run(self._write, add)
+
+    async def get_recording_file(self, file_id: str) -> RecordingFile | None:
+        row = await self._run(self._row, "SELECT * FROM recording_file WHERE id = ?", (file_id,))
+        return rows.recording_file(row) if row else None
+
+    async def list_recording_files(self, recording_id: str) -> list[RecordingFile]:
+        sql = "SELECT * FROM recording_file WHERE recording_id = ? ORDER BY uploaded_at, rowid"
+        return [rows.recording_file(r) for r in await self._run(self._rows, sql, (recording_id,))]
+
+    # ------------------------------------------------------------------ consent ledger
+
+    async def add_consent(
+        self,
+        *,
+        meeting_id: str,
+        participant_id: str,
+        name: str,
+        live_session_id: str | None = None,
+        recording_id: str | None = None,
+        channels: Sequence[str] = (),
+        notified_at: float | None = None,
+        decision: str = "pending",
+    ) -> ConsentEntry:
+        if decision not in CONSENT_DECISIONS:
+            raise ValueError(f"unknown consent decision {decision!r}")
+        now = self._clock()
+        entry = ConsentEntry(
+            id=new_id(),
+            meeting_id=meeting_id,
+            live_session_id=live_session_id,
+            participant_id=participant_id,
+            name=name,
+            notified_at=now if notified_at is None else notified_at,
+            channels=list(channels),
+            decision=decision,
+            decided_at=now if decision in CONSENT_DECIDED else None,
+            recording_id=recording_id,
+        )
+
+        def insert() -> ConsentEntry:
+            if self._row("SELECT 1 FROM meeting WHERE id = ?", (meeting_id,)) is None:
+                raise NotFound("meeting", meeting_id)
+            self._insert("consent", entry)
+            return entry
+
+        return await self._run(self._write, insert)
+
+    async def update_consent(self, consent_id: str, **changes: Any) -> ConsentEntry:
+        decision = changes.get("decision")
+        if decision is not None and decision not in CONSENT_DECISIONS:
+            raise ValueError(f"unknown consent decision {decision!r}")
+        if "channels" in changes:
+            changes["channels"] = list(changes["channels"])
+
+        def update() -> ConsentEntry:
+            if decision in CONSENT_DECIDED and "decided_at" not in changes:
+                row = self._row("SELECT decided_at FROM consent WHERE id = ?", (consent_id,))
+                if row is not None and row["decided_at"] is None:
+                    changes["decided_at"] = self._clock()
+            self._update("consent", consent_id, rows.CONSENT_FIELDS, changes)
+            return rows.consent(self._row("SELECT * FROM consent WHERE id = ?", (consent_id,)))
+
+        return await self._run(self._write, update)
+
+    async def list_consent(self, meeting_id: str, live_session_id: str | None = None) -> list[ConsentEntry]:
+        sql, params = "SELECT * FROM consent WHERE meeting_id = ?", [meeting_id]
+        if live_session_id is not None:
+            sql += " AND live_session_id = ?"
+            params.append(live_session_id)
+        found = await self._run(self._rows, sql + " ORDER BY notified_at, rowid", params)
+        return [rows.consent(r) for r in found]
