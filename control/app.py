@@ -1,9 +1,9 @@
 """The aiohttp application: REST API, signaling WebSocket, web client, metrics, health.
 
 `create_app(cfg)` builds everything; the app's cleanup context opens the store (first-start
-bootstrap, meetings left live ended) and starts the SFU workers with the app, and stops
-them (by PID) and closes the store when it stops, so an aiohttp test server and
-`conclave serve` run the same code.
+bootstrap, meetings left live ended) and starts the SFU workers and the recorder with the
+app, and stops them (recordings first, then the processes by PID) and closes the store
+when it stops, so an aiohttp test server and `conclave serve` run the same code.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from config import Config, resolved_workers
-from control import api_accounts, api_meetings, api_sessions, bootstrap, openapi
+from control import api_accounts, api_meetings, api_recordings, api_sessions, bootstrap, openapi, recorders
 from control.conference import Conference
 from control.errors import error_middleware
 from control.meetings import MeetingRegistry, is_valid_id
 from control.metrics import CONTENT_TYPE, Metrics
+from control.metrics_recording import recorder_metrics, recorder_restarted, update_recorder_metrics
+from control.recording import Recordings, service
 from control.signaling import CLOSE_FLUSH_TIMEOUT_S, websocket_handler
 from control.state import STATE_KEY, AppState, get_state
 from control.store import open_store
@@ -30,9 +32,15 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
+RECORDINGS_STOP_TIMEOUT_S = 20.0  # shutdown: active recordings close their last segments
 
 
-def create_app(cfg: Config, *, worker_command: Sequence[str] = DEFAULT_COMMAND) -> web.Application:
+def create_app(
+    cfg: Config,
+    *,
+    worker_command: Sequence[str] = DEFAULT_COMMAND,
+    recorder_command: Sequence[str] = recorders.DEFAULT_COMMAND,
+) -> web.Application:
     meetings = MeetingRegistry(chat_history=cfg.signaling.chat_history)
     supervisor = WorkerSupervisor(
         resolved_workers(cfg),
@@ -51,14 +59,28 @@ def create_app(cfg: Config, *, worker_command: Sequence[str] = DEFAULT_COMMAND) 
     state.store = open_store(cfg)
     state.secrets = bootstrap.resolve_secrets(cfg)
     state.webhooks = WebhookSender(state.store)
+    recorder = recorders.RecorderSupervisor(
+        recorders.recorder_config_json(cfg),
+        restart_backoff_s=cfg.sfu.restart_backoff_s,
+        stats_interval_s=cfg.sfu.stats_interval_s,
+        command=recorder_command,
+    )
+    recorder_metrics(state.metrics)  # exported (as 0) before the first snapshot
+    recorder.add_stats_listener(
+        lambda stats: update_recorder_metrics(state.metrics, {"gauges": stats.gauges, "counters": stats.counters})
+    )
+    recorder.add_restart_listener(lambda: recorder_restarted(state.metrics))
+    Recordings(state, recorder)  # the conference's listener: recording jobs follow the meetings
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = state
     app.cleanup_ctx.append(_run_store)
     app.cleanup_ctx.append(_run_workers)
+    app.cleanup_ctx.append(_run_recorder)
     app.on_shutdown.append(_close_sockets)
     api_accounts.register(app)
     api_meetings.register(app)
     api_sessions.register(app)
+    api_recordings.register(app)
     openapi.register(app)
     app.router.add_get("/api/v1/meetings/{meeting_id}/ws", websocket_handler)
     app.router.add_get("/metrics", metrics_handler)
@@ -94,6 +116,20 @@ async def _run_workers(app: web.Application) -> AsyncIterator[None]:
     await state.conference.wait_background(timeout=2.0)
     await state.supervisor.stop()
     await state.metrics.loop_lag.stop()
+
+
+async def _run_recorder(app: web.Application) -> AsyncIterator[None]:
+    """The recorder process (after the workers; stopped before them). Recordings a crash
+    of control left `active` in the store are over. The server does not wait for the
+    recorder to be ready: a recording start waits for it."""
+    state = get_state(app)
+    recordings = service(state)
+    for stale in await state.store.active_recordings():
+        await state.store.update_recording(stale.id, state="failed", error="server_restart")
+    await recordings.recorder.start(wait_ready_s=0)
+    yield
+    await recordings.shutdown(RECORDINGS_STOP_TIMEOUT_S)
+    await recordings.recorder.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -131,7 +131,14 @@ async def serve(cfg: Config) -> int:
     stop = asyncio.Event()
     signals_seen = 0
     app = create_app(cfg)
-    supervisor = get_state(app).supervisor
+    state = get_state(app)
+    supervisor = state.supervisor
+
+    def kill_children() -> None:
+        supervisor.kill_now()
+        recorder = getattr(state.conference.listener, "recorder", None)
+        if recorder is not None:  # the recorder runs in a session of its own
+            recorder.kill_now()
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
@@ -141,7 +148,7 @@ async def serve(cfg: Config) -> int:
             stop.set()
             return
         log.warning("second signal: killing workers and exiting now")
-        supervisor.kill_now()
+        kill_children()
         logging.shutdown()
         os._exit(EXIT_FORCED)
 
@@ -170,7 +177,7 @@ async def serve(cfg: Config) -> int:
         await asyncio.wait_for(runner.cleanup(), SHUTDOWN_TIMEOUT_S)
     except asyncio.TimeoutError:
         log.error("shutdown took longer than %.0f s; killing workers", SHUTDOWN_TIMEOUT_S)
-        supervisor.kill_now()
+        kill_children()
         return 1
     log.info("stopped in %.1f s", time.monotonic() - started)
     return 0

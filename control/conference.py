@@ -22,6 +22,12 @@ from sfu.channel import ChannelError
 
 log = logging.getLogger(__name__)
 
+# The meeting's announcer: a server-side audio producer every router has (the SFU makes it
+# at ROUTER_CREATE); everyone is subscribed to it, so a notice played on it is heard
+# in-band. Clients see it as this track id with source "announcement" and no participant.
+ANNOUNCER_TRACK_ID = "announcer"
+ANNOUNCER_SOURCE = "announcement"
+
 REPLACED_CLOSE_CODE = 4001  # the participant joined again on another socket
 RESTART_CLOSE_CODE = 1012  # WebSocket "service restart": the media server restarted
 # A join while every worker is restarting waits this long for one before giving up.
@@ -40,7 +46,7 @@ def media_error(exc: ChannelError, what: str) -> SignalingError:
 class Negotiation:
     """Serializes renegotiation of one subscriber's connection: never two offers outstanding."""
 
-    __slots__ = ("_conference", "_meeting", "_participant", "state", "dirty", "_task")
+    __slots__ = ("_conference", "_meeting", "_participant", "state", "dirty", "_task", "offers")
 
     IDLE, CREATING, AWAITING_ANSWER = "idle", "creating", "awaiting_answer"
 
@@ -51,6 +57,7 @@ class Negotiation:
         self.state = self.IDLE
         self.dirty = False
         self._task: asyncio.Task[None] | None = None
+        self.offers = 0  # offers sent so far
 
     def request(self) -> None:
         """Something changed in what this subscriber receives: offer it (now or after the answer)."""
@@ -83,9 +90,19 @@ class Negotiation:
             self._settle()
             return
         self.state = self.AWAITING_ANSWER
+        self.offers += 1
         participant.send({"type": "offer", "sdp": offer.sdp, "tracks": [self._describe(c) for c in offer.consumers]})
 
     def _describe(self, info: api.ConsumerInfo) -> dict[str, Any]:
+        if info.consumer_id == self._participant.announcer_consumer_id:
+            return {
+                "mid": info.mid,
+                "track_id": ANNOUNCER_TRACK_ID,
+                "participant_id": None,
+                "source": ANNOUNCER_SOURCE,
+                "kind": info.kind,
+                "active": info.active,
+            }
         consumer = self._participant.consumers.get(info.consumer_id)
         track = consumer.track if consumer else None
         return {
@@ -119,6 +136,42 @@ class Negotiation:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
+    def ensure_offered(self) -> None:
+        """An offer unless one was made (or is being made): e.g. for the announcer alone,
+        whose m-line is in every offer but is not worth one by itself until it speaks."""
+        if self.offers == 0 and self.state == self.IDLE:
+            self.request()
+
+
+class ConferenceListener:
+    """Upward news from the conference, for whoever follows a meeting's media (recording
+    jobs: control.recording). Every method is called synchronously, most of them under the
+    meeting's lock; a listener schedules its own I/O. The defaults do nothing."""
+
+    def participant_joined(self, meeting: Meeting, participant: Participant) -> bool:
+        """Admitted with transports; `joined` was sent. Under the lock, before anything
+        they send is handled (a listener may set `participant.media_held`). True if they
+        need their subscribe connection now even with nothing but the announcer on it."""
+        return False
+
+    def participant_left(self, meeting: Meeting, participant: Participant) -> None:
+        """Gone from the meeting (`participant.exit_reason` says why)."""
+
+    def track_published(self, meeting: Meeting, track: Track) -> None:
+        """A new producer, already forwarded to the others."""
+
+    def track_unpublished(self, meeting: Meeting, track: Track) -> None:
+        """A producer is closed (its consumers with it)."""
+
+    def subscriber_connected(self, meeting: Meeting, participant: Participant) -> None:
+        """Their subscribe transport is up: what is played on the announcer reaches them."""
+
+    def router_created(self, meeting: Meeting) -> None:
+        """The meeting has a (new) router: first join, or back after its worker died."""
+
+    def router_lost(self, meeting: Meeting) -> None:
+        """The meeting's worker died: its router, transports and producers are gone."""
+
 
 class Conference:
     def __init__(self, registry: MeetingRegistry, supervisor: WorkerSupervisor, max_participants: int) -> None:
@@ -129,6 +182,7 @@ class Conference:
         self.stopping = False
         # A fresh join token for a participant told to reconnect (set by control.live).
         self.reconnect_token: Callable[[Meeting, Participant], str | None] | None = None
+        self.listener = ConferenceListener()  # set by control.recording
         supervisor.add_down_listener(self._on_worker_down)
         supervisor.add_notification_listener(self._on_worker_notification)
 
@@ -163,12 +217,25 @@ class Conference:
         if worker is None or worker.client is None:
             raise SignalingError("unavailable", "no media server is running; try again in a moment")
         generation = worker.generation
+        # Count the meeting on its worker before awaiting the router: first joins of
+        # several meetings at once then spread over the workers instead of all picking
+        # the one that looked empty.
+        worker.routers.add(meeting.meeting_id)
         try:
             await worker.client.request(api.RouterCreate(router_id=meeting.meeting_id))
         except ChannelError as exc:
+            if worker.generation == generation:
+                worker.routers.discard(meeting.meeting_id)
             raise media_error(exc, "creating the meeting's router") from None
         meeting.placement = Placement(worker.index, generation, meeting.meeting_id)
-        worker.routers.add(meeting.meeting_id)
+        self.listener.router_created(meeting)
+
+    async def ensure_router(self, meeting: Meeting) -> None:
+        """The meeting's router, made now if it has none (e.g. recording before anyone
+        joined). The caller holds the meeting's lock."""
+        if meeting.ended:
+            raise SignalingError("meeting_ended", "the meeting has ended")
+        await self._ensure_router(meeting)
 
     # ------------------------------------------------------------------ join / leave
 
@@ -214,7 +281,10 @@ class Conference:
                 joined["id"] = message_id
             participant.send(joined)
             meeting.broadcast({"type": "participant_joined", "participant": participant.public()}, exclude=participant)
-            created = False
+            # The announcer's m-line goes in every offer; alone it waits until something
+            # is played (control.recording asks for the offer then, or at once here).
+            wanted = self.listener.participant_joined(meeting, participant)
+            created = wanted and participant.announcer_consumer_id is not None
             for track in list(meeting.tracks()):
                 if track.participant_id != participant_id:
                     created |= await self._create_consumer(meeting, participant, track)
@@ -283,8 +353,11 @@ class Conference:
             participant.closed = True
             if participant.negotiation is not None:
                 participant.negotiation.cancel()
+            was_admitted = participant.admitted and meeting.participants.get(participant.participant_id) is participant
             meeting.remove_participant(participant)
             participant.peer.close(code, str(message.get("reason", "meeting ended"))[:100])
+            if was_admitted:
+                self.listener.participant_left(meeting, participant)
         return len(everyone)
 
     async def _create_transports(self, meeting: Meeting, participant: Participant) -> None:
@@ -302,12 +375,32 @@ class Conference:
         except ChannelError as exc:
             await self._close_transports(meeting, participant)
             raise media_error(exc, "creating transports") from None
+        await self._consume_announcer(meeting, participant, router_id)
+
+    async def _consume_announcer(self, meeting: Meeting, participant: Participant, router_id: str) -> None:
+        """Subscribe them to the meeting's announcer, so that notices reach them in-band.
+        Not fatal when it fails: they still get the notice as a banner and an event."""
+        assert participant.subscribe_transport_id is not None
+        consumer_id = new_id()
+        create = api.ConsumerCreate(
+            transport_id=participant.subscribe_transport_id,
+            consumer_id=consumer_id,
+            producer_id=api.announcer_producer_id(router_id),
+        )
+        try:
+            await self.request(meeting, create)
+        except ChannelError as exc:
+            log.warning("meeting %s: no announcer for %s: %s", meeting.meeting_id, participant.participant_id, exc)
+            return
+        participant.announcer_consumer_id = consumer_id
 
     async def _close_transports(self, meeting: Meeting, participant: Participant) -> None:
         for transport_id in (participant.publish_transport_id, participant.subscribe_transport_id):
             if transport_id is not None and not self.stopping:
                 await self._quiet_request(meeting, api.TransportClose(transport_id=transport_id))
         participant.publish_transport_id = participant.subscribe_transport_id = None
+        participant.announcer_consumer_id = None
+        participant.subscribe_connected = False
 
     async def _quiet_request(self, meeting: Meeting, message: api.Message) -> None:
         """A clean-up request whose failure changes nothing (the entity may be gone already)."""
@@ -342,8 +435,10 @@ class Conference:
         for track in tracks:
             meeting.broadcast(_unpublished(track))
             changed |= self._consumers_closed_with(meeting, track)
+            self.listener.track_unpublished(meeting, track)
         meeting.broadcast({"type": "participant_left", "participant_id": participant.participant_id})
         self._renegotiate(changed)
+        self.listener.participant_left(meeting, participant)
 
     # ------------------------------------------------------------------ tracks
 
@@ -365,6 +460,11 @@ class Conference:
                 track = Track(info.producer_id, participant.participant_id, source, info.kind, info.mid)
                 participant.tracks[track.track_id] = track
                 added.append(track)
+            for track in added:
+                # Published while muted, or before consenting to a recording: paused on the
+                # media server before anyone (the recorder included) is given it.
+                if participant.muted.get(track.source) or participant.media_held:
+                    await self._quiet_request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=True))
             reply: dict[str, Any] = {
                 "type": "publish_answer",
                 "sdp": answer.sdp,
@@ -380,14 +480,14 @@ class Conference:
             for track in closed:
                 meeting.broadcast(_unpublished(track), exclude=participant)
                 changed |= self._consumers_closed_with(meeting, track)
+                self.listener.track_unpublished(meeting, track)
             for track in added:
-                if participant.muted.get(track.source):  # published while muted: stays muted
-                    await self._quiet_request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=True))
                 meeting.broadcast({"type": "track_published", "track": track.public()}, exclude=participant)
             for track in added:
                 for subscriber in meeting.others(participant):
                     if await self._create_consumer(meeting, subscriber, track):
                         changed.add(subscriber)
+                self.listener.track_published(meeting, track)
             self._renegotiate(changed)
 
     def _live_transport(self, participant: Participant, transport_id: str | None) -> str:
@@ -484,12 +584,42 @@ class Conference:
     async def _set_muted(self, meeting: Meeting, participant: Participant, source: str, muted: bool) -> None:
         participant.muted[source] = muted
         meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
-        # Pause the producers too, so a muted source is not forwarded whatever the client sends.
+        # Pause the producers too, so a muted source is not forwarded whatever the client
+        # sends; held media (consent pending) stays paused when they unmute.
+        paused = muted or participant.media_held
         for track in [t for t in participant.tracks.values() if t.source == source]:
             try:
-                await self.request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=muted))
+                await self.request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=paused))
             except ChannelError as exc:
                 raise media_error(exc, "mute") from None
+
+    async def set_media_held(self, meeting: Meeting, participant: Participant, held: bool) -> None:
+        """Hold (pause on the media server) everything `participant` publishes, or let it
+        go again: sources they muted stay paused. The caller holds the meeting's lock."""
+        participant.media_held = held
+        if participant.closed:
+            return
+        for track in list(participant.tracks.values()):
+            paused = held or bool(participant.muted.get(track.source))
+            try:
+                await self.request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=paused))
+            except ChannelError as exc:
+                log.warning("meeting %s: pausing %s failed: %s", meeting.meeting_id, track.track_id, exc)
+
+    async def play_notice(self, meeting: Meeting, frames: list[str], participants: list[Participant] | None) -> None:
+        """Play Opus `frames` (base64, 20 ms each) on the meeting's announcer: to everyone
+        subscribed to it (`participants` None) or to these participants only."""
+        placement = meeting.placement
+        if placement is None:
+            raise ChannelError("worker_down", "the meeting has no media server")
+        consumer_ids: list[str] = []
+        if participants is not None:
+            consumer_ids = [p.announcer_consumer_id for p in participants if p.announcer_consumer_id]
+            if not consumer_ids:
+                return
+        await self.request(
+            meeting, api.NoticePlay(router_id=placement.router_id, frames=frames, consumer_ids=consumer_ids)
+        )
 
     def chat(self, meeting: Meeting, message: dict[str, Any]) -> None:
         """A stored chat message (control.live numbered it) to everyone admitted."""
@@ -512,7 +642,9 @@ class Conference:
 
     def _reset_locked(self, meeting: Meeting, reason: str) -> int:
         """Forget the meeting's router; tell everyone in it to reconnect. Returns how many."""
-        meeting.placement = None
+        had_router, meeting.placement = meeting.placement is not None, None
+        if had_router:
+            self.listener.router_lost(meeting)
         participants = list(meeting.participants.values())
         for participant in participants:
             message: dict[str, Any] = {"type": "reconnect", "reason": reason}
@@ -526,6 +658,7 @@ class Conference:
                 participant.negotiation.cancel()
             meeting.remove_participant(participant)
             participant.peer.close(RESTART_CLOSE_CODE, reason)
+            self.listener.participant_left(meeting, participant)
         return len(participants)
 
     def _on_worker_notification(self, index: int, generation: int, entity_id: str, message: api.Message) -> None:
@@ -536,6 +669,18 @@ class Conference:
         elif isinstance(message, api.TransportStateChanged):
             level = logging.INFO if message.state == "failed" else logging.DEBUG
             log.log(level, "worker %d: transport %s is %s", index, entity_id, message.state)
+            if message.state == "connected":
+                self._transport_connected(index, generation, entity_id)
+
+    def _transport_connected(self, index: int, generation: int, transport_id: str) -> None:
+        for meeting in self._registry.on_worker(index):
+            if meeting.placement is None or meeting.placement.generation != generation:
+                continue
+            for participant in meeting.participants.values():
+                if participant.subscribe_transport_id == transport_id and not participant.closed:
+                    participant.subscribe_connected = True
+                    self.listener.subscriber_connected(meeting, participant)
+                    return
 
     async def _producer_closed(self, meeting: Meeting, producer_id: str) -> None:
         async with meeting.lock:
@@ -547,6 +692,7 @@ class Conference:
                 owner.tracks.pop(track.track_id, None)
             meeting.broadcast(_unpublished(track), exclude=owner)
             self._renegotiate(self._consumers_closed_with(meeting, track))
+            self.listener.track_unpublished(meeting, track)
 
     # ------------------------------------------------------------------ shutdown
 

@@ -25,7 +25,7 @@ import logging
 import time
 from typing import Any
 
-from control import accounts, tokens, webhooks
+from control import accounts, recording, tokens, webhooks
 from control.errors import ApiError, SignalingError
 from control.meetings import Meeting, Participant, Peer
 from control.store.base import (
@@ -391,6 +391,8 @@ async def _went_live(
         lambda: _spawn(_duration_reached(state, row.id, session.id), f"duration-{row.id}"),
     )
     _event(state, row, "meeting.started", live_session_id=session.id, host_id=row.host_id, title=row.title)
+    if limits.get("auto_record") and limits.get("recording_allowed"):
+        _spawn(recording.auto_record(state, row), f"auto-record-{row.id}")
     new_state = "waiting" if row.waiting_room else "admitted"
     for person in await state.store.list_participants(row.id, states=["waiting"]):
         if person.live_session_id is None:
@@ -553,6 +555,7 @@ async def end_meeting(state: Any, meeting_id: str, reason: str) -> bool:
             meeting.end_timer.cancel()
         admitted = list(meeting.participants.values())
         await state.conference.end(meeting, {"type": "meeting_ended", "reason": reason}, CLOSE_MEETING_ENDED)
+        await recording.meeting_ended(state, meeting, reason)  # after everyone is out: at once
     if session is not None:
         row = await state.store.get_meeting(meeting_id)
         if row is not None:

@@ -95,6 +95,9 @@ class Participant:
         "negotiation",
         "closed",
         "exit_reason",
+        "announcer_consumer_id",
+        "subscribe_connected",
+        "media_held",
     )
 
     def __init__(
@@ -126,6 +129,13 @@ class Participant:
         # Why the server closed them: None (they left), "replaced", "reset", "removed",
         # "denied", "ended", "session_ended". Decides what leaving records.
         self.exit_reason: str | None = None
+        # The m-line of the meeting's announcer (server-originated audio: the recording
+        # notice), on their subscribe transport; None while there is none.
+        self.announcer_consumer_id: str | None = None
+        self.subscribe_connected = False  # their subscribe transport is up (ICE + DTLS)
+        # Consent pending (policy `require`): everything they publish stays paused on the
+        # media server until they choose Continue, whatever they mute or unmute meanwhile.
+        self.media_held = False
 
     @property
     def is_host(self) -> bool:
@@ -188,6 +198,8 @@ class Meeting:
         self.placement: Placement | None = None
         self.ended = False
         self.end_timer: Any = None  # asyncio.TimerHandle: the customer's duration limit
+        # Active recorder jobs by kind ("recording", "transcription"): control.recording.
+        self.recordings: dict[str, Any] = {}
         # Serializes media operations (join/publish/subscribe/leave) of this meeting, so
         # consumer fan-out never misses a participant or a track that arrives meanwhile.
         self.lock = asyncio.Lock()

@@ -20,6 +20,8 @@ MAX_TRACK_ID_CHARS = 128
 MAX_MID_CHARS = 32
 MAX_PUBLISHED_TRACKS = 16
 MAX_TOKEN_CHARS = 4096
+MAX_HINTS = 50  # transcription vocabulary hints (names, terms)
+MAX_HINT_CHARS = 100
 
 
 class ClientMessage:
@@ -181,6 +183,36 @@ def _nothing(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
     return {}
 
 
+def _one_of(data: dict[str, Any], name: str, values: tuple[str, ...]) -> str:
+    value = _string(data, name)
+    if value not in values:
+        raise _Invalid(f"{name}: must be one of {', '.join(values)}")
+    return value
+
+
+def _recording(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    return {"action": _one_of(data, "action", ("start", "stop"))}
+
+
+def _transcription(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    hints = data.get("hints")
+    if hints is not None:
+        if not isinstance(hints, list):
+            raise _Invalid("hints: expected a list of strings")
+        if len(hints) > MAX_HINTS:
+            raise _Invalid(f"hints: at most {MAX_HINTS}")
+        for index, hint in enumerate(hints):
+            if not isinstance(hint, str) or not hint.strip() or len(hint) > MAX_HINT_CHARS:
+                raise _Invalid(f"hints[{index}]: expected a non-empty string of at most {MAX_HINT_CHARS} characters")
+            if _has_control_chars(hint):
+                raise _Invalid(f"hints[{index}]: must not contain control characters")
+    return {"action": _one_of(data, "action", ("start", "stop")), "hints": list(hints or [])}
+
+
+def _consent(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    return {"decision": _one_of(data, "decision", ("continue", "leave"))}
+
+
 _VALIDATORS: dict[str, Callable[[dict[str, Any], Limits], dict[str, Any]]] = {
     "join": _join,
     "publish": _publish,
@@ -191,6 +223,9 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any], Limits], dict[str, Any]]] = {
     "subscribe": _subscribe,
     "leave": _nothing,
     "ping": _nothing,
+    "recording": _recording,
+    "transcription": _transcription,
+    "consent": _consent,
 }
 CLIENT_TYPES = frozenset(_VALIDATORS)
 

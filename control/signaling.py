@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from config import SignalingConfig
-from control import live, tokens
+from control import live, recording, tokens
 from control.conference import Conference
 from control.errors import ApiError, SignalingError
 from control.meetings import Meeting, Participant
@@ -264,6 +264,18 @@ class SignalingSession:
             await live.chat(self._state, meeting, participant, fields["text"])
         elif message.type == "subscribe":
             await conference.set_subscription(meeting, participant, fields["track_id"], fields["enabled"])
+        elif message.type in ("recording", "transcription"):
+            await recording.from_signaling(
+                self._state, meeting, participant, message.type, fields["action"], fields.get("hints")
+            )
+        elif message.type == "consent":
+            await recording.consent(self._state, meeting, participant, fields["decision"])
+            # Acknowledged even without an id: the client waits for it before it goes on.
+            self.peer.send({"type": "ok", **({"id": message.id} if message.id is not None else {})})
+            if fields["decision"] == "leave":  # declining ends their session, like `leave`
+                await self._leave(meeting, participant)
+                self._leaving = True
+            return
         # "ice" needs nothing: the server is ICE-lite and learns addresses from STUN.
         self._ok(message)
 

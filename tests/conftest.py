@@ -495,12 +495,12 @@ def _conclave_command() -> list[str]:
 
 
 def _kill_if_alive(pid: int) -> None:
-    """SIGKILL a worker we saw, unless it is gone (checks the PID still runs sfu.worker)."""
+    """SIGKILL a worker or recorder we saw, unless it is gone (checks what the PID runs)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return
-    if b"sfu.worker" in cmdline:
+    if b"sfu.worker" in cmdline or b"-m\0recorder" in cmdline:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

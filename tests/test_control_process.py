@@ -19,8 +19,10 @@ async def test_serve_and_graceful_sigterm(server_process, signaling_socket):
     assert meeting["join_url"].startswith(server_process.base_url + "/m/")
     socket = await signaling_socket(server_process.ws_url(meeting["meeting_id"]))
     await socket.join("ann")
-    workers = server_process.worker_pids()
-    assert len(workers) == 1
+    children = server_process.worker_pids()  # one SFU worker and the recorder
+    commands = sorted(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[2] for pid in children)
+    assert commands == [b"recorder", b"sfu.worker"], commands
+    workers = children
 
     os.kill(server_process.pid, signal.SIGTERM)
     closing = await socket.ws.receive(20)
