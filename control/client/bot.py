@@ -1,6 +1,6 @@
 """A meeting bot: joins (REST join, then signaling with the join token), publishes
-generated (or file) media, and decodes and counts everything it receives. Used by tests
-and the load generator.
+generated (or file) media, decodes and counts everything it receives, and follows the
+recording notices. Used by tests and the load generator; its command line is botcli.py.
 
     python -m control.client.bot 'http://127.0.0.1:8080/m/123-4567-8901?t=LINK' --name bot1
     python -m control.client.bot http://127.0.0.1:8080/m/123-4567-8901 --passcode 123456
@@ -8,14 +8,12 @@ and the load generator.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
 import logging
 import math
 import re
-import signal
 import sys
 import time
 import urllib.parse
@@ -29,7 +27,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .media import GeneratedVideoTrack, ToneAudioTrack, open_media_file, read_frame_counter, stop_media_player
 from .peer import PublishPeer, SubscribePeer
-from .signaling import Message, SignalingClient, SignalingError
+from .recording import ANNOUNCEMENT_SOURCE, CONSENT_DECISIONS, RecordingState, RecordingWatcher
+from .signaling import Message, SignalingClient, SignalingClosed, SignalingError
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +38,10 @@ REJOIN_DELAY = 0.5  # seconds between attempts while the media server restarts
 
 @dataclasses.dataclass
 class ReceiveStats:
-    """What we decoded from one remote participant's source."""
+    """What we decoded from one remote participant's source (or from the server's
+    announcement track: participant_id None, source "announcement")."""
 
-    participant_id: str
+    participant_id: str | None
     source: str
     kind: str
     track_id: str = ""
@@ -126,7 +126,16 @@ class Bot:
     Waiting room: `start()` returns the server's `waiting` reply and the bot waits, with no
     media, until admitted (`await wait_admitted()`); then it publishes and receives like
     everyone. `waiting`, `admitted`, `removed`, `denied`, `meeting_ended` and
-    `session_ended` are asyncio.Events; `end_reason` says why the meeting ended."""
+    `session_ended` are asyncio.Events; `end_reason` says why the meeting ended.
+
+    Recording: `recording_state` is the latest notice (a RecordingState), `on("recording_state",
+    cb)` calls cb(state) on each, `await next_recording_state()` / `wait_recording_state(pred)`
+    wait for one. Under the `require` policy the server pauses what the bot publishes until
+    `consent("continue")`; `consent("leave")` leaves. The host's `start_recording()`,
+    `stop_recording()`, `start_transcription()`, `stop_transcription()` return the server's
+    `ok` or raise SignalingError. The server's spoken notices arrive on the announcement
+    track: `announcement` (ReceiveStats, participant_id None), also
+    `wait_for_frames(None, "announcement")`; it is nobody's, so never in `participants`."""
 
     def __init__(
         self,
@@ -189,6 +198,10 @@ class Bot:
         self.end_reason: str | None = None
         self.muted_by_host: set[str] = set()
         self.waiting_room: list[Message] = []  # (host) who waits to be let in
+        self.recording = RecordingWatcher()  # recording_state notices
+        self.announcement: ReceiveStats | None = None  # the server's spoken notices
+        self.left_by_consent = asyncio.Event()  # we answered a recording notice with "leave"
+        self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -316,6 +329,7 @@ class Bot:
             for _, future in self._waiters:
                 if not future.done():
                     future.cancel()
+            self.recording.close()
             if self._http is not None:
                 await self._http.close()
                 self._http = None
@@ -345,6 +359,7 @@ class Bot:
             "track_published": self._on_track_published,
             "track_unpublished": self._on_track_unpublished,
             "chat": self._on_chat,
+            "recording_state": self._on_recording_state,
             "reconnect": self._on_reconnect,
             "error": self.errors.append,
             "*": self._on_any,  # after the handlers above: waiters see the change
@@ -352,7 +367,34 @@ class Bot:
 
     def _on_any(self, msg: Message) -> None:
         self.pushes.append(msg)
+        msg_type = str(msg.get("type"))
+        if msg_type != "recording_state":  # those listeners get the RecordingState
+            for callback in list(self._listeners.get(msg_type, [])):
+                self._run_callback(callback, msg)
         self._notify()
+
+    def on(self, event: str, callback: Callable[[Any], Any]) -> Callable[[], None]:
+        """callback(state) for "recording_state" (a RecordingState), callback(msg) for any
+        other push type; a coroutine function runs as a task. Kept across rejoins.
+        Returns a function that removes the callback."""
+        if event == "recording_state":
+            return self.recording.on_change(callback)
+        self._listeners.setdefault(event, []).append(callback)
+        return lambda: self._listeners[event].remove(callback)
+
+    def _run_callback(self, callback: Callable[[Any], Any], arg: Any) -> None:
+        try:
+            result = callback(arg)
+        except Exception:
+            log.exception("bot %s: callback for %s failed", self.name, getattr(arg, "get", lambda k: None)("type"))
+            return
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            task = asyncio.ensure_future(result)
+            self._consumers.add(task)
+            task.add_done_callback(self._consumers.discard)
+
+    def _on_recording_state(self, msg: Message) -> None:
+        self.recording.handle(msg)
 
     def _on_waiting(self, msg: Message) -> None:
         self.waiting_reason = msg.get("reason")
@@ -447,8 +489,19 @@ class Bot:
     # -- receiving ---------------------------------------------------------------
 
     def _on_remote_track(self, track: MediaStreamTrack, info: Message) -> None:
-        participant_id = str(info.get("participant_id"))
         source = str(info.get("source"))
+        if source == ANNOUNCEMENT_SOURCE or info.get("participant_id") is None:
+            # The server's own track (spoken notices): nobody's, counted on its own.
+            if self.announcement is None:
+                self.announcement = ReceiveStats(None, source, track.kind)
+            stats = self.announcement
+            stats.track_id = str(info.get("track_id", ""))
+            stats.active = bool(info.get("active", True))
+            task = asyncio.create_task(self._consume(track, stats), name=f"consume-{source}")
+            self._consumers.add(task)
+            task.add_done_callback(self._consumers.discard)
+            return
+        participant_id = str(info.get("participant_id"))
         stats = self.received.setdefault(participant_id, {}).get(source)
         if stats is None:
             stats = ReceiveStats(participant_id, source, track.kind)
@@ -503,7 +556,10 @@ class Bot:
             self._waiters.remove(entry)
 
     def find_stats(self, participant_id: str | None = None, source: str = "camera") -> ReceiveStats | None:
-        """The stats with the most frames for `source` (from `participant_id` if given)."""
+        """The stats with the most frames for `source` (from `participant_id` if given).
+        Source "announcement" is the server's track (participant_id None)."""
+        if source == ANNOUNCEMENT_SOURCE:
+            return self.announcement
         candidates = [
             sources[source]
             for pid, sources in self.received.items()
@@ -539,6 +595,8 @@ class Bot:
             who = self.participants.get(pid, {}).get("name", pid)
             for source, stats in sources.items():
                 parts.append(f"{who}/{source}: {stats.frames} frames")
+        if self.announcement is not None:
+            parts.append(f"announcement: {self.announcement.frames} frames")
         return ", ".join(parts) or "nothing"
 
     # -- actions ------------------------------------------------------------------
@@ -550,6 +608,59 @@ class Bot:
     async def set_muted(self, source: str, muted: bool) -> None:
         assert self.signaling is not None, "bot not started"
         await self.signaling.set_muted(source, muted)
+
+    # -- recording -----------------------------------------------------------------
+
+    @property
+    def recording_state(self) -> RecordingState:
+        """The latest recording notice (all off until the server says otherwise)."""
+        return self.recording.state
+
+    async def next_recording_state(
+        self, predicate: Callable[[RecordingState], bool] | None = None, timeout: float = 10.0
+    ) -> RecordingState:
+        """The next `recording_state` arriving from now on (matching `predicate`)."""
+        return await self.recording.next(predicate, timeout)
+
+    async def wait_recording_state(
+        self, predicate: Callable[[RecordingState], bool], timeout: float = 10.0
+    ) -> RecordingState:
+        """The current state if it matches `predicate`, else the next one that does."""
+        return await self.recording.wait(predicate, timeout)
+
+    async def consent(self, decision: str, timeout: float = 10.0) -> Message | None:
+        """Answer a recording notice. "continue": the server lets our media through (returns
+        its `ok`). "leave": we leave the meeting (the server records that we did)."""
+        if decision not in CONSENT_DECISIONS:
+            raise ValueError(f"consent decision must be one of {CONSENT_DECISIONS}, not {decision!r}")
+        assert self.signaling is not None, "bot not started"
+        if decision == "continue":
+            reply = await self.signaling.consent("continue", timeout=timeout)
+            self.recording.consented()
+            return reply
+        self.left_by_consent.set()
+        with contextlib.suppress(SignalingClosed, SignalingError, TimeoutError):
+            # The server ends the session: its `ok` may or may not beat the socket's close.
+            await self.signaling.consent("leave", timeout=min(timeout, 3.0))
+        await self.stop()
+        return None
+
+    async def start_recording(self) -> Message:
+        return await self._set_recording("recording", "start")
+
+    async def stop_recording(self) -> Message:
+        return await self._set_recording("recording", "stop")
+
+    async def start_transcription(self) -> Message:
+        return await self._set_recording("transcription", "start")
+
+    async def stop_transcription(self) -> Message:
+        return await self._set_recording("transcription", "stop")
+
+    async def _set_recording(self, kind: str, action: str, timeout: float = 45.0) -> Message:
+        # A start waits for the recorder (it may be restarting) and sets up the recording.
+        assert self.signaling is not None, "bot not started"
+        return await self.signaling.set_recording(kind, action, timeout=timeout)
 
     async def publish_screen(self, track: MediaStreamTrack | None = None) -> Message:
         """Start a screen share (a generated pattern unless `track` is given)."""
@@ -571,108 +682,11 @@ class Bot:
 # -- command line -----------------------------------------------------------------
 
 
-def _report_line(bot: Bot, previous: dict[tuple[str, str], int], elapsed: float) -> str:
-    parts = []
-    for pid, sources in sorted(bot.received.items()):
-        who = bot.participants.get(pid, {}).get("name", pid[:8])
-        for source, stats in sorted(sources.items()):
-            rate = stats.frames - previous.get((pid, source), 0)
-            previous[(pid, source)] = stats.frames
-            extra = f" {stats.width}x{stats.height}" if stats.kind == "video" and stats.width else ""
-            parts.append(f"{who}/{source} {stats.frames} (+{rate}/s){extra}")
-    return f"[{elapsed:5.0f}s] {len(bot.participants)} others | " + (" | ".join(parts) or "receiving nothing")
-
-
-async def run_cli(args: argparse.Namespace) -> int:
-    base_url, meeting, query = parse_meeting_link(args.link)
-    if meeting is None:
-        raise ValueError("give a meeting link: http(s)://HOST/m/NUMBER?t=... or http(s)://HOST/m/NUMBER --passcode P")
-    link_token = (urllib.parse.parse_qs(query).get("t") or [None])[0]
-    if not (link_token or args.passcode or args.token):
-        raise ValueError("this link has no link token (?t=...): give --passcode")
-    bot = Bot(
-        base_url,
-        meeting,
-        args.name,
-        passcode=args.passcode,
-        link_token=link_token,
-        token=args.token,
-        video_file=args.video,
-        fps=args.fps,
-    )
-    meeting_id = meeting
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    joined_ok = False
-    try:
-        starting = asyncio.create_task(bot.start(publish_audio=not args.no_audio, publish_video=not args.no_video))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not starting.done():  # interrupted while joining
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
-            return 130
-        joined = starting.result()
-        joined_ok = True
-        if joined.get("type") == "waiting":
-            print(f"waiting to be let in ({joined.get('reason')}) as {args.name}", flush=True)
-            events = (bot.admitted, stop, bot.denied, bot.removed, bot.meeting_ended)
-            waits = [asyncio.create_task(event.wait()) for event in events]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for task in waits:
-                task.cancel()
-            if not bot.admitted.is_set():
-                print("not let in" if not stop.is_set() else "stopped while waiting", flush=True)
-                return 130 if stop.is_set() else 1
-        print(f"joined {meeting_id} as {bot.participant_id} ({args.name})", flush=True)
-        started = time.monotonic()
-        previous: dict[tuple[str, str], int] = {}
-        while not stop.is_set() and not (bot.removed.is_set() or bot.meeting_ended.is_set() or bot.denied.is_set()):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-            elapsed = time.monotonic() - started
-            print(_report_line(bot, previous, elapsed), flush=True)
-            if args.duration is not None and elapsed >= args.duration:
-                break
-        if bot.removed.is_set() or bot.meeting_ended.is_set():
-            print("removed by the host" if bot.removed.is_set() else f"meeting ended ({bot.end_reason})", flush=True)
-        return 0
-    finally:
-        await bot.stop(timeout=10.0)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        if joined_ok:
-            print("left the meeting", flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m control.client.bot",
-        description="Join a meeting as a bot: publish a test pattern and a tone, print what arrives.",
-    )
-    parser.add_argument(
-        "link", metavar="MEETING_LINK", help="join link (http(s)://HOST/m/NUMBER?t=...), or the meeting's URL with --passcode"
-    )
-    parser.add_argument("--passcode", help="the meeting's passcode (when the link has no ?t=)")
-    parser.add_argument("--token", help="a join token to use instead of joining with a passcode (e.g. the host's)")
-    parser.add_argument("--name", default="bot", help="display name")
-    parser.add_argument("--video", metavar="FILE", help="publish this file (audio and video) instead of a pattern")
-    parser.add_argument("--duration", type=float, metavar="S", help="leave after S seconds")
-    parser.add_argument("--fps", type=int, default=15, help="generated video frame rate")
-    parser.add_argument("--no-audio", action="store_true")
-    parser.add_argument("--no-video", action="store_true")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        return asyncio.run(run_cli(args))
-    except (ValueError, RuntimeError, OSError, aiohttp.ClientError, SignalingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    """`python -m control.client.bot ...`: see control/client/botcli.py."""
+    from .botcli import main as cli_main  # the CLI imports this module: import it late
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -213,6 +213,22 @@ class SignalingClient:
     async def set_subscribed(self, track_id: str, enabled: bool) -> None:
         await self.send({"type": "subscribe", "track_id": track_id, "enabled": enabled})
 
+    async def consent(self, decision: str, timeout: float = 10.0) -> Message:
+        """Answer a recording notice: "continue" (stay, and send media) or "leave".
+        Returns the server's `ok`."""
+        if decision not in ("continue", "leave"):
+            raise ValueError(f"consent decision must be 'continue' or 'leave', not {decision!r}")
+        return await self.request({"type": "consent", "decision": decision}, timeout=timeout, expect=("ok",))
+
+    async def set_recording(self, kind: str, action: str, timeout: float = 10.0) -> Message:
+        """Start or stop `kind` ("recording" or "transcription"); returns the server's `ok`
+        (a refusal raises SignalingError). The new state arrives as `recording_state`."""
+        if kind not in ("recording", "transcription"):
+            raise ValueError(f"kind must be 'recording' or 'transcription', not {kind!r}")
+        if action not in ("start", "stop"):
+            raise ValueError(f"action must be 'start' or 'stop', not {action!r}")
+        return await self.request({"type": kind, "action": action}, timeout=timeout, expect=("ok",))
+
     async def leave(self, timeout: float = 5.0) -> None:
         """Say goodbye and wait (bounded) for the server to close the socket."""
         if self.connected:

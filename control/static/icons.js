@@ -36,5 +36,8 @@ export const icons = {
   signOut: wrap('<path d="M10 4H5v16h5"/><path d="M15 8l4 4-4 4"/><line x1="19" y1="12" x2="9" y2="12"/>'),
   trash: wrap('<path d="M4 7h16"/><path d="M9 7V4h6v3"/><path d="M6 7l1 13h10l1-13"/>'),
   play: wrap('<path d="M7 4l13 8-13 8z"/>'),
+  record: wrap('<circle cx="12" cy="12" r="8.5"/><circle cx="12" cy="12" r="4" fill="currentColor"/>'),
+  recordStop: wrap('<circle cx="12" cy="12" r="8.5"/><rect x="8" y="8" width="8" height="8" rx="1" fill="currentColor"/>'),
+  transcript: wrap('<rect x="4" y="3" width="16" height="18" rx="2"/><line x1="8" y1="8" x2="16" y2="8"/><line x1="8" y1="12" x2="16" y2="12"/><line x1="8" y1="16" x2="13" y2="16"/>'),
   refresh: wrap('<path d="M20 11a8 8 0 1 0-2.3 5.7"/><path d="M20 4v7h-7"/>'),
 };

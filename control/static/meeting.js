@@ -1,10 +1,13 @@
 // The meeting page (/m/{number} and /join): the join form, the waiting screens, tiles,
 // controls, chat and people, the host's controls, and the `window.conclave` test hook.
 // The protocol lives in session.js, the way in (passcode, link, host start) in joinflow.js,
-// the moderation calls in hostcontrols.js.
+// the moderation calls in hostcontrols.js, the recording notice in recording.js and
+// recordingbanner.js.
 
 import { MeetingSession, signalingUrl } from './session.js';
-import { TileBoard } from './tiles.js';
+import { TileBoard, attach } from './tiles.js';
+import { RecordingBanner } from './recordingbanner.js';
+import { commandErrorText } from './recording.js';
 import { HostControls } from './hostcontrols.js';
 import { ParticipantCredentials, HostCredentials, readLocation, joinErrorText } from './joinflow.js';
 import { api, ApiError, meetingDigits, formatMeetingNumber, meetingPath, hostSession, clearHostSession, sessionEndedText } from './api.js';
@@ -34,6 +37,10 @@ const ui = {
   joining: false,                  // a join request is in flight
 };
 const board = new TileBoard($('grid'), $('screens'), { onAudioBlocked: audioBlocked });
+const recBanner = new RecordingBanner(session, {
+  root: $('rec-banner'), text: $('rec-banner-text'), detail: $('rec-banner-detail'),
+  continueButton: $('rec-continue'), leaveButton: $('rec-leave'),
+});
 let host = null;                   // HostControls once we are in as the host
 
 function requireHost() {
@@ -50,6 +57,11 @@ window.conclave = {
   get waitingReason() { return session.waitingReason; },
   get ended() { return session.ended ? { ...session.ended } : null; },
   get locked() { return host ? host.locked : null; },
+  // {recording, transcription, consentPolicy, consentRequired, by, consentPending, busy,
+  //  banner: {mode: hidden|on|stopped, text, detail, canContinue}}
+  get recordingState() { return { ...session.recording.snapshot(), banner: { ...recBanner.view } }; },
+  consent: (decision) => session.recording.consent(decision),
+  announcementStats: () => session.announcementStats(),
   stats: () => session.stats(),
   publishStats: () => session.publishStats(),
   inboundBytes: () => session.inboundBytes(),
@@ -69,6 +81,10 @@ window.conclave = {
     mute: (pid, source, muted = true) => requireHost().mute(pid, source, muted).finally(renderAll),
     lock: (locked) => requireHost().lock(locked).finally(renderAll),
     end: () => requireHost().end(),
+    startRecording: () => session.recording.command('recording', 'start'),
+    stopRecording: () => session.recording.command('recording', 'stop'),
+    startTranscription: () => session.recording.command('transcription', 'start'),
+    stopTranscription: () => session.recording.command('transcription', 'stop'),
   },
 };
 
@@ -115,6 +131,10 @@ function endedScreen(ended) {
   const { kind, reason, code } = ended || { kind: 'left' };
   switch (kind) {
     case 'left':
+      if (code === 'left_recording') {
+        return { title: 'You left the meeting', rejoin: true,
+          detail: 'You left because the meeting is being recorded or transcribed. You can rejoin while it is on.' };
+      }
       return { title: 'You left the meeting', detail: 'You can rejoin while the meeting is on.', rejoin: true };
     case 'denied':
       return { title: 'The host did not let you in', detail: 'You were not admitted to this meeting.', icon: 'close' };
@@ -268,7 +288,41 @@ function renderHostControls() {
     disabled: host.busy.has('lock') || session.state !== 'joined', off: false,
   });
   $('toggle-lock').classList.toggle('active', host.locked);
+  renderRecordingControls();
 }
+
+// The host's Start/Stop recording and transcription buttons.
+function renderRecordingControls() {
+  const isHost = !!host && session.state !== 'left';
+  const control = session.recording;
+  for (const kind of ['recording', 'transcription']) {
+    const button = $(`toggle-${kind}`);
+    button.hidden = !isHost;
+    if (!isHost) continue;
+    const on = control.state[kind];
+    const noun = kind === 'recording' ? 'recording' : 'transcription';
+    setControl(button, {
+      icon: kind === 'recording' ? (on ? 'recordStop' : 'record') : 'transcript',
+      label: kind === 'recording' ? (on ? 'Stop recording' : 'Record') : (on ? 'Stop transcript' : 'Transcribe'),
+      aria: `${on ? 'Stop' : 'Start'} ${noun}`,
+      disabled: control.busy.has(kind) || session.state !== 'joined', off: false,
+    });
+    button.classList.toggle('recording-on', on);
+    button.dataset.on = String(on);
+  }
+}
+
+async function recordingCommand(kind) {
+  const action = session.recording.state[kind] ? 'stop' : 'start';
+  try {
+    await session.recording.command(kind, action);
+  } catch (err) {
+    toast(commandErrorText(kind, action, err), 'error');
+  }
+}
+
+$('toggle-recording').addEventListener('click', () => recordingCommand('recording'));
+$('toggle-transcription').addEventListener('click', () => recordingCommand('transcription'));
 
 $('toggle-mic').addEventListener('click', () => session.setMuted('microphone', !session.muted.microphone));
 $('toggle-camera').addEventListener('click', () => session.setMuted('camera', !session.muted.camera));
@@ -459,7 +513,11 @@ function renderAll() {
 
 session.addEventListener('state', onState);
 session.addEventListener('participants', renderAll);
-session.addEventListener('media', () => board.render(session));
+session.addEventListener('media', () => {
+  board.render(session);
+  attach($('announcement-audio'), session.announcementTrack(), audioBlocked);
+});
+session.addEventListener('recording', renderRecordingControls);
 session.addEventListener('local', renderAll);
 session.addEventListener('chat', onChat);
 session.addEventListener('waitingroom', renderPeople);

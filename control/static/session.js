@@ -13,8 +13,12 @@
 //   chat          [message]        a chat message arrived (already in `chat`, in seq order)
 //   waitingroom   []               (host) the waiting-room list changed
 //   notice        [text, level]    something the user should see briefly (errors from the server)
+//   recording     [before, state, consentPending]  recording/transcription or consent changed
+//                                  (`recording`, a RecordingControl, holds the state)
 
 import { ApiError, tokenClaims, tokenSecondsLeft } from './api.js';
+import { RecordingControl } from './recording.js';
+import { ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishStats, subscribeStats } from './mediastats.js';
 
 const JOIN_TIMEOUT_MS = 15000;
 const REQUEST_TIMEOUT_MS = 15000;
@@ -97,6 +101,7 @@ export class MeetingSession extends EventTarget {
     this.leftReason = null;               // why state became "left" (null: the user left)
     this.reconnects = 0;                  // times the connection was lost and rebuilt
     this.iceServers = [];
+    this.recording = new RecordingControl(this);   // recording_state, consent, the host's commands
 
     this.ws = null;
     this.pubPc = null;
@@ -142,10 +147,11 @@ export class MeetingSession extends EventTarget {
     this.connect();
   }
 
-  leave() {
+  // `code` says why, for the page's wording (e.g. left_recording: left a recorded meeting).
+  leave({ code = null } = {}) {
     if (!this.active) return;
     this.sendRaw({ type: 'leave' });
-    this.shutdown(null);
+    this.shutdown(null, 'left', { code });
   }
 
   sendChat(text) {
@@ -206,6 +212,7 @@ export class MeetingSession extends EventTarget {
   }
 
   // Remote tracks currently forwarded to us: [{participant_id, source, kind, mid, track_id, track}].
+  // The server's announcement track (source "announcement", participant_id null) is one of them.
   remoteMedia() {
     const out = [];
     if (!this.subPc) return out;
@@ -217,58 +224,30 @@ export class MeetingSession extends EventTarget {
     return out;
   }
 
+  // The track the server plays its spoken notices on ("This meeting is being recorded"), or null.
+  announcementTrack() {
+    const media = this.remoteMedia().find((m) => m.source === ANNOUNCEMENT_SOURCE);
+    return media ? media.track : null;
+  }
+
   // {participant_id: {source: {kind, framesDecoded, packetsReceived, bytesReceived}}}
-  async stats() {
-    const result = {};
-    const pc = this.subPc;
-    if (!pc) return result;
-    const midByTrackId = new Map();
-    for (const t of pc.getTransceivers()) midByTrackId.set(t.receiver.track.id, t.mid);
-    const report = await pc.getStats();
-    report.forEach((s) => {
-      if (s.type !== 'inbound-rtp') return;
-      const meta = this.subTracks.get(s.mid ?? midByTrackId.get(s.trackIdentifier));
-      if (!meta || meta.active === false) return;
-      const perParticipant = (result[meta.participant_id] ??= {});
-      perParticipant[meta.source] = {
-        kind: s.kind || meta.kind,
-        framesDecoded: s.framesDecoded ?? 0,
-        packetsReceived: s.packetsReceived ?? 0,
-        bytesReceived: s.bytesReceived ?? 0,
-      };
-    });
-    return result;
+  stats() {
+    return subscribeStats(this.subPc, this.subTracks);
+  }
+
+  // What arrived on the server's announcement track (null when none was offered).
+  announcementStats() {
+    return announcementStats(this.subPc, this.subTracks);
   }
 
   // Bytes received over every inbound RTP stream, whatever it carries (0 with no connection).
-  async inboundBytes() {
-    const pc = this.subPc;
-    if (!pc) return 0;
-    let total = 0;
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp') total += s.bytesReceived ?? 0;
-    });
-    return total;
+  inboundBytes() {
+    return inboundBytes(this.subPc);
   }
 
   // {source: {kind, packetsSent, bytesSent, framesEncoded}} summed over encodings.
-  async publishStats() {
-    const result = {};
-    const pc = this.pubPc;
-    if (!pc) return result;
-    const sourceByMid = new Map();
-    for (const [t, source] of this.pubSources) if (t.mid !== null) sourceByMid.set(t.mid, source);
-    const report = await pc.getStats();
-    report.forEach((s) => {
-      if (s.type !== 'outbound-rtp') return;
-      const source = sourceByMid.get(s.mid);
-      if (!source) return;
-      const acc = (result[source] ??= { kind: s.kind, packetsSent: 0, bytesSent: 0, framesEncoded: 0 });
-      acc.packetsSent += s.packetsSent ?? 0;
-      acc.bytesSent += s.bytesSent ?? 0;
-      acc.framesEncoded += s.framesEncoded ?? 0;
-    });
-    return result;
+  publishStats() {
+    return publishStats(this.pubPc, this.pubSources);
   }
 
   // Closes the socket as a network failure would (tests use it to exercise reconnecting).
@@ -425,7 +404,7 @@ export class MeetingSession extends EventTarget {
   }
 
   // Sends `msg` (with a fresh id) and resolves with the reply of type `replyType` echoing it.
-  request(msg, replyType) {
+  request(msg, replyType, { timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
     const id = this.newId();
     return new Promise((resolve, reject) => {
       if (!this.sendRaw({ ...msg, id })) {
@@ -435,7 +414,7 @@ export class MeetingSession extends EventTarget {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new Error(`no ${replyType} from the server`));
-      }, REQUEST_TIMEOUT_MS);
+      }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer, type: replyType });
     });
   }
@@ -496,6 +475,7 @@ export class MeetingSession extends EventTarget {
       case 'participant_left': this.onParticipantLeft(msg.participant_id); break;
       case 'chat': this.onChat(msg.message); break;
       case 'muted_by_host': this.onMutedByHost(msg); break;
+      case 'recording_state': this.recording.onMessage(msg); break;
       default: break;   // track_published / track_unpublished / pong: offers carry what we need
     }
   }
@@ -507,6 +487,7 @@ export class MeetingSession extends EventTarget {
     this.pingTimer = null;
     this.attempt = 0;
     if (this.state === 'joined') {   // sent back to the waiting room: drop everything we had
+      this.recording.reset();
       this.closePcs();
       this.participants = new Map();
       this.emit('participants');
@@ -557,6 +538,7 @@ export class MeetingSession extends EventTarget {
     this.startPing();
     this.subPc = this.createSubscribePc();
     this.pubPc = this.createPublishPc();
+    this.recording.onJoined();
     this.setState('joined');
     this.emit('participants');
     this.emit('chat', { message: null });
@@ -609,6 +591,10 @@ export class MeetingSession extends EventTarget {
     }
     if (this.settle(msg)) return;   // the request's caller reports it
     if (this.state !== 'joined') return;   // nothing to act on while waiting
+    if (msg.code === 'recording_failed') {
+      this.recording.onFailed(msg);
+      return;
+    }
     this.notice(msg.message || msg.code || 'server error', 'error');
   }
 
@@ -624,6 +610,7 @@ export class MeetingSession extends EventTarget {
       }
     }
     if (this.screenStream) this.addScreenTransceivers(pc);
+    this.recording.applyHold();   // a rejoin while consent is pending sends nothing either
     this.watchPc(pc, 'publish');
     return pc;
   }
@@ -636,6 +623,7 @@ export class MeetingSession extends EventTarget {
       const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
       this.pubSources.set(t, source);
     }
+    this.recording.applyHold();   // consent pending: the new tracks wait too
   }
 
   // Queues one offer/answer round on the publish PC; a round asked for while another is
@@ -764,6 +752,7 @@ export class MeetingSession extends EventTarget {
     this.closePcs();
     this.closeSocket();
     this.stopLocalMedia();
+    this.recording.reset();
     this.participants = new Map();
     this.waitingRoom = [];
     this.waitingReason = null;

@@ -11,7 +11,7 @@ function tileKey(participantId, source) {
 
 // Points a media element at `track` (or nothing), touching it only when that changes so
 // playing video does not flicker on every render.
-function attach(mediaEl, track, onBlocked) {
+export function attach(mediaEl, track, onBlocked) {
   const current = mediaEl.srcObject ? mediaEl.srcObject.getTracks()[0] : null;
   if (current === (track || null)) return;
   mediaEl.srcObject = track ? new MediaStream([track]) : null;
@@ -112,6 +112,9 @@ export class TileBoard {
       });
     }
     for (const media of session.remoteMedia()) {
+      // The server's spoken notices belong to nobody: the page plays them on its own
+      // <audio> element, never as a tile.
+      if (media.source === 'announcement' || !media.participant_id) continue;
       const pid = media.participant_id;
       const key = tileKey(pid, media.source);
       const person = session.participants.get(pid);
