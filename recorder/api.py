@@ -24,7 +24,6 @@ ones. See docs/recorder.md.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import sys
@@ -252,21 +251,10 @@ NOTICE_KINDS = ("recording-started", "recording-stopped", "transcription-started
 def notice_frames(kind: str) -> list[bytes]:
     """The spoken notice as 20 ms Opus packets (mono, 48 kHz) for the SFU's announcer.
 
-    kind: one of NOTICE_KINDS (or the recorder's own "started" / "stopped"). A
-    transcription notice without a clip of its own falls back to the recording one."""
-    if kind in _notice.NOTICE_TEXT:
-        return _notice.notice_frames(kind)
-    if kind not in NOTICE_KINDS:
+    kind: one of NOTICE_KINDS (or the recorder's own "started" / "stopped")."""
+    if kind not in NOTICE_KINDS and kind not in _notice.NOTICE_TEXT:
         raise ValueError(f"notice kind: {kind!r} is not one of {', '.join(NOTICE_KINDS)}")
-    return list(_clip(kind))
-
-
-@functools.cache
-def _clip(kind: str) -> tuple[bytes, ...]:
-    own = _notice.ASSETS / f"{kind}.opus-frames"
-    if own.is_file():
-        return tuple(_notice.parse_frames(own.read_bytes()))
-    return tuple(_notice.notice_frames("started" if kind.endswith("-started") else "stopped"))
+    return _notice.notice_frames(kind.removeprefix("recording-"))
 
 
 # ------------------------------------------------------------- starting the process

@@ -2,13 +2,14 @@
 """Render the recording notices with espeak-ng into recorder/assets/ (run once; the
 results are committed, so neither the server nor the tests need espeak-ng).
 
-For each notice (`started`, `stopped`) it writes:
-  recording-<kind>.ogg          48 kHz mono Ogg/Opus: what the recorder mixes in
-  recording-<kind>.opus-frames  the same Opus packets, 20 ms each, each preceded by its
+For each notice (`started`, `stopped`: recording-<kind>.*; `transcription-started`,
+`transcription-stopped`: <kind>.*) it writes:
+  <name>.ogg          48 kHz mono Ogg/Opus: what the recorder mixes in
+  <name>.opus-frames  the same Opus packets, 20 ms each, each preceded by its
                                 length as 2 bytes big-endian: what the SFU sends as RTP
                                 (one packet every 20 ms, timestamp += 960) with no codec
 
-    python scripts/make_notice.py [--out DIR]
+    python scripts/make_notice.py [--out DIR] [KIND ...]   (default: every kind)
 
 Needs `espeak-ng` (Debian: apt-get install -y espeak-ng) and the `av` package.
 """
@@ -127,12 +128,16 @@ def make(kind: str, out: Path) -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ASSETS, help=f"directory (default: {ASSETS})")
+    parser.add_argument("kinds", nargs="*", help=f"notices to render: {', '.join(NOTICE_TEXT)} (default: all)")
     args = parser.parse_args(argv)
+    unknown = [kind for kind in args.kinds if kind not in NOTICE_TEXT]
+    if unknown:
+        parser.error(f"unknown notice kind(s): {', '.join(unknown)}")
     if shutil.which("espeak-ng") is None:
         print("espeak-ng is not installed (Debian: apt-get install -y espeak-ng)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    for kind in NOTICE_TEXT:
+    for kind in args.kinds or NOTICE_TEXT:
         for path in make(kind, args.out):
             print(f"{path}  {path.stat().st_size} bytes")
     return 0

@@ -5,8 +5,10 @@ recorder/assets/:
 - `notice_frames(kind)`: the same audio as 20 ms Opus packets, for the SFU to send as
   RTP without any codec (one packet every 20 ms, RTP timestamp += 960 at 48 kHz).
 
-`kind` is "started" ("This meeting is being recorded.") or "stopped" ("Recording has
-stopped."). The `.opus-frames` format: each packet preceded by its length, 2 bytes
+`kind` is "started" ("This meeting is being recorded."), "stopped" ("Recording has
+stopped."), "transcription-started" or "transcription-stopped" (the same for
+transcription: the issue asks for the same notice when transcription starts, and a
+transcription-only session must not claim to be a recording). The `.opus-frames` format: each packet preceded by its length, 2 bytes
 big-endian; nothing else.
 """
 
@@ -25,6 +27,8 @@ FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
 NOTICE_TEXT = {
     "started": "This meeting is being recorded.",
     "stopped": "Recording has stopped.",
+    "transcription-started": "This meeting is being transcribed.",
+    "transcription-stopped": "Transcription has stopped.",
 }
 
 
@@ -33,14 +37,17 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"notice kind: {kind!r} is not one of {sorted(NOTICE_TEXT)}")
 
 
-def ogg_path(kind: str, directory: Path = ASSETS) -> Path:
+def _file_stem(kind: str) -> str:
     _check_kind(kind)
-    return directory / f"recording-{kind}.ogg"
+    return f"recording-{kind}" if kind in ("started", "stopped") else kind
+
+
+def ogg_path(kind: str, directory: Path = ASSETS) -> Path:
+    return directory / f"{_file_stem(kind)}.ogg"
 
 
 def frames_path(kind: str, directory: Path = ASSETS) -> Path:
-    _check_kind(kind)
-    return directory / f"recording-{kind}.opus-frames"
+    return directory / f"{_file_stem(kind)}.opus-frames"
 
 
 def pack_frames(packets: list[bytes]) -> bytes:
