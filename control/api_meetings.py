@@ -202,12 +202,17 @@ async def patch_meeting(request: web.Request) -> web.Response:
 
 
 async def delete_meeting(request: web.Request) -> web.Response:
-    """Host, customer admin or operator: the meeting ends (if live) and goes, with its chat."""
+    """Host, customer admin or operator: the meeting ends (if live) and goes, with its chat,
+    recordings and transcripts (nothing would list them once the meeting is gone)."""
+    from control.api_recordings import remove_meeting_recordings
+
     actor = await accounts.authenticate(request)
     meeting = await meeting_in_path(request, actor)
     state = get_state(request.app)
     # Live or not, people may be connected (waiting for the host): they are told and let go.
     await live.end_meeting(state, meeting.id, "meeting_deleted")
+    # Before the rows: when the storage refuses (502), the meeting stays and can be retried.
+    await remove_meeting_recordings(state, meeting)
     await state.store.remove_meeting(meeting.id)
     await accounts.audit(
         state, request, actor, "meeting.delete", "meeting", meeting.id, meeting_number=meeting.meeting_number

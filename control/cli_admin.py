@@ -251,7 +251,11 @@ def meeting_end(client: Client, args: argparse.Namespace) -> None:
 
 def meeting_remove_content(client: Client, args: argparse.Namespace) -> None:
     result = client.call("DELETE", _number_path(args.number) + "/content")
-    print(f"meeting {result['meeting_number']}: removed {result['removed']['chat_messages']} chat message(s)")
+    removed = result["removed"]
+    print(
+        f"meeting {result['meeting_number']}: removed {removed['chat_messages']} chat message(s), "
+        f"{removed.get('recordings', 0)} recording(s)/transcript(s) with {removed.get('files', 0)} file(s)"
+    )
 
 
 # ---------------------------------------------------------------------- parsers
@@ -307,7 +311,7 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("--customer", metavar="ID")
     listing.add_argument("--host", metavar="ID")
     _command(meeting, "end", "end a live meeting for everyone", meeting_end).add_argument("number")
-    _command(meeting, "remove-content", "remove a meeting's chat", meeting_remove_content).add_argument("number")
+    _command(meeting, "remove-content", "remove a meeting's chat, recordings and transcripts", meeting_remove_content).add_argument("number")
 
 
 def run_admin(args: argparse.Namespace) -> int:

@@ -312,6 +312,20 @@ async def test_operator_content_removal_takes_recordings_and_transcripts(conclav
     assert not (root / first.key_prefix).exists() and not (root / second.key_prefix).exists()
 
 
+async def test_deleting_a_meeting_takes_its_recordings(conclave_server, tmp_path):
+    server = conclave_server
+    meeting = await server.create_meeting()
+    other = await server.create_meeting()
+    root = tmp_path / "store"
+    await local_storage(server, meeting["customer_id"], root)
+    gone, _ = await recorded(server, meeting, root, {"a.ogg": b"1"})
+    kept, _ = await recorded(server, other, root, {"b.ogg": b"2"})
+    await server.call("DELETE", f"/meetings/{meeting['number']}", token=meeting["host_session"], expect=204)
+    assert await server.state.store.list_recordings(meeting["meeting_id"]) == []
+    assert not (root / gone.key_prefix).exists()
+    assert (root / kept.key_prefix / "b.ogg").read_bytes() == b"2"
+
+
 # ---------------------------------------------------------------------- transcripts
 
 
