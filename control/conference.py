@@ -275,6 +275,7 @@ class Conference:
                 "participants": [p.public() for p in others],
                 "tracks": [t.public() for t in meeting.tracks() if t.participant_id != participant_id],
                 "chat": chat,
+                "may_transcribe": participant.may_transcribe,
                 "ice_servers": [],
             }
             if message_id is not None:

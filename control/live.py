@@ -181,6 +181,7 @@ async def _state_on_connect(
 
 async def _admit_connected(state: Any, meeting: Meeting, participant: Participant, message_id: Any = None) -> None:
     chat = await chat_history(state, meeting.meeting_id)
+    participant.may_transcribe = await _may_transcribe(state, meeting, participant)
     await state.conference.join(meeting, participant, chat, message_id)
     meeting.admitted_ids.add(participant.participant_id)
     _event(
@@ -193,6 +194,16 @@ async def _admit_connected(state: Any, meeting: Meeting, participant: Participan
     )
     if participant.may("moderate"):
         await notify_waiting_room(state, meeting, only=participant)
+
+
+async def _may_transcribe(state: Any, meeting: Meeting, participant: Participant) -> bool:
+    try:
+        limits = await limits_of(state, meeting.customer_id)
+    except ApiError:
+        return False
+    if not limits.get("transcription_allowed", True):
+        return False
+    return participant.is_host or bool(limits.get("participants_may_transcribe"))
 
 
 async def disconnected(state: Any, meeting: Meeting, participant: Participant, was_admitted: bool) -> None:

@@ -98,6 +98,7 @@ class Participant:
         "announcer_consumer_id",
         "subscribe_connected",
         "media_held",
+        "may_transcribe",
     )
 
     def __init__(
@@ -136,6 +137,9 @@ class Participant:
         # Consent pending (policy `require`): everything they publish stays paused on the
         # media server until they choose Continue, whatever they mute or unmute meanwhile.
         self.media_held = False
+        # Whether they may start transcription themselves (the host, or anyone when the
+        # customer allows participants to): told in `joined` so the client shows the button.
+        self.may_transcribe = role == "host"
 
     @property
     def is_host(self) -> bool:

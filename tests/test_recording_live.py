@@ -491,3 +491,31 @@ async def test_recording_follows_the_meeting_to_a_new_worker(conclave_server_fac
         assert {r.track_id for r in rows if r.kind == "track"} == before | after  # both routers' tracks
     finally:
         await stop_all(host, guest)
+
+
+async def test_participants_transcribe_only_where_the_customer_allows_it(conclave_server, tmp_path):
+    server = conclave_server
+    allowed = await recording_host(server, tmp_path / "a", participants_may_transcribe=True)
+    refused = await recording_host(server, tmp_path / "b")
+    bots: list[Bot] = []
+    try:
+        for owner, may in ((allowed, True), (refused, False)):
+            meeting = await server.create_meeting(host=owner)
+            host = await host_bot(server, meeting, publish_video=False)
+            guest = server.bot(meeting, "guest")
+            bots += [host, guest]
+            joined = await guest.start(publish_video=False)
+            assert joined["may_transcribe"] is may  # the web client shows the button on this
+            request = {"type": "transcription", "action": "start"}
+            if not may:
+                with pytest.raises(SignalingError) as refusal:
+                    await guest.signaling.request(request, timeout=30)
+                assert refusal.value.code == "forbidden"
+                continue
+            await guest.signaling.request(request, timeout=30)
+            state = await wait_state(host, False)
+            assert state["transcription"] is True and state["by"] == "guest"
+            await guest.signaling.request({"type": "transcription", "action": "stop"}, timeout=30)
+            await host.wait_until(lambda: states(host)[-1]["transcription"] is False, 10, "transcription off")
+    finally:
+        await stop_all(*bots)

@@ -277,6 +277,7 @@ function renderControls() {
 }
 
 function renderHostControls() {
+  renderRecordingControls();  // participants may have the transcription button too
   const isHost = !!host && session.state !== 'left';
   $('toggle-lock').hidden = !isHost;
   $('end-for-all').hidden = !isHost;
@@ -288,17 +289,18 @@ function renderHostControls() {
     disabled: host.busy.has('lock') || session.state !== 'joined', off: false,
   });
   $('toggle-lock').classList.toggle('active', host.locked);
-  renderRecordingControls();
 }
 
-// The host's Start/Stop recording and transcription buttons.
+// The host's Start/Stop recording and transcription buttons (transcription also for
+// participants when the customer allows it: `joined` says so).
 function renderRecordingControls() {
   const isHost = !!host && session.state !== 'left';
   const control = session.recording;
   for (const kind of ['recording', 'transcription']) {
     const button = $(`toggle-${kind}`);
-    button.hidden = !isHost;
-    if (!isHost) continue;
+    const allowed = isHost || (kind === 'transcription' && session.mayTranscribe && session.state === 'joined');
+    button.hidden = !allowed;
+    if (!allowed) continue;
     const on = control.state[kind];
     const noun = kind === 'recording' ? 'recording' : 'transcription';
     setControl(button, {

@@ -85,6 +85,7 @@ export class MeetingSession extends EventTarget {
     this.token = null;
     this.needFreshToken = false;
     this.role = 'participant';            // 'host' when our token carries the moderate grant
+    this.mayTranscribe = false;           // `joined` says whether we may start transcription
     this.waitingReason = null;            // waiting_room | waiting_for_host while state is waiting
     this.waitingRoom = [];                // (host) people waiting: [{participant_id, name, ...}]
     this.ended = null;                    // {kind, reason} once state is left
@@ -527,6 +528,7 @@ export class MeetingSession extends EventTarget {
     clearTimeout(this.joinTimer);
     this.waitingReason = null;
     if (msg.role === 'host' || msg.role === 'participant') this.role = msg.role;
+    this.mayTranscribe = msg.may_transcribe === true;
     // Back as the same participant: keep the chat seen so far (history may be capped).
     if (msg.participant_id !== this.participantId) this.chat = [];
     this.participantId = msg.participant_id;
