@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench import scenarios
 from bench.media import MediaParams
 from bench.meetings import HostLogin
@@ -65,6 +67,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--realtime", action="store_true", help="pinned workers run SCHED_FIFO (root; starves other work on their CPU)"
     )
     parser.add_argument("--server-root", type=Path, help="source tree `conclave serve` runs from (default: this one)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a setting of the server the bench starts, e.g. sfu.pli_min_interval_s=0.1 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--video-kbps", type=int, default=1000)
     parser.add_argument("--size", default="640x360", help="video WIDTHxHEIGHT")
@@ -91,7 +97,20 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         quiet=args.quiet,
         host_login=HostLogin(args.host_email, args.host_password or "") if args.host_email else None,
         realtime=args.realtime,
+        server_config=server_settings(args.set),
     )
+
+
+def server_settings(items: list[str]) -> dict[str, dict[str, Any]]:
+    """["sfu.pli_min_interval_s=0.1", ...] -> {"sfu": {"pli_min_interval_s": 0.1}} (values as YAML)."""
+    settings: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not section or not key:
+            raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        settings.setdefault(section, {})[key] = yaml.safe_load(text)
+    return settings
 
 
 def run_scenario(args: argparse.Namespace) -> Report:
@@ -119,6 +138,8 @@ def run_scenario(args: argparse.Namespace) -> Report:
     else:
         raise SystemExit(f"unknown scenario {name}")
     params.update(workers=options.workers, duration_s=options.duration_s, video=f"{args.size}@{args.fps} {args.video_kbps} kbps")
+    if args.set:
+        params["server_settings"] = ",".join(args.set)
     return run_plan(name, plan, params, options)
 
 

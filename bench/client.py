@@ -228,6 +228,7 @@ class ClientProcess:
                 "window": {k: v - base.get(k, 0) for k, v in counters.items()},
                 "total": counters,
                 "join_time_s": participant.subscriber.join_time,
+                "keyframe_wait_s": participant.subscriber.keyframe_wait,
                 "errors": participant.errors[-5:],
                 "publishing": participant.publisher is not None,
             }

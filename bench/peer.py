@@ -168,6 +168,7 @@ class Link:
         self.tx: pylibsrtp.Session | None = None
         self.dtls: DtlsSession | None = None
         self.connected = asyncio.Event()
+        self.connected_at: float | None = None  # wall clock (as the kernel's receive stamps)
         self.failed: str | None = None
         self.on_rtp: Callable[[bytes, float], None] = lambda data, ts: None
         self.on_rtcp: Callable[[bytes], None] = lambda data: None
@@ -209,6 +210,8 @@ class Link:
 
     def _on_dtls_connected(self, rx: object, tx: object) -> None:
         self.rx, self.tx = rx, tx  # type: ignore[assignment]
+        if self.connected_at is None:
+            self.connected_at = time.time()
         self.connected.set()
 
     def _on_dtls_down(self, state: str) -> None:
@@ -584,6 +587,13 @@ class Subscriber:
     @property
     def join_time(self) -> float | None:
         return None if self.first_video_at is None else self.first_video_at - self.join_started
+
+    @property
+    def keyframe_wait(self) -> float | None:
+        """The part of join_time after our DTLS was up: the SFU's keyframe request, the
+        publisher's answer and its forwarding (the rest is signaling, ICE and DTLS)."""
+        connected = self.link.connected_at
+        return None if self.first_video_at is None or connected is None else self.first_video_at - connected
 
     def counters(self) -> dict[str, int]:
         streams = self.streams.values()

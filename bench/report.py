@@ -188,6 +188,12 @@ def build_report(
     join_times = [
         p["join_time_s"] * 1000 for r in client_reports for p in r["participants"].values() if p["join_time_s"] is not None
     ]
+    keyframe_waits = [
+        p["keyframe_wait_s"] * 1000
+        for r in client_reports
+        for p in r["participants"].values()
+        if p.get("keyframe_wait_s") is not None
+    ]
     subscribers = [p for r in client_reports for p in r["participants"].values() if p["total"].get("streams", 0)]
     publishers = [p for r in client_reports for p in r["participants"].values() if p["publishing"]]
     pub_sent = sum(p["window"].get("pub_packets_sent", 0) for p in publishers)
@@ -236,6 +242,9 @@ def build_report(
             "p99": percentile(join_times, 0.99),
             "max": max(join_times) if join_times else None,
             "count": float(len(join_times)),
+            # after our DTLS was up: keyframe request, answer, forwarding
+            "keyframe_wait_p50": percentile(keyframe_waits, 0.50),
+            "keyframe_wait_p99": percentile(keyframe_waits, 0.99),
         },
         publishers={
             "count": len(publishers),
@@ -303,6 +312,10 @@ def format_table(report: Report) -> str:
             "join time p50 / p99 / max",
             " / ".join(_fmt(report.join_time_ms[k], 0) for k in ("p50", "p99", "max"))
             + f" ms ({int(report.join_time_ms['count'])} joins)",
+        ),
+        (
+            "  of which DTLS up to keyframe p50 / p99",
+            " / ".join(_fmt(report.join_time_ms.get(k), 0) for k in ("keyframe_wait_p50", "keyframe_wait_p99")) + " ms",
         ),
         *(
             [("passive subscribers: pkts/s delivered", f"{_fmt(report.loss['pps_delivered_to_passive_subscribers'])} to {report.loss['passive_subscribers']} (kernel count, not checked)")]

@@ -56,6 +56,7 @@ class RunOptions:
     join_concurrency: int = 4
     host_login: HostLogin | None = None  # with --url, for a server with accounts
     realtime: bool = False  # workers SCHED_FIFO (pinned runs only)
+    server_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # --set: {section: {key: value}}
     quiet: bool = False
     log_level: str = "WARNING"
 
@@ -93,6 +94,7 @@ def run_plan(
         control_cpus=client_cpus,
         realtime=options.realtime and server_cpus is not None,
         root=options.server_root,
+        extra_config=options.server_config,
     )
     processes = options.processes or max(1, len(client_cpus or []) or 1)
     pool = ClientPool(processes, client_cpus, options.media, options.log_level)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_PARTICIPANTS = 1000
+MAX_PARTICIPANTS = 1024  # 1000 subscribers + their publishers fit
 AV = ["audio", "video"]
 
 

@@ -154,8 +154,8 @@ def scrape(base_url: str, timeout: float = 5.0) -> dict[int, WorkerSample]:
 
 # Limits lifted for load: many live meetings per host, big meetings (bounded by the bench).
 BENCH_CONFIG = {
-    "signaling": {"max_participants_per_meeting": 1000},
-    "limits": {"max_live_meetings_per_host": 1000, "max_concurrent_meetings": 1000, "max_participants_per_meeting": 1000},
+    "signaling": {"max_participants_per_meeting": 1024},
+    "limits": {"max_live_meetings_per_host": 1024, "max_concurrent_meetings": 1024, "max_participants_per_meeting": 1024},
 }
 INITIAL_HOST_EMAIL = "admin@localhost"
 INITIAL_HOST_PASSWORD_FILE = "initial-host-password"

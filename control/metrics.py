@@ -12,8 +12,9 @@ import contextlib
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from control.meetings import MeetingRegistry
 from control.workers import WorkerSupervisor
@@ -40,6 +41,15 @@ WORKER_GAUGES = {
     "cpu_seconds": ("conclave_worker_cpu_seconds", "CPU time (user+system) of the current worker process"),
     "rss_bytes": ("conclave_worker_resident_memory_bytes", "Resident memory of the worker process"),
 }
+# The worker samples one packet in 256 per producer: the time from the producer to the
+# last consumer's send, as cumulative counters `forward_time_us_le_<bound>` (…`_le_inf`),
+# `forward_time_us_sum` and `forward_time_samples` (sfu/engine/stats.py). The bounds are
+# read from the keys, so a worker with other buckets needs no change here.
+FORWARD_TIME_BUCKET_PREFIX = "forward_time_us_le_"
+FORWARD_LATENCY = (
+    "conclave_sfu_forward_latency_seconds",
+    "Time from a packet reaching its producer to the last consumer's send, sampled on one packet in 256",
+)
 
 
 class LoopLagMonitor:
@@ -115,6 +125,37 @@ class _StateCollector(Collector):
         yield from counters.values()
         yield dropped
         yield from gauges.values()
+        yield _forward_latency(workers)
+
+
+def _forward_latency(workers: list) -> Metric:
+    family = HistogramMetricFamily(*FORWARD_LATENCY, labels=["worker"])
+    for worker in workers:
+        totals = worker.counters()  # this slot's processes together: buckets stay cumulative
+        buckets = forward_latency_buckets(totals)
+        if buckets:
+            family.add_metric([str(worker.index)], buckets, sum_value=totals.get("forward_time_us_sum", 0) / 1e6)
+    return family
+
+
+def forward_latency_buckets(counters: dict[str, int]) -> list[tuple[str, float]]:
+    """[(le in seconds, cumulative count), ..., ("+Inf", count)] from a worker's counters;
+    [] when it reported no histogram. _count is the +Inf bucket, i.e. forward_time_samples."""
+    bounds: list[tuple[float, int]] = []
+    for key, value in counters.items():
+        if key.startswith(FORWARD_TIME_BUCKET_PREFIX):
+            bound = key[len(FORWARD_TIME_BUCKET_PREFIX) :]
+            try:
+                micros = float(bound)  # "inf" too
+            except ValueError:
+                continue
+            bounds.append((micros, value))
+    if not bounds:
+        return []
+    bounds.sort()
+    if bounds[-1][0] != float("inf"):
+        bounds.append((float("inf"), counters.get("forward_time_samples", bounds[-1][1])))
+    return [(floatToGoString(micros / 1e6), float(count)) for micros, count in bounds]
 
 
 class LabeledCounter(Collector):

@@ -78,7 +78,8 @@ def test_fanout_smoke_run_produces_a_report(tmp_path):
     assert report["join_time_ms"]["count"] == 2  # both subscribers got a keyframe
     assert report["checks"]["srtp_failed"] == 0 and report["checks"]["unknown_ssrc"] == 0
     assert report["latency_us"]["samples"] > 0
-    assert report["workers"] and report["workers"][0]["consumers"] == 4
+    # Two subscribers × audio + video, and every participant's consumer of the announcer.
+    assert report["workers"] and report["workers"][0]["consumers"] == 2 * 2 + 3
     assert report["cpu_us_per_packet_out"] is not None
 
     started = [w["pid"] for w in report["workers"]] + report["generator"]["pids"]

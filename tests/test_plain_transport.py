@@ -5,6 +5,7 @@
   pylibsrtp and checks sequence continuity; NACK and PLI travel back over SRTCP.
 - an aiortc publisher's VP8 leaves through a plain transport (recorder feed).
 - bad input and bad requests are counted or refused, never a traceback.
+- sending goes through a duplicate of the transport's socket, falling back to the transport.
 """
 
 from __future__ import annotations
@@ -478,6 +479,59 @@ async def test_closing_cascades_and_frees_the_port(worker):
         assert probe.getsockname()[1] == info.port
     finally:
         probe.close()
+
+
+class RefusingSocket:
+    """In place of a transport's duplicated send socket: every sendto raises `error`."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def sendto(self, data, addr):
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+async def test_sends_through_a_duplicate_of_its_socket_and_falls_back_to_the_transport(worker):
+    inbound = await worker.handle(api.PlainTransportCreate(router_id="r", transport_id="in"))
+    produced = await worker.handle(
+        api.PlainProducerCreate(transport_id="in", kind="audio", codec_name="opus", clock_rate=48000, payload_type=111, ssrc=5)
+    )
+    sender, receiver = UdpPeer(), UdpPeer()
+    out_info = await worker.handle(api.PlainTransportCreate(router_id="r", transport_id="out"))
+    await worker.handle(api.PlainTransportConnect(transport_id="out", remote_ip="127.0.0.1", remote_port=receiver.port))
+    await worker.handle(api.ConsumerCreate(transport_id="out", consumer_id="c", producer_id=produced.producer.producer_id))
+    out = worker.plain_transports["out"]
+    duplicate = out._send_socket
+    try:
+        assert duplicate is not None and duplicate.fileno() != out.udp.get_extra_info("socket").fileno()
+        loop = asyncio.get_running_loop()
+
+        async def forward(seq: int) -> tuple[bytes, tuple[str, int]] | None:
+            sender.send_rtp(rtp.build_packet(111, seq, 960 * seq, 5, payload=bytes([seq]) * 40), inbound.port)
+            try:
+                return await asyncio.wait_for(loop.sock_recvfrom(receiver.sock, 2048), 1.0)
+            except asyncio.TimeoutError:
+                return None
+
+        data, source = await forward(1)
+        assert source == ("127.0.0.1", out_info.port) and data[-40:] == bytes([1]) * 40  # from the transport's port
+        out._send_socket = RefusingSocket(BlockingIOError())  # type: ignore[assignment]
+        data, source = await forward(2)  # the kernel's buffer was full: the event loop transport sends it
+        assert source == ("127.0.0.1", out_info.port) and data[-40:] == bytes([2]) * 40
+        out._send_socket = RefusingSocket(OSError(1, "not permitted"))  # type: ignore[assignment]
+        assert await forward(3) is None  # dropped like the transport drops it: no exception on the hot path
+        assert (await stats(worker)).dropped.get("internal_error", 0) == 0
+        out._send_socket = duplicate
+        data, _ = await forward(4)
+        assert data[-40:] == bytes([4]) * 40
+        await worker.handle(api.TransportClose(transport_id="out"))
+        assert out._send_socket is None and duplicate.fileno() == -1  # the duplicate is closed with the transport
+    finally:
+        sender.close()
+        receiver.close()
 
 
 # ---------------------------------------------------------------- over the real channel

@@ -155,13 +155,10 @@ class FanOut:
 class OursForwarder:
     """The bench's view of one worker running one fan-out (the same interface as the others)."""
 
-    def __init__(self, srtp: bool, cpu: int | None, name: str | None = None, index: int = 0,
-                 fast_plain_srtp: bool = False) -> None:
+    def __init__(self, srtp: bool, cpu: int | None, name: str | None = None, index: int = 0) -> None:
         self.name = name or ("ours+srtp" if srtp else "ours")
         self.srtp = srtp
-        self.fast_plain_srtp = fast_plain_srtp
-        module = "bench.plainrtp.fast_worker" if fast_plain_srtp else "sfu.worker"
-        self.worker = WorkerProcess(cpu, index, module)
+        self.worker = WorkerProcess(cpu, index)
         self.fanout: FanOut | None = None
 
     @property
@@ -208,6 +205,4 @@ class OursForwarder:
         self.worker.stop()
 
     def describe(self) -> str:
-        variant = (" (variant: plain.py with FastSrtp and sendto on the socket, as webrtc.py)"
-                   if self.fast_plain_srtp else "")
-        return "sfu.worker: plain transport in, " + ("SRTP (SDES) " if self.srtp else "") + "plain consumers x N" + variant
+        return "sfu.worker: plain transport in, " + ("SRTP (SDES) " if self.srtp else "") + "plain consumers x N"

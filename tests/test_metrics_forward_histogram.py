@@ -1,0 +1,141 @@
+"""/metrics of a served worker after real forwarding: the sampled fan-out time as a
+Prometheus histogram in seconds, and drops by reason.
+
+A live server (control + a real worker process, 127.0.0.1); the test drives that worker
+over control's own channel with plain RTP transports (docs/plain-rtp.md): one producer,
+a fan-out of 4 to a UDP sink, then bad packets of two kinds. /metrics is parsed with
+prometheus_client's text parser and checked against the worker's own counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from sfu import api
+from sfu.engine.stats import FORWARD_TIME_BUCKETS_US, FORWARD_TIME_SAMPLE_EVERY
+from sfu.wire import rtp
+
+HISTOGRAM = "conclave_sfu_forward_latency_seconds"
+DROPPED = "conclave_worker_packets_dropped"
+FANOUT = 4
+PACKETS = 4 * FORWARD_TIME_SAMPLE_EVERY  # enough for several samples
+SSRC = 4321
+
+
+async def scrape(base_url: str) -> dict[str, object]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/metrics") as response:
+            assert response.status == 200
+            text = await response.text()
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def dropped_by_reason(families: dict[str, object]) -> dict[str, float]:
+    family = families[DROPPED]
+    assert family.type == "counter"
+    return {s.labels["reason"]: s.value for s in family.samples if s.name == DROPPED + "_total" and s.labels["worker"] == "0"}
+
+
+async def test_forward_latency_histogram_and_drops_by_reason_in_metrics(conclave_server):
+    supervisor = conclave_server.state.supervisor
+    worker = supervisor.workers[0]
+
+    async def request(message: api.Message) -> api.Message:
+        return await supervisor.request(0, worker.generation, message)
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sink.bind(("127.0.0.1", 0))
+    sink.setblocking(False)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.1", 0))
+    try:
+        await supervisor.refresh_stats()
+        before = dropped_by_reason(await scrape(conclave_server.base_url))
+
+        await request(api.RouterCreate(router_id="histogram"))
+        info = await request(api.PlainTransportCreate(router_id="histogram", transport_id="h-in", listen_ip="127.0.0.1"))
+        produced = await request(
+            api.PlainProducerCreate(
+                transport_id="h-in", kind="audio", codec_name="opus", clock_rate=48000, payload_type=111, ssrc=SSRC,
+                channels=2,
+            )
+        )  # fmt: skip
+        for i in range(FANOUT):
+            await request(api.PlainTransportCreate(router_id="histogram", transport_id=f"h-out{i}", listen_ip="127.0.0.1"))
+            await request(
+                api.PlainTransportConnect(transport_id=f"h-out{i}", remote_ip="127.0.0.1", remote_port=sink.getsockname()[1])
+            )
+            await request(
+                api.ConsumerCreate(transport_id=f"h-out{i}", consumer_id=f"h-c{i}", producer_id=produced.producer.producer_id)
+            )
+
+        loop = asyncio.get_running_loop()
+        received = 0
+        target = ("127.0.0.1", info.port)
+        for seq in range(PACKETS):
+            sender.sendto(rtp.build_packet(111, seq, 960 * seq, SSRC, payload=bytes(80)), target)
+            if seq % 32 == 31:  # paced: never more in flight than the sockets hold
+                await asyncio.sleep(0.002)
+                while True:
+                    try:
+                        sink.recv(2048)
+                        received += 1
+                    except BlockingIOError:
+                        break
+        # Two kinds of bad input, counted by reason: an SSRC nobody produces (from the
+        # learned sender) and a second sender once the first one is known.
+        for seq in range(5):
+            sender.sendto(rtp.build_packet(111, seq, 0, SSRC + 1, payload=bytes(20)), target)
+        for seq in range(3):
+            stranger.sendto(rtp.build_packet(111, seq, 0, SSRC, payload=bytes(20)), target)
+        deadline = loop.time() + 5
+        while received < PACKETS * FANOUT and loop.time() < deadline:
+            try:
+                await asyncio.wait_for(loop.sock_recv(sink, 2048), 0.5)
+                received += 1
+            except asyncio.TimeoutError:
+                break
+        assert received >= PACKETS * FANOUT * 0.99  # forwarding happened (loopback may drop a few)
+        await asyncio.sleep(0.1)
+
+        await supervisor.refresh_stats()
+        families = await scrape(conclave_server.base_url)
+        worker_stats = await request(api.WorkerGetStats())
+    finally:
+        for s in (sink, sender, stranger):
+            s.close()
+
+    # Drops by reason: exactly what was sent, under its reason.
+    after = dropped_by_reason(families)
+    assert after.get("unknown_ssrc", 0) - before.get("unknown_ssrc", 0) == 5
+    assert after.get("unknown_peer", 0) - before.get("unknown_peer", 0) == 3
+
+    # The histogram: one series for worker 0, buckets in seconds from the worker's bounds.
+    family = families[HISTOGRAM]
+    assert family.type == "histogram"
+    samples = [s for s in family.samples if s.labels.get("worker") == "0"]
+    buckets = [(float(s.labels["le"]), s.value) for s in samples if s.name == HISTOGRAM + "_bucket"]
+    count = next(s.value for s in samples if s.name == HISTOGRAM + "_count")
+    total = next(s.value for s in samples if s.name == HISTOGRAM + "_sum")
+    bounds = [le for le, _ in buckets]
+    assert bounds == [*(b / 1e6 for b in FORWARD_TIME_BUCKETS_US), math.inf]
+    cumulative = [value for _, value in buckets]
+    assert cumulative == sorted(cumulative) and cumulative[-1] == count
+    assert 1 <= count <= PACKETS // FORWARD_TIME_SAMPLE_EVERY + 1  # one packet in 256 is timed
+    assert 0 < total < count  # seconds: each fan-out of 4 took well under a second
+
+    # The same numbers the worker reports, converted to seconds (stats are unchanged since:
+    # nothing was sent after the last packets drained).
+    counters = worker_stats.counters
+    assert count == counters["forward_time_samples"] == counters["forward_time_us_le_inf"]
+    assert math.isclose(total, counters["forward_time_us_sum"] / 1e6)
+    for bound, (_, value) in zip(FORWARD_TIME_BUCKETS_US, buckets):
+        assert value == counters[f"forward_time_us_le_{bound}"]
