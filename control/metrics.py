@@ -31,6 +31,8 @@ WORKER_COUNTERS = {
     "nack_answered": ("conclave_worker_nack_answered", "Retransmissions the worker sent"),
     "pli_sent": ("conclave_worker_pli_sent", "Keyframe requests (PLI) sent to publishers"),
     "pli_received": ("conclave_worker_pli_received", "Keyframe requests (PLI) received from subscribers"),
+    "notice_plays": ("conclave_worker_notice_plays", "In-band notices (recording/transcription) started"),
+    "notice_packets_sent": ("conclave_worker_notice_packets_sent", "RTP packets of in-band notices sent"),
 }
 # Worker stats gauge key -> (metric name, help).
 WORKER_GAUGES = {

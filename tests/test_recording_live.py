@@ -253,8 +253,32 @@ async def test_recording_notice_ledger_and_files(conclave_server, tmp_path):
         assert [m["text"] for m in manifest["chat"]] == ["said while recording"]
         assert manifest["stopped_at"] > manifest["started_at"] and manifest["software"]["name"] == "conclave"
         assert {t["track_id"] for t in manifest["tracks"]} == published and manifest["mix"]["segments"]
+
+        # What an SRE sees: the notices the worker played, what the recorder wrote.
+        await server.state.supervisor.refresh_stats()
+        from control.recording import service
+
+        await service(server.state).recorder.refresh_stats()
+        metrics = await scrape(server)
+        assert metrics["conclave_worker_notice_plays_total"] >= 3  # start, late joiner, stop
+        assert metrics["conclave_worker_notice_packets_sent_total"] >= 3 * NOTICE_FRAMES
+        assert metrics["conclave_recording_segments_flushed_total"] >= len([r for r in rows if r.kind == "track"])
+        assert metrics["conclave_recording_bytes_written_total"] > 0
     finally:
         await stop_all(host, guest, late)
+
+
+async def scrape(server) -> dict[str, float]:
+    """/metrics summed over labels, by sample name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as session, session.get(server.base_url + "/metrics") as response:
+        text = await response.text()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
 
 
 def frames(bot: Bot, participant_id: str, source: str) -> int:
