@@ -29,6 +29,7 @@ from control.accounts import Actor
 from control.api_sessions import moderator
 from control.errors import ApiError
 from control.permissions import forbidden, require_customer_admin, require_meeting_access
+from control.protocol import transcription_hints
 from control.rest import display_number, invalid, iso_time, json_body
 from control.state import AppState, get_state
 from control.storage_settings import public_view, storage_for, validate_storage_settings
@@ -244,10 +245,16 @@ async def _participant_transcribing(request: web.Request, token: str, claims: to
 async def transcription_action(request: web.Request) -> web.Response:
     meeting, by = await _transcription_caller(request)
     state = get_state(request.app)
-    action = _action(await json_body(request))
+    body = await json_body(request)
+    action = _action(body)
+    try:
+        hints = transcription_hints(body.get("hints"))
+    except ValueError as exc:
+        field, _, problem = str(exc).partition(": ")
+        raise invalid(field, problem) from None
     live = await _live_functions()
     if action == "start":
-        await live.start_transcription(state, meeting, by)
+        await live.start_transcription(state, meeting, by, hints=hints)
     else:
         await live.stop_transcription(state, meeting, by)
     return web.json_response(await _active_kinds(state, meeting))

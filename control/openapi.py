@@ -238,6 +238,9 @@ BODIES: dict[str, Schema] = {
         closed=False,
     ),
     "RecordingAction": _obj({"action": {"enum": ["start", "stop"]}}, ["action"], closed=False),
+    "TranscriptionAction": _obj({"action": {"enum": ["start", "stop"]},
+                                 "hints": {"type": "array", "maxItems": 50, "items": {"type": "string"}}},
+                                ["action"], closed=False),
     "MeetingCreate": _obj(MEETING_FIELDS, [], closed=False),
     "MeetingPatch": _obj(MEETING_FIELDS, [], closed=False),
 }
@@ -469,8 +472,8 @@ def _recording_paths() -> dict[str, Schema]:
         f"{mtg}/recording": {"post": _operation(
             "Start or stop recording (the meeting's host)", (200, ACTIVE_OUT), body="RecordingAction", tag="host")},
         f"{mtg}/transcription": {"post": _operation(
-            "Start or stop transcription (the host; participants where allowed)", (200, ACTIVE_OUT),
-            body="RecordingAction", tag="host")},
+            "Start or stop transcription (the host; participants where allowed), with vocabulary hints",
+            (200, ACTIVE_OUT), body="TranscriptionAction", tag="host")},
         f"{mtg}/recordings": {"get": _operation(
             "The meeting's recordings with their files (host, customer admin)",
             (200, _obj({"meeting_number": DISPLAY_NUMBER,

@@ -194,19 +194,29 @@ def _recording(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
     return {"action": _one_of(data, "action", ("start", "stop"))}
 
 
+def transcription_hints(hints: Any) -> list[str]:
+    """Vocabulary hints (names, terms) as given over signaling or REST; ValueError naming
+    what is wrong (the text starts with the field name)."""
+    if hints is None:
+        return []
+    if not isinstance(hints, list):
+        raise ValueError("hints: expected a list of strings")
+    if len(hints) > MAX_HINTS:
+        raise ValueError(f"hints: at most {MAX_HINTS}")
+    for index, hint in enumerate(hints):
+        if not isinstance(hint, str) or not hint.strip() or len(hint) > MAX_HINT_CHARS:
+            raise ValueError(f"hints[{index}]: expected a non-empty string of at most {MAX_HINT_CHARS} characters")
+        if _has_control_chars(hint):
+            raise ValueError(f"hints[{index}]: must not contain control characters")
+    return list(hints)
+
+
 def _transcription(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
-    hints = data.get("hints")
-    if hints is not None:
-        if not isinstance(hints, list):
-            raise _Invalid("hints: expected a list of strings")
-        if len(hints) > MAX_HINTS:
-            raise _Invalid(f"hints: at most {MAX_HINTS}")
-        for index, hint in enumerate(hints):
-            if not isinstance(hint, str) or not hint.strip() or len(hint) > MAX_HINT_CHARS:
-                raise _Invalid(f"hints[{index}]: expected a non-empty string of at most {MAX_HINT_CHARS} characters")
-            if _has_control_chars(hint):
-                raise _Invalid(f"hints[{index}]: must not contain control characters")
-    return {"action": _one_of(data, "action", ("start", "stop")), "hints": list(hints or [])}
+    try:
+        hints = transcription_hints(data.get("hints"))
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+    return {"action": _one_of(data, "action", ("start", "stop")), "hints": hints}
 
 
 def _consent(data: dict[str, Any], limits: Limits) -> dict[str, Any]:

@@ -582,3 +582,19 @@ async def test_start_and_stop_through_rest(conclave_server, tmp_path):
     assert recording["state"] == "active" and recording["kind"] == "recording"
     stopped = await server.call("POST", path, token=meeting["host_token"], json_body={"action": "stop"})
     assert stopped == {"meeting_number": meeting["meeting_number"], "recording": False, "transcription": False}
+
+
+async def test_transcription_hints_through_rest(conclave_server, tmp_path):
+    server = conclave_server
+    meeting = await server.create_meeting()
+    await local_storage(server, meeting["customer_id"], tmp_path / "store")
+    path = f"/meetings/{meeting['number']}/transcription"
+    for bad, field in (({"action": "start", "hints": "Ann"}, "hints"), ({"action": "start", "hints": [""]}, "hints[0]")):
+        status, body, _ = await server.api("POST", path, token=meeting["host_session"], json_body=bad)
+        assert (status, error_code(body)) == (400, "invalid_field") and body["error"]["message"].startswith(field)
+    hints = ["Conclave", "Ann Example"]
+    started = await server.call("POST", path, token=meeting["host_session"], json_body={"action": "start", "hints": hints})
+    assert started["transcription"] is True
+    job = server.state.meetings.get(meeting["meeting_id"]).recordings["transcription"]
+    assert job.hints == hints  # what the engine gets
+    await server.call("POST", path, token=meeting["host_session"], json_body={"action": "stop"})
