@@ -86,15 +86,18 @@ class _Source:
         if self.decoder is not None:
             self.decoder.sample_rate = SAMPLE_RATE
             self.decoder.layout = "stereo"  # WebRTC's opus/48000/2; mono packets decode too
-        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        # Planar stereo; decode() averages the channels itself. (swresample's stereo ->
+        # mono downmix adds them at 0.707 each: a mono voice sent as stereo, L = R, as
+        # WebRTC's opus/48000/2 decodes, would come out 3 dB louder than it was said.)
+        self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
         self.chunks: list[tuple[int, np.ndarray]] = []
         self.next_sample: int | None = None  # where the previous chunk ended
 
     def decode(self, payload: bytes) -> np.ndarray:
         pcm = []
         for frame in self.decoder.decode(av.Packet(payload)):
-            for mono in self.resampler.resample(frame):
-                pcm.append(mono.to_ndarray().reshape(-1))
+            for planar in self.resampler.resample(frame):
+                pcm.append(planar.to_ndarray().mean(axis=0))
         return np.concatenate(pcm).astype(np.float32) if pcm else np.zeros(0, np.float32)
 
     def add(self, start: int, samples: np.ndarray) -> None:
