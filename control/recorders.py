@@ -7,7 +7,7 @@ answers RECORDER_GET_STATS on its channel, until its process exits or its channe
 Then it is restarted after a backoff (doubling while it keeps dying quickly), and every
 listener hears `on_up(generation)` again: control.recording resumes its active recordings
 into new segments of the same recordings (attempt + 1). A recorder crash never propagates
-out of this module.
+out of this module. What it shares with the workers' supervisor is control.processes.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import asyncio
 import json
 import logging
 import os
-import signal
-import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
+from control import processes
 from recorder import api as recorder_api
 from sfu import api
 from sfu.channel import ChannelClient, ChannelError
@@ -30,12 +29,10 @@ from sfu.channel import ChannelClient, ChannelError
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMAND = (sys.executable, "-m", "recorder")  # then --channel-fd N
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = processes.READY_TIMEOUT_S
 # The recorder closes its last segments on SIGTERM (up to a segment of work per track).
 STOP_TIMEOUT_S = 15.0
 PROBE_INTERVAL_S = 0.1
-QUICK_FAILURE_S = 30.0  # dying sooner than this after start doubles the next backoff
-MAX_BACKOFF_FACTOR = 32
 
 UpListener = Callable[[int], None]
 NotificationListener = Callable[[str, api.Message], None]
@@ -50,23 +47,15 @@ def recorder_config_json(cfg: Any) -> str:
     return recorder_api.recorder_config_json(cfg)
 
 
-class RecorderSupervisor:
-    def __init__(
-        self,
-        config_json: str,
-        *,
-        restart_backoff_s: float = 1.0,
-        stats_interval_s: float = 5.0,
-        command: Sequence[str] = DEFAULT_COMMAND,
-        ready_timeout_s: float = READY_TIMEOUT_S,
-        stop_timeout_s: float = STOP_TIMEOUT_S,
-    ) -> None:
-        self._config_json = config_json
-        self._restart_backoff_s = restart_backoff_s
-        self._stats_interval_s = stats_interval_s
-        self._command = tuple(command)
-        self._ready_timeout_s = ready_timeout_s
-        self._stop_timeout_s = stop_timeout_s
+class RecorderSupervisor(processes.ChildSupervisor):
+    DEFAULT_COMMAND = DEFAULT_COMMAND
+    STOP_TIMEOUT_S = STOP_TIMEOUT_S
+    LABEL = "recorder"
+    _log = log
+
+    def __init__(self, config_json: str, **options: Any) -> None:
+        """options: those of processes.ChildSupervisor (restart_backoff_s, command, ...)."""
+        super().__init__(config_json, **options)
         self.process: asyncio.subprocess.Process | None = None
         self.client: ChannelClient | None = None
         self.up = False
@@ -77,8 +66,6 @@ class RecorderSupervisor:
         self._notification_listeners: list[NotificationListener] = []
         self._stats_listeners: list[StatsListener] = []
         self._restart_listeners: list[RestartListener] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
         self._up_changed = asyncio.Event()
 
     # ------------------------------------------------------------------ listeners
@@ -144,69 +131,37 @@ class RecorderSupervisor:
         self._up_changed.set()
         if self.process is not None:
             await self._terminate(self.process)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._cancel_tasks()
 
     def kill_now(self) -> None:
         pid = self.pid
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        processes.kill_now([] if pid is None else [pid])
 
     async def _supervise(self) -> None:
-        quick_failures = 0
-        while not self._stopping:
-            started = time.monotonic()
-            try:
-                await self._run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("recorder: supervision error")
-            if self._stopping:
-                return
-            quick_failures = quick_failures + 1 if time.monotonic() - started < QUICK_FAILURE_S else 0
-            delay = self._restart_backoff_s * min(2 ** max(quick_failures - 1, 0), MAX_BACKOFF_FACTOR)
-            log.warning("recorder: restarting in %.1f s", delay)
-            await asyncio.sleep(delay)
-            self.restarts += 1
-            self.stats = None
-            self._call(self._restart_listeners)
+        await self._supervise_child(self._run_once, "recorder", self._restarted)
+
+    def _restarted(self) -> None:
+        self.restarts += 1
+        self.stats = None
+        self._call(self._restart_listeners)
+
+    def _command_for(self, channel_fd: int) -> tuple[list[str], dict[str, str]]:
+        # The configuration travels in the environment (recorder.api.recorder_command).
+        env = recorder_api.recorder_command(channel_fd, self._config_json).env
+        return [*self._command, "--channel-fd", str(channel_fd)], env
 
     async def _run_once(self) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            # The configuration travels in the environment (recorder.api.recorder_command).
-            command = recorder_api.recorder_command(child.fileno(), self._config_json)
-            process = await asyncio.create_subprocess_exec(
-                *self._command,
-                "--channel-fd",
-                str(child.fileno()),
-                env=command.env,
-                pass_fds=(child.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches control only; control stops it in order
-            )
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
+        process, parent = await processes.spawn_with_channel(self._command_for)
         self.generation += 1
         generation = self.generation
         self.process = process
         log.info("recorder: started pid %d", process.pid)
-        reader, writer = await asyncio.open_unix_connection(sock=parent)
-        client = ChannelClient(reader, writer, lambda entity, msg: self._on_notification(generation, entity, msg))
-        self.client = client
-        exited = asyncio.ensure_future(process.wait())
-        closed = asyncio.ensure_future(client.wait_closed())
+        child = await processes.ChildChannel.open(
+            process, parent, lambda entity, msg: self._on_notification(generation, entity, msg)
+        )
+        self.client = child.client
         try:
-            if await self._probe(client, exited, closed) and not self._stopping:
+            if await self._probe(child) and not self._stopping:
                 self.up = True
                 self._up_changed.set()
                 log.info("recorder: ready (pid %d)", process.pid)
@@ -215,48 +170,28 @@ class RecorderSupervisor:
                         listener(generation)
                     except Exception:
                         log.exception("recorder up listener failed")
-                await asyncio.wait([exited, closed], return_when=asyncio.FIRST_COMPLETED)
+                await child.wait_gone()
         finally:
             self.up = False
             self.client = None
-            client.close()
-            exited.cancel()
-            closed.cancel()
-            await self._terminate(process)
+            await self._shut(child)
             if not self._stopping:
                 log.error("recorder: pid %d exited with code %s", process.pid, process.returncode)
 
-    async def _probe(self, client: ChannelClient, exited: asyncio.Future[Any], closed: asyncio.Future[Any]) -> bool:
+    async def _probe(self, child: processes.ChildChannel) -> bool:
         """Ready = answers a stats request (whatever it does before that)."""
         deadline = time.monotonic() + self._ready_timeout_s
-        while time.monotonic() < deadline and not (exited.done() or closed.done() or self._stopping):
+        while time.monotonic() < deadline and not (child.gone() or self._stopping):
             try:
-                stats = await client.request(recorder_api.RecorderGetStats(), timeout=1.0)
+                stats = await child.client.request(recorder_api.RecorderGetStats(), timeout=1.0)
             except ChannelError:
                 await asyncio.sleep(PROBE_INTERVAL_S)
                 continue
             self._take_stats(stats)
             return True
-        if not (exited.done() or closed.done()):
+        if not child.gone():
             log.error("recorder: not ready after %.0f s, killing it", self._ready_timeout_s)
         return False
-
-    async def _terminate(self, process: asyncio.subprocess.Process) -> None:
-        if process.returncode is not None:
-            return
-        try:
-            process.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            await asyncio.wait_for(process.wait(), self._stop_timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("recorder pid %d ignored SIGTERM for %.0f s, killing it", process.pid, self._stop_timeout_s)
-            try:
-                process.kill()
-            except ProcessLookupError:
-                return
-            await process.wait()
 
     def _on_notification(self, generation: int, entity_id: str, message: api.Message) -> None:
         if generation != self.generation:
@@ -268,11 +203,6 @@ class RecorderSupervisor:
                 log.exception("recorder notification listener failed for %s", message.NAME)
 
     # ------------------------------------------------------------------ stats
-
-    async def _poll_stats(self) -> None:
-        while True:
-            await asyncio.sleep(self._stats_interval_s)
-            await self.refresh_stats()
 
     async def refresh_stats(self) -> None:
         """One stats snapshot (bounded; a failure is only logged), handed to the listeners."""

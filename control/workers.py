@@ -4,7 +4,8 @@ Each worker is `python -m sfu.worker --index I --channel-fd FD --config-json JSO
 being one end of a socketpair passed to the child. A worker is "up" from its
 WORKER_READY notification until its process exits or its channel closes; then every
 listener hears `on_worker_down(index, generation)` and the worker is restarted after a
-backoff. A worker crash never propagates out of this module.
+backoff. A worker crash never propagates out of this module. What it shares with the
+recorder's supervisor (spawning, the backoff, stopping) is control.processes.
 """
 
 from __future__ import annotations
@@ -13,26 +14,20 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
-import signal
-import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
+from control import processes
 from sfu import api
 from sfu.channel import ChannelClient, ChannelError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMAND = (sys.executable, "-m", "sfu.worker")
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = processes.READY_TIMEOUT_S
 STOP_TIMEOUT_S = 5.0
-# A worker that dies sooner than this after starting counts as a quick failure: each one
-# in a row doubles the restart backoff (capped), so a crash loop does not spin.
-QUICK_FAILURE_S = 30.0
-MAX_BACKOFF_FACTOR = 32
 # Stats requests in a row that a live worker leaves unanswered before it counts as hung.
 HUNG_AFTER_UNANSWERED = 3
 
@@ -95,27 +90,16 @@ def worker_config_json(cfg: Any) -> str:
     return json.dumps({"sfu": dataclasses.asdict(cfg.sfu), "media": dataclasses.asdict(cfg.media)})
 
 
-class WorkerSupervisor:
-    def __init__(
-        self,
-        count: int,
-        config_json: str,
-        *,
-        restart_backoff_s: float = 1.0,
-        stats_interval_s: float = 5.0,
-        command: Sequence[str] = DEFAULT_COMMAND,
-        ready_timeout_s: float = READY_TIMEOUT_S,
-        stop_timeout_s: float = STOP_TIMEOUT_S,
-    ) -> None:
+class WorkerSupervisor(processes.ChildSupervisor):
+    DEFAULT_COMMAND = DEFAULT_COMMAND
+    STOP_TIMEOUT_S = STOP_TIMEOUT_S
+    LABEL = "worker"
+    _log = log
+
+    def __init__(self, count: int, config_json: str, **options: Any) -> None:
+        """options: those of processes.ChildSupervisor (restart_backoff_s, command, ...)."""
+        super().__init__(config_json, **options)
         self.workers = [WorkerHandle(i) for i in range(count)]
-        self._config_json = config_json
-        self._restart_backoff_s = restart_backoff_s
-        self._stats_interval_s = stats_interval_s
-        self._command = tuple(command)
-        self._ready_timeout_s = ready_timeout_s
-        self._stop_timeout_s = stop_timeout_s
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
         self._down_listeners: list[DownListener] = []
         self._notification_listeners: list[NotificationListener] = []
         self._live_changed = asyncio.Event()  # set whenever a worker becomes ready
@@ -181,117 +165,60 @@ class WorkerSupervisor:
     async def stop(self) -> None:
         """Stop every worker by PID: SIGTERM, then SIGKILL after the stop timeout."""
         self._stopping = True
-        processes = [w.process for w in self.workers if w.process is not None]
-        await asyncio.gather(*(self._terminate(p) for p in processes), return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        running = [w.process for w in self.workers if w.process is not None]
+        await asyncio.gather(*(self._terminate(p) for p in running), return_exceptions=True)
+        await self._cancel_tasks()
 
     def kill_now(self) -> None:
         """Forced exit: SIGKILL every worker immediately (no awaiting)."""
-        for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        processes.kill_now(self.pids())
 
     async def _supervise(self, worker: WorkerHandle) -> None:
-        quick_failures = 0
-        while not self._stopping:
-            started = time.monotonic()
-            try:
-                await self._run_once(worker)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("worker %d: supervision error", worker.index)
-            if self._stopping:
-                return
-            quick_failures = quick_failures + 1 if time.monotonic() - started < QUICK_FAILURE_S else 0
-            factor = min(2 ** max(quick_failures - 1, 0), MAX_BACKOFF_FACTOR)
-            delay = self._restart_backoff_s * factor
-            log.warning("worker %d: restarting in %.1f s", worker.index, delay)
-            await asyncio.sleep(delay)
+        def restarted() -> None:
             worker.restarts += 1
 
+        await self._supervise_child(lambda: self._run_once(worker), f"worker {worker.index}", restarted)
+
+    def _command_for(self, worker: WorkerHandle, channel_fd: int) -> tuple[list[str], None]:
+        argv = [*self._command, "--index", str(worker.index), "--channel-fd", str(channel_fd)]
+        return [*argv, "--config-json", self._config_json], None
+
     async def _run_once(self, worker: WorkerHandle) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *self._command,
-                "--index",
-                str(worker.index),
-                "--channel-fd",
-                str(child.fileno()),
-                "--config-json",
-                self._config_json,
-                pass_fds=(child.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-                # Own process group: a terminal's Ctrl-C reaches control only, and
-                # control stops the workers in order.
-                start_new_session=True,
-            )
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
+        process, parent = await processes.spawn_with_channel(lambda fd: self._command_for(worker, fd))
         worker.generation += 1
         worker.unanswered_stats = 0
         generation = worker.generation
         worker.process = process
         worker._ready = asyncio.get_running_loop().create_future()
         log.info("worker %d: started pid %d", worker.index, process.pid)
-        reader, writer = await asyncio.open_unix_connection(sock=parent)
-        client = ChannelClient(
-            reader, writer, lambda entity, msg: self._on_notification(worker, generation, entity, msg)
+        child = await processes.ChildChannel.open(
+            process, parent, lambda entity, msg: self._on_notification(worker, generation, entity, msg)
         )
-        worker.client = client
-        exited = asyncio.ensure_future(process.wait())
-        closed = asyncio.ensure_future(client.wait_closed())
+        worker.client = child.client
         try:
             await asyncio.wait(
-                [worker._ready, exited, closed], timeout=self._ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
+                [worker._ready, child.exited, child.closed],
+                timeout=self._ready_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
             )
-            if worker._ready.done() and not exited.done() and not closed.done():
+            if worker._ready.done() and not child.gone():
                 worker.up = True
                 self._live_changed.set()
                 log.info("worker %d: ready, UDP port %s, announced %s", worker.index, worker.port, worker.announced_ips)
-                await asyncio.wait([exited, closed], return_when=asyncio.FIRST_COMPLETED)
-            elif not (exited.done() or closed.done()):
+                await child.wait_gone()
+            elif not child.gone():
                 log.error("worker %d: not ready after %.0f s, killing it", worker.index, self._ready_timeout_s)
         finally:
             was_up = worker.up
             worker.up = False
             worker.client = None
-            client.close()
-            exited.cancel()
-            closed.cancel()
-            await self._terminate(process)
+            await self._shut(child)
             worker._retire_stats()
             worker.routers.clear()
             if not self._stopping:
                 log.error("worker %d: pid %d exited with code %s", worker.index, process.pid, process.returncode)
             if was_up and not self._stopping:
                 self._notify_down(worker.index, generation)
-
-    async def _terminate(self, process: asyncio.subprocess.Process) -> None:
-        if process.returncode is not None:
-            return
-        try:
-            process.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            await asyncio.wait_for(process.wait(), self._stop_timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("worker pid %d ignored SIGTERM for %.0f s, killing it", process.pid, self._stop_timeout_s)
-            try:
-                process.kill()
-            except ProcessLookupError:
-                return
-            await process.wait()
 
     def _notify_down(self, index: int, generation: int) -> None:
         for listener in self._down_listeners:
@@ -314,11 +241,6 @@ class WorkerSupervisor:
                 listener(worker.index, generation, entity_id, message)
             except Exception:
                 log.exception("worker notification listener failed for %s", message.NAME)
-
-    async def _poll_stats(self) -> None:
-        while True:
-            await asyncio.sleep(self._stats_interval_s)
-            await self.refresh_stats()
 
     async def refresh_stats(self) -> None:
         """Ask every live worker for a stats snapshot (bounded; failures only logged)."""

@@ -31,13 +31,24 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from recorder.media import notice as _notice
+# A customer's storage settings are checked by control when the customer sends them, with
+# the recorder's rules (control imports only this module of the recorder).
+from recorder.storage.settings import (
+    BadKey,
+    InvalidStorageSetting,
+    check_object_key,
+    normalized_prefix,
+    validate_storage_settings,
+)
 from sfu.api import Empty, Message
 
 __all__ = [
     "CONFIG_ENVIRONMENT_VARIABLE",
     "NOTICE_KINDS",
     "RESPONSES",
+    "BadKey",
     "Empty",
+    "InvalidStorageSetting",
     "RecorderCommand",
     "RecorderGetStats",
     "RecorderReady",
@@ -53,9 +64,12 @@ __all__ = [
     "TrackRemove",
     "TranscriptReady",
     "TranscriptionSet",
+    "check_object_key",
+    "normalized_prefix",
     "notice_frames",
     "recorder_command",
     "recorder_config_json",
+    "validate_storage_settings",
 ]
 
 # ------------------------------------------------------------------------ requests

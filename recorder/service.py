@@ -21,8 +21,6 @@ import ipaddress
 import json
 import logging
 import os
-import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,7 +59,7 @@ from recorder.storage import (
 )
 from recorder.transcription import TranscriptionEngine, engine_from_settings
 from sfu.api import Empty, Message
-from sfu.channel import ChannelServer, RequestFailed
+from sfu.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
 
 log = logging.getLogger("recorder")
 
@@ -497,9 +495,7 @@ def _last_hints(entries: list[dict[str, Any]]) -> list[str]:
 
 async def run(channel_fd: int, config: RecorderConfig, data_dir: Path) -> None:
     service = RecorderService(config, data_dir)
-    sock = socket.socket(fileno=channel_fd)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    channel = ChannelServer(reader, writer, service.handle)
+    channel = await open_server(channel_fd, service.handle)
     service.channel = channel
     await service.start()
     pending = len(service.spool.pending())
@@ -507,21 +503,8 @@ async def run(channel_fd: int, config: RecorderConfig, data_dir: Path) -> None:
         "recorder", api.RecorderReady(pid=os.getpid(), version=software_version(), pending_uploads=pending)
     )
     log.info("recorder ready (data in %s, %d upload(s) pending)", data_dir, pending)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    serve = asyncio.ensure_future(channel.serve())
-    stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([serve, stopper], return_when=asyncio.FIRST_COMPLETED)
-    # A second signal while draining: leave at once.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: os._exit(1))
-    await service.shutdown()
-    channel.close()
-    for task in (serve, stopper):
-        task.cancel()
+    # A second signal while draining (closing segments): leave at once.
+    await serve_until_stopped(channel, service.shutdown, second_signal_exits=True)
 
 
 def load_settings(text: str) -> tuple[RecorderConfig, Path, str]:

@@ -26,89 +26,12 @@ from recorder.media.packet import MediaPacket
 from recorder.media.segments import ClosedSegment, SegmentWriter
 from recorder.media.timeline import ClockDomain, TrackTimeline
 from sfu.wire import rtcp
+from sfu.wire.reception import ReceptionStats  # RFC 3550 A.1/A.3/A.8, shared with the SFU
 
 log = logging.getLogger(__name__)
 
 PLI_INTERVAL_SECONDS = 0.5  # the SFU relays at most one PLI per pli_min_interval_s anyway
 LIVE_SECONDS = 2.0  # a track that sent nothing for this long is paused: no PLIs, no lag
-RTP_SEQ_MOD = 1 << 16
-
-
-class ReceptionStats:
-    """RFC 3550 Appendix A.1/A.3/A.8: what a receiver report block says about a source."""
-
-    __slots__ = (
-        "clock_rate",
-        "base_seq",
-        "max_seq",
-        "cycles",
-        "received",
-        "expected_prior",
-        "received_prior",
-        "jitter",
-        "last_transit",
-        "last_sr",
-        "last_sr_arrival",
-    )
-
-    def __init__(self, clock_rate: int) -> None:
-        self.clock_rate = clock_rate
-        self.base_seq: int | None = None
-        self.max_seq = 0
-        self.cycles = 0
-        self.received = 0
-        self.expected_prior = 0
-        self.received_prior = 0
-        self.jitter = 0.0  # in RTP timestamp units
-        self.last_transit: float | None = None
-        self.last_sr = 0  # middle 32 bits of the last SR's NTP time
-        self.last_sr_arrival: float | None = None
-
-    def on_packet(self, seq: int, timestamp: int, arrival: float) -> None:
-        self.received += 1
-        if self.base_seq is None:
-            self.base_seq = self.max_seq = seq
-        else:
-            delta = (seq - self.max_seq) % RTP_SEQ_MOD
-            if 0 < delta < RTP_SEQ_MOD // 2:
-                if seq < self.max_seq:
-                    self.cycles += RTP_SEQ_MOD
-                self.max_seq = seq
-        transit = arrival * self.clock_rate - timestamp
-        if self.last_transit is not None:
-            difference = abs(transit - self.last_transit)
-            # A timestamp wrap shows as a huge jump: not jitter.
-            if difference < self.clock_rate * 10:
-                self.jitter += (difference - self.jitter) / 16
-        self.last_transit = transit
-
-    def on_sender_report(self, ntp_timestamp: int, arrival: float) -> None:
-        self.last_sr = rtcp.ntp_middle32(ntp_timestamp)
-        self.last_sr_arrival = arrival
-
-    def report_block(self, ssrc: int, now: float) -> rtcp.ReportBlock:
-        extended_max = self.cycles + self.max_seq
-        expected = extended_max - (self.base_seq or 0) + 1 if self.base_seq is not None else 0
-        lost = expected - self.received
-        expected_interval = expected - self.expected_prior
-        received_interval = self.received - self.received_prior
-        self.expected_prior, self.received_prior = expected, self.received
-        lost_interval = expected_interval - received_interval
-        fraction = (
-            0 if expected_interval <= 0 or lost_interval <= 0 else (lost_interval << 8) // expected_interval
-        )
-        dlsr = 0
-        if self.last_sr_arrival is not None:
-            dlsr = min(int((now - self.last_sr_arrival) * 65536), 0xFFFFFFFF)
-        return rtcp.ReportBlock(
-            ssrc=ssrc,
-            fraction_lost=min(fraction, 255),
-            cumulative_lost=lost,
-            highest_sequence=extended_max & 0xFFFFFFFF,
-            jitter=min(int(self.jitter), 0xFFFFFFFF),
-            lsr=self.last_sr,
-            dlsr=dlsr,
-        )
 
 
 class TrackCounters:
@@ -224,7 +147,7 @@ class Track:
         return max(0.0, now - self.recording_start - self.last_pts)
 
     def report_block(self, now: float) -> rtcp.ReportBlock | None:
-        if self.reception.base_seq is None:
+        if not self.reception.started:
             return None
         return self.reception.report_block(self.ssrc, now)
 

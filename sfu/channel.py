@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -237,3 +240,39 @@ class ChannelServer(_Endpoint):
 
     def _send_error(self, request_id: Any, code: str, message: str) -> None:
         self._send({"type": "response", "id": request_id, "ok": False, "error": {"code": code, "message": message}})
+
+
+# --------------------------------------------------------------------- a child's side
+# What a process that control starts with `--channel-fd FD` (sfu.worker, the recorder)
+# does with its channel: open it, then serve it until told to stop.
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+async def open_server(channel_fd: int, handler: RequestHandler) -> ChannelServer:
+    """The channel on the socket descriptor this process inherited from control."""
+    sock = socket.socket(fileno=channel_fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    return ChannelServer(reader, writer, handler)
+
+
+async def serve_until_stopped(
+    channel: ChannelServer, shutdown: Callable[[], Awaitable[None]], *, second_signal_exits: bool = False
+) -> None:
+    """Serve requests until SIGTERM/SIGINT or until control closes the channel; then
+    `shutdown()` and close the channel. second_signal_exits: a signal that arrives while
+    shutting down ends the process at once (exit status 1)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    serve = asyncio.ensure_future(channel.serve())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([serve, stopper], return_when=asyncio.FIRST_COMPLETED)
+    if second_signal_exits:
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, lambda: os._exit(1))
+    await shutdown()
+    channel.close()
+    for task in (serve, stopper):
+        task.cancel()

@@ -17,7 +17,6 @@ import logging
 import os
 import random
 import secrets
-import signal
 import socket
 import sys
 import time
@@ -28,7 +27,7 @@ from aiortc.rtcdtlstransport import RTCCertificate
 
 from config.schema import MediaConfig, SfuConfig
 from sfu import api, process_stats
-from sfu.channel import ChannelServer, RequestFailed
+from sfu.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
 from sfu.engine.announcer import Announcer
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer, ProducerParams
@@ -604,24 +603,11 @@ async def run(index: int, channel_fd: int, sfu_config: SfuConfig, media_config: 
     worker = Worker(index, sfu_config, media_config, _resolve_announced(sfu_config))
     port = sfu_config.port_base + index if sfu_config.port_base else 0
     await worker.bind(port)
-    sock = socket.socket(fileno=channel_fd)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    channel = ChannelServer(reader, writer, worker.handle)
+    channel = await open_server(channel_fd, worker.handle)
     worker.channel = channel
     channel.notify(str(index), api.WorkerReady(port=worker.port, announced_ips=worker.announced_ips))
     log.info("worker %d ready on udp %s:%d", index, sfu_config.listen_ip, worker.port)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    serve = asyncio.ensure_future(channel.serve())
-    stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([serve, stopper], return_when=asyncio.FIRST_COMPLETED)
-    await worker.shutdown()
-    channel.close()
-    for task in (serve, stopper):
-        task.cancel()
+    await serve_until_stopped(channel, worker.shutdown)
 
 
 def _section(cls: type, data: dict[str, Any]) -> Any:

@@ -9,52 +9,30 @@ fails to parse, is counted by reason and dropped: bad input never reaches a trac
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from typing import TYPE_CHECKING
 
 from sfu.engine.stats import Counters
 from sfu.transport.ice import IceLiteServer
+from sfu.transport.sending import Address, DatagramEndpoint
 
 if TYPE_CHECKING:
     from sfu.transport.webrtc import WebRtcTransport
 
-Address = tuple[str, int]
 
-SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
-
-
-class MediaSocket(asyncio.DatagramProtocol):
+class MediaSocket(DatagramEndpoint):
     def __init__(self, counters: Counters, max_datagram: int = 1500) -> None:
         self.counters = counters
         self.max_datagram = max_datagram
         self.peers: dict[Address, WebRtcTransport] = {}
         self.ice = IceLiteServer(counters, self.sendto)
         self.udp: asyncio.DatagramTransport | None = None
-        # The same socket through a duplicated descriptor, for sending: socket.sendto costs
-        # about 0.3 µs less per datagram than the event loop transport's sendto (bench/
-        # RESULTS.md, "Hot path profile"), paid once per forwarded packet.
+        # The same socket through a duplicated descriptor, for sending (sending.py): the
+        # inherited `sendto` is what every forwarded packet goes through.
         self._send_socket: socket.socket | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.udp = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
-                except OSError:
-                    pass
-            try:
-                self._send_socket = socket.socket(fileno=os.dup(sock.fileno()))
-                self._send_socket.setblocking(False)
-            except OSError:
-                self._send_socket = None  # the transport's sendto still works
-
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._send_socket is not None:
-            self._send_socket.close()
-            self._send_socket = None
+        self._close_send_socket()
         self.udp = None
 
     @property
@@ -95,24 +73,6 @@ class MediaSocket(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (peer gone) arrive here on Linux; nothing to do per packet.
         pass
-
-    def sendto(self, data: bytes, addr: Address) -> None:
-        udp = self.udp
-        if udp is None:
-            return
-        counters = self.counters
-        counters.packets_sent += 1
-        counters.bytes_sent += len(data)
-        send_socket = self._send_socket
-        if send_socket is not None:
-            try:
-                send_socket.sendto(data, addr)
-                return
-            except BlockingIOError:
-                pass  # the kernel's send buffer is full: the transport queues it for later
-            except OSError:
-                return  # what the transport does too: report to error_received, which ignores it
-        udp.sendto(data, addr)
 
     def bind_peer(self, peer: WebRtcTransport, old: Address | None, new: Address) -> None:
         if old is not None and self.peers.get(old) is peer:
