@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     storm.add_argument("--spread", type=float, default=1.0, help="seconds over which they join")
     versus = scenario.add_parser("fanout-vs-mediarelay", help="our fanout and aiortc MediaRelay, CPU per subscriber")
     versus.add_argument("-k", "--subscribers", type=int, default=4)
+    versus.add_argument(
+        "--from-k",
+        type=int,
+        default=0,
+        help="also run both at this smaller K and report CPU per *added* subscriber (the slope), "
+        "which leaves out what both pay once per stream (receiving, decoding / waking up)",
+    )
     for sub in (fanout, meeting, rooms, storm, versus):
         _common(sub)
     return parser
@@ -134,7 +141,7 @@ def run_scenario(args: argparse.Namespace) -> Report:
     elif name == "fanout-vs-mediarelay":
         from bench.baselines.mediarelay import compare
 
-        return compare(args.subscribers, options)
+        return compare(args.subscribers, options, from_k=args.from_k)
     else:
         raise SystemExit(f"unknown scenario {name}")
     params.update(workers=options.workers, duration_s=options.duration_s, video=f"{args.size}@{args.fps} {args.video_kbps} kbps")

@@ -243,8 +243,12 @@ def run_mediarelay(subscribers: int, options: RunOptions) -> dict[str, Any]:
         server.stop()
 
 
-def compare(subscribers: int, options: RunOptions) -> Report:
-    """Our fanout, then MediaRelay, same K and video; CPU per subscriber, ours / theirs."""
+def compare(subscribers: int, options: RunOptions, from_k: int = 0) -> Report:
+    """Our fanout, then MediaRelay, same K and video; CPU per subscriber, ours / theirs.
+    With `from_k` (0 < from_k < K) both also run at from_k subscribers, and the report adds
+    the CPU each added subscriber costs (the slope between the two runs)."""
+    if from_k and not 0 < from_k < subscribers:
+        raise SystemExit("--from-k must be between 0 and K")
     params = {
         "subscribers": subscribers,
         "duration_s": options.duration_s,
@@ -277,4 +281,38 @@ def compare(subscribers: int, options: RunOptions) -> Report:
     if theirs["server_cpu_cores"] > 0.9:
         report.notes.append("MediaRelay saturated its core: it delivers fewer frames than sent, its CPU per subscriber is a lower bound")
     report.extra["MediaRelay raw"] = str({k: v for k, v in theirs.items() if k != "video_fps_per_subscriber"})
+    if from_k:
+        _add_slopes(report, subscribers, from_k, ours_cores, theirs, options)
     return report
+
+
+def _add_slopes(
+    report: Report, subscribers: int, from_k: int, ours_cores: float, theirs: dict[str, Any], options: RunOptions
+) -> None:
+    """CPU per added subscriber, both sides, from a second pair of runs at `from_k`."""
+    small = run_plan("fanout-vs-mediarelay", scenarios.fanout(from_k), {"subscribers": from_k}, options)
+    ours_small = sum(w.cpu_util or 0.0 for w in small.workers)
+    theirs_small = run_mediarelay(from_k, options)
+    added = subscribers - from_k
+    ours_slope = (ours_cores - ours_small) / added
+    theirs_slope = (theirs["server_cpu_cores"] - theirs_small["server_cpu_cores"]) / added
+    full_rate = all(
+        f >= 0.9 * options.media.fps
+        for run in (theirs, theirs_small)
+        for f in run["video_fps_per_subscriber"]
+    )
+    report.extra.update(
+        {
+            f"ours: worker CPU at K={from_k} / K={subscribers} (% of a core)": f"{ours_small * 100:.2f} / {ours_cores * 100:.2f}",
+            f"MediaRelay: server CPU at K={from_k} / K={subscribers} (% of a core)": (
+                f"{theirs_small['server_cpu_cores'] * 100:.2f} / {theirs['server_cpu_cores'] * 100:.2f}"
+            ),
+            "ours: CPU per added subscriber (% of a core)": ours_slope * 100,
+            "MediaRelay: CPU per added subscriber (% of a core)": theirs_slope * 100,
+            "MediaRelay uses x times our CPU per added subscriber": (
+                theirs_slope / ours_slope if ours_slope > 0 else float("nan")
+            ),
+        }
+    )
+    if not full_rate:
+        report.notes.append("MediaRelay fell below 90 % of the frame rate in a run: its slope is a lower bound")
