@@ -309,6 +309,8 @@ class RecorderService:
                 "nacks_sent": counters["nacks_sent"],
                 "plis_sent": counters["plis_sent"],
                 "packets_unknown_ssrc": self.totals.unknown_ssrc,
+                "packets_unknown_peer": self.totals.unknown_peer,
+                "packets_malformed": self.totals.malformed,
             },
         )
 

@@ -73,6 +73,8 @@ class Totals:
         "plis_sent",
         "packets_lost",
         "unknown_ssrc",
+        "unknown_peer",
+        "malformed",
     )
 
     def __init__(self) -> None:
@@ -517,10 +519,17 @@ class Session:
 
     def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         arrival = time.monotonic()
+        # Once the SFU's address is known, only it may feed the recording: another local
+        # process must not slip packets (or sender reports) into a customer's files.
+        expected = self.remote or self.learned_remote
+        if expected is not None and (addr[0], addr[1]) != expected:
+            self.totals.unknown_peer += 1
+            return
         if is_rtcp(data):
             try:
                 packets = rtcp.parse_compound(data)
             except ValueError:
+                self.totals.malformed += 1
                 return
             for packet in packets:
                 if isinstance(packet, rtcp.SenderReport):

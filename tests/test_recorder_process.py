@@ -14,6 +14,7 @@ import dataclasses
 import json
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -148,6 +149,23 @@ async def test_records_tracks_mix_and_manifest_into_customer_storage(tmp_path):
         live = await recorder.stats()
         assert live.gauges["active_recordings"] == 1
         assert live.counters["packets_received"] > 0 and live.gauges["lag_seconds"] < 1.0
+
+        # Bad input is counted and dropped: a copy of a real packet from another local
+        # port (not the SFU), and garbage from the SFU's own address.
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            stranger.sendto(next(iter(sfu.cache.values())), sfu.destination)
+        finally:
+            stranger.close()
+        for junk in (b"\x80\xc8\x00\xff" + b"\x00" * 4, b"\x80", b"\xff" * 40):
+            sfu.transport.sendto(junk, sfu.destination)
+        deadline = time.monotonic() + 5
+        while True:
+            counters = (await recorder.stats()).counters
+            if counters["packets_unknown_peer"] >= 1 and counters["packets_malformed"] >= 1:
+                break
+            assert time.monotonic() < deadline, counters
+            await asyncio.sleep(0.05)
 
         stopped = await recorder.request(api.RecordingStop(RECORDING_ID, CONTROL_MANIFEST))
         duration = time.time() - started_at
