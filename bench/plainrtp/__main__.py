@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="run forwarders and generator at this nice value (e.g. -10 on a shared machine; root)")
     parser.add_argument("--realtime", action="store_true",
                         help="run forwarders and generator SCHED_FIFO (root): other processes cannot preempt them")
+    parser.add_argument("--scaling-generator", choices=("batched", "one-by-one"), default="batched",
+                        help="scaling part's generator: packets built before each phase and sent with sendmmsg "
+                             "(default: nearly free, no latency), or built and sent one by one as elsewhere")
+    parser.add_argument("--scaling-repeats", type=int, default=1, metavar="N",
+                        help="run the scaling part's pair (one worker, two workers) N times (1..5)")
     args = parser.parse_args(argv)
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     if args.long_run is not None:
@@ -44,10 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parts = tuple(part.strip() for part in args.parts.split(","))
     if set(parts) - set(PARTS):
         parser.error(f"unknown part(s) {sorted(set(parts) - set(PARTS))}; choose from {', '.join(PARTS)}")
+    if not 1 <= args.scaling_repeats <= 5:
+        parser.error("--scaling-repeats must be 1..5")
     if not -20 <= args.nice <= 19:
         parser.error("--nice must be -20..19")
     bench = Bench(profile, fanout=args.fanout, pin=not args.no_pin, skip_janus=args.skip_janus, only=only,
-                  nice=args.nice, realtime=args.realtime, parts=parts)
+                  nice=args.nice, realtime=args.realtime, parts=parts,
+                  scaling_generator=args.scaling_generator, scaling_repeats=args.scaling_repeats)
     report = bench.run()
     print(render(report))
     if args.json:

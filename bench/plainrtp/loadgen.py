@@ -9,6 +9,10 @@ packets arrive, then loss is what the receivers never saw out of 16 x sent.
 
 Latency: the receiver reads the send time out of sampled packets (decrypting the sample
 when the stream is SRTP) and subtracts it from the time it read the packet.
+
+Batched mode (`batched=True`, the scaling part): packets are built before the phase and
+sent with sendmmsg every millisecond (bench/plainrtp/mmsg.py), so the generator costs
+little; their send time is the build time, so such phases measure no latency.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import pylibsrtp
 
 from bench.plainrtp import procfs
+from bench.plainrtp.mmsg import MAX_PREBUILT_BYTES, PrebuiltStream
 from bench.plainrtp.packets import PacketSource, send_time_ns, srtp_session
 from sfu.transport.srtp import FastSrtp
 
@@ -34,6 +39,7 @@ TOUCH_INTERVAL_S = 0.02
 MAX_LATENCY_SAMPLES = 50_000
 DRAIN_QUIET_S = 0.2
 DRAIN_MAX_S = 2.0
+BATCH_TICK_S = 0.001  # batched generator: one sendmmsg per stream this often
 
 
 @dataclass
@@ -63,6 +69,11 @@ class PhaseResult:
     latency_us: dict[str, float] = field(default_factory=dict)  # p50/p90/p99/max, count
     per_pid_cpu_util: dict[str, float] = field(default_factory=dict)
     sfu_dropped: dict[str, int] = field(default_factory=dict)  # ours only: worker drops by reason
+    per_pid_system_util: dict[str, float] = field(default_factory=dict)  # of per_pid: kernel time (10 ms ticks)
+    machine_util: dict[str, float] = field(default_factory=dict)  # cores by kind (/proc/stat): user, system, softirq...
+    generator: str = "one by one"  # or "batched" (pre-built, sendmmsg: no latency)
+    generator_build_s: float = 0.0  # batched: time spent building the phase's packets, before it
+    cross_check: dict[str, int] = field(default_factory=dict)  # the forwarder's own count of packets sent, if known
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -231,10 +242,13 @@ class LoadGenerator:
     """One source socket sending to the forwarder's input, plus the receivers."""
 
     def __init__(self, receivers: Receivers, streams: list[tuple[PacketSource, tuple[str, int]]],
-                 fanout: int | None = None) -> None:
+                 fanout: int | None = None, batched: bool = False, tick_s: float = BATCH_TICK_S) -> None:
         """streams: (source, forwarder input address), sent round robin at an equal share
         of the rate. fanout: copies each packet should produce (default: the receivers split
-        evenly between the streams); every receiver of the set is counted either way."""
+        evenly between the streams); every receiver of the set is counted either way.
+        batched: packets built before each phase and sent with sendmmsg every `tick_s` (see
+        bench/plainrtp/mmsg.py): a nearly free generator, but no latency (the embedded send
+        time is the build time)."""
         if not streams:
             raise ValueError("no stream to send")
         if fanout is None:
@@ -250,8 +264,15 @@ class LoadGenerator:
         self._next_stream = 0
         self.active_streams = len(streams)  # send to the first N streams only (one worker of two)
         self.send_errors = 0
+        self.batched = batched
+        self.tick_s = tick_s
+        budget = MAX_PREBUILT_BYTES // len(streams)
+        self.prebuilt = [PrebuiltStream(source, target, budget) for source, target in streams] if batched else []
+        self.last_build_s = 0.0
 
     def close(self) -> None:
+        for stream in self.prebuilt:
+            stream.release()
         self.sock.close()
 
     def send_one(self) -> None:
@@ -281,37 +302,11 @@ class LoadGenerator:
         start_kdrops = receivers.kernel_drops()
         start_input_drops = sum(procfs.udp_drops(input_ports).values())
         start_gaps, start_late = sum(receivers.gaps), sum(receivers.late)
-        sent = 0
-        send = self.send_one
-        start = time.monotonic()
-        window_start = start + warmup_s
-        end = window_start + duration_s
-        snapshot_a = None
-        interval = 1.0 / rate_pps
-        skipped = 0
-        max_backlog = max(MAX_SEND_BURST, int(rate_pps * MAX_BACKLOG_S))
-        while True:
-            now = time.monotonic()
-            if snapshot_a is None and now >= window_start:
-                snapshot_a = self._snapshot(forwarder_pids, sent)
-                if latency_samples_per_s > 0:
-                    per_receiver = rate_pps * max(1, fanout) / latency_samples_per_s
-                    receivers.sample_mask = (1 << max(0, int(per_receiver).bit_length() - 1)) - 1
-            if now >= end:
-                break
-            due = int((now - start) * rate_pps) - sent - skipped
-            if due > max_backlog:
-                # The generator was descheduled: skip rather than burst what is overdue.
-                skipped += due - MAX_SEND_BURST
-                due = MAX_SEND_BURST
-            if due > 0:
-                burst = min(due, MAX_SEND_BURST)
-                for _ in range(burst):
-                    send()
-                sent += burst
-                receivers.poll(0)
-            else:
-                receivers.poll(min(interval, end - now))
+        if self.batched:
+            sent, skipped, snapshot_a = self._send_batched(rate_pps, duration_s, warmup_s, forwarder_pids)
+        else:
+            sent, skipped, snapshot_a = self._send_one_by_one(rate_pps, duration_s, warmup_s, forwarder_pids,
+                                                              latency_samples_per_s)
         snapshot_b = self._snapshot(forwarder_pids, sent)
         receivers.sample_mask = -1
         self._drain_after_stop(sent * fanout, start_received)
@@ -353,7 +348,101 @@ class LoadGenerator:
             late_or_duplicate=sum(receivers.late) - start_late,
             latency_us=percentiles_us(receivers.latencies),
             per_pid_cpu_util=per_pid,
+            per_pid_system_util={
+                str(pid): round((snapshot_b["per_pid_sys"][pid] - snapshot_a["per_pid_sys"][pid]) / window, 4)
+                for pid in forwarder_pids
+            },
+            machine_util={k: round((snapshot_b["machine"][k] - snapshot_a["machine"][k]) / window, 4)
+                          for k in snapshot_a["machine"]},
+            generator="batched" if self.batched else "one by one",
+            generator_build_s=round(self.last_build_s, 3) if self.batched else 0.0,
         )
+
+    def _send_one_by_one(self, rate_pps: float, duration_s: float, warmup_s: float, forwarder_pids: list[int],
+                         latency_samples_per_s: float) -> tuple[int, int, dict]:
+        """Build, protect and send each packet when due (its send time is real): latency phases."""
+        receivers = self.receivers
+        fanout = self.fanout
+        sent = 0
+        send = self.send_one
+        start = time.monotonic()
+        window_start = start + warmup_s
+        end = window_start + duration_s
+        snapshot_a = None
+        interval = 1.0 / rate_pps
+        skipped = 0
+        max_backlog = max(MAX_SEND_BURST, int(rate_pps * MAX_BACKLOG_S))
+        while True:
+            now = time.monotonic()
+            if snapshot_a is None and now >= window_start:
+                snapshot_a = self._snapshot(forwarder_pids, sent)
+                if latency_samples_per_s > 0:
+                    per_receiver = rate_pps * max(1, fanout) / latency_samples_per_s
+                    receivers.sample_mask = (1 << max(0, int(per_receiver).bit_length() - 1)) - 1
+            if now >= end:
+                break
+            due = int((now - start) * rate_pps) - sent - skipped
+            if due > max_backlog:
+                # The generator was descheduled: skip rather than burst what is overdue.
+                skipped += due - MAX_SEND_BURST
+                due = MAX_SEND_BURST
+            if due > 0:
+                burst = min(due, MAX_SEND_BURST)
+                for _ in range(burst):
+                    send()
+                sent += burst
+                receivers.poll(0)
+            else:
+                receivers.poll(min(interval, end - now))
+        assert snapshot_a is not None
+        return sent, skipped, snapshot_a
+
+    def _send_batched(self, rate_pps: float, duration_s: float, warmup_s: float,
+                      forwarder_pids: list[int]) -> tuple[int, int, dict]:
+        """Packets built before the phase, sent every `tick_s` in one sendmmsg per stream:
+        the generator costs little more than the kernel's work of sending (no latency)."""
+        receivers = self.receivers
+        streams = self.prebuilt[: self.active_streams]
+        share = rate_pps / len(streams)
+        need = int(share * (warmup_s + duration_s) * 1.02) + 64
+        build_start = time.monotonic()
+        for stream in streams:
+            stream.prepare(need, time.monotonic_ns())
+        self.last_build_s = time.monotonic() - build_start
+        sock = self.sock
+        tick = self.tick_s
+        max_backlog = max(64, int(share * MAX_BACKLOG_S))
+        burst_after_skip = max(16, int(share * tick * 2))
+        done = [0] * len(streams)  # sent or skipped, per stream
+        sent = skipped = 0
+        start = time.monotonic()
+        window_start = start + warmup_s
+        end = window_start + duration_s
+        snapshot_a = None
+        while True:
+            now = time.monotonic()
+            if snapshot_a is None and now >= window_start:
+                snapshot_a = self._snapshot(forwarder_pids, sent)
+            if now >= end:
+                break
+            target = int((now - start) * share)
+            for i, stream in enumerate(streams):
+                due = target - done[i]
+                if due > max_backlog:
+                    skipped += due - burst_after_skip  # descheduled: skip rather than burst
+                    done[i] += due - burst_after_skip
+                    due = burst_after_skip
+                if due > 0:
+                    n = stream.send(sock, due)
+                    if n < due and not stream.remaining:
+                        skipped += due - n  # ran out of pre-built packets (byte budget)
+                        done[i] += due - n
+                    done[i] += n
+                    sent += n
+            receivers.poll(min(tick, max(0.0, end - now)))
+        self.send_errors = sum(s.errors for s in self.prebuilt)
+        assert snapshot_a is not None
+        return sent, skipped, snapshot_a
 
     def _snapshot(self, pids: list[int], sent: int) -> dict:
         per_pid = {pid: procfs.cpu_seconds(pid) for pid in pids}
@@ -370,6 +459,8 @@ class LoadGenerator:
             "kdrops": self.receivers.kernel_drops(),
             "sent": sent,
             "gen_cpu": times.user + times.system,
+            "per_pid_sys": {pid: procfs.user_system_seconds(pid)[1] for pid in pids},
+            "machine": procfs.machine_times(),
         }
 
     def _drain_after_stop(self, expected: int, start_arrived: int) -> None:
@@ -382,6 +473,10 @@ class LoadGenerator:
         while time.monotonic() < deadline:
             receivers.poll(0.01)
             now_received = receivers.total_received()
+            if self.batched and receivers.passive:
+                # Arrivals at passive receivers are mostly kernel drops: wait until those stop
+                # too (a saturated forwarder still empties its input queue after the source stops).
+                now_received += receivers.kernel_drops()
             if now_received != last:
                 last = now_received
                 quiet_since = time.monotonic()

@@ -63,6 +63,25 @@ def machine_busy() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
 
 
+def machine_times() -> dict[str, float]:
+    """CPU seconds of the whole machine so far by kind (all CPUs), from /proc/stat:
+    user (with nice), system, irq, softirq (the kernel's deferred network work, charged to
+    whichever process was running), idle (with iowait), steal."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return {"user": (user + nice) / CLOCK_TICKS, "system": system / CLOCK_TICKS, "irq": irq / CLOCK_TICKS,
+            "softirq": softirq / CLOCK_TICKS, "idle": (idle + iowait) / CLOCK_TICKS, "steal": steal / CLOCK_TICKS}
+
+
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of /proc/PID/stat in seconds (10 ms ticks)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status", "rb") as f:
         for line in f:

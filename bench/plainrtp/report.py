@@ -85,13 +85,20 @@ def render(report: dict) -> str:
         out("")
     scaling = report.get("scaling")
     if scaling:
-        one, two = scaling["one worker"]["result"], scaling["two workers"]["result"]
-        out(f"Two workers vs one (ours, one router each, each worker on its own CPU, generator unpinned): "
-            f"{_k(one['pps_out'])} → {_k(two['pps_out'])} packets/s out = ×{_f(scaling['ratio'])}; "
-            f"CPU µs/pkt {_f(one['cpu_us_per_packet'])} → {_f(two['cpu_us_per_packet'])}; "
-            f"worker CPU {one['per_pid_cpu_util']} → {two['per_pid_cpu_util']}; "
-            f"generator CPU {one['generator_cpu_util']:.0%} → {two['generator_cpu_util']:.0%}; "
-            f"at the packets/s per worker CPU measured, two whole CPUs: ×{_f(scaling.get('ratio_per_worker_cpu'))}")
+        out(f"Two workers vs one (ours, one router each, each worker on its own CPU, generator unpinned, "
+            f"{scaling.get('generator', 'one-by-one')} generator):")
+        out("")
+        out("| run | one worker: packets/s out | CPU µs/pkt | worker CPU | generator CPU | two workers: packets/s out "
+            "| CPU µs/pkt | worker CPU | generator CPU | softirq, cores | ratio | at 2 × per-CPU rate |")
+        out("|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|")
+        for i, run in enumerate(scaling.get("runs") or [scaling]):
+            one, two = run["one worker"]["result"], run["two workers"]["result"]
+            out(f"| {i + 1} | {_k(one['pps_out'])} | {_f(one['cpu_us_per_packet'])} | "
+                f"{' + '.join(f'{v:.2f}' for v in one['per_pid_cpu_util'].values())} | {one['generator_cpu_util']:.2f} | "
+                f"{_k(two['pps_out'])} | {_f(two['cpu_us_per_packet'])} | "
+                f"{' + '.join(f'{v:.2f}' for v in two['per_pid_cpu_util'].values())} | {two['generator_cpu_util']:.2f} | "
+                f"{two.get('machine_util', {}).get('softirq', 0):.2f} | ×{_f(run['ratio'])} | "
+                f"×{_f(run.get('ratio_per_worker_cpu'))} |")
         out("")
     rss = report.get("rss")
     if rss:

@@ -9,7 +9,8 @@ Order of a run (each step bounded in count and time):
 3. fixed offered rates, the same for everyone (receivers active: continuity + latency);
 4. 50 % and 80 % of our SRTP saturation rate, for everyone (latency; drops must be 0);
 5. a bounded long run of ours + SRTP at 50 % with RSS sampled every second;
-6. two workers (two routers, each its own fan-out, each worker on its own CPU) vs one;
+6. two workers (two routers, each its own fan-out, each worker on its own CPU) vs one,
+   with the batched generator (packets built before each phase, sent with sendmmsg);
 7. RSS per consumer with 1000 plain consumers on one worker.
 """
 
@@ -105,8 +106,11 @@ def _summary(r: PhaseResult) -> str:
 class Bench:
     def __init__(self, profile: Profile, fanout: int = 16, pin: bool = True, skip_janus: bool = False,
                  only: tuple[str, ...] | None = None, nice: int = 0, realtime: bool = False,
-                 parts: tuple[str, ...] = PARTS) -> None:
+                 parts: tuple[str, ...] = PARTS, scaling_generator: str = "batched",
+                 scaling_repeats: int = 1) -> None:
         self.profile = profile
+        self.scaling_generator = scaling_generator
+        self.scaling_repeats = scaling_repeats
         self.parts = parts
         self.nice = nice
         self.realtime = realtime
@@ -274,23 +278,34 @@ class Bench:
                 procfs.make_realtime(os.getpid(), 2)  # above the workers: the load is offered whatever they do
             pids = [w.pid for w in workers]
             # One generator (one source socket) for both steps: each input transport learned
-            # its sender's address from the first packet and hears no other.
-            gen = LoadGenerator(receivers, sources, fanout=self.fanout)
+            # its sender's address from the first packet and hears no other. Batched: packets
+            # built before each phase, sent with sendmmsg (bench/plainrtp/mmsg.py), so the
+            # generator takes little of the two CPUs the workers need; no latency is measured.
+            gen = LoadGenerator(receivers, sources, fanout=self.fanout,
+                                batched=self.scaling_generator == "batched")
             generators["both"] = gen
-            out = {}
-            for label, streams in (("one worker", 1), ("two workers", 2)):
-                gen.active_streams = streams
-                out[label] = self._scaling_saturation(label, gen, pids, [f.input_addr[1] for f in fanouts])
-            one = out["one worker"]["result"]
-            two = out["two workers"]["result"]
-            out["ratio"] = round(two["pps_out"] / one["pps_out"], 3) if one["pps_out"] else None
-            # What two whole CPUs would give at the per-CPU rates measured: the generator
-            # shares the two CPUs with the workers here (there is no third).
-            one_cpu = one["per_pid_cpu_util"][str(pids[0])]
-            two_cpu = sum(two["per_pid_cpu_util"][str(pid)] for pid in pids)
-            if one_cpu and two_cpu:
-                out["ratio_per_worker_cpu"] = round(2 * (two["pps_out"] / two_cpu) / (one["pps_out"] / one_cpu), 3)
-            self.progress(f"two workers / one: {out['ratio']}")
+            ports = [f.input_addr[1] for f in fanouts]
+            runs = []
+            for repeat in range(self.scaling_repeats):
+                run = {}
+                for label, streams in (("one worker", 1), ("two workers", 2)):
+                    gen.active_streams = streams
+                    run[label] = self._scaling_saturation(label, gen, workers, ports)
+                one = run["one worker"]["result"]
+                two = run["two workers"]["result"]
+                run["ratio"] = round(two["pps_out"] / one["pps_out"], 3) if one["pps_out"] else None
+                # What two whole CPUs would give at the per-CPU rates measured.
+                one_cpu = one["per_pid_cpu_util"][str(pids[0])]
+                two_cpu = sum(two["per_pid_cpu_util"][str(pid)] for pid in pids)
+                if one_cpu and two_cpu:
+                    run["ratio_per_worker_cpu"] = round(2 * (two["pps_out"] / two_cpu) / (one["pps_out"] / one_cpu), 3)
+                self.progress(f"two workers / one (run {repeat + 1}/{self.scaling_repeats}): {run['ratio']}")
+                runs.append(run)
+            out = dict(runs[0])
+            out["generator"] = self.scaling_generator
+            if len(runs) > 1:
+                out["runs"] = runs
+                out["ratios"] = [r["ratio"] for r in runs]
             return out
         finally:
             if self.pinned and self.generator_cpu is not None:
@@ -303,16 +318,40 @@ class Bench:
                 worker.stop()
             receivers.close()
 
-    def _scaling_saturation(self, label: str, gen: LoadGenerator, pids: list[int], ports: list[int]) -> dict:
+    def _scaling_saturation(self, label: str, gen: LoadGenerator, workers: list[WorkerProcess],
+                            ports: list[int]) -> dict:
         p = self.profile
+        pids = [w.pid for w in workers]
         streams = gen.active_streams
-        probe = gen.run_phase(f"{label} overload probe", p.overload_pps * streams, p.probe_s, 0.3, pids, ports)
+
+        def phase(name: str, rate: float, duration: float, warmup: float) -> PhaseResult:
+            """One phase, cross-checked against the workers' own count of packets sent: the
+            receivers count by kernel drops, and that count must be exact."""
+            before = [w.stats().counters for w in workers]
+            r = gen.run_phase(name, rate, duration, warmup, pids, ports)
+            after = [w.stats().counters for w in workers]
+
+            def delta(key: str) -> int:
+                return sum(a.get(key, 0) - b.get(key, 0) for a, b in zip(after, before))
+
+            # packets_sent counts every datagram, RTCP too (the input's receiver reports go
+            # to the generator's socket, not to the receivers).
+            rtp_sent = delta("packets_sent") - delta("rtcp_sent")
+            r.cross_check = {"workers_rtp_sent": rtp_sent, "workers_rtcp_sent": delta("rtcp_sent"),
+                             "counted_at_receivers": r.arrived_total, "difference": rtp_sent - r.arrived_total}
+            return r
+
+        probe = phase(f"{label} overload probe", p.overload_pps * streams, p.probe_s, 0.3)
         self.progress(f"scaling     {label} overload probe: {_summary(probe)}")
         rate = max(100.0, probe.pps_out / gen.fanout)
         best = None
+        attempts = []
         for step in range(p.search_steps):
-            r = gen.run_phase(f"{label} {step + 1}", rate, p.phase_s, p.warmup_s, pids, ports)
-            self.progress(f"scaling     {label} {step + 1}/{p.search_steps} at {rate:.0f} pps in: {_summary(r)}")
+            r = phase(f"{label} {step + 1}", rate, p.phase_s, p.warmup_s)
+            attempts.append(r)
+            self.progress(f"scaling     {label} {step + 1}/{p.search_steps} at {rate:.0f} pps in: {_summary(r)}, "
+                          f"generator {r.generator_cpu_util:.2f}, softirq {r.machine_util.get('softirq', 0):.2f}, "
+                          f"workers sent - counted {r.cross_check['difference']}")
             lossless = r.forwarder_input_drops == 0 and r.lost_total <= LOSS_TOLERANCE * r.expected_total + 8 * self.fanout
             if lossless:
                 if best is None or r.pps_out > best.pps_out:
@@ -323,7 +362,8 @@ class Bench:
             else:
                 rate *= 0.95
         chosen = best or r
-        return {"result": chosen.to_dict(), "lossless": best is not None, "probe": probe.to_dict()}
+        return {"result": chosen.to_dict(), "lossless": best is not None, "probe": probe.to_dict(),
+                "attempts": [a.to_dict() for a in attempts]}
 
     def _rss_per_consumer(self, srtp: bool) -> dict:
         count = self.profile.rss_consumers
@@ -520,8 +560,10 @@ def evaluate(report: dict) -> tuple[dict, list[dict]]:
                    per_core >= 150_000)
     scaling = report.get("scaling")
     if scaling:
-        target("two workers / one, measured", scaling.get("ratio"), ">= 1.8",
-               None if scaling.get("ratio") is None else scaling["ratio"] >= 1.8)
+        measured = [r for r in scaling.get("ratios") or [scaling.get("ratio")] if r is not None]
+        label = "two workers / one, measured" + (f" (lowest of {len(measured)} runs)" if len(measured) > 1 else "")
+        worst = min(measured) if measured else None
+        target(label, worst, ">= 1.8", None if worst is None else worst >= 1.8)
         per_cpu = scaling.get("ratio_per_worker_cpu")
         if per_cpu is not None:
             target("two workers / one, at the measured packets/s per worker CPU × 2 CPUs", per_cpu, ">= 1.8",
