@@ -86,7 +86,7 @@ def limits_field(body: dict[str, Any], name: str = "limits", *, allow_null: bool
     return checked
 
 
-async def _customer_for(request: web.Request, actor: Actor) -> Customer:
+async def customer_in_path(request: web.Request, actor: Actor) -> Customer:
     """The customer named in the path, if the actor administers it (403 otherwise)."""
     customer_id = request.match_info["customer_id"]
     require_customer_admin(actor, customer_id)
@@ -146,7 +146,7 @@ async def list_customers(request: web.Request) -> web.Response:
 
 
 async def get_customer(request: web.Request) -> web.Response:
-    customer = await _customer_for(request, await accounts.authenticate(request))
+    customer = await customer_in_path(request, await accounts.authenticate(request))
     return web.json_response(customer_json(get_state(request.app), customer))
 
 
@@ -154,7 +154,7 @@ async def patch_customer(request: web.Request) -> web.Response:
     actor = await accounts.authenticate(request)
     require_operator(actor)
     state = get_state(request.app)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     body = await json_body(request)
     changes: dict[str, Any] = {}
     name = text_field(body, "name", min_chars=1, max_chars=MAX_NAME_CHARS)
@@ -173,7 +173,7 @@ async def delete_customer(request: web.Request) -> web.Response:
     actor = await accounts.authenticate(request)
     require_operator(actor)
     state = get_state(request.app)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     await _end_everything_of_customer(state, customer.id, "customer_deleted")
     await state.store.delete_customer(customer.id)
     await accounts.audit(state, request, actor, "customer.delete", "customer", customer.id, name=customer.name)
@@ -184,7 +184,7 @@ async def _set_customer_status(request: web.Request, status: str) -> web.Respons
     actor = await accounts.authenticate(request)
     require_operator(actor)
     state = get_state(request.app)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     customer = await state.store.update_customer(customer.id, status=status)
     if status == "suspended":
         await _end_everything_of_customer(state, customer.id, "customer_suspended")
@@ -205,7 +205,7 @@ async def rotate_api_key(request: web.Request) -> web.Response:
     actor = await accounts.authenticate(request)
     require_operator(actor)
     state = get_state(request.app)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     api_key, api_key_hash = accounts.new_api_key()
     await state.store.update_customer(customer.id, api_key_hash=api_key_hash)
     await accounts.audit(state, request, actor, "customer.rotate_api_key", "customer", customer.id)
@@ -218,7 +218,7 @@ async def rotate_api_key(request: web.Request) -> web.Response:
 async def put_webhook(request: web.Request) -> web.Response:
     actor = await accounts.authenticate(request)
     state = get_state(request.app)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     body = await json_body(request)
     if "url" not in body:
         raise invalid("url", "is required (\"\" turns the webhook off)")
@@ -231,7 +231,7 @@ async def put_webhook(request: web.Request) -> web.Response:
 
 async def list_deliveries(request: web.Request) -> web.Response:
     actor = await accounts.authenticate(request)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     limit = _query_int(request, "limit", 1, 1000) or 100
     deliveries = await get_state(request.app).store.list_webhook_deliveries(customer.id, limit=limit)
     return web.json_response(
@@ -259,7 +259,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 async def create_host(request: web.Request) -> web.Response:
     actor = await accounts.authenticate(request)
     state = get_state(request.app)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     body = await json_body(request)
     email = email_field(body, required=True)
     name = text_field(body, "name", required=True, min_chars=1, max_chars=MAX_NAME_CHARS)
@@ -276,7 +276,7 @@ async def create_host(request: web.Request) -> web.Response:
 
 
 async def list_hosts(request: web.Request) -> web.Response:
-    customer = await _customer_for(request, await accounts.authenticate(request))
+    customer = await customer_in_path(request, await accounts.authenticate(request))
     hosts = await get_state(request.app).store.list_hosts(customer.id)
     return web.json_response({"hosts": [host_json(h) for h in hosts]})
 

@@ -26,14 +26,15 @@ from aiohttp import web
 
 from control import accounts, storage_access, tokens
 from control.accounts import Actor
+from control.api_accounts import customer_in_path
 from control.api_sessions import moderator
 from control.errors import ApiError
-from control.permissions import forbidden, require_customer_admin, require_meeting_access
+from control.permissions import forbidden, require_meeting_access
 from control.protocol import transcription_hints
 from control.rest import display_number, invalid, iso_time, json_body
 from control.state import AppState, get_state
 from control.storage_settings import public_view, storage_for, validate_storage_settings
-from control.store.base import ConsentEntry, Customer, Meeting, Recording, RecordingFile
+from control.store.base import ConsentEntry, Meeting, Recording, RecordingFile
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +103,6 @@ def storage_json(settings: dict[str, Any] | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------- who asks
 
 
-async def _customer_for(request: web.Request, actor: Actor) -> Customer:
-    customer_id = request.match_info["customer_id"]
-    require_customer_admin(actor, customer_id)
-    customer = await get_state(request.app).store.get_customer(customer_id)
-    if customer is None:
-        raise ApiError(404, "not_found", "no such customer")
-    return customer
-
-
 async def recording_for(request: web.Request, actor: Actor) -> tuple[Recording, Meeting]:
     """The recording in the path and its meeting, if the actor may see the meeting (its
     host, the customer's admin, the operator); like meetings, a missing one and another
@@ -131,7 +123,7 @@ async def recording_for(request: web.Request, actor: Actor) -> tuple[Recording, 
 
 async def put_storage(request: web.Request) -> web.Response:
     actor = await accounts.authenticate(request)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     state = get_state(request.app)
     body = await json_body(request)
     current = await state.store.get_customer_storage(customer.id)
@@ -147,14 +139,14 @@ async def put_storage(request: web.Request) -> web.Response:
 
 async def get_storage(request: web.Request) -> web.Response:
     actor = await accounts.authenticate(request)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     return web.json_response(storage_json(await get_state(request.app).store.get_customer_storage(customer.id)))
 
 
 async def delete_storage(request: web.Request) -> web.Response:
     """Forget the settings: recording is refused until there are new ones."""
     actor = await accounts.authenticate(request)
-    customer = await _customer_for(request, actor)
+    customer = await customer_in_path(request, actor)
     state = get_state(request.app)
     if await state.store.delete_customer_storage(customer.id):
         await accounts.audit(state, request, actor, "customer.storage_delete", "customer", customer.id)

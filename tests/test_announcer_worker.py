@@ -16,20 +16,19 @@ import base64
 import socket
 import time
 
-import aioice.ice
 import av
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from config.schema import MediaConfig, SfuConfig
 from recorder.media.notice import notice_frames
 from sfu import api
 from sfu.channel import ChannelClient, ChannelError, ChannelServer, RequestFailed
 from sfu.transport.plain import srtp_session
 from sfu.wire import rtcp, rtp
 from sfu.worker import Worker
+from tests.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
 
 ANNOUNCER = api.announcer_producer_id("r")
 STARTED = notice_frames("started")
@@ -38,23 +37,6 @@ STOPPED = notice_frames("stopped")
 
 def b64(frames: list[bytes]) -> list[str]:
     return [base64.b64encode(f).decode("ascii") for f in frames]
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch):
-    # aioice never gathers 127.0.0.1; the tests keep all traffic on loopback.
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-@pytest.fixture
-async def worker():
-    worker = Worker(0, SfuConfig(port_base=0), MediaConfig(), ["127.0.0.1"])
-    await worker.bind(0)
-    await worker.handle(api.RouterCreate(router_id="r"))
-    try:
-        yield worker
-    finally:
-        await worker.shutdown()
 
 
 class Receiver:

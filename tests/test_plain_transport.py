@@ -18,36 +18,18 @@ import socket
 import struct
 import subprocess
 
-import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from config.schema import MediaConfig, SfuConfig
 from sfu import api
 from sfu.channel import ChannelClient, ChannelError, ChannelServer, RequestFailed
 from sfu.transport.plain import srtp_session
 from sfu.wire import codecs, rtcp, rtp
 from sfu.worker import Worker
+from tests.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
 
 FFMPEG = shutil.which("ffmpeg")
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch):
-    # aioice never gathers 127.0.0.1; the tests keep all traffic on loopback.
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-@pytest.fixture
-async def worker():
-    worker = Worker(0, SfuConfig(port_base=0), MediaConfig(), ["127.0.0.1"])
-    await worker.bind(0)
-    await worker.handle(api.RouterCreate(router_id="r"))
-    try:
-        yield worker
-    finally:
-        await worker.shutdown()
 
 
 class UdpPeer:
