@@ -40,7 +40,18 @@ RECORDER_COUNTERS = {
     "segments_flushed": ("conclave_recording_segments_flushed", "Recording segments closed and queued for upload"),
     "upload_attempts": ("conclave_recording_upload_attempts", "Uploads to customer storage attempted"),
     "upload_failures": ("conclave_recording_upload_failures", "Uploads to customer storage that failed"),
+    "packets_received": ("conclave_recorder_packets_received", "RTP packets the recorder received from the SFU"),
+    "packets_lost": ("conclave_recorder_packets_lost", "RTP packets the recorder never got, even after NACKs"),
+    "nacks_sent": ("conclave_recorder_nacks_sent", "Retransmission requests (NACK) the recorder sent"),
+    "plis_sent": ("conclave_recorder_plis_sent", "Keyframe requests (PLI) the recorder sent"),
 }
+# Recorder stats counter key -> the reason label of conclave_recorder_packets_dropped_total.
+RECORDER_DROPS = {
+    "packets_unknown_ssrc": "unknown_ssrc",
+    "packets_unknown_peer": "unknown_peer",
+    "packets_malformed": "malformed",
+}
+DROPS = ("conclave_recorder_packets_dropped", "Packets the recorder dropped, by reason")
 RESTARTS = ("conclave_recorder_restarts", "Times the recorder process was restarted")
 
 
@@ -64,7 +75,7 @@ class RecorderMetrics(Collector):
                 value = gauges.get(key)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._gauges[key] = float(value)
-            for key in RECORDER_COUNTERS:
+            for key in (*RECORDER_COUNTERS, *RECORDER_DROPS):
                 value = counters.get(key)
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     continue
@@ -94,6 +105,10 @@ class RecorderMetrics(Collector):
                 yield GaugeMetricFamily(name, text, value=self._gauges.get(key, 0.0))
             for key, (name, text) in RECORDER_COUNTERS.items():
                 yield CounterMetricFamily(name, text, value=self._base.get(key, 0) + self._last.get(key, 0))
+            dropped = CounterMetricFamily(*DROPS, labels=["reason"])
+            for key, reason in RECORDER_DROPS.items():
+                dropped.add_metric([reason], self._base.get(key, 0) + self._last.get(key, 0))
+            yield dropped
             yield CounterMetricFamily(*RESTARTS, value=self.restarts)
 
 

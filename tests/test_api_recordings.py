@@ -504,6 +504,12 @@ async def test_recorder_metrics_are_exported_and_stay_monotonic(conclave_server)
     # ... also when the restart was not reported.
     update_recorder_metrics(metrics, {"counters": {"bytes_written": 3}, "gauges": {}})
     assert (await scrape())["conclave_recording_bytes_written_total"] == 1013
+    # Drops by reason, one labelled counter.
+    update_recorder_metrics(metrics, {"counters": {"packets_unknown_peer": 2, "packets_malformed": 1}, "gauges": {}})
+    values = await scrape()
+    assert values['conclave_recorder_packets_dropped_total{reason="unknown_peer"}'] == 2
+    assert values['conclave_recorder_packets_dropped_total{reason="malformed"}'] == 1
+    assert values['conclave_recorder_packets_dropped_total{reason="unknown_ssrc"}'] == 0
 
 
 # ---------------------------------------------------------------------- S3

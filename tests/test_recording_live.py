@@ -264,6 +264,9 @@ async def test_recording_notice_ledger_and_files(conclave_server, tmp_path):
         assert metrics["conclave_worker_notice_packets_sent_total"] >= 3 * NOTICE_FRAMES
         assert metrics["conclave_recording_segments_flushed_total"] >= len([r for r in rows if r.kind == "track"])
         assert metrics["conclave_recording_bytes_written_total"] > 0
+        assert metrics["conclave_recorder_packets_received_total"] > 0
+        assert metrics["conclave_recorder_plis_sent_total"] >= 1  # a keyframe for each camera at start
+        assert metrics["conclave_recorder_packets_dropped_total"] == 0
     finally:
         await stop_all(host, guest, late)
 
