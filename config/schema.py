@@ -395,6 +395,8 @@ class SignalingConfig(_Section):
     # Per WebSocket.
     messages_per_second: int = setting(50, integer(1))
     max_participants_per_meeting: int = setting(100, integer(1))
+    # A client that has not answered a subscribe offer after this long is disconnected.
+    answer_timeout_s: float = setting(30.0, positive_number())
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,9 @@ def create_app(
         cfg=cfg,
         meetings=meetings,
         supervisor=supervisor,
-        conference=Conference(meetings, supervisor, cfg.signaling.max_participants_per_meeting),
+        conference=Conference(
+            meetings, supervisor, cfg.signaling.max_participants_per_meeting, cfg.signaling.answer_timeout_s
+        ),
         metrics=Metrics(meetings, supervisor),
     )
     state.store = open_store(cfg)

@@ -30,6 +30,7 @@ ANNOUNCER_SOURCE = "announcement"
 
 REPLACED_CLOSE_CODE = 4001  # the participant joined again on another socket
 RESTART_CLOSE_CODE = 1012  # WebSocket "service restart": the media server restarted
+NO_ANSWER_CLOSE_CODE = 1008  # policy violation: the client never answered an offer
 # A join while every worker is restarting waits this long for one before giving up.
 WAIT_FOR_WORKER_S = 5.0
 
@@ -46,7 +47,7 @@ def media_error(exc: ChannelError, what: str) -> SignalingError:
 class Negotiation:
     """Serializes renegotiation of one subscriber's connection: never two offers outstanding."""
 
-    __slots__ = ("_conference", "_meeting", "_participant", "state", "dirty", "_task", "offers")
+    __slots__ = ("_conference", "_meeting", "_participant", "state", "dirty", "_task", "offers", "_deadline")
 
     IDLE, CREATING, AWAITING_ANSWER = "idle", "creating", "awaiting_answer"
 
@@ -58,6 +59,7 @@ class Negotiation:
         self.dirty = False
         self._task: asyncio.Task[None] | None = None
         self.offers = 0  # offers sent so far
+        self._deadline: asyncio.TimerHandle | None = None  # for the answer to the offer out
 
     def request(self) -> None:
         """Something changed in what this subscriber receives: offer it (now or after the answer)."""
@@ -92,6 +94,15 @@ class Negotiation:
         self.state = self.AWAITING_ANSWER
         self.offers += 1
         participant.send({"type": "offer", "sdp": offer.sdp, "tracks": [self._describe(c) for c in offer.consumers]})
+        # Every later change waits for this answer: a client that never gives it would
+        # hold this subscriber's tracks back forever. It is dropped (and may reconnect).
+        self._deadline = asyncio.get_running_loop().call_later(self._conference.answer_timeout_s, self._no_answer)
+
+    def _no_answer(self) -> None:
+        self._deadline = None
+        if self.state == self.AWAITING_ANSWER and not self._participant.closed:
+            log.warning("participant %s did not answer an offer: closing its socket", self._participant.participant_id)
+            self._participant.peer.close(NO_ANSWER_CLOSE_CODE, "no answer to the offer")
 
     def _describe(self, info: api.ConsumerInfo) -> dict[str, Any]:
         if info.consumer_id == self._participant.announcer_consumer_id:
@@ -128,11 +139,18 @@ class Negotiation:
             self._settle()
 
     def _settle(self) -> None:
+        self._stop_deadline()
         self.state = self.IDLE
         if self.dirty:
             self.request()
 
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     def cancel(self) -> None:
+        self._stop_deadline()
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -174,10 +192,13 @@ class ConferenceListener:
 
 
 class Conference:
-    def __init__(self, registry: MeetingRegistry, supervisor: WorkerSupervisor, max_participants: int) -> None:
+    def __init__(
+        self, registry: MeetingRegistry, supervisor: WorkerSupervisor, max_participants: int, answer_timeout_s: float = 30.0
+    ) -> None:
         self._registry = registry
         self._supervisor = supervisor
         self._max_participants = max_participants
+        self.answer_timeout_s = answer_timeout_s
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
         # A fresh join token for a participant told to reconnect (set by control.live).

@@ -286,3 +286,36 @@ async def test_json_error_text_is_never_echoed_raw(conclave_server, signaling_so
     await socket.join("ann")
     reply = await expect_error(socket, {"type": "x" * 10_000}, "unknown_type")
     assert len(json.dumps(reply)) < 500
+
+
+async def test_a_client_that_never_answers_an_offer_is_disconnected(conclave_server_factory, signaling_socket):
+    server = await conclave_server_factory(signaling={"answer_timeout_s": 1.0})
+    meeting = await server.create_meeting()
+    publisher = server.bot(meeting, "publisher")
+    try:
+        await publisher.start(publish_video=False)
+        silent = await signaling_socket(server.ws_url(meeting["meeting_id"]))
+        joined = await silent.join("silent")
+        offer = await silent.recv_type("offer", timeout=10)  # the publisher's microphone
+        assert any(t["source"] == "microphone" for t in offer["tracks"])
+        # No answer: renegotiation would wait forever, so the socket is closed (1008).
+        assert await silent.expect_close(timeout=5) == 1008
+        await publisher.wait_until(
+            lambda: joined["participant_id"] not in publisher.participants, 5, "the silent one gone"
+        )
+    finally:
+        await publisher.stop()
+
+
+async def test_an_answered_offer_keeps_the_client(conclave_server_factory):
+    server = await conclave_server_factory(signaling={"answer_timeout_s": 1.0})
+    meeting = await server.create_meeting()
+    alice, bob = server.bot(meeting, "alice"), server.bot(meeting, "bob")
+    try:
+        await alice.start(publish_video=False)
+        await bob.start(publish_video=False)
+        await bob.wait_for_frames(alice.participant_id, "microphone", 5, timeout=15)
+        await asyncio.sleep(1.5)  # past the timeout: answered offers set no deadline
+        assert bob.participant_id in alice.participants and alice.participant_id in bob.participants
+    finally:
+        await asyncio.gather(alice.stop(), bob.stop(), return_exceptions=True)
