@@ -21,6 +21,7 @@ import re
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,12 @@ async def queue_manifest(
     return await queue_file(directory, spool, key_prefix, attempt, out, totals)
 
 
+# The worker's consumer exists (and may send) a moment before control's TRACK_ADD for it
+# reaches us: packets of an SSRC not announced yet are held this long, then replayed.
+EARLY_PACKETS = 256
+EARLY_MAX_AGE_S = 2.0
+
+
 class _Socket(asyncio.DatagramProtocol):
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -248,6 +255,7 @@ class Session:
         self.sender_ssrc = secrets.randbits(32) or 1
         self.tracks: dict[str, Track] = {}
         self.by_ssrc: dict[int, Track] = {}
+        self.early: deque[tuple[int, bytes, float]] = deque(maxlen=EARLY_PACKETS)
         self.writers: dict[tuple[str, str], SegmentWriter] = {}  # (track_id, codec) -> writer
         self.domains: dict[str, ClockDomain] = {}  # participant -> their sender clock
         self.collectors: dict[str, SpeechCollector] = {}
@@ -482,6 +490,7 @@ class Session:
         if self.transcribe and message.kind == "audio":
             self._collect_speech(track)
         track.start()
+        self._replay_early(track)
 
     def remove_track(self, track_id: str) -> None:
         track = self.tracks.pop(track_id, None)
@@ -540,11 +549,26 @@ class Session:
         ssrc = peek_ssrc(data)
         track = self.by_ssrc.get(ssrc) if ssrc is not None else None
         if track is None:
-            self.totals.unknown_ssrc += 1
+            if ssrc is None or len(self.early) == EARLY_PACKETS:
+                self.totals.unknown_ssrc += 1  # unreadable, or the oldest held one goes
+            if ssrc is not None:
+                self.early.append((ssrc, data, arrival))
             return
         if self.learned_remote is None:
             self.learned_remote = (addr[0], addr[1])
         track.on_rtp(data, arrival)
+
+    def _replay_early(self, track: Track) -> None:
+        """The new track's packets that came before its TRACK_ADD; stale others count as dropped."""
+        now = time.monotonic()
+        held, self.early = self.early, deque(maxlen=EARLY_PACKETS)
+        for ssrc, data, arrival in held:
+            if now - arrival > EARLY_MAX_AGE_S:
+                self.totals.unknown_ssrc += 1
+            elif ssrc == track.ssrc:
+                track.on_rtp(data, arrival)
+            else:
+                self.early.append((ssrc, data, arrival))
 
     def send_rtcp(self, data: bytes) -> None:
         destination = self.remote or self.learned_remote

@@ -142,9 +142,17 @@ async def test_records_tracks_mix_and_manifest_into_customer_storage(tmp_path):
         assert isinstance(started, api.RecordingStarted) and started.ip == "127.0.0.1" and started.port > 0
         sfu.destination = (started.ip, started.port)
         await recorder.request(api.RecordingConnect(RECORDING_ID, *sfu.address))
-        for stream in (cam, mic, bob):
+        for stream in (cam, mic):
             assert await recorder.request(stream.track_add(RECORDING_ID)) == api.Empty()
+
+        async def announce_bob_late() -> None:
+            # As with a real worker: the consumer sends before control's TRACK_ADD lands.
+            await asyncio.sleep(max(0.0, origin + bob.packets[0][0] + 0.15 - time.monotonic()))
+            assert await recorder.request(bob.track_add(RECORDING_ID)) == api.Empty()
+
+        late = asyncio.create_task(announce_bob_late())
         await play(sfu, events, origin)
+        await late
 
         live = await recorder.stats()
         assert live.gauges["active_recordings"] == 1
