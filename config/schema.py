@@ -256,11 +256,10 @@ BOOLEAN = Rule(bool, "true or false")
 FILE_PATH = Rule(str, "a file path")
 
 
-def setting(default: Any, rule: Rule, *, secret: bool = False) -> Any:
-    """A dataclass field holding one setting, with its default and its rule.
-
-    secret: the value never appears in repr() (so never in a log line or a traceback)."""
-    return field(default=default, repr=not secret, metadata={"rule": rule, "secret": secret})
+def setting(default: Any, rule: Rule) -> Any:
+    """A dataclass field holding one setting, with its default and its rule. A secret rule's
+    value never appears in repr() (so never in a log line or a traceback)."""
+    return field(default=default, repr=not rule.secret, metadata={"rule": rule})
 
 
 def secret_text(minimum_chars: int) -> Rule:
@@ -404,9 +403,9 @@ class AuthConfig(_Section):
     SECTION: ClassVar[str] = "auth"
 
     # Bearer key of the server operator; empty: generated into DATA_DIR/operator-key.
-    operator_key: str = setting("", secret_text(16), secret=True)
+    operator_key: str = setting("", secret_text(16))
     # HS256 key of join tokens; empty: generated into DATA_DIR/token-secret.
-    token_secret: str = setting("", secret_text(32), secret=True)
+    token_secret: str = setting("", secret_text(32))
     # A second login of a host: "replace" ends the first session, "refuse" answers 409.
     host_login_policy: str = setting("replace", one_of("replace", "refuse"))
     # Lifetime of a join token: long enough to connect (the live socket outlives it).
@@ -469,7 +468,7 @@ class RecorderConfig(_Section):
     transcription_engine: str = setting("pocketsphinx", one_of("pocketsphinx", "openai"))
     # An OpenAI-compatible speech-to-text service (POST {base}/v1/audio/transcriptions).
     openai_base_url: str = setting("", base_url())
-    openai_api_key: str = setting("", Rule(str, "a string", secret=True), secret=True)
+    openai_api_key: str = setting("", Rule(str, "a string", secret=True))
     openai_model: str = setting("whisper-1", Rule(str, "a model name"))
 
     def _check_together(self) -> None:
