@@ -12,10 +12,8 @@ Schema: `sqlite_schema.MIGRATIONS`; rows to records: `sqlite_rows`; the recordin
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +56,6 @@ class SqliteStore(RecordingsMixin, Store):
         self._clock = clock
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        self._thread_lock = threading.Lock()  # guards the connection if ever shared
 
     # ------------------------------------------------------------------ plumbing
 
@@ -66,11 +63,7 @@ class SqliteStore(RecordingsMixin, Store):
         if self._executor is None:
             raise StoreError("the store is not open")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, args)
-
-    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        with self._thread_lock:
-            return fn(*args)
+        return await loop.run_in_executor(self._executor, fn, *args)
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -96,27 +89,53 @@ class SqliteStore(RecordingsMixin, Store):
     def _row(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         return self._db.execute(sql, tuple(params)).fetchone()
 
-    def _insert(self, table: str, record: Any, **extra: Any) -> None:
-        """INSERT a record dataclass (its fields are the table's columns) and `extra` columns."""
+    def _get(self, table: str, row_id: str, convert: Callable[[sqlite3.Row], T]) -> T | None:
+        """The row `row_id` of `table` as a record (`convert`: a `sqlite_rows` function), or None."""
+        row = self._row(f"SELECT * FROM {table} WHERE id = ?", (row_id,))
+        return convert(row) if row else None
+
+    def _require(self, table: str, row_id: str) -> None:
+        """NotFound(table, row_id) unless the row exists."""
+        if self._row(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)) is None:
+            raise NotFound(table, row_id)
+
+    def _insert(self, table: str, record: T) -> T:
+        """INSERT a record dataclass (its fields are the table's columns); returns it."""
         values = {name: getattr(record, name) for name in record.__dataclass_fields__}
-        values.update(extra)
         columns = ", ".join(f'"{name}"' for name in values)  # quoted: "key" and "end" are SQL words
         params = [rows.column_value(v) for v in values.values()]
         self._db.execute(f"INSERT INTO {table} ({columns}) VALUES ({rows.placeholders(params)})", params)
+        return record
 
-    def _update(self, table: str, row_id: str, allowed: set[str], changes: dict[str, Any]) -> None:
+    def _insert_new(self, table: str, record: T) -> T:
+        """`_insert`, with a refused unique constraint or a missing parent raised as `_conflict` says."""
+        try:
+            return self._insert(table, record)
+        except sqlite3.IntegrityError as exc:
+            raise _conflict(exc, table) from None
+
+    def _update(
+        self, table: str, row_id: str, allowed: set[str], changes: dict[str, Any], convert: Callable[[sqlite3.Row], T]
+    ) -> T:
+        """UPDATE the `changes` (columns of `allowed` only) and return the row as it is now."""
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"{table}: cannot change {', '.join(sorted(unknown))}")
-        if not changes:
-            if self._row(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)) is None:
-                raise NotFound(table, row_id)
-            return
-        columns = ", ".join(f"{name} = ?" for name in changes)
-        values = [rows.column_value(v) for v in changes.values()]
-        cursor = self._db.execute(f"UPDATE {table} SET {columns} WHERE id = ?", (*values, row_id))
-        if cursor.rowcount == 0:
+        if changes:
+            columns = ", ".join(f"{name} = ?" for name in changes)
+            values = [rows.column_value(v) for v in changes.values()]
+            self._db.execute(f"UPDATE {table} SET {columns} WHERE id = ?", (*values, row_id))
+        record = self._get(table, row_id, convert)
+        if record is None:
             raise NotFound(table, row_id)
+        return record
+
+    def _stamp_unset(self, table: str, row_id: str, column: str, changes: dict[str, Any]) -> None:
+        """Add `column`: now to `changes` unless they set it or the row has it set already."""
+        if column not in changes:
+            row = self._row(f"SELECT {column} FROM {table} WHERE id = ?", (row_id,))
+            if row is not None and row[0] is None:
+                changes[column] = self._clock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,32 +164,26 @@ class SqliteStore(RecordingsMixin, Store):
         conn.execute("PRAGMA foreign_keys = ON")
         self._conn = conn
         try:
-            self._migrate()
+            self._write(self._migrate)
         except BaseException:
             conn.close()
             self._conn = None
             raise
 
     def _migrate(self) -> None:
+        """Apply the pending MIGRATIONS (called in one `_write` transaction)."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            current = row[0] or 0
-            if current > len(MIGRATIONS):
-                raise StoreError(
-                    f"{self.path}: schema version {current} is newer than this Conclave knows "
-                    f"({len(MIGRATIONS)}); run the newer version"
-                )
-            for version in range(current + 1, len(MIGRATIONS) + 1):
-                for statement in MIGRATIONS[version - 1]:
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = self._row("SELECT MAX(version) FROM schema_version")[0] or 0
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: schema version {current} is newer than this Conclave knows "
+                f"({len(MIGRATIONS)}); run the newer version"
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            for statement in MIGRATIONS[version - 1]:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None
@@ -208,19 +221,10 @@ class SqliteStore(RecordingsMixin, Store):
             webhook_secret=webhook_secret,
             created_at=self._clock(),
         )
-
-        def insert() -> Customer:
-            try:
-                self._insert("customer", customer)
-            except sqlite3.IntegrityError:
-                raise Conflict("api_key_hash") from None
-            return customer
-
-        return await self._run(self._write, insert)
+        return await self._run(self._write, self._insert_new, "customer", customer)
 
     async def get_customer(self, customer_id: str) -> Customer | None:
-        row = await self._run(self._row, "SELECT * FROM customer WHERE id = ?", (customer_id,))
-        return rows.customer(row) if row else None
+        return await self._run(self._get, "customer", customer_id, rows.customer)
 
     async def get_customer_by_api_key_hash(self, api_key_hash: str) -> Customer | None:
         if not api_key_hash:
@@ -238,10 +242,9 @@ class SqliteStore(RecordingsMixin, Store):
     async def update_customer(self, customer_id: str, **changes: Any) -> Customer:
         def update() -> Customer:
             try:
-                self._update("customer", customer_id, rows.CUSTOMER_FIELDS, changes)
+                return self._update("customer", customer_id, rows.CUSTOMER_FIELDS, changes, rows.customer)
             except sqlite3.IntegrityError as exc:
                 raise _conflict(exc, "customer") from None
-            return rows.customer(self._row("SELECT * FROM customer WHERE id = ?", (customer_id,)))
 
         return await self._run(self._write, update)
 
@@ -258,19 +261,13 @@ class SqliteStore(RecordingsMixin, Store):
         host = Host(new_id(), customer_id, email.strip().lower(), name, password_hash, "active", self._clock())
 
         def insert() -> Host:
-            if self._row("SELECT 1 FROM customer WHERE id = ?", (customer_id,)) is None:
-                raise NotFound("customer", customer_id)
-            try:
-                self._insert("host", host)
-            except sqlite3.IntegrityError as exc:
-                raise _conflict(exc, "host") from None
-            return host
+            self._require("customer", customer_id)
+            return self._insert_new("host", host)
 
         return await self._run(self._write, insert)
 
     async def get_host(self, host_id: str) -> Host | None:
-        row = await self._run(self._row, "SELECT * FROM host WHERE id = ?", (host_id,))
-        return rows.host(row) if row else None
+        return await self._run(self._get, "host", host_id, rows.host)
 
     async def get_host_by_email(self, email: str) -> Host | None:
         row = await self._run(self._row, "SELECT * FROM host WHERE email = ?", (email.strip().lower(),))
@@ -291,10 +288,9 @@ class SqliteStore(RecordingsMixin, Store):
 
         def update() -> Host:
             try:
-                self._update("host", host_id, rows.HOST_FIELDS, changes)
+                return self._update("host", host_id, rows.HOST_FIELDS, changes, rows.host)
             except sqlite3.IntegrityError as exc:
                 raise _conflict(exc, "host") from None
-            return rows.host(self._row("SELECT * FROM host WHERE id = ?", (host_id,)))
 
         return await self._run(self._write, update)
 
@@ -310,8 +306,7 @@ class SqliteStore(RecordingsMixin, Store):
             raise ValueError(f"unknown login policy {policy!r}")
 
         def open_session() -> tuple[HostSession, list[HostSession]]:
-            if self._row("SELECT 1 FROM host WHERE id = ?", (host_id,)) is None:
-                raise NotFound("host", host_id)
+            self._require("host", host_id)
             active = [
                 rows.host_session(r)
                 for r in self._rows("SELECT * FROM host_session WHERE host_id = ? AND ended_at IS NULL", (host_id,))
@@ -324,17 +319,12 @@ class SqliteStore(RecordingsMixin, Store):
                     "UPDATE host_session SET ended_at = ?, end_reason = ? WHERE id = ?", (now, replaced_reason, old.id)
                 )
                 old.ended_at, old.end_reason = now, replaced_reason
-            session = HostSession(session_id, host_id, now)
-            self._db.execute(
-                "INSERT INTO host_session (id, host_id, created_at) VALUES (?, ?, ?)", (session_id, host_id, now)
-            )
-            return session, active
+            return self._insert("host_session", HostSession(session_id, host_id, now)), active
 
         return await self._run(self._write, open_session)
 
     async def get_host_session(self, session_id: str) -> HostSession | None:
-        row = await self._run(self._row, "SELECT * FROM host_session WHERE id = ?", (session_id,))
-        return rows.host_session(row) if row else None
+        return await self._run(self._get, "host_session", session_id, rows.host_session)
 
     async def end_host_session(self, session_id: str, reason: str) -> HostSession | None:
         def end() -> HostSession | None:
@@ -342,8 +332,7 @@ class SqliteStore(RecordingsMixin, Store):
                 "UPDATE host_session SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
                 (self._clock(), reason, session_id),
             )
-            row = self._row("SELECT * FROM host_session WHERE id = ?", (session_id,))
-            return rows.host_session(row) if row else None
+            return self._get("host_session", session_id, rows.host_session)
 
         return await self._run(self._write, end)
 
@@ -390,19 +379,10 @@ class SqliteStore(RecordingsMixin, Store):
             waiting_room=waiting_room,
             created_at=self._clock(),
         )
-
-        def insert() -> Meeting:
-            try:
-                self._insert("meeting", meeting)
-            except sqlite3.IntegrityError as exc:
-                raise _conflict(exc, "meeting") from None
-            return meeting
-
-        return await self._run(self._write, insert)
+        return await self._run(self._write, self._insert_new, "meeting", meeting)
 
     async def get_meeting(self, meeting_id: str) -> Meeting | None:
-        row = await self._run(self._row, "SELECT * FROM meeting WHERE id = ?", (meeting_id,))
-        return rows.meeting(row) if row else None
+        return await self._run(self._get, "meeting", meeting_id, rows.meeting)
 
     async def get_meeting_by_number(self, meeting_number: str) -> Meeting | None:
         row = await self._run(
@@ -417,27 +397,20 @@ class SqliteStore(RecordingsMixin, Store):
         customer_id: str | None = None,
         statuses: Sequence[str] | None = None,
     ) -> list[Meeting]:
-        where, params = [], []
-        if host_id is not None:
-            where.append("host_id = ?")
-            params.append(host_id)
-        if customer_id is not None:
-            where.append("customer_id = ?")
-            params.append(customer_id)
+        where: list[str] = []
+        params: list[Any] = []
+        rows.add_equal(where, params, host_id=host_id, customer_id=customer_id)
         if statuses is None:
             where.append("status != 'removed'")
         else:
-            where.append(f"status IN ({rows.placeholders(statuses) or 'NULL'})")
+            where.append(rows.is_in("status", statuses))
             params.extend(statuses)
         sql = f"SELECT * FROM meeting WHERE {' AND '.join(where)} ORDER BY created_at DESC, rowid DESC"
         return [rows.meeting(r) for r in await self._run(self._rows, sql, params)]
 
     async def update_meeting(self, meeting_id: str, **changes: Any) -> Meeting:
-        def update() -> Meeting:
-            self._update("meeting", meeting_id, rows.MEETING_FIELDS, changes)
-            return rows.meeting(self._row("SELECT * FROM meeting WHERE id = ?", (meeting_id,)))
-
-        return await self._run(self._write, update)
+        fields = rows.MEETING_FIELDS
+        return await self._run(self._write, self._update, "meeting", meeting_id, fields, changes, rows.meeting)
 
     async def remove_meeting(self, meeting_id: str) -> Meeting:
         def remove() -> Meeting:
@@ -448,7 +421,7 @@ class SqliteStore(RecordingsMixin, Store):
                 raise StoreError(f"meeting {meeting_id} is live: end it before removing it")
             self._db.execute("UPDATE meeting SET status = 'removed', locked = 0 WHERE id = ?", (meeting_id,))
             self._db.execute("DELETE FROM chat_message WHERE meeting_id = ?", (meeting_id,))
-            return rows.meeting(self._row("SELECT * FROM meeting WHERE id = ?", (meeting_id,)))
+            return self._get("meeting", meeting_id, rows.meeting)
 
         return await self._run(self._write, remove)
 
@@ -483,10 +456,8 @@ class SqliteStore(RecordingsMixin, Store):
             )[0]
             if live >= per_customer:
                 raise CustomerLimitReached(per_customer)
-        session = LiveSession(new_id(), meeting_id, host_id, meeting["customer_id"], self._clock())
-        self._db.execute(
-            "INSERT INTO live_session (id, meeting_id, host_id, customer_id, started_at) VALUES (?, ?, ?, ?, ?)",
-            (session.id, meeting_id, host_id, session.customer_id, session.started_at),
+        session = self._insert(
+            "live_session", LiveSession(new_id(), meeting_id, host_id, meeting["customer_id"], self._clock())
         )
         self._db.execute("UPDATE meeting SET status = 'live', locked = 0 WHERE id = ?", (meeting_id,))
         return session
@@ -509,7 +480,7 @@ class SqliteStore(RecordingsMixin, Store):
         )
         self._db.execute(
             f"UPDATE participant SET state = 'left', left_at = COALESCE(left_at, ?)"
-            f" WHERE meeting_id = ? AND state IN ({rows.placeholders(PRESENT_STATES)})",
+            f" WHERE meeting_id = ? AND {rows.is_in('state', PRESENT_STATES)}",
             (session.ended_at, meeting_id, *PRESENT_STATES),
         )
         return session
@@ -521,19 +492,13 @@ class SqliteStore(RecordingsMixin, Store):
         return rows.live_session(row) if row else None
 
     async def get_live_session_by_id(self, live_session_id: str) -> LiveSession | None:
-        row = await self._run(self._row, "SELECT * FROM live_session WHERE id = ?", (live_session_id,))
-        return rows.live_session(row) if row else None
+        return await self._run(self._get, "live_session", live_session_id, rows.live_session)
 
     async def list_live_sessions(
         self, *, host_id: str | None = None, customer_id: str | None = None
     ) -> list[LiveSession]:
         where, params = ["ended_at IS NULL"], []
-        if host_id is not None:
-            where.append("host_id = ?")
-            params.append(host_id)
-        if customer_id is not None:
-            where.append("customer_id = ?")
-            params.append(customer_id)
+        rows.add_equal(where, params, host_id=host_id, customer_id=customer_id)
         sql = f"SELECT * FROM live_session WHERE {' AND '.join(where)} ORDER BY started_at, rowid"
         return [rows.live_session(r) for r in await self._run(self._rows, sql, params)]
 
@@ -571,31 +536,19 @@ class SqliteStore(RecordingsMixin, Store):
         )
 
         def insert() -> Participant:
-            if self._row("SELECT 1 FROM meeting WHERE id = ?", (meeting_id,)) is None:
-                raise NotFound("meeting", meeting_id)
-            if max_present is not None:
-                present = self._count_present(meeting_id, PRESENT_STATES)
-                if present >= max_present:
-                    raise MeetingFull(max_present)
-            try:
-                self._db.execute(
-                    "INSERT INTO participant (id, meeting_id, live_session_id, name, role, state, joined_at, removed)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                    (participant.id, meeting_id, live_session_id, name, role, state, participant.joined_at),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise _conflict(exc, "participant") from None
-            return participant
+            self._require("meeting", meeting_id)
+            if max_present is not None and self._count_present(meeting_id, PRESENT_STATES) >= max_present:
+                raise MeetingFull(max_present)
+            return self._insert_new("participant", participant)
 
         return await self._run(self._write, insert)
 
     def _count_present(self, meeting_id: str, states: Sequence[str]) -> int:
-        sql = f"SELECT COUNT(*) FROM participant WHERE meeting_id = ? AND state IN ({rows.placeholders(states) or 'NULL'})"
+        sql = f"SELECT COUNT(*) FROM participant WHERE meeting_id = ? AND {rows.is_in('state', states)}"
         return self._row(sql, (meeting_id, *states))[0]
 
     async def get_participant(self, participant_id: str) -> Participant | None:
-        row = await self._run(self._row, "SELECT * FROM participant WHERE id = ?", (participant_id,))
-        return rows.participant(row) if row else None
+        return await self._run(self._get, "participant", participant_id, rows.participant)
 
     async def list_participants(
         self,
@@ -605,11 +558,9 @@ class SqliteStore(RecordingsMixin, Store):
         states: Sequence[str] | None = None,
     ) -> list[Participant]:
         where, params = ["meeting_id = ?"], [meeting_id]
-        if live_session_id is not None:
-            where.append("live_session_id = ?")
-            params.append(live_session_id)
+        rows.add_equal(where, params, live_session_id=live_session_id)
         if states is not None:
-            where.append(f"state IN ({rows.placeholders(states) or 'NULL'})")
+            where.append(rows.is_in("state", states))
             params.extend(states)
         sql = f"SELECT * FROM participant WHERE {' AND '.join(where)} ORDER BY joined_at, rowid"
         return [rows.participant(r) for r in await self._run(self._rows, sql, params)]
@@ -622,12 +573,9 @@ class SqliteStore(RecordingsMixin, Store):
             changes["removed"] = True
 
         def update() -> Participant:
-            if changes.get("state") in rows.ENDED_STATES and "left_at" not in changes:
-                row = self._row("SELECT left_at FROM participant WHERE id = ?", (participant_id,))
-                if row is not None and row["left_at"] is None:
-                    changes["left_at"] = self._clock()
-            self._update("participant", participant_id, rows.PARTICIPANT_FIELDS, changes)
-            return rows.participant(self._row("SELECT * FROM participant WHERE id = ?", (participant_id,)))
+            if changes.get("state") in rows.ENDED_STATES:
+                self._stamp_unset("participant", participant_id, "left_at", changes)
+            return self._update("participant", participant_id, rows.PARTICIPANT_FIELDS, changes, rows.participant)
 
         try:
             return await self._run(self._write, update)
@@ -642,9 +590,7 @@ class SqliteStore(RecordingsMixin, Store):
             if cursor.rowcount == 0:
                 raise NotFound("meeting", meeting_id)
             seq = self._row("SELECT chat_seq FROM meeting WHERE id = ?", (meeting_id,))[0]
-            message = ChatMessage(new_id(), meeting_id, seq, participant_id, name, text, ts)
-            self._insert("chat_message", message)
-            return message
+            return self._insert("chat_message", ChatMessage(new_id(), meeting_id, seq, participant_id, name, text, ts))
 
         return await self._run(self._write, append)
 
@@ -679,12 +625,7 @@ class SqliteStore(RecordingsMixin, Store):
         entry = AuditEntry(
             new_id(), self._clock(), actor_kind, actor_id, action, target_kind, target_id, dict(detail or {}), source_ip
         )
-
-        def insert() -> AuditEntry:
-            self._insert("audit", entry)
-            return entry
-
-        return await self._run(self._write, insert)
+        return await self._run(self._write, self._insert, "audit", entry)
 
     async def query_audit(
         self,
@@ -697,15 +638,7 @@ class SqliteStore(RecordingsMixin, Store):
         limit: int = 100,
     ) -> list[AuditEntry]:
         where, params = ["1 = 1"], []
-        for column, value in (
-            ("actor_kind", actor_kind),
-            ("actor_id", actor_id),
-            ("action", action),
-            ("target_id", target_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        rows.add_equal(where, params, actor_kind=actor_kind, actor_id=actor_id, action=action, target_id=target_id)
         if since is not None:
             where.append("ts >= ?")
             params.append(since)
@@ -729,13 +662,8 @@ class SqliteStore(RecordingsMixin, Store):
         delivery = WebhookDelivery(
             new_id(), customer_id, event, payload, attempt, status, response_code, self._clock(), error
         )
-
-        def insert() -> WebhookDelivery:
-            self._insert("webhook_delivery", delivery)
-            return delivery
-
         try:
-            return await self._run(self._write, insert)
+            return await self._run(self._write, self._insert, "webhook_delivery", delivery)
         except sqlite3.IntegrityError:
             raise NotFound("customer", customer_id) from None
 
@@ -752,8 +680,6 @@ def _conflict(exc: sqlite3.IntegrityError, table: str) -> StoreError:
         for name in ("meeting_number", "email", "api_key_hash", "id"):
             if name in text:
                 return Conflict(name)
-        if table == "meeting":  # the partial unique index reports its columns
-            return Conflict("meeting_number")
         return Conflict("id")
     if "FOREIGN KEY" in text:
         return NotFound("parent of " + table, "?")

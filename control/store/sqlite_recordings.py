@@ -1,7 +1,6 @@
 """SqliteStore's part for recording (issue 5): customer storage settings, recordings, their
-uploaded files and the consent ledger. A mixin of `SqliteStore` (it uses its `_run`,
-`_write`, `_row(s)`, `_insert`, `_update` and clock), kept apart so neither module grows
-past a readable size.
+uploaded files and the consent ledger. A mixin of `SqliteStore` (it uses the plumbing
+listed below and its clock), kept apart so neither module grows past a readable size.
 """
 
 from __future__ import annotations
@@ -35,8 +34,11 @@ class RecordingsMixin:
     _write: Callable[..., Any]
     _row: Callable[[str, Iterable[Any]], sqlite3.Row | None]
     _rows: Callable[[str, Iterable[Any]], list[sqlite3.Row]]
-    _insert: Callable[..., None]
-    _update: Callable[[str, str, set[str], dict[str, Any]], None]
+    _get: Callable[..., Any]
+    _require: Callable[[str, str], None]
+    _insert: Callable[..., Any]
+    _update: Callable[..., Any]
+    _stamp_unset: Callable[[str, str, str, dict[str, Any]], None]
     _delete: Callable[[str, str], None]
 
     # ------------------------------------------------------------------ customer storage
@@ -45,8 +47,7 @@ class RecordingsMixin:
         text = json.dumps(dict(settings), sort_keys=True)
 
         def put() -> None:
-            if self._row("SELECT 1 FROM customer WHERE id = ?", (customer_id,)) is None:
-                raise NotFound("customer", customer_id)
+            self._require("customer", customer_id)
             self._db.execute(
                 "INSERT INTO customer_storage (customer_id, settings, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (customer_id) DO UPDATE SET settings = excluded.settings,"
@@ -96,18 +97,16 @@ class RecordingsMixin:
         )
 
         def insert() -> Recording:
-            if self._row("SELECT 1 FROM meeting WHERE id = ?", (meeting_id,)) is None:
-                raise NotFound("meeting", meeting_id)
+            self._require("meeting", meeting_id)
             active = self._row(
                 "SELECT * FROM recording WHERE meeting_id = ? AND kind = ? AND state = 'active'", (meeting_id, kind)
             )
             if active is not None:
                 raise RecordingActive(rows.recording(active))
             try:
-                self._insert("recording", recording)
+                return self._insert("recording", recording)
             except sqlite3.IntegrityError as exc:
                 raise NotFound("parent of recording", str(exc)) from None
-            return recording
 
         return await self._run(self._write, insert)
 
@@ -117,30 +116,24 @@ class RecordingsMixin:
             raise ValueError(f"unknown recording state {state!r}")
 
         def update() -> Recording:
-            if state in RECORDING_ENDED_STATES and "stopped_at" not in changes:
-                row = self._row("SELECT stopped_at FROM recording WHERE id = ?", (recording_id,))
-                if row is not None and row["stopped_at"] is None:
-                    changes["stopped_at"] = self._clock()
+            if state in RECORDING_ENDED_STATES:
+                self._stamp_unset("recording", recording_id, "stopped_at", changes)
             try:
-                self._update("recording", recording_id, rows.RECORDING_FIELDS, changes)
+                return self._update("recording", recording_id, rows.RECORDING_FIELDS, changes, rows.recording)
             except sqlite3.IntegrityError:
                 # Back to `active` while another run of that kind is active.
-                active = self._row("SELECT * FROM recording WHERE id = ?", (recording_id,))
-                raise RecordingActive(rows.recording(active)) from None
-            return rows.recording(self._row("SELECT * FROM recording WHERE id = ?", (recording_id,)))
+                raise RecordingActive(self._get("recording", recording_id, rows.recording)) from None
 
         return await self._run(self._write, update)
 
     async def get_recording(self, recording_id: str) -> Recording | None:
-        row = await self._run(self._row, "SELECT * FROM recording WHERE id = ?", (recording_id,))
-        return rows.recording(row) if row else None
+        return await self._run(self._get, "recording", recording_id, rows.recording)
 
     async def list_recordings(self, meeting_id: str, *, kind: str | None = None) -> list[Recording]:
-        sql, params = "SELECT * FROM recording WHERE meeting_id = ?", [meeting_id]
-        if kind is not None:
-            sql += " AND kind = ?"
-            params.append(kind)
-        found = await self._run(self._rows, sql + " ORDER BY started_at, rowid", params)
+        where, params = ["meeting_id = ?"], [meeting_id]
+        rows.add_equal(where, params, kind=kind)
+        sql = f"SELECT * FROM recording WHERE {' AND '.join(where)} ORDER BY started_at, rowid"
+        found = await self._run(self._rows, sql, params)
         return [rows.recording(r) for r in found]
 
     async def active_recordings(self) -> list[Recording]:
@@ -166,8 +159,7 @@ class RecordingsMixin:
         end: float | None = None,
     ) -> RecordingFile:
         def add() -> RecordingFile:
-            if self._row("SELECT 1 FROM recording WHERE id = ?", (recording_id,)) is None:
-                raise NotFound("recording", recording_id)
+            self._require("recording", recording_id)
             old = self._row('SELECT id FROM recording_file WHERE recording_id = ? AND "key" = ?', (recording_id, key))
             record = RecordingFile(
                 id=old["id"] if old else new_id(),
@@ -185,14 +177,12 @@ class RecordingsMixin:
             if old is not None:
                 # A re-upload (the recorder restarted and rescanned its spool): same row.
                 self._db.execute("DELETE FROM recording_file WHERE id = ?", (old["id"],))
-            self._insert("recording_file", record)
-            return record
+            return self._insert("recording_file", record)
 
         return await self._run(self._write, add)
 
     async def get_recording_file(self, file_id: str) -> RecordingFile | None:
-        row = await self._run(self._row, "SELECT * FROM recording_file WHERE id = ?", (file_id,))
-        return rows.recording_file(row) if row else None
+        return await self._run(self._get, "recording_file", file_id, rows.recording_file)
 
     async def list_recording_files(self, recording_id: str) -> list[RecordingFile]:
         sql = "SELECT * FROM recording_file WHERE recording_id = ? ORDER BY uploaded_at, rowid"
@@ -229,10 +219,8 @@ class RecordingsMixin:
         )
 
         def insert() -> ConsentEntry:
-            if self._row("SELECT 1 FROM meeting WHERE id = ?", (meeting_id,)) is None:
-                raise NotFound("meeting", meeting_id)
-            self._insert("consent", entry)
-            return entry
+            self._require("meeting", meeting_id)
+            return self._insert("consent", entry)
 
         return await self._run(self._write, insert)
 
@@ -244,19 +232,15 @@ class RecordingsMixin:
             changes["channels"] = list(changes["channels"])
 
         def update() -> ConsentEntry:
-            if decision in CONSENT_DECIDED and "decided_at" not in changes:
-                row = self._row("SELECT decided_at FROM consent WHERE id = ?", (consent_id,))
-                if row is not None and row["decided_at"] is None:
-                    changes["decided_at"] = self._clock()
-            self._update("consent", consent_id, rows.CONSENT_FIELDS, changes)
-            return rows.consent(self._row("SELECT * FROM consent WHERE id = ?", (consent_id,)))
+            if decision in CONSENT_DECIDED:
+                self._stamp_unset("consent", consent_id, "decided_at", changes)
+            return self._update("consent", consent_id, rows.CONSENT_FIELDS, changes, rows.consent)
 
         return await self._run(self._write, update)
 
     async def list_consent(self, meeting_id: str, live_session_id: str | None = None) -> list[ConsentEntry]:
-        sql, params = "SELECT * FROM consent WHERE meeting_id = ?", [meeting_id]
-        if live_session_id is not None:
-            sql += " AND live_session_id = ?"
-            params.append(live_session_id)
-        found = await self._run(self._rows, sql + " ORDER BY notified_at, rowid", params)
+        where, params = ["meeting_id = ?"], [meeting_id]
+        rows.add_equal(where, params, live_session_id=live_session_id)
+        sql = f"SELECT * FROM consent WHERE {' AND '.join(where)} ORDER BY notified_at, rowid"
+        found = await self._run(self._rows, sql, params)
         return [rows.consent(r) for r in found]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from control.store.base import (
     AuditEntry,
@@ -21,6 +22,8 @@ from control.store.base import (
     RecordingFile,
     WebhookDelivery,
 )
+
+R = TypeVar("R")
 
 # Columns each update_* may change, and how a Python value is stored.
 CUSTOMER_FIELDS = {"name", "status", "api_key_hash", "limits", "webhook_url", "webhook_secret"}
@@ -46,89 +49,68 @@ def placeholders(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
+def is_in(column: str, values: Sequence[Any]) -> str:
+    """`column IN (?, ...)` for the values (true of no row when there are none)."""
+    return f"{column} IN ({placeholders(values) or 'NULL'})"
+
+
+def add_equal(where: list[str], params: list[Any], **columns: Any) -> None:
+    """Append `column = ?` to `where` and the value to `params`, for each value not None."""
+    for name, value in columns.items():
+        if value is not None:
+            where.append(f"{name} = ?")
+            params.append(value)
+
+
+def _record(cls: type[R], row: sqlite3.Row, **converted: Any) -> R:
+    """The record `cls` of a row: every field from its column (the record's fields are the
+    table's columns, see `SqliteStore._insert`), but those given `converted`."""
+    return cls(**{f.name: row[f.name] for f in fields(cls) if f.name not in converted}, **converted)
 
 
 def customer(row: sqlite3.Row) -> Customer:
-    return Customer(
-        id=row["id"],
-        name=row["name"],
-        status=row["status"],
-        api_key_hash=row["api_key_hash"],
-        limits=json.loads(row["limits"]),
-        webhook_url=row["webhook_url"],
-        webhook_secret=row["webhook_secret"],
-        created_at=row["created_at"],
-    )
+    return _record(Customer, row, limits=json.loads(row["limits"]))
 
 
 def host(row: sqlite3.Row) -> Host:
-    return Host(**{k: row[k] for k in ("id", "customer_id", "email", "name", "password_hash", "status", "created_at")})
+    return _record(Host, row)
 
 
 def host_session(row: sqlite3.Row) -> HostSession:
-    return HostSession(**{k: row[k] for k in ("id", "host_id", "created_at", "ended_at", "end_reason")})
+    return _record(HostSession, row)
 
 
 def meeting(row: sqlite3.Row) -> Meeting:
-    return Meeting(
-        id=row["id"],
-        meeting_number=row["meeting_number"],
-        host_id=row["host_id"],
-        customer_id=row["customer_id"],
-        title=row["title"],
-        passcode=row["passcode"],
-        start_time=row["start_time"],
-        duration_minutes=row["duration_minutes"],
-        waiting_room=bool(row["waiting_room"]),
-        status=row["status"],
-        locked=bool(row["locked"]),
-        created_at=row["created_at"],
-    )
+    return _record(Meeting, row, waiting_room=bool(row["waiting_room"]), locked=bool(row["locked"]))
 
 
 def live_session(row: sqlite3.Row) -> LiveSession:
-    keys = ("id", "meeting_id", "host_id", "customer_id", "started_at", "ended_at", "end_reason")
-    return LiveSession(**{k: row[k] for k in keys})
+    return _record(LiveSession, row)
 
 
 def participant(row: sqlite3.Row) -> Participant:
-    keys = ("id", "meeting_id", "live_session_id", "name", "role", "state", "joined_at", "left_at")
-    return Participant(**{k: row[k] for k in keys}, removed=bool(row["removed"]))
+    return _record(Participant, row, removed=bool(row["removed"]))
 
 
 def chat(row: sqlite3.Row) -> ChatMessage:
-    return ChatMessage(**{k: row[k] for k in ("id", "meeting_id", "seq", "participant_id", "name", "text", "ts")})
+    return _record(ChatMessage, row)
 
 
 def audit(row: sqlite3.Row) -> AuditEntry:
-    keys = ("id", "ts", "actor_kind", "actor_id", "action", "target_kind", "target_id", "source_ip")
-    return AuditEntry(**{k: row[k] for k in keys}, detail=json.loads(row["detail"]))
+    return _record(AuditEntry, row, detail=json.loads(row["detail"]))
 
 
 def delivery(row: sqlite3.Row) -> WebhookDelivery:
-    keys = ("id", "customer_id", "event", "payload", "attempt", "status", "response_code", "ts", "error")
-    return WebhookDelivery(**{k: row[k] for k in keys})
+    return _record(WebhookDelivery, row)
 
 
 def recording(row: sqlite3.Row) -> Recording:
-    keys = (
-        "id", "meeting_id", "live_session_id", "customer_id", "kind", "state",
-        "started_at", "stopped_at", "started_by", "error", "key_prefix",
-    )  # fmt: skip
-    return Recording(**{k: row[k] for k in keys})
+    return _record(Recording, row)
 
 
 def recording_file(row: sqlite3.Row) -> RecordingFile:
-    keys = (
-        "id", "recording_id", "key", "kind", "track_id", "size", "sha256", "content_type",
-        "start", "end", "uploaded_at",
-    )  # fmt: skip
-    return RecordingFile(**{k: row[k] for k in keys})
+    return _record(RecordingFile, row)
 
 
 def consent(row: sqlite3.Row) -> ConsentEntry:
-    keys = (
-        "id", "meeting_id", "live_session_id", "participant_id", "name", "notified_at",
-        "decision", "decided_at", "recording_id",
-    )  # fmt: skip
-    return ConsentEntry(**{k: row[k] for k in keys}, channels=list(json.loads(row["channels"])))
+    return _record(ConsentEntry, row, channels=list(json.loads(row["channels"])))
