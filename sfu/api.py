@@ -279,8 +279,6 @@ class SubscribeAnswerSet(Message):
 # optionally SRTP keyed by SDES (RFC 4568): ffmpeg/GStreamer ingest, feeding a recorder,
 # benchmarks. See docs/plain-rtp.md.
 
-SRTP_CRYPTO_SUITE = "AES_CM_128_HMAC_SHA1_80"  # RFC 4568 §6.2.1: 30-byte key||salt
-
 
 @dataclass(frozen=True)
 class PlainTransportCreate(Message):

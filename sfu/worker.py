@@ -224,16 +224,7 @@ class Worker:
 
         def make_producer(params: ProducerParams) -> Producer:
             params.producer_id = secrets.token_hex(8)
-            producer = Producer(
-                params,
-                transport,
-                self.counters,
-                time.monotonic,
-                stream_id=transport.id,
-                cache_size=self.config.nack_cache_packets,
-                pli_min_interval=self.config.pli_min_interval_s,
-            )
-            return producer
+            return self._new_producer(params, transport)
 
         answer, created, closed = negotiation.apply_publish_offer(
             transport, request.sdp, request.sources, self._local(transport), self.policy, make_producer
@@ -241,9 +232,7 @@ class Worker:
         for producer in closed:
             self._close_producer(producer)
         for producer in created:
-            transport.add_producer(producer)
-            router.add_producer(producer)
-            self.producers[producer.id] = producer
+            self._add_producer(producer, transport, router)
         return api.PublishAnswer(
             sdp=answer,
             producers=[
@@ -266,16 +255,16 @@ class Worker:
         return api.Empty()
 
     async def _on_consumer_create(self, request: api.ConsumerCreate) -> api.Message:
-        if request.transport_id in self.plain_transports:
-            return self._create_plain_consumer(request)
-        transport = self._transport(request.transport_id, "subscribe")
+        plain = self.plain_transports.get(request.transport_id)
+        transport = plain or self._transport(request.transport_id, "subscribe")
         producer = self._producer(request.producer_id)
         if producer.id not in self._router(transport.router_id).producers:
             raise RequestFailed("invalid", "producer and transport are in different meetings")
         if request.consumer_id in self.consumers:
             raise RequestFailed("exists", f"consumer {request.consumer_id} exists")
         codec = negotiation.subscriber_codec(self.policy, producer.params)
-        is_video = producer.params.kind == "video"
+        # RTX is negotiated in the subscribe offer; a plain consumer has none.
+        rtx_payload_type = codec.rtx_payload_type if plain is None and producer.params.kind == "video" else None
         consumer = Consumer(
             request.consumer_id,
             producer,
@@ -284,13 +273,26 @@ class Worker:
             ssrc=_random_ssrc(),
             payload_type=codec.payload_type,
             counters=self.counters,
-            rtx_ssrc=_random_ssrc() if is_video and codec.rtx_payload_type else None,
-            rtx_payload_type=codec.rtx_payload_type if is_video else None,
+            rtx_ssrc=_random_ssrc() if rtx_payload_type else None,
+            rtx_payload_type=rtx_payload_type,
         )
         producer.add_consumer(consumer)
         transport.add_consumer(consumer)
         self.consumers[consumer.id] = consumer
-        return api.Empty()
+        if plain is None:
+            return api.Empty()
+        # No answer step: header extensions pass through unchanged, no transport-cc, no RTX.
+        consumer.activate(None, 0, False)
+        return api.PlainConsumerInfo(
+            consumer_id=consumer.id,
+            producer_id=producer.id,
+            kind=consumer.kind,
+            codec_name=codec.name,
+            clock_rate=codec.clock_rate,
+            payload_type=codec.payload_type,
+            ssrc=consumer.ssrc,
+            channels=codec.channels,
+        )
 
     async def _on_consumer_close(self, request: api.ConsumerClose) -> api.Message:
         consumer = self.consumers.pop(request.consumer_id, None)
@@ -434,53 +436,10 @@ class Worker:
             channels=request.channels,
         )
         negotiation.subscriber_codec(self.policy, params)  # ValueError: a codec we cannot forward
-        producer = Producer(
-            params,
-            transport,
-            self.counters,
-            time.monotonic,
-            stream_id=transport.id,
-            cache_size=self.config.nack_cache_packets,
-            pli_min_interval=self.config.pli_min_interval_s,
-        )
-        transport.add_producer(producer)  # ValueError: SSRC taken
-        router.add_producer(producer)
-        self.producers[producer.id] = producer
+        producer = self._new_producer(params, transport)
+        self._add_producer(producer, transport, router)  # ValueError: SSRC taken
         return api.PlainProducerCreated(
             producer=api.ProducerInfo(producer.id, params.mid, params.kind, params.source, params.codec_name)
-        )
-
-    def _create_plain_consumer(self, request: api.ConsumerCreate) -> api.Message:
-        transport = self.plain_transports[request.transport_id]
-        producer = self._producer(request.producer_id)
-        if producer.id not in self._router(transport.router_id).producers:
-            raise RequestFailed("invalid", "producer and transport are in different meetings")
-        if request.consumer_id in self.consumers:
-            raise RequestFailed("exists", f"consumer {request.consumer_id} exists")
-        codec = negotiation.subscriber_codec(self.policy, producer.params)
-        consumer = Consumer(
-            request.consumer_id,
-            producer,
-            transport,
-            transport.allocate_mid(),
-            ssrc=_random_ssrc(),
-            payload_type=codec.payload_type,
-            counters=self.counters,
-        )
-        producer.add_consumer(consumer)
-        transport.add_consumer(consumer)
-        self.consumers[consumer.id] = consumer
-        # No answer step: header extensions pass through unchanged, no transport-cc, no RTX.
-        consumer.activate(None, 0, False)
-        return api.PlainConsumerInfo(
-            consumer_id=consumer.id,
-            producer_id=producer.id,
-            kind=consumer.kind,
-            codec_name=codec.name,
-            clock_rate=codec.clock_rate,
-            payload_type=codec.payload_type,
-            ssrc=consumer.ssrc,
-            channels=codec.channels,
         )
 
     def _plain_transport(self, transport_id: str) -> PlainTransport:
@@ -518,6 +477,22 @@ class Worker:
             raise RequestFailed("not_found", f"no producer {producer_id}")
         return producer
 
+    def _new_producer(self, params: ProducerParams, transport: WebRtcTransport | PlainTransport) -> Producer:
+        return Producer(
+            params,
+            transport,
+            self.counters,
+            time.monotonic,
+            stream_id=transport.id,
+            cache_size=self.config.nack_cache_packets,
+            pli_min_interval=self.config.pli_min_interval_s,
+        )
+
+    def _add_producer(self, producer: Producer, transport: WebRtcTransport | PlainTransport, router: Router) -> None:
+        transport.add_producer(producer)  # first: a plain transport refuses an SSRC it has
+        router.add_producer(producer)
+        self.producers[producer.id] = producer
+
     def _close_producer(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
         for consumer in list(producer.consumers):
@@ -533,32 +508,25 @@ class Worker:
                 router.remove_producer(producer.id)
 
     async def _close_transport(self, transport_id: str) -> None:
-        if transport_id in self.plain_transports:
-            self._close_plain_transport(transport_id)
-            return
-        transport = self.transports.get(transport_id)
+        transport = self.transports.get(transport_id) or self.plain_transports.get(transport_id)
         if transport is None:
             return
+        # While the transport is still listed: _close_producer finds it (and its router) there.
         for producer in list(transport.producers_by_mid.values()):
             self._close_producer(producer)
-        for consumer in transport.consumer_slots:
-            self.consumers.pop(consumer.id, None)
-        del self.transports[transport_id]
         router = self.routers.get(transport.router_id)
         if router is not None:
             router.transport_ids.discard(transport_id)
-        await transport.close()
-
-    def _close_plain_transport(self, transport_id: str) -> None:
-        transport = self.plain_transports.pop(transport_id)
-        for producer in list(transport.producers_by_mid.values()):
-            self._close_producer(producer)
-        for consumer in transport.consumers:
-            self.consumers.pop(consumer.id, None)
-        router = self.routers.get(transport.router_id)
-        if router is not None:
-            router.transport_ids.discard(transport_id)
-        transport.close()
+        if isinstance(transport, PlainTransport):
+            for consumer in transport.consumers:
+                self.consumers.pop(consumer.id, None)
+            del self.plain_transports[transport_id]
+            transport.close()
+        else:
+            for consumer in transport.consumer_slots:
+                self.consumers.pop(consumer.id, None)
+            del self.transports[transport_id]
+            await transport.close()
 
     def _on_transport_state(self, transport: WebRtcTransport, state: str) -> None:
         if self.channel is not None:

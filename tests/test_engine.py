@@ -10,7 +10,7 @@ from sfu.engine.consumer import HIDDEN_EXTENSION_ID, Consumer, extension_table
 from sfu.engine.keyframes import KeyframeRequester
 from sfu.engine.nack_cache import PacketCache
 from sfu.engine.producer import Producer, ProducerParams
-from sfu.engine.reception import ReceptionStats
+from sfu.wire.reception import ReceptionStats
 from sfu.engine.stats import Counters
 from sfu.wire import rtcp, rtp
 

@@ -444,6 +444,7 @@ async def test_closing_cascades_and_frees_the_port(worker):
     await worker.handle(api.ConsumerCreate(transport_id="out", consumer_id="c2", producer_id=produced.producer.producer_id))
     await worker.handle(api.TransportClose(transport_id="p"))
     assert produced.producer.producer_id not in worker.producers and "c2" not in worker.consumers
+    assert produced.producer.producer_id not in worker.routers["r"].producers
     assert not worker.plain_transports["out"].consumers
     await worker.handle(api.RouterClose(router_id="r"))
     assert not worker.plain_transports

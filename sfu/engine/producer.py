@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from sfu.engine.keyframes import KeyframeRequester
 from sfu.engine.nack_cache import PacketCache
-from sfu.engine.reception import ReceptionStats
 from sfu.engine.stats import FORWARD_TIME_SAMPLE_EVERY, Counters
 from sfu.wire import codecs, rtcp, rtp
+from sfu.wire.reception import ReceptionStats
 
 if TYPE_CHECKING:
     from sfu.engine.consumer import Consumer
@@ -243,24 +243,15 @@ class Producer:
         self.sink.send_rtcp(rtcp.build_pli(self.sink.rtcp_ssrc, self.ssrc or 0))
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
-        self.reception.last_sr_ntp_middle = rtcp.ntp_middle32(ntp_timestamp)
-        self.reception.last_sr_arrival = self.clock()
+        self.reception.on_sender_report(ntp_timestamp, self.clock())
         for consumer in self.consumers:
             consumer.send_sender_report(ntp_timestamp, rtp_timestamp)
 
     def report_block(self) -> rtcp.ReportBlock | None:
         if not self.reception.started or self.ssrc is None:
             return None
-        fraction, lost, highest, lsr, dlsr = self.reception.report_values(self.clock())
-        return rtcp.ReportBlock(
-            ssrc=self.ssrc,
-            fraction_lost=fraction,
-            cumulative_lost=lost,
-            highest_sequence=highest,
-            jitter=0,
-            lsr=lsr,
-            dlsr=dlsr,
-        )
+        # Jitter stays 0: the producer counts packets (`update`), it does not time them.
+        return self.reception.report_block(self.ssrc, self.clock())
 
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)

@@ -160,13 +160,14 @@ class PlainTransport(DatagramEndpoint):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
         counters = self.counters
+        size = len(data)
         counters.packets_received += 1
-        counters.bytes_received += len(data)
-        if len(data) > self.max_datagram:
+        counters.bytes_received += size
+        if size > self.max_datagram:
             counters.drop("oversized")
             return
-        if len(data) < 12 or not 127 < data[0] < 192:
-            counters.drop("unknown_packet" if len(data) < 2 or not 127 < data[0] < 192 else "malformed_rtp")
+        if size < 12 or not 127 < data[0] < 192:
+            counters.drop("unknown_packet" if size < 2 or not 127 < data[0] < 192 else "malformed_rtp")
             return
         try:
             if 191 < data[1] < 224:  # RFC 5761 §4: RTCP packet types 192..223

@@ -2,7 +2,7 @@
 §6.4.1; Appendix A.1 sequence numbers, A.3 losses, A.8 interarrival jitter).
 
 Pure arithmetic, no I/O, no clock of its own (the caller passes times in seconds). Used by
-the SFU's producers (sfu.engine.reception, per forwarded packet: `update` is on the hot
+the SFU's producers (sfu.engine.producer, per forwarded packet: `update` is on the hot
 path, keep it lean) and by the recorder's tracks (recorder.track, which also measures
 jitter).
 """
