@@ -40,6 +40,8 @@ class FastSrtp:
         self._buffer = _ffi.buffer(self._cdata)
         self._length = _ffi.new("int *")
 
+    # protect/unprotect repeat _process's body on purpose: they run once per packet on
+    # the hot path, and the shared call would cost a Python call each time.
     def protect(self, packet: bytes) -> bytes:
         size = len(packet)
         if size > BUFFER_BYTES - RTP_TRAILER:
