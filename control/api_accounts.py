@@ -101,18 +101,22 @@ async def _host_for(request: web.Request, actor: Actor) -> Host:
     return require_host_admin(actor, host)
 
 
+async def _sign_out_host(state: AppState, host_id: str, reason: str) -> None:
+    """End the host's sign-ins: in the store, then their open connections."""
+    await state.store.end_host_sessions_of(host_id, reason)
+    await live.end_host_sessions(state, host_id, reason)
+
+
 async def _end_everything_of_host(state: AppState, host_id: str, reason: str) -> None:
     """Live meetings first (the clients must hear within 2 s), then the sign-ins."""
     await live.end_meetings_of_host(state, host_id, reason)
-    await state.store.end_host_sessions_of(host_id, reason)
-    await live.end_host_sessions(state, host_id, reason)
+    await _sign_out_host(state, host_id, reason)
 
 
 async def _end_everything_of_customer(state: AppState, customer_id: str, reason: str) -> None:
     await live.end_meetings_of_customer(state, customer_id, reason)
     for host in await state.store.list_hosts(customer_id):
-        await state.store.end_host_sessions_of(host.id, reason)
-        await live.end_host_sessions(state, host.id, reason)
+        await _sign_out_host(state, host.id, reason)
 
 
 # ---------------------------------------------------------------------- customers (operator)
@@ -305,8 +309,7 @@ async def patch_host(request: web.Request) -> web.Response:
     except Conflict:
         raise ApiError(409, "email_taken", "a host with this email exists already") from None
     if "password_hash" in changes:  # whoever knew the old password is signed out
-        await state.store.end_host_sessions_of(host.id, "password_changed")
-        await live.end_host_sessions(state, host.id, "password_changed")
+        await _sign_out_host(state, host.id, "password_changed")
     detail = {k: v for k, v in changes.items() if k != "password_hash"}
     if "password_hash" in changes:
         detail["password_changed"] = True

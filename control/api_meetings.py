@@ -17,8 +17,9 @@ from aiohttp import web
 
 from control import accounts, live, tokens
 from control.accounts import Actor
+from control.api_accounts import customer_in_path
 from control.errors import ApiError
-from control.permissions import require_customer_admin, require_meeting_access, require_operator
+from control.permissions import require_meeting_access, require_operator
 from control.rest import (
     bool_field,
     display_number,
@@ -28,6 +29,7 @@ from control.rest import (
     json_body,
     new_meeting_number,
     parse_number,
+    public_base,
     text_field,
     time_field,
 )
@@ -43,11 +45,6 @@ STATUSES = ("scheduled", "live", "ended")
 
 def new_passcode() -> str:
     return "".join(secrets.choice("0123456789") for _ in range(GENERATED_PASSCODE_DIGITS))
-
-
-def public_base(request: web.Request) -> str:
-    configured = get_state(request.app).cfg.http.public_url
-    return (configured or f"{request.scheme}://{request.host}").rstrip("/")
 
 
 def join_url(request: web.Request, meeting: Meeting) -> str:
@@ -156,13 +153,8 @@ async def list_meetings(request: web.Request) -> web.Response:
 
 
 async def list_customer_meetings(request: web.Request) -> web.Response:
-    actor = await accounts.authenticate(request)
-    customer_id = request.match_info["customer_id"]
-    require_customer_admin(actor, customer_id)
-    store = get_state(request.app).store
-    if await store.get_customer(customer_id) is None:
-        raise ApiError(404, "not_found", "no such customer")
-    meetings = await store.list_meetings(customer_id=customer_id)
+    customer = await customer_in_path(request, await accounts.authenticate(request))
+    meetings = await get_state(request.app).store.list_meetings(customer_id=customer.id)
     return web.json_response({"meetings": [meeting_json(request, m) for m in meetings]})
 
 

@@ -27,7 +27,7 @@ from aiohttp import web
 from control import accounts, storage_access, tokens
 from control.accounts import Actor
 from control.api_accounts import customer_in_path
-from control.api_sessions import moderator
+from control.api_sessions import looks_like_jwt, moderator
 from control.errors import ApiError
 from control.permissions import forbidden, require_meeting_access
 from control.protocol import transcription_hints
@@ -204,7 +204,7 @@ async def _transcription_caller(request: web.Request) -> tuple[Meeting, str]:
     current live session when the customer allows participants to transcribe."""
     state = get_state(request.app)
     token = accounts.bearer_token(request)
-    if token is not None and token.count(".") == 2 and not token.startswith(("ck_", "hs_")):
+    if token is not None and looks_like_jwt(token):
         try:
             claims = tokens.verify_join_token(state, token)
         except tokens.TokenError as exc:

@@ -33,9 +33,10 @@ from aiohttp import web
 
 from control import accounts, live, tokens
 from control.accounts import Actor
-from control.errors import ApiError
+from control.errors import ApiError, json_error
 from control.permissions import require_meeting_access
 from control.protocol import clean_name
+from control.rest import display_number, json_body, public_base
 from control.state import get_state
 from control.store.base import Meeting as MeetingRow
 from control.store.base import MeetingFull
@@ -122,28 +123,13 @@ JOIN_LIMITS_KEY = web.AppKey("conclave_join_limits", JoinLimits)
 # ---------------------------------------------------------------------- helpers
 
 
-def _display(number: str) -> str:
-    return f"{number[:3]}-{number[3:7]}-{number[7:]}"
-
-
-def _base_url(request: web.Request) -> str:
-    configured = get_state(request.app).cfg.http.public_url
-    return (configured or f"{request.scheme}://{request.host}").rstrip("/")
-
-
 def ws_url(request: web.Request, row: MeetingRow) -> str:
-    base = _base_url(request)
+    base = public_base(request)
     scheme, rest = base.split("://", 1)
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/api/v1/meetings/{_display(row.meeting_number)}/ws"
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/api/v1/meetings/{display_number(row.meeting_number)}/ws"
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    from control.rest import json_body
-
-    return await json_body(request)
-
-
-def _looks_like_jwt(token: str) -> bool:
+def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2 and not token.startswith((accounts.API_KEY_PREFIX, accounts.HOST_TOKEN_PREFIX))
 
 
@@ -170,7 +156,7 @@ async def moderator(request: web.Request, *, admins_too: bool = False) -> tuple[
     token = accounts.bearer_token(request)
     if token is None:
         raise accounts.unauthorized("this request needs Authorization: Bearer <token>")
-    if not _looks_like_jwt(token):
+    if not looks_like_jwt(token):
         actor = await accounts.authenticate(request)
         digits = _digits(request)
         row = await state.store.get_meeting_by_number(digits) if digits else None
@@ -220,7 +206,7 @@ def _participant_json(person: Any, meeting: Any) -> dict[str, Any]:
 
 async def start_meeting(request: web.Request) -> web.Response:
     token = accounts.bearer_token(request)
-    if token is not None and _looks_like_jwt(token):
+    if token is not None and looks_like_jwt(token):
         raise ApiError(403, "forbidden", "starting a meeting needs the host's sign-in, not a join token")
     actor, host = await accounts.require_host(request)
     state = get_state(request.app)
@@ -236,7 +222,7 @@ async def start_meeting(request: web.Request) -> web.Response:
         )
     return web.json_response(
         {
-            "meeting_number": _display(row.meeting_number),
+            "meeting_number": display_number(row.meeting_number),
             "live_session_id": session.id,
             "participant_id": host_person.id,
             "host_token": token,
@@ -255,12 +241,12 @@ async def end_meeting(request: web.Request) -> web.Response:
     if not await live.end_meeting(state, row.id, reason):
         raise ApiError(409, "not_live", "the meeting is not live")
     await accounts.audit(state, request, actor, "meeting.end", "meeting", row.id, reason=reason)
-    return web.json_response({"meeting_number": _display(row.meeting_number), "status": "ended"})
+    return web.json_response({"meeting_number": display_number(row.meeting_number), "status": "ended"})
 
 
 async def lock_meeting(request: web.Request) -> web.Response:
     actor, row = await moderator(request)
-    body = await _body(request)
+    body = await json_body(request)
     locked = body.get("locked", True)
     if not isinstance(locked, bool):
         raise ApiError(400, "invalid_field", "locked: must be true or false")
@@ -268,7 +254,7 @@ async def lock_meeting(request: web.Request) -> web.Response:
     row = await live.set_locked(state, row, locked)
     action = "meeting.lock" if locked else "meeting.unlock"
     await accounts.audit(state, request, actor, action, "meeting", row.id)
-    return web.json_response({"meeting_number": _display(row.meeting_number), "locked": row.locked})
+    return web.json_response({"meeting_number": display_number(row.meeting_number), "locked": row.locked})
 
 
 # ---------------------------------------------------------------------- participants (host)
@@ -285,7 +271,7 @@ async def list_participants(request: web.Request) -> web.Response:
     ]
     return web.json_response(
         {
-            "meeting_number": _display(row.meeting_number),
+            "meeting_number": display_number(row.meeting_number),
             "status": "live" if session else "waiting_for_host",
             "waiting": [_participant_json(p, meeting) for p in people if p.state == "waiting"],
             "admitted": [_participant_json(p, meeting) for p in people if p.state == "admitted"],
@@ -305,7 +291,7 @@ async def _act_on_participant(request: web.Request, action: str) -> web.Response
     elif action == "remove":
         person = await live.remove(state, row, participant_id)
     else:
-        body = await _body(request)
+        body = await json_body(request)
         source, muted = body.get("source"), body.get("muted", True)
         if source not in MUTE_SOURCES:
             raise ApiError(400, "invalid_field", f"source: must be one of {', '.join(MUTE_SOURCES)}")
@@ -363,12 +349,9 @@ async def join_meeting(request: web.Request) -> web.Response:
     try:
         limits.check(number_key, address)
     except RateLimited as exc:
-        return web.json_response(
-            {"error": {"code": "rate_limited", "message": "too many attempts; try again later"}},
-            status=429,
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
-    body = await _body(request)
+        return json_error(429, "rate_limited", "too many attempts; try again later",
+                          {"Retry-After": str(exc.retry_after_s)})  # fmt: skip
+    body = await json_body(request)
     try:
         name = clean_name(body.get("name"))
     except ValueError as exc:
@@ -456,7 +439,7 @@ async def _admit_joiner(request: web.Request, row: MeetingRow, name: str, old_to
             "token": token,
             "participant_id": person.id,
             "ws_url": ws_url(request, row),
-            "meeting": {"title": row.title, "meeting_number": _display(row.meeting_number)},
+            "meeting": {"title": row.title, "meeting_number": display_number(row.meeting_number)},
             "status": status,
         }
     )
@@ -495,7 +478,7 @@ async def public_info(request: web.Request) -> web.Response:
     session = await state.store.get_live_session(found.id)
     return web.json_response(
         {
-            "meeting_number": _display(found.meeting_number),
+            "meeting_number": display_number(found.meeting_number),
             "title": found.title,
             "status": "live" if session else "waiting_for_host",
         }

@@ -57,6 +57,18 @@ def _limit_schema(partial: bool, nullable: bool) -> Schema:
     return _obj(properties, [] if partial else None)
 
 
+# Storage settings as shown (StorageSettings) and as sent (StoragePut, which adds the secret).
+STORAGE_FIELDS: dict[str, Schema] = {
+    "kind": {"enum": ["local", "s3"]},
+    "root": {"type": "string"},
+    "endpoint_url": {"type": "string"},
+    "region": {"type": "string"},
+    "bucket": {"type": "string"},
+    "prefix": {"type": "string"},
+    "access_key_id": {"type": "string"},
+    "addressing_style": {"enum": ["path", "virtual", "auto"]},
+}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}})}),
     "Limits": _limit_schema(partial=False, nullable=False),
@@ -115,14 +127,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "StorageSettings": _obj(
         {
-            "kind": {"enum": ["local", "s3"]},
-            "root": {"type": "string"},
-            "endpoint_url": {"type": "string"},
-            "region": {"type": "string"},
-            "bucket": {"type": "string"},
-            "prefix": {"type": "string"},
-            "access_key_id": {"type": "string"},
-            "addressing_style": {"enum": ["path", "virtual", "auto"]},
+            **STORAGE_FIELDS,
             "multipart_threshold": {"type": "integer"},
             "part_size": {"type": "integer"},
             "verify_by_reading_back": {"type": "boolean"},
@@ -196,6 +201,11 @@ MEETING_FIELDS: dict[str, Schema] = {
     "passcode": PASSCODE,
     "waiting_room": {"type": "boolean"},
 }
+HOST_FIELDS: dict[str, Schema] = {
+    "email": {"type": "string", "format": "email", "maxLength": 254},
+    "name": NAME,
+    "password": {"type": "string", "minLength": 8, "maxLength": 1024},
+}
 BODIES: dict[str, Schema] = {
     "CustomerCreate": _obj(
         {"name": NAME, "limits": _ref("LimitOverrides"), "webhook_url": {"type": "string", "format": "uri"}},
@@ -203,37 +213,12 @@ BODIES: dict[str, Schema] = {
         closed=False,
     ),
     "CustomerPatch": _obj({"name": NAME, "limits": _ref("LimitChanges")}, [], closed=False),
-    "HostCreate": _obj(
-        {
-            "email": {"type": "string", "format": "email", "maxLength": 254},
-            "name": NAME,
-            "password": {"type": "string", "minLength": 8, "maxLength": 1024},
-        },
-        closed=False,
-    ),
-    "HostPatch": _obj(
-        {
-            "email": {"type": "string", "format": "email", "maxLength": 254},
-            "name": NAME,
-            "password": {"type": "string", "minLength": 8, "maxLength": 1024},
-        },
-        [],
-        closed=False,
-    ),
+    "HostCreate": _obj(HOST_FIELDS, closed=False),
+    "HostPatch": _obj(HOST_FIELDS, [], closed=False),
     "Webhook": _obj({"url": {"type": "string"}}, closed=False),
     "Login": _obj({"email": {"type": "string"}, "password": {"type": "string"}}, closed=False),
     "StoragePut": _obj(
-        {
-            "kind": {"enum": ["local", "s3"]},
-            "root": {"type": "string"},
-            "endpoint_url": {"type": "string"},
-            "region": {"type": "string"},
-            "bucket": {"type": "string"},
-            "prefix": {"type": "string"},
-            "access_key_id": {"type": "string"},
-            "secret_access_key": {"type": "string"},
-            "addressing_style": {"enum": ["path", "virtual", "auto"]},
-        },
+        {**STORAGE_FIELDS, "secret_access_key": {"type": "string"}},
         ["kind"],
         closed=False,
     ),
@@ -286,6 +271,7 @@ def _query(name: str, schema: Schema) -> Schema:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
+LIMIT_QUERY = _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
 CUSTOMER_OUT = _ref("Customer")
 HOST_OUT = _ref("Host")
 MEETING_OUT = _ref("Meeting")
@@ -322,7 +308,7 @@ def _account_paths() -> dict[str, Schema]:
             body="Webhook", tag="customer")},
         f"{cust}/webhook/deliveries": {"get": _operation(
             "Webhook delivery attempts, newest first", (200, _list_of("deliveries", "WebhookDelivery")),
-            query=[_query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], tag="customer")},
+            query=[LIMIT_QUERY], tag="customer")},
         f"{cust}/hosts": {
             "post": _operation("Create a host", (201, HOST_OUT), body="HostCreate", tag="customer"),
             "get": _operation("The customer's hosts", (200, _list_of("hosts", "Host")), tag="customer"),
@@ -350,7 +336,7 @@ def _account_paths() -> dict[str, Schema]:
                                             _query("action", {"type": "string"}),
                                             _query("target_id", {"type": "string"}),
                                             _query("since", {"type": "string"}),
-                                            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
+                                            LIMIT_QUERY],
                                      tag="operator")},
     }
 

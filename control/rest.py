@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from control.errors import ApiError
+from control.state import get_state
 
 MEETING_NUMBER_DIGITS = 11
 _NUMBER_IN_URL = re.compile(r"^\d{3}-?\d{4}-?\d{4}$")
@@ -92,6 +93,12 @@ def url_field(body: dict[str, Any], name: str) -> str | None:
     if value and not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
         raise invalid(name, "must be an http:// or https:// URL")
     return value
+
+
+def public_base(request: web.Request) -> str:
+    """The server's public URL (config `http.public_url`, else as the request reached it)."""
+    configured = get_state(request.app).cfg.http.public_url
+    return (configured or f"{request.scheme}://{request.host}").rstrip("/")
 
 
 # ---------------------------------------------------------------------- times
