@@ -485,7 +485,7 @@ class Conference:
             for track in added:
                 # Published while muted, or before consenting to a recording: paused on the
                 # media server before anyone (the recorder included) is given it.
-                if participant.muted.get(track.source) or participant.media_held:
+                if participant.paused(track.source):
                     await self._quiet_request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=True))
             reply: dict[str, Any] = {
                 "type": "publish_answer",
@@ -608,7 +608,7 @@ class Conference:
         meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
         # Pause the producers too, so a muted source is not forwarded whatever the client
         # sends; held media (consent pending) stays paused when they unmute.
-        paused = muted or participant.media_held
+        paused = participant.paused(source)
         for track in [t for t in participant.tracks.values() if t.source == source]:
             try:
                 await self.request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=paused))
@@ -622,9 +622,10 @@ class Conference:
         if participant.closed:
             return
         for track in list(participant.tracks.values()):
-            paused = held or bool(participant.muted.get(track.source))
             try:
-                await self.request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=paused))
+                await self.request(
+                    meeting, api.ProducerPause(producer_id=track.producer_id, paused=participant.paused(track.source))
+                )
             except ChannelError as exc:
                 log.warning("meeting %s: pausing %s failed: %s", meeting.meeting_id, track.track_id, exc)
 

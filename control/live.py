@@ -28,6 +28,7 @@ from typing import Any
 from control import accounts, recording, tokens, webhooks
 from control.errors import ApiError, SignalingError
 from control.meetings import Meeting, Participant, Peer
+from control.rest import display_number
 from control.store.base import (
     AlreadyLive,
     CustomerLimitReached,
@@ -68,7 +69,7 @@ def _finished(task: asyncio.Task[Any]) -> None:
 
 def _number(meeting: MeetingRow | Meeting) -> str:
     number = meeting.meeting_number if isinstance(meeting, MeetingRow) else meeting.number
-    return f"{number[:3]}-{number[3:7]}-{number[7:]}" if len(number) == 11 else number
+    return display_number(number) if len(number) == 11 else number
 
 
 def _event(state: Any, meeting: MeetingRow | Meeting, event: str, **data: Any) -> None:
@@ -360,7 +361,7 @@ async def start_meeting(
             raise ApiError(409, "already_live", "the meeting is live already") from None
         session, started = exc.live_session, False
     except HostHasLiveMeeting as exc:
-        number = f"{exc.meeting_number[:3]}-{exc.meeting_number[3:7]}-{exc.meeting_number[7:]}"
+        number = display_number(exc.meeting_number)
         raise ApiError(
             409, "host_has_live_meeting", f"you already have a live meeting: {number} ({exc.title}); end it first"
         ) from None

@@ -148,6 +148,10 @@ class Participant:
     def may(self, grant: str) -> bool:
         return bool(self.grants.get(grant))
 
+    def paused(self, source: str) -> bool:
+        """Whether their `source` must stay paused on the media server: muted, or held."""
+        return self.media_held or bool(self.muted.get(source))
+
     def public(self) -> dict[str, Any]:
         return {
             "participant_id": self.participant_id,

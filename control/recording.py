@@ -97,7 +97,6 @@ class Recordings(ConferenceListener):
         self.recorder = recorder
         self.conference: Conference = state.conference
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._policy: dict[str, str] = {}  # meeting id -> consent policy of its last job
         recorder.add_up_listener(self._recorder_up)
         recorder.add_notification_listener(self._recorder_notification)
         self.conference.listener = self
@@ -118,14 +117,19 @@ class Recordings(ConferenceListener):
     def jobs(self) -> list[Job]:
         return [job for meeting in self.state.meetings for job in meeting.recordings.values()]
 
-    def state_message(self, meeting: Meeting, participant: Participant | None, by: str | None = None) -> dict[str, Any]:
+    def state_message(
+        self, meeting: Meeting, participant: Participant | None, by: str | None = None, stopped: Job | None = None
+    ) -> dict[str, Any]:
+        """`recording_state`: what is on; the consent policy is the latest active job's (or,
+        once nothing is on, that of the job that just `stopped`)."""
         jobs = meeting.recordings
         starter = jobs.get("recording") or jobs.get("transcription")
+        latest = next(reversed(jobs.values()), stopped)
         return {
             "type": "recording_state",
             "recording": "recording" in jobs,
             "transcription": "transcription" in jobs,
-            "consent_policy": self._policy.get(meeting.meeting_id, "notify"),
+            "consent_policy": latest.policy if latest is not None else "notify",
             "consent_required": participant is not None and self.consent_required(meeting, participant),
             "by": by if by is not None else (starter.by_name if starter else ""),
         }
@@ -133,13 +137,13 @@ class Recordings(ConferenceListener):
     def consent_required(self, meeting: Meeting, participant: Participant) -> bool:
         for job in meeting.recordings.values():
             entry = job.consent.get(participant.participant_id)
-            if job.policy == "require" and entry is not None and entry.decision == "pending":
+            if entry is not None and self._holds(job, entry):
                 return True
         return False
 
-    def _broadcast_state(self, meeting: Meeting, by: str | None = None) -> None:
+    def _broadcast_state(self, meeting: Meeting, by: str | None = None, stopped: Job | None = None) -> None:
         for participant in list(meeting.participants.values()):
-            participant.send(self.state_message(meeting, participant, by))
+            participant.send(self.state_message(meeting, participant, by, stopped))
 
     async def _play(self, meeting: Meeting, kind: str, participants: list[Participant] | None) -> list[Participant]:
         """Play a notice; returns whom it reached (their subscribe transport is up)."""
@@ -247,7 +251,6 @@ class Recordings(ConferenceListener):
                 except SignalingError as exc:
                     raise ApiError(503 if exc.code == "unavailable" else 409, exc.code, exc.message) from None
                 meeting.recordings[kind] = job
-                self._policy[meeting.meeting_id] = job.policy
                 # Held before the recorder gets anything: under `require` nobody is
                 # recorded (or heard) before they consent.
                 for participant in list(meeting.participants.values()):
@@ -306,7 +309,7 @@ class Recordings(ConferenceListener):
                 del meeting.recordings[job.kind]
             await self._release_holds(meeting)
             if meeting.participants:
-                self._broadcast_state(meeting, by_name or None)
+                self._broadcast_state(meeting, by_name or None, job)
                 self._spawn(self._play(meeting, f"{job.kind}-stopped", None), f"notice-{job.recording_id}")
             stopped_at = time.time()
             for participant_id, entry in job.consent.items():
@@ -399,15 +402,26 @@ class Recordings(ConferenceListener):
 
     async def _enter(self, meeting: Meeting, job: Job, participant: Participant, starter: Starter | None) -> None:
         """`participant` is in the meeting while `job` is on (under the meeting's lock)."""
-        now = time.time()
+        implicit = starter is not None and starter.participant is participant
+        entry = self._present(job, participant, time.time(), implicit=implicit)
+        if self._holds(job, entry) and not participant.media_held:
+            await self.conference.set_media_held(meeting, participant, True)
+
+    @staticmethod
+    def _present(job: Job, participant: Participant, now: float, *, implicit: bool = False) -> ConsentState:
+        """Note `participant` present in `job`; their consent entry (a new one unless they
+        have one that stands: the host, and the starter when `implicit`, have consented)."""
         job.note_present(participant, now)
         entry = job.consent.get(participant.participant_id)
         if entry is None or entry.decision == "left":
-            implicit = participant.is_host or (starter is not None and starter.participant is participant)
-            entry = ConsentState(participant.name, "continued" if implicit else "pending")
-            job.consent[participant.participant_id] = entry
-        if job.policy == "require" and entry.decision == "pending" and not participant.media_held:
-            await self.conference.set_media_held(meeting, participant, True)
+            decision = "continued" if participant.is_host or implicit else "pending"
+            entry = job.consent[participant.participant_id] = ConsentState(participant.name, decision)
+        return entry
+
+    @staticmethod
+    def _holds(job: Job, entry: ConsentState) -> bool:
+        """The job keeps this participant's media paused: consent required and pending."""
+        return job.policy == "require" and entry.decision == "pending"
 
     def _notified(self, job: Job, participant: Participant, now: float, *, audio: bool) -> None:
         """Ledger row for a participant who got the banner and the event (and the audio)."""
@@ -477,16 +491,15 @@ class Recordings(ConferenceListener):
                 changed = True
         if value == "left":
             return
-        if participant.media_held:
-            async with meeting.lock:
-                if not self.consent_required(meeting, participant):
-                    await self.conference.set_media_held(meeting, participant, False)
+        await self._release_holds(meeting, [participant])
         if changed:
             participant.send(self.state_message(meeting, participant))
 
-    async def _release_holds(self, meeting: Meeting) -> None:
-        """After a job went: media of those no job holds any more goes again."""
-        held = [p for p in meeting.participants.values() if p.media_held and not self.consent_required(meeting, p)]
+    async def _release_holds(self, meeting: Meeting, participants: list[Participant] | None = None) -> None:
+        """After a job went (or `participants` consented): media of those no job holds any
+        more goes again."""
+        candidates = meeting.participants.values() if participants is None else participants
+        held = [p for p in candidates if p.media_held and not self.consent_required(meeting, p)]
         if not held:
             return
         async with meeting.lock:
@@ -501,14 +514,9 @@ class Recordings(ConferenceListener):
             return False
         now = time.time()
         for job in meeting.recordings.values():
-            job.note_present(participant, now)
-            entry = job.consent.get(participant.participant_id)
-            if entry is None or entry.decision == "left":
-                decision = "continued" if participant.is_host else "pending"
-                entry = job.consent[participant.participant_id] = ConsentState(participant.name, decision)
-            else:
-                entry.audio_sent = False  # a new connection: they hear it again
-            if job.policy == "require" and entry.decision == "pending":
+            entry = self._present(job, participant, now)
+            entry.audio_sent = False  # a new connection: they hear it again
+            if self._holds(job, entry):
                 participant.media_held = True  # nothing published yet: nothing to pause
         participant.send(self.state_message(meeting, participant))
         for job in meeting.recordings.values():

@@ -242,9 +242,12 @@ class Job:
 
     async def remove_track(self, track: Track) -> None:
         """The track's producer is closed (its consumer with it): tell the recorder."""
-        if self.tracks.pop(track.track_id, None) is None:
+        await self._forget(track.track_id)
+
+    async def _forget(self, track_id: str) -> None:
+        if self.tracks.pop(track_id, None) is None:
             return
-        await self._quiet_recorder(recorder_api.TrackRemove(recording_id=self.recording_id, track_id=track.track_id))
+        await self._quiet_recorder(recorder_api.TrackRemove(recording_id=self.recording_id, track_id=track_id))
 
     async def resume(self, generation: int) -> None:
         """The recorder process was restarted: the same recording, next attempt."""
@@ -262,8 +265,7 @@ class Job:
         """The meeting's worker died with our transport and every producer."""
         self.transport_id = None
         for track_id in list(self.tracks):
-            self.tracks.pop(track_id)
-            await self._quiet_recorder(recorder_api.TrackRemove(recording_id=self.recording_id, track_id=track_id))
+            await self._forget(track_id)
 
     async def rebind(self) -> None:
         """The meeting has a router again: a new transport to the same recorder socket."""

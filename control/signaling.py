@@ -23,6 +23,8 @@ from control.errors import ApiError, SignalingError
 from control.meetings import Meeting, Participant
 from control.metrics import Metrics
 from control.protocol import ClientMessage, Limits, TokenBucket, parse_client_message
+from control.store.base import Meeting as MeetingRow
+from control.store.base import Participant as ParticipantRow
 from control.state import get_state
 
 log = logging.getLogger(__name__)
@@ -218,16 +220,11 @@ class SignalingSession:
         token = message.fields["token"] or self._url_token
         if not token:
             raise SignalingError("unauthorized", "join needs a join token (POST /api/v1/meetings/{number}/join)")
-        state = self._state
-        row = await live.find_meeting(state, self._meeting_ref)
         try:
-            claims = tokens.verify_join_token(state, token)
-            if row is None or claims.meeting_id != row.id:
-                raise tokens.TokenError("wrong_meeting", "this token is for another meeting")
-            claims, person = await tokens.check_join_token(state, token, row.id)
+            row, claims, person = await _verified(self._state, self._meeting_ref, token)
         except tokens.TokenError as exc:
             raise SignalingError(_TOKEN_ERRORS.get(exc.code, "unauthorized"), exc.message) from None
-        meeting, participant = await live.connect(state, row, claims, person, self.peer, message.id)
+        meeting, participant = await live.connect(self._state, row, claims, person, self.peer, message.id)
         self.meeting, self.participant = meeting, participant
 
     async def _dispatch(self, message: ClientMessage) -> None:
@@ -300,7 +297,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     upgrade (401/403); without one, the first message must be `join` with a token. Nothing
     here tells whether a meeting number exists to someone without a valid token."""
     state = get_state(request.app)
-    meeting_ref = request.match_info.get("number") or request.match_info.get("meeting_id", "")
+    meeting_ref = request.match_info["meeting_id"]  # the number (with or without dashes) or the id
     url_token = request.query.get("token") or None
     if url_token is not None:
         await _check_url_token(state, meeting_ref, url_token)
@@ -319,13 +316,20 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _verified(state: Any, meeting_ref: str, token: str) -> tuple[MeetingRow, tokens.JoinClaims, ParticipantRow]:
+    """The meeting `meeting_ref` names and a valid, unrevoked join token for it: (meeting,
+    claims, the store's participant). Raises TokenError."""
+    claims = tokens.verify_join_token(state, token)  # the signature first: no lookup without it
+    row = await live.find_meeting(state, meeting_ref)
+    if row is None or row.id != claims.meeting_id:
+        raise tokens.TokenError("wrong_meeting", "this token is for another meeting")
+    claims, person = await tokens.check_join_token(state, token, row.id)
+    return row, claims, person
+
+
 async def _check_url_token(state: Any, meeting_ref: str, token: str) -> None:
     try:
-        claims = tokens.verify_join_token(state, token)  # the signature first: no lookup without it
-        row = await live.find_meeting(state, meeting_ref)
-        if row is None or row.id != claims.meeting_id:
-            raise tokens.TokenError("wrong_meeting", "this token is for another meeting")
-        await tokens.check_join_token(state, token, row.id)
+        await _verified(state, meeting_ref, token)
     except tokens.TokenError as exc:
         status = 401 if exc.code in ("invalid_token", "token_expired") else 403
         raise ApiError(status, _TOKEN_ERRORS.get(exc.code, "unauthorized"), exc.message) from None

@@ -113,6 +113,8 @@ class RecordingPeer:
 class StubConference:
     """Answers the two requests a Negotiation makes, the way a worker would."""
 
+    answer_timeout_s = 30.0
+
     def __init__(self) -> None:
         self.requests: list[api.Message] = []
 
