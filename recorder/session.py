@@ -46,9 +46,10 @@ from recorder.speech import (
     transcription_was_on,
 )
 from recorder.storage import Spool, check_key
-from recorder.track import Track, is_rtcp, peek_ssrc
+from recorder.track import Track, peek_ssrc
 from sfu.api import Message
 from sfu.wire import rtcp
+from sfu.wire.rtp import is_rtcp
 
 log = logging.getLogger(__name__)
 

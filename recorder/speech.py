@@ -25,11 +25,12 @@ from typing import Any
 import av
 import numpy as np
 
+from recorder.media.mixer import opus_decoder
 from recorder.transcription import Segment, TranscriptionEngine, merge, place, to_json, to_webvtt
+from recorder.transcription.audio import SPEECH_RATE  # what the engines want
 
 log = logging.getLogger(__name__)
 
-SPEECH_RATE = 16000
 MAX_GAP_SECONDS = 5.0
 SNAP_SAMPLES = 160  # 10 ms: closer than this to where the run ends counts as contiguous
 SUFFIX = ".s16"
@@ -66,9 +67,7 @@ class SpeechCollector:
         self.on_new_run = on_new_run
         self.samples_total = 0
         self.decode_errors = 0
-        self._decoder = av.CodecContext.create("opus", "r")
-        self._decoder.sample_rate = 48000
-        self._decoder.layout = "stereo"
+        self._decoder = opus_decoder()
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SPEECH_RATE)
         self._run: SpeechRun | None = None
         self._file = None

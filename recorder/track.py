@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from recorder.media.depacketize import Frame, depacketizer_for
 from recorder.media.jitter import JitterBuffer
@@ -196,11 +195,6 @@ class Track:
         self.send_rtcp(rtcp.build_pli(self.sender_ssrc, self.ssrc))
 
 
-def is_rtcp(data: bytes) -> bool:
-    """RFC 5761 §4: on a muxed port, RTCP packet types 192-223 sit where RTP's M+PT is."""
-    return len(data) >= 2 and 192 <= data[1] <= 223
-
-
 def peek_ssrc(data: bytes) -> int | None:
     """The SSRC of an RTP packet (RFC 3550 §5.1: bytes 8-11), or None if it is too short
     or not RTP version 2."""
@@ -208,15 +202,3 @@ def peek_ssrc(data: bytes) -> int | None:
         return None
     return int.from_bytes(data[8:12], "big")
 
-
-def make_writer(
-    name: str, codec: str, directory: Path, segment_seconds: float, on_closed, channels: int | None
-) -> SegmentWriter:
-    return SegmentWriter(
-        name,
-        codec,
-        directory,
-        segment_seconds,
-        on_closed,
-        audio_channels=2 if (channels or 2) >= 2 else 1,
-    )

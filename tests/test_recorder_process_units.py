@@ -11,7 +11,7 @@ import pytest
 from recorder.journal import RecordingDirectory, list_recordings, safe_name
 from recorder.manifest import build_manifest
 from recorder.session import writer_stem
-from recorder.track import ReceptionStats, is_rtcp, peek_ssrc
+from recorder.track import ReceptionStats, peek_ssrc
 from sfu.wire import rtcp, rtp
 
 
@@ -36,8 +36,8 @@ def test_reception_stats_follow_rfc_3550_across_a_sequence_wrap():
 
 def test_rtcp_is_told_from_rtp_and_ssrc_peeked():
     packet = rtp.build_packet(111, 7, 960, 0xDEADBEEF, b"\x01")
-    assert not is_rtcp(packet) and peek_ssrc(packet) == 0xDEADBEEF
-    assert is_rtcp(rtcp.build_pli(1, 2)) and is_rtcp(rtcp.build_rr(1))
+    assert not rtp.is_rtcp(packet) and peek_ssrc(packet) == 0xDEADBEEF
+    assert rtp.is_rtcp(rtcp.build_pli(1, 2)) and rtp.is_rtcp(rtcp.build_rr(1))
     assert peek_ssrc(b"\x80\x00") is None and peek_ssrc(b"\x00" * 12) is None
 
 

@@ -61,6 +61,14 @@ def soft_limit(pcm: np.ndarray) -> np.ndarray:
     return pcm
 
 
+def opus_decoder() -> av.CodecContext:
+    """A decoder for one participant's Opus RTP payloads (mono packets decode too)."""
+    decoder = av.CodecContext.create("opus", "r")
+    decoder.sample_rate = SAMPLE_RATE
+    decoder.layout = "stereo"  # WebRTC's opus/48000/2
+    return decoder
+
+
 class MixerStats:
     __slots__ = ("packets", "decode_errors", "late_samples", "mixed_samples", "clipped_samples", "segments")
 
@@ -82,10 +90,7 @@ class _Source:
     __slots__ = ("decoder", "resampler", "chunks", "next_sample")
 
     def __init__(self, decodes: bool = True) -> None:
-        self.decoder = av.CodecContext.create("opus", "r") if decodes else None
-        if self.decoder is not None:
-            self.decoder.sample_rate = SAMPLE_RATE
-            self.decoder.layout = "stereo"  # WebRTC's opus/48000/2; mono packets decode too
+        self.decoder = opus_decoder() if decodes else None
         # Planar stereo; decode() averages the channels itself. (swresample's stereo ->
         # mono downmix adds them at 0.707 each: a mono voice sent as stereo, L = R, as
         # WebRTC's opus/48000/2 decodes, would come out 3 dB louder than it was said.)
@@ -187,7 +192,7 @@ class AudioMixer:
         if source is None:
             source = self._sources[track_id] = _Source()
         elif source.decoder is None:  # removed, and now back
-            source.decoder = _Source().decoder
+            source.decoder = opus_decoder()
         try:
             samples = source.decode(payload)
         except (av.FFmpegError, ValueError) as error:

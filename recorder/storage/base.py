@@ -9,7 +9,8 @@ caller may then delete its local copy.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -99,6 +100,14 @@ def check_key(key: str) -> str:
     return key
 
 
+
+def normalized_prefix(prefix: str, check: Callable[[str], str] = check_key) -> str:
+    """A key prefix as every backend uses it: "a/b" or "/a/b/" -> "a/b/", "" stays "";
+    the part between the slashes must pass `check` (check_key: else StorageError)."""
+    prefix = (prefix or "").strip("/")
+    return check(prefix) + "/" if prefix else ""
+
+
 def sha256_of_file(path: Path) -> tuple[int, str]:
     """(size, hex SHA-256) of a file, read in chunks. Blocking: call it in a thread."""
     digest = hashlib.sha256()
@@ -108,3 +117,13 @@ def sha256_of_file(path: Path) -> tuple[int, str]:
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    """Make a written file, or a rename in a directory, durable (fsync the file or the
+    directory entry itself)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

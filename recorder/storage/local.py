@@ -20,6 +20,7 @@ from recorder.storage.base import (
     StorageNotFound,
     StoredObject,
     check_key,
+    fsync_path,
     sha256_of_file,
 )
 
@@ -96,7 +97,7 @@ def _copy_and_verify(source: Path, destination: Path, key: str) -> StoredObject:
         os.replace(partial, destination)
     finally:
         partial.unlink(missing_ok=True)
-    _fsync_directory(destination.parent)
+    fsync_path(destination.parent)
     stored_size, stored_sha256 = sha256_of_file(destination)
     if (stored_size, stored_sha256) != (size, digest.hexdigest()):
         raise StorageError(
@@ -105,15 +106,6 @@ def _copy_and_verify(source: Path, destination: Path, key: str) -> StoredObject:
             code="verification_failed",
         )
     return StoredObject(key=key, size=size, sha256=stored_sha256)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry itself is on disk.
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _remove_file_and_empty_parents(path: Path, root: Path) -> None:

@@ -38,6 +38,7 @@ from recorder.storage.base import (
     StorageSettingsError,
     StoredObject,
     check_key,
+    normalized_prefix,
 )
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class S3Storage:
         if not bucket:
             raise StorageSettingsError("S3 bucket name is empty")
         self.bucket = bucket
-        self.prefix = _normalized_prefix(prefix)
+        self.prefix = normalized_prefix(prefix)
         if not access_key_id or not secret_access_key:
             raise StorageSettingsError("S3 access key id and secret access key are both required")
         self._access_key_id = _Hidden(access_key_id)
@@ -370,11 +371,6 @@ def _checked_endpoint(endpoint_url: str | None) -> str | None:
         # Never accept credentials in a URL: URLs end up in logs and error messages.
         raise StorageSettingsError("S3 endpoint URL must not contain credentials")
     return endpoint_url.rstrip("/")
-
-
-def _normalized_prefix(prefix: str) -> str:
-    prefix = (prefix or "").strip("/")
-    return check_key(prefix) + "/" if prefix else ""
 
 
 def _read_and_hash(path: Path) -> tuple[bytes, bytes]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from recorder.storage import base
 from recorder.storage.base import StorageBackend, StorageError, StorageSettingsError, check_key
 from recorder.storage.local import LocalDirectoryStorage
 from recorder.storage.s3 import S3Storage
@@ -74,8 +75,7 @@ def check_object_key(key: object) -> str:
 
 def normalized_prefix(prefix: str) -> str:
     """"a/b" or "/a/b/" -> "a/b/"; "" stays "" (S3Storage's prefix rule); else BadKey."""
-    prefix = (prefix or "").strip("/")
-    return check_object_key(prefix) + "/" if prefix else ""
+    return base.normalized_prefix(prefix, check_object_key)
 
 
 # ---------------------------------------------------------------------- what a customer sends

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.storage.base import StorageBackend, StorageError, StoredObject, check_key
+from recorder.storage.base import StorageBackend, StorageError, StoredObject, check_key, fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ def _move_in(directory: Path, source: Path, key: str, content_type: str, target:
     except OSError:
         item.sidecar_path.unlink(missing_ok=True)
         raise
-    _fsync_directory(directory)
+    fsync_path(directory)
     return item
 
 
@@ -389,14 +389,6 @@ def _remove_item_files(item: SpoolItem) -> None:
     # Sidecar first: a data file without a sidecar means "confirmed" to the rescan.
     item.sidecar_path.unlink(missing_ok=True)
     item.data_path.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _rescan(directory: Path) -> list[SpoolItem]:

@@ -57,13 +57,6 @@ class TranscriptionEngine(Protocol):
         ...
 
 
-class _EngineClass(Protocol):
-    name: str
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> TranscriptionEngine: ...
-
-
 _EngineT = TypeVar("_EngineT")
 _REGISTRY: dict[str, Callable[[Mapping[str, Any]], TranscriptionEngine]] = {}
 
