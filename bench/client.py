@@ -33,6 +33,7 @@ from aiortc.rtcdtlstransport import RTCCertificate
 from bench.media import MediaClip, MediaParams, load_clip
 from bench.meetings import MeetingRef, open_signaling
 from bench.peer import LATENCY_BUCKETS, Link, Publisher, ServerTransport, Subscriber, publish_offer, subscribe_answer
+from bench.plainrtp.procfs import udp_drops
 from control.client.signaling import Message, SignalingClient
 from sfu.transport.dtls import certificate_fingerprint
 from sfu.wire import sdp
@@ -245,22 +246,6 @@ class ClientProcess:
 
     async def stop(self) -> None:
         await asyncio.gather(*(p.leave() for p in self.participants.values()), return_exceptions=True)
-
-
-def udp_drops(ports: list[int]) -> dict[int, int]:
-    """Datagrams the kernel dropped at our 127.0.0.1 sockets (last column of /proc/net/udp)."""
-    if not ports:
-        return {}
-    wanted = {f"0100007F:{port:04X}": port for port in ports}
-    drops = dict.fromkeys(ports, 0)
-    with open("/proc/net/udp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            port = wanted.get(fields[1])
-            if port is not None:
-                drops[port] += int(fields[-1])
-    return drops
 
 
 def _process_cpu_seconds() -> float:

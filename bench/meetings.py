@@ -105,7 +105,7 @@ async def open_signaling(
 ) -> tuple[SignalingClient, Message]:
     """Connect and join; `handlers` (push type -> callable) are in place before `join`,
     so a push sent right after `joined` (the first subscribe offer) is not missed."""
-    url = meeting.ws_url
+    url, token = meeting.ws_url, None
     if meeting.passcode is not None:
         async with session.post(
             f"{meeting.base_url}/api/v1/meetings/{meeting.meeting_id}/join",
@@ -116,11 +116,11 @@ async def open_signaling(
                 raise BenchError(f"join refused: HTTP {response.status} {body}")
         if body.get("status") != "admitted":
             raise BenchError(f"join left us in {body.get('status')!r}, not admitted")
-        url = f"{body['ws_url']}?token={body['token']}"
+        url, token = body["ws_url"], body["token"]
     client = SignalingClient(session)
     for push_type, handler in handlers.items():
         client.on(push_type, handler)
-    await client.connect(url, timeout=timeout)
+    await client.connect(url, timeout=timeout, token=token)
     try:
         joined = await client.join(name, timeout=timeout)
     except BaseException:

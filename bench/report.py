@@ -16,17 +16,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.peer import ABS_SEND_TIME_UNITS, LATENCY_BUCKETS
+from bench.plainrtp.procfs import cpu_model
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model() or ""
     try:
         nproc = int(subprocess.run(["nproc"], capture_output=True, text=True, timeout=5).stdout.strip())
     except (OSError, ValueError, subprocess.SubprocessError):

@@ -18,24 +18,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from bench import scenarios
 from bench.media import MediaParams, load_clip
 from bench.meetings import HostLogin, MeetingMaker
+from bench.plainrtp.procfs import cpu_seconds_stat
 from bench.pool import ClientPool
 from bench.report import Report, build_report
 from bench.server import (
     INITIAL_HOST_EMAIL,
     ServerUnderTest,
-    cpu_seconds,
     rss_bytes,
     runqueue_wait_seconds,
     scrape,
     system_busy_seconds,
 )
+
+T = TypeVar("T")
 
 JOIN_TIMEOUT_S = 120.0
 REPORT_TIMEOUT_S = 30.0
@@ -212,31 +214,24 @@ async def _create_meetings(maker: MeetingMaker, count: int) -> list:
         return [await maker.create(session, f"bench {i}") for i in range(count)]
 
 
-def _cpu(pids: dict[int, int]) -> dict[int, float]:
+def _per_pid(pids: dict[int, int], read: Callable[[int], T], errors: tuple[type[Exception], ...] = (OSError,)) -> dict[int, T]:
+    """pid -> read(pid) for each process in `pids` (worker index -> pid) that could be read."""
     result = {}
     for pid in pids.values():
         try:
-            result[pid] = cpu_seconds(pid)
-        except OSError:
+            result[pid] = read(pid)
+        except errors:
             pass
     return result
+
+
+def _cpu(pids: dict[int, int]) -> dict[int, float]:
+    return _per_pid(pids, cpu_seconds_stat)
 
 
 def _waited(pids: dict[int, int]) -> dict[int, float]:
-    result = {}
-    for pid in pids.values():
-        try:
-            result[pid] = runqueue_wait_seconds(pid)
-        except (OSError, IndexError, ValueError):
-            pass
-    return result
+    return _per_pid(pids, runqueue_wait_seconds, (OSError, IndexError, ValueError))
 
 
 def _rss(pids: dict[int, int]) -> dict[int, int]:
-    result = {}
-    for pid in pids.values():
-        try:
-            result[pid] = rss_bytes(pid)
-        except OSError:
-            pass
-    return result
+    return _per_pid(pids, rss_bytes)

@@ -25,21 +25,14 @@ from pathlib import Path
 
 import yaml
 
+from bench.plainrtp.procfs import CLOCK_TICKS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 
 
 # ------------------------------------------------------------------------------ /proc
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (every thread), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    fields = data[data.rindex(b")") + 2 :].split()  # the command name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def system_busy_seconds() -> float:

@@ -22,9 +22,10 @@ import time
 from typing import Any
 
 from bench import scenarios
+from bench.plainrtp.procfs import cpu_seconds_stat
 from bench.report import Report
 from bench.runner import RunOptions, plan_cpus, progress, run_plan
-from bench.server import cpu_seconds, rss_bytes
+from bench.server import rss_bytes
 
 STEP_TIMEOUT_S = 30.0
 
@@ -222,9 +223,9 @@ def run_mediarelay(subscribers: int, options: RunOptions) -> dict[str, Any]:
         assert pid is not None
         before_frames = clients.ask({"cmd": "frames"})
         before_in = server.ask({"cmd": "frames"})
-        cpu_before, started = cpu_seconds(pid), time.monotonic()
+        cpu_before, started = cpu_seconds_stat(pid), time.monotonic()
         time.sleep(options.duration_s)
-        cpu_after, window = cpu_seconds(pid), time.monotonic() - started
+        cpu_after, window = cpu_seconds_stat(pid), time.monotonic() - started
         after_frames = clients.ask({"cmd": "frames"})
         after_in = server.ask({"cmd": "frames"})
         video_fps = [

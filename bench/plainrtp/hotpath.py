@@ -13,7 +13,6 @@ on loopback, a header rewrite) and the whole engine with and without the kernel'
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import os
 import socket

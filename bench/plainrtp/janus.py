@@ -12,7 +12,6 @@ PID: SIGTERM, then SIGKILL.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess

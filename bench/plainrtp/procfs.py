@@ -92,6 +92,8 @@ def rss_bytes(pid: int) -> int:
 
 def udp_drops(ports: list[int]) -> dict[int, int]:
     """Packets the kernel dropped at each 127.0.0.1:port socket because its buffer was full."""
+    if not ports:
+        return {}
     wanted = {f"{LOOPBACK_HEX}:{port:04X}": port for port in ports}
     drops = dict.fromkeys(ports, 0)
     with open("/proc/net/udp") as f:
@@ -130,6 +132,15 @@ def make_realtime(pid: int, priority: int = 1) -> bool:
         except OSError:
             ok = False
     return ok
+
+
+def cpu_model() -> str | None:
+    """The first "model name" of /proc/cpuinfo (None if there is none to read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
 
 
 def online_cpus() -> list[int]:

@@ -503,13 +503,8 @@ def _versions() -> dict:
 
 
 def machine_info() -> dict:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    except OSError:
-        pass
-    return {"cpu_model": model, "cpus": len(procfs.online_cpus()), "kernel": platform.release(),
+    model = procfs.cpu_model()
+    return {"cpu_model": "?" if model is None else model, "cpus": len(procfs.online_cpus()), "kernel": platform.release(),
             "hostname": platform.node(), **_versions()}
 
 

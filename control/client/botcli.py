@@ -95,7 +95,6 @@ async def run_cli(args: argparse.Namespace) -> int:
         video_file=args.video,
         fps=args.fps,
     )
-    meeting_id = meeting
     stop = asyncio.Event()
     bot.on("recording_state", recording_notices(bot, args.consent, stop))
     bot.on("error", print_recording_failure)
@@ -125,7 +124,7 @@ async def run_cli(args: argparse.Namespace) -> int:
             if not bot.admitted.is_set():
                 print("not let in" if not stop.is_set() else "stopped while waiting", flush=True)
                 return 130 if stop.is_set() else 1
-        print(f"joined {meeting_id} as {bot.participant_id} ({args.name})", flush=True)
+        print(f"joined {meeting} as {bot.participant_id} ({args.name})", flush=True)
         started = time.monotonic()
         previous: dict[tuple[str, str], int] = {}
         while not stop.is_set() and not (bot.removed.is_set() or bot.meeting_ended.is_set() or bot.denied.is_set()):

@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 
 ANNOUNCEMENT_SOURCE = "announcement"  # the server's spoken notices (a track of nobody)
 CONSENT_DECISIONS = ("continue", "leave")
-ACTIONS = ("start", "stop")
 
 
 @dataclasses.dataclass(frozen=True)

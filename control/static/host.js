@@ -50,10 +50,6 @@ function signedOut(err) {
   showSignIn(sessionEndedText(err));
 }
 
-function isAuthFailure(err) {
-  return isSignedOutError(err);
-}
-
 // ---------------------------------------------------------------- sign in / out
 
 function signInErrorText(err) {
@@ -159,7 +155,7 @@ $('schedule-form').addEventListener('submit', async (event) => {
     resetScheduleForm();
     await loadMeetings();
   } catch (err) {
-    if (isAuthFailure(err)) return signedOut(err);
+    if (isSignedOutError(err)) return signedOut(err);
     error.textContent = err.message;
     error.hidden = false;
   } finally {
@@ -179,7 +175,7 @@ async function loadMeetings() {
     $('list-error').hidden = true;
     renderMeetings();
   } catch (err) {
-    if (isAuthFailure(err)) {
+    if (isSignedOutError(err)) {
       signedOut(err);
       return;
     }
@@ -305,7 +301,7 @@ async function withMeeting(meeting, action) {
   try {
     await action(signedIn.token, digits);
   } catch (err) {
-    if (isAuthFailure(err)) return signedOut(err);
+    if (isSignedOutError(err)) return signedOut(err);
     page.errors.set(digits, err.message);
     toast(err.message, 'error');
   } finally {
@@ -368,7 +364,7 @@ async function boot() {
     saveHostSession(signedIn.token, hostInfo);
     showDashboard(hostSession());
   } catch (err) {
-    if (isAuthFailure(err)) signedOut(err);
+    if (isSignedOutError(err)) signedOut(err);
     else showDashboard(signedIn);   // the server is unreachable: show what we know
   }
 }

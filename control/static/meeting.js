@@ -302,11 +302,10 @@ function renderRecordingControls() {
     button.hidden = !allowed;
     if (!allowed) continue;
     const on = control.state[kind];
-    const noun = kind === 'recording' ? 'recording' : 'transcription';
     setControl(button, {
       icon: kind === 'recording' ? (on ? 'recordStop' : 'record') : 'transcript',
       label: kind === 'recording' ? (on ? 'Stop recording' : 'Record') : (on ? 'Stop transcript' : 'Transcribe'),
-      aria: `${on ? 'Stop' : 'Start'} ${noun}`,
+      aria: `${on ? 'Stop' : 'Start'} ${kind}`,
       disabled: control.busy.has(kind) || session.state !== 'joined', off: false,
     });
     button.classList.toggle('recording-on', on);

@@ -3,6 +3,7 @@
 // event can simply call it again.
 
 import { icons } from './icons.js';
+import { ANNOUNCEMENT_SOURCE } from './mediastats.js';
 import { el, initials, colorFor } from './ui.js';
 
 function tileKey(participantId, source) {
@@ -114,7 +115,7 @@ export class TileBoard {
     for (const media of session.remoteMedia()) {
       // The server's spoken notices belong to nobody: the page plays them on its own
       // <audio> element, never as a tile.
-      if (media.source === 'announcement' || !media.participant_id) continue;
+      if (media.source === ANNOUNCEMENT_SOURCE || !media.participant_id) continue;
       const pid = media.participant_id;
       const key = tileKey(pid, media.source);
       const person = session.participants.get(pid);
