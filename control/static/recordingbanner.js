@@ -44,7 +44,8 @@ export class RecordingBanner {
     try {
       await this.session.recording.consent(decision);
     } catch (err) {
-      toast(`Could not tell the server you want to continue: ${err.message}. Try again.`, 'error');
+      const wish = decision === 'leave' ? 'leave' : 'continue';
+      toast(`Could not tell the server you want to ${wish}: ${err.message}. Try again.`, 'error');
     }
   }
 
