@@ -34,7 +34,7 @@ from bench.media import MediaClip, MediaParams, load_clip
 from bench.meetings import MeetingRef, open_signaling
 from bench.peer import LATENCY_BUCKETS, Link, Publisher, ServerTransport, Subscriber, publish_offer, subscribe_answer
 from bench.plainrtp.procfs import udp_drops
-from control.client.signaling import Message, SignalingClient
+from client.signaling import Message, SignalingClient
 from sfu.transport.dtls import certificate_fingerprint
 from sfu.wire import sdp
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from control.client.signaling import Message, SignalingClient
+from client.signaling import Message, SignalingClient
 
 
 @dataclass(frozen=True)

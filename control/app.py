@@ -15,18 +15,24 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from config import Config, resolved_workers
-from control import api_accounts, api_meetings, api_recordings, api_sessions, bootstrap, openapi, recorders
-from control.conference import Conference
+from control.http import accounts as api_accounts
+from control.http import meetings as api_meetings
+from control.http import recordings as api_recordings
+from control.http import sessions as api_sessions
+from control.accounts import bootstrap
+from control.http import openapi
+from control.processes import recorders
+from control.meeting.conference import Conference
 from control.errors import error_middleware
-from control.meetings import MeetingRegistry, is_valid_id
-from control.metrics import CONTENT_TYPE, Metrics
-from control.metrics_recording import recorder_metrics, recorder_restarted, update_recorder_metrics
-from control.recording import Recordings, service
-from control.signaling import CLOSE_FLUSH_TIMEOUT_S, websocket_handler
+from control.meeting.model import MeetingRegistry, is_valid_id
+from control.metrics.exporter import CONTENT_TYPE, Metrics
+from control.metrics.recorder import recorder_metrics, recorder_restarted, update_recorder_metrics
+from control.recording.service import Recordings, service
+from control.meeting.signaling import CLOSE_FLUSH_TIMEOUT_S, websocket_handler
 from control.state import STATE_KEY, AppState, get_state
 from control.store import open_store
 from control.webhooks import WebhookSender
-from control.workers import DEFAULT_COMMAND, WorkerSupervisor, worker_config_json
+from control.processes.workers import DEFAULT_COMMAND, WorkerSupervisor, worker_config_json
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from config import Config
-from control.conference import Conference
-from control.meetings import MeetingRegistry
-from control.metrics import Metrics
+from control.meeting.conference import Conference
+from control.meeting.model import MeetingRegistry
+from control.metrics.exporter import Metrics
 from control.store.base import Store
-from control.workers import WorkerSupervisor
+from control.processes.workers import WorkerSupervisor
 
 
 @dataclass
@@ -22,9 +22,9 @@ class AppState:
     supervisor: WorkerSupervisor
     conference: Conference
     metrics: Metrics
-    sessions: set[Any] = field(default_factory=set)  # control.signaling.SignalingSession
+    sessions: set[Any] = field(default_factory=set)  # control.meeting.signaling.SignalingSession
     # Accounts (issue 4): the store (opened at app startup), the operator key and join-token
-    # secret (control.bootstrap.Secrets), and the webhook sender (control.webhooks).
+    # secret (control.accounts.bootstrap.Secrets), and the webhook sender (control.webhooks).
     store: Store = None  # type: ignore[assignment]  # always set by create_app
     secrets: Any = None
     webhooks: Any = None

@@ -53,5 +53,5 @@ def public_view(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 async def storage_for(state: Any, customer_id: str) -> dict[str, Any] | None:
     """The customer's storage settings, None when it has none (then nothing is recorded:
-    control.recording refuses to start, and there is nothing to read or delete)."""
+    control.recording.service refuses to start, and there is nothing to read or delete)."""
     return await state.store.get_customer_storage(customer_id)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from control.rest import iso_time
+from control.http.rest import iso_time
 from control.store.base import Store
 
 if TYPE_CHECKING:

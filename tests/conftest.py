@@ -198,8 +198,8 @@ class ConclaveServer:
         return await self.call("POST", f"/meetings/{meeting['number']}/join", json_body=body, expect=expect)
 
     def bot(self, ref: str | dict[str, Any], name: str, **kwargs: Any) -> Any:
-        """A control.client.bot.Bot for a meeting created here, joining with its passcode."""
-        from control.client.bot import Bot
+        """A client.bot.Bot for a meeting created here, joining with its passcode."""
+        from client.bot import Bot
 
         meeting = self._meeting(ref)
         kwargs.setdefault("passcode", meeting["passcode"])

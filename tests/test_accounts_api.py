@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from control import bootstrap
+from control.accounts import bootstrap
 from tests.accounts_client import PASSWORD, Api, assert_error, make_customer, make_host, make_meeting
 
 
@@ -316,7 +316,7 @@ async def test_suspending_a_customer_ends_everything_of_it(conclave_server, api)
 
 
 async def test_repeated_failed_sign_ins_are_rate_limited(conclave_server, api):
-    from control.api_accounts import LOGIN_FAILURES_PER_EMAIL
+    from control.http.accounts import LOGIN_FAILURES_PER_EMAIL
 
     acme = await make_customer(api, operator_key(conclave_server))
     ann = await make_host(api, acme, "ann@acme.example")

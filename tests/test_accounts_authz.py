@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from control import tokens
-from control.openapi import document
+from control.accounts import tokens
+from control.http.openapi import document
 from tests.accounts_client import Api, make_customer, make_host, make_meeting
 
 # Bodies that would be accepted from the right caller, so a refusal is about who calls.

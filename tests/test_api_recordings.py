@@ -3,7 +3,7 @@ server: customer storage settings (write-only secret, never logged, validated), 
 with files, signed download links (work, expire, forged ones refused), deletion from a
 local storage directory and from a real S3 server (SeaweedFS), the transcript and its
 page (host and participants only), the consent ledger and operator content removal.
-Recording rows are made through the store, as the live side (control.recording) does."""
+Recording rows are made through the store, as the live side (control.recording.service) does."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import aiohttp
 import jwt
 import pytest
 
-from control.api_recordings import DOWNLOAD_TTL_S, make_download_token
-from control.metrics_recording import recorder_restarted, update_recorder_metrics
-from control.recording_events import recording_payload
+from control.http.recordings import DOWNLOAD_TTL_S, make_download_token
+from control.metrics.recorder import recorder_restarted, update_recorder_metrics
+from control.recording.events import recording_payload
 from tests.seaweed import SECRET_ACCESS_KEY, SeaweedServer, require_weed
 
 SECRET = "sk-very-secret-value-4b1d9e"

@@ -319,7 +319,7 @@ def test_checker_finds_each_forbidden_import_in_a_synthetic_tree(tmp_path):
         "control/app.py:5: control.app imports sfu.wire",
         "control/app.py:6: control.app imports sfu.engine.router",
         "control/app.py:7: control.app imports bench",
-        "control/client/__init__.py:2: control.client imports a module above the top-level package",
+        "control/client/__init__.py:2: client imports a module above the top-level package",
         "recorder/__init__.py:3: recorder imports sfu.worker",
         "recorder/__init__.py:5: recorder imports sfu.engine.router",
     }

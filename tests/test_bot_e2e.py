@@ -91,7 +91,7 @@ async def test_late_joiner_receives_existing_publisher(conclave_server):
 async def test_bot_cli_joins_prints_and_exits(conclave_server):
     meeting, (host,) = await start_bots(conclave_server, "host", publish_audio=False)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "control.client.bot", meeting["join_url"], "--name", "cli", "--duration", "4",
+        sys.executable, "-m", "client.bot", meeting["join_url"], "--name", "cli", "--duration", "4",
         "--no-audio",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -144,7 +144,7 @@ def write_test_file(path, seconds: int = 2) -> None:
 
     import av
 
-    from control.client.media import GeneratedVideoTrack, ToneAudioTrack
+    from client.media import GeneratedVideoTrack, ToneAudioTrack
 
     video_source, audio_source = GeneratedVideoTrack(640, 360, fps=15), ToneAudioTrack()
     with av.open(str(path), "w", format="webm") as container:

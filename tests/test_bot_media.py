@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from control.client.media import (
+from client.media import (
     AUDIO_FRAME_SAMPLES,
     GeneratedVideoTrack,
     ToneAudioTrack,

@@ -12,8 +12,8 @@ import contextlib
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from control.client.media import GeneratedVideoTrack, ToneAudioTrack, read_frame_counter
-from control.client.peer import (
+from client.media import GeneratedVideoTrack, ToneAudioTrack, read_frame_counter
+from client.peer import (
     PublishPeer,
     SubscribePeer,
     loopback_gathering,

@@ -1,4 +1,4 @@
-"""The bot SDK's side of recording (control/client/recording.py, bot.py, botcli.py) against
+"""The bot SDK's side of recording (client/recording.py, bot.py, botcli.py) against
 `RecordingServer`, a small aiohttp WebSocket peer in this file that speaks the recording
 messages of docs/signaling.md: `recording_state` pushes, `recording`/`transcription`
 commands (host only), `consent`. Its subscribe offers come from a real aiortc peer
@@ -19,11 +19,11 @@ import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from control.client.bot import Bot
-from control.client.media import ToneAudioTrack
-from control.client.peer import loopback_gathering, sdp_mid_by_track_id
-from control.client.recording import RecordingState, RecordingWatcher
-from control.client.signaling import SignalingError
+from client.bot import Bot
+from client.media import ToneAudioTrack
+from client.peer import loopback_gathering, sdp_mid_by_track_id
+from client.recording import RecordingState, RecordingWatcher
+from client.signaling import SignalingError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKENS = {"t-host": ("host", "Hana Host"), "t-guest": ("participant", "Gus"), "t-other": ("participant", "Olga")}
@@ -302,7 +302,7 @@ async def test_cli_prints_notices_and_consents_when_told(server):
     async with joined_bot(server, "t-host") as host:
         await host.start_recording()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "control.client.bot", f"{server.url}/m/m1", "--token", "t-guest",
+            sys.executable, "-m", "client.bot", f"{server.url}/m/m1", "--token", "t-guest",
             "--name", "cli", "--duration", "3", "--no-audio", "--no-video", "--consent", "continue",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         )

@@ -10,8 +10,8 @@ import json
 import pytest
 from aiohttp import web
 
-from control.client.bot import meeting_ws_url, parse_meeting_link
-from control.client.signaling import SignalingClient, SignalingClosed, SignalingError
+from client.bot import meeting_ws_url, parse_meeting_link
+from client.signaling import SignalingClient, SignalingClosed, SignalingError
 
 
 class FakeServer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from control.client.bot import Bot
+from client.bot import Bot
 
 
 def tracks_of(bot: Bot, participant_id: str, active: bool | None = None) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""control.processes (what the worker and recorder supervisors share) and the child's side
+"""control.processes.supervision (what the worker and recorder supervisors share) and the child's side
 in sfu.channel (open_server, serve_until_stopped), with real child processes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 
-from control import processes
+from control.processes import supervision as processes
 from sfu import api
 
 log = logging.getLogger("test_control_processes")

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control.conference import Negotiation
+from control.meeting.conference import Negotiation
 from control.errors import SignalingError
-from control.meetings import Consumer, Meeting, Participant, Track
-from control.protocol import CLIENT_TYPES, Limits, TokenBucket, parse_client_message
+from control.meeting.model import Consumer, Meeting, Participant, Track
+from control.meeting.protocol import CLIENT_TYPES, Limits, TokenBucket, parse_client_message
 from sfu import api
 
 LIMITS = Limits(chat_max_chars=100)

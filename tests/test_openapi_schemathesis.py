@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
 
 from control.app import create_app
-from control.openapi import document
+from control.http.openapi import document
 from tests.conftest import conclave_test_config
 
 EXAMPLES_PER_OPERATION = 10

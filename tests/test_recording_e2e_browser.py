@@ -21,7 +21,7 @@ What is checked, from the files in the customer's storage alone:
 a marker stamped from the machine's wall clock (all processes share it): every 3 s of
 epoch time (t % 3 s == 0) a 300 ms tone burst starts on their microphone and their
 camera turns white for 300 ms.
-- the bot (aiortc, control.client): generated audio (1500 Hz bursts) and video (30 fps),
+- the bot (aiortc, client): generated audio (1500 Hz bursts) and video (30 fps),
   frames captured on the wall-clock grid, so a burst and a flash start at the same instant;
 - the page "Grace": the real web client in Chromium, whose getUserMedia returns a canvas
   stream (30 fps, flashes drawn on the wall-clock grid) and a WebAudio stream (2500 Hz
@@ -56,7 +56,7 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from control.client.bot import Bot
+from client.bot import Bot
 from recorder.media import notice as notice_clip
 from tests import browser
 

@@ -27,7 +27,7 @@ import aiohttp
 import av
 import pytest
 
-from control.client.bot import Bot
+from client.bot import Bot
 from tests.seaweed import SeaweedServer, require_weed
 
 PREFIX = "acme/"  # the customer's key prefix in the bucket

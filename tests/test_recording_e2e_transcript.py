@@ -2,7 +2,7 @@
 recorder process with the offline engine (pocketsphinx), bots on 127.0.0.1.
 
 A bot publishes speech made with espeak-ng (a WAV file played through
-control.client.media.open_media_file), the host starts transcription over signaling with
+client.media.open_media_file), the host starts transcription over signaling with
 the spoken phrase as a vocabulary hint. After the stop the transcript arrives
 (`transcript.ready` webhook) and is checked through the REST API: one segment, with the
 bot's display name, exactly the phrase, at the place on the meeting timeline where the
@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from control.client.bot import Bot
+from client.bot import Bot
 
 PHRASE = "welcome to the quarterly review"
 SPEAKER = "Robin Speaker"

@@ -1,5 +1,5 @@
 """Recording in a live meeting, end to end: control + a real SFU worker + the real recorder
-process, bots (control.client) on 127.0.0.1, the customer's storage a local directory.
+process, bots (client) on 127.0.0.1, the customer's storage a local directory.
 
 What is checked: who may start; the notice (recording_state, the spoken notice on the
 announcer track, decoded by a bot; the consent ledger); consent `require` holding media
@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from control.client.bot import Bot
-from control.client.signaling import SignalingError
+from client.bot import Bot
+from client.signaling import SignalingError
 
 NOTICE_FRAMES = 25  # 0.5 s of the spoken notice decoded by a bot (the clip is ~2 s)
 
@@ -256,7 +256,7 @@ async def test_recording_notice_ledger_and_files(conclave_server, tmp_path):
 
         # What an SRE sees: the notices the worker played, what the recorder wrote.
         await server.state.supervisor.refresh_stats()
-        from control.recording import service
+        from control.recording.service import service
 
         await service(server.state).recorder.refresh_stats()
         metrics = await scrape(server)

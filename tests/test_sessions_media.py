@@ -106,7 +106,7 @@ async def test_bot_events_when_removed_and_when_the_meeting_ends(conclave_server
 
 
 def test_bot_cli_needs_a_link_token_or_a_passcode(capsys):
-    from control.client.bot import main
+    from client.bot import main
 
     assert main(["http://127.0.0.1:9/m/123-4567-8901", "--name", "x"]) == 1
     assert "--passcode" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import json
 import aiohttp
 import pytest
 
-from control import live
+from control.meeting import live
 
 JOIN_CLOSE_TIMEOUT_S = 2.0  # the contract: sockets close within 2 s of the action
 
@@ -316,7 +316,7 @@ async def test_tokens_are_bound_to_their_meeting(conclave_server, signaling_sock
 
 
 async def test_expired_token_is_refused(conclave_server, signaling_socket):
-    from control import tokens
+    from control.accounts import tokens
 
     server = conclave_server
     meeting = await server.create_meeting()

@@ -123,7 +123,7 @@ async def _clients(conn: Any, fps: int, width: int, height: int) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError
 
-    from control.client.media import GeneratedVideoTrack, ToneAudioTrack
+    from client.media import GeneratedVideoTrack, ToneAudioTrack
 
     loop = asyncio.get_running_loop()
     peers: list[RTCPeerConnection] = []

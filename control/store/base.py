@@ -142,7 +142,7 @@ class Host:
     customer_id: str
     email: str  # stored lower-case; unique over all customers
     name: str
-    password_hash: str  # argon2 (control.accounts)
+    password_hash: str  # argon2 (control.accounts.service)
     status: str = "active"  # HostStatus
     created_at: float = 0.0
 
@@ -348,7 +348,7 @@ class Store(abc.ABC):
         """Delete it with its hosts, host sessions, meetings, live sessions, participants,
         chat, webhook deliveries, storage settings, recording rows and consent ledger (audit
         rows stay; files in the customer's storage are the caller's to delete first).
-        End live meetings first (control.live).
+        End live meetings first (control.meeting.live).
         Raises NotFound."""
 
     # --- hosts
@@ -441,7 +441,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def remove_meeting(self, meeting_id: str) -> Meeting:
         """Status `removed` (its number is free again) and its chat deleted. A live meeting
-        must be ended first (control.live); raises StoreError if it is still live."""
+        must be ended first (control.meeting.live); raises StoreError if it is still live."""
 
     # --- live sessions (one row per start)
 

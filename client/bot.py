@@ -1,0 +1,693 @@
+"""A meeting bot: joins (REST join, then signaling with the join token), publishes
+generated (or file) media, decodes and counts everything it receives, and follows the
+recording notices. Used by tests and the load generator; its command line is botcli.py.
+
+    python -m client.bot 'http://127.0.0.1:8080/m/123-4567-8901?t=LINK' --name bot1
+    python -m client.bot http://127.0.0.1:8080/m/123-4567-8901 --passcode 123456
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import re
+import sys
+import time
+import urllib.parse
+from typing import Any, Callable
+
+import aiohttp
+import av
+import numpy as np
+from aiortc.contrib.media import MediaPlayer, MediaRelay
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .media import GeneratedVideoTrack, ToneAudioTrack, open_media_file, read_frame_counter, stop_media_player
+from .peer import PublishPeer, SubscribePeer
+from .recording import ANNOUNCEMENT_SOURCE, CONSENT_DECISIONS, RecordingState, RecordingWatcher
+from .signaling import Message, SignalingClient, SignalingClosed, SignalingError
+
+log = logging.getLogger(__name__)
+
+REJOIN_ATTEMPTS = 20
+REJOIN_DELAY = 0.5  # seconds between attempts while the media server restarts
+
+
+@dataclasses.dataclass
+class ReceiveStats:
+    """What we decoded from one remote participant's source (or from the server's
+    announcement track: participant_id None, source "announcement")."""
+
+    participant_id: str | None
+    source: str
+    kind: str
+    track_id: str = ""
+    active: bool = True
+    frames: int = 0  # decoded video frames / audio frames
+    width: int = 0
+    height: int = 0
+    last_counter: int | None = None  # the sender's frame counter, if it is a bot
+    counted_frames: int = 0  # video frames whose counter was readable
+    samples: int = 0
+    sample_rate: int = 0
+    peak: int = 0  # audio: peak amplitude of the last frame (0 = silence)
+    first_frame_at: float | None = None  # time.monotonic()
+    last_frame_at: float | None = None
+
+
+def meeting_ws_url(base_url: str, meeting_id: str, query: str = "") -> str:
+    """http(s)://host[/prefix] -> ws(s)://host[/prefix]/api/v1/meetings/{id}/ws"""
+    parts = urllib.parse.urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/") + f"/api/v1/meetings/{urllib.parse.quote(meeting_id)}/ws"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+def parse_meeting_link(link: str) -> tuple[str, str | None, str]:
+    """A join link or a server URL -> (base_url, meeting_id or None, query)."""
+    parts = urllib.parse.urlsplit(link)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {link!r}")
+    match = re.match(r"^(.*?)/(?:m|api/v1/meetings)/([^/]+)(?:/ws)?/?$", parts.path)
+    if match is None:
+        base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        return base, None, ""
+    base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, match.group(1), "", ""))
+    return base, urllib.parse.unquote(match.group(2)), parts.query
+
+
+class JoinRefused(RuntimeError):
+    """The server refused the REST join (`code`: invalid_credentials, meeting_locked,
+    meeting_full, removed, rate_limited...)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"join refused ({status} {code}): {message}")
+        self.status = status
+        self.code = code
+
+
+async def request_join(
+    base_url: str,
+    meeting: str,
+    name: str,
+    *,
+    passcode: str | None = None,
+    link_token: str | None = None,
+    session: aiohttp.ClientSession | None = None,
+) -> Message:
+    """POST /api/v1/meetings/{meeting}/join: {token, participant_id, ws_url, status, meeting}."""
+    body: dict[str, Any] = {"name": name}
+    if link_token:
+        body["link_token"] = link_token
+    else:
+        body["passcode"] = passcode or ""
+    url = base_url.rstrip("/") + f"/api/v1/meetings/{urllib.parse.quote(meeting)}/join"
+    own = session is None
+    session = session or aiohttp.ClientSession()
+    try:
+        async with session.post(url, json=body) as response:
+            payload = await response.json(content_type=None)
+            if response.status != 200:
+                error = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
+                raise JoinRefused(response.status, str(error.get("code")), str(error.get("message")))
+            return payload
+    finally:
+        if own:
+            await session.close()
+
+
+class Bot:
+    """A participant. Joins with the meeting number and passcode, a link token (from a join
+    link), or a join token it was given (e.g. the host's from Start).
+
+    Waiting room: `start()` returns the server's `waiting` reply and the bot waits, with no
+    media, until admitted (`await wait_admitted()`); then it publishes and receives like
+    everyone. `waiting`, `admitted`, `removed`, `denied`, `meeting_ended` and
+    `session_ended` are asyncio.Events; `end_reason` says why the meeting ended.
+
+    Recording: `recording_state` is the latest notice (a RecordingState), `on("recording_state",
+    cb)` calls cb(state) on each, `await next_recording_state()` / `wait_recording_state(pred)`
+    wait for one. Under the `require` policy the server pauses what the bot publishes until
+    `consent("continue")`; `consent("leave")` leaves. The host's `start_recording()`,
+    `stop_recording()`, `start_transcription()`, `stop_transcription()` return the server's
+    `ok` or raise SignalingError. The server's spoken notices arrive on the announcement
+    track: `announcement` (ReceiveStats, participant_id None), also
+    `wait_for_frames(None, "announcement")`; it is nobody's, so never in `participants`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        meeting: str,
+        name: str,
+        *,
+        passcode: str | None = None,
+        link_token: str | None = None,
+        token: str | None = None,
+        video_file: str | None = None,
+        fps: int = 15,
+        width: int = 640,
+        height: int = 360,
+        tone_hz: float = 440.0,
+        join_query: str = "",
+    ) -> None:
+        self.base_url = base_url
+        self.meeting = meeting  # number (with or without dashes) as in a join link
+        self.name = name
+        self.passcode = passcode
+        query = urllib.parse.parse_qs(join_query)
+        self.link_token = link_token or (query.get("t") or [None])[0]
+        self.token = token  # the join token of the next connection
+        self.ws_url = meeting_ws_url(base_url, meeting)
+        self.join_status: str | None = None  # the REST join's: waiting_for_host | waiting_room | admitted
+        self._http: aiohttp.ClientSession | None = None  # keeps the server's device cookie
+        self._video_file = video_file
+        self._fps, self._width, self._height = fps, width, height
+        self._tone_hz = tone_hz
+        self._player: MediaPlayer | None = None
+        # Our sources. aiortc stops a sender's track when its peer connection
+        # closes, so senders get relay proxies and the sources survive a rejoin.
+        self._tracks: dict[str, MediaStreamTrack] = {}  # source -> our media
+        self._relay = MediaRelay()
+        self.signaling: SignalingClient | None = None
+        self.publisher: PublishPeer | None = None
+        self.subscriber: SubscribePeer | None = None
+        self._early_offers: list[Message] = []
+        self._consumers: set[asyncio.Task[None]] = set()
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._media_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.participant_id: str | None = None
+        self.participants: dict[str, Message] = {}
+        self.remote_tracks: dict[str, Message] = {}  # track_id -> track (published by others)
+        self.chat: list[Message] = []
+        self.received: dict[str, dict[str, ReceiveStats]] = {}  # participant -> source -> stats
+        self.reconnects = 0
+        self.errors: list[Message] = []
+        self.pushes: list[Message] = []  # every push received, in order
+        self.waiting = asyncio.Event()
+        self.waiting_reason: str | None = None
+        self.admitted = asyncio.Event()
+        self.removed = asyncio.Event()
+        self.denied = asyncio.Event()
+        self.meeting_ended = asyncio.Event()
+        self.session_ended = asyncio.Event()
+        self.end_reason: str | None = None
+        self.muted_by_host: set[str] = set()
+        self.waiting_room: list[Message] = []  # (host) who waits to be let in
+        self.recording = RecordingWatcher()  # recording_state notices
+        self.announcement: ReceiveStats | None = None  # the server's spoken notices
+        self.left_by_consent = asyncio.Event()  # we answered a recording notice with "leave"
+        self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self, publish_audio: bool = True, publish_video: bool = True, timeout: float = 15.0) -> Message:
+        """Join (REST join unless we hold a token, then the socket); returns `joined`, or
+        `waiting` when held outside: media starts once admitted."""
+        self._make_tracks(publish_audio, publish_video)
+        try:
+            if self.token is None:
+                await self.request_token()
+            return await self._open_session(timeout=timeout)
+        except BaseException:
+            await self._close_session()  # stop() still releases the tracks
+            raise
+
+    async def request_token(self) -> Message:
+        """A join token by meeting number + passcode or link token (REST join)."""
+        if self._http is None:
+            # The jar keeps the server's device cookie, also for a server named by its IP.
+            self._http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        reply = await request_join(
+            self.base_url,
+            self.meeting,
+            self.name,
+            passcode=self.passcode,
+            link_token=self.link_token,
+            session=self._http,
+        )
+        self.token = reply["token"]
+        self.participant_id = reply.get("participant_id")
+        self.join_status = reply.get("status")
+        return reply
+
+    async def wait_admitted(self, timeout: float = 20.0) -> None:
+        """Until we are in the meeting with our media set up."""
+        await asyncio.wait_for(self.admitted.wait(), timeout)
+        if self._media_task is not None:
+            await asyncio.wait_for(asyncio.shield(self._media_task), timeout)
+
+    def _make_tracks(self, audio: bool, video: bool) -> None:
+        if self._video_file is not None:
+            self._player = open_media_file(self._video_file)
+        file_audio = self._player.audio if self._player else None
+        file_video = self._player.video if self._player else None
+        if audio:
+            self._tracks["microphone"] = file_audio or ToneAudioTrack(self._tone_hz)
+        if video:
+            hue = (sum(self.name.encode()) % 360) * math.pi / 180  # bots look different
+            self._tracks["camera"] = file_video or GeneratedVideoTrack(
+                self._width, self._height, self._fps, hue=hue
+            )
+
+    async def _open_session(self, timeout: float) -> Message:
+        signaling = SignalingClient()
+        for msg_type, handler in self._handlers().items():
+            signaling.on(msg_type, handler)
+        self.signaling = signaling
+        self._early_offers = []
+        await signaling.connect(self.ws_url, timeout=timeout, token=self.token)
+        reply = await signaling.join(self.name, timeout=timeout)
+        self.participant_id = reply.get("participant_id", self.participant_id)
+        if reply.get("type") == "waiting":
+            self._on_waiting(reply)
+            return reply
+        await self._setup_media(reply, timeout)
+        return reply
+
+    async def _setup_media(self, joined: Message, timeout: float = 15.0) -> None:
+        """In the meeting (`joined`): both peer connections, our tracks published."""
+        signaling = self.signaling
+        assert signaling is not None
+        self.participant_id = joined["participant_id"]
+        self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
+        self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
+        self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
+        ice_servers = joined.get("ice_servers") or []
+        self.subscriber = SubscribePeer(signaling, self._on_remote_track, ice_servers)
+        for offer in self._early_offers:
+            self.subscriber.handle_offer(offer)
+        self._early_offers = []
+        self.publisher = PublishPeer(signaling, ice_servers)
+        self.waiting.clear()
+        self.admitted.set()
+        for source, track in self._tracks.items():
+            self.publisher.add_track(self._relay.subscribe(track, buffered=False), source)
+        if self._tracks:
+            await self.publisher.negotiate(timeout=timeout)
+        self._notify()
+
+    async def _close_session(self) -> None:
+        if self._media_task is not None and not self._media_task.done():
+            self._media_task.cancel()
+        for peer in (self.publisher, self.subscriber):
+            if peer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(peer.close(), 5.0)
+        self.publisher = self.subscriber = None
+        if self.signaling is not None:
+            await self.signaling.close()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Leave the meeting and release everything (bounded by `timeout`)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        try:
+            async with asyncio.timeout(timeout):
+                if self._reconnect_task is not None:
+                    self._reconnect_task.cancel()
+                    await asyncio.wait([self._reconnect_task])
+                if self.signaling is not None:
+                    await self.signaling.leave(timeout=min(3.0, timeout / 2))
+                await self._close_session()
+        except TimeoutError:
+            log.warning("bot %s: stop timed out", self.name)
+        finally:
+            for task in list(self._consumers):
+                task.cancel()
+            if self._consumers:
+                await asyncio.wait(self._consumers, timeout=2.0)
+            for track in self._tracks.values():
+                track.stop()
+            if self._player is not None:
+                stop_media_player(self._player)
+            for _, future in self._waiters:
+                if not future.done():
+                    future.cancel()
+            self.recording.close()
+            if self._http is not None:
+                await self._http.close()
+                self._http = None
+
+    async def __aenter__(self) -> Bot:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- signaling pushes -------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Callable[[Message], Any]]:
+        return {
+            "offer": self._on_offer,
+            "joined": self._on_joined_push,
+            "waiting": self._on_waiting,
+            "waiting_room": self._on_waiting_room,
+            "removed": self._on_dismissed,
+            "denied": self._on_dismissed,
+            "meeting_ended": self._on_dismissed,
+            "session_ended": self._on_dismissed,
+            "muted_by_host": self._on_muted_by_host,
+            "participant_joined": self._on_participant,
+            "participant_updated": self._on_participant,
+            "participant_left": self._on_participant_left,
+            "track_published": self._on_track_published,
+            "track_unpublished": self._on_track_unpublished,
+            "chat": self._on_chat,
+            "recording_state": self._on_recording_state,
+            "reconnect": self._on_reconnect,
+            "error": self.errors.append,
+            "*": self._on_any,  # after the handlers above: waiters see the change
+        }
+
+    def _on_any(self, msg: Message) -> None:
+        self.pushes.append(msg)
+        msg_type = str(msg.get("type"))
+        if msg_type != "recording_state":  # those listeners get the RecordingState
+            for callback in list(self._listeners.get(msg_type, [])):
+                self._run_callback(callback, msg)
+        self._notify()
+
+    def on(self, event: str, callback: Callable[[Any], Any]) -> Callable[[], None]:
+        """callback(state) for "recording_state" (a RecordingState), callback(msg) for any
+        other push type; a coroutine function runs as a task. Kept across rejoins.
+        Returns a function that removes the callback."""
+        if event == "recording_state":
+            return self.recording.on_change(callback)
+        self._listeners.setdefault(event, []).append(callback)
+        return lambda: self._listeners[event].remove(callback)
+
+    def _run_callback(self, callback: Callable[[Any], Any], arg: Any) -> None:
+        try:
+            result = callback(arg)
+        except Exception:
+            log.exception("bot %s: callback for %s failed", self.name, getattr(arg, "get", lambda k: None)("type"))
+            return
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            task = asyncio.ensure_future(result)
+            self._consumers.add(task)
+            task.add_done_callback(self._consumers.discard)
+
+    def _on_recording_state(self, msg: Message) -> None:
+        self.recording.handle(msg)
+
+    def _on_waiting(self, msg: Message) -> None:
+        self.waiting_reason = msg.get("reason")
+        self.admitted.clear()
+        self.waiting.set()
+
+    def _on_joined_push(self, msg: Message) -> None:
+        """Admitted from the waiting room: set up media now."""
+        if self._stopping or self.publisher is not None:
+            return
+        self._media_task = asyncio.create_task(self._setup_media(msg), name=f"admitted-{self.name}")
+
+    def _on_waiting_room(self, msg: Message) -> None:
+        self.waiting_room = list(msg.get("participants", []))
+
+    def _on_dismissed(self, msg: Message) -> None:
+        kind = msg.get("type")
+        if kind == "meeting_ended":
+            self.end_reason = msg.get("reason")
+        event = {
+            "removed": self.removed,
+            "denied": self.denied,
+            "meeting_ended": self.meeting_ended,
+            "session_ended": self.session_ended,
+        }[str(kind)]
+        event.set()
+
+    def _on_muted_by_host(self, msg: Message) -> None:
+        if msg.get("muted", True):
+            self.muted_by_host.add(str(msg.get("source")))
+        else:
+            self.muted_by_host.discard(str(msg.get("source")))
+
+    def _on_offer(self, msg: Message) -> None:
+        if self.subscriber is None or self.subscriber.signaling is not self.signaling:
+            self._early_offers.append(msg)  # arrived between `joined` and our peers
+        else:
+            self.subscriber.handle_offer(msg)
+
+    def _on_participant(self, msg: Message) -> None:
+        participant = msg["participant"]
+        self.participants[participant["participant_id"]] = participant
+
+    def _on_participant_left(self, msg: Message) -> None:
+        self.participants.pop(msg["participant_id"], None)
+
+    def _on_track_published(self, msg: Message) -> None:
+        self.remote_tracks[msg["track"]["track_id"]] = msg["track"]
+
+    def _on_track_unpublished(self, msg: Message) -> None:
+        self.remote_tracks.pop(msg["track_id"], None)
+        for sources in self.received.values():
+            for stats in sources.values():
+                if stats.track_id == msg["track_id"]:
+                    stats.active = False
+
+    def _on_chat(self, msg: Message) -> None:
+        self._merge_chat([msg["message"]])
+
+    def _merge_chat(self, messages: list[Message]) -> None:
+        """Add messages not seen yet, keeping the meeting's order (seq)."""
+        seen = {m.get("seq") for m in self.chat}
+        fresh = [m for m in messages if m.get("seq") not in seen]
+        if fresh:
+            self.chat = sorted(self.chat + fresh, key=lambda m: m.get("seq", 0))
+
+    def _on_reconnect(self, msg: Message) -> None:
+        if self._stopping or (self._reconnect_task is not None and not self._reconnect_task.done()):
+            return
+        log.info("bot %s: server asks to reconnect (%s)", self.name, msg.get("reason"))
+        if msg.get("token"):
+            self.token = msg["token"]  # to come back as ourselves
+        self._reconnect_task = asyncio.create_task(self._reconnect(), name=f"reconnect-{self.name}")
+
+    async def _reconnect(self) -> None:
+        """Close both peer connections and the socket, then join again as ourselves."""
+        await self._close_session()
+        self.admitted.clear()
+        for attempt in range(REJOIN_ATTEMPTS):
+            try:
+                await self._open_session(timeout=10.0)
+            except Exception as exc:  # the server may still be restarting its media worker
+                log.info("bot %s: rejoin attempt %d failed: %s", self.name, attempt + 1, exc)
+                await self._close_session()
+                await asyncio.sleep(REJOIN_DELAY)
+            else:
+                self.reconnects += 1
+                self._notify()
+                return
+        log.error("bot %s: could not rejoin the meeting", self.name)
+
+    # -- receiving ---------------------------------------------------------------
+
+    def _on_remote_track(self, track: MediaStreamTrack, info: Message) -> None:
+        source = str(info.get("source"))
+        if source == ANNOUNCEMENT_SOURCE or info.get("participant_id") is None:
+            # The server's own track (spoken notices): nobody's, counted on its own.
+            if self.announcement is None:
+                self.announcement = ReceiveStats(None, source, track.kind)
+            stats = self.announcement
+            stats.track_id = str(info.get("track_id", ""))
+            stats.active = bool(info.get("active", True))
+            task = asyncio.create_task(self._consume(track, stats), name=f"consume-{source}")
+            self._consumers.add(task)
+            task.add_done_callback(self._consumers.discard)
+            return
+        participant_id = str(info.get("participant_id"))
+        stats = self.received.setdefault(participant_id, {}).get(source)
+        if stats is None:
+            stats = ReceiveStats(participant_id, source, track.kind)
+            self.received[participant_id][source] = stats
+        stats.track_id = str(info.get("track_id", ""))
+        stats.active = bool(info.get("active", True))
+        task = asyncio.create_task(self._consume(track, stats), name=f"consume-{participant_id}-{source}")
+        self._consumers.add(task)
+        task.add_done_callback(self._consumers.discard)
+
+    async def _consume(self, track: MediaStreamTrack, stats: ReceiveStats) -> None:
+        """Pull decoded frames from aiortc (this drives its decoder) and count them."""
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            now = time.monotonic()
+            if stats.first_frame_at is None:
+                stats.first_frame_at = now
+            stats.last_frame_at = now
+            stats.frames += 1
+            if isinstance(frame, av.VideoFrame):
+                stats.width, stats.height = frame.width, frame.height
+                counter = read_frame_counter(frame)
+                if counter is not None:
+                    stats.last_counter = counter
+                    stats.counted_frames += 1
+            elif isinstance(frame, av.AudioFrame):
+                stats.samples += frame.samples
+                stats.sample_rate = frame.sample_rate
+                stats.peak = int(np.abs(frame.to_ndarray()).max()) if frame.samples else 0
+            self._notify()
+
+    def _notify(self) -> None:
+        for predicate, future in list(self._waiters):
+            if not future.done() and predicate():
+                future.set_result(None)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str = "condition") -> None:
+        """Wait until predicate() holds (checked on every frame, chat and rejoin)."""
+        if predicate():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (predicate, future)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"bot {self.name}: timed out waiting for {what}; received: {self.describe()}") from None
+        finally:
+            self._waiters.remove(entry)
+
+    def find_stats(self, participant_id: str | None = None, source: str = "camera") -> ReceiveStats | None:
+        """The stats with the most frames for `source` (from `participant_id` if given).
+        Source "announcement" is the server's track (participant_id None)."""
+        if source == ANNOUNCEMENT_SOURCE:
+            return self.announcement
+        candidates = [
+            sources[source]
+            for pid, sources in self.received.items()
+            if source in sources and (participant_id is None or pid == participant_id)
+        ]
+        return max(candidates, key=lambda s: s.frames, default=None)
+
+    async def wait_for_frames(
+        self, participant_id: str | None = None, source: str = "camera", count: int = 1, timeout: float = 20.0
+    ) -> ReceiveStats:
+        """Wait until `count` frames of `source` were decoded (from anyone, or `participant_id`)."""
+
+        def enough() -> bool:
+            stats = self.find_stats(participant_id, source)
+            return stats is not None and stats.frames >= count
+
+        who = participant_id or "anyone"
+        await self.wait_until(enough, timeout, f"{count} {source} frames from {who}")
+        stats = self.find_stats(participant_id, source)
+        assert stats is not None
+        return stats
+
+    async def wait_for_chat(self, text: str, timeout: float = 10.0) -> Message:
+        def found() -> bool:
+            return any(m.get("text") == text for m in self.chat)
+
+        await self.wait_until(found, timeout, f"chat {text!r}")
+        return next(m for m in self.chat if m.get("text") == text)
+
+    def describe(self) -> str:
+        parts = []
+        for pid, sources in self.received.items():
+            who = self.participants.get(pid, {}).get("name", pid)
+            for source, stats in sources.items():
+                parts.append(f"{who}/{source}: {stats.frames} frames")
+        if self.announcement is not None:
+            parts.append(f"announcement: {self.announcement.frames} frames")
+        return ", ".join(parts) or "nothing"
+
+    # -- actions ------------------------------------------------------------------
+
+    async def send_chat(self, text: str) -> None:
+        assert self.signaling is not None, "bot not started"
+        await self.signaling.send_chat(text)
+
+    async def set_muted(self, source: str, muted: bool) -> None:
+        assert self.signaling is not None, "bot not started"
+        await self.signaling.set_muted(source, muted)
+
+    # -- recording -----------------------------------------------------------------
+
+    @property
+    def recording_state(self) -> RecordingState:
+        """The latest recording notice (all off until the server says otherwise)."""
+        return self.recording.state
+
+    async def next_recording_state(
+        self, predicate: Callable[[RecordingState], bool] | None = None, timeout: float = 10.0
+    ) -> RecordingState:
+        """The next `recording_state` arriving from now on (matching `predicate`)."""
+        return await self.recording.next(predicate, timeout)
+
+    async def wait_recording_state(
+        self, predicate: Callable[[RecordingState], bool], timeout: float = 10.0
+    ) -> RecordingState:
+        """The current state if it matches `predicate`, else the next one that does."""
+        return await self.recording.wait(predicate, timeout)
+
+    async def consent(self, decision: str, timeout: float = 10.0) -> Message | None:
+        """Answer a recording notice. "continue": the server lets our media through (returns
+        its `ok`). "leave": we leave the meeting (the server records that we did)."""
+        if decision not in CONSENT_DECISIONS:
+            raise ValueError(f"consent decision must be one of {CONSENT_DECISIONS}, not {decision!r}")
+        assert self.signaling is not None, "bot not started"
+        if decision == "continue":
+            reply = await self.signaling.consent("continue", timeout=timeout)
+            self.recording.consented()
+            return reply
+        self.left_by_consent.set()
+        with contextlib.suppress(SignalingClosed, SignalingError, TimeoutError):
+            # The server ends the session: its `ok` may or may not beat the socket's close.
+            await self.signaling.consent("leave", timeout=min(timeout, 3.0))
+        await self.stop()
+        return None
+
+    async def start_recording(self) -> Message:
+        return await self._set_recording("recording", "start")
+
+    async def stop_recording(self) -> Message:
+        return await self._set_recording("recording", "stop")
+
+    async def start_transcription(self) -> Message:
+        return await self._set_recording("transcription", "start")
+
+    async def stop_transcription(self) -> Message:
+        return await self._set_recording("transcription", "stop")
+
+    async def _set_recording(self, kind: str, action: str, timeout: float = 45.0) -> Message:
+        # A start waits for the recorder (it may be restarting) and sets up the recording.
+        assert self.signaling is not None, "bot not started"
+        return await self.signaling.set_recording(kind, action, timeout=timeout)
+
+    async def publish_screen(self, track: MediaStreamTrack | None = None) -> Message:
+        """Start a screen share (a generated pattern unless `track` is given)."""
+        assert self.publisher is not None, "bot not started"
+        if track is None:
+            track = GeneratedVideoTrack(self._width, self._height, fps=5, hue=math.pi)
+        self._tracks["screen"] = track
+        self.publisher.add_track(self._relay.subscribe(track, buffered=False), "screen")
+        return await self.publisher.negotiate()
+
+    async def unpublish_screen(self) -> Message:
+        assert self.publisher is not None, "bot not started"
+        track = self._tracks.pop("screen")
+        self.publisher.remove_track("screen").stop()
+        track.stop()
+        return await self.publisher.negotiate()
+
+
+# -- command line -----------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m client.bot ...`: see client/botcli.py."""
+    from .botcli import main as cli_main  # the CLI imports this module: import it late
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""What the server needs before it serves: its secrets, a first account, a clean slate.
+
+- `resolve_secrets(cfg)`: the operator key and the join-token secret come from the settings
+  (`auth.operator_key`, `auth.token_secret`) or, when those are empty, from files in the
+  data directory, generated once (mode 0600). Neither is ever logged or printed.
+- `first_start(state)`: an empty store gets customer "Default" and host `admin@localhost`
+  whose random password goes to `DATA_DIR/initial-host-password` (0600); the path is
+  printed, never the password, so `./scripts/serve` is all a newcomer needs.
+- `end_meetings_left_live(store)`: meetings still live from a previous run are ended
+  (`server_restart`); nobody is connected to them any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from config import Config
+from control.store.base import Store
+
+if TYPE_CHECKING:
+    from control.state import AppState
+
+log = logging.getLogger(__name__)
+
+OPERATOR_KEY_FILE = "operator-key"
+TOKEN_SECRET_FILE = "token-secret"
+INITIAL_PASSWORD_FILE = "initial-host-password"
+DEFAULT_CUSTOMER_NAME = "Default"
+DEFAULT_HOST_EMAIL = "admin@localhost"
+DEFAULT_HOST_NAME = "Administrator"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    operator_key: str = field(repr=False)
+    token_secret: str = field(repr=False)
+
+
+def write_private_file(path: str, text: str) -> None:
+    """Write `text` to a file only its owner can read (0600), replacing any older one."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp-{secrets.token_hex(4)}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _file_secret(data_dir: str, name: str, nbytes: int) -> str:
+    """The secret stored in DATA_DIR/name, generated there the first time."""
+    path = os.path.join(data_dir, name)
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = file.read().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(nbytes)
+    write_private_file(path, value)
+    log.info("generated %s", path)
+    return value
+
+
+def resolve_secrets(cfg: Config) -> Secrets:
+    return Secrets(
+        operator_key=cfg.auth.operator_key or _file_secret(cfg.data_dir, OPERATOR_KEY_FILE, 32),
+        token_secret=cfg.auth.token_secret or _file_secret(cfg.data_dir, TOKEN_SECRET_FILE, 48),
+    )
+
+
+def operator_key_path(cfg: Config) -> str:
+    return os.path.join(cfg.data_dir, OPERATOR_KEY_FILE)
+
+
+async def first_start(state: AppState) -> None:
+    """Create the default customer and host when the store has no customer at all."""
+    from control.accounts import service as accounts  # accounts imports control.state, which imports this
+
+    store = state.store
+    if await store.count_customers() > 0:
+        return
+    _, api_key_hash = accounts.new_api_key()  # nobody holds it; the operator can rotate it
+    customer = await store.create_customer(DEFAULT_CUSTOMER_NAME, api_key_hash=api_key_hash)
+    password = secrets.token_urlsafe(12)
+    host = await store.create_host(
+        customer.id, DEFAULT_HOST_EMAIL, DEFAULT_HOST_NAME, await accounts.hash_password(password)
+    )
+    path = os.path.join(state.cfg.data_dir, INITIAL_PASSWORD_FILE)
+    write_private_file(path, password)
+    await store.append_audit(
+        actor_kind="system",
+        actor_id="bootstrap",
+        action="bootstrap.first_start",
+        target_kind="host",
+        target_id=host.id,
+        detail={"customer_id": customer.id, "email": host.email},
+    )
+    print(
+        f"conclave: first start: host {DEFAULT_HOST_EMAIL} created; its password is in {path}",
+        flush=True,
+    )
+    log.info("first start: customer %s and host %s created", customer.id, host.id)
+
+
+async def end_meetings_left_live(store: Store) -> int:
+    ended = await store.end_all_live_sessions("server_restart")
+    for session in ended:
+        await store.append_audit(
+            actor_kind="system",
+            actor_id="startup",
+            action="meeting.end",
+            target_kind="meeting",
+            target_id=session.meeting_id,
+            detail={"reason": "server_restart", "live_session_id": session.id},
+        )
+    if ended:
+        log.info("ended %d meeting(s) left live by the previous run", len(ended))
+    return len(ended)

@@ -1,0 +1,263 @@
+"""Signed tokens of the meeting side: join tokens (participants) and link tokens (join URLs).
+
+Both are JWTs signed with HS256 and the server's `token_secret` (config `auth.token_secret`
+or DATA_DIR/token-secret, see control.accounts.bootstrap). Their audiences differ, so one can never
+stand in for the other.
+
+- Join token (`aud` "conclave:join"), from `POST /meetings/{number}/join` or the host's
+  start: `sub` participant id, `mtg` meeting id, `lsn` live session id (None before the
+  host started), `name`, `role` host|participant, `grants` {publish, subscribe, chat,
+  screen, moderate}, `iat`, `exp` (short: `auth.join_token_ttl_s`, long enough to connect;
+  a connected socket is not cut at expiry), `jti`; host tokens also carry `hsn`, the host
+  session that started the meeting (its controls die with that sign-in).
+  Bound to the meeting: a token for another meeting is refused. Revoked when its
+  participant is removed or denied (the store's participant row says so), checked by
+  `check_join_token`.
+- Link token (`aud` "conclave:link"), in a join URL `/m/{number}?t=...`: `mtg`, `num`
+  and `pcv`, a keyed digest of the passcode (never the passcode): changing the passcode
+  invalidates old links. No expiry: the link lives as long as the meeting and passcode.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jwt
+
+ALGORITHM = "HS256"
+JOIN_AUDIENCE = "conclave:join"
+LINK_AUDIENCE = "conclave:link"
+ISSUER = "conclave"
+GRANT_NAMES = ("publish", "subscribe", "chat", "screen", "moderate")
+# Clock skew tolerated when checking exp/iat (several control nodes later).
+LEEWAY_S = 5
+MAX_TOKEN_CHARS = 4096
+
+
+class TokenError(Exception):
+    """A token that cannot be used. `code`: invalid_token | token_expired | wrong_meeting |
+    revoked."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class _HasSecrets(Protocol):
+    secrets: Any  # control.accounts.bootstrap.Secrets: .token_secret
+
+
+@dataclass(frozen=True, slots=True)
+class JoinClaims:
+    participant_id: str
+    meeting_id: str
+    live_session_id: str | None
+    name: str
+    role: str  # host | participant
+    grants: dict[str, bool]
+    issued_at: int
+    expires_at: int
+    token_id: str
+    host_session_id: str | None = None
+
+    @property
+    def is_host(self) -> bool:
+        return self.role == "host"
+
+    def may(self, grant: str) -> bool:
+        return bool(self.grants.get(grant))
+
+
+def grants_for(role: str) -> dict[str, bool]:
+    """What a role may do: everyone publishes, subscribes, chats and shares a screen; only
+    the host moderates."""
+    grants = {name: True for name in GRANT_NAMES}
+    grants["moderate"] = role == "host"
+    return grants
+
+
+def _secret(state: _HasSecrets) -> str:
+    secret = getattr(getattr(state, "secrets", None), "token_secret", "")
+    if not secret:
+        raise RuntimeError("the token secret is not loaded (control.accounts.bootstrap.resolve_secrets)")
+    return secret
+
+
+# ---------------------------------------------------------------------- join tokens
+
+
+def make_join_token(
+    state: _HasSecrets,
+    *,
+    participant_id: str,
+    meeting_id: str,
+    live_session_id: str | None,
+    name: str,
+    role: str,
+    ttl_s: int,
+    host_session_id: str | None = None,
+    now: float | None = None,
+) -> str:
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": JOIN_AUDIENCE,
+        "sub": participant_id,
+        "mtg": meeting_id,
+        "lsn": live_session_id,
+        "name": name,
+        "role": role,
+        "grants": grants_for(role),
+        "iat": issued,
+        "exp": issued + int(ttl_s),
+        "jti": secrets.token_urlsafe(12),
+    }
+    if host_session_id is not None:
+        claims["hsn"] = host_session_id
+    return jwt.encode(claims, _secret(state), algorithm=ALGORITHM)
+
+
+def verify_join_token(
+    state: _HasSecrets, token: object, *, meeting_id: str | None = None, verify_exp: bool = True
+) -> JoinClaims:
+    """The claims of a valid join token (signature, audience, expiry, shape), bound to
+    `meeting_id` when given. Raises TokenError. Does not check revocation (async: see
+    `check_join_token`)."""
+    payload = _decode(state, token, JOIN_AUDIENCE, verify_exp=verify_exp)
+    try:
+        claims = _join_claims(payload)
+    except (KeyError, TypeError, ValueError):
+        raise TokenError("invalid_token", "the join token is malformed") from None
+    if meeting_id is not None and not hmac.compare_digest(claims.meeting_id, meeting_id):
+        raise TokenError("wrong_meeting", "this token is for another meeting")
+    return claims
+
+
+def _join_claims(payload: dict[str, Any]) -> JoinClaims:
+    def text(name: str) -> str:
+        value = payload[name]
+        if not isinstance(value, str) or not value:
+            raise ValueError(name)
+        return value
+
+    live_session_id = payload.get("lsn")
+    if live_session_id is not None and not isinstance(live_session_id, str):
+        raise ValueError("lsn")
+    role = text("role")
+    if role not in ("host", "participant"):
+        raise ValueError("role")
+    raw_grants = payload["grants"]
+    if not isinstance(raw_grants, dict):
+        raise ValueError("grants")
+    host_session_id = payload.get("hsn")
+    if host_session_id is not None and not isinstance(host_session_id, str):
+        raise ValueError("hsn")
+    return JoinClaims(
+        participant_id=text("sub"),
+        meeting_id=text("mtg"),
+        live_session_id=live_session_id,
+        name=text("name"),
+        role=role,
+        grants={name: raw_grants.get(name) is True for name in GRANT_NAMES},
+        issued_at=int(payload["iat"]),
+        expires_at=int(payload["exp"]),
+        token_id=text("jti"),
+        host_session_id=host_session_id,
+    )
+
+
+async def check_join_token(
+    state: Any, token: object, meeting_id: str, *, verify_exp: bool = True
+) -> tuple[JoinClaims, Any]:
+    """A join token for `meeting_id` that is valid and not revoked: (claims, the store's
+    participant). Revoked: the participant was removed or denied, or is unknown to the
+    store (the meeting was deleted and made again). Raises TokenError."""
+    claims = verify_join_token(state, token, meeting_id=meeting_id, verify_exp=verify_exp)
+    participant = await state.store.get_participant(claims.participant_id)
+    if participant is None or participant.meeting_id != meeting_id:
+        raise TokenError("revoked", "this join token is no longer valid")
+    if participant.removed or participant.state in ("removed", "denied"):
+        raise TokenError("revoked", "you were removed from this meeting")
+    return claims, participant
+
+
+# ---------------------------------------------------------------------- link tokens
+
+
+def passcode_digest(state: _HasSecrets, meeting_id: str, passcode: str) -> str:
+    """A keyed digest of the passcode: reveals nothing without the secret (a passcode is
+    short, so an unkeyed hash would be guessed offline)."""
+    mac = hmac.new(_secret(state).encode(), f"passcode\0{meeting_id}\0{passcode}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()[:16]).rstrip(b"=").decode()
+
+
+def make_link_token(state: _HasSecrets, meeting: Any) -> str:
+    """The `t=` of a join URL for `meeting` (a control.store Meeting)."""
+    claims = {
+        "iss": ISSUER,
+        "aud": LINK_AUDIENCE,
+        "mtg": meeting.id,
+        "num": meeting.meeting_number,
+        "pcv": passcode_digest(state, meeting.id, meeting.passcode),
+        "iat": int(time.time()),
+    }
+    return jwt.encode(claims, _secret(state), algorithm=ALGORITHM)
+
+
+def link_token_number(state: _HasSecrets, token: object) -> str | None:
+    """The meeting number a valid link token names (signature checked), else None."""
+    try:
+        payload = _decode(state, token, LINK_AUDIENCE, verify_exp=False)
+    except TokenError:
+        return None
+    number = payload.get("num")
+    return number if isinstance(number, str) else None
+
+
+def verify_link_token(state: _HasSecrets, token: object, meeting: Any) -> bool:
+    """True when `token` is a link token for this very meeting and its current passcode."""
+    try:
+        payload = _decode(state, token, LINK_AUDIENCE, verify_exp=False)
+    except TokenError:
+        return False
+    mtg, num, pcv = payload.get("mtg"), payload.get("num"), payload.get("pcv")
+    if not (isinstance(mtg, str) and isinstance(num, str) and isinstance(pcv, str)):
+        return False
+    expected = passcode_digest(state, meeting.id, meeting.passcode)
+    same_meeting = hmac.compare_digest(mtg, meeting.id) & hmac.compare_digest(num, meeting.meeting_number)
+    return bool(same_meeting & hmac.compare_digest(pcv, expected))
+
+
+# ---------------------------------------------------------------------- decoding
+
+
+def _decode(state: _HasSecrets, token: object, audience: str, *, verify_exp: bool) -> dict[str, Any]:
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        raise TokenError("invalid_token", "missing or malformed token")
+    options = {"require": ["iat", "aud", "iss"], "verify_exp": verify_exp}
+    if verify_exp and audience == JOIN_AUDIENCE:
+        options["require"] = ["iat", "aud", "iss", "exp"]
+    try:
+        payload = jwt.decode(
+            token,
+            _secret(state),
+            algorithms=[ALGORITHM],  # never "none", never what the token's header asks for
+            audience=audience,
+            issuer=ISSUER,
+            leeway=LEEWAY_S,
+            options=options,
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("token_expired", "the token has expired; join again") from None
+    except jwt.PyJWTError:
+        raise TokenError("invalid_token", "invalid token") from None
+    if not isinstance(payload, dict):
+        raise TokenError("invalid_token", "invalid token")
+    return payload

@@ -1,0 +1,37 @@
+"""`conclave` command line: `conclave serve [--config FILE]` (control.cli.serve), and the
+operator's `conclave customer|host|meeting ...` (control.cli.admin: they call a running
+server)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from control.cli import admin, serve
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args.handler(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conclave", description="Conclave: self-hosted meeting server")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    serve_parser = commands.add_parser("serve", help="run the server (control plane and SFU workers)")
+    serve_parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML settings file (default: $CONCLAVE_CONFIG, else built-in defaults); "
+        "CONCLAVE_<SECTION>__<KEY> variables override it",
+    )
+    serve_parser.set_defaults(handler=serve.serve_command)
+    admin.add_commands(commands)
+    return parser
+
+

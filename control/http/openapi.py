@@ -1,0 +1,533 @@
+"""The OpenAPI 3 document of `/api/v1`, served at `/api/v1/openapi.json`.
+
+Written by hand next to the handlers it describes and checked two ways: a test compares
+its operations with the routes the app registers, and schemathesis calls the real server
+with generated requests and checks every response against it. When a handler changes its
+answer, change it here in the same commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from config import LimitsConfig
+
+Schema = dict[str, Any]
+
+ID = {"type": "string", "minLength": 1}
+NUMBER_PARAM_PATTERN = r"^\d{3}-?\d{4}-?\d{4}$"
+TIME = {"type": "string", "format": "date-time"}
+NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _obj(properties: dict[str, Schema], required: list[str] | None = None, *, closed: bool = True) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    schema["required"] = list(properties) if required is None else required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list_of(key: str, item: str) -> Schema:
+    return _obj({key: {"type": "array", "items": _ref(item)}})
+
+
+# Limits that are words (config rule `one_of`); the rule does not list its choices.
+LIMIT_CHOICES = {"consent_policy": ["notify", "require"]}
+
+
+def _limit_schema(partial: bool, nullable: bool) -> Schema:
+    properties: dict[str, Schema] = {}
+    for name, rule in LimitsConfig.rules().items():
+        if rule.kind is bool:
+            item: Schema = {"type": "boolean"}
+        elif rule.kind is str:
+            item = {"enum": LIMIT_CHOICES[name]}
+        else:
+            item = {"type": "integer", "minimum": 1}
+        if nullable:
+            item = {"oneOf": [item, {"type": "null"}]}
+        properties[name] = item
+    return _obj(properties, [] if partial else None)
+
+
+# Storage settings as shown (StorageSettings) and as sent (StoragePut, which adds the secret).
+STORAGE_FIELDS: dict[str, Schema] = {
+    "kind": {"enum": ["local", "s3"]},
+    "root": {"type": "string"},
+    "endpoint_url": {"type": "string"},
+    "region": {"type": "string"},
+    "bucket": {"type": "string"},
+    "prefix": {"type": "string"},
+    "access_key_id": {"type": "string"},
+    "addressing_style": {"enum": ["path", "virtual", "auto"]},
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}})}),
+    "Limits": _limit_schema(partial=False, nullable=False),
+    "LimitOverrides": _limit_schema(partial=True, nullable=False),
+    "LimitChanges": _limit_schema(partial=True, nullable=True),
+    "Customer": _obj(
+        {
+            "id": ID,
+            "name": {"type": "string"},
+            "status": {"enum": ["active", "suspended"]},
+            "limits": _ref("Limits"),
+            "limit_overrides": _ref("LimitOverrides"),
+            "webhook_url": {"type": "string"},
+            "created_at": TIME,
+        }
+    ),
+    "Host": _obj(
+        {
+            "id": ID,
+            "customer_id": ID,
+            "email": {"type": "string"},
+            "name": {"type": "string"},
+            "status": {"enum": ["active", "suspended"]},
+            "created_at": TIME,
+        }
+    ),
+    "Meeting": _obj(
+        {
+            "id": ID,
+            "meeting_number": {"type": "string", "pattern": r"^\d{3}-\d{4}-\d{4}$"},
+            "title": {"type": "string"},
+            "passcode": {"type": "string"},
+            "join_url": {"type": "string"},
+            "start_time": NULLABLE_TIME,
+            "duration_minutes": {"type": ["integer", "null"]},
+            "waiting_room": {"type": "boolean"},
+            "status": {"enum": ["scheduled", "live", "ended"]},
+            "locked": {"type": "boolean"},
+            "host_id": ID,
+            "customer_id": ID,
+            "created_at": TIME,
+        }
+    ),
+    "AuditEntry": _obj(
+        {
+            "id": ID,
+            "ts": TIME,
+            "actor_kind": {"type": "string"},
+            "actor_id": {"type": "string"},
+            "action": {"type": "string"},
+            "target_kind": {"type": "string"},
+            "target_id": {"type": "string"},
+            "detail": {"type": "object"},
+            "source_ip": {"type": "string"},
+        }
+    ),
+    "StorageSettings": _obj(
+        {
+            **STORAGE_FIELDS,
+            "multipart_threshold": {"type": "integer"},
+            "part_size": {"type": "integer"},
+            "verify_by_reading_back": {"type": "boolean"},
+            "secret_set": {"type": "boolean"},
+        },
+        ["kind", "secret_set"],
+    ),
+    "RecordingFile": _obj(
+        {
+            "id": ID,
+            "key": {"type": "string"},
+            "kind": {"type": "string"},
+            "track_id": {"type": "string"},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": {"type": "string"},
+            "content_type": {"type": "string"},
+            "start": {"type": ["number", "null"]},
+            "end": {"type": ["number", "null"]},
+            "uploaded_at": TIME,
+        }
+    ),
+    "Recording": _obj(
+        {
+            "id": ID,
+            "meeting_id": ID,
+            "live_session_id": {"type": ["string", "null"]},
+            "kind": {"enum": ["recording", "transcription"]},
+            "state": {"enum": ["active", "stopped", "failed"]},
+            "started_at": TIME,
+            "stopped_at": NULLABLE_TIME,
+            "started_by": {"type": "string"},
+            "error": {"type": "string"},
+            "transcript_url": {"type": ["string", "null"]},
+            "files": {"type": "array", "items": _ref("RecordingFile")},
+        }
+    ),
+    "ConsentEntry": _obj(
+        {
+            "id": ID,
+            "participant_id": {"type": "string"},
+            "name": {"type": "string"},
+            "live_session_id": {"type": ["string", "null"]},
+            "recording_id": {"type": ["string", "null"]},
+            "notified_at": TIME,
+            "channels": {"type": "array", "items": {"type": "string"}},
+            "decision": {"enum": ["pending", "continued", "left"]},
+            "decided_at": NULLABLE_TIME,
+        }
+    ),
+    "WebhookDelivery": _obj(
+        {
+            "id": ID,
+            "event": {"type": "string"},
+            "payload": {"type": "string"},
+            "attempt": {"type": "integer", "minimum": 1},
+            "status": {"enum": ["delivered", "failed", "gave_up"]},
+            "response_code": {"type": ["integer", "null"]},
+            "error": {"type": "string"},
+            "ts": TIME,
+        }
+    ),
+}
+
+# Request bodies. Open (additional properties are ignored by the server) but typed.
+NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+PASSCODE = {"type": "string", "pattern": "^[A-Za-z0-9]{6,32}$"}
+MEETING_FIELDS: dict[str, Schema] = {
+    "title": {"type": "string", "maxLength": 200},
+    "start_time": TIME,
+    "duration_minutes": {"type": "integer", "minimum": 1},
+    "passcode": PASSCODE,
+    "waiting_room": {"type": "boolean"},
+}
+HOST_FIELDS: dict[str, Schema] = {
+    "email": {"type": "string", "format": "email", "maxLength": 254},
+    "name": NAME,
+    "password": {"type": "string", "minLength": 8, "maxLength": 1024},
+}
+BODIES: dict[str, Schema] = {
+    "CustomerCreate": _obj(
+        {"name": NAME, "limits": _ref("LimitOverrides"), "webhook_url": {"type": "string", "format": "uri"}},
+        ["name"],
+        closed=False,
+    ),
+    "CustomerPatch": _obj({"name": NAME, "limits": _ref("LimitChanges")}, [], closed=False),
+    "HostCreate": _obj(HOST_FIELDS, closed=False),
+    "HostPatch": _obj(HOST_FIELDS, [], closed=False),
+    "Webhook": _obj({"url": {"type": "string"}}, closed=False),
+    "Login": _obj({"email": {"type": "string"}, "password": {"type": "string"}}, closed=False),
+    "StoragePut": _obj(
+        {**STORAGE_FIELDS, "secret_access_key": {"type": "string"}},
+        ["kind"],
+        closed=False,
+    ),
+    "RecordingAction": _obj({"action": {"enum": ["start", "stop"]}}, ["action"], closed=False),
+    "TranscriptionAction": _obj({"action": {"enum": ["start", "stop"]},
+                                 "hints": {"type": "array", "maxItems": 50, "items": {"type": "string"}}},
+                                ["action"], closed=False),
+    "MeetingCreate": _obj(MEETING_FIELDS, [], closed=False),
+    "MeetingPatch": _obj(MEETING_FIELDS, [], closed=False),
+}
+
+
+def _json(schema: Schema) -> Schema:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _operation(
+    summary: str,
+    ok: tuple[int, Schema | None],
+    *,
+    body: str | Schema | None = None,
+    public: bool = False,
+    query: list[Schema] | None = None,
+    tag: str = "",
+) -> Schema:
+    status, schema = ok
+    responses: dict[str, Schema] = {str(status): {"description": "OK", **(_json(schema) if schema else {})}}
+    responses["4XX"] = {"description": "Refused: {error: {code, message}}", **_json(_ref("Error"))}
+    operation: Schema = {"summary": summary, "responses": responses}
+    if tag:
+        operation["tags"] = [tag]
+    if body is not None:
+        schema = _ref(body) if isinstance(body, str) else body
+        operation["requestBody"] = {"required": False, **_json(schema)}
+    if public:
+        operation["security"] = []
+    if query:
+        operation["parameters"] = query
+    return operation
+
+
+def _path_param(name: str, pattern: str | None = None) -> Schema:
+    schema: Schema = {"type": "string", "minLength": 1}
+    if pattern:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: Schema) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+LIMIT_QUERY = _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
+CUSTOMER_OUT = _ref("Customer")
+HOST_OUT = _ref("Host")
+MEETING_OUT = _ref("Meeting")
+OBJECT = {"type": "object"}  # answers of control.http.sessions are described by name below
+
+
+def _account_paths() -> dict[str, Schema]:
+    cust, host = "/customers/{customer_id}", "/hosts/{host_id}"
+    return {
+        "/customers": {
+            "post": _operation(
+                "Create a customer (operator); returns its admin API key once",
+                (201, _obj({"customer": CUSTOMER_OUT, "api_key": {"type": "string"},
+                            "webhook_secret": {"type": "string"}}, ["customer", "api_key"])),
+                body="CustomerCreate", tag="operator",
+            ),
+            "get": _operation("List customers (operator)", (200, _list_of("customers", "Customer")), tag="operator"),
+        },
+        cust: {
+            "get": _operation("A customer (operator, or its admin)", (200, CUSTOMER_OUT), tag="customer"),
+            "patch": _operation("Rename, change limits (operator); a null limit removes the override",
+                                (200, CUSTOMER_OUT), body="CustomerPatch", tag="operator"),
+            "delete": _operation("Delete a customer and everything it has; live meetings end (operator)",
+                                 (204, None), tag="operator"),
+        },
+        f"{cust}/suspend": {"post": _operation("Suspend: its live meetings end, its hosts are signed out",
+                                               (200, CUSTOMER_OUT), tag="operator")},
+        f"{cust}/unsuspend": {"post": _operation("Unsuspend", (200, CUSTOMER_OUT), tag="operator")},
+        f"{cust}/api-key": {"post": _operation("Replace the admin API key; the new one is shown once",
+                                               (200, _obj({"api_key": {"type": "string"}})), tag="operator")},
+        f"{cust}/webhook": {"put": _operation(
+            "Set the webhook URL (\"\" turns it off); returns a new signing secret once",
+            (200, _obj({"url": {"type": "string"}, "secret": {"type": ["string", "null"]}})),
+            body="Webhook", tag="customer")},
+        f"{cust}/webhook/deliveries": {"get": _operation(
+            "Webhook delivery attempts, newest first", (200, _list_of("deliveries", "WebhookDelivery")),
+            query=[LIMIT_QUERY], tag="customer")},
+        f"{cust}/hosts": {
+            "post": _operation("Create a host", (201, HOST_OUT), body="HostCreate", tag="customer"),
+            "get": _operation("The customer's hosts", (200, _list_of("hosts", "Host")), tag="customer"),
+        },
+        f"{cust}/meetings": {"get": _operation("The customer's meetings", (200, _list_of("meetings", "Meeting")),
+                                               tag="customer")},
+        host: {
+            "get": _operation("A host", (200, HOST_OUT), tag="customer"),
+            "patch": _operation("Change name, email or password (a new password signs the host out)",
+                                (200, HOST_OUT), body="HostPatch", tag="customer"),
+            "delete": _operation("Delete a host and its meetings; a live one ends", (204, None), tag="customer"),
+        },
+        f"{host}/suspend": {"post": _operation("Suspend: the live meeting ends, the host is signed out",
+                                               (200, HOST_OUT), tag="customer")},
+        f"{host}/unsuspend": {"post": _operation("Unsuspend", (200, HOST_OUT), tag="customer")},
+        "/auth/login": {"post": _operation(
+            "Host sign-in; one live sign-in per host (auth.host_login_policy)",
+            (200, _obj({"token": {"type": "string"}, "host": HOST_OUT})), body="Login", public=True, tag="host")},
+        "/auth/logout": {"post": _operation("End this sign-in", (204, None), tag="host")},
+        "/auth/me": {"get": _operation("The signed-in host, their customer and limits", (200, _obj({
+            "host": HOST_OUT, "customer": _obj({"id": ID, "name": {"type": "string"}}), "limits": _ref("Limits")})),
+            tag="host")},
+        "/audit": {"get": _operation("Audit log, newest first (operator)", (200, _list_of("entries", "AuditEntry")),
+                                     query=[_query("actor_kind", {"type": "string"}),
+                                            _query("action", {"type": "string"}),
+                                            _query("target_id", {"type": "string"}),
+                                            _query("since", {"type": "string"}),
+                                            LIMIT_QUERY],
+                                     tag="operator")},
+    }
+
+
+def _meeting_paths() -> dict[str, Schema]:
+    mtg = "/meetings/{number}"
+    return {
+        "/meetings": {
+            "post": _operation("Schedule a meeting (host)", (201, MEETING_OUT), body="MeetingCreate", tag="host"),
+            "get": _operation(
+                "Meetings: a host's own, a customer's (admin), all (operator)",
+                (200, _list_of("meetings", "Meeting")),
+                query=[_query("status", {"enum": ["scheduled", "live", "ended"]}),
+                       _query("customer_id", {"type": "string"}), _query("host_id", {"type": "string"})],
+                tag="host",
+            ),
+        },
+        mtg: {
+            "get": _operation("A meeting (its host, its customer's admin, the operator)", (200, MEETING_OUT),
+                              tag="host"),
+            "patch": _operation("Change a meeting (its host)", (200, MEETING_OUT), body="MeetingPatch", tag="host"),
+            "delete": _operation("Delete a meeting and its content; a live one ends", (204, None), tag="host"),
+        },
+        f"{mtg}/content": {"delete": _operation(
+            "Remove the meeting's content: chat, recordings and transcripts (operator)",
+            (200, _obj({"meeting_number": {"type": "string"},
+                        "removed": _obj({"chat_messages": {"type": "integer", "minimum": 0},
+                                         "recordings": {"type": "integer", "minimum": 0},
+                                         "files": {"type": "integer", "minimum": 0}})})),
+            tag="operator")},
+    }
+
+
+# Operations of control.http.sessions (the sessions side), kept here so there is one
+# document; their answers are those of that module (docs/control-plane.md).
+PARTICIPANT = _obj(
+    {
+        "participant_id": ID,
+        "name": {"type": "string"},
+        "role": {"enum": ["host", "participant"]},
+        "state": {"enum": ["waiting", "admitted", "denied", "removed", "left"]},
+        "connected": {"type": "boolean"},
+        "joined_at": {"type": "number"},
+        "muted": _obj({"microphone": {"type": "boolean"}, "camera": {"type": "boolean"}}, [], closed=False),
+        "muted_by_host": {"type": "array", "items": {"type": "string"}},
+    },
+    ["participant_id", "name", "role", "state", "connected", "joined_at"],
+)
+DISPLAY_NUMBER = {"type": "string", "pattern": r"^\d{3}-\d{4}-\d{4}$"}
+
+
+def _session_paths() -> dict[str, Schema]:
+    mtg, pid = "/meetings/{number}", "/meetings/{number}/participants/{participant_id}"
+    participant_ops = {
+        f"{pid}/{action}": {"post": _operation(f"{action.capitalize()} a participant (the meeting's host)",
+                                                (200, _ref("Participant")), tag="host")}
+        for action in ("admit", "deny", "remove")
+    }
+    return {
+        f"{mtg}/start": {"post": _operation(
+            "Start the meeting (its host); 409 host_has_live_meeting names the live one",
+            (200, _obj({"meeting_number": DISPLAY_NUMBER, "live_session_id": ID, "participant_id": ID,
+                        "host_token": {"type": "string"}, "ws_url": {"type": "string"},
+                        "status": {"enum": ["live"]}, "started": {"type": "boolean"}})), tag="host")},
+        f"{mtg}/end": {"post": _operation("End the meeting for everyone",
+                                          (200, _obj({"meeting_number": DISPLAY_NUMBER, "status": {"enum": ["ended"]}})),
+                                          tag="host")},
+        f"{mtg}/lock": {"post": _operation(
+            "Lock or unlock the live meeting", (200, _obj({"meeting_number": DISPLAY_NUMBER, "locked": {"type": "boolean"}})),
+            body=_obj({"locked": {"type": "boolean"}}, [], closed=False), tag="host")},
+        f"{mtg}/participants": {"get": _operation(
+            "Waiting and admitted participants (the meeting's host)",
+            (200, _obj({"meeting_number": DISPLAY_NUMBER, "status": {"enum": ["live", "waiting_for_host"]},
+                        "waiting": {"type": "array", "items": _ref("Participant")},
+                        "admitted": {"type": "array", "items": _ref("Participant")}})), tag="host")},
+        f"{mtg}/admit-all": {"post": _operation(
+            "Admit everyone waiting", (200, _obj({"admitted": {"type": "array", "items": _ref("Participant")}})),
+            tag="host")},
+        **participant_ops,
+        f"{pid}/mute": {"post": _operation(
+            "Mute (or unmute) a participant's microphone or camera server-side", (200, _ref("Participant")),
+            body=_obj({"source": {"enum": ["microphone", "camera"]}, "muted": {"type": "boolean"}}, ["source"],
+                      closed=False), tag="host")},
+        f"{mtg}/join": {"post": _operation(
+            "Join with the passcode or a link token and a display name (no account); 429 with Retry-After "
+            "past the attempt limits",
+            (200, _obj({"token": {"type": "string"}, "participant_id": ID, "ws_url": {"type": "string"},
+                        "meeting": _obj({"title": {"type": "string"}, "meeting_number": DISPLAY_NUMBER}),
+                        "status": {"enum": ["waiting_for_host", "waiting_room", "admitted"]}})),
+            body=_obj({"name": {"type": "string"}, "passcode": {"type": "string"}, "link_token": {"type": "string"},
+                       "token": {"type": "string"}}, ["name"], closed=False),
+            public=True, tag="participant")},
+        f"{mtg}/public": {"get": _operation(
+            "Title and status for the join page, to holders of a link token (?t=)",
+            (200, _obj({"meeting_number": DISPLAY_NUMBER, "title": {"type": "string"},
+                        "status": {"enum": ["live", "waiting_for_host"]}})),
+            query=[_query("t", {"type": "string"})], public=True, tag="participant")},
+    }
+
+
+STORAGE_OUT = _obj({"configured": {"type": "boolean"},
+                    "settings": {"oneOf": [_ref("StorageSettings"), {"type": "null"}]}})
+ACTIVE_OUT = _obj({"meeting_number": DISPLAY_NUMBER, "recording": {"type": "boolean"},
+                   "transcription": {"type": "boolean"}})
+
+
+def _recording_paths() -> dict[str, Schema]:
+    """control.http.recordings and control.http.transcripts (docs/control-plane.md, Recording)."""
+    mtg, rec = "/meetings/{number}", "/recordings/{recording_id}"
+    return {
+        "/customers/{customer_id}/storage": {
+            "put": _operation("Set where the customer's recordings go (local: operator only); the secret is "
+                              "write-only", (200, STORAGE_OUT), body="StoragePut", tag="customer"),
+            "get": _operation("The customer's storage settings, without the secret", (200, STORAGE_OUT),
+                              tag="customer"),
+            "delete": _operation("Forget the storage settings (recording is refused until set again)", (204, None),
+                                 tag="customer"),
+        },
+        f"{mtg}/recording": {"post": _operation(
+            "Start or stop recording (the meeting's host)", (200, ACTIVE_OUT), body="RecordingAction", tag="host")},
+        f"{mtg}/transcription": {"post": _operation(
+            "Start or stop transcription (the host; participants where allowed), with vocabulary hints",
+            (200, ACTIVE_OUT), body="TranscriptionAction", tag="host")},
+        f"{mtg}/recordings": {"get": _operation(
+            "The meeting's recordings with their files (host, customer admin)",
+            (200, _obj({"meeting_number": DISPLAY_NUMBER,
+                        "recordings": {"type": "array", "items": _ref("Recording")}})), tag="host")},
+        f"{mtg}/consent": {"get": _operation(
+            "The meeting's consent ledger (host, customer admin, operator)",
+            (200, _obj({"meeting_number": DISPLAY_NUMBER,
+                        "entries": {"type": "array", "items": _ref("ConsentEntry")}})),
+            query=[_query("live_session_id", {"type": "string"})], tag="host")},
+        rec: {
+            "get": _operation("A recording with its files (host, customer admin)", (200, _ref("Recording")),
+                              tag="host"),
+            "delete": _operation("Delete a recording: its files in the storage, then its record", (204, None),
+                                 tag="host"),
+        },
+        f"{rec}/files/{{file_id}}/link": {"get": _operation(
+            "A download link for one file, valid 5 minutes",
+            (200, _obj({"url": {"type": "string"}, "expires_at": TIME})), tag="host")},
+        f"{rec}/transcript": {"get": _operation(
+            "The transcript (the meeting's host and participants: host sign-in or join token)",
+            (200, _obj({"recording_id": ID, "meeting_number": DISPLAY_NUMBER, "title": {"type": "string"},
+                        "started_at": TIME, "disclaimer": {"type": "string"},
+                        "speakers": {"type": "array", "items": {"type": "string"}},
+                        "segments": {"type": "array", "items": _obj({
+                            "start": {"type": "number"}, "end": {"type": "number"},
+                            "speaker": {"type": "string"}, "text": {"type": "string"}})}})),
+            tag="participant")},
+        "/download/{token}": {"get": _operation(
+            "Download a file with a link from .../link (the link is the credential); 403 when it is "
+            "invalid or expired", (200, None), public=True, tag="participant")},
+    }
+
+
+PATH_PARAMS = ("customer_id", "host_id", "number", "participant_id", "recording_id", "file_id", "token")
+
+
+def document() -> Schema:
+    paths = {**_account_paths(), **_meeting_paths(), **_session_paths(), **_recording_paths()}
+    for path, item in paths.items():
+        params = [_path_param(name, NUMBER_PARAM_PATTERN if name == "number" else None)
+                  for name in PATH_PARAMS if "{" + name + "}" in path]
+        if params:
+            item["parameters"] = params
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Conclave control plane",
+            "version": "1",
+            "description": "Accounts, meetings, sessions and recordings. Errors are {error: {code, message}}. "
+            "Authorization: Bearer <operator key | ck_ customer admin key | hs_ host session | join JWT>.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {**SCHEMAS, "Participant": PARTICIPANT, **BODIES},
+        },
+        "paths": paths,
+    }
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.json_response(request.app[DOCUMENT_KEY])
+
+
+DOCUMENT_KEY = web.AppKey("conclave_openapi", dict)
+
+
+def register(app: web.Application) -> None:
+    app[DOCUMENT_KEY] = document()
+    app.router.add_get("/api/v1/openapi.json", openapi_handler)

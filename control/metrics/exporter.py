@@ -1,0 +1,201 @@
+"""Prometheus metrics of control and of the workers' latest stats snapshots.
+
+Nothing here runs per packet: worker numbers come from the `WorkerStats` snapshots the
+supervisor polls, meeting numbers from the registry, both read when /metrics is scraped.
+Each app has its own CollectorRegistry, so several servers can live in one process (tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from control.meeting.model import MeetingRegistry
+from control.processes.workers import WorkerSupervisor
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Worker stats counter key -> (metric name without _total, help).
+WORKER_COUNTERS = {
+    "packets_received": ("conclave_worker_packets_received", "RTP/RTCP/STUN/DTLS packets the worker received"),
+    "bytes_received": ("conclave_worker_bytes_received", "Bytes the worker received on its UDP socket"),
+    "packets_sent": ("conclave_worker_packets_sent", "Packets the worker sent"),
+    "bytes_sent": ("conclave_worker_bytes_sent", "Bytes the worker sent"),
+    "nack_requested": ("conclave_worker_nack_requested", "Sequence numbers subscribers asked to be retransmitted"),
+    "nack_answered": ("conclave_worker_nack_answered", "Retransmissions the worker sent"),
+    "pli_sent": ("conclave_worker_pli_sent", "Keyframe requests (PLI) sent to publishers"),
+    "pli_received": ("conclave_worker_pli_received", "Keyframe requests (PLI) received from subscribers"),
+    "notice_plays": ("conclave_worker_notice_plays", "In-band notices (recording/transcription) started"),
+    "notice_packets_sent": ("conclave_worker_notice_packets_sent", "RTP packets of in-band notices sent"),
+}
+# Worker stats gauge key -> (metric name, help).
+WORKER_GAUGES = {
+    "routers": ("conclave_worker_routers", "Routers (meetings) in the worker"),
+    "transports": ("conclave_worker_transports", "Transports (ICE/DTLS paths) in the worker"),
+    "producers": ("conclave_worker_producers", "Incoming streams in the worker"),
+    "consumers": ("conclave_worker_consumers", "Outgoing streams in the worker"),
+    "cpu_seconds": ("conclave_worker_cpu_seconds", "CPU time (user+system) of the current worker process"),
+    "rss_bytes": ("conclave_worker_resident_memory_bytes", "Resident memory of the worker process"),
+}
+# The worker samples one packet in 256 per producer: the time from the producer to the
+# last consumer's send, as cumulative counters `forward_time_us_le_<bound>` (…`_le_inf`),
+# `forward_time_us_sum` and `forward_time_samples` (sfu/engine/stats.py). The bounds are
+# read from the keys, so a worker with other buckets needs no change here.
+FORWARD_TIME_BUCKET_PREFIX = "forward_time_us_le_"
+FORWARD_LATENCY = (
+    "conclave_sfu_forward_latency_seconds",
+    "Time from a packet reaching its producer to the last consumer's send, sampled on one packet in 256",
+)
+
+
+class LoopLagMonitor:
+    """Measures how late a periodic timer fires on this process's event loop."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self.lag_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval_s)
+            self.lag_s = max(0.0, loop.time() - started - self.interval_s)
+
+
+class _StateCollector(Collector):
+    def __init__(self, meetings: MeetingRegistry, supervisor: WorkerSupervisor, lag: LoopLagMonitor) -> None:
+        self._meetings = meetings
+        self._supervisor = supervisor
+        self._lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("conclave_meetings", "Meetings that exist", value=len(self._meetings))
+        participants = self._meetings.participant_count()
+        yield GaugeMetricFamily("conclave_participants", "Participants in meetings", value=participants)
+        yield GaugeMetricFamily("conclave_tracks", "Published tracks", value=self._meetings.track_count())
+        yield from self._worker_metrics()
+        lag = GaugeMetricFamily(
+            "conclave_event_loop_lag_seconds", "How late a periodic timer fired on the event loop", labels=["process"]
+        )
+        lag.add_metric(["control"], self._lag.lag_s)
+        for worker in self._supervisor.workers:
+            if worker.up and worker.stats is not None:
+                lag.add_metric([f"worker-{worker.index}"], worker.gauge("loop_lag_seconds"))
+        yield lag
+
+    def _worker_metrics(self) -> Iterator[Metric]:
+        workers = self._supervisor.workers
+        up = GaugeMetricFamily("conclave_worker_up", "1 when the worker is running and ready", labels=["worker"])
+        restarts = CounterMetricFamily("conclave_worker_restarts", "Times the worker was restarted", labels=["worker"])
+        counters = {
+            key: CounterMetricFamily(name, text, labels=["worker"]) for key, (name, text) in WORKER_COUNTERS.items()
+        }
+        dropped = CounterMetricFamily(
+            "conclave_worker_packets_dropped", "Packets the worker dropped, by reason", labels=["worker", "reason"]
+        )
+        gauges = {key: GaugeMetricFamily(name, text, labels=["worker"]) for key, (name, text) in WORKER_GAUGES.items()}
+        for worker in workers:
+            label = str(worker.index)
+            up.add_metric([label], 1.0 if worker.up else 0.0)
+            restarts.add_metric([label], worker.restarts)
+            totals = worker.counters()
+            for key, family in counters.items():
+                family.add_metric([label], totals.get(key, 0))
+            for reason, packets in sorted(worker.dropped().items()):
+                dropped.add_metric([label, reason], packets)
+            for key, family in gauges.items():
+                family.add_metric([label], worker.gauge(key))
+        yield up
+        yield restarts
+        yield from counters.values()
+        yield dropped
+        yield from gauges.values()
+        yield _forward_latency(workers)
+
+
+def _forward_latency(workers: list) -> Metric:
+    family = HistogramMetricFamily(*FORWARD_LATENCY, labels=["worker"])
+    for worker in workers:
+        totals = worker.counters()  # this slot's processes together: buckets stay cumulative
+        buckets = forward_latency_buckets(totals)
+        if buckets:
+            family.add_metric([str(worker.index)], buckets, sum_value=totals.get("forward_time_us_sum", 0) / 1e6)
+    return family
+
+
+def forward_latency_buckets(counters: dict[str, int]) -> list[tuple[str, float]]:
+    """[(le in seconds, cumulative count), ..., ("+Inf", count)] from a worker's counters;
+    [] when it reported no histogram. _count is the +Inf bucket, i.e. forward_time_samples."""
+    bounds: list[tuple[float, int]] = []
+    for key, value in counters.items():
+        if key.startswith(FORWARD_TIME_BUCKET_PREFIX):
+            bound = key[len(FORWARD_TIME_BUCKET_PREFIX) :]
+            try:
+                micros = float(bound)  # "inf" too
+            except ValueError:
+                continue
+            bounds.append((micros, value))
+    if not bounds:
+        return []
+    bounds.sort()
+    if bounds[-1][0] != float("inf"):
+        bounds.append((float("inf"), counters.get("forward_time_samples", bounds[-1][1])))
+    return [(floatToGoString(micros / 1e6), float(count)) for micros, count in bounds]
+
+
+class LabeledCounter(Collector):
+    """A counter by one label, kept as plain ints (no `_created` series, no locks)."""
+
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._label = label
+        self._values: dict[str, int] = {}
+
+    def inc(self, value: str) -> None:
+        self._values[value] = self._values.get(value, 0) + 1
+
+    def get(self, value: str) -> int:
+        return self._values.get(value, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, count in sorted(self._values.items()):
+            family.add_metric([value], count)
+        yield family
+
+
+class Metrics:
+    def __init__(self, meetings: MeetingRegistry, supervisor: WorkerSupervisor) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.loop_lag = LoopLagMonitor()
+        # Label values are bounded: message types and error codes are fixed sets in code.
+        self.signaling_messages = LabeledCounter(
+            "conclave_signaling_messages", "Signaling messages received, by type", "type"
+        )
+        self.signaling_errors = LabeledCounter(
+            "conclave_signaling_errors", "Signaling error replies sent, by code", "code"
+        )
+        self.registry.register(self.signaling_messages)
+        self.registry.register(self.signaling_errors)
+        self.registry.register(_StateCollector(meetings, supervisor, self.loop_lag))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,710 @@
+"""Recording and transcription of live meetings: who may start them, the notice everyone
+gets, the consent ledger, and the recorder jobs (control.recording.job) behind them.
+
+Called by the REST API (control.http.recordings) and by signaling:
+
+    await start_recording(state, meeting_row, by)       -> store Recording (active)
+    await stop_recording(state, meeting_row, by)        -> store Recording (stopped)
+    await start_transcription(state, meeting_row, by, hints=[...])
+    await stop_transcription(state, meeting_row, by)
+
+`by` is who asks: a control.meeting.model.Participant (signaling: checked here), a name (REST:
+control.http.recordings checked who may), a control.accounts.service.Actor (a host: checked here)
+or None (the customer's `auto_record`). Refusals are ApiError: 409 `not_live`,
+403 `forbidden` (only the host; for transcription also participants when the customer
+allows it), 403 `recording_not_allowed`/`transcription_not_allowed` (customer limits),
+409 `storage_not_configured`, 409 `already_active`, 409 `not_active`, 503
+`recorder_unavailable`, 502 `media_error`.
+
+A start, and every participant who joins while something is on, gets the notice three
+ways: `recording_state` on signaling (the banner and the bot SDK's event), the spoken
+notice played on the meeting's announcer (to everyone at the start; to a late joiner once
+their subscribe transport is up), and a consent-ledger row in the store (channels banner,
+event, audio). Under the customer's consent policy `require`, everything a participant
+publishes stays paused on the media server until they send `consent` continue; `leave`
+(or closing the socket) while pending is recorded as left. The host is consented
+implicitly: only the host starts a recording.
+
+The service is the conference's listener (control.meeting.conference.ConferenceListener): it
+follows tracks, joins and leaves into the active jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import importlib.metadata
+import logging
+import time
+from typing import Any
+
+from control.accounts import service as accounts
+from control.meeting.conference import Conference, ConferenceListener
+from control.errors import ApiError, SignalingError
+from control.meeting.model import Meeting, Participant, Track, new_id
+from control.recording.events import recording_event
+from control.recording.job import ConsentState, Job
+from control.http.rest import iso_time
+from control.store.base import Meeting as MeetingRow
+from control.store.base import NotFound, Recording, RecordingActive
+from recorder import api as recorder_api
+from sfu import api
+from sfu.channel import ChannelError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("recording", "transcription")
+RECORDER_WAIT_S = 15.0  # a start while the recorder (re)starts waits this long for it
+MANIFEST_VERSION = 1
+DEFAULT_SEGMENT_SECONDS = 10.0
+# A participant's socket closing for one of these while consent is pending counts as
+# "left"; the others (reconnect after a media-server restart, a second socket, the
+# meeting ending) are not their decision.
+LEFT_REASONS = (None, "removed", "denied", "session_ended")
+
+
+@functools.lru_cache(maxsize=None)
+def notice_b64(kind: str) -> tuple[str, ...]:
+    """The spoken notice `kind` as base64 Opus frames for NOTICE_PLAY."""
+    return tuple(base64.b64encode(frame).decode("ascii") for frame in recorder_api.notice_frames(kind))
+
+
+def software_version() -> str:
+    try:
+        return importlib.metadata.version("conclave")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class Starter:
+    """Who starts or stops: their name for the notice, their id for the store."""
+
+    __slots__ = ("name", "started_by", "participant", "is_host")
+
+    def __init__(self, name: str, started_by: str, participant: Participant | None, is_host: bool) -> None:
+        self.name = name
+        self.started_by = started_by
+        self.participant = participant
+        self.is_host = is_host
+
+
+class Recordings(ConferenceListener):
+    """The live side of recording for one app (see the module's doc)."""
+
+    def __init__(self, state: Any, recorder: Any) -> None:
+        self.state = state
+        self.recorder = recorder
+        self.conference: Conference = state.conference
+        self._tasks: set[asyncio.Task[Any]] = set()
+        recorder.add_up_listener(self._recorder_up)
+        recorder.add_notification_listener(self._recorder_notification)
+        self.conference.listener = self
+
+    # ------------------------------------------------------------------ helpers
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    def jobs(self) -> list[Job]:
+        return [job for meeting in self.state.meetings for job in meeting.recordings.values()]
+
+    def state_message(
+        self, meeting: Meeting, participant: Participant | None, by: str | None = None, stopped: Job | None = None
+    ) -> dict[str, Any]:
+        """`recording_state`: what is on; the consent policy is the latest active job's (or,
+        once nothing is on, that of the job that just `stopped`)."""
+        jobs = meeting.recordings
+        starter = jobs.get("recording") or jobs.get("transcription")
+        latest = next(reversed(jobs.values()), stopped)
+        return {
+            "type": "recording_state",
+            "recording": "recording" in jobs,
+            "transcription": "transcription" in jobs,
+            "consent_policy": latest.policy if latest is not None else "notify",
+            "consent_required": participant is not None and self.consent_required(meeting, participant),
+            "by": by if by is not None else (starter.by_name if starter else ""),
+        }
+
+    def consent_required(self, meeting: Meeting, participant: Participant) -> bool:
+        for job in meeting.recordings.values():
+            entry = job.consent.get(participant.participant_id)
+            if entry is not None and self._holds(job, entry):
+                return True
+        return False
+
+    def _broadcast_state(self, meeting: Meeting, by: str | None = None, stopped: Job | None = None) -> None:
+        for participant in list(meeting.participants.values()):
+            participant.send(self.state_message(meeting, participant, by, stopped))
+
+    async def _play(self, meeting: Meeting, kind: str, participants: list[Participant] | None) -> list[Participant]:
+        """Play a notice; returns whom it reached (their subscribe transport is up)."""
+        targets = list(meeting.participants.values()) if participants is None else participants
+        reached = [p for p in targets if p.announcer_consumer_id and p.subscribe_connected and not p.closed]
+        if not reached:
+            return []
+        try:
+            targets = None if participants is None else reached
+            await self.conference.play_notice(meeting, list(notice_b64(kind)), targets)
+        except ChannelError as exc:
+            log.warning("meeting %s: notice %s not played: %s", meeting.meeting_id, kind, exc)
+            return []
+        return reached
+
+    # ------------------------------------------------------------------ start / stop
+
+    async def _starter(
+        self, row: MeetingRow, meeting: Meeting, kind: str, by: Any, limits: dict[str, Any]
+    ) -> Starter:
+        """Who asks, if they may (see the module's doc)."""
+        participants_may = kind == "transcription" and bool(limits.get("participants_may_transcribe"))
+        if by is None:
+            host = await self.state.store.get_host(row.host_id)
+            return Starter(host.name if host else "", "auto", None, True)
+        if isinstance(by, Participant):
+            if meeting.participants.get(by.participant_id) is not by:
+                raise ApiError(409, "not_joined", "you are not in the meeting")
+            if not (by.is_host or by.may("moderate") or participants_may):
+                raise ApiError(403, "forbidden", f"only the host may start or stop {kind}")
+            return Starter(by.name, by.participant_id, by, by.is_host)
+        if isinstance(by, str):  # REST: control.http.recordings checked who it is; their name
+            present = next((p for p in meeting.participants.values() if p.is_host and p.name == by), None)
+            return Starter(by, present.participant_id if present else by, present, present is not None)
+        if isinstance(by, accounts.Actor) and by.kind == "host" and by.host_id == row.host_id:
+            host = await self.state.store.get_host(row.host_id)
+            present = next((p for p in meeting.participants.values() if p.is_host), None)
+            return Starter(host.name if host else "", present.participant_id if present else f"host:{row.host_id}",
+                           present, True)  # fmt: skip
+        raise ApiError(403, "forbidden", f"only the meeting's host may start or stop {kind}")
+
+    async def _live(self, row: MeetingRow) -> tuple[Meeting, Any]:
+        from control.meeting.live import live_meeting  # control.meeting.live imports this module
+
+        session = await self.state.store.get_live_session(row.id)
+        if session is None:
+            raise ApiError(409, "not_live", "the meeting is not live")
+        return live_meeting(self.state, row, session), session
+
+    async def start(self, row: MeetingRow, kind: str, by: Any, hints: list[str] | None = None) -> Recording:
+        store = self.state.store
+        meeting, session = await self._live(row)
+        customer = await store.get_customer(row.customer_id)
+        if customer is None:
+            raise ApiError(409, "not_live", "the meeting is not available")
+        limits = accounts.customer_limits(self.state, customer)
+        starter = await self._starter(row, meeting, kind, by, limits)
+        if not limits.get(f"{kind}_allowed", False):
+            raise ApiError(403, f"{kind}_not_allowed", f"{kind} is not allowed for this account")
+        storage = await store.get_customer_storage(row.customer_id)
+        if not storage:
+            raise ApiError(409, "storage_not_configured", f"{kind} needs storage: the account has none configured")
+        if kind in meeting.recordings:
+            raise ApiError(409, "already_active", f"{kind} is on already")
+        if not await self.recorder.wait_up(RECORDER_WAIT_S):
+            raise ApiError(503, "recorder_unavailable", "the recorder is not running; try again in a moment")
+        recording_id = new_id()
+        started_at = time.time()
+        try:
+            stored = await store.create_recording(
+                meeting_id=row.id,
+                customer_id=row.customer_id,
+                kind=kind,
+                started_by=starter.started_by,
+                live_session_id=session.id,
+                key_prefix=f"recordings/{row.meeting_number}/{recording_id}/",
+                started_at=started_at,
+                recording_id=recording_id,
+            )
+        except RecordingActive:
+            raise ApiError(409, "already_active", f"{kind} is on already") from None
+        recorder_cfg = getattr(self.state.cfg, "recorder", None)
+        job = Job(
+            conference=self.conference,
+            recorder=self.recorder,
+            meeting=meeting,
+            recording_id=recording_id,
+            kind=kind,
+            customer_id=row.customer_id,
+            storage=storage,
+            key_prefix=stored.key_prefix,
+            started_at=started_at,
+            started_by=starter.started_by,
+            by_name=starter.name,
+            policy=str(limits.get("consent_policy", "notify")),
+            segment_seconds=float(getattr(recorder_cfg, "segment_seconds", DEFAULT_SEGMENT_SECONDS)),
+            hints=[h for h in (hints or []) if isinstance(h, str) and h.strip()],
+        )
+        try:
+            async with meeting.lock:
+                if kind in meeting.recordings:
+                    raise ApiError(409, "already_active", f"{kind} is on already")
+                try:
+                    await self.conference.ensure_router(meeting)
+                except SignalingError as exc:
+                    raise ApiError(503 if exc.code == "unavailable" else 409, exc.code, exc.message) from None
+                meeting.recordings[kind] = job
+                # Held before the recorder gets anything: under `require` nobody is
+                # recorded (or heard) before they consent.
+                for participant in list(meeting.participants.values()):
+                    await self._enter(meeting, job, participant, starter)
+            await job.serial.run(job.setup, "setup")
+        except BaseException as exc:
+            await self._abandon(meeting, job, exc)
+            if isinstance(exc, ChannelError):
+                status, code = (503, "recorder_unavailable") if exc.code == "recorder_down" else (502, "media_error")
+                raise ApiError(status, code, f"{kind} could not start: {exc.message}") from None
+            raise
+        log.info("meeting %s: %s %s started by %s", row.id, kind, recording_id, starter.name)
+        reached = await self._play(meeting, f"{kind}-started", None)
+        for participant in list(meeting.participants.values()):
+            if participant.negotiation is not None and participant not in reached:
+                participant.negotiation.ensure_offered()  # they hear it once connected
+        self._broadcast_state(meeting)
+        now = time.time()
+        for participant in list(meeting.participants.values()):
+            self._notified(job, participant, now, audio=participant in reached)
+        recording_event(self.state, row.customer_id, "recording.started", meeting_id=row.id,
+                        meeting_number=row.meeting_number, recording_id=recording_id, kind=kind,
+                        live_session_id=session.id, started_by=starter.name, started_at=started_at)  # fmt: skip
+        return stored
+
+    async def _abandon(self, meeting: Meeting, job: Job, exc: BaseException) -> None:
+        """A start that failed half-way: undo what exists, the row is `failed`."""
+        job.active = False
+        if meeting.recordings.get(job.kind) is job:
+            del meeting.recordings[job.kind]
+        await self._release_holds(meeting)
+        if job.recorder_addr is not None:
+            await job.stop({})
+        try:
+            await self.state.store.update_recording(job.recording_id, state="failed", error=str(exc)[:200])
+        except NotFound:
+            pass
+
+    async def stop(self, row: MeetingRow, kind: str, by: Any) -> Recording:
+        meeting, _ = await self._live(row)
+        customer = await self.state.store.get_customer(row.customer_id)
+        limits = accounts.customer_limits(self.state, customer) if customer else {}
+        starter = await self._starter(row, meeting, kind, by, limits)
+        job = meeting.recordings.get(kind)
+        if job is None:
+            raise ApiError(409, "not_active", f"{kind} is not on")
+        return await self.finish(job, "stopped", by_name=starter.name)
+
+    async def finish(self, job: Job, final: str, *, by_name: str = "", error: str = "") -> Recording:
+        """Stop `job` (stop, failure, meeting end, shutdown): notice, ledger, manifest,
+        RECORDING_STOP, the row `final`, the webhook."""
+        meeting = job.meeting
+        if job.active:
+            job.active = False
+            if meeting.recordings.get(job.kind) is job:
+                del meeting.recordings[job.kind]
+            await self._release_holds(meeting)
+            if meeting.participants:
+                self._broadcast_state(meeting, by_name or None, job)
+                self._spawn(self._play(meeting, f"{job.kind}-stopped", None), f"notice-{job.recording_id}")
+            stopped_at = time.time()
+            for participant_id, entry in job.consent.items():
+                if job.policy == "notify" and entry.decision == "pending":
+                    # Stayed until it stopped: under `notify` staying is continuing.
+                    self._decide(job, participant_id, entry, "continued")
+            await job.ledger.drain()
+            manifest = await self._manifest(job, stopped_at, by_name)
+            await job.serial.run(lambda: job.stop(manifest), "stop")
+            log.info("meeting %s: %s %s %s", meeting.meeting_id, job.kind, job.recording_id, final)
+            try:
+                stored = await self.state.store.update_recording(job.recording_id, state=final, stopped_at=stopped_at,
+                                                                 error=error)  # fmt: skip
+            except NotFound:
+                stored = None
+            event = "recording.failed" if final == "failed" else "recording.stopped"
+            extra = {"reason": error} if final == "failed" else {"stopped_at": stopped_at, "stopped_by": by_name}
+            recording_event(self.state, job.customer_id, event, meeting_id=meeting.meeting_id,
+                            meeting_number=meeting.number, recording_id=job.recording_id, kind=job.kind,
+                            **extra)  # fmt: skip
+            if stored is not None:
+                return stored
+        stored = await self.state.store.get_recording(job.recording_id)
+        if stored is None:
+            raise ApiError(404, "not_found", "no such recording")
+        return stored
+
+    async def meeting_ended(self, meeting: Meeting, reason: str) -> None:
+        """The meeting ended (everyone is out already): its jobs stop."""
+        for job in list(meeting.recordings.values()):
+            await self.finish(job, "stopped", by_name="", error="")
+            log.info("meeting %s ended (%s): %s %s stopped", meeting.meeting_id, reason, job.kind, job.recording_id)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Server shutdown: every active job stops (bounded) before the recorder does."""
+        jobs = self.jobs()
+        if jobs:
+            done, pending = await asyncio.wait([asyncio.ensure_future(self.finish(j, "stopped")) for j in jobs],
+                                               timeout=timeout)  # fmt: skip
+            if pending:
+                log.error("%d recordings did not stop within %.0f s", len(pending), timeout)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+
+    async def _manifest(self, job: Job, stopped_at: float, stopped_by: str) -> dict[str, Any]:
+        store = self.state.store
+        meeting = job.meeting
+        try:
+            ledger = [e for e in await store.list_consent(meeting.meeting_id) if e.recording_id == job.recording_id]
+            chat = await store.list_chat(meeting.meeting_id)
+        except Exception:  # the manifest must not stop the stop
+            log.exception("recording %s: reading the ledger/chat failed", job.recording_id)
+            ledger, chat = [], []
+        low, high = job.started_at * 1000, stopped_at * 1000
+        return {
+            "manifest_version": MANIFEST_VERSION,
+            "software": {"name": "conclave", "version": software_version()},
+            "recording_id": job.recording_id,
+            "kind": job.kind,
+            "meeting": {"id": meeting.meeting_id, "number": meeting.number, "title": meeting.title},
+            "live_session_id": meeting.live_session_id,
+            "started_at": job.started_at,
+            "started_at_iso": iso_time(job.started_at),
+            "stopped_at": stopped_at,
+            "stopped_at_iso": iso_time(stopped_at),
+            "started_by": job.by_name,
+            "stopped_by": stopped_by,
+            "attempts": job.attempt + 1,
+            "consent_policy": job.policy,
+            "participants": list(job.people.values()),
+            "consent": [
+                {
+                    "participant_id": e.participant_id,
+                    "name": e.name,
+                    "notified_at": e.notified_at,
+                    "channels": list(e.channels),
+                    "decision": e.decision,
+                    "decided_at": e.decided_at,
+                }
+                for e in ledger
+            ],
+            "chat": [
+                {"seq": m.seq, "participant_id": m.participant_id, "name": m.name, "text": m.text, "ts": m.ts}
+                for m in chat
+                if low <= m.ts <= high
+            ],
+        }
+
+    # ------------------------------------------------------------------ consent
+
+    async def _enter(self, meeting: Meeting, job: Job, participant: Participant, starter: Starter | None) -> None:
+        """`participant` is in the meeting while `job` is on (under the meeting's lock)."""
+        implicit = starter is not None and starter.participant is participant
+        entry = self._present(job, participant, time.time(), implicit=implicit)
+        if self._holds(job, entry) and not participant.media_held:
+            await self.conference.set_media_held(meeting, participant, True)
+
+    @staticmethod
+    def _present(job: Job, participant: Participant, now: float, *, implicit: bool = False) -> ConsentState:
+        """Note `participant` present in `job`; their consent entry (a new one unless they
+        have one that stands: the host, and the starter when `implicit`, have consented)."""
+        job.note_present(participant, now)
+        entry = job.consent.get(participant.participant_id)
+        if entry is None or entry.decision == "left":
+            decision = "continued" if participant.is_host or implicit else "pending"
+            entry = job.consent[participant.participant_id] = ConsentState(participant.name, decision)
+        return entry
+
+    @staticmethod
+    def _holds(job: Job, entry: ConsentState) -> bool:
+        """The job keeps this participant's media paused: consent required and pending."""
+        return job.policy == "require" and entry.decision == "pending"
+
+    def _notified(self, job: Job, participant: Participant, now: float, *, audio: bool) -> None:
+        """Ledger row for a participant who got the banner and the event (and the audio)."""
+        entry = job.consent.get(participant.participant_id)
+        if entry is None:
+            return
+        channels = ["banner", "event"] + (["audio"] if audio else [])
+        entry.audio_sent = entry.audio_sent or audio
+        if entry.entry_id is not None or entry.written is not None:
+            self._add_channels(job, entry, channels)
+            return
+        entry.channels = channels
+        entry.written = asyncio.get_running_loop().create_future()
+        decision = entry.decision
+        meeting = job.meeting
+
+        async def write() -> None:
+            try:
+                row = await self.state.store.add_consent(
+                    meeting_id=meeting.meeting_id, participant_id=participant.participant_id, name=participant.name,
+                    live_session_id=meeting.live_session_id, recording_id=job.recording_id,
+                    channels=list(entry.channels), notified_at=now, decision=decision,
+                )  # fmt: skip
+                entry.entry_id = row.id
+                if entry.decision != decision:  # decided while the row was written
+                    await self.state.store.update_consent(row.id, decision=entry.decision)
+            finally:
+                assert entry.written is not None
+                entry.written.set_result(None)
+
+        job.ledger.run(write, f"consent-{participant.participant_id}")
+
+    def _add_channels(self, job: Job, entry: ConsentState, channels: list[str]) -> None:
+        new = [c for c in channels if c not in entry.channels]
+        if not new:
+            return
+        entry.channels = entry.channels + new
+
+        async def write() -> None:
+            if entry.entry_id is not None:
+                await self.state.store.update_consent(entry.entry_id, channels=list(entry.channels))
+
+        job.ledger.run(write, "consent-channels")
+
+    def _decide(self, job: Job, participant_id: str, entry: ConsentState, decision: str) -> None:
+        if entry.decision == decision:
+            return
+        entry.decision = decision
+
+        async def write() -> None:
+            if entry.entry_id is not None:
+                await self.state.store.update_consent(entry.entry_id, decision=decision)
+
+        job.ledger.run(write, f"consent-{decision}-{participant_id}")
+
+    async def consent(self, meeting: Meeting, participant: Participant, decision: str) -> None:
+        """`consent` from signaling: continue (media goes) or leave (recorded; the caller
+        ends their session)."""
+        if meeting.participants.get(participant.participant_id) is not participant:
+            raise SignalingError("not_joined", "you are not in the meeting")
+        value = "continued" if decision == "continue" else "left"
+        changed = False
+        for job in list(meeting.recordings.values()):
+            entry = job.consent.get(participant.participant_id)
+            if entry is not None and entry.decision == "pending":
+                self._decide(job, participant.participant_id, entry, value)
+                changed = True
+        if value == "left":
+            return
+        await self._release_holds(meeting, [participant])
+        if changed:
+            participant.send(self.state_message(meeting, participant))
+
+    async def _release_holds(self, meeting: Meeting, participants: list[Participant] | None = None) -> None:
+        """After a job went (or `participants` consented): media of those no job holds any
+        more goes again."""
+        candidates = meeting.participants.values() if participants is None else participants
+        held = [p for p in candidates if p.media_held and not self.consent_required(meeting, p)]
+        if not held:
+            return
+        async with meeting.lock:
+            for participant in held:
+                if participant.media_held and not self.consent_required(meeting, participant):
+                    await self.conference.set_media_held(meeting, participant, False)
+
+    # ------------------------------------------------------------------ conference listener
+
+    def participant_joined(self, meeting: Meeting, participant: Participant) -> bool:
+        if not meeting.recordings:
+            return False
+        now = time.time()
+        for job in meeting.recordings.values():
+            entry = self._present(job, participant, now)
+            entry.audio_sent = False  # a new connection: they hear it again
+            if self._holds(job, entry):
+                participant.media_held = True  # nothing published yet: nothing to pause
+        participant.send(self.state_message(meeting, participant))
+        for job in meeting.recordings.values():
+            self._notified(job, participant, now, audio=False)
+        return True  # they hear the notice once their subscribe connection is up
+
+    def subscriber_connected(self, meeting: Meeting, participant: Participant) -> None:
+        jobs = [j for j in meeting.recordings.values() if not self._heard(j, participant)]
+        if jobs:
+            kind = "recording" if any(j.kind == "recording" for j in jobs) else "transcription"
+            self._spawn(self._late_notice(meeting, participant, jobs, kind), f"notice-{participant.participant_id}")
+
+    @staticmethod
+    def _heard(job: Job, participant: Participant) -> bool:
+        entry = job.consent.get(participant.participant_id)
+        return entry is None or entry.audio_sent
+
+    async def _late_notice(self, meeting: Meeting, participant: Participant, jobs: list[Job], kind: str) -> None:
+        if not await self._play(meeting, f"{kind}-started", [participant]):
+            return
+        for job in jobs:
+            entry = job.consent.get(participant.participant_id)
+            if entry is not None and job.active:
+                entry.audio_sent = True
+                self._add_channels(job, entry, ["audio"])
+
+    def participant_left(self, meeting: Meeting, participant: Participant) -> None:
+        now = time.time()
+        for job in meeting.recordings.values():
+            person = job.people.get(participant.participant_id)
+            if person is not None:
+                person["left_at"] = now
+            entry = job.consent.get(participant.participant_id)
+            if entry is not None and entry.decision == "pending" and participant.exit_reason in LEFT_REASONS:
+                self._decide(job, participant.participant_id, entry, "left")
+
+    def track_published(self, meeting: Meeting, track: Track) -> None:
+        for job in meeting.recordings.values():
+            if job.wants(track):
+                job.serial.run(functools.partial(job.add_track, track), f"add-{track.track_id}")
+
+    def track_unpublished(self, meeting: Meeting, track: Track) -> None:
+        for job in meeting.recordings.values():
+            job.serial.run(functools.partial(job.remove_track, track), f"remove-{track.track_id}")
+
+    def router_created(self, meeting: Meeting) -> None:
+        for job in meeting.recordings.values():
+            job.serial.run(job.rebind, "rebind")
+
+    def router_lost(self, meeting: Meeting) -> None:
+        for job in meeting.recordings.values():
+            job.serial.run(job.lose_router, "lose-router")
+
+    # ------------------------------------------------------------------ the recorder
+
+    def _recorder_up(self, generation: int) -> None:
+        for job in self.jobs():
+            if job.recorder_generation is not None and job.recorder_generation != generation:
+                job.serial.run(functools.partial(job.resume, generation), f"resume-{generation}")
+
+    def _find(self, recording_id: str) -> Job | None:
+        return next((j for j in self.jobs() if j.recording_id == recording_id), None)
+
+    def _recorder_notification(self, entity_id: str, message: api.Message) -> None:
+        if isinstance(message, recorder_api.RecordingFileUploaded):
+            self._spawn(self._file_uploaded(message), f"uploaded-{message.recording_id}")
+        elif isinstance(message, recorder_api.RecordingFailed):
+            self._spawn(self._failed(message), f"failed-{message.recording_id}")
+        elif isinstance(message, recorder_api.TranscriptReady):
+            self._spawn(self._transcript_ready(message), f"transcript-{message.recording_id}")
+
+    async def _recording_row(self, recording_id: str) -> tuple[Recording, MeetingRow] | None:
+        recording = await self.state.store.get_recording(recording_id)
+        meeting = await self.state.store.get_meeting(recording.meeting_id) if recording else None
+        if recording is None or meeting is None:
+            log.warning("recorder: news of unknown recording %s", recording_id)
+            return None
+        return recording, meeting
+
+    async def _file_uploaded(self, message: Any) -> None:
+        found = await self._recording_row(message.recording_id)
+        if found is None:
+            return
+        recording, row = found
+        stored = await self.state.store.add_recording_file(
+            recording.id, key=message.key, kind=message.kind, size=message.size, sha256=message.sha256,
+            content_type=message.content_type, track_id=message.track_id, start=message.start, end=message.end,
+        )  # fmt: skip
+        recording_event(self.state, recording.customer_id, "recording.uploaded", meeting_id=row.id,
+                        meeting_number=row.meeting_number, recording_id=recording.id, file_id=stored.id,
+                        key=stored.key, file_kind=stored.kind, size=stored.size, sha256=stored.sha256,
+                        content_type=stored.content_type)  # fmt: skip
+
+    async def _failed(self, message: Any) -> None:
+        reason = message.reason
+        job = self._find(message.recording_id)
+        if job is None:
+            found = await self._recording_row(message.recording_id)
+            if found is not None and found[0].state == "active":
+                await self.state.store.update_recording(found[0].id, state="failed", error=reason)
+            return
+        text = {
+            "spool_full": "the recorder's local spool is full (customer storage unreachable?)",
+            "storage": "the customer's storage refused the recording",
+        }.get(reason, message.message or reason)
+        notice = {
+            "type": "error",
+            "code": "recording_failed",
+            "message": f"{job.kind} stopped: {text}",
+            "reason": reason,
+            "recording_id": job.recording_id,
+        }
+        for participant in job.meeting.moderators():
+            participant.send(notice)
+        log.error("recording %s failed: %s", job.recording_id, reason)
+        await self.finish(job, "failed", error=reason)
+
+    async def _transcript_ready(self, message: Any) -> None:
+        found = await self._recording_row(message.recording_id)
+        if found is None:
+            return
+        recording, row = found
+        recording_event(self.state, recording.customer_id, "transcript.ready", meeting_id=row.id,
+                        meeting_number=row.meeting_number, recording_id=recording.id,
+                        keys=list(message.keys))  # fmt: skip
+
+
+# ---------------------------------------------------------------------- the entry points
+
+
+def service(state: Any) -> Recordings:
+    listener = state.conference.listener
+    if not isinstance(listener, Recordings):
+        raise ApiError(503, "recorder_unavailable", "recording is not available on this server")
+    return listener
+
+
+async def start_recording(state: Any, meeting_row: MeetingRow, by: Any, *, hints: list[str] | None = None) -> Recording:
+    return await service(state).start(meeting_row, "recording", by, hints)
+
+
+async def stop_recording(state: Any, meeting_row: MeetingRow, by: Any) -> Recording:
+    return await service(state).stop(meeting_row, "recording", by)
+
+
+async def start_transcription(
+    state: Any, meeting_row: MeetingRow, by: Any, *, hints: list[str] | None = None
+) -> Recording:
+    return await service(state).start(meeting_row, "transcription", by, hints)
+
+
+async def stop_transcription(state: Any, meeting_row: MeetingRow, by: Any) -> Recording:
+    return await service(state).stop(meeting_row, "transcription", by)
+
+
+async def meeting_ended(state: Any, meeting: Meeting, reason: str) -> None:
+    listener = state.conference.listener
+    if isinstance(listener, Recordings) and meeting.recordings:
+        await listener.meeting_ended(meeting, reason)
+
+
+async def consent(state: Any, meeting: Meeting, participant: Participant, decision: str) -> None:
+    """`consent` from signaling (continue | leave)."""
+    try:
+        recordings = service(state)
+    except ApiError as exc:
+        raise SignalingError(exc.code, exc.message) from None
+    await recordings.consent(meeting, participant, decision)
+
+
+async def auto_record(state: Any, row: MeetingRow) -> None:
+    """The customer records every meeting from its start (`auto_record`)."""
+    try:
+        await start_recording(state, row, None)
+    except ApiError as exc:
+        log.warning("meeting %s: automatic recording did not start: %s", row.id, exc.message)
+
+
+async def from_signaling(state: Any, meeting: Meeting, participant: Participant, kind: str, action: str,
+                         hints: list[str] | None = None) -> None:  # fmt: skip
+    """`recording` / `transcription` messages: ApiError becomes the client's `error`."""
+    row = await state.store.get_meeting(meeting.meeting_id)
+    if row is None:
+        raise SignalingError("meeting_ended", "the meeting has ended")
+    try:
+        if action == "start":
+            await service(state).start(row, kind, participant, hints)
+        else:
+            await service(state).stop(row, kind, participant)
+    except ApiError as exc:
+        raise SignalingError(exc.code, exc.message) from None
