@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from control.meeting.conference import Negotiation
 from control.errors import SignalingError
-from control.meeting.model import Consumer, Meeting, Participant, Track
+from control.meeting.model import Subscription, LiveMeeting, Participant, PublishedTrack
 from control.meeting.protocol import CLIENT_TYPES, Limits, TokenBucket, parse_client_message
 from sfu import api
 
@@ -138,9 +138,9 @@ async def test_changes_during_an_offer_give_exactly_one_more_offer():
     peer = RecordingPeer()
     participant = Participant("sub", "subscriber", peer)
     participant.subscribe_transport_id = "t1"
-    participant.consumers["c1"] = Consumer("c1", Track("p1", "pub", "camera", "video", "0"))
+    participant.consumers["c1"] = Subscription("c1", PublishedTrack("p1", "pub", "camera", "video", "0"))
     conference = StubConference()
-    negotiation = Negotiation(conference, Meeting("m"), participant)
+    negotiation = Negotiation(conference, LiveMeeting("m"), participant)
 
     with pytest.raises(SignalingError) as caught:
         await negotiation.on_answer("early")

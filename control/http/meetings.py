@@ -36,7 +36,7 @@ from control.http.rest import (
     time_field,
 )
 from control.state import AppState, get_state
-from control.store.base import Conflict, Meeting
+from control.store.base import Conflict, MeetingRecord
 
 MAX_TITLE_CHARS = 200
 PASSCODE_PATTERN = re.compile(r"^[A-Za-z0-9]{6,32}$")
@@ -49,12 +49,12 @@ def new_passcode() -> str:
     return "".join(secrets.choice("0123456789") for _ in range(GENERATED_PASSCODE_DIGITS))
 
 
-def join_url(request: web.Request, meeting: Meeting) -> str:
+def join_url(request: web.Request, meeting: MeetingRecord) -> str:
     link = tokens.make_link_token(get_state(request.app), meeting)
     return f"{public_base(request)}/m/{display_number(meeting.meeting_number)}?t={link}"
 
 
-def meeting_json(request: web.Request, meeting: Meeting) -> dict[str, Any]:
+def meeting_json(request: web.Request, meeting: MeetingRecord) -> dict[str, Any]:
     return {
         "id": meeting.id,
         "meeting_number": display_number(meeting.meeting_number),
@@ -92,7 +92,7 @@ def _duration_field(body: dict[str, Any], limits: dict[str, Any]) -> int | None:
     return int_field(body, "duration_minutes", 1, int(limits["max_meeting_minutes"]))
 
 
-async def meeting_in_path(request: web.Request, actor: Actor, *, host_only: bool = False) -> Meeting:
+async def meeting_in_path(request: web.Request, actor: Actor, *, host_only: bool = False) -> MeetingRecord:
     """The meeting of `{number}` in the path, if the actor may act on it (else 403/404)."""
     number = parse_number(request.match_info["number"])
     meeting = await get_state(request.app).store.get_meeting_by_number(number) if number else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from control.errors import ApiError
-from control.store.base import Host, Meeting
+from control.store.base import Host, MeetingRecord
 
 if TYPE_CHECKING:
     from control.accounts.service import Actor
@@ -47,14 +47,14 @@ def require_host_admin(actor: Actor, host: Host | None) -> Host:
     return host
 
 
-def may_view_meeting(actor: Actor, meeting: Meeting) -> bool:
+def may_view_meeting(actor: Actor, meeting: MeetingRecord) -> bool:
     """The operator, the admin of the meeting's customer, or its host."""
     if may_admin_customer(actor, meeting.customer_id):
         return True
     return actor.kind == "host" and actor.host_id == meeting.host_id
 
 
-def require_meeting_access(actor: Actor, meeting: Meeting | None, *, host_only: bool = False) -> Meeting:
+def require_meeting_access(actor: Actor, meeting: MeetingRecord | None, *, host_only: bool = False) -> MeetingRecord:
     """The meeting, if the actor may see it (or, with host_only, is its host)."""
     allowed = meeting is not None and (
         actor.kind == "host" and actor.host_id == meeting.host_id

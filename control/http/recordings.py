@@ -36,7 +36,7 @@ from control.meeting.protocol import transcription_hints
 from control.http.rest import display_number, invalid, iso_time, json_body
 from control.state import AppState, get_state
 from control.storage_settings import public_view, storage_for, validate_storage_settings
-from control.store.base import ConsentEntry, Meeting, Recording, RecordingFile
+from control.store.base import ConsentEntry, MeetingRecord, Recording, RecordingFile
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def storage_json(settings: dict[str, Any] | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------- who asks
 
 
-async def recording_for(request: web.Request, actor: Actor) -> tuple[Recording, Meeting]:
+async def recording_for(request: web.Request, actor: Actor) -> tuple[Recording, MeetingRecord]:
     """The recording in the path and its meeting, if the actor may see the meeting (its
     host, the customer's admin, the operator); like meetings, a missing one and another
     customer's look the same (403) to anyone but the operator."""
@@ -173,7 +173,7 @@ async def _live_functions() -> Any:
     return recording
 
 
-async def _active_kinds(state: AppState, meeting: Meeting) -> dict[str, Any]:
+async def _active_kinds(state: AppState, meeting: MeetingRecord) -> dict[str, Any]:
     active = {r.kind for r in await state.store.list_recordings(meeting.id) if r.state == "active"}
     return {
         "meeting_number": display_number(meeting.meeting_number),
@@ -201,7 +201,7 @@ async def recording_action(request: web.Request) -> web.Response:
     return web.json_response(await _active_kinds(state, meeting))
 
 
-async def _transcription_caller(request: web.Request) -> tuple[Meeting, str]:
+async def _transcription_caller(request: web.Request) -> tuple[MeetingRecord, str]:
     """(meeting, name of who asks): the host as for recording, or a participant of the
     current live session when the customer allows participants to transcribe."""
     state = get_state(request.app)
@@ -217,7 +217,7 @@ async def _transcription_caller(request: web.Request) -> tuple[Meeting, str]:
     return meeting, await _host_name(state, actor)
 
 
-async def _participant_transcribing(request: web.Request, token: str, claims: tokens.JoinClaims) -> tuple[Meeting, str]:
+async def _participant_transcribing(request: web.Request, token: str, claims: tokens.JoinClaims) -> tuple[MeetingRecord, str]:
     state = get_state(request.app)
     number = request.match_info["number"].replace("-", "")
     meeting = await state.store.get_meeting_by_number(number) if len(number) == 11 and number.isdigit() else None
@@ -407,7 +407,7 @@ async def delete_recording(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def remove_meeting_recordings(state: AppState, meeting: Meeting) -> dict[str, int]:
+async def remove_meeting_recordings(state: AppState, meeting: MeetingRecord) -> dict[str, int]:
     """Operator content removal: stop what is running (through the live side), then delete
     every recording and transcript of the meeting. {recordings, files} removed."""
     recordings = await state.store.list_recordings(meeting.id)
@@ -422,7 +422,7 @@ async def remove_meeting_recordings(state: AppState, meeting: Meeting) -> dict[s
     return removed
 
 
-async def _stop_everything(state: AppState, meeting: Meeting) -> None:
+async def _stop_everything(state: AppState, meeting: MeetingRecord) -> None:
     try:
         from control.recording import service as live
     except ImportError:

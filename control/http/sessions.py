@@ -40,7 +40,7 @@ from control.http.permissions import require_meeting_access
 from control.meeting.protocol import clean_name
 from control.http.rest import display_number, json_body, public_base
 from control.state import get_state
-from control.store.base import Meeting as MeetingRow
+from control.store.base import MeetingRecord
 from control.store.base import MeetingFull
 
 DEVICE_COOKIE = "conclave_device"
@@ -48,7 +48,7 @@ DEVICE_COOKIE_MAX_AGE_S = 365 * 24 * 3600
 WINDOW_S = 60.0
 MAX_TRACKED_KEYS = 50_000
 MUTE_SOURCES = ("microphone", "camera")
-_DUMMY_MEETING = MeetingRow(
+_DUMMY_MEETING = MeetingRecord(
     id="0" * 12, meeting_number="0" * 11, host_id="", customer_id="", title="", passcode=secrets.token_hex(8)
 )
 
@@ -125,7 +125,7 @@ JOIN_LIMITS_KEY = web.AppKey("conclave_join_limits", JoinLimits)
 # ---------------------------------------------------------------------- helpers
 
 
-def ws_url(request: web.Request, row: MeetingRow) -> str:
+def ws_url(request: web.Request, row: MeetingRecord) -> str:
     base = public_base(request)
     scheme, rest = base.split("://", 1)
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/api/v1/meetings/{display_number(row.meeting_number)}/ws"
@@ -143,7 +143,7 @@ def _digits(request: web.Request) -> str | None:
     return digits if len(digits) == 11 and digits.isdigit() else None
 
 
-async def _meeting_or_404(request: web.Request) -> MeetingRow:
+async def _meeting_or_404(request: web.Request) -> MeetingRecord:
     digits = _digits(request)
     row = await get_state(request.app).store.get_meeting_by_number(digits) if digits else None
     if row is None:
@@ -151,7 +151,7 @@ async def _meeting_or_404(request: web.Request) -> MeetingRow:
     return row
 
 
-async def moderator(request: web.Request, *, admins_too: bool = False) -> tuple[Actor, MeetingRow]:
+async def moderator(request: web.Request, *, admins_too: bool = False) -> tuple[Actor, MeetingRecord]:
     """The meeting's host acting on it (see the module's doc), and the meeting. With
     `admins_too`, also the operator and the admin of the meeting's customer."""
     state = get_state(request.app)
@@ -372,7 +372,7 @@ async def join_meeting(request: web.Request) -> web.Response:
 
 async def _check_credentials(
     state: Any, digits: str | None, passcode: object, link_token: object
-) -> MeetingRow | None:
+) -> MeetingRecord | None:
     """The meeting when the credential fits it, else None; the same work either way."""
     found = await state.store.get_meeting_by_number(digits or _DUMMY_MEETING.meeting_number)
     meeting = found or _DUMMY_MEETING
@@ -385,7 +385,7 @@ async def _check_credentials(
     return found if ok and found is not None else None
 
 
-async def _admit_joiner(request: web.Request, row: MeetingRow, name: str, old_token: object) -> web.Response:
+async def _admit_joiner(request: web.Request, row: MeetingRecord, name: str, old_token: object) -> web.Response:
     """The credential was right: the meeting's own rules decide (removed, locked, full)."""
     state = get_state(request.app)
     store = state.store
@@ -457,7 +457,7 @@ async def _admit_joiner(request: web.Request, row: MeetingRow, name: str, old_to
     return response
 
 
-async def _was_removed(state: Any, row: MeetingRow, old_token: object) -> bool:
+async def _was_removed(state: Any, row: MeetingRecord, old_token: object) -> bool:
     """The join presents an earlier token of someone removed from this meeting."""
     if not isinstance(old_token, str):
         return False

@@ -30,7 +30,7 @@ from control.http.permissions import forbidden
 from control.http.rest import display_number, iso_time
 from control.state import AppState, get_state
 from control.storage_settings import storage_for
-from control.store.base import Meeting, Recording, RecordingFile
+from control.store.base import MeetingRecord, Recording, RecordingFile
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _token(request: web.Request) -> str | None:
     return accounts.bearer_token(request) or request.query.get("token") or None
 
 
-async def _may_read(state: AppState, token: str | None, recording: Recording, meeting: Meeting) -> bool:
+async def _may_read(state: AppState, token: str | None, recording: Recording, meeting: MeetingRecord) -> bool:
     if not token:
         return False
     if token.startswith(accounts.HOST_TOKEN_PREFIX):
@@ -82,7 +82,7 @@ async def _may_read(state: AppState, token: str | None, recording: Recording, me
     return False
 
 
-async def _authorized(request: web.Request) -> tuple[Recording, Meeting]:
+async def _authorized(request: web.Request) -> tuple[Recording, MeetingRecord]:
     """The recording and meeting, if the request's token may read the transcript."""
     state = get_state(request.app)
     token = _token(request)

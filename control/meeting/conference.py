@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from control.errors import SignalingError
-from control.meeting.model import Consumer, Meeting, MeetingRegistry, Participant, Placement, Track, new_id
+from control.meeting.model import Subscription, LiveMeeting, MeetingRegistry, Participant, Placement, PublishedTrack, new_id
 from control.processes.workers import WorkerSupervisor
 from sfu import api
 from sfu.channel import ChannelError
@@ -35,7 +35,7 @@ NO_ANSWER_CLOSE_CODE = 1008  # policy violation: the client never answered an of
 WAIT_FOR_WORKER_S = 5.0
 
 
-def _unpublished(track: Track) -> dict[str, Any]:
+def _unpublished(track: PublishedTrack) -> dict[str, Any]:
     return {"type": "track_unpublished", "track_id": track.track_id, "participant_id": track.participant_id}
 
 
@@ -51,7 +51,7 @@ class Negotiation:
 
     IDLE, CREATING, AWAITING_ANSWER = "idle", "creating", "awaiting_answer"
 
-    def __init__(self, conference: Conference, meeting: Meeting, participant: Participant) -> None:
+    def __init__(self, conference: Conference, meeting: LiveMeeting, participant: Participant) -> None:
         self._conference = conference
         self._meeting = meeting
         self._participant = participant
@@ -166,28 +166,28 @@ class ConferenceListener:
     jobs: control.recording.service). Every method is called synchronously, most of them under the
     meeting's lock; a listener schedules its own I/O. The defaults do nothing."""
 
-    def participant_joined(self, meeting: Meeting, participant: Participant) -> bool:
+    def participant_joined(self, meeting: LiveMeeting, participant: Participant) -> bool:
         """Admitted with transports; `joined` was sent. Under the lock, before anything
         they send is handled (a listener may set `participant.media_held`). True if they
         need their subscribe connection now even with nothing but the announcer on it."""
         return False
 
-    def participant_left(self, meeting: Meeting, participant: Participant) -> None:
+    def participant_left(self, meeting: LiveMeeting, participant: Participant) -> None:
         """Gone from the meeting (`participant.exit_reason` says why)."""
 
-    def track_published(self, meeting: Meeting, track: Track) -> None:
+    def track_published(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
         """A new producer, already forwarded to the others."""
 
-    def track_unpublished(self, meeting: Meeting, track: Track) -> None:
+    def track_unpublished(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
         """A producer is closed (its consumers with it)."""
 
-    def subscriber_connected(self, meeting: Meeting, participant: Participant) -> None:
+    def subscriber_connected(self, meeting: LiveMeeting, participant: Participant) -> None:
         """Their subscribe transport is up: what is played on the announcer reaches them."""
 
-    def router_created(self, meeting: Meeting) -> None:
+    def router_created(self, meeting: LiveMeeting) -> None:
         """The meeting has a (new) router: first join, or back after its worker died."""
 
-    def router_lost(self, meeting: Meeting) -> None:
+    def router_lost(self, meeting: LiveMeeting) -> None:
         """The meeting's worker died: its router, transports and producers are gone."""
 
 
@@ -202,14 +202,14 @@ class Conference:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
         # A fresh join token for a participant told to reconnect (set by control.meeting.live).
-        self.reconnect_token: Callable[[Meeting, Participant], str | None] | None = None
+        self.reconnect_token: Callable[[LiveMeeting, Participant], str | None] | None = None
         self.listener = ConferenceListener()  # set by control.recording.service
         supervisor.add_down_listener(self._on_worker_down)
         supervisor.add_notification_listener(self._on_worker_notification)
 
     # ------------------------------------------------------------------ helpers
 
-    async def request(self, meeting: Meeting, message: api.Message) -> api.Message:
+    async def request(self, meeting: LiveMeeting, message: api.Message) -> api.Message:
         placement = meeting.placement
         if placement is None:
             raise ChannelError("worker_down", "the meeting has no media server")
@@ -226,7 +226,7 @@ class Conference:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _ensure_router(self, meeting: Meeting) -> None:
+    async def _ensure_router(self, meeting: LiveMeeting) -> None:
         placement = meeting.placement
         if placement is not None:
             try:
@@ -251,7 +251,7 @@ class Conference:
         meeting.placement = Placement(worker.index, generation, meeting.meeting_id)
         self.listener.router_created(meeting)
 
-    async def ensure_router(self, meeting: Meeting) -> None:
+    async def ensure_router(self, meeting: LiveMeeting) -> None:
         """The meeting's router, made now if it has none (e.g. recording before anyone
         joined). The caller holds the meeting's lock."""
         if meeting.ended:
@@ -260,7 +260,7 @@ class Conference:
 
     # ------------------------------------------------------------------ join / leave
 
-    def capacity(self, meeting: Meeting) -> int:
+    def capacity(self, meeting: LiveMeeting) -> int:
         """Most admitted participants: the server's cap, or the customer's if lower."""
         if meeting.max_participants is None:
             return self._max_participants
@@ -268,7 +268,7 @@ class Conference:
 
     async def join(
         self,
-        meeting: Meeting,
+        meeting: LiveMeeting,
         participant: Participant,
         chat: list[dict[str, Any]],
         message_id: Any = None,
@@ -315,7 +315,7 @@ class Conference:
             log.info("meeting %s: %s joined (%d in it)", meeting.meeting_id, participant_id, len(meeting.participants))
             return participant
 
-    async def wait(self, meeting: Meeting, participant: Participant, reason: str, message_id: Any = None) -> None:
+    async def wait(self, meeting: LiveMeeting, participant: Participant, reason: str, message_id: Any = None) -> None:
         """Hold `participant` outside: no transports, nothing sent to them but `waiting`."""
         async with meeting.lock:
             if meeting.ended:
@@ -329,7 +329,7 @@ class Conference:
             participant.send(message)
         log.info("meeting %s: %s waits (%s)", meeting.meeting_id, participant.participant_id, reason)
 
-    async def _replace_previous(self, meeting: Meeting, participant: Participant) -> None:
+    async def _replace_previous(self, meeting: LiveMeeting, participant: Participant) -> None:
         """The same participant connected again (e.g. their network changed): the new
         connection wins, the old one is closed (4001)."""
         previous = meeting.find_connected(participant.participant_id)
@@ -339,7 +339,7 @@ class Conference:
         await self._remove_locked(meeting, previous)
         previous.peer.close(REPLACED_CLOSE_CODE, "joined again from another connection")
 
-    async def dismiss(self, meeting: Meeting, participant: Participant, message: dict[str, Any], code: int) -> None:
+    async def dismiss(self, meeting: LiveMeeting, participant: Participant, message: dict[str, Any], code: int) -> None:
         """The server takes `participant` out (removed, denied, signed out): tell them why,
         release their media, close their socket."""
         participant.send(message)
@@ -347,7 +347,7 @@ class Conference:
             await self._remove_locked(meeting, participant)
         participant.peer.close(code, str(message.get("type", "")))
 
-    async def end(self, meeting: Meeting, message: dict[str, Any], code: int) -> None:
+    async def end(self, meeting: LiveMeeting, message: dict[str, Any], code: int) -> None:
         """The meeting ends: everyone (waiting room too) gets `message` and their socket
         closes at once (not after a media operation in flight); then, under the lock, anyone
         who got in meanwhile too, and the router goes from its worker (with its transports)."""
@@ -367,7 +367,7 @@ class Conference:
                     log.debug("closing the router of %s failed (ignored): %s", meeting.meeting_id, exc)
         log.info("meeting %s ended: %d disconnected", meeting.meeting_id, count)
 
-    def _close_everyone(self, meeting: Meeting, message: dict[str, Any], code: int) -> int:
+    def _close_everyone(self, meeting: LiveMeeting, message: dict[str, Any], code: int) -> int:
         everyone = meeting.connected()
         for participant in everyone:
             participant.exit_reason = participant.exit_reason or "ended"
@@ -382,7 +382,7 @@ class Conference:
                 self.listener.participant_left(meeting, participant)
         return len(everyone)
 
-    async def _create_transports(self, meeting: Meeting, participant: Participant) -> None:
+    async def _create_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
         assert meeting.placement is not None
         router_id = meeting.placement.router_id
         try:
@@ -399,7 +399,7 @@ class Conference:
             raise media_error(exc, "creating transports") from None
         await self._consume_announcer(meeting, participant, router_id)
 
-    async def _consume_announcer(self, meeting: Meeting, participant: Participant, router_id: str) -> None:
+    async def _consume_announcer(self, meeting: LiveMeeting, participant: Participant, router_id: str) -> None:
         """Subscribe them to the meeting's announcer, so that notices reach them in-band.
         Not fatal when it fails: they still get the notice as a banner and an event."""
         assert participant.subscribe_transport_id is not None
@@ -416,7 +416,7 @@ class Conference:
             return
         participant.announcer_consumer_id = consumer_id
 
-    async def _close_transports(self, meeting: Meeting, participant: Participant) -> None:
+    async def _close_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
         for transport_id in (participant.publish_transport_id, participant.subscribe_transport_id):
             if transport_id is not None and not self.stopping:
                 await self._quiet_request(meeting, api.TransportClose(transport_id=transport_id))
@@ -424,14 +424,14 @@ class Conference:
         participant.announcer_consumer_id = None
         participant.subscribe_connected = False
 
-    async def _quiet_request(self, meeting: Meeting, message: api.Message) -> None:
+    async def _quiet_request(self, meeting: LiveMeeting, message: api.Message) -> None:
         """A clean-up request whose failure changes nothing (the entity may be gone already)."""
         try:
             await self.request(meeting, message)
         except ChannelError as exc:
             log.debug("%s failed (ignored): %s", message.NAME, exc)
 
-    async def leave(self, meeting: Meeting, participant: Participant) -> None:
+    async def leave(self, meeting: LiveMeeting, participant: Participant) -> None:
         if participant.closed:
             return
         async with meeting.lock:
@@ -439,7 +439,7 @@ class Conference:
         count = len(meeting.participants)
         log.info("meeting %s: %s left (%d in it)", meeting.meeting_id, participant.participant_id, count)
 
-    async def _remove_locked(self, meeting: Meeting, participant: Participant) -> None:
+    async def _remove_locked(self, meeting: LiveMeeting, participant: Participant) -> None:
         if participant.closed:
             return
         participant.closed = True
@@ -465,7 +465,7 @@ class Conference:
     # ------------------------------------------------------------------ tracks
 
     async def publish(
-        self, meeting: Meeting, participant: Participant, sdp: str, sources: dict[str, str], message_id: Any = None
+        self, meeting: LiveMeeting, participant: Participant, sdp: str, sources: dict[str, str], message_id: Any = None
     ) -> None:
         async with meeting.lock:
             transport_id = self._live_transport(participant, participant.publish_transport_id)
@@ -479,7 +479,7 @@ class Conference:
             added = []
             for info in answer.producers:
                 source = info.source or sources.get(info.mid, "")
-                track = Track(info.producer_id, participant.participant_id, source, info.kind, info.mid)
+                track = PublishedTrack(info.producer_id, participant.participant_id, source, info.kind, info.mid)
                 participant.tracks[track.track_id] = track
                 added.append(track)
             for track in added:
@@ -517,7 +517,7 @@ class Conference:
             raise SignalingError("not_joined", "you are not in the meeting")
         return transport_id
 
-    async def _create_consumer(self, meeting: Meeting, subscriber: Participant, track: Track) -> bool:
+    async def _create_consumer(self, meeting: LiveMeeting, subscriber: Participant, track: PublishedTrack) -> bool:
         """Forward `track` to `subscriber` unless they turned it off; True if a consumer was made."""
         transport_id = subscriber.subscribe_transport_id
         if subscriber.closed or transport_id is None or track.track_id in subscriber.unsubscribed:
@@ -534,10 +534,10 @@ class Conference:
             log.warning("consumer of %s for %s failed: %s", track.track_id, subscriber.participant_id, exc)
             self.send_error(subscriber, media_error(exc, f"receiving track {track.track_id}"))
             return False
-        subscriber.consumers[consumer_id] = Consumer(consumer_id, track)
+        subscriber.consumers[consumer_id] = Subscription(consumer_id, track)
         return True
 
-    def _consumers_closed_with(self, meeting: Meeting, track: Track) -> set[Participant]:
+    def _consumers_closed_with(self, meeting: LiveMeeting, track: PublishedTrack) -> set[Participant]:
         """`track`'s producer is closed; the worker closed its consumers with it (no request
         needed). Marks them inactive; returns the subscribers whose m-lines changed."""
         changed = set()
@@ -553,7 +553,7 @@ class Conference:
             if not subscriber.closed and subscriber.negotiation is not None:
                 subscriber.negotiation.request()
 
-    async def set_subscription(self, meeting: Meeting, participant: Participant, track_id: str, enabled: bool) -> None:
+    async def set_subscription(self, meeting: LiveMeeting, participant: Participant, track_id: str, enabled: bool) -> None:
         async with meeting.lock:
             self._live_transport(participant, participant.subscribe_transport_id)
             track = meeting.find_track(track_id)
@@ -576,20 +576,20 @@ class Conference:
             finally:
                 self._renegotiate({participant})
 
-    async def answer(self, meeting: Meeting, participant: Participant, sdp: str) -> None:
+    async def answer(self, meeting: LiveMeeting, participant: Participant, sdp: str) -> None:
         self._live_transport(participant, participant.subscribe_transport_id)
         assert participant.negotiation is not None
         await participant.negotiation.on_answer(sdp)
 
     # ------------------------------------------------------------------ mute / chat
 
-    async def mute(self, meeting: Meeting, participant: Participant, source: str, muted: bool) -> None:
+    async def mute(self, meeting: LiveMeeting, participant: Participant, source: str, muted: bool) -> None:
         """The participant mutes or unmutes their own source (not one the host muted)."""
         if not muted and source in participant.host_muted:
             raise SignalingError("muted_by_host", f"the host muted your {source}; only the host can allow it again")
         await self._set_muted(meeting, participant, source, muted)
 
-    async def host_mute(self, meeting: Meeting, participant: Participant, source: str, muted: bool) -> None:
+    async def host_mute(self, meeting: LiveMeeting, participant: Participant, source: str, muted: bool) -> None:
         """Server-side mute by the host: the SFU stops forwarding the source and the
         participant cannot unmute it until the host allows it again (`muted` False, which
         does not unmute them: only they can turn their microphone or camera back on)."""
@@ -603,7 +603,7 @@ class Conference:
         else:
             meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
 
-    async def _set_muted(self, meeting: Meeting, participant: Participant, source: str, muted: bool) -> None:
+    async def _set_muted(self, meeting: LiveMeeting, participant: Participant, source: str, muted: bool) -> None:
         participant.muted[source] = muted
         meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
         # Pause the producers too, so a muted source is not forwarded whatever the client
@@ -615,7 +615,7 @@ class Conference:
             except ChannelError as exc:
                 raise media_error(exc, "mute") from None
 
-    async def set_media_held(self, meeting: Meeting, participant: Participant, held: bool) -> None:
+    async def set_media_held(self, meeting: LiveMeeting, participant: Participant, held: bool) -> None:
         """Hold (pause on the media server) everything `participant` publishes, or let it
         go again: sources they muted stay paused. The caller holds the meeting's lock."""
         participant.media_held = held
@@ -629,7 +629,7 @@ class Conference:
             except ChannelError as exc:
                 log.warning("meeting %s: pausing %s failed: %s", meeting.meeting_id, track.track_id, exc)
 
-    async def play_notice(self, meeting: Meeting, frames: list[str], participants: list[Participant] | None) -> None:
+    async def play_notice(self, meeting: LiveMeeting, frames: list[str], participants: list[Participant] | None) -> None:
         """Play Opus `frames` (base64, 20 ms each) on the meeting's announcer: to everyone
         subscribed to it (`participants` None) or to these participants only."""
         placement = meeting.placement
@@ -644,7 +644,7 @@ class Conference:
             meeting, api.NoticePlay(router_id=placement.router_id, frames=frames, consumer_ids=consumer_ids)
         )
 
-    def chat(self, meeting: Meeting, message: dict[str, Any]) -> None:
+    def chat(self, meeting: LiveMeeting, message: dict[str, Any]) -> None:
         """A stored chat message (control.meeting.live numbered it) to everyone admitted."""
         meeting.broadcast({"type": "chat", "message": message})
 
@@ -654,7 +654,7 @@ class Conference:
         for meeting in self._registry.on_worker(index):
             self._spawn(self._reset_meeting(meeting, index, generation), f"reset-{meeting.meeting_id}")
 
-    async def _reset_meeting(self, meeting: Meeting, index: int, generation: int) -> None:
+    async def _reset_meeting(self, meeting: LiveMeeting, index: int, generation: int) -> None:
         """The meeting's worker died: everyone reconnects; the router is re-made on rejoin."""
         async with meeting.lock:
             placement = meeting.placement
@@ -663,7 +663,7 @@ class Conference:
             count = self._reset_locked(meeting, "media server restarted")
             log.warning("meeting %s: worker %d died; %d told to reconnect", meeting.meeting_id, index, count)
 
-    def _reset_locked(self, meeting: Meeting, reason: str) -> int:
+    def _reset_locked(self, meeting: LiveMeeting, reason: str) -> int:
         """Forget the meeting's router; tell everyone in it to reconnect. Returns how many."""
         had_router, meeting.placement = meeting.placement is not None, None
         if had_router:
@@ -705,7 +705,7 @@ class Conference:
                     self.listener.subscriber_connected(meeting, participant)
                     return
 
-    async def _producer_closed(self, meeting: Meeting, producer_id: str) -> None:
+    async def _producer_closed(self, meeting: LiveMeeting, producer_id: str) -> None:
         async with meeting.lock:
             track = meeting.find_track(producer_id)
             if track is None:

@@ -30,7 +30,7 @@ from control.accounts import service as accounts
 from control.recording import service as recording
 from control.accounts import tokens
 from control.errors import ApiError, SignalingError
-from control.meeting.model import Meeting, Participant, Peer
+from control.meeting.model import LiveMeeting, Participant, Peer
 from control.http.rest import display_number
 from control.store.base import (
     AlreadyLive,
@@ -40,8 +40,8 @@ from control.store.base import (
     MeetingNotStartable,
     NotFound,
 )
-from control.store.base import Meeting as MeetingRow
-from control.store.base import Participant as ParticipantRow
+from control.store.base import MeetingRecord
+from control.store.base import ParticipantRecord
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +70,19 @@ def _finished(task: asyncio.Task[Any]) -> None:
         log.error("%s failed", task.get_name(), exc_info=task.exception())
 
 
-def _number(meeting: MeetingRow | Meeting) -> str:
-    number = meeting.meeting_number if isinstance(meeting, MeetingRow) else meeting.number
+def _number(meeting: MeetingRecord | LiveMeeting) -> str:
+    number = meeting.meeting_number if isinstance(meeting, MeetingRecord) else meeting.number
     return display_number(number) if len(number) == 11 else number
 
 
-def _event(state: Any, meeting: MeetingRow | Meeting, event: str, **data: Any) -> None:
-    payload = {"meeting_id": meeting.meeting_id if isinstance(meeting, Meeting) else meeting.id}
+def _event(state: Any, meeting: MeetingRecord | LiveMeeting, event: str, **data: Any) -> None:
+    payload = {"meeting_id": meeting.meeting_id if isinstance(meeting, LiveMeeting) else meeting.id}
     payload["meeting_number"] = _number(meeting)
     payload.update(data)
     webhooks.emit(state, meeting.customer_id, event, payload)
 
 
-async def find_meeting(state: Any, ref: str) -> MeetingRow | None:
+async def find_meeting(state: Any, ref: str) -> MeetingRecord | None:
     """A meeting by its number (with or without dashes) or by its id."""
     if not isinstance(ref, str) or len(ref) > 64:
         return None
@@ -100,7 +100,7 @@ async def limits_of(state: Any, customer_id: str) -> dict[str, Any]:
     return accounts.customer_limits(state, customer)
 
 
-def live_meeting(state: Any, row: MeetingRow, live_session: LiveSession | None) -> Meeting:
+def live_meeting(state: Any, row: MeetingRecord, live_session: LiveSession | None) -> LiveMeeting:
     """The live side of `row`, made on first use."""
     meeting = state.meetings.get_or_create(
         row.id, title=row.title, number=row.meeting_number, host_id=row.host_id, customer_id=row.customer_id
@@ -116,12 +116,12 @@ def live_meeting(state: Any, row: MeetingRow, live_session: LiveSession | None) 
 
 async def connect(
     state: Any,
-    row: MeetingRow,
+    row: MeetingRecord,
     claims: tokens.JoinClaims,
-    person: ParticipantRow,
+    person: ParticipantRecord,
     peer: Peer,
     message_id: Any = None,
-) -> tuple[Meeting, Participant]:
+) -> tuple[LiveMeeting, Participant]:
     """A socket presented a valid join token: into the meeting, or its waiting room."""
     store = state.store
     live_session = await store.get_live_session(row.id)
@@ -168,7 +168,7 @@ async def _require_host_session(state: Any, claims: tokens.JoinClaims) -> None:
 
 
 async def _state_on_connect(
-    state: Any, row: MeetingRow, meeting: Meeting, live_session: LiveSession | None, person: ParticipantRow
+    state: Any, row: MeetingRecord, meeting: LiveMeeting, live_session: LiveSession | None, person: ParticipantRecord
 ) -> str:
     """waiting or admitted, for someone connecting with a valid, unrevoked token."""
     if live_session is None:
@@ -183,7 +183,7 @@ async def _state_on_connect(
     return "waiting" if row.waiting_room else "admitted"
 
 
-async def _admit_connected(state: Any, meeting: Meeting, participant: Participant, message_id: Any = None) -> None:
+async def _admit_connected(state: Any, meeting: LiveMeeting, participant: Participant, message_id: Any = None) -> None:
     chat = await chat_history(state, meeting.meeting_id)
     participant.may_transcribe = await _may_transcribe(state, meeting, participant)
     await state.conference.join(meeting, participant, chat, message_id)
@@ -200,7 +200,7 @@ async def _admit_connected(state: Any, meeting: Meeting, participant: Participan
         await notify_waiting_room(state, meeting, only=participant)
 
 
-async def _may_transcribe(state: Any, meeting: Meeting, participant: Participant) -> bool:
+async def _may_transcribe(state: Any, meeting: LiveMeeting, participant: Participant) -> bool:
     try:
         limits = await limits_of(state, meeting.customer_id)
     except ApiError:
@@ -210,7 +210,7 @@ async def _may_transcribe(state: Any, meeting: Meeting, participant: Participant
     return participant.is_host or bool(limits.get("participants_may_transcribe"))
 
 
-async def disconnected(state: Any, meeting: Meeting, participant: Participant, was_admitted: bool) -> None:
+async def disconnected(state: Any, meeting: LiveMeeting, participant: Participant, was_admitted: bool) -> None:
     """A socket is gone; record what it means (per `participant.exit_reason`)."""
     reason = participant.exit_reason
     if reason in (None, "session_ended"):
@@ -231,7 +231,7 @@ async def disconnected(state: Any, meeting: Meeting, participant: Participant, w
         state.meetings.discard(meeting)  # nobody waits for this host any more
 
 
-def reconnect_token(state: Any, meeting: Meeting, participant: Participant) -> str | None:
+def reconnect_token(state: Any, meeting: LiveMeeting, participant: Participant) -> str | None:
     """A fresh join token for someone told to reconnect (same participant, same grants)."""
     try:
         return tokens.make_join_token(
@@ -300,7 +300,7 @@ def _chat_json(message: Any) -> dict[str, Any]:
     }
 
 
-async def chat(state: Any, meeting: Meeting, participant: Participant, text: str) -> None:
+async def chat(state: Any, meeting: LiveMeeting, participant: Participant, text: str) -> None:
     """Store the message (the store numbers it) and send it to everyone admitted, in seq
     order: appends and broadcasts of one meeting are serialized."""
     if not participant.may("chat"):
@@ -315,12 +315,12 @@ async def chat(state: Any, meeting: Meeting, participant: Participant, text: str
 # ---------------------------------------------------------------------- the host's view
 
 
-async def waiting_list(state: Any, meeting_id: str, live_session_id: str | None) -> list[ParticipantRow]:
+async def waiting_list(state: Any, meeting_id: str, live_session_id: str | None) -> list[ParticipantRecord]:
     rows = await state.store.list_participants(meeting_id, states=["waiting"])
     return [r for r in rows if r.live_session_id == live_session_id]
 
 
-async def notify_waiting_room(state: Any, meeting: Meeting, only: Participant | None = None) -> None:
+async def notify_waiting_room(state: Any, meeting: LiveMeeting, only: Participant | None = None) -> None:
     """Send the waiting-room list to the meeting's moderators (or one of them)."""
     targets = [only] if only is not None else meeting.moderators()
     if not targets or meeting.live_session_id is None:
@@ -346,8 +346,8 @@ async def notify_waiting_room(state: Any, meeting: Meeting, only: Participant | 
 
 
 async def start_meeting(
-    state: Any, row: MeetingRow, host_id: str, host_name: str, host_session_id: str | None
-) -> tuple[LiveSession, ParticipantRow, str, bool]:
+    state: Any, row: MeetingRecord, host_id: str, host_name: str, host_session_id: str | None
+) -> tuple[LiveSession, ParticipantRecord, str, bool]:
     """Start `row` for its host (or hand the host back into it when it is live already):
     (live session, host participant, host join token, whether it started now)."""
     store = state.store
@@ -396,7 +396,7 @@ async def start_meeting(
 
 
 async def _went_live(
-    state: Any, row: MeetingRow, meeting: Meeting, session: LiveSession, limits: dict[str, Any]
+    state: Any, row: MeetingRecord, meeting: LiveMeeting, session: LiveSession, limits: dict[str, Any]
 ) -> None:
     """Everyone who was waiting for the host: into the waiting room, or in."""
     meeting.admitted_ids.clear()
@@ -440,7 +440,7 @@ async def _duration_reached(state: Any, meeting_id: str, live_session_id: str) -
 # ---------------------------------------------------------------------- moderation
 
 
-async def _live_participant(state: Any, row: MeetingRow, participant_id: str) -> tuple[Meeting, ParticipantRow]:
+async def _live_participant(state: Any, row: MeetingRecord, participant_id: str) -> tuple[LiveMeeting, ParticipantRecord]:
     """The live meeting of `row` and one of its participants in the current live session."""
     session = await state.store.get_live_session(row.id)
     if session is None:
@@ -451,7 +451,7 @@ async def _live_participant(state: Any, row: MeetingRow, participant_id: str) ->
     return live_meeting(state, row, session), person
 
 
-async def _admit_waiting(state: Any, meeting: Meeting, participant: Participant) -> None:
+async def _admit_waiting(state: Any, meeting: LiveMeeting, participant: Participant) -> None:
     try:
         await _admit_connected(state, meeting, participant)
     except SignalingError as exc:  # e.g. full: they stay in the waiting room
@@ -461,7 +461,7 @@ async def _admit_waiting(state: Any, meeting: Meeting, participant: Participant)
         raise ApiError(409, exc.code, exc.message) from None
 
 
-async def admit(state: Any, row: MeetingRow, participant_id: str) -> ParticipantRow:
+async def admit(state: Any, row: MeetingRecord, participant_id: str) -> ParticipantRecord:
     meeting, person = await _live_participant(state, row, participant_id)
     if person.state != "waiting":
         raise ApiError(409, "not_waiting", f"the participant is not waiting (they are {person.state})")
@@ -475,7 +475,7 @@ async def admit(state: Any, row: MeetingRow, participant_id: str) -> Participant
     return person
 
 
-async def admit_all(state: Any, row: MeetingRow) -> list[ParticipantRow]:
+async def admit_all(state: Any, row: MeetingRecord) -> list[ParticipantRecord]:
     session = await state.store.get_live_session(row.id)
     if session is None:
         raise ApiError(409, "not_live", "the meeting is not live")
@@ -488,7 +488,7 @@ async def admit_all(state: Any, row: MeetingRow) -> list[ParticipantRow]:
     return admitted
 
 
-async def deny(state: Any, row: MeetingRow, participant_id: str) -> ParticipantRow:
+async def deny(state: Any, row: MeetingRecord, participant_id: str) -> ParticipantRecord:
     meeting, person = await _live_participant(state, row, participant_id)
     if person.state != "waiting":
         raise ApiError(409, "not_waiting", f"the participant is not waiting (they are {person.state})")
@@ -502,7 +502,7 @@ async def deny(state: Any, row: MeetingRow, participant_id: str) -> ParticipantR
     return person
 
 
-async def remove(state: Any, row: MeetingRow, participant_id: str) -> ParticipantRow:
+async def remove(state: Any, row: MeetingRecord, participant_id: str) -> ParticipantRecord:
     """Out for good: their token is revoked (the store marks them removed), the device they
     joined from is refused, a connected socket gets `removed` and closes."""
     meeting, person = await _live_participant(state, row, participant_id)
@@ -526,7 +526,7 @@ async def remove(state: Any, row: MeetingRow, participant_id: str) -> Participan
     return person
 
 
-async def mute(state: Any, row: MeetingRow, participant_id: str, source: str, muted: bool) -> ParticipantRow:
+async def mute(state: Any, row: MeetingRecord, participant_id: str, source: str, muted: bool) -> ParticipantRecord:
     meeting, person = await _live_participant(state, row, participant_id)
     connected = meeting.participants.get(person.id)
     if connected is None:
@@ -538,7 +538,7 @@ async def mute(state: Any, row: MeetingRow, participant_id: str, source: str, mu
     return person
 
 
-async def set_locked(state: Any, row: MeetingRow, locked: bool) -> MeetingRow:
+async def set_locked(state: Any, row: MeetingRecord, locked: bool) -> MeetingRecord:
     session = await state.store.get_live_session(row.id)
     if session is None:
         raise ApiError(409, "not_live", "only a live meeting can be locked")

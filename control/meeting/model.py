@@ -37,7 +37,7 @@ class Peer(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
-class Track:
+class PublishedTrack:
     """A published stream. The track id is the producer id the worker gave it."""
 
     __slots__ = ("track_id", "participant_id", "source", "kind", "mid")
@@ -62,12 +62,12 @@ class Track:
         }
 
 
-class Consumer:
+class Subscription:
     """One m-line of a subscriber's connection: a track forwarded to them."""
 
     __slots__ = ("consumer_id", "track", "active")
 
-    def __init__(self, consumer_id: str, track: Track) -> None:
+    def __init__(self, consumer_id: str, track: PublishedTrack) -> None:
         self.consumer_id = consumer_id
         self.track = track
         self.active = True
@@ -122,8 +122,8 @@ class Participant:
         self.peer = peer
         self.publish_transport_id: str | None = None
         self.subscribe_transport_id: str | None = None
-        self.tracks: dict[str, Track] = {}  # published by this participant
-        self.consumers: dict[str, Consumer] = {}  # consumer id -> m-line forwarded to them
+        self.tracks: dict[str, PublishedTrack] = {}  # published by this participant
+        self.consumers: dict[str, Subscription] = {}  # consumer id -> m-line forwarded to them
         self.unsubscribed: set[str] = set()  # track ids they turned off
         self.negotiation: Any = None  # control.meeting.conference.Negotiation
         self.closed = False
@@ -160,7 +160,7 @@ class Participant:
             "muted": dict(self.muted),
         }
 
-    def active_consumer_for(self, track_id: str) -> Consumer | None:
+    def active_consumer_for(self, track_id: str) -> Subscription | None:
         for consumer in self.consumers.values():
             if consumer.active and consumer.track.track_id == track_id:
                 return consumer
@@ -182,7 +182,7 @@ class Placement:
         self.router_id = router_id
 
 
-class Meeting:
+class LiveMeeting:
     """The live side of one stored meeting (keyed by the store's meeting id): who is
     connected, what they publish, where its router lives. Exists while someone is
     connected or the meeting is live; the store holds everything that must last."""
@@ -230,11 +230,11 @@ class Meeting:
     def moderators(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.may("moderate")]
 
-    def tracks(self) -> Iterator[Track]:
+    def tracks(self) -> Iterator[PublishedTrack]:
         for participant in self.participants.values():
             yield from participant.tracks.values()
 
-    def find_track(self, track_id: str) -> Track | None:
+    def find_track(self, track_id: str) -> PublishedTrack | None:
         for track in self.tracks():
             if track.track_id == track_id:
                 return track
@@ -263,7 +263,7 @@ class MeetingRegistry:
     """The live side of meetings in this control process, by store meeting id."""
 
     def __init__(self, chat_history: int = 100) -> None:
-        self._meetings: dict[str, Meeting] = {}
+        self._meetings: dict[str, LiveMeeting] = {}
         self.chat_history = chat_history
         # Devices (the join cookie) removed from a meeting: refused for as long as this
         # process runs (the store marks the removed participants themselves for good).
@@ -275,33 +275,33 @@ class MeetingRegistry:
         # that device once the participant is removed; forgotten when the meeting ends.
         self.devices: dict[str, tuple[str, str]] = {}
 
-    def get(self, meeting_id: str) -> Meeting | None:
+    def get(self, meeting_id: str) -> LiveMeeting | None:
         if not is_valid_id(meeting_id):
             return None
         return self._meetings.get(meeting_id)
 
-    def get_or_create(self, meeting_id: str, **details: Any) -> Meeting:
+    def get_or_create(self, meeting_id: str, **details: Any) -> LiveMeeting:
         meeting = self._meetings.get(meeting_id)
         if meeting is None or meeting.ended:
-            meeting = Meeting(meeting_id, **details)
+            meeting = LiveMeeting(meeting_id, **details)
             self._meetings[meeting_id] = meeting
         return meeting
 
-    def delete(self, meeting_id: str) -> Meeting | None:
+    def delete(self, meeting_id: str) -> LiveMeeting | None:
         return self._meetings.pop(meeting_id, None)
 
-    def discard(self, meeting: Meeting) -> None:
+    def discard(self, meeting: LiveMeeting) -> None:
         """Forget `meeting` if it is still the one registered under its id."""
         if self._meetings.get(meeting.meeting_id) is meeting:
             del self._meetings[meeting.meeting_id]
 
-    def __iter__(self) -> Iterator[Meeting]:
+    def __iter__(self) -> Iterator[LiveMeeting]:
         return iter(list(self._meetings.values()))
 
     def __len__(self) -> int:
         return len(self._meetings)
 
-    def on_worker(self, worker_index: int) -> list[Meeting]:
+    def on_worker(self, worker_index: int) -> list[LiveMeeting]:
         return [m for m in self._meetings.values() if m.placement and m.placement.worker_index == worker_index]
 
     def participant_count(self) -> int:

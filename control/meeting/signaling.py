@@ -22,11 +22,11 @@ from control.recording import service as recording
 from control.accounts import tokens
 from control.meeting.conference import Conference
 from control.errors import ApiError, SignalingError
-from control.meeting.model import Meeting, Participant
+from control.meeting.model import LiveMeeting, Participant
 from control.metrics.exporter import Metrics
 from control.meeting.protocol import ClientMessage, Limits, TokenBucket, parse_client_message
-from control.store.base import Meeting as MeetingRow
-from control.store.base import Participant as ParticipantRow
+from control.store.base import MeetingRecord
+from control.store.base import ParticipantRecord
 from control.state import get_state
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class SignalingSession:
         rate = signaling_cfg.messages_per_second
         self._bucket = TokenBucket(rate=rate, burst=rate)
         self.peer = SocketPeer(ws, self._metrics)
-        self.meeting: Meeting | None = None
+        self.meeting: LiveMeeting | None = None
         self.participant: Participant | None = None
         self._leaving = False
         self._gone_recorded = False
@@ -160,7 +160,7 @@ class SignalingSession:
         self.peer.close(WSCloseCode.OK, "bye")
         await self.peer.wait_closed(CLOSE_FLUSH_TIMEOUT_S)
 
-    async def _leave(self, meeting: Meeting, participant: Participant) -> None:
+    async def _leave(self, meeting: LiveMeeting, participant: Participant) -> None:
         """Release the participant and record (once) why they went."""
         was_admitted = participant.admitted
         if not participant.closed:
@@ -208,7 +208,7 @@ class SignalingSession:
         if message.id is not None:
             self.peer.send({"type": "ok", "id": message.id})
 
-    def _present(self) -> tuple[Meeting, Participant]:
+    def _present(self) -> tuple[LiveMeeting, Participant]:
         participant, meeting = self.participant, self.meeting
         if participant is None or meeting is None:
             raise SignalingError("not_joined", "send join first")
@@ -318,7 +318,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _verified(state: Any, meeting_ref: str, token: str) -> tuple[MeetingRow, tokens.JoinClaims, ParticipantRow]:
+async def _verified(state: Any, meeting_ref: str, token: str) -> tuple[MeetingRecord, tokens.JoinClaims, ParticipantRecord]:
     """The meeting `meeting_ref` names and a valid, unrevoked join token for it: (meeting,
     claims, the store's participant). Raises TokenError."""
     claims = tokens.verify_join_token(state, token)  # the signature first: no lookup without it

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from control.meeting.model import Meeting, Participant, Track, new_id
+from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
 from recorder import api as recorder_api
 from sfu import api
 from sfu.channel import ChannelError
@@ -86,7 +86,7 @@ class Job:
         *,
         conference: Any,
         recorder: Any,
-        meeting: Meeting,
+        meeting: LiveMeeting,
         recording_id: str,
         kind: str,
         customer_id: str,
@@ -128,7 +128,7 @@ class Job:
     def transcribe(self) -> bool:
         return self.kind == "transcription"
 
-    def wants(self, track: Track) -> bool:
+    def wants(self, track: PublishedTrack) -> bool:
         """A transcription needs the voices only; a recording takes every track."""
         return track.kind == "audio" or not self.transcribe
 
@@ -201,7 +201,7 @@ class Job:
             for track in list(participant.tracks.values()):
                 await self.add_track(track)
 
-    async def add_track(self, track: Track) -> None:
+    async def add_track(self, track: PublishedTrack) -> None:
         """Consume `track` onto our transport and tell the recorder (idempotent)."""
         if not self.active or self.transport_id is None or track.track_id in self.tracks or not self.wants(track):
             return
@@ -240,7 +240,7 @@ class Job:
         except ChannelError as exc:  # the recorder died: resume() adds it again
             log.warning("recording %s: TRACK_ADD %s failed: %s", self.recording_id, track.track_id, exc)
 
-    async def remove_track(self, track: Track) -> None:
+    async def remove_track(self, track: PublishedTrack) -> None:
         """The track's producer is closed (its consumer with it): tell the recorder."""
         await self._forget(track.track_id)
 

@@ -42,11 +42,11 @@ from typing import Any
 from control.accounts import service as accounts
 from control.meeting.conference import Conference, ConferenceListener
 from control.errors import ApiError, SignalingError
-from control.meeting.model import Meeting, Participant, Track, new_id
+from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
 from control.recording.events import recording_event
 from control.recording.job import ConsentState, Job
 from control.http.rest import iso_time
-from control.store.base import Meeting as MeetingRow
+from control.store.base import MeetingRecord
 from control.store.base import NotFound, Recording, RecordingActive
 from recorder import api as recorder_api
 from sfu import api
@@ -118,7 +118,7 @@ class Recordings(ConferenceListener):
         return [job for meeting in self.state.meetings for job in meeting.recordings.values()]
 
     def state_message(
-        self, meeting: Meeting, participant: Participant | None, by: str | None = None, stopped: Job | None = None
+        self, meeting: LiveMeeting, participant: Participant | None, by: str | None = None, stopped: Job | None = None
     ) -> dict[str, Any]:
         """`recording_state`: what is on; the consent policy is the latest active job's (or,
         once nothing is on, that of the job that just `stopped`)."""
@@ -134,18 +134,18 @@ class Recordings(ConferenceListener):
             "by": by if by is not None else (starter.by_name if starter else ""),
         }
 
-    def consent_required(self, meeting: Meeting, participant: Participant) -> bool:
+    def consent_required(self, meeting: LiveMeeting, participant: Participant) -> bool:
         for job in meeting.recordings.values():
             entry = job.consent.get(participant.participant_id)
             if entry is not None and self._holds(job, entry):
                 return True
         return False
 
-    def _broadcast_state(self, meeting: Meeting, by: str | None = None, stopped: Job | None = None) -> None:
+    def _broadcast_state(self, meeting: LiveMeeting, by: str | None = None, stopped: Job | None = None) -> None:
         for participant in list(meeting.participants.values()):
             participant.send(self.state_message(meeting, participant, by, stopped))
 
-    async def _play(self, meeting: Meeting, kind: str, participants: list[Participant] | None) -> list[Participant]:
+    async def _play(self, meeting: LiveMeeting, kind: str, participants: list[Participant] | None) -> list[Participant]:
         """Play a notice; returns whom it reached (their subscribe transport is up)."""
         targets = list(meeting.participants.values()) if participants is None else participants
         reached = [p for p in targets if p.announcer_consumer_id and p.subscribe_connected and not p.closed]
@@ -162,7 +162,7 @@ class Recordings(ConferenceListener):
     # ------------------------------------------------------------------ start / stop
 
     async def _starter(
-        self, row: MeetingRow, meeting: Meeting, kind: str, by: Any, limits: dict[str, Any]
+        self, row: MeetingRecord, meeting: LiveMeeting, kind: str, by: Any, limits: dict[str, Any]
     ) -> Starter:
         """Who asks, if they may (see the module's doc)."""
         participants_may = kind == "transcription" and bool(limits.get("participants_may_transcribe"))
@@ -185,7 +185,7 @@ class Recordings(ConferenceListener):
                            present, True)  # fmt: skip
         raise ApiError(403, "forbidden", f"only the meeting's host may start or stop {kind}")
 
-    async def _live(self, row: MeetingRow) -> tuple[Meeting, Any]:
+    async def _live(self, row: MeetingRecord) -> tuple[LiveMeeting, Any]:
         from control.meeting.live import live_meeting  # control.meeting.live imports this module
 
         session = await self.state.store.get_live_session(row.id)
@@ -193,7 +193,7 @@ class Recordings(ConferenceListener):
             raise ApiError(409, "not_live", "the meeting is not live")
         return live_meeting(self.state, row, session), session
 
-    async def start(self, row: MeetingRow, kind: str, by: Any, hints: list[str] | None = None) -> Recording:
+    async def start(self, row: MeetingRecord, kind: str, by: Any, hints: list[str] | None = None) -> Recording:
         store = self.state.store
         meeting, session = await self._live(row)
         customer = await store.get_customer(row.customer_id)
@@ -276,7 +276,7 @@ class Recordings(ConferenceListener):
                         live_session_id=session.id, started_by=starter.name, started_at=started_at)  # fmt: skip
         return stored
 
-    async def _abandon(self, meeting: Meeting, job: Job, exc: BaseException) -> None:
+    async def _abandon(self, meeting: LiveMeeting, job: Job, exc: BaseException) -> None:
         """A start that failed half-way: undo what exists, the row is `failed`."""
         job.active = False
         if meeting.recordings.get(job.kind) is job:
@@ -289,7 +289,7 @@ class Recordings(ConferenceListener):
         except NotFound:
             pass
 
-    async def stop(self, row: MeetingRow, kind: str, by: Any) -> Recording:
+    async def stop(self, row: MeetingRecord, kind: str, by: Any) -> Recording:
         meeting, _ = await self._live(row)
         customer = await self.state.store.get_customer(row.customer_id)
         limits = accounts.customer_limits(self.state, customer) if customer else {}
@@ -337,7 +337,7 @@ class Recordings(ConferenceListener):
             raise ApiError(404, "not_found", "no such recording")
         return stored
 
-    async def meeting_ended(self, meeting: Meeting, reason: str) -> None:
+    async def meeting_ended(self, meeting: LiveMeeting, reason: str) -> None:
         """The meeting ended (everyone is out already): its jobs stop."""
         for job in list(meeting.recordings.values()):
             await self.finish(job, "stopped", by_name="", error="")
@@ -400,7 +400,7 @@ class Recordings(ConferenceListener):
 
     # ------------------------------------------------------------------ consent
 
-    async def _enter(self, meeting: Meeting, job: Job, participant: Participant, starter: Starter | None) -> None:
+    async def _enter(self, meeting: LiveMeeting, job: Job, participant: Participant, starter: Starter | None) -> None:
         """`participant` is in the meeting while `job` is on (under the meeting's lock)."""
         implicit = starter is not None and starter.participant is participant
         entry = self._present(job, participant, time.time(), implicit=implicit)
@@ -477,7 +477,7 @@ class Recordings(ConferenceListener):
 
         job.ledger.run(write, f"consent-{decision}-{participant_id}")
 
-    async def consent(self, meeting: Meeting, participant: Participant, decision: str) -> None:
+    async def consent(self, meeting: LiveMeeting, participant: Participant, decision: str) -> None:
         """`consent` from signaling: continue (media goes) or leave (recorded; the caller
         ends their session)."""
         if meeting.participants.get(participant.participant_id) is not participant:
@@ -495,7 +495,7 @@ class Recordings(ConferenceListener):
         if changed:
             participant.send(self.state_message(meeting, participant))
 
-    async def _release_holds(self, meeting: Meeting, participants: list[Participant] | None = None) -> None:
+    async def _release_holds(self, meeting: LiveMeeting, participants: list[Participant] | None = None) -> None:
         """After a job went (or `participants` consented): media of those no job holds any
         more goes again."""
         candidates = meeting.participants.values() if participants is None else participants
@@ -509,7 +509,7 @@ class Recordings(ConferenceListener):
 
     # ------------------------------------------------------------------ conference listener
 
-    def participant_joined(self, meeting: Meeting, participant: Participant) -> bool:
+    def participant_joined(self, meeting: LiveMeeting, participant: Participant) -> bool:
         if not meeting.recordings:
             return False
         now = time.time()
@@ -523,7 +523,7 @@ class Recordings(ConferenceListener):
             self._notified(job, participant, now, audio=False)
         return True  # they hear the notice once their subscribe connection is up
 
-    def subscriber_connected(self, meeting: Meeting, participant: Participant) -> None:
+    def subscriber_connected(self, meeting: LiveMeeting, participant: Participant) -> None:
         jobs = [j for j in meeting.recordings.values() if not self._heard(j, participant)]
         if jobs:
             kind = "recording" if any(j.kind == "recording" for j in jobs) else "transcription"
@@ -534,7 +534,7 @@ class Recordings(ConferenceListener):
         entry = job.consent.get(participant.participant_id)
         return entry is None or entry.audio_sent
 
-    async def _late_notice(self, meeting: Meeting, participant: Participant, jobs: list[Job], kind: str) -> None:
+    async def _late_notice(self, meeting: LiveMeeting, participant: Participant, jobs: list[Job], kind: str) -> None:
         if not await self._play(meeting, f"{kind}-started", [participant]):
             return
         for job in jobs:
@@ -543,7 +543,7 @@ class Recordings(ConferenceListener):
                 entry.audio_sent = True
                 self._add_channels(job, entry, ["audio"])
 
-    def participant_left(self, meeting: Meeting, participant: Participant) -> None:
+    def participant_left(self, meeting: LiveMeeting, participant: Participant) -> None:
         now = time.time()
         for job in meeting.recordings.values():
             person = job.people.get(participant.participant_id)
@@ -553,20 +553,20 @@ class Recordings(ConferenceListener):
             if entry is not None and entry.decision == "pending" and participant.exit_reason in LEFT_REASONS:
                 self._decide(job, participant.participant_id, entry, "left")
 
-    def track_published(self, meeting: Meeting, track: Track) -> None:
+    def track_published(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
         for job in meeting.recordings.values():
             if job.wants(track):
                 job.serial.run(functools.partial(job.add_track, track), f"add-{track.track_id}")
 
-    def track_unpublished(self, meeting: Meeting, track: Track) -> None:
+    def track_unpublished(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
         for job in meeting.recordings.values():
             job.serial.run(functools.partial(job.remove_track, track), f"remove-{track.track_id}")
 
-    def router_created(self, meeting: Meeting) -> None:
+    def router_created(self, meeting: LiveMeeting) -> None:
         for job in meeting.recordings.values():
             job.serial.run(job.rebind, "rebind")
 
-    def router_lost(self, meeting: Meeting) -> None:
+    def router_lost(self, meeting: LiveMeeting) -> None:
         for job in meeting.recordings.values():
             job.serial.run(job.lose_router, "lose-router")
 
@@ -588,7 +588,7 @@ class Recordings(ConferenceListener):
         elif isinstance(message, recorder_api.TranscriptReady):
             self._spawn(self._transcript_ready(message), f"transcript-{message.recording_id}")
 
-    async def _recording_row(self, recording_id: str) -> tuple[Recording, MeetingRow] | None:
+    async def _recording_row(self, recording_id: str) -> tuple[Recording, MeetingRecord] | None:
         recording = await self.state.store.get_recording(recording_id)
         meeting = await self.state.store.get_meeting(recording.meeting_id) if recording else None
         if recording is None or meeting is None:
@@ -654,31 +654,31 @@ def service(state: Any) -> Recordings:
     return listener
 
 
-async def start_recording(state: Any, meeting_row: MeetingRow, by: Any, *, hints: list[str] | None = None) -> Recording:
+async def start_recording(state: Any, meeting_row: MeetingRecord, by: Any, *, hints: list[str] | None = None) -> Recording:
     return await service(state).start(meeting_row, "recording", by, hints)
 
 
-async def stop_recording(state: Any, meeting_row: MeetingRow, by: Any) -> Recording:
+async def stop_recording(state: Any, meeting_row: MeetingRecord, by: Any) -> Recording:
     return await service(state).stop(meeting_row, "recording", by)
 
 
 async def start_transcription(
-    state: Any, meeting_row: MeetingRow, by: Any, *, hints: list[str] | None = None
+    state: Any, meeting_row: MeetingRecord, by: Any, *, hints: list[str] | None = None
 ) -> Recording:
     return await service(state).start(meeting_row, "transcription", by, hints)
 
 
-async def stop_transcription(state: Any, meeting_row: MeetingRow, by: Any) -> Recording:
+async def stop_transcription(state: Any, meeting_row: MeetingRecord, by: Any) -> Recording:
     return await service(state).stop(meeting_row, "transcription", by)
 
 
-async def meeting_ended(state: Any, meeting: Meeting, reason: str) -> None:
+async def meeting_ended(state: Any, meeting: LiveMeeting, reason: str) -> None:
     listener = state.conference.listener
     if isinstance(listener, Recordings) and meeting.recordings:
         await listener.meeting_ended(meeting, reason)
 
 
-async def consent(state: Any, meeting: Meeting, participant: Participant, decision: str) -> None:
+async def consent(state: Any, meeting: LiveMeeting, participant: Participant, decision: str) -> None:
     """`consent` from signaling (continue | leave)."""
     try:
         recordings = service(state)
@@ -687,7 +687,7 @@ async def consent(state: Any, meeting: Meeting, participant: Participant, decisi
     await recordings.consent(meeting, participant, decision)
 
 
-async def auto_record(state: Any, row: MeetingRow) -> None:
+async def auto_record(state: Any, row: MeetingRecord) -> None:
     """The customer records every meeting from its start (`auto_record`)."""
     try:
         await start_recording(state, row, None)
@@ -695,7 +695,7 @@ async def auto_record(state: Any, row: MeetingRow) -> None:
         log.warning("meeting %s: automatic recording did not start: %s", row.id, exc.message)
 
 
-async def from_signaling(state: Any, meeting: Meeting, participant: Participant, kind: str, action: str,
+async def from_signaling(state: Any, meeting: LiveMeeting, participant: Participant, kind: str, action: str,
                          hints: list[str] | None = None) -> None:  # fmt: skip
     """`recording` / `transcription` messages: ApiError becomes the client's `error`."""
     row = await state.store.get_meeting(meeting.meeting_id)

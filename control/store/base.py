@@ -161,7 +161,7 @@ class HostSession:
 
 
 @dataclass(slots=True)
-class Meeting:
+class MeetingRecord:
     id: str
     meeting_number: str  # 11 digits, no dashes
     host_id: str
@@ -188,7 +188,7 @@ class LiveSession:
 
 
 @dataclass(slots=True)
-class Participant:
+class ParticipantRecord:
     id: str
     meeting_id: str
     live_session_id: str | None  # None: joined before the host started (waiting for host)
@@ -411,16 +411,16 @@ class Store(abc.ABC):
         start_time: float | None = None,
         duration_minutes: int | None = None,
         waiting_room: bool = True,
-    ) -> Meeting:
+    ) -> MeetingRecord:
         """Raises Conflict("meeting_number") when a meeting that exists (not removed) has
         that number: the caller draws another number and tries again."""
 
     @abc.abstractmethod
-    async def get_meeting(self, meeting_id: str) -> Meeting | None:
+    async def get_meeting(self, meeting_id: str) -> MeetingRecord | None:
         """Any status, including removed."""
 
     @abc.abstractmethod
-    async def get_meeting_by_number(self, meeting_number: str) -> Meeting | None:
+    async def get_meeting_by_number(self, meeting_number: str) -> MeetingRecord | None:
         """The meeting holding the number (11 digits, no dashes); never a removed one."""
 
     @abc.abstractmethod
@@ -430,16 +430,16 @@ class Store(abc.ABC):
         host_id: str | None = None,
         customer_id: str | None = None,
         statuses: Sequence[str] | None = None,
-    ) -> list[Meeting]:
+    ) -> list[MeetingRecord]:
         """Newest first. `statuses` None: every status but removed."""
 
     @abc.abstractmethod
-    async def update_meeting(self, meeting_id: str, **changes: Any) -> Meeting:
+    async def update_meeting(self, meeting_id: str, **changes: Any) -> MeetingRecord:
         """Change any of: title, passcode, start_time, duration_minutes, waiting_room, locked.
         (status changes only through start/end/remove.) Raises NotFound."""
 
     @abc.abstractmethod
-    async def remove_meeting(self, meeting_id: str) -> Meeting:
+    async def remove_meeting(self, meeting_id: str) -> MeetingRecord:
         """Status `removed` (its number is free again) and its chat deleted. A live meeting
         must be ended first (control.meeting.live); raises StoreError if it is still live."""
 
@@ -492,12 +492,12 @@ class Store(abc.ABC):
         live_session_id: str | None = None,
         max_present: int | None = None,
         participant_id: str | None = None,
-    ) -> Participant:
+    ) -> ParticipantRecord:
         """Insert a participant. With `max_present`, atomically refuses (MeetingFull) when
         the meeting already has that many participants in PRESENT_STATES."""
 
     @abc.abstractmethod
-    async def get_participant(self, participant_id: str) -> Participant | None: ...
+    async def get_participant(self, participant_id: str) -> ParticipantRecord | None: ...
 
     @abc.abstractmethod
     async def list_participants(
@@ -506,14 +506,14 @@ class Store(abc.ABC):
         *,
         live_session_id: str | None = None,
         states: Sequence[str] | None = None,
-    ) -> list[Participant]:
+    ) -> list[ParticipantRecord]:
         """Oldest first; filtered by live session and/or states when given."""
 
     @abc.abstractmethod
     async def count_participants(self, meeting_id: str, states: Sequence[str] = PRESENT_STATES) -> int: ...
 
     @abc.abstractmethod
-    async def update_participant(self, participant_id: str, **changes: Any) -> Participant:
+    async def update_participant(self, participant_id: str, **changes: Any) -> ParticipantRecord:
         """Change any of: state, live_session_id, name, left_at, removed. Setting state
         `removed` also sets removed=True; `left`/`denied`/`removed` set left_at when unset.
         Raises NotFound."""

@@ -33,11 +33,11 @@ from control.store.base import (
     HostSession,
     HostSessionActive,
     LiveSession,
-    Meeting,
+    MeetingRecord,
     MeetingFull,
     MeetingNotStartable,
     NotFound,
-    Participant,
+    ParticipantRecord,
     Store,
     StoreError,
     WebhookDelivery,
@@ -366,8 +366,8 @@ class SqliteStore(RecordingsMixin, Store):
         start_time: float | None = None,
         duration_minutes: int | None = None,
         waiting_room: bool = True,
-    ) -> Meeting:
-        meeting = Meeting(
+    ) -> MeetingRecord:
+        meeting = MeetingRecord(
             id=new_id(),
             meeting_number=meeting_number,
             host_id=host_id,
@@ -381,10 +381,10 @@ class SqliteStore(RecordingsMixin, Store):
         )
         return await self._run(self._write, self._insert_new, "meeting", meeting)
 
-    async def get_meeting(self, meeting_id: str) -> Meeting | None:
+    async def get_meeting(self, meeting_id: str) -> MeetingRecord | None:
         return await self._run(self._get, "meeting", meeting_id, rows.meeting)
 
-    async def get_meeting_by_number(self, meeting_number: str) -> Meeting | None:
+    async def get_meeting_by_number(self, meeting_number: str) -> MeetingRecord | None:
         row = await self._run(
             self._row, "SELECT * FROM meeting WHERE meeting_number = ? AND status != 'removed'", (meeting_number,)
         )
@@ -396,7 +396,7 @@ class SqliteStore(RecordingsMixin, Store):
         host_id: str | None = None,
         customer_id: str | None = None,
         statuses: Sequence[str] | None = None,
-    ) -> list[Meeting]:
+    ) -> list[MeetingRecord]:
         where: list[str] = []
         params: list[Any] = []
         rows.add_equal(where, params, host_id=host_id, customer_id=customer_id)
@@ -408,12 +408,12 @@ class SqliteStore(RecordingsMixin, Store):
         sql = f"SELECT * FROM meeting WHERE {' AND '.join(where)} ORDER BY created_at DESC, rowid DESC"
         return [rows.meeting(r) for r in await self._run(self._rows, sql, params)]
 
-    async def update_meeting(self, meeting_id: str, **changes: Any) -> Meeting:
+    async def update_meeting(self, meeting_id: str, **changes: Any) -> MeetingRecord:
         fields = rows.MEETING_FIELDS
         return await self._run(self._write, self._update, "meeting", meeting_id, fields, changes, rows.meeting)
 
-    async def remove_meeting(self, meeting_id: str) -> Meeting:
-        def remove() -> Meeting:
+    async def remove_meeting(self, meeting_id: str) -> MeetingRecord:
+        def remove() -> MeetingRecord:
             row = self._row("SELECT * FROM meeting WHERE id = ?", (meeting_id,))
             if row is None:
                 raise NotFound("meeting", meeting_id)
@@ -524,8 +524,8 @@ class SqliteStore(RecordingsMixin, Store):
         live_session_id: str | None = None,
         max_present: int | None = None,
         participant_id: str | None = None,
-    ) -> Participant:
-        participant = Participant(
+    ) -> ParticipantRecord:
+        participant = ParticipantRecord(
             id=participant_id or new_id(),
             meeting_id=meeting_id,
             live_session_id=live_session_id,
@@ -535,7 +535,7 @@ class SqliteStore(RecordingsMixin, Store):
             joined_at=self._clock(),
         )
 
-        def insert() -> Participant:
+        def insert() -> ParticipantRecord:
             self._require("meeting", meeting_id)
             if max_present is not None and self._count_present(meeting_id, PRESENT_STATES) >= max_present:
                 raise MeetingFull(max_present)
@@ -547,7 +547,7 @@ class SqliteStore(RecordingsMixin, Store):
         sql = f"SELECT COUNT(*) FROM participant WHERE meeting_id = ? AND {rows.is_in('state', states)}"
         return self._row(sql, (meeting_id, *states))[0]
 
-    async def get_participant(self, participant_id: str) -> Participant | None:
+    async def get_participant(self, participant_id: str) -> ParticipantRecord | None:
         return await self._run(self._get, "participant", participant_id, rows.participant)
 
     async def list_participants(
@@ -556,7 +556,7 @@ class SqliteStore(RecordingsMixin, Store):
         *,
         live_session_id: str | None = None,
         states: Sequence[str] | None = None,
-    ) -> list[Participant]:
+    ) -> list[ParticipantRecord]:
         where, params = ["meeting_id = ?"], [meeting_id]
         rows.add_equal(where, params, live_session_id=live_session_id)
         if states is not None:
@@ -568,11 +568,11 @@ class SqliteStore(RecordingsMixin, Store):
     async def count_participants(self, meeting_id: str, states: Sequence[str] = PRESENT_STATES) -> int:
         return await self._run(self._count_present, meeting_id, tuple(states))
 
-    async def update_participant(self, participant_id: str, **changes: Any) -> Participant:
+    async def update_participant(self, participant_id: str, **changes: Any) -> ParticipantRecord:
         if changes.get("state") == "removed":
             changes["removed"] = True
 
-        def update() -> Participant:
+        def update() -> ParticipantRecord:
             if changes.get("state") in rows.ENDED_STATES:
                 self._stamp_unset("participant", participant_id, "left_at", changes)
             return self._update("participant", participant_id, rows.PARTICIPANT_FIELDS, changes, rows.participant)

@@ -15,9 +15,9 @@ from control.store.base import (
     Host,
     HostSession,
     LiveSession,
-    Meeting,
+    MeetingRecord,
     ConsentEntry,
-    Participant,
+    ParticipantRecord,
     Recording,
     RecordingFile,
     WebhookDelivery,
@@ -80,16 +80,16 @@ def host_session(row: sqlite3.Row) -> HostSession:
     return _record(HostSession, row)
 
 
-def meeting(row: sqlite3.Row) -> Meeting:
-    return _record(Meeting, row, waiting_room=bool(row["waiting_room"]), locked=bool(row["locked"]))
+def meeting(row: sqlite3.Row) -> MeetingRecord:
+    return _record(MeetingRecord, row, waiting_room=bool(row["waiting_room"]), locked=bool(row["locked"]))
 
 
 def live_session(row: sqlite3.Row) -> LiveSession:
     return _record(LiveSession, row)
 
 
-def participant(row: sqlite3.Row) -> Participant:
-    return _record(Participant, row, removed=bool(row["removed"]))
+def participant(row: sqlite3.Row) -> ParticipantRecord:
+    return _record(ParticipantRecord, row, removed=bool(row["removed"]))
 
 
 def chat(row: sqlite3.Row) -> ChatMessage:
