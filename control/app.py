@@ -1,196 +1,251 @@
-"""The aiohttp application: REST API, signaling WebSocket, web client, metrics, health.
+"""The composition root: `create_app(cfg)` builds every service of control, hands each
+what it needs, wires who listens to whom, and mounts the routes.
 
-`create_app(cfg)` builds everything; the app's cleanup context opens the store (first-start
-bootstrap, meetings left live ended) and starts the SFU workers and the recorder with the
-app, and stops them (recordings first, then the processes by PID) and closes the store
-when it stops, so an aiohttp test server and `conclave serve` run the same code.
+Nothing in control finds a service again through another one: a service receives its
+collaborators in its constructor, and the only place that knows them all is
+`build_services` below. The app's lifecycle (aiohttp's cleanup contexts, so an aiohttp
+test server and `conclave serve` run the same code) opens the store (first-start
+bootstrap, meetings left live ended), starts the SFU workers and the recorder, and at
+shutdown closes every signaling socket (1001), stops recordings, drains background tasks,
+stops the processes by PID and closes the store, in reverse order of startup.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from config import Config, resolved_workers
-from control.http import accounts as api_accounts
-from control.http import meetings as api_meetings
-from control.http import recordings as api_recordings
-from control.http import sessions as api_sessions
 from control.accounts import bootstrap
-from control.http import openapi
-from control.processes import recorders
+from control.accounts.bootstrap import Secrets
+from control.accounts.service import Accounts
+from control.accounts.tokens import Tokens
+from control.clock import Clock, LoopClock
+from control.http import openapi, pages
+from control.http.accounts import AccountRoutes
+from control.http.auth import Auth
+from control.http.meetings import MeetingRoutes
+from control.http.middleware import error_middleware
+from control.http.recordings import RecordingRoutes
+from control.http.sessions import SessionRoutes
+from control.http.signaling import SignalingEndpoint
+from control.http.transcripts import TranscriptRoutes
+from control.http.urls import PublicUrls
+from control.meeting.attendance import Attendance
+from control.meeting.chat import Chat
 from control.meeting.conference import Conference
-from control.errors import error_middleware
-from control.meeting.model import MeetingRegistry, is_valid_id
-from control.metrics.exporter import CONTENT_TYPE, Metrics
-from control.metrics.recorder import recorder_metrics, recorder_restarted, update_recorder_metrics
-from control.recording.service import Recordings, service
-from control.meeting.signaling import CLOSE_FLUSH_TIMEOUT_S, websocket_handler
-from control.state import STATE_KEY, AppState, get_state
+from control.meeting.events import MeetingEvents
+from control.meeting.lifecycle import Lifecycle
+from control.meeting.limits import LimitsPolicy
+from control.meeting.model import MeetingRegistry
+from control.meeting.moderation import Moderation
+from control.metrics.exporter import Metrics
+from control.processes import recorders, workers
+from control.processes.recorders import RecorderSupervisor
+from control.processes.workers import WorkerSupervisor
+from control.recording.archive import RecordingArchive
+from control.recording.events import RecordingEvents
+from control.recording.service import Recordings
 from control.store import open_store
+from control.store.base import Store
+from control.tasks import BackgroundTasks
 from control.webhooks import WebhookSender
-from control.processes.workers import DEFAULT_COMMAND, WorkerSupervisor, worker_config_json
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
 RECORDINGS_STOP_TIMEOUT_S = 20.0  # shutdown: active recordings close their last segments
+BACKGROUND_DRAIN_S = 2.0
 
 
-def create_app(
+@dataclass(frozen=True)
+class Services:
+    """Everything control is made of, built once per app (tests and the CLI read it too)."""
+
+    cfg: Config
+    store: Store
+    secrets: Secrets
+    tokens: Tokens
+    accounts: Accounts
+    webhooks: WebhookSender
+    tasks: BackgroundTasks
+    clock: Clock
+    limits: LimitsPolicy
+    registry: MeetingRegistry
+    workers: WorkerSupervisor
+    recorder: RecorderSupervisor
+    conference: Conference
+    chat: Chat
+    attendance: Attendance
+    moderation: Moderation
+    lifecycle: Lifecycle
+    recordings: Recordings
+    archive: RecordingArchive
+    metrics: Metrics
+    signaling: SignalingEndpoint
+
+
+SERVICES = web.AppKey("conclave_services", Services)
+
+
+def build_services(
     cfg: Config,
     *,
-    worker_command: Sequence[str] = DEFAULT_COMMAND,
+    worker_command: Sequence[str] = workers.DEFAULT_COMMAND,
     recorder_command: Sequence[str] = recorders.DEFAULT_COMMAND,
-) -> web.Application:
-    meetings = MeetingRegistry(chat_history=cfg.signaling.chat_history)
-    supervisor = WorkerSupervisor(
+    clock: Clock | None = None,
+) -> Services:
+    clock = clock or LoopClock()
+    store = open_store(cfg)
+    secrets = bootstrap.resolve_secrets(cfg)
+    tasks = BackgroundTasks()
+    tokens = Tokens(secrets.token_secret, store, cfg.auth.join_token_ttl_s)
+    webhooks = WebhookSender(store)
+    limits = LimitsPolicy(cfg.limits, cfg.signaling.max_participants_per_meeting)
+    registry = MeetingRegistry()
+    worker_supervisor = WorkerSupervisor(
         resolved_workers(cfg),
-        worker_config_json(cfg),
+        workers.worker_config_json(cfg),
         restart_backoff_s=cfg.sfu.restart_backoff_s,
         stats_interval_s=cfg.sfu.stats_interval_s,
         command=worker_command,
     )
-    state = AppState(
-        cfg=cfg,
-        meetings=meetings,
-        supervisor=supervisor,
-        conference=Conference(
-            meetings, supervisor, cfg.signaling.max_participants_per_meeting, cfg.signaling.answer_timeout_s
-        ),
-        metrics=Metrics(meetings, supervisor),
-    )
-    state.store = open_store(cfg)
-    state.secrets = bootstrap.resolve_secrets(cfg)
-    state.webhooks = WebhookSender(state.store)
-    recorder = recorders.RecorderSupervisor(
+    recorder = RecorderSupervisor(
         recorders.recorder_config_json(cfg),
         restart_backoff_s=cfg.sfu.restart_backoff_s,
         stats_interval_s=cfg.sfu.stats_interval_s,
         command=recorder_command,
     )
-    recorder_metrics(state.metrics)  # exported (as 0) before the first snapshot
-    recorder.add_stats_listener(
-        lambda stats: update_recorder_metrics(state.metrics, {"gauges": stats.gauges, "counters": stats.counters})
+    conference = Conference(
+        registry=registry,
+        supervisor=worker_supervisor,
+        tokens=tokens,
+        clock=clock,
+        tasks=tasks,
+        answer_timeout_s=cfg.signaling.answer_timeout_s,
     )
-    recorder.add_restart_listener(lambda: recorder_restarted(state.metrics))
-    Recordings(state, recorder)  # the conference's listener: recording jobs follow the meetings
+    meeting_events = MeetingEvents(webhooks)
+    chat = Chat(store, clock, cfg.signaling.chat_history)
+    attendance = Attendance(
+        store=store, registry=registry, conference=conference, chat=chat, tokens=tokens, limits=limits,
+        events=meeting_events, clock=clock, tasks=tasks,
+    )  # fmt: skip
+    moderation = Moderation(
+        store=store, registry=registry, conference=conference, attendance=attendance, events=meeting_events
+    )
+    lifecycle = Lifecycle(
+        store=store, registry=registry, conference=conference, attendance=attendance, moderation=moderation,
+        tokens=tokens, limits=limits, events=meeting_events, clock=clock, tasks=tasks,
+    )  # fmt: skip
+    recordings = Recordings(
+        store=store, conference=conference, attendance=attendance, recorder=recorder, limits=limits,
+        events=RecordingEvents(webhooks), tasks=tasks, settings=cfg.recorder,
+    )  # fmt: skip
+    metrics = Metrics(registry, worker_supervisor)
+    # Who listens to whom: written here, once.
+    conference.add_listener(recordings)
+    lifecycle.add_listener(recordings)
+    recorder.add_up_listener(recordings.recorder_up)
+    recorder.add_notification_listener(recordings.recorder_notification)
+    recorder.add_stats_listener(lambda stats: metrics.recorder.update({"gauges": stats.gauges,
+                                                                       "counters": stats.counters}))  # fmt: skip
+    recorder.add_restart_listener(metrics.recorder.recorder_restarted)
+    signaling = SignalingEndpoint(
+        settings=cfg.signaling, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
+        recordings=recordings, metrics=metrics,
+    )  # fmt: skip
+    return Services(
+        cfg=cfg, store=store, secrets=secrets, tokens=tokens, accounts=Accounts(store, secrets.operator_key,
+        cfg.auth.host_login_policy), webhooks=webhooks, tasks=tasks, clock=clock, limits=limits, registry=registry,
+        workers=worker_supervisor, recorder=recorder, conference=conference, chat=chat, attendance=attendance,
+        moderation=moderation, lifecycle=lifecycle, recordings=recordings, archive=RecordingArchive(store, recordings),
+        metrics=metrics, signaling=signaling,
+    )  # fmt: skip
+
+
+def create_app(
+    cfg: Config,
+    *,
+    worker_command: Sequence[str] = workers.DEFAULT_COMMAND,
+    recorder_command: Sequence[str] = recorders.DEFAULT_COMMAND,
+    clock: Clock | None = None,
+) -> web.Application:
+    services = build_services(cfg, worker_command=worker_command, recorder_command=recorder_command, clock=clock)
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
-    app[STATE_KEY] = state
+    app[SERVICES] = services
     app.cleanup_ctx.append(_run_store)
     app.cleanup_ctx.append(_run_workers)
     app.cleanup_ctx.append(_run_recorder)
     app.on_shutdown.append(_close_sockets)
-    api_accounts.register(app)
-    api_meetings.register(app)
-    api_sessions.register(app)
-    api_recordings.register(app)
-    openapi.register(app)
-    app.router.add_get("/api/v1/meetings/{meeting_id}/ws", websocket_handler)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/healthz", healthz_handler)
-    app.router.add_get("/", index_page)
-    app.router.add_get("/m/{meeting_id}", meeting_page)
-    app.router.add_get("/join", join_page)
-    app.router.add_get("/host", host_page)
-    app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+    _mount_routes(app.router, services)
     return app
+
+
+def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
+    auth = Auth(s.accounts, s.tokens, s.store)
+    urls = PublicUrls(s.cfg.http.public_url)
+    AccountRoutes(store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits).register(
+        router
+    )
+    MeetingRoutes(
+        store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls
+    ).register(router)
+    SessionRoutes(
+        store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, attendance=s.attendance,
+        moderation=s.moderation, lifecycle=s.lifecycle, limits=s.limits, urls=urls, settings=s.cfg.auth,
+    ).register(router)  # fmt: skip
+    RecordingRoutes(
+        store=s.store, auth=auth, tokens=s.tokens, recordings=s.recordings, archive=s.archive, limits=s.limits
+    ).register(router)
+    TranscriptRoutes(store=s.store, accounts=s.accounts, tokens=s.tokens).register(router)
+    openapi.register(router)
+    s.signaling.register(router)
+    pages.register(router, s.metrics, s.workers)
 
 
 async def _run_store(app: web.Application) -> AsyncIterator[None]:
     """Open the store (migrations), bootstrap an empty one, end meetings left live; at the
     end stop webhook deliveries and close the store (after the workers: cleanup runs in
     reverse order)."""
-    state = get_state(app)
-    await state.store.open()
+    services = app[SERVICES]
+    await services.store.open()
     try:
-        await bootstrap.first_start(state)
-        await bootstrap.end_meetings_left_live(state.store)
+        await bootstrap.first_start(services.store, services.cfg.data_dir)
+        await bootstrap.end_meetings_left_live(services.store)
         yield
     finally:
-        await state.webhooks.stop()
-        await state.store.close()
+        await services.webhooks.stop()
+        await services.store.close()
 
 
 async def _run_workers(app: web.Application) -> AsyncIterator[None]:
-    state = get_state(app)
-    state.metrics.loop_lag.start()
-    await state.supervisor.start()
+    services = app[SERVICES]
+    services.metrics.loop_lag.start()
+    await services.workers.start()
     yield
-    await state.conference.wait_background(timeout=2.0)
-    await state.supervisor.stop()
-    await state.metrics.loop_lag.stop()
+    await services.tasks.drain(BACKGROUND_DRAIN_S)
+    await services.workers.stop()
+    await services.metrics.loop_lag.stop()
 
 
 async def _run_recorder(app: web.Application) -> AsyncIterator[None]:
     """The recorder process (after the workers; stopped before them). Recordings a crash
     of control left `active` in the store are over. The server does not wait for the
     recorder to be ready: a recording start waits for it."""
-    state = get_state(app)
-    recordings = service(state)
-    for stale in await state.store.active_recordings():
-        await state.store.update_recording(stale.id, state="failed", error="server_restart")
-    await recordings.recorder.start(wait_ready_s=0)
+    services = app[SERVICES]
+    for stale in await services.store.active_recordings():
+        await services.store.update_recording(stale.id, state="failed", error="server_restart")
+    await services.recorder.start(wait_ready_s=0)
     yield
-    await recordings.shutdown(RECORDINGS_STOP_TIMEOUT_S)
-    await recordings.recorder.stop()
+    await services.recordings.shutdown(RECORDINGS_STOP_TIMEOUT_S)
+    await services.recorder.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:
     """Shutdown: tell every signaling client (WebSocket close 1001 "going away")."""
-    state = get_state(app)
-    state.conference.close_all(WSCloseCode.GOING_AWAY, "server shutting down")
-    for session in list(state.sessions):
-        session.peer.close(WSCloseCode.GOING_AWAY, "server shutting down")
-    for session in list(state.sessions):
-        await session.peer.wait_closed(CLOSE_FLUSH_TIMEOUT_S)
-
-
-# ---------------------------------------------------------------------- ops
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    body = get_state(request.app).metrics.render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-
-async def healthz_handler(request: web.Request) -> web.Response:
-    supervisor = get_state(request.app).supervisor
-    workers = {str(w.index): "up" if w.up else "down" for w in supervisor.workers}
-    healthy = supervisor.all_up()
-    body = {"status": "ok" if healthy else "unavailable", "workers": workers}
-    return web.json_response(body, status=200 if healthy else 503)
-
-
-# ---------------------------------------------------------------------- web client
-
-
-def _page(name: str) -> web.StreamResponse:
-    path = STATIC_DIR / name
-    if not path.is_file():
-        raise web.HTTPNotFound(text=f"{name} is not installed")
-    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
-
-
-async def index_page(request: web.Request) -> web.StreamResponse:
-    return _page("index.html")
-
-
-async def join_page(request: web.Request) -> web.StreamResponse:
-    """The meeting page without a number: it asks for Meeting ID, passcode and name."""
-    return _page("meeting.html")
-
-
-async def host_page(request: web.Request) -> web.StreamResponse:
-    """Host sign-in and dashboard."""
-    return _page("host.html")
-
-
-async def meeting_page(request: web.Request) -> web.StreamResponse:
-    if not is_valid_id(request.match_info["meeting_id"]):
-        raise web.HTTPNotFound(text="no such meeting")
-    return _page("meeting.html")
+    services = app[SERVICES]
+    services.conference.close_all()
+    await services.signaling.close_all()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Protocol
 
 
@@ -32,3 +33,11 @@ class LoopClock:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         return asyncio.get_running_loop().call_later(delay, callback)
+
+
+def iso_time(ts: float | None) -> str | None:
+    """Seconds since the epoch as ISO 8601 UTC ("2026-05-09T07:35:25.123Z"), None stays None."""
+    if ts is None:
+        return None
+    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

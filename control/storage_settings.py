@@ -49,9 +49,3 @@ def public_view(settings: Mapping[str, Any]) -> dict[str, Any]:
     view = {name: value for name, value in settings.items() if name not in SECRET_FIELDS}
     view["secret_set"] = any(bool(settings.get(name)) for name in SECRET_FIELDS)
     return view
-
-
-async def storage_for(state: Any, customer_id: str) -> dict[str, Any] | None:
-    """The customer's storage settings, None when it has none (then nothing is recorded:
-    control.recording.service refuses to start, and there is nothing to read or delete)."""
-    return await state.store.get_customer_storage(customer_id)

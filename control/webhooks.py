@@ -1,8 +1,8 @@
 """Webhooks: tell a customer's own server what happened, signed, retried, logged.
 
-    webhooks.emit(state, customer_id, "meeting.started", {"meeting_number": ...})
+    sender.emit(customer_id, "meeting.started", {"meeting_number": ...})
 
-`emit` never blocks and never raises: it schedules the delivery. A delivery POSTs
+`WebhookSender.emit` never blocks and never raises: it schedules the delivery. A delivery POSTs
 `{"event", "ts", "data"}` to the customer's `webhook_url` with
 `X-Conclave-Signature: sha256=<hex HMAC-SHA256 of the exact body, keyed with the
 customer's webhook secret>` (and `X-Conclave-Event-Id`, the same on every retry, so a
@@ -20,15 +20,12 @@ import json
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
-from control.http.rest import iso_time
+from control.clock import iso_time
 from control.store.base import Store
-
-if TYPE_CHECKING:
-    from control.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +57,6 @@ def verify(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign(secret, body).encode(), header.encode())
 
 
-def emit(state: AppState, customer_id: str, event: str, data: dict[str, Any]) -> None:
-    """Schedule `event` for the customer's webhook (if it has one). Never raises."""
-    sender = getattr(state, "webhooks", None)
-    if sender is None:
-        return
-    try:
-        sender.emit(customer_id, event, data)
-    except Exception:  # a webhook must never break the action that caused it
-        log.exception("cannot schedule webhook %s for %s", event, customer_id)
-
-
 class WebhookSender:
     def __init__(
         self,
@@ -97,15 +83,21 @@ class WebhookSender:
         return min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 2))
 
     def emit(self, customer_id: str, event: str, data: dict[str, Any]) -> None:
+        """Schedule `event` for the customer's webhook (if it has one). Never raises: a
+        webhook must never break the action that caused it."""
         if self._stopped:
             return
         if len(self._tasks) >= self.max_pending:
             log.warning("webhook %s for %s dropped: %d deliveries pending", event, customer_id, len(self._tasks))
             return
-        body = json.dumps({"event": event, "ts": iso_time(time.time()), "data": data}, separators=(",", ":"))
-        task = asyncio.get_running_loop().create_task(
-            self._deliver(customer_id, event, body), name=f"webhook-{event}"
-        )
+        try:
+            body = json.dumps({"event": event, "ts": iso_time(time.time()), "data": data}, separators=(",", ":"))
+            task = asyncio.get_running_loop().create_task(
+                self._deliver(customer_id, event, body), name=f"webhook-{event}"
+            )
+        except Exception:
+            log.exception("cannot schedule webhook %s for %s", event, customer_id)
+            return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

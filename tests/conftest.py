@@ -2,8 +2,8 @@
 
 Conclave servers (control plane + REAL SFU workers, 127.0.0.1 only, one worker, ephemeral
 ports):
-- `conclave_server`: in-process, started on this test's event loop; `.state` is its
-  control.state.AppState (meetings, supervisor, conference, metrics).
+- `conclave_server`: in-process, started on this test's event loop; `.services` is its
+  control.app.Services (store, registry, workers, conference, metrics, ...).
 - `conclave_server_factory`: the same with settings overridden, e.g.
   `await conclave_server_factory(signaling={"messages_per_second": 5})`.
 - `server_process`: `conclave serve` as a real subprocess with a temporary config;
@@ -41,6 +41,7 @@ import yaml
 from aiohttp import web
 
 from config import AuthConfig, Config, HttpConfig, SfuConfig
+from control.app import SERVICES, Services
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,12 +222,10 @@ class ConclaveServer:
         return result
 
     @property
-    def state(self) -> Any:
-        """control.state.AppState of an in-process server."""
-        from control.state import get_state
-
-        assert self.app is not None, "only in-process servers expose their state"
-        return get_state(self.app)
+    def services(self) -> Services:
+        """control.app.Services of an in-process server (store, registry, workers, ...)."""
+        assert self.app is not None, "only in-process servers expose their services"
+        return self.app[SERVICES]
 
 
 def conclave_test_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
@@ -254,7 +253,7 @@ async def _start_in_process(cfg: Config) -> tuple[ConclaveServer, web.AppRunner]
 
 
 async def _stop_in_process(server: ConclaveServer, runner: web.AppRunner) -> None:
-    supervisor = server.state.supervisor
+    supervisor = server.services.workers
     await runner.cleanup()  # closes sockets, then stops workers by PID
     for worker in supervisor.workers:  # belt and braces: nothing may outlive the test
         if worker.process is not None and worker.process.returncode is None:

@@ -16,7 +16,7 @@ from tests.accounts_client import PASSWORD, Api, assert_error, make_customer, ma
 
 
 def operator_key(server) -> str:
-    return server.state.secrets.operator_key
+    return server.services.secrets.operator_key
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def api(conclave_server) -> Api:
 async def test_first_start_creates_default_host_with_a_private_password(conclave_server_factory, capfd):
     conclave_server = await conclave_server_factory(auth={"operator_key": ""})  # generated
     api = Api(conclave_server.base_url)
-    data_dir = Path(conclave_server.state.cfg.data_dir)
+    data_dir = Path(conclave_server.services.cfg.data_dir)
     password_file = data_dir / bootstrap.INITIAL_PASSWORD_FILE
     key_file = data_dir / bootstrap.OPERATOR_KEY_FILE
     for path in (password_file, key_file, data_dir / bootstrap.TOKEN_SECRET_FILE):
@@ -54,7 +54,7 @@ async def test_configured_operator_key_is_used(conclave_server_factory):
     server = await conclave_server_factory(auth={"operator_key": key})
     api = Api(server.base_url)
     assert (await api.call("GET", "/customers", token=key))[0] == 200
-    assert not (Path(server.state.cfg.data_dir) / bootstrap.OPERATOR_KEY_FILE).exists()
+    assert not (Path(server.services.cfg.data_dir) / bootstrap.OPERATOR_KEY_FILE).exists()
 
 
 # ---------------------------------------------------------------------- customers and hosts
@@ -263,7 +263,7 @@ async def test_operator_removes_content(conclave_server, api):
     acme = await make_customer(api, op)
     ann = await make_host(api, acme)
     meeting = await make_meeting(api, ann)
-    store = conclave_server.state.store
+    store = conclave_server.services.store
     for text in ("one", "two"):
         await store.append_chat(meeting["id"], "p1", "Bob", text, 1)
     status, body = await api.call("DELETE", f"/meetings/{meeting['meeting_number']}/content", token=ann.token)
@@ -283,7 +283,7 @@ async def test_suspending_a_host_ends_their_live_meeting_and_sign_in(conclave_se
     acme = await make_customer(api, operator_key(conclave_server))
     ann = await make_host(api, acme)
     meeting = await make_meeting(api, ann)
-    store = conclave_server.state.store
+    store = conclave_server.services.store
     await store.start_live_session(meeting["id"], ann.id, 1)
     suspended = await api.ok("POST", f"/hosts/{ann.id}/suspend", token=acme.api_key)
     assert suspended["status"] == "suspended"
@@ -302,7 +302,7 @@ async def test_suspending_a_customer_ends_everything_of_it(conclave_server, api)
     acme = await make_customer(api, op)
     ann = await make_host(api, acme)
     meeting = await make_meeting(api, ann)
-    store = conclave_server.state.store
+    store = conclave_server.services.store
     await store.start_live_session(meeting["id"], ann.id, 1)
     await api.ok("POST", f"/customers/{acme.id}/suspend", token=op)
     assert (await store.get_meeting(meeting["id"])).status == "ended"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from control.accounts import tokens
 from control.http.openapi import document
 from tests.accounts_client import Api, make_customer, make_host, make_meeting
 
@@ -47,25 +46,25 @@ def protected_operations() -> list[tuple[str, str, bool]]:
 
 
 async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
-    state = conclave_server.state
+    services = conclave_server.services
     api = Api(conclave_server.base_url)
-    op_key = state.secrets.operator_key
+    op_key = services.secrets.operator_key
     acme, other = await make_customer(api, op_key, "Acme Secret Corp"), await make_customer(api, op_key, "Other")
     ann, eve = await make_host(api, acme, "ann@acme.example"), await make_host(api, other, "eve@other.example")
     meeting = await make_meeting(api, ann, title="Acme board meeting")
-    await state.store.append_chat(meeting["id"], "p1", "Bob", "acme secret chat", 1)
-    participant = await state.store.add_participant(meeting["id"], name="Pat", role="participant", state="admitted")
-    join_token = tokens.make_join_token(
-        state, participant_id=participant.id, meeting_id=meeting["id"], live_session_id=None,
-        name="Pat", role="participant", ttl_s=600,
+    await services.store.append_chat(meeting["id"], "p1", "Bob", "acme secret chat", 1)
+    participant = await services.store.add_participant(meeting["id"], name="Pat", role="participant", state="admitted")
+    join_token = services.tokens.make_join_token(
+        participant_id=participant.id, meeting_id=meeting["id"], live_session_id=None,
+        name="Pat", role="participant",
     )
     # A recording (with a file) of another of Acme's meetings: Pat was not in that one.
     other_meeting = await make_meeting(api, ann, title="Acme other meeting")
-    recording = await state.store.create_recording(
+    recording = await services.store.create_recording(
         meeting_id=other_meeting["id"], customer_id=acme.id, kind="recording", started_by="Host"
     )
-    await state.store.update_recording(recording.id, state="stopped")
-    recorded = await state.store.add_recording_file(recording.id, key="recordings/acme/mix.ogg", kind="mix", size=3)
+    await services.store.update_recording(recording.id, state="stopped")
+    recorded = await services.store.add_recording_file(recording.id, key="recordings/acme/mix.ogg", kind="mix", size=3)
     values = {"customer_id": acme.id, "host_id": ann.id, "number": meeting["meeting_number"],
               "participant_id": participant.id, "recording_id": recording.id, "file_id": recorded.id}
     secrets_of_acme = [acme.id, ann.id, meeting["id"], meeting["meeting_number"], meeting["passcode"],
@@ -89,7 +88,7 @@ async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
     assert failures == [], "\n".join(failures)
 
     # Nothing of Acme changed.
-    store = state.store
+    store = services.store
     assert (await store.get_customer(acme.id)).status == "active"
     assert (await store.get_customer(acme.id)).name == "Acme Secret Corp"
     host = await store.get_host(ann.id)

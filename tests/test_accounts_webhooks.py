@@ -67,18 +67,18 @@ def test_signature_and_backoff_are_bounded():
 
 
 async def test_signed_delivery_retried_after_a_500(conclave_server, receiver):
-    state = conclave_server.state
-    state.webhooks.base_delay_s = 0.05
+    services = conclave_server.services
+    services.webhooks.base_delay_s = 0.05
     hook = await receiver([500, 200])
     api = Api(conclave_server.base_url)
-    acme = await make_customer(api, state.secrets.operator_key)
+    acme = await make_customer(api, services.secrets.operator_key)
     configured = await api.ok("PUT", f"/customers/{acme.id}/webhook", token=acme.api_key, json={"url": hook.url})
     secret = configured["secret"]
     assert configured["url"] == hook.url and secret.startswith("whsec_")
 
-    webhooks.emit(state, acme.id, "meeting.started", {"meeting_number": "123-4567-8901"})
+    services.webhooks.emit(acme.id, "meeting.started", {"meeting_number": "123-4567-8901"})
     await asyncio.wait_for(hook.arrived.wait(), 10)
-    await state.webhooks.wait_idle(5)
+    await services.webhooks.wait_idle(5)
 
     assert len(hook.requests) == 2
     (first_body, first_headers), (body, headers) = hook.requests
@@ -96,23 +96,23 @@ async def test_signed_delivery_retried_after_a_500(conclave_server, receiver):
 
 
 async def test_final_refusal_and_unreachable_receiver(conclave_server, receiver):
-    state = conclave_server.state
-    state.webhooks.base_delay_s = 0.01
-    state.webhooks.max_attempts = 3
+    services = conclave_server.services
+    services.webhooks.base_delay_s = 0.01
+    services.webhooks.max_attempts = 3
     api = Api(conclave_server.base_url)
-    acme = await make_customer(api, state.secrets.operator_key)
+    acme = await make_customer(api, services.secrets.operator_key)
     hook = await receiver([400])
     await api.ok("PUT", f"/customers/{acme.id}/webhook", token=acme.api_key, json={"url": hook.url})
-    webhooks.emit(state, acme.id, "participant.joined", {})
-    await state.webhooks.wait_idle(5)
+    services.webhooks.emit(acme.id, "participant.joined", {})
+    await services.webhooks.wait_idle(5)
     assert len(hook.requests) == 1  # a 4xx is the receiver's final word
     [delivery] = (await api.ok("GET", f"/customers/{acme.id}/webhook/deliveries", token=acme.api_key))["deliveries"]
     assert (delivery["status"], delivery["response_code"]) == ("gave_up", 400)
 
     # Nothing listens on the discard port: every attempt fails, up to max_attempts.
     await api.ok("PUT", f"/customers/{acme.id}/webhook", token=acme.api_key, json={"url": "http://127.0.0.1:9/hook"})
-    webhooks.emit(state, acme.id, "participant.left", {})
-    await state.webhooks.wait_idle(10)
+    services.webhooks.emit(acme.id, "participant.left", {})
+    await services.webhooks.wait_idle(10)
     log = (await api.ok("GET", f"/customers/{acme.id}/webhook/deliveries", token=acme.api_key))["deliveries"]
     unreachable = [d for d in log if d["event"] == "participant.left"]
     assert [d["status"] for d in unreachable] == ["gave_up", "failed", "failed"]
@@ -120,24 +120,24 @@ async def test_final_refusal_and_unreachable_receiver(conclave_server, receiver)
 
 
 async def test_webhook_settings(conclave_server):
-    state = conclave_server.state
+    services = conclave_server.services
     api = Api(conclave_server.base_url)
-    acme = await make_customer(api, state.secrets.operator_key)
+    acme = await make_customer(api, services.secrets.operator_key)
     for bad in ({}, {"url": "ftp://example.com"}, {"url": 5}):
         status, body = await api.call("PUT", f"/customers/{acme.id}/webhook", token=acme.api_key, json=bad)
         assert_error(status, body, 400, "invalid_field")
     off = await api.ok("PUT", f"/customers/{acme.id}/webhook", token=acme.api_key, json={"url": ""})
     assert off == {"url": "", "secret": None}
-    webhooks.emit(state, acme.id, "meeting.ended", {})  # no URL: nothing is sent or logged
-    await state.webhooks.wait_idle(5)
+    services.webhooks.emit(acme.id, "meeting.ended", {})  # no URL: nothing is sent or logged
+    await services.webhooks.wait_idle(5)
     assert (await api.ok("GET", f"/customers/{acme.id}/webhook/deliveries", token=acme.api_key))["deliveries"] == []
-    webhooks.emit(state, "no-such-customer", "meeting.ended", {})  # never raises
-    await state.webhooks.wait_idle(5)
+    services.webhooks.emit("no-such-customer", "meeting.ended", {})  # never raises
+    await services.webhooks.wait_idle(5)
 
 
 async def test_meeting_events_reach_the_customer(conclave_server, receiver):
-    """What the sessions side emits through `webhooks.emit` arrives signed at the customer's URL."""
-    state = conclave_server.state
+    """What the sessions side emits through `WebhookSender.emit` arrives signed at the customer's URL."""
+    services = conclave_server.services
     hook = await receiver([200])
     host = await conclave_server.new_host()
     reply = await conclave_server.call(
@@ -147,7 +147,7 @@ async def test_meeting_events_reach_the_customer(conclave_server, receiver):
     meeting = await conclave_server.create_meeting(host=host)
     await asyncio.wait_for(hook.arrived.wait(), 10)
     await conclave_server.call("POST", f"/meetings/{meeting['number']}/end", token=meeting["host_session"])
-    await state.webhooks.wait_idle(5)
+    await services.webhooks.wait_idle(5)
     events = {}
     for body, headers in hook.requests:
         assert webhooks.verify(reply["secret"], body, headers["X-Conclave-Signature"])

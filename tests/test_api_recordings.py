@@ -19,8 +19,7 @@ import aiohttp
 import jwt
 import pytest
 
-from control.http.recordings import DOWNLOAD_TTL_S, make_download_token
-from control.metrics.recorder import recorder_restarted, update_recorder_metrics
+from control.accounts.tokens import DOWNLOAD_TTL_S
 from control.recording.events import recording_payload
 from tests.seaweed import SECRET_ACCESS_KEY, SeaweedServer, require_weed
 
@@ -62,7 +61,7 @@ async def recorded(
 ) -> tuple[Any, list[Any]]:  # fmt: skip
     """A recording of the meeting's live session with `files` (key suffix -> bytes) under
     its key prefix: written into the local storage `root` (if given) and recorded."""
-    store = server.state.store
+    store = server.services.store
     recording = await store.create_recording(
         meeting_id=meeting["meeting_id"], customer_id=meeting["customer_id"], kind=kind, started_by="Host 1",
         live_session_id=meeting.get("live_session_id"),
@@ -110,7 +109,7 @@ async def test_storage_secret_is_write_only_and_never_logged(conclave_server, ca
     moved = {k: v for k, v in s3.items() if k != "secret_access_key"} | {"bucket": "acme-rec-2"}
     answers.append(await server.call("PUT", path, token=admin_key, json_body=moved))
     assert answers[2]["settings"]["bucket"] == "acme-rec-2" and answers[2]["settings"]["secret_set"] is True
-    stored = await server.state.store.get_customer_storage(customer_id)
+    stored = await server.services.store.get_customer_storage(customer_id)
     assert stored["secret_access_key"] == SECRET
     # Another access key needs its secret; a secret in the wrong field is not echoed.
     status, body, _ = await server.api("PUT", path, token=admin_key, json_body=moved | {"access_key_id": "AKIA2"})
@@ -126,9 +125,9 @@ async def test_storage_secret_is_write_only_and_never_logged(conclave_server, ca
     answers.append(body)
 
     everything = json.dumps(answers) + "\n".join(r.getMessage() for r in caplog.records)
-    everything += json.dumps([e.detail for e in await server.state.store.query_audit(target_id=customer_id)])
+    everything += json.dumps([e.detail for e in await server.services.store.query_audit(target_id=customer_id)])
     assert SECRET not in everything
-    assert (await server.state.store.query_audit(action="customer.storage_set"))[0].detail["bucket"] == "acme-rec-2"
+    assert (await server.services.store.query_audit(action="customer.storage_set"))[0].detail["bucket"] == "acme-rec-2"
 
 
 @pytest.mark.parametrize(
@@ -156,7 +155,7 @@ async def test_storage_validation_names_the_field(conclave_server, body, field):
                                          json_body=body)  # fmt: skip
     assert (status, error_code(answer)) == (400, "invalid_field")
     assert answer["error"]["message"].startswith(field + ":"), answer
-    assert await server.state.store.get_customer_storage(customer_id) is None
+    assert await server.services.store.get_customer_storage(customer_id) is None
 
 
 async def test_storage_who_may_set_it(conclave_server, tmp_path):
@@ -214,9 +213,9 @@ async def test_recordings_list_and_download_links(conclave_server, tmp_path):
     assert headers["Content-Disposition"] == 'attachment; filename="ann-0.ogg"'
     assert headers["Cache-Control"] == "no-store" and headers["X-Content-Type-Options"] == "nosniff"
 
-    state = server.state
+    services = server.services
     token = link["url"].rsplit("/", 1)[1]
-    expired = make_download_token(state, recording, track, now=time.time() - DOWNLOAD_TTL_S - 60)
+    expired = services.tokens.make_download_token(recording, track, now=time.time() - DOWNLOAD_TTL_S - 60)
     claims = jwt.decode(token, options={"verify_signature": False})
     forged = jwt.encode(claims, "another-secret-of-32-bytes-at-least", algorithm="HS256")
     header, payload, signature = token.split(".")
@@ -254,7 +253,7 @@ async def test_download_never_reads_outside_the_storage_directory(conclave_serve
     (outside / "secret.txt").write_text("server secret")
     recording, _ = await recorded(server, meeting, root, {})
     (root / "link").symlink_to(outside, target_is_directory=True)
-    store = server.state.store
+    store = server.services.store
     for key in ("link/secret.txt", "../outside/secret.txt", "/etc/passwd"):
         item = await store.add_recording_file(recording.id, key=key, kind="track")
         path = f"/recordings/{recording.id}/files/{item.id}/link"
@@ -284,7 +283,7 @@ async def test_delete_removes_files_from_the_storage_then_rows(conclave_server, 
     await server.call("DELETE", f"/recordings/{recording.id}", token=meeting["host_session"], expect=204)
     assert not (root / recording.key_prefix).exists()
     assert (root / keep.key_prefix / "a.ogg").read_bytes() == b"keep"
-    store = server.state.store
+    store = server.services.store
     assert await store.get_recording(recording.id) is None
     assert [await store.get_recording_file(f.id) for f in files] == [None, None]
     entries = await store.query_audit(action="recording.delete")
@@ -308,7 +307,7 @@ async def test_operator_content_removal_takes_recordings_and_transcripts(conclav
     assert status == 403
     answer = await server.call("DELETE", f"/meetings/{meeting['number']}/content", token=server.operator_key)
     assert answer["removed"] == {"chat_messages": 0, "recordings": 2, "files": 2}
-    assert await server.state.store.list_recordings(meeting["meeting_id"]) == []
+    assert await server.services.store.list_recordings(meeting["meeting_id"]) == []
     assert not (root / first.key_prefix).exists() and not (root / second.key_prefix).exists()
 
 
@@ -321,7 +320,7 @@ async def test_deleting_a_meeting_takes_its_recordings(conclave_server, tmp_path
     gone, _ = await recorded(server, meeting, root, {"a.ogg": b"1"})
     kept, _ = await recorded(server, other, root, {"b.ogg": b"2"})
     await server.call("DELETE", f"/meetings/{meeting['number']}", token=meeting["host_session"], expect=204)
-    assert await server.state.store.list_recordings(meeting["meeting_id"]) == []
+    assert await server.services.store.list_recordings(meeting["meeting_id"]) == []
     assert not (root / gone.key_prefix).exists()
     assert (root / kept.key_prefix / "b.ogg").read_bytes() == b"2"
 
@@ -391,7 +390,7 @@ async def test_a_participant_needs_to_have_been_there(conclave_server, tmp_path)
     status, _, _ = await server.api("GET", f"/recordings/{recording.id}/transcript", token=waiting["token"])
     assert status == 403
     # On the ledger (notified while it ran, and left): that is enough.
-    await server.state.store.add_consent(
+    await server.services.store.add_consent(
         meeting_id=meeting["meeting_id"], participant_id=waiting["participant_id"], name="Wes",
         live_session_id=meeting["live_session_id"], recording_id=recording.id, decision="left",
     )  # fmt: skip
@@ -415,7 +414,7 @@ async def test_transcript_not_ready(conclave_server, tmp_path):
 async def test_consent_ledger(conclave_server):
     server = conclave_server
     meeting = await server.create_meeting()
-    store = server.state.store
+    store = server.services.store
     entry = await store.add_consent(
         meeting_id=meeting["meeting_id"], participant_id="p1", name="Bo", live_session_id=meeting["live_session_id"],
         channels=["banner", "audio", "event"],
@@ -446,7 +445,7 @@ async def test_start_stop_refuse_the_wrong_caller(conclave_server):
             assert (status, error_code(body)) == (403, "forbidden"), (what, token)
         status, body, _ = await server.api("POST", path, token=meeting["host_session"], json_body={"action": "go"})
         assert (status, error_code(body)) == (400, "invalid_field")
-    assert await server.state.store.list_recordings(meeting["meeting_id"]) == []
+    assert await server.services.store.list_recordings(meeting["meeting_id"]) == []
 
 
 # ---------------------------------------------------------------------- webhooks and metrics
@@ -470,7 +469,7 @@ def test_recording_webhook_payloads():
 
 async def test_recorder_metrics_are_exported_and_stay_monotonic(conclave_server):
     server = conclave_server
-    metrics = server.state.metrics
+    metrics = server.services.metrics
 
     async def scrape() -> dict[str, float]:
         status, body, _ = await raw_get(server.base_url + "/metrics")
@@ -484,7 +483,7 @@ async def test_recorder_metrics_are_exported_and_stay_monotonic(conclave_server)
 
     before = await scrape()
     assert before["conclave_recordings_active"] == 0 and before["conclave_recorder_restarts_total"] == 0
-    update_recorder_metrics(metrics, {
+    metrics.recorder.update({
         "gauges": {"active_recordings": 2, "spool_bytes": 4096, "lag_seconds": 0.25,
                    "transcription_backlog_seconds": 30},
         "counters": {"bytes_written": 1000, "segments_flushed": 4, "upload_attempts": 5, "upload_failures": 1},
@@ -495,17 +494,17 @@ async def test_recorder_metrics_are_exported_and_stay_monotonic(conclave_server)
     assert values["conclave_recording_bytes_written_total"] == 1000
     assert values["conclave_recording_upload_failures_total"] == 1
     # A new recorder process counts from 0 again; the exported counters do not go down.
-    recorder_restarted(metrics)
-    update_recorder_metrics(metrics, {"counters": {"bytes_written": 10, "segments_flushed": 1}, "gauges": {}})
+    metrics.recorder.recorder_restarted()
+    metrics.recorder.update({"counters": {"bytes_written": 10, "segments_flushed": 1}, "gauges": {}})
     values = await scrape()
     assert values["conclave_recorder_restarts_total"] == 1 and values["conclave_recordings_active"] == 0
     assert values["conclave_recording_bytes_written_total"] == 1010
     assert values["conclave_recording_segments_flushed_total"] == 5
     # ... also when the restart was not reported.
-    update_recorder_metrics(metrics, {"counters": {"bytes_written": 3}, "gauges": {}})
+    metrics.recorder.update({"counters": {"bytes_written": 3}, "gauges": {}})
     assert (await scrape())["conclave_recording_bytes_written_total"] == 1013
     # Drops by reason, one labelled counter.
-    update_recorder_metrics(metrics, {"counters": {"packets_unknown_peer": 2, "packets_malformed": 1}, "gauges": {}})
+    metrics.recorder.update({"counters": {"packets_unknown_peer": 2, "packets_malformed": 1}, "gauges": {}})
     values = await scrape()
     assert values['conclave_recorder_packets_dropped_total{reason="unknown_peer"}'] == 2
     assert values['conclave_recorder_packets_dropped_total{reason="malformed"}'] == 1
@@ -525,7 +524,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]
 async def test_s3_download_and_delete(conclave_server, seaweed):
     server = conclave_server
     meeting = await server.create_meeting()
-    customer = await server.state.store.get_customer(meeting["customer_id"])
+    customer = await server.services.store.get_customer(meeting["customer_id"])
     settings = seaweed.settings(prefix="acme/")
     await server.call("PUT", f"/customers/{customer.id}/storage", token=server.operator_key, json_body=settings)
     recording, (track, transcript) = await recorded(
@@ -546,7 +545,7 @@ async def test_s3_download_and_delete(conclave_server, seaweed):
     await server.call("DELETE", f"/recordings/{recording.id}", token=meeting["host_session"], expect=204)
     listed = client.list_objects_v2(Bucket=seaweed.buckets[0], Prefix="acme/")
     assert [o["Key"] for o in listed.get("Contents", [])] == ["acme/recordings/other.ogg"]
-    assert await server.state.store.get_recording(recording.id) is None
+    assert await server.services.store.get_recording(recording.id) is None
 
 
 async def test_s3_storage_unreachable_is_a_502_and_keeps_the_rows(conclave_server, caplog):
@@ -564,7 +563,7 @@ async def test_s3_storage_unreachable_is_a_502_and_keeps_the_rows(conclave_serve
     status, body, _ = await server.api("DELETE", f"/recordings/{recording.id}", token=meeting["host_session"])
     assert (status, error_code(body)) == (502, "storage_unavailable")
     # Content removal too, and then nothing is gone yet (it can be tried again).
-    store = server.state.store
+    store = server.services.store
     await store.append_chat(meeting["meeting_id"], "p1", "Bo", "hello", 1)
     content = f"/meetings/{meeting['number']}/content"
     status, body, _ = await server.api("DELETE", content, token=server.operator_key)
@@ -601,6 +600,6 @@ async def test_transcription_hints_through_rest(conclave_server, tmp_path):
     hints = ["Conclave", "Ann Example"]
     started = await server.call("POST", path, token=meeting["host_session"], json_body={"action": "start", "hints": hints})
     assert started["transcription"] is True
-    job = server.state.meetings.get(meeting["meeting_id"]).recordings["transcription"]
+    job = server.services.recordings.active(server.services.registry.get(meeting["meeting_id"]))["transcription"]
     assert job.hints == hints  # what the engine gets
     await server.call("POST", path, token=meeting["host_session"], json_body={"action": "stop"})

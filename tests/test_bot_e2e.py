@@ -115,7 +115,7 @@ async def test_bot_cli_joins_prints_and_exits(conclave_server):
 
 async def test_bots_rejoin_after_the_media_worker_dies(conclave_server_factory):
     server = await conclave_server_factory(sfu={"restart_backoff_s": 0.2})
-    worker = server.state.supervisor.workers[0]
+    worker = server.services.workers.workers[0]
     _, bots = await start_bots(server, "alice", "bob", publish_audio=False)
     alice, bob = bots
     try:

@@ -153,7 +153,7 @@ async def test_everyone_comes_back_after_the_media_worker_crashes(conclave_serve
     pids = [await browser.participant_id(ada), await browser.participant_id(bob)]
     await wait_everyone_receives_everyone([ada, bob], pids)
 
-    worker = conclave_server.state.supervisor.workers[0]
+    worker = conclave_server.services.workers.workers[0]
     crashed_generation = worker.generation
     worker.process.kill()  # the server sends `reconnect` and restarts the worker
     for page in (ada, bob):

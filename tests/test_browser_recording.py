@@ -46,7 +46,7 @@ async def host_page_in(chromium, server, host: dict[str, Any], meeting: dict[str
 
 
 async def recorder_ready(server) -> None:
-    assert await server.state.conference.listener.recorder.wait_up(30), "the recorder did not come up"
+    assert await server.services.recorder.wait_up(30), "the recorder did not come up"
 
 
 async def banner(page) -> dict[str, Any]:

@@ -57,8 +57,8 @@ async def test_two_bots_exchange_media_and_renegotiate(conclave_server):
         assert not [t for t in carol.remote_tracks.values() if t["participant_id"] == bob.participant_id]
         assert alice.errors == [] and carol.errors == []
         await asyncio.sleep(0)
-        state = conclave_server.state
-        assert state.meetings.track_count() == 2  # alice's microphone and camera
+        services = conclave_server.services
+        assert services.registry.track_count() == 2  # alice's microphone and camera
     finally:
         for bot in (alice, bob, carol):
             await bot.stop()

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control.meeting.conference import Negotiation
+from control.clock import LoopClock
+from control.meeting.negotiation import Negotiation
 from control.errors import SignalingError
-from control.meeting.model import Subscription, LiveMeeting, Participant, PublishedTrack
+from control.meeting.model import Subscription, Participant, PublishedTrack
 from control.meeting.protocol import CLIENT_TYPES, Limits, TokenBucket, parse_client_message
 from sfu import api
 
@@ -118,15 +119,12 @@ class StubConference:
     def __init__(self) -> None:
         self.requests: list[api.Message] = []
 
-    async def request(self, meeting, message):
+    async def request(self, message):
         self.requests.append(message)
         if isinstance(message, api.SubscribeOfferCreate):
             info = api.ConsumerInfo("c1", "p1", "0", "video", True)
             return api.SubscribeOffer(sdp=f"offer {len(self.requests)}", consumers=[info])
         return api.Empty()
-
-    def send_error(self, participant, error, message_id=None):
-        participant.send({"type": "error", "code": error.code})
 
 
 async def settle() -> None:
@@ -140,7 +138,7 @@ async def test_changes_during_an_offer_give_exactly_one_more_offer():
     participant.subscribe_transport_id = "t1"
     participant.consumers["c1"] = Subscription("c1", PublishedTrack("p1", "pub", "camera", "video", "0"))
     conference = StubConference()
-    negotiation = Negotiation(conference, LiveMeeting("m"), participant)
+    negotiation = Negotiation(participant, conference.request, LoopClock(), conference.answer_timeout_s)
 
     with pytest.raises(SignalingError) as caught:
         await negotiation.on_answer("early")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from control.app import STATIC_DIR
+from control.http.pages import STATIC_DIR
 
 
 async def fetch(method: str, url: str, **kwargs) -> tuple[int, dict | str, str]:

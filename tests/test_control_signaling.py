@@ -155,7 +155,7 @@ async def test_socket_close_removes_participant(conclave_server, signaling_socke
     bob_id = (await bob.join("bob"))["participant_id"]
     await bob.close()
     assert (await alice.recv_type("participant_left"))["participant_id"] == bob_id
-    meeting = conclave_server.state.meetings.get(meeting_id)
+    meeting = conclave_server.services.registry.get(meeting_id)
     assert list(meeting.participants) != [] and bob_id not in meeting.participants
 
 
@@ -277,7 +277,7 @@ async def test_rejoin_replaces_the_old_connection(conclave_server, signaling_soc
     assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert (await watcher.recv_type("participant_left"))["participant_id"] == participant_id
     assert (await watcher.recv_type("participant_joined"))["participant"]["participant_id"] == participant_id
-    assert len(conclave_server.state.meetings.get(meeting_id).participants) == 2
+    assert len(conclave_server.services.registry.get(meeting_id).participants) == 2
 
 
 async def test_json_error_text_is_never_echoed_raw(conclave_server, signaling_socket):

@@ -64,7 +64,7 @@ async def test_metrics_expose_every_name(conclave_server, signaling_socket):
     await socket.recv_type("error")
     await socket.send({"type": "chat", "text": "hi"})
     await socket.recv_type("chat")
-    await conclave_server.state.supervisor.refresh_stats()
+    await conclave_server.services.workers.refresh_stats()
 
     status, text = await get_text(f"{conclave_server.base_url}/metrics")
     assert status == 200
@@ -88,8 +88,8 @@ async def test_metrics_expose_every_name(conclave_server, signaling_socket):
 
 
 async def test_worker_crash_restarts_and_participants_reconnect(conclave_server, signaling_socket):
-    state = conclave_server.state
-    worker = state.supervisor.workers[0]
+    services = conclave_server.services
+    worker = services.workers.workers[0]
     meeting = await conclave_server.create_meeting()
     meeting_id = meeting["meeting_id"]
     alice = await signaling_socket(conclave_server.ws_url(meeting_id))
@@ -121,7 +121,7 @@ async def test_worker_crash_restarts_and_participants_reconnect(conclave_server,
     joined = await again.join("alice", token=reconnects["alice"]["token"])
     assert joined["participant_id"] == alice_id
     assert [m["text"] for m in joined["chat"]] == ["before the crash"]
-    assert state.meetings.get(meeting_id).placement.generation == worker.generation
+    assert services.registry.get(meeting_id).placement.generation == worker.generation
 
     status, text = await get_text(f"{conclave_server.base_url}/metrics")
     assert samples(text)['conclave_worker_restarts_total{worker="0"}'] == 1
@@ -129,7 +129,7 @@ async def test_worker_crash_restarts_and_participants_reconnect(conclave_server,
 
 async def test_health_is_503_while_the_worker_is_down(conclave_server_factory):
     server = await conclave_server_factory(sfu={"restart_backoff_s": 30.0})
-    worker = server.state.supervisor.workers[0]
+    worker = server.services.workers.workers[0]
     os.kill(worker.pid, signal.SIGKILL)
     await wait_for(lambda: not worker.up, "the worker to be noticed down")
     status, text = await get_text(f"{server.base_url}/healthz")
@@ -140,7 +140,7 @@ async def test_health_is_503_while_the_worker_is_down(conclave_server_factory):
 
 async def test_hung_worker_is_killed_and_restarted(conclave_server_factory):
     server = await conclave_server_factory(sfu={"stats_interval_s": 0.2})
-    worker = server.state.supervisor.workers[0]
+    worker = server.services.workers.workers[0]
     old_pid, old_generation = worker.pid, worker.generation
     os.kill(old_pid, signal.SIGSTOP)  # alive but answering nothing
     try:

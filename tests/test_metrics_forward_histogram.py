@@ -42,7 +42,7 @@ def dropped_by_reason(families: dict[str, object]) -> dict[str, float]:
 
 
 async def test_forward_latency_histogram_and_drops_by_reason_in_metrics(conclave_server):
-    supervisor = conclave_server.state.supervisor
+    supervisor = conclave_server.services.workers
     worker = supervisor.workers[0]
 
     async def request(message: api.Message) -> api.Message:

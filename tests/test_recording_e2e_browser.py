@@ -469,8 +469,8 @@ async def test_two_pages_and_a_bot_recorded_decode_and_line_up(conclave_server_f
     await server.call("PUT", f"/customers/{owner['customer_id']}/storage", token=server.operator_key,
                       json_body={"kind": "local", "root": str(storage)})  # fmt: skip
     meeting = await server.create_meeting("Recorded end to end", host=owner, start=False)
-    assert await server.state.conference.listener.recorder.wait_up(30), "the recorder did not come up"
-    host_name = (await server.state.store.get_host(owner["host_id"])).name
+    assert await server.services.recorder.wait_up(30), "the recorder did not come up"
+    host_name = (await server.services.store.get_host(owner["host_id"])).name
 
     bot = MarkerBot(server.base_url, meeting["meeting_number"], "Marker bot", passcode=meeting["passcode"])
     pages = []
@@ -491,7 +491,7 @@ async def test_two_pages_and_a_bot_recorded_decode_and_line_up(conclave_server_f
         for other in (host_id, grace_id):
             for source in ("microphone", "camera"):
                 await bot.wait_for_frames(other, source, 10, timeout=MEDIA_TIMEOUT)
-        published = {t.track_id: t for t in server.state.meetings.get(meeting["meeting_id"]).tracks()}
+        published = {t.track_id: t for t in server.services.registry.get(meeting["meeting_id"]).tracks()}
         assert len(published) == 6, published
 
         await wait_wall_phase(0.35, 0.6)
@@ -504,7 +504,7 @@ async def test_two_pages_and_a_bot_recorded_decode_and_line_up(conclave_server_f
         await asyncio.sleep(RECORD_S - (time.time() - clicked))
         await host.get_by_test_id("toggle-recording").click()
         await bot.wait_recording_state(lambda state: not state.recording, timeout=40)
-        [recording] = await server.state.store.list_recordings(meeting["meeting_id"])
+        [recording] = await server.services.store.list_recordings(meeting["meeting_id"])
         manifest = await wait_for_files(storage, recording.key_prefix, STORAGE_TIMEOUT)
         for page in pages:
             assert await page.get_by_test_id("error-toast").count() == 0, browser.page_errors(page)

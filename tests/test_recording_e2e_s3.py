@@ -96,7 +96,7 @@ async def test_storage_down_mid_recording_loses_nothing(conclave_server_factory,
     guest = server.bot(meeting, "Guest")
     bucket = seaweed.buckets[0]
     client = seaweed.client()
-    data_dir = Path(server.state.cfg.data_dir)
+    data_dir = Path(server.services.cfg.data_dir)
     try:
         await host.start()
         await guest.start()
@@ -104,13 +104,13 @@ async def test_storage_down_mid_recording_loses_nothing(conclave_server_factory,
         await guest.wait_for_frames(host.participant_id, "camera", 5, timeout=20)
         await host.start_recording()
         started = time.monotonic()
-        job = server.state.meetings.get(meeting["meeting_id"]).recordings["recording"]
+        job = server.services.recordings.active(server.services.registry.get(meeting["meeting_id"]))["recording"]
         recording_id = job.recording_id
         recorded_tracks = set(job.tracks)
         assert len(recorded_tracks) == 4  # two cameras, two microphones
 
         async def some_uploaded() -> bool:
-            return bool(await server.state.store.list_recording_files(recording_id))
+            return bool(await server.services.store.list_recording_files(recording_id))
 
         await wait_for(some_uploaded, RECORD_BEFORE_OUTAGE_S + 6, "a first segment in the bucket")
         await asyncio.sleep(max(0.0, RECORD_BEFORE_OUTAGE_S - (time.monotonic() - started)))
@@ -119,7 +119,7 @@ async def test_storage_down_mid_recording_loses_nothing(conclave_server_factory,
         before = await metrics(server)
         await asyncio.to_thread(seaweed.stop)
         down_at = time.monotonic()
-        rows_when_down = len(await server.state.store.list_recording_files(recording_id))
+        rows_when_down = len(await server.services.store.list_recording_files(recording_id))
 
         async def spooling() -> bool:
             now = await metrics(server)
@@ -141,12 +141,12 @@ async def test_storage_down_mid_recording_loses_nothing(conclave_server_factory,
 
         # Every file lands: the manifest is uploaded and the spool is empty again.
         async def drained() -> bool:
-            rows = await server.state.store.list_recording_files(recording_id)
+            rows = await server.services.store.list_recording_files(recording_id)
             pending = [p for p in spool.iterdir()] if spool.is_dir() else []
             return any(r.kind == "manifest" for r in rows) and not pending
 
         await wait_for(drained, DRAIN_TIMEOUT_S, "every spooled segment uploaded", interval=0.5)
-        await server.state.conference.listener.recorder.refresh_stats()
+        await server.services.recorder.refresh_stats()
         assert (await metrics(server))["conclave_recording_spool_bytes"] == 0
 
         listing = await server.call("GET", f"/meetings/{meeting['number']}/recordings", token=meeting["host_session"])

@@ -129,7 +129,7 @@ async def test_transcript_of_a_bots_speech(conclave_server, tmp_path):
             {"type": "transcription", "action": "start", "hints": [PHRASE]}, timeout=30
         )
         assert reply["type"] == "ok"
-        [row] = await server.state.store.list_recordings(meeting["meeting_id"])
+        [row] = await server.services.store.list_recordings(meeting["meeting_id"])
         assert (row.kind, row.state) == ("transcription", "active")
 
         # Some seconds into the transcription the speaker joins and publishes the file (so

@@ -81,7 +81,7 @@ async def test_everyone_is_subscribed_to_the_announcer(conclave_server):
     meeting = await conclave_server.create_meeting()
     solo = conclave_server.bot(meeting, "solo")
     speaker = conclave_server.bot(meeting, "speaker")
-    live = conclave_server.state.meetings
+    live = conclave_server.services.registry
     try:
         await solo.start(publish_audio=False, publish_video=False)
         participant = live.get(meeting["meeting_id"]).participants[solo.participant_id]
@@ -107,9 +107,9 @@ async def test_first_joins_of_meetings_at_once_spread_over_workers(conclave_serv
     meetings = [await server.create_meeting(f"m{n}") for n in range(2)]
     sockets = [await signaling_socket(server.ws_url(m["meeting_id"], token=m["host_token"])) for m in meetings]
     await asyncio.gather(*(s.join("host") for s in sockets))
-    placements = [server.state.meetings.get(m["meeting_id"]).placement.worker_index for m in meetings]
+    placements = [server.services.registry.get(m["meeting_id"]).placement.worker_index for m in meetings]
     assert sorted(placements) == [0, 1]
-    assert [len(w.routers) for w in server.state.supervisor.workers] == [1, 1]
+    assert [len(w.routers) for w in server.services.workers.workers] == [1, 1]
 
 
 async def test_who_may_start_and_what_is_refused(conclave_server, tmp_path):
@@ -148,14 +148,14 @@ async def test_who_may_start_and_what_is_refused(conclave_server, tmp_path):
                                            token=guest.token, json_body={"action": "start"})  # fmt: skip
         assert status == 403, body
         assert not states(host) and not states(guest)  # nothing was ever on
-        assert await server.state.store.list_recordings(meeting["meeting_id"]) == []
+        assert await server.services.store.list_recordings(meeting["meeting_id"]) == []
 
         # Nobody publishes, so nobody had a subscribe connection: the start makes them.
         await host.signaling.request({"type": "recording", "action": "start"}, timeout=30)
         await guest.wait_for_frames(None, "announcement", NOTICE_FRAMES, timeout=15)
 
         async def heard() -> bool:
-            rows = await server.state.store.list_consent(meeting["meeting_id"])
+            rows = await server.services.store.list_consent(meeting["meeting_id"])
             return any(r.participant_id == guest.participant_id and "audio" in r.channels for r in rows)
 
         await wait_for(heard, 10, "the guest's ledger row to say audio")
@@ -170,7 +170,7 @@ async def test_who_may_start_and_what_is_refused(conclave_server, tmp_path):
 
 
 async def files_of(server, recording_id: str) -> list[Any]:
-    return await server.state.store.list_recording_files(recording_id)
+    return await server.services.store.list_recording_files(recording_id)
 
 
 async def wait_files(server, recording_id: str, predicate, timeout: float = 40.0) -> list[Any]:
@@ -198,7 +198,7 @@ async def test_recording_notice_ledger_and_files(conclave_server, tmp_path):
         await guest.start()
         await host.wait_for_frames(guest.participant_id, "camera", 3, timeout=20)
         await host.signaling.request({"type": "recording", "action": "start"}, timeout=30)
-        host_name = (await server.state.store.get_host(owner["host_id"])).name
+        host_name = (await server.services.store.get_host(owner["host_id"])).name
         for bot in (host, guest):
             state = await wait_state(bot, True)
             assert state["transcription"] is False and state["consent_policy"] == "notify"
@@ -212,20 +212,20 @@ async def test_recording_notice_ledger_and_files(conclave_server, tmp_path):
         await late.start(publish_video=False)
         assert (await wait_state(late, True))["recording"] is True
         await late.wait_for_frames(None, "announcement", NOTICE_FRAMES, timeout=15)
-        [recording] = await server.state.store.list_recordings(meeting["meeting_id"])
+        [recording] = await server.services.store.list_recordings(meeting["meeting_id"])
         assert recording.state == "active" and recording.kind == "recording"
 
         await asyncio.sleep(3)  # a few seconds of everyone's media
         # Host and guest camera + microphone, the late joiner's microphone.
-        published = {t.track_id for t in server.state.meetings.get(meeting["meeting_id"]).tracks()}
+        published = {t.track_id for t in server.services.registry.get(meeting["meeting_id"]).tracks()}
         assert len(published) == 5
         await host.signaling.request({"type": "recording", "action": "stop"}, timeout=40)
         for bot in (host, guest, late):
             assert (await wait_state(bot, False))["recording"] is False
-        stopped = await server.state.store.get_recording(recording.id)
+        stopped = await server.services.store.get_recording(recording.id)
         assert stopped.state == "stopped" and stopped.stopped_at > stopped.started_at
 
-        ledger = {e.participant_id: e for e in await server.state.store.list_consent(meeting["meeting_id"])}
+        ledger = {e.participant_id: e for e in await server.services.store.list_consent(meeting["meeting_id"])}
         assert set(ledger) == {host.participant_id, guest.participant_id, late.participant_id}
         for bot in (guest, late):  # under notify, staying until the stop is continuing
             entry = ledger[bot.participant_id]
@@ -255,10 +255,8 @@ async def test_recording_notice_ledger_and_files(conclave_server, tmp_path):
         assert {t["track_id"] for t in manifest["tracks"]} == published and manifest["mix"]["segments"]
 
         # What an SRE sees: the notices the worker played, what the recorder wrote.
-        await server.state.supervisor.refresh_stats()
-        from control.recording.service import service
-
-        await service(server.state).recorder.refresh_stats()
+        await server.services.workers.refresh_stats()
+        await server.services.recorder.refresh_stats()
         metrics = await scrape(server)
         assert metrics["conclave_worker_notice_plays_total"] >= 3  # start, late joiner, stop
         assert metrics["conclave_worker_notice_packets_sent_total"] >= 3 * NOTICE_FRAMES
@@ -339,13 +337,13 @@ async def test_require_consent_holds_media_until_continue(conclave_server, tmp_p
         assert frames(host, late.participant_id, "microphone") == 0
 
         async def decided() -> bool:
-            rows = await server.state.store.list_consent(meeting["meeting_id"])
+            rows = await server.services.store.list_consent(meeting["meeting_id"])
             return {r.participant_id: r.decision for r in rows} == {
                 host.participant_id: "continued", early.participant_id: "continued", late.participant_id: "left"
             }
 
         await wait_for(decided, 10, "the ledger's decisions")
-        for row in await server.state.store.list_consent(meeting["meeting_id"]):
+        for row in await server.services.store.list_consent(meeting["meeting_id"]):
             if row.participant_id != host.participant_id:
                 assert row.decided_at is not None and row.decided_at >= row.notified_at
     finally:
@@ -359,12 +357,12 @@ async def test_recorder_killed_mid_recording_continues(conclave_server_factory, 
     meeting = await server.create_meeting(host=owner)
     host = await host_bot(server, meeting)
     guest = server.bot(meeting, "guest")
-    recorder = server.state.conference.listener.recorder
+    recorder = server.services.recorder
     try:
         await guest.start(publish_video=False)
         await host.signaling.request({"type": "recording", "action": "start"}, timeout=30)
-        live_meeting = server.state.meetings.get(meeting["meeting_id"])
-        job = live_meeting.recordings["recording"]
+        live_meeting = server.services.registry.get(meeting["meeting_id"])
+        job = server.services.recordings.active(live_meeting)["recording"]
         await asyncio.sleep(3)
         first_pid = recorder.pid
         os.kill(first_pid, signal.SIGKILL)
@@ -413,10 +411,10 @@ async def test_full_spool_stops_the_recording_and_tells_the_host(conclave_server
         assert not any(e.get("code") == "recording_failed" for e in guest.errors)  # the host is told
         for bot in (host, guest):
             assert (await wait_state(bot, False))["recording"] is False
-        assert server.state.meetings.get(meeting["meeting_id"]).recordings == {}
+        assert server.services.recordings.active(server.services.registry.get(meeting["meeting_id"])) == {}
 
         async def failed() -> bool:
-            [recording] = await server.state.store.list_recordings(meeting["meeting_id"])
+            [recording] = await server.services.store.list_recordings(meeting["meeting_id"])
             return (recording.state, recording.error) == ("failed", "spool_full")
 
         await wait_for(failed, 10, "the recording marked failed")
@@ -431,7 +429,7 @@ async def test_auto_record_from_the_start_and_the_end_stops_it(conclave_server, 
     meeting = await server.create_meeting(host=owner)  # started: recording begins by itself
 
     async def recording_rows() -> list[Any]:
-        return await server.state.store.list_recordings(meeting["meeting_id"])
+        return await server.services.store.list_recordings(meeting["meeting_id"])
 
     async def active() -> bool:
         return [r.state for r in await recording_rows()] == ["active"]
@@ -474,7 +472,7 @@ async def test_transcription_on_its_own(conclave_server, tmp_path):
         state = await wait_state(guest, False)  # recording stays off...
         assert state["transcription"] is True  # ...transcription is on
         await guest.wait_for_frames(None, "announcement", NOTICE_FRAMES, timeout=15)
-        job = server.state.meetings.get(meeting["meeting_id"]).recordings["transcription"]
+        job = server.services.recordings.active(server.services.registry.get(meeting["meeting_id"]))["transcription"]
         assert job.hints == ["Conclave"] and len(job.tracks) == 2  # the voices only, no camera
         await asyncio.sleep(2)
         # Stopped over REST by the host: the same job, the same announcements.
@@ -484,7 +482,7 @@ async def test_transcription_on_its_own(conclave_server, tmp_path):
         await guest.wait_until(lambda: states(guest)[-1]["transcription"] is False, 10, "transcription off")
         rows = await wait_files(server, job.recording_id, lambda rows: any(r.kind == "transcript" for r in rows), 60)
         assert {r.kind for r in rows} >= {"track", "transcript"}
-        [stored] = await server.state.store.list_recordings(meeting["meeting_id"])
+        [stored] = await server.services.store.list_recordings(meeting["meeting_id"])
         assert (stored.kind, stored.state) == ("transcription", "stopped")
     finally:
         await stop_all(host, guest)
@@ -496,11 +494,11 @@ async def test_recording_follows_the_meeting_to_a_new_worker(conclave_server_fac
     meeting = await server.create_meeting(host=owner)
     host = await host_bot(server, meeting, publish_video=False)
     guest = server.bot(meeting, "guest")
-    worker = server.state.supervisor.workers[0]
+    worker = server.services.workers.workers[0]
     try:
         await guest.start(publish_video=False)
         await host.signaling.request({"type": "recording", "action": "start"}, timeout=30)
-        job = server.state.meetings.get(meeting["meeting_id"]).recordings["recording"]
+        job = server.services.recordings.active(server.services.registry.get(meeting["meeting_id"]))["recording"]
         before = set(job.tracks)
         assert len(before) == 2
         await asyncio.sleep(2)  # media of the first router's tracks

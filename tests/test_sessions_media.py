@@ -28,7 +28,7 @@ async def test_waiting_bot_gets_nothing_until_admitted_then_media_flows_both_way
         # ...and nothing of the guest reaches the meeting.
         assert guest.participant_id not in host.participants
         assert host.received == {} and host.chat == []
-        meeting_state = server.state.meetings.get(meeting["meeting_id"])
+        meeting_state = server.services.registry.get(meeting["meeting_id"])
         waiting = meeting_state.waiting[guest.participant_id]
         assert waiting.publish_transport_id is None and waiting.subscribe_transport_id is None
 

@@ -10,7 +10,7 @@ import json
 import aiohttp
 import pytest
 
-from control.meeting import live
+from control.meeting import closecodes
 
 JOIN_CLOSE_TIMEOUT_S = 2.0  # the contract: sockets close within 2 s of the action
 
@@ -115,14 +115,14 @@ async def test_meetings_disabled_refuses_start(conclave_server):
 
 
 async def test_duration_limit_ends_the_meeting(conclave_server, signaling_socket, monkeypatch):
-    monkeypatch.setattr(live, "MINUTE_S", 0.5)  # max_meeting_minutes: 1 -> half a second
+    monkeypatch.setattr(conclave_server.services.lifecycle, "minute_s", 0.5)  # max_meeting_minutes: 1 -> 0.5 s
     host = await conclave_server.new_host(limits={"max_meeting_minutes": 1})
     meeting = await conclave_server.create_meeting(host=host)
     socket = await signaling_socket(conclave_server.ws_url(meeting))
     await socket.join("ann")
     ended = await socket.recv_type("meeting_ended", timeout=10)
     assert ended["reason"] == "duration_limit"
-    assert await socket.expect_close() == live.CLOSE_MEETING_ENDED
+    assert await socket.expect_close() == closecodes.MEETING_ENDED
 
 
 # ---------------------------------------------------------------------- host sign-in
@@ -139,7 +139,7 @@ async def test_second_login_replaces_the_first(conclave_server, signaling_socket
     second = await server.login(host["email"])
     ended = await host_ws.recv_type("session_ended", timeout=JOIN_CLOSE_TIMEOUT_S)
     assert ended["reason"] == "signed_in_elsewhere"
-    assert await host_ws.expect_close(JOIN_CLOSE_TIMEOUT_S) == live.CLOSE_SESSION_ENDED
+    assert await host_ws.expect_close(JOIN_CLOSE_TIMEOUT_S) == closecodes.SESSION_ENDED
     status, body, _ = await server.api("GET", "/auth/me", token=host["token"])
     assert (status, body["error"]["code"]) == (401, "session_ended")
     # The old sign-in's join token no longer moderates; the meeting goes on for the others.
@@ -316,14 +316,12 @@ async def test_tokens_are_bound_to_their_meeting(conclave_server, signaling_sock
 
 
 async def test_expired_token_is_refused(conclave_server, signaling_socket):
-    from control.accounts import tokens
-
     server = conclave_server
     meeting = await server.create_meeting()
     reply = await server.join(meeting, "late")
-    old = tokens.make_join_token(
-        server.state, participant_id=reply["participant_id"], meeting_id=meeting["meeting_id"],
-        live_session_id=meeting["live_session_id"], name="late", role="participant", ttl_s=10, now=0,
+    old = server.services.tokens.make_join_token(
+        participant_id=reply["participant_id"], meeting_id=meeting["meeting_id"],
+        live_session_id=meeting["live_session_id"], name="late", role="participant", now=0,
     )  # fmt: skip
     socket = await signaling_socket(server.ws_url(meeting))
     await socket.send({"type": "join", "token": old})
@@ -398,7 +396,7 @@ async def test_a_waiting_participant_gets_nothing_and_sends_nothing(conclave_ser
     await server.call("POST", f"/meetings/{meeting['number']}/participants/{waiting['participant_id']}/deny",
                       token=meeting["host_session"])  # fmt: skip
     assert (await knocking.recv_type("denied"))["type"] == "denied"
-    assert await knocking.expect_close() == live.CLOSE_DENIED
+    assert await knocking.expect_close() == closecodes.DENIED
     await room_becomes(host, [])
 
 
@@ -447,7 +445,7 @@ async def test_removed_participant_cannot_come_back(conclave_server, signaling_s
         await server.call("POST", f"/meetings/{meeting['number']}/participants/{troll_id}/remove",
                           token=meeting["host_session"])  # fmt: skip
         await troll.recv_type("removed", timeout=JOIN_CLOSE_TIMEOUT_S)
-        assert await troll.expect_close(JOIN_CLOSE_TIMEOUT_S) == live.CLOSE_REMOVED
+        assert await troll.expect_close(JOIN_CLOSE_TIMEOUT_S) == closecodes.REMOVED
         assert (await watcher.recv_type("participant_left"))["participant_id"] == troll_id
 
         # The old token: refused on a new socket, in the message and in the URL.
@@ -488,8 +486,8 @@ async def test_end_closes_everyone(conclave_server, signaling_socket):
     await server.call("POST", f"/meetings/{meeting['number']}/end", token=meeting["host_token"])
     for socket in (host, knocking):
         assert (await socket.recv_type("meeting_ended", JOIN_CLOSE_TIMEOUT_S))["reason"] == "ended_by_host"
-        assert await socket.expect_close(JOIN_CLOSE_TIMEOUT_S) == live.CLOSE_MEETING_ENDED
-    assert server.state.meetings.get(meeting["meeting_id"]) is None
+        assert await socket.expect_close(JOIN_CLOSE_TIMEOUT_S) == closecodes.MEETING_ENDED
+    assert server.services.registry.get(meeting["meeting_id"]) is None
     status, body, _ = await server.api("POST", f"/meetings/{meeting['number']}/end", token=meeting["host_session"])
     assert (status, body["error"]["code"]) == (409, "not_live")
     # A token of the ended session opens nothing.
@@ -534,7 +532,7 @@ async def test_suspended_customer_meeting_ends_for_every_socket(conclave_server,
     for socket in (host_ws, knocking, inside, early):
         ended = await socket.recv_type("meeting_ended", JOIN_CLOSE_TIMEOUT_S)
         assert ended["reason"] == "customer_suspended"
-        assert await socket.expect_close(JOIN_CLOSE_TIMEOUT_S) == live.CLOSE_MEETING_ENDED
+        assert await socket.expect_close(JOIN_CLOSE_TIMEOUT_S) == closecodes.MEETING_ENDED
     status, _, _ = await rest_join(server, meeting, "after")
     assert status == 403
 
@@ -564,7 +562,7 @@ async def test_moderation_is_audited_and_chat_is_stored(conclave_server, signali
     assert {"participant.admit", "participant.mute", "participant.remove"} <= actions
     assert all(e["actor_kind"] == "host" and e["actor_id"] == meeting["host_id"] for e in entries)
     assert all(e["source_ip"] == "127.0.0.1" for e in entries)
-    chat = await server.state.store.list_chat(meeting["meeting_id"])
+    chat = await server.services.store.list_chat(meeting["meeting_id"])
     assert [(m.seq, m.text, m.participant_id) for m in chat] == [(1, "hello", pid)]
     late = await signaling_socket(server.ws_url(meeting))
     late_reply = await server.join(meeting, "late")
@@ -605,7 +603,7 @@ async def test_participant_events_reach_the_webhook(conclave_server, signaling_s
         await socket.recv_type("joined")
         await server.call("POST", f"/meetings/{meeting['number']}/participants/{pid}/remove", token=host["token"])
         await server.call("POST", f"/meetings/{meeting['number']}/end", token=host["token"])
-        await server.state.webhooks.wait_idle(10)
+        await server.services.webhooks.wait_idle(10)
     finally:
         await runner.cleanup()
     events = [(e["event"], e["data"].get("participant_id")) for e in received]

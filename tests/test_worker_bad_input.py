@@ -161,7 +161,7 @@ async def test_garbage_at_a_served_worker_shows_in_metrics_and_the_meeting_goes_
     meeting = await conclave_server.create_meeting()
     alice = conclave_server.bot(meeting, "alice")
     bob = conclave_server.bot(meeting, "bob")
-    worker = conclave_server.state.supervisor.workers[0]
+    worker = conclave_server.services.workers.workers[0]
     pid_before = worker.pid
     try:
         await alice.start()
@@ -184,7 +184,7 @@ async def test_garbage_at_a_served_worker_shows_in_metrics_and_the_meeting_goes_
 
         before = bob.received[alice.participant_id]["camera"].frames
         await bob.wait_for_frames(alice.participant_id, "camera", count=before + 10, timeout=30)
-        await conclave_server.state.supervisor.refresh_stats()
+        await conclave_server.services.workers.refresh_stats()
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{conclave_server.base_url}/metrics") as response:
                 text = await response.text()

@@ -3,7 +3,7 @@
 - `resolve_secrets(cfg)`: the operator key and the join-token secret come from the settings
   (`auth.operator_key`, `auth.token_secret`) or, when those are empty, from files in the
   data directory, generated once (mode 0600). Neither is ever logged or printed.
-- `first_start(state)`: an empty store gets customer "Default" and host `admin@localhost`
+- `first_start(store, data_dir)`: an empty store gets customer "Default" and host `admin@localhost`
   whose random password goes to `DATA_DIR/initial-host-password` (0600); the path is
   printed, never the password, so `./scripts/serve` is all a newcomer needs.
 - `end_meetings_left_live(store)`: meetings still live from a previous run are ended
@@ -16,13 +16,10 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from config import Config
+from control.accounts.service import hash_password, new_api_key
 from control.store.base import Store
-
-if TYPE_CHECKING:
-    from control.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +79,17 @@ def operator_key_path(cfg: Config) -> str:
     return os.path.join(cfg.data_dir, OPERATOR_KEY_FILE)
 
 
-async def first_start(state: AppState) -> None:
+async def first_start(store: Store, data_dir: str) -> None:
     """Create the default customer and host when the store has no customer at all."""
-    from control.accounts import service as accounts  # accounts imports control.state, which imports this
-
-    store = state.store
     if await store.count_customers() > 0:
         return
-    _, api_key_hash = accounts.new_api_key()  # nobody holds it; the operator can rotate it
+    _, api_key_hash = new_api_key()  # nobody holds it; the operator can rotate it
     customer = await store.create_customer(DEFAULT_CUSTOMER_NAME, api_key_hash=api_key_hash)
     password = secrets.token_urlsafe(12)
     host = await store.create_host(
-        customer.id, DEFAULT_HOST_EMAIL, DEFAULT_HOST_NAME, await accounts.hash_password(password)
+        customer.id, DEFAULT_HOST_EMAIL, DEFAULT_HOST_NAME, await hash_password(password)
     )
-    path = os.path.join(state.cfg.data_dir, INITIAL_PASSWORD_FILE)
+    path = os.path.join(data_dir, INITIAL_PASSWORD_FILE)
     write_private_file(path, password)
     await store.append_audit(
         actor_kind="system",

@@ -1,8 +1,9 @@
 """Signed tokens of the meeting side: join tokens (participants) and link tokens (join URLs).
 
-Both are JWTs signed with HS256 and the server's `token_secret` (config `auth.token_secret`
-or DATA_DIR/token-secret, see control.accounts.bootstrap). Their audiences differ, so one can never
-stand in for the other.
+All are JWTs signed with HS256 and the server's `token_secret` (config `auth.token_secret`
+or DATA_DIR/token-secret, see control.accounts.bootstrap), made and checked by one `Tokens`
+(built by the app with that secret and the store). Their audiences differ, so one can
+never stand in for another.
 
 - Join token (`aud` "conclave:join"), from `POST /meetings/{number}/join` or the host's
   start: `sub` participant id, `mtg` meeting id, `lsn` live session id (None before the
@@ -16,6 +17,8 @@ stand in for the other.
 - Link token (`aud` "conclave:link"), in a join URL `/m/{number}?t=...`: `mtg`, `num`
   and `pcv`, a keyed digest of the passcode (never the passcode): changing the passcode
   invalidates old links. No expiry: the link lives as long as the meeting and passcode.
+- Download token (`aud` "conclave:download"), a recording file's short-lived link: `rec`,
+  `fid`, `cus` (recording, file, customer), `exp` five minutes after `iat`.
 """
 
 from __future__ import annotations
@@ -26,9 +29,17 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import jwt
+
+from control.store.base import (
+    MeetingRecord,
+    ParticipantRecord,
+    Recording,
+    RecordingFile,
+    Store,
+)
 
 ALGORITHM = "HS256"
 JOIN_AUDIENCE = "conclave:join"
@@ -38,6 +49,8 @@ GRANT_NAMES = ("publish", "subscribe", "chat", "screen", "moderate")
 # Clock skew tolerated when checking exp/iat (several control nodes later).
 LEEWAY_S = 5
 MAX_TOKEN_CHARS = 4096
+DOWNLOAD_AUDIENCE = "conclave:download"
+DOWNLOAD_TTL_S = 300
 
 
 class TokenError(Exception):
@@ -48,10 +61,6 @@ class TokenError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-
-
-class _HasSecrets(Protocol):
-    secrets: Any  # control.accounts.bootstrap.Secrets: .token_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,61 +92,167 @@ def grants_for(role: str) -> dict[str, bool]:
     return grants
 
 
-def _secret(state: _HasSecrets) -> str:
-    secret = getattr(getattr(state, "secrets", None), "token_secret", "")
-    if not secret:
-        raise RuntimeError("the token secret is not loaded (control.accounts.bootstrap.resolve_secrets)")
-    return secret
+class Tokens:
+    """Makes and checks every signed token of the server (see the module's doc)."""
 
+    def __init__(self, secret: str, store: Store, join_ttl_s: int) -> None:
+        if not secret:
+            raise ValueError("the token secret is empty (control.accounts.bootstrap.resolve_secrets)")
+        self._secret = secret
+        self._store = store
+        self.join_ttl_s = join_ttl_s
 
-# ---------------------------------------------------------------------- join tokens
+    # ------------------------------------------------------------------ join tokens
 
+    def make_join_token(
+        self,
+        *,
+        participant_id: str,
+        meeting_id: str,
+        live_session_id: str | None,
+        name: str,
+        role: str,
+        host_session_id: str | None = None,
+        now: float | None = None,
+    ) -> str:
+        issued = int(time.time() if now is None else now)
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": JOIN_AUDIENCE,
+            "sub": participant_id,
+            "mtg": meeting_id,
+            "lsn": live_session_id,
+            "name": name,
+            "role": role,
+            "grants": grants_for(role),
+            "iat": issued,
+            "exp": issued + int(self.join_ttl_s),
+            "jti": secrets.token_urlsafe(12),
+        }
+        if host_session_id is not None:
+            claims["hsn"] = host_session_id
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
-def make_join_token(
-    state: _HasSecrets,
-    *,
-    participant_id: str,
-    meeting_id: str,
-    live_session_id: str | None,
-    name: str,
-    role: str,
-    ttl_s: int,
-    host_session_id: str | None = None,
-    now: float | None = None,
-) -> str:
-    issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {
-        "iss": ISSUER,
-        "aud": JOIN_AUDIENCE,
-        "sub": participant_id,
-        "mtg": meeting_id,
-        "lsn": live_session_id,
-        "name": name,
-        "role": role,
-        "grants": grants_for(role),
-        "iat": issued,
-        "exp": issued + int(ttl_s),
-        "jti": secrets.token_urlsafe(12),
-    }
-    if host_session_id is not None:
-        claims["hsn"] = host_session_id
-    return jwt.encode(claims, _secret(state), algorithm=ALGORITHM)
+    def verify_join_token(self, token: object, *, meeting_id: str | None = None, verify_exp: bool = True) -> JoinClaims:
+        """The claims of a valid join token (signature, audience, expiry, shape), bound to
+        `meeting_id` when given. Raises TokenError. Does not check revocation (async: see
+        `check_join_token`)."""
+        payload = self._decode(token, JOIN_AUDIENCE, verify_exp=verify_exp)
+        try:
+            claims = _join_claims(payload)
+        except (KeyError, TypeError, ValueError):
+            raise TokenError("invalid_token", "the join token is malformed") from None
+        if meeting_id is not None and not hmac.compare_digest(claims.meeting_id, meeting_id):
+            raise TokenError("wrong_meeting", "this token is for another meeting")
+        return claims
 
+    async def check_join_token(
+        self, token: object, meeting_id: str, *, verify_exp: bool = True
+    ) -> tuple[JoinClaims, ParticipantRecord]:
+        """A join token for `meeting_id` that is valid and not revoked: (claims, the store's
+        participant). Revoked: the participant was removed or denied, or is unknown to the
+        store (the meeting was deleted and made again). Raises TokenError."""
+        claims = self.verify_join_token(token, meeting_id=meeting_id, verify_exp=verify_exp)
+        participant = await self._store.get_participant(claims.participant_id)
+        if participant is None or participant.meeting_id != meeting_id:
+            raise TokenError("revoked", "this join token is no longer valid")
+        if participant.removed or participant.state in ("removed", "denied"):
+            raise TokenError("revoked", "you were removed from this meeting")
+        return claims, participant
 
-def verify_join_token(
-    state: _HasSecrets, token: object, *, meeting_id: str | None = None, verify_exp: bool = True
-) -> JoinClaims:
-    """The claims of a valid join token (signature, audience, expiry, shape), bound to
-    `meeting_id` when given. Raises TokenError. Does not check revocation (async: see
-    `check_join_token`)."""
-    payload = _decode(state, token, JOIN_AUDIENCE, verify_exp=verify_exp)
-    try:
-        claims = _join_claims(payload)
-    except (KeyError, TypeError, ValueError):
-        raise TokenError("invalid_token", "the join token is malformed") from None
-    if meeting_id is not None and not hmac.compare_digest(claims.meeting_id, meeting_id):
-        raise TokenError("wrong_meeting", "this token is for another meeting")
-    return claims
+    # ------------------------------------------------------------------ link tokens
+
+    def passcode_digest(self, meeting_id: str, passcode: str) -> str:
+        """A keyed digest of the passcode: reveals nothing without the secret (a passcode
+        is short, so an unkeyed hash would be guessed offline)."""
+        mac = hmac.new(self._secret.encode(), f"passcode\0{meeting_id}\0{passcode}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()[:16]).rstrip(b"=").decode()
+
+    def make_link_token(self, meeting: MeetingRecord) -> str:
+        """The `t=` of a join URL for `meeting`."""
+        claims = {
+            "iss": ISSUER,
+            "aud": LINK_AUDIENCE,
+            "mtg": meeting.id,
+            "num": meeting.meeting_number,
+            "pcv": self.passcode_digest(meeting.id, meeting.passcode),
+            "iat": int(time.time()),
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def link_token_number(self, token: object) -> str | None:
+        """The meeting number a valid link token names (signature checked), else None."""
+        try:
+            payload = self._decode(token, LINK_AUDIENCE, verify_exp=False)
+        except TokenError:
+            return None
+        number = payload.get("num")
+        return number if isinstance(number, str) else None
+
+    def verify_link_token(self, token: object, meeting: MeetingRecord) -> bool:
+        """True when `token` is a link token for this very meeting and its current passcode."""
+        try:
+            payload = self._decode(token, LINK_AUDIENCE, verify_exp=False)
+        except TokenError:
+            return False
+        mtg, num, pcv = payload.get("mtg"), payload.get("num"), payload.get("pcv")
+        if not (isinstance(mtg, str) and isinstance(num, str) and isinstance(pcv, str)):
+            return False
+        expected = self.passcode_digest(meeting.id, meeting.passcode)
+        same_meeting = hmac.compare_digest(mtg, meeting.id) & hmac.compare_digest(num, meeting.meeting_number)
+        return bool(same_meeting & hmac.compare_digest(pcv, expected))
+
+    # ------------------------------------------------------------------ download links
+
+    def make_download_token(self, recording: Recording, item: RecordingFile, *, now: float | None = None) -> str:
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": ISSUER,
+            "aud": DOWNLOAD_AUDIENCE,
+            "rec": recording.id,
+            "fid": item.id,
+            "cus": recording.customer_id,
+            "iat": issued,
+            "exp": issued + DOWNLOAD_TTL_S,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify_download_token(self, token: str) -> tuple[str, str, str] | None:
+        """(recording id, file id, customer id) of a valid, unexpired link, else None."""
+        try:
+            claims = self._decode(token, DOWNLOAD_AUDIENCE, verify_exp=True)
+        except TokenError:
+            return None
+        values = (claims.get("rec"), claims.get("fid"), claims.get("cus"))
+        if not all(isinstance(value, str) and value for value in values):
+            return None
+        return values  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ decoding
+
+    def _decode(self, token: object, audience: str, *, verify_exp: bool) -> dict[str, Any]:
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+            raise TokenError("invalid_token", "missing or malformed token")
+        options = {"require": ["iat", "aud", "iss"], "verify_exp": verify_exp}
+        if verify_exp and audience in (JOIN_AUDIENCE, DOWNLOAD_AUDIENCE):
+            options["require"] = ["iat", "aud", "iss", "exp"]
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],  # never "none", never what the token's header asks for
+                audience=audience,
+                issuer=ISSUER,
+                leeway=LEEWAY_S,
+                options=options,
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("token_expired", "the token has expired; join again") from None
+        except jwt.PyJWTError:
+            raise TokenError("invalid_token", "invalid token") from None
+        if not isinstance(payload, dict):
+            raise TokenError("invalid_token", "invalid token")
+        return payload
 
 
 def _join_claims(payload: dict[str, Any]) -> JoinClaims:
@@ -171,93 +286,3 @@ def _join_claims(payload: dict[str, Any]) -> JoinClaims:
         token_id=text("jti"),
         host_session_id=host_session_id,
     )
-
-
-async def check_join_token(
-    state: Any, token: object, meeting_id: str, *, verify_exp: bool = True
-) -> tuple[JoinClaims, Any]:
-    """A join token for `meeting_id` that is valid and not revoked: (claims, the store's
-    participant). Revoked: the participant was removed or denied, or is unknown to the
-    store (the meeting was deleted and made again). Raises TokenError."""
-    claims = verify_join_token(state, token, meeting_id=meeting_id, verify_exp=verify_exp)
-    participant = await state.store.get_participant(claims.participant_id)
-    if participant is None or participant.meeting_id != meeting_id:
-        raise TokenError("revoked", "this join token is no longer valid")
-    if participant.removed or participant.state in ("removed", "denied"):
-        raise TokenError("revoked", "you were removed from this meeting")
-    return claims, participant
-
-
-# ---------------------------------------------------------------------- link tokens
-
-
-def passcode_digest(state: _HasSecrets, meeting_id: str, passcode: str) -> str:
-    """A keyed digest of the passcode: reveals nothing without the secret (a passcode is
-    short, so an unkeyed hash would be guessed offline)."""
-    mac = hmac.new(_secret(state).encode(), f"passcode\0{meeting_id}\0{passcode}".encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(mac.digest()[:16]).rstrip(b"=").decode()
-
-
-def make_link_token(state: _HasSecrets, meeting: Any) -> str:
-    """The `t=` of a join URL for `meeting` (a control.store Meeting)."""
-    claims = {
-        "iss": ISSUER,
-        "aud": LINK_AUDIENCE,
-        "mtg": meeting.id,
-        "num": meeting.meeting_number,
-        "pcv": passcode_digest(state, meeting.id, meeting.passcode),
-        "iat": int(time.time()),
-    }
-    return jwt.encode(claims, _secret(state), algorithm=ALGORITHM)
-
-
-def link_token_number(state: _HasSecrets, token: object) -> str | None:
-    """The meeting number a valid link token names (signature checked), else None."""
-    try:
-        payload = _decode(state, token, LINK_AUDIENCE, verify_exp=False)
-    except TokenError:
-        return None
-    number = payload.get("num")
-    return number if isinstance(number, str) else None
-
-
-def verify_link_token(state: _HasSecrets, token: object, meeting: Any) -> bool:
-    """True when `token` is a link token for this very meeting and its current passcode."""
-    try:
-        payload = _decode(state, token, LINK_AUDIENCE, verify_exp=False)
-    except TokenError:
-        return False
-    mtg, num, pcv = payload.get("mtg"), payload.get("num"), payload.get("pcv")
-    if not (isinstance(mtg, str) and isinstance(num, str) and isinstance(pcv, str)):
-        return False
-    expected = passcode_digest(state, meeting.id, meeting.passcode)
-    same_meeting = hmac.compare_digest(mtg, meeting.id) & hmac.compare_digest(num, meeting.meeting_number)
-    return bool(same_meeting & hmac.compare_digest(pcv, expected))
-
-
-# ---------------------------------------------------------------------- decoding
-
-
-def _decode(state: _HasSecrets, token: object, audience: str, *, verify_exp: bool) -> dict[str, Any]:
-    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
-        raise TokenError("invalid_token", "missing or malformed token")
-    options = {"require": ["iat", "aud", "iss"], "verify_exp": verify_exp}
-    if verify_exp and audience == JOIN_AUDIENCE:
-        options["require"] = ["iat", "aud", "iss", "exp"]
-    try:
-        payload = jwt.decode(
-            token,
-            _secret(state),
-            algorithms=[ALGORITHM],  # never "none", never what the token's header asks for
-            audience=audience,
-            issuer=ISSUER,
-            leeway=LEEWAY_S,
-            options=options,
-        )
-    except jwt.ExpiredSignatureError:
-        raise TokenError("token_expired", "the token has expired; join again") from None
-    except jwt.PyJWTError:
-        raise TokenError("invalid_token", "invalid token") from None
-    if not isinstance(payload, dict):
-        raise TokenError("invalid_token", "invalid token")
-    return payload

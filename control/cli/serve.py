@@ -18,10 +18,11 @@ import sys
 import time
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from config import Config, ConfigError, load_config
-from control.app import create_app, get_state
+from control.app import SERVICES, create_app
 
 log = logging.getLogger("control")
 
@@ -36,8 +37,6 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"conclave: bad configuration:\n{exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.logging.level, cfg.logging.format)
-    import uvloop
-
     return uvloop.run(serve(cfg))
 
 
@@ -104,14 +103,11 @@ async def serve(cfg: Config) -> int:
     stop = asyncio.Event()
     signals_seen = 0
     app = create_app(cfg)
-    state = get_state(app)
-    supervisor = state.supervisor
+    services = app[SERVICES]
 
     def kill_children() -> None:
-        supervisor.kill_now()
-        recorder = getattr(state.conference.listener, "recorder", None)
-        if recorder is not None:  # the recorder runs in a session of its own
-            recorder.kill_now()
+        services.workers.kill_now()
+        services.recorder.kill_now()  # the recorder runs in a session of its own
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
@@ -142,7 +138,7 @@ async def serve(cfg: Config) -> int:
     url = serving_url(cfg, _bound_port(runner, cfg.http.port), tls is not None)
     public = f" (public URL {cfg.http.public_url})" if cfg.http.public_url else ""
     print(f"conclave serving at {url}{public}", flush=True)
-    log.info("serving at %s with %d SFU worker(s)", url, len(supervisor.workers))
+    log.info("serving at %s with %d SFU worker(s)", url, len(services.workers.workers))
 
     await stop.wait()
     started = time.monotonic()

@@ -13,11 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from config import LimitsConfig
+from control.meeting import numbers
 
 Schema = dict[str, Any]
 
 ID = {"type": "string", "minLength": 1}
-NUMBER_PARAM_PATTERN = r"^\d{3}-?\d{4}-?\d{4}$"
 TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
@@ -98,7 +98,7 @@ SCHEMAS: dict[str, Schema] = {
     "Meeting": _obj(
         {
             "id": ID,
-            "meeting_number": {"type": "string", "pattern": r"^\d{3}-\d{4}-\d{4}$"},
+            "meeting_number": {"type": "string", "pattern": numbers.DISPLAY_PATTERN},
             "title": {"type": "string"},
             "passcode": {"type": "string"},
             "join_url": {"type": "string"},
@@ -385,7 +385,7 @@ PARTICIPANT = _obj(
     },
     ["participant_id", "name", "role", "state", "connected", "joined_at"],
 )
-DISPLAY_NUMBER = {"type": "string", "pattern": r"^\d{3}-\d{4}-\d{4}$"}
+DISPLAY_NUMBER = {"type": "string", "pattern": numbers.DISPLAY_PATTERN}
 
 
 def _session_paths() -> dict[str, Schema]:
@@ -499,7 +499,7 @@ PATH_PARAMS = ("customer_id", "host_id", "number", "participant_id", "recording_
 def document() -> Schema:
     paths = {**_account_paths(), **_meeting_paths(), **_session_paths(), **_recording_paths()}
     for path, item in paths.items():
-        params = [_path_param(name, NUMBER_PARAM_PATTERN if name == "number" else None)
+        params = [_path_param(name, numbers.PATTERN if name == "number" else None)
                   for name in PATH_PARAMS if "{" + name + "}" in path]
         if params:
             item["parameters"] = params
@@ -521,13 +521,10 @@ def document() -> Schema:
     }
 
 
-async def openapi_handler(request: web.Request) -> web.Response:
-    return web.json_response(request.app[DOCUMENT_KEY])
+def register(router: web.UrlDispatcher) -> None:
+    served = document()
 
+    async def openapi_handler(request: web.Request) -> web.Response:
+        return web.json_response(served)
 
-DOCUMENT_KEY = web.AppKey("conclave_openapi", dict)
-
-
-def register(app: web.Application) -> None:
-    app[DOCUMENT_KEY] = document()
-    app.router.add_get("/api/v1/openapi.json", openapi_handler)
+    router.add_get("/api/v1/openapi.json", openapi_handler)

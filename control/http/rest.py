@@ -1,23 +1,16 @@
-"""Small helpers every REST handler shares: the JSON body, field checks, times, meeting
-numbers. A bad field is `400 invalid_field` with a message that starts with its name."""
+"""Small helpers every REST handler shares: the JSON body, field checks, times. A bad field is `400 invalid_field` with a message that starts with its name."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-import secrets
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from control.errors import ApiError
-from control.state import get_state
-
-MEETING_NUMBER_DIGITS = 11
-_NUMBER_IN_URL = re.compile(r"^\d{3}-?\d{4}-?\d{4}$")
-
 
 # ---------------------------------------------------------------------- bodies and fields
 
@@ -95,21 +88,7 @@ def url_field(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def public_base(request: web.Request) -> str:
-    """The server's public URL (config `http.public_url`, else as the request reached it)."""
-    configured = get_state(request.app).cfg.http.public_url
-    return (configured or f"{request.scheme}://{request.host}").rstrip("/")
-
-
 # ---------------------------------------------------------------------- times
-
-
-def iso_time(ts: float | None) -> str | None:
-    """Seconds since the epoch as ISO 8601 UTC ("2026-05-09T07:35:25.123Z"), None stays None."""
-    if ts is None:
-        return None
-    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def time_field(body: dict[str, Any], name: str) -> float | None:
@@ -137,24 +116,3 @@ def parse_time(value: object, name: str) -> float:
     if moment.tzinfo is None:
         raise invalid(name, "must carry a time zone (Z or +hh:mm)")
     return moment.timestamp()
-
-
-# ---------------------------------------------------------------------- meeting numbers
-
-
-def new_meeting_number() -> str:
-    """11 random digits from the OS's CSPRNG, never starting with 0 (so it reads as 11
-    digits); unrelated to time or to any other meeting."""
-    return str(10**10 + secrets.randbelow(9 * 10**10))
-
-
-def display_number(number: str) -> str:
-    """12345678901 → 123-4567-8901."""
-    return f"{number[:3]}-{number[3:7]}-{number[7:]}"
-
-
-def parse_number(text: str) -> str | None:
-    """A meeting number as written in a URL (with or without dashes) → 11 digits, or None."""
-    if not isinstance(text, str) or not _NUMBER_IN_URL.match(text):
-        return None
-    return text.replace("-", "")

@@ -23,14 +23,14 @@ from typing import Any
 from aiohttp import web
 
 from control import storage_access
-from control.accounts import service as accounts
-from control.accounts import tokens
+from control.accounts.service import HOST_TOKEN_PREFIX, Accounts
+from control.accounts.tokens import TokenError, Tokens
+from control.clock import iso_time
 from control.errors import ApiError
+from control.http.auth import bearer_token, unauthorized
 from control.http.permissions import forbidden
-from control.http.rest import display_number, iso_time
-from control.state import AppState, get_state
-from control.storage_settings import storage_for
-from control.store.base import MeetingRecord, Recording, RecordingFile
+from control.meeting import numbers
+from control.store.base import MeetingRecord, Recording, RecordingFile, Store
 
 log = logging.getLogger(__name__)
 
@@ -49,177 +49,171 @@ class NotReady(Exception):
 
 
 def _token(request: web.Request) -> str | None:
-    return accounts.bearer_token(request) or request.query.get("token") or None
+    return bearer_token(request) or request.query.get("token") or None
 
 
-async def _may_read(state: AppState, token: str | None, recording: Recording, meeting: MeetingRecord) -> bool:
-    if not token:
-        return False
-    if token.startswith(accounts.HOST_TOKEN_PREFIX):
-        try:
-            actor = await accounts.resolve_actor(state, token)
-        except ApiError:  # an ended sign-in, a suspended account
+class TranscriptRoutes:
+    def __init__(self, *, store: Store, accounts: Accounts, tokens: Tokens) -> None:
+        self._store = store
+        self._accounts = accounts
+        self._tokens = tokens
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/v1/recordings/{recording_id}/transcript", self.transcript_json)
+        router.add_get("/t/{recording_id}", self.transcript_page)
+
+    async def _may_read(self, token: str | None, recording: Recording, meeting: MeetingRecord) -> bool:
+        if not token:
             return False
-        return actor is not None and actor.kind == "host" and actor.host_id == meeting.host_id
-    if token.count(".") != 2:
-        return False
-    try:
-        claims, participant = await tokens.check_join_token(state, token, meeting.id, verify_exp=False)
-    except tokens.TokenError:
-        return False
-    if claims.is_host:
-        if claims.host_session_id is None:
+        if token.startswith(HOST_TOKEN_PREFIX):
+            try:
+                actor = await self._accounts.resolve_actor(token)
+            except ApiError:  # an ended sign-in, a suspended account
+                return False
+            return actor is not None and actor.kind == "host" and actor.host_id == meeting.host_id
+        if token.count(".") != 2:
+            return False
+        try:
+            claims, participant = await self._tokens.check_join_token(token, meeting.id, verify_exp=False)
+        except TokenError:
+            return False
+        if claims.is_host:
+            if claims.host_session_id is None:
+                return True
+            session = await self._store.get_host_session(claims.host_session_id)
+            return session is not None and session.active
+        if recording.live_session_id is not None and participant.live_session_id != recording.live_session_id:
+            return False
+        if participant.state == "admitted":
             return True
-        session = await state.store.get_host_session(claims.host_session_id)
-        return session is not None and session.active
-    if recording.live_session_id is not None and participant.live_session_id != recording.live_session_id:
+        for entry in await self._store.list_consent(meeting.id, recording.live_session_id):
+            if entry.participant_id == participant.id:
+                return True
         return False
-    if participant.state == "admitted":
-        return True
-    for entry in await state.store.list_consent(meeting.id, recording.live_session_id):
-        if entry.participant_id == participant.id:
-            return True
-    return False
 
+    async def _authorized(self, request: web.Request) -> tuple[Recording, MeetingRecord]:
+        """The recording and meeting, if the request's token may read the transcript."""
+        token = _token(request)
+        recording = await self._store.get_recording(request.match_info["recording_id"])
+        meeting = await self._store.get_meeting(recording.meeting_id) if recording is not None else None
+        if recording is None or meeting is None or not await self._may_read(token, recording, meeting):
+            if token is None:
+                raise unauthorized("this needs the host's sign-in or a participant's join token")
+            raise forbidden("only the meeting's host and participants may read this transcript")
+        return recording, meeting
 
-async def _authorized(request: web.Request) -> tuple[Recording, MeetingRecord]:
-    """The recording and meeting, if the request's token may read the transcript."""
-    state = get_state(request.app)
-    token = _token(request)
-    recording = await state.store.get_recording(request.match_info["recording_id"])
-    meeting = await state.store.get_meeting(recording.meeting_id) if recording is not None else None
-    if recording is None or meeting is None or not await _may_read(state, token, recording, meeting):
-        if token is None:
-            raise accounts.unauthorized("this needs the host's sign-in or a participant's join token")
-        raise forbidden("only the meeting's host and participants may read this transcript")
-    return recording, meeting
+    def _transcript_file(self, files: list[RecordingFile]) -> RecordingFile | None:
+        """The JSON transcript (the recorder also writes WebVTT); the newest if several."""
+        found = [
+            f
+            for f in files
+            if f.kind == "transcript" and (f.content_type.startswith("application/json") or f.key.endswith(".json"))
+        ]
+        return found[-1] if found else None
 
+    async def load_transcript(self, recording: Recording) -> dict[str, Any]:
+        """The transcript JSON the recorder wrote (recorder/transcription/output.to_json);
+        NotReady when there is none yet; ApiError 502 when the storage cannot be read."""
+        item = self._transcript_file(await self._store.list_recording_files(recording.id))
+        if item is None:
+            raise NotReady()
+        settings = await self._store.get_customer_storage(recording.customer_id)
+        if settings is None:
+            raise NotReady()  # the storage settings were removed: the files are out of reach
+        storage = storage_access.open_storage(settings)
+        try:
+            raw = await storage_access.read_bytes(storage, item.key, MAX_TRANSCRIPT_BYTES)
+            document = json.loads(raw)
+        except storage_access.ObjectMissing:
+            raise NotReady() from None
+        except (storage_access.StorageUnavailable, ValueError) as error:
+            log.warning("cannot read the transcript of recording %s: %s", recording.id, error)
+            raise ApiError(502, "storage_unavailable", "the transcript cannot be read right now; try again") from None
+        if not isinstance(document, dict):
+            raise ApiError(502, "storage_unavailable", "the stored transcript is not readable")
+        return document
 
-def _transcript_file(files: list[RecordingFile]) -> RecordingFile | None:
-    """The JSON transcript (the recorder also writes WebVTT); the newest if several."""
-    found = [
-        f
-        for f in files
-        if f.kind == "transcript" and (f.content_type.startswith("application/json") or f.key.endswith(".json"))
-    ]
-    return found[-1] if found else None
+    def _segments(self, document: dict[str, Any]) -> list[dict[str, Any]]:
+        segments = []
+        for segment in document.get("segments") or []:
+            if not isinstance(segment, dict):
+                continue
+            start, end = segment.get("start"), segment.get("end")
+            segments.append(
+                {
+                    "start": float(start) if isinstance(start, (int, float)) else 0.0,
+                    "end": float(end) if isinstance(end, (int, float)) else 0.0,
+                    "speaker": str(segment.get("speaker") or ""),
+                    "text": str(segment.get("text") or ""),
+                }
+            )
+        return segments
 
-
-async def load_transcript(state: AppState, recording: Recording) -> dict[str, Any]:
-    """The transcript JSON the recorder wrote (recorder/transcription/output.to_json);
-    NotReady when there is none yet; ApiError 502 when the storage cannot be read."""
-    item = _transcript_file(await state.store.list_recording_files(recording.id))
-    if item is None:
-        raise NotReady()
-    settings = await storage_for(state, recording.customer_id)
-    if settings is None:
-        raise NotReady()  # the storage settings were removed: the files are out of reach
-    storage = storage_access.open_storage(settings)
-    try:
-        raw = await storage_access.read_bytes(storage, item.key, MAX_TRANSCRIPT_BYTES)
-        document = json.loads(raw)
-    except storage_access.ObjectMissing:
-        raise NotReady() from None
-    except (storage_access.StorageUnavailable, ValueError) as error:
-        log.warning("cannot read the transcript of recording %s: %s", recording.id, error)
-        raise ApiError(502, "storage_unavailable", "the transcript cannot be read right now; try again") from None
-    if not isinstance(document, dict):
-        raise ApiError(502, "storage_unavailable", "the stored transcript is not readable")
-    return document
-
-
-def _segments(document: dict[str, Any]) -> list[dict[str, Any]]:
-    segments = []
-    for segment in document.get("segments") or []:
-        if not isinstance(segment, dict):
-            continue
-        start, end = segment.get("start"), segment.get("end")
-        segments.append(
+    async def transcript_json(self, request: web.Request) -> web.Response:
+        recording, meeting = await self._authorized(request)
+        try:
+            document = await self.load_transcript(recording)
+        except NotReady:
+            raise ApiError(404, "not_ready", "this recording has no transcript (yet)") from None
+        segments = self._segments(document)
+        return web.json_response(
             {
-                "start": float(start) if isinstance(start, (int, float)) else 0.0,
-                "end": float(end) if isinstance(end, (int, float)) else 0.0,
-                "speaker": str(segment.get("speaker") or ""),
-                "text": str(segment.get("text") or ""),
-            }
+                "recording_id": recording.id,
+                "meeting_number": numbers.display(meeting.meeting_number),
+                "title": meeting.title,
+                "started_at": iso_time(recording.started_at),
+                "disclaimer": DISCLAIMER,
+                "speakers": sorted({s["speaker"] for s in segments if s["speaker"]}),
+                "segments": segments,
+            },
+            headers={"Cache-Control": "no-store"},
         )
-    return segments
 
+    # ------------------------------------------------------------------ the page
 
-async def transcript_json(request: web.Request) -> web.Response:
-    recording, meeting = await _authorized(request)
-    state = get_state(request.app)
-    try:
-        document = await load_transcript(state, recording)
-    except NotReady:
-        raise ApiError(404, "not_ready", "this recording has no transcript (yet)") from None
-    segments = _segments(document)
-    return web.json_response(
-        {
-            "recording_id": recording.id,
-            "meeting_number": display_number(meeting.meeting_number),
-            "title": meeting.title,
-            "started_at": iso_time(recording.started_at),
-            "disclaimer": DISCLAIMER,
-            "speakers": sorted({s["speaker"] for s in segments if s["speaker"]}),
-            "segments": segments,
-        },
-        headers={"Cache-Control": "no-store"},
-    )
+    def _clock(self, seconds: float) -> str:
+        whole = int(max(0.0, seconds))
+        return f"{whole // 3600:d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
+    def _page(self, title: str, body: str, status: int = 200) -> web.Response:
+        text = f"""<!doctype html>
+    <html lang="en"><head><meta charset="utf-8">
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <meta name="referrer" content="no-referrer">
+    <title>{html.escape(title)}</title>
+    <style>
+    body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 48rem; margin: 2rem auto; padding: 0 1rem; color: #1d1d1f; }}
+    .notice {{ background: #fff4d6; border: 1px solid #e0b84c; border-radius: 6px; padding: .6rem .9rem; }}
+    .cue {{ margin: .4rem 0; }} .time {{ color: #666; font-variant-numeric: tabular-nums; margin-right: .5rem; }}
+    .speaker {{ font-weight: 600; margin-right: .4rem; }}
+    </style></head><body>
+    {body}
+    </body></html>
+    """
+        return web.Response(text=text, content_type="text/html", status=status, headers=PAGE_HEADERS)
 
-# ---------------------------------------------------------------------- the page
-
-
-def _clock(seconds: float) -> str:
-    whole = int(max(0.0, seconds))
-    return f"{whole // 3600:d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
-def _page(title: str, body: str, status: int = 200) -> web.Response:
-    text = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{html.escape(title)}</title>
-<style>
-body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 48rem; margin: 2rem auto; padding: 0 1rem; color: #1d1d1f; }}
-.notice {{ background: #fff4d6; border: 1px solid #e0b84c; border-radius: 6px; padding: .6rem .9rem; }}
-.cue {{ margin: .4rem 0; }} .time {{ color: #666; font-variant-numeric: tabular-nums; margin-right: .5rem; }}
-.speaker {{ font-weight: 600; margin-right: .4rem; }}
-</style></head><body>
-{body}
-</body></html>
-"""
-    return web.Response(text=text, content_type="text/html", status=status, headers=PAGE_HEADERS)
-
-
-async def transcript_page(request: web.Request) -> web.Response:
-    try:
-        recording, meeting = await _authorized(request)
-    except ApiError:
-        return _page(
-            "Transcript",
-            "<h1>Transcript</h1><p>Only the meeting's host and its participants may read this transcript. "
-            "Open it from the meeting, or add the link you were given.</p>",
-            status=403,
+    async def transcript_page(self, request: web.Request) -> web.Response:
+        try:
+            recording, meeting = await self._authorized(request)
+        except ApiError:
+            return self._page(
+                "Transcript",
+                "<h1>Transcript</h1><p>Only the meeting's host and its participants may read this transcript. "
+                "Open it from the meeting, or add the link you were given.</p>",
+                status=403,
+            )
+        notice = f'<p class="notice" role="note">{html.escape(DISCLAIMER)}</p>'
+        heading = f"<h1>{html.escape(meeting.title or 'Meeting')}</h1>"
+        when = f"<p>Meeting {numbers.display(meeting.meeting_number)}, started {iso_time(recording.started_at)}</p>"
+        try:
+            document = await self.load_transcript(recording)
+        except NotReady:
+            return self._page("Transcript", heading + when + notice + "<p>The transcript is not ready yet.</p>")
+        except ApiError:
+            return self._page("Transcript", heading + notice + "<p>The transcript cannot be read right now.</p>", 502)
+        cues = "\n".join(
+            f'<p class="cue"><span class="time">{self._clock(s["start"])}</span>'
+            f'<span class="speaker">{html.escape(s["speaker"])}</span>{html.escape(s["text"])}</p>'
+            for s in self._segments(document)
         )
-    notice = f'<p class="notice" role="note">{html.escape(DISCLAIMER)}</p>'
-    heading = f"<h1>{html.escape(meeting.title or 'Meeting')}</h1>"
-    when = f"<p>Meeting {display_number(meeting.meeting_number)}, started {iso_time(recording.started_at)}</p>"
-    try:
-        document = await load_transcript(get_state(request.app), recording)
-    except NotReady:
-        return _page("Transcript", heading + when + notice + "<p>The transcript is not ready yet.</p>")
-    except ApiError:
-        return _page("Transcript", heading + notice + "<p>The transcript cannot be read right now.</p>", 502)
-    cues = "\n".join(
-        f'<p class="cue"><span class="time">{_clock(s["start"])}</span>'
-        f'<span class="speaker">{html.escape(s["speaker"])}</span>{html.escape(s["text"])}</p>'
-        for s in _segments(document)
-    )
-    return _page(f"Transcript: {meeting.title}", heading + when + notice + (cues or "<p>Nothing was said.</p>"))
-
-
-def register(app: web.Application) -> None:
-    app.router.add_get("/api/v1/recordings/{recording_id}/transcript", transcript_json)
-    app.router.add_get("/t/{recording_id}", transcript_page)
+        return self._page(f"Transcript: {meeting.title}", heading + when + notice + (cues or "<p>Nothing was said.</p>"))

@@ -9,156 +9,36 @@ sends one more offer after the answer when something changed meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
+from control.accounts.tokens import Tokens
+from control.clock import Clock
 from control.errors import SignalingError
-from control.meeting.model import Subscription, LiveMeeting, MeetingRegistry, Participant, Placement, PublishedTrack, new_id
+from control.meeting import admission, closecodes
+from control.meeting.model import (
+    LiveMeeting,
+    MeetingRegistry,
+    Participant,
+    Placement,
+    PublishedTrack,
+    Subscription,
+    new_id,
+)
+from control.meeting.negotiation import Negotiation, media_error
 from control.processes.workers import WorkerSupervisor
+from control.tasks import BackgroundTasks
 from sfu import api
 from sfu.channel import ChannelError
 
 log = logging.getLogger(__name__)
 
-# The meeting's announcer: a server-side audio producer every router has (the SFU makes it
-# at ROUTER_CREATE); everyone is subscribed to it, so a notice played on it is heard
-# in-band. Clients see it as this track id with source "announcement" and no participant.
-ANNOUNCER_TRACK_ID = "announcer"
-ANNOUNCER_SOURCE = "announcement"
-
-REPLACED_CLOSE_CODE = 4001  # the participant joined again on another socket
-RESTART_CLOSE_CODE = 1012  # WebSocket "service restart": the media server restarted
-NO_ANSWER_CLOSE_CODE = 1008  # policy violation: the client never answered an offer
 # A join while every worker is restarting waits this long for one before giving up.
 WAIT_FOR_WORKER_S = 5.0
 
 
 def _unpublished(track: PublishedTrack) -> dict[str, Any]:
     return {"type": "track_unpublished", "track_id": track.track_id, "participant_id": track.participant_id}
-
-
-def media_error(exc: ChannelError, what: str) -> SignalingError:
-    """A worker error as the client sees it: code `media_error`, the worker's code as reason."""
-    return SignalingError("media_error", f"{what} failed: {exc.message}", reason=exc.code)
-
-
-class Negotiation:
-    """Serializes renegotiation of one subscriber's connection: never two offers outstanding."""
-
-    __slots__ = ("_conference", "_meeting", "_participant", "state", "dirty", "_task", "offers", "_deadline")
-
-    IDLE, CREATING, AWAITING_ANSWER = "idle", "creating", "awaiting_answer"
-
-    def __init__(self, conference: Conference, meeting: LiveMeeting, participant: Participant) -> None:
-        self._conference = conference
-        self._meeting = meeting
-        self._participant = participant
-        self.state = self.IDLE
-        self.dirty = False
-        self._task: asyncio.Task[None] | None = None
-        self.offers = 0  # offers sent so far
-        self._deadline: asyncio.TimerHandle | None = None  # for the answer to the offer out
-
-    def request(self) -> None:
-        """Something changed in what this subscriber receives: offer it (now or after the answer)."""
-        if self._participant.closed:
-            return
-        if self.state != self.IDLE:
-            self.dirty = True
-            return
-        self.state = self.CREATING
-        self.dirty = False
-        self._task = asyncio.create_task(self._offer(), name=f"offer-{self._participant.participant_id}")
-
-    async def _offer(self) -> None:
-        participant = self._participant
-        transport_id = participant.subscribe_transport_id
-        try:
-            if transport_id is None:
-                raise ChannelError("no_transport", "subscribe transport is gone")
-            offer = await self._conference.request(self._meeting, api.SubscribeOfferCreate(transport_id=transport_id))
-        except ChannelError as exc:
-            self.state = self.IDLE
-            if not participant.closed:
-                log.warning("subscribe offer for %s failed: %s", participant.participant_id, exc)
-                self._conference.send_error(participant, media_error(exc, "subscribe offer"))
-            return
-        if participant.closed:
-            return
-        assert isinstance(offer, api.SubscribeOffer)
-        if not offer.consumers:
-            self._settle()
-            return
-        self.state = self.AWAITING_ANSWER
-        self.offers += 1
-        participant.send({"type": "offer", "sdp": offer.sdp, "tracks": [self._describe(c) for c in offer.consumers]})
-        # Every later change waits for this answer: a client that never gives it would
-        # hold this subscriber's tracks back forever. It is dropped (and may reconnect).
-        self._deadline = asyncio.get_running_loop().call_later(self._conference.answer_timeout_s, self._no_answer)
-
-    def _no_answer(self) -> None:
-        self._deadline = None
-        if self.state == self.AWAITING_ANSWER and not self._participant.closed:
-            log.warning("participant %s did not answer an offer: closing its socket", self._participant.participant_id)
-            self._participant.peer.close(NO_ANSWER_CLOSE_CODE, "no answer to the offer")
-
-    def _describe(self, info: api.ConsumerInfo) -> dict[str, Any]:
-        if info.consumer_id == self._participant.announcer_consumer_id:
-            return {
-                "mid": info.mid,
-                "track_id": ANNOUNCER_TRACK_ID,
-                "participant_id": None,
-                "source": ANNOUNCER_SOURCE,
-                "kind": info.kind,
-                "active": info.active,
-            }
-        consumer = self._participant.consumers.get(info.consumer_id)
-        track = consumer.track if consumer else None
-        return {
-            "mid": info.mid,
-            "track_id": track.track_id if track else info.producer_id,
-            "participant_id": track.participant_id if track else None,
-            "source": track.source if track else None,
-            "kind": info.kind,
-            "active": info.active,
-        }
-
-    async def on_answer(self, sdp: str) -> None:
-        if self.state != self.AWAITING_ANSWER:
-            raise SignalingError("unexpected_answer", "there is no offer waiting for an answer")
-        transport_id = self._participant.subscribe_transport_id
-        try:
-            if transport_id is None:
-                raise ChannelError("no_transport", "subscribe transport is gone")
-            await self._conference.request(self._meeting, api.SubscribeAnswerSet(transport_id=transport_id, sdp=sdp))
-        except ChannelError as exc:
-            raise media_error(exc, "answer") from None
-        finally:
-            self._settle()
-
-    def _settle(self) -> None:
-        self._stop_deadline()
-        self.state = self.IDLE
-        if self.dirty:
-            self.request()
-
-    def _stop_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def cancel(self) -> None:
-        self._stop_deadline()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-
-    def ensure_offered(self) -> None:
-        """An offer unless one was made (or is being made): e.g. for the announcer alone,
-        whose m-line is in every offer but is not worth one by itself until it speaks."""
-        if self.offers == 0 and self.state == self.IDLE:
-            self.request()
 
 
 class ConferenceListener:
@@ -193,19 +73,48 @@ class ConferenceListener:
 
 class Conference:
     def __init__(
-        self, registry: MeetingRegistry, supervisor: WorkerSupervisor, max_participants: int, answer_timeout_s: float = 30.0
+        self,
+        *,
+        registry: MeetingRegistry,
+        supervisor: WorkerSupervisor,
+        tokens: Tokens,
+        clock: Clock,
+        tasks: BackgroundTasks,
+        answer_timeout_s: float = 30.0,
     ) -> None:
         self._registry = registry
         self._supervisor = supervisor
-        self._max_participants = max_participants
+        self._tokens = tokens  # a fresh join token for whoever is told to reconnect
+        self._clock = clock
+        self._tasks = tasks
         self.answer_timeout_s = answer_timeout_s
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
-        # A fresh join token for a participant told to reconnect (set by control.meeting.live).
-        self.reconnect_token: Callable[[LiveMeeting, Participant], str | None] | None = None
-        self.listener = ConferenceListener()  # set by control.recording.service
+        self._listeners: list[ConferenceListener] = []
         supervisor.add_down_listener(self._on_worker_down)
         supervisor.add_notification_listener(self._on_worker_notification)
+
+    def add_listener(self, listener: ConferenceListener) -> None:
+        self._listeners.append(listener)
+
+    def _tell(self, event: Any, *args: Any) -> None:
+        """Upward news to every listener (ConferenceListener's methods), in order."""
+        for listener in self._listeners:
+            getattr(listener, event.__name__)(*args)
+
+    def _reconnect_token(self, meeting: LiveMeeting, participant: Participant) -> str | None:
+        """A fresh join token for someone told to reconnect (same participant, same grants)."""
+        try:
+            return self._tokens.make_join_token(
+                participant_id=participant.participant_id,
+                meeting_id=meeting.meeting_id,
+                live_session_id=meeting.live_session_id,
+                name=participant.name,
+                role=participant.role,
+                host_session_id=participant.host_session_id,
+            )
+        except Exception:
+            log.exception("cannot make a reconnect token")
+            return None
 
     # ------------------------------------------------------------------ helpers
 
@@ -214,17 +123,6 @@ class Conference:
         if placement is None:
             raise ChannelError("worker_down", "the meeting has no media server")
         return await self._supervisor.request(placement.worker_index, placement.generation, message)
-
-    def send_error(self, participant: Participant, error: SignalingError, message_id: Any = None) -> None:
-        message = {"type": "error", "code": error.code, "message": error.message, **error.extra}
-        if message_id is not None:
-            message["id"] = message_id
-        participant.send(message)
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _ensure_router(self, meeting: LiveMeeting) -> None:
         placement = meeting.placement
@@ -249,7 +147,7 @@ class Conference:
                 worker.routers.discard(meeting.meeting_id)
             raise media_error(exc, "creating the meeting's router") from None
         meeting.placement = Placement(worker.index, generation, meeting.meeting_id)
-        self.listener.router_created(meeting)
+        self._tell(ConferenceListener.router_created, meeting)
 
     async def ensure_router(self, meeting: LiveMeeting) -> None:
         """The meeting's router, made now if it has none (e.g. recording before anyone
@@ -259,12 +157,6 @@ class Conference:
         await self._ensure_router(meeting)
 
     # ------------------------------------------------------------------ join / leave
-
-    def capacity(self, meeting: LiveMeeting) -> int:
-        """Most admitted participants: the server's cap, or the customer's if lower."""
-        if meeting.max_participants is None:
-            return self._max_participants
-        return min(self._max_participants, meeting.max_participants)
 
     async def join(
         self,
@@ -280,12 +172,15 @@ class Conference:
                 raise SignalingError("meeting_ended", "the meeting has ended")
             participant_id = participant.participant_id
             await self._replace_previous(meeting, participant)
-            capacity = self.capacity(meeting)
-            if len(meeting.participants) >= capacity:
+            assert meeting.limits is not None  # set when it went live (control.meeting.lifecycle)
+            capacity = meeting.limits.capacity
+            if not admission.has_room(len(meeting.participants), capacity):
                 raise SignalingError("meeting_full", f"the meeting has {capacity} participants already")
             await self._ensure_router(meeting)
             await self._create_transports(meeting, participant)
-            participant.negotiation = Negotiation(self, meeting, participant)
+            participant.negotiation = Negotiation(
+                participant, lambda message: self.request(meeting, message), self._clock, self.answer_timeout_s
+            )
             others = list(meeting.participants.values())
             meeting.add_participant(participant)
             joined: dict[str, Any] = {
@@ -305,7 +200,7 @@ class Conference:
             meeting.broadcast({"type": "participant_joined", "participant": participant.public()}, exclude=participant)
             # The announcer's m-line goes in every offer; alone it waits until something
             # is played (control.recording.service asks for the offer then, or at once here).
-            wanted = self.listener.participant_joined(meeting, participant)
+            wanted = any([listener.participant_joined(meeting, participant) for listener in self._listeners])
             created = wanted and participant.announcer_consumer_id is not None
             for track in list(meeting.tracks()):
                 if track.participant_id != participant_id:
@@ -337,7 +232,7 @@ class Conference:
             return
         previous.exit_reason = "replaced"
         await self._remove_locked(meeting, previous)
-        previous.peer.close(REPLACED_CLOSE_CODE, "joined again from another connection")
+        previous.peer.close(closecodes.SESSION_ENDED, "joined again from another connection")
 
     async def dismiss(self, meeting: LiveMeeting, participant: Participant, message: dict[str, Any], code: int) -> None:
         """The server takes `participant` out (removed, denied, signed out): tell them why,
@@ -379,7 +274,7 @@ class Conference:
             meeting.remove_participant(participant)
             participant.peer.close(code, str(message.get("reason", "meeting ended"))[:100])
             if was_admitted:
-                self.listener.participant_left(meeting, participant)
+                self._tell(ConferenceListener.participant_left, meeting, participant)
         return len(everyone)
 
     async def _create_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
@@ -457,10 +352,10 @@ class Conference:
         for track in tracks:
             meeting.broadcast(_unpublished(track))
             changed |= self._consumers_closed_with(meeting, track)
-            self.listener.track_unpublished(meeting, track)
+            self._tell(ConferenceListener.track_unpublished, meeting, track)
         meeting.broadcast({"type": "participant_left", "participant_id": participant.participant_id})
         self._renegotiate(changed)
-        self.listener.participant_left(meeting, participant)
+        self._tell(ConferenceListener.participant_left, meeting, participant)
 
     # ------------------------------------------------------------------ tracks
 
@@ -502,14 +397,14 @@ class Conference:
             for track in closed:
                 meeting.broadcast(_unpublished(track), exclude=participant)
                 changed |= self._consumers_closed_with(meeting, track)
-                self.listener.track_unpublished(meeting, track)
+                self._tell(ConferenceListener.track_unpublished, meeting, track)
             for track in added:
                 meeting.broadcast({"type": "track_published", "track": track.public()}, exclude=participant)
             for track in added:
                 for subscriber in meeting.others(participant):
                     if await self._create_consumer(meeting, subscriber, track):
                         changed.add(subscriber)
-                self.listener.track_published(meeting, track)
+                self._tell(ConferenceListener.track_published, meeting, track)
             self._renegotiate(changed)
 
     def _live_transport(self, participant: Participant, transport_id: str | None) -> str:
@@ -532,7 +427,7 @@ class Conference:
             await self.request(meeting, create)
         except ChannelError as exc:
             log.warning("consumer of %s for %s failed: %s", track.track_id, subscriber.participant_id, exc)
-            self.send_error(subscriber, media_error(exc, f"receiving track {track.track_id}"))
+            subscriber.send(media_error(exc, f"receiving track {track.track_id}").as_message())
             return False
         subscriber.consumers[consumer_id] = Subscription(consumer_id, track)
         return True
@@ -644,15 +539,11 @@ class Conference:
             meeting, api.NoticePlay(router_id=placement.router_id, frames=frames, consumer_ids=consumer_ids)
         )
 
-    def chat(self, meeting: LiveMeeting, message: dict[str, Any]) -> None:
-        """A stored chat message (control.meeting.live numbered it) to everyone admitted."""
-        meeting.broadcast({"type": "chat", "message": message})
-
     # ------------------------------------------------------------------ worker events
 
     def _on_worker_down(self, index: int, generation: int) -> None:
         for meeting in self._registry.on_worker(index):
-            self._spawn(self._reset_meeting(meeting, index, generation), f"reset-{meeting.meeting_id}")
+            self._tasks.spawn(self._reset_meeting(meeting, index, generation), f"reset-{meeting.meeting_id}")
 
     async def _reset_meeting(self, meeting: LiveMeeting, index: int, generation: int) -> None:
         """The meeting's worker died: everyone reconnects; the router is re-made on rejoin."""
@@ -667,11 +558,11 @@ class Conference:
         """Forget the meeting's router; tell everyone in it to reconnect. Returns how many."""
         had_router, meeting.placement = meeting.placement is not None, None
         if had_router:
-            self.listener.router_lost(meeting)
+            self._tell(ConferenceListener.router_lost, meeting)
         participants = list(meeting.participants.values())
         for participant in participants:
             message: dict[str, Any] = {"type": "reconnect", "reason": reason}
-            token = self.reconnect_token(meeting, participant) if self.reconnect_token else None
+            token = self._reconnect_token(meeting, participant)
             if token:
                 message["token"] = token  # to come back as themselves, admitted
             participant.exit_reason = "reset"
@@ -680,15 +571,15 @@ class Conference:
             if participant.negotiation is not None:
                 participant.negotiation.cancel()
             meeting.remove_participant(participant)
-            participant.peer.close(RESTART_CLOSE_CODE, reason)
-            self.listener.participant_left(meeting, participant)
+            participant.peer.close(closecodes.SERVICE_RESTART, reason)
+            self._tell(ConferenceListener.participant_left, meeting, participant)
         return len(participants)
 
     def _on_worker_notification(self, index: int, generation: int, entity_id: str, message: api.Message) -> None:
         if isinstance(message, api.ProducerClosed):
             for meeting in self._registry.on_worker(index):
                 if meeting.placement and meeting.placement.generation == generation and meeting.find_track(entity_id):
-                    self._spawn(self._producer_closed(meeting, entity_id), f"producer-closed-{entity_id}")
+                    self._tasks.spawn(self._producer_closed(meeting, entity_id), f"producer-closed-{entity_id}")
         elif isinstance(message, api.TransportStateChanged):
             level = logging.INFO if message.state == "failed" else logging.DEBUG
             log.log(level, "worker %d: transport %s is %s", index, entity_id, message.state)
@@ -702,7 +593,7 @@ class Conference:
             for participant in meeting.participants.values():
                 if participant.subscribe_transport_id == transport_id and not participant.closed:
                     participant.subscribe_connected = True
-                    self.listener.subscriber_connected(meeting, participant)
+                    self._tell(ConferenceListener.subscriber_connected, meeting, participant)
                     return
 
     async def _producer_closed(self, meeting: LiveMeeting, producer_id: str) -> None:
@@ -715,18 +606,14 @@ class Conference:
                 owner.tracks.pop(track.track_id, None)
             meeting.broadcast(_unpublished(track), exclude=owner)
             self._renegotiate(self._consumers_closed_with(meeting, track))
-            self.listener.track_unpublished(meeting, track)
+            self._tell(ConferenceListener.track_unpublished, meeting, track)
 
     # ------------------------------------------------------------------ shutdown
 
-    def close_all(self, code: int, reason: str) -> None:
+    def close_all(self) -> None:
         """Server shutdown: close every participant's socket; no more worker requests."""
         self.stopping = True
         for meeting in self._registry:
             for participant in meeting.connected():
                 participant.exit_reason = participant.exit_reason or "shutdown"
-                participant.peer.close(code, reason)
-
-    async def wait_background(self, timeout: float) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+                participant.peer.close(closecodes.GOING_AWAY, "server shutting down")

@@ -1,9 +1,10 @@
 """The live state of meetings held by control: who is connected, tracks, placement.
 
-Pure bookkeeping, no I/O: `control.meeting.conference` drives the media side, `control.meeting.signaling`
-the sockets and `control.meeting.live` the rules (waiting room, moderation, ending). What must
-last (meetings, participants and their states, chat) is in the store (`control.store`);
-this is only what exists while people are connected, keyed by the store's meeting id.
+Pure bookkeeping, no I/O: `control.meeting.conference` drives the media side,
+`control.http.signaling` the sockets, and the services of `control.meeting` the rules
+(attendance, moderation, lifecycle, chat). What must last (meetings, participants and
+their states, chat) is in the store (`control.store`); this is only what exists while
+people are connected, keyed by the store's meeting id.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import secrets
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
+
+from control.meeting.limits import MeetingLimits
+from control.store.base import LiveSession, MeetingRecord
 
 # Ids are what `secrets.token_urlsafe` produces; anything else is rejected before lookup.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -199,15 +203,15 @@ class LiveMeeting:
         self.created_at = time.time()
         self.participants: dict[str, Participant] = {}  # admitted: in the meeting, with media
         self.waiting: dict[str, Participant] = {}  # connected, not admitted (waiting room / for host)
-        self.max_participants: int | None = None  # the customer's limit (None: the server's)
+        # The limits it runs under (control.meeting.limits), set by whoever makes it live or
+        # lets the first person wait for its host.
+        self.limits: MeetingLimits | None = None
         # Admitted during this live session: coming back (a dropped connection) needs no
         # second admission.
         self.admitted_ids: set[str] = set()
         self.placement: Placement | None = None
         self.ended = False
         self.end_timer: Any = None  # asyncio.TimerHandle: the customer's duration limit
-        # Active recorder jobs by kind ("recording", "transcription"): control.recording.service.
-        self.recordings: dict[str, Any] = {}
         # Serializes media operations (join/publish/subscribe/leave) of this meeting, so
         # consumer fan-out never misses a participant or a track that arrives meanwhile.
         self.lock = asyncio.Lock()
@@ -262,33 +266,36 @@ class LiveMeeting:
 class MeetingRegistry:
     """The live side of meetings in this control process, by store meeting id."""
 
-    def __init__(self, chat_history: int = 100) -> None:
+    def __init__(self) -> None:
         self._meetings: dict[str, LiveMeeting] = {}
-        self.chat_history = chat_history
-        # Devices (the join cookie) removed from a meeting: refused for as long as this
-        # process runs (the store marks the removed participants themselves for good).
-        self.removed_devices: dict[str, set[str]] = {}
-        # Participants holding a join token who have not connected (yet): the timer that
-        # marks them gone if they never do, so they stop holding a place in the meeting.
-        self.pending: dict[str, Any] = {}
-        # participant id -> (meeting id, the device (join cookie) it joined from), to refuse
-        # that device once the participant is removed; forgotten when the meeting ends.
-        self.devices: dict[str, tuple[str, str]] = {}
 
     def get(self, meeting_id: str) -> LiveMeeting | None:
         if not is_valid_id(meeting_id):
             return None
         return self._meetings.get(meeting_id)
 
-    def get_or_create(self, meeting_id: str, **details: Any) -> LiveMeeting:
-        meeting = self._meetings.get(meeting_id)
+    def live(self, record: MeetingRecord, live_session: LiveSession | None) -> LiveMeeting:
+        """The live side of `record`, made on first use (or anew after it ended)."""
+        meeting = self._meetings.get(record.id)
         if meeting is None or meeting.ended:
-            meeting = LiveMeeting(meeting_id, **details)
-            self._meetings[meeting_id] = meeting
+            meeting = LiveMeeting(
+                record.id,
+                record.title,
+                number=record.meeting_number,
+                host_id=record.host_id,
+                customer_id=record.customer_id,
+            )
+            self._meetings[record.id] = meeting
+        if live_session is not None:
+            meeting.live_session_id = live_session.id
+        meeting.title = record.title
         return meeting
 
-    def delete(self, meeting_id: str) -> LiveMeeting | None:
-        return self._meetings.pop(meeting_id, None)
+    def of_customer(self, customer_id: str) -> list[LiveMeeting]:
+        return [m for m in self._meetings.values() if m.customer_id == customer_id]
+
+    def of_host(self, host_id: str) -> list[LiveMeeting]:
+        return [m for m in self._meetings.values() if m.host_id == host_id]
 
     def discard(self, meeting: LiveMeeting) -> None:
         """Forget `meeting` if it is still the one registered under its id."""

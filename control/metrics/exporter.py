@@ -12,11 +12,17 @@ import contextlib
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from control.meeting.model import MeetingRegistry
+from control.metrics.recorder import RecorderMetrics
 from control.processes.workers import WorkerSupervisor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -196,6 +202,9 @@ class Metrics:
         self.registry.register(self.signaling_messages)
         self.registry.register(self.signaling_errors)
         self.registry.register(_StateCollector(meetings, supervisor, self.loop_lag))
+        # The recorder's (exported as 0 before its first snapshot).
+        self.recorder = RecorderMetrics()
+        self.registry.register(self.recorder)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,8 +3,8 @@
 The recorder supervisor (control.processes.recorders) polls the recorder and hands each snapshot
 here; /metrics renders the latest one. Nothing is computed per packet.
 
-    update_recorder_metrics(state.metrics, {"gauges": {...}, "counters": {...}})
-    recorder_restarted(state.metrics)            # each time the supervisor restarts it
+    metrics.recorder.update({"gauges": {...}, "counters": {...}})
+    metrics.recorder.recorder_restarted()        # each time the supervisor restarts it
 
 Counters stay monotonic across recorder restarts (a new recorder counts from 0 again):
 when a counter goes down, what the old process had counted is kept as a base.
@@ -13,11 +13,9 @@ when a counter goes down, what the old process had counted is kept as a base.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -110,31 +108,3 @@ class RecorderMetrics(Collector):
                 dropped.add_metric([reason], self._base.get(key, 0) + self._last.get(key, 0))
             yield dropped
             yield CounterMetricFamily(*RESTARTS, value=self.restarts)
-
-
-_collectors: weakref.WeakKeyDictionary[CollectorRegistry, RecorderMetrics] = weakref.WeakKeyDictionary()
-_collectors_lock = threading.Lock()
-
-
-def recorder_metrics(metrics: Any) -> RecorderMetrics:
-    """The RecorderMetrics registered on `metrics` (control.metrics.exporter.Metrics, or a
-    CollectorRegistry), registering it on first use: call it at startup so the metrics are
-    exported (as 0) before the first snapshot."""
-    registry = metrics if isinstance(metrics, CollectorRegistry) else metrics.registry
-    with _collectors_lock:
-        collector = _collectors.get(registry)
-        if collector is None:
-            collector = RecorderMetrics()
-            registry.register(collector)
-            _collectors[registry] = collector
-        return collector
-
-
-def update_recorder_metrics(metrics: Any, stats: Mapping[str, Any]) -> None:
-    """Feed one RECORDER_GET_STATS snapshot (see RecorderMetrics.update)."""
-    recorder_metrics(metrics).update(stats)
-
-
-def recorder_restarted(metrics: Any) -> None:
-    """Count a restart of the recorder process (conclave_recorder_restarts_total)."""
-    recorder_metrics(metrics).recorder_restarted()

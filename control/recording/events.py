@@ -1,7 +1,7 @@
 """Webhook events of recording and transcription, with one payload shape for all callers.
 
-    recording_event(state, customer_id, "recording.started", meeting_id=..., meeting_number=...,
-                    recording_id=..., kind="recording", started_by="Ann", ...)
+    events.emit(customer_id, "recording.started", meeting_id=..., meeting_number=...,
+                recording_id=..., kind="recording", started_by="Ann", ...)
 
 `data` always starts with {meeting_id, meeting_number} (as every webhook of
 docs/control-plane.md), then `recording_id`, then what the event adds:
@@ -10,8 +10,7 @@ docs/control-plane.md), then `recording_id`, then what the event adds:
 - recording.uploaded: file_id, key, file_kind, size, sha256, content_type
 - recording.failed: kind, reason
 - transcript.ready: keys, transcript_url (the page `/t/<recording_id>`)
-Times given as epoch seconds are sent as ISO 8601 (control.http.rest.iso_time). A module with
-few imports so the live side (control.recording.service) can use it without import cycles.
+Times given as epoch seconds are sent as ISO 8601 (control.clock.iso_time).
 """
 
 from __future__ import annotations
@@ -19,8 +18,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from control import webhooks
-from control.http.rest import display_number, iso_time
+from control.clock import iso_time
+from control.meeting import numbers
+from control.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def recording_payload(event: str, **data: Any) -> dict[str, Any]:
     number = str(data.pop("meeting_number"))
     payload: dict[str, Any] = {
         "meeting_id": data.pop("meeting_id"),
-        "meeting_number": display_number(number) if len(number) == 11 and number.isdigit() else number,
+        "meeting_number": numbers.display(number) if len(number) == 11 and number.isdigit() else number,
         "recording_id": data.pop("recording_id"),
     }
     for name in TIME_FIELDS:
@@ -61,11 +61,15 @@ def recording_payload(event: str, **data: Any) -> dict[str, Any]:
     return payload
 
 
-def recording_event(state: Any, customer_id: str, event: str, **data: Any) -> None:
-    """Schedule the webhook (never raises, like control.webhooks.emit)."""
-    try:
-        payload = recording_payload(event, **data)
-    except ValueError:
-        log.exception("recording webhook %s not sent", event)
-        return
-    webhooks.emit(state, customer_id, event, payload)
+class RecordingEvents:
+    def __init__(self, webhooks: WebhookSender) -> None:
+        self._webhooks = webhooks
+
+    def emit(self, customer_id: str, event: str, **data: Any) -> None:
+        """Schedule the webhook (never raises, like WebhookSender.emit)."""
+        try:
+            payload = recording_payload(event, **data)
+        except ValueError:
+            log.exception("recording webhook %s not sent", event)
+            return
+        self._webhooks.emit(customer_id, event, payload)

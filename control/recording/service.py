@@ -3,10 +3,9 @@ gets, the consent ledger, and the recorder jobs (control.recording.job) behind t
 
 Called by the REST API (control.http.recordings) and by signaling:
 
-    await start_recording(state, meeting_row, by)       -> store Recording (active)
-    await stop_recording(state, meeting_row, by)        -> store Recording (stopped)
-    await start_transcription(state, meeting_row, by, hints=[...])
-    await stop_transcription(state, meeting_row, by)
+    await recordings.start(meeting_record, "recording", by)       -> store Recording (active)
+    await recordings.stop(meeting_record, "recording", by)        -> store Recording (stopped)
+    await recordings.start(meeting_record, "transcription", by, hints=[...])
 
 `by` is who asks: a control.meeting.model.Participant (signaling: checked here), a name (REST:
 control.http.recordings checked who may), a control.accounts.service.Actor (a host: checked here)
@@ -25,8 +24,10 @@ publishes stays paused on the media server until they send `consent` continue; `
 (or closing the socket) while pending is recorded as left. The host is consented
 implicitly: only the host starts a recording.
 
-The service is the conference's listener (control.meeting.conference.ConferenceListener): it
-follows tracks, joins and leaves into the active jobs.
+The service listens to the conference (control.meeting.conference.ConferenceListener: it
+follows tracks, joins and leaves into the active jobs), to the meetings' lifecycle
+(control.meeting.lifecycle.LifecycleListener: `auto_record` at the start, every job stops
+at the end) and to the recorder process (restarts, uploads, failures); the app wires them.
 """
 
 from __future__ import annotations
@@ -39,15 +40,26 @@ import logging
 import time
 from typing import Any
 
-from control.accounts import service as accounts
-from control.meeting.conference import Conference, ConferenceListener
+from config import LimitsConfig, RecorderConfig
+from control.accounts.service import Actor
+from control.clock import iso_time
 from control.errors import ApiError, SignalingError
+from control.meeting.attendance import Attendance
+from control.meeting.conference import Conference, ConferenceListener
+from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
-from control.recording.events import recording_event
+from control.processes.recorders import RecorderSupervisor
+from control.recording.events import RecordingEvents
 from control.recording.job import ConsentState, Job
-from control.http.rest import iso_time
-from control.store.base import MeetingRecord
-from control.store.base import NotFound, Recording, RecordingActive
+from control.store.base import (
+    LiveSession,
+    MeetingRecord,
+    NotFound,
+    Recording,
+    RecordingActive,
+    Store,
+)
+from control.tasks import BackgroundTasks
 from recorder import api as recorder_api
 from sfu import api
 from sfu.channel import ChannelError
@@ -57,7 +69,6 @@ log = logging.getLogger(__name__)
 KINDS = ("recording", "transcription")
 RECORDER_WAIT_S = 15.0  # a start while the recorder (re)starts waits this long for it
 MANIFEST_VERSION = 1
-DEFAULT_SEGMENT_SECONDS = 10.0
 # A participant's socket closing for one of these while consent is pending counts as
 # "left"; the others (reconnect after a media-server restart, a second socket, the
 # meeting ending) are not their decision.
@@ -92,37 +103,54 @@ class Starter:
 class Recordings(ConferenceListener):
     """The live side of recording for one app (see the module's doc)."""
 
-    def __init__(self, state: Any, recorder: Any) -> None:
-        self.state = state
+    def __init__(
+        self,
+        *,
+        store: Store,
+        conference: Conference,
+        attendance: Attendance,
+        recorder: RecorderSupervisor,
+        limits: LimitsPolicy,
+        events: RecordingEvents,
+        tasks: BackgroundTasks,
+        settings: RecorderConfig,
+    ) -> None:
+        self._store = store
+        self.conference = conference
+        self._attendance = attendance
         self.recorder = recorder
-        self.conference: Conference = state.conference
-        self._tasks: set[asyncio.Task[Any]] = set()
-        recorder.add_up_listener(self._recorder_up)
-        recorder.add_notification_listener(self._recorder_notification)
-        self.conference.listener = self
+        self._limits = limits
+        self._events = events
+        self._tasks = tasks
+        self._settings = settings
+        # The active jobs of each live meeting (by meeting id), by kind.
+        self._jobs: dict[str, dict[str, Job]] = {}
 
     # ------------------------------------------------------------------ helpers
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
-
     def jobs(self) -> list[Job]:
-        return [job for meeting in self.state.meetings for job in meeting.recordings.values()]
+        return [job for jobs in self._jobs.values() for job in jobs.values()]
+
+    def active(self, meeting: LiveMeeting) -> dict[str, Job]:
+        """The meeting's active jobs by kind (an empty dict when none: not kept)."""
+        return self._jobs.get(meeting.meeting_id, {})
+
+    def _add_job(self, meeting: LiveMeeting, job: Job) -> None:
+        self._jobs.setdefault(meeting.meeting_id, {})[job.kind] = job
+
+    def _drop_job(self, meeting: LiveMeeting, job: Job) -> None:
+        jobs = self._jobs.get(meeting.meeting_id, {})
+        if jobs.get(job.kind) is job:
+            del jobs[job.kind]
+        if not jobs:
+            self._jobs.pop(meeting.meeting_id, None)
 
     def state_message(
         self, meeting: LiveMeeting, participant: Participant | None, by: str | None = None, stopped: Job | None = None
     ) -> dict[str, Any]:
         """`recording_state`: what is on; the consent policy is the latest active job's (or,
         once nothing is on, that of the job that just `stopped`)."""
-        jobs = meeting.recordings
+        jobs = self.active(meeting)
         starter = jobs.get("recording") or jobs.get("transcription")
         latest = next(reversed(jobs.values()), stopped)
         return {
@@ -135,7 +163,7 @@ class Recordings(ConferenceListener):
         }
 
     def consent_required(self, meeting: LiveMeeting, participant: Participant) -> bool:
-        for job in meeting.recordings.values():
+        for job in self.active(meeting).values():
             entry = job.consent.get(participant.participant_id)
             if entry is not None and self._holds(job, entry):
                 return True
@@ -162,12 +190,12 @@ class Recordings(ConferenceListener):
     # ------------------------------------------------------------------ start / stop
 
     async def _starter(
-        self, row: MeetingRecord, meeting: LiveMeeting, kind: str, by: Any, limits: dict[str, Any]
+        self, row: MeetingRecord, meeting: LiveMeeting, kind: str, by: Any, limits: LimitsConfig | None
     ) -> Starter:
         """Who asks, if they may (see the module's doc)."""
-        participants_may = kind == "transcription" and bool(limits.get("participants_may_transcribe"))
+        participants_may = kind == "transcription" and limits is not None and limits.participants_may_transcribe
         if by is None:
-            host = await self.state.store.get_host(row.host_id)
+            host = await self._store.get_host(row.host_id)
             return Starter(host.name if host else "", "auto", None, True)
         if isinstance(by, Participant):
             if meeting.participants.get(by.participant_id) is not by:
@@ -178,35 +206,37 @@ class Recordings(ConferenceListener):
         if isinstance(by, str):  # REST: control.http.recordings checked who it is; their name
             present = next((p for p in meeting.participants.values() if p.is_host and p.name == by), None)
             return Starter(by, present.participant_id if present else by, present, present is not None)
-        if isinstance(by, accounts.Actor) and by.kind == "host" and by.host_id == row.host_id:
-            host = await self.state.store.get_host(row.host_id)
+        if isinstance(by, Actor) and by.kind == "host" and by.host_id == row.host_id:
+            host = await self._store.get_host(row.host_id)
             present = next((p for p in meeting.participants.values() if p.is_host), None)
             return Starter(host.name if host else "", present.participant_id if present else f"host:{row.host_id}",
                            present, True)  # fmt: skip
         raise ApiError(403, "forbidden", f"only the meeting's host may start or stop {kind}")
 
-    async def _live(self, row: MeetingRecord) -> tuple[LiveMeeting, Any]:
-        from control.meeting.live import live_meeting  # control.meeting.live imports this module
-
-        session = await self.state.store.get_live_session(row.id)
+    async def _live(self, row: MeetingRecord) -> tuple[LiveMeeting, LiveSession]:
+        session = await self._store.get_live_session(row.id)
         if session is None:
             raise ApiError(409, "not_live", "the meeting is not live")
-        return live_meeting(self.state, row, session), session
+        try:
+            return await self._attendance.live_meeting(row, session), session
+        except SignalingError:
+            raise ApiError(409, "not_live", "the meeting is not available") from None
 
     async def start(self, row: MeetingRecord, kind: str, by: Any, hints: list[str] | None = None) -> Recording:
-        store = self.state.store
+        store = self._store
         meeting, session = await self._live(row)
         customer = await store.get_customer(row.customer_id)
         if customer is None:
             raise ApiError(409, "not_live", "the meeting is not available")
-        limits = accounts.customer_limits(self.state, customer)
+        limits = self._limits.account(customer)
         starter = await self._starter(row, meeting, kind, by, limits)
-        if not limits.get(f"{kind}_allowed", False):
+        allowed = limits.recording_allowed if kind == "recording" else limits.transcription_allowed
+        if not allowed:
             raise ApiError(403, f"{kind}_not_allowed", f"{kind} is not allowed for this account")
         storage = await store.get_customer_storage(row.customer_id)
         if not storage:
             raise ApiError(409, "storage_not_configured", f"{kind} needs storage: the account has none configured")
-        if kind in meeting.recordings:
+        if kind in self.active(meeting):
             raise ApiError(409, "already_active", f"{kind} is on already")
         if not await self.recorder.wait_up(RECORDER_WAIT_S):
             raise ApiError(503, "recorder_unavailable", "the recorder is not running; try again in a moment")
@@ -225,7 +255,6 @@ class Recordings(ConferenceListener):
             )
         except RecordingActive:
             raise ApiError(409, "already_active", f"{kind} is on already") from None
-        recorder_cfg = getattr(self.state.cfg, "recorder", None)
         job = Job(
             conference=self.conference,
             recorder=self.recorder,
@@ -238,19 +267,19 @@ class Recordings(ConferenceListener):
             started_at=started_at,
             started_by=starter.started_by,
             by_name=starter.name,
-            policy=str(limits.get("consent_policy", "notify")),
-            segment_seconds=float(getattr(recorder_cfg, "segment_seconds", DEFAULT_SEGMENT_SECONDS)),
+            policy=limits.consent_policy,
+            segment_seconds=self._settings.segment_seconds,
             hints=[h for h in (hints or []) if isinstance(h, str) and h.strip()],
         )
         try:
             async with meeting.lock:
-                if kind in meeting.recordings:
+                if kind in self.active(meeting):
                     raise ApiError(409, "already_active", f"{kind} is on already")
                 try:
                     await self.conference.ensure_router(meeting)
                 except SignalingError as exc:
                     raise ApiError(503 if exc.code == "unavailable" else 409, exc.code, exc.message) from None
-                meeting.recordings[kind] = job
+                self._add_job(meeting, job)
                 # Held before the recorder gets anything: under `require` nobody is
                 # recorded (or heard) before they consent.
                 for participant in list(meeting.participants.values()):
@@ -271,7 +300,7 @@ class Recordings(ConferenceListener):
         now = time.time()
         for participant in list(meeting.participants.values()):
             self._notified(job, participant, now, audio=participant in reached)
-        recording_event(self.state, row.customer_id, "recording.started", meeting_id=row.id,
+        self._events.emit(row.customer_id, "recording.started", meeting_id=row.id,
                         meeting_number=row.meeting_number, recording_id=recording_id, kind=kind,
                         live_session_id=session.id, started_by=starter.name, started_at=started_at)  # fmt: skip
         return stored
@@ -279,22 +308,21 @@ class Recordings(ConferenceListener):
     async def _abandon(self, meeting: LiveMeeting, job: Job, exc: BaseException) -> None:
         """A start that failed half-way: undo what exists, the row is `failed`."""
         job.active = False
-        if meeting.recordings.get(job.kind) is job:
-            del meeting.recordings[job.kind]
+        self._drop_job(meeting, job)
         await self._release_holds(meeting)
         if job.recorder_addr is not None:
             await job.stop({})
         try:
-            await self.state.store.update_recording(job.recording_id, state="failed", error=str(exc)[:200])
+            await self._store.update_recording(job.recording_id, state="failed", error=str(exc)[:200])
         except NotFound:
             pass
 
     async def stop(self, row: MeetingRecord, kind: str, by: Any) -> Recording:
         meeting, _ = await self._live(row)
-        customer = await self.state.store.get_customer(row.customer_id)
-        limits = accounts.customer_limits(self.state, customer) if customer else {}
+        customer = await self._store.get_customer(row.customer_id)
+        limits = self._limits.account(customer) if customer else None
         starter = await self._starter(row, meeting, kind, by, limits)
-        job = meeting.recordings.get(kind)
+        job = self.active(meeting).get(kind)
         if job is None:
             raise ApiError(409, "not_active", f"{kind} is not on")
         return await self.finish(job, "stopped", by_name=starter.name)
@@ -305,12 +333,11 @@ class Recordings(ConferenceListener):
         meeting = job.meeting
         if job.active:
             job.active = False
-            if meeting.recordings.get(job.kind) is job:
-                del meeting.recordings[job.kind]
+            self._drop_job(meeting, job)
             await self._release_holds(meeting)
             if meeting.participants:
                 self._broadcast_state(meeting, by_name or None, job)
-                self._spawn(self._play(meeting, f"{job.kind}-stopped", None), f"notice-{job.recording_id}")
+                self._tasks.spawn(self._play(meeting, f"{job.kind}-stopped", None), f"notice-{job.recording_id}")
             stopped_at = time.time()
             for participant_id, entry in job.consent.items():
                 if job.policy == "notify" and entry.decision == "pending":
@@ -321,25 +348,49 @@ class Recordings(ConferenceListener):
             await job.serial.run(lambda: job.stop(manifest), "stop")
             log.info("meeting %s: %s %s %s", meeting.meeting_id, job.kind, job.recording_id, final)
             try:
-                stored = await self.state.store.update_recording(job.recording_id, state=final, stopped_at=stopped_at,
+                stored = await self._store.update_recording(job.recording_id, state=final, stopped_at=stopped_at,
                                                                  error=error)  # fmt: skip
             except NotFound:
                 stored = None
             event = "recording.failed" if final == "failed" else "recording.stopped"
             extra = {"reason": error} if final == "failed" else {"stopped_at": stopped_at, "stopped_by": by_name}
-            recording_event(self.state, job.customer_id, event, meeting_id=meeting.meeting_id,
+            self._events.emit(job.customer_id, event, meeting_id=meeting.meeting_id,
                             meeting_number=meeting.number, recording_id=job.recording_id, kind=job.kind,
                             **extra)  # fmt: skip
             if stored is not None:
                 return stored
-        stored = await self.state.store.get_recording(job.recording_id)
+        stored = await self._store.get_recording(job.recording_id)
         if stored is None:
             raise ApiError(404, "not_found", "no such recording")
         return stored
 
+    # ------------------------------------------------------------------ meeting lifecycle
+
+    def meeting_started(self, record: MeetingRecord, meeting: LiveMeeting) -> None:
+        """The customer records every meeting from its start (`auto_record`)."""
+        limits = meeting.limits
+        if limits is not None and limits.account.auto_record and limits.account.recording_allowed:
+            self._tasks.spawn(self._auto_record(record), f"auto-record-{record.id}")
+
+    async def _auto_record(self, record: MeetingRecord) -> None:
+        try:
+            await self.start(record, "recording", None)
+        except ApiError as exc:
+            log.warning("meeting %s: automatic recording did not start: %s", record.id, exc.message)
+
+    async def stop_everything(self, record: MeetingRecord, by: str) -> None:
+        """Stop whatever runs in the meeting (its content is being removed)."""
+        for kind in KINDS:
+            try:
+                await self.stop(record, kind, by)
+            except ApiError:
+                pass  # not running
+            except Exception:
+                log.exception("cannot stop %s of meeting %s before removing it", kind, record.id)
+
     async def meeting_ended(self, meeting: LiveMeeting, reason: str) -> None:
         """The meeting ended (everyone is out already): its jobs stop."""
-        for job in list(meeting.recordings.values()):
+        for job in list(self.active(meeting).values()):
             await self.finish(job, "stopped", by_name="", error="")
             log.info("meeting %s ended (%s): %s %s stopped", meeting.meeting_id, reason, job.kind, job.recording_id)
 
@@ -351,11 +402,9 @@ class Recordings(ConferenceListener):
                                                timeout=timeout)  # fmt: skip
             if pending:
                 log.error("%d recordings did not stop within %.0f s", len(pending), timeout)
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
 
     async def _manifest(self, job: Job, stopped_at: float, stopped_by: str) -> dict[str, Any]:
-        store = self.state.store
+        store = self._store
         meeting = job.meeting
         try:
             ledger = [e for e in await store.list_consent(meeting.meeting_id) if e.recording_id == job.recording_id]
@@ -440,14 +489,14 @@ class Recordings(ConferenceListener):
 
         async def write() -> None:
             try:
-                row = await self.state.store.add_consent(
+                row = await self._store.add_consent(
                     meeting_id=meeting.meeting_id, participant_id=participant.participant_id, name=participant.name,
                     live_session_id=meeting.live_session_id, recording_id=job.recording_id,
                     channels=list(entry.channels), notified_at=now, decision=decision,
                 )  # fmt: skip
                 entry.entry_id = row.id
                 if entry.decision != decision:  # decided while the row was written
-                    await self.state.store.update_consent(row.id, decision=entry.decision)
+                    await self._store.update_consent(row.id, decision=entry.decision)
             finally:
                 assert entry.written is not None
                 entry.written.set_result(None)
@@ -462,7 +511,7 @@ class Recordings(ConferenceListener):
 
         async def write() -> None:
             if entry.entry_id is not None:
-                await self.state.store.update_consent(entry.entry_id, channels=list(entry.channels))
+                await self._store.update_consent(entry.entry_id, channels=list(entry.channels))
 
         job.ledger.run(write, "consent-channels")
 
@@ -473,9 +522,24 @@ class Recordings(ConferenceListener):
 
         async def write() -> None:
             if entry.entry_id is not None:
-                await self.state.store.update_consent(entry.entry_id, decision=decision)
+                await self._store.update_consent(entry.entry_id, decision=decision)
 
         job.ledger.run(write, f"consent-{decision}-{participant_id}")
+
+    async def from_signaling(
+        self, meeting: LiveMeeting, participant: Participant, kind: str, action: str, hints: list[str] | None = None
+    ) -> None:
+        """`recording` / `transcription` messages: ApiError becomes the client's `error`."""
+        row = await self._store.get_meeting(meeting.meeting_id)
+        if row is None:
+            raise SignalingError("meeting_ended", "the meeting has ended")
+        try:
+            if action == "start":
+                await self.start(row, kind, participant, hints)
+            else:
+                await self.stop(row, kind, participant)
+        except ApiError as exc:
+            raise SignalingError(exc.code, exc.message) from None
 
     async def consent(self, meeting: LiveMeeting, participant: Participant, decision: str) -> None:
         """`consent` from signaling: continue (media goes) or leave (recorded; the caller
@@ -484,7 +548,7 @@ class Recordings(ConferenceListener):
             raise SignalingError("not_joined", "you are not in the meeting")
         value = "continued" if decision == "continue" else "left"
         changed = False
-        for job in list(meeting.recordings.values()):
+        for job in list(self.active(meeting).values()):
             entry = job.consent.get(participant.participant_id)
             if entry is not None and entry.decision == "pending":
                 self._decide(job, participant.participant_id, entry, value)
@@ -510,24 +574,24 @@ class Recordings(ConferenceListener):
     # ------------------------------------------------------------------ conference listener
 
     def participant_joined(self, meeting: LiveMeeting, participant: Participant) -> bool:
-        if not meeting.recordings:
+        if not self.active(meeting):
             return False
         now = time.time()
-        for job in meeting.recordings.values():
+        for job in self.active(meeting).values():
             entry = self._present(job, participant, now)
             entry.audio_sent = False  # a new connection: they hear it again
             if self._holds(job, entry):
                 participant.media_held = True  # nothing published yet: nothing to pause
         participant.send(self.state_message(meeting, participant))
-        for job in meeting.recordings.values():
+        for job in self.active(meeting).values():
             self._notified(job, participant, now, audio=False)
         return True  # they hear the notice once their subscribe connection is up
 
     def subscriber_connected(self, meeting: LiveMeeting, participant: Participant) -> None:
-        jobs = [j for j in meeting.recordings.values() if not self._heard(j, participant)]
+        jobs = [j for j in self.active(meeting).values() if not self._heard(j, participant)]
         if jobs:
             kind = "recording" if any(j.kind == "recording" for j in jobs) else "transcription"
-            self._spawn(self._late_notice(meeting, participant, jobs, kind), f"notice-{participant.participant_id}")
+            self._tasks.spawn(self._late_notice(meeting, participant, jobs, kind), f"notice-{participant.participant_id}")
 
     @staticmethod
     def _heard(job: Job, participant: Participant) -> bool:
@@ -545,7 +609,7 @@ class Recordings(ConferenceListener):
 
     def participant_left(self, meeting: LiveMeeting, participant: Participant) -> None:
         now = time.time()
-        for job in meeting.recordings.values():
+        for job in self.active(meeting).values():
             person = job.people.get(participant.participant_id)
             if person is not None:
                 person["left_at"] = now
@@ -554,25 +618,25 @@ class Recordings(ConferenceListener):
                 self._decide(job, participant.participant_id, entry, "left")
 
     def track_published(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
-        for job in meeting.recordings.values():
+        for job in self.active(meeting).values():
             if job.wants(track):
                 job.serial.run(functools.partial(job.add_track, track), f"add-{track.track_id}")
 
     def track_unpublished(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
-        for job in meeting.recordings.values():
+        for job in self.active(meeting).values():
             job.serial.run(functools.partial(job.remove_track, track), f"remove-{track.track_id}")
 
     def router_created(self, meeting: LiveMeeting) -> None:
-        for job in meeting.recordings.values():
+        for job in self.active(meeting).values():
             job.serial.run(job.rebind, "rebind")
 
     def router_lost(self, meeting: LiveMeeting) -> None:
-        for job in meeting.recordings.values():
+        for job in self.active(meeting).values():
             job.serial.run(job.lose_router, "lose-router")
 
     # ------------------------------------------------------------------ the recorder
 
-    def _recorder_up(self, generation: int) -> None:
+    def recorder_up(self, generation: int) -> None:
         for job in self.jobs():
             if job.recorder_generation is not None and job.recorder_generation != generation:
                 job.serial.run(functools.partial(job.resume, generation), f"resume-{generation}")
@@ -580,17 +644,17 @@ class Recordings(ConferenceListener):
     def _find(self, recording_id: str) -> Job | None:
         return next((j for j in self.jobs() if j.recording_id == recording_id), None)
 
-    def _recorder_notification(self, entity_id: str, message: api.Message) -> None:
+    def recorder_notification(self, entity_id: str, message: api.Message) -> None:
         if isinstance(message, recorder_api.RecordingFileUploaded):
-            self._spawn(self._file_uploaded(message), f"uploaded-{message.recording_id}")
+            self._tasks.spawn(self._file_uploaded(message), f"uploaded-{message.recording_id}")
         elif isinstance(message, recorder_api.RecordingFailed):
-            self._spawn(self._failed(message), f"failed-{message.recording_id}")
+            self._tasks.spawn(self._failed(message), f"failed-{message.recording_id}")
         elif isinstance(message, recorder_api.TranscriptReady):
-            self._spawn(self._transcript_ready(message), f"transcript-{message.recording_id}")
+            self._tasks.spawn(self._transcript_ready(message), f"transcript-{message.recording_id}")
 
     async def _recording_row(self, recording_id: str) -> tuple[Recording, MeetingRecord] | None:
-        recording = await self.state.store.get_recording(recording_id)
-        meeting = await self.state.store.get_meeting(recording.meeting_id) if recording else None
+        recording = await self._store.get_recording(recording_id)
+        meeting = await self._store.get_meeting(recording.meeting_id) if recording else None
         if recording is None or meeting is None:
             log.warning("recorder: news of unknown recording %s", recording_id)
             return None
@@ -601,11 +665,11 @@ class Recordings(ConferenceListener):
         if found is None:
             return
         recording, row = found
-        stored = await self.state.store.add_recording_file(
+        stored = await self._store.add_recording_file(
             recording.id, key=message.key, kind=message.kind, size=message.size, sha256=message.sha256,
             content_type=message.content_type, track_id=message.track_id, start=message.start, end=message.end,
         )  # fmt: skip
-        recording_event(self.state, recording.customer_id, "recording.uploaded", meeting_id=row.id,
+        self._events.emit(recording.customer_id, "recording.uploaded", meeting_id=row.id,
                         meeting_number=row.meeting_number, recording_id=recording.id, file_id=stored.id,
                         key=stored.key, file_kind=stored.kind, size=stored.size, sha256=stored.sha256,
                         content_type=stored.content_type)  # fmt: skip
@@ -616,7 +680,7 @@ class Recordings(ConferenceListener):
         if job is None:
             found = await self._recording_row(message.recording_id)
             if found is not None and found[0].state == "active":
-                await self.state.store.update_recording(found[0].id, state="failed", error=reason)
+                await self._store.update_recording(found[0].id, state="failed", error=reason)
             return
         text = {
             "spool_full": "the recorder's local spool is full (customer storage unreachable?)",
@@ -639,72 +703,6 @@ class Recordings(ConferenceListener):
         if found is None:
             return
         recording, row = found
-        recording_event(self.state, recording.customer_id, "transcript.ready", meeting_id=row.id,
+        self._events.emit(recording.customer_id, "transcript.ready", meeting_id=row.id,
                         meeting_number=row.meeting_number, recording_id=recording.id,
                         keys=list(message.keys))  # fmt: skip
-
-
-# ---------------------------------------------------------------------- the entry points
-
-
-def service(state: Any) -> Recordings:
-    listener = state.conference.listener
-    if not isinstance(listener, Recordings):
-        raise ApiError(503, "recorder_unavailable", "recording is not available on this server")
-    return listener
-
-
-async def start_recording(state: Any, meeting_row: MeetingRecord, by: Any, *, hints: list[str] | None = None) -> Recording:
-    return await service(state).start(meeting_row, "recording", by, hints)
-
-
-async def stop_recording(state: Any, meeting_row: MeetingRecord, by: Any) -> Recording:
-    return await service(state).stop(meeting_row, "recording", by)
-
-
-async def start_transcription(
-    state: Any, meeting_row: MeetingRecord, by: Any, *, hints: list[str] | None = None
-) -> Recording:
-    return await service(state).start(meeting_row, "transcription", by, hints)
-
-
-async def stop_transcription(state: Any, meeting_row: MeetingRecord, by: Any) -> Recording:
-    return await service(state).stop(meeting_row, "transcription", by)
-
-
-async def meeting_ended(state: Any, meeting: LiveMeeting, reason: str) -> None:
-    listener = state.conference.listener
-    if isinstance(listener, Recordings) and meeting.recordings:
-        await listener.meeting_ended(meeting, reason)
-
-
-async def consent(state: Any, meeting: LiveMeeting, participant: Participant, decision: str) -> None:
-    """`consent` from signaling (continue | leave)."""
-    try:
-        recordings = service(state)
-    except ApiError as exc:
-        raise SignalingError(exc.code, exc.message) from None
-    await recordings.consent(meeting, participant, decision)
-
-
-async def auto_record(state: Any, row: MeetingRecord) -> None:
-    """The customer records every meeting from its start (`auto_record`)."""
-    try:
-        await start_recording(state, row, None)
-    except ApiError as exc:
-        log.warning("meeting %s: automatic recording did not start: %s", row.id, exc.message)
-
-
-async def from_signaling(state: Any, meeting: LiveMeeting, participant: Participant, kind: str, action: str,
-                         hints: list[str] | None = None) -> None:  # fmt: skip
-    """`recording` / `transcription` messages: ApiError becomes the client's `error`."""
-    row = await state.store.get_meeting(meeting.meeting_id)
-    if row is None:
-        raise SignalingError("meeting_ended", "the meeting has ended")
-    try:
-        if action == "start":
-            await service(state).start(row, kind, participant, hints)
-        else:
-            await service(state).stop(row, kind, participant)
-    except ApiError as exc:
-        raise SignalingError(exc.code, exc.message) from None

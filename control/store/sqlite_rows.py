@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 from control.store.base import (
     AuditEntry,
     ChatMessage,
+    ConsentEntry,
     Customer,
     Host,
     HostSession,
     LiveSession,
     MeetingRecord,
-    ConsentEntry,
     ParticipantRecord,
     Recording,
     RecordingFile,

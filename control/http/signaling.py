@@ -1,5 +1,6 @@
 """The signaling WebSocket (docs/signaling.md): one per participant, opened with a join
-token (control.accounts.tokens); control.meeting.live decides whether it waits or is in the meeting.
+token (control.accounts.tokens); control.meeting.attendance decides whether it waits or is
+in the meeting, control.meeting.conference does what it asks of the media.
 
 A socket's messages are handled one at a time, in order. Everything sent to a socket goes
 through one queue and one writer task, so every participant sees broadcasts (chat, tracks)
@@ -14,20 +15,25 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from config import SignalingConfig
-from control.meeting import live
-from control.recording import service as recording
-from control.accounts import tokens
-from control.meeting.conference import Conference
+from control.accounts.tokens import JoinClaims, TokenError, Tokens
 from control.errors import ApiError, SignalingError
+from control.meeting import closecodes
+from control.meeting.attendance import Attendance
+from control.meeting.chat import Chat
+from control.meeting.conference import Conference
 from control.meeting.model import LiveMeeting, Participant
+from control.meeting.protocol import (
+    ClientMessage,
+    Limits,
+    TokenBucket,
+    parse_client_message,
+)
 from control.metrics.exporter import Metrics
-from control.meeting.protocol import ClientMessage, Limits, TokenBucket, parse_client_message
-from control.store.base import MeetingRecord
-from control.store.base import ParticipantRecord
-from control.state import get_state
+from control.recording.service import Recordings
+from control.store.base import MeetingRecord, ParticipantRecord
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,7 @@ class SocketPeer:
             return
         if self._queue.qsize() >= MAX_OUTBOX:
             log.warning("signaling client does not read its messages; closing it")
-            self.close(WSCloseCode.POLICY_VIOLATION, "too many unread messages")
+            self.close(closecodes.POLICY_VIOLATION, "too many unread messages")
             return
         if message.get("type") == "error":
             self._metrics.signaling_errors.inc(str(message.get("code", "")))
@@ -101,19 +107,15 @@ class SignalingSession:
     """One participant's socket: join token, validation, rate limit, dispatch."""
 
     def __init__(
-        self,
-        state: Any,
-        meeting_ref: str,
-        ws: web.WebSocketResponse,
-        url_token: str | None = None,
+        self, endpoint: SignalingEndpoint, meeting_ref: str, ws: web.WebSocketResponse, url_token: str | None = None
     ) -> None:
-        self._state = state
+        self._endpoint = endpoint
         self._meeting_ref = meeting_ref  # the number (or id) in the URL
         self._url_token = url_token
         self._ws = ws
-        self._conference: Conference = state.conference
-        self._metrics: Metrics = state.metrics
-        signaling_cfg: SignalingConfig = state.cfg.signaling
+        self._conference = endpoint.conference
+        self._metrics = endpoint.metrics
+        signaling_cfg = endpoint.settings
         self._max_bytes = signaling_cfg.max_message_bytes
         self._limits = Limits(chat_max_chars=signaling_cfg.chat_max_chars)
         rate = signaling_cfg.messages_per_second
@@ -127,7 +129,7 @@ class SignalingSession:
 
     def _join_timed_out(self) -> None:
         if self.participant is None:
-            self.peer.close(WSCloseCode.POLICY_VIOLATION, "no join")
+            self.peer.close(closecodes.POLICY_VIOLATION, "no join")
 
     async def run(self) -> None:
         try:
@@ -157,7 +159,7 @@ class SignalingSession:
                 pass
             except Exception:
                 log.exception("signaling: leaving after the socket closed failed")
-        self.peer.close(WSCloseCode.OK, "bye")
+        self.peer.close(closecodes.NORMAL, "bye")
         await self.peer.wait_closed(CLOSE_FLUSH_TIMEOUT_S)
 
     async def _leave(self, meeting: LiveMeeting, participant: Participant) -> None:
@@ -168,7 +170,7 @@ class SignalingSession:
         if self._gone_recorded:
             return
         self._gone_recorded = True
-        await live.disconnected(self._state, meeting, participant, was_admitted)
+        await self._endpoint.attendance.disconnected(meeting, participant, was_admitted)
 
     async def _on_text(self, text: str) -> None:
         allowed = self._bucket.allow()  # every frame costs a token, valid or not
@@ -192,17 +194,14 @@ class SignalingSession:
             await self._dispatch(message)
         except SignalingError as exc:
             self._error(exc, message.id)
-            if exc.code in _FINAL_ERRORS:
-                self.peer.close(_FINAL_ERRORS[exc.code], exc.code)
+            if exc.code in closecodes.FOR_FINAL_ERROR:
+                self.peer.close(closecodes.FOR_FINAL_ERROR[exc.code], exc.code)
         except Exception:
             log.exception("signaling: handling %r failed", message.type)
             self._error(SignalingError("internal", "the server failed to handle this message"), message.id)
 
     def _error(self, error: SignalingError, message_id: Any = None) -> None:
-        reply = {"type": "error", "code": error.code, "message": error.message, **error.extra}
-        if message_id is not None:
-            reply["id"] = message_id
-        self.peer.send(reply)
+        self.peer.send(error.as_message(message_id))
 
     def _ok(self, message: ClientMessage) -> None:
         if message.id is not None:
@@ -223,10 +222,11 @@ class SignalingSession:
         if not token:
             raise SignalingError("unauthorized", "join needs a join token (POST /api/v1/meetings/{number}/join)")
         try:
-            row, claims, person = await _verified(self._state, self._meeting_ref, token)
-        except tokens.TokenError as exc:
+            record, claims, person = await self._endpoint.verified(self._meeting_ref, token)
+        except TokenError as exc:
             raise SignalingError(_TOKEN_ERRORS.get(exc.code, "unauthorized"), exc.message) from None
-        meeting, participant = await live.connect(self._state, row, claims, person, self.peer, message.id)
+        attendance = self._endpoint.attendance
+        meeting, participant = await attendance.connect(record, claims, person, self.peer, message.id)
         self.meeting, self.participant = meeting, participant
 
     async def _dispatch(self, message: ClientMessage) -> None:
@@ -260,15 +260,15 @@ class SignalingSession:
         elif message.type == "mute":
             await conference.mute(meeting, participant, fields["source"], fields["muted"])
         elif message.type == "chat":
-            await live.chat(self._state, meeting, participant, fields["text"])
+            await self._endpoint.chat.post(meeting, participant, fields["text"])
         elif message.type == "subscribe":
             await conference.set_subscription(meeting, participant, fields["track_id"], fields["enabled"])
         elif message.type in ("recording", "transcription"):
-            await recording.from_signaling(
-                self._state, meeting, participant, message.type, fields["action"], fields.get("hints")
+            await self._endpoint.recordings.from_signaling(
+                meeting, participant, message.type, fields["action"], fields.get("hints")
             )
         elif message.type == "consent":
-            await recording.consent(self._state, meeting, participant, fields["decision"])
+            await self._endpoint.recordings.consent(meeting, participant, fields["decision"])
             # Acknowledged even without an id: the client waits for it before it goes on.
             self.peer.send({"type": "ok", **({"id": message.id} if message.id is not None else {})})
             if fields["decision"] == "leave":  # declining ends their session, like `leave`
@@ -286,52 +286,73 @@ _TOKEN_ERRORS = {
     "wrong_meeting": "wrong_meeting",
     "revoked": "removed",
 }
-# Errors after which the socket is closed (the participant cannot go on with this token).
-_FINAL_ERRORS = {
-    "removed": live.CLOSE_REMOVED,
-    "meeting_ended": live.CLOSE_MEETING_ENDED,
-    "session_ended": live.CLOSE_SESSION_ENDED,
-}
+class SignalingEndpoint:
+    """`/api/v1/meetings/{number}/ws[?token=JWT]` and the sockets open on it. A token in
+    the URL is checked before the upgrade (401/403); without one, the first message must be
+    `join` with a token. Nothing here tells whether a meeting number exists to someone
+    without a valid token."""
 
+    def __init__(
+        self,
+        *,
+        settings: SignalingConfig,
+        tokens: Tokens,
+        attendance: Attendance,
+        conference: Conference,
+        chat: Chat,
+        recordings: Recordings,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.attendance = attendance
+        self.conference = conference
+        self.chat = chat
+        self.recordings = recordings
+        self.metrics = metrics
+        self.sessions: set[SignalingSession] = set()
 
-async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    """`/api/v1/meetings/{number}/ws[?token=JWT]`. A token in the URL is checked before the
-    upgrade (401/403); without one, the first message must be `join` with a token. Nothing
-    here tells whether a meeting number exists to someone without a valid token."""
-    state = get_state(request.app)
-    meeting_ref = request.match_info["meeting_id"]  # the number (with or without dashes) or the id
-    url_token = request.query.get("token") or None
-    if url_token is not None:
-        await _check_url_token(state, meeting_ref, url_token)
-    signaling_cfg = state.cfg.signaling
-    ws = web.WebSocketResponse(
-        max_msg_size=signaling_cfg.max_message_bytes * HARD_LIMIT_FACTOR,
-        heartbeat=HEARTBEAT_S,
-    )
-    await ws.prepare(request)
-    session = SignalingSession(state, meeting_ref, ws, url_token)
-    state.sessions.add(session)
-    try:
-        await session.run()
-    finally:
-        state.sessions.discard(session)
-    return ws
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/v1/meetings/{meeting_id}/ws", self.handle)
 
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        meeting_ref = request.match_info["meeting_id"]  # the number (with or without dashes) or the id
+        url_token = request.query.get("token") or None
+        if url_token is not None:
+            await self._check_url_token(meeting_ref, url_token)
+        ws = web.WebSocketResponse(
+            max_msg_size=self.settings.max_message_bytes * HARD_LIMIT_FACTOR,
+            heartbeat=HEARTBEAT_S,
+        )
+        await ws.prepare(request)
+        session = SignalingSession(self, meeting_ref, ws, url_token)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+        return ws
 
-async def _verified(state: Any, meeting_ref: str, token: str) -> tuple[MeetingRecord, tokens.JoinClaims, ParticipantRecord]:
-    """The meeting `meeting_ref` names and a valid, unrevoked join token for it: (meeting,
-    claims, the store's participant). Raises TokenError."""
-    claims = tokens.verify_join_token(state, token)  # the signature first: no lookup without it
-    row = await live.find_meeting(state, meeting_ref)
-    if row is None or row.id != claims.meeting_id:
-        raise tokens.TokenError("wrong_meeting", "this token is for another meeting")
-    claims, person = await tokens.check_join_token(state, token, row.id)
-    return row, claims, person
+    async def verified(self, meeting_ref: str, token: str) -> tuple[MeetingRecord, JoinClaims, ParticipantRecord]:
+        """The meeting `meeting_ref` names and a valid, unrevoked join token for it: (meeting,
+        claims, the store's participant). Raises TokenError."""
+        claims = self.tokens.verify_join_token(token)  # the signature first: no lookup without it
+        record = await self.attendance.find_meeting(meeting_ref)
+        if record is None or record.id != claims.meeting_id:
+            raise TokenError("wrong_meeting", "this token is for another meeting")
+        claims, person = await self.tokens.check_join_token(token, record.id)
+        return record, claims, person
 
+    async def _check_url_token(self, meeting_ref: str, token: str) -> None:
+        try:
+            await self.verified(meeting_ref, token)
+        except TokenError as exc:
+            status = 401 if exc.code in ("invalid_token", "token_expired") else 403
+            raise ApiError(status, _TOKEN_ERRORS.get(exc.code, "unauthorized"), exc.message) from None
 
-async def _check_url_token(state: Any, meeting_ref: str, token: str) -> None:
-    try:
-        await _verified(state, meeting_ref, token)
-    except tokens.TokenError as exc:
-        status = 401 if exc.code in ("invalid_token", "token_expired") else 403
-        raise ApiError(status, _TOKEN_ERRORS.get(exc.code, "unauthorized"), exc.message) from None
+    async def close_all(self) -> None:
+        """Shutdown: tell every socket (1001 "going away") and let their queues flush."""
+        for session in list(self.sessions):
+            session.peer.close(closecodes.GOING_AWAY, "server shutting down")
+        for session in list(self.sessions):
+            await session.peer.wait_closed(CLOSE_FLUSH_TIMEOUT_S)

@@ -1,0 +1,79 @@
+"""Who is let into a meeting, who waits, who is refused, and why: one pure decision.
+
+It is asked twice for each person: when they ask to join over REST (credentials right, no
+participant yet: `previous` None), and when their signaling socket presents the join token
+(`previous` is the state the store has for them). The answer is the same rule both times:
+
+1. The meeting's account is not available (customer or host suspended, meetings
+   disabled) → refused `meeting_unavailable`.
+2. The host removed this person (their device, their old token, their row) → refused
+   `removed`.
+3. The meeting is not live → waiting `waiting_for_host`.
+4. The host, anyone admitted before in this live session → admitted.
+5. Waiting in this live session already → waiting `waiting_room` (the host decides).
+6. The meeting is locked and this is a new arrival (or someone who left) → refused
+   `meeting_locked`. People waiting since before the start are not new arrivals.
+7. The waiting room is on → waiting `waiting_room`; otherwise → admitted.
+
+Room in the meeting is a separate question (`has_room`), asked where the count is exact:
+the store's atomic insert for REST joins, the conference's lock for sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ADMITTED, WAITING, REFUSED = "admitted", "waiting", "refused"
+
+# Refusals as the client sees them (code, message).
+REFUSALS = {
+    "meeting_unavailable": "this meeting is not available",
+    "removed": "the host removed you from this meeting",
+    "meeting_locked": "the host locked this meeting",
+    "meeting_full": "this meeting is full",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    live: bool  # the host has started it (a live session exists)
+    locked: bool
+    waiting_room: bool
+    account_available: bool = True
+    removed: bool = False
+    is_host: bool = False
+    previous: str | None = None  # the person's stored state; None for a new arrival
+    same_session: bool = False  # their stored live session is the current one
+    admitted_before: bool = False  # admitted earlier in this live session (a reconnect)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    outcome: str  # admitted | waiting | refused
+    reason: str = ""  # waiting: waiting_for_host | waiting_room; refused: a REFUSALS code
+
+    @property
+    def message(self) -> str:
+        return REFUSALS.get(self.reason, "")
+
+
+def decide(situation: Situation) -> Admission:
+    """The rule of the module's doc, in its order."""
+    s = situation
+    if not s.account_available:
+        return Admission(REFUSED, "meeting_unavailable")
+    if s.removed or s.previous in ("removed", "denied"):
+        return Admission(REFUSED, "removed")
+    if not s.live:
+        return Admission(WAITING, "waiting_for_host")
+    if s.is_host or s.previous == "admitted" or s.admitted_before:
+        return Admission(ADMITTED)
+    if s.previous == "waiting" and s.same_session:
+        return Admission(WAITING, "waiting_room")
+    if s.locked and s.previous in (None, "left"):
+        return Admission(REFUSED, "meeting_locked")
+    return Admission(WAITING, "waiting_room") if s.waiting_room else Admission(ADMITTED)
+
+
+def has_room(present: int, capacity: int) -> bool:
+    return present < capacity

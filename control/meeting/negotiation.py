@@ -1,0 +1,159 @@
+"""Renegotiation of one subscriber's connection: never two offers outstanding.
+
+A subscriber's receive side changes when tracks come and go. `request()` asks for an
+offer: made now when nothing is outstanding, else remembered (`dirty`) and made once the
+answer to the outstanding one arrives. A client that never answers is closed after
+`answer_timeout_s` (1008): it would otherwise hold its tracks back forever.
+
+States: idle → creating (SUBSCRIBE_OFFER_CREATE on the worker) → awaiting_answer (the
+offer was sent) → idle (SUBSCRIBE_ANSWER_SET). The worker is reached through the injected
+`request`, time through the injected clock, so tests drive it without a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from control.clock import Clock, Timer
+from control.errors import SignalingError
+from control.meeting import closecodes
+from control.meeting.model import Participant
+from sfu import api
+from sfu.channel import ChannelError
+
+log = logging.getLogger(__name__)
+
+Request = Callable[[api.Message], Awaitable[api.Message]]
+
+# The meeting's announcer: a server-side audio producer every router has; everyone is
+# subscribed to it, so a notice played on it is heard in-band. Clients see it as this
+# track id with source "announcement" and no participant.
+ANNOUNCER_TRACK_ID = "announcer"
+ANNOUNCER_SOURCE = "announcement"
+
+
+def media_error(exc: ChannelError, what: str) -> SignalingError:
+    """A worker error as the client sees it: code `media_error`, the worker's code as reason."""
+    return SignalingError("media_error", f"{what} failed: {exc.message}", reason=exc.code)
+
+
+class Negotiation:
+    """Serializes renegotiation of one subscriber's connection: never two offers outstanding."""
+
+    __slots__ = ("_participant", "_request", "_clock", "_answer_timeout_s", "state", "dirty", "_task", "offers",
+                 "_deadline")  # fmt: skip
+
+    IDLE, CREATING, AWAITING_ANSWER = "idle", "creating", "awaiting_answer"
+
+    def __init__(self, participant: Participant, request: Request, clock: Clock, answer_timeout_s: float) -> None:
+        self._participant = participant
+        self._request = request  # a request to the meeting's worker
+        self._clock = clock
+        self._answer_timeout_s = answer_timeout_s
+        self.state = self.IDLE
+        self.dirty = False
+        self._task: asyncio.Task[None] | None = None
+        self.offers = 0  # offers sent so far
+        self._deadline: Timer | None = None  # for the answer to the offer out
+
+    def request(self) -> None:
+        """Something changed in what this subscriber receives: offer it (now or after the answer)."""
+        if self._participant.closed:
+            return
+        if self.state != self.IDLE:
+            self.dirty = True
+            return
+        self.state = self.CREATING
+        self.dirty = False
+        self._task = asyncio.create_task(self._offer(), name=f"offer-{self._participant.participant_id}")
+
+    async def _offer(self) -> None:
+        participant = self._participant
+        transport_id = participant.subscribe_transport_id
+        try:
+            if transport_id is None:
+                raise ChannelError("no_transport", "subscribe transport is gone")
+            offer = await self._request(api.SubscribeOfferCreate(transport_id=transport_id))
+        except ChannelError as exc:
+            self.state = self.IDLE
+            if not participant.closed:
+                log.warning("subscribe offer for %s failed: %s", participant.participant_id, exc)
+                participant.send(media_error(exc, "subscribe offer").as_message())
+            return
+        if participant.closed:
+            return
+        assert isinstance(offer, api.SubscribeOffer)
+        if not offer.consumers:
+            self._settle()
+            return
+        self.state = self.AWAITING_ANSWER
+        self.offers += 1
+        participant.send({"type": "offer", "sdp": offer.sdp, "tracks": [self._describe(c) for c in offer.consumers]})
+        # Every later change waits for this answer: a client that never gives it would
+        # hold this subscriber's tracks back forever. It is dropped (and may reconnect).
+        self._deadline = self._clock.call_later(self._answer_timeout_s, self._no_answer)
+
+    def _no_answer(self) -> None:
+        self._deadline = None
+        if self.state == self.AWAITING_ANSWER and not self._participant.closed:
+            log.warning("participant %s did not answer an offer: closing its socket", self._participant.participant_id)
+            self._participant.peer.close(closecodes.POLICY_VIOLATION, "no answer to the offer")
+
+    def _describe(self, info: api.ConsumerInfo) -> dict[str, Any]:
+        if info.consumer_id == self._participant.announcer_consumer_id:
+            return {
+                "mid": info.mid,
+                "track_id": ANNOUNCER_TRACK_ID,
+                "participant_id": None,
+                "source": ANNOUNCER_SOURCE,
+                "kind": info.kind,
+                "active": info.active,
+            }
+        consumer = self._participant.consumers.get(info.consumer_id)
+        track = consumer.track if consumer else None
+        return {
+            "mid": info.mid,
+            "track_id": track.track_id if track else info.producer_id,
+            "participant_id": track.participant_id if track else None,
+            "source": track.source if track else None,
+            "kind": info.kind,
+            "active": info.active,
+        }
+
+    async def on_answer(self, sdp: str) -> None:
+        if self.state != self.AWAITING_ANSWER:
+            raise SignalingError("unexpected_answer", "there is no offer waiting for an answer")
+        transport_id = self._participant.subscribe_transport_id
+        try:
+            if transport_id is None:
+                raise ChannelError("no_transport", "subscribe transport is gone")
+            await self._request(api.SubscribeAnswerSet(transport_id=transport_id, sdp=sdp))
+        except ChannelError as exc:
+            raise media_error(exc, "answer") from None
+        finally:
+            self._settle()
+
+    def _settle(self) -> None:
+        self._stop_deadline()
+        self.state = self.IDLE
+        if self.dirty:
+            self.request()
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def cancel(self) -> None:
+        self._stop_deadline()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def ensure_offered(self) -> None:
+        """An offer unless one was made (or is being made): e.g. for the announcer alone,
+        whose m-line is in every offer but is not worth one by itself until it speaks."""
+        if self.offers == 0 and self.state == self.IDLE:
+            self.request()
