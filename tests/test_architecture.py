@@ -1,5 +1,5 @@
 """The architecture holds: every module imports on its own, and imports follow the table of
-ARCHITECTURE.md ("Packages and who may import whom").
+docs/architecture.md ("Packages and who may import whom", "Inside control").
 
 The table is checked twice, independently: by import-linter with the contracts in
 /.importlinter, and by the AST walk below (which also covers what import-linter cannot say
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("config", "sfu", "control", "recorder", "bench")
+PACKAGES = ("config", "sfu", "control", "recorder", "client", "bench")
 IMPORT_CONCURRENCY = 2  # the machine is shared: two interpreters at a time
 IMPORT_TIMEOUT_S = 120
 
@@ -136,6 +136,35 @@ class Zone:
         return self.third_party is True or top in self.third_party
 
 
+# Inside control, the wings import downward only (docs/architecture.md, "Inside control"):
+# each line may import the lines below it, never those above; names on one line are
+# independent of each other. The old circle (accounts -> live -> recording -> accounts)
+# cannot come back: accounts sits below meeting, meeting below recording.
+CONTROL_LAYERS = (
+    ("control.cli",),
+    ("control.app",),
+    ("control.http",),
+    ("control.recording", "control.metrics"),
+    ("control.meeting",),
+    ("control.accounts", "control.processes", "control.webhooks"),
+    ("control.store", "control.storage_access"),
+    ("control.storage_settings",),
+    ("control.errors", "control.clock", "control.tasks"),
+)
+CONTROL_OUTSIDE = ("config", "sfu.api", "sfu.channel", "recorder.api")
+
+
+def control_zones() -> list[Zone]:
+    zones = [Zone("control", ("control", *CONTROL_OUTSIDE), True, "config, sfu.api, sfu.channel, recorder.api")]
+    for depth, layer in enumerate(CONTROL_LAYERS):
+        below = tuple(name for lower in CONTROL_LAYERS[depth + 1 :] for name in lower)
+        for name in layer:
+            summary = ", ".join(below) if below else "nothing else of control"
+            zones.append(Zone(name, (name, *below, *CONTROL_OUTSIDE), True, summary + ", " +
+                              ", ".join(CONTROL_OUTSIDE)))  # fmt: skip
+    return zones
+
+
 ZONES = {
     zone.name: zone
     for zone in (
@@ -150,12 +179,7 @@ ZONES = {
         ),
         # sfu.worker, sfu.api, sfu.channel and anything else in sfu.
         Zone("sfu", ("sfu", "config"), True, "anything in sfu, config"),
-        Zone(
-            "control",
-            ("control", "config", "sfu.api", "sfu.channel", "recorder.api"),
-            True,
-            "config, sfu.api, sfu.channel, recorder.api",
-        ),
+        *control_zones(),
         # The recorder process talks to control over the same channel as the workers.
         Zone(
             "recorder",
@@ -163,9 +187,11 @@ ZONES = {
             True,
             "config, sfu.wire, sfu.api, sfu.channel",
         ),
+        # The Python client SDK (bots, tests, bench) speaks the public protocol only.
+        Zone("client", ("client",), True, "nothing of the server"),
     )
 }
-CHECKED_PACKAGES = ("config", "sfu", "control", "recorder")  # bench may import anything
+CHECKED_PACKAGES = ("config", "sfu", "control", "recorder", "client")  # bench may import anything
 
 
 def zone_of(module: str) -> Zone:
@@ -284,7 +310,15 @@ SYNTHETIC_TREE = {
         "from sfu.engine.router import Router",
         "import bench",
     ),
-    "control/client/__init__.py": lines("from ..app import x", "from ...config import y"),
+    "client/__init__.py": lines("from control.app import x", "from ..config import y"),
+    # Control's wings: every layer exists (import-linter needs them); two upward imports.
+    **{f"control/{name}/__init__.py": "" for name in ("cli", "http", "recording", "metrics", "processes", "store")},
+    **{f"control/{name}.py": "" for name in ("webhooks", "storage_access", "storage_settings", "errors", "clock", "tasks")},
+    "control/accounts/__init__.py": "",
+    "control/accounts/service.py": lines("from control.meeting import lifecycle"),
+    "control/meeting/__init__.py": "",
+    "control/meeting/lifecycle.py": lines("from control.recording import service", "from control.accounts import service"),
+    "control/recording/service.py": lines("from control.meeting import lifecycle", "from control.accounts import service"),
     "recorder/__init__.py": lines(
         "from sfu.wire.rtp import parse",
         "from sfu.api import Hello",
@@ -319,7 +353,10 @@ def test_checker_finds_each_forbidden_import_in_a_synthetic_tree(tmp_path):
         "control/app.py:5: control.app imports sfu.wire",
         "control/app.py:6: control.app imports sfu.engine.router",
         "control/app.py:7: control.app imports bench",
-        "control/client/__init__.py:2: client imports a module above the top-level package",
+        "client/__init__.py:1: client imports control.app",
+        "client/__init__.py:2: client imports a module above the top-level package",
+        "control/accounts/service.py:1: control.accounts.service imports control.meeting.lifecycle",
+        "control/meeting/lifecycle.py:1: control.meeting.lifecycle imports control.recording.service",
         "recorder/__init__.py:3: recorder imports sfu.worker",
         "recorder/__init__.py:5: recorder imports sfu.engine.router",
     }
@@ -404,6 +441,9 @@ def test_import_linter_contracts_catch_forbidden_imports(tmp_path):
         "control.app -> bench",
         "recorder -> sfu.worker",
         "recorder -> sfu.engine.router",
+        "client -> control.app",
+        "control.accounts.service -> control.meeting.lifecycle",
+        "control.meeting.lifecycle -> control.recording.service",
     ):
         assert broken in output, f"{broken!r} not reported:\n{output}"
     for allowed in (
@@ -411,5 +451,42 @@ def test_import_linter_contracts_catch_forbidden_imports(tmp_path):
         "recorder -> sfu.api",
         "recorder -> sfu.wire.rtp",
         "recorder -> sfu.channel",
+        "control.recording.service -> control.meeting.lifecycle",
+        "control.meeting.lifecycle -> control.accounts.service",
     ):
         assert allowed not in output, output
+
+
+# --- no imports hidden inside functions in control ---------------------------------------
+
+
+def function_level_imports(root: Path, package: str = "control") -> list[str]:
+    """Every import statement inside a function or method of `package`: each one hides an
+    edge of the import graph (usually a cycle held apart) from both checks above."""
+    found = []
+    for module in discover_modules(root, (package,)).values():
+        tree = ast.parse(module.path.read_text(encoding="utf-8"), filename=str(module.path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                        found.append(f"{module.path.relative_to(root)}:{inner.lineno}: {ast.unparse(inner)}")
+    return sorted(set(found))
+
+
+def test_control_imports_nothing_inside_functions():
+    hidden = function_level_imports(ROOT)
+    assert not hidden, "imports inside functions of control:\n" + "\n".join(hidden)
+
+
+def test_function_level_imports_are_found(tmp_path):
+    build_tree(tmp_path, {
+        "control/__init__.py": "import os\n",
+        "control/a.py": lines("import json", "def f():", "    from control import b", "class C:",
+                              "    async def g(self):", "        import re"),
+        "control/b.py": "",
+    })  # fmt: skip
+    assert function_level_imports(tmp_path) == [
+        "control/a.py:3: from control import b",
+        "control/a.py:6: import re",
+    ]

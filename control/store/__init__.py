@@ -34,6 +34,7 @@ from control.store.base import (
     StoreError,
     WebhookDelivery,
 )
+from control.store.sqlite import SqliteStore
 
 DB_FILE_NAME = "conclave.db"
 
@@ -45,8 +46,6 @@ def store_path(cfg: Config) -> str:
 
 def open_store(cfg: Config) -> Store:
     """The store the settings name (sqlite: the only driver so far); call `await .open()`."""
-    from control.store.sqlite import SqliteStore
-
     return SqliteStore(store_path(cfg))
 
 

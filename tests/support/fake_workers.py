@@ -1,0 +1,169 @@
+"""A worker supervisor without processes, for unit tests of control's conference.
+
+`FakeWorkers` offers what control.meeting.conference uses of
+control.processes.workers.WorkerSupervisor (placing a meeting, requests to a worker
+generation, down and notification listeners) and answers every request the way an SFU
+worker would, keeping just enough of the media objects to check what control asked for:
+routers, transports, producers, consumers, paused producers. It checks the references
+the way a worker does (an unknown transport or producer is a ChannelError), so a request
+control sends in the wrong order fails the test.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from sfu import api
+from sfu.channel import ChannelError
+
+
+class FakeWorker:
+    """One worker slot, answering requests in-process."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.generation = 1
+        self.up = True
+        self.routers: set[str] = set()  # what WorkerHandle.routers is: meetings placed here
+        self.client = self  # WorkerHandle.client.request(...)
+        self.requests: list[api.Message] = []
+        self.router_ids: set[str] = set()
+        self.transports: dict[str, tuple[str, str]] = {}  # id -> (router id, direction)
+        self.producers: dict[str, tuple[str, str]] = {}  # id -> (transport id, kind)
+        self.consumers: dict[str, tuple[str, str]] = {}  # id -> (transport id, producer id)
+        self.paused: set[str] = set()
+        self._mids: dict[str, str] = {}  # producer id -> its mid on the publish transport
+        self._ids = itertools.count(1)
+
+    def names(self) -> list[str]:
+        return [message.NAME for message in self.requests]
+
+    def _transport(self, transport_id: str) -> tuple[str, str]:
+        if transport_id not in self.transports:
+            raise ChannelError("not_found", f"no transport {transport_id}")
+        return self.transports[transport_id]
+
+    async def request(self, message: api.Message) -> api.Message:
+        if not self.up:
+            raise ChannelError("worker_down", f"worker {self.index} is not running")
+        self.requests.append(message)
+        handler = getattr(self, "_on_" + message.NAME.lower(), None)
+        if handler is None:
+            return api.Empty()
+        return handler(message)
+
+    def _on_router_create(self, message: api.RouterCreate) -> api.Message:
+        self.router_ids.add(message.router_id)
+        return api.Empty()
+
+    def _on_router_close(self, message: api.RouterClose) -> api.Message:
+        self.router_ids.discard(message.router_id)
+        for transport_id, (router_id, _) in list(self.transports.items()):
+            if router_id == message.router_id:
+                self._close_transport(transport_id)
+        return api.Empty()
+
+    def _on_transport_create(self, message: api.TransportCreate) -> api.Message:
+        if message.router_id not in self.router_ids:
+            raise ChannelError("not_found", f"no router {message.router_id}")
+        self.transports[message.transport_id] = (message.router_id, message.direction)
+        return api.Empty()
+
+    def _on_transport_close(self, message: api.TransportClose) -> api.Message:
+        self._close_transport(message.transport_id)
+        return api.Empty()
+
+    def _close_transport(self, transport_id: str) -> None:
+        self.transports.pop(transport_id, None)
+        gone = {p for p, (t, _) in self.producers.items() if t == transport_id}
+        for producer_id in gone:
+            del self.producers[producer_id]
+        for consumer_id, (t, p) in list(self.consumers.items()):
+            if t == transport_id or p in gone:
+                del self.consumers[consumer_id]
+
+    def _on_publish_offer(self, message: api.PublishOffer) -> api.Message:
+        self._transport(message.transport_id)
+        created = []
+        for mid, source in message.sources.items():
+            if self.producers_by_mid(message.transport_id).get(mid) is not None:
+                continue
+            producer_id = f"p{next(self._ids)}"
+            kind = "audio" if source in ("microphone", "screen-audio") else "video"
+            self.producers[producer_id] = (message.transport_id, kind)
+            self._mids[producer_id] = mid
+            created.append(api.ProducerInfo(producer_id, mid, kind, source, "opus" if kind == "audio" else "VP8"))
+        return api.PublishAnswer(sdp="answer", producers=created)
+
+    def producers_by_mid(self, transport_id: str) -> dict[str, str]:
+        return {self._mids[p]: p for p, (t, _) in self.producers.items() if t == transport_id}
+
+    def _on_producer_pause(self, message: api.ProducerPause) -> api.Message:
+        if message.producer_id not in self.producers:
+            raise ChannelError("not_found", f"no producer {message.producer_id}")
+        if message.paused:
+            self.paused.add(message.producer_id)
+        else:
+            self.paused.discard(message.producer_id)
+        return api.Empty()
+
+    def _on_consumer_create(self, message: api.ConsumerCreate) -> api.Message:
+        self._transport(message.transport_id)
+        if message.producer_id not in self.producers:
+            raise ChannelError("not_found", f"no producer {message.producer_id}")
+        self.consumers[message.consumer_id] = (message.transport_id, message.producer_id)
+        return api.Empty()
+
+    def _on_consumer_close(self, message: api.ConsumerClose) -> api.Message:
+        self.consumers.pop(message.consumer_id, None)
+        return api.Empty()
+
+    def _on_subscribe_offer_create(self, message: api.SubscribeOfferCreate) -> api.Message:
+        self._transport(message.transport_id)
+        infos = [
+            api.ConsumerInfo(consumer_id, producer_id, str(n), self.producers[producer_id][1], True)
+            for n, (consumer_id, (t, producer_id)) in enumerate(self.consumers.items())
+            if t == message.transport_id and producer_id in self.producers
+        ]
+        return api.SubscribeOffer(sdp="offer", consumers=infos)
+
+
+class FakeWorkers:
+    """What the conference uses of WorkerSupervisor, over FakeWorker slots."""
+
+    def __init__(self, count: int = 1) -> None:
+        self.workers = [FakeWorker(index) for index in range(count)]
+        self._down: list[Callable[[int, int], None]] = []
+        self._notifications: list[Callable[[int, int, str, api.Message], None]] = []
+
+    def add_down_listener(self, listener: Callable[[int, int], None]) -> None:
+        self._down.append(listener)
+
+    def add_notification_listener(self, listener: Callable[[int, int, str, api.Message], None]) -> None:
+        self._notifications.append(listener)
+
+    async def wait_for_live_worker(self, timeout: float) -> FakeWorker | None:
+        live = [w for w in self.workers if w.up]
+        return min(live, key=lambda w: (len(w.routers), w.index), default=None)
+
+    def handle_for(self, index: int, generation: int) -> FakeWorker:
+        worker = self.workers[index]
+        if not worker.up or worker.generation != generation:
+            raise ChannelError("worker_down", f"worker {index} is not running")
+        return worker
+
+    async def request(self, index: int, generation: int, message: api.Message) -> api.Message:
+        return await self.handle_for(index, generation).request(message)
+
+    def kill(self, index: int) -> None:
+        """The worker process died: its media is gone, the listeners hear it."""
+        worker = self.workers[index]
+        worker.up = False
+        for listener in self._down:
+            listener(index, worker.generation)
+
+    def notify(self, index: int, entity_id: str, message: api.Message) -> None:
+        worker = self.workers[index]
+        for listener in self._notifications:
+            listener(index, worker.generation, entity_id, message)
