@@ -14,11 +14,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from common.channel import ChannelError
+from common.messages import Message
 from control.errors import SignalingError
 from control.meetings import Consumer, Meeting, MeetingRegistry, Participant, Placement, Track, new_id
 from control.workers import WorkerSupervisor
 from sfu import api
-from sfu.channel import ChannelError
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ class Conference:
 
     # ------------------------------------------------------------------ helpers
 
-    async def request(self, meeting: Meeting, message: api.Message) -> api.Message:
+    async def request(self, meeting: Meeting, message: Message) -> Message:
         placement = meeting.placement
         if placement is None:
             raise ChannelError("worker_down", "the meeting has no media server")
@@ -424,7 +425,7 @@ class Conference:
         participant.announcer_consumer_id = None
         participant.subscribe_connected = False
 
-    async def _quiet_request(self, meeting: Meeting, message: api.Message) -> None:
+    async def _quiet_request(self, meeting: Meeting, message: Message) -> None:
         """A clean-up request whose failure changes nothing (the entity may be gone already)."""
         try:
             await self.request(meeting, message)
@@ -684,7 +685,7 @@ class Conference:
             self.listener.participant_left(meeting, participant)
         return len(participants)
 
-    def _on_worker_notification(self, index: int, generation: int, entity_id: str, message: api.Message) -> None:
+    def _on_worker_notification(self, index: int, generation: int, entity_id: str, message: Message) -> None:
         if isinstance(message, api.ProducerClosed):
             for meeting in self._registry.on_worker(index):
                 if meeting.placement and meeting.placement.generation == generation and meeting.find_track(entity_id):

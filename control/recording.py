@@ -39,6 +39,8 @@ import logging
 import time
 from typing import Any
 
+from common.channel import ChannelError
+from common.messages import Message
 from control import accounts
 from control.conference import Conference, ConferenceListener
 from control.errors import ApiError, SignalingError
@@ -49,8 +51,6 @@ from control.rest import iso_time
 from control.store.base import Meeting as MeetingRow
 from control.store.base import NotFound, Recording, RecordingActive
 from recorder import api as recorder_api
-from sfu import api
-from sfu.channel import ChannelError
 
 log = logging.getLogger(__name__)
 
@@ -580,7 +580,7 @@ class Recordings(ConferenceListener):
     def _find(self, recording_id: str) -> Job | None:
         return next((j for j in self.jobs() if j.recording_id == recording_id), None)
 
-    def _recorder_notification(self, entity_id: str, message: api.Message) -> None:
+    def _recorder_notification(self, entity_id: str, message: Message) -> None:
         if isinstance(message, recorder_api.RecordingFileUploaded):
             self._spawn(self._file_uploaded(message), f"uploaded-{message.recording_id}")
         elif isinstance(message, recorder_api.RecordingFailed):

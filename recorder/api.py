@@ -1,8 +1,8 @@
 """Typed messages between control and the recorder process, and how to start it.
 
 Control imports this module and nothing else from `recorder`. The messages are
-`sfu.api.Message` subclasses (frozen dataclasses with an ``ENTITY_VERB`` name) so that the
-same `sfu.channel` frames carry them; their names are distinct from the SFU's.
+`common.messages.Message` subclasses (frozen dataclasses with an ``ENTITY_VERB`` name) so
+that the same `common.channel` frames carry them; their names are distinct from the SFU's.
 
     cmd = recorder_command(child_fd, recorder_config_json(cfg))
     process = await asyncio.create_subprocess_exec(*cmd.argv, env=cmd.env, pass_fds=(child_fd,))
@@ -30,6 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from common.messages import Empty, Message
 from recorder.media import notice as _notice
 # A customer's storage settings are checked by control when the customer sends them, with
 # the recorder's rules (control imports only this module of the recorder).
@@ -40,14 +41,12 @@ from recorder.storage.settings import (
     normalized_prefix,
     validate_storage_settings,
 )
-from sfu.api import Empty, Message
 
 __all__ = [
     "CONFIG_ENVIRONMENT_VARIABLE",
     "NOTICE_KINDS",
     "RESPONSES",
     "BadKey",
-    "Empty",
     "InvalidStorageSetting",
     "RecorderCommand",
     "RecorderGetStats",

@@ -27,6 +27,8 @@ from typing import Any
 
 import uvloop
 
+from common.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
+from common.messages import Empty, Message
 from config.schema import ConfigError, RecorderConfig
 from recorder import api
 from recorder.journal import RecordingDirectory, list_recordings
@@ -58,8 +60,6 @@ from recorder.storage import (
     backend_from_settings,
 )
 from recorder.transcription import TranscriptionEngine, engine_from_settings
-from sfu.api import Empty, Message
-from sfu.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
 
 log = logging.getLogger("recorder")
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import av
 
+from common.messages import Message
 from recorder import api
 from recorder.journal import RecordingDirectory, safe_name
 from recorder.manifest import MANIFEST_NAME, build_manifest
@@ -47,7 +48,6 @@ from recorder.speech import (
 )
 from recorder.storage import Spool, check_key
 from recorder.track import Track, peek_ssrc
-from sfu.api import Message
 from sfu.wire import rtcp
 from sfu.wire.rtp import is_rtcp
 

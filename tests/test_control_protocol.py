@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.messages import Empty, Message
 from control.conference import Negotiation
 from control.errors import SignalingError
 from control.meetings import Consumer, Meeting, Participant, Track
@@ -116,14 +117,14 @@ class StubConference:
     answer_timeout_s = 30.0
 
     def __init__(self) -> None:
-        self.requests: list[api.Message] = []
+        self.requests: list[Message] = []
 
     async def request(self, meeting, message):
         self.requests.append(message)
         if isinstance(message, api.SubscribeOfferCreate):
             info = api.ConsumerInfo("c1", "p1", "0", "video", True)
             return api.SubscribeOffer(sdp=f"offer {len(self.requests)}", consumers=[info])
-        return api.Empty()
+        return Empty()
 
     def send_error(self, participant, error, message_id=None):
         participant.send({"type": "error", "code": error.code})

@@ -22,10 +22,11 @@ import av
 import numpy as np
 import pytest
 
+from common.channel import ChannelError
+from common.messages import Empty
 from config.schema import Config, RecorderConfig
 from recorder import api
 from recorder.media.notice import notice_pcm
-from sfu.channel import ChannelError
 from sfu.wire import rtp
 from tests.test_recorder_media_support import AUDIO_RATE, FPS
 from tests.test_recorder_process_support import (
@@ -143,12 +144,12 @@ async def test_records_tracks_mix_and_manifest_into_customer_storage(tmp_path):
         sfu.destination = (started.ip, started.port)
         await recorder.request(api.RecordingConnect(RECORDING_ID, *sfu.address))
         for stream in (cam, mic):
-            assert await recorder.request(stream.track_add(RECORDING_ID)) == api.Empty()
+            assert await recorder.request(stream.track_add(RECORDING_ID)) == Empty()
 
         async def announce_bob_late() -> None:
             # As with a real worker: the consumer sends before control's TRACK_ADD lands.
             await asyncio.sleep(max(0.0, origin + bob.packets[0][0] + 0.15 - time.monotonic()))
-            assert await recorder.request(bob.track_add(RECORDING_ID)) == api.Empty()
+            assert await recorder.request(bob.track_add(RECORDING_ID)) == Empty()
 
         late = asyncio.create_task(announce_bob_late())
         await play(sfu, events, origin)
@@ -503,7 +504,7 @@ async def test_requests_are_checked_and_answered(tmp_path):
         video = make_stream("cam", "p", "P", "video", 0.1, ssrc=1, sender_epoch=0).track_add(RECORDING_ID)
         assert (await error_of(dataclasses.replace(video, codec_name="VP9"))).code == "invalid"
         assert (await error_of(dataclasses.replace(video, codec_name="opus"))).code == "invalid"
-        assert await recorder.request(video) == api.Empty()
+        assert await recorder.request(video) == Empty()
         assert (await error_of(dataclasses.replace(video, track_id="other"))).code == "invalid"  # same SSRC
         assert (await error_of(api.RecordingConnect(RECORDING_ID, "localhost", 4000))).code == "invalid"
         # A malformed request gets an error too (unknown field).
@@ -516,7 +517,7 @@ async def test_requests_are_checked_and_answered(tmp_path):
         with pytest.raises(ChannelError) as caught:
             await recorder.raw_request(envelope)
         assert caught.value.code == "bad_request" and "bogus" in caught.value.message
-        assert await recorder.request(api.TrackRemove(RECORDING_ID, "cam")) == api.Empty()
+        assert await recorder.request(api.TrackRemove(RECORDING_ID, "cam")) == Empty()
 
         stopped = await recorder.request(api.RecordingStop(RECORDING_ID, {}))
         assert stopped.duration >= 0
