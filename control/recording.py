@@ -41,6 +41,7 @@ from typing import Any
 
 from common.channel import ChannelError
 from common.messages import Message
+from common.notices import notice_frames
 from control import accounts
 from control.conference import Conference, ConferenceListener
 from control.errors import ApiError, SignalingError
@@ -67,7 +68,7 @@ LEFT_REASONS = (None, "removed", "denied", "session_ended")
 @functools.lru_cache(maxsize=None)
 def notice_b64(kind: str) -> tuple[str, ...]:
     """The spoken notice `kind` as base64 Opus frames for NOTICE_PLAY."""
-    return tuple(base64.b64encode(frame).decode("ascii") for frame in recorder_api.notice_frames(kind))
+    return tuple(base64.b64encode(frame).decode("ascii") for frame in notice_frames(kind))
 
 
 def software_version() -> str:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from common.messages import Empty, Message
-from recorder.media import notice as _notice
 # A customer's storage settings are checked by control when the customer sends them, with
 # the recorder's rules (control imports only this module of the recorder).
 from recorder.storage.settings import (
@@ -44,7 +43,6 @@ from recorder.storage.settings import (
 
 __all__ = [
     "CONFIG_ENVIRONMENT_VARIABLE",
-    "NOTICE_KINDS",
     "RESPONSES",
     "BadKey",
     "InvalidStorageSetting",
@@ -65,7 +63,6 @@ __all__ = [
     "TranscriptionSet",
     "check_object_key",
     "normalized_prefix",
-    "notice_frames",
     "recorder_command",
     "recorder_config_json",
     "validate_storage_settings",
@@ -254,20 +251,6 @@ class TranscriptReady(Message):
     NAME: ClassVar[str] = "TRANSCRIPT_READY"
     recording_id: str
     keys: list[str] = field(default_factory=list)
-
-
-# ------------------------------------------------------------- the in-band notice
-
-NOTICE_KINDS = ("recording-started", "recording-stopped", "transcription-started", "transcription-stopped")
-
-
-def notice_frames(kind: str) -> list[bytes]:
-    """The spoken notice as 20 ms Opus packets (mono, 48 kHz) for the SFU's announcer.
-
-    kind: one of NOTICE_KINDS (or the recorder's own "started" / "stopped")."""
-    if kind not in NOTICE_KINDS and kind not in _notice.NOTICE_TEXT:
-        raise ValueError(f"notice kind: {kind!r} is not one of {', '.join(NOTICE_KINDS)}")
-    return _notice.notice_frames(kind.removeprefix("recording-"))
 
 
 # ------------------------------------------------------------- starting the process

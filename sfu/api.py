@@ -264,7 +264,7 @@ def announcer_producer_id(router_id: str) -> str:
 class NoticePlay(Message):
     """Play a clip through the router's announcer, paced at 20 ms per frame.
 
-    frames: base64 Opus packets of 20 ms each (recorder/assets/*.opus-frames). consumer_ids:
+    frames: base64 Opus packets of 20 ms each (common.notices.notice_frames). consumer_ids:
     consumers of the announcer to play to; empty: every consumer it has. A consumer already
     in a play leaves it for this one; one that cannot receive yet (no answer, no DTLS)
     gets the clip from its start once it can, within 10 s. Answered once scheduled.

@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from common.channel import ChannelClient, ChannelError, ChannelServer, RequestFailed
 from common.messages import Empty, MessageError, message_class
-from recorder.media.notice import notice_frames
+from common.notices import notice_frames
 from sfu import api
 from sfu.transport.plain import srtp_session
 from sfu.wire import rtcp, rtp
@@ -32,8 +32,8 @@ from sfu.worker import Worker
 from tests.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
 
 ANNOUNCER = api.announcer_producer_id("r")
-STARTED = notice_frames("started")
-STOPPED = notice_frames("stopped")
+STARTED = notice_frames("recording-started")
+STOPPED = notice_frames("recording-stopped")
 
 
 def b64(frames: list[bytes]) -> list[str]:

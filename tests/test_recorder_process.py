@@ -24,6 +24,7 @@ import pytest
 
 from common.channel import ChannelError
 from common.messages import Empty
+from common.notices import NOTICE_KINDS, notice_frames
 from config.schema import Config, RecorderConfig
 from recorder import api
 from recorder.media.notice import notice_pcm
@@ -111,7 +112,7 @@ def notice_offset(mix: np.ndarray, tones: tuple[float, ...]) -> tuple[float, flo
     """Where the recording notice sits in the mix's first seconds, and how strongly
     (normalized cross-correlation of the notice's waveform with the mix, both without
     the bands of the participants' tones, which talk over it)."""
-    notice = without_tones(np.array(notice_pcm("started")[0]), tones)
+    notice = without_tones(np.array(notice_pcm("recording-started")[0]), tones)
     window = without_tones(mix[: len(notice) + AUDIO_RATE // 2], tones)
     best, best_lag = 0.0, 0
     for lag in range(0, len(window) - len(notice), 48):
@@ -541,13 +542,13 @@ def test_api_messages_notice_and_command():
     )
     assert api.RecordingStart.from_dict(start.to_dict()) == start
     assert api.response_type(start) is api.RecordingStarted
-    for kind in api.NOTICE_KINDS:
-        frames = api.notice_frames(kind)
+    for kind in NOTICE_KINDS:
+        frames = notice_frames(kind)
         assert len(frames) > 25 and all(0 < len(f) < 400 for f in frames)
     # Transcription has words of its own: it must not announce a recording.
-    assert api.notice_frames("transcription-started") != api.notice_frames("recording-started")
+    assert notice_frames("transcription-started") != notice_frames("recording-started")
     with pytest.raises(ValueError):
-        api.notice_frames("meeting-ended")
+        notice_frames("meeting-ended")
 
     cfg = Config(
         data_dir="/var/lib/conclave",
