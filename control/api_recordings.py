@@ -15,6 +15,7 @@ Transcripts (`/t/<id>` and its JSON) are `control.api_transcripts`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
 import re
@@ -24,7 +25,8 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from control import accounts, storage_access, tokens
+from common.storage import InvalidKey, StorageBackend, StorageError, StorageNotFound, open_storage
+from control import accounts, tokens
 from control.accounts import Actor
 from control.api_accounts import customer_in_path
 from control.api_sessions import looks_like_jwt, moderator
@@ -307,13 +309,13 @@ def verify_download_token(state: Any, token: str) -> tuple[str, str, str]:
     return values  # type: ignore[return-value]
 
 
-async def customer_storage(state: AppState, customer_id: str) -> storage_access.LocalStorage | storage_access.S3Storage:
+async def customer_storage(state: AppState, customer_id: str) -> StorageBackend:
     """The customer's storage to read or delete in; 409 when it has none configured (the
     settings were removed after recording: set them again to reach the files)."""
     settings = await storage_for(state, customer_id)
     if settings is None:
         raise ApiError(409, "storage_not_configured", "the account has no storage configured")
-    return storage_access.open_storage(settings)
+    return open_storage(settings)
 
 
 async def file_link(request: web.Request) -> web.Response:
@@ -357,7 +359,7 @@ async def download(request: web.Request) -> web.StreamResponse:
             try:
                 async for chunk in obj.chunks:
                     await response.write(chunk)
-            except storage_access.StorageUnavailable as error:
+            except StorageError as error:
                 # Headers are out: all we can do is cut the connection (the client sees a
                 # short body against Content-Length).
                 log.warning("download of recording %s file %s broke: %s", recording.id, item.id, error)
@@ -365,9 +367,9 @@ async def download(request: web.Request) -> web.StreamResponse:
                 return response
             await response.write_eof()
             return response
-    except storage_access.ObjectMissing:
+    except (StorageNotFound, InvalidKey):  # InvalidKey: a key that leads out of the storage
         raise ApiError(404, "not_found", "the file is not in the storage (any more)") from None
-    except storage_access.StorageUnavailable as error:
+    except StorageError as error:
         log.warning("download of recording %s file %s failed: %s", recording.id, item.id, error)
         raise ApiError(502, "storage_unavailable", "the storage cannot be read right now; try again") from None
 
@@ -382,10 +384,12 @@ async def remove_recording(state: AppState, recording: Recording) -> int:
     storage = await customer_storage(state, recording.customer_id)
     try:
         for item in files:
-            await storage.delete(item.key)
+            with contextlib.suppress(InvalidKey):  # a key outside the storage: nothing of ours there
+                await storage.delete(item.key)
         if recording.key_prefix:
-            await storage.delete_prefix(recording.key_prefix)
-    except storage_access.StorageUnavailable as error:
+            with contextlib.suppress(InvalidKey):
+                await storage.delete_prefix(recording.key_prefix)
+    except StorageError as error:
         log.warning("cannot delete the files of recording %s: %s", recording.id, error)
         raise ApiError(502, "storage_unavailable", "the storage refused the deletion; try again") from None
     await state.store.delete_recording(recording.id)

@@ -22,7 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from control import accounts, storage_access, tokens
+from common.storage import InvalidKey, StorageError, StorageNotFound, open_storage
+from control import accounts, tokens
 from control.errors import ApiError
 from control.permissions import forbidden
 from control.rest import display_number, iso_time
@@ -112,13 +113,13 @@ async def load_transcript(state: AppState, recording: Recording) -> dict[str, An
     settings = await storage_for(state, recording.customer_id)
     if settings is None:
         raise NotReady()  # the storage settings were removed: the files are out of reach
-    storage = storage_access.open_storage(settings)
+    storage = open_storage(settings)
     try:
-        raw = await storage_access.read_bytes(storage, item.key, MAX_TRANSCRIPT_BYTES)
+        raw = await storage.read_bytes(item.key, MAX_TRANSCRIPT_BYTES)
         document = json.loads(raw)
-    except storage_access.ObjectMissing:
+    except (StorageNotFound, InvalidKey):
         raise NotReady() from None
-    except (storage_access.StorageUnavailable, ValueError) as error:
+    except (StorageError, ValueError) as error:
         log.warning("cannot read the transcript of recording %s: %s", recording.id, error)
         raise ApiError(502, "storage_unavailable", "the transcript cannot be read right now; try again") from None
     if not isinstance(document, dict):

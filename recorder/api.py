@@ -31,21 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from common.messages import Empty, Message
-# A customer's storage settings are checked by control when the customer sends them, with
-# the recorder's rules (control imports only this module of the recorder).
-from recorder.storage.settings import (
-    BadKey,
-    InvalidStorageSetting,
-    check_object_key,
-    normalized_prefix,
-    validate_storage_settings,
-)
 
 __all__ = [
     "CONFIG_ENVIRONMENT_VARIABLE",
     "RESPONSES",
-    "BadKey",
-    "InvalidStorageSetting",
     "RecorderCommand",
     "RecorderGetStats",
     "RecorderReady",
@@ -61,11 +50,8 @@ __all__ = [
     "TrackRemove",
     "TranscriptReady",
     "TranscriptionSet",
-    "check_object_key",
-    "normalized_prefix",
     "recorder_command",
     "recorder_config_json",
-    "validate_storage_settings",
 ]
 
 # ------------------------------------------------------------------------ requests
@@ -76,7 +62,7 @@ class RecordingStart(Message):
     """Start (or, after a recorder restart, continue) one recording.
 
     storage: the customer's storage settings ({"kind": "local", "root": ...} or
-    {"kind": "s3", ...}, see recorder/storage/settings.py). started_at: the recording's
+    {"kind": "s3", ...}, see common/storage/settings.py). started_at: the recording's
     t=0, wall-clock epoch seconds. attempt: 0 first, +1 after every recorder restart.
     """
 
