@@ -85,7 +85,7 @@ class LocalDirectoryStorage:
         except NOT_AN_OBJECT:
             raise StorageNotFound(f"no object {key!r} in {self.root}") from None
         except OSError as error:
-            raise StorageError(f"cannot read {key!r} from {self.root}: {error.strerror or error}", code="io") from None
+            raise self._read_error(key, error) from None
         try:
             yield OpenedObject(os.fstat(file.fileno()).st_size, self._chunks(file, key))
         finally:
@@ -96,7 +96,10 @@ class LocalDirectoryStorage:
             while chunk := await asyncio.to_thread(file.read, READ_CHUNK_BYTES):
                 yield chunk
         except OSError as error:
-            raise StorageError(f"cannot read {key!r} from {self.root}: {error.strerror or error}", code="io") from None
+            raise self._read_error(key, error) from None
+
+    def _read_error(self, key: str, error: OSError) -> StorageError:
+        return StorageError(f"cannot read {key!r} from {self.root}: {error.strerror or error}", code="io")
 
     async def read_bytes(self, key: str, max_bytes: int) -> bytes:
         async with self.open_object(key) as obj:
