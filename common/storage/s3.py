@@ -12,7 +12,8 @@ instead, so a put is only reported once the stored bytes are known to be right.
 
 Credentials live in a wrapper whose repr is "<hidden>"; they are never logged, never part
 of this object's repr and never copied into an error message. One client per operation:
-uploads and downloads are seconds apart at most a few at a time, nothing worth pooling.
+operations are few and far between (a segment every few seconds, a download now and
+then), nothing worth pooling.
 """
 
 from __future__ import annotations
