@@ -1,6 +1,5 @@
-"""A customer's storage settings, on control's side: checked with the recorder's rules
-(recorder.storage.settings, through recorder.api, the one module of the recorder control
-may import), answered in control's HTTP error shape, and shown without their secret.
+"""A customer's storage settings, on control's side: checked with the shared rules
+(common.storage), answered in control's HTTP error shape, and shown without their secret.
 
     {"kind": "local", "root": "/srv/recordings/acme"}
     {"kind": "s3", "endpoint_url": "https://s3.example.com", "region": "eu-west-1",
@@ -17,16 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from common import storage
 from control.errors import ApiError
-from recorder import api as recorder_api
 
 SECRET_FIELDS = frozenset({"secret_access_key"})
-
-# Object keys and prefixes (control.storage_access reads and deletes with them): BadKey, a
-# ValueError whose message does not quote the key.
-BadKey = recorder_api.BadKey
-check_key = recorder_api.check_object_key
-normalized_prefix = recorder_api.normalized_prefix
 
 
 def validate_storage_settings(body: Mapping[str, Any], current: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -36,8 +29,8 @@ def validate_storage_settings(body: Mapping[str, Any], current: Mapping[str, Any
     `access_key_id` (change the bucket or prefix without sending the secret again).
     `path` is accepted for `root` (local)."""
     try:
-        return recorder_api.validate_storage_settings(body, current)
-    except recorder_api.InvalidStorageSetting as error:
+        return storage.validate_storage_settings(body, current)
+    except storage.InvalidStorageSetting as error:
         raise ApiError(400, "invalid_field", f"storage.{error.field}: {error.problem}") from None
 
 

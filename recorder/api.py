@@ -1,8 +1,8 @@
 """Typed messages between control and the recorder process, and how to start it.
 
 Control imports this module and nothing else from `recorder`. The messages are
-`sfu.api.Message` subclasses (frozen dataclasses with an ``ENTITY_VERB`` name) so that the
-same `sfu.channel` frames carry them; their names are distinct from the SFU's.
+`common.messages.Message` subclasses (frozen dataclasses with an ``ENTITY_VERB`` name) so
+that the same `common.channel` frames carry them; their names are distinct from the SFU's.
 
     cmd = recorder_command(child_fd, recorder_config_json(cfg))
     process = await asyncio.create_subprocess_exec(*cmd.argv, env=cmd.env, pass_fds=(child_fd,))
@@ -30,25 +30,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from recorder.media import notice as _notice
-# A customer's storage settings are checked by control when the customer sends them, with
-# the recorder's rules (control imports only this module of the recorder).
-from recorder.storage.settings import (
-    BadKey,
-    InvalidStorageSetting,
-    check_object_key,
-    normalized_prefix,
-    validate_storage_settings,
-)
-from sfu.api import Empty, Message
+from common.messages import Empty, Message
 
 __all__ = [
     "CONFIG_ENVIRONMENT_VARIABLE",
-    "NOTICE_KINDS",
     "RESPONSES",
-    "BadKey",
-    "Empty",
-    "InvalidStorageSetting",
     "RecorderCommand",
     "RecorderGetStats",
     "RecorderReady",
@@ -64,12 +50,8 @@ __all__ = [
     "TrackRemove",
     "TranscriptReady",
     "TranscriptionSet",
-    "check_object_key",
-    "normalized_prefix",
-    "notice_frames",
     "recorder_command",
     "recorder_config_json",
-    "validate_storage_settings",
 ]
 
 # ------------------------------------------------------------------------ requests
@@ -80,7 +62,7 @@ class RecordingStart(Message):
     """Start (or, after a recorder restart, continue) one recording.
 
     storage: the customer's storage settings ({"kind": "local", "root": ...} or
-    {"kind": "s3", ...}, see recorder/storage/settings.py). started_at: the recording's
+    {"kind": "s3", ...}, see common/storage/settings.py). started_at: the recording's
     t=0, wall-clock epoch seconds. attempt: 0 first, +1 after every recorder restart.
     """
 
@@ -255,20 +237,6 @@ class TranscriptReady(Message):
     NAME: ClassVar[str] = "TRANSCRIPT_READY"
     recording_id: str
     keys: list[str] = field(default_factory=list)
-
-
-# ------------------------------------------------------------- the in-band notice
-
-NOTICE_KINDS = ("recording-started", "recording-stopped", "transcription-started", "transcription-stopped")
-
-
-def notice_frames(kind: str) -> list[bytes]:
-    """The spoken notice as 20 ms Opus packets (mono, 48 kHz) for the SFU's announcer.
-
-    kind: one of NOTICE_KINDS (or the recorder's own "started" / "stopped")."""
-    if kind not in NOTICE_KINDS and kind not in _notice.NOTICE_TEXT:
-        raise ValueError(f"notice kind: {kind!r} is not one of {', '.join(NOTICE_KINDS)}")
-    return _notice.notice_frames(kind.removeprefix("recording-"))
 
 
 # ------------------------------------------------------------- starting the process

@@ -27,6 +27,9 @@ from typing import Any
 
 import uvloop
 
+from common.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
+from common.messages import Empty, Message
+from common.storage import StorageBackend, StorageError, StoredObject, open_storage
 from config.schema import ConfigError, RecorderConfig
 from recorder import api
 from recorder.journal import RecordingDirectory, list_recordings
@@ -49,17 +52,8 @@ from recorder.speech import (
     transcription_was_on,
     write_transcript,
 )
-from recorder.storage import (
-    Spool,
-    SpoolItem,
-    StorageBackend,
-    StorageError,
-    StoredObject,
-    backend_from_settings,
-)
+from recorder.storage import Spool, SpoolItem
 from recorder.transcription import TranscriptionEngine, engine_from_settings
-from sfu.api import Empty, Message
-from sfu.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
 
 log = logging.getLogger("recorder")
 
@@ -143,7 +137,7 @@ class RecorderService:
                 "spool_full", "the recorder's spool is full: customer storage is not taking files"
             )
         try:
-            backend = backend_from_settings(request.storage)
+            backend = open_storage(request.storage)
             directory = RecordingDirectory(self.recordings_root, request.recording_id)
         except (StorageError, ValueError) as error:
             raise RequestFailed("invalid", str(error)) from None
@@ -415,7 +409,7 @@ class RecorderService:
             )
             if settings is None:
                 raise StorageError(f"no storage settings for recording {recording_id!r}", code="settings")
-            backend = self.backends[recording_id] = backend_from_settings(settings)
+            backend = self.backends[recording_id] = open_storage(settings)
         return backend
 
     def _on_uploaded(self, item: SpoolItem, stored: StoredObject) -> None:

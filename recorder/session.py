@@ -29,6 +29,8 @@ from typing import Any
 
 import av
 
+from common.messages import Message
+from common.storage import check_key
 from recorder import api
 from recorder.journal import RecordingDirectory, safe_name
 from recorder.manifest import MANIFEST_NAME, build_manifest
@@ -45,9 +47,8 @@ from recorder.speech import (
     run_seconds,
     transcription_was_on,
 )
-from recorder.storage import Spool, check_key
+from recorder.storage import Spool
 from recorder.track import Track, peek_ssrc
-from sfu.api import Message
 from sfu.wire import rtcp
 from sfu.wire.rtp import is_rtcp
 

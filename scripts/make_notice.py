@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Render the recording notices with espeak-ng into recorder/assets/ (run once; the
-results are committed, so neither the server nor the tests need espeak-ng).
+"""Render the spoken notices with espeak-ng into common/notices/ (run once; the results
+are committed, so neither the server nor the tests need espeak-ng).
 
-For each notice (`started`, `stopped`: recording-<kind>.*; `transcription-started`,
-`transcription-stopped`: <kind>.*) it writes:
-  <name>.ogg          48 kHz mono Ogg/Opus: what the recorder mixes in
-  <name>.opus-frames  the same Opus packets, 20 ms each, each preceded by its
-                                length as 2 bytes big-endian: what the SFU sends as RTP
-                                (one packet every 20 ms, timestamp += 960) with no codec
+For each notice kind (`recording-started`, `recording-stopped`, `transcription-started`,
+`transcription-stopped`) it writes:
+  <kind>.ogg          48 kHz mono Ogg/Opus: what the recorder mixes in
+  <kind>.opus-frames  the same Opus packets, 20 ms each, each preceded by its length as
+                      2 bytes big-endian: what the SFU sends as RTP (one packet every
+                      20 ms, timestamp += 960) with no codec
 
     python scripts/make_notice.py [--out DIR] [KIND ...]   (default: every kind)
 
@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recorder.media.notice import (  # noqa: E402  (the repository root is on the path only now)
-    ASSETS,
+from common.notices import (  # noqa: E402  (the repository root is on the path only now)
+    CLIPS,
     FRAME_SAMPLES,
     NOTICE_TEXT,
     SAMPLE_RATE,
@@ -127,7 +127,7 @@ def make(kind: str, out: Path) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ASSETS, help=f"directory (default: {ASSETS})")
+    parser.add_argument("--out", type=Path, default=CLIPS, help=f"directory (default: {CLIPS})")
     parser.add_argument("kinds", nargs="*", help=f"notices to render: {', '.join(NOTICE_TEXT)} (default: all)")
     args = parser.parse_args(argv)
     unknown = [kind for kind in args.kinds if kind not in NOTICE_TEXT]

@@ -25,9 +25,10 @@ from typing import Any
 import uvloop
 from aiortc.rtcdtlstransport import RTCCertificate
 
+from common.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
+from common.messages import Empty, Message
 from config.schema import MediaConfig, SfuConfig
 from sfu import api, process_stats
-from sfu.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
 from sfu.engine.announcer import Announcer
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer, ProducerParams
@@ -139,7 +140,7 @@ class Worker:
 
     # ----------------------------------------------------------------- requests
 
-    async def handle(self, request: api.Message) -> api.Message:
+    async def handle(self, request: Message) -> Message:
         handler = getattr(self, "_on_" + request.NAME.lower(), None)
         if handler is None:
             raise RequestFailed("unsupported", f"{request.NAME} is not a request")
@@ -148,7 +149,7 @@ class Worker:
         except ValueError as exc:  # bad SDP and the like: the client's fault, not ours
             raise RequestFailed("invalid", str(exc)) from None
 
-    async def _on_worker_get_stats(self, _: api.WorkerGetStats) -> api.Message:
+    async def _on_worker_get_stats(self, _: api.WorkerGetStats) -> Message:
         counters, dropped = self.counters.snapshot()
         counters["notice_plays"] = self.notice_plays
         counters["notice_packets_sent"] = self.notice_packets_sent
@@ -171,7 +172,7 @@ class Worker:
         inodes = (process_stats.socket_inode(u.get_extra_info("socket")) for u in udps if u is not None)
         return {inode for inode in inodes if inode is not None}
 
-    async def _on_router_create(self, request: api.RouterCreate) -> api.Message:
+    async def _on_router_create(self, request: api.RouterCreate) -> Message:
         if request.router_id not in self.routers:
             router = Router(request.router_id)
             announcer = Announcer(
@@ -181,9 +182,9 @@ class Worker:
             router.add_producer(announcer)
             self.producers[announcer.id] = announcer
             self.routers[router.id] = router
-        return api.Empty()
+        return Empty()
 
-    async def _on_router_close(self, request: api.RouterClose) -> api.Message:
+    async def _on_router_close(self, request: api.RouterClose) -> Message:
         router = self.routers.pop(request.router_id, None)
         if router is not None:
             for transport_id in list(router.transport_ids):
@@ -193,9 +194,9 @@ class Worker:
                 router.announcer.close()
                 self._playing.discard(router.announcer)
                 self._schedule_notices()
-        return api.Empty()
+        return Empty()
 
-    async def _on_transport_create(self, request: api.TransportCreate) -> api.Message:
+    async def _on_transport_create(self, request: api.TransportCreate) -> Message:
         router = self._router(request.router_id)
         if request.direction not in ("publish", "subscribe"):
             raise RequestFailed("invalid", "direction must be publish or subscribe")
@@ -212,13 +213,13 @@ class Worker:
         self.transports[transport.id] = transport
         router.transport_ids.add(transport.id)
         self.socket.ice.register(transport)
-        return api.Empty()
+        return Empty()
 
-    async def _on_transport_close(self, request: api.TransportClose) -> api.Message:
+    async def _on_transport_close(self, request: api.TransportClose) -> Message:
         await self._close_transport(request.transport_id)
-        return api.Empty()
+        return Empty()
 
-    async def _on_publish_offer(self, request: api.PublishOffer) -> api.Message:
+    async def _on_publish_offer(self, request: api.PublishOffer) -> Message:
         transport = self._transport(request.transport_id, "publish")
         router = self._router(transport.router_id)
 
@@ -242,19 +243,19 @@ class Worker:
             closed_producer_ids=[p.id for p in closed],
         )
 
-    async def _on_producer_close(self, request: api.ProducerClose) -> api.Message:
+    async def _on_producer_close(self, request: api.ProducerClose) -> Message:
         producer = self.producers.get(request.producer_id)
         if isinstance(producer, Announcer):
             raise RequestFailed("invalid", f"{producer.id} closes with its router")
         if producer is not None:
             self._close_producer(producer)
-        return api.Empty()
+        return Empty()
 
-    async def _on_producer_pause(self, request: api.ProducerPause) -> api.Message:
+    async def _on_producer_pause(self, request: api.ProducerPause) -> Message:
         self._producer(request.producer_id).set_paused(request.paused)
-        return api.Empty()
+        return Empty()
 
-    async def _on_consumer_create(self, request: api.ConsumerCreate) -> api.Message:
+    async def _on_consumer_create(self, request: api.ConsumerCreate) -> Message:
         plain = self.plain_transports.get(request.transport_id)
         transport = plain or self._transport(request.transport_id, "subscribe")
         producer = self._producer(request.producer_id)
@@ -280,7 +281,7 @@ class Worker:
         transport.add_consumer(consumer)
         self.consumers[consumer.id] = consumer
         if plain is None:
-            return api.Empty()
+            return Empty()
         # No answer step: header extensions pass through unchanged, no transport-cc, no RTX.
         consumer.activate(None, 0, False)
         return api.PlainConsumerInfo(
@@ -294,15 +295,15 @@ class Worker:
             channels=codec.channels,
         )
 
-    async def _on_consumer_close(self, request: api.ConsumerClose) -> api.Message:
+    async def _on_consumer_close(self, request: api.ConsumerClose) -> Message:
         consumer = self.consumers.pop(request.consumer_id, None)
         if consumer is not None:
             consumer.close()
             if isinstance(consumer.sink, PlainTransport):
                 consumer.sink.remove_consumer(consumer)
-        return api.Empty()
+        return Empty()
 
-    async def _on_subscribe_offer_create(self, request: api.SubscribeOfferCreate) -> api.Message:
+    async def _on_subscribe_offer_create(self, request: api.SubscribeOfferCreate) -> Message:
         transport = self._transport(request.transport_id, "subscribe")
         if not transport.consumer_slots:
             raise RequestFailed("invalid", "nothing to offer: the transport has no consumers")
@@ -315,14 +316,14 @@ class Worker:
             ],
         )
 
-    async def _on_subscribe_answer_set(self, request: api.SubscribeAnswerSet) -> api.Message:
+    async def _on_subscribe_answer_set(self, request: api.SubscribeAnswerSet) -> Message:
         transport = self._transport(request.transport_id, "subscribe")
         negotiation.apply_subscribe_answer(transport, request.sdp)
-        return api.Empty()
+        return Empty()
 
     # ------------------------------------------------------------ notices
 
-    async def _on_notice_play(self, request: api.NoticePlay) -> api.Message:
+    async def _on_notice_play(self, request: api.NoticePlay) -> Message:
         router = self._router(request.router_id)
         announcer = router.announcer
         assert announcer is not None  # every router gets one at ROUTER_CREATE
@@ -348,7 +349,7 @@ class Worker:
         if announcer.next_due is not None:
             self._playing.add(announcer)
         self._schedule_notices()
-        return api.Empty()
+        return Empty()
 
     def _schedule_notices(self) -> None:
         """(Re)arm the one notice timer for the earliest frame due, or disarm it.
@@ -382,7 +383,7 @@ class Worker:
 
     # ------------------------------------------------------ plain RTP transports
 
-    async def _on_plain_transport_create(self, request: api.PlainTransportCreate) -> api.Message:
+    async def _on_plain_transport_create(self, request: api.PlainTransportCreate) -> Message:
         router = self._router(request.router_id)
         self._check_new_transport_id(request.transport_id)
         transport = PlainTransport(
@@ -404,7 +405,7 @@ class Worker:
             srtp_key_base64=transport.local_key_base64,
         )
 
-    async def _on_plain_transport_connect(self, request: api.PlainTransportConnect) -> api.Message:
+    async def _on_plain_transport_connect(self, request: api.PlainTransportConnect) -> Message:
         transport = self._plain_transport(request.transport_id)
         if (request.remote_ip is None) != (request.remote_port is None):
             raise RequestFailed("invalid", "remote_ip and remote_port go together")
@@ -414,9 +415,9 @@ class Worker:
                 raise RequestFailed("invalid", f"remote_port: {request.remote_port} is not a port")
             remote = (_ip_address(request.remote_ip), request.remote_port)
         transport.connect(remote, request.remote_srtp_key_base64)
-        return api.Empty()
+        return Empty()
 
-    async def _on_plain_producer_create(self, request: api.PlainProducerCreate) -> api.Message:
+    async def _on_plain_producer_create(self, request: api.PlainProducerCreate) -> Message:
         transport = self._plain_transport(request.transport_id)
         router = self._router(transport.router_id)
         if request.kind not in ("audio", "video"):

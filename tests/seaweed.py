@@ -89,7 +89,7 @@ class SeaweedServer:
         return f"http://127.0.0.1:{self.ports['s3.port']}"
 
     def settings(self, **overrides: object) -> dict[str, object]:
-        """Storage settings for backend_from_settings pointing at this server."""
+        """Storage settings for common.storage.open_storage pointing at this server."""
         settings: dict[str, object] = {
             "kind": "s3",
             "endpoint_url": self.endpoint_url,

@@ -1,7 +1,7 @@
 """The announcer (sfu/engine/announcer.py) without a network: bytes out of consumers' sinks.
 
 Pacing is driven by explicit `tick(now)` calls (a fake clock): no sleeping. The clips are
-the shipped notices (recorder/assets/*.opus-frames) or made-up Opus packets with a real
+the shipped notices (common/notices/*.opus-frames) or made-up Opus packets with a real
 20 ms TOC byte.
 """
 
@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from recorder.media.notice import notice_frames
+from common.notices import NOTICE_KINDS, notice_frames
 from sfu.engine import feedback
 from sfu.engine.announcer import (
     EARLY_TOLERANCE_S,
@@ -92,7 +92,7 @@ def contiguous(values: list[int], step: int, modulo: int) -> bool:
 
 
 def test_the_shipped_notices_are_valid_clips_of_20_ms_packets():
-    for kind in ("started", "stopped"):
+    for kind in NOTICE_KINDS:
         frames = notice_frames(kind)
         check_clip(frames)
         assert all(opus_samples(f) == FRAME_SAMPLES for f in frames)
@@ -181,7 +181,7 @@ def test_a_stalled_loop_resumes_the_pace_instead_of_bursting():
 
 def test_the_whole_notice_takes_its_length_in_time():
     announcer, (a,), _ = make(1)
-    frames = notice_frames("started")
+    frames = notice_frames("recording-started")
     announcer.play(frames, [a], T0)
     sent_at = []
     now = T0
@@ -200,7 +200,7 @@ def test_the_whole_notice_takes_its_length_in_time():
 
 def test_packets_carry_the_consumer_header_the_marker_and_the_payload_intact():
     announcer, (a, b), _ = make(2)
-    frames = notice_frames("stopped")
+    frames = notice_frames("recording-stopped")
     announcer.play(frames, [a, b], T0)
     run(announcer, T0 + len(frames) * FRAME_SECONDS)
     for consumer in (a, b):

@@ -22,17 +22,18 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from recorder.media.notice import notice_frames
+from common.channel import ChannelClient, ChannelError, ChannelServer, RequestFailed
+from common.messages import Empty, MessageError, message_class
+from common.notices import notice_frames
 from sfu import api
-from sfu.channel import ChannelClient, ChannelError, ChannelServer, RequestFailed
 from sfu.transport.plain import srtp_session
 from sfu.wire import rtcp, rtp
 from sfu.worker import Worker
 from tests.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
 
 ANNOUNCER = api.announcer_producer_id("r")
-STARTED = notice_frames("started")
-STOPPED = notice_frames("stopped")
+STARTED = notice_frames("recording-started")
+STOPPED = notice_frames("recording-stopped")
 
 
 def b64(frames: list[bytes]) -> list[str]:
@@ -124,7 +125,7 @@ async def test_the_notice_reaches_the_targeted_consumer_only_and_decodes_to_the_
         assert (target_info.codec_name, target_info.clock_rate, target_info.channels) == ("opus", 48000, 2)
         assert target_info.payload_type == 111 and target_info.kind == "audio"
         played = await worker.handle(api.NoticePlay(router_id="r", frames=b64(STARTED), consumer_ids=["rec-n"]))
-        assert isinstance(played, api.Empty)
+        assert isinstance(played, Empty)
         packets = await target.receive(len(STARTED))
         await asyncio.sleep(0.1)
         assert bystander.pending() == 0 and target.pending() == 0  # nothing more, nothing to the other
@@ -307,7 +308,7 @@ async def test_notice_play_crosses_the_channel(worker):
     receiver, _, _ = await plain_consumer(worker, "a")
     try:
         reply = await client.request(api.NoticePlay(router_id="r", frames=b64(STOPPED[:4]), consumer_ids=["a-n"]))
-        assert isinstance(reply, api.Empty)
+        assert isinstance(reply, Empty)
         assert payloads(await receiver.receive(4)) == STOPPED[:4]
         with pytest.raises(ChannelError) as failure:
             await client.request(api.NoticePlay(router_id="r", frames=["not base64!"]))
@@ -321,11 +322,11 @@ async def test_notice_play_crosses_the_channel(worker):
 
 def test_notice_play_round_trips_as_a_dict():
     message = api.NoticePlay(router_id="r", frames=["AAE="], consumer_ids=["c"])
-    assert api.message_class("NOTICE_PLAY").from_dict(message.to_dict()) == message
+    assert message_class("NOTICE_PLAY").from_dict(message.to_dict()) == message
     assert api.NoticePlay.from_dict({"router_id": "r", "frames": []}).consumer_ids == []
-    assert api.RESPONSES[api.NoticePlay] is api.Empty
+    assert api.RESPONSES[api.NoticePlay] is Empty
     assert api.announcer_producer_id("m1") == "announcer-m1"
-    with pytest.raises(api.MessageError):
+    with pytest.raises(MessageError):
         api.NoticePlay.from_dict({"router_id": "r", "frames": "AAE="})
 
 

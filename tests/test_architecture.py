@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("config", "sfu", "control", "recorder", "client", "bench")
+PACKAGES = ("common", "config", "sfu", "control", "recorder", "client", "bench")
 IMPORT_CONCURRENCY = 2  # the machine is shared: two interpreters at a time
 IMPORT_TIMEOUT_S = 120
 
@@ -147,15 +147,14 @@ CONTROL_LAYERS = (
     ("control.recording", "control.metrics"),
     ("control.meeting",),
     ("control.accounts", "control.processes", "control.webhooks"),
-    ("control.store", "control.storage_access"),
-    ("control.storage_settings",),
+    ("control.store", "control.storage_settings"),
     ("control.errors", "control.clock", "control.tasks"),
 )
-CONTROL_OUTSIDE = ("config", "sfu.api", "sfu.channel", "recorder.api")
+CONTROL_OUTSIDE = ("config", "common", "sfu.api", "recorder.api")
 
 
 def control_zones() -> list[Zone]:
-    zones = [Zone("control", ("control", *CONTROL_OUTSIDE), True, "config, sfu.api, sfu.channel, recorder.api")]
+    zones = [Zone("control", ("control", *CONTROL_OUTSIDE), True, ", ".join(CONTROL_OUTSIDE))]
     for depth, layer in enumerate(CONTROL_LAYERS):
         below = tuple(name for lower in CONTROL_LAYERS[depth + 1 :] for name in lower)
         for name in layer:
@@ -169,6 +168,15 @@ ZONES = {
     zone.name: zone
     for zone in (
         Zone("config", ("config",), frozenset({"yaml"}), "the standard library and yaml"),
+        # Shared by the processes: below all of them, and beside config (it needs none).
+        Zone("common", ("common",), frozenset(), "the standard library and common"),
+        # Only the S3 backend brings in its client, and only once an S3 storage is opened.
+        Zone(
+            "common.storage.s3",
+            ("common.storage",),
+            frozenset({"aiobotocore", "botocore"}),
+            "the standard library, common.storage, aiobotocore and botocore",
+        ),
         Zone("sfu.wire", ("sfu.wire",), frozenset(), "the standard library only"),
         Zone("sfu.engine", ("sfu.engine", "sfu.wire", "config"), True, "sfu.wire, config"),
         Zone(
@@ -177,21 +185,22 @@ ZONES = {
             True,
             "sfu.wire, sfu.engine",
         ),
-        # sfu.worker, sfu.api, sfu.channel and anything else in sfu.
-        Zone("sfu", ("sfu", "config"), True, "anything in sfu, config"),
+        # sfu.worker, sfu.api and anything else in sfu.
+        Zone("sfu", ("sfu", "config", "common"), True, "anything in sfu, config, common"),
         *control_zones(),
-        # The recorder process talks to control over the same channel as the workers.
+        # The recorder process talks to control over the same channel as the workers
+        # (common.channel); of the SFU it only shares the RTP/RTCP parsers.
         Zone(
             "recorder",
-            ("recorder", "config", "sfu.wire", "sfu.api", "sfu.channel"),
+            ("recorder", "config", "common", "sfu.wire"),
             True,
-            "config, sfu.wire, sfu.api, sfu.channel",
+            "config, common, sfu.wire",
         ),
         # The Python client SDK (bots, tests, bench) speaks the public protocol only.
         Zone("client", ("client",), True, "nothing of the server"),
     )
 }
-CHECKED_PACKAGES = ("config", "sfu", "control", "recorder", "client")  # bench may import anything
+CHECKED_PACKAGES = ("common", "config", "sfu", "control", "recorder", "client")  # bench may import anything
 
 
 def zone_of(module: str) -> Zone:
@@ -275,6 +284,11 @@ def lines(*statements: str) -> str:
 
 
 SYNTHETIC_TREE = {
+    "common/__init__.py": "",
+    "common/messages.py": lines("import dataclasses", "import config"),
+    "common/channel.py": lines("from common.messages import Message", "from sfu import api"),
+    "common/storage/__init__.py": lines("import aiobotocore"),
+    "common/storage/s3.py": lines("import aiobotocore", "from botocore.config import Config", "import numpy"),
     "config/__init__.py": lines("from config.schema import Config"),
     "config/schema.py": lines("import os, dataclasses", "import yaml", "from . import loader"),
     "config/loader.py": lines("from __future__ import annotations", "import numpy"),
@@ -295,8 +309,7 @@ SYNTHETIC_TREE = {
     "sfu/transport/udp.py": lines(
         "import aiortc, pylibsrtp", "from ..engine import router", "from ..wire import rtp", "import config"
     ),
-    "sfu/api.py": lines("from sfu.wire import rtp", "from . import worker"),
-    "sfu/channel.py": lines("from sfu import api"),
+    "sfu/api.py": lines("from sfu.wire import rtp", "from . import worker", "from common.messages import Message"),
     "sfu/worker.py": lines(
         "import sfu.transport.udp", "from config import Config", "def later():", "    import control.app"
     ),
@@ -309,11 +322,13 @@ SYNTHETIC_TREE = {
         "from sfu import wire",
         "from sfu.engine.router import Router",
         "import bench",
+        "from common.channel import ChannelClient",
+        "from sfu.channel import ChannelClient",
     ),
     "client/__init__.py": lines("from control.app import x", "from ..config import y"),
     # Control's wings: every layer exists (import-linter needs them); two upward imports.
     **{f"control/{name}/__init__.py": "" for name in ("cli", "http", "recording", "metrics", "processes", "store")},
-    **{f"control/{name}.py": "" for name in ("webhooks", "storage_access", "storage_settings", "errors", "clock", "tasks")},
+    **{f"control/{name}.py": "" for name in ("webhooks", "storage_settings", "errors", "clock", "tasks")},
     "control/accounts/__init__.py": "",
     "control/accounts/service.py": lines("from control.meeting import lifecycle"),
     "control/meeting/__init__.py": "",
@@ -325,6 +340,7 @@ SYNTHETIC_TREE = {
         "from sfu.worker import W",
         "from sfu.channel import ChannelServer",
         "from sfu.engine.router import Router",
+        "from common.channel import ChannelServer",
     ),
     "bench/__init__.py": lines("import control.app", "import sfu.engine.router"),
     "control/static/app.js": "import x from 'y';\n",
@@ -343,6 +359,10 @@ def test_checker_finds_each_forbidden_import_in_a_synthetic_tree(tmp_path):
     build_tree(tmp_path, SYNTHETIC_TREE)
     found = {line.split(" (")[0] for line in import_violations(tmp_path)}
     assert found == {
+        "common/messages.py:2: common.messages imports config",
+        "common/channel.py:2: common.channel imports sfu.api",
+        "common/storage/__init__.py:1: common.storage imports aiobotocore",
+        "common/storage/s3.py:3: common.storage.s3 imports numpy",
         "config/loader.py:2: config.loader imports numpy",
         "sfu/wire/stun.py:1: sfu.wire.stun imports yaml",
         "sfu/wire/stun.py:2: sfu.wire.stun imports sfu.engine.router",
@@ -353,11 +373,14 @@ def test_checker_finds_each_forbidden_import_in_a_synthetic_tree(tmp_path):
         "control/app.py:5: control.app imports sfu.wire",
         "control/app.py:6: control.app imports sfu.engine.router",
         "control/app.py:7: control.app imports bench",
+        "control/app.py:9: control.app imports sfu.channel",
+        "recorder/__init__.py:2: recorder imports sfu.api",
         "client/__init__.py:1: client imports control.app",
         "client/__init__.py:2: client imports a module above the top-level package",
         "control/accounts/service.py:1: control.accounts.service imports control.meeting.lifecycle",
         "control/meeting/lifecycle.py:1: control.meeting.lifecycle imports control.recording.service",
         "recorder/__init__.py:3: recorder imports sfu.worker",
+        "recorder/__init__.py:4: recorder imports sfu.channel",
         "recorder/__init__.py:5: recorder imports sfu.engine.router",
     }
 
@@ -377,18 +400,26 @@ def test_checker_accepts_a_clean_tree(tmp_path):
             "sfu/transport/__init__.py": lines(
                 "import aiortc", "from sfu.engine import x", "from sfu.wire.rtp import y"
             ),
-            "sfu/channel.py": lines("import sfu.transport, sfu.engine", "from config import Config"),
+            "sfu/worker.py": lines(
+                "import sfu.transport, sfu.engine", "from config import Config", "from common.channel import open_server"
+            ),
+            "common/__init__.py": "",
+            "common/messages.py": lines("import dataclasses", "from common import channel"),
+            "common/storage/__init__.py": lines("from common.storage import local"),
+            "common/storage/s3.py": lines("import aiobotocore", "from botocore.config import Config", "from common import storage"),
             "control/__init__.py": lines(
                 "import aiohttp",
-                "from sfu import api, channel",
+                "from sfu import api",
+                "from common import channel, messages",
+                "from common.storage import local",
                 "from recorder.api import Job",
                 "import config",
             ),
             "recorder/__init__.py": lines(
                 "import av",
                 "from sfu.wire import rtp",
-                "from sfu.api import X",
-                "from sfu.channel import ChannelServer",
+                "from common.channel import ChannelServer",
+                "from common.messages import X",
                 "from config import Config",
             ),
         },
@@ -444,15 +475,22 @@ def test_import_linter_contracts_catch_forbidden_imports(tmp_path):
         "client -> control.app",
         "control.accounts.service -> control.meeting.lifecycle",
         "control.meeting.lifecycle -> control.recording.service",
+        "recorder -> sfu.api",
+        "common.messages -> config",
+        "common.channel -> sfu.api",
+        "common.storage -> aiobotocore",
+        "common.storage.s3 -> numpy",
     ):
         assert broken in output, f"{broken!r} not reported:\n{output}"
     for allowed in (
         "control.app -> sfu.api",
-        "recorder -> sfu.api",
+        "control.app -> common.channel",
         "recorder -> sfu.wire.rtp",
-        "recorder -> sfu.channel",
         "control.recording.service -> control.meeting.lifecycle",
         "control.meeting.lifecycle -> control.accounts.service",
+        "recorder -> common.channel",
+        "common.storage.s3 -> aiobotocore",
+        "common.storage.s3 -> botocore",
     ):
         assert allowed not in output, output
 

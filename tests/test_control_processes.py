@@ -1,5 +1,5 @@
 """control.processes.supervision (what the worker and recorder supervisors share) and the child's side
-in sfu.channel (open_server, serve_until_stopped), with real child processes."""
+in common.channel (open_server, serve_until_stopped), with real child processes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+from common.messages import Empty, Message
 from control.processes import supervision as processes
 from sfu import api
 
@@ -20,12 +21,13 @@ log = logging.getLogger("test_control_processes")
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
+    from common.channel import open_server, serve_until_stopped
+    from common.messages import Empty
     from sfu import api
-    from sfu.channel import open_server, serve_until_stopped
 
     async def main(fd, shutdown_s, second_signal_exits):
         async def handle(message):
-            return api.Empty()
+            return Empty()
 
         async def shutdown():
             print("shutting down", flush=True)
@@ -41,7 +43,7 @@ CHILD = textwrap.dedent(
 
 
 async def start_child(shutdown_s: float = 0.0, second_signal_exits: bool = False):
-    notifications: list[tuple[str, api.Message]] = []
+    notifications: list[tuple[str, Message]] = []
     process, sock = await processes.spawn_with_channel(
         lambda fd: ([sys.executable, "-c", CHILD, str(fd), str(shutdown_s), "1" if second_signal_exits else "0"], None)
     )
@@ -52,7 +54,7 @@ async def start_child(shutdown_s: float = 0.0, second_signal_exits: bool = False
 async def test_a_child_serves_its_inherited_channel_and_stops_on_sigterm():
     child, notifications = await start_child()
     try:
-        assert isinstance(await child.client.request(api.WorkerGetStats(), timeout=20), api.Empty)
+        assert isinstance(await child.client.request(api.WorkerGetStats(), timeout=20), Empty)
         assert [(entity, type(msg)) for entity, msg in notifications] == [("child", api.WorkerReady)]
         assert not child.gone()
         await child.shut(10.0, "child", log)
@@ -83,7 +85,7 @@ async def test_a_child_that_ignores_sigterm_is_killed_after_the_stop_timeout():
 async def test_a_second_signal_while_shutting_down_ends_the_child_at_once():
     child, _ = await start_child(shutdown_s=60.0, second_signal_exits=True)
     try:
-        assert isinstance(await child.client.request(api.WorkerGetStats(), timeout=20), api.Empty)
+        assert isinstance(await child.client.request(api.WorkerGetStats(), timeout=20), Empty)
         child.process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.5)  # now in its (60 s) shutdown
         assert child.process.returncode is None

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.messages import Empty, Message
 from control.clock import LoopClock
 from control.meeting.negotiation import Negotiation
 from control.errors import SignalingError
@@ -117,14 +118,14 @@ class StubConference:
     answer_timeout_s = 30.0
 
     def __init__(self) -> None:
-        self.requests: list[api.Message] = []
+        self.requests: list[Message] = []
 
     async def request(self, message):
         self.requests.append(message)
         if isinstance(message, api.SubscribeOfferCreate):
             info = api.ConsumerInfo("c1", "p1", "0", "video", True)
             return api.SubscribeOffer(sdp=f"offer {len(self.requests)}", consumers=[info])
-        return api.Empty()
+        return Empty()
 
 
 async def settle() -> None:

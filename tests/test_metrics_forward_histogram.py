@@ -16,6 +16,7 @@ import socket
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.messages import Message
 from sfu import api
 from sfu.engine.stats import FORWARD_TIME_BUCKETS_US, FORWARD_TIME_SAMPLE_EVERY
 from sfu.wire import rtp
@@ -45,7 +46,7 @@ async def test_forward_latency_histogram_and_drops_by_reason_in_metrics(conclave
     supervisor = conclave_server.services.workers
     worker = supervisor.workers[0]
 
-    async def request(message: api.Message) -> api.Message:
+    async def request(message: Message) -> Message:
         return await supervisor.request(0, worker.generation, message)
 
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -22,8 +22,9 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from common.channel import ChannelClient, ChannelError, ChannelServer, RequestFailed
+from common.messages import Empty, MessageError, message_class
 from sfu import api
-from sfu.channel import ChannelClient, ChannelError, ChannelServer, RequestFailed
 from sfu.transport.plain import srtp_session
 from sfu.wire import codecs, rtcp, rtp
 from sfu.worker import Worker
@@ -538,7 +539,7 @@ async def test_plain_messages_cross_the_channel(worker):
             api.ConsumerCreate(transport_id="p", consumer_id="loop", producer_id=created.producer.producer_id)
         )
         assert isinstance(consumer, api.PlainConsumerInfo) and consumer.channels is None
-        assert isinstance(await client.request(api.PlainTransportConnect(transport_id="p", remote_ip="127.0.0.1", remote_port=9)), api.Empty)
+        assert isinstance(await client.request(api.PlainTransportConnect(transport_id="p", remote_ip="127.0.0.1", remote_port=9)), Empty)
         with pytest.raises(ChannelError) as failure:
             await client.request(api.PlainTransportConnect(transport_id="p", remote_srtp_key_base64="nope"))
         assert failure.value.code == "invalid"
@@ -559,8 +560,8 @@ def test_plain_messages_round_trip_as_dicts():
         api.PlainConsumerInfo(consumer_id="c", producer_id="p", kind="video", codec_name="VP8", clock_rate=90000, payload_type=96, ssrc=5),
     ]
     for message in messages:
-        assert api.message_class(message.NAME).from_dict(message.to_dict()) == message
+        assert message_class(message.NAME).from_dict(message.to_dict()) == message
     assert api.RESPONSES[api.PlainTransportCreate] is api.PlainTransportInfo
     assert api.RESPONSES[api.PlainProducerCreate] is api.PlainProducerCreated
-    with pytest.raises(api.MessageError):
+    with pytest.raises(MessageError):
         api.PlainTransportConnect.from_dict({"transport_id": "t", "remote_port": "6000"})

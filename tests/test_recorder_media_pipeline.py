@@ -18,6 +18,7 @@ import av
 import numpy as np
 import pytest
 
+from common import notices as clips
 from recorder.media import notice
 from recorder.media.depacketize import Frame
 from recorder.media.mixer import AudioMixer
@@ -253,7 +254,7 @@ def test_mix_starts_with_the_notice_and_places_each_participant(tmp_path):
     assert len(pcm) / 48000 == pytest.approx(5.0, abs=0.02)
 
     # The notice is there, at the very start (found by correlation, not assumed).
-    spoken, _ = notice.notice_pcm("started")
+    spoken, _ = notice.notice_pcm("recording-started")
     head = pcm[: 48000 * 3]
     scores = np.correlate(head, spoken, mode="valid")
     lag = int(np.argmax(scores))
@@ -345,9 +346,9 @@ def test_make_notice_renders_both_notices(tmp_path):
         timeout=120,
         env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
     )
-    for kind in ("started", "stopped"):
-        frames = notice.parse_frames(notice.frames_path(kind, tmp_path).read_bytes())
+    for kind in clips.NOTICE_KINDS:
+        frames = clips.parse_frames(clips.frames_path(kind, tmp_path).read_bytes())
         assert len(frames) > 50
-        with av.open(str(notice.ogg_path(kind, tmp_path))) as container:
+        with av.open(str(clips.ogg_path(kind, tmp_path))) as container:
             packets = [bytes(p) for p in container.demux(audio=0) if p.size]
         assert packets == frames  # the very same Opus packets in both files

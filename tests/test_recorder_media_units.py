@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common import notices as clips
 from recorder.media import bitstream, notice
 from recorder.media.depacketize import (
     Frame,
@@ -460,11 +461,11 @@ def test_segment_writer_checks_its_arguments(tmp_path):
 # --- notice assets ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["started", "stopped"])
+@pytest.mark.parametrize("kind", clips.NOTICE_KINDS)
 def test_notice_assets_are_small_twenty_ms_opus_frames_of_the_same_audio(kind):
-    for path in (notice.ogg_path(kind), notice.frames_path(kind)):
+    for path in (clips.ogg_path(kind), clips.frames_path(kind)):
         assert path.stat().st_size < 16_000
-    frames = notice.notice_frames(kind)
+    frames = clips.notice_frames(kind)
     assert len(frames) > 50
     assert {bitstream.opus_samples(f) for f in frames} == {960}
     pcm, rate = notice.notice_pcm(kind)
@@ -483,11 +484,13 @@ def test_notice_assets_are_small_twenty_ms_opus_frames_of_the_same_audio(kind):
 
 
 def test_notice_frames_format():
-    assert notice.parse_frames(notice.pack_frames([b"a", b"bc"])) == [b"a", b"bc"]
+    assert clips.parse_frames(clips.pack_frames([b"a", b"bc"])) == [b"a", b"bc"]
     with pytest.raises(ValueError, match="overruns"):
-        notice.parse_frames(b"\x00\x05ab")
+        clips.parse_frames(b"\x00\x05ab")
     with pytest.raises(ValueError, match="notice kind"):
-        notice.notice_frames("paused")
+        clips.notice_frames("paused")
+    with pytest.raises(ValueError, match="notice kind"):
+        notice.notice_pcm("started")  # the kinds are common.notices.NOTICE_KINDS
 
 
 def test_mixer_keeps_a_mono_voice_at_its_level():

@@ -22,10 +22,12 @@ import av
 import numpy as np
 import pytest
 
+from common.channel import ChannelError
+from common.messages import Empty
+from common.notices import NOTICE_KINDS, notice_frames
 from config.schema import Config, RecorderConfig
 from recorder import api
 from recorder.media.notice import notice_pcm
-from sfu.channel import ChannelError
 from sfu.wire import rtp
 from tests.test_recorder_media_support import AUDIO_RATE, FPS
 from tests.test_recorder_process_support import (
@@ -110,7 +112,7 @@ def notice_offset(mix: np.ndarray, tones: tuple[float, ...]) -> tuple[float, flo
     """Where the recording notice sits in the mix's first seconds, and how strongly
     (normalized cross-correlation of the notice's waveform with the mix, both without
     the bands of the participants' tones, which talk over it)."""
-    notice = without_tones(np.array(notice_pcm("started")[0]), tones)
+    notice = without_tones(np.array(notice_pcm("recording-started")[0]), tones)
     window = without_tones(mix[: len(notice) + AUDIO_RATE // 2], tones)
     best, best_lag = 0.0, 0
     for lag in range(0, len(window) - len(notice), 48):
@@ -143,12 +145,12 @@ async def test_records_tracks_mix_and_manifest_into_customer_storage(tmp_path):
         sfu.destination = (started.ip, started.port)
         await recorder.request(api.RecordingConnect(RECORDING_ID, *sfu.address))
         for stream in (cam, mic):
-            assert await recorder.request(stream.track_add(RECORDING_ID)) == api.Empty()
+            assert await recorder.request(stream.track_add(RECORDING_ID)) == Empty()
 
         async def announce_bob_late() -> None:
             # As with a real worker: the consumer sends before control's TRACK_ADD lands.
             await asyncio.sleep(max(0.0, origin + bob.packets[0][0] + 0.15 - time.monotonic()))
-            assert await recorder.request(bob.track_add(RECORDING_ID)) == api.Empty()
+            assert await recorder.request(bob.track_add(RECORDING_ID)) == Empty()
 
         late = asyncio.create_task(announce_bob_late())
         await play(sfu, events, origin)
@@ -503,7 +505,7 @@ async def test_requests_are_checked_and_answered(tmp_path):
         video = make_stream("cam", "p", "P", "video", 0.1, ssrc=1, sender_epoch=0).track_add(RECORDING_ID)
         assert (await error_of(dataclasses.replace(video, codec_name="VP9"))).code == "invalid"
         assert (await error_of(dataclasses.replace(video, codec_name="opus"))).code == "invalid"
-        assert await recorder.request(video) == api.Empty()
+        assert await recorder.request(video) == Empty()
         assert (await error_of(dataclasses.replace(video, track_id="other"))).code == "invalid"  # same SSRC
         assert (await error_of(api.RecordingConnect(RECORDING_ID, "localhost", 4000))).code == "invalid"
         # A malformed request gets an error too (unknown field).
@@ -516,7 +518,7 @@ async def test_requests_are_checked_and_answered(tmp_path):
         with pytest.raises(ChannelError) as caught:
             await recorder.raw_request(envelope)
         assert caught.value.code == "bad_request" and "bogus" in caught.value.message
-        assert await recorder.request(api.TrackRemove(RECORDING_ID, "cam")) == api.Empty()
+        assert await recorder.request(api.TrackRemove(RECORDING_ID, "cam")) == Empty()
 
         stopped = await recorder.request(api.RecordingStop(RECORDING_ID, {}))
         assert stopped.duration >= 0
@@ -540,13 +542,13 @@ def test_api_messages_notice_and_command():
     )
     assert api.RecordingStart.from_dict(start.to_dict()) == start
     assert api.response_type(start) is api.RecordingStarted
-    for kind in api.NOTICE_KINDS:
-        frames = api.notice_frames(kind)
+    for kind in NOTICE_KINDS:
+        frames = notice_frames(kind)
         assert len(frames) > 25 and all(0 < len(f) < 400 for f in frames)
     # Transcription has words of its own: it must not announce a recording.
-    assert api.notice_frames("transcription-started") != api.notice_frames("recording-started")
+    assert notice_frames("transcription-started") != notice_frames("recording-started")
     with pytest.raises(ValueError):
-        api.notice_frames("meeting-ended")
+        notice_frames("meeting-ended")
 
     cfg = Config(
         data_dir="/var/lib/conclave",

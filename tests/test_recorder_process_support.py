@@ -24,10 +24,10 @@ from typing import Any
 import av
 import numpy as np
 
+from common.channel import ChannelClient, encode_frame
+from common.messages import Message
 from config.schema import Config, RecorderConfig
 from recorder import api
-from sfu.api import Message
-from sfu.channel import ChannelClient, encode_frame
 from sfu.wire import rtcp, rtp
 from tests.test_recorder_media_support import (
     AUDIO_RATE,

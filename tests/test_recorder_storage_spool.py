@@ -17,16 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from recorder.storage import (
-    S3Storage,
-    Spool,
-    SpoolItem,
-    StorageError,
-    StoredObject,
-    backend_from_settings,
-    backoff_delay,
-)
-from recorder.storage.s3 import MiB
+from common.storage import StorageError, StoredObject, open_storage
+from common.storage.s3 import MiB, S3BucketStorage
+from recorder.storage import Spool, SpoolItem, backoff_delay
 from tests.seaweed import SECRET_ACCESS_KEY, SeaweedServer, require_weed
 
 WAIT_S = 60.0  # upper bound for anything a test waits for; normally well under a second
@@ -54,8 +47,8 @@ class MemoryBackend:
     async def list(self, prefix: str) -> list[StoredObject]:
         return []
 
-    async def open_read(self, key: str) -> AsyncIterator[bytes]:
-        yield self.objects[key][0]
+    async def read_bytes(self, key: str, max_bytes: int) -> bytes:
+        return self.objects[key][0][:max_bytes]
 
     async def check(self) -> None:
         pass
@@ -312,17 +305,17 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]
 
 
 @pytest.fixture
-def s3(seaweed: SeaweedServer) -> Iterator[S3Storage]:
+def s3(seaweed: SeaweedServer) -> Iterator[S3BucketStorage]:
     settings = seaweed.settings(prefix=f"spool-{os.urandom(4).hex()}", multipart_threshold=6 * MiB, part_size=5 * MiB)
-    assert isinstance(backend_from_settings(settings), S3Storage)
+    assert isinstance(open_storage(settings), S3BucketStorage)
     # One try per attempt: the spool does the retrying, with its own backoff.
-    storage = S3Storage(**{name: value for name, value in settings.items() if name != "kind"}, max_attempts=1)
+    storage = S3BucketStorage(**{name: value for name, value in settings.items() if name != "kind"}, max_attempts=1)
     yield storage
     if seaweed.process is None:  # a failed test must not leave storage down for the next
         seaweed.start()
 
 
-def object_sha256(seaweed: SeaweedServer, storage: S3Storage, key: str) -> str:
+def object_sha256(seaweed: SeaweedServer, storage: S3BucketStorage, key: str) -> str:
     body = seaweed.client().get_object(Bucket=storage.bucket, Key=storage.prefix + key)["Body"].read()
     return hashlib.sha256(body).hexdigest()
 

@@ -367,7 +367,7 @@ def notice_match(mix: np.ndarray, others: np.ndarray) -> dict[str, float]:
     level), how far the peak stands out from every lag more than 50 ms away, and the
     normalized correlation over the samples where no participant (`others`: where their
     tracks sound) made a sound: there the mix must be the notice alone."""
-    spoken, rate = notice_clip.notice_pcm("started")
+    spoken, rate = notice_clip.notice_pcm("recording-started")
     assert rate == RATE
     pad = RATE // 10
     head = np.concatenate([np.zeros(pad, np.float32), mix[: len(spoken) + RATE]])

@@ -1,16 +1,14 @@
-"""One set of rules for a customer's storage settings: the recorder's
-(recorder.storage.settings, re-exported by recorder.api), which control answers in its HTTP
-error shape (`storage.<field>: <problem>`). Neither side quotes what the customer sent.
-(The REST round trip is in tests/test_api_recordings.py.)"""
+"""One set of rules for a customer's storage settings and keys: common.storage's, which
+control answers in its HTTP error shape (`storage.<field>: <problem>`). Neither quotes what
+the customer sent. (The REST round trip is in tests/test_api_recordings.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
+from common import storage
 from control import storage_settings
 from control.errors import ApiError
-from recorder import api as recorder_api
-from recorder.storage import StorageSettingsError
 
 SECRET = "topsecret-value"
 S3 = {"kind": "s3", "bucket": "acme", "access_key_id": "AKID", "secret_access_key": SECRET}
@@ -28,11 +26,11 @@ S3 = {"kind": "s3", "bucket": "acme", "access_key_id": "AKID", "secret_access_ke
         ({**S3, SECRET: 1}, SECRET, "unknown s3 storage setting"),  # a field's name is not its value
     ],
 )
-def test_the_recorder_names_the_field_and_control_answers_in_its_http_shape(body, field, problem):
-    with pytest.raises(recorder_api.InvalidStorageSetting) as caught:
-        recorder_api.validate_storage_settings(body)
+def test_the_shared_rules_name_the_field_and_control_answers_in_its_http_shape(body, field, problem):
+    with pytest.raises(storage.InvalidStorageSetting) as caught:
+        storage.validate_storage_settings(body)
     error = caught.value
-    assert isinstance(error, StorageSettingsError) and error.code == "settings"
+    assert isinstance(error, storage.StorageSettingsError) and error.code == "settings"
     assert error.field == field and error.problem.startswith(problem)
     if field != SECRET:
         assert SECRET not in str(error)
@@ -46,7 +44,7 @@ def test_the_recorder_names_the_field_and_control_answers_in_its_http_shape(body
 def test_valid_settings_come_back_normalized_through_both():
     body = {**S3, "prefix": "/conclave/rec/", "endpoint_url": "https://s3.example.test:9000/"}
     expected = {**S3, "prefix": "conclave/rec/", "endpoint_url": "https://s3.example.test:9000"}
-    assert recorder_api.validate_storage_settings(body) == expected
+    assert storage.validate_storage_settings(body) == expected
     assert storage_settings.validate_storage_settings(body) == expected
     local = {"kind": "local", "path": "/srv/a/../recordings"}
     assert storage_settings.validate_storage_settings(local) == {"kind": "local", "root": "/srv/recordings"}
@@ -72,9 +70,11 @@ def test_the_secret_may_stay_only_with_the_same_access_key():
         ("k" * 1025, "object key is longer than 1024 bytes"),
     ],
 )
-def test_object_keys_are_checked_by_the_recorders_rules_without_quoting_them(key, message):
-    with pytest.raises(storage_settings.BadKey) as caught:
-        storage_settings.check_key(key)
-    assert str(caught.value) == message and isinstance(caught.value, ValueError)
-    assert storage_settings.check_key("recordings/42/r1/track.mkv") == "recordings/42/r1/track.mkv"
-    assert storage_settings.normalized_prefix("/a/b/") == "a/b/" and storage_settings.normalized_prefix("") == ""
+def test_object_keys_are_checked_without_quoting_them(key, message):
+    with pytest.raises(storage.InvalidKey) as caught:
+        storage.check_key(key)
+    assert str(caught.value) == message and caught.value.code == "invalid_key"
+    assert storage.check_key("recordings/42/r1/track.mkv") == "recordings/42/r1/track.mkv"
+    assert storage.normalized_prefix("/a/b/") == "a/b/" and storage.normalized_prefix("") == ""
+    with pytest.raises(storage.InvalidKey, match="^prefix has an empty"):
+        storage.normalized_prefix("a//b")

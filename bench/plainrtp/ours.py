@@ -1,7 +1,7 @@
 """Conclave's own SFU worker as the forwarder: a real `python -m sfu.worker` process.
 
 Spawned exactly as control/workers.py does (a socketpair channel passed with pass_fds,
-the config as JSON), pinned to one CPU, driven with `sfu.channel.ChannelClient` from a
+the config as JSON), pinned to one CPU, driven with `common.channel.ChannelClient` from a
 private event loop between load phases. One router per fan-out: a plain transport in
 with one VP8 producer, and one plain transport + consumer per receiver (SRTP SDES on or
 off). Stopped by PID: SIGTERM, then SIGKILL.
@@ -19,9 +19,10 @@ import socket
 import subprocess
 import sys
 
+from common.channel import ChannelClient
+from common.messages import Message
 from config.schema import MediaConfig, SfuConfig
 from sfu import api
-from sfu.channel import ChannelClient
 
 from bench.plainrtp import procfs
 from bench.plainrtp.packets import VIDEO_CLOCK_RATE, VIDEO_PAYLOAD_TYPE, key_base64, new_srtp_key
@@ -69,7 +70,7 @@ class WorkerProcess:
     async def _connect(self, sock: socket.socket) -> None:
         ready: asyncio.Future = self.loop.create_future()
 
-        def on_notification(entity_id: str, message: api.Message) -> None:
+        def on_notification(entity_id: str, message: Message) -> None:
             if isinstance(message, api.WorkerReady) and not ready.done():
                 ready.set_result(message.port)
 
@@ -80,7 +81,7 @@ class WorkerProcess:
         except asyncio.TimeoutError:
             raise RuntimeError("sfu.worker did not send WORKER_READY") from None
 
-    def request(self, message: api.Message) -> api.Message:
+    def request(self, message: Message) -> Message:
         assert self.client is not None
         return self.loop.run_until_complete(self.client.request(message, timeout=30.0))
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control import storage_access
+from common.storage import InvalidKey, StorageError, StorageNotFound
 from control.accounts.service import Actor
 from control.accounts.tokens import DOWNLOAD_TTL_S, JoinClaims, TokenError, Tokens
 from control.clock import iso_time
@@ -316,7 +316,7 @@ class RecordingRoutes:
                 try:
                     async for chunk in obj.chunks:
                         await response.write(chunk)
-                except storage_access.StorageUnavailable as error:
+                except StorageError as error:
                     # Headers are out: all we can do is cut the connection (the client sees a
                     # short body against Content-Length).
                     log.warning("download of recording %s file %s broke: %s", recording.id, item.id, error)
@@ -324,9 +324,9 @@ class RecordingRoutes:
                     return response
                 await response.write_eof()
                 return response
-        except storage_access.ObjectMissing:
+        except (StorageNotFound, InvalidKey):  # InvalidKey: a key that leads out of the storage
             raise ApiError(404, "not_found", "the file is not in the storage (any more)") from None
-        except storage_access.StorageUnavailable as error:
+        except StorageError as error:
             log.warning("download of recording %s file %s failed: %s", recording.id, item.id, error)
             raise ApiError(502, "storage_unavailable", "the storage cannot be read right now; try again") from None
 

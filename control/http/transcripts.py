@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control import storage_access
+from common.storage import InvalidKey, StorageError, StorageNotFound, open_storage
 from control.accounts.service import HOST_TOKEN_PREFIX, Accounts
 from control.accounts.tokens import TokenError, Tokens
 from control.clock import iso_time
@@ -120,13 +120,13 @@ class TranscriptRoutes:
         settings = await self._store.get_customer_storage(recording.customer_id)
         if settings is None:
             raise NotReady()  # the storage settings were removed: the files are out of reach
-        storage = storage_access.open_storage(settings)
+        storage = open_storage(settings)
         try:
-            raw = await storage_access.read_bytes(storage, item.key, MAX_TRANSCRIPT_BYTES)
+            raw = await storage.read_bytes(item.key, MAX_TRANSCRIPT_BYTES)
             document = json.loads(raw)
-        except storage_access.ObjectMissing:
+        except (StorageNotFound, InvalidKey):
             raise NotReady() from None
-        except (storage_access.StorageUnavailable, ValueError) as error:
+        except (StorageError, ValueError) as error:
             log.warning("cannot read the transcript of recording %s: %s", recording.id, error)
             raise ApiError(502, "storage_unavailable", "the transcript cannot be read right now; try again") from None
         if not isinstance(document, dict):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from common.channel import ChannelError
+from common.messages import Message
 from control.accounts.tokens import Tokens
 from control.clock import Clock
 from control.errors import SignalingError
@@ -29,7 +31,6 @@ from control.meeting.negotiation import Negotiation, media_error
 from control.processes.workers import WorkerSupervisor
 from control.tasks import BackgroundTasks
 from sfu import api
-from sfu.channel import ChannelError
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class Conference:
 
     # ------------------------------------------------------------------ helpers
 
-    async def request(self, meeting: LiveMeeting, message: api.Message) -> api.Message:
+    async def request(self, meeting: LiveMeeting, message: Message) -> Message:
         placement = meeting.placement
         if placement is None:
             raise ChannelError("worker_down", "the meeting has no media server")
@@ -319,7 +320,7 @@ class Conference:
         participant.announcer_consumer_id = None
         participant.subscribe_connected = False
 
-    async def _quiet_request(self, meeting: LiveMeeting, message: api.Message) -> None:
+    async def _quiet_request(self, meeting: LiveMeeting, message: Message) -> None:
         """A clean-up request whose failure changes nothing (the entity may be gone already)."""
         try:
             await self.request(meeting, message)
@@ -575,7 +576,7 @@ class Conference:
             self._tell(ConferenceListener.participant_left, meeting, participant)
         return len(participants)
 
-    def _on_worker_notification(self, index: int, generation: int, entity_id: str, message: api.Message) -> None:
+    def _on_worker_notification(self, index: int, generation: int, entity_id: str, message: Message) -> None:
         if isinstance(message, api.ProducerClosed):
             for meeting in self._registry.on_worker(index):
                 if meeting.placement and meeting.placement.generation == generation and meeting.find_track(entity_id):

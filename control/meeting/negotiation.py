@@ -17,12 +17,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from common.channel import ChannelError
 from control.clock import Clock, Timer
 from control.errors import SignalingError
 from control.meeting import closecodes
 from control.meeting.model import Participant
 from sfu import api
-from sfu.channel import ChannelError
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from common.channel import ChannelClient, ChannelError
+from common.messages import Message
 from control.processes import supervision as processes
 from recorder import api as recorder_api
-from sfu import api
-from sfu.channel import ChannelClient, ChannelError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ STOP_TIMEOUT_S = 15.0
 PROBE_INTERVAL_S = 0.1
 
 UpListener = Callable[[int], None]
-NotificationListener = Callable[[str, api.Message], None]
+NotificationListener = Callable[[str, Message], None]
 StatsListener = Callable[[recorder_api.RecorderStats], None]
 RestartListener = Callable[[], None]
 
@@ -93,7 +93,7 @@ class RecorderSupervisor(processes.ChildSupervisor):
             return None
         return self.process.pid
 
-    async def request(self, message: api.Message, timeout: float = 10.0) -> api.Message:
+    async def request(self, message: Message, timeout: float = 10.0) -> Message:
         """ChannelError("recorder_down") when no recorder runs."""
         client = self.client
         if not self.up or client is None:
@@ -193,7 +193,7 @@ class RecorderSupervisor(processes.ChildSupervisor):
             log.error("recorder: not ready after %.0f s, killing it", self._ready_timeout_s)
         return False
 
-    def _on_notification(self, generation: int, entity_id: str, message: api.Message) -> None:
+    def _on_notification(self, generation: int, entity_id: str, message: Message) -> None:
         if generation != self.generation:
             return
         for listener in list(self._notification_listeners):
@@ -216,7 +216,7 @@ class RecorderSupervisor(processes.ChildSupervisor):
             return
         self._take_stats(stats)
 
-    def _take_stats(self, stats: api.Message) -> None:
+    def _take_stats(self, stats: Message) -> None:
         if not isinstance(stats, recorder_api.RecorderStats):
             return
         self.stats = stats

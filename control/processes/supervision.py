@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sfu.channel import ChannelClient, NotificationHandler
+from common.channel import ChannelClient, NotificationHandler
 
 # A child that dies sooner than this after starting counts as a quick failure: each one in
 # a row doubles the restart backoff, up to this factor.

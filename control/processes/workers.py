@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from common.channel import ChannelClient, ChannelError
+from common.messages import Message
 from control.processes import supervision as processes
 from sfu import api
-from sfu.channel import ChannelClient, ChannelError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ STOP_TIMEOUT_S = 5.0
 HUNG_AFTER_UNANSWERED = 3
 
 DownListener = Callable[[int, int], None]
-NotificationListener = Callable[[int, int, str, api.Message], None]
+NotificationListener = Callable[[int, int, str, Message], None]
 
 
 class WorkerHandle:
@@ -144,7 +145,7 @@ class WorkerSupervisor(processes.ChildSupervisor):
             raise ChannelError("worker_down", f"worker {index} is not running")
         return worker
 
-    async def request(self, index: int, generation: int, message: api.Message) -> api.Message:
+    async def request(self, index: int, generation: int, message: Message) -> Message:
         worker = self.handle_for(index, generation)
         assert worker.client is not None
         return await worker.client.request(message)
@@ -227,7 +228,7 @@ class WorkerSupervisor(processes.ChildSupervisor):
             except Exception:
                 log.exception("worker-down listener failed")
 
-    def _on_notification(self, worker: WorkerHandle, generation: int, entity_id: str, message: api.Message) -> None:
+    def _on_notification(self, worker: WorkerHandle, generation: int, entity_id: str, message: Message) -> None:
         if generation != worker.generation:
             return
         if isinstance(message, api.WorkerReady):

@@ -8,9 +8,10 @@ then deletes every recording and transcript of the meeting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
-from control import storage_access
+from common.storage import InvalidKey, StorageBackend, StorageError, open_storage
 from control.errors import ApiError
 from control.recording.service import Recordings
 from control.store.base import MeetingRecord, Recording, Store
@@ -23,13 +24,13 @@ class RecordingArchive:
         self._store = store
         self._recordings = recordings
 
-    async def customer_storage(self, customer_id: str) -> storage_access.LocalStorage | storage_access.S3Storage:
+    async def customer_storage(self, customer_id: str) -> StorageBackend:
         """The customer's storage to read or delete in; 409 when it has none configured (the
         settings were removed after recording: set them again to reach the files)."""
         settings = await self._store.get_customer_storage(customer_id)
         if settings is None:
             raise ApiError(409, "storage_not_configured", "the account has no storage configured")
-        return storage_access.open_storage(settings)
+        return open_storage(settings)
 
     async def remove_recording(self, recording: Recording) -> int:
         """Delete the recording's files from the customer's storage, then its rows; how many
@@ -41,10 +42,12 @@ class RecordingArchive:
         storage = await self.customer_storage(recording.customer_id)
         try:
             for item in files:
-                await storage.delete(item.key)
+                with contextlib.suppress(InvalidKey):  # a key outside the storage: nothing of ours there
+                    await storage.delete(item.key)
             if recording.key_prefix:
-                await storage.delete_prefix(recording.key_prefix)
-        except storage_access.StorageUnavailable as error:
+                with contextlib.suppress(InvalidKey):
+                    await storage.delete_prefix(recording.key_prefix)
+        except StorageError as error:
             log.warning("cannot delete the files of recording %s: %s", recording.id, error)
             raise ApiError(502, "storage_unavailable", "the storage refused the deletion; try again") from None
         await self._store.delete_recording(recording.id)

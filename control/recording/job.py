@@ -21,10 +21,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from common.channel import ChannelError
+from common.messages import Message
 from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
 from recorder import api as recorder_api
 from sfu import api
-from sfu.channel import ChannelError
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,7 @@ class Job:
         except ChannelError as exc:
             log.debug("recording %s: closing its transport failed (ignored): %s", self.recording_id, exc)
 
-    async def _quiet_recorder(self, message: api.Message) -> None:
+    async def _quiet_recorder(self, message: Message) -> None:
         try:
             await self.recorder.request(message)
         except ChannelError as exc:

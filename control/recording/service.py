@@ -40,6 +40,9 @@ import logging
 import time
 from typing import Any
 
+from common.channel import ChannelError
+from common.messages import Message
+from common.notices import notice_frames
 from config import LimitsConfig, RecorderConfig
 from control.accounts.service import Actor
 from control.clock import iso_time
@@ -61,8 +64,6 @@ from control.store.base import (
 )
 from control.tasks import BackgroundTasks
 from recorder import api as recorder_api
-from sfu import api
-from sfu.channel import ChannelError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ LEFT_REASONS = (None, "removed", "denied", "session_ended")
 @functools.lru_cache(maxsize=None)
 def notice_b64(kind: str) -> tuple[str, ...]:
     """The spoken notice `kind` as base64 Opus frames for NOTICE_PLAY."""
-    return tuple(base64.b64encode(frame).decode("ascii") for frame in recorder_api.notice_frames(kind))
+    return tuple(base64.b64encode(frame).decode("ascii") for frame in notice_frames(kind))
 
 
 def software_version() -> str:
@@ -644,7 +645,7 @@ class Recordings(ConferenceListener):
     def _find(self, recording_id: str) -> Job | None:
         return next((j for j in self.jobs() if j.recording_id == recording_id), None)
 
-    def recorder_notification(self, entity_id: str, message: api.Message) -> None:
+    def recorder_notification(self, entity_id: str, message: Message) -> None:
         if isinstance(message, recorder_api.RecordingFileUploaded):
             self._tasks.spawn(self._file_uploaded(message), f"uploaded-{message.recording_id}")
         elif isinstance(message, recorder_api.RecordingFailed):

@@ -24,7 +24,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from recorder.media.notice import FRAME_SAMPLES, SAMPLE_RATE, notice_pcm
+from common.notices import FRAME_SAMPLES, SAMPLE_RATE
+from recorder.media.notice import notice_pcm
 from recorder.media.segments import (
     MAX_SEGMENT_SECONDS,
     START_TAG,
@@ -159,7 +160,7 @@ class AudioMixer:
         name: str = MIX_TRACK_ID,
     ) -> None:
         """`start`: recording seconds where this mixer begins (after a restart, where
-        the previous one stopped). `notice`: True for the "started" notice at `start`
+        the previous one stopped). `notice`: True for the "recording-started" notice at `start`
         when `start` is 0, an array of 48 kHz samples, or None/False for none."""
         if not 0 < segment_seconds <= MAX_SEGMENT_SECONDS:
             raise ValueError(f"segment_seconds: {segment_seconds!r} must be in (0, {MAX_SEGMENT_SECONDS}]")
@@ -177,7 +178,7 @@ class AudioMixer:
         self._segment: _MixSegment | None = None
         self._next_index = self._recover()
         if notice is True:
-            notice = notice_pcm("started")[0] if start == 0 else None
+            notice = notice_pcm("recording-started")[0] if start == 0 else None
         if notice is not None and notice is not False:
             lead_in = _Source(decodes=False)
             lead_in.add(self._start_sample, np.asarray(notice, dtype=np.float32))

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.storage.base import StorageBackend, StorageError, StoredObject, check_key, fsync_path
+from common.storage.base import StorageBackend, StorageError, StoredObject, check_key, fsync_path
 
 log = logging.getLogger(__name__)
 

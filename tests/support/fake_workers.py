@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Callable
 
 from sfu import api
-from sfu.channel import ChannelError
+from common.channel import ChannelError
 
 
 class FakeWorker:

@@ -1,4 +1,6 @@
-"""Customer storage in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, ...), via aiobotocore.
+"""A customer's storage in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, ...), via
+aiobotocore. Imported only when such a storage is opened (common.storage.settings): the
+processes that never touch S3 do not load aiobotocore and botocore.
 
 Verification: every upload carries the SHA-256 of its bytes (ChecksumSHA256, one per part
 for multipart uploads). A server that supports checksums recomputes it and refuses the
@@ -9,13 +11,16 @@ server reports no checksum, or one we cannot match, the object is read back and 
 instead, so a put is only reported once the stored bytes are known to be right.
 
 Credentials live in a wrapper whose repr is "<hidden>"; they are never logged, never part
-of this object's repr and never copied into an error message.
+of this object's repr and never copied into an error message. One client per operation:
+operations are few and far between (a segment every few seconds, a download now and
+then), nothing worth pooling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import math
@@ -31,14 +36,17 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from recorder.storage.base import (
+from common.storage.base import (
     READ_CHUNK_BYTES,
+    OpenedObject,
     StorageError,
     StorageNotFound,
     StorageSettingsError,
     StoredObject,
     check_key,
+    folder_prefix,
     normalized_prefix,
+    read_chunks,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,7 @@ MAX_PARTS = 10_000
 DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
 DEFAULT_PART_BYTES = 8 * MiB
 CHECK_PREFIX = ".conclave-check/"
+DELETE_BATCH = 1000  # S3's DeleteObjects limit
 
 CREDENTIAL_ERRORS = {
     "SignatureDoesNotMatch",
@@ -83,8 +92,8 @@ class _Hidden:
         raise TypeError("credentials are not picklable")
 
 
-class S3Storage:
-    """An S3 bucket (optionally under a key prefix) as customer storage."""
+class S3BucketStorage:
+    """An S3 bucket, optionally under a key prefix (every key is below it), as storage."""
 
     def __init__(
         self,
@@ -129,19 +138,19 @@ class S3Storage:
             # We send our own SHA-256 checksums; no extra CRC32 on every request.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            user_agent_extra="conclave-recorder",
+            user_agent_extra="conclave",
         )
         self._session: AioSession = get_session()
 
     def __repr__(self) -> str:
         return (
-            f"S3Storage(endpoint_url={self.endpoint_url!r}, region={self.region!r}, "
+            f"S3BucketStorage(endpoint_url={self.endpoint_url!r}, region={self.region!r}, "
             f"bucket={self.bucket!r}, prefix={self.prefix!r})"
         )
 
     __str__ = __repr__
 
-    # --- the StorageBackend interface ----------------------------------------------------
+    # --- writing ---------------------------------------------------------------------------
 
     async def put_file(self, local_path: Path, key: str, content_type: str) -> StoredObject:
         object_key = self._object_key(key)
@@ -167,41 +176,6 @@ class S3Storage:
         log.debug("stored %s (%d bytes, sha256 %s)", self._where(object_key), size, sha256_hex)
         return StoredObject(key=key, size=size, sha256=sha256_hex)
 
-    async def delete(self, key: str) -> None:
-        object_key = self._object_key(key)
-        try:
-            async with self._client() as client:
-                await client.delete_object(Bucket=self.bucket, Key=object_key)
-        except Exception as error:
-            raise self._error("delete", object_key, error) from error
-
-    async def list(self, prefix: str) -> list[StoredObject]:
-        found = []
-        try:
-            async with self._client() as client:
-                paginator = client.get_paginator("list_objects_v2")
-                async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-                    for entry in page.get("Contents", ()):
-                        key = entry["Key"][len(self.prefix) :]
-                        if not key.startswith(CHECK_PREFIX):
-                            found.append(StoredObject(key=key, size=int(entry["Size"]), sha256=""))
-        except Exception as error:
-            raise self._error("list", self.prefix + prefix, error) from error
-        return sorted(found, key=lambda stored: stored.key)
-
-    async def open_read(self, key: str) -> AsyncIterator[bytes]:
-        object_key = self._object_key(key)
-        try:
-            async with self._client() as client:
-                response = await client.get_object(Bucket=self.bucket, Key=object_key)
-                async with response["Body"] as body:
-                    async for chunk in body.iter_chunks(READ_CHUNK_BYTES):
-                        yield chunk
-        except StorageError:
-            raise
-        except Exception as error:
-            raise self._error("read", object_key, error) from error
-
     async def check(self) -> None:
         probe = f"{self.prefix}{CHECK_PREFIX}{uuid.uuid4().hex}"
         try:
@@ -211,6 +185,78 @@ class S3Storage:
                 await client.delete_object(Bucket=self.bucket, Key=probe)
         except Exception as error:
             raise self._error("check", probe, error) from error
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def open_object(self, key: str) -> AsyncIterator[OpenedObject]:
+        object_key = self._object_key(key)
+        async with contextlib.AsyncExitStack() as stack:  # the client stays open while the body streams
+            try:
+                client = await stack.enter_async_context(self._client())
+                response = await client.get_object(Bucket=self.bucket, Key=object_key)
+            except Exception as error:
+                raise self._error("read", object_key, error) from error
+            body = stack.enter_context(contextlib.closing(response["Body"]))
+            yield OpenedObject(response.get("ContentLength"), self._chunks(body, object_key))
+
+    async def _chunks(self, body: Any, object_key: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in body.iter_chunks(READ_CHUNK_BYTES):
+                yield chunk
+        except Exception as error:
+            raise self._error("read", object_key, error) from error
+
+    async def read_bytes(self, key: str, max_bytes: int) -> bytes:
+        async with self.open_object(key) as obj:
+            return await read_chunks(obj.chunks, max_bytes)
+
+    async def list(self, prefix: str) -> list[StoredObject]:
+        found = []
+        try:
+            async with self._client() as client:
+                async for object_key, size in self._listed(client, self.prefix + prefix):
+                    key = object_key[len(self.prefix) :]
+                    if not key.startswith(CHECK_PREFIX):
+                        found.append(StoredObject(key=key, size=size, sha256=""))
+        except Exception as error:
+            raise self._error("list", self.prefix + prefix, error) from error
+        return sorted(found, key=lambda stored: stored.key)
+
+    async def _listed(self, client: Any, full_prefix: str) -> AsyncIterator[tuple[str, int]]:
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+            for entry in page.get("Contents", ()):
+                yield entry["Key"], int(entry["Size"])
+
+    # --- deleting --------------------------------------------------------------------------
+
+    async def delete(self, key: str) -> None:
+        object_key = self._object_key(key)
+        try:
+            async with self._client() as client:
+                await client.delete_object(Bucket=self.bucket, Key=object_key)
+        except Exception as error:
+            failure = self._error("delete", object_key, error)
+            if not isinstance(failure, StorageNotFound):  # already gone: what we wanted
+                raise failure from error
+
+    async def delete_prefix(self, prefix: str) -> int:
+        full_prefix = self.prefix + folder_prefix(prefix)
+        removed = 0
+        try:
+            async with self._client() as client:
+                keys = [object_key async for object_key, _ in self._listed(client, full_prefix)]
+                for start in range(0, len(keys), DELETE_BATCH):
+                    batch = [{"Key": key} for key in keys[start : start + DELETE_BATCH]]
+                    response = await client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                    )
+                    _raise_for_failed_deletes(response)
+                    removed += len(batch)
+        except Exception as error:
+            raise self._error("delete", full_prefix, error) from error
+        return removed
 
     # --- uploads ---------------------------------------------------------------------------
 
@@ -386,3 +432,12 @@ def _hash_into(chunk: bytes, whole: Any) -> bytes:
 
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
+
+
+def _raise_for_failed_deletes(response: dict[str, Any]) -> None:
+    # DeleteObjects answers 200 even when some keys could not be deleted; they are listed.
+    errors = response.get("Errors") or ()
+    if errors:
+        first = errors[0]
+        code = str(first.get("Code") or "error")
+        raise StorageError(f"{len(errors)} object(s) not deleted: {code}", code=code)

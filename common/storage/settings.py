@@ -1,5 +1,6 @@
-"""A customer's storage settings: checking what a customer sends (control's REST API,
-through recorder.api) and building a backend from what control stored.
+"""A customer's storage settings: checking what a customer sends (control's REST API) and
+opening the storage that stored settings name (the recorder to write, control to read and
+delete).
 
     {"kind": "local", "root": "/srv/recordings/acme"}
     {"kind": "s3", "endpoint_url": "https://s3.example.com", "region": "eu-west-1",
@@ -19,10 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from recorder.storage import base
-from recorder.storage.base import StorageBackend, StorageError, StorageSettingsError, check_key
-from recorder.storage.local import LocalDirectoryStorage
-from recorder.storage.s3 import S3Storage
+from common.storage.base import InvalidKey, StorageBackend, StorageSettingsError, normalized_prefix
+from common.storage.local import LocalDirectoryStorage
 
 LOCAL_REQUIRED = frozenset({"root"})
 LOCAL_OPTIONAL: frozenset[str] = frozenset()
@@ -54,28 +53,6 @@ class InvalidStorageSetting(StorageSettingsError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
-
-
-class BadKey(ValueError):
-    """An object key (or prefix) that is not a safe relative path; the message does not
-    quote it."""
-
-
-def check_object_key(key: object) -> str:
-    """`key` if it is a safe relative object key (base.check_key's rules), else BadKey
-    with base.check_key's message minus the key itself: the key may come from a request."""
-    try:
-        return check_key(key)  # type: ignore[arg-type]
-    except StorageError as error:
-        message, quoted = str(error), f"object key {key!r}"
-        if message.startswith(quoted):
-            message = "object key" + message[len(quoted) :]
-        raise BadKey(message) from None
-
-
-def normalized_prefix(prefix: str) -> str:
-    """"a/b" or "/a/b/" -> "a/b/"; "" stays "" (S3Storage's prefix rule); else BadKey."""
-    return base.normalized_prefix(prefix, check_object_key)
 
 
 # ---------------------------------------------------------------------- what a customer sends
@@ -131,14 +108,26 @@ def _validate_s3(fields: dict[str, Any], current: Mapping[str, Any] | None) -> d
         raise InvalidStorageSetting("bucket", "must be a bucket name (letters, digits, '.', '-', '_')")
     settings["bucket"] = bucket
     settings["access_key_id"] = _text(fields, "access_key_id", required=True)
+    settings["secret_access_key"] = _s3_secret(fields, settings["access_key_id"], current)
+    settings.update(_s3_location(fields))
+    settings.update(_s3_tuning(fields))
+    return settings
+
+
+def _s3_secret(fields: Mapping[str, Any], access_key_id: str, current: Mapping[str, Any] | None) -> str:
     secret = _text(fields, "secret_access_key", required=False)
-    if secret is None:
-        same_key = current is not None and current.get("kind") == "s3"
-        same_key = same_key and current.get("access_key_id") == settings["access_key_id"]
-        if not (same_key and current.get("secret_access_key")):
-            raise InvalidStorageSetting("secret_access_key", "is required (unless the access key id stays the same)")
-        secret = str(current["secret_access_key"])
-    settings["secret_access_key"] = secret
+    if secret is not None:
+        return secret
+    same_key = current is not None and current.get("kind") == "s3"
+    same_key = same_key and current.get("access_key_id") == access_key_id
+    if not (same_key and current.get("secret_access_key")):
+        raise InvalidStorageSetting("secret_access_key", "is required (unless the access key id stays the same)")
+    return str(current["secret_access_key"])
+
+
+def _s3_location(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """endpoint_url, region and prefix, those that were sent."""
+    location: dict[str, Any] = {}
     endpoint = _text(fields, "endpoint_url", required=False)
     if endpoint is not None:
         parts = urlsplit(endpoint)
@@ -146,47 +135,54 @@ def _validate_s3(fields: dict[str, Any], current: Mapping[str, Any] | None) -> d
             raise InvalidStorageSetting("endpoint_url", "must be http(s)://host[:port]")
         if parts.username or parts.password:
             raise InvalidStorageSetting("endpoint_url", "must not contain credentials")
-        settings["endpoint_url"] = endpoint.rstrip("/")
+        location["endpoint_url"] = endpoint.rstrip("/")
     region = _text(fields, "region", required=False)
     if region is not None:
         if not REGION_PATTERN.match(region):
             raise InvalidStorageSetting("region", "must be a region name such as eu-west-1")
-        settings["region"] = region
+        location["region"] = region
     prefix = _text(fields, "prefix", required=False)
     if prefix is not None:
         try:
-            settings["prefix"] = normalized_prefix(prefix)
-        except BadKey as error:
-            raise InvalidStorageSetting("prefix", str(error).replace("object key", "prefix")) from None
+            location["prefix"] = normalized_prefix(prefix)
+        except InvalidKey as error:
+            raise InvalidStorageSetting("prefix", str(error)) from None
+    return location
+
+
+def _s3_tuning(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """addressing_style, multipart_threshold, part_size, verify_by_reading_back, those sent."""
+    tuning: dict[str, Any] = {}
     style = fields.get("addressing_style")
     if style is not None:
         if style not in ADDRESSING_STYLES:
             raise InvalidStorageSetting("addressing_style", f"must be one of {', '.join(ADDRESSING_STYLES)}")
-        settings["addressing_style"] = style
+        tuning["addressing_style"] = style
     threshold = fields.get("multipart_threshold")
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
             raise InvalidStorageSetting("multipart_threshold", "must be a positive integer (bytes)")
-        settings["multipart_threshold"] = threshold
+        tuning["multipart_threshold"] = threshold
     part_size = fields.get("part_size")
     if part_size is not None:
         whole = isinstance(part_size, int) and not isinstance(part_size, bool)
         if not whole or not MIN_PART_BYTES <= part_size <= MAX_PART_BYTES:
             raise InvalidStorageSetting("part_size", "must be an integer from 5 MiB to 5 GiB (bytes)")
-        settings["part_size"] = part_size
+        tuning["part_size"] = part_size
     verify = fields.get("verify_by_reading_back")
     if verify is not None:
         if not isinstance(verify, bool):
             raise InvalidStorageSetting("verify_by_reading_back", "must be true or false")
-        settings["verify_by_reading_back"] = verify
-    return settings
+        tuning["verify_by_reading_back"] = verify
+    return tuning
 
 
 # ---------------------------------------------------------------------- what control stored
 
 
-def backend_from_settings(settings: Mapping[str, Any]) -> StorageBackend:
-    """A LocalDirectoryStorage or S3Storage for settings; StorageSettingsError if invalid."""
+def open_storage(settings: Mapping[str, Any]) -> StorageBackend:
+    """A LocalDirectoryStorage or S3BucketStorage for settings (as validate_storage_settings
+    made them); StorageSettingsError if invalid. Nothing is connected yet."""
     kind = settings.get("kind")
     fields = {name: value for name, value in settings.items() if name != "kind"}
     if kind == "local":
@@ -194,9 +190,14 @@ def backend_from_settings(settings: Mapping[str, Any]) -> StorageBackend:
         return LocalDirectoryStorage(Path(str(fields["root"])))
     if kind == "s3":
         _check_fields("s3", fields, S3_REQUIRED, S3_OPTIONAL)
+        # Imported here, not at the top: aiobotocore and botocore take a good part of a
+        # second and tens of MB to load, and a process that never opens an S3 storage
+        # (control serving only local storage, or no downloads at all) should not pay it.
+        from common.storage.s3 import S3BucketStorage
+
         tuning = S3_OPTIONAL - {"endpoint_url", "region", "prefix"}
         options = {name: fields[name] for name in tuning if name in fields}
-        return S3Storage(
+        return S3BucketStorage(
             endpoint_url=fields.get("endpoint_url") or None,
             region=fields.get("region") or "us-east-1",
             bucket=str(fields["bucket"]),

@@ -1,4 +1,5 @@
-"""The channel between control and a worker: length-prefixed JSON frames over a unix socket.
+"""The channel between control and a process it starts (an SFU worker, the recorder):
+length-prefixed JSON frames over a unix socket, carrying `common.messages` messages.
 
 Frame: 4-byte big-endian length, then a UTF-8 JSON object, one of
   {"type": "request", "id": N, "name": NAME, "data": {...}}
@@ -22,7 +23,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sfu import api
+from common.messages import Message, MessageError, message_class
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +72,19 @@ class FrameDecoder:
         return frames
 
 
-def request_envelope(request_id: int, message: api.Message) -> dict[str, Any]:
+def request_envelope(request_id: int, message: Message) -> dict[str, Any]:
     return {"type": "request", "id": request_id, "name": message.NAME, "data": message.to_dict()}
 
 
-def notification_envelope(entity_id: str, message: api.Message) -> dict[str, Any]:
+def notification_envelope(entity_id: str, message: Message) -> dict[str, Any]:
     return {"type": "notification", "name": message.NAME, "entity_id": entity_id, "data": message.to_dict()}
 
 
-def parse_message(envelope: dict[str, Any]) -> api.Message:
+def parse_message(envelope: dict[str, Any]) -> Message:
     name = envelope.get("name")
     if not isinstance(name, str):
-        raise api.MessageError("envelope has no message name")
-    return api.message_class(name).from_dict(envelope.get("data", {}))
+        raise MessageError("envelope has no message name")
+    return message_class(name).from_dict(envelope.get("data", {}))
 
 
 class _Endpoint:
@@ -126,7 +127,7 @@ class _Endpoint:
         self._writer.close()
 
 
-NotificationHandler = Callable[[str, api.Message], None]
+NotificationHandler = Callable[[str, Message], None]
 
 
 class ChannelClient(_Endpoint):
@@ -140,14 +141,14 @@ class ChannelClient(_Endpoint):
     ) -> None:
         super().__init__(reader, writer)
         self._next_id = 1
-        self._pending: dict[int, asyncio.Future[api.Message]] = {}
+        self._pending: dict[int, asyncio.Future[Message]] = {}
         self._on_notification = on_notification
         self._task = asyncio.ensure_future(self._read_loop())
 
-    async def request(self, message: api.Message, timeout: float = 10.0) -> api.Message:
+    async def request(self, message: Message, timeout: float = 10.0) -> Message:
         request_id = self._next_id
         self._next_id += 1
-        future: asyncio.Future[api.Message] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
             self._send(request_envelope(request_id, message))
@@ -166,7 +167,7 @@ class ChannelClient(_Endpoint):
             if envelope.get("ok"):
                 try:
                     future.set_result(parse_message(envelope))
-                except api.MessageError as exc:
+                except MessageError as exc:
                     future.set_exception(ChannelError("bad_response", str(exc)))
             else:
                 error = envelope.get("error") or {}
@@ -174,7 +175,7 @@ class ChannelClient(_Endpoint):
         elif kind == "notification":
             try:
                 message = parse_message(envelope)
-            except api.MessageError as exc:
+            except MessageError as exc:
                 log.warning("dropping malformed notification: %s", exc)
                 return
             try:
@@ -185,14 +186,14 @@ class ChannelClient(_Endpoint):
     def _on_closed(self) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(ChannelError("closed", "worker channel closed"))
+                future.set_exception(ChannelError("closed", "the channel closed"))
 
 
-RequestHandler = Callable[[api.Message], Awaitable[api.Message]]
+RequestHandler = Callable[[Message], Awaitable[Message]]
 
 
 class RequestFailed(Exception):
-    """Raised by a worker handler to answer a request with a specific error code."""
+    """Raised by a child's request handler to answer a request with a specific error code."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -201,7 +202,7 @@ class RequestFailed(Exception):
 
 
 class ChannelServer(_Endpoint):
-    """The worker's side: answers each request with exactly one response."""
+    """The child's side (a worker, the recorder): answers each request with exactly one response."""
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: RequestHandler
@@ -212,7 +213,7 @@ class ChannelServer(_Endpoint):
     async def serve(self) -> None:
         await self._read_loop()
 
-    def notify(self, entity_id: str, message: api.Message) -> None:
+    def notify(self, entity_id: str, message: Message) -> None:
         try:
             self._send(notification_envelope(entity_id, message))
         except ChannelError:
@@ -226,13 +227,13 @@ class ChannelServer(_Endpoint):
         try:
             request = parse_message(envelope)
             response = await self._handler(request)
-        except api.MessageError as exc:
+        except MessageError as exc:
             self._send_error(request_id, "bad_request", str(exc))
             return
         except RequestFailed as exc:
             self._send_error(request_id, exc.code, exc.message)
             return
-        except Exception as exc:  # a handler bug must not kill the worker
+        except Exception as exc:  # a handler bug must not kill the process
             log.exception("request %s failed", envelope.get("name"))
             self._send_error(request_id, "internal", f"{type(exc).__name__}: {exc}")
             return

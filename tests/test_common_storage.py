@@ -1,7 +1,10 @@
-"""Storage backends: a local directory and a real S3 server (SeaweedFS, signatures checked).
+"""common.storage, both backends through the one package: a local directory and a real S3
+server (SeaweedFS, signatures checked).
 
-Every put must come back verified (size + SHA-256 of what the server holds); a wrong
-secret must fail with a clear StorageError that never contains the secret.
+Every put must come back verified (size + SHA-256 of what the server holds); what was
+written reads back, deletes by key and by prefix; a wrong secret must fail with a clear
+StorageError that never contains the secret; a key that would lead out of the storage
+(or out of the bucket's prefix) is refused before any I/O.
 """
 
 from __future__ import annotations
@@ -11,23 +14,23 @@ import logging
 import os
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from recorder.storage import (
+from common.storage import (
+    InvalidKey,
     LocalDirectoryStorage,
-    S3Storage,
     StorageBackend,
     StorageError,
     StorageNotFound,
     StorageSettingsError,
     StoredObject,
-    backend_from_settings,
+    open_storage,
 )
-from recorder.storage import local as local_module
-from recorder.storage.s3 import MiB
+from common.storage import local as local_module
+from common.storage.s3 import MiB, S3BucketStorage
 from tests.seaweed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SeaweedServer, free_ports, require_weed
 
 MULTIPART_THRESHOLD = 8 * MiB
@@ -41,7 +44,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]
         yield server
 
 
-def s3_storage(server: SeaweedServer, **overrides: object) -> S3Storage:
+def s3_storage(server: SeaweedServer, **overrides: object) -> S3BucketStorage:
     options: dict[str, object] = {
         "endpoint_url": server.endpoint_url,
         "region": "us-east-1",
@@ -54,7 +57,7 @@ def s3_storage(server: SeaweedServer, **overrides: object) -> S3Storage:
         "max_attempts": 1,
     }
     options.update(overrides)
-    return S3Storage(**options)  # type: ignore[arg-type]
+    return S3BucketStorage(**options)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -70,8 +73,11 @@ def make_file(directory: Path, name: str, size: int) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
-    return b"".join([chunk async for chunk in chunks])
+async def read_all(storage: StorageBackend, key: str) -> bytes:
+    async with storage.open_object(key) as obj:
+        data = b"".join([chunk async for chunk in obj.chunks])
+    assert obj.size in (None, len(data))
+    return data
 
 
 # --- the same behaviour from every backend ------------------------------------------------
@@ -83,14 +89,14 @@ async def test_put_file_stores_the_exact_bytes_and_reports_them(backend, tmp_pat
     stored = await backend.put_file(path, "meetings/m1/tracks/a-0001.webm", "video/webm")
     assert stored == StoredObject(key="meetings/m1/tracks/a-0001.webm", size=size, sha256=sha256)
     assert path.exists(), "put_file never consumes the local file: the spool deletes it"
-    data = await read_all(backend.open_read("meetings/m1/tracks/a-0001.webm"))
+    data = await read_all(backend, "meetings/m1/tracks/a-0001.webm")
     assert hashlib.sha256(data).hexdigest() == sha256
     assert await backend.list("meetings/m1/") == [
         StoredObject(key="meetings/m1/tracks/a-0001.webm", size=size, sha256="")
     ]
 
 
-async def test_list_delete_and_open_read(backend, tmp_path):
+async def test_list_delete_and_read(backend, tmp_path):
     for key in ("m1/a.ogg", "m1/b/c.webm", "m10/x.ogg", "m2/y.ogg"):
         path, _ = make_file(tmp_path, "f", 1000)
         await backend.put_file(path, key, "application/octet-stream")
@@ -104,8 +110,8 @@ async def test_list_delete_and_open_read(backend, tmp_path):
     await backend.delete("m1/b/c.webm")  # deleting what is gone is not an error
     assert [stored.key for stored in await backend.list("m1/")] == ["m1/a.ogg"]
     with pytest.raises(StorageNotFound):
-        await read_all(backend.open_read("m1/b/c.webm"))
-    assert len(await read_all(backend.open_read("m2/y.ogg"))) == 1000
+        await read_all(backend, "m1/b/c.webm")
+    assert len(await read_all(backend, "m2/y.ogg")) == 1000
 
 
 async def test_put_overwrites_an_existing_key(backend, tmp_path):
@@ -114,17 +120,57 @@ async def test_put_overwrites_an_existing_key(backend, tmp_path):
     await backend.put_file(first, "k/file.bin", "application/octet-stream")
     stored = await backend.put_file(second, "k/file.bin", "application/octet-stream")
     assert (stored.size, stored.sha256) == (7000, second_sha256)
-    assert hashlib.sha256(await read_all(backend.open_read("k/file.bin"))).hexdigest() == second_sha256
+    assert hashlib.sha256(await read_all(backend, "k/file.bin")).hexdigest() == second_sha256
+
+
+async def test_read_bytes_and_open_object_report_what_is_stored(backend, tmp_path):
+    path, _ = make_file(tmp_path, "f", 1000)
+    await backend.put_file(path, "t/transcript.json", "application/json")
+    async with backend.open_object("t/transcript.json") as obj:
+        assert obj.size == 1000
+    assert await backend.read_bytes("t/transcript.json", 1000) == path.read_bytes()
+    with pytest.raises(StorageError) as caught:
+        await backend.read_bytes("t/transcript.json", 999)
+    assert caught.value.code == "too_large"
+    with pytest.raises(StorageNotFound):
+        await backend.read_bytes("t/missing.json", 1000)
+    with pytest.raises(StorageNotFound):
+        async with backend.open_object("t"):  # a "folder" is no object
+            pass
+
+
+async def test_delete_prefix_takes_a_folder_and_nothing_beside_it(backend, tmp_path):
+    for key in ("r/1/a.ogg", "r/1/b/c.webm", "r/10/x.ogg", "r/2/y.ogg"):
+        path, _ = make_file(tmp_path, "f", 100)
+        await backend.put_file(path, key, "application/octet-stream")
+    assert await backend.delete_prefix("r/1") == 2  # the folder "r/1/", not "r/10/"
+    assert [stored.key for stored in await backend.list("")] == ["r/10/x.ogg", "r/2/y.ogg"]
+    assert await backend.delete_prefix("/r/2/") == 1
+    assert await backend.delete_prefix("r/nothing/") == 0
+    for whole in ("", "/"):
+        with pytest.raises(InvalidKey):
+            await backend.delete_prefix(whole)  # never the whole storage
+    assert [stored.key for stored in await backend.list("")] == ["r/10/x.ogg"]
 
 
 @pytest.mark.parametrize("key", ["", "/abs/x", "a//b", "../escape", "a/../../b", "a/./b", "a\\b", "bad\nkey"])
 async def test_unsafe_keys_are_refused_before_any_io(backend, tmp_path, key):
     path, _ = make_file(tmp_path, "f", 10)
-    with pytest.raises(StorageError) as caught:
-        await backend.put_file(path, key, "text/plain")
-    assert caught.value.code == "invalid_key"
-    with pytest.raises(StorageError):
-        await backend.delete(key)
+    for operation in (
+        lambda: backend.put_file(path, key, "text/plain"),
+        lambda: backend.read_bytes(key, 100),
+        lambda: backend.delete(key),
+    ):
+        with pytest.raises(InvalidKey) as caught:
+            await operation()
+        assert caught.value.code == "invalid_key"
+        assert not key or key not in str(caught.value), "a key may come from a request: never quoted"
+
+
+@pytest.mark.parametrize("prefix", ["..", "a/../b", "../escape/", "a//b/", "a\\b"])
+async def test_unsafe_prefixes_are_refused(backend, prefix):
+    with pytest.raises(InvalidKey):
+        await backend.delete_prefix(prefix)
 
 
 async def test_check_passes_on_working_storage(backend):
@@ -161,6 +207,31 @@ async def test_local_verification_failure_is_reported(tmp_path, monkeypatch):
     assert caught.value.code == "verification_failed"
 
 
+async def test_local_keys_never_lead_out_of_root_through_a_symlink(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("server secret")
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    (root / "file-link").symlink_to(outside / "secret.txt")
+    storage = LocalDirectoryStorage(root)
+    path, _ = make_file(tmp_path, "f", 10)
+    for key in ("link/secret.txt", "file-link", "link/new.ogg"):
+        for operation in (
+            lambda: storage.read_bytes(key, 100),
+            lambda: storage.delete(key),
+            lambda: storage.put_file(path, key, "text/plain"),
+        ):
+            with pytest.raises(InvalidKey, match="leads out of the storage directory"):
+                await operation()
+    with pytest.raises(InvalidKey):
+        await storage.delete_prefix("link")
+    with pytest.raises(InvalidKey):
+        await storage.list("link/")
+    assert [p.name for p in outside.iterdir()] == ["secret.txt"]
+    assert (outside / "secret.txt").read_text() == "server secret"
+
+
 async def test_local_check_fails_when_root_is_not_a_directory(tmp_path):
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(StorageError, match="not writable"):
@@ -170,7 +241,7 @@ async def test_local_check_fails_when_root_is_not_a_directory(tmp_path):
 # --- S3 ------------------------------------------------------------------------------------------
 
 
-def head(server: SeaweedServer, storage: S3Storage, key: str) -> dict:
+def head(server: SeaweedServer, storage: S3BucketStorage, key: str) -> dict:
     return server.client().head_object(Bucket=storage.bucket, Key=storage.prefix + key, ChecksumMode="ENABLED")
 
 
@@ -222,7 +293,7 @@ async def test_s3_verification_by_reading_back(seaweed, tmp_path, size):
 async def test_s3_put_fails_when_the_server_holds_other_bytes(seaweed, tmp_path, monkeypatch):
     storage = s3_storage(seaweed)
     path, _ = make_file(tmp_path, "f", 2000)
-    original = S3Storage._put_single
+    original = S3BucketStorage._put_single
 
     async def put_corrupted(self, client, local_path, object_key, content_type):
         # Upload a different file, then claim the original's size and hashes.
@@ -231,7 +302,7 @@ async def test_s3_put_fails_when_the_server_holds_other_bytes(seaweed, tmp_path,
         data = local_path.read_bytes()
         return len(data), hashlib.sha256(data).hexdigest(), _b64_sha256(data)
 
-    monkeypatch.setattr(S3Storage, "_put_single", put_corrupted)
+    monkeypatch.setattr(S3BucketStorage, "_put_single", put_corrupted)
     with pytest.raises(StorageError) as caught:
         await storage.put_file(path, "k/f", "application/octet-stream")
     assert caught.value.code == "verification_failed"
@@ -244,9 +315,17 @@ async def test_s3_wrong_secret_is_rejected_without_leaking_it(seaweed, tmp_path,
     caplog.set_level(logging.DEBUG)  # botocore and aiobotocore log a lot at DEBUG
 
     errors = []
-    for attempt in (storage.put_file(path, "k/f", "text/plain"), storage.check(), storage.list("")):
+    for attempt in (
+        storage.put_file(path, "k/f", "text/plain"),
+        storage.check(),
+        storage.list(""),
+        storage.read_bytes("k/f", 100),
+        storage.delete("k/f"),
+        storage.delete_prefix("k"),
+    ):
         with pytest.raises(StorageError) as caught:
             await attempt
+        assert not isinstance(caught.value, StorageNotFound)
         errors.append(caught.value)
     put_error = errors[0]
     assert put_error.code == "SignatureDoesNotMatch"
@@ -258,6 +337,21 @@ async def test_s3_wrong_secret_is_rejected_without_leaking_it(seaweed, tmp_path,
     assert wrong_secret not in repr(storage) + str(storage)
     assert wrong_secret not in caplog.text
     assert seaweed.client().list_objects_v2(Bucket=seaweed.buckets[0], Prefix=storage.prefix).get("KeyCount") == 0
+
+
+async def test_s3_keys_stay_inside_the_bucket_prefix(seaweed):
+    storage = s3_storage(seaweed)  # under "tests/<random>/"
+    bucket = seaweed.buckets[0]
+    seaweed.client().put_object(Bucket=bucket, Key="tests/outside.bin", Body=b"not yours")
+    for key in ("../outside.bin", "x/../../outside.bin"):
+        with pytest.raises(InvalidKey):
+            await storage.read_bytes(key, 100)
+        with pytest.raises(InvalidKey):
+            await storage.delete(key)
+    with pytest.raises(InvalidKey):
+        await storage.delete_prefix("..")
+    assert await storage.list("") == []
+    assert seaweed.client().get_object(Bucket=bucket, Key="tests/outside.bin")["Body"].read() == b"not yours"
 
 
 async def test_s3_unknown_access_key_is_rejected(seaweed):
@@ -274,7 +368,7 @@ async def test_s3_check_names_a_missing_bucket(seaweed):
 
 async def test_s3_unreachable_server_is_a_clear_error(tmp_path):
     (port,) = free_ports(1)  # nothing listens there
-    storage = S3Storage(
+    storage = S3BucketStorage(
         f"http://127.0.0.1:{port}", "us-east-1", "recordings", "", ACCESS_KEY_ID, SECRET_ACCESS_KEY, max_attempts=1
     )
     path, _ = make_file(tmp_path, "f", 10)
@@ -287,10 +381,10 @@ async def test_s3_unreachable_server_is_a_clear_error(tmp_path):
 # --- settings -----------------------------------------------------------------------------------
 
 
-def test_backend_from_settings_builds_each_kind(tmp_path):
-    local = backend_from_settings({"kind": "local", "root": str(tmp_path)})
+def test_open_storage_builds_each_kind(tmp_path):
+    local = open_storage({"kind": "local", "root": str(tmp_path)})
     assert isinstance(local, LocalDirectoryStorage) and local.root == tmp_path
-    s3 = backend_from_settings(
+    s3 = open_storage(
         {
             "kind": "s3",
             "endpoint_url": "https://s3.example.test:9000/",
@@ -301,7 +395,7 @@ def test_backend_from_settings_builds_each_kind(tmp_path):
             "secret_access_key": "s3cr3t-value",
         }
     )
-    assert isinstance(s3, S3Storage)
+    assert isinstance(s3, S3BucketStorage)
     assert (s3.endpoint_url, s3.region, s3.bucket, s3.prefix) == (
         "https://s3.example.test:9000",
         "eu-west-1",
@@ -331,7 +425,7 @@ def test_backend_from_settings_builds_each_kind(tmp_path):
 )
 def test_bad_settings_are_refused_by_name_never_by_value(settings, message):
     with pytest.raises(StorageSettingsError) as caught:
-        backend_from_settings(settings)
+        open_storage(settings)
     assert message in str(caught.value)
     assert "topsecret" not in str(caught.value)
     assert caught.value.code == "settings"
