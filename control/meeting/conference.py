@@ -264,19 +264,36 @@ class Conference:
         log.info("meeting %s ended: %d disconnected", meeting.meeting_id, count)
 
     def _close_everyone(self, meeting: LiveMeeting, message: dict[str, Any], code: int) -> int:
+        """Everyone out at once, their media with the router (the meeting ends)."""
         everyone = meeting.connected()
+        reason = str(message.get("reason", "meeting ended"))[:100]
         for participant in everyone:
             participant.exit_reason = participant.exit_reason or "ended"
-            participant.send(message)
-            participant.closed = True
-            if participant.negotiation is not None:
-                participant.negotiation.cancel()
-            was_admitted = participant.admitted and meeting.participants.get(participant.participant_id) is participant
-            meeting.remove_participant(participant)
-            participant.peer.close(code, str(message.get("reason", "meeting ended"))[:100])
-            if was_admitted:
+            if self._take_out(meeting, participant, message, (code, reason)):
                 self._tell(ConferenceListener.participant_left, meeting, participant)
         return len(everyone)
+
+    def _take_out(
+        self,
+        meeting: LiveMeeting,
+        participant: Participant,
+        message: dict[str, Any] | None = None,
+        close: tuple[int, str] | None = None,
+    ) -> bool:
+        """The one way out of a meeting: tell them why (`message`), stop whatever they were
+        doing, drop them from the meeting, close their socket (`close`). Their media on the
+        worker is the caller's to release (`_release`), or goes with the router. True when
+        they were admitted (the others knew them)."""
+        was_admitted = meeting.participants.get(participant.participant_id) is participant
+        if message is not None:
+            participant.send(message)
+        participant.closed = True
+        if participant.negotiation is not None:
+            participant.negotiation.cancel()
+        meeting.remove_participant(participant)
+        if close is not None:
+            participant.peer.close(*close)
+        return was_admitted
 
     async def _create_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
         assert meeting.placement is not None
@@ -338,25 +355,29 @@ class Conference:
     async def _remove_locked(self, meeting: LiveMeeting, participant: Participant) -> None:
         if participant.closed:
             return
-        participant.closed = True
-        was_admitted = meeting.participants.get(participant.participant_id) is participant
-        meeting.remove_participant(participant)
-        if not was_admitted:
+        if not self._take_out(meeting, participant):
             return  # the waiting room: nobody saw them, they have nothing to release
-        if participant.negotiation is not None:
-            participant.negotiation.cancel()
         tracks = list(participant.tracks.values())
         participant.tracks.clear()
         # Closing a transport closes its producers and consumers in the worker.
         await self._close_transports(meeting, participant)
-        changed: set[Participant] = set()
-        for track in tracks:
-            meeting.broadcast(_unpublished(track))
-            changed |= self._consumers_closed_with(meeting, track)
-            self._tell(ConferenceListener.track_unpublished, meeting, track)
+        changed = self._tracks_gone(meeting, tracks)
         meeting.broadcast({"type": "participant_left", "participant_id": participant.participant_id})
         self._renegotiate(changed)
         self._tell(ConferenceListener.participant_left, meeting, participant)
+
+    def _tracks_gone(
+        self, meeting: LiveMeeting, tracks: list[PublishedTrack], owner: Participant | None = None
+    ) -> set[Participant]:
+        """The one "track gone" step: the producers are closed on the worker (their
+        consumers with them). Everyone but the owner hears it, their m-lines go inactive,
+        the listeners are told. Returns whose connection must be renegotiated."""
+        changed: set[Participant] = set()
+        for track in tracks:
+            meeting.broadcast(_unpublished(track), exclude=owner)
+            changed |= self._consumers_closed_with(meeting, track)
+            self._tell(ConferenceListener.track_unpublished, meeting, track)
+        return changed
 
     # ------------------------------------------------------------------ tracks
 
@@ -378,11 +399,9 @@ class Conference:
                 track = PublishedTrack(info.producer_id, participant.participant_id, source, info.kind, info.mid)
                 participant.tracks[track.track_id] = track
                 added.append(track)
-            for track in added:
-                # Published while muted, or before consenting to a recording: paused on the
-                # media server before anyone (the recorder included) is given it.
-                if participant.paused(track.source):
-                    await self._quiet_request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=True))
+            # Published while muted, or before consenting to a recording: paused on the
+            # media server before anyone (the recorder included) is given it.
+            await self._apply_pauses(meeting, participant, [t for t in added if participant.paused(t.source)])
             reply: dict[str, Any] = {
                 "type": "publish_answer",
                 "sdp": answer.sdp,
@@ -394,11 +413,7 @@ class Conference:
             if message_id is not None:
                 reply["id"] = message_id
             participant.send(reply)
-            changed: set[Participant] = set()
-            for track in closed:
-                meeting.broadcast(_unpublished(track), exclude=participant)
-                changed |= self._consumers_closed_with(meeting, track)
-                self._tell(ConferenceListener.track_unpublished, meeting, track)
+            changed = self._tracks_gone(meeting, closed, owner=participant)
             for track in added:
                 meeting.broadcast({"type": "track_published", "track": track.public()}, exclude=participant)
             for track in added:
@@ -504,26 +519,33 @@ class Conference:
         meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
         # Pause the producers too, so a muted source is not forwarded whatever the client
         # sends; held media (consent pending) stays paused when they unmute.
-        paused = participant.paused(source)
-        for track in [t for t in participant.tracks.values() if t.source == source]:
-            try:
-                await self.request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=paused))
-            except ChannelError as exc:
-                raise media_error(exc, "mute") from None
+        tracks = [t for t in participant.tracks.values() if t.source == source]
+        failures = await self._apply_pauses(meeting, participant, tracks)
+        if failures:
+            raise media_error(failures[0], "mute")
 
     async def set_media_held(self, meeting: LiveMeeting, participant: Participant, held: bool) -> None:
         """Hold (pause on the media server) everything `participant` publishes, or let it
         go again: sources they muted stay paused. The caller holds the meeting's lock."""
         participant.media_held = held
-        if participant.closed:
-            return
-        for track in list(participant.tracks.values()):
+        if not participant.closed:
+            await self._apply_pauses(meeting, participant, list(participant.tracks.values()))
+
+    async def _apply_pauses(
+        self, meeting: LiveMeeting, participant: Participant, tracks: list[PublishedTrack]
+    ) -> list[ChannelError]:
+        """The one "pause" step: each producer of `tracks` paused on the worker exactly when
+        `participant.paused(source)` (muted, or held for consent). Failures are logged and
+        returned (the caller decides whether the client hears of them)."""
+        failures = []
+        for track in tracks:
+            paused = participant.paused(track.source)
             try:
-                await self.request(
-                    meeting, api.ProducerPause(producer_id=track.producer_id, paused=participant.paused(track.source))
-                )
+                await self.request(meeting, api.ProducerPause(producer_id=track.producer_id, paused=paused))
             except ChannelError as exc:
                 log.warning("meeting %s: pausing %s failed: %s", meeting.meeting_id, track.track_id, exc)
+                failures.append(exc)
+        return failures
 
     async def play_notice(self, meeting: LiveMeeting, frames: list[str], participants: list[Participant] | None) -> None:
         """Play Opus `frames` (base64, 20 ms each) on the meeting's announcer: to everyone
@@ -567,12 +589,7 @@ class Conference:
             if token:
                 message["token"] = token  # to come back as themselves, admitted
             participant.exit_reason = "reset"
-            participant.send(message)
-            participant.closed = True
-            if participant.negotiation is not None:
-                participant.negotiation.cancel()
-            meeting.remove_participant(participant)
-            participant.peer.close(closecodes.SERVICE_RESTART, reason)
+            self._take_out(meeting, participant, message, (closecodes.SERVICE_RESTART, reason))
             self._tell(ConferenceListener.participant_left, meeting, participant)
         return len(participants)
 
@@ -605,9 +622,7 @@ class Conference:
             owner = meeting.participants.get(track.participant_id)
             if owner is not None:
                 owner.tracks.pop(track.track_id, None)
-            meeting.broadcast(_unpublished(track), exclude=owner)
-            self._renegotiate(self._consumers_closed_with(meeting, track))
-            self._tell(ConferenceListener.track_unpublished, meeting, track)
+            self._renegotiate(self._tracks_gone(meeting, [track], owner=owner))
 
     # ------------------------------------------------------------------ shutdown
 
