@@ -247,6 +247,24 @@ async def test_unknown_number_and_wrong_passcode_answer_the_same(conclave_server
     assert (bad_link[0], bad_link[1]) == (403, json.loads(wrong[1]))
 
 
+async def test_a_meeting_number_has_one_grammar_everywhere(conclave_server):
+    """Regression: `12-3456-78901` (the meeting's digits, dashes misplaced) was refused by
+    GET /meetings/{n} but accepted by POST /meetings/{n}/join. Now neither takes it, and the
+    join answers exactly as for an unknown number."""
+    server = conclave_server
+    meeting = await server.create_meeting()
+    digits = meeting["number"].replace("-", "")
+    misplaced = f"{digits[:2]}-{digits[2:6]}-{digits[6:]}"
+    refused = await server.api("POST", f"/meetings/{misplaced}/join",
+                               json_body={"name": "x", "passcode": meeting["passcode"]})  # fmt: skip
+    assert (refused[0], refused[1]["error"]["code"]) == (403, "invalid_credentials")
+    host_token = (await server.fixture_host())["token"]
+    assert (await server.api("GET", f"/meetings/{misplaced}", token=host_token))[0] in (403, 404)
+    for written in (digits, f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"):  # the two forms that are the number
+        assert (await server.api("GET", f"/meetings/{written}", token=host_token))[0] == 200
+        await server.join(meeting, "x", expect=200)
+
+
 async def test_passcode_brute_force_gets_429(conclave_server_factory):
     server = await conclave_server_factory(
         auth={"passcode_attempts_per_minute": 3, "passcode_attempts_per_address_per_minute": 5}

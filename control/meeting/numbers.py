@@ -17,7 +17,7 @@ DIGITS = 11
 PATTERN = r"^[1-9]\d{2}-?\d{4}-?\d{4}$"
 DISPLAY_PATTERN = r"^[1-9]\d{2}-\d{4}-\d{4}$"
 MAX_CHARS = DIGITS + 2
-_GRAMMAR = re.compile(PATTERN)
+_GRAMMAR = re.compile(PATTERN, re.ASCII)  # \d alone would take any script's digits
 
 
 def new_number() -> str:

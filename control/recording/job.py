@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from common.channel import ChannelError
 from common.messages import Message
 from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
+from control.recording.consent import ConsentLedger
 from recorder import api as recorder_api
 from sfu import api
 
@@ -63,20 +64,6 @@ class Serial:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("%s failed: %s", task.get_name(), task.exception())
-
-
-class ConsentState:
-    """One participant's consent ledger entry for one job, as control holds it."""
-
-    __slots__ = ("entry_id", "name", "decision", "channels", "audio_sent", "written")
-
-    def __init__(self, name: str, decision: str) -> None:
-        self.entry_id: str | None = None  # the store's, once written
-        self.name = name
-        self.decision = decision  # pending | continued | left
-        self.channels: list[str] = []
-        self.audio_sent = False
-        self.written: asyncio.Future[None] | None = None
 
 
 class Job:
@@ -119,7 +106,8 @@ class Job:
         self.recorder_addr: tuple[str, int] | None = None  # its UDP socket in that process
         self.transport_id: str | None = None  # the plain transport on the meeting's worker
         self.tracks: dict[str, str] = {}  # track id -> consumer id on that transport
-        self.consent: dict[str, ConsentState] = {}  # participant id -> ledger entry
+        self.consent = ConsentLedger(policy)  # who was told, how, what they decided
+        self.consent_rows: dict[str, str] = {}  # participant id -> the store's ledger row
         self.people: dict[str, dict[str, Any]] = {}  # everyone present during it (manifest)
         self.active = True
         self.serial = Serial(f"recording-{recording_id}")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import importlib.metadata
 import logging
 import time
 from typing import Any
@@ -44,16 +43,17 @@ from common.channel import ChannelError
 from common.messages import Message
 from common.notices import notice_frames
 from config import LimitsConfig, RecorderConfig
-from control.accounts.service import Actor
-from control.clock import iso_time
 from control.errors import ApiError, SignalingError
 from control.meeting.attendance import Attendance
 from control.meeting.conference import Conference, ConferenceListener
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
 from control.processes.recorders import RecorderSupervisor
+from control.recording.consent import CONTINUED, LEFT, LedgerChange
 from control.recording.events import RecordingEvents
-from control.recording.job import ConsentState, Job
+from control.recording.job import Job
+from control.recording.manifest import build_manifest
+from control.recording.starter import Starter, starter_for
 from control.store.base import (
     LiveSession,
     MeetingRecord,
@@ -69,36 +69,12 @@ log = logging.getLogger(__name__)
 
 KINDS = ("recording", "transcription")
 RECORDER_WAIT_S = 15.0  # a start while the recorder (re)starts waits this long for it
-MANIFEST_VERSION = 1
-# A participant's socket closing for one of these while consent is pending counts as
-# "left"; the others (reconnect after a media-server restart, a second socket, the
-# meeting ending) are not their decision.
-LEFT_REASONS = (None, "removed", "denied", "session_ended")
 
 
 @functools.lru_cache(maxsize=None)
 def notice_b64(kind: str) -> tuple[str, ...]:
     """The spoken notice `kind` as base64 Opus frames for NOTICE_PLAY."""
     return tuple(base64.b64encode(frame).decode("ascii") for frame in notice_frames(kind))
-
-
-def software_version() -> str:
-    try:
-        return importlib.metadata.version("conclave")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-class Starter:
-    """Who starts or stops: their name for the notice, their id for the store."""
-
-    __slots__ = ("name", "started_by", "participant", "is_host")
-
-    def __init__(self, name: str, started_by: str, participant: Participant | None, is_host: bool) -> None:
-        self.name = name
-        self.started_by = started_by
-        self.participant = participant
-        self.is_host = is_host
 
 
 class Recordings(ConferenceListener):
@@ -164,11 +140,7 @@ class Recordings(ConferenceListener):
         }
 
     def consent_required(self, meeting: LiveMeeting, participant: Participant) -> bool:
-        for job in self.active(meeting).values():
-            entry = job.consent.get(participant.participant_id)
-            if entry is not None and self._holds(job, entry):
-                return True
-        return False
+        return any(job.consent.holds(participant.participant_id) for job in self.active(meeting).values())
 
     def _broadcast_state(self, meeting: LiveMeeting, by: str | None = None, stopped: Job | None = None) -> None:
         for participant in list(meeting.participants.values()):
@@ -193,26 +165,8 @@ class Recordings(ConferenceListener):
     async def _starter(
         self, row: MeetingRecord, meeting: LiveMeeting, kind: str, by: Any, limits: LimitsConfig | None
     ) -> Starter:
-        """Who asks, if they may (see the module's doc)."""
-        participants_may = kind == "transcription" and limits is not None and limits.participants_may_transcribe
-        if by is None:
-            host = await self._store.get_host(row.host_id)
-            return Starter(host.name if host else "", "auto", None, True)
-        if isinstance(by, Participant):
-            if meeting.participants.get(by.participant_id) is not by:
-                raise ApiError(409, "not_joined", "you are not in the meeting")
-            if not (by.is_host or by.may("moderate") or participants_may):
-                raise ApiError(403, "forbidden", f"only the host may start or stop {kind}")
-            return Starter(by.name, by.participant_id, by, by.is_host)
-        if isinstance(by, str):  # REST: control.http.recordings checked who it is; their name
-            present = next((p for p in meeting.participants.values() if p.is_host and p.name == by), None)
-            return Starter(by, present.participant_id if present else by, present, present is not None)
-        if isinstance(by, Actor) and by.kind == "host" and by.host_id == row.host_id:
-            host = await self._store.get_host(row.host_id)
-            present = next((p for p in meeting.participants.values() if p.is_host), None)
-            return Starter(host.name if host else "", present.participant_id if present else f"host:{row.host_id}",
-                           present, True)  # fmt: skip
-        raise ApiError(403, "forbidden", f"only the meeting's host may start or stop {kind}")
+        host = await self._store.get_host(row.host_id)
+        return starter_for(row, meeting, kind, by, host.name if host else "", limits)
 
     async def _live(self, row: MeetingRecord) -> tuple[LiveMeeting, LiveSession]:
         session = await self._store.get_live_session(row.id)
@@ -300,7 +254,7 @@ class Recordings(ConferenceListener):
         self._broadcast_state(meeting)
         now = time.time()
         for participant in list(meeting.participants.values()):
-            self._notified(job, participant, now, audio=participant in reached)
+            self._record(job, job.consent.notified(participant.participant_id, audio=participant in reached), now)
         self._events.emit(row.customer_id, "recording.started", meeting_id=row.id,
                         meeting_number=row.meeting_number, recording_id=recording_id, kind=kind,
                         live_session_id=session.id, started_by=starter.name, started_at=started_at)  # fmt: skip
@@ -340,10 +294,8 @@ class Recordings(ConferenceListener):
                 self._broadcast_state(meeting, by_name or None, job)
                 self._tasks.spawn(self._play(meeting, f"{job.kind}-stopped", None), f"notice-{job.recording_id}")
             stopped_at = time.time()
-            for participant_id, entry in job.consent.items():
-                if job.policy == "notify" and entry.decision == "pending":
-                    # Stayed until it stopped: under `notify` staying is continuing.
-                    self._decide(job, participant_id, entry, "continued")
+            for change in job.consent.settle_at_stop():  # under `notify` staying is continuing
+                self._record(job, change)
             await job.ledger.drain()
             manifest = await self._manifest(job, stopped_at, by_name)
             await job.serial.run(lambda: job.stop(manifest), "stop")
@@ -405,127 +357,57 @@ class Recordings(ConferenceListener):
                 log.error("%d recordings did not stop within %.0f s", len(pending), timeout)
 
     async def _manifest(self, job: Job, stopped_at: float, stopped_by: str) -> dict[str, Any]:
-        store = self._store
         meeting = job.meeting
         try:
-            ledger = [e for e in await store.list_consent(meeting.meeting_id) if e.recording_id == job.recording_id]
-            chat = await store.list_chat(meeting.meeting_id)
+            ledger = await self._store.list_consent(meeting.meeting_id)
+            chat = await self._store.list_chat(meeting.meeting_id)
         except Exception:  # the manifest must not stop the stop
             log.exception("recording %s: reading the ledger/chat failed", job.recording_id)
             ledger, chat = [], []
-        low, high = job.started_at * 1000, stopped_at * 1000
-        return {
-            "manifest_version": MANIFEST_VERSION,
-            "software": {"name": "conclave", "version": software_version()},
-            "recording_id": job.recording_id,
-            "kind": job.kind,
-            "meeting": {"id": meeting.meeting_id, "number": meeting.number, "title": meeting.title},
-            "live_session_id": meeting.live_session_id,
-            "started_at": job.started_at,
-            "started_at_iso": iso_time(job.started_at),
-            "stopped_at": stopped_at,
-            "stopped_at_iso": iso_time(stopped_at),
-            "started_by": job.by_name,
-            "stopped_by": stopped_by,
-            "attempts": job.attempt + 1,
-            "consent_policy": job.policy,
-            "participants": list(job.people.values()),
-            "consent": [
-                {
-                    "participant_id": e.participant_id,
-                    "name": e.name,
-                    "notified_at": e.notified_at,
-                    "channels": list(e.channels),
-                    "decision": e.decision,
-                    "decided_at": e.decided_at,
-                }
-                for e in ledger
-            ],
-            "chat": [
-                {"seq": m.seq, "participant_id": m.participant_id, "name": m.name, "text": m.text, "ts": m.ts}
-                for m in chat
-                if low <= m.ts <= high
-            ],
-        }
+        return build_manifest(job, ledger, chat, stopped_at, stopped_by)
 
     # ------------------------------------------------------------------ consent
 
     async def _enter(self, meeting: LiveMeeting, job: Job, participant: Participant, starter: Starter | None) -> None:
         """`participant` is in the meeting while `job` is on (under the meeting's lock)."""
         implicit = starter is not None and starter.participant is participant
-        entry = self._present(job, participant, time.time(), implicit=implicit)
-        if self._holds(job, entry) and not participant.media_held:
+        self._present(job, participant, time.time(), implicit=implicit)
+        if job.consent.holds(participant.participant_id) and not participant.media_held:
             await self.conference.set_media_held(meeting, participant, True)
 
     @staticmethod
-    def _present(job: Job, participant: Participant, now: float, *, implicit: bool = False) -> ConsentState:
-        """Note `participant` present in `job`; their consent entry (a new one unless they
-        have one that stands: the host, and the starter when `implicit`, have consented)."""
+    def _present(job: Job, participant: Participant, now: float, *, implicit: bool = False) -> None:
+        """Note `participant` present in `job`, with a consent entry (the host, and the
+        starter when `implicit`, have consented)."""
         job.note_present(participant, now)
-        entry = job.consent.get(participant.participant_id)
-        if entry is None or entry.decision == "left":
-            decision = "continued" if participant.is_host or implicit else "pending"
-            entry = job.consent[participant.participant_id] = ConsentState(participant.name, decision)
-        return entry
+        job.consent.present(participant.participant_id, participant.name, consented=participant.is_host or implicit)
 
-    @staticmethod
-    def _holds(job: Job, entry: ConsentState) -> bool:
-        """The job keeps this participant's media paused: consent required and pending."""
-        return job.policy == "require" and entry.decision == "pending"
-
-    def _notified(self, job: Job, participant: Participant, now: float, *, audio: bool) -> None:
-        """Ledger row for a participant who got the banner and the event (and the audio)."""
-        entry = job.consent.get(participant.participant_id)
-        if entry is None:
+    def _record(self, job: Job, change: LedgerChange | None, now: float | None = None) -> None:
+        """Write one ledger change to the store, in the job's ledger order (a row is made
+        before its updates)."""
+        if change is None:
             return
-        channels = ["banner", "event"] + (["audio"] if audio else [])
-        entry.audio_sent = entry.audio_sent or audio
-        if entry.entry_id is not None or entry.written is not None:
-            self._add_channels(job, entry, channels)
-            return
-        entry.channels = channels
-        entry.written = asyncio.get_running_loop().create_future()
-        decision = entry.decision
-        meeting = job.meeting
+        meeting, entry, participant_id = job.meeting, change.entry, change.participant_id
 
         async def write() -> None:
-            try:
+            if change.kind == "notified":
                 row = await self._store.add_consent(
-                    meeting_id=meeting.meeting_id, participant_id=participant.participant_id, name=participant.name,
+                    meeting_id=meeting.meeting_id, participant_id=participant_id, name=entry.name,
                     live_session_id=meeting.live_session_id, recording_id=job.recording_id,
-                    channels=list(entry.channels), notified_at=now, decision=decision,
+                    channels=list(entry.channels), notified_at=now if now is not None else time.time(),
+                    decision=entry.decision,
                 )  # fmt: skip
-                entry.entry_id = row.id
-                if entry.decision != decision:  # decided while the row was written
-                    await self._store.update_consent(row.id, decision=entry.decision)
-            finally:
-                assert entry.written is not None
-                entry.written.set_result(None)
+                job.consent_rows[participant_id] = row.id
+                return
+            row_id = job.consent_rows.get(participant_id)
+            if row_id is None:
+                return  # never notified: nothing in the store to change
+            if change.kind == "channels":
+                await self._store.update_consent(row_id, channels=list(entry.channels))
+            else:
+                await self._store.update_consent(row_id, decision=change.decision)
 
-        job.ledger.run(write, f"consent-{participant.participant_id}")
-
-    def _add_channels(self, job: Job, entry: ConsentState, channels: list[str]) -> None:
-        new = [c for c in channels if c not in entry.channels]
-        if not new:
-            return
-        entry.channels = entry.channels + new
-
-        async def write() -> None:
-            if entry.entry_id is not None:
-                await self._store.update_consent(entry.entry_id, channels=list(entry.channels))
-
-        job.ledger.run(write, "consent-channels")
-
-    def _decide(self, job: Job, participant_id: str, entry: ConsentState, decision: str) -> None:
-        if entry.decision == decision:
-            return
-        entry.decision = decision
-
-        async def write() -> None:
-            if entry.entry_id is not None:
-                await self._store.update_consent(entry.entry_id, decision=decision)
-
-        job.ledger.run(write, f"consent-{decision}-{participant_id}")
+        job.ledger.run(write, f"consent-{change.kind}-{participant_id}")
 
     async def from_signaling(
         self, meeting: LiveMeeting, participant: Participant, kind: str, action: str, hints: list[str] | None = None
@@ -547,14 +429,13 @@ class Recordings(ConferenceListener):
         ends their session)."""
         if meeting.participants.get(participant.participant_id) is not participant:
             raise SignalingError("not_joined", "you are not in the meeting")
-        value = "continued" if decision == "continue" else "left"
+        value = CONTINUED if decision == "continue" else LEFT
         changed = False
         for job in list(self.active(meeting).values()):
-            entry = job.consent.get(participant.participant_id)
-            if entry is not None and entry.decision == "pending":
-                self._decide(job, participant.participant_id, entry, value)
-                changed = True
-        if value == "left":
+            change = job.consent.decide(participant.participant_id, value)
+            self._record(job, change)
+            changed |= change is not None
+        if value == LEFT:
             return
         await self._release_holds(meeting, [participant])
         if changed:
@@ -579,34 +460,27 @@ class Recordings(ConferenceListener):
             return False
         now = time.time()
         for job in self.active(meeting).values():
-            entry = self._present(job, participant, now)
-            entry.audio_sent = False  # a new connection: they hear it again
-            if self._holds(job, entry):
+            self._present(job, participant, now)
+            job.consent.new_connection(participant.participant_id)  # they hear it again
+            if job.consent.holds(participant.participant_id):
                 participant.media_held = True  # nothing published yet: nothing to pause
         participant.send(self.state_message(meeting, participant))
         for job in self.active(meeting).values():
-            self._notified(job, participant, now, audio=False)
+            self._record(job, job.consent.notified(participant.participant_id, audio=False), now)
         return True  # they hear the notice once their subscribe connection is up
 
     def subscriber_connected(self, meeting: LiveMeeting, participant: Participant) -> None:
-        jobs = [j for j in self.active(meeting).values() if not self._heard(j, participant)]
+        jobs = [j for j in self.active(meeting).values() if not j.consent.heard(participant.participant_id)]
         if jobs:
             kind = "recording" if any(j.kind == "recording" for j in jobs) else "transcription"
             self._tasks.spawn(self._late_notice(meeting, participant, jobs, kind), f"notice-{participant.participant_id}")
-
-    @staticmethod
-    def _heard(job: Job, participant: Participant) -> bool:
-        entry = job.consent.get(participant.participant_id)
-        return entry is None or entry.audio_sent
 
     async def _late_notice(self, meeting: LiveMeeting, participant: Participant, jobs: list[Job], kind: str) -> None:
         if not await self._play(meeting, f"{kind}-started", [participant]):
             return
         for job in jobs:
-            entry = job.consent.get(participant.participant_id)
-            if entry is not None and job.active:
-                entry.audio_sent = True
-                self._add_channels(job, entry, ["audio"])
+            if job.active:
+                self._record(job, job.consent.audio_reached(participant.participant_id))
 
     def participant_left(self, meeting: LiveMeeting, participant: Participant) -> None:
         now = time.time()
@@ -614,9 +488,7 @@ class Recordings(ConferenceListener):
             person = job.people.get(participant.participant_id)
             if person is not None:
                 person["left_at"] = now
-            entry = job.consent.get(participant.participant_id)
-            if entry is not None and entry.decision == "pending" and participant.exit_reason in LEFT_REASONS:
-                self._decide(job, participant.participant_id, entry, "left")
+            self._record(job, job.consent.gone(participant.participant_id, participant.exit_reason))
 
     def track_published(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
         for job in self.active(meeting).values():
