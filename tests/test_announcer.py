@@ -37,6 +37,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.rtcp_ssrc = 0xCAFE
+        self.connected = True
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
 

@@ -197,6 +197,7 @@ class _EngineSink:
     """A subscriber transport reduced to what the engine calls: FastSrtp protect, no socket."""
 
     rtcp_ssrc = 1
+    connected = True
 
     def __init__(self) -> None:
         self.tx = FastSrtp(srtp_session(new_srtp_key(), outbound=True))

@@ -191,7 +191,7 @@ class Announcer(Producer):
         for line in chosen.values():
             line.play = None  # leaves its old play, which skips lines that are not its own
             line.waiting_for = None
-            if _can_receive(line.consumer):
+            if line.consumer.can_send():
                 line.play = play
                 line.fresh = True
                 play.lines.append(line)
@@ -218,7 +218,7 @@ class Announcer(Producer):
             frames = line.waiting_for
             if frames is None or line.consumer.closed:
                 continue  # replaced by a newer play, or gone
-            if _can_receive(line.consumer):
+            if line.consumer.can_send():
                 play = started.get(id(frames))
                 if play is None:
                     play = started[id(frames)] = _Play(frames, now, [])
@@ -330,8 +330,3 @@ class Announcer(Producer):
         self._lines.clear()
         super().close()
 
-
-def _can_receive(consumer: Consumer) -> bool:
-    """Would `forward` send now? (the checks of `Consumer._restart`, bar the keyframe one,
-    which audio never waits for)"""
-    return consumer.active and not consumer.paused and consumer._sink_connected()

@@ -92,6 +92,7 @@ class PlainTransport(DatagramEndpoint):
         "consumers",
         "next_mid",
         "closed",
+        "connected",
     )
 
     def __init__(self, transport_id: str, router_id: str, counters: Counters, srtp: bool, max_datagram: int = 1500) -> None:
@@ -115,6 +116,9 @@ class PlainTransport(DatagramEndpoint):
         self.consumers: list[Consumer] = []
         self.next_mid = 0
         self.closed = False
+        # It can send from the start; what it sends before it knows the remote is dropped
+        # (send_rtp), and learning the remote restarts every stream (_set_remote).
+        self.connected = True
 
     # ------------------------------------------------------------------ setup
 
