@@ -22,9 +22,9 @@ from sfu.channel import ChannelError
 
 log = logging.getLogger(__name__)
 
-# The meeting's announcer: a server-side audio producer every router has (the SFU makes it
-# at ROUTER_CREATE); everyone is subscribed to it, so a notice played on it is heard
-# in-band. Clients see it as this track id with source "announcement" and no participant.
+# The meeting's announcer: a server-side audio producer on a direct transport of its
+# router (made with the router); everyone is subscribed to it, so a notice played on it is
+# heard in-band. Clients see it as this track id with source "announcement" and no participant.
 ANNOUNCER_TRACK_ID = "announcer"
 ANNOUNCER_SOURCE = "announcement"
 
@@ -244,11 +244,17 @@ class Conference:
         worker.routers.add(meeting.meeting_id)
         try:
             await worker.client.request(api.RouterCreate(router_id=meeting.meeting_id))
+            direct_id = new_id()
+            await worker.client.request(api.DirectTransportCreate(router_id=meeting.meeting_id, transport_id=direct_id))
+            announcer = await worker.client.request(
+                api.DirectProducerCreate(transport_id=direct_id, kind="audio", source=ANNOUNCER_SOURCE)
+            )
         except ChannelError as exc:
             if worker.generation == generation:
                 worker.routers.discard(meeting.meeting_id)
             raise media_error(exc, "creating the meeting's router") from None
-        meeting.placement = Placement(worker.index, generation, meeting.meeting_id)
+        assert isinstance(announcer, api.DirectProducerCreated)
+        meeting.placement = Placement(worker.index, generation, meeting.meeting_id, announcer.producer.producer_id)
         self.listener.router_created(meeting)
 
     async def ensure_router(self, meeting: Meeting) -> None:
@@ -397,17 +403,17 @@ class Conference:
         except ChannelError as exc:
             await self._close_transports(meeting, participant)
             raise media_error(exc, "creating transports") from None
-        await self._consume_announcer(meeting, participant, router_id)
+        await self._consume_announcer(meeting, participant)
 
-    async def _consume_announcer(self, meeting: Meeting, participant: Participant, router_id: str) -> None:
+    async def _consume_announcer(self, meeting: Meeting, participant: Participant) -> None:
         """Subscribe them to the meeting's announcer, so that notices reach them in-band.
         Not fatal when it fails: they still get the notice as a banner and an event."""
-        assert participant.subscribe_transport_id is not None
+        assert participant.subscribe_transport_id is not None and meeting.placement is not None
         consumer_id = new_id()
         create = api.ConsumerCreate(
             transport_id=participant.subscribe_transport_id,
             consumer_id=consumer_id,
-            producer_id=api.announcer_producer_id(router_id),
+            producer_id=meeting.placement.announcer_producer_id,
         )
         try:
             await self.request(meeting, create)
@@ -641,7 +647,8 @@ class Conference:
             if not consumer_ids:
                 return
         await self.request(
-            meeting, api.NoticePlay(router_id=placement.router_id, frames=frames, consumer_ids=consumer_ids)
+            meeting,
+            api.NoticePlay(producer_id=placement.announcer_producer_id, frames=frames, consumer_ids=consumer_ids),
         )
 
     def chat(self, meeting: Meeting, message: dict[str, Any]) -> None:

@@ -172,14 +172,16 @@ class Participant:
 
 
 class Placement:
-    """Where a meeting's router lives: a worker index and that worker process's generation."""
+    """Where a meeting's router lives: a worker index and that worker process's generation;
+    and the id of the router's announcer (the producer notices are played on)."""
 
-    __slots__ = ("worker_index", "generation", "router_id")
+    __slots__ = ("worker_index", "generation", "router_id", "announcer_producer_id")
 
-    def __init__(self, worker_index: int, generation: int, router_id: str) -> None:
+    def __init__(self, worker_index: int, generation: int, router_id: str, announcer_producer_id: str) -> None:
         self.worker_index = worker_index
         self.generation = generation
         self.router_id = router_id
+        self.announcer_producer_id = announcer_producer_id
 
 
 class Meeting:
