@@ -14,7 +14,6 @@ from typing import ClassVar
 
 from common.messages import Empty, Message
 
-
 # ----------------------------------------------------------------- shared records
 
 
@@ -69,6 +68,8 @@ class RouterCreate(Message):
 
 @dataclass(frozen=True)
 class RouterClose(Message):
+    """Closes the router and everything in it: transports, producers, consumers."""
+
     NAME: ClassVar[str] = "ROUTER_CLOSE"
     router_id: str
 
@@ -85,6 +86,9 @@ class TransportCreate(Message):
 
 @dataclass(frozen=True)
 class TransportClose(Message):
+    """Any transport (WebRTC, plain, direct), with its producers and consumers, and the
+    consumers of those producers wherever they are."""
+
     NAME: ClassVar[str] = "TRANSPORT_CLOSE"
     transport_id: str
 
@@ -109,6 +113,8 @@ class PublishAnswer(Message):
 
 @dataclass(frozen=True)
 class ProducerClose(Message):
+    """Any producer (an announcer too), with its consumers."""
+
     NAME: ClassVar[str] = "PRODUCER_CLOSE"
     producer_id: str
 
@@ -247,31 +253,54 @@ class PlainConsumerInfo(Message):
     channels: int | None = None
 
 
-# ------------------------------------------------------------------ in-band notices
+# ------------------------------------------------------------ direct transports
 #
-# Every router has a server-side audio producer, the announcer, with the deterministic id
-# "announcer-<router_id>" and source "announcement". Control consumes it like any track
-# (CONSUMER_CREATE on each participant's subscribe transport, or on a plain transport) and
-# plays notices into it. See docs/notice.md.
+# A direct transport is a transport of a router with no socket (mediasoup's
+# DirectTransport): its producers are fed by the worker itself. A direct producer is an
+# announcer: a server-side audio producer (Opus, 48 kHz) that plays notice clips sent with
+# NOTICE_PLAY. Control makes one per meeting and consumes it like any track
+# (CONSUMER_CREATE on each participant's subscribe transport, or on a plain transport).
+# See docs/notice.md.
 
 
-def announcer_producer_id(router_id: str) -> str:
-    """The id of the router's announcer producer (created with the router)."""
-    return f"announcer-{router_id}"
+@dataclass(frozen=True)
+class DirectTransportCreate(Message):
+    """A transport without a socket in the router, for producers the worker feeds."""
+
+    NAME: ClassVar[str] = "DIRECT_TRANSPORT_CREATE"
+    router_id: str
+    transport_id: str
+
+
+@dataclass(frozen=True)
+class DirectProducerCreate(Message):
+    """An announcer on a direct transport: kind "audio" (it plays Opus clips). The worker
+    picks its id; source is what consumers see (default "announcement")."""
+
+    NAME: ClassVar[str] = "DIRECT_PRODUCER_CREATE"
+    transport_id: str
+    kind: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class DirectProducerCreated(Message):
+    NAME: ClassVar[str] = "DIRECT_PRODUCER_CREATED"
+    producer: ProducerInfo
 
 
 @dataclass(frozen=True)
 class NoticePlay(Message):
-    """Play a clip through the router's announcer, paced at 20 ms per frame.
+    """Play a clip through a direct producer (an announcer), paced at 20 ms per frame.
 
     frames: base64 Opus packets of 20 ms each (common.notices.notice_frames). consumer_ids:
-    consumers of the announcer to play to; empty: every consumer it has. A consumer already
+    consumers of the producer to play to; empty: every consumer it has. A consumer already
     in a play leaves it for this one; one that cannot receive yet (no answer, no DTLS)
     gets the clip from its start once it can, within 10 s. Answered once scheduled.
     """
 
     NAME: ClassVar[str] = "NOTICE_PLAY"
-    router_id: str
+    producer_id: str
     frames: list[str]
     consumer_ids: list[str] = field(default_factory=list)
 
@@ -292,6 +321,8 @@ RESPONSES: dict[type[Message], type[Message]] = {
     PlainTransportCreate: PlainTransportInfo,
     PlainTransportConnect: Empty,
     PlainProducerCreate: PlainProducerCreated,
+    DirectTransportCreate: Empty,
+    DirectProducerCreate: DirectProducerCreated,
     NoticePlay: Empty,
 }
 

@@ -3,6 +3,12 @@
 Started by control as `python -m sfu.worker --index I --channel-fd FD --config-json JSON`.
 It binds its socket, announces WORKER_READY on the channel, then answers requests until
 the channel closes or SIGTERM arrives.
+
+Its media objects form one tree, Router → Transport → Producer / Consumer, which owns
+them and closes them (sfu/engine/router.py). A request handler looks up the entity it
+names in the tree's `Registry` and calls a method of it: the worker keeps no map and
+writes no cascade of its own. The worker adds the loop: periodic RTCP, keyframe request
+polls, transport-wide feedback, the lag probe, and the timer of the notice clock.
 """
 
 from __future__ import annotations
@@ -15,12 +21,11 @@ import ipaddress
 import json
 import logging
 import os
-import random
 import secrets
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import uvloop
 from aiortc.rtcdtlstransport import RTCCertificate
@@ -29,12 +34,16 @@ from common.channel import ChannelServer, RequestFailed, open_server, serve_unti
 from common.messages import Empty, Message
 from config.schema import MediaConfig, SfuConfig
 from sfu import api, process_stats
+from sfu.engine.announcer import SOURCE as ANNOUNCEMENT
 from sfu.engine.announcer import Announcer
 from sfu.engine.consumer import Consumer
+from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.producer import Producer, ProducerParams
-from sfu.engine.router import Router
+from sfu.engine.router import Registry, Router
 from sfu.engine.stats import Counters
 from sfu.transport import negotiation
+from sfu.transport.base import Transport
+from sfu.transport.direct import DirectTransport
 from sfu.transport.dtls import certificate_fingerprint
 from sfu.transport.plain import SRTP_CRYPTO_SUITE, PlainTransport
 from sfu.transport.udp import MediaSocket
@@ -46,6 +55,8 @@ log = logging.getLogger("sfu.worker")
 KEYFRAME_POLL_S = 0.1
 TRANSPORT_FEEDBACK_S = 0.1
 LAG_PROBE_S = 0.25
+
+AnyTransport = TypeVar("AnyTransport", bound=Transport)
 
 
 def codec_policy(media: MediaConfig) -> sdp.CodecPolicy:
@@ -72,23 +83,22 @@ class Worker:
         self.socket = MediaSocket(self.counters, sfu_config.max_datagram)
         self.certificate = RTCCertificate.generateCertificate()
         self.fingerprint = certificate_fingerprint(self.certificate)
-        self.routers: dict[str, Router] = {}
-        self.transports: dict[str, WebRtcTransport] = {}
-        self.plain_transports: dict[str, PlainTransport] = {}
-        self.producers: dict[str, Producer] = {}
-        self.consumers: dict[str, Consumer] = {}
+        # Every router, transport, producer and consumer by id: kept by the tree itself.
+        self.registry = Registry()
         self.channel: ChannelServer | None = None
         self.loop_lag = 0.0
         self.socket_drops = process_stats.UdpDropMeter()
         self._timers: list[asyncio.Task[None]] = []
         self.port = 0
-        # Notices (NOTICE_PLAY): one timer for every announcer of the worker, set for the
-        # earliest frame due; counters are the worker's (an announcer goes with its router).
+        # Notices (NOTICE_PLAY): the clock paces every announcer; one loop timer drives it.
+        self.notices = NoticeClock()
         self._notice_timer: asyncio.TimerHandle | None = None
-        self._notice_timer_at = 0.0
-        self._playing: set[Announcer] = set()  # announcers with a play running
-        self.notice_plays = 0
-        self.notice_packets_sent = 0
+
+    @property
+    def transports(self) -> dict[str, Transport]:
+        """The registry's transports, as what they are up here (the engine's router knows
+        them only as its RouterTransport protocol)."""
+        return self.registry.transports  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- startup
 
@@ -122,19 +132,14 @@ class Worker:
 
     def _send_reports(self) -> None:
         for transport in self.transports.values():
-            if transport.direction == "publish" and transport.producers_by_mid:
-                transport.send_receiver_reports()
-        for plain in self.plain_transports.values():
-            if plain.producers_by_mid:
-                plain.send_receiver_reports()
+            transport.send_receiver_reports()
 
     def _send_transport_feedback(self) -> None:
         for transport in self.transports.values():
-            if transport.tcc_ext_id:
-                transport.send_transport_feedback()
+            transport.send_transport_feedback()
 
     def _poll_keyframes(self) -> None:
-        for producer in self.producers.values():
+        for producer in self.registry.producers.values():
             if producer.keyframe_waiters:
                 producer.poll_keyframe_request()
 
@@ -151,16 +156,17 @@ class Worker:
 
     async def _on_worker_get_stats(self, _: api.WorkerGetStats) -> Message:
         counters, dropped = self.counters.snapshot()
-        counters["notice_plays"] = self.notice_plays
-        counters["notice_packets_sent"] = self.notice_packets_sent
+        counters["notice_plays"] = self.notices.plays
+        counters["notice_packets_sent"] = self.notices.packets_sent
         # Datagrams the kernel dropped at our sockets (receive buffer full): we never saw them.
         dropped["socket_buffer_full"] = self.socket_drops.update(self._socket_inodes())
+        network = [t for t in self.transports.values() if t.NETWORK]
         gauges = {
-            "routers": float(len(self.routers)),
-            "transports": float(len(self.transports) + len(self.plain_transports)),
-            # Incoming streams: the routers' announcers are not.
-            "producers": float(len(self.producers) - sum(r.announcer is not None for r in self.routers.values())),
-            "consumers": float(len(self.consumers)),
+            "routers": float(len(self.registry.routers)),
+            "transports": float(len(network)),
+            # Incoming streams: producers the worker feeds itself (announcers) are not.
+            "producers": float(sum(len(t.producers) for t in network)),
+            "consumers": float(len(self.registry.consumers)),
             "loop_lag_seconds": self.loop_lag,
             "cpu_seconds": process_stats.cpu_seconds(),
             "rss_bytes": float(process_stats.rss_bytes()),
@@ -168,32 +174,20 @@ class Worker:
         return api.WorkerStats(counters=counters, dropped=dropped, gauges=gauges)
 
     def _socket_inodes(self) -> set[int]:
-        udps = [self.socket.udp, *(t.udp for t in self.plain_transports.values())]
-        inodes = (process_stats.socket_inode(u.get_extra_info("socket")) for u in udps if u is not None)
+        shared = self.socket.udp.get_extra_info("socket") if self.socket.udp is not None else None
+        sockets = [shared, *(t.own_socket() for t in self.transports.values())]
+        inodes = (process_stats.socket_inode(s) for s in sockets if s is not None)
         return {inode for inode in inodes if inode is not None}
 
     async def _on_router_create(self, request: api.RouterCreate) -> Message:
-        if request.router_id not in self.routers:
-            router = Router(request.router_id)
-            announcer = Announcer(
-                api.announcer_producer_id(router.id), self.opus_payload_type, self.counters, time.monotonic
-            )
-            router.announcer = announcer
-            router.add_producer(announcer)
-            self.producers[announcer.id] = announcer
-            self.routers[router.id] = router
+        if request.router_id not in self.registry.routers:
+            Router(request.router_id, self.registry)
         return Empty()
 
     async def _on_router_close(self, request: api.RouterClose) -> Message:
-        router = self.routers.pop(request.router_id, None)
+        router = self.registry.routers.get(request.router_id)
         if router is not None:
-            for transport_id in list(router.transport_ids):
-                await self._close_transport(transport_id)
-            if router.announcer is not None:  # its consumers went with the transports
-                self.producers.pop(router.announcer.id, None)
-                router.announcer.close()
-                self._playing.discard(router.announcer)
-                self._schedule_notices()
+            await router.close()
         return Empty()
 
     async def _on_transport_create(self, request: api.TransportCreate) -> Message:
@@ -203,52 +197,44 @@ class Worker:
         self._check_new_transport_id(request.transport_id)
         transport = WebRtcTransport(
             request.transport_id,
-            router.id,
+            router,
             request.direction,
             self.socket,
             self.certificate,
             self.counters,
             self._on_transport_state,
         )
-        self.transports[transport.id] = transport
-        router.transport_ids.add(transport.id)
-        self.socket.ice.register(transport)
+        router.add_transport(transport)
         return Empty()
 
     async def _on_transport_close(self, request: api.TransportClose) -> Message:
-        await self._close_transport(request.transport_id)
+        transport = self.transports.get(request.transport_id)
+        if transport is not None:
+            await transport.close()
         return Empty()
 
     async def _on_publish_offer(self, request: api.PublishOffer) -> Message:
-        transport = self._transport(request.transport_id, "publish")
-        router = self._router(transport.router_id)
-
-        def make_producer(params: ProducerParams) -> Producer:
-            params.producer_id = secrets.token_hex(8)
-            return self._new_producer(params, transport)
-
+        transport = self._webrtc(request.transport_id, "publish")
         answer, created, closed = negotiation.apply_publish_offer(
-            transport, request.sdp, request.sources, self._local(transport), self.policy, make_producer
+            transport,
+            request.sdp,
+            request.sources,
+            self._local(transport),
+            self.policy,
+            lambda params: self._new_producer(params, transport),
         )
         for producer in closed:
-            self._close_producer(producer)
+            producer.close()
         for producer in created:
-            self._add_producer(producer, transport, router)
+            transport.add_producer(producer)
         return api.PublishAnswer(
-            sdp=answer,
-            producers=[
-                api.ProducerInfo(p.id, p.params.mid, p.params.kind, p.params.source, p.params.codec_name)
-                for p in created
-            ],
-            closed_producer_ids=[p.id for p in closed],
+            sdp=answer, producers=[_producer_info(p) for p in created], closed_producer_ids=[p.id for p in closed]
         )
 
     async def _on_producer_close(self, request: api.ProducerClose) -> Message:
-        producer = self.producers.get(request.producer_id)
-        if isinstance(producer, Announcer):
-            raise RequestFailed("invalid", f"{producer.id} closes with its router")
+        producer = self.registry.producers.get(request.producer_id)
         if producer is not None:
-            self._close_producer(producer)
+            producer.close()
         return Empty()
 
     async def _on_producer_pause(self, request: api.ProducerPause) -> Message:
@@ -256,34 +242,15 @@ class Worker:
         return Empty()
 
     async def _on_consumer_create(self, request: api.ConsumerCreate) -> Message:
-        plain = self.plain_transports.get(request.transport_id)
-        transport = plain or self._transport(request.transport_id, "subscribe")
+        transport = self._transport(request.transport_id, Transport)
         producer = self._producer(request.producer_id)
-        if producer.id not in self._router(transport.router_id).producers:
-            raise RequestFailed("invalid", "producer and transport are in different meetings")
-        if request.consumer_id in self.consumers:
+        if request.consumer_id in self.registry.consumers:
             raise RequestFailed("exists", f"consumer {request.consumer_id} exists")
         codec = negotiation.subscriber_codec(self.policy, producer.params)
-        # RTX is negotiated in the subscribe offer; a plain consumer has none.
-        rtx_payload_type = codec.rtx_payload_type if plain is None and producer.params.kind == "video" else None
-        consumer = Consumer(
-            request.consumer_id,
-            producer,
-            transport,
-            transport.allocate_mid(),
-            ssrc=_random_ssrc(),
-            payload_type=codec.payload_type,
-            counters=self.counters,
-            rtx_ssrc=_random_ssrc() if rtx_payload_type else None,
-            rtx_payload_type=rtx_payload_type,
-        )
-        producer.add_consumer(consumer)
-        transport.add_consumer(consumer)
-        self.consumers[consumer.id] = consumer
-        if plain is None:
-            return Empty()
-        # No answer step: header extensions pass through unchanged, no transport-cc, no RTX.
-        consumer.activate(None, 0, False)
+        # ValueError (invalid): another meeting's producer, a publish or direct transport.
+        consumer = transport.consume(request.consumer_id, producer, codec)
+        if transport.NEGOTIATES:
+            return Empty()  # described in the next subscribe offer, started by the answer
         return api.PlainConsumerInfo(
             consumer_id=consumer.id,
             producer_id=producer.id,
@@ -296,15 +263,13 @@ class Worker:
         )
 
     async def _on_consumer_close(self, request: api.ConsumerClose) -> Message:
-        consumer = self.consumers.pop(request.consumer_id, None)
+        consumer = self.registry.consumers.get(request.consumer_id)
         if consumer is not None:
             consumer.close()
-            if isinstance(consumer.sink, PlainTransport):
-                consumer.sink.remove_consumer(consumer)
         return Empty()
 
     async def _on_subscribe_offer_create(self, request: api.SubscribeOfferCreate) -> Message:
-        transport = self._transport(request.transport_id, "subscribe")
+        transport = self._webrtc(request.transport_id, "subscribe")
         if not transport.consumer_slots:
             raise RequestFailed("invalid", "nothing to offer: the transport has no consumers")
         text, consumers = negotiation.create_subscribe_offer(transport, self._local(transport), self.policy)
@@ -317,69 +282,9 @@ class Worker:
         )
 
     async def _on_subscribe_answer_set(self, request: api.SubscribeAnswerSet) -> Message:
-        transport = self._transport(request.transport_id, "subscribe")
+        transport = self._webrtc(request.transport_id, "subscribe")
         negotiation.apply_subscribe_answer(transport, request.sdp)
         return Empty()
-
-    # ------------------------------------------------------------ notices
-
-    async def _on_notice_play(self, request: api.NoticePlay) -> Message:
-        router = self._router(request.router_id)
-        announcer = router.announcer
-        assert announcer is not None  # every router gets one at ROUTER_CREATE
-        frames = []
-        for index, text in enumerate(request.frames):
-            try:
-                frames.append(base64.b64decode(text, validate=True))
-            except (binascii.Error, ValueError):
-                raise RequestFailed("invalid", f"frames[{index}]: not base64") from None
-        if request.consumer_ids:
-            targets = []
-            for consumer_id in request.consumer_ids:
-                consumer = self.consumers.get(consumer_id)
-                if consumer is None:
-                    raise RequestFailed("not_found", f"no consumer {consumer_id}")
-                if consumer.producer is not announcer:
-                    raise RequestFailed("invalid", f"consumer {consumer_id} does not consume {announcer.id}")
-                targets.append(consumer)
-        else:
-            targets = list(announcer.consumers)
-        announcer.play(frames, targets, asyncio.get_running_loop().time())  # ValueError: a bad clip
-        self.notice_plays += 1
-        if announcer.next_due is not None:
-            self._playing.add(announcer)
-        self._schedule_notices()
-        return Empty()
-
-    def _schedule_notices(self) -> None:
-        """(Re)arm the one notice timer for the earliest frame due, or disarm it.
-
-        Deadlines are absolute (a play's start + 20 ms per frame), so a late timer makes
-        the next wait shorter instead of shifting every later frame: no drift.
-        """
-        due = min((d for a in self._playing if (d := a.next_due) is not None), default=None)
-        timer = self._notice_timer
-        if timer is not None:
-            if due is not None and self._notice_timer_at <= due:
-                return  # fires early enough; it reschedules itself
-            timer.cancel()
-            self._notice_timer = None
-        if due is not None:
-            self._notice_timer_at = due
-            self._notice_timer = asyncio.get_running_loop().call_at(due, self._on_notice_timer)
-
-    def _on_notice_timer(self) -> None:
-        self._notice_timer = None
-        now = asyncio.get_running_loop().time()
-        for announcer in list(self._playing):
-            try:
-                self.notice_packets_sent += announcer.tick(now)
-            except Exception:  # a bug must not stop other meetings' notices, nor repeat 50 times a second
-                log.exception("notice play of %s failed; abandoned", announcer.id)
-                announcer.stop()
-            if announcer.next_due is None:
-                self._playing.discard(announcer)
-        self._schedule_notices()
 
     # ------------------------------------------------------ plain RTP transports
 
@@ -387,14 +292,14 @@ class Worker:
         router = self._router(request.router_id)
         self._check_new_transport_id(request.transport_id)
         transport = PlainTransport(
-            request.transport_id, router.id, self.counters, request.srtp, self.config.max_datagram
+            request.transport_id, router, self.counters, request.srtp, self.config.max_datagram
         )
+        router.add_transport(transport)
         try:
             ip, port = await transport.bind(request.listen_ip, request.port)
         except OSError as exc:
+            await transport.close()
             raise RequestFailed("invalid", f"cannot bind {request.listen_ip}:{request.port}: {exc}") from None
-        self.plain_transports[transport.id] = transport
-        router.transport_ids.add(transport.id)
         if ip == "0.0.0.0":
             ip = self.announced_ips[0]
         return api.PlainTransportInfo(
@@ -406,7 +311,7 @@ class Worker:
         )
 
     async def _on_plain_transport_connect(self, request: api.PlainTransportConnect) -> Message:
-        transport = self._plain_transport(request.transport_id)
+        transport = self._transport(request.transport_id, PlainTransport)
         if (request.remote_ip is None) != (request.remote_port is None):
             raise RequestFailed("invalid", "remote_ip and remote_port go together")
         remote = None
@@ -418,14 +323,13 @@ class Worker:
         return Empty()
 
     async def _on_plain_producer_create(self, request: api.PlainProducerCreate) -> Message:
-        transport = self._plain_transport(request.transport_id)
-        router = self._router(transport.router_id)
+        transport = self._transport(request.transport_id, PlainTransport)
         if request.kind not in ("audio", "video"):
             raise RequestFailed("invalid", "kind must be audio or video")
         if not 0 <= request.payload_type <= 127 or not 0 <= request.ssrc <= 0xFFFFFFFF:
             raise RequestFailed("invalid", "payload_type must be 0..127 and ssrc 0..2^32-1")
         params = ProducerParams(
-            producer_id=secrets.token_hex(8),
+            producer_id="",
             kind=request.kind,
             source=request.source or ("microphone" if request.kind == "audio" else "camera"),
             mid=transport.allocate_mid(),
@@ -438,47 +342,107 @@ class Worker:
         )
         negotiation.subscriber_codec(self.policy, params)  # ValueError: a codec we cannot forward
         producer = self._new_producer(params, transport)
-        self._add_producer(producer, transport, router)  # ValueError: SSRC taken
-        return api.PlainProducerCreated(
-            producer=api.ProducerInfo(producer.id, params.mid, params.kind, params.source, params.codec_name)
-        )
+        transport.add_producer(producer)  # ValueError: SSRC taken
+        return api.PlainProducerCreated(producer=_producer_info(producer))
 
-    def _plain_transport(self, transport_id: str) -> PlainTransport:
-        transport = self.plain_transports.get(transport_id)
-        if transport is None:
-            raise RequestFailed("not_found", f"no plain transport {transport_id}")
+    # ------------------------------------------------------------ direct transports
+
+    async def _on_direct_transport_create(self, request: api.DirectTransportCreate) -> Message:
+        router = self._router(request.router_id)
+        self._check_new_transport_id(request.transport_id)
+        router.add_transport(DirectTransport(request.transport_id, router, self.counters))
+        return Empty()
+
+    async def _on_direct_producer_create(self, request: api.DirectProducerCreate) -> Message:
+        transport = self._transport(request.transport_id, DirectTransport)
+        if request.kind != "audio":
+            raise RequestFailed("invalid", "kind: a direct producer plays Opus clips, it must be audio")
+        announcer = Announcer(
+            secrets.token_hex(8),
+            self.opus_payload_type,
+            self.counters,
+            time.monotonic,
+            transport,
+            mid=transport.allocate_mid(),
+            source=request.source or ANNOUNCEMENT,
+            listener=transport,
+        )
+        transport.add_producer(announcer)
+        return api.DirectProducerCreated(producer=_producer_info(announcer))
+
+    async def _on_notice_play(self, request: api.NoticePlay) -> Message:
+        announcer = self._producer(request.producer_id)
+        if not isinstance(announcer, Announcer):
+            raise RequestFailed("invalid", f"producer {announcer.id} is not a direct producer")
+        frames = _decode_frames(request.frames)
+        targets = [self._consumer_of(announcer, c) for c in request.consumer_ids] or list(announcer.consumers)
+        self.notices.play(announcer, frames, targets, asyncio.get_running_loop().time())  # ValueError: a bad clip
+        self._arm_notice_timer()
+        return Empty()
+
+    def _consumer_of(self, announcer: Announcer, consumer_id: str) -> Consumer:
+        consumer = self.registry.consumers.get(consumer_id)
+        if consumer is None:
+            raise RequestFailed("not_found", f"no consumer {consumer_id}")
+        if consumer.producer is not announcer:
+            raise RequestFailed("invalid", f"consumer {consumer_id} does not consume {announcer.id}")
+        return consumer
+
+    def _arm_notice_timer(self) -> None:
+        """Wire the notice clock to the loop: one timer, at its next deadline (absolute)."""
+        if self._notice_timer is not None:
+            self._notice_timer.cancel()
+            self._notice_timer = None
+        due = self.notices.next_due
+        if due is not None:
+            self._notice_timer = asyncio.get_running_loop().call_at(due, self._on_notice_timer)
+
+    def _on_notice_timer(self) -> None:
+        self._notice_timer = None
+        for announcer, exc in self.notices.tick(asyncio.get_running_loop().time()):
+            log.error("notice play of %s failed; abandoned", announcer.id, exc_info=exc)
+        self._arm_notice_timer()
+
+    # ----------------------------------------------------------------- lookups
+
+    def _router(self, router_id: str) -> Router:
+        router = self.registry.routers.get(router_id)
+        if router is None:
+            raise RequestFailed("not_found", f"no router {router_id}")
+        return router
+
+    def _transport(self, transport_id: str, kind: type[AnyTransport]) -> AnyTransport:
+        """The transport `transport_id`, which the request needs to be a `kind`."""
+        transport = self.transports.get(transport_id)
+        if not isinstance(transport, kind):
+            what = f"{kind.KIND} transport" if kind.KIND else "transport"
+            raise RequestFailed("not_found", f"no {what} {transport_id}")
+        return transport
+
+    def _webrtc(self, transport_id: str, direction: str) -> WebRtcTransport:
+        transport = self._transport(transport_id, WebRtcTransport)
+        if transport.direction != direction:
+            raise RequestFailed("invalid", f"transport {transport_id} is a {transport.direction} transport")
         return transport
 
     def _check_new_transport_id(self, transport_id: str) -> None:
-        if transport_id in self.transports or transport_id in self.plain_transports:
+        if transport_id in self.registry.transports:
             raise RequestFailed("exists", f"transport {transport_id} exists")
+
+    def _producer(self, producer_id: str) -> Producer:
+        producer = self.registry.producers.get(producer_id)
+        if producer is None:
+            raise RequestFailed("not_found", f"no producer {producer_id}")
+        return producer
 
     # ----------------------------------------------------------------- helpers
 
     def _local(self, transport: WebRtcTransport) -> sdp.LocalTransport:
         return negotiation.local_description(transport, self.fingerprint, self.announced_ips, self.port)
 
-    def _router(self, router_id: str) -> Router:
-        router = self.routers.get(router_id)
-        if router is None:
-            raise RequestFailed("not_found", f"no router {router_id}")
-        return router
-
-    def _transport(self, transport_id: str, direction: str) -> WebRtcTransport:
-        transport = self.transports.get(transport_id)
-        if transport is None:
-            raise RequestFailed("not_found", f"no transport {transport_id}")
-        if transport.direction != direction:
-            raise RequestFailed("invalid", f"transport {transport_id} is a {transport.direction} transport")
-        return transport
-
-    def _producer(self, producer_id: str) -> Producer:
-        producer = self.producers.get(producer_id)
-        if producer is None:
-            raise RequestFailed("not_found", f"no producer {producer_id}")
-        return producer
-
-    def _new_producer(self, params: ProducerParams, transport: WebRtcTransport | PlainTransport) -> Producer:
+    def _new_producer(self, params: ProducerParams, transport: Transport) -> Producer:
+        """A producer arriving on `transport`, with an id the worker picks."""
+        params.producer_id = secrets.token_hex(8)
         return Producer(
             params,
             transport,
@@ -487,54 +451,15 @@ class Worker:
             stream_id=transport.id,
             cache_size=self.config.nack_cache_packets,
             pli_min_interval=self.config.pli_min_interval_s,
+            listener=transport,
         )
-
-    def _add_producer(self, producer: Producer, transport: WebRtcTransport | PlainTransport, router: Router) -> None:
-        transport.add_producer(producer)  # first: a plain transport refuses an SSRC it has
-        router.add_producer(producer)
-        self.producers[producer.id] = producer
-
-    def _close_producer(self, producer: Producer) -> None:
-        self.producers.pop(producer.id, None)
-        for consumer in list(producer.consumers):
-            self.consumers.pop(consumer.id, None)
-            if isinstance(consumer.sink, PlainTransport):
-                consumer.sink.remove_consumer(consumer)
-        producer.close()
-        transport = self.transports.get(producer.stream_id) or self.plain_transports.get(producer.stream_id)
-        if transport is not None:
-            transport.remove_producer(producer)
-            router = self.routers.get(transport.router_id)
-            if router is not None:
-                router.remove_producer(producer.id)
-
-    async def _close_transport(self, transport_id: str) -> None:
-        transport = self.transports.get(transport_id) or self.plain_transports.get(transport_id)
-        if transport is None:
-            return
-        # While the transport is still listed: _close_producer finds it (and its router) there.
-        for producer in list(transport.producers_by_mid.values()):
-            self._close_producer(producer)
-        router = self.routers.get(transport.router_id)
-        if router is not None:
-            router.transport_ids.discard(transport_id)
-        if isinstance(transport, PlainTransport):
-            for consumer in transport.consumers:
-                self.consumers.pop(consumer.id, None)
-            del self.plain_transports[transport_id]
-            transport.close()
-        else:
-            for consumer in transport.consumer_slots:
-                self.consumers.pop(consumer.id, None)
-            del self.transports[transport_id]
-            await transport.close()
 
     def _on_transport_state(self, transport: WebRtcTransport, state: str) -> None:
         if self.channel is not None:
             self.channel.notify(transport.id, api.TransportStateChanged(state=state))
         if state in ("failed", "closed"):
-            for producer in list(transport.producers_by_mid.values()):
-                self._close_producer(producer)
+            for producer in list(transport.producers.values()):
+                producer.close()
                 if self.channel is not None:
                     self.channel.notify(producer.id, api.ProducerClosed(reason=f"transport {state}"))
 
@@ -544,15 +469,25 @@ class Worker:
         if self._notice_timer is not None:
             self._notice_timer.cancel()
             self._notice_timer = None
-        self._playing.clear()
-        for transport_id in [*self.transports, *self.plain_transports]:
-            await self._close_transport(transport_id)
+        for router in list(self.registry.routers.values()):
+            await router.close()
         if self.socket.udp is not None:
             self.socket.udp.close()
 
 
-def _random_ssrc() -> int:
-    return random.randint(1, 0xFFFFFFFF)
+def _producer_info(producer: Producer) -> api.ProducerInfo:
+    params = producer.params
+    return api.ProducerInfo(producer.id, params.mid, params.kind, params.source, params.codec_name)
+
+
+def _decode_frames(texts: list[str]) -> list[bytes]:
+    frames = []
+    for index, text in enumerate(texts):
+        try:
+            frames.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            raise RequestFailed("invalid", f"frames[{index}]: not base64") from None
+    return frames
 
 
 def _ip_address(text: str) -> str:

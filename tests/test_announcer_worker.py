@@ -4,6 +4,7 @@
   paced at 20 ms, decodes with av to exactly what the asset decodes to; a consumer that
   was not targeted receives nothing.
 - plays to everyone, back to back: each receiver's line continues across plays.
+- the announcer is made as control makes it (a direct transport, a direct producer).
 - an aiortc WebRTC subscriber gets the announcer's m-line and decodes the notice.
 - NACK/PLI for the announcer, bad requests, consumer and router close: counted, refused
   or cleaned up, never a crash.
@@ -31,7 +32,6 @@ from sfu.wire import rtcp, rtp
 from sfu.worker import Worker
 from tests.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
 
-ANNOUNCER = api.announcer_producer_id("r")
 STARTED = notice_frames("recording-started")
 STOPPED = notice_frames("recording-stopped")
 
@@ -80,12 +80,23 @@ class Receiver:
         self.sock.close()
 
 
-async def plain_consumer(worker: Worker, name: str, srtp: bool = False) -> tuple[Receiver, api.PlainConsumerInfo, int]:
+@pytest.fixture
+async def announcer(worker) -> str:
+    """Router "r"'s announcer, made as control makes it: its producer id."""
+    await worker.handle(api.DirectTransportCreate(router_id="r", transport_id="direct"))
+    created = await worker.handle(api.DirectProducerCreate(transport_id="direct", kind="audio", source="announcement"))
+    assert isinstance(created, api.DirectProducerCreated)
+    return created.producer.producer_id
+
+
+async def plain_consumer(
+    worker: Worker, announcer: str, name: str, srtp: bool = False
+) -> tuple[Receiver, api.PlainConsumerInfo, int]:
     info = await worker.handle(api.PlainTransportCreate(router_id="r", transport_id=name, srtp=srtp))
     receiver = Receiver(info.srtp_key_base64)
     await worker.handle(api.PlainTransportConnect(transport_id=name, remote_ip="127.0.0.1", remote_port=receiver.port))
     consumer = await worker.handle(
-        api.ConsumerCreate(transport_id=name, consumer_id=f"{name}-n", producer_id=ANNOUNCER)
+        api.ConsumerCreate(transport_id=name, consumer_id=f"{name}-n", producer_id=announcer)
     )
     assert isinstance(consumer, api.PlainConsumerInfo)
     return receiver, consumer, info.port
@@ -118,13 +129,13 @@ async def stats(worker: Worker) -> api.WorkerStats:
 # --------------------------------------------------------------------- plain transports
 
 
-async def test_the_notice_reaches_the_targeted_consumer_only_and_decodes_to_the_asset(worker):
-    target, target_info, _ = await plain_consumer(worker, "rec", srtp=True)
-    bystander, _, _ = await plain_consumer(worker, "other")
+async def test_the_notice_reaches_the_targeted_consumer_only_and_decodes_to_the_asset(worker, announcer):
+    target, target_info, _ = await plain_consumer(worker, announcer, "rec", srtp=True)
+    bystander, _, _ = await plain_consumer(worker, announcer, "other")
     try:
         assert (target_info.codec_name, target_info.clock_rate, target_info.channels) == ("opus", 48000, 2)
         assert target_info.payload_type == 111 and target_info.kind == "audio"
-        played = await worker.handle(api.NoticePlay(router_id="r", frames=b64(STARTED), consumer_ids=["rec-n"]))
+        played = await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STARTED), consumer_ids=["rec-n"]))
         assert isinstance(played, Empty)
         packets = await target.receive(len(STARTED))
         await asyncio.sleep(0.1)
@@ -152,20 +163,20 @@ async def test_the_notice_reaches_the_targeted_consumer_only_and_decodes_to_the_
         assert snapshot.counters["notice_plays"] == 1
         assert snapshot.counters["notice_packets_sent"] == len(STARTED)
         assert snapshot.gauges["producers"] == 0  # the announcer is not an incoming stream
-        assert worker._notice_timer is None  # nothing left to pace
+        assert worker._notice_timer is None and worker.notices.next_due is None  # nothing left to pace
     finally:
         target.close()
         bystander.close()
 
 
-async def test_plays_to_everyone_continue_each_line_across_plays(worker):
-    receivers = [await plain_consumer(worker, name) for name in ("a", "b")]
+async def test_plays_to_everyone_continue_each_line_across_plays(worker, announcer):
+    receivers = [await plain_consumer(worker, announcer, name) for name in ("a", "b")]
     try:
-        await worker.handle(api.NoticePlay(router_id="r", frames=b64(STOPPED[:10])))  # no ids: everyone
+        await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STOPPED[:10])))  # no ids: everyone
         for receiver, _, _ in receivers:
             await receiver.receive(10)
         await asyncio.sleep(0.3)
-        await worker.handle(api.NoticePlay(router_id="r", frames=b64(STARTED[:10]), consumer_ids=[]))
+        await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STARTED[:10]), consumer_ids=[]))
         for receiver, info, _ in receivers:
             packets = await receiver.receive(20)
             headers = [rtp.parse_header(p) for p in packets]
@@ -182,12 +193,12 @@ async def test_plays_to_everyone_continue_each_line_across_plays(worker):
             receiver.close()
 
 
-async def test_a_new_play_replaces_the_running_one(worker):
-    receiver, _, _ = await plain_consumer(worker, "a")
+async def test_a_new_play_replaces_the_running_one(worker, announcer):
+    receiver, _, _ = await plain_consumer(worker, announcer, "a")
     try:
-        await worker.handle(api.NoticePlay(router_id="r", frames=b64(STARTED)))
+        await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STARTED)))
         await receiver.receive(5)
-        await worker.handle(api.NoticePlay(router_id="r", frames=b64(STOPPED)))
+        await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STOPPED)))
         await receiver.receive(len(STOPPED) + 5, timeout=15.0)
         await asyncio.sleep(0.2)
         assert receiver.pending() == 0
@@ -200,10 +211,10 @@ async def test_a_new_play_replaces_the_running_one(worker):
         receiver.close()
 
 
-async def test_nack_and_pli_for_the_announcer_are_counted_and_media_goes_on(worker):
-    receiver, info, port = await plain_consumer(worker, "a")
+async def test_nack_and_pli_for_the_announcer_are_counted_and_media_goes_on(worker, announcer):
+    receiver, info, port = await plain_consumer(worker, announcer, "a")
     try:
-        await worker.handle(api.NoticePlay(router_id="r", frames=b64(STARTED[:30])))
+        await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STARTED[:30])))
         packets = await receiver.receive(5)
         lost = rtp.parse_header(packets[2]).sequence_number
         receiver.send(rtcp.build_nack(0xABCD, info.ssrc, [lost]) + rtcp.build_pli(0xABCD, info.ssrc), port)
@@ -224,13 +235,13 @@ async def test_nack_and_pli_for_the_announcer_are_counted_and_media_goes_on(work
 # --------------------------------------------------------------------- WebRTC subscriber
 
 
-async def test_a_webrtc_subscriber_is_offered_the_announcer_and_hears_the_notice(worker):
+async def test_a_webrtc_subscriber_is_offered_the_announcer_and_hears_the_notice(worker, announcer):
     await worker.handle(api.TransportCreate(router_id="r", transport_id="sub", direction="subscribe"))
-    await worker.handle(api.ConsumerCreate(transport_id="sub", consumer_id="sub-n", producer_id=ANNOUNCER))
+    await worker.handle(api.ConsumerCreate(transport_id="sub", consumer_id="sub-n", producer_id=announcer))
     offer = await worker.handle(api.SubscribeOfferCreate(transport_id="sub"))
     (described,) = offer.consumers
-    assert (described.producer_id, described.kind, described.source) == (ANNOUNCER, "audio", "announcement")
-    assert "m=audio" in offer.sdp and f"a=msid:{ANNOUNCER} {ANNOUNCER}" in offer.sdp
+    assert (described.producer_id, described.kind, described.source) == (announcer, "audio", "announcement")
+    assert "m=audio" in offer.sdp and f"a=msid:{announcer} {announcer}" in offer.sdp
 
     pc = RTCPeerConnection()
     frames: list[av.AudioFrame] = []
@@ -251,7 +262,7 @@ async def test_a_webrtc_subscriber_is_offered_the_announcer_and_hears_the_notice
         # At once, like control for a joiner: DTLS is not up yet, so the play waits for it
         # and the subscriber still hears the notice from its first frame.
         assert not worker.transports["sub"].connected
-        await worker.handle(api.NoticePlay(router_id="r", frames=b64(STARTED), consumer_ids=["sub-n"]))
+        await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STARTED), consumer_ids=["sub-n"]))
         for _ in range(100):
             sent = (await stats(worker)).counters["notice_packets_sent"]
             if sent == len(STARTED) and len(frames) >= 0.8 * len(STARTED):
@@ -272,8 +283,8 @@ async def test_a_webrtc_subscriber_is_offered_the_announcer_and_hears_the_notice
 # --------------------------------------------------------------------- requests, lifecycle
 
 
-async def test_bad_notice_requests_are_refused_with_their_code(worker):
-    _, _, _ = await plain_consumer(worker, "a")
+async def test_bad_notice_requests_are_refused_with_their_code(worker, announcer):
+    _, _, _ = await plain_consumer(worker, announcer, "a")
     produced = await worker.handle(
         api.PlainProducerCreate(transport_id="a", kind="audio", codec_name="opus", clock_rate=48000, payload_type=111, ssrc=5)
     )
@@ -281,37 +292,43 @@ async def test_bad_notice_requests_are_refused_with_their_code(worker):
     await worker.handle(api.ConsumerCreate(transport_id="a", consumer_id="mic", producer_id=mic))
     good = b64(STARTED[:3])
     cases = [
-        (api.NoticePlay(router_id="nope", frames=good), "not_found"),
-        (api.NoticePlay(router_id="r", frames=good, consumer_ids=["a-n", "ghost"]), "not_found"),
-        (api.NoticePlay(router_id="r", frames=good, consumer_ids=["mic"]), "invalid"),  # not the announcer's
-        (api.NoticePlay(router_id="r", frames=[]), "invalid"),
-        (api.NoticePlay(router_id="r", frames=["***"]), "invalid"),
-        (api.NoticePlay(router_id="r", frames=[good[0], ""]), "invalid"),  # an empty packet
-        (api.NoticePlay(router_id="r", frames=b64([b"\x70" + b"x" * 30])), "invalid"),  # 10 ms, not 20
-        (api.ProducerClose(producer_id=ANNOUNCER), "invalid"),  # it closes with its router
+        (api.NoticePlay(producer_id="nope", frames=good), "not_found"),
+        (api.NoticePlay(producer_id=mic, frames=good), "invalid"),  # not a direct producer
+        (api.NoticePlay(producer_id=announcer, frames=good, consumer_ids=["a-n", "ghost"]), "not_found"),
+        (api.NoticePlay(producer_id=announcer, frames=good, consumer_ids=["mic"]), "invalid"),  # not the announcer's
+        (api.NoticePlay(producer_id=announcer, frames=[]), "invalid"),
+        (api.NoticePlay(producer_id=announcer, frames=["***"]), "invalid"),
+        (api.NoticePlay(producer_id=announcer, frames=[good[0], ""]), "invalid"),  # an empty packet
+        (api.NoticePlay(producer_id=announcer, frames=b64([b"\x70" + b"x" * 30])), "invalid"),  # 10 ms, not 20
+        (api.DirectProducerCreate(transport_id="direct", kind="video"), "invalid"),  # it plays Opus clips
+        (api.DirectProducerCreate(transport_id="a", kind="audio"), "not_found"),  # "a" is a plain transport
+        (api.DirectTransportCreate(router_id="r", transport_id="a"), "exists"),
+        (api.DirectTransportCreate(router_id="nope", transport_id="d2"), "not_found"),
+        (api.ConsumerCreate(transport_id="direct", consumer_id="x", producer_id=announcer), "invalid"),  # no consumers
     ]
     for request, code in cases:
         with pytest.raises(RequestFailed) as failure:
             await worker.handle(request)
         assert failure.value.code == code, (request, failure.value.message)
     snapshot = await stats(worker)
-    assert snapshot.counters["notice_plays"] == 0 and ANNOUNCER in worker.producers
+    assert snapshot.counters["notice_plays"] == 0 and announcer in worker.registry.producers
 
 
-async def test_notice_play_crosses_the_channel(worker):
+async def test_notice_play_crosses_the_channel(worker, announcer):
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     server_reader, server_writer = await asyncio.open_unix_connection(sock=left)
     client_reader, client_writer = await asyncio.open_unix_connection(sock=right)
     server = ChannelServer(server_reader, server_writer, worker.handle)
     serving = asyncio.ensure_future(server.serve())
     client = ChannelClient(client_reader, client_writer, lambda entity, message: None)
-    receiver, _, _ = await plain_consumer(worker, "a")
+    receiver, _, _ = await plain_consumer(worker, announcer, "a")
     try:
-        reply = await client.request(api.NoticePlay(router_id="r", frames=b64(STOPPED[:4]), consumer_ids=["a-n"]))
+        play = api.NoticePlay(producer_id=announcer, frames=b64(STOPPED[:4]), consumer_ids=["a-n"])
+        reply = await client.request(play)
         assert isinstance(reply, Empty)
         assert payloads(await receiver.receive(4)) == STOPPED[:4]
         with pytest.raises(ChannelError) as failure:
-            await client.request(api.NoticePlay(router_id="r", frames=["not base64!"]))
+            await client.request(api.NoticePlay(producer_id=announcer, frames=["not base64!"]))
         assert failure.value.code == "invalid"
     finally:
         receiver.close()
@@ -320,57 +337,67 @@ async def test_notice_play_crosses_the_channel(worker):
         serving.cancel()
 
 
-def test_notice_play_round_trips_as_a_dict():
-    message = api.NoticePlay(router_id="r", frames=["AAE="], consumer_ids=["c"])
+def test_direct_transport_messages_round_trip_as_dicts():
+    message = api.NoticePlay(producer_id="p", frames=["AAE="], consumer_ids=["c"])
     assert message_class("NOTICE_PLAY").from_dict(message.to_dict()) == message
-    assert api.NoticePlay.from_dict({"router_id": "r", "frames": []}).consumer_ids == []
+    assert api.NoticePlay.from_dict({"producer_id": "p", "frames": []}).consumer_ids == []
     assert api.RESPONSES[api.NoticePlay] is Empty
-    assert api.announcer_producer_id("m1") == "announcer-m1"
     with pytest.raises(MessageError):
-        api.NoticePlay.from_dict({"router_id": "r", "frames": "AAE="})
+        api.NoticePlay.from_dict({"producer_id": "p", "frames": "AAE="})
+    with pytest.raises(MessageError):
+        api.NoticePlay.from_dict({"router_id": "r", "frames": []})  # the old form: by router
+    create = api.DirectProducerCreate(transport_id="d", kind="audio", source="announcement")
+    assert message_class("DIRECT_PRODUCER_CREATE").from_dict(create.to_dict()) == create
+    assert api.RESPONSES[api.DirectProducerCreate] is api.DirectProducerCreated
+    assert api.RESPONSES[api.DirectTransportCreate] is Empty
+    created = api.DirectProducerCreated(producer=api.ProducerInfo("p", "0", "audio", "announcement", "opus"))
+    assert message_class("DIRECT_PRODUCER_CREATED").from_dict(created.to_dict()) == created
 
 
-async def test_closing_a_consumer_mid_play_stops_it_and_the_rest_play_on(worker):
-    closing, _, _ = await plain_consumer(worker, "a")
-    staying, _, _ = await plain_consumer(worker, "b")
+async def test_closing_a_consumer_mid_play_stops_it_and_the_rest_play_on(worker, announcer):
+    closing, _, _ = await plain_consumer(worker, announcer, "a")
+    staying, _, _ = await plain_consumer(worker, announcer, "b")
     try:
-        await worker.handle(api.NoticePlay(router_id="r", frames=b64(STARTED[:40])))
+        await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STARTED[:40])))
         await closing.receive(5)
         await worker.handle(api.ConsumerClose(consumer_id="a-n"))
         await staying.receive(40)
         await asyncio.sleep(0.1)
         assert 5 <= len(closing.packets) + closing.pending() < 40
-        assert "a-n" not in worker.consumers and len(worker.producers[ANNOUNCER].consumers) == 1
+        assert "a-n" not in worker.registry.consumers and len(worker.registry.producers[announcer].consumers) == 1
         # A consumer made again later hears the next notice from its first frame.
-        await worker.handle(api.ConsumerCreate(transport_id="a", consumer_id="a-n2", producer_id=ANNOUNCER))
+        await worker.handle(api.ConsumerCreate(transport_id="a", consumer_id="a-n2", producer_id=announcer))
         closing.packets.clear()
-        await worker.handle(api.NoticePlay(router_id="r", frames=b64(STOPPED[:5]), consumer_ids=["a-n2"]))
+        await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STOPPED[:5]), consumer_ids=["a-n2"]))
         assert payloads(await closing.receive(5)) == STOPPED[:5]
     finally:
         closing.close()
         staying.close()
 
 
-async def test_router_close_mid_play_takes_the_announcer_and_its_consumers(worker):
-    receiver, _, _ = await plain_consumer(worker, "a")
+async def test_router_close_mid_play_takes_the_announcer_and_its_consumers(worker, announcer):
+    receiver, _, _ = await plain_consumer(worker, announcer, "a")
     await worker.handle(api.TransportCreate(router_id="r", transport_id="sub", direction="subscribe"))
-    await worker.handle(api.ConsumerCreate(transport_id="sub", consumer_id="sub-n", producer_id=ANNOUNCER))
+    await worker.handle(api.ConsumerCreate(transport_id="sub", consumer_id="sub-n", producer_id=announcer))
     try:
-        await worker.handle(api.NoticePlay(router_id="r", frames=b64(STARTED)))
+        await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STARTED)))
         await receiver.receive(3)
-        announcer = worker.producers[ANNOUNCER]
+        producer = worker.registry.producers[announcer]
         await worker.handle(api.RouterClose(router_id="r"))
-        assert ANNOUNCER not in worker.producers and not worker.consumers and not worker.routers
-        assert announcer.closed and announcer.consumers == [] and announcer.next_due is None
+        registry = worker.registry
+        assert not (registry.routers or registry.transports or registry.producers or registry.consumers)
+        assert producer.closed and producer.consumers == [] and producer.next_due is None
         await asyncio.sleep(0.1)
-        assert worker._notice_timer is None
+        assert worker._notice_timer is None and worker.notices.next_due is None
         with pytest.raises(RequestFailed) as failure:
-            await worker.handle(api.NoticePlay(router_id="r", frames=b64(STARTED)))
+            await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STARTED)))
         assert failure.value.code == "not_found"
         gauges = (await stats(worker)).gauges
         assert gauges["producers"] == 0 and gauges["consumers"] == 0
-        # The meeting may start again: a fresh announcer under the same id.
+        # The meeting may start again: a fresh router, direct transport and announcer.
         await worker.handle(api.RouterCreate(router_id="r"))
-        assert worker.producers[ANNOUNCER] is not announcer and worker.routers["r"].announcer is not None
+        await worker.handle(api.DirectTransportCreate(router_id="r", transport_id="direct"))
+        again = await worker.handle(api.DirectProducerCreate(transport_id="direct", kind="audio"))
+        assert again.producer.producer_id != announcer and again.producer.source == "announcement"
     finally:
         receiver.close()

@@ -304,6 +304,7 @@ SYNTHETIC_TREE = {
         "import numpy",
         "if TYPE_CHECKING:",
         "    from sfu.transport.udp import Udp",
+        "import asyncio",  # the table allows the standard library; sans-I/O does not
     ),
     "sfu/transport/__init__.py": "",
     "sfu/transport/udp.py": lines(
@@ -427,6 +428,53 @@ def test_checker_accepts_a_clean_tree(tmp_path):
     assert import_violations(tmp_path) == []
 
 
+# --- the engine decides, the transports and the worker act ----------------------------
+
+# What sans-I/O excludes (STYLE.md: decisions apart from effects): the router's tree, the
+# announcer and its notice clock, the producer and consumer are fed events and a clock.
+SANS_IO_PACKAGE = "sfu.engine"
+IO_MODULES = frozenset(
+    {"asyncio", "socket", "selectors", "logging", "uvloop", "aiortc", "aioice", "aiohttp", "pylibsrtp"}
+)
+
+
+def sans_io_violations(root: Path) -> list[str]:
+    """One line per import of an event loop, socket or logger in sfu/engine/."""
+    modules = discover_modules(root, ("sfu",))
+    known = set(modules)
+    violations = []
+    for module in modules.values():
+        if module.name != SANS_IO_PACKAGE and not module.name.startswith(SANS_IO_PACKAGE + "."):
+            continue
+        for found in imports_of(module, known):
+            if found.target.partition(".")[0] in IO_MODULES:
+                where = f"{found.path.relative_to(root)}:{found.line}"
+                violations.append(f"{where}: {found.importer} imports {found.target} ({SANS_IO_PACKAGE} is sans-I/O)")
+    return violations
+
+
+def test_the_engine_is_sans_io():
+    violations = sans_io_violations(ROOT)
+    assert not violations, "I/O in the engine:\n" + "\n".join(violations)
+
+
+def test_sans_io_checker_finds_an_event_loop_in_the_engine(tmp_path):
+    build_tree(
+        tmp_path,
+        {
+            "sfu/__init__.py": "",
+            "sfu/engine/__init__.py": "",
+            "sfu/engine/clock.py": lines("import asyncio", "from logging import getLogger", "import struct"),
+            "sfu/transport/__init__.py": "",
+            "sfu/transport/udp.py": lines("import asyncio, socket"),
+        },
+    )
+    assert [line.split(" (")[0] for line in sans_io_violations(tmp_path)] == [
+        "sfu/engine/clock.py:1: sfu.engine.clock imports asyncio",
+        "sfu/engine/clock.py:2: sfu.engine.clock imports logging",
+    ]
+
+
 # --- the same table, checked by import-linter -------------------------------------------
 
 
@@ -480,6 +528,7 @@ def test_import_linter_contracts_catch_forbidden_imports(tmp_path):
         "common.channel -> sfu.api",
         "common.storage -> aiobotocore",
         "common.storage.s3 -> numpy",
+        "sfu.engine.router -> asyncio",
     ):
         assert broken in output, f"{broken!r} not reported:\n{output}"
     for allowed in (

@@ -33,6 +33,7 @@ class FakeClock:
 class Sink:
     def __init__(self) -> None:
         self.rtcp_ssrc = 0xCAFE
+        self.connected = True
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
         self.tcc = 0
@@ -245,3 +246,52 @@ def test_transport_feedback_reports_arrivals_and_losses():
     recorder.record(2, 1_040_000)
     (feedback,) = rtcp.parse_compound(recorder.take_feedback(1, 2))
     assert (feedback.base_sequence, feedback.status_count, feedback.fb_count) == (2, 1, 1)
+
+
+def test_can_send_is_what_forward_waits_for_keyframes_aside():
+    producer, counters = make_producer(kind="audio")
+    sink = Sink()
+    consumer = Consumer("c1", producer, sink, "0", 5555, 96, counters)
+    producer.add_consumer(consumer)
+    assert not consumer.can_send()  # the subscriber has not accepted the m-line yet
+    consumer.activate(None, 0, False)
+    assert consumer.can_send()
+    consumer.set_paused(True)
+    assert not consumer.can_send()
+    consumer.set_paused(False)
+    sink.connected = False  # e.g. a WebRTC transport whose DTLS went down
+    assert not consumer.can_send()
+    producer.on_rtp(packet(1, pt=109), 1111)
+    assert sink.rtp == []
+    sink.connected = True
+    producer.on_rtp(packet(2, pt=109), 1111)
+    assert len(sink.rtp) == 1
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def on_producer_closed(self, producer) -> None:
+        self.heard.append(producer.id)
+
+    def on_consumer_closed(self, consumer) -> None:
+        self.heard.append(consumer.id)
+
+
+def test_owners_hear_once_when_a_producer_or_consumer_closes():
+    producer_owner, consumer_owner = Owner(), Owner()
+    producer, counters = make_producer()
+    producer.listener = producer_owner
+    first = Consumer("c1", producer, Sink(), "0", 1, 96, counters, listener=consumer_owner)
+    second = Consumer("c2", producer, Sink(), "1", 2, 96, counters, listener=consumer_owner)
+    for consumer in (first, second):
+        producer.add_consumer(consumer)
+        consumer.activate(None, 0, False)
+    assert producer.keyframe_waiters == 2
+    first.close()
+    first.close()
+    producer.close()
+    producer.close()
+    assert consumer_owner.heard == ["c1", "c2"] and producer_owner.heard == ["p1"]
+    assert producer.keyframe_waiters == 0 and producer.consumers == []

@@ -183,7 +183,7 @@ async def test_ffmpeg_vp8_into_a_plain_transport_is_decoded_by_a_webrtc_subscrib
     assert snapshot.counters["keyframes_forwarded"] >= 1
     assert snapshot.dropped.get("unknown_ssrc", 0) == 0
     assert snapshot.dropped.get("srtp_error", 0) == 0
-    assert worker.plain_transports["ingest"].remote is not None  # learned from ffmpeg (comedia)
+    assert worker.transports["ingest"].remote is not None  # learned from ffmpeg (comedia)
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (scripts/test installs it)")
@@ -396,7 +396,7 @@ async def test_srtp_with_a_wrong_key_or_no_key_is_dropped(worker):
         sender.send_rtp(rtp.build_packet(111, 2, 0, 7, payload=b"a" * 50), info.port)
         await asyncio.sleep(0.1)
         assert (await stats(worker)).dropped["srtp_error"] >= 1
-        assert worker.plain_transports["in"].remote is None  # nothing valid arrived: nothing learned
+        assert worker.transports["in"].remote is None  # nothing valid arrived: nothing learned
     finally:
         sender.close()
 
@@ -441,14 +441,14 @@ async def test_closing_cascades_and_frees_the_port(worker):
     await worker.handle(api.PlainTransportCreate(router_id="r", transport_id="out"))
     await worker.handle(api.ConsumerCreate(transport_id="out", consumer_id="c", producer_id=produced.producer.producer_id))
     await worker.handle(api.ConsumerClose(consumer_id="c"))
-    assert not worker.plain_transports["out"].consumers
+    assert not worker.transports["out"].consumers
     await worker.handle(api.ConsumerCreate(transport_id="out", consumer_id="c2", producer_id=produced.producer.producer_id))
     await worker.handle(api.TransportClose(transport_id="p"))
-    assert produced.producer.producer_id not in worker.producers and "c2" not in worker.consumers
-    assert produced.producer.producer_id not in worker.routers["r"].producers
-    assert not worker.plain_transports["out"].consumers
+    assert produced.producer.producer_id not in worker.registry.producers and "c2" not in worker.registry.consumers
+    assert produced.producer.producer_id not in worker.registry.routers["r"].producers
+    assert not worker.transports["out"].consumers
     await worker.handle(api.RouterClose(router_id="r"))
-    assert not worker.plain_transports
+    assert not worker.transports
     gauges = (await stats(worker)).gauges
     assert gauges["transports"] == 0 and gauges["producers"] == 0
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -487,7 +487,7 @@ async def test_sends_through_a_duplicate_of_its_socket_and_falls_back_to_the_tra
     out_info = await worker.handle(api.PlainTransportCreate(router_id="r", transport_id="out"))
     await worker.handle(api.PlainTransportConnect(transport_id="out", remote_ip="127.0.0.1", remote_port=receiver.port))
     await worker.handle(api.ConsumerCreate(transport_id="out", consumer_id="c", producer_id=produced.producer.producer_id))
-    out = worker.plain_transports["out"]
+    out = worker.transports["out"]
     duplicate = out._send_socket
     try:
         assert duplicate is not None and duplicate.fileno() != out.udp.get_extra_info("socket").fileno()

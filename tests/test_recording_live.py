@@ -85,7 +85,11 @@ async def test_everyone_is_subscribed_to_the_announcer(conclave_server):
     try:
         await solo.start(publish_audio=False, publish_video=False)
         participant = live.get(meeting["meeting_id"]).participants[solo.participant_id]
-        assert participant.announcer_consumer_id is not None
+        for _ in range(100):  # `joined` goes out first; the consumers follow under the meeting's lock
+            if participant.active_consumer_for("announcer") is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert participant.active_consumer_for("announcer") is not None
         # Alone with nothing to receive, the announcer's m-line waits for a first offer...
         await asyncio.sleep(0.5)
         assert not [m for m in solo.pushes if m.get("type") == "offer"]

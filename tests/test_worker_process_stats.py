@@ -68,7 +68,7 @@ async def worker():
 async def test_worker_stats_report_cpu_rss_and_socket_drops(worker):
     await worker.handle(api.RouterCreate(router_id="r"))
     info = await worker.handle(api.PlainTransportCreate(router_id="r", transport_id="in"))
-    transport = worker.plain_transports["in"]
+    transport = worker.transports["in"]
     transport.udp.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     blast(info.port, 200)  # the event loop does not run meanwhile: the small buffer overflows
     stats = await worker.handle(api.WorkerGetStats())

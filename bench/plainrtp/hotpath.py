@@ -84,9 +84,9 @@ async def _engine(srtp: bool, fanout: int, packets: int) -> dict[str, float]:
         source = PacketSource(1234, 96, key)
         rounds = ROUNDS + 1  # the first round is warm-up
         data = [source.next_packet(time.monotonic_ns()) for _ in range(packets * rounds)]
-        transport_in = worker.plain_transports["in"]
+        transport_in = worker.transports["in"]
         addr = ("127.0.0.1", 40000)
-        outputs = [worker.plain_transports[f"o{i}"] for i in range(fanout)]
+        outputs = [worker.transports[f"o{i}"] for i in range(fanout)]
         real_udp = [t.udp for t in outputs]
         real_send = [t._send_socket for t in outputs]
         position = 0
@@ -197,6 +197,7 @@ class _EngineSink:
     """A subscriber transport reduced to what the engine calls: FastSrtp protect, no socket."""
 
     rtcp_ssrc = 1
+    connected = True
 
     def __init__(self) -> None:
         self.tx = FastSrtp(srtp_session(new_srtp_key(), outbound=True))

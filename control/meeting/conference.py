@@ -34,6 +34,10 @@ from sfu import api
 
 log = logging.getLogger(__name__)
 
+# The tracks the server itself publishes in every meeting, by track id (what clients see)
+# and source: the spoken notices (recording started/stopped), heard in-band by everyone.
+NOTICE_TRACK_ID = "announcer"
+SERVER_TRACKS = {NOTICE_TRACK_ID: "announcement"}
 # A join while every worker is restarting waits this long for one before giving up.
 WAIT_FOR_WORKER_S = 5.0
 
@@ -50,7 +54,7 @@ class ConferenceListener:
     def participant_joined(self, meeting: LiveMeeting, participant: Participant) -> bool:
         """Admitted with transports; `joined` was sent. Under the lock, before anything
         they send is handled (a listener may set `participant.media_held`). True if they
-        need their subscribe connection now even with nothing but the announcer on it."""
+        need their subscribe connection now even with nothing but the server's tracks on it."""
         return False
 
     def participant_left(self, meeting: LiveMeeting, participant: Participant) -> None:
@@ -63,7 +67,7 @@ class ConferenceListener:
         """A producer is closed (its consumers with it)."""
 
     def subscriber_connected(self, meeting: LiveMeeting, participant: Participant) -> None:
-        """Their subscribe transport is up: what is played on the announcer reaches them."""
+        """Their subscribe transport is up: what is played on a server track reaches them."""
 
     def router_created(self, meeting: LiveMeeting) -> None:
         """The meeting has a (new) router: first join, or back after its worker died."""
@@ -143,12 +147,27 @@ class Conference:
         worker.routers.add(meeting.meeting_id)
         try:
             await worker.client.request(api.RouterCreate(router_id=meeting.meeting_id))
+            server_tracks = await self._make_server_tracks(worker.client, meeting.meeting_id)
         except ChannelError as exc:
             if worker.generation == generation:
                 worker.routers.discard(meeting.meeting_id)
             raise media_error(exc, "creating the meeting's router") from None
         meeting.placement = Placement(worker.index, generation, meeting.meeting_id)
+        meeting.server_tracks = server_tracks
         self._tell(ConferenceListener.router_created, meeting)
+
+    async def _make_server_tracks(self, worker: Any, router_id: str) -> dict[str, PublishedTrack]:
+        """The tracks the server itself publishes in every meeting (SERVER_TRACKS), each a
+        producer on a direct transport of the new router."""
+        tracks = {}
+        for track_id, source in SERVER_TRACKS.items():
+            transport_id = new_id()
+            await worker.request(api.DirectTransportCreate(router_id=router_id, transport_id=transport_id))
+            made = await worker.request(api.DirectProducerCreate(transport_id=transport_id, kind="audio", source=source))
+            assert isinstance(made, api.DirectProducerCreated)
+            info = made.producer
+            tracks[track_id] = PublishedTrack(track_id, None, source, info.kind, info.mid, info.producer_id)
+        return tracks
 
     async def ensure_router(self, meeting: LiveMeeting) -> None:
         """The meeting's router, made now if it has none (e.g. recording before anyone
@@ -199,14 +218,16 @@ class Conference:
                 joined["id"] = message_id
             participant.send(joined)
             meeting.broadcast({"type": "participant_joined", "participant": participant.public()}, exclude=participant)
-            # The announcer's m-line goes in every offer; alone it waits until something
-            # is played (control.recording.service asks for the offer then, or at once here).
             wanted = any([listener.participant_joined(meeting, participant) for listener in self._listeners])
-            created = wanted and participant.announcer_consumer_id is not None
-            for track in list(meeting.tracks()):
-                if track.participant_id != participant_id:
-                    created |= await self._create_consumer(meeting, participant, track)
-            if created:
+            offer = False
+            for track in list(meeting.forwarded_tracks()):
+                if track.participant_id == participant_id:
+                    continue
+                made = await self._create_consumer(meeting, participant, track)
+                # A server track alone is not worth an offer: it rides along with the next
+                # one, or is offered when something is played on it (or a listener asks).
+                offer |= made and (track.participant_id is not None or wanted)
+            if offer:
                 participant.negotiation.request()
             log.info("meeting %s: %s joined (%d in it)", meeting.meeting_id, participant_id, len(meeting.participants))
             return participant
@@ -252,6 +273,7 @@ class Conference:
         async with meeting.lock:
             count += self._close_everyone(meeting, message, code)
             placement, meeting.placement = meeting.placement, None
+            meeting.server_tracks = {}
             if placement is not None and not self.stopping:
                 try:
                     worker = self._supervisor.handle_for(placement.worker_index, placement.generation)
@@ -310,31 +332,12 @@ class Conference:
         except ChannelError as exc:
             await self._close_transports(meeting, participant)
             raise media_error(exc, "creating transports") from None
-        await self._consume_announcer(meeting, participant, router_id)
-
-    async def _consume_announcer(self, meeting: LiveMeeting, participant: Participant, router_id: str) -> None:
-        """Subscribe them to the meeting's announcer, so that notices reach them in-band.
-        Not fatal when it fails: they still get the notice as a banner and an event."""
-        assert participant.subscribe_transport_id is not None
-        consumer_id = new_id()
-        create = api.ConsumerCreate(
-            transport_id=participant.subscribe_transport_id,
-            consumer_id=consumer_id,
-            producer_id=api.announcer_producer_id(router_id),
-        )
-        try:
-            await self.request(meeting, create)
-        except ChannelError as exc:
-            log.warning("meeting %s: no announcer for %s: %s", meeting.meeting_id, participant.participant_id, exc)
-            return
-        participant.announcer_consumer_id = consumer_id
 
     async def _close_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
         for transport_id in (participant.publish_transport_id, participant.subscribe_transport_id):
             if transport_id is not None and not self.stopping:
                 await self._quiet_request(meeting, api.TransportClose(transport_id=transport_id))
         participant.publish_transport_id = participant.subscribe_transport_id = None
-        participant.announcer_consumer_id = None
         participant.subscribe_connected = False
 
     async def _quiet_request(self, meeting: LiveMeeting, message: Message) -> None:
@@ -547,20 +550,21 @@ class Conference:
                 failures.append(exc)
         return failures
 
-    async def play_notice(self, meeting: LiveMeeting, frames: list[str], participants: list[Participant] | None) -> None:
-        """Play Opus `frames` (base64, 20 ms each) on the meeting's announcer: to everyone
-        subscribed to it (`participants` None) or to these participants only."""
-        placement = meeting.placement
-        if placement is None:
+    async def play(
+        self, meeting: LiveMeeting, track_id: str, frames: list[str], participants: list[Participant] | None
+    ) -> None:
+        """Play Opus `frames` (base64, 20 ms each) on one of the server's tracks: to everyone
+        receiving it (`participants` None) or to these participants only."""
+        track = meeting.server_tracks.get(track_id)
+        if track is None:
             raise ChannelError("worker_down", "the meeting has no media server")
         consumer_ids: list[str] = []
         if participants is not None:
-            consumer_ids = [p.announcer_consumer_id for p in participants if p.announcer_consumer_id]
+            subscriptions = [p.active_consumer_for(track_id) for p in participants]
+            consumer_ids = [s.consumer_id for s in subscriptions if s is not None]
             if not consumer_ids:
                 return
-        await self.request(
-            meeting, api.NoticePlay(router_id=placement.router_id, frames=frames, consumer_ids=consumer_ids)
-        )
+        await self.request(meeting, api.NoticePlay(producer_id=track.producer_id, frames=frames, consumer_ids=consumer_ids))
 
     # ------------------------------------------------------------------ worker events
 
@@ -580,6 +584,7 @@ class Conference:
     def _reset_locked(self, meeting: LiveMeeting, reason: str) -> int:
         """Forget the meeting's router; tell everyone in it to reconnect. Returns how many."""
         had_router, meeting.placement = meeting.placement is not None, None
+        meeting.server_tracks = {}
         if had_router:
             self._tell(ConferenceListener.router_lost, meeting)
         participants = list(meeting.participants.values())

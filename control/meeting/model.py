@@ -42,20 +42,21 @@ class Peer(Protocol):
 
 
 class PublishedTrack:
-    """A published stream. The track id is the producer id the worker gave it."""
+    """A published stream: a participant's (its track id is the producer id the worker
+    gave it), or the server's own (`participant_id` None: a track every meeting has, such
+    as the spoken notices, with a fixed track id and the producer its router made)."""
 
-    __slots__ = ("track_id", "participant_id", "source", "kind", "mid")
+    __slots__ = ("track_id", "participant_id", "source", "kind", "mid", "producer_id")
 
-    def __init__(self, track_id: str, participant_id: str, source: str, kind: str, mid: str) -> None:
+    def __init__(
+        self, track_id: str, participant_id: str | None, source: str, kind: str, mid: str, producer_id: str = ""
+    ) -> None:
         self.track_id = track_id
         self.participant_id = participant_id
         self.source = source
         self.kind = kind
         self.mid = mid
-
-    @property
-    def producer_id(self) -> str:
-        return self.track_id
+        self.producer_id = producer_id or track_id
 
     def public(self) -> dict[str, str]:
         return {
@@ -99,7 +100,6 @@ class Participant:
         "negotiation",
         "closed",
         "exit_reason",
-        "announcer_consumer_id",
         "subscribe_connected",
         "media_held",
         "may_transcribe",
@@ -134,9 +134,6 @@ class Participant:
         # Why the server closed them: None (they left), "replaced", "reset", "removed",
         # "denied", "ended", "session_ended". Decides what leaving records.
         self.exit_reason: str | None = None
-        # The m-line of the meeting's announcer (server-originated audio: the recording
-        # notice), on their subscribe transport; None while there is none.
-        self.announcer_consumer_id: str | None = None
         self.subscribe_connected = False  # their subscribe transport is up (ICE + DTLS)
         # Consent pending (policy `require`): everything they publish stays paused on the
         # media server until they choose Continue, whatever they mute or unmute meanwhile.
@@ -210,6 +207,9 @@ class LiveMeeting:
         # second admission.
         self.admitted_ids: set[str] = set()
         self.placement: Placement | None = None
+        # The server's own tracks on its router (by track id), made with the router:
+        # forwarded to everyone like participants' tracks, announced to nobody.
+        self.server_tracks: dict[str, PublishedTrack] = {}
         self.ended = False
         self.end_timer: Any = None  # asyncio.TimerHandle: the customer's duration limit
         # Serializes media operations (join/publish/subscribe/leave) of this meeting, so
@@ -235,8 +235,14 @@ class LiveMeeting:
         return [p for p in self.participants.values() if p.may("moderate")]
 
     def tracks(self) -> Iterator[PublishedTrack]:
+        """The participants' tracks (what `joined` and `track_published` announce)."""
         for participant in self.participants.values():
             yield from participant.tracks.values()
+
+    def forwarded_tracks(self) -> Iterator[PublishedTrack]:
+        """Everything a subscriber receives: the server's tracks and the participants'."""
+        yield from self.server_tracks.values()
+        yield from self.tracks()
 
     def find_track(self, track_id: str) -> PublishedTrack | None:
         for track in self.tracks():

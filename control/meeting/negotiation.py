@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from common.channel import ChannelError
+from common.messages import Message
 from control.clock import Clock, Timer
 from control.errors import SignalingError
 from control.meeting import closecodes
@@ -26,14 +27,7 @@ from sfu import api
 
 log = logging.getLogger(__name__)
 
-Request = Callable[[api.Message], Awaitable[api.Message]]
-
-# The meeting's announcer: a server-side audio producer every router has; everyone is
-# subscribed to it, so a notice played on it is heard in-band. Clients see it as this
-# track id with source "announcement" and no participant.
-ANNOUNCER_TRACK_ID = "announcer"
-ANNOUNCER_SOURCE = "announcement"
-
+Request = Callable[[Message], Awaitable[Message]]
 
 def media_error(exc: ChannelError, what: str) -> SignalingError:
     """A worker error as the client sees it: code `media_error`, the worker's code as reason."""
@@ -43,7 +37,7 @@ def media_error(exc: ChannelError, what: str) -> SignalingError:
 class Negotiation:
     """Serializes renegotiation of one subscriber's connection: never two offers outstanding."""
 
-    __slots__ = ("_participant", "_request", "_clock", "_answer_timeout_s", "state", "dirty", "_task", "offers",
+    __slots__ = ("_participant", "_request", "_clock", "_answer_timeout_s", "state", "dirty", "_task", "offered",
                  "_deadline")  # fmt: skip
 
     IDLE, CREATING, AWAITING_ANSWER = "idle", "creating", "awaiting_answer"
@@ -56,7 +50,7 @@ class Negotiation:
         self.state = self.IDLE
         self.dirty = False
         self._task: asyncio.Task[None] | None = None
-        self.offers = 0  # offers sent so far
+        self.offered = False  # an offer was sent at least once
         self._deadline: Timer | None = None  # for the answer to the offer out
 
     def request(self) -> None:
@@ -90,7 +84,7 @@ class Negotiation:
             self._settle()
             return
         self.state = self.AWAITING_ANSWER
-        self.offers += 1
+        self.offered = True
         participant.send({"type": "offer", "sdp": offer.sdp, "tracks": [self._describe(c) for c in offer.consumers]})
         # Every later change waits for this answer: a client that never gives it would
         # hold this subscriber's tracks back forever. It is dropped (and may reconnect).
@@ -103,15 +97,6 @@ class Negotiation:
             self._participant.peer.close(closecodes.POLICY_VIOLATION, "no answer to the offer")
 
     def _describe(self, info: api.ConsumerInfo) -> dict[str, Any]:
-        if info.consumer_id == self._participant.announcer_consumer_id:
-            return {
-                "mid": info.mid,
-                "track_id": ANNOUNCER_TRACK_ID,
-                "participant_id": None,
-                "source": ANNOUNCER_SOURCE,
-                "kind": info.kind,
-                "active": info.active,
-            }
         consumer = self._participant.consumers.get(info.consumer_id)
         track = consumer.track if consumer else None
         return {
@@ -153,7 +138,7 @@ class Negotiation:
             self._task.cancel()
 
     def ensure_offered(self) -> None:
-        """An offer unless one was made (or is being made): e.g. for the announcer alone,
-        whose m-line is in every offer but is not worth one by itself until it speaks."""
-        if self.offers == 0 and self.state == self.IDLE:
+        """An offer unless one was made (or is being made): e.g. for a server track alone,
+        whose m-line is in every offer but is not worth one by itself until it plays."""
+        if not self.offered and self.state == self.IDLE:
             self.request()

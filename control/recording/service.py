@@ -17,7 +17,7 @@ allows it), 403 `recording_not_allowed`/`transcription_not_allowed` (customer li
 
 A start, and every participant who joins while something is on, gets the notice three
 ways: `recording_state` on signaling (the banner and the bot SDK's event), the spoken
-notice played on the meeting's announcer (to everyone at the start; to a late joiner once
+notice played on the meeting's notice track (control.meeting.conference.SERVER_TRACKS: to everyone at the start; to a late joiner once
 their subscribe transport is up), and a consent-ledger row in the store (channels banner,
 event, audio). Under the customer's consent policy `require`, everything a participant
 publishes stays paused on the media server until they send `consent` continue; `leave`
@@ -45,7 +45,7 @@ from common.notices import notice_frames
 from config import LimitsConfig, RecorderConfig
 from control.errors import ApiError, SignalingError
 from control.meeting.attendance import Attendance
-from control.meeting.conference import Conference, ConferenceListener
+from control.meeting.conference import NOTICE_TRACK_ID, Conference, ConferenceListener
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
 from control.processes.recorders import RecorderSupervisor
@@ -149,12 +149,12 @@ class Recordings(ConferenceListener):
     async def _play(self, meeting: LiveMeeting, kind: str, participants: list[Participant] | None) -> list[Participant]:
         """Play a notice; returns whom it reached (their subscribe transport is up)."""
         targets = list(meeting.participants.values()) if participants is None else participants
-        reached = [p for p in targets if p.announcer_consumer_id and p.subscribe_connected and not p.closed]
+        reached = [p for p in targets if p.active_consumer_for(NOTICE_TRACK_ID) and p.subscribe_connected and not p.closed]
         if not reached:
             return []
         try:
             targets = None if participants is None else reached
-            await self.conference.play_notice(meeting, list(notice_b64(kind)), targets)
+            await self.conference.play(meeting, NOTICE_TRACK_ID, list(notice_b64(kind)), targets)
         except ChannelError as exc:
             log.warning("meeting %s: notice %s not played: %s", meeting.meeting_id, kind, exc)
             return []

@@ -1,16 +1,16 @@
 """The announcer: a server-side audio producer that plays short clips into a meeting.
 
-Every router has one (id `announcer-<router_id>`, see `sfu.api.announcer_producer_id`;
-source "announcement"). It has no publisher transport: its packets come from a clip of
-Opus packets (20 ms each) that control sends with NOTICE_PLAY, e.g. "This meeting is
-being recorded." Subscribers consume it like any audio track, so the notice travels
-in-band, through the normal `Consumer.forward` path (rewrite + the sink's SRTP), to
-browsers, bots and plain-RTP receivers alike.
+Control makes one per meeting, on a direct transport of the meeting's router
+(DIRECT_TRANSPORT_CREATE, then DIRECT_PRODUCER_CREATE; source "announcement"). No peer
+sends to it: its packets come from a clip of Opus packets (20 ms each) that control sends
+with NOTICE_PLAY, e.g. "This meeting is being recorded." Subscribers consume it like any
+audio track, so the notice travels in-band, through the normal `Consumer.forward` path
+(rewrite + the sink's SRTP), to browsers, bots and plain-RTP receivers alike.
 
 Sans-I/O: `play` records what is to be sent, `tick(now)` sends whatever is due at `now`
-and `next_due` says when to call it again. The worker owns the one timer that drives
-every announcer; nothing here sleeps or reads a clock, and nothing here runs per
-forwarded publisher packet.
+and `next_due` says when to call it again. The worker's `NoticeClock`
+(notice_clock.py) paces every announcer; nothing here sleeps or reads a clock, and
+nothing here runs per forwarded publisher packet.
 
 Sequence numbers and timestamps (RFC 3550 §5.1) are per consumer: each consumer has its
 own line that continues across plays (no sequence gap, timestamps that advance with the
@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from sfu.engine.consumer import Consumer
-from sfu.engine.producer import Producer, ProducerParams
+from sfu.engine.producer import NO_LISTENER, Producer, ProducerListener, ProducerParams, RtcpSink
 from sfu.engine.stats import Counters
 
 SOURCE = "announcement"
@@ -93,23 +93,6 @@ def check_clip(frames: list[bytes]) -> None:
             raise ValueError(f"frames[{index}]: {samples / 48:g} ms of Opus, expected 20 ms")
 
 
-class NullRtcpSink:
-    """Where the announcer's own RTCP would go: nowhere (it has no publisher to talk to).
-
-    Nothing should reach it (the announcer never NACKs and never asks for keyframes, being
-    audio); anything that does is counted and dropped, never an error.
-    """
-
-    __slots__ = ("rtcp_ssrc", "dropped")
-
-    def __init__(self) -> None:
-        self.rtcp_ssrc = 0
-        self.dropped = 0
-
-    def send_rtcp(self, packet: bytes) -> None:
-        self.dropped += 1
-
-
 class _Line:
     """One consumer's RTP line in the announcer's own numbering (the consumer adds its
     offsets on top), and the play it is in."""
@@ -143,16 +126,29 @@ class _Play:
 
 
 class Announcer(Producer):
-    """A Producer without a transport: consumers attach to it as to any audio producer."""
+    """A Producer fed by clips, not by a peer: consumers attach to it as to any audio
+    producer. `sink` and `listener` are its direct transport: RTCP it would send goes
+    nowhere (it never NACKs, being fed whole, and never asks for keyframes, being audio)."""
 
     __slots__ = ("_lines", "_plays", "_waiting", "_poll_at")
 
-    def __init__(self, producer_id: str, payload_type: int, counters: Counters, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        producer_id: str,
+        payload_type: int,
+        counters: Counters,
+        clock: Callable[[], float],
+        sink: RtcpSink,
+        *,
+        mid: str = "",
+        source: str = SOURCE,
+        listener: ProducerListener = NO_LISTENER,
+    ) -> None:
         params = ProducerParams(
             producer_id=producer_id,
             kind="audio",
-            source=SOURCE,
-            mid="",
+            source=source,
+            mid=mid,
             codec_name="opus",
             clock_rate=CLOCK_RATE,
             payload_type=payload_type,
@@ -163,7 +159,8 @@ class Announcer(Producer):
         )
         # A one-slot cache that is never filled: NACKs for the announcer are answered as
         # missed (counted by the consumer); the clip is not worth a retransmission path.
-        super().__init__(params, NullRtcpSink(), counters, clock, stream_id=producer_id, cache_size=1)
+        # Its own stream id (msid): announcers do not group with one another.
+        super().__init__(params, sink, counters, clock, stream_id=producer_id, cache_size=1, listener=listener)
         self._lines: dict[Consumer, _Line] = {}
         self._plays: list[_Play] = []
         self._waiting: list[_Line] = []  # lines whose consumer cannot receive yet
@@ -191,7 +188,7 @@ class Announcer(Producer):
         for line in chosen.values():
             line.play = None  # leaves its old play, which skips lines that are not its own
             line.waiting_for = None
-            if _can_receive(line.consumer):
+            if line.consumer.can_send():
                 line.play = play
                 line.fresh = True
                 play.lines.append(line)
@@ -218,7 +215,7 @@ class Announcer(Producer):
             frames = line.waiting_for
             if frames is None or line.consumer.closed:
                 continue  # replaced by a newer play, or gone
-            if _can_receive(line.consumer):
+            if line.consumer.can_send():
                 play = started.get(id(frames))
                 if play is None:
                     play = started[id(frames)] = _Play(frames, now, [])
@@ -329,9 +326,3 @@ class Announcer(Producer):
         self.stop()
         self._lines.clear()
         super().close()
-
-
-def _can_receive(consumer: Consumer) -> bool:
-    """Would `forward` send now? (the checks of `Consumer._restart`, bar the keyframe one,
-    which audio never waits for)"""
-    return consumer.active and not consumer.paused and consumer._sink_connected()

@@ -34,6 +34,9 @@ class RtpSink(Protocol):
     """What a consumer needs from the subscriber's transport."""
 
     rtcp_ssrc: int
+    # Can it send now? (WebRTC: once DTLS-SRTP is up.) A consumer starts only then: a
+    # keyframe sent before would be lost, and the PLI limit would hold back the next one.
+    connected: bool
 
     def send_rtp(self, packet: bytes) -> None:
         """Protect (if SRTP) and send; `packet` is a fresh bytes object per call."""
@@ -41,6 +44,22 @@ class RtpSink(Protocol):
     def send_rtcp(self, packet: bytes) -> None: ...
 
     def next_transport_sequence(self) -> int: ...
+
+
+class ConsumerListener(Protocol):
+    """The consumer's owner (its transport): told once, when the consumer has closed."""
+
+    def on_consumer_closed(self, consumer: Consumer) -> None: ...
+
+
+class _NoListener:
+    __slots__ = ()
+
+    def on_consumer_closed(self, consumer: Consumer) -> None:
+        pass
+
+
+NO_LISTENER: ConsumerListener = _NoListener()
 
 
 def extension_table(publisher: dict[str, int], subscriber: dict[str, int]) -> bytes | None:
@@ -88,6 +107,7 @@ class Consumer:
         "packets_sent",
         "octets_sent",
         "counters",
+        "listener",
     )
 
     def __init__(
@@ -101,6 +121,7 @@ class Consumer:
         counters: Counters,
         rtx_ssrc: int | None = None,
         rtx_payload_type: int | None = None,
+        listener: ConsumerListener = NO_LISTENER,
     ) -> None:
         self.id = consumer_id
         self.producer = producer
@@ -131,6 +152,7 @@ class Consumer:
         self.packets_sent = 0
         self.octets_sent = 0
         self.counters = counters
+        self.listener = listener
 
     # ------------------------------------------------------------------ hot path
 
@@ -157,7 +179,7 @@ class Consumer:
 
     def _restart(self, seq: int, keyframe: bool) -> bool:
         """Not forwarding: may this packet (re)start the stream? (off the common path)"""
-        if not self.active or self.paused or not self._sink_connected():
+        if not self.can_send():
             return False
         if self.need_keyframe:
             if not keyframe:
@@ -245,9 +267,10 @@ class Consumer:
             self.active = True
             self.resync()
 
-    def _sink_connected(self) -> bool:
-        # Plain transports can always send; WebRTC ones once DTLS-SRTP is up.
-        return getattr(self.sink, "connected", True)
+    def can_send(self) -> bool:
+        """Would `forward` send now, keyframes aside? Accepted by the subscriber, not
+        paused, and its transport connected."""
+        return self.active and not self.paused and self.sink.connected
 
     def resync(self) -> None:
         """Start again from the next keyframe (video) or packet (audio), without a seq gap."""
@@ -258,7 +281,7 @@ class Consumer:
                 self.producer.keyframe_waiters += 1
             # A keyframe sent before the subscriber's DTLS is up would be lost, and the PLI
             # limit would hold back the next request: the transport resyncs on connect.
-            if self._sink_connected():
+            if self.sink.connected:
                 self.producer.request_keyframe()
         elif not self.need_keyframe:
             self.need_keyframe = True
@@ -272,6 +295,7 @@ class Consumer:
             self.ready = False
 
     def close(self) -> None:
+        """Stop, leave the producer, then tell the owner (once)."""
         if self.closed:
             return
         self.closed = True
@@ -281,3 +305,4 @@ class Consumer:
             self.need_keyframe = False
         self.active = False
         self.producer.remove_consumer(self)
+        self.listener.on_consumer_closed(self)

@@ -2,7 +2,8 @@
 
 `on_rtp` runs on the hot path, synchronously from the socket: no await, no logging, no
 allocation beyond what forwarding needs. Upward news leaves through `RtcpSink` (the
-publisher's transport) and plain-int counters.
+publisher's transport), `ProducerListener` (its owner, told when it closes) and
+plain-int counters.
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ class RtcpSink(Protocol):
     rtcp_ssrc: int
 
     def send_rtcp(self, packet: bytes) -> None: ...
+
+
+class ProducerListener(Protocol):
+    """The producer's owner (its transport): told once, when the producer has closed."""
+
+    def on_producer_closed(self, producer: Producer) -> None: ...
+
+
+class _NoListener:
+    __slots__ = ()
+
+    def on_producer_closed(self, producer: Producer) -> None:
+        pass
+
+
+NO_LISTENER: ProducerListener = _NoListener()
 
 
 class ProducerParams:
@@ -109,6 +126,7 @@ class Producer:
         "counters",
         "clock",
         "stream_id",
+        "listener",
         "_codec",
         "_extension_memo",
     )
@@ -122,6 +140,7 @@ class Producer:
         stream_id: str,
         cache_size: int = 1024,
         pli_min_interval: float = 0.5,
+        listener: ProducerListener = NO_LISTENER,
     ) -> None:
         self.params = params
         self.id = params.producer_id
@@ -140,6 +159,7 @@ class Producer:
         self.counters = counters
         self.clock = clock
         self.stream_id = stream_id
+        self.listener = listener
         self._codec = params.codec_name.lower()
         # (ext_table, tcc_id) -> (packet, bytes before the tcc value, bytes after it)
         self._extension_memo: dict[tuple[bytes | None, int], tuple[bytes, bytes, bytes | None]] = {}
@@ -267,12 +287,16 @@ class Producer:
         self.paused = paused
 
     def close(self) -> None:
+        """Close every consumer of this producer, then tell the owner (once)."""
+        if self.closed:
+            return
         self.closed = True
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()
         self.cache.clear()
         self._extension_memo.clear()
+        self.listener.on_producer_closed(self)
 
 
 def _padding_only(packet: bytes) -> bool:

@@ -1,28 +1,126 @@
-"""A router is one meeting's forwarding domain inside a worker (mediasoup's Router)."""
+"""A router is one meeting's forwarding domain inside a worker (mediasoup's Router).
+
+A worker's objects form one tree: Worker → Router → Transport → Producer / Consumer.
+Each object is registered under its owner by whoever makes it, and closing any object
+closes what hangs below it, each step written once:
+
+- `Router.close` closes its transports;
+- `Transport.close` closes its producers and its consumers;
+- `Producer.close` closes its consumers (on whichever transports they send);
+- a producer or consumer that closes tells its transport (its listener), which forgets
+  it and tells its router, which forgets it too.
+
+The router keeps its transports, producers and consumers by id. The worker's `Registry`
+(every live object of the worker by id, for the channel's requests, which name an entity
+but not its router) is kept by the routers in the same steps: nothing else writes to it.
+
+Transports live in `sfu.transport`, above this package: the router knows them only
+through `RouterTransport`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from sfu.engine.announcer import Announcer
+    from sfu.engine.consumer import Consumer
     from sfu.engine.producer import Producer
 
 
-class Router:
-    __slots__ = ("id", "producers", "transport_ids", "closed", "announcer")
+class RouterTransport(Protocol):
+    """What a router needs from its transports (sfu.transport.base.Transport)."""
 
-    def __init__(self, router_id: str) -> None:
-        self.id = router_id
+    id: str
+
+    async def close(self) -> None: ...
+
+
+class Registry:
+    """Every live router, transport, producer and consumer of one worker by id.
+
+    Ids are unique per worker, whatever their router: the channel's requests name a
+    transport, producer or consumer alone. Only routers write here (`Router`)."""
+
+    __slots__ = ("routers", "transports", "producers", "consumers")
+
+    def __init__(self) -> None:
+        self.routers: dict[str, Router] = {}
+        self.transports: dict[str, RouterTransport] = {}
         self.producers: dict[str, Producer] = {}
-        self.transport_ids: set[str] = set()
+        self.consumers: dict[str, Consumer] = {}
+
+
+T = TypeVar("T")
+
+
+def _add(own: dict[str, T], registry: dict[str, T], key: str, value: T, what: str) -> None:
+    if key in registry:
+        raise ValueError(f"{what} {key} exists")
+    own[key] = value
+    registry[key] = value
+
+
+def _forget(own: dict[str, T], registry: dict[str, T], key: str, value: T) -> None:
+    # By identity: an id may be taken again by a new object once the old one closed.
+    if own.get(key) is value:
+        del own[key]
+    if registry.get(key) is value:
+        del registry[key]
+
+
+class Router:
+    __slots__ = ("id", "registry", "transports", "producers", "consumers", "closed")
+
+    def __init__(self, router_id: str, registry: Registry) -> None:
+        if router_id in registry.routers:
+            raise ValueError(f"router {router_id} exists")
+        self.id = router_id
+        self.registry = registry
+        self.transports: dict[str, RouterTransport] = {}
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
         self.closed = False
-        # The meeting's server-side audio producer (recording notices); set by the worker,
-        # also listed in `producers` so that it is consumed like any other track.
-        self.announcer: Announcer | None = None
+        registry.routers[router_id] = self
+
+    # ------------------------------------------------------------ registration
+
+    def add_transport(self, transport: RouterTransport) -> None:
+        self._check_open()
+        _add(self.transports, self.registry.transports, transport.id, transport, "transport")
 
     def add_producer(self, producer: Producer) -> None:
-        self.producers[producer.id] = producer
+        self._check_open()
+        _add(self.producers, self.registry.producers, producer.id, producer, "producer")
 
-    def remove_producer(self, producer_id: str) -> Producer | None:
-        return self.producers.pop(producer_id, None)
+    def add_consumer(self, consumer: Consumer) -> None:
+        self._check_open()
+        if self.producers.get(consumer.producer.id) is not consumer.producer:
+            raise ValueError("producer and transport are in different meetings")
+        _add(self.consumers, self.registry.consumers, consumer.id, consumer, "consumer")
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError(f"router {self.id} is closed")
+
+    # ---------------------------------------------- what closed below (the one path up)
+
+    def on_transport_closed(self, transport: RouterTransport) -> None:
+        _forget(self.transports, self.registry.transports, transport.id, transport)
+
+    def on_producer_closed(self, producer: Producer) -> None:
+        _forget(self.producers, self.registry.producers, producer.id, producer)
+
+    def on_consumer_closed(self, consumer: Consumer) -> None:
+        _forget(self.consumers, self.registry.consumers, consumer.id, consumer)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def close(self) -> None:
+        """Close every transport (and so everything below them), then leave the registry."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.registry.routers.get(self.id) is self:
+            del self.registry.routers[self.id]
+        for transport in list(self.transports.values()):
+            await transport.close()

@@ -9,12 +9,13 @@ Remote address: set by `connect`, or learned from the first valid RTP packet (co
 not from RTCP, which ffmpeg sends from a second socket). From then on RTP is heard only
 from that address, RTCP from that IP on any port.
 
-It reuses the engine's Producer and Consumer unchanged, so forwarding, the NACK cache,
-keyframe requests and counters behave as on a WebRTC transport. `datagram_received` is
-the hot path: synchronous, no logging, bad input counted by reason and dropped. As on the
-WebRTC path (webrtc.py, udp.py), SRTP goes through `FastSrtp` and sending through a
-duplicated descriptor of the transport's socket: 5.92 → 5.51 CPU µs per forwarded packet
-at fan-out 16 with SRTP (bench/RESULTS.md, "Plain RTP fan-out").
+It is a `Transport` (base.py) with the engine's Producer and Consumer unchanged, so the
+tree, forwarding, the NACK cache, keyframe requests and counters behave as on a WebRTC
+transport. `datagram_received` is the hot path: synchronous, no logging, bad input
+counted by reason and dropped. As on the WebRTC path (webrtc.py, udp.py), SRTP goes
+through `FastSrtp` and sending through a duplicated descriptor of the transport's
+socket: 5.92 → 5.51 CPU µs per forwarded packet at fan-out 16 with SRTP
+(bench/RESULTS.md, "Plain RTP fan-out").
 """
 
 from __future__ import annotations
@@ -23,19 +24,22 @@ import asyncio
 import base64
 import binascii
 import os
-import random
-import secrets
 import socket
 import struct
+from typing import TYPE_CHECKING
 
 import pylibsrtp
 
-from sfu.engine import feedback
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
 from sfu.engine.stats import Counters
+from sfu.transport.base import Transport
 from sfu.transport.sending import Address, DatagramEndpoint
 from sfu.transport.srtp import FastSrtp
+
+if TYPE_CHECKING:
+    from sfu.engine.router import Router
+    from sfu.wire.sdp import Codec
 
 SRTP_CRYPTO_SUITE = "AES_CM_128_HMAC_SHA1_80"
 SRTP_KEY_SALT_BYTES = 30  # RFC 4568 §6.2.1: 128-bit master key || 112-bit master salt
@@ -71,32 +75,15 @@ def decode_srtp_key(text: str, field: str) -> bytes:
     return key
 
 
-class PlainTransport(DatagramEndpoint):
-    __slots__ = (
-        "id",
-        "router_id",
-        "srtp",
-        "local_key",
-        "remote",
-        "rx",
-        "tx",
-        "udp",
-        "_send_socket",
-        "counters",
-        "max_datagram",
-        "rtcp_ssrc",
-        "cname",
-        "producers_by_ssrc",
-        "producers_by_mid",
-        "consumers_by_ssrc",
-        "consumers",
-        "next_mid",
-        "closed",
-    )
+class PlainTransport(Transport, DatagramEndpoint):
+    __slots__ = ("srtp", "local_key", "remote", "rx", "tx", "udp", "_send_socket", "max_datagram")
 
-    def __init__(self, transport_id: str, router_id: str, counters: Counters, srtp: bool, max_datagram: int = 1500) -> None:
-        self.id = transport_id
-        self.router_id = router_id
+    KIND = "plain"
+
+    def __init__(
+        self, transport_id: str, router: Router, counters: Counters, srtp: bool, max_datagram: int = 1500
+    ) -> None:
+        super().__init__(transport_id, router, counters)
         self.srtp = srtp
         self.local_key: bytes | None = os.urandom(SRTP_KEY_SALT_BYTES) if srtp else None
         self.remote: Address | None = None
@@ -105,16 +92,10 @@ class PlainTransport(DatagramEndpoint):
         self.udp: asyncio.DatagramTransport | None = None
         # The same socket through a duplicated descriptor, for sending (sending.py).
         self._send_socket: socket.socket | None = None
-        self.counters = counters
         self.max_datagram = max_datagram
-        self.rtcp_ssrc = random.getrandbits(32) or 1
-        self.cname = secrets.token_hex(8)
-        self.producers_by_ssrc: dict[int, Producer] = {}
-        self.producers_by_mid: dict[str, Producer] = {}
-        self.consumers_by_ssrc: dict[int, Consumer] = {}
-        self.consumers: list[Consumer] = []
-        self.next_mid = 0
-        self.closed = False
+        # It can send from the start; what it sends before it knows the remote is dropped
+        # (send_rtp), and learning the remote restarts every stream (_set_remote).
+        self.connected = True
 
     # ------------------------------------------------------------------ setup
 
@@ -148,7 +129,7 @@ class PlainTransport(DatagramEndpoint):
     def _set_remote(self, remote: Address) -> None:
         self.remote = remote
         # Whatever was forwarded before went nowhere: start each stream afresh.
-        for consumer in self.consumers:
+        for consumer in self.consumers.values():
             if consumer.active:
                 consumer.resync()
         # Keyframe requests made before we knew the sender went nowhere either.
@@ -238,9 +219,6 @@ class PlainTransport(DatagramEndpoint):
         self.counters.rtcp_sent += 1
         self.sendto(packet, remote)
 
-    def next_transport_sequence(self) -> int:
-        return 0  # plain consumers never carry transport-wide-cc (tcc_id stays 0)
-
     # ------------------------------------------------------------------ RTCP
 
     def _on_rtcp_datagram(self, data: bytes, addr: Address) -> None:
@@ -257,57 +235,31 @@ class PlainTransport(DatagramEndpoint):
             except (pylibsrtp.Error, ValueError):
                 self.counters.drop("srtp_error")
                 return
-        feedback.handle_rtcp(data, self.producers_by_ssrc, self.consumers_by_ssrc, self.counters)
-
-    def send_receiver_reports(self) -> None:
-        """Periodic RR (+SDES) for the streams we receive (RFC 3550 §6.4.2)."""
-        for packet in feedback.receiver_reports(self.rtcp_ssrc, self.cname, self.producers_by_mid.values()):
-            self.send_rtcp(packet)
+        self._route_rtcp(data)
 
     # ------------------------------------------------------------------ lifecycle
 
-    def allocate_mid(self) -> str:
-        mid = str(self.next_mid)
-        self.next_mid += 1
-        return mid
-
     def add_producer(self, producer: Producer) -> None:
+        # The SSRC is all that tells its packets apart here (no mid, no SDP).
         if producer.ssrc is None:
             raise ValueError("ssrc: a plain producer needs one")
         if producer.ssrc in self.producers_by_ssrc:
             raise ValueError(f"ssrc: {producer.ssrc} is already produced on this transport")
-        self.producers_by_ssrc[producer.ssrc] = producer
-        self.producers_by_mid[producer.params.mid] = producer
+        super().add_producer(producer)
 
-    def remove_producer(self, producer: Producer) -> None:
-        if self.producers_by_mid.get(producer.params.mid) is producer:
-            del self.producers_by_mid[producer.params.mid]
-        if producer.ssrc is not None and self.producers_by_ssrc.get(producer.ssrc) is producer:
-            del self.producers_by_ssrc[producer.ssrc]
+    def consume(self, consumer_id: str, producer: Producer, codec: Codec) -> Consumer:
+        consumer = super().consume(consumer_id, producer, codec)
+        # No answer step: header extensions pass through unchanged, no transport-cc, no RTX.
+        consumer.activate(None, 0, False)
+        return consumer
 
-    def add_consumer(self, consumer: Consumer) -> None:
-        self.consumers.append(consumer)
-        self.consumers_by_ssrc[consumer.ssrc] = consumer
-
-    def remove_consumer(self, consumer: Consumer) -> None:
-        if consumer in self.consumers:
-            self.consumers.remove(consumer)
-        if self.consumers_by_ssrc.get(consumer.ssrc) is consumer:
-            del self.consumers_by_ssrc[consumer.ssrc]
+    def own_socket(self) -> socket.socket | None:
+        return self.udp.get_extra_info("socket") if self.udp is not None else None
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP port unreachable: the receiver is not there (yet); nothing to do per packet
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for producer in list(self.producers_by_mid.values()):
-            producer.close()
-        for consumer in list(self.consumers):
-            consumer.close()
-        self.consumers.clear()
-        self.consumers_by_ssrc.clear()
+    async def _release(self) -> None:
         self._close_send_socket()
         if self.udp is not None:
             self.udp.close()

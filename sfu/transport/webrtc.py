@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Callable
 
 import pylibsrtp
 
-from sfu.engine import feedback
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
 from sfu.engine.stats import Counters
 from sfu.engine.twcc import TransportCcRecorder
+from sfu.transport.base import Transport
 from sfu.transport.dtls import DtlsSession
 from sfu.transport.srtp import FastSrtp
 from sfu.wire import dtls as dtls_records
@@ -29,7 +29,9 @@ from sfu.wire import rtp
 if TYPE_CHECKING:
     from aiortc.rtcdtlstransport import RTCCertificate
 
+    from sfu.engine.router import Router
     from sfu.transport.udp import MediaSocket
+    from sfu.wire.sdp import Codec
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,8 @@ def _ice_string(length: int) -> str:
     return "".join(secrets.choice(_ICE_CHARS) for _ in range(length))
 
 
-class WebRtcTransport:
+class WebRtcTransport(Transport):
     __slots__ = (
-        "id",
-        "router_id",
         "direction",
         "ice_ufrag",
         "ice_pwd",
@@ -56,12 +56,7 @@ class WebRtcTransport:
         "addr",
         "rx",
         "tx",
-        "rtcp_ssrc",
-        "producers_by_ssrc",
-        "producers_by_mid",
-        "consumers_by_ssrc",
         "consumer_slots",
-        "next_mid",
         "session_version",
         "pending_offer",
         "tcc_seq",
@@ -69,28 +64,26 @@ class WebRtcTransport:
         "dtls_role",
         "dtls",
         "socket",
-        "counters",
         "on_state",
         "mid_ext_id",
-        "closed",
-        "connected",
-        "cname",
         "tcc_ext_id",
         "tcc_recorder",
     )
 
+    KIND = "WebRTC"
+    NEGOTIATES = True
+
     def __init__(
         self,
         transport_id: str,
-        router_id: str,
+        router: Router,
         direction: str,
         socket: MediaSocket,
         certificate: RTCCertificate,
         counters: Counters,
         on_state: Callable[[WebRtcTransport, str], None],
     ) -> None:
-        self.id = transport_id
-        self.router_id = router_id
+        super().__init__(transport_id, router, counters)
         self.direction = direction
         self.ice_ufrag = _ice_string(8)
         self.ice_pwd = _ice_string(24)
@@ -99,27 +92,20 @@ class WebRtcTransport:
         self.addr: Address | None = None
         self.rx: FastSrtp | None = None
         self.tx: FastSrtp | None = None
-        self.rtcp_ssrc = random.getrandbits(32) or 1
-        self.producers_by_ssrc: dict[int, Producer] = {}
-        self.producers_by_mid: dict[str, Producer] = {}
-        self.consumers_by_ssrc: dict[int, Consumer] = {}
-        self.consumer_slots: list[Consumer] = []  # m-line order of the subscribe offer
-        self.next_mid = 0
+        # m-line order of the subscribe offer; closed consumers stay (mids are never reused)
+        self.consumer_slots: list[Consumer] = []
         self.session_version = 0
         self.pending_offer: object | None = None
         self.tcc_seq = random.getrandbits(16)
         self.remote_fingerprints: list[tuple[str, str]] = []
         self.dtls_role: str | None = None
         self.socket = socket
-        self.counters = counters
         self.on_state = on_state
         self.mid_ext_id = 0
-        self.closed = False
-        self.connected = False
-        self.cname = _ice_string(16)
         self.tcc_ext_id = 0  # publisher's transport-wide-cc extension id, once negotiated
         self.tcc_recorder = TransportCcRecorder()
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
+        socket.ice.register(self)  # undone in _release (MediaSocket.unbind_peer)
 
     # ------------------------------------------------------------------ ICE / DTLS
 
@@ -187,7 +173,7 @@ class WebRtcTransport:
             except (pylibsrtp.Error, ValueError):
                 self.counters.drop("srtp_error")
                 return
-            self.on_rtcp(plain)
+            self._route_rtcp(plain)
             return
         try:
             plain = rx.unprotect(data)
@@ -246,9 +232,6 @@ class WebRtcTransport:
 
     # ------------------------------------------------------------------ RTCP
 
-    def on_rtcp(self, plain: bytes) -> None:
-        feedback.handle_rtcp(plain, self.producers_by_ssrc, self.consumers_by_ssrc, self.counters)
-
     def send_transport_feedback(self) -> None:
         if self.tx is None or not self.tcc_ext_id:
             return
@@ -257,47 +240,19 @@ class WebRtcTransport:
         if packet is not None:
             self.send_rtcp(packet)
 
-    def send_receiver_reports(self) -> None:
-        """Periodic RR (+SDES) toward the publisher for every stream it sends."""
-        if self.tx is None:
-            return
-        for packet in feedback.receiver_reports(self.rtcp_ssrc, self.cname, self.producers_by_mid.values()):
-            self.send_rtcp(packet)
+    # ------------------------------------------------------------------ the tree
 
-    # ------------------------------------------------------------------ lifecycle
+    def consume(self, consumer_id: str, producer: Producer, codec: Codec) -> Consumer:
+        if self.direction != "subscribe":
+            raise ValueError(f"transport {self.id} is a {self.direction} transport")
+        consumer = super().consume(consumer_id, producer, codec)
+        self.consumer_slots.append(consumer)  # an m-line of the next subscribe offer
+        return consumer
 
-    def add_producer(self, producer: Producer) -> None:
-        self.producers_by_mid[producer.params.mid] = producer
-        for ssrc in (producer.ssrc, producer.rtx_ssrc):
-            if ssrc is not None:
-                self.producers_by_ssrc[ssrc] = producer
+    def _rtx_payload_type(self, codec: Codec) -> int | None:
+        return codec.rtx_payload_type  # video only (negotiation.subscriber_codec)
 
-    def remove_producer(self, producer: Producer) -> None:
-        if self.producers_by_mid.get(producer.params.mid) is producer:
-            del self.producers_by_mid[producer.params.mid]
-        for ssrc in (producer.ssrc, producer.rtx_ssrc):
-            if ssrc is not None and self.producers_by_ssrc.get(ssrc) is producer:
-                del self.producers_by_ssrc[ssrc]
-
-    def add_consumer(self, consumer: Consumer) -> None:
-        self.consumer_slots.append(consumer)
-        for ssrc in (consumer.ssrc, consumer.rtx_ssrc):
-            if ssrc is not None:
-                self.consumers_by_ssrc[ssrc] = consumer
-
-    def allocate_mid(self) -> str:
-        mid = str(self.next_mid)
-        self.next_mid += 1
-        return mid
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for producer in list(self.producers_by_mid.values()):
-            producer.close()
-        for consumer in self.consumer_slots:
-            consumer.close()
+    async def _release(self) -> None:
         self.socket.unbind_peer(self)
         await self.dtls.close()
         self.rx = self.tx = None

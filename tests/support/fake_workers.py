@@ -14,8 +14,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
-from sfu import api
 from common.channel import ChannelError
+from common.messages import Empty, Message
+from sfu import api
 
 
 class FakeWorker:
@@ -27,7 +28,7 @@ class FakeWorker:
         self.up = True
         self.routers: set[str] = set()  # what WorkerHandle.routers is: meetings placed here
         self.client = self  # WorkerHandle.client.request(...)
-        self.requests: list[api.Message] = []
+        self.requests: list[Message] = []
         self.router_ids: set[str] = set()
         self.transports: dict[str, tuple[str, str]] = {}  # id -> (router id, direction)
         self.producers: dict[str, tuple[str, str]] = {}  # id -> (transport id, kind)
@@ -44,35 +45,57 @@ class FakeWorker:
             raise ChannelError("not_found", f"no transport {transport_id}")
         return self.transports[transport_id]
 
-    async def request(self, message: api.Message) -> api.Message:
+    async def request(self, message: Message) -> Message:
         if not self.up:
             raise ChannelError("worker_down", f"worker {self.index} is not running")
         self.requests.append(message)
         handler = getattr(self, "_on_" + message.NAME.lower(), None)
         if handler is None:
-            return api.Empty()
+            return Empty()
         return handler(message)
 
-    def _on_router_create(self, message: api.RouterCreate) -> api.Message:
+    def _on_router_create(self, message: api.RouterCreate) -> Message:
         self.router_ids.add(message.router_id)
-        return api.Empty()
+        return Empty()
 
-    def _on_router_close(self, message: api.RouterClose) -> api.Message:
+    def _on_router_close(self, message: api.RouterClose) -> Message:
         self.router_ids.discard(message.router_id)
         for transport_id, (router_id, _) in list(self.transports.items()):
             if router_id == message.router_id:
                 self._close_transport(transport_id)
-        return api.Empty()
+        return Empty()
 
-    def _on_transport_create(self, message: api.TransportCreate) -> api.Message:
+    def _on_transport_create(self, message: api.TransportCreate) -> Message:
         if message.router_id not in self.router_ids:
             raise ChannelError("not_found", f"no router {message.router_id}")
         self.transports[message.transport_id] = (message.router_id, message.direction)
-        return api.Empty()
+        return Empty()
 
-    def _on_transport_close(self, message: api.TransportClose) -> api.Message:
+    def _on_direct_transport_create(self, message: api.DirectTransportCreate) -> Message:
+        if message.router_id not in self.router_ids:
+            raise ChannelError("not_found", f"no router {message.router_id}")
+        self.transports[message.transport_id] = (message.router_id, "direct")
+        return Empty()
+
+    def _on_direct_producer_create(self, message: api.DirectProducerCreate) -> Message:
+        self._transport(message.transport_id)
+        producer_id = f"d{next(self._ids)}"
+        self.producers[producer_id] = (message.transport_id, message.kind)
+        self._mids[producer_id] = "0"
+        return api.DirectProducerCreated(producer=api.ProducerInfo(producer_id, "0", message.kind, message.source, "opus"))
+
+    def _on_notice_play(self, message: api.NoticePlay) -> Message:
+        if message.producer_id not in self.producers:
+            raise ChannelError("not_found", f"no producer {message.producer_id}")
+        return Empty()
+
+    def participant_transports(self) -> dict[str, tuple[str, str]]:
+        """The transports of participants (publish, subscribe): not the router's own."""
+        return {t: (r, d) for t, (r, d) in self.transports.items() if d != "direct"}
+
+    def _on_transport_close(self, message: api.TransportClose) -> Message:
         self._close_transport(message.transport_id)
-        return api.Empty()
+        return Empty()
 
     def _close_transport(self, transport_id: str) -> None:
         self.transports.pop(transport_id, None)
@@ -83,7 +106,7 @@ class FakeWorker:
             if t == transport_id or p in gone:
                 del self.consumers[consumer_id]
 
-    def _on_publish_offer(self, message: api.PublishOffer) -> api.Message:
+    def _on_publish_offer(self, message: api.PublishOffer) -> Message:
         self._transport(message.transport_id)
         created = []
         for mid, source in message.sources.items():
@@ -99,27 +122,27 @@ class FakeWorker:
     def producers_by_mid(self, transport_id: str) -> dict[str, str]:
         return {self._mids[p]: p for p, (t, _) in self.producers.items() if t == transport_id}
 
-    def _on_producer_pause(self, message: api.ProducerPause) -> api.Message:
+    def _on_producer_pause(self, message: api.ProducerPause) -> Message:
         if message.producer_id not in self.producers:
             raise ChannelError("not_found", f"no producer {message.producer_id}")
         if message.paused:
             self.paused.add(message.producer_id)
         else:
             self.paused.discard(message.producer_id)
-        return api.Empty()
+        return Empty()
 
-    def _on_consumer_create(self, message: api.ConsumerCreate) -> api.Message:
+    def _on_consumer_create(self, message: api.ConsumerCreate) -> Message:
         self._transport(message.transport_id)
         if message.producer_id not in self.producers:
             raise ChannelError("not_found", f"no producer {message.producer_id}")
         self.consumers[message.consumer_id] = (message.transport_id, message.producer_id)
-        return api.Empty()
+        return Empty()
 
-    def _on_consumer_close(self, message: api.ConsumerClose) -> api.Message:
+    def _on_consumer_close(self, message: api.ConsumerClose) -> Message:
         self.consumers.pop(message.consumer_id, None)
-        return api.Empty()
+        return Empty()
 
-    def _on_subscribe_offer_create(self, message: api.SubscribeOfferCreate) -> api.Message:
+    def _on_subscribe_offer_create(self, message: api.SubscribeOfferCreate) -> Message:
         self._transport(message.transport_id)
         infos = [
             api.ConsumerInfo(consumer_id, producer_id, str(n), self.producers[producer_id][1], True)
@@ -135,12 +158,12 @@ class FakeWorkers:
     def __init__(self, count: int = 1) -> None:
         self.workers = [FakeWorker(index) for index in range(count)]
         self._down: list[Callable[[int, int], None]] = []
-        self._notifications: list[Callable[[int, int, str, api.Message], None]] = []
+        self._notifications: list[Callable[[int, int, str, Message], None]] = []
 
     def add_down_listener(self, listener: Callable[[int, int], None]) -> None:
         self._down.append(listener)
 
-    def add_notification_listener(self, listener: Callable[[int, int, str, api.Message], None]) -> None:
+    def add_notification_listener(self, listener: Callable[[int, int, str, Message], None]) -> None:
         self._notifications.append(listener)
 
     async def wait_for_live_worker(self, timeout: float) -> FakeWorker | None:
@@ -153,7 +176,7 @@ class FakeWorkers:
             raise ChannelError("worker_down", f"worker {index} is not running")
         return worker
 
-    async def request(self, index: int, generation: int, message: api.Message) -> api.Message:
+    async def request(self, index: int, generation: int, message: Message) -> Message:
         return await self.handle_for(index, generation).request(message)
 
     def kill(self, index: int) -> None:
@@ -163,7 +186,7 @@ class FakeWorkers:
         for listener in self._down:
             listener(index, worker.generation)
 
-    def notify(self, index: int, entity_id: str, message: api.Message) -> None:
+    def notify(self, index: int, entity_id: str, message: Message) -> None:
         worker = self.workers[index]
         for listener in self._notifications:
             listener(index, worker.generation, entity_id, message)

@@ -98,7 +98,7 @@ async def test_first_join_places_the_meeting_and_gives_two_transports():
     assert s.worker.routers == {"meeting1"} and s.meeting.placement is not None
     assert [m.NAME for m in s.worker.requests].count("ROUTER_CREATE") == 1
     directions = sorted(direction for _, direction in s.worker.transports.values())
-    assert directions == ["publish", "subscribe"]
+    assert directions == ["direct", "publish", "subscribe"]  # the router's own (the notices) and ann's two
     joined = peer.of_type("joined")[0]
     assert joined["participants"] == [] and joined["tracks"] == []
     await s.join("bob")
@@ -111,16 +111,37 @@ async def test_a_track_reaches_everyone_else_once_and_is_offered():
     bob, bob_peer = await s.join("bob")
     await s.publish(ann, "microphone", "camera")
     await settle()
-    consumed = sorted(p for t, p in s.worker.consumers.values() if t == bob.subscribe_transport_id)
-    assert len(consumed) == 2 and all(p in s.worker.producers for p in consumed)
-    assert not any(t == ann.subscribe_transport_id for t, _ in s.worker.consumers.values() if _ in consumed)
+    published = {t.producer_id for t in ann.tracks.values()}
+    consumed = {p for t, p in s.worker.consumers.values() if t == bob.subscribe_transport_id}
+    notices = s.meeting.server_tracks["announcer"].producer_id
+    assert consumed == published | {notices}  # ann's two tracks, and the server's notice track
+    assert {p for t, p in s.worker.consumers.values() if t == ann.subscribe_transport_id} == {notices}
     offers = bob_peer.of_type("offer")
-    assert len(offers) == 1 and sorted(t["source"] for t in offers[0]["tracks"]) == ["camera", "microphone"]
+    assert len(offers) == 1
+    described = sorted((t["track_id"], t["participant_id"], t["source"]) for t in offers[0]["tracks"])
+    assert described == sorted([("announcer", None, "announcement"),
+                                *((t.track_id, "ann", t.source) for t in ann.tracks.values())])  # fmt: skip
     assert s.heard.events == [("published", "microphone"), ("published", "camera")]
     # A late joiner gets both tracks in `joined` and consumers for them.
     cy, cy_peer = await s.join("cy")
     assert sorted(t["source"] for t in cy_peer.of_type("joined")[0]["tracks"]) == ["camera", "microphone"]
-    assert len([1 for t, _ in s.worker.consumers.values() if t == cy.subscribe_transport_id]) == 2
+    assert len([1 for t, _ in s.worker.consumers.values() if t == cy.subscribe_transport_id]) == 3
+
+
+async def test_alone_with_only_the_server_track_nobody_gets_an_offer_until_it_plays():
+    s = Setup()
+    ann, peer = await s.join("ann")
+    await settle()
+    assert ann.active_consumer_for("announcer") is not None and peer.of_type("offer") == []
+    await s.conference.play(s.meeting, "announcer", ["AAE="], [ann])
+    assert s.worker.requests[-1] == api.NoticePlay(
+        producer_id=s.meeting.server_tracks["announcer"].producer_id,
+        frames=["AAE="],
+        consumer_ids=[ann.active_consumer_for("announcer").consumer_id],
+    )
+    ann.negotiation.ensure_offered()  # what the recording does for whoever has not heard it yet
+    await settle()
+    assert [t["source"] for t in peer.of_type("offer")[0]["tracks"]] == ["announcement"]
 
 
 async def test_leaving_releases_media_and_unpublishes_for_the_others():
@@ -130,7 +151,7 @@ async def test_leaving_releases_media_and_unpublishes_for_the_others():
     await s.publish(ann, "microphone")
     await s.conference.leave(s.meeting, ann)
     assert ann.publish_transport_id is None and ann.subscribe_transport_id is None
-    assert len(s.worker.transports) == 2  # bob's only
+    assert len(s.worker.participant_transports()) == 2  # bob's only
     assert [m["type"] for m in bob_peer.sent if m["type"] in ("track_unpublished", "participant_left")] == [
         "track_unpublished",
         "participant_left",
@@ -145,7 +166,7 @@ async def test_a_full_meeting_refuses_the_next_one():
     with pytest.raises(SignalingError) as refused:
         await s.join("bob")
     assert refused.value.code == "meeting_full"
-    assert len(s.worker.transports) == 2  # nothing was made for bob
+    assert len(s.worker.participant_transports()) == 2  # nothing was made for bob
 
 
 async def test_mute_and_hold_pause_the_producers_on_the_worker():
@@ -194,7 +215,7 @@ async def test_replacing_a_connection_closes_the_old_one():
     second, second_peer = await s.join("ann")
     assert first_peer.closed is not None and first_peer.closed[0] == closecodes.SESSION_ENDED
     assert s.meeting.participants["ann"] is second
-    assert len(s.worker.transports) == 2  # the first connection's transports are gone
+    assert len(s.worker.participant_transports()) == 2  # the first connection's transports are gone
 
 
 async def test_an_unanswered_offer_closes_the_socket_after_the_timeout():
