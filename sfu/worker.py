@@ -34,6 +34,7 @@ from common.channel import ChannelServer, RequestFailed, open_server, serve_unti
 from common.messages import Empty, Message
 from config.schema import MediaConfig, SfuConfig
 from sfu import api, process_stats
+from sfu.clockwork import Clockwork
 from sfu.engine.announcer import SOURCE as ANNOUNCEMENT
 from sfu.engine.announcer import Announcer
 from sfu.engine.consumer import Consumer
@@ -51,10 +52,6 @@ from sfu.transport.webrtc import WebRtcTransport
 from sfu.wire import sdp
 
 log = logging.getLogger("sfu.worker")
-
-KEYFRAME_POLL_S = 0.1
-TRANSPORT_FEEDBACK_S = 0.1
-LAG_PROBE_S = 0.25
 
 AnyTransport = TypeVar("AnyTransport", bound=Transport)
 
@@ -86,13 +83,10 @@ class Worker:
         # Every router, transport, producer and consumer by id: kept by the tree itself.
         self.registry = Registry()
         self.channel: ChannelServer | None = None
-        self.loop_lag = 0.0
         self.socket_drops = process_stats.UdpDropMeter()
-        self._timers: list[asyncio.Task[None]] = []
         self.port = 0
-        # Notices (NOTICE_PLAY): the clock paces every announcer; one loop timer drives it.
-        self.notices = NoticeClock()
-        self._notice_timer: asyncio.TimerHandle | None = None
+        # Timers: RTCP, keyframe polls, loop lag, and the notice clock pacing every announcer.
+        self.clockwork = Clockwork(self.registry, NoticeClock(), sfu_config.rtcp_interval_s)
 
     @property
     def transports(self) -> dict[str, Transport]:
@@ -108,40 +102,7 @@ class Worker:
             lambda: self.socket, local_addr=(self.config.listen_ip, port), family=socket.AF_INET
         )
         self.port = self.socket.port
-        self._timers = [
-            asyncio.ensure_future(self._every(self.config.rtcp_interval_s, self._send_reports)),
-            asyncio.ensure_future(self._every(KEYFRAME_POLL_S, self._poll_keyframes)),
-            asyncio.ensure_future(self._every(TRANSPORT_FEEDBACK_S, self._send_transport_feedback)),
-            asyncio.ensure_future(self._measure_lag()),
-        ]
-
-    async def _every(self, interval: float, action: Any) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                action()
-            except Exception:
-                log.exception("periodic task failed")
-
-    async def _measure_lag(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            start = loop.time()
-            await asyncio.sleep(LAG_PROBE_S)
-            self.loop_lag = max(0.0, loop.time() - start - LAG_PROBE_S)
-
-    def _send_reports(self) -> None:
-        for transport in self.transports.values():
-            transport.send_receiver_reports()
-
-    def _send_transport_feedback(self) -> None:
-        for transport in self.transports.values():
-            transport.send_transport_feedback()
-
-    def _poll_keyframes(self) -> None:
-        for producer in self.registry.producers.values():
-            if producer.keyframe_waiters:
-                producer.poll_keyframe_request()
+        self.clockwork.start()
 
     # ----------------------------------------------------------------- requests
 
@@ -156,8 +117,8 @@ class Worker:
 
     async def _on_worker_get_stats(self, _: api.WorkerGetStats) -> Message:
         counters, dropped = self.counters.snapshot()
-        counters["notice_plays"] = self.notices.plays
-        counters["notice_packets_sent"] = self.notices.packets_sent
+        counters["notice_plays"] = self.clockwork.notices.plays
+        counters["notice_packets_sent"] = self.clockwork.notices.packets_sent
         # Datagrams the kernel dropped at our sockets (receive buffer full): we never saw them.
         dropped["socket_buffer_full"] = self.socket_drops.update(self._socket_inodes())
         network = [t for t in self.transports.values() if t.NETWORK]
@@ -167,7 +128,7 @@ class Worker:
             # Incoming streams: producers the worker feeds itself (announcers) are not.
             "producers": float(sum(len(t.producers) for t in network)),
             "consumers": float(len(self.registry.consumers)),
-            "loop_lag_seconds": self.loop_lag,
+            "loop_lag_seconds": self.clockwork.loop_lag,
             "cpu_seconds": process_stats.cpu_seconds(),
             "rss_bytes": float(process_stats.rss_bytes()),
         }
@@ -376,8 +337,8 @@ class Worker:
             raise RequestFailed("invalid", f"producer {announcer.id} is not a direct producer")
         frames = _decode_frames(request.frames)
         targets = [self._consumer_of(announcer, c) for c in request.consumer_ids] or list(announcer.consumers)
-        self.notices.play(announcer, frames, targets, asyncio.get_running_loop().time())  # ValueError: a bad clip
-        self._arm_notice_timer()
+        self.clockwork.notices.play(announcer, frames, targets, asyncio.get_running_loop().time())  # ValueError: a bad clip
+        self.clockwork.notices_changed()
         return Empty()
 
     def _consumer_of(self, announcer: Announcer, consumer_id: str) -> Consumer:
@@ -387,21 +348,6 @@ class Worker:
         if consumer.producer is not announcer:
             raise RequestFailed("invalid", f"consumer {consumer_id} does not consume {announcer.id}")
         return consumer
-
-    def _arm_notice_timer(self) -> None:
-        """Wire the notice clock to the loop: one timer, at its next deadline (absolute)."""
-        if self._notice_timer is not None:
-            self._notice_timer.cancel()
-            self._notice_timer = None
-        due = self.notices.next_due
-        if due is not None:
-            self._notice_timer = asyncio.get_running_loop().call_at(due, self._on_notice_timer)
-
-    def _on_notice_timer(self) -> None:
-        self._notice_timer = None
-        for announcer, exc in self.notices.tick(asyncio.get_running_loop().time()):
-            log.error("notice play of %s failed; abandoned", announcer.id, exc_info=exc)
-        self._arm_notice_timer()
 
     # ----------------------------------------------------------------- lookups
 
@@ -464,11 +410,7 @@ class Worker:
                     self.channel.notify(producer.id, api.ProducerClosed(reason=f"transport {state}"))
 
     async def shutdown(self) -> None:
-        for task in self._timers:
-            task.cancel()
-        if self._notice_timer is not None:
-            self._notice_timer.cancel()
-            self._notice_timer = None
+        self.clockwork.stop()
         for router in list(self.registry.routers.values()):
             await router.close()
         if self.socket.udp is not None:

@@ -163,7 +163,7 @@ async def test_the_notice_reaches_the_targeted_consumer_only_and_decodes_to_the_
         assert snapshot.counters["notice_plays"] == 1
         assert snapshot.counters["notice_packets_sent"] == len(STARTED)
         assert snapshot.gauges["producers"] == 0  # the announcer is not an incoming stream
-        assert worker._notice_timer is None and worker.notices.next_due is None  # nothing left to pace
+        assert not worker.clockwork.notice_timer_armed and worker.clockwork.notices.next_due is None  # nothing left to pace
     finally:
         target.close()
         bystander.close()
@@ -388,7 +388,7 @@ async def test_router_close_mid_play_takes_the_announcer_and_its_consumers(worke
         assert not (registry.routers or registry.transports or registry.producers or registry.consumers)
         assert producer.closed and producer.consumers == [] and producer.next_due is None
         await asyncio.sleep(0.1)
-        assert worker._notice_timer is None and worker.notices.next_due is None
+        assert not worker.clockwork.notice_timer_armed and worker.clockwork.notices.next_due is None
         with pytest.raises(RequestFailed) as failure:
             await worker.handle(api.NoticePlay(producer_id=announcer, frames=b64(STARTED)))
         assert failure.value.code == "not_found"

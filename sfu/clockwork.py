@@ -1,0 +1,101 @@
+"""The worker's clockwork: everything it does on a timer rather than per packet.
+
+- RTCP receiver reports for every transport (`sfu.rtcp_interval_s`), transport-wide
+  congestion feedback and due keyframe requests (every 100 ms);
+- the event loop's lag, probed every 250 ms (a stalled loop is a stalled meeting);
+- the notice clock (`sfu.engine.notice_clock.NoticeClock`), wired to one loop timer at its
+  next absolute deadline.
+
+Each periodic action runs synchronously between packets; one that fails is logged and the
+next round runs anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sfu.engine.notice_clock import NoticeClock
+from sfu.engine.router import Registry
+
+log = logging.getLogger("sfu.worker")
+
+KEYFRAME_POLL_S = 0.1
+TRANSPORT_FEEDBACK_S = 0.1
+LAG_PROBE_S = 0.25
+
+
+class Clockwork:
+    def __init__(self, registry: Registry, notices: NoticeClock, rtcp_interval_s: float) -> None:
+        self._registry = registry
+        self.notices = notices
+        self._rtcp_interval_s = rtcp_interval_s
+        self.loop_lag = 0.0  # seconds the last probe woke up late
+        self._tasks: list[asyncio.Task[None]] = []
+        self._notice_timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.ensure_future(self._every(self._rtcp_interval_s, self._send_reports)),
+            asyncio.ensure_future(self._every(KEYFRAME_POLL_S, self._poll_keyframes)),
+            asyncio.ensure_future(self._every(TRANSPORT_FEEDBACK_S, self._send_transport_feedback)),
+            asyncio.ensure_future(self._measure_lag()),
+        ]
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        if self._notice_timer is not None:
+            self._notice_timer.cancel()
+            self._notice_timer = None
+
+    async def _every(self, interval: float, action: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                action()
+            except Exception:
+                log.exception("periodic task failed")
+
+    async def _measure_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            self.loop_lag = max(0.0, loop.time() - start - LAG_PROBE_S)
+
+    def _send_reports(self) -> None:
+        for transport in self._registry.transports.values():
+            transport.send_receiver_reports()  # type: ignore[attr-defined]
+
+    def _send_transport_feedback(self) -> None:
+        for transport in self._registry.transports.values():
+            transport.send_transport_feedback()  # type: ignore[attr-defined]
+
+    def _poll_keyframes(self) -> None:
+        for producer in self._registry.producers.values():
+            if producer.keyframe_waiters:
+                producer.poll_keyframe_request()
+
+    # ------------------------------------------------------------------ notices
+
+    @property
+    def notice_timer_armed(self) -> bool:
+        return self._notice_timer is not None
+
+    def notices_changed(self) -> None:
+        """A play started: (re)arm the one timer at the clock's next deadline (absolute)."""
+        if self._notice_timer is not None:
+            self._notice_timer.cancel()
+            self._notice_timer = None
+        due = self.notices.next_due
+        if due is not None:
+            self._notice_timer = asyncio.get_running_loop().call_at(due, self._on_notice_timer)
+
+    def _on_notice_timer(self) -> None:
+        self._notice_timer = None
+        for announcer, exc in self.notices.tick(asyncio.get_running_loop().time()):
+            log.error("notice play of %s failed; abandoned", announcer.id, exc_info=exc)
+        self.notices_changed()
