@@ -18,6 +18,7 @@ from control.accounts.tokens import Tokens
 from control.clock import Clock
 from control.errors import SignalingError
 from control.meeting import admission, closecodes
+from control.meeting.listeners import ConferenceListener, Listeners
 from control.meeting.model import (
     LiveMeeting,
     MeetingRegistry,
@@ -46,36 +47,6 @@ def _unpublished(track: PublishedTrack) -> dict[str, Any]:
     return {"type": "track_unpublished", "track_id": track.track_id, "participant_id": track.participant_id}
 
 
-class ConferenceListener:
-    """Upward news from the conference, for whoever follows a meeting's media (recording
-    jobs: control.recording.service). Every method is called synchronously, most of them under the
-    meeting's lock; a listener schedules its own I/O. The defaults do nothing."""
-
-    def participant_joined(self, meeting: LiveMeeting, participant: Participant) -> bool:
-        """Admitted with transports; `joined` was sent. Under the lock, before anything
-        they send is handled (a listener may set `participant.media_held`). True if they
-        need their subscribe connection now even with nothing but the server's tracks on it."""
-        return False
-
-    def participant_left(self, meeting: LiveMeeting, participant: Participant) -> None:
-        """Gone from the meeting (`participant.exit_reason` says why)."""
-
-    def track_published(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
-        """A new producer, already forwarded to the others."""
-
-    def track_unpublished(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
-        """A producer is closed (its consumers with it)."""
-
-    def subscriber_connected(self, meeting: LiveMeeting, participant: Participant) -> None:
-        """Their subscribe transport is up: what is played on a server track reaches them."""
-
-    def router_created(self, meeting: LiveMeeting) -> None:
-        """The meeting has a (new) router: first join, or back after its worker died."""
-
-    def router_lost(self, meeting: LiveMeeting) -> None:
-        """The meeting's worker died: its router, transports and producers are gone."""
-
-
 class Conference:
     def __init__(
         self,
@@ -94,17 +65,12 @@ class Conference:
         self._tasks = tasks
         self.answer_timeout_s = answer_timeout_s
         self.stopping = False
-        self._listeners: list[ConferenceListener] = []
+        self._listeners = Listeners()
         supervisor.add_down_listener(self._on_worker_down)
         supervisor.add_notification_listener(self._on_worker_notification)
 
     def add_listener(self, listener: ConferenceListener) -> None:
-        self._listeners.append(listener)
-
-    def _tell(self, event: Any, *args: Any) -> None:
-        """Upward news to every listener (ConferenceListener's methods), in order."""
-        for listener in self._listeners:
-            getattr(listener, event.__name__)(*args)
+        self._listeners.members.append(listener)
 
     def _reconnect_token(self, meeting: LiveMeeting, participant: Participant) -> str | None:
         """A fresh join token for someone told to reconnect (same participant, same grants)."""
@@ -154,7 +120,7 @@ class Conference:
             raise media_error(exc, "creating the meeting's router") from None
         meeting.placement = Placement(worker.index, generation, meeting.meeting_id)
         meeting.server_tracks = server_tracks
-        self._tell(ConferenceListener.router_created, meeting)
+        self._listeners.router_created(meeting)
 
     async def _make_server_tracks(self, worker: Any, router_id: str) -> dict[str, PublishedTrack]:
         """The tracks the server itself publishes in every meeting (SERVER_TRACKS), each a
@@ -218,7 +184,7 @@ class Conference:
                 joined["id"] = message_id
             participant.send(joined)
             meeting.broadcast({"type": "participant_joined", "participant": participant.public()}, exclude=participant)
-            wanted = any([listener.participant_joined(meeting, participant) for listener in self._listeners])
+            wanted = self._listeners.participant_joined(meeting, participant)
             offer = False
             for track in list(meeting.forwarded_tracks()):
                 if track.participant_id == participant_id:
@@ -292,7 +258,7 @@ class Conference:
         for participant in everyone:
             participant.exit_reason = participant.exit_reason or "ended"
             if self._take_out(meeting, participant, message, (code, reason)):
-                self._tell(ConferenceListener.participant_left, meeting, participant)
+                self._listeners.participant_left(meeting, participant)
         return len(everyone)
 
     def _take_out(
@@ -367,7 +333,7 @@ class Conference:
         changed = self._tracks_gone(meeting, tracks)
         meeting.broadcast({"type": "participant_left", "participant_id": participant.participant_id})
         self._renegotiate(changed)
-        self._tell(ConferenceListener.participant_left, meeting, participant)
+        self._listeners.participant_left(meeting, participant)
 
     def _tracks_gone(
         self, meeting: LiveMeeting, tracks: list[PublishedTrack], owner: Participant | None = None
@@ -379,7 +345,7 @@ class Conference:
         for track in tracks:
             meeting.broadcast(_unpublished(track), exclude=owner)
             changed |= self._consumers_closed_with(meeting, track)
-            self._tell(ConferenceListener.track_unpublished, meeting, track)
+            self._listeners.track_unpublished(meeting, track)
         return changed
 
     # ------------------------------------------------------------------ tracks
@@ -423,7 +389,7 @@ class Conference:
                 for subscriber in meeting.others(participant):
                     if await self._create_consumer(meeting, subscriber, track):
                         changed.add(subscriber)
-                self._tell(ConferenceListener.track_published, meeting, track)
+                self._listeners.track_published(meeting, track)
             self._renegotiate(changed)
 
     def _live_transport(self, participant: Participant, transport_id: str | None) -> str:
@@ -586,7 +552,7 @@ class Conference:
         had_router, meeting.placement = meeting.placement is not None, None
         meeting.server_tracks = {}
         if had_router:
-            self._tell(ConferenceListener.router_lost, meeting)
+            self._listeners.router_lost(meeting)
         participants = list(meeting.participants.values())
         for participant in participants:
             message: dict[str, Any] = {"type": "reconnect", "reason": reason}
@@ -595,7 +561,7 @@ class Conference:
                 message["token"] = token  # to come back as themselves, admitted
             participant.exit_reason = "reset"
             self._take_out(meeting, participant, message, (closecodes.SERVICE_RESTART, reason))
-            self._tell(ConferenceListener.participant_left, meeting, participant)
+            self._listeners.participant_left(meeting, participant)
         return len(participants)
 
     def _on_worker_notification(self, index: int, generation: int, entity_id: str, message: Message) -> None:
@@ -616,7 +582,7 @@ class Conference:
             for participant in meeting.participants.values():
                 if participant.subscribe_transport_id == transport_id and not participant.closed:
                     participant.subscribe_connected = True
-                    self._tell(ConferenceListener.subscriber_connected, meeting, participant)
+                    self._listeners.subscriber_connected(meeting, participant)
                     return
 
     async def _producer_closed(self, meeting: LiveMeeting, producer_id: str) -> None:

@@ -45,8 +45,9 @@ from common.notices import notice_frames
 from config import LimitsConfig, RecorderConfig
 from control.errors import ApiError, SignalingError
 from control.meeting.attendance import Attendance
-from control.meeting.conference import NOTICE_TRACK_ID, Conference, ConferenceListener
+from control.meeting.conference import NOTICE_TRACK_ID, Conference
 from control.meeting.limits import LimitsPolicy
+from control.meeting.listeners import ConferenceListener
 from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
 from control.processes.recorders import RecorderSupervisor
 from control.recording.consent import CONTINUED, LEFT, LedgerChange
