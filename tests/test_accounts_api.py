@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from control.accounts import bootstrap
-from tests.accounts_client import PASSWORD, Api, assert_error, make_customer, make_host, make_meeting
+from tests.support.accounts_client import PASSWORD, Api, assert_error, make_customer, make_host, make_meeting
 
 
 def operator_key(server) -> str:

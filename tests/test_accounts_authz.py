@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from control.http.openapi import document
-from tests.accounts_client import Api, make_customer, make_host, make_meeting
+from tests.support.accounts_client import Api, make_customer, make_host, make_meeting
 
 # Bodies that would be accepted from the right caller, so a refusal is about who calls.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from control.cli import main
-from tests.accounts_client import Api, HostAccount, make_meeting
-from tests.conftest import REPO_ROOT
+from tests.support.accounts_client import Api, HostAccount, make_meeting
+from tests.support.paths import REPO_ROOT
 
 
 def run(capsys, server, *args: str) -> tuple[int, str, str]:

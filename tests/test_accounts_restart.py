@@ -5,17 +5,14 @@ startup (`server_restart`); the first-start bootstrap does not run again."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from control.store.sqlite import SqliteStore
-from tests.accounts_client import Api, make_customer, make_host, make_meeting
-from tests.conftest import REPO_ROOT, ServerProcess, _child_pids, _conclave_command, _kill_if_alive, _read_serving_url
+from tests.support.accounts_client import Api, make_customer, make_host, make_meeting
+from tests.support.servers import ServerProcess, spawn_serve, stop_serve
 
 
 @pytest.fixture
@@ -26,15 +23,7 @@ def restart_server(server_process) -> Iterator:
     config = Path(server_process.log_path).parent / "conclave.yaml"
 
     def start() -> ServerProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        log_path = config.parent / f"conclave-serve-{len(started) + 2}.log"
-        with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                [*_conclave_command(), "serve", "--config", str(config)],
-                cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
-            )
-        server = ServerProcess(_read_serving_url(process, timeout=60.0), process, log_path)
+        server = spawn_serve(config, config.parent / f"conclave-serve-{len(started) + 2}.log")
         started.append(server)
         return server
 
@@ -42,18 +31,7 @@ def restart_server(server_process) -> Iterator:
         yield start
     finally:
         for server in started:
-            workers = server.worker_pids()
-            if server.process.poll() is None:
-                server.process.send_signal(signal.SIGTERM)
-                try:
-                    server.process.wait(20.0)
-                except subprocess.TimeoutExpired:
-                    server.process.kill()
-                    server.process.wait()
-            if server.process.stdout is not None:
-                server.process.stdout.close()
-            for pid in set(workers) | set(_child_pids(server.pid)):
-                _kill_if_alive(pid)
+            stop_serve(server, server.worker_pids())
 
 
 def test_state_survives_a_restart(server_process, restart_server):

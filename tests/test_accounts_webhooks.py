@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from control import webhooks
-from tests.accounts_client import Api, assert_error, make_customer
+from tests.support.accounts_client import Api, assert_error, make_customer
 
 
 class Receiver:

@@ -30,7 +30,7 @@ from sfu import api
 from sfu.transport.plain import srtp_session
 from sfu.wire import rtcp, rtp
 from sfu.worker import Worker
-from tests.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
+from tests.support.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
 
 STARTED = notice_frames("recording-started")
 STOPPED = notice_frames("recording-stopped")

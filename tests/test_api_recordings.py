@@ -21,7 +21,7 @@ import pytest
 
 from control.accounts.tokens import DOWNLOAD_TTL_S
 from control.recording.events import recording_payload
-from tests.seaweed import SECRET_ACCESS_KEY, SeaweedServer, require_weed
+from tests.support.seaweed import SECRET_ACCESS_KEY, SeaweedServer, require_weed
 
 SECRET = "sk-very-secret-value-4b1d9e"
 TRANSCRIPT = {

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests import browser
+from tests.support import browser
 
 pytestmark = pytest.mark.skipif(not browser.chromium_available(), reason="Chromium or Playwright missing")
 

@@ -12,7 +12,7 @@ import json
 import pytest
 from aiohttp import web
 
-from tests import browser
+from tests.support import browser
 
 pytestmark = pytest.mark.skipif(not browser.chromium_available(), reason="needs /usr/bin/chromium and playwright")
 

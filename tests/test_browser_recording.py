@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests import browser
-from tests.browser_fixtures import chromium  # noqa: F401
+from tests.support import browser
+from tests.support.browser_fixtures import chromium  # noqa: F401
 
 pytestmark = [
     pytest.mark.skipif(not browser.chromium_available(), reason="needs /usr/bin/chromium and playwright"),

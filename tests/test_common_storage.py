@@ -31,7 +31,7 @@ from common.storage import (
 )
 from common.storage import local as local_module
 from common.storage.s3 import MiB, S3BucketStorage
-from tests.seaweed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SeaweedServer, free_ports, require_weed
+from tests.support.seaweed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SeaweedServer, free_ports, require_weed
 
 MULTIPART_THRESHOLD = 8 * MiB
 PART_SIZE = 5 * MiB

@@ -19,7 +19,7 @@ from schemathesis import checks
 
 from control.app import create_app
 from control.http.openapi import document
-from tests.conftest import conclave_test_config
+from tests.support.servers import conclave_test_config
 
 EXAMPLES_PER_OPERATION = 10
 # Routes under /api/v1 that are not JSON operations.

@@ -28,7 +28,7 @@ from sfu import api
 from sfu.transport.plain import srtp_session
 from sfu.wire import codecs, rtcp, rtp
 from sfu.worker import Worker
-from tests.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
+from tests.support.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
 
 FFMPEG = shutil.which("ffmpeg")
 

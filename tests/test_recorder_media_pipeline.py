@@ -24,7 +24,7 @@ from recorder.media.depacketize import Frame
 from recorder.media.mixer import AudioMixer
 from recorder.media.segments import SegmentWriter
 from recorder.media.timeline import ClockDomain
-from tests.test_recorder_media_support import (
+from tests.support.recorder_media import (
     FPS,
     FakeClock,
     Network,
@@ -279,7 +279,7 @@ CRASHING_WRITER = textwrap.dedent(
     from recorder.media.depacketize import Frame
     from recorder.media.mixer import AudioMixer
     from recorder.media.segments import SegmentWriter
-    from tests.test_recorder_media_support import encode_opus, encode_video, tone
+    from tests.support.recorder_media import encode_opus, encode_video, tone
     directory = sys.argv[1]
     writer = SegmentWriter("cam", "vp8", directory, segment_seconds=2.0)
     for i, f in enumerate(encode_video("vp8", 165, gop=15)):  # 1.0 s .. 6.5 s

@@ -27,7 +27,7 @@ from recorder.media.packet import MediaPacket
 from recorder.media.segments import SegmentWriter
 from recorder.media.timeline import ClockDomain, TrackTimeline
 from sfu.wire import rtcp, rtp
-from tests.test_recorder_media_support import FakeClock, encode_opus, encode_video, tone
+from tests.support.recorder_media import FakeClock, encode_opus, encode_video, tone
 
 HAS_X264 = "libx264" in av.codecs_available
 

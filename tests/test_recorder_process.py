@@ -29,8 +29,8 @@ from config.schema import Config, RecorderConfig
 from recorder import api
 from recorder.media.notice import notice_pcm
 from sfu.wire import rtp
-from tests.test_recorder_media_support import AUDIO_RATE, FPS
-from tests.test_recorder_process_support import (
+from tests.support.recorder_media import AUDIO_RATE, FPS
+from tests.support.recorder_process import (
     FakeSfu,
     RecorderProcess,
     make_stream,

@@ -20,7 +20,7 @@ import pytest
 from common.storage import StorageError, StoredObject, open_storage
 from common.storage.s3 import MiB, S3BucketStorage
 from recorder.storage import Spool, SpoolItem, backoff_delay
-from tests.seaweed import SECRET_ACCESS_KEY, SeaweedServer, require_weed
+from tests.support.seaweed import SECRET_ACCESS_KEY, SeaweedServer, require_weed
 
 WAIT_S = 60.0  # upper bound for anything a test waits for; normally well under a second
 

@@ -32,7 +32,7 @@ from recorder.transcription.pocketsphinx_engine import (
     speech_regions,
     transcribe_blocking,
 )
-from tests.test_recorder_transcription_output import parse_webvtt
+from tests.support.webvtt import parse_webvtt
 
 NOTICE = "the meeting is being recorded"
 REVIEW = "welcome to the quarterly review"

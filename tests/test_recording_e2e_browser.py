@@ -58,7 +58,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from client.bot import Bot
 from recorder.media import notice as notice_clip
-from tests import browser
+from tests.support import browser
 
 pytestmark = [
     pytest.mark.skipif(not browser.chromium_available(), reason="needs /usr/bin/chromium and playwright"),

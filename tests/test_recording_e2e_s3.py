@@ -28,7 +28,7 @@ import av
 import pytest
 
 from client.bot import Bot
-from tests.seaweed import SeaweedServer, require_weed
+from tests.support.seaweed import SeaweedServer, require_weed
 
 PREFIX = "acme/"  # the customer's key prefix in the bucket
 SEGMENT_SECONDS = 2.0  # short segments: several close (and queue) while the storage is down

@@ -11,7 +11,7 @@ from common.channel import RequestFailed
 from sfu import api
 from sfu.wire import rtcp
 from sfu.worker import Worker
-from tests.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
+from tests.support.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
 
 
 async def plain_producer(worker: Worker, transport_id: str, kind: str = "video", ssrc: int = 1111) -> str:

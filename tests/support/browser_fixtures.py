@@ -1,12 +1,12 @@
 """Fixtures for the browser tests: Chromium, and accounts made through the REST API.
 
 Import them into a test module with
-    from tests.browser_fixtures import accounts, chromium  # noqa: F401
+    from tests.support.browser_fixtures import accounts, chromium  # noqa: F401
 
 `accounts` works against `conclave_server` (with the operator key the conftest gives it):
 `customer()`, `host(customer)` (a host with a known password,
 already signed in once through REST), `meeting(host, **fields)`, `suspend(customer)`.
-Nothing here drives a page; tests/browser.py does that.
+Nothing here drives a page; tests/support/browser.py does that.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests import browser
+from tests.support import browser
 
 PASSWORD = "a long enough password 42"
 

@@ -1,6 +1,6 @@
 """Helpers for driving the web client in Debian's Chromium with Playwright (async API).
 
-Not a test file: `tests/test_browser_*.py` import it. Nothing here downloads a browser
+Not a test file: the browser tests (`tests/control/static/`, ...) import it. Nothing here downloads a browser
 (`playwright install` is never run); Chromium comes from /usr/bin/chromium and fakes the
 camera and microphone (a test pattern and a beep), so pages can join without a person.
 
@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import quote, urlsplit, urlunsplit, urlencode, parse_qsl
 
+from tests.support.paths import REPO_ROOT
+
 CHROMIUM = "/usr/bin/chromium"
-STATIC_DIR = Path(__file__).resolve().parent.parent / "control" / "static"
+STATIC_DIR = REPO_ROOT / "control" / "static"
 
 CHROMIUM_ARGS = [
     "--headless",

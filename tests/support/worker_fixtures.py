@@ -1,5 +1,5 @@
 """Fixtures for tests that drive an in-process SFU Worker over loopback (import them into
-the test module: `from tests.worker_fixtures import loopback_ice, worker  # noqa: F401`)."""
+the test module: `from tests.support.worker_fixtures import loopback_ice, worker  # noqa: F401`)."""
 
 from __future__ import annotations
 

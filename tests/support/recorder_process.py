@@ -29,7 +29,8 @@ from common.messages import Message
 from config.schema import Config, RecorderConfig
 from recorder import api
 from sfu.wire import rtcp, rtp
-from tests.test_recorder_media_support import (
+from tests.support.paths import REPO_ROOT
+from tests.support.recorder_media import (
     AUDIO_RATE,
     FPS,
     VIDEO_RATE,
@@ -39,7 +40,6 @@ from tests.test_recorder_media_support import (
     tone,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 30.0
 
 
