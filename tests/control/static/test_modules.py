@@ -2,7 +2,7 @@
 are imported from /static/ (served here by a bare static file server) and their pure parts
 are called directly. Session logic that needs a signaling peer talks over a real WebSocket
 to `SignalingPeer`, a small peer in this file that speaks the messages of docs/signaling.md
-(the whole server is exercised by the test_browser_*.py files)."""
+(the whole server is exercised by the other files of tests/control/static/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""REST of recording (control/api_recordings.py, control/api_transcripts.py) over a real
+"""REST of recording (control/http/recordings.py, control/http/transcripts.py) over a real
 server: customer storage settings (write-only secret, never logged, validated), recordings
 with files, signed download links (work, expire, forged ones refused), deletion from a
 local storage directory and from a real S3 server (SeaweedFS), the transcript and its

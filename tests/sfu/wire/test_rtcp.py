@@ -9,7 +9,6 @@ while a few packets were dropped on purpose (libwebrtc pads transport-cc with th
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 from aiortc import rtp as aiortc_rtp
@@ -17,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu.wire import rtcp
+from tests.support.paths import DATA_DIR
 
-DATA = Path(__file__).parent / "data"
+DATA = DATA_DIR
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

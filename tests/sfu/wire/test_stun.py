@@ -8,7 +8,6 @@ Chromium's answer to aioice's check, signed with Chromium's password.
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 from aioice import stun as aioice_stun
@@ -16,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu.wire import stun
+from tests.support.paths import DATA_DIR
 
-DATA = Path(__file__).parent / "data"
+DATA = DATA_DIR
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 CHROMIUM_REQUEST_KEY = b"xVc9XVD4i1D72uxO7Db2gN"

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import av
 import numpy as np
@@ -38,8 +37,9 @@ from tests.support.recorder_media import (
     send,
     tone,
 )
+from tests.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 HAS_X264 = "libx264" in av.codecs_available
 FRAME = 1 / FPS
 SENDER_START = 50.0  # sender's capture clock when it starts (same clock as the receiver's)

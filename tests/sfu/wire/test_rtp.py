@@ -7,8 +7,6 @@ this machine: audio-level = id 1, abs-send-time = id 2, mid = id 4 as negotiated
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from aiortc import rtp as aiortc_rtp
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
@@ -16,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu.wire import rtp
+from tests.support.paths import DATA_DIR
 
-DATA = Path(__file__).parent / "data"
+DATA = DATA_DIR
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

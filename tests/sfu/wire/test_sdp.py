@@ -2,7 +2,7 @@
 
 Captures in tests/data/ come from Debian chromium and aiortc (tests/data/capture_wire_sdp.py
 regenerates them). The browser-facing proof that our SDP is accepted lives in
-test_wire_sdp_browser.py (Chromium) and test_wire_sdp_aiortc.py (aiortc).
+test_sdp_browser.py (Chromium) and test_sdp_aiortc.py (aiortc).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,8 +30,9 @@ from sfu.wire.sdp import (
     SessionDescription,
     SubscribeTrack,
 )
+from tests.support.paths import DATA_DIR
 
-DATA = Path(__file__).parent / "data"
+DATA = DATA_DIR
 CAPTURES = sorted(path.name for path in DATA.glob("*.sdp"))
 LOCAL = LocalTransport("sfuL", "conclaveIceLitePassword0",
                        [Fingerprint("sha-256", "AB:CD:EF:01")], [("127.0.0.1", 40000)])

@@ -3,7 +3,7 @@
 The double plays the server's part of docs/signaling.md: it answers publish offers
 with `a=setup:passive` (it is the DTLS server, like the real SFU) and offers
 sendonly tracks on the subscribe connection. The real server is exercised by
-test_bot_e2e.py.
+test_bot.py.
 """
 
 import asyncio

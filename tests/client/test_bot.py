@@ -5,6 +5,8 @@ import os
 import signal
 import sys
 
+from tests.support.paths import REPO_ROOT
+
 
 FRAMES = 10  # video frames each way: ~0.7 s of 15 fps
 AUDIO_FRAMES = 25  # 0.5 s of 20 ms frames
@@ -95,7 +97,7 @@ async def test_bot_cli_joins_prints_and_exits(conclave_server):
         "--no-audio",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=REPO_ROOT,
     )
     try:
         await host.wait_until(lambda: any(p["name"] == "cli" for p in host.participants.values()), 30, "cli bot")

@@ -154,7 +154,7 @@ async def test_the_notice_reaches_the_targeted_consumer_only_and_decodes_to_the_
         assert np.abs(reference).max() > 0.05  # it is speech, not silence
 
         # Paced at 20 ms: the clip takes its own length to arrive (generous bounds: the
-        # machine is shared; exact pacing is tested without a network in test_announcer.py).
+        # machine is shared; exact pacing is tested without a network in tests/sfu/engine/test_announcer.py).
         span = target.arrivals[-1] - target.arrivals[0]
         nominal = (len(STARTED) - 1) * 0.020
         assert nominal - 0.15 < span < nominal + 1.5, span

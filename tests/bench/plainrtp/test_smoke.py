@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from bench.plainrtp import hotpath, janus
+from tests.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:

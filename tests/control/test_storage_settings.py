@@ -1,6 +1,6 @@
 """One set of rules for a customer's storage settings and keys: common.storage's, which
 control answers in its HTTP error shape (`storage.<field>: <problem>`). Neither quotes what
-the customer sent. (The REST round trip is in tests/test_api_recordings.py.)"""
+the customer sent. (The REST round trip is in tests/control/http/test_recordings.py.)"""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ messages of docs/signaling.md: `recording_state` pushes, `recording`/`transcript
 commands (host only), `consent`. Its subscribe offers come from a real aiortc peer
 connection, with the announcement track described as the server describes it (source
 "announcement", participant_id null). The real server is exercised by the end-to-end
-tests (test_browser_recording.py and the recorder's).
+tests (tests/control/static/test_recording.py and tests/control/recording/).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 
 import pytest
@@ -24,8 +23,9 @@ from client.media import ToneAudioTrack
 from client.peer import loopback_gathering, sdp_mid_by_track_id
 from client.recording import RecordingState, RecordingWatcher
 from client.signaling import SignalingError
+from tests.support.paths import REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO_ROOT
 TOKENS = {"t-host": ("host", "Hana Host"), "t-guest": ("participant", "Gus"), "t-other": ("participant", "Olga")}
 
 

@@ -1,7 +1,7 @@
 """SignalingClient against a small in-test WebSocket peer that speaks docs/signaling.md.
 
 The peer here is a test double of the control server for the client's unit tests;
-the end-to-end tests (test_bot_e2e.py) use the real server.
+the end-to-end tests (test_bot.py) use the real server.
 """
 
 import asyncio

@@ -1,7 +1,7 @@
 """sfu.wire.codecs: hand-built descriptors, captured Chromium payloads, aiortc's encoders
 and descriptor parser as cross-checks, fuzz.
 
-Captured Chromium RTP (see test_wire_rtp.py): VP8 (PT 96) keyframe, its second packet
+Captured Chromium RTP (see test_rtp.py): VP8 (PT 96) keyframe, its second packet
 and the next frame's first packet; VP8 sent with scalabilityMode L1T3 (TL0PICIDX and
 TID present); H.264 (PT 102) STAP-A with SPS/PPS, FU-A start of an IDR, FU-A end.
 """
@@ -9,7 +9,6 @@ TID present); H.264 (PT 102) STAP-A with SPS/PPS, FU-A start of an IDR, FU-A end
 from __future__ import annotations
 
 import fractions
-from pathlib import Path
 
 import numpy
 import pytest
@@ -20,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu.wire import codecs, rtp
+from tests.support.paths import DATA_DIR
 
-DATA = Path(__file__).parent / "data"
+DATA = DATA_DIR
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
