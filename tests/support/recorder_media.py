@@ -29,6 +29,18 @@ AUDIO_RATE = 48000
 FPS = 30
 
 
+HAS_X264 = "libx264" in av.codecs_available
+
+
+def packet(seq: int, ts: int = 0, payload: bytes = b"x", marker: bool = False, arrival: float = 0.0) -> MediaPacket:
+    """A received media packet (sequence number and timestamp wrapped to their widths)."""
+    return MediaPacket(seq & 0xFFFF, ts & 0xFFFFFFFF, marker, payload, arrival)
+
+
+def seqs(packets) -> list[int]:
+    return [p.sequence_number for p in packets]
+
+
 class FakeClock:
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
