@@ -1,4 +1,5 @@
-"""Bots against the real server (control + SFU worker), everything on 127.0.0.1."""
+"""client.bot against the real server (control + SFU worker), everything on 127.0.0.1; the
+last tests run the bot's command line (client/botcli.py) and play a media file."""
 
 import asyncio
 import os

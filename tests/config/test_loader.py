@@ -1,5 +1,7 @@
 """config/: defaults in code, the YAML file over them, the environment last, and errors
-that name the key (or variable) and the problem."""
+that name the key (or variable) and the problem (config/loader.py, with the sections'
+checks of config/schema.py it reports; the auth, store and limits sections are in
+test_schema.py)."""
 
 from __future__ import annotations
 

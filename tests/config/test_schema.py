@@ -1,4 +1,5 @@
-"""config: the auth, store and limits sections; secrets never appear in repr or errors."""
+"""config/schema.py: the auth, store and limits sections; secrets never appear in repr or
+errors."""
 
 from __future__ import annotations
 

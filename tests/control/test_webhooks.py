@@ -1,5 +1,5 @@
-"""Webhooks to a real aiohttp receiver on 127.0.0.1: signed body, retry after a 500 with
-backoff, every attempt in the delivery log, final answers not retried."""
+"""control.webhooks, to a real aiohttp receiver on 127.0.0.1: signed body, retry after a 500
+with backoff, every attempt in the delivery log, final answers not retried."""
 
 from __future__ import annotations
 

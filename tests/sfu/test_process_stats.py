@@ -1,4 +1,5 @@
-"""Worker stats the fan-out bench showed a need for: CPU seconds, RSS, kernel socket drops.
+"""Worker stats the fan-out bench showed a need for: CPU seconds, RSS, kernel socket drops
+(sfu/process_stats.py; the last test reads them through a real in-process worker's stats).
 
 `socket_buffer_full` (a drop reason) is the kernel's count of datagrams a worker socket
 could not queue: loss the worker never sees itself. It is read from /proc/net/udp when

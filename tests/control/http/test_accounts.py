@@ -1,5 +1,7 @@
-"""Accounts REST against a real in-process server: bootstrap, customers, hosts, sign-in and
-its policy, meetings as records, limits, suspension, content removal, audit."""
+"""Accounts REST (control/http/accounts.py, with the meetings' records of meetings.py and
+the first start of control/accounts/bootstrap.py) against a real in-process server:
+bootstrap, customers, hosts, sign-in and its policy, meetings as records, limits,
+suspension, content removal, audit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Worker supervision and /metrics with the real SFU worker: crash, restart, reconnect."""
+"""control.processes.workers, the worker supervisor, with the real SFU worker: crash,
+restart, reconnect, health; and /metrics naming every metric."""
 
 from __future__ import annotations
 

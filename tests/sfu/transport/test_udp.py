@@ -1,6 +1,7 @@
-"""MediaSocket sends through a duplicated descriptor of its own socket (cheaper than the
-event loop transport's sendto), falls back to the transport when the kernel's send
-buffer is full, and gives the port back when the transport closes. 127.0.0.1 only."""
+"""sfu.transport.udp: MediaSocket sends through a duplicated descriptor of its own socket
+(cheaper than the event loop transport's sendto), falls back to the transport when the
+kernel's send buffer is full, and gives the port back when the transport closes.
+127.0.0.1 only."""
 
 from __future__ import annotations
 
