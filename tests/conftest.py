@@ -18,10 +18,18 @@ fixture host, started: meeting_id, meeting_number, passcode, join_url, host_toke
 `signaling_socket`: `await signaling_socket(server.ws_url(id))` gives a bare signaling
 WebSocket (`send`, `recv`, `recv_type`, `join`), closed at teardown; `join(name)` gets a
 join token with the meeting's passcode first.
+
+Speed tiers: every test gets exactly one of the markers `unit`, `process`, `browser`
+(`pytest_collection_modifyitems` below): `browser` when it uses a Chromium fixture or is
+marked so, `process` when it uses a fixture that starts real processes or servers
+(PROCESS_FIXTURES) or is marked so, else `unit`. A `unit` test that starts a subprocess
+fails (`unit_tests_start_no_process`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +50,80 @@ from tests.support.servers import (
     stop_in_process,
     stop_serve,
 )
+
+# ------------------------------------------------------------------ speed tiers
+
+TIERS = ("unit", "process", "browser")
+# Fixtures that drive Chromium through Playwright.
+BROWSER_FIXTURES = frozenset({"chromium"})
+# Fixtures that start real processes or servers: control with its SFU worker processes,
+# `conclave serve`, an in-process SFU worker on real sockets, SeaweedFS (S3).
+PROCESS_FIXTURES = frozenset(
+    {"conclave_server", "conclave_server_factory", "server_process", "signaling_socket", "worker", "seaweed", "s3"}
+)
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The one tier of a test: what it is marked, else what its fixtures make it."""
+    marked = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+    fixtures = set(getattr(item, "fixturenames", ()))
+    found = "browser" if fixtures & BROWSER_FIXTURES else "process" if fixtures & PROCESS_FIXTURES else "unit"
+    if len(marked) > 1:
+        raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(sorted(marked))}: one tier only")
+    if marked:
+        (tier,) = marked
+        if TIERS.index(tier) < TIERS.index(found):
+            raise pytest.UsageError(f"{item.nodeid} is marked {tier} but its fixtures make it {found}")
+        return tier
+    return found
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by these markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(item)
+        if item.get_closest_marker(tier) is None:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+class UnitTestStartedProcess(RuntimeError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_no_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a `unit` test that starts a subprocess (subprocess.Popen, which asyncio's
+    subprocesses also go through, or asyncio.create_subprocess_exec/_shell)."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    attempts: list[str] = []
+
+    def refuse(what: str) -> UnitTestStartedProcess:
+        attempts.append(what)
+        return UnitTestStartedProcess(f"{what}: unit tests start no process: mark the module `process`")
+
+    def popen_init(self: subprocess.Popen, args: Any, *more: Any, **kwargs: Any) -> None:
+        raise refuse(f"subprocess.Popen({args!r})")
+
+    async def create_subprocess_exec(program: Any, *args: Any, **kwargs: Any) -> Any:
+        raise refuse(f"asyncio.create_subprocess_exec({program!r}, ...)")
+
+    async def create_subprocess_shell(command: Any, **kwargs: Any) -> Any:
+        raise refuse(f"asyncio.create_subprocess_shell({command!r})")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", popen_init)
+        for module in (asyncio, asyncio.subprocess):
+            patch.setattr(module, "create_subprocess_exec", create_subprocess_exec)
+            patch.setattr(module, "create_subprocess_shell", create_subprocess_shell)
+        yield
+    if attempts:  # even where the test caught the exception
+        pytest.fail("unit tests start no process: mark the module `process`\n" + "\n".join(attempts), pytrace=False)
+
+
+# ------------------------------------------------------------------ in-process servers
+
 
 
 @pytest.fixture

@@ -15,7 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.paths import REPO_ROOT
+
+pytestmark = pytest.mark.process
 
 RUN_TIMEOUT_S = 100
 

@@ -4,7 +4,10 @@ import pytest
 
 from tests.support import browser
 
-pytestmark = pytest.mark.skipif(not browser.chromium_available(), reason="Chromium or Playwright missing")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not browser.chromium_available(), reason="Chromium or Playwright missing"),
+]
 
 
 @pytest.fixture

@@ -297,6 +297,7 @@ async def test_the_announcement_track_is_received_but_belongs_to_nobody(server):
             voice.stop()
 
 
+@pytest.mark.process
 async def test_cli_prints_notices_and_consents_when_told(server):
     server.consent_policy = "require"
     async with joined_bot(server, "t-host") as host:

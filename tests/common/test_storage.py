@@ -60,7 +60,7 @@ def s3_storage(server: SeaweedServer, **overrides: object) -> S3BucketStorage:
     return S3BucketStorage(**options)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.process)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageBackend:
     if request.param == "local":
         return LocalDirectoryStorage(tmp_path / "customer-storage")

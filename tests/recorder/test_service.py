@@ -41,6 +41,8 @@ from tests.support.recorder_process import (
     storage_files,
 )
 
+pytestmark = pytest.mark.process
+
 RECORDING_ID = "rec-0001"
 PREFIX = f"recordings/12345678901/{RECORDING_ID}/"
 CONTROL_MANIFEST = {

@@ -24,6 +24,8 @@ from sfu import api
 from sfu.worker import Worker
 from sfu.wire import rtp, sdp, stun
 
+pytestmark = pytest.mark.process  # a real worker on real sockets, aiortc peers
+
 
 @pytest.fixture(autouse=True)
 def loopback_ice(monkeypatch):

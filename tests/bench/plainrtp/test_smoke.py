@@ -19,6 +19,8 @@ import pytest
 from bench.plainrtp import hotpath, janus
 from tests.support.paths import REPO_ROOT
 
+pytestmark = pytest.mark.process
+
 ROOT = REPO_ROOT
 
 

@@ -16,6 +16,8 @@ from control.cli import main
 from tests.support.accounts_client import Api, HostAccount, make_meeting
 from tests.support.paths import REPO_ROOT
 
+pytestmark = pytest.mark.process
+
 
 def run(capsys, server, *args: str) -> tuple[int, str, str]:
     """`conclave ARGS --server URL --config FILE` in this process (the key comes from the

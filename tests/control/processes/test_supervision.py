@@ -10,9 +10,13 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from common.messages import Empty, Message
 from control.processes import supervision as processes
 from sfu import api
+
+pytestmark = pytest.mark.process
 
 log = logging.getLogger("test_control_processes")
 

@@ -61,6 +61,7 @@ from recorder.media import notice as notice_clip
 from tests.support import browser
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(not browser.chromium_available(), reason="needs /usr/bin/chromium and playwright"),
     pytest.mark.timeout(120),
 ]

@@ -16,6 +16,7 @@ from tests.support import browser
 from tests.support.browser_fixtures import chromium  # noqa: F401
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(not browser.chromium_available(), reason="needs /usr/bin/chromium and playwright"),
     pytest.mark.timeout(240),
 ]

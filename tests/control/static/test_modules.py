@@ -14,7 +14,10 @@ from aiohttp import web
 
 from tests.support import browser
 
-pytestmark = pytest.mark.skipif(not browser.chromium_available(), reason="needs /usr/bin/chromium and playwright")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not browser.chromium_available(), reason="needs /usr/bin/chromium and playwright"),
+]
 
 
 class SignalingPeer:

@@ -294,6 +294,7 @@ CRASHING_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.process
 def test_a_killed_writer_loses_at_most_its_open_segment(tmp_path):
     child = subprocess.Popen(
         [sys.executable, "-c", CRASHING_WRITER, str(tmp_path)],
@@ -337,6 +338,7 @@ def test_a_killed_writer_loses_at_most_its_open_segment(tmp_path):
     assert mixer.close().path.name == "mix-00003.ogg"
 
 
+@pytest.mark.process
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_make_notice_renders_both_notices(tmp_path):
     subprocess.run(

@@ -42,7 +42,10 @@ SIMILAR = "please send me the slides tomorrow"
 HINTS = [NOTICE, REVIEW, "Alice Smith", "zxqv blorptang"]  # the last is not in the dictionary
 TOLERANCE_S = 0.5
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+pytestmark = [
+    pytest.mark.process,  # a transcription worker process, speech made by espeak-ng
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"),
+]
 
 
 def speak(text: str, voice: str | None = None) -> tuple[np.ndarray, int]:

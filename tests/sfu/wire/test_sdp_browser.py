@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 PAGE_URL = "http://localhost/"
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
     pytest.mark.asyncio(loop_scope="module"),
 ]
