@@ -125,7 +125,6 @@ def unit_tests_start_no_process(request: pytest.FixtureRequest) -> Iterator[None
 # ------------------------------------------------------------------ in-process servers
 
 
-
 @pytest.fixture
 async def conclave_server(tmp_path: Path) -> AsyncIterator[ConclaveServer]:
     server, runner = await start_in_process(conclave_test_config(tmp_path))

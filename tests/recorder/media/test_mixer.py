@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def test_mixer_keeps_a_mono_voice_at_its_level():
     """WebRTC's opus/48000/2 decodes a mono voice as stereo with L = R; the mixer must
     not add the two (a downmix at 0.707 each would make everyone 3 dB louder)."""
