@@ -80,6 +80,7 @@ def import_alone(root: Path, module: str) -> str | None:
     return lines[-1] if lines else f"exit status {result.returncode}"
 
 
+@pytest.mark.process
 @pytest.mark.timeout(900)
 def test_every_module_imports_on_its_own():
     # __main__ modules are skipped: importing one runs the program.
@@ -91,6 +92,7 @@ def test_every_module_imports_on_its_own():
     assert not failures, "modules that do not import on their own:\n" + "\n".join(failures)
 
 
+@pytest.mark.process
 def test_import_alone_reports_why_a_module_does_not_import(tmp_path):
     build_tree(
         tmp_path,
@@ -495,12 +497,14 @@ def run_lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.process
 @pytest.mark.timeout(300)
 def test_import_linter_contracts_are_kept():
     result = run_lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.process
 @pytest.mark.timeout(300)
 def test_import_linter_contracts_catch_forbidden_imports(tmp_path):
     build_tree(tmp_path, SYNTHETIC_TREE)

@@ -14,6 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.process  # each check runs a fresh interpreter
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("av", "numpy", "aiobotocore", "botocore")
 

@@ -5,7 +5,7 @@ key export — and nothing else. Its DTLS transport expects an RTCIceTransport; 
 gives it the three things it touches (`role`, `_recv()`, `_send()`), fed from our shared
 UDP socket. Once connected we take its pylibsrtp sessions (`_rx_srtp`, `_tx_srtp`) and do
 SRTP on the hot path ourselves, synchronously. These are private aiortc attributes:
-aiortc is pinned to one version and tests/test_aiortc_hooks.py covers each of them.
+aiortc is pinned to one version and tests/sfu/transport/test_dtls.py covers each of them.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ length cell allocated once: one copy in, one copy out (the bytes handed to sendt
 same results and the same errors (`pylibsrtp.Error`, `ValueError` when too long).
 
 The session's internals (`Session._srtp`, `pylibsrtp._binding`) are private: pylibsrtp
-is pinned to 1.0.0 in pyproject.toml, and tests/test_transport_srtp.py checks each one
+is pinned to 1.0.0 in pyproject.toml, and tests/sfu/transport/test_srtp.py checks each one
 (same output as Session, same errors, replay protection kept). Like pylibsrtp's Session,
 one FastSrtp must never be used from two threads (one buffer).
 """

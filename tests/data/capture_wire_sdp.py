@@ -1,4 +1,4 @@
-"""Regenerate the SDP captures used by tests/test_wire_sdp.py.
+"""Regenerate the SDP captures used by tests/sfu/wire/test_sdp.py.
 
     cd /work/main && python tests/data/capture_wire_sdp.py
 

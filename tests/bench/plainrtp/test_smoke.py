@@ -1,0 +1,75 @@
+"""CI smoke of the plain-RTP fan-out bench (bench/plainrtp): correctness only, a few seconds.
+
+The bare relay and a real sfu.worker each forward a tiny load to 16 receivers; packets
+must flow and the report (table + JSON) must be produced, and every process the bench
+started must be gone afterwards. Nothing here asserts a rate or a time. Janus is tried
+only where it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.plainrtp import hotpath, janus
+from tests.support.paths import REPO_ROOT
+
+pytestmark = pytest.mark.process
+
+ROOT = REPO_ROOT
+
+
+def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
+    out = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.plainrtp", "--smoke", "--no-pin", "--json", str(out), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=90,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text()), result.stdout
+
+
+def assert_flowed(report: dict, name: str) -> None:
+    contender = report["contenders"][name]
+    (phase,) = contender["fixed"].values()
+    assert phase["sent_total"] > 0
+    assert phase["arrived_total"] > 0 and phase["packets_out"] > 0
+    assert phase["cpu_us_per_packet"] is not None
+    for pid in contender["pids"]:
+        assert not os.path.exists(f"/proc/{pid}") or _is_zombie_or_other(pid), f"{name} pid {pid} still runs"
+
+
+def _is_zombie_or_other(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_bare_relay_and_our_worker_forward_and_the_report_is_produced(tmp_path):
+    report, text = run_bench(tmp_path)
+    assert set(report["contenders"]) == {"bare", "ours"}
+    assert_flowed(report, "bare")
+    assert_flowed(report, "ours")
+    assert "| bare |" in text and "| ours |" in text
+    assert report["machine"]["python"] and report["command"].startswith("python -m bench.plainrtp")
+
+
+@pytest.mark.skipif(not janus.available(), reason="Janus is not installed (apt-get install -y janus)")
+def test_janus_forwards_the_same_workload(tmp_path):
+    report, text = run_bench(tmp_path, "--only", "janus")
+    assert_flowed(report, "janus")
+    assert "| janus |" in text
+
+
+def test_the_hot_path_breakdown_runs():
+    result = hotpath.measure(packets=200, fanout=4)
+    assert result["floors"]["protect_us"] > 0
+    assert result["engine"]["srtp"]["sent"] > 0
+    assert "SFU logic" in hotpath.render(result)

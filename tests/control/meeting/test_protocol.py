@@ -1,0 +1,93 @@
+"""control.meeting.protocol, the pure parts of signaling: message parsing never fails with
+anything but SignalingError; the rate limiter (renegotiation: test_negotiation.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from control.errors import SignalingError
+from control.meeting.protocol import CLIENT_TYPES, Limits, TokenBucket, parse_client_message
+
+LIMITS = Limits(chat_max_chars=100)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+messages = st.fixed_dictionaries(
+    {"type": st.sampled_from(sorted(CLIENT_TYPES)) | st.text(max_size=10)},
+    optional={
+        "id": json_values,
+        "name": json_values,
+        "text": json_values,
+        "sdp": json_values,
+        "tracks": json_values,
+        "source": json_values,
+        "muted": json_values,
+        "track_id": json_values,
+        "enabled": json_values,
+        "participant_id": json_values,
+    },
+)
+
+
+def parse_or_error(text: str) -> None:
+    try:
+        parse_client_message(text, LIMITS)
+    except SignalingError as exc:
+        assert exc.code and exc.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_random_text_only_raises_signaling_error(text):
+    parse_or_error(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(messages)
+def test_random_messages_only_raise_signaling_error(message):
+    parse_or_error(json.dumps(message))
+
+
+def test_valid_messages_parse():
+    parsed = parse_client_message(
+        json.dumps({"type": "publish", "id": 4, "sdp": "v=0", "tracks": [{"mid": "0", "source": "camera"}]}), LIMITS
+    )
+    assert (parsed.type, parsed.id, parsed.fields) == ("publish", 4, {"sdp": "v=0", "sources": {"0": "camera"}})
+    joined = parse_client_message('{"type": "join", "name": " Ann "}', LIMITS)
+    assert joined.fields == {"name": "Ann", "token": None}
+    joined = parse_client_message('{"type": "join", "token": "a.b.c"}', LIMITS)
+    assert joined.fields == {"name": None, "token": "a.b.c"}
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("{", "bad_json"),
+        ("null", "bad_message"),
+        ('{"type": "x"}', "unknown_type"),
+        ('{"type": "chat", "text": "' + "a" * 101 + '"}', "invalid_field"),
+        ('{"type": "ping", "id": true}', "bad_message"),
+        ('{"type": "ping", "id": "' + "i" * 65 + '"}', "bad_message"),
+    ],
+)
+def test_error_codes(text, code):
+    with pytest.raises(SignalingError) as caught:
+        parse_client_message(text, LIMITS)
+    assert caught.value.code == code
+
+
+def test_token_bucket_refills_with_the_clock():
+    now = [100.0]
+    bucket = TokenBucket(rate=2, burst=2, clock=lambda: now[0])
+    assert [bucket.allow() for _ in range(3)] == [True, True, False]
+    now[0] += 0.5
+    assert [bucket.allow(), bucket.allow()] == [True, False]
+    now[0] += 10
+    assert [bucket.allow() for _ in range(3)] == [True, True, False]
