@@ -146,6 +146,8 @@ def build_services(
     )  # fmt: skip
     metrics = Metrics(registry, worker_supervisor)
     # Who listens to whom: written here, once.
+    worker_supervisor.add_down_listener(conference.worker_down)
+    worker_supervisor.add_notification_listener(conference.worker_notification)
     conference.add_listener(recordings)
     lifecycle.add_listener(recordings)
     recorder.add_up_listener(recordings.recorder_up)

@@ -66,8 +66,6 @@ class Conference:
         self.answer_timeout_s = answer_timeout_s
         self.stopping = False
         self._listeners = Listeners()
-        supervisor.add_down_listener(self._on_worker_down)
-        supervisor.add_notification_listener(self._on_worker_notification)
 
     def add_listener(self, listener: ConferenceListener) -> None:
         self._listeners.members.append(listener)
@@ -534,7 +532,8 @@ class Conference:
 
     # ------------------------------------------------------------------ worker events
 
-    def _on_worker_down(self, index: int, generation: int) -> None:
+    def worker_down(self, index: int, generation: int) -> None:
+        """A worker died (the supervisor tells): its meetings' people reconnect."""
         for meeting in self._registry.on_worker(index):
             self._tasks.spawn(self._reset_meeting(meeting, index, generation), f"reset-{meeting.meeting_id}")
 
@@ -564,7 +563,8 @@ class Conference:
             self._listeners.participant_left(meeting, participant)
         return len(participants)
 
-    def _on_worker_notification(self, index: int, generation: int, entity_id: str, message: Message) -> None:
+    def worker_notification(self, index: int, generation: int, entity_id: str, message: Message) -> None:
+        """A worker's news about one of its entities (a producer closed, a transport's state)."""
         if isinstance(message, api.ProducerClosed):
             for meeting in self._registry.on_worker(index):
                 if meeting.placement and meeting.placement.generation == generation and meeting.find_track(entity_id):

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterable
-from urllib.parse import quote, urlsplit, urlunsplit, urlencode, parse_qsl
+from urllib.parse import urlsplit, urlunsplit, urlencode, parse_qsl
 
 from tests.support.paths import REPO_ROOT
 

@@ -68,6 +68,8 @@ class Setup:
         self.conference = Conference(
             registry=self.registry, supervisor=self.workers, tokens=tokens, clock=self.clock, tasks=self.tasks
         )  # type: ignore[arg-type]
+        self.workers.add_down_listener(self.conference.worker_down)  # as control.app wires it
+        self.workers.add_notification_listener(self.conference.worker_notification)
         self.heard = Heard()
         self.conference.add_listener(self.heard)
         record = MeetingRecord(
