@@ -145,27 +145,48 @@ def build_services(
         events=RecordingEvents(webhooks), tasks=tasks, settings=cfg.recorder,
     )  # fmt: skip
     metrics = Metrics(registry, worker_supervisor)
-    # Who listens to whom: written here, once.
-    worker_supervisor.add_down_listener(conference.worker_down)
-    worker_supervisor.add_notification_listener(conference.worker_notification)
-    conference.add_listener(recordings)
-    lifecycle.add_listener(recordings)
-    recorder.add_up_listener(recordings.recorder_up)
-    recorder.add_notification_listener(recordings.recorder_notification)
-    recorder.add_stats_listener(lambda stats: metrics.recorder.update({"gauges": stats.gauges,
-                                                                       "counters": stats.counters}))  # fmt: skip
-    recorder.add_restart_listener(metrics.recorder.recorder_restarted)
     signaling = SignalingEndpoint(
         settings=cfg.signaling, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
         recordings=recordings, metrics=metrics,
     )  # fmt: skip
-    return Services(
-        cfg=cfg, store=store, secrets=secrets, tokens=tokens, accounts=Accounts(store, secrets.operator_key,
-        cfg.auth.host_login_policy), webhooks=webhooks, tasks=tasks, clock=clock, limits=limits, registry=registry,
-        workers=worker_supervisor, recorder=recorder, conference=conference, chat=chat, attendance=attendance,
-        moderation=moderation, lifecycle=lifecycle, recordings=recordings, archive=RecordingArchive(store, recordings),
-        metrics=metrics, signaling=signaling,
-    )  # fmt: skip
+    services = Services(
+        cfg=cfg,
+        store=store,
+        secrets=secrets,
+        tokens=tokens,
+        accounts=Accounts(store, secrets.operator_key, cfg.auth.host_login_policy),
+        webhooks=webhooks,
+        tasks=tasks,
+        clock=clock,
+        limits=limits,
+        registry=registry,
+        workers=worker_supervisor,
+        recorder=recorder,
+        conference=conference,
+        chat=chat,
+        attendance=attendance,
+        moderation=moderation,
+        lifecycle=lifecycle,
+        recordings=recordings,
+        archive=RecordingArchive(store, recordings),
+        metrics=metrics,
+        signaling=signaling,
+    )
+    _wire(services)
+    return services
+
+
+def _wire(s: Services) -> None:
+    """Who listens to whom: written here, once."""
+    s.workers.add_down_listener(s.conference.worker_down)
+    s.workers.add_notification_listener(s.conference.worker_notification)
+    s.conference.add_listener(s.recordings)
+    s.lifecycle.add_listener(s.recordings)
+    s.recorder.add_up_listener(s.recordings.recorder_up)
+    s.recorder.add_notification_listener(s.recordings.recorder_notification)
+    s.recorder.add_stats_listener(lambda stats: s.metrics.recorder.update({"gauges": stats.gauges,
+                                                                           "counters": stats.counters}))  # fmt: skip
+    s.recorder.add_restart_listener(s.metrics.recorder.recorder_restarted)
 
 
 def create_app(

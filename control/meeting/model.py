@@ -14,10 +14,14 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from control.clock import Timer
 from control.meeting.limits import MeetingLimits
 from control.store.base import LiveSession, MeetingRecord
+
+if TYPE_CHECKING:  # the negotiation drives a Participant: it imports this module
+    from control.meeting.negotiation import Negotiation
 
 # Ids are what `secrets.token_urlsafe` produces; anything else is rejected before lookup.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -129,7 +133,7 @@ class Participant:
         self.tracks: dict[str, PublishedTrack] = {}  # published by this participant
         self.consumers: dict[str, Subscription] = {}  # consumer id -> m-line forwarded to them
         self.unsubscribed: set[str] = set()  # track ids they turned off
-        self.negotiation: Any = None  # control.meeting.conference.Negotiation
+        self.negotiation: Negotiation | None = None  # of their subscribe connection, once admitted
         self.closed = False
         # Why the server closed them: None (they left), "replaced", "reset", "removed",
         # "denied", "ended", "session_ended". Decides what leaving records.
@@ -211,7 +215,7 @@ class LiveMeeting:
         # forwarded to everyone like participants' tracks, announced to nobody.
         self.server_tracks: dict[str, PublishedTrack] = {}
         self.ended = False
-        self.end_timer: Any = None  # asyncio.TimerHandle: the customer's duration limit
+        self.end_timer: Timer | None = None  # the customer's duration limit
         # Serializes media operations (join/publish/subscribe/leave) of this meeting, so
         # consumer fan-out never misses a participant or a track that arrives meanwhile.
         self.lock = asyncio.Lock()

@@ -79,10 +79,16 @@ class Moderation:
             meeting.waiting[participant.participant_id] = participant
             raise ApiError(409, exc.code, exc.message) from None
 
-    async def admit(self, record: MeetingRecord, participant_id: str) -> ParticipantRecord:
+    async def _waiting_participant(
+        self, record: MeetingRecord, participant_id: str
+    ) -> tuple[LiveMeeting, ParticipantRecord]:
         meeting, person = await self._live_participant(record, participant_id)
         if person.state != "waiting":
             raise ApiError(409, "not_waiting", f"the participant is not waiting (they are {person.state})")
+        return meeting, person
+
+    async def admit(self, record: MeetingRecord, participant_id: str) -> ParticipantRecord:
+        meeting, person = await self._waiting_participant(record, participant_id)
         person = await self._store.update_participant(person.id, state="admitted")
         meeting.admitted_ids.add(person.id)
         waiting = meeting.waiting.get(person.id)
@@ -105,9 +111,7 @@ class Moderation:
         return admitted
 
     async def deny(self, record: MeetingRecord, participant_id: str) -> ParticipantRecord:
-        meeting, person = await self._live_participant(record, participant_id)
-        if person.state != "waiting":
-            raise ApiError(409, "not_waiting", f"the participant is not waiting (they are {person.state})")
+        meeting, person = await self._waiting_participant(record, participant_id)
         person = await self._store.update_participant(person.id, state="denied")
         self._attendance.cancel_pending(person.id)
         waiting = meeting.waiting.get(person.id)

@@ -3,23 +3,12 @@
 import pytest
 
 from tests.support import browser
+from tests.support.browser_fixtures import chromium  # noqa: F401  (fixture)
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not browser.chromium_available(), reason="Chromium or Playwright missing"),
 ]
-
-
-@pytest.fixture
-async def chromium():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        instance = await browser.launch_chromium(playwright)
-        try:
-            yield instance
-        finally:
-            await instance.close()
 
 
 async def test_bot_and_chromium_decode_each_other(conclave_server, chromium):
