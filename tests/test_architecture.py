@@ -149,7 +149,7 @@ CONTROL_LAYERS = (
     ("control.recording", "control.metrics"),
     ("control.meeting",),
     ("control.accounts", "control.processes", "control.webhooks"),
-    ("control.store", "control.storage_settings"),
+    ("control.store",),
     ("control.errors", "control.clock", "control.tasks"),
 )
 CONTROL_OUTSIDE = ("config", "common", "sfu.api", "recorder.api")
@@ -331,7 +331,7 @@ SYNTHETIC_TREE = {
     "client/__init__.py": lines("from control.app import x", "from ..config import y"),
     # Control's wings: every layer exists (import-linter needs them); two upward imports.
     **{f"control/{name}/__init__.py": "" for name in ("cli", "http", "recording", "metrics", "processes", "store")},
-    **{f"control/{name}.py": "" for name in ("webhooks", "storage_settings", "errors", "clock", "tasks")},
+    **{f"control/{name}.py": "" for name in ("webhooks", "errors", "clock", "tasks")},
     "control/accounts/__init__.py": "",
     "control/accounts/service.py": lines("from control.meeting import lifecycle"),
     "control/meeting/__init__.py": "",

@@ -36,7 +36,7 @@ from control.meeting.limits import LimitsPolicy
 from control.meeting.protocol import transcription_hints
 from control.recording.archive import RecordingArchive
 from control.recording.service import Recordings
-from control.storage_settings import public_view, validate_storage_settings
+from control.recording.storage_settings import public_view, validate_storage_settings
 from control.store.base import (
     ConsentEntry,
     MeetingRecord,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from common import storage
-from control import storage_settings
+from control.recording import storage_settings
 from control.errors import ApiError
 
 SECRET = "topsecret-value"
