@@ -211,6 +211,35 @@ def _no_duplicates(values: tuple) -> tuple:
     return values
 
 
+def network() -> Rule:
+    """An IPv4 or IPv6 network in CIDR form (an address alone is its /32 or /128), stored
+    canonical."""
+
+    def refine(value: str) -> str:
+        try:
+            return str(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise BadValue(f"not an IP network such as 10.0.0.0/8 or fd00::/8: {value!r}") from None
+
+    return Rule(str, "an IP network", refine)
+
+
+def network_list() -> Rule:
+    return Rule(tuple, "a list of IP networks", _no_duplicates, network())
+
+
+def origin() -> Rule:
+    """A web origin: scheme://host[:port], nothing after it."""
+
+    def refine(value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+            raise BadValue(f"must be an origin such as https://meet.example.com, got {value!r}")
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    return Rule(str, "an origin", refine)
+
+
 def ip_list() -> Rule:
     each = ip_address(allow_unspecified=False)
     return Rule(tuple, "a list of IP addresses", _no_duplicates, each)
@@ -253,6 +282,16 @@ def base_url() -> Rule:
 
 
 BOOLEAN = Rule(bool, "true or false")
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable from this machine only."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 FILE_PATH = Rule(str, "a file path")
 
 
@@ -324,6 +363,8 @@ class HttpConfig(_Section):
     # TLS is on when both are set; both or neither.
     tls_cert: str = setting("", FILE_PATH)
     tls_key: str = setting("", FILE_PATH)
+    # TLS ends at a reverse proxy in front of this server (public_url must be https).
+    behind_tls_proxy: bool = setting(False, BOOLEAN)
 
     def _check_together(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -336,6 +377,25 @@ class HttpConfig(_Section):
             path = getattr(self, name)
             if path and not os.path.isfile(path):
                 raise ConfigError(f"http.{name}: no such file: {path!r}")
+        self._check_tls_off_loopback()
+
+    def _check_tls_off_loopback(self) -> None:
+        """Sign-in passwords, session tokens and join tokens cross this socket: anywhere but
+        loopback it must be TLS, here or at a proxy in front."""
+        if is_loopback_host(self.host) or self.tls_cert:
+            return
+        if self.behind_tls_proxy:
+            if not self.public_url.startswith("https://"):
+                raise ConfigError(
+                    "http.public_url: must be an https:// URL when http.behind_tls_proxy is true "
+                    "(the address clients open, at the proxy that terminates TLS)"
+                )
+            return
+        raise ConfigError(
+            f"http.host: {self.host!r} is reachable from other machines but TLS is off: set "
+            "http.tls_cert and http.tls_key, or http.behind_tls_proxy: true with an https "
+            "http.public_url when a reverse proxy terminates TLS, or listen on 127.0.0.1"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +456,18 @@ class SignalingConfig(_Section):
     max_participants_per_meeting: int = setting(100, integer(1))
     # A client that has not answered a subscribe offer after this long is disconnected.
     answer_timeout_s: float = setting(30.0, positive_number())
+    # People waiting at once in one meeting's waiting room (or for its host).
+    max_waiting_per_meeting: int = setting(50, integer(1))
+    # Sockets that have not joined yet: per client (IPv4 address, IPv6 /64) and in all.
+    max_unjoined_sockets_per_address: int = setting(10, integer(1))
+    max_unjoined_sockets: int = setting(1000, integer(1))
+    # Bytes one socket may send per second (a bucket holding 2 * max_message_bytes).
+    bytes_per_second: int = setting(262144, integer(1))
+    # Bytes queued to a client that does not read before its socket is closed.
+    max_outbox_bytes: int = setting(16 * 1024 * 1024, integer(1024))
+    # Web origins allowed to open sockets besides http.public_url (or the request's own host
+    # when that is empty); a request without Origin (not a browser) is allowed.
+    allowed_origins: tuple[str, ...] = setting((), Rule(tuple, "a list of origins", _no_duplicates, origin()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,8 +482,19 @@ class AuthConfig(_Section):
     host_login_policy: str = setting("replace", one_of("replace", "refuse"))
     # Lifetime of a join token: long enough to connect (the live socket outlives it).
     join_token_ttl_s: int = setting(600, integer(10, 86400))
+    # Wrong passcodes per meeting per client (IPv4 address, IPv6 /64), and per client.
     passcode_attempts_per_minute: int = setting(5, integer(1))
     passcode_attempts_per_address_per_minute: int = setting(20, integer(1))
+    # Wrong sign-ins per email per client, and per client.
+    login_attempts_per_email_per_minute: int = setting(10, integer(1))
+    login_attempts_per_address_per_minute: int = setting(30, integer(1))
+    # Successful joins per client (participant rows and tokens it can make).
+    joins_per_address_per_minute: int = setting(60, integer(1))
+    # A host sign-in ends after this long unused, and this long after it began.
+    host_session_idle_s: int = setting(12 * 3600, integer(60))
+    host_session_max_s: int = setting(7 * 24 * 3600, integer(60))
+    # Lifetime of a transcript link (/t/<id>?t=...).
+    transcript_link_ttl_s: int = setting(3600, integer(10, 7 * 24 * 3600))
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +565,21 @@ class RecorderConfig(_Section):
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundConfig(_Section):
+    """Requests control makes to addresses customers give: webhooks, S3 endpoints."""
+
+    SECTION: ClassVar[str] = "outbound"
+
+    # Private, loopback, link-local and other special addresses are refused; networks
+    # listed here are allowed anyway (on-premises storage, an internal webhook receiver).
+    allowed_networks: tuple[str, ...] = setting((), network_list())
+    # Webhook deliveries waiting or in flight, per customer.
+    webhook_max_pending_per_customer: int = setting(100, integer(1))
+    # Bytes of a webhook receiver's answer read (the rest is dropped).
+    webhook_max_response_bytes: int = setting(65536, integer(0))
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig(_Section):
     SECTION: ClassVar[str] = "logging"
 
@@ -501,6 +599,7 @@ class Config(_Section):
     auth: AuthConfig = section(AuthConfig)
     store: StoreConfig = section(StoreConfig)
     limits: LimitsConfig = section(LimitsConfig)
+    outbound: OutboundConfig = section(OutboundConfig)
     logging: LoggingConfig = section(LoggingConfig)
     recorder: RecorderConfig = section(RecorderConfig)
 

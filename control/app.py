@@ -210,15 +210,16 @@ def create_app(
 def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     auth = Auth(s.accounts, s.tokens, s.store)
     urls = PublicUrls(s.cfg.http.public_url)
-    AccountRoutes(store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits).register(
-        router
-    )
+    AccountRoutes(
+        store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits, settings=s.cfg.auth
+    ).register(router)
     MeetingRoutes(
         store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls
     ).register(router)
     SessionRoutes(
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, attendance=s.attendance,
         moderation=s.moderation, lifecycle=s.lifecycle, limits=s.limits, urls=urls, settings=s.cfg.auth,
+        max_waiting=s.cfg.signaling.max_waiting_per_meeting,
     ).register(router)  # fmt: skip
     RecordingRoutes(
         store=s.store, auth=auth, tokens=s.tokens, recordings=s.recordings, archive=s.archive, limits=s.limits

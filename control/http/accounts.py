@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from config import LimitsConfig
+from config import AuthConfig, LimitsConfig
 from config.schema import BadValue
 from control import webhooks
 from control.accounts.service import (
@@ -39,10 +39,6 @@ from control.store.base import Conflict, Customer, Host, NotFound, Store
 
 MAX_NAME_CHARS = 200
 MAX_AUDIT_ENTRIES = 1000
-# Failed sign-ins per minute, per email and per source address, before 429 (argon2 alone
-# makes guessing slow, not impossible).
-LOGIN_FAILURES_PER_EMAIL = 10
-LOGIN_FAILURES_PER_ADDRESS = 30
 
 
 # ---------------------------------------------------------------------- representations
@@ -96,14 +92,18 @@ def limits_field(body: dict[str, Any], name: str = "limits", *, allow_null: bool
 
 class AccountRoutes:
     def __init__(
-        self, *, store: Store, auth: Auth, accounts: Accounts, lifecycle: Lifecycle, limits: LimitsPolicy
-    ) -> None:
+        self, *, store: Store, auth: Auth, accounts: Accounts, lifecycle: Lifecycle, limits: LimitsPolicy,
+        settings: AuthConfig,
+    ) -> None:  # fmt: skip
         self._store = store
         self._auth = auth
         self._accounts = accounts
         self._lifecycle = lifecycle
         self._limits = limits
-        self._login_failures = FailureLimits(LOGIN_FAILURES_PER_EMAIL, LOGIN_FAILURES_PER_ADDRESS)
+        # Failed sign-ins (argon2 alone makes guessing slow, not impossible).
+        self._login_failures = FailureLimits(
+            settings.login_attempts_per_email_per_minute, settings.login_attempts_per_address_per_minute
+        )
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/v1/customers", self.create_customer)
@@ -350,22 +350,21 @@ class AccountRoutes:
     # ------------------------------------------------------------------ host sign-in
 
     async def login(self, request: web.Request) -> web.Response:
-        limits = self._login_failures
         body = await json_body(request)
         email = body.get("email")
         email_key = email.strip().lower()[:254] if isinstance(email, str) else ""
-        address = client_address(request) or "unknown"
-        try:
-            limits.check(email_key, address)
+        try:  # reserved before the password is checked: concurrent guesses count
+            attempt = self._login_failures.reserve(email_key, client_address(request) or "unknown")
         except RateLimited as exc:
             return json_error(429, "rate_limited", "too many failed sign-ins; try again later",
                               {"Retry-After": str(exc.retry_after_s)})  # fmt: skip
-        try:
-            sign_in = await self._accounts.login(email, body.get("password"))
-        except ApiError as exc:
-            if exc.code == "invalid_credentials":
-                limits.failed(email_key, address)
-            raise
+        with attempt:  # given back unless marked failed
+            try:
+                sign_in = await self._accounts.login(email, body.get("password"))
+            except ApiError as exc:
+                if exc.code == "invalid_credentials":
+                    attempt.failed()
+                raise
         if sign_in.replaced:  # the earlier sign-in's meeting sockets go with it
             await self._lifecycle.end_host_sessions(sign_in.host.id, "signed_in_elsewhere")
         return web.json_response({"token": sign_in.token, "host": host_json(sign_in.host)})

@@ -31,7 +31,7 @@ from config import AuthConfig
 from control.accounts.tokens import TokenError, Tokens
 from control.errors import ApiError
 from control.http.auth import Auth, bearer_token, client_address, looks_like_jwt
-from control.http.limiter import FailureLimits, RateLimited
+from control.http.limiter import AttemptLimiter, FailureLimits, RateLimited, client_key
 from control.http.middleware import json_error
 from control.http.permissions import require_meeting_access
 from control.http.rest import json_body
@@ -43,7 +43,7 @@ from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
 from control.meeting.protocol import clean_name
-from control.store.base import MeetingFull, MeetingRecord, ParticipantRecord, Store
+from control.store.base import MeetingFull, MeetingRecord, ParticipantRecord, Store, WaitingRoomFull
 
 DEVICE_COOKIE = "conclave_device"
 DEVICE_COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -69,6 +69,10 @@ def participant_json(person: ParticipantRecord, meeting: LiveMeeting | None) -> 
     return body
 
 
+def _too_many(message: str, exc: RateLimited) -> web.Response:
+    return json_error(429, "rate_limited", message, {"Retry-After": str(exc.retry_after_s)})
+
+
 def _credentials_refused() -> ApiError:
     return ApiError(403, "invalid_credentials", "wrong meeting ID or passcode")
 
@@ -87,6 +91,7 @@ class SessionRoutes:
         limits: LimitsPolicy,
         urls: PublicUrls,
         settings: AuthConfig,
+        max_waiting: int,
     ) -> None:
         self._store = store
         self._auth = auth
@@ -100,6 +105,8 @@ class SessionRoutes:
         self._join_failures = FailureLimits(
             settings.passcode_attempts_per_minute, settings.passcode_attempts_per_address_per_minute
         )
+        self._joins = AttemptLimiter(settings.joins_per_address_per_minute)
+        self._max_waiting = max_waiting
 
     def register(self, router: web.UrlDispatcher) -> None:
         prefix = "/api/v1/meetings/{number}"
@@ -221,26 +228,29 @@ class SessionRoutes:
     async def join_meeting(self, request: web.Request) -> web.Response:
         address = client_address(request) or "unknown"
         number_key = request.match_info.get("number", "").replace("-", "")[:32]
-        try:
-            self._join_failures.check(number_key, address)
+        try:  # reserved before anything is awaited: concurrent guesses count (limiter's doc)
+            attempt = self._join_failures.reserve(number_key, address)
         except RateLimited as exc:
-            return json_error(429, "rate_limited", "too many attempts; try again later",
-                              {"Retry-After": str(exc.retry_after_s)})  # fmt: skip
-        body = await json_body(request)
-        try:
-            name = clean_name(body.get("name"))
-        except ValueError as exc:
-            raise ApiError(400, "invalid_field", f"name: {exc}") from None
-        link_token, passcode = body.get("link_token"), body.get("passcode")
-        if link_token is None and not isinstance(passcode, str):
-            raise ApiError(400, "invalid_field", "passcode: required (or link_token)")
-        if link_token is not None and not isinstance(link_token, str):
-            raise ApiError(400, "invalid_field", "link_token: must be a string")
-        digits = numbers.parse(request.match_info.get("number", ""))
-        record = await self._check_credentials(digits, passcode, link_token)
-        if record is None:
-            self._join_failures.failed(number_key, address)
-            raise _credentials_refused()
+            return _too_many("too many attempts; try again later", exc)
+        with attempt:  # given back unless marked failed (a right passcode, a 400)
+            body = await json_body(request)
+            try:
+                name = clean_name(body.get("name"))
+            except ValueError as exc:
+                raise ApiError(400, "invalid_field", f"name: {exc}") from None
+            link_token, passcode = body.get("link_token"), body.get("passcode")
+            if link_token is None and not isinstance(passcode, str):
+                raise ApiError(400, "invalid_field", "passcode: required (or link_token)")
+            if link_token is not None and not isinstance(link_token, str):
+                raise ApiError(400, "invalid_field", "link_token: must be a string")
+            digits = numbers.parse(request.match_info.get("number", ""))
+            record = await self._check_credentials(digits, passcode, link_token)
+            if record is None:
+                attempt.failed()
+                raise _credentials_refused()
+        wait = self._joins.hit(client_key(address))
+        if wait is not None:
+            return _too_many("too many joins from this address; try again later", RateLimited(wait))
         return await self._admit_joiner(request, record, name, body.get("token"))
 
     async def _check_credentials(self, digits: str | None, passcode: object, link_token: object) -> MeetingRecord | None:
@@ -281,9 +291,12 @@ class SessionRoutes:
                 state=decision.outcome,
                 live_session_id=session.id if session else None,
                 max_present=self._limits.for_meeting(customer).capacity,
+                max_waiting=self._max_waiting,
             )
         except MeetingFull:
             raise ApiError(403, "meeting_full", admission.REFUSALS["meeting_full"]) from None
+        except WaitingRoomFull:
+            raise ApiError(403, "waiting_room_full", "the waiting room is full; try again later") from None
         token = self._tokens.make_join_token(
             participant_id=person.id,
             meeting_id=record.id,

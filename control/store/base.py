@@ -112,6 +112,12 @@ class MeetingFull(StoreError):
         self.limit = limit
 
 
+class WaitingRoomFull(StoreError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the waiting room is full ({limit} people)")
+        self.limit = limit
+
+
 class RecordingActive(StoreError):
     """`create_recording` refused: the meeting already has an active recording of that kind
     (of racing starts exactly one wins); carries the active one."""
@@ -492,9 +498,11 @@ class Store(abc.ABC):
         live_session_id: str | None = None,
         max_present: int | None = None,
         participant_id: str | None = None,
+        max_waiting: int | None = None,
     ) -> ParticipantRecord:
         """Insert a participant. With `max_present`, atomically refuses (MeetingFull) when
-        the meeting already has that many participants in PRESENT_STATES."""
+        the meeting already has that many participants in PRESENT_STATES; with
+        `max_waiting`, a `waiting` one (WaitingRoomFull) when that many are waiting."""
 
     @abc.abstractmethod
     async def get_participant(self, participant_id: str) -> ParticipantRecord | None: ...

@@ -40,6 +40,7 @@ from control.store.base import (
     ParticipantRecord,
     Store,
     StoreError,
+    WaitingRoomFull,
     WebhookDelivery,
     new_id,
 )
@@ -524,6 +525,7 @@ class SqliteStore(RecordingsMixin, Store):
         live_session_id: str | None = None,
         max_present: int | None = None,
         participant_id: str | None = None,
+        max_waiting: int | None = None,
     ) -> ParticipantRecord:
         participant = ParticipantRecord(
             id=participant_id or new_id(),
@@ -539,6 +541,8 @@ class SqliteStore(RecordingsMixin, Store):
             self._require("meeting", meeting_id)
             if max_present is not None and self._count_present(meeting_id, PRESENT_STATES) >= max_present:
                 raise MeetingFull(max_present)
+            if max_waiting is not None and state == "waiting" and self._count_present(meeting_id, ("waiting",)) >= max_waiting:
+                raise WaitingRoomFull(max_waiting)
             return self._insert_new("participant", participant)
 
         return await self._run(self._write, insert)

@@ -113,7 +113,11 @@ def test_empty_file_and_empty_sections_change_nothing(tmp_path):
 
 
 def test_environment_wins_over_yaml(tmp_path):
-    path = write(tmp_path, "http:\n  port: 9000\n  host: 0.0.0.0\nsfu:\n  workers: 3\n")
+    path = write(
+        tmp_path,
+        "http:\n  port: 9000\n  host: 0.0.0.0\n  behind_tls_proxy: true\n  public_url: https://meet.example.com\n"
+        "sfu:\n  workers: 3\n",
+    )
     cfg = load_config(path, env={"CONCLAVE_HTTP__PORT": "9100", "CONCLAVE_SFU__WORKERS": "5"})
     assert cfg.http.port == 9100
     assert cfg.http.host == "0.0.0.0"  # set by the file, not overridden
@@ -178,7 +182,7 @@ def test_unknown_key_in_file(tmp_path):
     path = write(tmp_path, "http:\n  prot: 80\n")
     assert error_of(path) == (
         f"config file {path}: http.prot: unknown key "
-        "(known: host, port, public_url, tls_cert, tls_key)"
+        "(known: host, port, public_url, tls_cert, tls_key, behind_tls_proxy)"
     )
 
 
@@ -186,7 +190,7 @@ def test_unknown_top_level_key_in_file(tmp_path):
     path = write(tmp_path, "htp:\n  port: 80\n")
     assert error_of(path) == (
         f"config file {path}: htp: unknown key "
-        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, logging, recorder)"
+        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder)"
     )
 
 
@@ -312,12 +316,12 @@ def test_missing_file(tmp_path):
         (
             "CONCLAVE_HTTP__PROT",
             "CONCLAVE_HTTP__PROT: unknown key http.prot "
-            "(known: host, port, public_url, tls_cert, tls_key)",
+            "(known: host, port, public_url, tls_cert, tls_key, behind_tls_proxy)",
         ),
         (
             "CONCLAVE_HTPP__PORT",
             "CONCLAVE_HTPP__PORT: unknown section 'htpp' "
-            "(known: http, sfu, media, signaling, auth, store, limits, logging, recorder)",
+            "(known: http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder)",
         ),
         (
             "CONCLAVE_HTTP",
@@ -335,7 +339,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     lines = error_of(path, env={"CONCLAVE_HTTP__PORT": "x"}).splitlines()
     assert lines == [
         f"config file {path}: http.prot: unknown key "
-        "(known: host, port, public_url, tls_cert, tls_key)",
+        "(known: host, port, public_url, tls_cert, tls_key, behind_tls_proxy)",
         f"config file {path}: sfu.workers: expected an integer >= 0, got 'two'",
         "CONCLAVE_HTTP__PORT: expected an integer, got 'x'",
     ]
@@ -496,3 +500,46 @@ def test_recorder_api_key_never_shows():
     with pytest.raises(ConfigError) as caught:
         RecorderConfig(openai_api_key=12345)  # type: ignore[arg-type]
     assert "12345" not in str(caught.value)
+
+
+# --- TLS anywhere but loopback (issue 10, item 11) -----------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "meet.example.com"])
+def test_a_public_host_without_tls_is_refused_naming_the_key(host):
+    message = error_of(env={"CONCLAVE_HTTP__HOST": host})
+    assert message.startswith("http.host:") and "TLS" in message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "localhost"])
+def test_loopback_needs_no_tls(host):
+    assert load_config(env={"CONCLAVE_HTTP__HOST": host}).http.host == host
+
+
+def test_behind_a_tls_proxy_needs_an_https_public_url():
+    env = {"CONCLAVE_HTTP__HOST": "0.0.0.0", "CONCLAVE_HTTP__BEHIND_TLS_PROXY": "true"}
+    assert error_of(env=env).startswith("http.public_url:")
+    assert error_of(env={**env, "CONCLAVE_HTTP__PUBLIC_URL": "http://meet.example.com"}).startswith("http.public_url:")
+    cfg = load_config(env={**env, "CONCLAVE_HTTP__PUBLIC_URL": "https://meet.example.com"})
+    assert cfg.http.behind_tls_proxy is True
+
+
+def test_a_public_host_with_tls_is_accepted(tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    assert load_config(env={"CONCLAVE_HTTP__HOST": "0.0.0.0", **tls_env(cert, key)}).http.host == "0.0.0.0"
+
+
+def test_outbound_networks_are_checked_and_canonical():
+    cfg = load_config(env={"CONCLAVE_OUTBOUND__ALLOWED_NETWORKS": "10.20.0.0/16,127.0.0.1,FD00::/8"})
+    assert cfg.outbound.allowed_networks == ("10.20.0.0/16", "127.0.0.1/32", "fd00::/8")
+    assert error_of(env={"CONCLAVE_OUTBOUND__ALLOWED_NETWORKS": "10.0.0.0/99"}).startswith("CONCLAVE_OUTBOUND__ALLOWED_NETWORKS[0]")
+
+
+def test_allowed_origins_are_origins():
+    cfg = load_config(env={"CONCLAVE_SIGNALING__ALLOWED_ORIGINS": "https://App.example.com"})
+    assert cfg.signaling.allowed_origins == ("https://app.example.com",)
+    assert error_of(env={"CONCLAVE_SIGNALING__ALLOWED_ORIGINS": "https://a.example.com/path"}).startswith(
+        "CONCLAVE_SIGNALING__ALLOWED_ORIGINS[0]"
+    )

@@ -5,6 +5,7 @@ suspension, content removal, audit."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import stat
@@ -318,7 +319,9 @@ async def test_suspending_a_customer_ends_everything_of_it(conclave_server, api)
 
 
 async def test_repeated_failed_sign_ins_are_rate_limited(conclave_server, api):
-    from control.http.accounts import LOGIN_FAILURES_PER_EMAIL
+    from config import AuthConfig
+
+    LOGIN_FAILURES_PER_EMAIL = AuthConfig().login_attempts_per_email_per_minute
 
     acme = await make_customer(api, operator_key(conclave_server))
     ann = await make_host(api, acme, "ann@acme.example")
@@ -332,3 +335,26 @@ async def test_repeated_failed_sign_ins_are_rate_limited(conclave_server, api):
     # Another account is not affected by this email's failures.
     other = await make_host(api, acme, "bob@acme.example")
     assert other.token.startswith("hs_")
+
+
+async def test_forty_wrong_sign_ins_at_once_are_ten_tries(conclave_server, api):
+    """Reserved before argon2 runs: concurrent guesses are counted as they arrive."""
+    from config import AuthConfig
+
+    limit = AuthConfig().login_attempts_per_email_per_minute
+    acme = await make_customer(api, operator_key(conclave_server))
+    ann = await make_host(api, acme, "ann@acme.example")
+    async with aiohttp.ClientSession() as session:
+
+        async def guess(n: int) -> int:
+            body = {"email": ann.email, "password": f"guess-{n:04d}"}
+            async with session.post(api.base + "/auth/login", json=body) as response:
+                return response.status
+
+        statuses = await asyncio.gather(*(guess(n) for n in range(40)))
+    assert statuses.count(401) == limit and statuses.count(429) == 40 - limit, statuses
+    # The host signing in from another client is not locked out by the guesser.
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.post(api.base + "/auth/login", json={"email": ann.email, "password": PASSWORD}) as response:
+            assert response.status == 200

@@ -635,3 +635,61 @@ async def test_participant_events_reach_the_webhook(conclave_server, signaling_s
     ):
         assert expected in events, events
     assert all(e["data"]["meeting_number"] == meeting["meeting_number"] for e in received)
+
+
+# ---------------------------------------------------------------------- brute force at once (issue 10)
+
+
+async def post_join_from(server, meeting, source: str, passcode: str, name: str = "guest"):
+    """A join from a given loopback source address (the whole 127/8 is this machine)."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        url = f"{server.base_url}/api/v1/meetings/{meeting['number']}/join"
+        async with session.post(url, json={"name": name, "passcode": passcode}) as response:
+            return response.status, await response.json()
+
+
+async def test_sixty_wrong_passcodes_at_once_are_five_tries(conclave_server):
+    """The limit is reserved before the passcode is checked: concurrent guesses cannot all
+    be evaluated against a counter that has not moved yet."""
+    server = conclave_server
+    meeting = await server.create_meeting()
+    limit = server.services.cfg.auth.passcode_attempts_per_minute
+    async with aiohttp.ClientSession() as session:
+        url = f"{server.base_url}/api/v1/meetings/{meeting['number']}/join"
+
+        async def guess(n: int) -> int:
+            async with session.post(url, json={"name": "x", "passcode": f"{n:06d}x"}) as response:
+                return response.status
+
+        statuses = await asyncio.gather(*(guess(n) for n in range(60)))
+    assert statuses.count(403) == limit and statuses.count(429) == 60 - limit, statuses
+    # This client waits now even with the right passcode; another client gets in.
+    assert (await rest_join(server, meeting))[0] == 429
+    status, body = await post_join_from(server, meeting, "127.0.0.2", meeting["passcode"], "colleague")
+    assert status == 200 and body["status"] == "admitted"
+
+
+async def test_successful_joins_per_client_are_capped(conclave_server_factory):
+    server = await conclave_server_factory(auth={"joins_per_address_per_minute": 3})
+    meeting = await server.create_meeting()
+    for n in range(3):
+        await server.join(meeting, f"guest {n}")
+    status, body, headers = await rest_join(server, meeting, name="one too many")
+    assert (status, body["error"]["code"]) == (429, "rate_limited") and int(headers["Retry-After"]) >= 1
+    status, _ = await post_join_from(server, meeting, "127.0.0.3", meeting["passcode"])
+    assert status == 200  # another client is not held back
+
+
+async def test_the_waiting_room_has_a_size(conclave_server_factory):
+    server = await conclave_server_factory(signaling={"max_waiting_per_meeting": 2})
+    meeting = await server.create_meeting(waiting_room=True)
+    for n in range(2):
+        assert (await server.join(meeting, f"waiting {n}"))["status"] == "waiting_room"
+    status, body, _ = await rest_join(server, meeting, name="third")
+    assert (status, body["error"]["code"]) == (403, "waiting_room_full")
+    waiting = (await server.call("GET", f"/meetings/{meeting['number']}/participants",
+                                 token=meeting["host_session"]))["waiting"]  # fmt: skip
+    await server.call("POST", f"/meetings/{meeting['number']}/participants/{waiting[0]['participant_id']}/deny",
+                      token=meeting["host_session"])  # fmt: skip
+    assert (await server.join(meeting, "third"))["status"] == "waiting_room"
