@@ -146,7 +146,7 @@ def build_services(
     )  # fmt: skip
     metrics = Metrics(registry, worker_supervisor)
     signaling = SignalingEndpoint(
-        settings=cfg.signaling, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
+        settings=cfg.signaling, public_url=cfg.http.public_url, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
         recordings=recordings, metrics=metrics,
     )  # fmt: skip
     services = Services(

@@ -6,20 +6,35 @@ A socket's messages are handled one at a time, in order. Everything sent to a so
 through one queue and one writer task, so every participant sees broadcasts (chat, tracks)
 in the same order. Bad input is answered with an `error` message and never logged with a
 traceback; the socket stays open.
+
+Against a hostile client (docs/security-control.md): the `Origin` of a browser must be the
+server's own (`http.public_url`, or the request's host) or listed in
+`signaling.allowed_origins`; sockets that have not joined are capped per client and in
+all before the upgrade; a frame is counted against the socket's message and byte buckets
+before it is read as JSON, and dropped unread when over (one `rate_limited` error a
+second at most; far over for long, the socket is closed 1008); a message larger than
+`signaling.max_message_bytes` is refused by its frame header and closes the socket with
+1009 (nothing of it is read); what waits to be sent to a client that does not read is
+capped in bytes (`signaling.max_outbox_bytes`), then the socket is cut.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
 from config import SignalingConfig
 from control.accounts.tokens import JoinClaims, TokenError, Tokens
 from control.errors import ApiError, SignalingError
+from control.http.auth import client_address
+from control.http.limiter import client_key
 from control.meeting import closecodes
 from control.meeting.attendance import Attendance
 from control.meeting.chat import Chat
@@ -37,11 +52,13 @@ from control.store.base import MeetingRecord, ParticipantRecord
 
 log = logging.getLogger(__name__)
 
-# A frame this much larger than max_message_bytes is not read at all (aiohttp closes the
-# socket); up to it, an oversized message gets an error and the socket stays open.
-HARD_LIMIT_FACTOR = 4
-# Messages queued to a client that does not read; past this the socket is closed.
+# Messages queued to a client that does not read; past this (or max_outbox_bytes) the
+# socket is cut.
 MAX_OUTBOX = 2000
+# A socket over its buckets may go on this many seconds' worth of excess before it is closed.
+PATIENCE_S = 5.0
+ERROR_INTERVAL_S = 1.0  # at most one rate_limited error per this while over
+HARD_CLOSE_TIMEOUT_S = 2.0
 HEARTBEAT_S = 30.0
 CLOSE_FLUSH_TIMEOUT_S = 5.0
 # A socket that has not joined (with a valid token) by then is closed.
@@ -53,31 +70,59 @@ def _rate_limited() -> SignalingError:
 
 
 class SocketPeer:
-    """Sends to one WebSocket from any task, in order; implements meetings.Peer."""
+    """Sends to one WebSocket from any task, in order; implements meetings.Peer. Messages
+    are serialized when queued, so the queue is bounded in bytes as well as in count."""
 
-    def __init__(self, ws: web.WebSocketResponse, metrics: Metrics) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, metrics: Metrics, max_outbox_bytes: int,
+        transport: asyncio.BaseTransport | None = None,
+    ) -> None:  # fmt: skip
         self._ws = ws
+        self._transport = transport
         self._metrics = metrics
-        self._queue: asyncio.Queue[dict[str, Any] | tuple[int, str]] = asyncio.Queue()
+        self._max_outbox_bytes = max_outbox_bytes
+        self._queue: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue()
+        self._queued_bytes = 0
         self._closing = False
+        self._cut = False
         self._task = asyncio.create_task(self._write_loop(), name="ws-writer")
 
     def send(self, message: dict[str, Any]) -> None:
         if self._closing:
             return
-        if self._queue.qsize() >= MAX_OUTBOX:
-            log.warning("signaling client does not read its messages; closing it")
-            self.close(closecodes.POLICY_VIOLATION, "too many unread messages")
+        text = json.dumps(message, separators=(",", ":"))  # ASCII: characters are bytes
+        if self._queue.qsize() >= MAX_OUTBOX or self._queued_bytes + len(text) > self._max_outbox_bytes:
+            log.warning("signaling client does not read its messages; cutting it off")
+            self._metrics.signaling_refused.inc("outbox_full")
+            self.cut(closecodes.POLICY_VIOLATION, "too many unread messages")
             return
         if message.get("type") == "error":
             self._metrics.signaling_errors.inc(str(message.get("code", "")))
-        self._queue.put_nowait(message)
+        self._queued_bytes += len(text)
+        self._queue.put_nowait(text)
 
     def close(self, code: int, reason: str) -> None:
         """Close after the messages already queued are sent."""
         if not self._closing:
             self._closing = True
             self._queue.put_nowait((code, reason))
+
+    def cut(self, code: int, reason: str) -> None:
+        """Close now, dropping what is queued (a client that does not read, or floods):
+        the close frame goes next, and the connection is dropped if it is still open
+        HARD_CLOSE_TIMEOUT_S later (a client that does not read never gets the frame)."""
+        if self._cut:
+            return
+        self._cut = self._closing = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queued_bytes = 0
+        self._queue.put_nowait((code, reason))
+        asyncio.get_running_loop().call_later(HARD_CLOSE_TIMEOUT_S, self._drop_connection)
+
+    def _drop_connection(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
 
     async def wait_closed(self, timeout: float) -> None:
         try:
@@ -97,7 +142,8 @@ class SocketPeer:
                     code, reason = item
                     await self._ws.close(code=code, message=reason.encode()[:120])
                     return
-                await self._ws.send_str(json.dumps(item, separators=(",", ":")))
+                self._queued_bytes -= len(item)
+                await self._ws.send_str(item)
         except (ConnectionError, RuntimeError) as exc:  # the peer went away mid-send
             log.debug("signaling socket write failed: %s", exc)
             self._closing = True
@@ -107,9 +153,11 @@ class SignalingSession:
     """One participant's socket: join token, validation, rate limit, dispatch."""
 
     def __init__(
-        self, endpoint: SignalingEndpoint, meeting_ref: str, ws: web.WebSocketResponse, url_token: str | None = None
-    ) -> None:
+        self, endpoint: SignalingEndpoint, meeting_ref: str, ws: web.WebSocketResponse, url_token: str | None = None,
+        transport: asyncio.BaseTransport | None = None, on_joined: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         self._endpoint = endpoint
+        self._on_joined = on_joined  # the endpoint stops counting it among sockets not joined
         self._meeting_ref = meeting_ref  # the number (or id) in the URL
         self._url_token = url_token
         self._ws = ws
@@ -118,9 +166,14 @@ class SignalingSession:
         signaling_cfg = endpoint.settings
         self._max_bytes = signaling_cfg.max_message_bytes
         self._limits = Limits(chat_max_chars=signaling_cfg.chat_max_chars)
-        rate = signaling_cfg.messages_per_second
+        rate, byte_rate = signaling_cfg.messages_per_second, signaling_cfg.bytes_per_second
         self._bucket = TokenBucket(rate=rate, burst=rate)
-        self.peer = SocketPeer(ws, self._metrics)
+        self._byte_bucket = TokenBucket(rate=byte_rate, burst=max(byte_rate, 2 * self._max_bytes))
+        # What a socket over its buckets may send in excess (dropped unread) before it is closed.
+        self._excess = TokenBucket(rate=rate, burst=rate * PATIENCE_S)
+        self._excess_bytes = TokenBucket(rate=byte_rate, burst=byte_rate * PATIENCE_S)
+        self._last_limited_error = -ERROR_INTERVAL_S
+        self.peer = SocketPeer(ws, self._metrics, signaling_cfg.max_outbox_bytes, transport)
         self.meeting: LiveMeeting | None = None
         self.participant: Participant | None = None
         self._leaving = False
@@ -134,11 +187,17 @@ class SignalingSession:
     async def run(self) -> None:
         try:
             async for frame in self._ws:
-                if frame.type == WSMsgType.TEXT:
-                    await self._on_text(frame.data)
-                elif frame.type == WSMsgType.BINARY:
-                    binary = SignalingError("bad_message", "binary frames are not accepted; send JSON text")
-                    self._error(binary if self._bucket.allow() else _rate_limited())
+                if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    data = frame.data
+                    size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
+                    if not self._within_buckets(size):
+                        if self._leaving:
+                            break
+                        continue  # dropped unread
+                    if frame.type == WSMsgType.TEXT:
+                        await self._on_text(data, size)
+                    else:
+                        self._error(SignalingError("bad_message", "binary frames are not accepted; send JSON text"))
                 elif frame.type == WSMsgType.ERROR:
                     log.debug("signaling socket error: %s", self._ws.exception())
                     break
@@ -172,10 +231,27 @@ class SignalingSession:
         self._gone_recorded = True
         await self._endpoint.attendance.disconnected(meeting, participant, was_admitted)
 
-    async def _on_text(self, text: str) -> None:
-        allowed = self._bucket.allow()  # every frame costs a token, valid or not
-        if len(text) > self._max_bytes or len(text.encode("utf-8", "surrogatepass")) > self._max_bytes:
-            self._metrics.signaling_messages.inc("too_large")
+    def _within_buckets(self, size: int) -> bool:
+        """Whether a frame of `size` bytes is read at all: it costs one message and its
+        bytes (every frame, valid or not). Over: dropped, one `rate_limited` error a second
+        at most; past PATIENCE_S seconds' worth of excess, the socket is cut (1008)."""
+        if self._bucket.allow() and self._byte_bucket.allow(size):
+            return True
+        self._metrics.signaling_messages.inc("rate_limited")
+        if not (self._excess.allow() and self._excess_bytes.allow(min(size, self._excess_bytes.burst))):
+            log.info("signaling client far over its rate limit; closing it")
+            self._metrics.signaling_refused.inc("flood")
+            self.peer.cut(closecodes.POLICY_VIOLATION, "rate limit")
+            self._leaving = True
+            return False
+        now = asyncio.get_running_loop().time()
+        if now - self._last_limited_error >= ERROR_INTERVAL_S:
+            self._last_limited_error = now
+            self._error(_rate_limited())
+        return False
+
+    async def _on_text(self, text: str, size: int) -> None:
+        if size > self._max_bytes:  # aiohttp refuses larger frames by their header (1009)
             self._error(SignalingError("too_large", f"message is larger than {self._max_bytes} bytes"))
             return
         try:
@@ -183,11 +259,7 @@ class SignalingSession:
         except SignalingError as exc:
             self._metrics.signaling_messages.inc("invalid")
             message_id = exc.extra.pop("id", None)
-            self._error(exc if allowed else _rate_limited(), message_id)
-            return
-        if not allowed:
-            self._metrics.signaling_messages.inc("rate_limited")
-            self._error(_rate_limited(), message.id)
+            self._error(exc, message_id)
             return
         self._metrics.signaling_messages.inc(message.type)
         try:
@@ -225,6 +297,8 @@ class SignalingSession:
             record, claims, person = await self._endpoint.verified(self._meeting_ref, token)
         except TokenError as exc:
             raise SignalingError(_TOKEN_ERRORS.get(exc.code, "unauthorized"), exc.message) from None
+        if self._on_joined is not None:  # a valid token: counted as a participant from here on
+            self._on_joined()
         attendance = self._endpoint.attendance
         meeting, participant = await attendance.connect(record, claims, person, self.peer, message.id)
         self.meeting, self.participant = meeting, participant
@@ -279,6 +353,11 @@ class SignalingSession:
         self._ok(message)
 
 
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 # Token problems as the client sees them.
 _TOKEN_ERRORS = {
     "invalid_token": "unauthorized",
@@ -296,6 +375,7 @@ class SignalingEndpoint:
         self,
         *,
         settings: SignalingConfig,
+        public_url: str,
         tokens: Tokens,
         attendance: Attendance,
         conference: Conference,
@@ -311,27 +391,76 @@ class SignalingEndpoint:
         self.recordings = recordings
         self.metrics = metrics
         self.sessions: set[SignalingSession] = set()
+        self._public_origin = _origin_of(public_url) if public_url else None
+        self._allowed_origins = frozenset(settings.allowed_origins)
+        # Sockets that have not joined yet, per client (limiter.client_key) and in all.
+        self._unjoined: collections.Counter[str] = collections.Counter()
+        self._unjoined_total = 0
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_get("/api/v1/meetings/{meeting_id}/ws", self.handle)
 
+    def origin_allowed(self, request: web.Request) -> bool:
+        """A browser's socket must come from the server's own pages (or a listed origin);
+        a client that sends no Origin is not a browser a page could misuse."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True
+        origin = origin.strip().lower()
+        own = self._public_origin or f"{request.scheme}://{request.host}".lower()
+        return origin == own or origin in self._allowed_origins
+
+    def _hold_unjoined(self, request: web.Request) -> Callable[[], None]:
+        """Count a new socket among those not joined, or refuse it (ApiError) when its client
+        or everyone has too many; returns the release (idempotent)."""
+        client = client_key(client_address(request))
+        if self._unjoined[client] >= self.settings.max_unjoined_sockets_per_address:
+            self.metrics.signaling_refused.inc("address_limit")
+            raise ApiError(429, "rate_limited", "too many connections from this address; join or close them first")
+        if self._unjoined_total >= self.settings.max_unjoined_sockets:
+            self.metrics.signaling_refused.inc("total_limit")
+            raise ApiError(503, "unavailable", "too many connections; try again shortly")
+        self._unjoined[client] += 1
+        self._unjoined_total += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._unjoined_total -= 1
+                self._unjoined[client] -= 1
+                if self._unjoined[client] <= 0:
+                    del self._unjoined[client]
+
+        return release
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        meeting_ref = request.match_info["meeting_id"]  # the number (with or without dashes) or the id
-        url_token = request.query.get("token") or None
-        if url_token is not None:
-            await self._check_url_token(meeting_ref, url_token)
-        ws = web.WebSocketResponse(
-            max_msg_size=self.settings.max_message_bytes * HARD_LIMIT_FACTOR,
-            heartbeat=HEARTBEAT_S,
-        )
-        await ws.prepare(request)
-        session = SignalingSession(self, meeting_ref, ws, url_token)
-        self.sessions.add(session)
+        if not self.origin_allowed(request):
+            self.metrics.signaling_refused.inc("origin")
+            raise ApiError(403, "forbidden", "this page may not open the meeting's socket (Origin)")
+        release = self._hold_unjoined(request)
         try:
-            await session.run()
+            meeting_ref = request.match_info["meeting_id"]  # the number (with or without dashes) or the id
+            url_token = request.query.get("token") or None
+            if url_token is not None:
+                await self._check_url_token(meeting_ref, url_token)
+            ws = web.WebSocketResponse(
+                # Larger messages are refused by their frame header: closed 1009, never read.
+                max_msg_size=self.settings.max_message_bytes,
+                heartbeat=HEARTBEAT_S,
+                compress=False,  # JSON this small gains nothing; inflating costs the server
+            )
+            await ws.prepare(request)
+            session = SignalingSession(self, meeting_ref, ws, url_token, request.transport, release)
+            self.sessions.add(session)
+            try:
+                await session.run()
+            finally:
+                self.sessions.discard(session)
+            return ws
         finally:
-            self.sessions.discard(session)
-        return ws
+            release()
 
     async def verified(self, meeting_ref: str, token: str) -> tuple[MeetingRecord, JoinClaims, ParticipantRecord]:
         """The meeting `meeting_ref` names and a valid, unrevoked join token for it: (meeting,

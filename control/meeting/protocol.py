@@ -241,7 +241,7 @@ CLIENT_TYPES = frozenset(_VALIDATORS)
 
 
 class TokenBucket:
-    """Allows `rate` messages per second on average, bursts up to `burst`."""
+    """Allows `rate` units per second on average (messages, bytes), bursts up to `burst`."""
 
     __slots__ = ("rate", "burst", "tokens", "updated", "_clock")
 
@@ -252,11 +252,12 @@ class TokenBucket:
         self._clock = clock
         self.updated = clock()
 
-    def allow(self) -> bool:
+    def allow(self, cost: float = 1.0) -> bool:
+        """Take `cost` tokens if there are that many; False (nothing taken) otherwise."""
         now = self._clock()
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= cost:
+            self.tokens -= cost
             return True
         return False

@@ -199,8 +199,14 @@ class Metrics:
         self.signaling_errors = LabeledCounter(
             "conclave_signaling_errors", "Signaling error replies sent, by code", "code"
         )
+        self.signaling_refused = LabeledCounter(
+            "conclave_signaling_sockets_refused",
+            "Signaling WebSockets refused before the upgrade or closed for abuse, by reason",
+            "reason",
+        )
         self.registry.register(self.signaling_messages)
         self.registry.register(self.signaling_errors)
+        self.registry.register(self.signaling_refused)
         self.registry.register(_StateCollector(meetings, supervisor, self.loop_lag))
         # The recorder's (exported as 0 before its first snapshot).
         self.recorder = RecorderMetrics()
