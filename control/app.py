@@ -103,7 +103,11 @@ def build_services(
     secrets = bootstrap.resolve_secrets(cfg)
     tasks = BackgroundTasks()
     tokens = Tokens(secrets.token_secret, store, cfg.auth.join_token_ttl_s)
-    webhooks = WebhookSender(store)
+    outbound = cfg.outbound
+    webhooks = WebhookSender(
+        store, allowed_networks=outbound.allowed_networks, max_response_bytes=outbound.webhook_max_response_bytes,
+        max_pending_per_customer=outbound.webhook_max_pending_per_customer,
+    )  # fmt: skip
     limits = LimitsPolicy(cfg.limits, cfg.signaling.max_participants_per_meeting)
     registry = MeetingRegistry()
     worker_supervisor = WorkerSupervisor(
@@ -168,7 +172,7 @@ def build_services(
         moderation=moderation,
         lifecycle=lifecycle,
         recordings=recordings,
-        archive=RecordingArchive(store, recordings),
+        archive=RecordingArchive(store, recordings, outbound.allowed_networks),
         metrics=metrics,
         signaling=signaling,
     )
@@ -211,7 +215,8 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     auth = Auth(s.accounts, s.tokens, s.store)
     urls = PublicUrls(s.cfg.http.public_url)
     AccountRoutes(
-        store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits, settings=s.cfg.auth
+        store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits, settings=s.cfg.auth,
+        allowed_networks=s.cfg.outbound.allowed_networks,
     ).register(router)
     MeetingRoutes(
         store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls
@@ -221,10 +226,12 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
         moderation=s.moderation, lifecycle=s.lifecycle, limits=s.limits, urls=urls, settings=s.cfg.auth,
         max_waiting=s.cfg.signaling.max_waiting_per_meeting,
     ).register(router)  # fmt: skip
+    allowed = s.cfg.outbound.allowed_networks
     RecordingRoutes(
-        store=s.store, auth=auth, tokens=s.tokens, recordings=s.recordings, archive=s.archive, limits=s.limits
-    ).register(router)
-    TranscriptRoutes(store=s.store, accounts=s.accounts, tokens=s.tokens).register(router)
+        store=s.store, auth=auth, tokens=s.tokens, recordings=s.recordings, archive=s.archive, limits=s.limits,
+        allowed_networks=allowed,
+    ).register(router)  # fmt: skip
+    TranscriptRoutes(store=s.store, accounts=s.accounts, tokens=s.tokens, allowed_networks=allowed).register(router)
     openapi.register(router)
     s.signaling.register(router)
     pages.register(router, s.metrics, s.workers)

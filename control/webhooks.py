@@ -9,6 +9,15 @@ customer's webhook secret>` (and `X-Conclave-Event-Id`, the same on every retry,
 receiver can drop duplicates). A 5xx, 408, 429 or a connection error is retried with
 exponential backoff (base_delay_s doubling, at most max_delay_s, max_attempts in all);
 other 4xx are final. Every attempt is a `webhook_delivery` row.
+
+The URL is the customer's: it may only lead to public addresses (common.netguard; the
+operator's `outbound.allowed_networks` excepted), checked when saved and again at every
+attempt, on the very address the connection then uses (no redirects are followed). A
+delivery row says what went wrong in a fixed word (`timeout`, `address_refused`,
+`connection_failed`, ...), never the exception's text (which could carry what an inward
+address answered). At most `webhook_max_response_bytes` of an answer are read. Pending
+deliveries are capped per customer (`webhook_max_pending_per_customer`) and in all; past
+a cap the event is dropped and counted (`dropped`).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from typing import Any
 
 import aiohttp
 
+from common import netguard
 from control.clock import iso_time
 from control.store.base import Store
 
@@ -67,6 +77,9 @@ class WebhookSender:
         max_delay_s: float = 60.0,
         timeout_s: float = 10.0,
         max_pending: int = 1000,
+        max_pending_per_customer: int = 100,
+        max_response_bytes: int = 65536,
+        allowed_networks: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.max_attempts = max_attempts
@@ -74,8 +87,13 @@ class WebhookSender:
         self.max_delay_s = max_delay_s
         self.timeout_s = timeout_s
         self.max_pending = max_pending
+        self.max_pending_per_customer = max_pending_per_customer
+        self.max_response_bytes = max_response_bytes
+        self.allowed = netguard.networks(allowed_networks)
+        self.dropped = 0  # events not delivered because a cap was reached
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, int] = {}  # customer id -> deliveries pending
         self._stopped = False
 
     def delay_before(self, attempt: int) -> float:
@@ -87,8 +105,11 @@ class WebhookSender:
         webhook must never break the action that caused it."""
         if self._stopped:
             return
-        if len(self._tasks) >= self.max_pending:
-            log.warning("webhook %s for %s dropped: %d deliveries pending", event, customer_id, len(self._tasks))
+        pending = self._pending.get(customer_id, 0)
+        if len(self._tasks) >= self.max_pending or pending >= self.max_pending_per_customer:
+            self.dropped += 1
+            log.warning("webhook %s for %s dropped: %d deliveries pending (%d of this customer)", event, customer_id,
+                        len(self._tasks), pending)  # fmt: skip
             return
         try:
             body = json.dumps({"event": event, "ts": iso_time(time.time()), "data": data}, separators=(",", ":"))
@@ -99,7 +120,16 @@ class WebhookSender:
             log.exception("cannot schedule webhook %s for %s", event, customer_id)
             return
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._pending[customer_id] = pending + 1
+        task.add_done_callback(lambda done: self._finished(customer_id, done))
+
+    def _finished(self, customer_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        left = self._pending.get(customer_id, 1) - 1
+        if left > 0:
+            self._pending[customer_id] = left
+        else:
+            self._pending.pop(customer_id, None)
 
     async def wait_idle(self, timeout: float) -> None:
         """Wait (bounded) until every scheduled delivery has finished (tests, shutdown)."""
@@ -119,7 +149,9 @@ class WebhookSender:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            # Every name resolved through the guard, never cached past one connection.
+            connector = aiohttp.TCPConnector(resolver=netguard.GuardedResolver(self.allowed), use_dns_cache=False)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False)
         return self._session
 
     async def _deliver(self, customer_id: str, event: str, body: str) -> None:
@@ -159,8 +191,32 @@ class WebhookSender:
             "User-Agent": "Conclave-Webhooks/1",
         }
         try:
+            netguard.check_url(url, self.allowed)  # an IP literal is never given to the resolver
             async with self._http().post(url, data=data, headers=headers, allow_redirects=False) as response:
-                await response.read()
+                await response.content.read(self.max_response_bytes)  # the rest is not read
                 return response.status, ""
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:500]
+        except Exception as exc:  # a delivery never breaks; the row says what, in one word
+            return None, delivery_error(exc)
+
+
+def delivery_error(exc: BaseException) -> str:
+    """What went wrong with a delivery, as a fixed word: an exception's text may carry
+    what some inward address answered, or a secret of the URL."""
+    if isinstance(exc, netguard.AddressRefused) or isinstance(exc.__cause__, netguard.AddressRefused):
+        return "address_refused"
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, netguard.AddressRefused):
+        return "address_refused"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "tls_error"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "dns_error"
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
+        return "connection_failed"
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return "bad_response"
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return "invalid_url"
+    log.warning("webhook delivery failed: %s", type(exc).__name__)
+    return "failed"

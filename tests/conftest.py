@@ -189,6 +189,7 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
                 "http": {"host": "127.0.0.1", "port": 0},
                 "sfu": {"workers": 1, "port_base": 0, "listen_ip": "127.0.0.1"},
                 "auth": {"operator_key": OPERATOR_KEY},
+                "outbound": {"allowed_networks": ["127.0.0.0/8", "::1/128"]},  # test receivers, S3
                 "logging": {"level": "info"},
             }
         )

@@ -175,10 +175,12 @@ ZONES = {
         # Only the S3 backend brings in its client, and only once an S3 storage is opened.
         Zone(
             "common.storage.s3",
-            ("common.storage",),
+            ("common.storage", "common.netguard"),
             frozenset({"aiobotocore", "botocore"}),
-            "the standard library, common.storage, aiobotocore and botocore",
+            "the standard library, common.storage, common.netguard, aiobotocore and botocore",
         ),
+        # Where customers' URLs may lead: the checks, and the resolver the HTTP clients use.
+        Zone("common.netguard", ("common.netguard",), frozenset({"aiohttp"}), "the standard library and aiohttp"),
         Zone("sfu.wire", ("sfu.wire",), frozenset(), "the standard library only"),
         Zone("sfu.engine", ("sfu.engine", "sfu.wire", "config"), True, "sfu.wire, config"),
         Zone(

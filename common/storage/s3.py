@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from common import netguard
 from common.storage.base import (
     READ_CHUNK_BYTES,
     OpenedObject,
@@ -111,8 +112,23 @@ class S3BucketStorage:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         verify_by_reading_back: bool = False,
+        allowed_networks: tuple[str, ...] | None = None,
     ) -> None:
+        """allowed_networks: None connects wherever the endpoint leads (the settings were
+        checked when saved); a tuple (control, downloading for anyone with a link) connects
+        only to public addresses and those networks, on the address checked
+        (common.netguard)."""
         self.endpoint_url = _checked_endpoint(endpoint_url)
+        connector_args: dict[str, Any] = {}
+        self._refused: str | None = None  # why the endpoint may not be reached (every use fails)
+        if allowed_networks is not None:
+            allowed = netguard.networks(allowed_networks)
+            if self.endpoint_url is not None:
+                try:  # an IP literal never reaches the resolver: checked here
+                    netguard.check_url(self.endpoint_url, allowed)
+                except netguard.AddressRefused as refused:
+                    self._refused = f"S3 endpoint refused: {refused}"
+            connector_args = {"resolver": netguard.GuardedResolver(allowed), "use_dns_cache": False}
         self.region = region or "us-east-1"
         if not bucket:
             raise StorageSettingsError("S3 bucket name is empty")
@@ -129,7 +145,8 @@ class S3BucketStorage:
         if addressing_style not in ("path", "virtual", "auto"):
             raise StorageSettingsError(f"unknown S3 addressing style {addressing_style!r}")
         self.verify_by_reading_back = verify_by_reading_back
-        self._config = BotoConfig(
+        self._config = AioConfig(
+            connector_args=connector_args or None,
             signature_version="s3v4",
             s3={"addressing_style": addressing_style},
             retries={"max_attempts": max(1, max_attempts), "mode": "standard"},
@@ -362,6 +379,8 @@ class S3BucketStorage:
     # --- helpers -----------------------------------------------------------------------------
 
     def _client(self) -> Any:
+        if self._refused is not None:
+            raise StorageError(self._refused, code="address_refused")
         return self._session.create_client(
             "s3",
             endpoint_url=self.endpoint_url,

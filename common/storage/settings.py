@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -180,9 +180,11 @@ def _s3_tuning(fields: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- what control stored
 
 
-def open_storage(settings: Mapping[str, Any]) -> StorageBackend:
+def open_storage(settings: Mapping[str, Any], *, allowed_networks: Sequence[str] | None = None) -> StorageBackend:
     """A LocalDirectoryStorage or S3BucketStorage for settings (as validate_storage_settings
-    made them); StorageSettingsError if invalid. Nothing is connected yet."""
+    made them); StorageSettingsError if invalid. Nothing is connected yet. With
+    `allowed_networks` (a tuple, maybe empty) an S3 endpoint is reached only at public
+    addresses and those networks (common.netguard); StorageError when it is not one."""
     kind = settings.get("kind")
     fields = {name: value for name, value in settings.items() if name != "kind"}
     if kind == "local":
@@ -204,6 +206,7 @@ def open_storage(settings: Mapping[str, Any]) -> StorageBackend:
             prefix=str(fields.get("prefix") or ""),
             access_key_id=str(fields["access_key_id"]),
             secret_access_key=str(fields["secret_access_key"]),
+            allowed_networks=tuple(allowed_networks) if allowed_networks is not None else None,
             **options,
         )
     raise StorageSettingsError(f"storage kind must be 'local' or 's3', not {kind!r}")

@@ -26,6 +26,7 @@ from control.http.limiter import FailureLimits, RateLimited
 from control.http.middleware import json_error
 from control.http.permissions import require_host_admin, require_operator
 from control.http.rest import (
+    check_outbound_url,
     email_field,
     invalid,
     json_body,
@@ -93,13 +94,14 @@ def limits_field(body: dict[str, Any], name: str = "limits", *, allow_null: bool
 class AccountRoutes:
     def __init__(
         self, *, store: Store, auth: Auth, accounts: Accounts, lifecycle: Lifecycle, limits: LimitsPolicy,
-        settings: AuthConfig,
+        settings: AuthConfig, allowed_networks: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         self._store = store
         self._auth = auth
         self._accounts = accounts
         self._lifecycle = lifecycle
         self._limits = limits
+        self._allowed_networks = allowed_networks  # where webhook URLs may lead besides public addresses
         # Failed sign-ins (argon2 alone makes guessing slow, not impossible).
         self._login_failures = FailureLimits(
             settings.login_attempts_per_email_per_minute, settings.login_attempts_per_address_per_minute
@@ -159,6 +161,8 @@ class AccountRoutes:
         name = text_field(body, "name", required=True, min_chars=1, max_chars=MAX_NAME_CHARS)
         limits = limits_field(body) or {}
         webhook_url = url_field(body, "webhook_url") or ""
+        if webhook_url:
+            await check_outbound_url(webhook_url, "webhook_url", self._allowed_networks)
         webhook_secret = webhooks.new_secret() if webhook_url else ""
         api_key, api_key_hash = new_api_key()
         customer = await self._store.create_customer(
@@ -194,7 +198,9 @@ class AccountRoutes:
             changes["limits"] = {k: v for k, v in merged.items() if v is not None}
         customer = await self._store.update_customer(customer.id, **changes)
         if overrides is not None:
-            self._lifecycle.limits_changed(customer)
+            # On what runs now too: live meetings end when meetings are disabled, recording
+            # and transcription stop when no longer allowed (control.meeting.lifecycle).
+            await self._lifecycle.limits_changed(customer)
         await self._auth.audit(request, actor, "customer.update", "customer", customer.id, **changes)
         return web.json_response(self._customer_json(customer))
 
@@ -242,6 +248,8 @@ class AccountRoutes:
         if "url" not in body:
             raise invalid("url", "is required (\"\" turns the webhook off)")
         url = url_field(body, "url") or ""
+        if url:
+            await check_outbound_url(url, "url", self._allowed_networks)
         secret = webhooks.new_secret() if url else ""
         await self._store.update_customer(customer.id, webhook_url=url, webhook_secret=secret)
         await self._auth.audit(request, actor, "customer.set_webhook", "customer", customer.id, url=url)
@@ -334,12 +342,21 @@ class AccountRoutes:
     async def _set_host_status(self, request: web.Request, status: str) -> web.Response:
         actor = await self._auth.authenticate(request)
         host = await self._host_for(request, actor)
+        if status == "active" and not actor.is_operator and await self._suspended_by_operator(host):
+            raise ApiError(403, "suspended_by_operator", "the operator suspended this host; only the operator may lift it")
         host = await self._store.update_host(host.id, status=status)
         if status == "suspended":
             await self._end_everything_of_host(host.id, "host_suspended")
         action = "host.suspend" if status == "suspended" else "host.unsuspend"
         await self._auth.audit(request, actor, action, "host", host.id)
         return web.json_response(host_json(host))
+
+    async def _suspended_by_operator(self, host: Host) -> bool:
+        """Whether the host's suspension (the last one, per the audit log) is the operator's."""
+        if host.status != "suspended":
+            return False
+        [last] = await self._store.query_audit(action="host.suspend", target_id=host.id, limit=1) or [None]
+        return last is not None and last.actor_kind == "operator"
 
     async def suspend_host(self, request: web.Request) -> web.Response:
         return await self._set_host_status(request, "suspended")

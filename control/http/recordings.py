@@ -30,7 +30,7 @@ from control.clock import iso_time
 from control.errors import ApiError
 from control.http.auth import Auth, bearer_token, looks_like_jwt, unauthorized
 from control.http.permissions import forbidden, require_meeting_access
-from control.http.rest import invalid, json_body
+from control.http.rest import check_outbound_url, invalid, json_body
 from control.meeting import numbers
 from control.meeting.limits import LimitsPolicy
 from control.meeting.protocol import transcription_hints
@@ -120,6 +120,7 @@ class RecordingRoutes:
         recordings: Recordings,
         archive: RecordingArchive,
         limits: LimitsPolicy,
+        allowed_networks: tuple[str, ...] = (),
     ) -> None:
         self._store = store
         self._auth = auth
@@ -127,6 +128,7 @@ class RecordingRoutes:
         self._recordings = recordings
         self._archive = archive
         self._limits = limits
+        self._allowed_networks = allowed_networks  # where S3 endpoints may lead besides public addresses
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_put("/api/v1/customers/{customer_id}/storage", self.put_storage)
@@ -166,6 +168,8 @@ class RecordingRoutes:
         if settings["kind"] == "local" and not actor.is_operator:
             # A directory of this server: where the recorder writes and downloads read.
             raise forbidden("only the operator may choose a directory of the server; use kind s3")
+        if settings.get("endpoint_url"):
+            await check_outbound_url(settings["endpoint_url"], "storage.endpoint_url", self._allowed_networks)
         await self._store.set_customer_storage(customer.id, settings)
         detail = {k: settings[k] for k in ("kind", "root", "bucket", "endpoint_url", "prefix") if k in settings}
         await self._auth.audit(request, actor, "customer.storage_set", "customer", customer.id, **detail)

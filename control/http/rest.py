@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from common import netguard
 from control.errors import ApiError
 
 # ---------------------------------------------------------------------- bodies and fields
@@ -86,6 +87,16 @@ def url_field(body: dict[str, Any], name: str) -> str | None:
     if value and not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
         raise invalid(name, "must be an http:// or https:// URL")
     return value
+
+
+async def check_outbound_url(url: str, name: str, allowed_networks: tuple[str, ...]) -> None:
+    """400 naming the field when a URL the server would call (a webhook, an S3 endpoint)
+    leads to an address it may not reach (common.netguard); checked again at every use."""
+    try:
+        await netguard.check_url_resolves(url, netguard.networks(allowed_networks), unresolvable_ok=True)
+    except netguard.AddressRefused as exc:
+        raise invalid(name, f"{exc}: only public addresses are allowed (the operator may allow networks: "
+                            "outbound.allowed_networks)") from None
 
 
 # ---------------------------------------------------------------------- times

@@ -271,11 +271,13 @@ class SessionRoutes:
         if not (0 < len(device) <= 64) or not device.replace("-", "").replace("_", "").isalnum():
             device = secrets.token_urlsafe(16)
         session = await self._store.get_live_session(record.id)
+        live = self._registry.get(record.id)
         situation = admission.Situation(
             live=session is not None,
             locked=record.locked,
             waiting_room=record.waiting_room,
-            account_available=await self._account_available(record),
+            hold_newcomers=live is not None and live.hold_newcomers and live.live_session_id == (session and session.id),
+            account_available=await self._attendance.account_available(record),
             removed=self._moderation.device_removed(record.id, device) or await self._was_removed(record, old_token),
         )
         decision = admission.decide(situation)
@@ -328,13 +330,6 @@ class SessionRoutes:
             secure=request.secure,
         )
         return response
-
-    async def _account_available(self, record: MeetingRecord) -> bool:
-        customer = await self._store.get_customer(record.customer_id)
-        host = await self._store.get_host(record.host_id)
-        if customer is None or host is None or customer.status != "active" or host.status != "active":
-            return False
-        return not self._limits.account(customer).meetings_disabled
 
     async def _was_removed(self, record: MeetingRecord, old_token: object) -> bool:
         """The join presents an earlier token of someone removed from this meeting."""

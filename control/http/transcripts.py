@@ -53,7 +53,10 @@ def _token(request: web.Request) -> str | None:
 
 
 class TranscriptRoutes:
-    def __init__(self, *, store: Store, accounts: Accounts, tokens: Tokens) -> None:
+    def __init__(
+        self, *, store: Store, accounts: Accounts, tokens: Tokens, allowed_networks: tuple[str, ...] = ()
+    ) -> None:
+        self._allowed_networks = allowed_networks  # where S3 endpoints may lead besides public addresses
         self._store = store
         self._accounts = accounts
         self._tokens = tokens
@@ -120,7 +123,11 @@ class TranscriptRoutes:
         settings = await self._store.get_customer_storage(recording.customer_id)
         if settings is None:
             raise NotReady()  # the storage settings were removed: the files are out of reach
-        storage = open_storage(settings)
+        try:
+            storage = open_storage(settings, allowed_networks=self._allowed_networks)
+        except StorageError as error:  # an endpoint that leads inward
+            log.warning("cannot read the transcript of recording %s: %s", recording.id, error)
+            raise ApiError(502, "storage_unavailable", "the transcript cannot be read right now; try again") from None
         try:
             raw = await storage.read_bytes(item.key, MAX_TRANSCRIPT_BYTES)
             document = json.loads(raw)

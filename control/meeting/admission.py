@@ -9,11 +9,18 @@ participant yet: `previous` None), and when their signaling socket presents the 
 2. The host removed this person (their device, their old token, their row) → refused
    `removed`.
 3. The meeting is not live → waiting `waiting_for_host`.
-4. The host, anyone admitted before in this live session → admitted.
+4. The host, anyone admitted before in this live session (connected and let in, or let
+   in by the host from the waiting room) → admitted.
 5. Waiting in this live session already → waiting `waiting_room` (the host decides).
-6. The meeting is locked and this is a new arrival (or someone who left) → refused
-   `meeting_locked`. People waiting since before the start are not new arrivals.
-7. The waiting room is on → waiting `waiting_room`; otherwise → admitted.
+6. The meeting is locked and this is a new arrival, someone who left, or someone whose
+   token was admitted by the REST join but who never came in → refused `meeting_locked`
+   (the lock is checked again when the socket connects). People waiting since before
+   the start are not new arrivals.
+7. Admitted by the REST join → admitted, unless someone was removed in this live session
+   since (a removed person may come back from a fresh browser, or with a token fetched
+   before: newcomers wait for the host).
+8. The waiting room is on, or someone was removed in this live session → waiting
+   `waiting_room`; otherwise → admitted.
 
 Room in the meeting is a separate question (`has_room`), asked where the count is exact:
 the store's atomic insert for REST joins, the conference's lock for sockets.
@@ -45,6 +52,7 @@ class Situation:
     previous: str | None = None  # the person's stored state; None for a new arrival
     same_session: bool = False  # their stored live session is the current one
     admitted_before: bool = False  # admitted earlier in this live session (a reconnect)
+    hold_newcomers: bool = False  # someone was removed in this live session
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +74,17 @@ def decide(situation: Situation) -> Admission:
         return Admission(REFUSED, "removed")
     if not s.live:
         return Admission(WAITING, "waiting_for_host")
-    if s.is_host or s.previous == "admitted" or s.admitted_before:
+    if s.is_host or s.admitted_before:
         return Admission(ADMITTED)
     if s.previous == "waiting" and s.same_session:
         return Admission(WAITING, "waiting_room")
-    if s.locked and s.previous in (None, "left"):
+    if s.locked and s.previous in (None, "left", "admitted"):
         return Admission(REFUSED, "meeting_locked")
-    return Admission(WAITING, "waiting_room") if s.waiting_room else Admission(ADMITTED)
+    if s.previous == "admitted" and not s.hold_newcomers:
+        return Admission(ADMITTED)  # the REST join let them in (and the host has removed nobody since)
+    if s.waiting_room or s.hold_newcomers:
+        return Admission(WAITING, "waiting_room")
+    return Admission(ADMITTED)
 
 
 def has_room(present: int, capacity: int) -> bool:

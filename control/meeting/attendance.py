@@ -110,13 +110,14 @@ class Attendance:
             if live_session is None:
                 raise SignalingError("meeting_ended", "the meeting is not live; start it again")
             await self._require_host_session(claims)
+        available = await self.account_available(record)
         meeting = await self.live_meeting(record, live_session)
         self.cancel_pending(person.id)
         participant = Participant(
             person.id, claims.name, peer, role=claims.role, grants=claims.grants, host_session_id=claims.host_session_id
         )
         try:
-            decision = self._decide_on_connect(record, meeting, live_session, person)
+            decision = self._decide_on_connect(record, meeting, live_session, person, available)
             if decision.outcome == admission.REFUSED:
                 raise SignalingError(decision.reason, decision.message)
             wanted = decision.outcome
@@ -133,14 +134,26 @@ class Attendance:
             raise
         return meeting, participant
 
+    async def account_available(self, record: MeetingRecord) -> bool:
+        """The meeting's customer and host are active and meetings are not disabled (asked
+        again when a token is used: it may have been given out before the operator acted)."""
+        customer = await self._store.get_customer(record.customer_id)
+        host = await self._store.get_host(record.host_id)
+        if customer is None or host is None or customer.status != "active" or host.status != "active":
+            return False
+        return not self._limits.account(customer).meetings_disabled
+
     def _decide_on_connect(
-        self, record: MeetingRecord, meeting: LiveMeeting, live_session: LiveSession | None, person: ParticipantRecord
-    ) -> admission.Admission:
+        self, record: MeetingRecord, meeting: LiveMeeting, live_session: LiveSession | None, person: ParticipantRecord,
+        account_available: bool,
+    ) -> admission.Admission:  # fmt: skip
         return admission.decide(
             admission.Situation(
                 live=live_session is not None,
                 locked=record.locked,
                 waiting_room=record.waiting_room,
+                account_available=account_available,
+                hold_newcomers=meeting.hold_newcomers,
                 removed=person.removed,
                 is_host=person.role == "host",
                 previous=person.state,

@@ -27,6 +27,7 @@ from control.meeting.model import (
     PublishedTrack,
     Subscription,
     new_id,
+    same_kind,
 )
 from control.meeting.negotiation import Negotiation, media_error
 from control.processes.workers import WorkerSupervisor
@@ -463,7 +464,7 @@ class Conference:
 
     async def mute(self, meeting: LiveMeeting, participant: Participant, source: str, muted: bool) -> None:
         """The participant mutes or unmutes their own source (not one the host muted)."""
-        if not muted and source in participant.host_muted:
+        if not muted and participant.host_muted_kind(source):
             raise SignalingError("muted_by_host", f"the host muted your {source}; only the host can allow it again")
         await self._set_muted(meeting, participant, source, muted)
 
@@ -480,6 +481,11 @@ class Conference:
             await self._set_muted(meeting, participant, source, True)
         else:
             meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
+        # Every track of that kind (screen-audio with the microphone, screen with the camera).
+        kin = [t for t in participant.tracks.values() if same_kind(t.source, source) and t.source != source]
+        failures = await self._apply_pauses(meeting, participant, kin)
+        if failures:
+            raise media_error(failures[0], "mute")
 
     async def _set_muted(self, meeting: LiveMeeting, participant: Participant, source: str, muted: bool) -> None:
         participant.muted[source] = muted

@@ -58,6 +58,9 @@ class LifecycleListener(Protocol):
     async def meeting_ended(self, meeting: LiveMeeting, reason: str) -> None:
         """Ended; everyone is out of it already."""
 
+    async def limits_changed(self, meeting: LiveMeeting) -> None:
+        """The meeting runs under new limits (`meeting.limits`) from now on."""
+
 
 class Started:
     """What `Lifecycle.start` hands the host."""
@@ -177,6 +180,7 @@ class Lifecycle:
         for person in await self._store.list_participants(record.id, states=["waiting"]):
             if person.live_session_id is None:
                 await self._store.update_participant(person.id, live_session_id=session.id, state=new_state)
+        meeting.hold_newcomers = False  # a removal holds newcomers for its live session only
         for participant in list(meeting.waiting.values()):
             if new_state == "admitted":
                 try:
@@ -202,10 +206,19 @@ class Lifecycle:
             detail={"reason": "duration_limit", "live_session_id": live_session_id},
         )
 
-    def limits_changed(self, customer: Customer) -> None:
-        """An operator changed the customer's limits: its live meetings run under the new ones."""
+    async def limits_changed(self, customer: Customer) -> None:
+        """An operator changed the customer's limits: its live meetings run under the new
+        ones at once. Meetings disabled: they end (`meetings_disabled`; tokens already given
+        out are refused when they connect: control.meeting.attendance). The listeners hear
+        the rest (recording stops what is no longer allowed)."""
+        limits = self._limits.for_meeting(customer)
+        if limits.account.meetings_disabled:
+            await self.end_meetings_of("meetings_disabled", customer_id=customer.id)
+            return
         for meeting in self._registry.of_customer(customer.id):
-            meeting.limits = self._limits.for_meeting(customer)
+            meeting.limits = limits
+            for listener in self._listeners:
+                await listener.limits_changed(meeting)
 
     # ------------------------------------------------------------------ ending
 

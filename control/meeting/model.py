@@ -26,6 +26,13 @@ if TYPE_CHECKING:  # the negotiation drives a Participant: it imports this modul
 # Ids are what `secrets.token_urlsafe` produces; anything else is rejected before lookup.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MUTABLE_SOURCES = ("microphone", "camera")
+# The kind of media of each source: a host's mute of one covers every source of its kind
+# (a muted microphone cannot come back as screen-audio).
+SOURCE_KINDS = {"microphone": "audio", "screen-audio": "audio", "camera": "video", "screen": "video"}
+
+
+def same_kind(source: str, other: str) -> bool:
+    return SOURCE_KINDS.get(source, source) == SOURCE_KINDS.get(other, other)
 
 
 def new_id(nbytes: int = 9) -> str:
@@ -153,9 +160,14 @@ class Participant:
     def may(self, grant: str) -> bool:
         return bool(self.grants.get(grant))
 
+    def host_muted_kind(self, source: str) -> bool:
+        """Whether the host muted a source of `source`'s kind (audio, video)."""
+        return any(same_kind(source, muted) for muted in self.host_muted)
+
     def paused(self, source: str) -> bool:
-        """Whether their `source` must stay paused on the media server: muted, or held."""
-        return self.media_held or bool(self.muted.get(source))
+        """Whether their `source` must stay paused on the media server: muted, held, or of
+        a kind the host muted."""
+        return self.media_held or bool(self.muted.get(source)) or self.host_muted_kind(source)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -210,6 +222,9 @@ class LiveMeeting:
         # Admitted during this live session: coming back (a dropped connection) needs no
         # second admission.
         self.admitted_ids: set[str] = set()
+        # Someone was removed in this live session: whoever arrives new waits for the host
+        # (a fresh browser has no cookie or old token to recognise them by).
+        self.hold_newcomers = False
         self.placement: Placement | None = None
         # The server's own tracks on its router (by track id), made with the router:
         # forwarded to everyone like participants' tracks, announced to nobody.

@@ -129,6 +129,7 @@ class Moderation:
             raise ApiError(409, "cannot_remove_host", "the host cannot be removed; end the meeting instead")
         was_waiting = person.state == "waiting"
         person = await self._store.update_participant(person.id, state="removed")
+        meeting.hold_newcomers = True  # from a fresh browser they would be a stranger: newcomers wait
         self._attendance.cancel_pending(person.id)
         _, device = self._devices.get(person.id, (None, None))
         if device:

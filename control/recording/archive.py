@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class RecordingArchive:
-    def __init__(self, store: Store, recordings: Recordings) -> None:
+    def __init__(self, store: Store, recordings: Recordings, allowed_networks: tuple[str, ...] = ()) -> None:
         self._store = store
         self._recordings = recordings
+        self._allowed_networks = allowed_networks  # S3 endpoints: public addresses and these (common.netguard)
 
     async def customer_storage(self, customer_id: str) -> StorageBackend:
         """The customer's storage to read or delete in; 409 when it has none configured (the
@@ -30,7 +31,7 @@ class RecordingArchive:
         settings = await self._store.get_customer_storage(customer_id)
         if settings is None:
             raise ApiError(409, "storage_not_configured", "the account has no storage configured")
-        return open_storage(settings)
+        return open_storage(settings, allowed_networks=self._allowed_networks)
 
     async def remove_recording(self, recording: Recording) -> int:
         """Delete the recording's files from the customer's storage, then its rows; how many

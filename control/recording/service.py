@@ -342,6 +342,17 @@ class Recordings(ConferenceListener):
             except Exception:
                 log.exception("cannot stop %s of meeting %s before removing it", kind, record.id)
 
+    async def limits_changed(self, meeting: LiveMeeting) -> None:
+        """The operator changed the customer's limits: what they no longer allow stops now."""
+        limits = meeting.limits
+        if limits is None:
+            return
+        allowed = {"recording": limits.account.recording_allowed, "transcription": limits.account.transcription_allowed}
+        for kind, job in list(self.active(meeting).items()):
+            if not allowed.get(kind, True):
+                await self.finish(job, "stopped", by_name="the operator")
+                log.info("meeting %s: %s %s stopped: no longer allowed", meeting.meeting_id, kind, job.recording_id)
+
     async def meeting_ended(self, meeting: LiveMeeting, reason: str) -> None:
         """The meeting ended (everyone is out already): its jobs stop."""
         for job in list(self.active(meeting).values()):

@@ -155,3 +155,137 @@ async def test_meeting_events_reach_the_customer(conclave_server, receiver):
         events[event["event"]] = event["data"]
     assert events["meeting.started"]["meeting_number"] == meeting["meeting_number"]
     assert events["meeting.ended"]["meeting_number"] == meeting["meeting_number"]
+
+
+# ---------------------------------------------------------------------- SSRF (issue 10)
+
+INWARD_URLS = [
+    "http://127.0.0.1:8080/api/v1",
+    "http://2130706433:8080/",
+    "http://0x7f.1:8080/",
+    "http://[::ffff:127.0.0.1]:8080/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.5/hook",
+    "http://localhost:8080/",
+    "http://customer@127.0.0.1/",
+]
+
+
+async def test_the_default_refuses_inward_webhook_urls_at_save_time(conclave_server_factory, receiver):
+    """Without an operator allow-list (the default), a webhook URL that leads to this server,
+    its neighbours or the cloud's metadata is a 400 naming the field: the test suite's own
+    loopback receivers are only reachable because its fixtures allow 127.0.0.0/8."""
+    server = await conclave_server_factory(outbound={"allowed_networks": ()})
+    api = Api(server.base_url)
+    acme = await make_customer(api, server.services.secrets.operator_key)
+    hook = await receiver([200])
+    for url in [*INWARD_URLS, hook.url]:
+        status, body = await api.call("PUT", f"/customers/{acme.id}/webhook", token=acme.api_key, json={"url": url})
+        assert_error(status, body, 400, "invalid_field")
+        assert body["error"]["message"].startswith("url: "), body
+    status, body = await api.call("POST", "/customers", token=server.services.secrets.operator_key,
+                                  json={"name": "x", "webhook_url": "http://127.0.0.1:9/"})  # fmt: skip
+    assert_error(status, body, 400, "invalid_field")
+    assert body["error"]["message"].startswith("webhook_url: ")
+
+
+async def test_an_inward_webhook_url_is_refused_at_use_time_too(conclave_server_factory, receiver):
+    """DNS may change after the check (or the row was written before this rule): every
+    attempt is checked again, on the address the connection uses, and the log says why in
+    one word, never an exception's text."""
+    server = await conclave_server_factory(outbound={"allowed_networks": ()})
+    services = server.services
+    services.webhooks.base_delay_s = 0.01
+    services.webhooks.max_attempts = 2
+    api = Api(server.base_url)
+    acme = await make_customer(api, services.secrets.operator_key)
+    hook = await receiver([200])
+    for url in (hook.url, hook.url.replace("127.0.0.1", "localhost")):
+        await services.store.update_customer(acme.id, webhook_url=url, webhook_secret=webhooks.new_secret())
+        services.webhooks.emit(acme.id, "meeting.started", {"url": url})
+        await services.webhooks.wait_idle(5)
+    assert hook.requests == []
+    deliveries = (await api.ok("GET", f"/customers/{acme.id}/webhook/deliveries", token=acme.api_key))["deliveries"]
+    assert len(deliveries) == 4 and {d["error"] for d in deliveries} == {"address_refused"}
+
+
+async def test_delivery_errors_are_words_not_exception_text(conclave_server):
+    services = conclave_server.services
+    services.webhooks.base_delay_s = 0.01
+    services.webhooks.max_attempts = 1
+    api = Api(conclave_server.base_url)
+    acme = await make_customer(api, services.secrets.operator_key)
+    await api.ok("PUT", f"/customers/{acme.id}/webhook", token=acme.api_key, json={"url": "http://127.0.0.1:9/hook"})
+    services.webhooks.emit(acme.id, "participant.left", {})
+    await services.webhooks.wait_idle(10)
+    [delivery] = (await api.ok("GET", f"/customers/{acme.id}/webhook/deliveries", token=acme.api_key))["deliveries"]
+    assert delivery["error"] == "connection_failed"
+
+
+async def test_pending_deliveries_are_capped_per_customer():
+    """A customer whose receiver hangs holds at most its share of pending deliveries; the
+    others' events still go out."""
+
+    class Store:
+        def __init__(self) -> None:
+            self.customers = {}
+
+        async def get_customer(self, customer_id):
+            return self.customers.get(customer_id)
+
+        async def record_webhook_delivery(self, **row):
+            pass
+
+    sender = webhooks.WebhookSender(Store(), max_pending_per_customer=3, max_pending=10)  # type: ignore[arg-type]
+    gate = asyncio.Event()
+
+    async def hanging(*args):
+        await gate.wait()
+
+    sender._deliver = hanging  # noqa: SLF001 - the receiver hangs
+    for _ in range(5):
+        sender.emit("slow", "meeting.started", {})
+    sender.emit("other", "meeting.started", {})
+    assert sender.dropped == 2 and len(sender._tasks) == 4  # noqa: SLF001
+    gate.set()
+    await sender.wait_idle(5)
+    sender.emit("slow", "meeting.started", {})  # its share is free again
+    assert sender.dropped == 2
+    await sender.stop()
+
+
+async def test_only_the_start_of_a_long_answer_is_read(conclave_server):
+    services = conclave_server.services
+    served = {}
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        served["bytes"] = 0
+        try:
+            for _ in range(64):  # 64 MiB offered
+                await response.write(b"x" * 1024 * 1024)
+                served["bytes"] += 1024 * 1024
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_post("/hook", huge)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        api = Api(conclave_server.base_url)
+        acme = await make_customer(api, services.secrets.operator_key)
+        await api.ok("PUT", f"/customers/{acme.id}/webhook", token=acme.api_key,
+                     json={"url": f"http://{host}:{port}/hook"})  # fmt: skip
+        services.webhooks.emit(acme.id, "meeting.started", {})
+        await services.webhooks.wait_idle(10)
+        [delivery] = (await api.ok("GET", f"/customers/{acme.id}/webhook/deliveries", token=acme.api_key))["deliveries"]
+        assert delivery["status"] == "delivered"
+        assert served.get("bytes", 0) < 32 * 1024 * 1024  # the connection was dropped, not drained
+    finally:
+        await runner.cleanup()

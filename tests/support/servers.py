@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from config import AuthConfig, Config, HttpConfig, SfuConfig
+from config import AuthConfig, Config, HttpConfig, OutboundConfig, SfuConfig
 from control.app import SERVICES, Services
 from tests.support.paths import REPO_ROOT
 
@@ -36,6 +36,7 @@ OPERATOR_KEY = "test-operator-key-0123456789abcdef"
 HOST_PASSWORD = "correct horse battery staple"
 # The fixtures' own customer may hold many live meetings at once (most tests make several);
 # tests of the limits make customers with the defaults (`new_customer`).
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 FIXTURE_LIMITS = {"max_live_meetings_per_host": 100, "max_concurrent_meetings": 100}
 
 
@@ -222,6 +223,9 @@ def conclave_test_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
         http=HttpConfig(host="127.0.0.1", port=0),
         sfu=SfuConfig(workers=1, port_base=0, listen_ip="127.0.0.1"),
         auth=AuthConfig(operator_key=OPERATOR_KEY),
+        # The tests' webhook receivers and SeaweedFS listen on loopback, which the default
+        # refuses (tests/control/test_webhooks.py proves it): allowed here.
+        outbound=OutboundConfig(allowed_networks=LOOPBACK_NETWORKS),
     )
     changes = {name: dataclasses.replace(getattr(base, name), **values) for name, values in sections.items()}
     return dataclasses.replace(base, **changes)

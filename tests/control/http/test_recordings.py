@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 import jwt
 import pytest
 
@@ -603,3 +604,56 @@ async def test_transcription_hints_through_rest(conclave_server, tmp_path):
     job = server.services.recordings.active(server.services.registry.get(meeting["meeting_id"]))["transcription"]
     assert job.hints == hints  # what the engine gets
     await server.call("POST", path, token=meeting["host_session"], json_body={"action": "stop"})
+
+
+# ---------------------------------------------------------------------- SSRF through S3 (issue 10)
+
+
+async def test_an_s3_endpoint_on_this_server_is_refused_when_saved(conclave_server_factory):
+    """The attack: control's own API as a customer's S3 endpoint, fetched by control and
+    streamed back through a download link. Refused at save time by default."""
+    server = await conclave_server_factory(outbound={"allowed_networks": ()})
+    host = await server.new_host()
+    created = await server.call("POST", f"/customers/{host['customer_id']}/api-key", token=server.operator_key)
+    for endpoint in (f"{server.base_url}/api/v1", "http://2130706433:8080", "http://169.254.169.254",
+                     "http://[::1]:8080", "http://localhost:8080"):  # fmt: skip
+        settings = {"kind": "s3", "endpoint_url": endpoint, "bucket": "bkt", "access_key_id": "a",
+                    "secret_access_key": SECRET_ACCESS_KEY}  # fmt: skip
+        status, body, _ = await server.api("PUT", f"/customers/{host['customer_id']}/storage",
+                                           token=created["api_key"], json_body=settings)  # fmt: skip
+        assert (status, error_code(body)) == (400, "invalid_field")
+        assert body["error"]["message"].startswith("storage.endpoint_url: ")
+        assert SECRET_ACCESS_KEY not in json.dumps(body)
+
+
+async def test_an_inward_s3_endpoint_is_refused_at_use_time(conclave_server_factory):
+    """Settings stored before the rule, or a name whose DNS changed: a download link is
+    answered 502 and nothing reaches the inward address."""
+    server = await conclave_server_factory(outbound={"allowed_networks": ()})
+    seen: list[str] = []
+
+    async def inward(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.Response(text="secret of the inside")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", inward)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        meeting = await server.create_meeting()
+        for endpoint in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+            await server.services.store.set_customer_storage(meeting["customer_id"], {
+                "kind": "s3", "endpoint_url": endpoint, "bucket": "bkt", "access_key_id": "a",
+                "secret_access_key": SECRET_ACCESS_KEY})  # fmt: skip
+            recording, (item,) = await recorded(server, meeting, None, {"a.ogg": b"1"})
+            link = await server.call("GET", f"/recordings/{recording.id}/files/{item.id}/link",
+                                     token=meeting["host_session"])  # fmt: skip
+            status, data, _ = await raw_get(server.base_url + link["url"])
+            assert (status, error_code(json.loads(data))) == (502, "storage_unavailable")
+        assert seen == []
+    finally:
+        await runner.cleanup()

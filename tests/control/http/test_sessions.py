@@ -693,3 +693,69 @@ async def test_the_waiting_room_has_a_size(conclave_server_factory):
     await server.call("POST", f"/meetings/{meeting['number']}/participants/{waiting[0]['participant_id']}/deny",
                       token=meeting["host_session"])  # fmt: skip
     assert (await server.join(meeting, "third"))["status"] == "waiting_room"
+
+
+# ---------------------------------------------------------------------- the operator's authority, locks, removals (issue 10)
+
+
+async def test_a_customer_admin_cannot_lift_the_operators_suspension(conclave_server):
+    server = conclave_server
+    host = await server.new_host()
+    key = (await server.call("POST", f"/customers/{host['customer_id']}/api-key", token=server.operator_key))["api_key"]
+    await server.call("POST", f"/hosts/{host['host_id']}/suspend", token=server.operator_key)
+    status, body, _ = await server.api("POST", f"/hosts/{host['host_id']}/unsuspend", token=key)
+    assert (status, body["error"]["code"]) == (403, "suspended_by_operator")
+    await server.call("POST", f"/hosts/{host['host_id']}/unsuspend", token=server.operator_key)
+    # The admin's own suspension is theirs to lift.
+    await server.call("POST", f"/hosts/{host['host_id']}/suspend", token=key)
+    await server.call("POST", f"/hosts/{host['host_id']}/unsuspend", token=key)
+
+
+async def test_meetings_disabled_ends_live_meetings_and_refuses_tokens_given_out(conclave_server, signaling_socket):
+    server = conclave_server
+    host = await server.new_host()
+    meeting = await server.create_meeting(host=host)
+    inside = await signaling_socket(server.ws_url(meeting))
+    await inside.join("inside")
+    later = await server.join(meeting, "later")  # a token given out before the operator acts
+    await server.call("PATCH", f"/customers/{host['customer_id']}", token=server.operator_key,
+                      json_body={"limits": {"meetings_disabled": True}})  # fmt: skip
+    ended = await inside.recv_type("meeting_ended", JOIN_CLOSE_TIMEOUT_S)
+    assert ended["reason"] == "meetings_disabled"
+    socket = await signaling_socket(server.ws_url(meeting))
+    await socket.send({"type": "join", "token": later["token"]})
+    reply = await socket.recv_type("error")
+    assert reply["code"] in ("meeting_unavailable", "meeting_ended")
+    assert (await server.api("POST", f"/meetings/{meeting['number']}/start", token=meeting["host_session"]))[0] == 403
+
+
+async def test_a_lock_is_checked_again_when_the_socket_connects(conclave_server, signaling_socket):
+    server = conclave_server
+    meeting = await server.create_meeting()
+    early = await server.join(meeting, "early")  # admitted by REST while it was open
+    await server.call("POST", f"/meetings/{meeting['number']}/lock", token=meeting["host_session"],
+                      json_body={"locked": True})  # fmt: skip
+    socket = await signaling_socket(server.ws_url(meeting))
+    await socket.send({"type": "join", "token": early["token"]})
+    assert (await socket.recv_type("error"))["code"] == "meeting_locked"
+
+
+async def test_after_a_removal_even_a_fresh_browser_waits_for_the_host(conclave_server, signaling_socket):
+    server = conclave_server
+    meeting = await server.create_meeting(waiting_room=False)
+    spare = await server.join(meeting, "spare token")  # fetched before the removal
+    troll = await signaling_socket(server.ws_url(meeting))
+    joined = await troll.join("troll")
+    await server.call("POST", f"/meetings/{meeting['number']}/participants/{joined['participant_id']}/remove",
+                      token=meeting["host_session"])  # fmt: skip
+    assert await troll.expect_close() == closecodes.REMOVED
+    # A fresh browser: no device cookie, no old token, a new name. It waits for the host.
+    again = await server.join(meeting, "definitely someone else")
+    assert again["status"] == "waiting_room"
+    socket = await signaling_socket(server.ws_url(meeting))
+    await socket.send_join("x", token=again["token"])
+    assert (await socket.recv_type("waiting"))["reason"] == "waiting_room"
+    # So does a token fetched before the removal.
+    spare_socket = await signaling_socket(server.ws_url(meeting))
+    await spare_socket.send_join("x", token=spare["token"])
+    assert (await spare_socket.recv_type("waiting"))["reason"] == "waiting_room"

@@ -27,7 +27,13 @@ LIVE = dict(live=True, locked=False, waiting_room=False)
         (Situation(live=False, locked=True, waiting_room=True, removed=True), Admission(REFUSED, "removed")),
         # A socket presenting its token.
         (Situation(live=True, locked=True, waiting_room=True, is_host=True, previous="admitted"), Admission(ADMITTED)),
-        (Situation(live=True, locked=True, waiting_room=True, previous="admitted"), Admission(ADMITTED)),
+        # Admitted by the REST join but never in: the lock is checked again when they connect.
+        (Situation(live=True, locked=True, waiting_room=True, previous="admitted"), Admission(REFUSED, "meeting_locked")),
+        (Situation(live=True, locked=False, waiting_room=True, previous="admitted"), Admission(ADMITTED)),
+        # Someone was removed: newcomers (and tokens fetched before) wait for the host.
+        (Situation(**LIVE, hold_newcomers=True), Admission(WAITING, "waiting_room")),
+        (Situation(**LIVE, previous="admitted", hold_newcomers=True), Admission(WAITING, "waiting_room")),
+        (Situation(**LIVE, previous="left", admitted_before=True, hold_newcomers=True), Admission(ADMITTED)),
         (Situation(live=True, locked=True, waiting_room=True, previous="left", admitted_before=True),
          Admission(ADMITTED)),  # fmt: skip
         (Situation(live=True, locked=True, waiting_room=False, previous="waiting", same_session=True),

@@ -238,3 +238,25 @@ async def test_the_end_closes_everyone_and_the_router():
     assert ann_peer.of_type("meeting_ended") and ann_peer.closed[0] == closecodes.MEETING_ENDED
     assert api.RouterClose(router_id="meeting1") in s.worker.requests
     assert s.worker.transports == {} and s.worker.routers == set()
+
+
+async def test_host_mute_covers_every_source_of_its_kind():
+    """A microphone the host muted cannot come back as screen-audio (nor a camera as a
+    screen share), published before or after the mute; lifting it lets them go again."""
+    s = Setup()
+    ann, _ = await s.join("ann")
+    await s.publish(ann, "microphone", "screen-audio", "camera")
+    by_source = {t.source: t.producer_id for t in ann.tracks.values()}
+    await s.conference.host_mute(s.meeting, ann, "microphone", True)
+    assert s.worker.paused == {by_source["microphone"], by_source["screen-audio"]}
+    with pytest.raises(SignalingError) as refused:
+        await s.conference.mute(s.meeting, ann, "screen-audio", False)
+    assert refused.value.code == "muted_by_host"
+    await s.publish(ann, "microphone", "screen-audio", "camera", "screen")  # a fresh screen share with audio
+    audio = {t.producer_id for t in ann.tracks.values() if t.source in ("microphone", "screen-audio")}
+    assert audio <= s.worker.paused
+    await s.conference.host_mute(s.meeting, ann, "camera", True)
+    assert {t.producer_id for t in ann.tracks.values()} <= s.worker.paused
+    await s.conference.host_mute(s.meeting, ann, "microphone", False)
+    screen_audio = {t.producer_id for t in ann.tracks.values() if t.source == "screen-audio"}
+    assert not screen_audio & s.worker.paused  # allowed again (the microphone stays muted: theirs to unmute)
