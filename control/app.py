@@ -158,7 +158,8 @@ def build_services(
         store=store,
         secrets=secrets,
         tokens=tokens,
-        accounts=Accounts(store, secrets.operator_key, cfg.auth.host_login_policy),
+        accounts=Accounts(store, secrets.operator_key, cfg.auth.host_login_policy, idle_s=cfg.auth.host_session_idle_s,
+                          max_s=cfg.auth.host_session_max_s, clock=clock.time),  # fmt: skip
         webhooks=webhooks,
         tasks=tasks,
         clock=clock,
@@ -231,7 +232,10 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
         store=s.store, auth=auth, tokens=s.tokens, recordings=s.recordings, archive=s.archive, limits=s.limits,
         allowed_networks=allowed,
     ).register(router)  # fmt: skip
-    TranscriptRoutes(store=s.store, accounts=s.accounts, tokens=s.tokens, allowed_networks=allowed).register(router)
+    TranscriptRoutes(
+        store=s.store, accounts=s.accounts, tokens=s.tokens, allowed_networks=allowed,
+        link_ttl_s=s.cfg.auth.transcript_link_ttl_s,
+    ).register(router)  # fmt: skip
     openapi.register(router)
     s.signaling.register(router)
     pages.register(router, s.metrics, s.workers)

@@ -8,7 +8,9 @@ Credentials (`Authorization: Bearer <token>`, docs/control-plane.md):
 Join JWTs of participants are not resolved here: `control.accounts.tokens` verifies them where a
 participant may act. Any other bearer stands for nobody (the HTTP side answers 401).
 
-Signing in under the `replace` policy and signing out end host sessions; the caller learns
+A host sign-in ends when unused for `auth.host_session_idle_s` or `auth.host_session_max_s`
+after it began (reason `expired`); signing out, a new password and (policy `replace`) a new
+sign-in end it too. Signing in under the `replace` policy and signing out end host sessions; the caller learns
 which (`SignIn.replaced`, `logout`'s result) and closes the sockets opened under them
 (control.meeting.lifecycle): accounts know nothing of meetings.
 
@@ -20,11 +22,14 @@ an unknown email verifies against a dummy hash, so both cost the same.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import hmac
 import logging
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +37,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from control.errors import ApiError
-from control.store.base import Host, HostSessionActive, Store
+from control.store.base import Host, HostSession, HostSessionActive, Store
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,7 @@ API_KEY_PREFIX = "ck_"
 HOST_TOKEN_PREFIX = "hs_"
 MAX_PASSWORD_CHARS = 1024
 MIN_PASSWORD_CHARS = 8
+MAX_TRACKED_SESSIONS = 100_000
 
 _hasher = PasswordHasher()
 # argon2 takes 64 MiB and ~0.1 s of CPU per call: at most two at once, on worker threads
@@ -143,10 +149,20 @@ class SignIn:
 class Accounts:
     """Who is calling, host sign-in and sign-out, and the audit log."""
 
-    def __init__(self, store: Store, operator_key: str, host_login_policy: str) -> None:
+    def __init__(
+        self, store: Store, operator_key: str, host_login_policy: str, *, idle_s: float = 12 * 3600,
+        max_s: float = 7 * 24 * 3600, clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
         self._store = store
         self._operator_key = operator_key
         self._login_policy = host_login_policy
+        self._idle_s = idle_s
+        self._max_s = max_s
+        self._clock = clock
+        # Last use of each host sign-in in this process (bounded: least recently used
+        # forgotten; a sign-in not seen since this process started counts from its start).
+        self._last_used: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._started = clock()
 
     async def resolve_actor(self, token: str) -> Actor | None:
         """The actor a bearer token stands for, or None when it stands for nobody."""
@@ -163,9 +179,28 @@ class Accounts:
             return await self._host_actor(sha256_hex(token))
         return None
 
+    async def host_session_in_use(self, session_id: str) -> HostSession | None:
+        """The host sign-in `session_id` if it is active and has not expired (idle longer
+        than `auth.host_session_idle_s`, or older than `auth.host_session_max_s`: then it is
+        ended in the store, reason `expired`); counts as a use of it."""
+        session = await self._store.get_host_session(session_id)
+        if session is None or not session.active:
+            return session
+        now = self._clock()
+        last = self._last_used.get(session_id, max(session.created_at, self._started))
+        if now - session.created_at > self._max_s or now - last > self._idle_s:
+            await self._store.end_host_session(session_id, "expired")
+            self._last_used.pop(session_id, None)
+            return await self._store.get_host_session(session_id)
+        self._last_used[session_id] = now
+        self._last_used.move_to_end(session_id)
+        while len(self._last_used) > MAX_TRACKED_SESSIONS:
+            self._last_used.popitem(last=False)
+        return session
+
     async def _host_actor(self, session_id: str) -> Actor | None:
         store = self._store
-        session = await store.get_host_session(session_id)
+        session = await self.host_session_in_use(session_id)
         if session is None:
             return None
         if not session.active:

@@ -19,6 +19,9 @@ never stand in for another.
   invalidates old links. No expiry: the link lives as long as the meeting and passcode.
 - Download token (`aud` "conclave:download"), a recording file's short-lived link: `rec`,
   `fid`, `cus` (recording, file, customer), `exp` five minutes after `iat`.
+- Transcript token (`aud` "conclave:transcript"), the `t=` of a transcript link: `rec`,
+  `exp` (`auth.transcript_link_ttl_s`). Given only to the host and the participants; a link
+  never carries a sign-in or a join token.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ LEEWAY_S = 5
 MAX_TOKEN_CHARS = 4096
 DOWNLOAD_AUDIENCE = "conclave:download"
 DOWNLOAD_TTL_S = 300
+TRANSCRIPT_AUDIENCE = "conclave:transcript"
 
 
 class TokenError(Exception):
@@ -228,13 +232,29 @@ class Tokens:
             return None
         return values  # type: ignore[return-value]
 
+    # ------------------------------------------------------------------ transcript links
+
+    def make_transcript_token(self, recording_id: str, ttl_s: int, *, now: float | None = None) -> str:
+        """The `t=` of a transcript link: this recording's transcript only, until `ttl_s`."""
+        issued = int(time.time() if now is None else now)
+        claims = {"iss": ISSUER, "aud": TRANSCRIPT_AUDIENCE, "rec": recording_id, "iat": issued, "exp": issued + ttl_s}
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify_transcript_token(self, token: object, recording_id: str) -> bool:
+        try:
+            claims = self._decode(token, TRANSCRIPT_AUDIENCE, verify_exp=True)
+        except TokenError:
+            return False
+        rec = claims.get("rec")
+        return isinstance(rec, str) and hmac.compare_digest(rec, recording_id)
+
     # ------------------------------------------------------------------ decoding
 
     def _decode(self, token: object, audience: str, *, verify_exp: bool) -> dict[str, Any]:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenError("invalid_token", "missing or malformed token")
         options = {"require": ["iat", "aud", "iss"], "verify_exp": verify_exp}
-        if verify_exp and audience in (JOIN_AUDIENCE, DOWNLOAD_AUDIENCE):
+        if verify_exp and audience in (JOIN_AUDIENCE, DOWNLOAD_AUDIENCE, TRANSCRIPT_AUDIENCE):
             options["require"] = ["iat", "aud", "iss", "exp"]
         try:
             payload = jwt.decode(

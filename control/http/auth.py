@@ -112,7 +112,7 @@ class Auth:
         if live_session is None or live_session.id != claims.live_session_id:
             raise ApiError(403, "forbidden", "this token is for a meeting session that has ended")
         if claims.host_session_id is not None:
-            session = await self._store.get_host_session(claims.host_session_id)
+            session = await self._accounts.host_session_in_use(claims.host_session_id)
             if session is None or not session.active:
                 raise ApiError(401, "session_ended", "the sign-in that started this meeting has ended")
         try:

@@ -281,10 +281,15 @@ class RecordingRoutes:
         return web.json_response(recording_json(recording, files))
 
     async def file_link(self, request: web.Request) -> web.Response:
-        recording, _ = await self.recording_for(request, await self._auth.authenticate(request))
+        actor = await self._auth.authenticate(request)
+        recording, _ = await self.recording_for(request, actor)
         item = await self._store.get_recording_file(request.match_info["file_id"])
         if item is None or item.recording_id != recording.id:
             raise ApiError(404, "not_found", "no such file in this recording")
+        if item.kind == "transcript" and actor.kind != "host":
+            # What was said is for the host and the participants (control.http.transcripts),
+            # not the customer's admin or the operator.
+            raise forbidden("only the meeting's host and participants may read its transcript")
         now = time.time()
         token = self._tokens.make_download_token(recording, item, now=now)
         return web.json_response({"url": f"/api/v1/download/{token}", "expires_at": iso_time(int(now) + DOWNLOAD_TTL_S)})

@@ -1,16 +1,22 @@
 """Transcripts: the page `/t/<recording_id>` (HTML) and `GET /api/v1/recordings/{id}/transcript`.
 
 Only the meeting's host and its participants may read one; anyone else gets 403 (no
-credentials: 401 for the JSON, 403 for the page, which has no sign-in of its own).
+credentials: 401 for the JSON, 403 for the page, which has no sign-in of its own). The
+customer's admin and the operator are not readers: they see that a transcript exists,
+never what was said (control.http.recordings refuses them its file links too).
 - The host: their host session (`Authorization: Bearer hs_...`), or their join token
   of that meeting (while the sign-in that started it lasts).
-- A participant: the join token they got for that meeting (expired is fine: it still
-  proves who they are; removed or denied people are refused), and they were there: in
-  the live session the recording belongs to, and on its consent ledger (everyone present
-  while recording or transcription runs is on it) or admitted right now.
-The token comes as `Authorization: Bearer <token>` or `?token=`. The page says that
-transcripts may be incomplete or inaccurate, and is sent with no-store, no-referrer and
-a CSP that allows no script.
+- A participant: the join token they got for that meeting, still valid (not expired,
+  not removed or denied), and they were there: in the live session the recording belongs
+  to, and on its consent ledger (everyone present while recording or transcription runs
+  is on it) or admitted right now.
+Those credentials go only in the `Authorization` header. A link is
+`GET /api/v1/recordings/{id}/transcript/link` (the same readers) → `/t/<id>?t=<token>`:
+a purpose-scoped token (audience `conclave:transcript`, this recording only) that expires
+after `auth.transcript_link_ttl_s`; a URL never carries a sign-in or a join token (URLs
+end up in histories, logs and Referer headers). The page says that transcripts may be
+incomplete or inaccurate, and is sent with no-store, no-referrer and a CSP that allows no
+script.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -49,13 +56,16 @@ class NotReady(Exception):
 
 
 def _token(request: web.Request) -> str | None:
-    return bearer_token(request) or request.query.get("token") or None
+    """A credential of a reader, from the header only (never from the URL)."""
+    return bearer_token(request)
 
 
 class TranscriptRoutes:
     def __init__(
-        self, *, store: Store, accounts: Accounts, tokens: Tokens, allowed_networks: tuple[str, ...] = ()
-    ) -> None:
+        self, *, store: Store, accounts: Accounts, tokens: Tokens, allowed_networks: tuple[str, ...] = (),
+        link_ttl_s: int = 3600,
+    ) -> None:  # fmt: skip
+        self._link_ttl_s = link_ttl_s
         self._allowed_networks = allowed_networks  # where S3 endpoints may lead besides public addresses
         self._store = store
         self._accounts = accounts
@@ -63,6 +73,7 @@ class TranscriptRoutes:
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_get("/api/v1/recordings/{recording_id}/transcript", self.transcript_json)
+        router.add_get("/api/v1/recordings/{recording_id}/transcript/link", self.transcript_link)
         router.add_get("/t/{recording_id}", self.transcript_page)
 
     async def _may_read(self, token: str | None, recording: Recording, meeting: MeetingRecord) -> bool:
@@ -77,13 +88,13 @@ class TranscriptRoutes:
         if token.count(".") != 2:
             return False
         try:
-            claims, participant = await self._tokens.check_join_token(token, meeting.id, verify_exp=False)
+            claims, participant = await self._tokens.check_join_token(token, meeting.id)  # an expired one is not
         except TokenError:
             return False
         if claims.is_host:
             if claims.host_session_id is None:
                 return True
-            session = await self._store.get_host_session(claims.host_session_id)
+            session = await self._accounts.host_session_in_use(claims.host_session_id)
             return session is not None and session.active
         if recording.live_session_id is not None and participant.live_session_id != recording.live_session_id:
             return False
@@ -94,16 +105,32 @@ class TranscriptRoutes:
                 return True
         return False
 
-    async def _authorized(self, request: web.Request) -> tuple[Recording, MeetingRecord]:
-        """The recording and meeting, if the request's token may read the transcript."""
+    async def _authorized(self, request: web.Request, *, link_ok: bool = True) -> tuple[Recording, MeetingRecord]:
+        """The recording and meeting, if the request may read the transcript: a reader's
+        credential in the header, or (`link_ok`) a transcript link's `t=`."""
         token = _token(request)
         recording = await self._store.get_recording(request.match_info["recording_id"])
         meeting = await self._store.get_meeting(recording.meeting_id) if recording is not None else None
+        link = request.query.get("t") if link_ok else None
+        if link and recording is not None and meeting is not None and self._tokens.verify_transcript_token(
+            link, recording.id
+        ):
+            return recording, meeting
         if recording is None or meeting is None or not await self._may_read(token, recording, meeting):
             if token is None:
                 raise unauthorized("this needs the host's sign-in or a participant's join token")
             raise forbidden("only the meeting's host and participants may read this transcript")
         return recording, meeting
+
+    async def transcript_link(self, request: web.Request) -> web.Response:
+        """A link to the page for a reader (see the module's doc), valid `transcript_link_ttl_s`."""
+        recording, _ = await self._authorized(request, link_ok=False)
+        now = int(time.time())
+        token = self._tokens.make_transcript_token(recording.id, self._link_ttl_s, now=now)
+        return web.json_response(
+            {"url": f"/t/{recording.id}?t={token}", "expires_at": iso_time(now + self._link_ttl_s)},
+            headers={"Cache-Control": "no-store"},
+        )
 
     def _transcript_file(self, files: list[RecordingFile]) -> RecordingFile | None:
         """The JSON transcript (the recorder also writes WebVTT); the newest if several."""

@@ -358,3 +358,39 @@ async def test_forty_wrong_sign_ins_at_once_are_ten_tries(conclave_server, api):
     async with aiohttp.ClientSession(connector=connector) as session:
         async with session.post(api.base + "/auth/login", json={"email": ann.email, "password": PASSWORD}) as response:
             assert response.status == 200
+
+
+async def test_host_sign_ins_expire_idle_and_absolute(conclave_server, api):
+    """auth.host_session_idle_s (12 h) and host_session_max_s (7 days), on the server's
+    clock; sign-out, a new password and a new sign-in end the old one too."""
+    import time
+
+    from config import AuthConfig
+
+    accounts = conclave_server.services.accounts
+    acme = await make_customer(api, operator_key(conclave_server))
+    ann = await make_host(api, acme, "ann@acme.example")
+    settings = AuthConfig()
+    now = time.time()
+    accounts._clock = lambda: now + settings.host_session_idle_s - 60  # noqa: SLF001 - the server's clock moves
+    await api.ok("GET", "/auth/me", token=ann.token)  # used: still in use, and counted as a use
+    accounts._clock = lambda: now + 2 * settings.host_session_idle_s - 120  # noqa: SLF001
+    await api.ok("GET", "/auth/me", token=ann.token)
+    accounts._clock = lambda: now + 3 * settings.host_session_idle_s  # noqa: SLF001 - idle too long
+    assert_error(*await api.call("GET", "/auth/me", token=ann.token), 401, "session_ended")
+
+    accounts._clock = time.time  # noqa: SLF001
+    now = time.time()
+    fresh = (await api.ok("POST", "/auth/login", json={"email": ann.email, "password": PASSWORD}))["token"]
+    for hours in range(6, settings.host_session_max_s // 3600, 6):  # used every 6 hours...
+        accounts._clock = lambda hours=hours: now + hours * 3600  # noqa: SLF001
+        await api.ok("GET", "/auth/me", token=fresh)
+    accounts._clock = lambda: now + settings.host_session_max_s + 1  # noqa: SLF001
+    assert_error(*await api.call("GET", "/auth/me", token=fresh), 401, "session_ended")  # ...not past the max
+    accounts._clock = time.time  # noqa: SLF001
+
+    first = (await api.ok("POST", "/auth/login", json={"email": ann.email, "password": PASSWORD}))["token"]
+    second = (await api.ok("POST", "/auth/login", json={"email": ann.email, "password": PASSWORD}))["token"]
+    assert_error(*await api.call("GET", "/auth/me", token=first), 401, "session_ended")  # a new sign-in ends it
+    await api.ok("PATCH", f"/hosts/{ann.id}", token=acme.api_key, json={"password": "another long password"})
+    assert_error(*await api.call("GET", "/auth/me", token=second), 401, "session_ended")

@@ -363,7 +363,13 @@ async def test_transcript_only_for_the_host_and_participants(conclave_server, tm
         assert [s["text"] for s in body["segments"]] == [TRANSCRIPT["segments"][0]["text"], "Budget approved"]
         assert body["speakers"] == ["Ann", "Bo"] and body["meeting_number"] == meeting["meeting_number"]
 
-    status, data, headers = await raw_get(f"{page}?token={bo['token']}")
+    # A URL never carries a join token or a sign-in: the page wants a transcript link.
+    for token in (bo["token"], meeting["host_session"]):
+        status, data, _ = await raw_get(f"{page}?token={token}")
+        assert status == 403 and b"Budget" not in data
+    link = await server.call("GET", f"{api_path}/link", token=bo["token"])
+    assert link["url"].startswith(f"/t/{recording.id}?t=") and bo["token"] not in link["url"]
+    status, data, headers = await raw_get(server.base_url + link["url"])
     text = data.decode()
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert "Transcripts may be incomplete or inaccurate." in text and "Budget approved" in text
@@ -378,6 +384,50 @@ async def test_transcript_only_for_the_host_and_participants(conclave_server, tm
                       token=meeting["host_session"])  # fmt: skip
     status, _, _ = await server.api("GET", api_path, token=bo["token"])
     assert status == 403
+    # A link of another recording, or an expired one, opens nothing.
+    tokens = server.services.tokens
+    other = tokens.make_transcript_token("another-recording", 3600)
+    expired = tokens.make_transcript_token(recording.id, 10, now=time.time() - 60)
+    for t in (other, expired, meeting["host_session"]):
+        status, data, _ = await raw_get(f"{page}?t={t}")
+        assert status == 403 and b"Budget" not in data
+
+
+async def test_transcript_files_are_not_for_the_admin_or_the_operator(conclave_server, tmp_path):
+    server = conclave_server
+    meeting = await server.create_meeting()
+    root = tmp_path / "store"
+    await local_storage(server, meeting["customer_id"], root)
+    files = {"transcript.json": json.dumps(TRANSCRIPT).encode(), "track.ogg": b"x"}
+    recording, rows = await recorded(server, meeting, root, files, kind="transcription")
+    transcript = next(r for r in rows if r.kind == "transcript")
+    track = next(r for r in rows if r.kind != "transcript")
+    admin_key = (await server.call("POST", f"/customers/{meeting['customer_id']}/api-key",
+                                   token=server.operator_key))["api_key"]  # fmt: skip
+    for token in (admin_key, server.operator_key):
+        status, body, _ = await server.api("GET", f"/recordings/{recording.id}/files/{transcript.id}/link", token=token)
+        assert (status, error_code(body)) == (403, "forbidden")
+        status, body, _ = await server.api("GET", f"/recordings/{recording.id}/transcript", token=token)
+        assert status == 403 and "Budget" not in json.dumps(body)
+        await server.call("GET", f"/recordings/{recording.id}/files/{track.id}/link", token=token)  # media: theirs
+    link = await server.call("GET", f"/recordings/{recording.id}/files/{transcript.id}/link",
+                             token=meeting["host_session"])  # fmt: skip
+    assert (await raw_get(server.base_url + link["url"]))[0] == 200
+
+
+async def test_an_expired_join_token_does_not_open_a_transcript(conclave_server, tmp_path):
+    server = conclave_server
+    meeting = await server.create_meeting()
+    root = tmp_path / "store"
+    await local_storage(server, meeting["customer_id"], root)
+    bo = await server.join(meeting, "Bo")
+    recording, _ = await recorded(server, meeting, root, {"transcript.json": json.dumps(TRANSCRIPT).encode()})
+    tokens = server.services.tokens
+    old = tokens.make_join_token(participant_id=bo["participant_id"], meeting_id=meeting["meeting_id"],
+                                 live_session_id=meeting["live_session_id"], name="Bo", role="participant",
+                                 now=time.time() - tokens.join_ttl_s - 60)  # fmt: skip
+    for path in (f"/recordings/{recording.id}/transcript", f"/recordings/{recording.id}/transcript/link"):
+        assert (await server.api("GET", path, token=old))[0] == 403
 
 
 async def test_a_participant_needs_to_have_been_there(conclave_server, tmp_path):
@@ -405,7 +455,7 @@ async def test_transcript_not_ready(conclave_server, tmp_path):
     recording, _ = await recorded(server, meeting, tmp_path / "store", {"a.ogg": b"1"}, state="active")
     status, body, _ = await server.api("GET", f"/recordings/{recording.id}/transcript", token=meeting["host_session"])
     assert (status, error_code(body)) == (404, "not_ready")
-    status, data, _ = await raw_get(f"{server.base_url}/t/{recording.id}?token={meeting['host_token']}")
+    status, data, _ = await raw_get(f"{server.base_url}/t/{recording.id}", headers={"Authorization": f"Bearer {meeting['host_token']}"})
     assert status == 200 and b"not ready yet" in data and b"incomplete or inaccurate" in data
 
 
