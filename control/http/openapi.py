@@ -487,6 +487,9 @@ def _recording_paths() -> dict[str, Schema]:
                             "start": {"type": "number"}, "end": {"type": "number"},
                             "speaker": {"type": "string"}, "text": {"type": "string"}})}})),
             tag="participant")},
+        f"{rec}/transcript/link": {"get": _operation(
+            "A link to the transcript page (/t/<id>?t=...) for its readers, valid auth.transcript_link_ttl_s",
+            (200, _obj({"url": {"type": "string"}, "expires_at": TIME})), tag="participant")},
         "/download/{token}": {"get": _operation(
             "Download a file with a link from .../link (the link is the credential); 403 when it is "
             "invalid or expired", (200, None), public=True, tag="participant")},
