@@ -707,3 +707,19 @@ async def test_an_inward_s3_endpoint_is_refused_at_use_time(conclave_server_fact
         assert seen == []
     finally:
         await runner.cleanup()
+
+
+async def test_recording_no_longer_allowed_stops_at_once(conclave_server, tmp_path):
+    """The operator's `recording_allowed: false` acts on the live meeting, not only on the next start."""
+    server = conclave_server
+    meeting = await server.create_meeting()
+    await local_storage(server, meeting["customer_id"], tmp_path / "store")
+    path = f"/meetings/{meeting['number']}/recording"
+    await server.call("POST", path, token=meeting["host_session"], json_body={"action": "start"})
+    await server.call("PATCH", f"/customers/{meeting['customer_id']}", token=server.operator_key,
+                      json_body={"limits": {"recording_allowed": False}})  # fmt: skip
+    [recording] = (await server.call("GET", f"/meetings/{meeting['number']}/recordings",
+                                     token=meeting["host_session"]))["recordings"]  # fmt: skip
+    assert recording["state"] == "stopped"
+    status, body, _ = await server.api("POST", path, token=meeting["host_session"], json_body={"action": "start"})
+    assert (status, error_code(body)) == (403, "recording_not_allowed")
