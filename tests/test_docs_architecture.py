@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Resolving the names imports every package, aiortc's too, whose interface lookup runs
+# `ldconfig`: a child process, so this test is in the process tier.
+pytestmark = pytest.mark.process
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
 PACKAGES = ("config", "common", "sfu", "control", "recorder", "client", "bench", "tests")
