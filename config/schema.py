@@ -355,6 +355,15 @@ class SfuConfig(_Section):
     nack_cache_packets: int = setting(1024, power_of_two(32768))
     rtcp_interval_s: float = setting(1.0, positive_number())
     pli_min_interval_s: float = setting(0.5, positive_number())
+    # Retransmissions (NACK answers) per consumer and second: at most nack_budget_ratio
+    # times what it forwarded, in packets and in bytes, never less than the floors.
+    nack_budget_ratio: float = setting(2.0, positive_number())
+    nack_budget_min_packets_per_s: int = setting(30, integer(1))
+    nack_budget_min_bytes_per_s: int = setting(36000, integer(1))
+    # A NACK for a packet older than this (RTP time, against the newest) is refused.
+    nack_max_age_s: float = setting(1.0, positive_number())
+    # A sequence number answered this recently is not answered again.
+    nack_repeat_interval_s: float = setting(0.1, positive_number())
     restart_backoff_s: float = setting(0.5, positive_number())
     stats_interval_s: float = setting(1.0, positive_number())
 

@@ -25,6 +25,11 @@ DROP_REASONS = (
 )
 
 
+# Why a NACKed sequence number was not retransmitted (sfu/engine/retransmit.py): counted
+# as `nack_refused_<reason>`; control exports them as conclave_sfu_nack_refused_total.
+# (`nack_missed`: not in the cache any more, or the consumer is not forwarding.)
+NACK_REFUSED_REASONS = ("budget", "duplicate", "too_old")
+
 # Upper bounds (µs) of the fan-out time histogram: how long one packet takes from the
 # producer to the last consumer's send, sampled on one packet in FORWARD_TIME_SAMPLE_EVERY.
 FORWARD_TIME_BUCKETS_US = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
@@ -42,6 +47,9 @@ class Counters:
         "nack_requested",
         "nack_answered",
         "nack_missed",
+        "nack_refused_budget",
+        "nack_refused_duplicate",
+        "nack_refused_too_old",
         "pli_sent",
         "pli_received",
         "fir_received",
