@@ -390,6 +390,20 @@ class MediaConfig(_Section):
     video_codecs: tuple[str, ...] = setting(("VP8", "H264"), codec_list("VP8", "H264"))
     audio_codecs: tuple[str, ...] = setting(("opus",), codec_list("opus"))
     accept_simulcast: bool = setting(False, BOOLEAN)
+    # What one participant may make the SFU carry (docs/security-media.md). A publish
+    # offer with more m-lines, or sending more tracks, is refused whole.
+    max_publish_mlines: int = setting(32, integer(1, 1024))
+    max_published_tracks: int = setting(8, integer(1, 256))
+    # M-lines of one subscriber's receive connection (tracks forwarded to them, closed ones
+    # recycled): the client's answer lists them all and must fit in one signaling message.
+    max_subscribe_mlines: int = setting(64, integer(1, 1024))
+
+    def _check_together(self) -> None:
+        if self.max_published_tracks > self.max_publish_mlines:
+            raise ConfigError(
+                f"media.max_published_tracks: {self.max_published_tracks} tracks cannot fit in "
+                f"media.max_publish_mlines ({self.max_publish_mlines}) m-lines"
+            )
 
 
 @dataclass(frozen=True, slots=True)

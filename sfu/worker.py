@@ -73,6 +73,7 @@ class Worker:
     def __init__(self, index: int, sfu_config: SfuConfig, media_config: MediaConfig, announced_ips: list[str]) -> None:
         self.index = index
         self.config = sfu_config
+        self.media = media_config
         self.policy = codec_policy(media_config)
         # The payload type of what the announcers send (media.audio_codecs always has opus).
         self.opus_payload_type = next(c.payload_type for c in self.policy.audio if c.name.lower() == "opus")
@@ -172,6 +173,7 @@ class Worker:
             self.certificate,
             self.counters,
             self._on_transport_state,
+            max_consumer_slots=self.media.max_subscribe_mlines,
         )
         router.add_transport(transport)
         return Empty()
@@ -191,6 +193,8 @@ class Worker:
             self._local(transport),
             self.policy,
             lambda params: self._new_producer(params, transport),
+            max_mlines=self.media.max_publish_mlines,
+            max_producers=self.media.max_published_tracks,
         )
         for producer in closed:
             producer.close()

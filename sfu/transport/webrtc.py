@@ -57,8 +57,11 @@ class WebRtcTransport(Transport):
         "rx",
         "tx",
         "consumer_slots",
+        "max_consumer_slots",
+        "recyclable",
         "session_version",
         "pending_offer",
+        "pending_rejected",
         "tcc_seq",
         "remote_fingerprints",
         "dtls_role",
@@ -82,6 +85,7 @@ class WebRtcTransport(Transport):
         certificate: RTCCertificate,
         counters: Counters,
         on_state: Callable[[WebRtcTransport, str], None],
+        max_consumer_slots: int = 64,
     ) -> None:
         super().__init__(transport_id, router, counters)
         self.direction = direction
@@ -92,10 +96,15 @@ class WebRtcTransport(Transport):
         self.addr: Address | None = None
         self.rx: FastSrtp | None = None
         self.tx: FastSrtp | None = None
-        # m-line order of the subscribe offer; closed consumers stay (mids are never reused)
+        # m-line order of the subscribe offer. A closed consumer keeps its m-line until a
+        # new consumer of its kind recycles it (under a new mid), which may happen once the
+        # client has answered an offer rejecting it (negotiation.apply_subscribe_answer).
         self.consumer_slots: list[Consumer] = []
+        self.max_consumer_slots = max_consumer_slots
+        self.recyclable: set[int] = set()  # indexes in consumer_slots
         self.session_version = 0
         self.pending_offer: object | None = None
+        self.pending_rejected: list[tuple[int, Consumer]] = []  # what the pending offer rejects
         self.tcc_seq = random.getrandbits(16)
         self.remote_fingerprints: list[tuple[str, str]] = []
         self.dtls_role: str | None = None
@@ -243,10 +252,25 @@ class WebRtcTransport(Transport):
     # ------------------------------------------------------------------ the tree
 
     def consume(self, consumer_id: str, producer: Producer, codec: Codec) -> Consumer:
+        """A consumer on an m-line of the next subscribe offer: a recycled one of its kind
+        if there is one, else a new one, up to max_consumer_slots (ValueError past it:
+        every m-line is in the subscriber's answer, which has to fit in one signaling
+        message)."""
         if self.direction != "subscribe":
             raise ValueError(f"transport {self.id} is a {self.direction} transport")
+        kind = producer.params.kind
+        index = next((i for i in sorted(self.recyclable) if self.consumer_slots[i].kind == kind), None)
+        if index is None and len(self.consumer_slots) >= self.max_consumer_slots:
+            raise ValueError(
+                f"the subscribe connection has {len(self.consumer_slots)} m-lines, at most "
+                f"{self.max_consumer_slots} (media.max_subscribe_mlines): unsubscribe from a track first"
+            )
         consumer = super().consume(consumer_id, producer, codec)
-        self.consumer_slots.append(consumer)  # an m-line of the next subscribe offer
+        if index is None:
+            self.consumer_slots.append(consumer)
+        else:
+            self.recyclable.discard(index)
+            self.consumer_slots[index] = consumer
         return consumer
 
     def _rtx_payload_type(self, codec: Codec) -> int | None:
