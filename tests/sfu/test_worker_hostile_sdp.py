@@ -132,3 +132,31 @@ async def test_a_thousand_subscribe_toggles_leave_the_subscribe_offer_bounded(co
     assert len(participant.consumers) <= len(last.media)
     # And the screen track is forwarded at the end (subscribed last).
     assert [m for m in last.media if m.direction == "sendonly" and m.msid and m.msid[1] == screen]
+
+
+async def test_a_recycled_m_line_carries_the_track_again_to_an_aiortc_subscriber(conclave_server):
+    meeting = await conclave_server.create_meeting()
+    alice = conclave_server.bot(meeting, "alice")
+    bob = conclave_server.bot(meeting, "bob")
+    try:
+        await alice.start()
+        await bob.start(publish_audio=False, publish_video=False)
+        await bob.wait_for_frames(alice.participant_id, "camera", count=5, timeout=30)
+        camera = bob.received[alice.participant_id]["camera"]
+        mids = set()
+        for _ in range(3):
+            for enabled in (False, True):
+                await bob.signaling.set_subscribed(camera.track_id, enabled)
+                negotiations = bob.subscriber.negotiations
+                await bob.wait_until(lambda n=negotiations: bob.subscriber.negotiations > n, 20, "an offer answered")
+            mids |= {mid for mid, t in bob.subscriber.tracks.items() if t.get("source") == "camera"}
+            before = camera.frames
+            await bob.wait_for_frames(alice.participant_id, "camera", count=before + 5, timeout=30)
+        # Each round the camera came back under a new mid, on a recycled m-line: the
+        # offer is as long as at the start (the announcer and alice's two tracks).
+        assert len(mids) == 4
+        live = conclave_server.services.registry.get(meeting["meeting_id"])
+        viewer = next(p for p in live.participants.values() if p.name == "bob")
+        assert len(viewer.consumers) == 3
+    finally:
+        await asyncio.gather(alice.stop(), bob.stop())
