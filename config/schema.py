@@ -364,6 +364,8 @@ class SfuConfig(_Section):
     nack_max_age_s: float = setting(1.0, positive_number())
     # A sequence number answered this recently is not answered again.
     nack_repeat_interval_s: float = setting(0.1, positive_number())
+    # ICE consent (RFC 7675): a client whose checks stop for this long is sent nothing more.
+    ice_consent_timeout_s: float = setting(30.0, positive_number())
     restart_backoff_s: float = setting(0.5, positive_number())
     stats_interval_s: float = setting(1.0, positive_number())
 

@@ -174,6 +174,7 @@ class Worker:
             self.counters,
             self._on_transport_state,
             max_consumer_slots=self.media.max_subscribe_mlines,
+            consent_timeout_s=self.config.ice_consent_timeout_s,
         )
         router.add_transport(transport)
         return Empty()

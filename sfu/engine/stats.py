@@ -10,7 +10,9 @@ DROP_REASONS = (
     "oversized",
     "unknown_packet",
     "malformed_stun",
-    "stun_auth",
+    "stun_auth",  # a check for no transport of ours, or with a wrong MESSAGE-INTEGRITY: not answered
+    "stun_unexpected",  # a STUN response we did not ask for, or not a Binding
+    "address_taken",  # a nominated check from an address another transport's peer has
     "unknown_peer",
     "dtls_error",
     "malformed_dtls",
@@ -57,6 +59,9 @@ class Counters:
         "padding_received",
         "rtx_received",
         "stun_requests",
+        "ice_probes_sent",
+        "ice_path_switches",
+        "ice_consent_expired",
         "forward_time_samples",
         "forward_time_us_sum",
         "dropped",

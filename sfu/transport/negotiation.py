@@ -37,6 +37,7 @@ def _apply_remote(transport: WebRtcTransport, remote: sdp.RemoteTransport) -> No
         remote.ice_ufrag,
         [(f.algorithm, f.value) for f in remote.fingerprints],
         remote.dtls_role,
+        remote.ice_pwd,
     )
 
 
