@@ -194,7 +194,9 @@ def test_a_nack_flood_neither_loads_the_worker_nor_slows_another_meeting():
     # Meeting B: its fan-out time stayed small (p99 of the worker's own histogram), and
     # every packet reached each of its subscribers.
     p99 = p99_bound_us(histogram(stats_before.counters), histogram(stats_after.counters))
-    assert p99 <= 5000, f"p99 forwarding time in the bucket up to {p99} µs"
     sent_b = (b.seq - b_sent_before) & 0xFFFF
-    for index, subscriber in enumerate(others):
-        assert subscriber.received - received_before[index] >= sent_b * 0.999, (index, sent_b)
+    received_b = [s.received - before for s, before in zip(others, received_before)]
+    print(f"meeting B: p99 forwarding time <= {p99} µs; sent {sent_b}, received {received_b}")
+    assert p99 <= 5000, f"p99 forwarding time in the bucket up to {p99} µs"
+    for index, received in enumerate(received_b):
+        assert received >= sent_b * 0.999, (index, sent_b, received)
