@@ -9,16 +9,16 @@ five times bought ~5,000 retransmissions (~6 MB) from the worker. Per consumer n
   never below the floor (`min_packets_per_s`, `min_bytes_per_s`);
 - **no repeats**: a sequence number answered less than `repeat_interval_s` ago is not
   answered again (the same number twice in one compound, or asked again before the first
-  copy could have arrived); two generations of answered numbers, rotated when a NACK
-  arrives, so a number may stay refused for up to three intervals;
+  copy could have arrived);
 - **a bounded look**: at most EXAMINED_PER_BUDGETED_PACKET × the packet budget sequence
   numbers are examined per second; past that, a NACK is refused in bulk (counted, not
   expanded), so a flood of requests for packets we do not have, or already sent, costs
   no more per second than one the budget refuses;
 - and the consumer refuses what is older than `max_age_s` (it knows the packet's age).
 
-Pure: no clock of its own (`start` is given the time), no I/O, integers and two small
-sets. Nothing here runs per forwarded packet: the forwarded counts are read from the
+Pure: no clock of its own (`start` is given the time), no I/O, integers and one small
+map (the numbers answered lately: at most a second's budget). Nothing here runs per
+forwarded packet: the forwarded counts are read from the
 consumer's own counters when a NACK arrives.
 """
 
@@ -77,9 +77,8 @@ class RetransmitBudget:
         "spent_packets",
         "spent_bytes",
         "examined",
-        "recent",
-        "older",
-        "rotated_at",
+        "answered",
+        "now",
     )
 
     def __init__(self, policy: RetransmitPolicy = DEFAULT_POLICY, since: float = 0.0) -> None:
@@ -95,14 +94,14 @@ class RetransmitBudget:
         self.spent_packets = 0
         self.spent_bytes = 0
         self.examined = 0
-        # Sequence numbers answered in the current and the previous repeat interval.
-        self.recent: set[int] = set()
-        self.older: set[int] = set()
-        self.rotated_at = since
+        # Sequence number -> when it was answered; pruned when a window starts.
+        self.answered: dict[int, float] = {}
+        self.now = since
 
     def start(self, now: float, packets_sent: int, octets_sent: int) -> None:
         """A NACK compound arrived at `now`; the consumer has forwarded `packets_sent`
         packets (`octets_sent` bytes) in all."""
+        self.now = now
         start = self.window_start
         if now - start >= WINDOW_S:
             elapsed = now - start
@@ -111,13 +110,10 @@ class RetransmitBudget:
             self.window_start = now
             self.base_packets, self.base_octets = packets_sent, octets_sent
             self.spent_packets = self.spent_bytes = self.examined = 0
+            interval = self.policy.repeat_interval_s
+            self.answered = {seq: at for seq, at in self.answered.items() if now - at < interval}
         self.packets_now = packets_sent - self.base_packets
         self.octets_now = octets_sent - self.base_octets
-        if now - self.rotated_at >= self.policy.repeat_interval_s:
-            # Two generations: a number stays "recent" for one to two intervals.
-            self.older = self.recent if now - self.rotated_at < 2 * self.policy.repeat_interval_s else set()
-            self.recent = set()
-            self.rotated_at = now
 
     @property
     def packet_limit(self) -> int:
@@ -145,11 +141,12 @@ class RetransmitBudget:
     def admit(self, seq: int, size: int) -> int:
         """May the packet with (outgoing) sequence number `seq`, `size` bytes, be sent
         again? ANSWER (and it is counted as spent), REFUSED_DUPLICATE or REFUSED_BUDGET."""
-        if seq in self.recent or seq in self.older:
+        answered_at = self.answered.get(seq)
+        if answered_at is not None and self.now - answered_at < self.policy.repeat_interval_s:
             return REFUSED_DUPLICATE
         if self.spent_packets + 1 > self.packet_limit or self.spent_bytes + size > self.byte_limit:
             return REFUSED_BUDGET
         self.spent_packets += 1
         self.spent_bytes += size
-        self.recent.add(seq)
+        self.answered[seq] = self.now
         return ANSWER

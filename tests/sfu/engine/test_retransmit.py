@@ -67,11 +67,12 @@ def test_a_number_answered_moments_ago_is_a_duplicate_until_the_interval_passes(
     assert budget.admit(7, 100) == REFUSED_DUPLICATE  # twice in one compound
     budget.start(101.05, 2050, 2_050_000)
     assert budget.admit(7, 100) == REFUSED_DUPLICATE  # asked again 50 ms later
-    budget.start(101.15, 2100, 2_100_000)
-    assert budget.admit(7, 100) == REFUSED_DUPLICATE  # still within one to two intervals
-    budget.start(101.30, 2200, 2_200_000)
-    budget.start(101.45, 2300, 2_300_000)
-    assert budget.admit(7, 100) == ANSWER  # long enough: the first copy was lost too
+    budget.start(101.099, 2100, 2_100_000)
+    assert budget.admit(7, 100) == REFUSED_DUPLICATE
+    budget.start(101.11, 2100, 2_100_000)
+    assert budget.admit(7, 100) == ANSWER  # an interval later: the first copy was lost too
+    budget.start(102.5, 3000, 3_000_000)  # a new window forgets what is older than the interval
+    assert budget.answered == {}
 
 
 def test_examining_is_bounded_per_second():
