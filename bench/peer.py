@@ -3,8 +3,9 @@ sends them, but no encoder and no decoder.
 
 - `Link`: one peer connection's UDP socket on 127.0.0.1. ICE is one connectivity check
   (STUN binding request with USE-CANDIDATE, sfu.wire.stun) against the server's ICE-lite
-  agent; DTLS is `sfu.transport.dtls.DtlsSession` in the client role (the same aiortc
-  handshake the worker uses); then SRTP with the exported keys.
+  agent, then one every 5 s for the server's consent freshness (RFC 7675); DTLS is
+  `sfu.transport.dtls.DtlsSession` in the client role (the same aiortc handshake the
+  worker uses); then SRTP with the exported keys.
 - `Publisher`: sends cached VP8 (RFC 7741) and Opus frames, paced by the event loop's
   timers, with abs-send-time (its send time) and transport-wide-cc in the header; answers
   PLI with a keyframe at the next frame and NACK by resending the packet.
@@ -52,6 +53,9 @@ ABS_SEND_TIME_UNITS = 1 << 18  # 6.18 fixed point seconds, 24 bits (wraps every 
 LATENCY_BUCKETS = 1 << 16  # histogram of latency in abs-send-time units (3.8 us), 250 ms
 NACK_HISTORY = 1024
 SRTP_SAMPLE_EVERY = 1024
+# A check on the selected pair this often keeps the server's ICE consent (RFC 7675: it
+# stops sending after 30 s without one), as a browser's do.
+CONSENT_CHECK_S = 5.0
 
 # One-byte header extension block (RFC 8285 §4.2): abs-send-time (3 bytes), transport-cc
 # (2 bytes), one byte of padding. Written as two 32-bit words after 0xBEDE/length 2.
@@ -178,6 +182,7 @@ class Link:
         self._loop.add_reader(self.sock.fileno(), self._readable)
         self.reading = True
         self.closed = False
+        self._consent_task: asyncio.Task[None] | None = None
 
     async def connect(self, server: ServerTransport, timeout: float = 10.0) -> None:
         """ICE check (retransmitted every 100 ms), then the DTLS handshake as client."""
@@ -201,12 +206,25 @@ class Link:
                     raise TimeoutError("no answer to the ICE check") from None
             finally:
                 self._stun_waiters.pop(txid, None)
+        self._consent_task = asyncio.ensure_future(self._keep_consent(username, key))
         self.dtls = DtlsSession(self.certificate, self.send_raw, self._on_dtls_connected, self._on_dtls_down)
         self.dtls.start("client", server.fingerprints)
         try:
             await asyncio.wait_for(self.connected.wait(), max(0.1, deadline - self._loop.time()))
         except TimeoutError:
             raise TimeoutError(f"DTLS did not connect ({self.failed or self.dtls.state})") from None
+
+    async def _keep_consent(self, username: str, key: bytes) -> None:
+        """A nominated check every CONSENT_CHECK_S (answers are not awaited)."""
+        tiebreaker = random.getrandbits(63)
+        while not self.closed:
+            await asyncio.sleep(CONSENT_CHECK_S)
+            self.send_raw(
+                stun.build_binding_request(
+                    os.urandom(12), username, key, priority=0x7E7FFFFF, controlling_tiebreaker=tiebreaker,
+                    use_candidate=True,
+                )
+            )  # fmt: skip
 
     def _on_dtls_connected(self, rx: object, tx: object) -> None:
         self.rx, self.tx = rx, tx  # type: ignore[assignment]
@@ -283,6 +301,8 @@ class Link:
         if self.closed:
             return
         self.closed = True
+        if self._consent_task is not None:
+            self._consent_task.cancel()
         if self.reading:
             self._loop.remove_reader(self.sock.fileno())
         if self.dtls is not None:

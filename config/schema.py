@@ -415,6 +415,17 @@ class SfuConfig(_Section):
     nack_cache_packets: int = setting(1024, power_of_two(32768))
     rtcp_interval_s: float = setting(1.0, positive_number())
     pli_min_interval_s: float = setting(0.5, positive_number())
+    # Retransmissions (NACK answers) per consumer and second: at most nack_budget_ratio
+    # times what it forwarded, in packets and in bytes, never less than the floors.
+    nack_budget_ratio: float = setting(2.0, positive_number())
+    nack_budget_min_packets_per_s: int = setting(30, integer(1))
+    nack_budget_min_bytes_per_s: int = setting(36000, integer(1))
+    # A NACK for a packet older than this (RTP time, against the newest) is refused.
+    nack_max_age_s: float = setting(1.0, positive_number())
+    # A sequence number answered this recently is not answered again.
+    nack_repeat_interval_s: float = setting(0.1, positive_number())
+    # ICE consent (RFC 7675): a client whose checks stop for this long is sent nothing more.
+    ice_consent_timeout_s: float = setting(30.0, positive_number())
     restart_backoff_s: float = setting(0.5, positive_number())
     stats_interval_s: float = setting(1.0, positive_number())
 
@@ -441,6 +452,20 @@ class MediaConfig(_Section):
     video_codecs: tuple[str, ...] = setting(("VP8", "H264"), codec_list("VP8", "H264"))
     audio_codecs: tuple[str, ...] = setting(("opus",), codec_list("opus"))
     accept_simulcast: bool = setting(False, BOOLEAN)
+    # What one participant may make the SFU carry (docs/security-media.md). A publish
+    # offer with more m-lines, or sending more tracks, is refused whole.
+    max_publish_mlines: int = setting(32, integer(1, 1024))
+    max_published_tracks: int = setting(8, integer(1, 256))
+    # M-lines of one subscriber's receive connection (tracks forwarded to them, closed ones
+    # recycled): the client's answer lists them all and must fit in one signaling message.
+    max_subscribe_mlines: int = setting(64, integer(1, 1024))
+
+    def _check_together(self) -> None:
+        if self.max_published_tracks > self.max_publish_mlines:
+            raise ConfigError(
+                f"media.max_published_tracks: {self.max_published_tracks} tracks cannot fit in "
+                f"media.max_publish_mlines ({self.max_publish_mlines}) m-lines"
+            )
 
 
 @dataclass(frozen=True, slots=True)

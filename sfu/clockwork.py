@@ -3,6 +3,7 @@
 - RTCP receiver reports for every transport (`sfu.rtcp_interval_s`), transport-wide
   congestion feedback and due keyframe requests (every 100 ms);
 - the event loop's lag, probed every 250 ms (a stalled loop is a stalled meeting);
+- ICE consent (RFC 7675): every second, transports whose peer's consent lapsed stop sending;
 - the notice clock (`sfu.engine.notice_clock.NoticeClock`), wired to one loop timer at its
   next absolute deadline.
 
@@ -24,6 +25,7 @@ log = logging.getLogger("sfu.worker")
 KEYFRAME_POLL_S = 0.1
 TRANSPORT_FEEDBACK_S = 0.1
 LAG_PROBE_S = 0.25
+CONSENT_CHECK_S = 1.0
 
 
 class Clockwork:
@@ -40,6 +42,7 @@ class Clockwork:
             asyncio.ensure_future(self._every(self._rtcp_interval_s, self._send_reports)),
             asyncio.ensure_future(self._every(KEYFRAME_POLL_S, self._poll_keyframes)),
             asyncio.ensure_future(self._every(TRANSPORT_FEEDBACK_S, self._send_transport_feedback)),
+            asyncio.ensure_future(self._every(CONSENT_CHECK_S, self._check_consent)),
             asyncio.ensure_future(self._measure_lag()),
         ]
 
@@ -73,6 +76,10 @@ class Clockwork:
     def _send_transport_feedback(self) -> None:
         for transport in self._registry.transports.values():
             transport.send_transport_feedback()  # type: ignore[attr-defined]
+
+    def _check_consent(self) -> None:
+        for transport in list(self._registry.transports.values()):
+            transport.check_consent()  # type: ignore[attr-defined]
 
     def _poll_keyframes(self) -> None:
         for producer in self._registry.producers.values():

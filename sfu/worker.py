@@ -40,6 +40,7 @@ from sfu.engine.announcer import Announcer
 from sfu.engine.consumer import Consumer
 from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.producer import Producer, ProducerParams
+from sfu.engine.retransmit import RetransmitPolicy
 from sfu.engine.router import Registry, Router
 from sfu.engine.stats import Counters
 from sfu.transport import negotiation
@@ -72,11 +73,19 @@ class Worker:
     def __init__(self, index: int, sfu_config: SfuConfig, media_config: MediaConfig, announced_ips: list[str]) -> None:
         self.index = index
         self.config = sfu_config
+        self.media = media_config
         self.policy = codec_policy(media_config)
         # The payload type of what the announcers send (media.audio_codecs always has opus).
         self.opus_payload_type = next(c.payload_type for c in self.policy.audio if c.name.lower() == "opus")
         self.announced_ips = announced_ips
         self.counters = Counters()
+        self.retransmit_policy = RetransmitPolicy(
+            ratio=sfu_config.nack_budget_ratio,
+            min_packets_per_s=sfu_config.nack_budget_min_packets_per_s,
+            min_bytes_per_s=sfu_config.nack_budget_min_bytes_per_s,
+            max_age_s=sfu_config.nack_max_age_s,
+            repeat_interval_s=sfu_config.nack_repeat_interval_s,
+        )
         self.socket = MediaSocket(self.counters, sfu_config.max_datagram)
         self.certificate = RTCCertificate.generateCertificate()
         self.fingerprint = certificate_fingerprint(self.certificate)
@@ -164,6 +173,8 @@ class Worker:
             self.certificate,
             self.counters,
             self._on_transport_state,
+            max_consumer_slots=self.media.max_subscribe_mlines,
+            consent_timeout_s=self.config.ice_consent_timeout_s,
         )
         router.add_transport(transport)
         return Empty()
@@ -183,6 +194,8 @@ class Worker:
             self._local(transport),
             self.policy,
             lambda params: self._new_producer(params, transport),
+            max_mlines=self.media.max_publish_mlines,
+            max_producers=self.media.max_published_tracks,
         )
         for producer in closed:
             producer.close()
@@ -398,6 +411,7 @@ class Worker:
             cache_size=self.config.nack_cache_packets,
             pli_min_interval=self.config.pli_min_interval_s,
             listener=transport,
+            retransmit_policy=self.retransmit_policy,
         )
 
     def _on_transport_state(self, transport: WebRtcTransport, state: str) -> None:

@@ -177,6 +177,12 @@ class Participant:
             "muted": dict(self.muted),
         }
 
+    def forget_subscriptions(self, offered: set[str]) -> None:
+        """Drop the closed subscriptions whose m-line the media server no longer offers
+        (it recycled it for another track): the map stays as long as the offer."""
+        for consumer_id in [c for c, s in self.consumers.items() if not s.active and c not in offered]:
+            del self.consumers[consumer_id]
+
     def active_consumer_for(self, track_id: str) -> Subscription | None:
         for consumer in self.consumers.values():
             if consumer.active and consumer.track.track_id == track_id:

@@ -80,6 +80,7 @@ class Negotiation:
         if participant.closed:
             return
         assert isinstance(offer, api.SubscribeOffer)
+        participant.forget_subscriptions({info.consumer_id for info in offer.consumers})
         if not offer.consumers:
             self._settle()
             return

@@ -58,6 +58,15 @@ FORWARD_LATENCY = (
     "conclave_sfu_forward_latency_seconds",
     "Time from a packet reaching its producer to the last consumer's send, sampled on one packet in 256",
 )
+# NACKed sequence numbers the worker did not retransmit, from its counters
+# `nack_refused_<reason>` (sfu/engine/stats.py, NACK_REFUSED_REASONS): over the
+# consumer's budget, answered moments ago, older than sfu.nack_max_age_s. A fixed set
+# of label values (a test keeps it equal to the worker's).
+NACK_REFUSED_REASONS = ("budget", "duplicate", "too_old")
+NACK_REFUSED = (
+    "conclave_sfu_nack_refused",
+    "Sequence numbers subscribers asked to be retransmitted that the worker refused, by reason",
+)
 
 
 class LoopLagMonitor:
@@ -134,6 +143,7 @@ class _StateCollector(Collector):
         yield dropped
         yield from gauges.values()
         yield _forward_latency(workers)
+        yield _nack_refused(workers)
 
 
 def _forward_latency(workers: list) -> Metric:
@@ -143,6 +153,15 @@ def _forward_latency(workers: list) -> Metric:
         buckets = forward_latency_buckets(totals)
         if buckets:
             family.add_metric([str(worker.index)], buckets, sum_value=totals.get("forward_time_us_sum", 0) / 1e6)
+    return family
+
+
+def _nack_refused(workers: list) -> Metric:
+    family = CounterMetricFamily(*NACK_REFUSED, labels=["worker", "reason"])
+    for worker in workers:
+        totals = worker.counters()
+        for reason in NACK_REFUSED_REASONS:
+            family.add_metric([str(worker.index), reason], totals.get(f"nack_refused_{reason}", 0))
     return family
 
 

@@ -2,8 +2,9 @@
 
 Each subscriber sees a continuous stream of its own: SSRC, sequence number, timestamp,
 payload type and header-extension ids are rewritten per consumer (`forward`), NACKs are
-answered from the producer's packet cache (`retransmit`), and the publisher's sender
+answered from the producer's packet cache (`on_nack`), and the publisher's sender
 reports are translated so audio and video stay in sync (`send_sender_report`).
+NACKs are answered within a budget per consumer (`on_nack`, sfu/engine/retransmit.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 import struct
 from typing import TYPE_CHECKING, Protocol
 
+from sfu.engine.retransmit import ANSWER, REFUSED_DUPLICATE, RetransmitBudget
 from sfu.engine.stats import Counters
 from sfu.wire import rtcp, rtp
 
@@ -108,6 +110,8 @@ class Consumer:
         "octets_sent",
         "counters",
         "listener",
+        "retransmits",
+        "active_since",
     )
 
     def __init__(
@@ -153,6 +157,8 @@ class Consumer:
         self.octets_sent = 0
         self.counters = counters
         self.listener = listener
+        self.retransmits: RetransmitBudget | None = None  # made at the first NACK
+        self.active_since = 0.0  # when the subscriber accepted it (its forwarded counts start)
 
     # ------------------------------------------------------------------ hot path
 
@@ -218,15 +224,52 @@ class Consumer:
 
     # ------------------------------------------------------------- feedback path
 
-    def retransmit(self, out_seq: int) -> None:
-        """Answer one NACKed sequence number from the producer's cache."""
-        self.counters.nack_requested += 1
+    def on_nack(self, pairs: list[tuple[int, int]]) -> None:
+        """Answer what one RTCP compound's NACKs for this consumer name, as (PID, BLP)
+        pairs (RFC 4585 §6.2.1), from the producer's cache and within this consumer's
+        budget (sfu.engine.retransmit). Refused numbers are counted by reason: over the
+        budget (and everything after the second's look at NACKs is used up, counted per
+        pair unexpanded), answered moments ago, or older than the policy's max_age_s."""
+        producer = self.producer
+        budget = self.retransmits
+        if budget is None:
+            budget = self.retransmits = RetransmitBudget(producer.retransmit_policy, self.active_since)
+        budget.start(producer.clock(), self.packets_sent, self.octets_sent)
+        # The newest packet received: its timestamp dates the others (RTP time is the
+        # sender's clock; a stream that paused or went silent only looks older).
+        newest = producer.cache.get(producer.reception.max_seq) if producer.reception.started else None
+        newest_ts = -1 if newest is None else _U32.unpack_from(newest, 4)[0]
+        max_age = int(budget.policy.max_age_s * producer.params.clock_rate)
+        for index, (pid, blp) in enumerate(pairs):
+            numbers = rtcp.nack_sequence_numbers(pid, blp)
+            for position, out_seq in enumerate(numbers):
+                if not budget.may_examine():
+                    unexamined = len(numbers) - position + sum(rtcp.nack_pair_size(b) for _, b in pairs[index + 1 :])
+                    self.counters.nack_requested += unexamined
+                    self.counters.nack_refused_budget += unexamined
+                    return
+                self._retransmit(out_seq, budget, newest_ts, max_age)
+
+    def _retransmit(self, out_seq: int, budget: RetransmitBudget, newest_ts: int, max_age: int) -> None:
+        counters = self.counters
+        counters.nack_requested += 1
         seq = (out_seq - self.seq_offset) & 0xFFFF
         packet = self.producer.cache.get(seq)
         if packet is None or not self.active:
-            self.counters.nack_missed += 1
+            counters.nack_missed += 1
             return
         ts = _U32.unpack_from(packet, 4)[0]
+        age = (newest_ts - ts) & 0xFFFFFFFF
+        if newest_ts >= 0 and max_age < age < 0x80000000:
+            counters.nack_refused_too_old += 1
+            return
+        verdict = budget.admit(out_seq, len(packet))
+        if verdict != ANSWER:
+            if verdict == REFUSED_DUPLICATE:
+                counters.nack_refused_duplicate += 1
+            else:
+                counters.nack_refused_budget += 1
+            return
         buf = bytearray(packet)
         buf[1] = (buf[1] & 0x80) | self.payload_type
         _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc)
@@ -265,6 +308,7 @@ class Consumer:
         self.ext_key = (ext_table, tcc_id)
         if not self.active:
             self.active = True
+            self.active_since = self.producer.clock()
             self.resync()
 
     def can_send(self) -> bool:

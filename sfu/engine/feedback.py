@@ -14,19 +14,35 @@ from sfu.engine.stats import Counters
 from sfu.wire import rtcp
 
 
+# What the SFU acts on; every other member (receiver reports, transport-cc and REMB from
+# subscribers, SDES, BYE, XR) is left unparsed: it would cost without doing anything.
+ACTED_ON = frozenset(
+    {
+        rtcp.RTCP_SR,
+        (rtcp.RTCP_RTPFB, rtcp.RTPFB_NACK),
+        (rtcp.RTCP_PSFB, rtcp.PSFB_PLI),
+        (rtcp.RTCP_PSFB, rtcp.PSFB_FIR),
+    }
+)
+
+
 def handle_rtcp(
     plain: bytes,
     producers_by_ssrc: Mapping[int, Producer],
     consumers_by_ssrc: Mapping[int, Consumer],
     counters: Counters,
 ) -> None:
-    """Route one decrypted compound RTCP packet (RFC 3550 §6, RFC 4585, RFC 5104)."""
+    """Route one decrypted compound RTCP packet (RFC 3550 §6, RFC 4585, RFC 5104).
+
+    The NACKs of one compound reach each consumer together, once (`Consumer.on_nack`):
+    its budget sees the whole request, and a number named twice is answered once."""
     counters.rtcp_received += 1
     try:
-        packets = rtcp.parse_compound(plain)
+        packets = rtcp.parse_compound(plain, ACTED_ON)
     except ValueError:
         counters.drop("malformed_rtcp")
         return
+    nacked: dict[Consumer, list[tuple[int, int]]] | None = None
     for packet in packets:
         if isinstance(packet, rtcp.SenderReport):
             producer = producers_by_ssrc.get(packet.ssrc)
@@ -35,8 +51,9 @@ def handle_rtcp(
         elif isinstance(packet, rtcp.Nack):
             consumer = consumers_by_ssrc.get(packet.media_ssrc)
             if consumer is not None:
-                for seq in packet.lost:
-                    consumer.retransmit(seq)
+                if nacked is None:
+                    nacked = {}
+                nacked.setdefault(consumer, []).extend(packet.pairs)
         elif isinstance(packet, rtcp.Pli):
             counters.pli_received += 1
             _keyframe_wanted(consumers_by_ssrc, packet.media_ssrc)
@@ -44,6 +61,9 @@ def handle_rtcp(
             counters.fir_received += 1
             for ssrc, _ in packet.entries:
                 _keyframe_wanted(consumers_by_ssrc, ssrc)
+    if nacked is not None:
+        for consumer, pairs in nacked.items():
+            consumer.on_nack(pairs)
 
 
 def _keyframe_wanted(consumers_by_ssrc: Mapping[int, Consumer], ssrc: int) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from sfu.engine.keyframes import KeyframeRequester
 from sfu.engine.nack_cache import PacketCache
+from sfu.engine.retransmit import DEFAULT_POLICY, RetransmitPolicy
 from sfu.engine.stats import FORWARD_TIME_SAMPLE_EVERY, Counters
 from sfu.wire import codecs, rtcp, rtp
 from sfu.wire.reception import ReceptionStats
@@ -127,6 +128,7 @@ class Producer:
         "clock",
         "stream_id",
         "listener",
+        "retransmit_policy",
         "_codec",
         "_extension_memo",
     )
@@ -141,6 +143,7 @@ class Producer:
         cache_size: int = 1024,
         pli_min_interval: float = 0.5,
         listener: ProducerListener = NO_LISTENER,
+        retransmit_policy: RetransmitPolicy = DEFAULT_POLICY,
     ) -> None:
         self.params = params
         self.id = params.producer_id
@@ -160,6 +163,8 @@ class Producer:
         self.clock = clock
         self.stream_id = stream_id
         self.listener = listener
+        # How much each of its consumers may retransmit (read at a consumer's first NACK).
+        self.retransmit_policy = retransmit_policy
         self._codec = params.codec_name.lower()
         # (ext_table, tcc_id) -> (packet, bytes before the tcc value, bytes after it)
         self._extension_memo: dict[tuple[bytes | None, int], tuple[bytes, bytes, bytes | None]] = {}

@@ -10,7 +10,9 @@ DROP_REASONS = (
     "oversized",
     "unknown_packet",
     "malformed_stun",
-    "stun_auth",
+    "stun_auth",  # a check for no transport of ours, or with a wrong MESSAGE-INTEGRITY: not answered
+    "stun_unexpected",  # a STUN response we did not ask for, or not a Binding
+    "address_taken",  # a nominated check from an address another transport's peer has
     "unknown_peer",
     "dtls_error",
     "malformed_dtls",
@@ -24,6 +26,11 @@ DROP_REASONS = (
     "socket_buffer_full",  # the kernel's count for the worker's sockets, filled in by the worker
 )
 
+
+# Why a NACKed sequence number was not retransmitted (sfu/engine/retransmit.py): counted
+# as `nack_refused_<reason>`; control exports them as conclave_sfu_nack_refused_total.
+# (`nack_missed`: not in the cache any more, or the consumer is not forwarding.)
+NACK_REFUSED_REASONS = ("budget", "duplicate", "too_old")
 
 # Upper bounds (µs) of the fan-out time histogram: how long one packet takes from the
 # producer to the last consumer's send, sampled on one packet in FORWARD_TIME_SAMPLE_EVERY.
@@ -42,6 +49,9 @@ class Counters:
         "nack_requested",
         "nack_answered",
         "nack_missed",
+        "nack_refused_budget",
+        "nack_refused_duplicate",
+        "nack_refused_too_old",
         "pli_sent",
         "pli_received",
         "fir_received",
@@ -49,6 +59,9 @@ class Counters:
         "padding_received",
         "rtx_received",
         "stun_requests",
+        "ice_probes_sent",
+        "ice_path_switches",
+        "ice_consent_expired",
         "forward_time_samples",
         "forward_time_us_sum",
         "dropped",

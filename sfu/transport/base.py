@@ -107,6 +107,9 @@ class Transport:
     def send_transport_feedback(self) -> None:
         """Periodic transport-wide congestion control feedback, where negotiated (WebRTC)."""
 
+    def check_consent(self) -> None:
+        """Periodic: stop sending to a peer whose consent lapsed (WebRTC, RFC 7675)."""
+
     # ------------------------------------------------------------------ the tree
 
     def allocate_mid(self) -> str:

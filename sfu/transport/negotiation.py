@@ -1,8 +1,14 @@
 """Glue between SDP offer/answer (sfu.wire.sdp) and the engine's producers and consumers.
 
-Publish: the client offers, we answer recvonly and get one producer per sending m-line.
-Subscribe: we offer one sendonly m-line per consumer (closed ones stay, inactive: mids
-are never reused), the client answers, and accepted consumers start forwarding.
+Publish: the client offers, we answer recvonly and get one producer per sending m-line,
+within limits: at most `max_mlines` m-lines in an offer and `max_producers` producers on
+the transport (refused whole, ValueError: the worker answers RequestFailed "invalid");
+a producer whose mid is gone from the offer, or no longer sends, is closed.
+Subscribe: we offer one sendonly m-line per consumer. A closed consumer's m-line is
+rejected (port 0; inactive if it is the first, which tags the BUNDLE group), and once
+the client has answered that, a new consumer of the same kind recycles it under a new
+mid (RFC 8829 §5.2.2): the offer stays as long as what is forwarded, not as long as the
+meeting's history of tracks.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ def _apply_remote(transport: WebRtcTransport, remote: sdp.RemoteTransport) -> No
         remote.ice_ufrag,
         [(f.algorithm, f.value) for f in remote.fingerprints],
         remote.dtls_role,
+        remote.ice_pwd,
     )
 
 
@@ -41,24 +48,38 @@ def apply_publish_offer(
     local: sdp.LocalTransport,
     policy: sdp.CodecPolicy,
     make_producer: Callable[[ProducerParams], Producer],
+    max_mlines: int = 32,
+    max_producers: int = 8,
 ) -> tuple[str, list[Producer], list[Producer]]:
-    """Returns (answer SDP, new producers, producers whose m-line went away)."""
+    """Returns (answer SDP, new producers, producers whose m-line went away or stopped
+    sending). Nothing changes on the transport when the offer is refused (ValueError)."""
     offer = sdp.parse(offer_text)
+    if len(offer.media) > max_mlines:
+        raise ValueError(
+            f"the publish offer has {len(offer.media)} m-lines, at most {max_mlines} (media.max_publish_mlines)"
+        )
     answer, tracks, remote = sdp.answer_publish(offer, local, policy)
+    sending = {track.mid: track for track in tracks if track.active}
+    if len(sending) > max_producers:
+        raise ValueError(
+            f"the publish offer sends {len(sending)} tracks, at most {max_producers} (media.max_published_tracks)"
+        )
     _apply_remote(transport, remote)
-    created: list[Producer] = []
     closed: list[Producer] = []
-    for track in tracks:
-        existing = transport.producers_by_mid.get(track.mid)
-        if existing is not None and (not track.active or existing.ssrc not in (None, track.ssrc)):
-            closed.append(existing)
-            existing = None
-        if track.active and existing is None:
-            if track.extmap.get(rtp.URI_MID):
-                transport.mid_ext_id = track.extmap[rtp.URI_MID]
-            if track.extmap.get(rtp.URI_TRANSPORT_CC):
-                transport.tcc_ext_id = track.extmap[rtp.URI_TRANSPORT_CC]
-            created.append(make_producer(_producer_params(track, sources)))
+    for mid, existing in transport.producers_by_mid.items():
+        track = sending.get(mid)
+        if track is None or existing.ssrc not in (None, track.ssrc):
+            closed.append(existing)  # its m-line is gone, stopped sending, or is another stream now
+    replaced = {p.params.mid for p in closed}
+    created: list[Producer] = []
+    for track in sending.values():
+        if track.mid in transport.producers_by_mid and track.mid not in replaced:
+            continue  # the same stream as before
+        if track.extmap.get(rtp.URI_MID):
+            transport.mid_ext_id = track.extmap[rtp.URI_MID]
+        if track.extmap.get(rtp.URI_TRANSPORT_CC):
+            transport.tcc_ext_id = track.extmap[rtp.URI_TRANSPORT_CC]
+        created.append(make_producer(_producer_params(track, sources)))
     return sdp.serialize(answer), created, closed
 
 
@@ -103,8 +124,13 @@ def create_subscribe_offer(
     transport: WebRtcTransport, local: sdp.LocalTransport, policy: sdp.CodecPolicy
 ) -> tuple[str, list[Consumer]]:
     tracks = []
-    for consumer in transport.consumer_slots:
+    rejected: list[tuple[int, Consumer]] = []
+    for index, consumer in enumerate(transport.consumer_slots):
         producer = consumer.producer
+        # The first m-line tags the BUNDLE group: a closed one stays inactive, never rejected.
+        reject = consumer.closed and index > 0
+        if reject:
+            rejected.append((index, consumer))
         tracks.append(
             sdp.SubscribeTrack(
                 mid=consumer.mid,
@@ -116,11 +142,13 @@ def create_subscribe_offer(
                 stream_id=producer.stream_id,
                 track_id=producer.id,
                 active=not consumer.closed,
+                rejected=reject,
             )
         )
     transport.session_version += 1
     offer = sdp.offer_subscribe(local, tracks, policy, transport.rtcp_ssrc, transport.session_version)
     transport.pending_offer = offer
+    transport.pending_rejected = rejected
     return sdp.serialize(offer), list(transport.consumer_slots)
 
 
@@ -131,6 +159,11 @@ def apply_subscribe_answer(transport: WebRtcTransport, answer_text: str) -> None
     result = sdp.read_subscribe_answer(sdp.parse(answer_text), offer)  # type: ignore[arg-type]
     _apply_remote(transport, result.remote)
     transport.pending_offer = None
+    # The client has stopped the transceivers of the rejected m-lines: free for recycling.
+    for index, consumer in transport.pending_rejected:
+        if index < len(transport.consumer_slots) and transport.consumer_slots[index] is consumer:
+            transport.recyclable.add(index)
+    transport.pending_rejected = []
     tcc_id = result.extmap.get(rtp.URI_TRANSPORT_CC, 0)
     for consumer in transport.consumer_slots:
         if consumer.closed or not result.accepted.get(consumer.mid, False):

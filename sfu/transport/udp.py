@@ -2,7 +2,8 @@
 
 Demultiplexing follows RFC 7983 §7 on the first byte: 0–3 STUN, 20–63 DTLS, 128–191
 RTP/RTCP. STUN is routed by ICE ufrag (the peer may not have an address yet); DTLS and
-SRTP by the remote address an ICE check selected. Anything else, and anything that
+SRTP by the remote address an ICE check selected (one transport per address: a check
+never takes another transport's address, `bind_peer`). Anything else, and anything that
 fails to parse, is counted by reason and dropped: bad input never reaches a traceback.
 """
 
@@ -74,12 +75,23 @@ class MediaSocket(DatagramEndpoint):
         # ICMP errors (peer gone) arrive here on Linux; nothing to do per packet.
         pass
 
-    def bind_peer(self, peer: WebRtcTransport, old: Address | None, new: Address) -> None:
+    def bind_peer(self, peer: WebRtcTransport, old: Address | None, new: Address) -> bool:
+        """DTLS and SRTP from `new` go to `peer` (from `old` no more). False, and nothing
+        changes, when another open transport's peer is at `new`: a check naming one
+        transport never takes another's address (its media would go to the wrong one)."""
+        owner = self.peers.get(new)
+        if owner is not None and owner is not peer and not owner.closed:
+            return False
         if old is not None and self.peers.get(old) is peer:
             del self.peers[old]
         self.peers[new] = peer
+        return True
+
+    def release_peer(self, peer: WebRtcTransport, addr: Address) -> None:
+        if self.peers.get(addr) is peer:
+            del self.peers[addr]
 
     def unbind_peer(self, peer: WebRtcTransport) -> None:
         self.ice.unregister(peer)
-        if peer.addr is not None and self.peers.get(peer.addr) is peer:
-            del self.peers[peer.addr]
+        if peer.addr is not None:
+            self.release_peer(peer, peer.addr)

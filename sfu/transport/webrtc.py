@@ -11,7 +11,7 @@ import logging
 import random
 import secrets
 import struct
-from time import monotonic_ns
+from time import monotonic, monotonic_ns
 from typing import TYPE_CHECKING, Callable
 
 import pylibsrtp
@@ -22,6 +22,7 @@ from sfu.engine.stats import Counters
 from sfu.engine.twcc import TransportCcRecorder
 from sfu.transport.base import Transport
 from sfu.transport.dtls import DtlsSession
+from sfu.transport.ice import CONSENT_TIMEOUT_S, PROBE, SELECT, IcePath, new_tiebreaker
 from sfu.transport.srtp import FastSrtp
 from sfu.wire import dtls as dtls_records
 from sfu.wire import rtp
@@ -53,12 +54,19 @@ class WebRtcTransport(Transport):
         "ice_pwd",
         "ice_pwd_bytes",
         "remote_ice_ufrag",
+        "remote_ice_pwd_bytes",
+        "ice_tiebreaker",
+        "path",
+        "clock",
         "addr",
         "rx",
         "tx",
         "consumer_slots",
+        "max_consumer_slots",
+        "recyclable",
         "session_version",
         "pending_offer",
+        "pending_rejected",
         "tcc_seq",
         "remote_fingerprints",
         "dtls_role",
@@ -82,6 +90,9 @@ class WebRtcTransport(Transport):
         certificate: RTCCertificate,
         counters: Counters,
         on_state: Callable[[WebRtcTransport, str], None],
+        max_consumer_slots: int = 64,
+        consent_timeout_s: float = CONSENT_TIMEOUT_S,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
         super().__init__(transport_id, router, counters)
         self.direction = direction
@@ -89,13 +100,23 @@ class WebRtcTransport(Transport):
         self.ice_pwd = _ice_string(24)
         self.ice_pwd_bytes = self.ice_pwd.encode()
         self.remote_ice_ufrag: str | None = None
+        self.remote_ice_pwd_bytes: bytes | None = None  # keys our own checks (IcePath's probes)
+        self.ice_tiebreaker = new_tiebreaker()
+        self.path = IcePath(consent_timeout_s)  # where we send, and its consent
+        self.clock = clock
+        # The selected address (path.selected): what the hot path sends to; None: nowhere.
         self.addr: Address | None = None
         self.rx: FastSrtp | None = None
         self.tx: FastSrtp | None = None
-        # m-line order of the subscribe offer; closed consumers stay (mids are never reused)
+        # m-line order of the subscribe offer. A closed consumer keeps its m-line until a
+        # new consumer of its kind recycles it (under a new mid), which may happen once the
+        # client has answered an offer rejecting it (negotiation.apply_subscribe_answer).
         self.consumer_slots: list[Consumer] = []
+        self.max_consumer_slots = max_consumer_slots
+        self.recyclable: set[int] = set()  # indexes in consumer_slots
         self.session_version = 0
         self.pending_offer: object | None = None
+        self.pending_rejected: list[tuple[int, Consumer]] = []  # what the pending offer rejects
         self.tcc_seq = random.getrandbits(16)
         self.remote_fingerprints: list[tuple[str, str]] = []
         self.dtls_role: str | None = None
@@ -109,18 +130,53 @@ class WebRtcTransport(Transport):
 
     # ------------------------------------------------------------------ ICE / DTLS
 
-    def on_ice_check(self, addr: Address, use_candidate: bool) -> None:
+    def on_ice_check(self, addr: Address, nominated: bool) -> None:
+        """An authenticated check from `addr` (ice.IceLiteServer answered it)."""
         if self.closed:
             return
-        if self.addr != addr and (self.addr is None or use_candidate):
-            self.socket.bind_peer(self, self.addr, addr)
-            self.addr = addr
+        now = self.clock()
+        decision = self.path.on_check(addr, nominated, now, self.connected)
+        if decision == SELECT:
+            self._select(addr, now)
+        elif decision == PROBE:
+            transaction_id = self.socket.ice.probe(self, addr)
+            if transaction_id is not None:
+                self.path.probing(addr, transaction_id, now)
+
+    def on_ice_answer(self, addr: Address, transaction_id: bytes) -> None:
+        """`addr` answered a check of ours with the peer's credentials."""
+        if self.closed:
+            return
+        now = self.clock()
+        if self.path.on_answer(addr, transaction_id, now):
+            self._select(addr, now)
+
+    def _select(self, addr: Address, now: float) -> None:
+        if not self.socket.bind_peer(self, self.addr, addr):
+            self.counters.drop("address_taken")  # another transport's peer is there
+            return
+        if self.addr is not None and self.addr != addr:
+            self.counters.ice_path_switches += 1
+        self.path.select(addr, now)
+        self.addr = addr
         self._maybe_start_dtls()
 
-    def set_remote(self, ice_ufrag: str, fingerprints: list[tuple[str, str]], dtls_role: str) -> None:
+    def check_consent(self) -> None:
+        """RFC 7675 §5.1: no authenticated check from the selected address for
+        consent_timeout_s: stop sending there (nothing is sent while addr is None)."""
+        if self.addr is not None and self.path.expire(self.clock()):
+            self.counters.ice_consent_expired += 1
+            self.socket.release_peer(self, self.addr)
+            self.addr = None
+
+    def set_remote(
+        self, ice_ufrag: str, fingerprints: list[tuple[str, str]], dtls_role: str, ice_pwd: str | None = None
+    ) -> None:
         if self.remote_ice_ufrag is not None and ice_ufrag != self.remote_ice_ufrag:
             raise ValueError("ICE restart is not supported (remote ufrag changed)")
         self.remote_ice_ufrag = ice_ufrag
+        if ice_pwd and self.remote_ice_pwd_bytes is None:
+            self.remote_ice_pwd_bytes = ice_pwd.encode()
         if not self.remote_fingerprints:
             self.remote_fingerprints = fingerprints
             self.dtls_role = dtls_role
@@ -243,10 +299,25 @@ class WebRtcTransport(Transport):
     # ------------------------------------------------------------------ the tree
 
     def consume(self, consumer_id: str, producer: Producer, codec: Codec) -> Consumer:
+        """A consumer on an m-line of the next subscribe offer: a recycled one of its kind
+        if there is one, else a new one, up to max_consumer_slots (ValueError past it:
+        every m-line is in the subscriber's answer, which has to fit in one signaling
+        message)."""
         if self.direction != "subscribe":
             raise ValueError(f"transport {self.id} is a {self.direction} transport")
+        kind = producer.params.kind
+        index = next((i for i in sorted(self.recyclable) if self.consumer_slots[i].kind == kind), None)
+        if index is None and len(self.consumer_slots) >= self.max_consumer_slots:
+            raise ValueError(
+                f"the subscribe connection has {len(self.consumer_slots)} m-lines, at most "
+                f"{self.max_consumer_slots} (media.max_subscribe_mlines): unsubscribe from a track first"
+            )
         consumer = super().consume(consumer_id, producer, codec)
-        self.consumer_slots.append(consumer)  # an m-line of the next subscribe offer
+        if index is None:
+            self.consumer_slots.append(consumer)
+        else:
+            self.recyclable.discard(index)
+            self.consumer_slots[index] = consumer
         return consumer
 
     def _rtx_payload_type(self, codec: Codec) -> int | None:

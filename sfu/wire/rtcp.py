@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 RTCP_VERSION = 2
 RTCP_SR = 200
@@ -52,6 +52,7 @@ _TWO_U32 = struct.Struct("!II")
 _REPORT_BLOCK = struct.Struct("!IIIIII")
 _SENDER_INFO = struct.Struct("!QIII")
 _TWCC_HEADER = struct.Struct("!HHI")
+_PID_BLP = struct.Struct("!HH")
 _REMB_HEADER = struct.Struct("!4sBBH")
 
 
@@ -140,14 +141,58 @@ class Bye(_Record):
 
 
 class Nack(_Record):
-    """Generic NACK with PID/BLP pairs expanded to sequence numbers, in packet order."""
+    """Generic NACK (RFC 4585 §6.2.1) as its (PID, BLP) pairs, in packet order.
 
-    __slots__ = ("sender_ssrc", "media_ssrc", "lost")
+    Parsing does not expand them: one 1.3 KB NACK names up to ~5,000 sequence numbers,
+    and a receiver that refuses most of a flood (sfu.engine.retransmit) counts them per
+    pair (`pair_size`) instead. `lost` expands them (each number once, in packet order).
+    Two NACKs are equal when they name the same numbers, however packed.
+    """
 
-    def __init__(self, sender_ssrc: int, media_ssrc: int, lost: list[int]) -> None:
+    __slots__ = ("sender_ssrc", "media_ssrc", "pairs")
+
+    def __init__(
+        self, sender_ssrc: int, media_ssrc: int, lost: Iterable[int] = (), pairs: list[tuple[int, int]] | None = None
+    ) -> None:
         self.sender_ssrc = sender_ssrc
         self.media_ssrc = media_ssrc
-        self.lost = lost
+        self.pairs = pairs if pairs is not None else _pack_nack(lost) if lost else []
+
+    @property
+    def lost(self) -> list[int]:
+        lost: list[int] = []
+        seen: set[int] = set()
+        for pid, blp in self.pairs:
+            for seq in nack_sequence_numbers(pid, blp):
+                if seq not in seen:
+                    seen.add(seq)
+                    lost.append(seq)
+        return lost
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return (self.sender_ssrc, self.media_ssrc, self.lost) == (other.sender_ssrc, other.media_ssrc, other.lost)
+
+    def __repr__(self) -> str:
+        return f"Nack(sender_ssrc={self.sender_ssrc!r}, media_ssrc={self.media_ssrc!r}, lost={self.lost!r})"
+
+
+def nack_sequence_numbers(pid: int, blp: int) -> list[int]:
+    """RFC 4585 §6.2.1: PID, then PID+i+1 for each bit i set in BLP."""
+    lost = [pid]
+    bit = 0
+    while blp:
+        if blp & 1:
+            lost.append((pid + bit + 1) & 0xFFFF)
+        blp >>= 1
+        bit += 1
+    return lost
+
+
+def nack_pair_size(blp: int) -> int:
+    """How many sequence numbers one (PID, BLP) pair names."""
+    return 1 + blp.bit_count()
 
 
 class Pli(_Record):
@@ -230,11 +275,16 @@ RtcpPacket = (
 # --- parsing -------------------------------------------------------------------------
 
 
-def parse_compound(data) -> list[RtcpPacket]:
+def parse_compound(data, only: Container[int | tuple[int, int]] | None = None) -> list[RtcpPacket]:
     """Split a compound packet (RFC 3550 §6.1) and parse each member.
 
     Reduced-size RTCP (RFC 5506) is accepted: no member order is enforced. Padding
     (P bit) is honoured on any member, as libwebrtc writes it on transport-cc.
+
+    `only`: parse just the members whose packet type, or (packet type, count/FMT), is in
+    it; the others come back as `UnknownRtcp` (their bytes, unparsed). A receiver that
+    acts on a few kinds should say which: parsing is not free for every kind (a 40-byte
+    transport-cc member may announce 65,535 packet statuses).
     """
     size = len(data)
     if size == 0:
@@ -259,6 +309,8 @@ def parse_compound(data) -> list[RtcpPacket]:
             body_end = end - padding
         count = first & 0x1F
         parser = _PARSERS.get(packet_type)
+        if only is not None and packet_type not in only and (packet_type, count) not in only:
+            parser = None
         if parser is None:
             packets.append(UnknownRtcp(packet_type, count, bytes(data[pos:end])))
         else:
@@ -361,27 +413,7 @@ def _parse_nack(data, start: int, end: int) -> Nack:
     fci = end - start - 8
     if fci == 0 or fci % 4:
         raise ValueError(f"RTCP NACK FCI: {fci} bytes, need a positive multiple of 4")
-    lost: list[int] = []
-    seen: set[int] = set()
-    for pos in range(start + 8, end, 4):
-        pid = (data[pos] << 8) | data[pos + 1]
-        blp = (data[pos + 2] << 8) | data[pos + 3]
-        for seq in _expand_pid_blp(pid, blp):
-            if seq not in seen:
-                seen.add(seq)
-                lost.append(seq)
-    return Nack(sender, media, lost)
-
-
-def _expand_pid_blp(pid: int, blp: int) -> list[int]:
-    lost = [pid]
-    bit = 0
-    while blp:
-        if blp & 1:
-            lost.append((pid + bit + 1) & 0xFFFF)
-        blp >>= 1
-        bit += 1
-    return lost
+    return Nack(sender, media, pairs=list(_PID_BLP.iter_unpack(data[start + 8 : end])))
 
 
 def _parse_transport_feedback(data, start: int, end: int) -> TransportFeedback:
@@ -612,7 +644,13 @@ def build_nack(sender_ssrc: int, media_ssrc: int, lost: Iterable[int]) -> bytes:
     Sequence numbers are ordered around the 16-bit circle starting after the widest
     gap, so a loss burst across the wrap (65534, 65535, 0, 1) is one pair.
     """
-    header = _feedback_header(sender_ssrc, media_ssrc)
+    body = bytearray(_feedback_header(sender_ssrc, media_ssrc))
+    for pair in _pack_nack(lost):
+        body += _PID_BLP.pack(*pair)
+    return _member(RTCP_RTPFB, RTPFB_NACK, body)
+
+
+def _pack_nack(lost: Iterable[int]) -> list[tuple[int, int]]:
     values = set()
     for seq in lost:
         _check_range("lost sequence number", seq, 0xFFFF)
@@ -620,7 +658,7 @@ def build_nack(sender_ssrc: int, media_ssrc: int, lost: Iterable[int]) -> bytes:
     if not values:
         raise ValueError("lost: no sequence numbers")
     ordered = _circular_order(sorted(values))
-    body = bytearray(header)
+    pairs = []
     index = 0
     while index < len(ordered):
         pid = ordered[index]
@@ -632,8 +670,8 @@ def build_nack(sender_ssrc: int, media_ssrc: int, lost: Iterable[int]) -> bytes:
                 break
             blp |= 1 << (distance - 1)
             index += 1
-        body += struct.pack("!HH", pid, blp)
-    return _member(RTCP_RTPFB, RTPFB_NACK, body)
+        pairs.append((pid, blp))
+    return pairs
 
 
 def _circular_order(values: list[int]) -> list[int]:

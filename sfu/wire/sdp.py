@@ -401,7 +401,11 @@ class SubscribeTrack:
     cname: str
     stream_id: str
     track_id: str
-    active: bool  # False -> a=inactive, no ssrc lines (a closed consumer; mids not reused)
+    active: bool  # False -> a=inactive, no ssrc lines (a closed consumer)
+    # With active False: port 0 and out of the BUNDLE group (RFC 8829 §5.2.2, RFC 8843
+    # §7.2): the client stops its transceiver, and once it has answered, a later offer
+    # may recycle the m= section for a new track under a new mid.
+    rejected: bool = False
 
 
 def _subscribe_section(track: SubscribeTrack, local: LocalTransport,
@@ -412,6 +416,9 @@ def _subscribe_section(track: SubscribeTrack, local: LocalTransport,
                              "sendonly" if track.active else "inactive",
                              codecs=[replace(track.codec)], extmap=extmap, rtcp_rsize=True)
     _apply_local_transport(media, local, "actpass")  # RFC 8842 §5.2: offers use actpass
+    if track.rejected and not track.active:
+        media.rejected = True
+        media.port = 0
     if track.active:
         # RFC 8830 §2 / RFC 5576 §4.1: the client learns stream/track ids and our SSRCs.
         media.msid = (track.stream_id, track.track_id)
@@ -425,7 +432,8 @@ def _subscribe_section(track: SubscribeTrack, local: LocalTransport,
 
 def offer_subscribe(local: LocalTransport, tracks: list[SubscribeTrack], policy: CodecPolicy,
                     session_id: int, session_version: int) -> SessionDescription:
-    """Offer the forwarded tracks sendonly, in the given order, all in one BUNDLE group.
+    """Offer the forwarded tracks sendonly, in the given order, all in one BUNDLE group
+    but for the rejected ones (RFC 8843 §7.2: a rejected m= section is in no group).
 
     Pass ``session_version`` one higher on every renegotiation (RFC 3264 §8); keep
     ``session_id`` for the life of the PeerConnection."""
@@ -438,7 +446,10 @@ def offer_subscribe(local: LocalTransport, tracks: list[SubscribeTrack], policy:
         if track.kind not in ("audio", "video"):
             raise ValueError(f"mid {track.mid!r}: kind must be audio or video")
     media = [_subscribe_section(track, local, policy) for track in tracks]
-    return SessionDescription(session_id, session_version, ice_lite=True, bundle=mids,
+    if media and all(section.rejected for section in media):
+        raise ValueError("every subscribe m= section is rejected: the transport would go")
+    bundle = [section.mid for section in media if not section.rejected]
+    return SessionDescription(session_id, session_version, ice_lite=True, bundle=bundle,
                               media=media)
 
 

@@ -1,5 +1,5 @@
 """/metrics of a served worker after real forwarding: the sampled fan-out time as a
-Prometheus histogram in seconds, and drops by reason.
+Prometheus histogram in seconds, and drops by reason; refused NACKs by reason.
 
 A live server (control + a real worker process, 127.0.0.1); the test drives that worker
 over control's own channel with plain RTP transports (docs/plain-rtp.md): one producer,
@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.messages import Message
 from sfu import api
-from sfu.engine.stats import FORWARD_TIME_BUCKETS_US, FORWARD_TIME_SAMPLE_EVERY
+from control.metrics import exporter
+from sfu.engine.stats import FORWARD_TIME_BUCKETS_US, FORWARD_TIME_SAMPLE_EVERY, NACK_REFUSED_REASONS, Counters
 from sfu.wire import rtp
 
 HISTOGRAM = "conclave_sfu_forward_latency_seconds"
@@ -140,3 +141,25 @@ async def test_forward_latency_histogram_and_drops_by_reason_in_metrics(conclave
     assert math.isclose(total, counters["forward_time_us_sum"] / 1e6)
     for bound, (_, value) in zip(FORWARD_TIME_BUCKETS_US, buckets):
         assert value == counters[f"forward_time_us_le_{bound}"]
+
+
+class _Slot:
+    def __init__(self, index: int, counters: dict[str, int]) -> None:
+        self.index = index
+        self._counters = counters
+
+    def counters(self) -> dict[str, int]:
+        return self._counters
+
+
+def test_refused_nacks_are_one_counter_by_worker_and_a_fixed_set_of_reasons():
+    assert exporter.NACK_REFUSED_REASONS == NACK_REFUSED_REASONS
+    worker_counters, _ = Counters().snapshot()
+    assert {f"nack_refused_{reason}" for reason in NACK_REFUSED_REASONS} <= set(worker_counters)
+    family = exporter._nack_refused([_Slot(0, {"nack_refused_budget": 7, "nack_refused_bogus": 3}), _Slot(1, {})])
+    assert family.name == "conclave_sfu_nack_refused" and family.type == "counter"
+    values = {(s.labels["worker"], s.labels["reason"]): s.value for s in family.samples}
+    assert values == {
+        ("0", "budget"): 7, ("0", "duplicate"): 0, ("0", "too_old"): 0,
+        ("1", "budget"): 0, ("1", "duplicate"): 0, ("1", "too_old"): 0,
+    }  # fmt: skip

@@ -22,6 +22,7 @@ METRIC_NAMES = [
     "conclave_worker_packets_dropped_total",
     "conclave_worker_nack_requested_total",
     "conclave_worker_nack_answered_total",
+    "conclave_sfu_nack_refused_total",
     "conclave_worker_pli_sent_total",
     "conclave_worker_pli_received_total",
     "conclave_worker_transports",

@@ -65,14 +65,14 @@ def test_nack_is_answered_from_cache_as_rtx():
     producer.on_rtp(packet(1, payload=VP8_KEY), 1111)
     producer.on_rtp(packet(2), 1111)
     lost = header(sink.rtp[1]).sequence_number
-    consumer.retransmit(lost)
+    consumer.on_nack([(lost, 0)])
     rtx_packet = sink.rtp[-1]
     h = header(rtx_packet)
     assert (h.ssrc, h.payload_type) == (6666, 97)
     restored = rtp.unwrap_rtx(rtx_packet, 96, 5555)
     assert restored == sink.rtp[1]
     assert counters.nack_answered == 1
-    consumer.retransmit((lost + 1000) & 0xFFFF)
+    consumer.on_nack([((lost + 1000) & 0xFFFF, 0)])
     assert counters.nack_missed == 1
 
 

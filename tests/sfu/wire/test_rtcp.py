@@ -519,3 +519,28 @@ def test_fuzz_parse_compound_raises_only_value_error(data):
         return
     assert packets and all(repr(p) for p in packets)
     rtcp.parse_compound(memoryview(data))
+
+
+# --- NACK pairs, selective parsing -----------------------------------------------------------
+
+
+def test_a_nack_keeps_its_pairs_and_expands_on_demand():
+    data = rtcp.build_nack(1, 2, [10, 11, 26, 100])
+    nack = parse_one(data)
+    assert nack.pairs == [(10, 0b1000000000000001), (100, 0)]
+    assert [rtcp.nack_pair_size(blp) for _, blp in nack.pairs] == [3, 1]
+    assert nack.lost == [10, 11, 26, 100]
+    # Equal when naming the same numbers, however packed.
+    assert nack == rtcp.Nack(1, 2, pairs=[(10, 1), (26, 0), (100, 0)])
+    assert rtcp.Nack(1, 2, pairs=[(5, 1), (6, 0)]).lost == [5, 6]
+
+
+def test_parse_compound_can_leave_members_unparsed():
+    compound = rtcp.build_pli(1, 2) + rtcp.build_nack(1, 2, [7]) + rtcp.build_rr(1, [])
+    kinds = [type(p).__name__ for p in rtcp.parse_compound(compound, {(rtcp.RTCP_RTPFB, rtcp.RTPFB_NACK)})]
+    assert kinds == ["UnknownRtcp", "Nack", "UnknownRtcp"]
+    kinds = [type(p).__name__ for p in rtcp.parse_compound(compound, {rtcp.RTCP_RR, rtcp.RTCP_PSFB})]
+    assert kinds == ["Pli", "UnknownRtcp", "ReceiverReport"]
+    # Framing is still checked for every member.
+    with pytest.raises(ValueError):
+        rtcp.parse_compound(compound[:-1], set())

@@ -209,6 +209,9 @@ def test_codec_details():
     ("v=0\r\no=- 1\r\n", "o="),
     (MINIMAL + "m=audio 9/2 RTP/AVP 0\r\n", "port"),
     (MINIMAL + "m=audio 70000 RTP/AVP 0\r\n", "port"),
+    (MINIMAL + "m=video 99999999999 UDP/TLS/RTP/SAVPF 96\r\n", "m= port out of range"),
+    (MINIMAL + "m=video 9" + "9" * 30 + " UDP/TLS/RTP/SAVPF 96\r\n", "m= port is not a number"),
+    (MINIMAL + "m=video -9 UDP/TLS/RTP/SAVPF 96\r\n", "m= port is not a number"),
     (MINIMAL + "m=audio 9 RTP/AVP 200\r\n", "payload type"),
     (MINIMAL + "m=audio 9 RTP/AVP 0 0\r\n", "repeats"),
     (MINIMAL + "m=audio 9 RTP/AVP\r\n", "m="),
@@ -513,6 +516,18 @@ def test_captured_subscribe_offer_matches_ours():
         media.fingerprints = captured.media[0].fingerprints
         media.ice_pwd = captured.media[0].ice_pwd
     assert ours == captured
+
+
+def test_offer_subscribe_rejects_a_closed_track_out_of_the_bundle():
+    rejected = dataclasses.replace(TRACKS[2], active=False, rejected=True)
+    desc = sdp.offer_subscribe(LOCAL, [TRACKS[0], TRACKS[1], rejected], POLICY, 7000, 4)
+    assert desc.bundle == ["a0", "v0"]
+    closed = desc.media[2]
+    assert closed.rejected and closed.port == 0 and closed.direction == "inactive" and closed.ssrcs == []
+    text = sdp.serialize(desc)
+    assert "m=video 0 UDP/TLS/RTP/SAVPF 96 97\r\n" in text and sdp.parse(text) == desc
+    with pytest.raises(ValueError, match="every subscribe m= section is rejected"):
+        sdp.offer_subscribe(LOCAL, [rejected], POLICY, 7000, 5)
 
 
 @pytest.mark.parametrize("tracks, fragment", [
