@@ -113,8 +113,13 @@ def _load(hint: Any, value: Any, where: str) -> Any:
             return hint(**{k: _load(sub_hints[k], v, f"{where}.{k}") for k, v in value.items()})
         except (KeyError, TypeError) as exc:
             raise MessageError(f"{where}: {exc}") from None
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise MessageError(f"{where}: expected a number")
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise MessageError(f"{where}: number out of range") from None
     if hint is int and (not isinstance(value, int) or isinstance(value, bool)):
         raise MessageError(f"{where}: expected an integer")
     if hint in (str, bool) and not isinstance(value, hint):
