@@ -719,6 +719,11 @@ def seeds_signaling() -> list[bytes]:
 # ----------------------------------------------------------------------------- channel and messages
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # slow (it compiles each annotation): once per class
+
+
 def conforms(value: Any, hint: Any) -> bool:
     """Whether a loaded value has the type its field declares (what from_dict promises)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -734,7 +739,7 @@ def conforms(value: Any, hint: Any) -> bool:
         key, item = args or (str, Any)
         return isinstance(value, dict) and all(conforms(k, key) and conforms(v, item) for k, v in value.items())
     if dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
+        hints = _hints(hint)
         return isinstance(value, hint) and all(
             conforms(getattr(value, f.name), hints[f.name]) for f in dataclasses.fields(hint)
         )
@@ -746,7 +751,7 @@ def conforms(value: Any, hint: Any) -> bool:
 
 
 def check_message(message: messages.Message) -> None:
-    hints = typing.get_type_hints(type(message))
+    hints = _hints(type(message))
     for item in dataclasses.fields(message):
         value = getattr(message, item.name)
         check(conforms(value, hints[item.name]), f"{message.NAME}.{item.name} = {value!r} is not {hints[item.name]}")
