@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(failed)} parser(s) failed; work directory {args.out}")  # fmt: skip
     if args.json is not None:
         report = {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join(["python -m tests.fuzz", *(argv if argv is not None else sys.argv[1:])]),
             "engine": engine,
             "results": [asdict(r) for r in results],

@@ -21,6 +21,10 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.fuzz.targets import Target
 
 # What atheris instruments for coverage: every parser package and the targets themselves.
 INSTRUMENTED = ("sfu.wire", "recorder.media", "common.channel", "common.messages", "control.meeting.protocol",
@@ -40,7 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prepare(workdir: Path, target) -> dict[str, Path]:  # noqa: ANN001
+def prepare(workdir: Path, target: Target) -> dict[str, Path]:
     paths = {name: workdir / name for name in ("seeds", "corpus", "failures")}
     for path in paths.values():
         path.mkdir(parents=True, exist_ok=True)

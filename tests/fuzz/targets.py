@@ -892,7 +892,7 @@ TARGETS: dict[str, Target] = {
                "message decoding (Message.from_dict) of every registered message"),
         Target("_selftest", ("tests.fuzz.targets",), run_selftest, lambda: [b"ok"], 64, (), "fails on purpose",
                hidden=True),
-    )  # fmt: skip
+    )
 }
 
 
