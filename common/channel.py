@@ -65,7 +65,10 @@ class FrameDecoder:
                 break
             body = bytes(self._buffer[4 : 4 + length])
             del self._buffer[: 4 + length]
-            envelope = json.loads(body)
+            try:
+                envelope = json.loads(body)
+            except RecursionError:  # deeply nested arrays/objects: not a message of ours
+                raise ValueError("frame body: JSON nested too deeply") from None
             if not isinstance(envelope, dict):
                 raise ValueError("frame is not a JSON object")
             frames.append(envelope)

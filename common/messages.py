@@ -13,6 +13,7 @@ messages themselves live with the process that answers them: `sfu.api` (an SFU w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class Message:
     def from_dict(cls, data: Any) -> Message:
         if not isinstance(data, dict):
             raise MessageError(f"{cls.NAME}: data must be an object")
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -65,6 +66,13 @@ def message_class(name: str) -> type[Message]:
         return _REGISTRY[name]
     except KeyError:
         raise MessageError(f"unknown message name {name!r}") from None
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field types, resolved once per class (resolving compiles each
+    annotation: it was most of the time a message took to decode)."""
+    return typing.get_type_hints(cls)
 
 
 def _dump(value: Any) -> Any:
@@ -108,13 +116,18 @@ def _load(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise MessageError(f"{where}: expected an object")
-        sub_hints = typing.get_type_hints(hint)
+        sub_hints = _type_hints(hint)
         try:
             return hint(**{k: _load(sub_hints[k], v, f"{where}.{k}") for k, v in value.items()})
         except (KeyError, TypeError) as exc:
             raise MessageError(f"{where}: {exc}") from None
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise MessageError(f"{where}: expected a number")
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise MessageError(f"{where}: number out of range") from None
     if hint is int and (not isinstance(value, int) or isinstance(value, bool)):
         raise MessageError(f"{where}: expected an integer")
     if hint in (str, bool) and not isinstance(value, hint):

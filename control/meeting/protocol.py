@@ -90,6 +90,8 @@ def _string(data: dict[str, Any], name: str, *, max_chars: int | None = None, re
         raise _Invalid(f"{name}: must not be empty")
     if max_chars is not None and len(value) > max_chars:
         raise _Invalid(f"{name}: longer than {max_chars} characters")
+    if not _is_unicode(value):
+        raise _Invalid(f"{name}: {_NOT_UNICODE}")
     return value
 
 
@@ -111,6 +113,18 @@ def _has_control_chars(text: str) -> bool:
     return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
 
 
+_NOT_UNICODE = "contains a lone surrogate (a \\ud800-\\udfff escape), not Unicode text"
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a JSON string with a lone surrogate escape: it can't be stored or encoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def clean_name(value: object) -> str:
     """A display name as given (REST join, signaling join): stripped, 1..64 characters, no
     control characters. Raises ValueError saying what is wrong."""
@@ -121,6 +135,8 @@ def clean_name(value: object) -> str:
         raise ValueError(f"must be 1 to {MAX_NAME_CHARS} characters")
     if _has_control_chars(name):
         raise ValueError("must not contain control characters")
+    if not _is_unicode(name):
+        raise ValueError(_NOT_UNICODE)
     return name
 
 
@@ -208,6 +224,8 @@ def transcription_hints(hints: Any) -> list[str]:
             raise ValueError(f"hints[{index}]: expected a non-empty string of at most {MAX_HINT_CHARS} characters")
         if _has_control_chars(hint):
             raise ValueError(f"hints[{index}]: must not contain control characters")
+        if not _is_unicode(hint):
+            raise ValueError(f"hints[{index}]: {_NOT_UNICODE}")
     return list(hints)
 
 

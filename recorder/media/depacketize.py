@@ -22,6 +22,9 @@ from recorder.media.packet import MediaPacket
 
 H264_STAP_A = 24
 H264_FU_A = 28
+# A frame that grows past this without its marker bit is dropped: a sender can't make the
+# recorder hold an endless frame. A 4K key frame is well under 2 MiB.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
 
 
 class Frame:
@@ -86,6 +89,7 @@ class _VideoAssembler:
         self._last_seq: int | None = None
         self._building = False  # a frame is under construction
         self._timestamp = 0
+        self._frame_bytes = 0  # payload bytes of the frame under construction
         self._dropped_timestamp: int | None = None  # the frame being discarded, if any
 
     def push(self, packet: MediaPacket) -> list[Frame]:
@@ -107,6 +111,11 @@ class _VideoAssembler:
         if not packet.payload:
             self.stats.padding += 1  # RFC 3550 §5.1 padding only (bandwidth probes)
             return []
+        if self._building:  # (then this packet has the frame's timestamp)
+            self._frame_bytes += len(packet.payload)
+            if self._frame_bytes > MAX_FRAME_BYTES:
+                self._drop(self._timestamp, f"frame larger than {MAX_FRAME_BYTES} bytes")
+                return []
         return self._consume(packet)
 
     # Subclasses implement _consume (read one packet) and _lost_between_frames.
@@ -124,6 +133,7 @@ class _VideoAssembler:
     def _begin(self, timestamp: int) -> None:
         self._building = True
         self._timestamp = timestamp
+        self._frame_bytes = 0
 
     def _drop(self, timestamp: int, reason: str, reference: bool = True) -> None:
         """Discard the frame at `timestamp` (counted once per frame)."""

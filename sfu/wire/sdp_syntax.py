@@ -106,7 +106,7 @@ class _MediaBuilder:
     """Collects the attribute lines of one m= section before they are put together."""
 
     __slots__ = ("media", "payload_types", "rtpmap", "fmtp", "rtcp_fb", "ssrc_msid",
-                 "has_direction")
+                 "has_direction", "ssrc_set")
 
     def __init__(self, media: MediaDescription, payload_types: list[int]) -> None:
         self.media = media
@@ -116,6 +116,7 @@ class _MediaBuilder:
         self.rtcp_fb: dict[int | None, list[str]] = {}  # None: the "*" wildcard
         self.ssrc_msid: tuple[str, str] | None = None
         self.has_direction = False
+        self.ssrc_set: set[int] = set()  # media.ssrcs as a set: a=ssrc lines stay linear
 
 
 class _SessionDefaults:
@@ -344,7 +345,8 @@ def _parse_ssrc(builder: _MediaBuilder, value: str) -> None:
     ssrc_token, _, attribute = value.partition(" ")
     ssrc = _uint(ssrc_token, "a=ssrc id", 2**32 - 1)
     media = builder.media
-    if ssrc not in media.ssrcs:
+    if ssrc not in builder.ssrc_set:
+        builder.ssrc_set.add(ssrc)
         media.ssrcs.append(ssrc)
     attr_name, _, attr_value = attribute.strip().partition(":")
     if attr_name == "cname" and media.cname is None and attr_value.strip():

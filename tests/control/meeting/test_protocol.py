@@ -91,3 +91,25 @@ def test_token_bucket_refills_with_the_clock():
     assert [bucket.allow(), bucket.allow()] == [True, False]
     now[0] += 10
     assert [bucket.allow() for _ in range(3)] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "chat", "text": "a\ud800b"},
+        {"type": "join", "name": "Ann\udfff"},
+        {"type": "answer", "sdp": "v=0\ud83d"},
+        {"type": "transcription", "action": "start", "hints": ["ok", "\udc00"]},
+        {"type": "publish", "sdp": "v=0", "tracks": [{"mid": "\ud800", "source": "camera"}]},
+    ],
+)
+def test_lone_surrogates_are_refused(message):
+    # Found writing the fuzz target "signaling" (tests/fuzz): JSON may escape half a UTF-16
+    # pair ("\ud800"); such a string passed, then failed in the store as UnicodeEncodeError
+    # ("internal" error and a traceback for a chat message).
+    with pytest.raises(SignalingError) as caught:
+        parse_client_message(json.dumps(message), LIMITS)
+    assert caught.value.code == "invalid_field" and "surrogate" in caught.value.message
+    assert parse_client_message(json.dumps({"type": "chat", "text": "a\U0001f600b"}), LIMITS).fields == {
+        "text": "a\U0001f600b"
+    }  # a whole pair (as json.dumps writes an emoji) is a character like any other

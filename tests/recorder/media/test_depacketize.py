@@ -7,6 +7,7 @@ The other building blocks of recorder/media/ have their own files beside this on
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from recorder.media import bitstream
 from recorder.media.depacketize import (
+    MAX_FRAME_BYTES,
     H264Depacketizer,
     OpusDepacketizer,
     Vp8Depacketizer,
@@ -186,3 +188,31 @@ def test_depacketizers_never_raise_on_garbage(codec, packets):
         ts += ts_step * 3000
         for frame in depacketizer.push(packet(seq, ts, payload, marker)):
             assert frame.data
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_a_frame_that_never_ends_is_dropped_at_the_size_limit(codec):
+    # Found writing the fuzz target "depacketize" (tests/fuzz): a sender that never sets the
+    # marker bit made the recorder hold every packet of the frame, without bound.
+    depacketizer = depacketizer_for(codec)
+    first = vp8_payload(True, KEY) if codec == "vp8" else b"\x7c\x85" + bytes(1200)  # FU-A start, IDR
+    middle = vp8_payload(False, bytes(1200)) if codec == "vp8" else b"\x7c\x05" + bytes(1200)
+    count = 2 * MAX_FRAME_BYTES // 1200
+    tracemalloc.start()
+    try:
+        assert depacketizer.push(packet(0, 3000, first)) == []
+        for seq in range(1, count):
+            assert depacketizer.push(packet(seq, 3000, middle)) == []
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert depacketizer.stats.dropped_frames == 1 and "larger than" in depacketizer.last_drop_reason
+    assert held < 1024 * 1024  # the dropped frame's packets are gone, the rest never kept
+    # The stream goes on: the next key frame comes out.
+    if codec == "vp8":
+        frames = depacketizer.push(packet(count, 6000, vp8_payload(True, KEY), marker=True))
+    else:
+        sps, pps, idr = b"\x67\x42\xc0\x1f\xda", b"\x68\xce\x3c\x80", b"\x65\x88\x84"
+        stap = b"\x78" + b"".join(len(n).to_bytes(2, "big") + n for n in (sps, pps, idr))
+        frames = depacketizer.push(packet(count, 6000, stap, marker=True))
+    assert [f.keyframe for f in frames] == [True]
