@@ -468,6 +468,10 @@ class RecorderConfig(_Section):
     # only its own recordings (the smaller of the two limits applies).
     customer_spool_limit_bytes: int = setting(512 * 1024**2, integer(1))
     segment_seconds: float = setting(10.0, segment_length())
+    # A recording an earlier recorder process left unfinished (control or the recorder was
+    # killed) waits this long for control to continue or stop it; then it is finished and
+    # uploaded from what is on disk.
+    orphan_grace_s: float = setting(60.0, positive_number())
     transcription_engine: str = setting("pocketsphinx", one_of("pocketsphinx", "openai"))
     # An OpenAI-compatible speech-to-text service (POST {base}/v1/audio/transcriptions).
     openai_base_url: str = setting("", base_url())

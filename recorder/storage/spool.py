@@ -25,9 +25,9 @@ Files belong to a group (`group_of`: the recording) and an account (`account_of`
 customer). `discard(group)` drops a group for good: its pending files are deleted, an
 upload in flight is cut off (one that completes anyway is deleted from its storage again),
 and files of that group enqueued later are deleted on arrival. Each account may hold
-`account_limit_bytes` (`account_full`), and at most `uploaders - 1` uploads at a time
-(when there are two uploaders or more), so that one customer's dead storage neither fills
-the spool for everyone nor holds every uploader.
+`account_limit_bytes` (`account_full`); `uploaders` uploads run at a time, but an account
+with none in flight may always start one: one customer's dead storage neither fills the
+spool for everyone nor holds the uploads of the others.
 
 One Spool object per directory at a time. Counters are plain ints for metrics.
 """
@@ -149,7 +149,7 @@ class Spool:
         self._size = 0
         self._account_sizes: dict[str, int] = {}
         self._account_uploads: dict[str, int] = {}  # uploads in flight per account
-        self._uploads: dict[str, asyncio.Task[None]] = {}  # item id -> its upload in flight
+        self._uploads: dict[str, asyncio.Future[None]] = {}  # item id -> its upload in flight
         self._discarded: set[str] = set()
         self._full = False
         self._wake = asyncio.Event()
@@ -287,17 +287,18 @@ class Spool:
         self._running = True
         self._stop.clear()
         self._stopped.clear()
-        workers = [
-            asyncio.create_task(self._uploader(), name=f"spool-uploader-{n}") for n in range(self._uploaders)
-        ]
+        dispatcher = asyncio.create_task(self._dispatch(), name="spool-dispatcher")
         try:
             await self._stop.wait()
         finally:
             self._wake.set()
-            _done, unfinished = await asyncio.wait(workers, timeout=grace)
-            for worker in unfinished:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(dispatcher, return_exceptions=True)
+            uploads = list(self._uploads.values())
+            if uploads:
+                _done, unfinished = await asyncio.wait(uploads, timeout=grace)
+                for upload in unfinished:
+                    upload.cancel()
+                await asyncio.gather(*uploads, return_exceptions=True)
             self._running = False
             self._stopped.set()
 
@@ -308,10 +309,12 @@ class Spool:
         if self._running:
             await self._stopped.wait()
 
-    async def _uploader(self) -> None:
+    async def _dispatch(self) -> None:
+        """Start uploads as they fall due, within `_may_start`; each ends by waking us."""
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
-            # Clearing before looking means an enqueue after the look still wakes us.
+            # Clearing before looking means an enqueue (or an upload ending) after the look
+            # still wakes us.
             self._wake.clear()
             item, wait = self._next_due(loop.time())
             if item is None:
@@ -320,35 +323,36 @@ class Spool:
                 except TimeoutError:
                     pass
                 continue
-            item.busy = True
-            account = self._account_of(item)
-            self._account_uploads[account] = self._account_uploads.get(account, 0) + 1
-            upload = self._uploads[item.id] = asyncio.ensure_future(self._attempt(item))
-            try:
-                await asyncio.wait([upload])  # `discard` may cancel the upload, not us
-            except asyncio.CancelledError:
-                upload.cancel()
-                await asyncio.gather(upload, return_exceptions=True)
-                raise
-            finally:
-                item.busy = False
-                self._uploads.pop(item.id, None)
-                self._account_uploads[account] -= 1
-                if not self._account_uploads[account]:
-                    del self._account_uploads[account]
-            if not upload.cancelled() and upload.exception() is not None:
-                log.error("upload of %s failed unexpectedly", item.key, exc_info=upload.exception())
+            self._start_upload(item)
+
+    def _start_upload(self, item: SpoolItem) -> None:
+        item.busy = True
+        account = self._account_of(item)
+        self._account_uploads[account] = self._account_uploads.get(account, 0) + 1
+        upload = self._uploads[item.id] = asyncio.ensure_future(self._attempt(item))
+
+        def finished(done: asyncio.Future[None]) -> None:
+            item.busy = False
+            self._uploads.pop(item.id, None)
+            self._account_uploads[account] -= 1
+            if not self._account_uploads[account]:
+                del self._account_uploads[account]
+            if not done.cancelled() and done.exception() is not None:
+                log.error("upload of %s failed unexpectedly", item.key, exc_info=done.exception())
+            self._wake.set()
+
+        upload.add_done_callback(finished)
+
+    def _may_start(self, account: str) -> bool:
+        """`uploaders` uploads at a time; but an account with none in flight may always start
+        one, so that a storage that hangs holds its own customer's uploads only."""
+        in_flight = self._account_uploads.get(account, 0)
+        return in_flight == 0 or len(self._uploads) < self._uploaders
 
     def _next_due(self, now: float) -> tuple[SpoolItem | None, float | None]:
-        """The oldest item due now, else (None, seconds until the next one is due)."""
-        # At most `uploaders - 1` uploads per account at a time: one customer's storage that
-        # hangs never holds every uploader.
-        per_account = max(1, self._uploaders - 1)
-        waiting = [
-            item
-            for item in self._items.values()
-            if not item.busy and self._account_uploads.get(self._account_of(item), 0) < per_account
-        ]
+        """The oldest item due now that may start, else (None, seconds until the next one is
+        due; None: wait to be woken)."""
+        waiting = [item for item in self._items.values() if not item.busy and self._may_start(self._account_of(item))]
         if not waiting:
             return None, None
         soonest = min(waiting, key=lambda item: (item.due, item.id))

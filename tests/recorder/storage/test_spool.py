@@ -379,7 +379,7 @@ async def test_an_upload_that_lands_during_the_discard_is_deleted_again(tmp_path
     assert uploaded == [] and not item.data_path.exists() and spool.stats()["files_discarded"] == 1
 
 
-async def test_one_customers_dead_storage_holds_one_uploader_and_its_own_share(tmp_path):
+async def test_one_customers_dead_storage_holds_neither_the_others_uploads_nor_their_room(tmp_path):
     dead, alive = GatedBackend(), MemoryBackend()
     spool = Spool(tmp_path / "spool", lambda item: dead if by_customer(item) == "dead" else alive,
                   group_of=by_recording, account_of=by_customer, account_limit_bytes=25_000,
@@ -389,11 +389,11 @@ async def test_one_customers_dead_storage_holds_one_uploader_and_its_own_share(t
     assert spool.account_full("dead") and not spool.account_full("ok") and not spool.full
     assert spool.account_size("dead") == 30_000
     async with running(spool):
-        await until(lambda: len(dead.waiting) == 1)
+        await until(lambda: len(dead.waiting) == 2)  # both uploaders hang on the dead storage
         for n in range(3):
             await spool.enqueue(segment(tmp_path / "seg", f"o{n}")[0], f"ro/{n}", "audio/ogg", target="ro/ok")
-        await until(lambda: len(alive.objects) == 3)  # the other uploader serves everyone else
-        assert dead.waiting == ["rd/0"], "never a second upload to the hanging storage"
+        await until(lambda: len(alive.objects) == 3)  # yet another customer's files go up
+        assert dead.waiting == ["rd/0", "rd/1"], "never more than `uploaders` to the hanging storage"
         assert spool.account_size("ok") == 0 and spool.account_size("dead") == 30_000
         dead.gate.set()
         async with asyncio.timeout(WAIT_S):
