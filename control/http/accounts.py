@@ -35,6 +35,7 @@ from control.http.rest import (
 )
 from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
+from control.recording.archive import RecordingArchive, Removal
 from control.store.base import Conflict, Customer, Host, NotFound, Store
 
 MAX_NAME_CHARS = 200
@@ -94,15 +95,30 @@ def limits_field(body: dict[str, Any], name: str = "limits", *, allow_null: bool
     return checked
 
 
+def deleted_response(removal: Removal) -> web.Response:
+    """204, or 202 with `storage_pending` when a storage still holds files of it (retried)."""
+    if removal.pending:
+        return web.json_response({"storage_pending": removal.storage_pending()}, status=202)
+    return web.Response(status=204)
+
+
 class AccountRoutes:
     def __init__(
-        self, *, store: Store, auth: Auth, accounts: Accounts, lifecycle: Lifecycle, limits: LimitsPolicy
+        self,
+        *,
+        store: Store,
+        auth: Auth,
+        accounts: Accounts,
+        lifecycle: Lifecycle,
+        limits: LimitsPolicy,
+        archive: RecordingArchive,
     ) -> None:
         self._store = store
         self._auth = auth
         self._accounts = accounts
         self._lifecycle = lifecycle
         self._limits = limits
+        self._archive = archive
         self._login_failures = FailureLimits(LOGIN_FAILURES_PER_EMAIL, LOGIN_FAILURES_PER_ADDRESS)
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -203,9 +219,13 @@ class AccountRoutes:
         require_operator(actor)
         customer = await self._auth.customer_in_path(request, actor)
         await self._end_everything_of_customer(customer.id, "customer_deleted")
+        # Their meetings' content as a meeting's deletion takes it (the store's cascade
+        # would leave the files in the storage).
+        removal = await self._archive.remove_meetings_of(customer_id=customer.id)
         await self._store.delete_customer(customer.id)
-        await self._auth.audit(request, actor, "customer.delete", "customer", customer.id, name=customer.name)
-        return web.Response(status=204)
+        await self._auth.audit(request, actor, "customer.delete", "customer", customer.id, name=customer.name,
+                               storage_pending=len(removal.pending))  # fmt: skip
+        return deleted_response(removal)
 
     async def _set_customer_status(self, request: web.Request, status: str) -> web.Response:
         actor = await self._auth.authenticate(request)
@@ -327,9 +347,11 @@ class AccountRoutes:
         actor = await self._auth.authenticate(request)
         host = await self._host_for(request, actor)
         await self._end_everything_of_host(host.id, "host_deleted")
+        removal = await self._archive.remove_meetings_of(host_id=host.id)
         await self._store.delete_host(host.id)
-        await self._auth.audit(request, actor, "host.delete", "host", host.id, email=host.email)
-        return web.Response(status=204)
+        await self._auth.audit(request, actor, "host.delete", "host", host.id, email=host.email,
+                               storage_pending=len(removal.pending))  # fmt: skip
+        return deleted_response(removal)
 
     async def _set_host_status(self, request: web.Request, status: str) -> web.Response:
         actor = await self._auth.authenticate(request)
