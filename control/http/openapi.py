@@ -520,6 +520,9 @@ def _recording_paths() -> dict[str, Schema]:
             (200, _list_of("deletions", "StorageDeletion")),
             query=[_query("state", {"enum": ["pending", "done"]}), _query("customer_id", {"type": "string"})],
             tag="operator")},
+        "/storage-deletions/{deletion_id}": {"delete": _operation(
+            "Give up on deleting a deleted recording's files: the record and the storage settings it kept "
+            "go (operator)", (204, None), tag="operator")},
         "/storage-deletions/{deletion_id}/retry": {"post": _operation(
             "Try deleting a deleted recording's files from its storage again, now (operator)",
             (200, _ref("StorageDeletion")), tag="operator")},

@@ -145,6 +145,7 @@ class RecordingRoutes:
         router.add_get("/api/v1/download/{token}", self.download)
         router.add_get("/api/v1/storage-deletions", self.list_storage_deletions)
         router.add_post("/api/v1/storage-deletions/{deletion_id}/retry", self.retry_storage_deletion)
+        router.add_delete("/api/v1/storage-deletions/{deletion_id}", self.forget_storage_deletion)
 
     async def recording_for(self, request: web.Request, actor: Actor) -> tuple[Recording, MeetingRecord]:
         """The recording in the path and its meeting, if the actor may see the meeting (its
@@ -376,6 +377,18 @@ class RecordingRoutes:
         await self._auth.audit(request, actor, "recording.storage_delete_retry", "recording", deletion.recording_id,
                                state=deletion.state)  # fmt: skip
         return web.json_response(deletion_view(deletion))
+
+    async def forget_storage_deletion(self, request: web.Request) -> web.Response:
+        """Operator: give up on deleting a deleted recording's files (its storage is gone for
+        good, or a person deleted them by hand): the record and its storage settings go."""
+        actor = await self._auth.authenticate(request)
+        require_operator(actor)
+        deletion = await self._store.get_storage_deletion(request.match_info["deletion_id"])
+        if deletion is None or not await self._store.forget_storage_deletion(deletion.id):
+            raise ApiError(404, "not_found", "no such storage deletion")
+        await self._auth.audit(request, actor, "recording.storage_delete_forget", "recording", deletion.recording_id,
+                               state=deletion.state, files=len(deletion.keys))  # fmt: skip
+        return web.Response(status=204)
 
     # ------------------------------------------------------------------ consent ledger
 

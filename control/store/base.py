@@ -720,6 +720,10 @@ class Store(abc.ABC):
     async def update_storage_deletion(self, deletion_id: str, **changes: Any) -> StorageDeletion:
         """Change any of: state, attempts, last_error, keys (updated_at: now). NotFound."""
 
+    @abc.abstractmethod
+    async def forget_storage_deletion(self, deletion_id: str) -> bool:
+        """Drop the record (and the storage settings it kept); True if there was one."""
+
     # --- what deletion and retention take away
 
     @abc.abstractmethod

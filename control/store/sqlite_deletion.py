@@ -94,6 +94,12 @@ class DeletionMixin:
 
         return await self._run(self._write, update)
 
+    async def forget_storage_deletion(self, deletion_id: str) -> bool:
+        def forget() -> bool:
+            return self._db.execute("DELETE FROM storage_deletion WHERE id = ?", (deletion_id,)).rowcount > 0
+
+        return await self._run(self._write, forget)
+
     # ------------------------------------------------------------------ a meeting's people
 
     async def remove_meeting_data(self, meeting_id: str, *, keep_live_session_id: str | None = None) -> dict[str, int]:

@@ -585,6 +585,14 @@ async def test_s3_storage_unreachable_rows_go_anyway_and_the_files_are_pending(c
     assert status == 403
     retried = await server.call("POST", f"/storage-deletions/{pending['id']}/retry", token=server.operator_key)
     assert (retried["state"], retried["attempts"]) == ("pending", 2) and retried["last_error"]
+    # The storage will never come back: the operator gives up on one; it is gone with its settings.
+    await server.call("DELETE", f"/storage-deletions/{pending['id']}", token=server.operator_key, expect=204)
+    assert await store.get_storage_deletion(pending["id"]) is None
+    status, _, _ = await server.api("DELETE", f"/storage-deletions/{pending['id']}", token=server.operator_key)
+    assert status == 404
+    status, _, _ = await server.api("DELETE", f"/storage-deletions/{answer['storage_pending'][0]['id']}",
+                                    token=meeting["host_session"])  # fmt: skip
+    assert status == 403
     everything = json.dumps([body, answer, listed, retried])
     assert SECRET_ACCESS_KEY not in everything and "secret" not in everything
     assert SECRET_ACCESS_KEY not in "\n".join(r.getMessage() for r in caplog.records)
