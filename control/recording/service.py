@@ -109,6 +109,8 @@ class Recordings(ConferenceListener):
         self._jobs: dict[str, dict[str, Job]] = {}
         # Deleted recordings the recorder has not confirmed discarding (it was down).
         self._owed_discards: set[str] = set()
+        # The last notification task of each recording (they are handled in order).
+        self._notices: dict[str, asyncio.Task[Any]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -556,11 +558,33 @@ class Recordings(ConferenceListener):
 
     def recorder_notification(self, entity_id: str, message: Message) -> None:
         if isinstance(message, recorder_api.RecordingFileUploaded):
-            self._tasks.spawn(self._file_uploaded(message), f"uploaded-{message.recording_id}")
+            self._in_order(message.recording_id, self._file_uploaded(message), "uploaded")
         elif isinstance(message, recorder_api.RecordingFailed):
-            self._tasks.spawn(self._failed(message), f"failed-{message.recording_id}")
+            self._in_order(message.recording_id, self._failed(message), "failed")
         elif isinstance(message, recorder_api.TranscriptReady):
-            self._tasks.spawn(self._transcript_ready(message), f"transcript-{message.recording_id}")
+            self._in_order(message.recording_id, self._transcript_ready(message), "transcript")
+
+    def _in_order(self, recording_id: str, work: Any, what: str) -> None:
+        """Handle a recording's notifications one after the other, in the order they came
+        (TRANSCRIPT_READY after the uploads of its files are in the store)."""
+        previous = self._notices.get(recording_id)
+
+        async def step() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            await work
+
+        task = self._tasks.spawn(step(), f"{what}-{recording_id}")
+        if task is None:
+            work.close()  # shutting down
+            return
+        self._notices[recording_id] = task
+
+        def forget(done: asyncio.Task[Any]) -> None:
+            if self._notices.get(recording_id) is done:
+                del self._notices[recording_id]
+
+        task.add_done_callback(forget)
 
     async def _recording_row(self, recording_id: str) -> tuple[Recording, MeetingRecord] | None:
         recording = await self._store.get_recording(recording_id)
@@ -575,10 +599,10 @@ class Recordings(ConferenceListener):
         if recording is None:
             await self._refuse_upload(message)
             return
-        found = await self._recording_row(message.recording_id)
-        if found is None:
+        row = await self._store.get_meeting(recording.meeting_id)
+        if row is None:
+            log.warning("recorder: news of recording %s of an unknown meeting", recording.id)
             return
-        recording, row = found
         stored = await self._store.add_recording_file(
             recording.id, key=message.key, kind=message.kind, size=message.size, sha256=message.sha256,
             content_type=message.content_type, track_id=message.track_id, start=message.start, end=message.end,

@@ -35,6 +35,7 @@ One Spool object per directory at a time. Counters are plain ints for metrics.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import logging
@@ -153,6 +154,7 @@ class Spool:
         self._discarded: set[str] = set()
         self._full = False
         self._wake = asyncio.Event()
+        self._progress = asyncio.Event()  # an upload ended (the drain at stop waits on it)
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._empty = asyncio.Event()
@@ -280,8 +282,9 @@ class Spool:
     # --- the uploader ---------------------------------------------------------------------------
 
     async def run(self, grace: float = 5.0) -> None:
-        """Upload until stop() is called. In-flight uploads then get `grace` seconds to
-        finish; whatever is cut off stays in the spool for the next run."""
+        """Upload until stop() is called. Then, for `grace` seconds, uploads in flight may
+        finish and files due now still start; whatever is cut off stays in the spool for
+        the next run."""
         if self._running:
             raise RuntimeError("this spool is already running")
         self._running = True
@@ -290,17 +293,32 @@ class Spool:
         dispatcher = asyncio.create_task(self._dispatch(), name="spool-dispatcher")
         try:
             await self._stop.wait()
+            await self._drain(grace)
         finally:
-            self._wake.set()
+            dispatcher.cancel()
             await asyncio.gather(dispatcher, return_exceptions=True)
             uploads = list(self._uploads.values())
-            if uploads:
-                _done, unfinished = await asyncio.wait(uploads, timeout=grace)
-                for upload in unfinished:
-                    upload.cancel()
-                await asyncio.gather(*uploads, return_exceptions=True)
+            for upload in uploads:
+                upload.cancel()
+            await asyncio.gather(*uploads, return_exceptions=True)
             self._running = False
             self._stopped.set()
+
+    async def _drain(self, grace: float) -> None:
+        """After stop(): for up to `grace` seconds, what is due now still starts (the files a
+        shutdown just queued) and what runs may finish; a file waiting for its backoff is
+        left for the next run."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        while loop.time() < end:
+            if not self._uploads and self._next_due(loop.time())[0] is None:
+                return
+            self._progress.clear()
+            try:
+                async with asyncio.timeout_at(end):
+                    await self._progress.wait()
+            except TimeoutError:
+                return
 
     async def stop(self) -> None:
         """Ask run() to finish and wait until it has (returns at once if it is not running)."""
@@ -310,16 +328,20 @@ class Spool:
             await self._stopped.wait()
 
     async def _dispatch(self) -> None:
-        """Start uploads as they fall due, within `_may_start`; each ends by waking us."""
+        """Start uploads as they fall due, within `_may_start`; each ends by waking us.
+        Runs until run() cancels it (after the drain)."""
         loop = asyncio.get_running_loop()
-        while not self._stop.is_set():
+        while True:
             # Clearing before looking means an enqueue (or an upload ending) after the look
             # still wakes us.
             self._wake.clear()
             item, wait = self._next_due(loop.time())
             if item is None:
+                # asyncio.timeout, not wait_for: 3.11's wait_for swallows a cancel that
+                # arrives as the event is set, and this loop would then never end.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 continue
@@ -340,6 +362,7 @@ class Spool:
             if not done.cancelled() and done.exception() is not None:
                 log.error("upload of %s failed unexpectedly", item.key, exc_info=done.exception())
             self._wake.set()
+            self._progress.set()
 
         upload.add_done_callback(finished)
 
@@ -403,10 +426,15 @@ class Spool:
             self._forget(item)
             _call_safely(self._on_failure, item, error)
             return
-        item.attempts += 1
-        item.last_error = _describe(error)
-        delay = backoff_delay(item.attempts, self._retry_initial, self._retry_max, self._unit_random())
-        item.due = asyncio.get_running_loop().time() + delay
+        attempts = item.attempts + 1
+        delay = backoff_delay(attempts, self._retry_initial, self._retry_max, self._unit_random())
+        due = asyncio.get_running_loop().time() + delay
+        written = dataclasses.replace(item, attempts=attempts, last_error=_describe(error))
+        try:
+            await asyncio.to_thread(_write_sidecar, written)  # so attempts survive a restart
+        except OSError as sidecar_error:
+            log.error("cannot update spool sidecar %s: %s", item.sidecar_path, sidecar_error)
+        item.attempts, item.last_error, item.due = attempts, written.last_error, due
         # A warning on the 1st, 2nd, 4th, 8th... failure: visible, without flooding the log.
         level = logging.WARNING if item.attempts & (item.attempts - 1) == 0 else logging.DEBUG
         log.log(
@@ -417,10 +445,6 @@ class Spool:
             delay,
             item.last_error,
         )
-        try:
-            await asyncio.to_thread(_write_sidecar, item)  # so attempts survive a restart
-        except OSError as sidecar_error:
-            log.error("cannot update spool sidecar %s: %s", item.sidecar_path, sidecar_error)
         _call_safely(self._on_failure, item, error)
 
     # --- bookkeeping -------------------------------------------------------------------------
