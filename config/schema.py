@@ -572,7 +572,14 @@ class RecorderConfig(_Section):
     # Bytes of files waiting for customer storage (DATA_DIR/spool); at the limit recordings
     # stop, with a notice, rather than lose data.
     spool_limit_bytes: int = setting(2 * 1024**3, integer(1))
+    # Of those, bytes one customer's files may hold: a customer whose storage is down stops
+    # only its own recordings (the smaller of the two limits applies).
+    customer_spool_limit_bytes: int = setting(512 * 1024**2, integer(1))
     segment_seconds: float = setting(10.0, segment_length())
+    # A recording an earlier recorder process left unfinished (control or the recorder was
+    # killed) waits this long for control to continue or stop it; then it is finished and
+    # uploaded from what is on disk.
+    orphan_grace_s: float = setting(60.0, positive_number())
     transcription_engine: str = setting("pocketsphinx", one_of("pocketsphinx", "openai"))
     # An OpenAI-compatible speech-to-text service (POST {base}/v1/audio/transcriptions).
     openai_base_url: str = setting("", base_url())
@@ -605,6 +612,27 @@ class OutboundConfig(_Section):
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionConfig(_Section):
+    """How long control keeps what it stores about people, and the periodic purge
+    (control.recording.retention)."""
+
+    SECTION: ClassVar[str] = "retention"
+
+    # Chat messages stored per meeting; past it the oldest go.
+    chat_messages_per_meeting: int = setting(5000, integer(1))
+    # Days a webhook delivery attempt (its payload names participants) is kept.
+    webhook_deliveries_days: float = setting(30.0, positive_number())
+    # Days a participant row (name, times) is kept after the join; never while its live
+    # session is open.
+    participants_days: float = setting(90.0, positive_number())
+    # Days the record of a deleted recording is kept once its files are gone from storage
+    # (it holds the storage settings, so that a late upload is deleted too).
+    deleted_recordings_days: float = setting(30.0, positive_number())
+    # Seconds between purges; each also retries storage deletions that failed.
+    purge_interval_s: float = setting(3600.0, positive_number())
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig(_Section):
     SECTION: ClassVar[str] = "logging"
 
@@ -627,6 +655,7 @@ class Config(_Section):
     outbound: OutboundConfig = section(OutboundConfig)
     logging: LoggingConfig = section(LoggingConfig)
     recorder: RecorderConfig = section(RecorderConfig)
+    retention: RetentionConfig = section(RetentionConfig)
 
     @classmethod
     def sections(cls) -> dict[str, type[_Section]]:

@@ -47,7 +47,9 @@ from control.processes import recorders, workers
 from control.processes.recorders import RecorderSupervisor
 from control.processes.workers import WorkerSupervisor
 from control.recording.archive import RecordingArchive
+from control.recording.deletion import StorageDeletions
 from control.recording.events import RecordingEvents
+from control.recording.retention import Retention
 from control.recording.service import Recordings
 from control.store import open_store
 from control.store.base import Store
@@ -84,6 +86,7 @@ class Services:
     lifecycle: Lifecycle
     recordings: Recordings
     archive: RecordingArchive
+    retention: Retention
     metrics: Metrics
     signaling: SignalingEndpoint
 
@@ -99,6 +102,7 @@ def build_services(
     clock: Clock | None = None,
 ) -> Services:
     clock = clock or LoopClock()
+    bootstrap.private_data_dir(cfg.data_dir)
     store = open_store(cfg)
     secrets = bootstrap.resolve_secrets(cfg)
     tasks = BackgroundTasks()
@@ -132,7 +136,7 @@ def build_services(
         answer_timeout_s=cfg.signaling.answer_timeout_s,
     )
     meeting_events = MeetingEvents(webhooks)
-    chat = Chat(store, clock, cfg.signaling.chat_history)
+    chat = Chat(store, clock, cfg.signaling.chat_history, cfg.retention.chat_messages_per_meeting)
     attendance = Attendance(
         store=store, registry=registry, conference=conference, chat=chat, tokens=tokens, limits=limits,
         events=meeting_events, clock=clock, tasks=tasks,
@@ -144,9 +148,10 @@ def build_services(
         store=store, registry=registry, conference=conference, attendance=attendance, moderation=moderation,
         tokens=tokens, limits=limits, events=meeting_events, clock=clock, tasks=tasks,
     )  # fmt: skip
+    deletions = StorageDeletions(store, outbound.allowed_networks)
     recordings = Recordings(
         store=store, conference=conference, attendance=attendance, recorder=recorder, limits=limits,
-        events=RecordingEvents(webhooks), tasks=tasks, settings=cfg.recorder,
+        events=RecordingEvents(webhooks), tasks=tasks, settings=cfg.recorder, deletions=deletions,
     )  # fmt: skip
     metrics = Metrics(registry, worker_supervisor)
     signaling = SignalingEndpoint(
@@ -173,7 +178,8 @@ def build_services(
         moderation=moderation,
         lifecycle=lifecycle,
         recordings=recordings,
-        archive=RecordingArchive(store, recordings, outbound.allowed_networks),
+        archive=RecordingArchive(store, recordings, deletions, outbound.allowed_networks),
+        retention=Retention(store=store, deletions=deletions, settings=cfg.retention, clock=clock, tasks=tasks),
         metrics=metrics,
         signaling=signaling,
     )
@@ -217,7 +223,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     urls = PublicUrls(s.cfg.http.public_url)
     AccountRoutes(
         store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits, settings=s.cfg.auth,
-        allowed_networks=s.cfg.outbound.allowed_networks,
+        allowed_networks=s.cfg.outbound.allowed_networks, archive=s.archive,
     ).register(router)
     MeetingRoutes(
         store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls
@@ -242,16 +248,19 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
 
 
 async def _run_store(app: web.Application) -> AsyncIterator[None]:
-    """Open the store (migrations), bootstrap an empty one, end meetings left live; at the
-    end stop webhook deliveries and close the store (after the workers: cleanup runs in
-    reverse order)."""
+    """Open the store (migrations), bootstrap an empty one, end meetings left live, start
+    the retention purges; at the end stop them and webhook deliveries and close the store
+    (after the workers: cleanup runs in reverse order, and the background tasks, a purge
+    running among them, are drained by then)."""
     services = app[SERVICES]
     await services.store.open()
     try:
         await bootstrap.first_start(services.store, services.cfg.data_dir)
         await bootstrap.end_meetings_left_live(services.store)
+        services.retention.start()
         yield
     finally:
+        services.retention.stop()
         await services.webhooks.stop()
         await services.store.close()
 

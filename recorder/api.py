@@ -15,6 +15,8 @@ A recording's lifecycle (entity id of every notification: the recording id):
     TRACK_ADD / TRACK_REMOVE / TRANSCRIPTION_SET -> EMPTY
     RECORDING_STOP     -> RECORDING_STOPPED (last segments closed and queued)
     notifications: RECORDING_FILE_UPLOADED, RECORDING_FAILED, TRANSCRIPT_READY
+    RECORDING_DISCARD  -> RECORDING_DISCARDED (the recording was deleted: everything of it
+                          in this process goes, nothing more is uploaded; any time, any state)
 
 After a recorder restart control sends RECORDING_START again with the same recording_id
 and attempt + 1; the recording continues into new files that never collide with earlier
@@ -40,6 +42,8 @@ __all__ = [
     "RecorderReady",
     "RecorderStats",
     "RecordingConnect",
+    "RecordingDiscard",
+    "RecordingDiscarded",
     "RecordingFailed",
     "RecordingFileUploaded",
     "RecordingStart",
@@ -162,6 +166,28 @@ class RecordingStopped(Message):
 
 
 @dataclass(frozen=True)
+class RecordingDiscard(Message):
+    """The recording was deleted: stop it if it runs (nothing is closed or queued), drop its
+    files from the spool (an upload in flight is cut off; one that completes anyway is
+    deleted from the storage again), stop its transcript, remove its work directory, and
+    refuse it from now on (a later START or STOP of it gets `discarded`). Answered once
+    nothing of it is left here; harmless for a recording this process never had."""
+
+    NAME: ClassVar[str] = "RECORDING_DISCARD"
+    recording_id: str
+
+
+@dataclass(frozen=True)
+class RecordingDiscarded(Message):
+    """What went: spooled files (and their bytes) that were never uploaded."""
+
+    NAME: ClassVar[str] = "RECORDING_DISCARDED"
+    recording_id: str
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
 class RecorderGetStats(Message):
     NAME: ClassVar[str] = "RECORDER_GET_STATS"
 
@@ -185,6 +211,7 @@ RESPONSES: dict[type[Message], type[Message]] = {
     TrackRemove: Empty,
     TranscriptionSet: Empty,
     RecordingStop: RecordingStopped,
+    RecordingDiscard: RecordingDiscarded,
     RecorderGetStats: RecorderStats,
 }
 
@@ -222,7 +249,8 @@ class RecordingFileUploaded(Message):
 
 @dataclass(frozen=True)
 class RecordingFailed(Message):
-    """The recorder stopped a recording by itself. reason: spool_full, storage, internal."""
+    """The recorder stopped a recording by itself. reason: spool_full (the whole spool),
+    customer_spool_full (this customer's share of it), storage, internal."""
 
     NAME: ClassVar[str] = "RECORDING_FAILED"
     recording_id: str

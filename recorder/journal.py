@@ -134,6 +134,13 @@ def list_recordings(root: Path) -> list[RecordingDirectory]:
     return found
 
 
+def stray_directories(root: Path) -> list[Path]:
+    """Directories under root without a journal (a start killed before its first entry)."""
+    if not root.is_dir():
+        return []
+    return sorted(child for child in root.iterdir() if child.is_dir() and not (child / JOURNAL).is_file())
+
+
 def _recording_id_of(journal: Path) -> str | None:
     try:
         with open(journal, encoding="utf-8") as file:

@@ -7,20 +7,29 @@ RECORDER_READY on the channel, then answers requests until the channel closes or
 arrives; then it closes every open segment (so a restarted process continues the
 recordings) and gives uploads in flight a few seconds.
 
-Files on disk, under data_dir:
+Files on disk, under data_dir (umask 077: every file 0600, every directory 0700):
     spool/                       finished files until customer storage confirms them
     recordings/<recording_id>/   a recording's work directory (recorder/journal.py);
-                                 removed once it is stopped and every file is uploaded
+                                 removed once it is stopped and every file is uploaded,
+                                 or at once when control discards the recording (deleted)
+
+A work directory that an earlier process left unfinished (no stop in its journal: that
+process, or control, was killed) waits `orphan_grace_s` for control to continue or stop
+it; then it is finished from what is on disk and uploaded like any stopped recording
+(control keeps or refuses the files). A directory without a journal, or one that cannot
+be uploaded anywhere (no storage settings), is removed. Nothing stays forever.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import ipaddress
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,7 +41,7 @@ from common.messages import Empty, Message
 from common.storage import StorageBackend, StorageError, StoredObject, open_storage
 from config.schema import ConfigError, RecorderConfig
 from recorder import api
-from recorder.journal import RecordingDirectory, list_recordings
+from recorder.journal import RecordingDirectory, list_recordings, stray_directories
 from recorder.manifest import MANIFEST_NAME, software_version
 from recorder.session import (
     Outgoing,
@@ -61,6 +70,8 @@ SHUTDOWN_STEP_SECONDS = 10.0
 # How long a failed recording's meeting.json waits for control's part (RECORDING_STOP).
 MANIFEST_GRACE_SECONDS = 30.0
 UPLOAD_GRACE_SECONDS = 5.0
+REMEMBERED_DISCARDS = 10_000  # discarded recording ids refused from then on (the latest ones)
+PRIVATE_DIRECTORY = 0o700
 
 
 class RecorderService:
@@ -68,7 +79,9 @@ class RecorderService:
         self.config = config
         self.data_dir = Path(data_dir)
         self.recordings_root = self.data_dir / "recordings"
-        self.recordings_root.mkdir(parents=True, exist_ok=True)
+        for directory in (self.data_dir, self.recordings_root, self.data_dir / "spool"):
+            directory.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+            os.chmod(directory, PRIVATE_DIRECTORY)  # made by an older version: 0755
         self.totals = Totals()
         self.retired: dict[str, int] = {"packets": 0, "nacks_sent": 0, "plis_sent": 0, "lost": 0}
         self.sessions: dict[str, Session] = {}
@@ -77,6 +90,8 @@ class RecorderService:
         self.transcribing: dict[str, float] = {}  # recording id -> audio seconds still to do
         self._engine: TranscriptionEngine | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._background_of: dict[str, set[asyncio.Task[Any]]] = {}  # recording id -> its tasks
+        self.discarded: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._spool_task: asyncio.Task[None] | None = None
         # Blocking rescan of what an earlier process left: fine, nothing runs yet.
         self.spool = Spool(
@@ -84,16 +99,25 @@ class RecorderService:
             self._backend_for,
             limit_bytes=config.spool_limit_bytes,
             on_uploaded=self._on_uploaded,
+            group_of=lambda item: str(_target(item).get("recording_id", "")),
+            account_of=lambda item: str(_target(item).get("customer_id", "")),
+            account_limit_bytes=min(config.customer_spool_limit_bytes, config.spool_limit_bytes),
         )
 
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         self._spool_task = asyncio.create_task(self.spool.run(grace=UPLOAD_GRACE_SECONDS), name="spool")
+        for stray in await asyncio.to_thread(stray_directories, self.recordings_root):
+            log.warning("%s: a work directory without a journal (nothing in it was recorded); removed", stray)
+            await asyncio.to_thread(shutil.rmtree, stray, True)
         for directory in await asyncio.to_thread(list_recordings, self.recordings_root):
             entries = await asyncio.to_thread(directory.entries)
-            if _stop_entry(entries) is not None:  # else control continues or stops it
+            if _stop_entry(entries) is not None:
                 self._follow_up(directory, entries)
+            else:  # control continues or stops it; if not, it is finished after a while
+                self._run_in_background(self._orphan(directory), f"orphan-{directory.recording_id}",
+                                        directory.recording_id)  # fmt: skip
 
     async def shutdown(self) -> None:
         for session in list(self.sessions.values()):
@@ -126,7 +150,12 @@ class RecorderService:
         except SessionError as error:
             raise RequestFailed(error.code, str(error)) from None
 
+    def _refuse_discarded(self, recording_id: str) -> None:
+        if recording_id in self.discarded:
+            raise RequestFailed("discarded", f"recording {recording_id} was deleted")
+
     async def _on_recording_start(self, request: api.RecordingStart) -> Message:
+        self._refuse_discarded(request.recording_id)
         session = self.sessions.get(request.recording_id)
         if session is not None:
             if session.finishing:
@@ -135,6 +164,10 @@ class RecorderService:
         if self.spool.full:
             raise RequestFailed(
                 "spool_full", "the recorder's spool is full: customer storage is not taking files"
+            )
+        if self.spool.account_full(request.customer_id):
+            raise RequestFailed(
+                "spool_full", "this account's share of the recorder's spool is full: its storage is not taking files"
             )
         try:
             backend = open_storage(request.storage)
@@ -190,6 +223,7 @@ class RecorderService:
 
     async def _on_recording_stop(self, request: api.RecordingStop) -> Message:
         recording_id = request.recording_id
+        self._refuse_discarded(recording_id)
         session = self.sessions.get(recording_id)
         if session is None:
             directory, entries = await self._on_disk(recording_id)
@@ -205,6 +239,64 @@ class RecorderService:
             directory = session.directory  # it failed by itself meanwhile
             entries = await asyncio.to_thread(directory.entries)
         return await self._stop_failed(directory, entries, dict(request.manifest))
+
+    async def _on_recording_discard(self, request: api.RecordingDiscard) -> Message:
+        """The recording was deleted (see recorder.api.RecordingDiscard)."""
+        recording_id = request.recording_id
+        self.discarded[recording_id] = None
+        self.discarded.move_to_end(recording_id)
+        while len(self.discarded) > REMEMBERED_DISCARDS:
+            self.discarded.popitem(last=False)
+        files, size = await self.spool.discard(recording_id)  # later arrivals are dropped too
+        session = self.sessions.pop(recording_id, None)
+        if session is not None:
+            await session.abort()
+            for name, value in session.counters().items():
+                self.retired[name] = self.retired.get(name, 0) + value
+        tasks = self._background_of.pop(recording_id, set())
+        for task in tasks:
+            task.cancel()  # its transcript, its meeting.json, an orphan's finishing
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.transcribing.pop(recording_id, None)
+        more_files, more_size = await self.spool.discard(recording_id)
+        try:
+            directory = RecordingDirectory(self.recordings_root, recording_id)
+        except ValueError:
+            raise RequestFailed("invalid", "recording_id: must not be empty") from None
+        await asyncio.to_thread(directory.remove)
+        self.backends.pop(recording_id, None)
+        log.info("recording %s: discarded (%d file(s) never uploaded)", recording_id, files + more_files)
+        return api.RecordingDiscarded(recording_id, files + more_files, size + more_size)
+
+    async def _orphan(self, directory: RecordingDirectory) -> None:
+        """A recording an earlier process left unfinished: control continues or stops it
+        within the grace; else it is finished here and uploaded (or removed when it cannot
+        be)."""
+        await asyncio.sleep(self.config.orphan_grace_s)
+        recording_id = directory.recording_id
+        if recording_id in self.sessions or recording_id in self.discarded:
+            return
+        entries = await asyncio.to_thread(directory.entries)
+        if _stop_entry(entries) is not None:
+            return  # stopped by control meanwhile
+        storage = await asyncio.to_thread(directory.load_storage)
+        if storage is None or not any(e.get("type") == "start" for e in entries):
+            log.warning("recording %s: left unfinished with nowhere to upload it; removed", recording_id)
+            await asyncio.to_thread(directory.remove)
+            return
+        log.warning(
+            "recording %s: left unfinished by an earlier process and not continued within %.0f s; finishing it",
+            recording_id,
+            self.config.orphan_grace_s,
+        )
+        try:
+            session = await self._reopen(directory, entries)
+        except (RequestFailed, SessionError, StorageError, ValueError, OSError) as error:
+            log.error("recording %s: cannot finish it (%s); removed", recording_id, error)
+            await asyncio.to_thread(directory.remove)
+            return
+        await session.finish({})  # meeting.json from what the recorder knows
+        self._after_stop(session)
 
     async def _on_disk(self, recording_id: str) -> tuple[RecordingDirectory, list[dict[str, Any]]]:
         """A recording's directory and journal, if this recorder has one it can upload from."""
@@ -264,12 +356,21 @@ class RecorderService:
                 await queue_manifest(directory, self.spool, self.totals, {})
             self._cleanup_if_done(directory.recording_id)
 
-        self._run_in_background(later(), f"manifest-{directory.recording_id}")
+        self._run_in_background(later(), f"manifest-{directory.recording_id}", directory.recording_id)
 
-    def _run_in_background(self, work: Any, name: str) -> None:
+    def _run_in_background(self, work: Any, name: str, recording_id: str) -> None:
         task = asyncio.create_task(work, name=name)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        mine = self._background_of.setdefault(recording_id, set())
+        mine.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._background.discard(finished)
+            mine.discard(finished)
+            if not mine and self._background_of.get(recording_id) is mine:
+                del self._background_of[recording_id]
+
+        task.add_done_callback(done)
 
     async def _on_recorder_get_stats(self, _: api.RecorderGetStats) -> Message:
         counters = dict(self.retired)
@@ -309,6 +410,7 @@ class RecorderService:
         )
 
     def _session(self, recording_id: str) -> Session:
+        self._refuse_discarded(recording_id)
         session = self.sessions.get(recording_id)
         if session is None:
             raise RequestFailed("not_found", f"no active recording {recording_id!r}")
@@ -334,7 +436,7 @@ class RecorderService:
             runs = _speech_runs(directory, entries)
             self.transcribing[directory.recording_id] = sum(run_seconds(run.path) for run in runs)
             work = self._make_transcript(directory, entries, runs, _last_hints(entries))
-            self._run_in_background(work, f"transcript-{directory.recording_id}")
+            self._run_in_background(work, f"transcript-{directory.recording_id}", directory.recording_id)
         else:
             self._cleanup_if_done(directory.recording_id)
 
@@ -369,7 +471,8 @@ class RecorderService:
             attempt = max((int(e.get("attempt", 0)) for e in starts), default=0)
             for path, content_type in ((vtt, "text/vtt"), (doc, "application/json")):
                 out = Outgoing(path, "transcript", content_type, group=keys)
-                await queue_file(directory, self.spool, key_prefix, attempt, out, self.totals)
+                account = str(first.get("customer_id", ""))
+                await queue_file(directory, self.spool, key_prefix, attempt, out, self.totals, account)
             await asyncio.to_thread(directory.append, {"type": "transcript", "keys": list(keys)})
             for run in runs:
                 run.path.unlink(missing_ok=True)
@@ -516,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", default=None, help=f"default: ${api.CONFIG_ENVIRONMENT_VARIABLE}")
     parser.add_argument("--log-level", default=None, help="default: the log_level in the configuration")
     args = parser.parse_args(argv)
+    os.umask(0o077)  # recordings, speech and transcripts: for this user only
     text = args.config_json or os.environ.get(api.CONFIG_ENVIRONMENT_VARIABLE, "{}")
     try:
         config, data_dir, level = load_settings(text)

@@ -129,12 +129,14 @@ def transcript_keys(key_prefix: str) -> list[str]:
     return [key_prefix + TRANSCRIPT_VTT, key_prefix + TRANSCRIPT_JSON]
 
 
-def spool_target(recording_id: str, out: Outgoing) -> str:
-    """What the spool keeps beside a file (it survives restarts): where it goes and what
-    the RECORDING_FILE_UPLOADED notification says about it."""
+def spool_target(recording_id: str, out: Outgoing, account: str = "") -> str:
+    """What the spool keeps beside a file (it survives restarts): where it goes, whose it
+    is (`customer_id`: the spool's account) and what the RECORDING_FILE_UPLOADED
+    notification says about it."""
     return json.dumps(
         {
             "recording_id": recording_id,
+            "customer_id": account,
             "kind": out.kind,
             "track_id": out.track_id,
             "start": round(out.start, 3),
@@ -146,10 +148,17 @@ def spool_target(recording_id: str, out: Outgoing) -> str:
 
 
 async def queue_file(
-    directory: RecordingDirectory, spool: Spool, key_prefix: str, attempt: int, out: Outgoing, totals: Totals
+    directory: RecordingDirectory,
+    spool: Spool,
+    key_prefix: str,
+    attempt: int,
+    out: Outgoing,
+    totals: Totals,
+    account: str = "",
 ) -> str:
     """Journal a closed file, then move it into the spool (in that order: after a crash a
-    journaled file still in the work directory is queued again, never lost). Its key."""
+    journaled file still in the work directory is queued again, never lost), counted
+    against `account` (the customer). Its key."""
     key = key_prefix + out.path.name
     size = out.path.stat().st_size
     if not out.journaled:
@@ -169,7 +178,7 @@ async def queue_file(
                 "content_type": out.content_type,
             },
         )
-    await spool.enqueue(out.path, key, out.content_type, spool_target(directory.recording_id, out))
+    await spool.enqueue(out.path, key, out.content_type, spool_target(directory.recording_id, out, account))
     totals.bytes_written += size
     totals.segments_flushed += 1
     return key
@@ -200,7 +209,8 @@ async def queue_manifest(
     await asyncio.to_thread(path.write_text, text, "utf-8")
     attempt = max((int(e.get("attempt", 0)) for e in starts), default=0)
     out = Outgoing(path, "manifest", "application/json")
-    return await queue_file(directory, spool, key_prefix, attempt, out, totals)
+    account = str(starts[0].get("customer_id", "")) if starts else ""
+    return await queue_file(directory, spool, key_prefix, attempt, out, totals, account)
 
 
 # The worker's consumer exists (and may send) a moment before control's TRACK_ADD for it
@@ -278,6 +288,8 @@ class Session:
         self._tasks: list[asyncio.Task[Any]] = []
         self._finishing: asyncio.Task[None] | None = None
         self.on_failed: Callable[[Session], None] | None = None
+        self.account = start.customer_id  # whose share of the spool its files count against
+        self.discarding = False  # deleted: closed files are thrown away, nothing is queued
 
     # ------------------------------------------------------------------ start
 
@@ -671,9 +683,17 @@ class Session:
                 self._queue.task_done()
 
     async def _hand_off(self, out: Outgoing) -> None:
-        await queue_file(self.directory, self.spool, self.key_prefix, self.attempt, out, self.totals)
+        if self.discarding:
+            await asyncio.to_thread(out.path.unlink, True)
+            return
+        await queue_file(self.directory, self.spool, self.key_prefix, self.attempt, out, self.totals, self.account)
         if self.spool.full:
             self._fail_soon("spool_full", "the local spool is full: customer storage is not taking files")
+        elif self.spool.account_full(self.account):
+            self._fail_soon(
+                "customer_spool_full",
+                "this account's share of the local spool is full: its storage is not taking files",
+            )
 
     async def drain(self) -> None:
         await self._queue.join()
@@ -740,9 +760,24 @@ class Session:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def abort(self) -> None:
+        """The recording was deleted: stop receiving and close what is open, but queue
+        nothing (every file closed now is deleted); no stop entry, no meeting.json. The
+        caller removes the work directory and drops what the spool holds of it."""
+        self.discarding = True
+        if self._finishing is not None:  # a stop under way settles first (the spool drops it)
+            await asyncio.gather(asyncio.shield(self._finishing), return_exceptions=True)
+        else:
+            self._close_media()
+            await self.drain()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        log.info("recording %s: discarded", self.recording_id)
+
     def _fail_soon(self, reason: str, message: str) -> None:
         """Stop this recording by itself (from the hand-off task: so not awaited here)."""
-        if self._finishing is not None:
+        if self._finishing is not None or self.discarding:
             return
         log.error("recording %s: stopping: %s", self.recording_id, message)
         self._finishing = asyncio.ensure_future(self._finish({}, reason))

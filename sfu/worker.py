@@ -482,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", required=True)
     parser.add_argument("--log-level", default=os.environ.get("CONCLAVE_WORKER_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
+    os.umask(0o077)  # whatever it writes is this user's only
     logging.basicConfig(
         level=args.log_level.upper(),
         format=f"%(asctime)s worker-{args.index} %(levelname)s %(name)s: %(message)s",

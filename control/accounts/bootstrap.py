@@ -1,5 +1,6 @@
 """What the server needs before it serves: its secrets, a first account, a clean slate.
 
+- `private_data_dir(data_dir)`: DATA_DIR exists with mode 0700.
 - `resolve_secrets(cfg)`: the operator key and the join-token secret come from the settings
   (`auth.operator_key`, `auth.token_secret`) or, when those are empty, from files in the
   data directory, generated once (mode 0600). Neither is ever logged or printed.
@@ -35,6 +36,16 @@ DEFAULT_HOST_NAME = "Administrator"
 class Secrets:
     operator_key: str = field(repr=False)
     token_secret: str = field(repr=False)
+
+
+PRIVATE_DIRECTORY = 0o700
+
+
+def private_data_dir(data_dir: str) -> None:
+    """The data directory (database, secrets, the recorder's spool and work) exists and is
+    the server user's alone (0700, also when an older version made it 0755)."""
+    os.makedirs(data_dir, mode=PRIVATE_DIRECTORY, exist_ok=True)
+    os.chmod(data_dir, PRIVATE_DIRECTORY)
 
 
 def write_private_file(path: str, text: str) -> None:

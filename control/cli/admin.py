@@ -256,6 +256,9 @@ def meeting_remove_content(client: Client, args: argparse.Namespace) -> None:
         f"meeting {result['meeting_number']}: removed {removed['chat_messages']} chat message(s), "
         f"{removed.get('recordings', 0)} recording(s)/transcript(s) with {removed.get('files', 0)} file(s)"
     )
+    for pending in result.get("storage_pending", []):
+        print(f"  recording {pending['recording_id']}: its files are still in the storage ({pending['last_error']});"
+              f" retried, or: POST /api/v1/storage-deletions/{pending['id']}/retry")  # fmt: skip
 
 
 # ---------------------------------------------------------------------- parsers

@@ -31,6 +31,9 @@ EXIT_FORCED = 130
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    # Files control and its children make (database, secrets, recordings, spool) are for
+    # this user only; the children inherit it (and set it themselves too).
+    os.umask(0o077)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

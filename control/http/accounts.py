@@ -36,6 +36,7 @@ from control.http.rest import (
 )
 from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
+from control.recording.archive import RecordingArchive, Removal
 from control.store.base import Conflict, Customer, Host, NotFound, Store
 
 MAX_NAME_CHARS = 200
@@ -91,10 +92,17 @@ def limits_field(body: dict[str, Any], name: str = "limits", *, allow_null: bool
     return checked
 
 
+def deleted_response(removal: Removal) -> web.Response:
+    """204, or 202 with `storage_pending` when a storage still holds files of it (retried)."""
+    if removal.pending:
+        return web.json_response({"storage_pending": removal.storage_pending()}, status=202)
+    return web.Response(status=204)
+
+
 class AccountRoutes:
     def __init__(
         self, *, store: Store, auth: Auth, accounts: Accounts, lifecycle: Lifecycle, limits: LimitsPolicy,
-        settings: AuthConfig, allowed_networks: tuple[str, ...] = (),
+        settings: AuthConfig, archive: RecordingArchive, allowed_networks: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         self._store = store
         self._auth = auth
@@ -106,6 +114,7 @@ class AccountRoutes:
         self._login_failures = FailureLimits(
             settings.login_attempts_per_email_per_minute, settings.login_attempts_per_address_per_minute
         )
+        self._archive = archive
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/v1/customers", self.create_customer)
@@ -209,9 +218,13 @@ class AccountRoutes:
         require_operator(actor)
         customer = await self._auth.customer_in_path(request, actor)
         await self._end_everything_of_customer(customer.id, "customer_deleted")
+        # Their meetings' content as a meeting's deletion takes it (the store's cascade
+        # would leave the files in the storage).
+        removal = await self._archive.remove_meetings_of(customer_id=customer.id)
         await self._store.delete_customer(customer.id)
-        await self._auth.audit(request, actor, "customer.delete", "customer", customer.id, name=customer.name)
-        return web.Response(status=204)
+        await self._auth.audit(request, actor, "customer.delete", "customer", customer.id, name=customer.name,
+                               storage_pending=len(removal.pending))  # fmt: skip
+        return deleted_response(removal)
 
     async def _set_customer_status(self, request: web.Request, status: str) -> web.Response:
         actor = await self._auth.authenticate(request)
@@ -335,9 +348,11 @@ class AccountRoutes:
         actor = await self._auth.authenticate(request)
         host = await self._host_for(request, actor)
         await self._end_everything_of_host(host.id, "host_deleted")
+        removal = await self._archive.remove_meetings_of(host_id=host.id)
         await self._store.delete_host(host.id)
-        await self._auth.audit(request, actor, "host.delete", "host", host.id, email=host.email)
-        return web.Response(status=204)
+        await self._auth.audit(request, actor, "host.delete", "host", host.id, email=host.email,
+                               storage_pending=len(removal.pending))  # fmt: skip
+        return deleted_response(removal)
 
     async def _set_host_status(self, request: web.Request, status: str) -> web.Response:
         actor = await self._auth.authenticate(request)

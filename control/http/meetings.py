@@ -213,23 +213,30 @@ class MeetingRoutes:
         meeting = await self.meeting_in_path(request, actor)
         # Live or not, people may be connected (waiting for the host): they are told and let go.
         await self._lifecycle.end(meeting.id, "meeting_deleted")
-        # Before the rows: when the storage refuses (502), the meeting stays and can be retried.
-        await self._archive.remove_meeting_content(meeting)
+        # Everything goes from the store whatever the storage says; what it still holds is
+        # reported (202) and retried.
+        removal = await self._archive.remove_meeting_content(meeting, keep_live_people=False)
         await self._store.remove_meeting(meeting.id)
         await self._auth.audit(
-            request, actor, "meeting.delete", "meeting", meeting.id, meeting_number=meeting.meeting_number
-        )
+            request, actor, "meeting.delete", "meeting", meeting.id, meeting_number=meeting.meeting_number,
+            storage_pending=len(removal.pending),
+        )  # fmt: skip
+        if removal.pending:
+            body = {"meeting_number": numbers.display(meeting.meeting_number), "storage_pending": removal.storage_pending()}
+            return web.json_response(body, status=202)
         return web.Response(status=204)
 
     async def remove_content(self, request: web.Request) -> web.Response:
-        """Operator: remove the meeting's content now: chat, recordings and transcripts (their
-        files in the customer's storage too; running ones are stopped first)."""
+        """Operator: remove the meeting's content now: recordings and transcripts (their files
+        in the storage too; running ones are stopped first), chat, consent ledger, webhook
+        deliveries, and participant rows but those of its open live session."""
         actor = await self._auth.authenticate(request)
         require_operator(actor)
         meeting = await self.meeting_in_path(request, actor)
-        # Recordings first: when the storage refuses, nothing is gone yet and it can be retried.
-        recordings = await self._archive.remove_meeting_content(meeting)
-        removed_chat = await self._store.delete_chat(meeting.id)
-        removed = {"chat_messages": removed_chat, "recordings": recordings["recordings"], "files": recordings["files"]}
-        await self._auth.audit(request, actor, "meeting.remove_content", "meeting", meeting.id, **removed)
-        return web.json_response({"meeting_number": numbers.display(meeting.meeting_number), "removed": removed})
+        # The people of a live session that is still open stay (they are in it now).
+        removal = await self._archive.remove_meeting_content(meeting, keep_live_people=True)
+        removed = removal.removed
+        await self._auth.audit(request, actor, "meeting.remove_content", "meeting", meeting.id, **removed,
+                               storage_pending=len(removal.pending))  # fmt: skip
+        return web.json_response({"meeting_number": numbers.display(meeting.meeting_number), "removed": removed,
+                                  "storage_pending": removal.storage_pending()})  # fmt: skip

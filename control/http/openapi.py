@@ -177,6 +177,20 @@ SCHEMAS: dict[str, Schema] = {
             "decided_at": NULLABLE_TIME,
         }
     ),
+    "StorageDeletion": _obj(
+        {
+            "id": ID,
+            "recording_id": ID,
+            "meeting_id": ID,
+            "customer_id": ID,
+            "state": {"enum": ["pending", "done"]},
+            "files": {"type": "integer", "minimum": 0},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_error": {"type": "string"},
+            "created_at": TIME,
+            "updated_at": TIME,
+        }
+    ),
     "WebhookDelivery": _obj(
         {
             "id": ID,
@@ -243,9 +257,12 @@ def _operation(
     public: bool = False,
     query: list[Schema] | None = None,
     tag: str = "",
+    also: dict[int, tuple[str, Schema]] | None = None,
 ) -> Schema:
     status, schema = ok
     responses: dict[str, Schema] = {str(status): {"description": "OK", **(_json(schema) if schema else {})}}
+    for other, (description, other_schema) in (also or {}).items():
+        responses[str(other)] = {"description": description, **_json(other_schema)}
     responses["4XX"] = {"description": "Refused: {error: {code, message}}", **_json(_ref("Error"))}
     operation: Schema = {"summary": summary, "responses": responses}
     if tag:
@@ -276,6 +293,13 @@ CUSTOMER_OUT = _ref("Customer")
 HOST_OUT = _ref("Host")
 MEETING_OUT = _ref("Meeting")
 OBJECT = {"type": "object"}  # answers of control.http.sessions are described by name below
+STORAGE_PENDING = {"type": "array", "items": _ref("StorageDeletion")}
+# A deletion done here whose files a storage still holds (retried; GET /storage-deletions).
+ACCEPTED = "Deleted here; the storage could not delete the files yet (retried)"
+
+
+def _pending(**fields: Schema) -> dict[int, tuple[str, Schema]]:
+    return {202: (ACCEPTED, _obj({**fields, "storage_pending": STORAGE_PENDING}, ["storage_pending"]))}
 
 
 def _account_paths() -> dict[str, Schema]:
@@ -295,7 +319,7 @@ def _account_paths() -> dict[str, Schema]:
             "patch": _operation("Rename, change limits (operator); a null limit removes the override",
                                 (200, CUSTOMER_OUT), body="CustomerPatch", tag="operator"),
             "delete": _operation("Delete a customer and everything it has; live meetings end (operator)",
-                                 (204, None), tag="operator"),
+                                 (204, None), tag="operator", also=_pending()),
         },
         f"{cust}/suspend": {"post": _operation("Suspend: its live meetings end, its hosts are signed out",
                                                (200, CUSTOMER_OUT), tag="operator")},
@@ -319,7 +343,8 @@ def _account_paths() -> dict[str, Schema]:
             "get": _operation("A host", (200, HOST_OUT), tag="customer"),
             "patch": _operation("Change name, email or password (a new password signs the host out)",
                                 (200, HOST_OUT), body="HostPatch", tag="customer"),
-            "delete": _operation("Delete a host and its meetings; a live one ends", (204, None), tag="customer"),
+            "delete": _operation("Delete a host and its meetings with their content; a live one ends",
+                                 (204, None), tag="customer", also=_pending()),
         },
         f"{host}/suspend": {"post": _operation("Suspend: the live meeting ends, the host is signed out",
                                                (200, HOST_OUT), tag="customer")},
@@ -358,14 +383,17 @@ def _meeting_paths() -> dict[str, Schema]:
             "get": _operation("A meeting (its host, its customer's admin, the operator)", (200, MEETING_OUT),
                               tag="host"),
             "patch": _operation("Change a meeting (its host)", (200, MEETING_OUT), body="MeetingPatch", tag="host"),
-            "delete": _operation("Delete a meeting and its content; a live one ends", (204, None), tag="host"),
+            "delete": _operation("Delete a meeting and its content; a live one ends", (204, None), tag="host",
+                                 also=_pending(meeting_number={"type": "string"})),
         },
         f"{mtg}/content": {"delete": _operation(
-            "Remove the meeting's content: chat, recordings and transcripts (operator)",
+            "Remove the meeting's content: recordings and transcripts, chat, consent ledger, webhook "
+            "deliveries, participants but those of its open live session (operator)",
             (200, _obj({"meeting_number": {"type": "string"},
-                        "removed": _obj({"chat_messages": {"type": "integer", "minimum": 0},
-                                         "recordings": {"type": "integer", "minimum": 0},
-                                         "files": {"type": "integer", "minimum": 0}})})),
+                        "removed": _obj({name: {"type": "integer", "minimum": 0} for name in (
+                            "chat_messages", "recordings", "files", "participants", "consent_entries",
+                            "webhook_deliveries")}),
+                        "storage_pending": STORAGE_PENDING})),
             tag="operator")},
     }
 
@@ -472,8 +500,8 @@ def _recording_paths() -> dict[str, Schema]:
         rec: {
             "get": _operation("A recording with its files (host, customer admin)", (200, _ref("Recording")),
                               tag="host"),
-            "delete": _operation("Delete a recording: its files in the storage, then its record", (204, None),
-                                 tag="host"),
+            "delete": _operation("Delete a recording: its record, and its files in the storage it was written to",
+                                 (204, None), tag="host", also=_pending(recording_id=ID)),
         },
         f"{rec}/files/{{file_id}}/link": {"get": _operation(
             "A download link for one file, valid 5 minutes",
@@ -490,13 +518,25 @@ def _recording_paths() -> dict[str, Schema]:
         f"{rec}/transcript/link": {"get": _operation(
             "A link to the transcript page (/t/<id>?t=...) for its readers, valid auth.transcript_link_ttl_s",
             (200, _obj({"url": {"type": "string"}, "expires_at": TIME})), tag="participant")},
+        "/storage-deletions": {"get": _operation(
+            "Deleted recordings whose files a storage still holds (pending) or that went (done) (operator)",
+            (200, _list_of("deletions", "StorageDeletion")),
+            query=[_query("state", {"enum": ["pending", "done"]}), _query("customer_id", {"type": "string"})],
+            tag="operator")},
+        "/storage-deletions/{deletion_id}": {"delete": _operation(
+            "Give up on deleting a deleted recording's files: the record and the storage settings it kept "
+            "go (operator)", (204, None), tag="operator")},
+        "/storage-deletions/{deletion_id}/retry": {"post": _operation(
+            "Try deleting a deleted recording's files from its storage again, now (operator)",
+            (200, _ref("StorageDeletion")), tag="operator")},
         "/download/{token}": {"get": _operation(
             "Download a file with a link from .../link (the link is the credential); 403 when it is "
             "invalid or expired", (200, None), public=True, tag="participant")},
     }
 
 
-PATH_PARAMS = ("customer_id", "host_id", "number", "participant_id", "recording_id", "file_id", "token")
+PATH_PARAMS = ("customer_id", "host_id", "number", "participant_id", "recording_id", "file_id", "token",
+               "deletion_id")
 
 
 def document() -> Schema:

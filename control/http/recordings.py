@@ -8,8 +8,10 @@
   is control.recording.service's (the live side), whose refusals are ApiErrors.
 - Recordings with their files, short-lived signed download links (JWT, audience
   "conclave:download", 5 minutes) and the download itself, streamed from the customer's
-  storage; deleting a recording deletes its files from the storage, then its rows.
+  storage; deleting a recording takes its rows and deletes its files from the storage
+  it was written to (202 with `storage_pending` when that storage cannot do it now).
 - The consent ledger of a meeting.
+- The operator's list of storage deletions still to do, and a retry of one.
 Transcripts (`/t/<id>` and its JSON) are `control.http.transcripts`.
 """
 
@@ -29,12 +31,13 @@ from control.accounts.tokens import DOWNLOAD_TTL_S, JoinClaims, TokenError, Toke
 from control.clock import iso_time
 from control.errors import ApiError
 from control.http.auth import Auth, bearer_token, looks_like_jwt, unauthorized
-from control.http.permissions import forbidden, require_meeting_access
+from control.http.permissions import forbidden, require_meeting_access, require_operator
 from control.http.rest import check_outbound_url, invalid, json_body
 from control.meeting import numbers
 from control.meeting.limits import LimitsPolicy
 from control.meeting.protocol import transcription_hints
 from control.recording.archive import RecordingArchive
+from control.recording.deletion import public_view as deletion_view
 from control.recording.service import Recordings
 from control.recording.storage_settings import public_view, validate_storage_settings
 from control.store.base import (
@@ -142,6 +145,9 @@ class RecordingRoutes:
         router.add_delete("/api/v1/recordings/{recording_id}", self.delete_recording)
         router.add_get("/api/v1/recordings/{recording_id}/files/{file_id}/link", self.file_link)
         router.add_get("/api/v1/download/{token}", self.download)
+        router.add_get("/api/v1/storage-deletions", self.list_storage_deletions)
+        router.add_post("/api/v1/storage-deletions/{deletion_id}/retry", self.retry_storage_deletion)
+        router.add_delete("/api/v1/storage-deletions/{deletion_id}", self.forget_storage_deletion)
 
     async def recording_for(self, request: web.Request, actor: Actor) -> tuple[Recording, MeetingRecord]:
         """The recording in the path and its meeting, if the actor may see the meeting (its
@@ -308,7 +314,7 @@ class RecordingRoutes:
         recording = await self._store.get_recording(recording_id)
         if item is None or recording is None or item.recording_id != recording.id or recording.customer_id != customer_id:
             raise ApiError(404, "not_found", "this file no longer exists")
-        storage = await self._archive.customer_storage(recording.customer_id)
+        storage = await self._archive.storage_for(recording)
         try:
             async with storage.open_object(item.key) as obj:
                 response = web.StreamResponse(
@@ -344,10 +350,53 @@ class RecordingRoutes:
         recording, meeting = await self.recording_for(request, actor)
         if recording.state == "active":
             raise ApiError(409, "recording_active", "stop the recording before deleting it")
-        removed = await self._archive.remove_recording(recording)
+        removal = await self._archive.remove_recording(recording)
         await self._auth.audit(
-            request, actor, "recording.delete", "recording", recording.id, meeting_id=meeting.id, files=removed
-        )
+            request, actor, "recording.delete", "recording", recording.id, meeting_id=meeting.id,
+            files=removal.removed["files"], storage_pending=bool(removal.pending),
+        )  # fmt: skip
+        if removal.pending:  # gone from here; its storage still has the files (retried)
+            return web.json_response(
+                {"recording_id": recording.id, "storage_pending": removal.storage_pending()}, status=202
+            )
+        return web.Response(status=204)
+
+    # ------------------------------------------------------------------ storage deletions
+
+    async def list_storage_deletions(self, request: web.Request) -> web.Response:
+        """Operator: deleted recordings whose files a storage still holds (`?state=pending`,
+        the default) or that were deleted (`done`, kept a while); `?customer_id=`."""
+        require_operator(await self._auth.authenticate(request))
+        state = request.query.get("state", "pending")
+        if state not in ("pending", "done"):
+            raise invalid("state", "must be pending or done")
+        customer_id = request.query.get("customer_id") or None
+        deletions = await self._store.list_storage_deletions(state=state, customer_id=customer_id)
+        return web.json_response({"deletions": [deletion_view(d) for d in deletions]})
+
+    async def retry_storage_deletion(self, request: web.Request) -> web.Response:
+        """Operator: try deleting the files of one deleted recording again (now)."""
+        actor = await self._auth.authenticate(request)
+        require_operator(actor)
+        deletion = await self._store.get_storage_deletion(request.match_info["deletion_id"])
+        if deletion is None:
+            raise ApiError(404, "not_found", "no such storage deletion")
+        if deletion.state == "pending":
+            deletion = await self._archive.deletions.attempt(deletion)
+        await self._auth.audit(request, actor, "recording.storage_delete_retry", "recording", deletion.recording_id,
+                               state=deletion.state)  # fmt: skip
+        return web.json_response(deletion_view(deletion))
+
+    async def forget_storage_deletion(self, request: web.Request) -> web.Response:
+        """Operator: give up on deleting a deleted recording's files (its storage is gone for
+        good, or a person deleted them by hand): the record and its storage settings go."""
+        actor = await self._auth.authenticate(request)
+        require_operator(actor)
+        deletion = await self._store.get_storage_deletion(request.match_info["deletion_id"])
+        if deletion is None or not await self._store.forget_storage_deletion(deletion.id):
+            raise ApiError(404, "not_found", "no such storage deletion")
+        await self._auth.audit(request, actor, "recording.storage_delete_forget", "recording", deletion.recording_id,
+                               state=deletion.state, files=len(deletion.keys))  # fmt: skip
         return web.Response(status=204)
 
     # ------------------------------------------------------------------ consent ledger

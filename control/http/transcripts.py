@@ -37,6 +37,7 @@ from control.errors import ApiError
 from control.http.auth import bearer_token, unauthorized
 from control.http.permissions import forbidden
 from control.meeting import numbers
+from control.recording.storage_settings import resolve_storage
 from control.store.base import MeetingRecord, Recording, RecordingFile, Store
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,8 @@ class TranscriptRoutes:
         item = self._transcript_file(await self._store.list_recording_files(recording.id))
         if item is None:
             raise NotReady()
-        settings = await self._store.get_customer_storage(recording.customer_id)
+        recorded = await self._store.get_recording_storage(recording.id)
+        settings = resolve_storage(recorded, await self._store.get_customer_storage(recording.customer_id))
         if settings is None:
             raise NotReady()  # the storage settings were removed: the files are out of reach
         try:

@@ -22,10 +22,11 @@ def chat_json(message: ChatMessage) -> dict[str, Any]:
 
 
 class Chat:
-    def __init__(self, store: Store, clock: Clock, history_length: int) -> None:
+    def __init__(self, store: Store, clock: Clock, history_length: int, keep: int | None = None) -> None:
         self._store = store
         self._clock = clock
         self.history_length = history_length  # messages a joiner gets (signaling.chat_history)
+        self.keep = keep  # messages stored per meeting, the oldest dropped (retention.chat_messages_per_meeting)
 
     async def history(self, meeting_id: str) -> list[dict[str, Any]]:
         """The latest messages, oldest first."""
@@ -40,6 +41,7 @@ class Chat:
             raise SignalingError("forbidden", "you may not chat in this meeting")
         async with meeting.chat_lock:
             stored = await self._store.append_chat(
-                meeting.meeting_id, participant.participant_id, participant.name, text, int(self._clock.time() * 1000)
+                meeting.meeting_id, participant.participant_id, participant.name, text, int(self._clock.time() * 1000),
+                keep=self.keep,
             )
             meeting.broadcast({"type": "chat", "message": chat_json(stored)})

@@ -146,8 +146,10 @@ class RecorderSupervisor(processes.ChildSupervisor):
         self._call(self._restart_listeners)
 
     def _command_for(self, channel_fd: int) -> tuple[list[str], dict[str, str]]:
-        # The configuration travels in the environment (recorder.api.recorder_command).
-        env = recorder_api.recorder_command(channel_fd, self._config_json).env
+        # The configuration travels in the environment (recorder.api.recorder_command), over
+        # an allow-listed copy of control's (no operator key, token secret, credentials).
+        base = processes.child_environment(processes.RECORDER_ENVIRONMENT)
+        env = recorder_api.recorder_command(channel_fd, self._config_json, base_env=base).env
         return [*self._command, "--channel-fd", str(channel_fd)], env
 
     async def _run_once(self) -> None:

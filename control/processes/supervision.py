@@ -2,7 +2,10 @@
 supervisor (control.processes.workers) and the recorder supervisor (control.processes.recorders) share.
 
 A child gets one end of a socketpair as `--channel-fd FD` and runs in its own session (a
-terminal's Ctrl-C reaches control only, and control stops its children in order). It is
+terminal's Ctrl-C reaches control only, and control stops its children in order). Its
+environment is allow-listed (`child_environment`): what Python, the locale and the
+children's own settings need, never control's secrets (the operator key, the token
+secret, `CONCLAVE_AUTH__*`, S3 or other cloud credentials, anything not listed). It is
 alive until its process exits or its channel closes, whichever comes first; it is stopped
 with SIGTERM, then SIGKILL after a timeout; and it is restarted after a backoff that
 doubles (capped) while it keeps dying quickly, so a crash loop does not spin.
@@ -30,6 +33,30 @@ QUICK_FAILURE_S = 30.0
 MAX_BACKOFF_FACTOR = 32
 
 READY_TIMEOUT_S = 30.0
+
+# What a child may inherit of control's environment: names, and prefixes ending in "_".
+CHILD_ENVIRONMENT = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TZ", "LANG", "LANGUAGE", "LC_",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONFAULTHANDLER",
+    "PYTHONIOENCODING", "PYTHONUTF8", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CONCLAVE_WORKER_LOG_LEVEL",
+)  # fmt: skip
+# And what the recorder needs besides to reach customer storage through TLS and proxies.
+RECORDER_ENVIRONMENT = (
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+)  # fmt: skip
+
+
+def child_environment(
+    extra: Sequence[str] = (), base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The allow-listed part of `base` (control's environment) for a child process."""
+    allowed = (*CHILD_ENVIRONMENT, *extra)
+    names = {name for name in allowed if not name.endswith("_")}
+    prefixes = tuple(name for name in allowed if name.endswith("_"))
+    source = os.environ if base is None else base
+    return {key: value for key, value in source.items() if key in names or key.startswith(prefixes)}
+
 
 # argv and environment (None: inherit control's) of a child, given its channel fd.
 CommandFor = Callable[[int], tuple[Sequence[str], Mapping[str, str] | None]]

@@ -180,9 +180,9 @@ class WorkerSupervisor(processes.ChildSupervisor):
 
         await self._supervise_child(lambda: self._run_once(worker), f"worker {worker.index}", restarted)
 
-    def _command_for(self, worker: WorkerHandle, channel_fd: int) -> tuple[list[str], None]:
+    def _command_for(self, worker: WorkerHandle, channel_fd: int) -> tuple[list[str], dict[str, str]]:
         argv = [*self._command, "--index", str(worker.index), "--channel-fd", str(channel_fd)]
-        return [*argv, "--config-json", self._config_json], None
+        return [*argv, "--config-json", self._config_json], processes.child_environment()
 
     async def _run_once(self, worker: WorkerHandle) -> None:
         process, parent = await processes.spawn_with_channel(lambda fd: self._command_for(worker, fd))

@@ -1,69 +1,106 @@
-"""What recording left in the customer's storage, and taking it away again.
+"""What recording left in the customer's storage and in the store, and taking it away again.
 
-Deleting a recording deletes its files from the customer's storage first, then its rows
-(a storage that refuses leaves the rows, so the deletion can be tried again: 502); a
-meeting's content removal (operator, or the meeting's deletion) stops what still runs,
-then deletes every recording and transcript of the meeting.
+Deleting a recording (`remove_recording`):
+1. the recorder drops whatever it still holds of it (control.recording.service.Recordings.discard:
+   running, spooled, being transcribed; it is told later when it is down);
+2. the recording's rows go, and in the same store transaction a `StorageDeletion` is kept:
+   the storage the recording was written to, its key prefix, its files' keys;
+3. its files are deleted from that storage (control.recording.deletion). When the storage
+   refuses or cannot be reached, the deletion stays `pending` (retried periodically and
+   by the operator) and the caller reports it apart: the rows are gone either way.
+
+A meeting's content (`remove_meeting_content`: operator content removal, the meeting's
+deletion, its host's or customer's deletion) is every recording and transcript of it as
+above, then what the store keeps about its people: chat, participant rows, consent
+ledger, webhook deliveries about it. A removal that keeps the meeting keeps the people of
+its open live session (they are in it now). The result says what went, and what is still
+to go from a storage (`storage_pending`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
+from dataclasses import dataclass, field
+from typing import Any
 
-from common.storage import InvalidKey, StorageBackend, StorageError, open_storage
+from common.storage import StorageBackend, StorageError, open_storage
 from control.errors import ApiError
+from control.recording.deletion import StorageDeletions, public_view
 from control.recording.service import Recordings
-from control.store.base import MeetingRecord, Recording, Store
+from control.recording.storage_settings import resolve_storage
+from control.store.base import MeetingRecord, Recording, StorageDeletion, Store
 
-log = logging.getLogger(__name__)
+ALL_MEETING_STATUSES = ("scheduled", "live", "ended", "removed")
+
+
+@dataclass
+class Removal:
+    """What a deletion took, and what its storage still holds (`storage_pending`)."""
+
+    removed: dict[str, int] = field(default_factory=dict)
+    pending: list[StorageDeletion] = field(default_factory=list)
+
+    def add(self, other: Removal) -> None:
+        for name, count in other.removed.items():
+            self.removed[name] = self.removed.get(name, 0) + count
+        self.pending.extend(other.pending)
+
+    def storage_pending(self) -> list[dict[str, Any]]:
+        return [public_view(deletion) for deletion in self.pending]
 
 
 class RecordingArchive:
-    def __init__(self, store: Store, recordings: Recordings, allowed_networks: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, store: Store, recordings: Recordings, deletions: StorageDeletions, allowed_networks: tuple[str, ...] = ()
+    ) -> None:
         self._store = store
         self._recordings = recordings
+        self.deletions = deletions
         self._allowed_networks = allowed_networks  # S3 endpoints: public addresses and these (common.netguard)
 
-    async def customer_storage(self, customer_id: str) -> StorageBackend:
-        """The customer's storage to read or delete in; 409 when it has none configured (the
-        settings were removed after recording: set them again to reach the files)."""
-        settings = await self._store.get_customer_storage(customer_id)
+    async def storage_for(self, recording: Recording) -> StorageBackend:
+        """The storage the recording's files are in (control.recording.storage_settings.resolve_storage);
+        409 when nobody knows (a recording older than this rule whose customer has no
+        settings any more: set them again to reach the files), 502 when they do not open."""
+        settings = resolve_storage(
+            await self._store.get_recording_storage(recording.id),
+            await self._store.get_customer_storage(recording.customer_id),
+        )
         if settings is None:
             raise ApiError(409, "storage_not_configured", "the account has no storage configured")
-        return open_storage(settings, allowed_networks=self._allowed_networks)
-
-    async def remove_recording(self, recording: Recording) -> int:
-        """Delete the recording's files from the customer's storage, then its rows; how many
-        files went. Raises ApiError 502 (rows kept, so it can be tried again) when the storage
-        refuses, 409 when the customer has no storage configured. Objects under the
-        recording's key prefix that never reached the store (an upload that finished late) go
-        too."""
-        files = await self._store.list_recording_files(recording.id)
-        storage = await self.customer_storage(recording.customer_id)
         try:
-            for item in files:
-                with contextlib.suppress(InvalidKey):  # a key outside the storage: nothing of ours there
-                    await storage.delete(item.key)
-            if recording.key_prefix:
-                with contextlib.suppress(InvalidKey):
-                    await storage.delete_prefix(recording.key_prefix)
-        except StorageError as error:
-            log.warning("cannot delete the files of recording %s: %s", recording.id, error)
-            raise ApiError(502, "storage_unavailable", "the storage refused the deletion; try again") from None
-        await self._store.delete_recording(recording.id)
-        return len(files)
+            return open_storage(settings, allowed_networks=self._allowed_networks)
+        except (StorageError, ValueError):
+            raise ApiError(502, "storage_unavailable", "the storage cannot be opened; try again") from None
 
-    async def remove_meeting_content(self, meeting: MeetingRecord) -> dict[str, int]:
-        """Operator content removal: stop what is running (through the live side), then delete
-        every recording and transcript of the meeting. {recordings, files} removed."""
+    async def remove_recording(self, recording: Recording) -> Removal:
+        """Delete the recording (see the module's doc): {recordings: 1, files: n}, and its
+        storage deletion when the storage still holds its files."""
+        files = len(await self._store.list_recording_files(recording.id))
+        await self._recordings.discard(recording.id)  # first: nothing of it is uploaded after step 3
+        deletion = await self._store.retire_recording(recording.id)
+        deletion = await self.deletions.attempt(deletion)
+        return Removal({"recordings": 1, "files": files}, [deletion] if deletion.state == "pending" else [])
+
+    async def remove_meeting_content(self, meeting: MeetingRecord, *, keep_live_people: bool) -> Removal:
+        """Stop what runs, delete every recording and transcript of the meeting, then its
+        chat, participant rows, consent ledger and webhook deliveries (of the open live
+        session, participants and ledger stay when `keep_live_people`)."""
         recordings = await self._store.list_recordings(meeting.id)
         if any(r.state == "active" for r in recordings):
             await self._recordings.stop_everything(meeting, "the operator")
-        removed = {"recordings": 0, "files": 0}
+        removal = Removal({"recordings": 0, "files": 0})
         for recording in await self._store.list_recordings(meeting.id):
-            if recording.state == "active":  # the live side could not stop it: the rows go anyway
-                await self._store.update_recording(recording.id, state="stopped")
-            removed["files"] += await self.remove_recording(recording)
-            removed["recordings"] += 1
-        return removed
+            removal.add(await self.remove_recording(recording))
+        live = await self._store.get_live_session(meeting.id) if keep_live_people else None
+        people = await self._store.remove_meeting_data(meeting.id, keep_live_session_id=live.id if live else None)
+        removal.add(Removal(people))
+        return removal
+
+    async def remove_meetings_of(self, *, host_id: str | None = None, customer_id: str | None = None) -> Removal:
+        """Before a host or a customer is deleted: every one of their meetings' content
+        (the store's cascade would take the rows but leave the files)."""
+        removal = Removal()
+        meetings = await self._store.list_meetings(host_id=host_id, customer_id=customer_id, statuses=ALL_MEETING_STATUSES)
+        for meeting in meetings:
+            removal.add(await self.remove_meeting_content(meeting, keep_live_people=False))
+        return removal

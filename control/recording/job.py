@@ -285,6 +285,10 @@ class Job:
         await self._close_transport()
         return confirmed
 
+    async def close_transport(self) -> None:
+        """The plain transport goes (the recording is deleted: no RECORDING_STOP)."""
+        await self._close_transport()
+
     async def _close_transport(self) -> None:
         transport_id, self.transport_id = self.transport_id, None
         self.tracks = {}

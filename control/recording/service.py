@@ -51,6 +51,7 @@ from control.meeting.listeners import ConferenceListener
 from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
 from control.processes.recorders import RecorderSupervisor
 from control.recording.consent import CONTINUED, LEFT, LedgerChange
+from control.recording.deletion import StorageDeletions
 from control.recording.events import RecordingEvents
 from control.recording.job import Job
 from control.recording.manifest import build_manifest
@@ -70,6 +71,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("recording", "transcription")
 RECORDER_WAIT_S = 15.0  # a start while the recorder (re)starts waits this long for it
+DISCARD_TIMEOUT_S = 30.0  # the recorder lets an upload in flight finish (5 s), then cuts it off
 
 
 @functools.lru_cache(maxsize=None)
@@ -92,6 +94,7 @@ class Recordings(ConferenceListener):
         events: RecordingEvents,
         tasks: BackgroundTasks,
         settings: RecorderConfig,
+        deletions: StorageDeletions,
     ) -> None:
         self._store = store
         self.conference = conference
@@ -101,8 +104,13 @@ class Recordings(ConferenceListener):
         self._events = events
         self._tasks = tasks
         self._settings = settings
+        self._deletions = deletions
         # The active jobs of each live meeting (by meeting id), by kind.
         self._jobs: dict[str, dict[str, Job]] = {}
+        # Deleted recordings the recorder has not confirmed discarding (it was down).
+        self._owed_discards: set[str] = set()
+        # The last notification task of each recording (they are handled in order).
+        self._notices: dict[str, asyncio.Task[Any]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -208,6 +216,7 @@ class Recordings(ConferenceListener):
                 key_prefix=f"recordings/{row.meeting_number}/{recording_id}/",
                 started_at=started_at,
                 recording_id=recording_id,
+                storage=storage,  # deletion finds its files there whatever the customer sets later
             )
         except RecordingActive:
             raise ApiError(409, "already_active", f"{kind} is on already") from None
@@ -519,9 +528,38 @@ class Recordings(ConferenceListener):
         for job in self.active(meeting).values():
             job.serial.run(job.lose_router, "lose-router")
 
+    # ------------------------------------------------------------------ deletion
+
+    async def discard(self, recording_id: str) -> bool:
+        """The recording is being deleted: the recorder drops whatever it still holds of it
+        (running, spooled, being transcribed) and uploads nothing more. True once it said
+        so; when it is down, it is told when it is up again (until then, an upload of it is
+        refused here: `_file_uploaded`)."""
+        job = self._find(recording_id)
+        if job is not None:  # could not be stopped: it goes without its stop
+            job.active = False
+            self._drop_job(job.meeting, job)
+            await self._release_holds(job.meeting)
+            job.serial.run(job.close_transport, "close-for-deletion")
+        try:
+            await self.recorder.request(recorder_api.RecordingDiscard(recording_id=recording_id), timeout=DISCARD_TIMEOUT_S)
+        except ChannelError as exc:
+            log.warning("recording %s: the recorder did not confirm discarding it (%s); told again later",
+                        recording_id, exc)  # fmt: skip
+            self._owed_discards.add(recording_id)
+            return False
+        self._owed_discards.discard(recording_id)
+        return True
+
+    async def _tell_owed_discards(self) -> None:
+        for recording_id in list(self._owed_discards):
+            await self.discard(recording_id)
+
     # ------------------------------------------------------------------ the recorder
 
     def recorder_up(self, generation: int) -> None:
+        if self._owed_discards:
+            self._tasks.spawn(self._tell_owed_discards(), "owed-discards")
         for job in self.jobs():
             if job.recorder_generation is not None and job.recorder_generation != generation:
                 job.serial.run(functools.partial(job.resume, generation), f"resume-{generation}")
@@ -531,11 +569,33 @@ class Recordings(ConferenceListener):
 
     def recorder_notification(self, entity_id: str, message: Message) -> None:
         if isinstance(message, recorder_api.RecordingFileUploaded):
-            self._tasks.spawn(self._file_uploaded(message), f"uploaded-{message.recording_id}")
+            self._in_order(message.recording_id, self._file_uploaded(message), "uploaded")
         elif isinstance(message, recorder_api.RecordingFailed):
-            self._tasks.spawn(self._failed(message), f"failed-{message.recording_id}")
+            self._in_order(message.recording_id, self._failed(message), "failed")
         elif isinstance(message, recorder_api.TranscriptReady):
-            self._tasks.spawn(self._transcript_ready(message), f"transcript-{message.recording_id}")
+            self._in_order(message.recording_id, self._transcript_ready(message), "transcript")
+
+    def _in_order(self, recording_id: str, work: Any, what: str) -> None:
+        """Handle a recording's notifications one after the other, in the order they came
+        (TRANSCRIPT_READY after the uploads of its files are in the store)."""
+        previous = self._notices.get(recording_id)
+
+        async def step() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            await work
+
+        task = self._tasks.spawn(step(), f"{what}-{recording_id}")
+        if task is None:
+            work.close()  # shutting down
+            return
+        self._notices[recording_id] = task
+
+        def forget(done: asyncio.Task[Any]) -> None:
+            if self._notices.get(recording_id) is done:
+                del self._notices[recording_id]
+
+        task.add_done_callback(forget)
 
     async def _recording_row(self, recording_id: str) -> tuple[Recording, MeetingRecord] | None:
         recording = await self._store.get_recording(recording_id)
@@ -546,10 +606,14 @@ class Recordings(ConferenceListener):
         return recording, meeting
 
     async def _file_uploaded(self, message: Any) -> None:
-        found = await self._recording_row(message.recording_id)
-        if found is None:
+        recording = await self._store.get_recording(message.recording_id)
+        if recording is None:
+            await self._refuse_upload(message)
             return
-        recording, row = found
+        row = await self._store.get_meeting(recording.meeting_id)
+        if row is None:
+            log.warning("recorder: news of recording %s of an unknown meeting", recording.id)
+            return
         stored = await self._store.add_recording_file(
             recording.id, key=message.key, kind=message.kind, size=message.size, sha256=message.sha256,
             content_type=message.content_type, track_id=message.track_id, start=message.start, end=message.end,
@@ -558,6 +622,18 @@ class Recordings(ConferenceListener):
                         meeting_number=row.meeting_number, recording_id=recording.id, file_id=stored.id,
                         key=stored.key, file_kind=stored.kind, size=stored.size, sha256=stored.sha256,
                         content_type=stored.content_type)  # fmt: skip
+
+    async def _refuse_upload(self, message: Any) -> None:
+        """A file of a recording control no longer has (deleted, maybe while the recorder
+        was down or mid-upload): no row, no webhook; the file goes from the storage and the
+        recorder is told to drop the rest."""
+        deletion = await self._deletions.late_upload(message.recording_id, message.key)
+        if deletion is None:
+            log.warning("recorder: upload %s of unknown recording %s refused (its storage is unknown: not deleted)",
+                        message.key, message.recording_id)  # fmt: skip
+        else:
+            log.info("recorder: late upload of deleted recording %s refused and deleted", message.recording_id)
+        await self.discard(message.recording_id)
 
     async def _failed(self, message: Any) -> None:
         reason = message.reason

@@ -42,3 +42,28 @@ def public_view(settings: Mapping[str, Any]) -> dict[str, Any]:
     view = {name: value for name, value in settings.items() if name not in SECRET_FIELDS}
     view["secret_set"] = any(bool(settings.get(name)) for name in SECRET_FIELDS)
     return view
+
+
+# ---------------------------------------------------------------------- which storage
+
+
+# What makes two settings the same storage (the secret and tuning aside).
+IDENTITY_FIELDS = ("kind", "root", "endpoint_url", "region", "bucket", "prefix", "access_key_id")
+
+
+def identity(settings: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(settings.get(name) for name in IDENTITY_FIELDS)
+
+
+def resolve_storage(
+    recorded: Mapping[str, Any] | None, current: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The settings to reach a recording's files: those it was written with (`recorded`), or
+    the customer's `current` ones when they name the same storage (they may carry a rotated
+    secret), or `current` for a recording that kept none (made before recordings kept
+    theirs). None when neither is known."""
+    if recorded:
+        if current and identity(current) == identity(recorded):
+            return dict(current)
+        return dict(recorded)
+    return dict(current) if current else None

@@ -241,6 +241,7 @@ class WebhookDelivery:
     response_code: int | None
     ts: float
     error: str = ""  # connection error text, if any
+    meeting_id: str | None = None  # the meeting the event is about (from the payload's data)
 
 
 RecordingKind = Literal["recording", "transcription"]
@@ -299,6 +300,30 @@ class ConsentEntry:
     decision: str = "pending"  # ConsentDecision
     decided_at: float | None = None
     recording_id: str | None = None  # kept after the recording is deleted: the ledger is evidence
+
+
+STORAGE_DELETION_STATES: tuple[str, ...] = ("pending", "done")
+
+
+@dataclass(slots=True)
+class StorageDeletion:
+    """What a deleted recording had in the storage it was written to: `pending` until that
+    storage confirmed the deletion (retried; the operator sees the list), then `done` and
+    kept a while, so that a file the recorder uploads late is deleted as well."""
+
+    id: str
+    recording_id: str
+    customer_id: str
+    meeting_id: str
+    key_prefix: str = ""
+    keys: list[str] = field(default_factory=list)
+    state: str = "pending"  # pending | done
+    attempts: int = 0
+    last_error: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    # The storage settings, secret included (never hand them out); None when unknown.
+    storage: dict[str, Any] | None = field(default=None, repr=False)
 
 
 # ---------------------------------------------------------------------- the interface
@@ -529,8 +554,11 @@ class Store(abc.ABC):
     # --- chat
 
     @abc.abstractmethod
-    async def append_chat(self, meeting_id: str, participant_id: str, name: str, text: str, ts: int) -> ChatMessage:
-        """Store a message; its `seq` is the meeting's next one (atomic)."""
+    async def append_chat(
+        self, meeting_id: str, participant_id: str, name: str, text: str, ts: int, *, keep: int | None = None
+    ) -> ChatMessage:
+        """Store a message; its `seq` is the meeting's next one (atomic). With `keep`, the
+        meeting keeps its latest `keep` messages: older ones go in the same transaction."""
 
     @abc.abstractmethod
     async def list_chat(self, meeting_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[ChatMessage]:
@@ -615,11 +643,18 @@ class Store(abc.ABC):
         key_prefix: str = "",
         started_at: float | None = None,
         recording_id: str | None = None,
+        storage: dict[str, Any] | None = None,
     ) -> Recording:
         """Insert an `active` recording (started_at: now unless given; id: new unless given,
-        so a key prefix naming it can be made first). Atomically refuses with
+        so a key prefix naming it can be made first). `storage`: the settings its files are
+        written with (secret included; `get_recording_storage`). Atomically refuses with
         RecordingActive when the meeting has an active one of the same kind. NotFound for
         an unknown meeting; ValueError for an unknown kind."""
+
+    @abc.abstractmethod
+    async def get_recording_storage(self, recording_id: str) -> dict[str, Any] | None:
+        """The storage settings the recording was written with (secret included: never hand
+        them out); None when unknown (or no such recording)."""
 
     @abc.abstractmethod
     async def update_recording(self, recording_id: str, **changes: Any) -> Recording:
@@ -665,7 +700,60 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_recording(self, recording_id: str) -> None:
         """Delete the recording and its file rows (consent entries keep its id). Raises
-        NotFound."""
+        NotFound. (Deletion by users goes through `retire_recording`.)"""
+
+    # --- deleted recordings: what is to go from their storage
+
+    @abc.abstractmethod
+    async def retire_recording(self, recording_id: str) -> StorageDeletion:
+        """Delete the recording and its file rows and, in the same transaction, keep what is
+        to be deleted from its storage: a `pending` StorageDeletion with the storage it was
+        written with (the customer's current settings for a recording that has none), its
+        key prefix and its files' keys. Raises NotFound."""
+
+    @abc.abstractmethod
+    async def get_storage_deletion(self, deletion_id: str) -> StorageDeletion | None: ...
+
+    @abc.abstractmethod
+    async def storage_deletion_of(self, recording_id: str) -> StorageDeletion | None:
+        """The (latest) deletion of that recording, if it was deleted."""
+
+    @abc.abstractmethod
+    async def list_storage_deletions(
+        self, *, state: str | None = None, customer_id: str | None = None, limit: int = 1000
+    ) -> list[StorageDeletion]:
+        """Oldest first."""
+
+    @abc.abstractmethod
+    async def update_storage_deletion(self, deletion_id: str, **changes: Any) -> StorageDeletion:
+        """Change any of: state, attempts, last_error, keys (updated_at: now). NotFound."""
+
+    @abc.abstractmethod
+    async def forget_storage_deletion(self, deletion_id: str) -> bool:
+        """Drop the record (and the storage settings it kept); True if there was one."""
+
+    # --- what deletion and retention take away
+
+    @abc.abstractmethod
+    async def remove_meeting_data(self, meeting_id: str, *, keep_live_session_id: str | None = None) -> dict[str, int]:
+        """Delete what the server keeps about the people of a meeting: its chat, participant
+        rows, consent ledger and the webhook deliveries about it (their payloads name
+        people). With `keep_live_session_id`, the participant rows and ledger of that (open)
+        live session stay. Counts by kind: chat_messages, participants, consent_entries,
+        webhook_deliveries."""
+
+    @abc.abstractmethod
+    async def purge_webhook_deliveries(self, before: float) -> int:
+        """Delete delivery attempts made before `before`; how many went."""
+
+    @abc.abstractmethod
+    async def purge_participants(self, before: float) -> int:
+        """Delete participant rows that joined before `before`, except those of a live
+        session that is still open; how many went."""
+
+    @abc.abstractmethod
+    async def purge_storage_deletions(self, before: float) -> int:
+        """Forget `done` storage deletions last changed before `before`; how many went."""
 
     @abc.abstractmethod
     async def add_consent(

@@ -6,12 +6,14 @@ Each call that writes is one transaction opened with `BEGIN IMMEDIATE`: it takes
 write lock before reading, so the checks inside it (the host's live-meeting limit, the
 login policy, a meeting's capacity) also hold against another process on the same file.
 Schema: `sqlite_schema.MIGRATIONS`; rows to records: `sqlite_rows`; the recording part
-(storage settings, recordings, files, consent): `sqlite_recordings`.
+(storage settings, recordings, files, consent): `sqlite_recordings`; deletion and
+retention: `sqlite_deletion`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
@@ -44,6 +46,7 @@ from control.store.base import (
     WebhookDelivery,
     new_id,
 )
+from control.store.sqlite_deletion import DeletionMixin
 from control.store.sqlite_recordings import RecordingsMixin
 from control.store.sqlite_schema import MIGRATIONS
 
@@ -51,7 +54,7 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 
 
-class SqliteStore(RecordingsMixin, Store):
+class SqliteStore(RecordingsMixin, DeletionMixin, Store):
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
@@ -588,13 +591,18 @@ class SqliteStore(RecordingsMixin, Store):
 
     # ------------------------------------------------------------------ chat
 
-    async def append_chat(self, meeting_id: str, participant_id: str, name: str, text: str, ts: int) -> ChatMessage:
+    async def append_chat(
+        self, meeting_id: str, participant_id: str, name: str, text: str, ts: int, *, keep: int | None = None
+    ) -> ChatMessage:
         def append() -> ChatMessage:
             cursor = self._db.execute("UPDATE meeting SET chat_seq = chat_seq + 1 WHERE id = ?", (meeting_id,))
             if cursor.rowcount == 0:
                 raise NotFound("meeting", meeting_id)
             seq = self._row("SELECT chat_seq FROM meeting WHERE id = ?", (meeting_id,))[0]
-            return self._insert("chat_message", ChatMessage(new_id(), meeting_id, seq, participant_id, name, text, ts))
+            message = self._insert("chat_message", ChatMessage(new_id(), meeting_id, seq, participant_id, name, text, ts))
+            if keep is not None:  # seq grows by one per message: the oldest are below seq - keep + 1
+                self._db.execute("DELETE FROM chat_message WHERE meeting_id = ? AND seq <= ?", (meeting_id, seq - keep))
+            return message
 
         return await self._run(self._write, append)
 
@@ -664,8 +672,9 @@ class SqliteStore(RecordingsMixin, Store):
         error: str = "",
     ) -> WebhookDelivery:
         delivery = WebhookDelivery(
-            new_id(), customer_id, event, payload, attempt, status, response_code, self._clock(), error
-        )
+            new_id(), customer_id, event, payload, attempt, status, response_code, self._clock(), error,
+            _meeting_of(payload),
+        )  # fmt: skip
         try:
             return await self._run(self._write, self._insert, "webhook_delivery", delivery)
         except sqlite3.IntegrityError:
@@ -674,6 +683,16 @@ class SqliteStore(RecordingsMixin, Store):
     async def list_webhook_deliveries(self, customer_id: str, *, limit: int = 100) -> list[WebhookDelivery]:
         sql = "SELECT * FROM webhook_delivery WHERE customer_id = ? ORDER BY ts DESC, rowid DESC LIMIT ?"
         return [rows.delivery(r) for r in await self._run(self._rows, sql, (customer_id, max(limit, 0)))]
+
+
+def _meeting_of(payload: str) -> str | None:
+    """The meeting a webhook body is about (`data.meeting_id`), so its deletion finds it."""
+    try:
+        data = json.loads(payload).get("data")
+    except (ValueError, AttributeError):
+        return None
+    meeting_id = data.get("meeting_id") if isinstance(data, dict) else None
+    return meeting_id if isinstance(meeting_id, str) else None
 
 
 def _conflict(exc: sqlite3.IntegrityError, table: str) -> StoreError:

@@ -81,6 +81,7 @@ class RecordingsMixin:
         key_prefix: str = "",
         started_at: float | None = None,
         recording_id: str | None = None,
+        storage: dict[str, Any] | None = None,
     ) -> Recording:
         if kind not in RECORDING_KINDS:
             raise ValueError(f"recording kind must be one of {RECORDING_KINDS}, not {kind!r}")
@@ -104,11 +105,19 @@ class RecordingsMixin:
             if active is not None:
                 raise RecordingActive(rows.recording(active))
             try:
-                return self._insert("recording", recording)
+                self._insert("recording", recording)
             except sqlite3.IntegrityError as exc:
                 raise NotFound("parent of recording", str(exc)) from None
+            if storage:  # not a field of Recording: the secret never rides in a record
+                sql = "UPDATE recording SET storage = ? WHERE id = ?"
+                self._db.execute(sql, (json.dumps(dict(storage), sort_keys=True), recording.id))
+            return recording
 
         return await self._run(self._write, insert)
+
+    async def get_recording_storage(self, recording_id: str) -> dict[str, Any] | None:
+        row = await self._run(self._row, "SELECT storage FROM recording WHERE id = ?", (recording_id,))
+        return json.loads(row["storage"]) if row and row["storage"] else None
 
     async def update_recording(self, recording_id: str, **changes: Any) -> Recording:
         state = changes.get("state")

@@ -20,6 +20,7 @@ from control.store.base import (
     ParticipantRecord,
     Recording,
     RecordingFile,
+    StorageDeletion,
     WebhookDelivery,
 )
 
@@ -33,6 +34,7 @@ PARTICIPANT_FIELDS = {"state", "live_session_id", "name", "left_at", "removed"}
 ENDED_STATES = ("left", "denied", "removed")
 RECORDING_FIELDS = {"state", "stopped_at", "error", "key_prefix", "live_session_id"}
 CONSENT_FIELDS = {"channels", "decision", "decided_at", "recording_id", "name"}
+STORAGE_DELETION_FIELDS = {"state", "attempts", "last_error", "keys", "updated_at"}
 
 
 def column_value(value: Any) -> Any:
@@ -114,3 +116,10 @@ def recording_file(row: sqlite3.Row) -> RecordingFile:
 
 def consent(row: sqlite3.Row) -> ConsentEntry:
     return _record(ConsentEntry, row, channels=list(json.loads(row["channels"])))
+
+
+def storage_deletion(row: sqlite3.Row) -> StorageDeletion:
+    settings = row["storage"]
+    return _record(
+        StorageDeletion, row, keys=list(json.loads(row["keys"])), storage=json.loads(settings) if settings else None
+    )

@@ -160,4 +160,37 @@ MIGRATIONS: list[list[str]] = [
             recording_id TEXT)""",
         "CREATE INDEX consent_meeting ON consent (meeting_id, notified_at)",
     ],
+    # 3: deletion is real, retention (issue 10): each recording keeps the storage it was
+    # written to; a deleted recording leaves a record of what is to go from (or went from)
+    # that storage; webhook deliveries name their meeting (so its deletion finds them);
+    # indexes for the periodic purge.
+    [
+        # Settings with the secret, like customer_storage (never handed out). Recordings made
+        # before this migration get their customer's settings of now: the best guess left.
+        "ALTER TABLE recording ADD COLUMN storage TEXT NOT NULL DEFAULT ''",
+        """UPDATE recording SET storage = COALESCE(
+            (SELECT settings FROM customer_storage WHERE customer_storage.customer_id = recording.customer_id), '')""",
+        # No foreign keys on purpose: it outlives the recording, its meeting and its customer.
+        """CREATE TABLE storage_deletion (
+            id TEXT PRIMARY KEY,
+            recording_id TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            meeting_id TEXT NOT NULL,
+            storage TEXT,
+            key_prefix TEXT NOT NULL DEFAULT '',
+            keys TEXT NOT NULL DEFAULT '[]',
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL)""",
+        "CREATE INDEX storage_deletion_recording ON storage_deletion (recording_id)",
+        "CREATE INDEX storage_deletion_state ON storage_deletion (state, updated_at)",
+        "ALTER TABLE webhook_delivery ADD COLUMN meeting_id TEXT",
+        """UPDATE webhook_delivery SET meeting_id = json_extract(payload, '$.data.meeting_id')
+            WHERE json_valid(payload) AND json_type(payload, '$.data.meeting_id') = 'text'""",
+        "CREATE INDEX webhook_delivery_meeting ON webhook_delivery (meeting_id) WHERE meeting_id IS NOT NULL",
+        "CREATE INDEX webhook_delivery_ts ON webhook_delivery (ts)",
+        "CREATE INDEX participant_joined ON participant (joined_at)",
+    ],
 ]

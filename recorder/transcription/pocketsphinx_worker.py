@@ -61,6 +61,7 @@ class WorkerProcess:
         # on sys.path): put the directory holding `recorder` first on its path.
         root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
+        env.pop("_CONCLAVE_RECORDER_CONFIG", None)  # the recorder's settings (an API key): not its worker's
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -190,7 +190,7 @@ def test_unknown_top_level_key_in_file(tmp_path):
     path = write(tmp_path, "htp:\n  port: 80\n")
     assert error_of(path) == (
         f"config file {path}: htp: unknown key "
-        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder)"
+        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention)"
     )
 
 
@@ -321,7 +321,7 @@ def test_missing_file(tmp_path):
         (
             "CONCLAVE_HTPP__PORT",
             "CONCLAVE_HTPP__PORT: unknown section 'htpp' "
-            "(known: http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder)",
+            "(known: http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention)",
         ),
         (
             "CONCLAVE_HTTP",
@@ -543,3 +543,29 @@ def test_allowed_origins_are_origins():
     assert error_of(env={"CONCLAVE_SIGNALING__ALLOWED_ORIGINS": "https://a.example.com/path"}).startswith(
         "CONCLAVE_SIGNALING__ALLOWED_ORIGINS[0]"
     )
+
+
+# --- the retention section and the customer spool quota ----------------------------------
+
+
+def test_retention_defaults_and_rules(tmp_path):
+    from config.schema import RetentionConfig
+
+    retention = Config().retention
+    assert retention == RetentionConfig()
+    assert retention.chat_messages_per_meeting == 5000
+    assert (retention.webhook_deliveries_days, retention.participants_days) == (30.0, 90.0)
+    assert (retention.deleted_recordings_days, retention.purge_interval_s) == (30.0, 3600.0)
+    path = write(tmp_path, "retention:\n  participants_days: 0\n")
+    assert "retention.participants_days: expected a number > 0" in error_of(path)
+    env = {"CONCLAVE_RETENTION__CHAT_MESSAGES_PER_MEETING": "0"}
+    assert "CONCLAVE_RETENTION__CHAT_MESSAGES_PER_MEETING" in error_of(env=env)
+    cfg = load_config(env={"CONCLAVE_RETENTION__WEBHOOK_DELIVERIES_DAYS": "1.5"})
+    assert cfg.retention.webhook_deliveries_days == 1.5
+
+
+def test_customer_spool_limit():
+    assert Config().recorder.customer_spool_limit_bytes == 512 * 1024**2
+    cfg = load_config(env={"CONCLAVE_RECORDER__CUSTOMER_SPOOL_LIMIT_BYTES": "1000"})
+    assert cfg.recorder.customer_spool_limit_bytes == 1000
+    assert "expected an integer >= 1" in error_of(env={"CONCLAVE_RECORDER__CUSTOMER_SPOOL_LIMIT_BYTES": "0"})

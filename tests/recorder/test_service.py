@@ -654,3 +654,134 @@ async def test_a_recording_stopped_after_its_recorder_was_killed_is_salvaged_and
         ("alice-mic.a0-00001.webm", True),
     ]
     assert decoded_seconds(storage / track["segments"][1]["key"])[0] >= 0.5
+
+
+# --- deletion, orphans, quotas, file modes (issue 10) ------------------------------------
+
+
+def world_readable(root: Path) -> list[str]:
+    """Files and directories under root (root too) that anyone but the owner can read."""
+    found = []
+    for path in [root, *root.rglob("*")]:
+        if path.stat().st_mode & 0o077:
+            found.append(f"{oct(path.stat().st_mode & 0o777)} {path.relative_to(root.parent)}")
+    return found
+
+
+def umask_of(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:"))
+
+
+@pytest.mark.timeout(90)
+async def test_a_discarded_recording_leaves_nothing_and_uploads_nothing_more(tmp_path):
+    storage, data = tmp_path / "storage", tmp_path / "data"
+    storage.mkdir()
+    (storage / "recordings").write_text("in the way")  # the storage refuses for now: files wait in the spool
+    cam = make_stream("alice-cam", "p-alice", "Alice", "video", 3.0, ssrc=1111, sender_epoch=5e8, begin=0.2, gop=15)
+    mic = make_stream("alice-mic", "p-alice", "Alice", "audio", 3.0, ssrc=2222, sender_epoch=5e8, begin=0.2)
+    recorder = await RecorderProcess.start(data)
+    try:
+        assert umask_of(recorder.process.pid) == "0077"
+        await record_for(recorder, storage, [cam, mic], until=2.8, segment_seconds=1.0, transcribe=True)
+        work = data / "recordings" / RECORDING_ID
+        await recorder.wait_for(lambda: len(list((data / "spool").glob("*.data"))) >= 2, 10)
+        assert list((work / "speech").iterdir()), "speech audio is kept for the transcript"
+        # Recordings, speech audio and spooled files are for the recorder's user only.
+        assert world_readable(data) == []
+
+        discarded = await recorder.request(api.RecordingDiscard(RECORDING_ID))
+        assert discarded.recording_id == RECORDING_ID and discarded.files >= 2 and discarded.bytes > 0
+        assert not work.exists() and list((data / "spool").iterdir()) == []
+        for late in (recording_start(storage, time.time(), attempt=1), api.RecordingStop(RECORDING_ID, {}),
+                     cam.track_add(RECORDING_ID)):  # fmt: skip
+            with pytest.raises(ChannelError) as caught:
+                await recorder.request(late)
+            assert caught.value.code == "discarded"
+        again = await recorder.request(api.RecordingDiscard(RECORDING_ID))  # harmless twice
+        assert (again.files, again.bytes) == (0, 0)
+
+        (storage / "recordings").unlink()  # the storage is back: still nothing of it goes up
+        await asyncio.sleep(3.0)
+        stats = await recorder.stats()
+    finally:
+        await recorder.stop()
+    assert storage_files(storage) == {} and not recorder.of(api.RecordingFileUploaded)
+    assert not recorder.of(api.TranscriptReady)
+    assert stats.gauges["active_recordings"] == 0 and stats.gauges["spool_bytes"] == 0
+
+
+@pytest.mark.timeout(90)
+async def test_what_a_killed_recorder_left_is_finished_after_the_grace_never_kept(tmp_path):
+    storage, data = tmp_path / "storage", tmp_path / "data"
+    mic = make_stream("alice-mic", "p-alice", "Alice", "audio", 4.0, ssrc=2222, sender_epoch=5e8, begin=0.2)
+    first = await RecorderProcess.start(data)
+    try:
+        await record_for(first, storage, [mic], until=3.7, segment_seconds=2.0)
+        first.kill()  # control went down with it, say: nobody continues or stops this recording
+        await first.process.wait()
+    finally:
+        await first.stop()
+    # Also left behind: a start killed before its journal, and a recording with nowhere to go.
+    (data / "recordings" / "half-made" / "media").mkdir(parents=True)
+    nowhere = data / "recordings" / "rec-nowhere"
+    nowhere.mkdir()
+    (nowhere / "journal.jsonl").write_text(json.dumps({"type": "start", "recording_id": "rec-nowhere"}) + "\n")
+
+    second = await RecorderProcess.start(data, orphan_grace_s=1.0)
+    try:
+        assert not (data / "recordings" / "half-made").exists()
+        await second.wait_for(
+            lambda: any(m.kind == "manifest" for m in second.of(api.RecordingFileUploaded)), 30
+        )
+        await second.wait_for(lambda: not (data / "recordings" / RECORDING_ID).exists(), 10)
+        await second.wait_for(lambda: not nowhere.exists(), 5)
+    finally:
+        await second.stop()
+    assert list((data / "recordings").iterdir()) == []
+    manifest = read_manifest(storage, PREFIX + "meeting.json")
+    [track] = manifest["tracks"]
+    assert [s["salvaged"] for s in track["segments"]] == [False, True]
+    assert set(storage_files(storage)) >= {s["key"] for s in track["segments"]}
+    assert world_readable(storage) == []  # what the local storage got is private too
+
+
+@pytest.mark.timeout(90)
+async def test_one_customers_dead_storage_stops_only_its_own_recordings(tmp_path):
+    dead, alive, data = tmp_path / "dead", tmp_path / "alive", tmp_path / "data"
+    dead.mkdir()
+    (dead / "recordings").write_text("in the way")
+    cam = make_stream("cam", "p-a", "A", "video", 4.0, ssrc=1111, sender_epoch=5e8, begin=0.2, gop=15)
+    mic_b = make_stream("mic-b", "p-b", "B", "audio", 4.0, ssrc=3333, sender_epoch=5e8, begin=0.2)
+    # A share bigger than what a healthy customer holds at once (a segment or two on its
+    # way up), smaller than what piles up behind a dead storage.
+    recorder = await RecorderProcess.start(data, spool_limit_bytes=10_000_000, customer_spool_limit_bytes=100_000)
+    sfu_a, sfu_b = await FakeSfu.open(), await FakeSfu.open()
+    try:
+        started_at, origin = time.time(), time.monotonic()
+        a = await recorder.request(recording_start(dead, started_at, segment_seconds=1.0, customer_id="c-dead"))
+        b = await recorder.request(recording_start(alive, started_at, segment_seconds=1.0, customer_id="c-ok",
+                                                   recording_id="rec-b",
+                                                   key_prefix="recordings/12345678901/rec-b/"))  # fmt: skip
+        sfu_a.destination, sfu_b.destination = (a.ip, a.port), (b.ip, b.port)
+        await recorder.request(cam.track_add(RECORDING_ID))
+        await recorder.request(mic_b.track_add("rec-b"))
+        await asyncio.gather(play(sfu_a, schedule([cam]), origin), play(sfu_b, schedule([mic_b]), origin))
+        [failed] = await recorder.wait_for(lambda: recorder.of(api.RecordingFailed), 10)
+        assert (failed.recording_id, failed.reason) == (RECORDING_ID, "customer_spool_full")
+        # The other customer records on and its files go up meanwhile.
+        assert (await recorder.stats()).gauges["active_recordings"] == 1
+        await recorder.wait_for(lambda: [m for m in recorder.of(api.RecordingFileUploaded) if m.recording_id == "rec-b"], 10)
+        with pytest.raises(ChannelError) as caught:  # a new recording of the full customer waits
+            await recorder.request(recording_start(dead, time.time(), customer_id="c-dead", recording_id="rec-c",
+                                                   key_prefix="recordings/12345678901/rec-c/"))  # fmt: skip
+        assert caught.value.code == "spool_full"
+        await recorder.request(recording_start(alive, time.time(), customer_id="c-ok", recording_id="rec-d",
+                                               key_prefix="recordings/12345678901/rec-d/"))  # fmt: skip
+        await recorder.request(api.RecordingStop("rec-b", {}))
+        await recorder.request(api.RecordingStop("rec-d", {}))
+    finally:
+        sfu_a.close()
+        sfu_b.close()
+        await recorder.stop()
+    assert all(m.recording_id != RECORDING_ID for m in recorder.of(api.RecordingFileUploaded))

@@ -401,11 +401,15 @@ def kill_if_alive(pid: int) -> None:
             pass
 
 
-def spawn_serve(config_path: Path, log_path: Path, timeout: float = 60.0) -> ServerProcess:
+def spawn_serve(
+    config_path: Path, log_path: Path, timeout: float = 60.0, extra_env: dict[str, str] | None = None
+) -> ServerProcess:
     """`conclave serve --config config_path` as a subprocess (stderr to log_path), once it
-    prints the URL it serves at. Stop it with `stop_serve`."""
+    prints the URL it serves at; `extra_env` over the test's environment (CONCLAVE_ variables
+    of the test run left out). Stop it with `stop_serve`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra_env or {})
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             [*conclave_command(), "serve", "--config", str(config_path)],

@@ -65,8 +65,14 @@ async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
     )
     await services.store.update_recording(recording.id, state="stopped")
     recorded = await services.store.add_recording_file(recording.id, key="recordings/acme/mix.ogg", kind="mix", size=3)
+    # And one of Acme's recordings deleted already, its files still owed by the storage.
+    gone = await services.store.create_recording(
+        meeting_id=other_meeting["id"], customer_id=acme.id, kind="recording", started_by="Host"
+    )
+    deletion = await services.store.retire_recording(gone.id)
     values = {"customer_id": acme.id, "host_id": ann.id, "number": meeting["meeting_number"],
-              "participant_id": participant.id, "recording_id": recording.id, "file_id": recorded.id}
+              "participant_id": participant.id, "recording_id": recording.id, "file_id": recorded.id,
+              "deletion_id": deletion.id}
     secrets_of_acme = [acme.id, ann.id, meeting["id"], meeting["meeting_number"], meeting["passcode"],
                        "Acme Secret Corp", "ann@acme.example", "Acme board meeting", "acme secret chat"]
 
@@ -100,5 +106,6 @@ async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
     assert len(await store.list_hosts(acme.id)) == 1
     assert await store.get_customer_storage(acme.id) is None
     assert [f.id for f in await store.list_recording_files(recording.id)] == [recorded.id]
+    assert (await store.get_storage_deletion(deletion.id)).attempts == 0
     assert (await api.ok("GET", "/auth/me", token=ann.token))["host"]["id"] == ann.id
     assert (await api.ok("GET", f"/customers/{acme.id}", token=acme.api_key))["id"] == acme.id

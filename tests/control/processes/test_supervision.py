@@ -131,3 +131,27 @@ async def test_supervise_restarts_with_a_doubling_backoff_until_stopped(caplog):
     messages = [record.getMessage() for record in caplog.records]
     assert "child 7: supervision error" in messages
     assert "child 7: restarting in 0.1 s" in messages and "child 7: restarting in 0.2 s" in messages
+
+
+def test_children_inherit_only_the_allow_listed_environment():
+    control = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/conclave",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": "/srv/conclave",
+        "CONCLAVE_AUTH__OPERATOR_KEY": "op-key-0123456789abcdef",
+        "CONCLAVE_AUTH__TOKEN_SECRET": "t" * 40,
+        "CONCLAVE_RECORDER__OPENAI_API_KEY": "sk-openai",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret",
+        "AWS_ACCESS_KEY_ID": "AKID",
+        "DATABASE_URL": "postgres://user:pw@db/conclave",
+        "HTTPS_PROXY": "http://proxy:3128",
+        "SSL_CERT_FILE": "/etc/ssl/ca.pem",
+        "LC": "not a locale variable",
+    }
+    worker = processes.child_environment(base=control)
+    assert worker == {"PATH": "/usr/bin", "HOME": "/home/conclave", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+                      "PYTHONPATH": "/srv/conclave"}  # fmt: skip
+    recorder = processes.child_environment(processes.RECORDER_ENVIRONMENT, base=control)
+    assert recorder == {**worker, "HTTPS_PROXY": "http://proxy:3128", "SSL_CERT_FILE": "/etc/ssl/ca.pem"}

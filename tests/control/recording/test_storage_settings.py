@@ -78,3 +78,17 @@ def test_object_keys_are_checked_without_quoting_them(key, message):
     assert storage.normalized_prefix("/a/b/") == "a/b/" and storage.normalized_prefix("") == ""
     with pytest.raises(storage.InvalidKey, match="^prefix has an empty"):
         storage.normalized_prefix("a//b")
+
+
+def test_a_recording_is_reached_with_the_settings_it_was_written_with():
+    written = {**S3, "bucket": "old"}
+    moved = {**S3, "bucket": "new", "secret_access_key": "new-secret"}
+    rotated = {**written, "secret_access_key": "rotated", "part_size": 8 * 1024**2}
+    resolve = storage_settings.resolve_storage
+    assert resolve(written, moved) == written  # the customer moved on: the old bucket still
+    assert resolve(written, rotated) == rotated  # same storage, new secret: the current one
+    assert resolve(written, None) == written  # the customer forgot its settings (or is gone)
+    assert resolve(None, moved) == moved  # a recording that kept none (before migration 3)
+    assert resolve(None, None) is None
+    local = {"kind": "local", "root": "/srv/a"}
+    assert resolve(local, {"kind": "local", "root": "/srv/b"}) == local

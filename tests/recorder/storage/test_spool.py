@@ -135,6 +135,7 @@ async def test_enqueue_moves_the_file_in_and_upload_deletes_it(tmp_path):
         "uploads_completed": 1,
         "bytes_uploaded": len(data),
         "files_lost": 0,
+        "files_discarded": 0,
     }
 
 
@@ -292,6 +293,134 @@ async def test_a_file_deleted_from_the_spool_is_counted_as_lost_not_retried_fore
     async with running(spool):
         await until(lambda: spool.files_lost == 1)
     assert spool.pending() == [] and spool_files(spool) == []
+
+
+class GatedBackend(MemoryBackend):
+    """A put waits at a gate: a storage that hangs until the test opens it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting: list[str] = []
+        self.deleted: list[str] = []
+
+    async def put_file(self, local_path: Path, key: str, content_type: str) -> StoredObject:
+        data = local_path.read_bytes()
+        self.waiting.append(key)
+        await self.gate.wait()
+        self.objects[key] = (data, content_type)
+        return StoredObject(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    async def delete(self, key: str) -> None:
+        self.deleted.append(key)
+        await super().delete(key)
+
+
+def by_recording(item: SpoolItem) -> str:
+    return item.target.split("/")[0]
+
+
+def by_customer(item: SpoolItem) -> str:
+    return item.target.split("/")[1] if "/" in item.target else ""
+
+
+async def test_discard_drops_a_recordings_files_and_refuses_its_late_ones(tmp_path):
+    backend = MemoryBackend()
+    backend.down = True
+    uploaded: list[str] = []
+    spool = fast_spool(tmp_path / "spool", backend, group_of=by_recording,
+                       on_uploaded=lambda item, stored: uploaded.append(item.key))  # fmt: skip
+    for n in range(3):
+        await spool.enqueue(segment(tmp_path / "seg", f"r1-{n}")[0], f"r1/{n}", "audio/ogg", target="r1/c")
+    await spool.enqueue(segment(tmp_path / "seg", "r2-0")[0], "r2/0", "audio/ogg", target="r2/c")
+    async with running(spool):
+        await until(lambda: all(item.attempts >= 1 for item in spool.pending()))
+        assert await spool.discard("r1") == (3, 30_000)
+        assert [item.key for item in spool.pending()] == ["r2/0"] and spool.discarded("r1")
+        assert len(spool_files(spool)) == 2  # r2's pair only
+        late, _ = segment(tmp_path / "seg", "r1-late")
+        await spool.enqueue(late, "r1/late", "audio/ogg", target="r1/c")  # e.g. a transcript finishing
+        assert not late.exists() and [item.key for item in spool.pending()] == ["r2/0"]
+        backend.down = False
+        async with asyncio.timeout(WAIT_S):
+            await spool.wait_until_empty()
+    assert list(backend.objects) == ["r2/0"] and uploaded == ["r2/0"]
+    assert spool.stats()["files_discarded"] == 4 and spool_files(spool) == []
+    assert await spool.discard("never-had-it") == (0, 0)
+
+
+async def test_discard_cuts_off_an_upload_that_hangs(tmp_path):
+    backend = GatedBackend()
+    uploaded: list[str] = []
+    spool = fast_spool(tmp_path / "spool", backend, group_of=by_recording, discard_wait=0.2,
+                       on_uploaded=lambda item, stored: uploaded.append(item.key))  # fmt: skip
+    await spool.enqueue(segment(tmp_path / "seg", "a")[0], "r1/a", "audio/ogg", target="r1/c")
+    async with running(spool):
+        await until(lambda: backend.waiting == ["r1/a"])
+        assert await spool.discard("r1") == (1, 10_000)
+        backend.gate.set()
+        await asyncio.sleep(0.1)
+    assert backend.objects == {} and uploaded == [] and spool_files(spool) == []
+
+
+async def test_an_upload_that_lands_during_the_discard_is_deleted_again(tmp_path):
+    backend = GatedBackend()
+    uploaded: list[str] = []
+    spool = fast_spool(tmp_path / "spool", backend, group_of=by_recording,
+                       on_uploaded=lambda item, stored: uploaded.append(item.key))  # fmt: skip
+    item = await spool.enqueue(segment(tmp_path / "seg", "a")[0], "r1/a", "audio/ogg", target="r1/c")
+    async with running(spool):
+        await until(lambda: backend.waiting == ["r1/a"])
+        discard = asyncio.ensure_future(spool.discard("r1"))
+        await asyncio.sleep(0.05)
+        backend.gate.set()  # the bytes land while the discard waits
+        assert await discard == (0, 0)  # nothing left in the spool: it had gone up
+    assert backend.deleted == ["r1/a"] and backend.objects == {}
+    assert uploaded == [] and not item.data_path.exists() and spool.stats()["files_discarded"] == 1
+
+
+async def test_one_customers_dead_storage_holds_neither_the_others_uploads_nor_their_room(tmp_path):
+    dead, alive = GatedBackend(), MemoryBackend()
+    spool = Spool(tmp_path / "spool", lambda item: dead if by_customer(item) == "dead" else alive,
+                  group_of=by_recording, account_of=by_customer, account_limit_bytes=25_000,
+                  retry_initial=0.05, retry_max=0.2)  # fmt: skip
+    for n in range(3):
+        await spool.enqueue(segment(tmp_path / "seg", f"d{n}")[0], f"rd/{n}", "audio/ogg", target="rd/dead")
+    assert spool.account_full("dead") and not spool.account_full("ok") and not spool.full
+    assert spool.account_size("dead") == 30_000
+    async with running(spool):
+        await until(lambda: len(dead.waiting) == 2)  # both uploaders hang on the dead storage
+        for n in range(3):
+            await spool.enqueue(segment(tmp_path / "seg", f"o{n}")[0], f"ro/{n}", "audio/ogg", target="ro/ok")
+        await until(lambda: len(alive.objects) == 3)  # yet another customer's files go up
+        assert dead.waiting == ["rd/0", "rd/1"], "never more than `uploaders` to the hanging storage"
+        assert spool.account_size("ok") == 0 and spool.account_size("dead") == 30_000
+        dead.gate.set()
+        async with asyncio.timeout(WAIT_S):
+            await spool.wait_until_empty()
+    assert not spool.account_full("dead") and sorted(dead.objects) == ["rd/0", "rd/1", "rd/2"]
+
+
+async def test_an_enqueue_cancelled_mid_move_is_still_counted(tmp_path, monkeypatch):
+    from recorder.storage import spool as spool_module
+
+    real_move_in = spool_module._move_in
+
+    def slow_move_in(*args: object) -> SpoolItem:
+        import time
+
+        time.sleep(0.3)
+        return real_move_in(*args)
+
+    monkeypatch.setattr(spool_module, "_move_in", slow_move_in)
+    spool = fast_spool(tmp_path / "spool", MemoryBackend())
+    enqueue = asyncio.ensure_future(spool.enqueue(segment(tmp_path / "seg", "a")[0], "k/a", "audio/ogg"))
+    await asyncio.sleep(0.05)
+    enqueue.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await enqueue
+    await until(lambda: len(spool.pending()) == 1)
+    assert spool.size_bytes() == 10_000
 
 
 # --- with a real S3 server that goes away and comes back -------------------------------------------
