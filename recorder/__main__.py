@@ -1,8 +1,8 @@
-"""`python -m recorder --channel-fd FD`: the recorder process (see recorder/service.py)."""
+"""`python -m recorder --channel-fd FD`: the recorder process (recorder/process.py, recorder/service.py)."""
 
 import sys
 
-from recorder.service import main
+from recorder.process import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -276,13 +276,15 @@ CONFIG_ENVIRONMENT_VARIABLE = "_CONCLAVE_RECORDER_CONFIG"
 
 
 def recorder_config_json(cfg: Any) -> str:
-    """What the recorder needs of a config.schema.Config: its own section, data_dir and
-    the log level, as JSON."""
+    """What the recorder needs of a config.schema.Config: its own section, data_dir, the
+    log level and the networks a customer's S3 endpoint may be in besides public
+    addresses (outbound.allowed_networks: the recorder uploads there), as JSON."""
     return json.dumps(
         {
             "recorder": dataclasses.asdict(cfg.recorder),
             "data_dir": os.path.abspath(cfg.data_dir),
             "log_level": cfg.logging.level,
+            "allowed_networks": list(cfg.outbound.allowed_networks),
         }
     )
 

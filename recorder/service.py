@@ -1,6 +1,6 @@
 """The recorder process: one uvloop, one channel to control, many recordings.
 
-Started by control as `python -m recorder --channel-fd FD` with its configuration in the
+Started by control as `python -m recorder --channel-fd FD` (recorder/process.py) with its configuration in the
 environment (recorder.api.recorder_command; `--config-json` works too, for people). It
 rescans its spool (uploads left by an earlier process continue at once), announces
 RECORDER_READY on the channel, then answers requests until the channel closes or SIGTERM
@@ -22,7 +22,6 @@ be uploaded anywhere (no storage settings), is removed. Nothing stays forever.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import ipaddress
@@ -30,19 +29,17 @@ import json
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-import uvloop
 
-from common.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
+from common.channel import ChannelServer, RequestFailed
 from common.messages import Empty, Message
 from common.storage import StorageBackend, StorageError, StoredObject, open_storage
-from config.schema import ConfigError, RecorderConfig
+from config.schema import RecorderConfig
 from recorder import api
 from recorder.journal import RecordingDirectory, list_recordings, stray_directories
-from recorder.manifest import MANIFEST_NAME, software_version
+from recorder.manifest import MANIFEST_NAME
 from recorder.session import (
     Outgoing,
     Session,
@@ -75,8 +72,11 @@ PRIVATE_DIRECTORY = 0o700
 
 
 class RecorderService:
-    def __init__(self, config: RecorderConfig, data_dir: Path) -> None:
+    def __init__(self, config: RecorderConfig, data_dir: Path, allowed_networks: tuple[str, ...] = ()) -> None:
         self.config = config
+        # A customer's S3 endpoint is reached only at public addresses and these
+        # (common.netguard): a customer must not make the recorder upload into our network.
+        self.allowed_networks = allowed_networks
         self.data_dir = Path(data_dir)
         self.recordings_root = self.data_dir / "recordings"
         for directory in (self.data_dir, self.recordings_root, self.data_dir / "spool"):
@@ -170,7 +170,7 @@ class RecorderService:
                 "spool_full", "this account's share of the recorder's spool is full: its storage is not taking files"
             )
         try:
-            backend = open_storage(request.storage)
+            backend = open_storage(request.storage, allowed_networks=self.allowed_networks)
             directory = RecordingDirectory(self.recordings_root, request.recording_id)
         except (StorageError, ValueError) as error:
             raise RequestFailed("invalid", str(error)) from None
@@ -512,7 +512,7 @@ class RecorderService:
             )
             if settings is None:
                 raise StorageError(f"no storage settings for recording {recording_id!r}", code="settings")
-            backend = self.backends[recording_id] = open_storage(settings)
+            backend = self.backends[recording_id] = open_storage(settings, allowed_networks=self.allowed_networks)
         return backend
 
     def _on_uploaded(self, item: SpoolItem, stored: StoredObject) -> None:
@@ -590,46 +590,3 @@ def _last_hints(entries: list[dict[str, Any]]) -> list[str]:
 
 
 # ------------------------------------------------------------------------- process
-
-
-async def run(channel_fd: int, config: RecorderConfig, data_dir: Path) -> None:
-    service = RecorderService(config, data_dir)
-    channel = await open_server(channel_fd, service.handle)
-    service.channel = channel
-    await service.start()
-    pending = len(service.spool.pending())
-    channel.notify(
-        "recorder", api.RecorderReady(pid=os.getpid(), version=software_version(), pending_uploads=pending)
-    )
-    log.info("recorder ready (data in %s, %d upload(s) pending)", data_dir, pending)
-    # A second signal while draining (closing segments): leave at once.
-    await serve_until_stopped(channel, service.shutdown, second_signal_exits=True)
-
-
-def load_settings(text: str) -> tuple[RecorderConfig, Path, str]:
-    """(recorder section, data_dir, log level) from recorder_config_json's JSON."""
-    data = json.loads(text)
-    section = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("recorder", {}).items()}
-    return RecorderConfig(**section), Path(data.get("data_dir", "./data")), str(data.get("log_level", "info"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recorder", description="Conclave recorder (started by control)")
-    parser.add_argument("--channel-fd", type=int, required=True)
-    parser.add_argument("--config-json", default=None, help=f"default: ${api.CONFIG_ENVIRONMENT_VARIABLE}")
-    parser.add_argument("--log-level", default=None, help="default: the log_level in the configuration")
-    args = parser.parse_args(argv)
-    os.umask(0o077)  # recordings, speech and transcripts: for this user only
-    text = args.config_json or os.environ.get(api.CONFIG_ENVIRONMENT_VARIABLE, "{}")
-    try:
-        config, data_dir, level = load_settings(text)
-    except (ValueError, TypeError, ConfigError) as error:
-        # The message names the setting, never a secret's value (config.schema's rules).
-        print(f"recorder: bad configuration: {error}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=(args.log_level or level).upper(),
-        format="%(asctime)s recorder %(levelname)s %(name)s: %(message)s",
-    )
-    uvloop.run(run(args.channel_fd, config, data_dir))
-    return 0
