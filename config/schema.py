@@ -365,6 +365,10 @@ class HttpConfig(_Section):
     tls_key: str = setting("", FILE_PATH)
     # TLS ends at a reverse proxy in front of this server (public_url must be https).
     behind_tls_proxy: bool = setting(False, BOOLEAN)
+    # Reverse proxies whose X-Forwarded-For is believed (control.http.proxies): a request
+    # from one of these is the client's the proxies name, so per-client limits stay per
+    # client. Empty: every request is its peer's.
+    trusted_proxies: tuple[str, ...] = setting((), network_list())
 
     def _check_together(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -12,6 +12,7 @@ stops the processes by PID and closes the store, in reverse order of startup.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from control.http.accounts import AccountRoutes
 from control.http.auth import Auth
 from control.http.meetings import MeetingRoutes
 from control.http.middleware import error_middleware
+from control.http.proxies import trusted_proxy_middleware
 from control.http.recordings import RecordingRoutes
 from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
@@ -208,7 +210,11 @@ def create_app(
     clock: Clock | None = None,
 ) -> web.Application:
     services = build_services(cfg, worker_command=worker_command, recorder_command=recorder_command, clock=clock)
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    middlewares = [error_middleware]
+    if cfg.http.trusted_proxies:
+        proxies = [ipaddress.ip_network(network) for network in cfg.http.trusted_proxies]
+        middlewares.insert(0, trusted_proxy_middleware(proxies))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services
     app.cleanup_ctx.append(_run_store)
     app.cleanup_ctx.append(_run_workers)
