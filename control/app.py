@@ -156,6 +156,7 @@ def build_services(
         events=RecordingEvents(webhooks), tasks=tasks, settings=cfg.recorder, deletions=deletions,
     )  # fmt: skip
     metrics = Metrics(registry, worker_supervisor)
+    metrics.watch_webhooks(lambda: webhooks.dropped)
     signaling = SignalingEndpoint(
         settings=cfg.signaling, public_url=cfg.http.public_url, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
         recordings=recordings, metrics=metrics,
@@ -229,7 +230,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     urls = PublicUrls(s.cfg.http.public_url)
     AccountRoutes(
         store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits, settings=s.cfg.auth,
-        allowed_networks=s.cfg.outbound.allowed_networks, archive=s.archive,
+        allowed_networks=s.cfg.outbound.allowed_networks, archive=s.archive, rate_limited=s.metrics.rate_limited,
     ).register(router)
     MeetingRoutes(
         store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls
@@ -237,7 +238,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     SessionRoutes(
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, attendance=s.attendance,
         moderation=s.moderation, lifecycle=s.lifecycle, limits=s.limits, urls=urls, settings=s.cfg.auth,
-        max_waiting=s.cfg.signaling.max_waiting_per_meeting,
+        max_waiting=s.cfg.signaling.max_waiting_per_meeting, rate_limited=s.metrics.rate_limited,
     ).register(router)  # fmt: skip
     allowed = s.cfg.outbound.allowed_networks
     RecordingRoutes(

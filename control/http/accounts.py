@@ -22,6 +22,7 @@ from control.accounts.service import (
 from control.clock import iso_time
 from control.errors import ApiError
 from control.http.auth import Auth, client_address, unauthorized
+from control.metrics.exporter import LabeledCounter
 from control.http.limiter import FailureLimits, RateLimited
 from control.http.middleware import json_error
 from control.http.permissions import require_host_admin, require_operator
@@ -102,7 +103,8 @@ def deleted_response(removal: Removal) -> web.Response:
 class AccountRoutes:
     def __init__(
         self, *, store: Store, auth: Auth, accounts: Accounts, lifecycle: Lifecycle, limits: LimitsPolicy,
-        settings: AuthConfig, archive: RecordingArchive, allowed_networks: tuple[str, ...] = (),
+        settings: AuthConfig, archive: RecordingArchive, rate_limited: LabeledCounter,
+        allowed_networks: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         self._store = store
         self._auth = auth
@@ -112,8 +114,10 @@ class AccountRoutes:
         self._allowed_networks = allowed_networks  # where webhook URLs may lead besides public addresses
         # Failed sign-ins (argon2 alone makes guessing slow, not impossible).
         self._login_failures = FailureLimits(
-            settings.login_attempts_per_email_per_minute, settings.login_attempts_per_address_per_minute
-        )
+            settings.login_attempts_per_email_per_minute, settings.login_attempts_per_address_per_minute,
+            names=("login_per_email", "login_per_client"),
+        )  # fmt: skip
+        self._rate_limited = rate_limited
         self._archive = archive
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -388,6 +392,7 @@ class AccountRoutes:
         try:  # reserved before the password is checked: concurrent guesses count
             attempt = self._login_failures.reserve(email_key, client_address(request) or "unknown")
         except RateLimited as exc:
+            self._rate_limited.inc(exc.limit)
             return json_error(429, "rate_limited", "too many failed sign-ins; try again later",
                               {"Retry-After": str(exc.retry_after_s)})  # fmt: skip
         with attempt:  # given back unless marked failed

@@ -194,8 +194,10 @@ class FailureLimits:
 
     def __init__(
         self, per_target: int, per_client: int, clock: Callable[[], float] = time.monotonic,
-        max_keys: int = MAX_TRACKED_KEYS,
+        max_keys: int = MAX_TRACKED_KEYS, names: tuple[str, str] = ("per_target", "per_client"),
     ) -> None:  # fmt: skip
+        # What a refusal says it hit (RateLimited.limit; a metric label: a fixed set).
+        self.target_limit_name, self.client_limit_name = names
         self.targets = AttemptLimiter(per_target, clock=clock, max_keys=max_keys)
         self.clients = AttemptLimiter(per_client, clock=clock, max_keys=max_keys)
 
@@ -205,17 +207,18 @@ class FailureLimits:
         client = client_key(address)
         wait = self.clients.reserve(client)
         if wait is not None:
-            raise RateLimited(wait)
+            raise RateLimited(wait, self.client_limit_name)
         target_key = f"{target}\0{client}"
         wait = self.targets.reserve(target_key)
         if wait is not None:
             self.clients.release(client)
-            raise RateLimited(wait)
+            raise RateLimited(wait, self.target_limit_name)
         return Attempt([(self.clients, client), (self.targets, target_key)])
 
 
 class RateLimited(Exception):
-    def __init__(self, retry_after_s: float) -> None:
+    def __init__(self, retry_after_s: float, limit: str = "") -> None:
         seconds = max(1, math.ceil(retry_after_s))
         super().__init__(f"retry after {seconds} s")
         self.retry_after_s = seconds
+        self.limit = limit  # which limit refused (conclave_http_rate_limited_total{limit})

@@ -31,6 +31,7 @@ from config import AuthConfig
 from control.accounts.tokens import TokenError, Tokens
 from control.errors import ApiError
 from control.http.auth import Auth, bearer_token, client_address, looks_like_jwt
+from control.metrics.exporter import LabeledCounter
 from control.http.limiter import AttemptLimiter, FailureLimits, RateLimited, client_key
 from control.http.middleware import json_error
 from control.http.permissions import require_meeting_access
@@ -69,7 +70,8 @@ def participant_json(person: ParticipantRecord, meeting: LiveMeeting | None) -> 
     return body
 
 
-def _too_many(message: str, exc: RateLimited) -> web.Response:
+def _too_many(message: str, exc: RateLimited, counter: LabeledCounter) -> web.Response:
+    counter.inc(exc.limit)
     return json_error(429, "rate_limited", message, {"Retry-After": str(exc.retry_after_s)})
 
 
@@ -92,6 +94,7 @@ class SessionRoutes:
         urls: PublicUrls,
         settings: AuthConfig,
         max_waiting: int,
+        rate_limited: LabeledCounter,
     ) -> None:
         self._store = store
         self._auth = auth
@@ -103,8 +106,10 @@ class SessionRoutes:
         self._limits = limits
         self._urls = urls
         self._join_failures = FailureLimits(
-            settings.passcode_attempts_per_minute, settings.passcode_attempts_per_address_per_minute
-        )
+            settings.passcode_attempts_per_minute, settings.passcode_attempts_per_address_per_minute,
+            names=("passcode_per_meeting", "passcode_per_client"),
+        )  # fmt: skip
+        self._rate_limited = rate_limited
         self._joins = AttemptLimiter(settings.joins_per_address_per_minute)
         self._max_waiting = max_waiting
 
@@ -231,7 +236,7 @@ class SessionRoutes:
         try:  # reserved before anything is awaited: concurrent guesses count (limiter's doc)
             attempt = self._join_failures.reserve(number_key, address)
         except RateLimited as exc:
-            return _too_many("too many attempts; try again later", exc)
+            return _too_many("too many attempts; try again later", exc, self._rate_limited)
         with attempt:  # given back unless marked failed (a right passcode, a 400)
             body = await json_body(request)
             try:
@@ -250,7 +255,8 @@ class SessionRoutes:
                 raise _credentials_refused()
         wait = self._joins.hit(client_key(address))
         if wait is not None:
-            return _too_many("too many joins from this address; try again later", RateLimited(wait))
+            refused = RateLimited(wait, "joins_per_client")
+            return _too_many("too many joins from this address; try again later", refused, self._rate_limited)
         return await self._admit_joiner(request, record, name, body.get("token"))
 
     async def _check_credentials(self, digits: str | None, passcode: object, link_token: object) -> MeetingRecord | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -207,6 +207,21 @@ class LabeledCounter(Collector):
         yield family
 
 
+class _WebhookCollector(Collector):
+    """Webhook events dropped because a pending-delivery cap was reached
+    (control.webhooks.WebhookSender.dropped)."""
+
+    def __init__(self, dropped: Callable[[], int]) -> None:
+        self._dropped = dropped
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "conclave_webhook_events_dropped",
+            "Webhook events not delivered because too many deliveries were pending (per customer or in all)",
+            value=self._dropped(),
+        )
+
+
 class Metrics:
     def __init__(self, meetings: MeetingRegistry, supervisor: WorkerSupervisor) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -226,10 +241,20 @@ class Metrics:
         self.registry.register(self.signaling_messages)
         self.registry.register(self.signaling_errors)
         self.registry.register(self.signaling_refused)
+        self.rate_limited = LabeledCounter(
+            "conclave_http_rate_limited",
+            "Requests refused with 429 by a brute-force or per-client limit, by limit",
+            "limit",
+        )
+        self.registry.register(self.rate_limited)
         self.registry.register(_StateCollector(meetings, supervisor, self.loop_lag))
         # The recorder's (exported as 0 before its first snapshot).
         self.recorder = RecorderMetrics()
         self.registry.register(self.recorder)
+
+    def watch_webhooks(self, dropped: Callable[[], int]) -> None:
+        """Export how many webhook events a pending-delivery cap dropped."""
+        self.registry.register(_WebhookCollector(dropped))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

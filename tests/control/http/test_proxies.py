@@ -10,6 +10,7 @@ import ipaddress
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from control.http.proxies import forwarded_client
 
@@ -66,6 +67,11 @@ async def test_behind_a_proxy_one_clients_guesses_do_not_lock_out_another(concla
         assert await guess(session, server, meeting, meeting["passcode"], "198.51.100.20") == 200
         # Writing another address in front of what the proxy appends changes nothing.
         assert await guess(session, server, meeting, meeting["passcode"], "198.51.100.21, 203.0.113.66") == 429
+        async with session.get(f"{server.base_url}/metrics") as response:
+            families = {family.name: family for family in text_string_to_metric_families(await response.text())}
+    refused = {s.labels["limit"]: s.value for s in families["conclave_http_rate_limited"].samples
+               if s.name == "conclave_http_rate_limited_total"}  # fmt: skip
+    assert refused == {"passcode_per_meeting": 20 - limit + 2}
 
 
 @pytest.mark.process

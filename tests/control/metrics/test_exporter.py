@@ -163,3 +163,12 @@ def test_refused_nacks_are_one_counter_by_worker_and_a_fixed_set_of_reasons():
         ("0", "budget"): 7, ("0", "duplicate"): 0, ("0", "too_old"): 0,
         ("1", "budget"): 0, ("1", "duplicate"): 0, ("1", "too_old"): 0,
     }  # fmt: skip
+
+
+def test_dropped_webhook_events_are_a_counter():
+    dropped = [0]
+    collector = exporter._WebhookCollector(lambda: dropped[0])
+    dropped[0] = 3  # read at each scrape
+    [family] = list(collector.collect())
+    assert (family.name, family.type) == ("conclave_webhook_events_dropped", "counter")
+    assert [(s.name, s.value) for s in family.samples] == [("conclave_webhook_events_dropped_total", 3)]
