@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -16,29 +14,6 @@ from control.store import NotFound
 from control.store.sqlite import MIGRATIONS, SqliteStore
 
 S3 = {"kind": "s3", "bucket": "old", "access_key_id": "AK", "secret_access_key": "SK-old"}
-
-
-class Clock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(str(tmp_path / "conclave.db"), clock=clock)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def make_meeting(store: SqliteStore, number: str = "12345678901", customer_id: str | None = None):
