@@ -478,7 +478,7 @@ class SignalingConfig(_Section):
 
     max_message_bytes: int = setting(65536, integer(1))
     chat_max_chars: int = setting(2000, integer(1))
-    # Chat messages kept per meeting for late joiners; 0 keeps none.
+    # Chat messages sent to a joiner (the newest); 0 sends none. Storage: retention.chat_messages_per_meeting.
     chat_history: int = setting(500, integer(0))
     # Per WebSocket.
     messages_per_second: int = setting(50, integer(1))
@@ -490,7 +490,7 @@ class SignalingConfig(_Section):
     # Sockets that have not joined yet: per client (IPv4 address, IPv6 /64) and in all.
     max_unjoined_sockets_per_address: int = setting(10, integer(1))
     max_unjoined_sockets: int = setting(1000, integer(1))
-    # Bytes one socket may send per second (a bucket holding 2 * max_message_bytes).
+    # Bytes one socket may send per second (a bucket holding max(this, 2 * max_message_bytes)).
     bytes_per_second: int = setting(262144, integer(1))
     # Bytes queued to a client that does not read before its socket is closed.
     max_outbox_bytes: int = setting(16 * 1024 * 1024, integer(1024))
