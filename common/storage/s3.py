@@ -129,6 +129,9 @@ class S3BucketStorage:
                 except netguard.AddressRefused as refused:
                     self._refused = f"S3 endpoint refused: {refused}"
             connector_args = {"resolver": netguard.GuardedResolver(allowed), "use_dns_cache": False}
+        # Guarded: never through a proxy from HTTP(S)_PROXY (botocore reads them when
+        # `proxies` is None): the proxy, not our resolver, would pick the address.
+        proxies: dict[str, str] | None = {} if allowed_networks is not None else None
         self.region = region or "us-east-1"
         if not bucket:
             raise StorageSettingsError("S3 bucket name is empty")
@@ -147,6 +150,7 @@ class S3BucketStorage:
         self.verify_by_reading_back = verify_by_reading_back
         self._config = AioConfig(
             connector_args=connector_args or None,
+            proxies=proxies,
             signature_version="s3v4",
             s3={"addressing_style": addressing_style},
             retries={"max_attempts": max(1, max_attempts), "mode": "standard"},

@@ -85,3 +85,15 @@ async def test_the_operator_may_allow_on_premises_storage(tmp_path):
     async with Listener() as listener:
         await upload_error(service, tmp_path, f"http://127.0.0.1:{listener.port}")  # not an S3 server
     assert listener.connections >= 1
+
+
+async def test_a_proxy_in_the_environment_does_not_carry_guarded_uploads(tmp_path, monkeypatch):
+    """HTTP(S)_PROXY would let the proxy pick the endpoint's address, past the check."""
+    service = RecorderService(load_config(env={}).recorder, tmp_path / "data", allowed_networks=("127.0.0.0/8",))
+    async with Listener() as proxy, Listener() as endpoint:
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        await upload_error(service, tmp_path, f"http://127.0.0.1:{endpoint.port}")  # not an S3 server
+    assert (proxy.connections, endpoint.connections >= 1) == (0, True)
