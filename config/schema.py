@@ -413,8 +413,10 @@ class SfuConfig(_Section):
     announced_ips: tuple[str, ...] = setting((), ip_list())
     # Worker i binds UDP port_base + i; 0: each worker takes an ephemeral port (tests).
     port_base: int = setting(40000, PORT)
-    # 576 is the smallest datagram every IPv4 host must accept; 65507 the largest UDP payload.
-    max_datagram: int = setting(1500, integer(576, 65507))
+    # 576 is the smallest datagram every IPv4 host must accept; 1500 the most the SRTP
+    # buffers hold (sfu.transport.srtp.BUFFER_BYTES, as pylibsrtp's): a larger setting
+    # would only make larger packets fail to protect.
+    max_datagram: int = setting(1500, integer(576, 1500))
     # Indexed by sequence number modulo its size; at most half the 16-bit sequence space.
     nack_cache_packets: int = setting(1024, power_of_two(32768))
     rtcp_interval_s: float = setting(1.0, positive_number())

@@ -569,3 +569,10 @@ def test_customer_spool_limit():
     cfg = load_config(env={"CONCLAVE_RECORDER__CUSTOMER_SPOOL_LIMIT_BYTES": "1000"})
     assert cfg.recorder.customer_spool_limit_bytes == 1000
     assert "expected an integer >= 1" in error_of(env={"CONCLAVE_RECORDER__CUSTOMER_SPOOL_LIMIT_BYTES": "0"})
+
+
+def test_max_datagram_stops_where_the_srtp_buffers_do():
+    from sfu.transport.srtp import BUFFER_BYTES
+
+    assert load_config(env={"CONCLAVE_SFU__MAX_DATAGRAM": str(BUFFER_BYTES)}).sfu.max_datagram == BUFFER_BYTES
+    assert error_of(env={"CONCLAVE_SFU__MAX_DATAGRAM": str(BUFFER_BYTES + 1)}).startswith("CONCLAVE_SFU__MAX_DATAGRAM")
