@@ -1,0 +1,5 @@
+"""Send-side bandwidth estimation for one subscriber transport (issue 11, item 3).
+
+    send_log.py   SendLog, PacketResult: what we sent, matched against feedback
+                  (16-bit sequence and 24-bit reference-time wrap, duplicates, bounds)
+"""
