@@ -2,4 +2,6 @@
 
     send_log.py   SendLog, PacketResult: what we sent, matched against feedback
                   (16-bit sequence and 24-bit reference-time wrap, duplicates, bounds)
+    delay.py      PacketGrouper → TrendlineFilter → OveruseDetector: is a queue growing?
+                  QueueDelay: how much queue stands?
 """
