@@ -4,4 +4,5 @@
                   (16-bit sequence and 24-bit reference-time wrap, duplicates, bounds)
     delay.py      PacketGrouper → TrendlineFilter → OveruseDetector: is a queue growing?
                   QueueDelay: how much queue stands?
+    rate.py       AckedBitrate, AimdRateControl (+ LinkCapacity), LossBasedControl
 """
