@@ -5,4 +5,5 @@
     delay.py      PacketGrouper → TrendlineFilter → OveruseDetector: is a queue growing?
                   QueueDelay: how much queue stands?
     rate.py       AckedBitrate, AimdRateControl (+ LinkCapacity), LossBasedControl
+    probe.py      ProbeController (when, how high), ProbeMeasurement (what a probe found)
 """
