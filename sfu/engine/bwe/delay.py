@@ -244,43 +244,33 @@ class OveruseDetector:
 
 
 class QueueDelay:
-    """How long packets now wait in queues on the path: one-way delay above its floor."""
+    """How long packets now wait in queues on the path: one-way delay above its floor.
+    Fed once per feedback with the least one-way delay (arrival - send) of its packets."""
 
-    __slots__ = ("_floors", "_window_floor", "_window_start_us", "_batch_least", "delay_us")
+    __slots__ = ("_floors", "_window_floor", "_window_start_us", "delay_us")
 
     def __init__(self) -> None:
         self._floors: deque[int] = deque(maxlen=QUEUE_WINDOWS - 1)  # earlier windows' floors
-        self._window_floor: int | None = None
+        self._window_floor = 0
         self._window_start_us: int | None = None
-        self._batch_least: int | None = None
         self.delay_us = 0
 
-    def add(self, send_us: int, arrival_us: int) -> None:
-        """One received packet of the current feedback."""
-        one_way = arrival_us - send_us
-        if self._batch_least is None or one_way < self._batch_least:
-            self._batch_least = one_way
+    def update(self, least_one_way_us: int, arrival_us: int) -> int:
+        """The feedback's least one-way delay and its newest arrival time; returns the
+        queue delay it saw (µs, >= 0)."""
         start = self._window_start_us
-        if start is None or arrival_us - start >= QUEUE_WINDOW_US:
-            if self._window_floor is not None:
+        if start is None or arrival_us - start >= QUEUE_WINDOW_US or arrival_us < start:
+            if start is not None:
                 self._floors.append(self._window_floor)
-            self._window_floor = one_way
+            self._window_floor = least_one_way_us
             self._window_start_us = arrival_us
-        elif one_way < self._window_floor:  # type: ignore[operator] (set with the window)
-            self._window_floor = one_way
-
-    def end_feedback(self) -> int:
-        """The feedback's packets are in: the queue delay they saw (µs, >= 0)."""
-        least = self._batch_least
-        self._batch_least = None
-        if least is None or self._window_floor is None:
-            return self.delay_us
-        floor = min(self._floors, default=self._window_floor)
-        floor = min(floor, self._window_floor)
-        delay = least - floor
+        elif least_one_way_us < self._window_floor:
+            self._window_floor = least_one_way_us
+        floor = min(self._window_floor, min(self._floors, default=self._window_floor))
+        delay = least_one_way_us - floor
         if delay > QUEUE_IMPLAUSIBLE_US:
             self._floors.clear()
-            self._window_floor = least
+            self._window_floor = least_one_way_us
             delay = 0
         self.delay_us = max(0, delay)
         return self.delay_us

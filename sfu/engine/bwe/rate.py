@@ -68,24 +68,30 @@ LOSS_DECREASE_INTERVAL_US = 300_000
 
 
 class AckedBitrate:
-    """Received bytes over receiver time, over the newest ACKED_WINDOW_US of arrivals."""
+    """Received bytes over receiver time, over the newest ACKED_WINDOW_US of arrivals:
+    `add` each received packet of a feedback, then `update` once."""
 
-    __slots__ = ("_packets", "_bytes", "_newest_us")
+    __slots__ = ("_packets", "_bytes", "_newest_us", "bps")
 
     def __init__(self) -> None:
         self._packets: deque[tuple[int, int]] = deque()
         self._bytes = 0
         self._newest_us: int | None = None
+        self.bps: float | None = None  # None until there is a span to measure over
 
     def add(self, arrival_us: int, size: int) -> None:
         newest = self._newest_us
-        if newest is not None and arrival_us < newest - ACKED_MAX_WINDOW_US:
-            return  # far older than what we hold: a late report, no rate information
         if newest is None or arrival_us > newest:
-            self._newest_us = newest = arrival_us
+            self._newest_us = arrival_us
+        elif arrival_us < newest - ACKED_MAX_WINDOW_US:
+            return  # far older than what we hold: a late report, no rate information
         self._packets.append((arrival_us, size))
         self._bytes += size
-        packets = self._packets
+
+    def update(self) -> float | None:
+        packets, newest = self._packets, self._newest_us
+        if newest is None:
+            return None
         while len(packets) > 1:
             oldest_us, oldest_size = packets[0]
             span = newest - oldest_us
@@ -94,19 +100,12 @@ class AckedBitrate:
                 self._bytes -= oldest_size
             else:
                 break
-
-    @property
-    def bps(self) -> float | None:
-        """None until there is a span to measure over."""
-        packets = self._packets
-        if len(packets) < 2 or self._newest_us is None:
-            return None
         oldest_us, oldest_size = packets[0]
-        span = self._newest_us - oldest_us
-        if span < ACKED_MIN_SPAN_US:
-            return None
-        # The oldest packet's bytes arrived before the span began.
-        return (self._bytes - oldest_size) * 8_000_000 / span
+        span = newest - oldest_us
+        if len(packets) >= 2 and span >= ACKED_MIN_SPAN_US:
+            # The oldest packet's bytes arrived before the span began.
+            self.bps = (self._bytes - oldest_size) * 8_000_000 / span
+        return self.bps
 
 
 class LinkCapacity:

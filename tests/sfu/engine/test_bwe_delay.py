@@ -18,6 +18,9 @@ from sfu.engine.bwe.delay import (
 
 pytestmark = pytest.mark.unit
 
+MS = 1000
+S = 1_000_000
+
 
 # --- trendline ---------------------------------------------------------------------------
 
@@ -171,32 +174,24 @@ def test_a_receiver_clock_jump_starts_over():
 
 def test_queue_delay_is_one_way_delay_above_its_floor():
     queue = QueueDelay()
-    offset = 7_000_000_000  # the receiver's clock: anything
-    for i in range(10):
-        queue.add(i * 10_000, offset + i * 10_000 + 30_000)  # 30 ms of propagation
-    assert queue.end_feedback() == 0
-    queue.add(100_000, offset + 100_000 + 230_000)  # 200 ms of queue
-    queue.add(110_000, offset + 110_000 + 250_000)
-    assert queue.end_feedback() == 200_000  # the least of the feedback: a spike is not a queue
+    offset = 7_000_000_000  # the receiver's clock minus ours: anything
+    assert queue.update(offset + 30_000, 1 * S) == 0  # 30 ms of propagation
+    assert queue.update(offset + 230_000, 1100 * MS) == 200_000  # 200 ms of queue
+    assert queue.update(offset + 35_000, 1200 * MS) == 5_000
 
 
 def test_queue_delay_floor_forgets_after_its_windows():
     queue = QueueDelay()
-    queue.add(0, 10_000)
-    queue.end_feedback()
+    queue.update(10_000, 0)
     # The route got 100 ms longer: read as queue until the old floor leaves the windows.
     step = delay.QUEUE_WINDOW_US
-    readings = []
-    for i in range(1, delay.QUEUE_WINDOWS + 2):
-        queue.add(i * step, i * step + 110_000)
-        readings.append(queue.end_feedback())
+    readings = [queue.update(110_000, i * step) for i in range(1, delay.QUEUE_WINDOWS + 2)]
     assert readings[0] == 100_000
     assert readings[-1] == 0
 
 
 def test_an_implausible_queue_is_a_clock_jump():
     queue = QueueDelay()
-    queue.add(0, 10_000)
-    queue.end_feedback()
-    queue.add(20_000, 20_000 + 60_000_000)
-    assert queue.end_feedback() == 0
+    queue.update(10_000, 0)
+    assert queue.update(60_000_000, 20 * MS) == 0
+    assert queue.update(60_050_000, 40 * MS) == 50_000
