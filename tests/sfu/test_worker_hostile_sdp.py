@@ -70,7 +70,8 @@ async def test_a_publish_with_too_many_m_lines_is_refused_and_nobody_else_is_dis
 
 
 async def test_a_thousand_subscribe_toggles_leave_the_subscribe_offer_bounded(conclave_server_factory, signaling_socket):
-    server = await conclave_server_factory(signaling={"messages_per_second": 100_000})
+    # Not the flood limits under test here: 2,000 subscribe messages and their answers.
+    server = await conclave_server_factory(signaling={"messages_per_second": 100_000, "bytes_per_second": 100_000_000})
     meeting = await server.create_meeting()
     url = server.ws_url(meeting["meeting_id"])
     publisher = await signaling_socket(url)
