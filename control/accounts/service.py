@@ -22,7 +22,6 @@ an unknown email verifies against a dummy hash, so both cost the same.
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import hmac
 import logging
@@ -45,7 +44,7 @@ API_KEY_PREFIX = "ck_"
 HOST_TOKEN_PREFIX = "hs_"
 MAX_PASSWORD_CHARS = 1024
 MIN_PASSWORD_CHARS = 8
-MAX_TRACKED_SESSIONS = 100_000
+HOST_SESSION_TOUCH_S = 60.0  # how often a sign-in's last use is written to the store
 
 _hasher = PasswordHasher()
 # argon2 takes 64 MiB and ~0.1 s of CPU per call: at most two at once, on worker threads
@@ -159,10 +158,6 @@ class Accounts:
         self._idle_s = idle_s
         self._max_s = max_s
         self._clock = clock
-        # Last use of each host sign-in in this process (bounded: least recently used
-        # forgotten; a sign-in not seen since this process started counts from its start).
-        self._last_used: collections.OrderedDict[str, float] = collections.OrderedDict()
-        self._started = clock()
 
     async def resolve_actor(self, token: str) -> Actor | None:
         """The actor a bearer token stands for, or None when it stands for nobody."""
@@ -187,15 +182,14 @@ class Accounts:
         if session is None or not session.active:
             return session
         now = self._clock()
-        last = self._last_used.get(session_id, max(session.created_at, self._started))
+        last = session.last_used_at if session.last_used_at is not None else session.created_at
         if now - session.created_at > self._max_s or now - last > self._idle_s:
             await self._store.end_host_session(session_id, "expired")
-            self._last_used.pop(session_id, None)
             return await self._store.get_host_session(session_id)
-        self._last_used[session_id] = now
-        self._last_used.move_to_end(session_id)
-        while len(self._last_used) > MAX_TRACKED_SESSIONS:
-            self._last_used.popitem(last=False)
+        # Stored (so a restart or another node knows), but not on every request: idle
+        # expiry is then exact to HOST_SESSION_TOUCH_S.
+        if now - last >= HOST_SESSION_TOUCH_S:
+            await self._store.touch_host_session(session_id, now)
         return session
 
     async def _host_actor(self, session_id: str) -> Actor | None:

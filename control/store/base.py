@@ -160,6 +160,7 @@ class HostSession:
     created_at: float
     ended_at: float | None = None
     end_reason: str | None = None
+    last_used_at: float | None = None  # stored at most every HOST_SESSION_TOUCH_S
 
     @property
     def active(self) -> bool:
@@ -419,6 +420,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_host_session(self, session_id: str) -> HostSession | None: ...
+
+    @abc.abstractmethod
+    async def touch_host_session(self, session_id: str, at: float) -> None:
+        """Note a use of an active host sign-in at `at` (for idle expiry)."""
 
     @abc.abstractmethod
     async def end_host_session(self, session_id: str, reason: str) -> HostSession | None:

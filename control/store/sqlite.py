@@ -330,6 +330,14 @@ class SqliteStore(RecordingsMixin, DeletionMixin, Store):
     async def get_host_session(self, session_id: str) -> HostSession | None:
         return await self._run(self._get, "host_session", session_id, rows.host_session)
 
+    async def touch_host_session(self, session_id: str, at: float) -> None:
+        def work() -> None:
+            self._db.execute(
+                "UPDATE host_session SET last_used_at = ? WHERE id = ? AND ended_at IS NULL", (at, session_id)
+            )
+
+        await self._run(self._write, work)
+
     async def end_host_session(self, session_id: str, reason: str) -> HostSession | None:
         def end() -> HostSession | None:
             self._db.execute(

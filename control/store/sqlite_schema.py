@@ -193,4 +193,9 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX webhook_delivery_ts ON webhook_delivery (ts)",
         "CREATE INDEX participant_joined ON participant (joined_at)",
     ],
+    # 4: a host sign-in's last use is stored (written at most once a minute), so idle
+    # expiry survives a restart of control and holds on every node.
+    [
+        "ALTER TABLE host_session ADD COLUMN last_used_at REAL",
+    ],
 ]

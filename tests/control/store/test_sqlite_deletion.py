@@ -200,12 +200,17 @@ async def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path):
     store = SqliteStore(str(path))
     await store.open()
     try:
-        assert await store.schema_version() == len(MIGRATIONS) == 3
+        assert await store.schema_version() == len(MIGRATIONS) == 4
         assert await store.get_recording_storage("r1") == S3  # frozen to the customer's settings of then
         by_id = {d.id: d.meeting_id for d in await store.list_webhook_deliveries("c1")}
         assert by_id == {"w1": "m1", "w2": None, "w3": None}
         assert (await store.remove_meeting_data("m1"))["webhook_deliveries"] == 1
         deletion = await store.retire_recording("r1")
         assert (deletion.storage, deletion.key_prefix) == (S3, "recordings/x/")
+        # Migration 4: host sign-ins of before have no stored use (idle from their start).
+        session, _ = await store.open_host_session("h1", "s1", policy="replace")
+        assert session.last_used_at is None
+        await store.touch_host_session("s1", 42.0)
+        assert (await store.get_host_session("s1")).last_used_at == 42.0
     finally:
         await store.close()
