@@ -1,7 +1,7 @@
 """What per-subscriber simulcast layer switching costs per packet, next to today's
 `Consumer.forward`, measured in the same run (in-process, no network, no SRTP).
 
-    python -m bench.layer_switch [--frames 600] [--fanout 16]
+    python -m bench.layer_switch [--frames 2000] [--fanout 16]
 
 A 3-layer VP8 simulcast stream (L1T3, 1 / 2 / 5 packets of 1200 bytes per frame for
 layers 0 / 1 / 2, as Chromium sends 180p / 360p / 720p) is built ahead. Rows, each the
@@ -12,20 +12,24 @@ best of several timeit rounds, in µs per call:
 - `PacketInfo.read`, once per incoming packet for all subscribers (its VP8 descriptor);
 - `LayerSelector.process` alone, for a packet of the forwarded layer and for one of
   another layer (dropped);
-- the forwarded packet whole, as a consumer would do it: process, a bytearray copy,
-  `StreamMunger.rewrite`, payload type, bytes(), the sink;
+- the forwarded packet whole, as a consumer would do it: process, `StreamMunger.packet`
+  (the header packed, joined with the parts of the packet PacketInfo shares), the sink;
 - a fan-out: every packet of the stream read once and given to `--fanout` subscribers
   spread over the three layers (forwarding what each takes, whole), per packet sent out,
   against the same number of subscribers of a single-layer stream through
-  `Consumer.forward`.
+  `Consumer.forward`; and the same with the subscribers grouped by their settled layer,
+  so that a packet reaches only the selectors that forward it.
 
-Absolute µs vary between days on a shared machine; the ratios are what to compare.
+Times are process CPU time (time.process_time as timeit's timer). Absolute µs vary
+between days on a shared machine; the ratios are what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import struct
 import sys
+import time
 import timeit
 
 from sfu.engine.consumer import Consumer
@@ -35,11 +39,12 @@ from sfu.engine.producer import Producer, ProducerParams
 from sfu.engine.stats import Counters
 from sfu.wire import rtp
 
-ROUNDS = 5
+ROUNDS = 7
 PACKETS_PER_FRAME = (1, 2, 5)
 TIDS = (0, 2, 1, 2)
 SIZE = 1200
 PT = 96
+_SEQ_TS = struct.Struct("!HI")
 
 
 class _Sink:
@@ -82,9 +87,24 @@ def simulcast(frames: int) -> list[tuple[int, bytes, float]]:
     return out
 
 
-def _best_us(run, count: int) -> float:
-    """Best of ROUNDS timeit rounds of run(count), per item."""
-    return min(timeit.Timer(lambda: run(count)).repeat(repeat=ROUNDS, number=1)) / count * 1e6
+def _interleaved(runners: dict[str, tuple]) -> dict[str, float]:
+    """µs per item of each runner, best of ROUNDS rounds. A runner is (run, count): run(count)
+    does one round and returns how many items it did (calls, or packets sent). Rounds of
+    all runners alternate, so that a change of load on the machine hits them alike; each
+    round is timed by timeit in process CPU time (time.process_time)."""
+    best: dict[str, float] = {}
+    for run, count in runners.values():
+        run(count)  # warm-up round
+    for _ in range(ROUNDS):
+        for name, (run, count) in runners.items():
+            done = [0]
+
+            def once(run=run, count=count, done=done) -> None:
+                done[0] = run(count)
+
+            seconds = timeit.Timer(once, timer=time.process_time).timeit(number=1)
+            best[name] = min(best.get(name, float("inf")), seconds / done[0] * 1e6)
+    return best
 
 
 class _Stream:
@@ -117,54 +137,53 @@ def _consumers(count: int) -> list[Consumer]:
 
 
 def _forward_args(packets: list[bytes]) -> list[tuple]:
-    return [(p, p[2] << 8 | p[3], int.from_bytes(p[4:8], "big"), False, p[0] << 8 | p[1] & 0x80, p[12:])
-            for p in packets]
+    """What Producer.on_rtp hands every consumer: packet, seq, ts, head, rest."""
+    return [(p, *_SEQ_TS.unpack_from(p, 2), p[0] << 8 | p[1] & 0x80, p[12:]) for p in packets]
 
 
 def _selector(target: int, stream: list[tuple[int, bytes, float]], info: PacketInfo,
               stall_after: float = 1.0) -> LayerSelector:
-    selector = LayerSelector(StreamMunger(7000 + target), target=target, stall_after=stall_after)
+    selector = LayerSelector(StreamMunger(7000 + target, PT), target=target, stall_after=stall_after)
     for layer, packet, now in stream:
         info.read(packet, layer, now)
         selector.process(info)
     return selector
 
 
-def measure(frames: int = 600, fanout: int = 16) -> dict[str, float]:
+def measure(frames: int = 2000, fanout: int = 16) -> dict[str, float]:
     built = simulcast(frames)
-    packets_in = len(built)
-    stream = built[: packets_in // 10]  # a warm-up: every selector settled on its layer
+    stream = built[: len(built) // 10]  # a warm-up: every selector settled on its layer
     timed = built[len(stream):]
-    results: dict[str, float] = {}
+    info = PacketInfo("VP8")
+    per_round = len(timed) // (ROUNDS + 1)  # packets in per round: every runner has enough
+    runners: dict[str, tuple] = {}
 
-    # Baseline: Consumer.forward, layer 2's packets as a single-layer stream.
+    # Today: Consumer.forward with what Producer.on_rtp hands it, layer 2 as a one-layer stream.
     (consumer,) = _consumers(1)
-    args = _Stream(_forward_args([p for layer, p, _ in timed if layer == 2]))
-    n = len(args.items) // (ROUNDS + 1)
+    top = [p for layer, p, _ in timed if layer == 2]
+    args = _Stream(_forward_args(top))
 
-    def baseline(count: int) -> None:
+    def baseline(count: int) -> int:
         forward = consumer.forward
-        for a in args.take(count):
-            forward(*a)
+        for packet, seq, ts, head, rest in args.take(count):
+            forward(packet, seq, ts, False, head, rest)
+        return count
 
-    baseline(n)
-    results["consumer_forward_us"] = _best_us(baseline, n)
+    runners["consumer_forward_us"] = (baseline, len(top) // (ROUNDS + 1))
 
     # PacketInfo.read, every packet.
-    info = PacketInfo("VP8")
     reads = _Stream(timed)
 
-    def read(count: int) -> None:
+    def read(count: int) -> int:
         for layer, packet, now in reads.take(count):
             info.read(packet, layer, now)
+        return count
 
-    n_all = len(timed) // (ROUNDS + 1)
-    read(n_all)
-    results["read_us"] = _best_us(read, n_all)
+    runners["read_us"] = (read, per_round)
 
-    # LayerSelector.process alone: pre-read infos of layer 2 (forwarded) and 0/1 (dropped;
-    # with layer 2 left out of the loop its packets stop, so stall_after is made endless: the
-    # same comparison is made, it only never finds layer 2 stopped).
+    # LayerSelector.process alone on pre-read infos of layer 2 (forwarded) and of 0/1
+    # (dropped; with layer 2 left out its packets stop, so stall_after is made endless:
+    # the same comparison is made, it only never finds layer 2 stopped).
     def infos(wanted) -> list[PacketInfo]:
         made = []
         for layer, packet, now in timed:
@@ -175,74 +194,75 @@ def measure(frames: int = 600, fanout: int = 16) -> dict[str, float]:
         return made
 
     for name, wanted in (("process_forward_us", (2,)), ("process_drop_us", (0, 1))):
-        selector = _selector(2, stream, info, 1e9)
         items = _Stream(infos(wanted))
-        count = len(items.items) // (ROUNDS + 1)
 
-        def run(count: int, selector=selector, items=items) -> None:
-            process = selector.process
+        def run(count: int, selector=_selector(2, stream, info, 1e9), items=items) -> int:
             for one in items.take(count):
-                process(one)
+                selector.process(one)
+            return count
 
-        run(count)
-        results[name] = _best_us(run, count)
+        runners[name] = (run, len(items.items) // (ROUNDS + 1))
 
-    # The forwarded packet whole: process + copy + rewrite + payload type + bytes + sink.
-    selector = _selector(2, stream, info)
+    # The forwarded packet whole, as a consumer without header extension rewriting would
+    # send it: process + packet + sink.
+    whole_selector = _selector(2, stream, info)
     sink = _Sink()
-    whole = _Stream([(one, packet) for one, (layer, packet, _) in
-                     zip(infos((2,)), [t for t in timed if t[0] == 2])])
-    count = len(whole.items) // (ROUNDS + 1)
+    whole = _Stream(infos((2,)))
 
-    def forward_whole(count: int) -> None:
-        process, rewrite, send = selector.process, selector.munger.rewrite, sink.send_rtp
-        for one, packet in whole.take(count):
-            if process(one) & FORWARD:
-                buf = bytearray(packet)
-                rewrite(buf, one)
-                buf[1] = (buf[1] & 0x80) | PT
-                send(bytes(buf))
+    def forward_whole(count: int) -> int:
+        make, send = whole_selector.munger.packet, sink.send_rtp
+        for one in whole.take(count):
+            if whole_selector.process(one) & FORWARD:
+                send(make(one))
+        return count
 
-    forward_whole(count)
-    results["switch_forward_whole_us"] = _best_us(forward_whole, count)
+    runners["switch_forward_whole_us"] = (forward_whole, len(whole.items) // (ROUNDS + 1))
 
-    # Fan-out: the whole stream to `fanout` subscribers spread over the layers, per packet out.
+    # Fan-out: every packet read once, given to `fanout` subscribers spread over the layers.
     targets = [2 - i % 3 for i in range(fanout)]
-    selectors = [_selector(t, stream, info) for t in targets]
-    sinks = [_Sink() for _ in selectors]
-    fan = _Stream(timed)
 
-    def fan_switch(count: int) -> None:
-        pairs = [(s.process, s.munger.rewrite, k.send_rtp) for s, k in zip(selectors, sinks)]
-        for layer, packet, now in fan.take(count):
-            info.read(packet, layer, now)
-            for process, rewrite, send in pairs:
-                if process(info) & FORWARD:
-                    buf = bytearray(packet)
-                    rewrite(buf, info)
-                    buf[1] = (buf[1] & 0x80) | PT
-                    send(bytes(buf))
+    def fan(grouped: bool):
+        selectors = [_selector(t, stream, info) for t in targets]
+        assert all(s.settled == t for s, t in zip(selectors, targets))
+        sinks = [_Sink() for _ in selectors]
+        pairs = [(s, k.send_rtp) for s, k in zip(selectors, sinks)]
+        # Grouped: a packet goes only to the selectors settled on its layer (what a
+        # producer could do with `settled`).
+        groups = [[pair for pair in pairs if pair[0].settled == layer] if grouped else pairs for layer in range(3)]
+        packets = _Stream(timed)
 
-    fan_switch(n_all)
-    before = sum(k.sent for k in sinks)
-    best = min(timeit.Timer(lambda: fan_switch(n_all)).repeat(repeat=ROUNDS, number=1))
-    sent_per_round = (sum(k.sent for k in sinks) - before) / ROUNDS
-    results["fanout_switch_us_per_packet_out"] = best / sent_per_round * 1e6
+        def run(count: int) -> int:
+            before = sum(k.sent for k in sinks)
+            for layer, packet, now in packets.take(count):
+                info.read(packet, layer, now)
+                for selector, send in groups[layer]:
+                    if selector.process(info) & FORWARD:
+                        send(selector.munger.packet(info))
+            return sum(k.sent for k in sinks) - before
 
+        return run
+
+    runners["fanout_switch_us_per_packet_out"] = (fan(False), per_round)
+    runners["fanout_grouped_us_per_packet_out"] = (fan(True), per_round)
+
+    # Today's fan-out: Producer.on_rtp's share (seq, ts, head, rest), then Consumer.forward each.
     consumers = _consumers(fanout)
-    single = _Stream(_forward_args([p for layer, p, _ in timed if layer == 2]))
-    n_single = len(single.items) // (ROUNDS + 1)
+    single = _Stream(top)
 
-    def fan_consumers(count: int) -> None:
+    def fan_consumers(count: int) -> int:
         forwards = [c.forward for c in consumers]
-        for a in single.take(count):
+        for packet in single.take(count):
+            seq, ts = _SEQ_TS.unpack_from(packet, 2)
+            head = packet[0] << 8 | packet[1] & 0x80
+            rest = packet[12:]
             for forward in forwards:
-                forward(*a)
+                forward(packet, seq, ts, False, head, rest)
+        return count * len(forwards)
 
-    fan_consumers(n_single)
-    results["fanout_consumer_us_per_packet_out"] = _best_us(fan_consumers, n_single) / fanout
+    runners["fanout_consumer_us_per_packet_out"] = (fan_consumers, len(top) // (ROUNDS + 1))
+    results = _interleaved(runners)
     results["fanout"] = fanout
-    results["packets_in"] = packets_in
+    results["packets_in"] = len(built)
     return results
 
 
@@ -255,24 +275,28 @@ def render(r: dict[str, float]) -> str:
          r["process_forward_us"] / base),
         ("LayerSelector.process, a packet of another layer (dropped)", r["process_drop_us"],
          r["process_drop_us"] / base),
-        ("process + bytearray + rewrite + bytes + sink, per packet out", r["switch_forward_whole_us"],
+        ("process + StreamMunger.packet + sink, per packet out", r["switch_forward_whole_us"],
          r["switch_forward_whole_us"] / base),
         (f"fan-out {r['fanout']:.0f} over 3 layers (read once, drops included), per packet out",
          r["fanout_switch_us_per_packet_out"], r["fanout_switch_us_per_packet_out"] / base),
-        (f"fan-out {r['fanout']:.0f}, one layer, Consumer.forward, per packet out",
+        ("the same, subscribers grouped by settled layer (no drop calls), per packet out",
+         r["fanout_grouped_us_per_packet_out"], r["fanout_grouped_us_per_packet_out"] / base),
+        (f"fan-out {r['fanout']:.0f}, one layer: the producer's head/rest + Consumer.forward, per packet out",
          r["fanout_consumer_us_per_packet_out"], r["fanout_consumer_us_per_packet_out"] / base),
     ]
     fan_ratio = r["fanout_switch_us_per_packet_out"] / r["fanout_consumer_us_per_packet_out"]
-    lines = [f"µs per call, best of {ROUNDS} timeit rounds, {r['packets_in']:.0f} packets of 3 layers built ahead:",
+    grouped_ratio = r["fanout_grouped_us_per_packet_out"] / r["fanout_consumer_us_per_packet_out"]
+    lines = [f"CPU µs per call, best of {ROUNDS} timeit rounds, {r['packets_in']:.0f} packets of 3 layers built ahead:",
              "", "| step | µs | × Consumer.forward |", "|---|---:|---:|"]
     lines += [f"| {name} | {us:.3f} | {ratio:.2f} |" for name, us, ratio in rows]
-    lines += ["", f"fan-out ratio, layer switching / Consumer.forward, per packet out: {fan_ratio:.2f}"]
+    lines += ["", f"fan-out ratio, layer switching / Consumer.forward, per packet out: {fan_ratio:.2f}"
+              f" (grouped by layer: {grouped_ratio:.2f})"]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.layer_switch")
-    parser.add_argument("--frames", type=int, default=600, help="frames of the stream built ahead (bounded to 20000)")
+    parser.add_argument("--frames", type=int, default=2000, help="frames of the stream built ahead (bounded to 20000)")
     parser.add_argument("--fanout", type=int, default=16)
     args = parser.parse_args(argv)
     print(render(measure(min(max(args.frames, 200), 20_000), max(1, min(args.fanout, 64)))))

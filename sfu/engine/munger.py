@@ -29,9 +29,11 @@ Which packet starts a layer is the selector's business (sfu/engine/layers.py): i
 layer. A packet of another layer never reaches the munger.
 
 Per packet `forward` does integer arithmetic and two list stores (the NACK history); a
-frame's first packet does a little more (`_new_frame`); switches, gaps and late packets
-take the slow paths. Results are left in `out_seq`, `out_ts`, `out_pid`, `out_tl0`
-(-1: no such field) and written by `rewrite`.
+frame's first packet does a little more (`_new_frame`, which also packs the frame's
+PictureID and TL0PICIDX bytes once); switches, gaps and late packets take the slow
+paths. Results are left in `out_seq`, `out_ts` and `out_codec` (the PictureID and
+TL0PICIDX bytes, what goes between `PacketInfo.middle` and `.tail`); `packet` joins the
+packet that goes out, `rewrite` writes them into a copy instead.
 
 Retransmissions: `source(out_seq)` names the layer and input sequence number a NACKed
 number was made from, and `retransmit(info, out_seq)` gives the same out values again
@@ -43,7 +45,7 @@ from __future__ import annotations
 
 import random
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from sfu.engine.layers import PacketInfo
@@ -51,12 +53,21 @@ if TYPE_CHECKING:
 DROP = 0
 FORWARD = 1
 
+# The fixed header (RFC 3550 §5.1): V/P/X/CC + M/PT, sequence, timestamp, SSRC.
+_HEADER = struct.Struct("!HHII")
 _SEQ_TS_SSRC = struct.Struct("!HII")
-# Out sequence numbers remembered for NACKs (as many as the producer's packet cache).
+_PID15_TL0 = struct.Struct("!HB")
+_PID15 = struct.Struct("!H")
+# PacketInfo.layout: the PictureID's width (0, 7 or 15 bits) | LAYOUT_TL0 with a TL0PICIDX.
+LAYOUT_TL0 = 0x20
+# How far back a NACKed number is looked up (as many as the producer's packet cache), and
+# how many runs of numbers (one more after every drop or switch) are remembered for it.
 HISTORY = 1024
-_HISTORY_MASK = HISTORY - 1
+SEGMENTS = 128
+_SEGMENT_MASK = SEGMENTS - 1
 # Pictures remembered for late packets and retransmissions (4 s at 30 fps).
 PICTURES = 128
+_PICTURE_MASK = PICTURES - 1
 # Missing packets of one gap whose numbers are reserved for a late arrival; beyond that
 # the gap is kept but a late packet is dropped (the producer NACKs only 64 either).
 MAX_RESERVED = 64
@@ -67,14 +78,15 @@ _EPOCHS = 8
 class StreamMunger:
     __slots__ = (
         "ssrc",
+        "payload_type",
+        "elsewhere",
         "clock_rate",
         "target_tid",
         "max_tid",
         "sync_wait",
         "out_seq",
         "out_ts",
-        "out_pid",
-        "out_tl0",
+        "out_codec",
         "started",
         "layer",
         "_epoch",
@@ -88,6 +100,8 @@ class StreamMunger:
         "_frame_on",
         "_frame_pid",
         "_frame_tl0",
+        "_frame_layout",
+        "_frame_codec",
         "_sent_ts",
         "_sent_at",
         "_next_pid",
@@ -96,22 +110,36 @@ class StreamMunger:
         "_last_tl0",
         "_up_since",
         "_gaps",
-        "_h_key",
-        "_h_src",
-        "_pictures",
+        "_renumbered",
+        "_seg_out",
+        "_seg_base",
+        "_seg_epoch",
+        "_seg_at",
+        "_pic_keys",
+        "_pic_outs",
+        "_pic_at",
         "_epochs",
     )
 
-    def __init__(self, ssrc: int, clock_rate: int = 90000, first_seq: int | None = None, first_ts: int | None = None):
+    def __init__(
+        self,
+        ssrc: int,
+        payload_type: int,
+        clock_rate: int = 90000,
+        first_seq: int | None = None,
+        first_ts: int | None = None,
+    ) -> None:
         self.ssrc = ssrc
+        self.payload_type = payload_type
+        # What a packet of another layer than `layer` is handed to (the selector's).
+        self.elsewhere: Callable[[PacketInfo], int] = _drop
         self.clock_rate = clock_rate
         self.target_tid = 2
         self.max_tid = 2
         self.sync_wait = 0.5
         self.out_seq = 0
         self.out_ts = 0
-        self.out_pid = -1
-        self.out_tl0 = -1
+        self.out_codec = b""
         self.started = False
         self.layer = -1
         self._epoch = 0
@@ -129,6 +157,8 @@ class StreamMunger:
         self._frame_on = False
         self._frame_pid = -1
         self._frame_tl0 = -1
+        self._frame_layout = 0
+        self._frame_codec = b""
         self._sent_ts = 0
         self._sent_at = 0.0
         self._next_pid = -1
@@ -137,10 +167,18 @@ class StreamMunger:
         self._last_tl0 = -1
         self._up_since = -1.0
         self._gaps: dict[int, int] = {}  # (epoch << 16 | input seq) -> reserved out seq
-        self._h_key = [-1] * HISTORY  # out seq
-        self._h_src = [-1] * HISTORY  # epoch << 16 | input seq; ~that while only reserved
-        # (epoch << 15 | input PictureID) -> its out PictureID, -1 if the frame was dropped
-        self._pictures: dict[int, int] = {}
+        # The NACK history: out numbers come in runs where out = input + base, in one epoch;
+        # a run starts at the first number given after a drop or a switch (_renumbered).
+        self._renumbered = True
+        self._seg_out = [-1] * SEGMENTS  # its first out number
+        self._seg_base = [0] * SEGMENTS
+        self._seg_epoch = [0] * SEGMENTS
+        self._seg_at = 0
+        # The last PICTURES frames, a ring: epoch << 15 | input PictureID, and its out
+        # PictureID (-1: the frame was dropped). Looked up only for late packets and NACKs.
+        self._pic_keys = [-1] * PICTURES
+        self._pic_outs = [-1] * PICTURES
+        self._pic_at = 0
         self._epochs: list[tuple[int, int, int, int] | None] = [None] * _EPOCHS  # epoch, layer, ts, tl0 offsets
 
     @property
@@ -158,7 +196,10 @@ class StreamMunger:
     # ------------------------------------------------------------------ hot path
 
     def forward(self, info: PacketInfo) -> int:
-        """A packet of the layer being forwarded: FORWARD with the out values set, or DROP."""
+        """A packet of the layer being forwarded: FORWARD with the out values set, or DROP.
+        A packet of another layer goes to `elsewhere`."""
+        if info.spatial != self.layer:
+            return self.elsewhere(info)
         seq = info.seq
         d = (seq - self._max_in) & 0xFFFF
         if d == 0 or d >= 0x8000:
@@ -168,36 +209,36 @@ class StreamMunger:
         self._max_in = seq
         if info.empty:
             self._seq_base = (self._seq_base - 1) & 0xFFFF  # renumbered away: no gap
+            self._renumbered = True
             return DROP
         if info.ts != self._frame_ts:
             self._new_frame(info)
         if not self._frame_on:
             self._seq_base = (self._seq_base - 1) & 0xFFFF
+            self._renumbered = True
             return DROP
         out = (seq + self._seq_base) & 0xFFFF
         self.out_seq = out
         self.out_ts = (info.ts + self._ts_offset) & 0xFFFFFFFF
-        self.out_pid = self._frame_pid
-        self.out_tl0 = self._frame_tl0
-        slot = out & _HISTORY_MASK
-        self._h_key[slot] = out
-        self._h_src[slot] = self._epoch_seq | seq
+        if info.layout == self._frame_layout:
+            self.out_codec = self._frame_codec
+        else:
+            self.out_codec = pack_codec(info.layout, self._frame_pid, self._frame_tl0)
+        if self._renumbered:
+            self._new_run(out)
         return FORWARD
 
+    def packet(self, info: PacketInfo) -> bytes:
+        """The packet that goes out after a FORWARD: one join of the shared parts."""
+        header = _HEADER.pack(info.head | self.payload_type, self.out_seq, self.out_ts, self.ssrc)
+        return b"".join((header, info.middle, self.out_codec, info.tail))
+
     def rewrite(self, buf: bytearray, info: PacketInfo) -> None:
-        """Write the out values of the last FORWARD into `buf`, a copy of the packet
-        `info` was read from: sequence number, timestamp, SSRC, PictureID, TL0PICIDX."""
+        """The same into `buf`, a copy of the packet `info` was read from (for a caller
+        that changes more of it, e.g. header extension ids: they keep their lengths)."""
+        buf[1] = (buf[1] & 0x80) | self.payload_type
         _SEQ_TS_SSRC.pack_into(buf, 2, self.out_seq, self.out_ts, self.ssrc)
-        pid = self.out_pid
-        if pid >= 0 and info.picture_id >= 0:
-            pos = info.picture_id_offset
-            if info.picture_id_bits == 15:
-                buf[pos] = 0x80 | (pid >> 8)
-                buf[pos + 1] = pid & 0xFF
-            else:
-                buf[pos] = pid & 0x7F
-        if self.out_tl0 >= 0 and info.tl0 >= 0:
-            buf[info.tl0_offset] = self.out_tl0
+        buf[info.codec_start : info.codec_end] = self.out_codec
 
     # ------------------------------------------------------- once per frame
 
@@ -209,7 +250,7 @@ class StreamMunger:
         on = info.tid <= self.max_tid
         pid = info.picture_id
         if pid >= 0:
-            bits = info.picture_id_bits
+            bits = info.layout & 0x1F
             step = 1
             if self._pid_in >= 0 and bits == self._pid_bits:
                 mask = 0x7FFF if bits == 15 else 0x7F
@@ -222,16 +263,16 @@ class StreamMunger:
             if step > 1:  # frames lost upstream keep their numbers
                 self._reserve_pictures(pid, step, out_pid)
                 out_pid = (out_pid + step - 1) & 0x7FFF
-            pictures = self._pictures
+            at = self._pic_at
+            self._pic_at = (at + 1) & _PICTURE_MASK
+            self._pic_keys[at] = self._epoch_pic | pid
             if on:
-                pictures[self._epoch_pic | pid] = out_pid
+                self._pic_outs[at] = out_pid
                 self._frame_pid = out_pid
                 self._next_pid = (out_pid + 1) & 0x7FFF
             else:
-                pictures[self._epoch_pic | pid] = -1
+                self._pic_outs[at] = -1
                 self._next_pid = out_pid
-            if len(pictures) > PICTURES:
-                del pictures[next(iter(pictures))]
         else:
             self._frame_pid = -1
         tl0 = info.tl0
@@ -241,6 +282,8 @@ class StreamMunger:
             self._sent_at = info.now
             if tl0 >= 0:
                 self._last_tl0 = self._frame_tl0
+            self._frame_layout = info.layout
+            self._frame_codec = pack_codec(info.layout, self._frame_pid, self._frame_tl0)
         self._frame_on = on
 
     def _temporal_step(self, info: PacketInfo) -> None:
@@ -283,6 +326,7 @@ class StreamMunger:
         self.max_tid = self.target_tid  # after a keyframe every layer may follow
         self._up_since = -1.0
         self._epochs[epoch % _EPOCHS] = (epoch, info.spatial, self._ts_offset, self._tl0_offset)
+        self._renumbered = True
         return self.forward(info)
 
     # ------------------------------------------------------ gaps, late packets
@@ -291,23 +335,21 @@ class StreamMunger:
         """In-order `seq` after d - 1 missing ones: their out numbers stay free for them."""
         gaps = self._gaps
         base = self._seq_base
+        if self._renumbered:
+            self._new_run((seq - d + 1 + base) & 0xFFFF)
         for back in range(min(d - 1, MAX_RESERVED), 0, -1):
             missing = (seq - back) & 0xFFFF
-            out = (missing + base) & 0xFFFF
-            gaps[self._epoch_seq | missing] = out
-            slot = out & _HISTORY_MASK
-            self._h_key[slot] = out
-            self._h_src[slot] = ~(self._epoch_seq | missing)
+            gaps[self._epoch_seq | missing] = (missing + base) & 0xFFFF
         while len(gaps) > _MAX_GAPS:
             del gaps[next(iter(gaps))]
 
     def _reserve_pictures(self, pid: int, step: int, out_pid: int) -> None:
         mask = 0x7FFF if self._pid_bits == 15 else 0x7F
-        pictures = self._pictures
-        for k in range(max(1, step - PICTURES), step):
-            pictures[self._epoch_pic | (pid - step + k) & mask] = (out_pid + k - 1) & 0x7FFF
-        while len(pictures) > PICTURES:
-            del pictures[next(iter(pictures))]
+        for k in range(max(1, step - PICTURES // 2), step):
+            at = self._pic_at
+            self._pic_at = (at + 1) & _PICTURE_MASK
+            self._pic_keys[at] = self._epoch_pic | (pid - step + k) & mask
+            self._pic_outs[at] = (out_pid + k - 1) & 0x7FFF
 
     def _late(self, info: PacketInfo, d: int) -> int:
         """Not newer than the newest: a duplicate, or fills a gap it left (if it may)."""
@@ -320,60 +362,94 @@ class StreamMunger:
             return DROP
         self.out_seq = out
         self.out_ts = (info.ts + self._ts_offset) & 0xFFFFFFFF
-        slot = out & _HISTORY_MASK
-        self._h_key[slot] = out
-        self._h_src[slot] = self._epoch_seq | info.seq
         return FORWARD
 
     def _codec_values(self, info: PacketInfo, epoch: int, tl0_offset: int, filter_tid: bool) -> bool:
-        """out_pid and out_tl0 of a packet of an earlier frame; False: it must not go out."""
+        """out_codec of a packet of an earlier frame; False: it must not go out."""
         pid = info.picture_id
         if pid >= 0:
-            out_pid = self._pictures.get((epoch << 15) | pid, -1)
+            try:
+                out_pid = self._pic_outs[self._pic_keys.index((epoch << 15) | pid)]
+            except ValueError:
+                out_pid = -1
             if out_pid < 0:
                 return False  # a frame dropped here, or forgotten
-            self.out_pid = out_pid
         else:
             if filter_tid and info.tid > self.max_tid:
                 return False
-            self.out_pid = -1
-        self.out_tl0 = (info.tl0 + tl0_offset) & 0xFF if info.tl0 >= 0 else -1
+            out_pid = -1
+        tl0 = (info.tl0 + tl0_offset) & 0xFF if info.tl0 >= 0 else -1
+        self.out_codec = pack_codec(info.layout, out_pid, tl0)
         return True
 
     # ------------------------------------------------------------ retransmissions
 
+    def _new_run(self, out: int) -> None:
+        at = self._seg_at = (self._seg_at + 1) & _SEGMENT_MASK
+        self._seg_out[at] = out
+        self._seg_base[at] = self._seq_base
+        self._seg_epoch[at] = self._epoch
+        self._renumbered = False
+
+    def _locate(self, out_seq: int) -> tuple[int, int]:
+        """(epoch, input seq) out_seq was given to (sent, or kept for a missing packet);
+        (-1, -1) when it was not given or is too old."""
+        last = (self._max_in + self._seq_base) & 0xFFFF  # the newest number given
+        if not self.started or (last - out_seq) & 0xFFFF >= HISTORY:
+            return -1, -1
+        at = self._seg_at
+        for _ in range(SEGMENTS):
+            start = self._seg_out[at]
+            if start < 0:
+                break
+            if (out_seq - start) & 0xFFFF < 0x8000:
+                return self._seg_epoch[at], (out_seq - self._seg_base[at]) & 0xFFFF
+            at = (at - 1) & _SEGMENT_MASK
+        return -1, -1
+
     def source(self, out_seq: int) -> tuple[int, int] | None:
         """(spatial layer, input sequence number) that out_seq was (or is reserved to be)
         made from; None when it is not remembered."""
-        slot = out_seq & _HISTORY_MASK
-        if self._h_key[slot] != out_seq:
+        epoch, seq = self._locate(out_seq)
+        entry = self._epochs[epoch % _EPOCHS] if epoch >= 0 else None
+        if entry is None or entry[0] != epoch:
             return None
-        src = self._h_src[slot]
-        if src < 0:
-            src = ~src
-        entry = self._epochs[(src >> 16) % _EPOCHS]
-        if entry is None or entry[0] != src >> 16:
-            return None
-        return entry[1], src & 0xFFFF
+        return entry[1], seq
 
     def retransmit(self, info: PacketInfo, out_seq: int) -> int:
         """A NACK for out_seq, `info` read from the cached packet `source` named: FORWARD
-        with the out values it went out with (or, for a reserved gap, the values it gets
-        now that it arrived), or DROP."""
-        slot = out_seq & _HISTORY_MASK
-        if self._h_key[slot] != out_seq:
+        with the out values it went out with (or, for a number kept for it that it had not
+        filled yet, the values it gets now that it arrived), or DROP."""
+        epoch, seq = self._locate(out_seq)
+        entry = self._epochs[epoch % _EPOCHS] if epoch >= 0 else None
+        if entry is None or entry[0] != epoch or entry[1] != info.spatial or seq != info.seq:
             return DROP
-        src = self._h_src[slot]
-        if src < 0:
-            if ~src != self._epoch_seq | info.seq or info.spatial != self.layer:
-                return DROP
+        if epoch == self._epoch and (self._epoch_seq | seq) in self._gaps:
             return self.forward(info)  # late: fills its reserved number
-        entry = self._epochs[(src >> 16) % _EPOCHS]
-        if entry is None or entry[0] != src >> 16 or entry[1] != info.spatial or src & 0xFFFF != info.seq:
-            return DROP
-        epoch, _, ts_offset, tl0_offset = entry
-        if not self._codec_values(info, epoch, tl0_offset, False):
+        _, _, ts_offset, tl0_offset = entry
+        if info.empty or not self._codec_values(info, epoch, tl0_offset, False):
             return DROP
         self.out_seq = out_seq
         self.out_ts = (info.ts + ts_offset) & 0xFFFFFFFF
         return FORWARD
+
+
+def _drop(info: PacketInfo) -> int:
+    return DROP
+
+
+def pack_codec(layout: int, picture_id: int, tl0: int) -> bytes:
+    """The PictureID (M bit set for 15 bits) and TL0PICIDX bytes of a descriptor of this
+    `layout` (PacketInfo.layout)."""
+    bits = layout & 0x1F
+    if layout & LAYOUT_TL0:
+        if bits == 15:
+            return _PID15_TL0.pack(0x8000 | picture_id & 0x7FFF, tl0 & 0xFF)
+        if bits == 7:
+            return bytes((picture_id & 0x7F, tl0 & 0xFF))
+        return bytes((tl0 & 0xFF,))
+    if bits == 15:
+        return _PID15.pack(0x8000 | picture_id & 0x7FFF)
+    if bits == 7:
+        return bytes((picture_id & 0x7F,))
+    return b""

@@ -2,7 +2,7 @@
 subscriber's side of sfu.engine.layers, for the tests of layer switching.
 
     source = Simulcast()                        # three layers, L1T3, 30 fps
-    sub = Subscriber(LayerSelector(StreamMunger(5555)))
+    sub = Subscriber(LayerSelector(StreamMunger(5555, PT)))
     sub.feed(source.frames(10, keyframes={0: [0]}))
     assert sub.out[0].keyframe
 
@@ -212,9 +212,11 @@ class Subscriber:
         if verdict & PLI:
             self.plis.append((now, self.selector.pli_layer))
         if verdict & FORWARD:
+            data = self.selector.munger.packet(info)
             buf = bytearray(packet)
             self.selector.munger.rewrite(buf, info)
-            self.out.append(parse_out(bytes(buf), spatial, info.seq, self.info.codec == 1))
+            assert bytes(buf) == data, "packet() and rewrite() disagree"
+            self.out.append(parse_out(data, spatial, info.seq, self.info.codec == 1))
         return verdict
 
 

@@ -13,13 +13,13 @@ import pytest
 from sfu.engine.layers import DROP, FORWARD, PLI, LayerSelector, PacketInfo
 from sfu.engine.munger import StreamMunger
 from sfu.wire import rtp
-from tests.support.simulcast import Simulcast, Subscriber, assert_seamless, frame_starts
+from tests.support.simulcast import PT, Simulcast, Subscriber, assert_seamless, frame_starts
 
 pytestmark = pytest.mark.unit
 
 
 def subscriber(target=2, temporal=2, layers=3, **kwargs):
-    return Subscriber(LayerSelector(StreamMunger(5555), layers=layers, target=target, target_temporal=temporal, **kwargs))
+    return Subscriber(LayerSelector(StreamMunger(5555, PT), layers=layers, target=target, target_temporal=temporal, **kwargs))
 
 
 def layers_out(out):
@@ -156,7 +156,7 @@ def test_target_beyond_the_layers_published_is_the_top_one():
     sub = subscriber(target=2, layers=2)
     assert sub.selector.target == 1
     with pytest.raises(ValueError):
-        LayerSelector(StreamMunger(1), layers=4)
+        LayerSelector(StreamMunger(1, PT), layers=4)
 
 
 def test_temporal_target_applies_on_the_current_layer_without_a_keyframe():
@@ -190,7 +190,7 @@ def h264_packets(ssrc, seq, ts, frames, idr_at=(), now=0.0, layer=0):
 
 
 def test_h264_switches_only_at_an_idr():
-    sub = Subscriber(LayerSelector(StreamMunger(5555), layers=2, target=0), codec="H264")
+    sub = Subscriber(LayerSelector(StreamMunger(5555, PT), layers=2, target=0), codec="H264")
     low = h264_packets(1, 100, 0, 12, idr_at=(0,), layer=0)
     high = h264_packets(2, 60000, 777, 12, idr_at=(8,), layer=1)
     packets = sorted(low + high, key=lambda p: p[2])
@@ -218,6 +218,6 @@ def test_a_non_simulcast_track_is_one_layer():
 
 def test_unknown_codecs_never_start():
     info = PacketInfo("VP9")
-    selector = LayerSelector(StreamMunger(1), layers=1)
+    selector = LayerSelector(StreamMunger(1, PT), layers=1)
     assert info.read(rtp.build_packet(98, 1, 1, 1, b"\x88\x00\x00"), 0, 1.0)
     assert selector.process(info) & FORWARD == 0

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.unit
 def single(first_seq=100, first_ts=5000, target_temporal=2, **kwargs):
     """A one-layer VP8 source and a subscriber of it."""
     source = Simulcast(layers=1, **kwargs)
-    munger = StreamMunger(5555, first_seq=first_seq, first_ts=first_ts)
+    munger = StreamMunger(5555, PT, first_seq=first_seq, first_ts=first_ts)
     sub = Subscriber(LayerSelector(munger, layers=1, target=0, target_temporal=target_temporal))
     return source, sub
 
@@ -277,7 +277,7 @@ def test_input_sequence_numbers_wrap():
 
 def test_timestamps_across_a_switch_follow_the_wall_clock():
     source = Simulcast()
-    sub = Subscriber(LayerSelector(StreamMunger(5555, first_ts=1000), target=0))
+    sub = Subscriber(LayerSelector(StreamMunger(5555, PT, first_ts=1000), target=0))
     sub.feed(source.frames(3, keyframes={0: [0]}))
     last = sub.out[-1]
     sub.selector.set_target(2)
@@ -292,7 +292,7 @@ def test_timestamps_across_a_switch_follow_the_wall_clock():
 
 def test_a_switch_at_the_same_instant_still_moves_the_timestamp_forward():
     source = Simulcast(packets=(1, 1, 1))
-    sub = Subscriber(LayerSelector(StreamMunger(5555), target=0))
+    sub = Subscriber(LayerSelector(StreamMunger(5555, PT), target=0))
     sub.feed(source.frames(1, keyframes={0: [0]}))
     sub.selector.set_target(1)
     (_, low, now), (_, high, _), _ = source.frame(keyframes=(0, 1))
@@ -305,7 +305,7 @@ def test_a_switch_at_the_same_instant_still_moves_the_timestamp_forward():
 
 def test_a_switch_right_after_a_loss_does_not_reuse_the_reserved_number():
     source = Simulcast()
-    sub = Subscriber(LayerSelector(StreamMunger(5555), target=0))
+    sub = Subscriber(LayerSelector(StreamMunger(5555, PT), target=0))
     sub.feed(source.frames(2, keyframes={0: [0]}))  # TL0, TL2
     sub.selector.set_target(0, 0)
     packets = source.frames(2)  # TL1 (its layer-0 packet lost), TL2 (dropped)
@@ -339,7 +339,7 @@ def resend(sub, out_seq, cache):
 
 def test_retransmission_repeats_the_bytes_that_went_out_even_after_switches():
     source = Simulcast()
-    sub = Subscriber(LayerSelector(StreamMunger(5555), target=0))
+    sub = Subscriber(LayerSelector(StreamMunger(5555, PT), target=0))
     sub.feed(source.frames(4, keyframes={0: [0]}))
     sub.selector.set_target(2)
     sub.feed(source.frames(4, keyframes={2: [2]}))
