@@ -128,6 +128,20 @@ def test_when_everything_below_stopped_the_lowest_layer_above_is_taken():
     assert layers_out(sub.out) == [0, 1]
 
 
+def test_a_subscriber_that_comes_late_sees_at_once_which_layers_stopped():
+    source = Simulcast()
+    first = subscriber(target=2, stall_after=0.5)
+    first.feed(source.frames(3, keyframes={0: [0, 1, 2]}))
+    source.layers[2].active = False
+    first.feed(source.frames(20))
+    late = subscriber(target=2, stall_after=0.5)
+    late.info = first.info  # the producer's: arrivals are per track, not per subscriber
+    for packet in source.frames(1):
+        first.one(*packet)
+        late.one(*packet)
+    assert late.plis == [(late.plis[0][0], 1)]  # not a wait for layer 2 first
+
+
 def test_at_the_start_a_target_that_never_comes_is_given_up_after_stall_after():
     source = Simulcast()
     source.layers[2].active = False  # this publisher sends two layers only
@@ -210,10 +224,19 @@ def test_h264_switches_only_at_an_idr():
 def test_a_non_simulcast_track_is_one_layer():
     source = Simulcast(layers=1)
     sub = subscriber(target=2, layers=1)
+    assert sub.selector.target == 0
     sub.feed(source.frames(2))
     assert sub.out == [] and sub.plis[0][1] == 0
     sub.feed(source.frames(3, keyframes={0: [0]}))
     assert len(sub.out) == 3 and all(v & FORWARD for v in sub.verdicts[-3:])
+
+
+def test_packets_of_layers_the_selector_does_not_know_are_dropped():
+    source = Simulcast()
+    sub = subscriber(target=1, layers=2)
+    sub.feed(source.frames(6, keyframes={0: [0, 1, 2]}))
+    assert layers_out(sub.out) == [1]
+    assert len(sub.out) == 6 * 2
 
 
 def test_unknown_codecs_never_start():

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu.engine.layers import DROP, FORWARD, LayerSelector, PacketInfo
-from sfu.engine.munger import StreamMunger
-from sfu.wire import rtp
+from sfu.engine.munger import HISTORY, StreamMunger
+from sfu.wire import codecs, rtp
 from tests.support.paths import DATA_DIR
 from tests.support.simulcast import (
     PT,
@@ -95,6 +95,48 @@ def test_malformed_vp8_is_dropped_without_a_gap(payload):
     sub.feed(source.frames(3))
     assert_seamless(sub.out)
     assert len(sub.out) == 5
+
+
+descriptors = st.builds(
+    vp8_payload,
+    picture_id=st.none() | st.integers(0, 0x7FFF),
+    pid_bits=st.sampled_from((7, 15)),
+    tl0=st.none() | st.integers(0, 255),
+    tid=st.none() | st.integers(0, 3),
+    layer_sync=st.booleans(),
+    keyframe=st.booleans(),
+    start=st.booleans(),
+    size=st.integers(0, 3),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(descriptors, st.binary(max_size=12)))
+def test_packet_info_reads_descriptors_as_the_wire_parser_does(payload):
+    packet = rtp.build_packet(PT, 1, 2, 3, payload)
+    info = PacketInfo("VP8")
+    assert info.read(packet, 0, 0.0)
+    try:
+        desc = codecs.vp8_descriptor(packet, 12)
+    except ValueError:
+        assert info.empty
+        return
+    if 12 + desc.header_size >= len(packet):
+        assert info.empty  # a descriptor and no VP8 data
+        return
+    assert not info.empty
+    assert info.keyframe == codecs.vp8_is_keyframe(packet, 12)
+    assert info.tid == (-1 if desc.tid is None else desc.tid)
+    assert info.layer_sync == bool(desc.layer_sync)
+    assert info.picture_id == (-1 if desc.picture_id is None else desc.picture_id)
+    assert info.picture_id_bits == desc.picture_id_bits
+    assert info.tl0 == (-1 if desc.tl0_pic_idx is None else desc.tl0_pic_idx)
+    if desc.picture_id is not None:
+        assert info.codec_start == desc.picture_id_offset
+    if desc.tl0_pic_idx is not None:
+        assert info.tl0_offset == desc.tl0_pic_idx_offset
+    # The parts every subscriber shares, and the bytes between them, are the packet.
+    assert packet[:12] + info.middle + packet[info.codec_start : info.codec_end] + info.tail == packet
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -327,7 +369,9 @@ def resend(sub, out_seq, cache):
     src = munger.source(out_seq)
     if src is None:
         return None
-    packet = cache[src]
+    packet = cache.get(src)
+    if packet is None:
+        return None
     info = PacketInfo("VP8")
     info.read(packet, src[0], 0.0)
     if munger.retransmit(info, out_seq) != FORWARD:
@@ -350,6 +394,36 @@ def test_retransmission_repeats_the_bytes_that_went_out_even_after_switches():
     for o in sub.out:
         assert resend(sub, o.seq, sub.received) == o.packet
     assert resend(sub, (sub.out[-1].seq + 1) & 0xFFFF, sub.received) is None
+
+
+def test_retransmissions_after_drops_padding_and_a_loss_repeat_what_went_out():
+    source, sub = single(target_temporal=1)
+    packets = keyed(source, 6) + [source.padding(0)] + source.frames(6)
+    lost = packets.pop(2)  # a TL1 frame, lost upstream
+    sub.feed(packets)
+    sub.selector.set_target(0, 0)
+    sub.feed(source.frames(8))
+    assert_seamless(sub.out, seq_gaps=1, pid_gaps=1)
+    for o in sub.out:
+        assert resend(sub, o.seq, sub.received) == o.packet
+    seqs = [o.seq for o in sub.out]
+    gap = next((a + 1) & 0xFFFF for a, b in zip(seqs, seqs[1:]) if (b - a) & 0xFFFF == 2)
+    assert sub.selector.munger.source(gap) == (0, rtp.parse_header(lost[1]).sequence_number)
+    assert resend(sub, gap, sub.received) is None  # lost: not in the cache
+    sub.received[(0, rtp.parse_header(lost[1]).sequence_number)] = lost[1]  # recovered upstream
+    recovered = parse_out(resend(sub, gap, sub.received), 0, 0)
+    assert (recovered.seq, recovered.tid) == (gap, 1)
+    sub.out = sorted(sub.out + [recovered], key=lambda o: o.seq)
+    assert_seamless(sub.out)
+
+
+def test_numbers_older_than_the_history_are_not_looked_up():
+    source, sub = single()
+    sub.feed(keyed(source, 1))
+    first = sub.out[0]
+    sub.feed(source.frames(HISTORY + 10))
+    assert sub.selector.munger.source(first.seq) is None
+    assert resend(sub, sub.out[-5].seq, sub.received) == sub.out[-5].packet
 
 
 def test_a_nack_for_a_reserved_number_sends_the_packet_once_it_is_cached():
