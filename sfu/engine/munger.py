@@ -25,30 +25,34 @@ padding) look like one sender's stream:
   next frame of that layer).
 
 Which packet starts a layer is the selector's business (sfu/engine/layers.py): it calls
-`start` with the first packet of a keyframe and `forward` with every later packet of that
-layer. A packet of another layer never reaches the munger.
+`start` with the first packet of a keyframe; `forward` takes every later packet of that
+layer (`layer`) and hands a packet of any other layer to `elsewhere` (the selector's),
+so that a settled selector's one call per packet is `forward` itself.
 
-Per packet `forward` does integer arithmetic and two list stores (the NACK history); a
-frame's first packet does a little more (`_new_frame`, which also packs the frame's
-PictureID and TL0PICIDX bytes once); switches, gaps and late packets take the slow
-paths. Results are left in `out_seq`, `out_ts` and `out_codec` (the PictureID and
-TL0PICIDX bytes, what goes between `PacketInfo.middle` and `.tail`); `packet` joins the
-packet that goes out, `rewrite` writes them into a copy instead.
+Per packet `forward` does integer arithmetic and a few attribute stores, no allocation
+beyond the ints; a frame's first packet does a little more (`_new_frame`: the temporal
+decision, PictureID and TL0PICIDX, packed once per frame); switches, gaps, drops and late
+packets take the slow paths. Results are left in `out_seq`, `out_ts` and `out_codec`
+(the PictureID and TL0PICIDX bytes, what goes between `PacketInfo.middle` and `.tail`):
+`packet` joins the packet that goes out, `rewrite` writes them into a copy instead.
 
 Retransmissions: `source(out_seq)` names the layer and input sequence number a NACKed
-number was made from, and `retransmit(info, out_seq)` gives the same out values again
-(or fills a reserved gap). Sender reports: translate only the forwarded layer's, with
-`ts_offset`.
+number was given to (from runs of numbers, one per drop or switch, the last HISTORY
+numbers), and `retransmit(info, out_seq)` gives the same out values again (or, for a
+number kept for a missing packet, the values it gets now that it is there). Sender
+reports: translate only the forwarded layer's (`layer`), with `ts_offset`.
+
+Not rewritten: VP8 KEYIDX (Chromium sends none), header extensions (the consumer's).
 """
 
 from __future__ import annotations
 
 import random
 import struct
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from sfu.engine.layers import PacketInfo
+from sfu.engine.munger_history import NumberRuns, PictureRing
+from sfu.engine.packet_info import PacketInfo, pack_codec
 
 DROP = 0
 FORWARD = 1
@@ -56,18 +60,12 @@ FORWARD = 1
 # The fixed header (RFC 3550 §5.1): V/P/X/CC + M/PT, sequence, timestamp, SSRC.
 _HEADER = struct.Struct("!HHII")
 _SEQ_TS_SSRC = struct.Struct("!HII")
-_PID15_TL0 = struct.Struct("!HB")
-_PID15 = struct.Struct("!H")
-# PacketInfo.layout: the PictureID's width (0, 7 or 15 bits) | LAYOUT_TL0 with a TL0PICIDX.
-LAYOUT_TL0 = 0x20
 # How far back a NACKed number is looked up (as many as the producer's packet cache), and
 # how many runs of numbers (one more after every drop or switch) are remembered for it.
 HISTORY = 1024
-SEGMENTS = 128
-_SEGMENT_MASK = SEGMENTS - 1
+RUNS = 128
 # Pictures remembered for late packets and retransmissions (4 s at 30 fps).
 PICTURES = 128
-_PICTURE_MASK = PICTURES - 1
 # Missing packets of one gap whose numbers are reserved for a late arrival; beyond that
 # the gap is kept but a late packet is dropped (the producer NACKs only 64 either).
 MAX_RESERVED = 64
@@ -76,6 +74,15 @@ _EPOCHS = 8
 
 
 class StreamMunger:
+    """One subscriber's stream of one video track (see the module docstring).
+
+    ssrc and payload_type: the subscriber's; clock_rate: the codec's; first_seq and
+    first_ts: the first out sequence number and timestamp (random by default, RFC 3550
+    §5.1; a consumer that already sent this track passes its next ones). sync_wait: how
+    long a temporal upswitch waits for a layer-sync frame. layer: the spatial layer being
+    forwarded (-1 before the first `start`).
+    """
+
     __slots__ = (
         "ssrc",
         "payload_type",
@@ -111,13 +118,8 @@ class StreamMunger:
         "_up_since",
         "_gaps",
         "_renumbered",
-        "_seg_out",
-        "_seg_base",
-        "_seg_epoch",
-        "_seg_at",
-        "_pic_keys",
-        "_pic_outs",
-        "_pic_at",
+        "_runs",
+        "_pictures",
         "_epochs",
     )
 
@@ -167,18 +169,11 @@ class StreamMunger:
         self._last_tl0 = -1
         self._up_since = -1.0
         self._gaps: dict[int, int] = {}  # (epoch << 16 | input seq) -> reserved out seq
-        # The NACK history: out numbers come in runs where out = input + base, in one epoch;
-        # a run starts at the first number given after a drop or a switch (_renumbered).
+        # The NACK history: a run starts at the first number given after a drop or a
+        # switch (_renumbered). The frames' PictureIDs, for late packets and NACKs.
         self._renumbered = True
-        self._seg_out = [-1] * SEGMENTS  # its first out number
-        self._seg_base = [0] * SEGMENTS
-        self._seg_epoch = [0] * SEGMENTS
-        self._seg_at = 0
-        # The last PICTURES frames, a ring: epoch << 15 | input PictureID, and its out
-        # PictureID (-1: the frame was dropped). Looked up only for late packets and NACKs.
-        self._pic_keys = [-1] * PICTURES
-        self._pic_outs = [-1] * PICTURES
-        self._pic_at = 0
+        self._runs = NumberRuns(RUNS)
+        self._pictures = PictureRing(PICTURES)
         self._epochs: list[tuple[int, int, int, int] | None] = [None] * _EPOCHS  # epoch, layer, ts, tl0 offsets
 
     @property
@@ -263,15 +258,12 @@ class StreamMunger:
             if step > 1:  # frames lost upstream keep their numbers
                 self._reserve_pictures(pid, step, out_pid)
                 out_pid = (out_pid + step - 1) & 0x7FFF
-            at = self._pic_at
-            self._pic_at = (at + 1) & _PICTURE_MASK
-            self._pic_keys[at] = self._epoch_pic | pid
             if on:
-                self._pic_outs[at] = out_pid
+                self._pictures.add(self._epoch_pic | pid, out_pid)
                 self._frame_pid = out_pid
                 self._next_pid = (out_pid + 1) & 0x7FFF
             else:
-                self._pic_outs[at] = -1
+                self._pictures.add(self._epoch_pic | pid, -1)
                 self._next_pid = out_pid
         else:
             self._frame_pid = -1
@@ -309,7 +301,7 @@ class StreamMunger:
         else:
             next_seq = self._seq_base
             out_ts = self._ts_offset
-            self._next_pid = info.picture_id if info.picture_id >= 0 else 0
+            self._next_pid = max(info.picture_id, 0)
             self.started = True
         epoch = self._epoch = (self._epoch + 1) & 0xFFFF
         self._epoch_seq = epoch << 16
@@ -346,10 +338,7 @@ class StreamMunger:
     def _reserve_pictures(self, pid: int, step: int, out_pid: int) -> None:
         mask = 0x7FFF if self._pid_bits == 15 else 0x7F
         for k in range(max(1, step - PICTURES // 2), step):
-            at = self._pic_at
-            self._pic_at = (at + 1) & _PICTURE_MASK
-            self._pic_keys[at] = self._epoch_pic | (pid - step + k) & mask
-            self._pic_outs[at] = (out_pid + k - 1) & 0x7FFF
+            self._pictures.add(self._epoch_pic | (pid - step + k) & mask, (out_pid + k - 1) & 0x7FFF)
 
     def _late(self, info: PacketInfo, d: int) -> int:
         """Not newer than the newest: a duplicate, or fills a gap it left (if it may)."""
@@ -368,10 +357,7 @@ class StreamMunger:
         """out_codec of a packet of an earlier frame; False: it must not go out."""
         pid = info.picture_id
         if pid >= 0:
-            try:
-                out_pid = self._pic_outs[self._pic_keys.index((epoch << 15) | pid)]
-            except ValueError:
-                out_pid = -1
+            out_pid = self._pictures.get((epoch << 15) | pid)
             if out_pid < 0:
                 return False  # a frame dropped here, or forgotten
         else:
@@ -385,10 +371,7 @@ class StreamMunger:
     # ------------------------------------------------------------ retransmissions
 
     def _new_run(self, out: int) -> None:
-        at = self._seg_at = (self._seg_at + 1) & _SEGMENT_MASK
-        self._seg_out[at] = out
-        self._seg_base[at] = self._seq_base
-        self._seg_epoch[at] = self._epoch
+        self._runs.add(out, self._seq_base, self._epoch)
         self._renumbered = False
 
     def _locate(self, out_seq: int) -> tuple[int, int]:
@@ -397,15 +380,7 @@ class StreamMunger:
         last = (self._max_in + self._seq_base) & 0xFFFF  # the newest number given
         if not self.started or (last - out_seq) & 0xFFFF >= HISTORY:
             return -1, -1
-        at = self._seg_at
-        for _ in range(SEGMENTS):
-            start = self._seg_out[at]
-            if start < 0:
-                break
-            if (out_seq - start) & 0xFFFF < 0x8000:
-                return self._seg_epoch[at], (out_seq - self._seg_base[at]) & 0xFFFF
-            at = (at - 1) & _SEGMENT_MASK
-        return -1, -1
+        return self._runs.find(out_seq)
 
     def source(self, out_seq: int) -> tuple[int, int] | None:
         """(spatial layer, input sequence number) that out_seq was (or is reserved to be)
@@ -436,20 +411,3 @@ class StreamMunger:
 
 def _drop(info: PacketInfo) -> int:
     return DROP
-
-
-def pack_codec(layout: int, picture_id: int, tl0: int) -> bytes:
-    """The PictureID (M bit set for 15 bits) and TL0PICIDX bytes of a descriptor of this
-    `layout` (PacketInfo.layout)."""
-    bits = layout & 0x1F
-    if layout & LAYOUT_TL0:
-        if bits == 15:
-            return _PID15_TL0.pack(0x8000 | picture_id & 0x7FFF, tl0 & 0xFF)
-        if bits == 7:
-            return bytes((picture_id & 0x7F, tl0 & 0xFF))
-        return bytes((tl0 & 0xFF,))
-    if bits == 15:
-        return _PID15.pack(0x8000 | picture_id & 0x7FFF)
-    if bits == 7:
-        return bytes((picture_id & 0x7F,))
-    return b""

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from itertools import pairwise
 
-from sfu.engine.layers import FORWARD, PLI, LayerSelector, PacketInfo
+from sfu.engine.layers import FORWARD, PLI, LayerSelector
+from sfu.engine.packet_info import PacketInfo
 from sfu.wire import codecs, rtp
 
 PT = 96
@@ -265,7 +267,7 @@ def assert_seamless(out: list[Out], seq_gaps: int = 0, pid_gaps: int = 0) -> Non
     seqs = [o.seq for o in out]
     assert len(set(seqs)) == len(seqs), "duplicate sequence numbers"
     missing = missing_pids = 0
-    for prev, cur in zip(out, out[1:]):
+    for prev, cur in pairwise(out):
         step = (cur.seq - prev.seq) & 0xFFFF
         assert 1 <= step < 0x8000, f"sequence went back: {prev.seq} -> {cur.seq}"
         missing += step - 1

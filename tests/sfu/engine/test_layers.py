@@ -7,11 +7,13 @@ The stream rewriting itself (gaps, wraps, temporal layers, NACKs) is in test_mun
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 
-from sfu.engine.layers import DROP, FORWARD, PLI, LayerSelector, PacketInfo
+from sfu.engine.layers import DROP, FORWARD, PLI, LayerSelector
 from sfu.engine.munger import StreamMunger
+from sfu.engine.packet_info import PacketInfo
 from sfu.wire import rtp
 from tests.support.simulcast import PT, Simulcast, Subscriber, assert_seamless, frame_starts
 
@@ -47,7 +49,7 @@ def test_plis_for_one_layer_are_throttled_to_one_per_interval():
     sub.feed(source.frames(60))  # two seconds without a keyframe
     times = [t for t, layer in sub.plis if layer == 2]
     assert len(times) == 4  # at 0, 0.5, 1.0, 1.5 s (within a frame's time)
-    assert all(b - a >= 0.5 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 0.5 for a, b in pairwise(times))
 
 
 def test_switching_up_waits_for_the_target_keyframe_and_the_old_layer_goes_on():
@@ -94,7 +96,7 @@ def test_ten_switches_up_and_down_keep_every_invariant():
     # Timestamps advance by what the frames are apart (up to the 4 frames of an L1T3
     # period when only TL0 goes out; a switch: the time since the last frame).
     starts = frame_starts(sub.out)
-    steps = [(b.ts - a.ts) & 0xFFFFFFFF for a, b in zip(starts, starts[1:])]
+    steps = [(b.ts - a.ts) & 0xFFFFFFFF for a, b in pairwise(starts)]
     assert 0 < min(steps) and max(steps) <= 4 * 3000 + 100
     # Wraps happened on the way: input sequence numbers, PictureIDs and TL0PICIDX out.
     assert {o.in_seq < 200 for o in sub.out} == {True, False}
@@ -216,9 +218,9 @@ def test_h264_switches_only_at_an_idr():
     assert first_high.keyframe and first_high.packet[12] & 0x1F == 7  # the SPS before the IDR
     assert sub.out[0].keyframe
     seqs = [o.seq for o in sub.out]
-    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+    assert all((b - a) & 0xFFFF == 1 for a, b in pairwise(seqs))
     ts = [o.ts for o in sub.out]
-    assert all((b - a) & 0xFFFFFFFF < 0x80000000 for a, b in zip(ts, ts[1:]))
+    assert all((b - a) & 0xFFFFFFFF < 0x80000000 for a, b in pairwise(ts))
 
 
 def test_a_non_simulcast_track_is_one_layer():

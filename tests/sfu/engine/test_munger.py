@@ -8,12 +8,15 @@ are in test_layers.py."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sfu.engine.layers import DROP, FORWARD, LayerSelector, PacketInfo
+from sfu.engine.layers import DROP, FORWARD, LayerSelector
 from sfu.engine.munger import HISTORY, StreamMunger
+from sfu.engine.packet_info import PacketInfo
 from sfu.wire import codecs, rtp
 from tests.support.paths import DATA_DIR
 from tests.support.simulcast import (
@@ -407,7 +410,7 @@ def test_retransmissions_after_drops_padding_and_a_loss_repeat_what_went_out():
     for o in sub.out:
         assert resend(sub, o.seq, sub.received) == o.packet
     seqs = [o.seq for o in sub.out]
-    gap = next((a + 1) & 0xFFFF for a, b in zip(seqs, seqs[1:]) if (b - a) & 0xFFFF == 2)
+    gap = next((a + 1) & 0xFFFF for a, b in pairwise(seqs) if (b - a) & 0xFFFF == 2)
     assert sub.selector.munger.source(gap) == (0, rtp.parse_header(lost[1]).sequence_number)
     assert resend(sub, gap, sub.received) is None  # lost: not in the cache
     sub.received[(0, rtp.parse_header(lost[1]).sequence_number)] = lost[1]  # recovered upstream
