@@ -10,7 +10,10 @@ padding) look like one sender's stream:
   in the forwarded layer's input (a packet lost upstream) stays a gap, so the subscriber
   NACKs it. The out number of a missing packet is reserved: if it arrives late (reordered,
   or recovered upstream by RTX), it takes that number. Out-of-order packets older than
-  the last switch, duplicates and late packets of dropped frames are dropped.
+  the last switch, duplicates and late packets of dropped frames are dropped. A missing
+  packet cannot tell which frame it belonged to: its gap is kept even when that frame
+  turns out to be one the SFU drops (the subscriber NACKs it in vain, as after a loss),
+  and a late packet of a frame lost whole goes out whatever its TID (its numbers showed).
 - Timestamps: each layer's own offset; at a switch the first packet of the new layer
   follows the last forwarded frame by the wall time elapsed between them, in RTP clock
   units (at least 1: never backwards).
