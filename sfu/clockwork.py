@@ -83,7 +83,7 @@ class Clockwork:
 
     def _poll_keyframes(self) -> None:
         for producer in self._registry.producers.values():
-            if producer.keyframe_waiters:
+            if producer.keyframe_waiters or producer.params.rids:
                 producer.poll_keyframe_request()
 
     # ------------------------------------------------------------------ notices

@@ -41,6 +41,7 @@ from sfu.engine.consumer import Consumer
 from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.producer import Producer, ProducerParams
 from sfu.engine.retransmit import RetransmitPolicy
+from sfu.engine.simulcast import SimulcastProducer
 from sfu.engine.router import Registry, Router
 from sfu.engine.stats import Counters
 from sfu.transport import negotiation
@@ -402,7 +403,8 @@ class Worker:
     def _new_producer(self, params: ProducerParams, transport: Transport) -> Producer:
         """A producer arriving on `transport`, with an id the worker picks."""
         params.producer_id = secrets.token_hex(8)
-        return Producer(
+        kind = SimulcastProducer if params.rids else Producer
+        return kind(
             params,
             transport,
             self.counters,

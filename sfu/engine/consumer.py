@@ -311,6 +311,10 @@ class Consumer:
             self.active_since = self.producer.clock()
             self.resync()
 
+    def request_keyframe(self) -> None:
+        """The subscriber lost its picture (PLI, FIR): ask the publisher for a keyframe."""
+        self.producer.request_keyframe()
+
     def can_send(self) -> bool:
         """Would `forward` send now, keyframes aside? Accepted by the subscriber, not
         paused, and its transport connected."""

@@ -47,7 +47,7 @@ def handle_rtcp(
         if isinstance(packet, rtcp.SenderReport):
             producer = producers_by_ssrc.get(packet.ssrc)
             if producer is not None:
-                producer.on_sender_report(packet.ntp_timestamp, packet.rtp_timestamp)
+                producer.on_sender_report(packet.ntp_timestamp, packet.rtp_timestamp, packet.ssrc)
         elif isinstance(packet, rtcp.Nack):
             consumer = consumers_by_ssrc.get(packet.media_ssrc)
             if consumer is not None:
@@ -69,12 +69,12 @@ def handle_rtcp(
 def _keyframe_wanted(consumers_by_ssrc: Mapping[int, Consumer], ssrc: int) -> None:
     consumer = consumers_by_ssrc.get(ssrc)
     if consumer is not None:
-        consumer.producer.request_keyframe()
+        consumer.request_keyframe()
 
 
 def receiver_reports(rtcp_ssrc: int, cname: str, producers: Iterable[Producer]) -> list[bytes]:
     """RR + SDES compounds for every stream received (RFC 3550 §6.4.2); [] before any packet."""
-    blocks = [b for b in (p.report_block() for p in producers) if b is not None]
+    blocks = [block for producer in producers for block in producer.report_blocks()]
     return [
         rtcp.build_rr(rtcp_ssrc, blocks[start : start + rtcp.MAX_COUNT]) + rtcp.build_sdes(rtcp_ssrc, cname)
         for start in range(0, len(blocks), rtcp.MAX_COUNT)

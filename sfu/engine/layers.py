@@ -121,6 +121,13 @@ class LayerSelector:
             self._settle(-1)
         self.munger.set_target_temporal(temporal)
 
+    def restart(self) -> None:
+        """Start again from the next keyframe of the wanted layer (after a pause, or when
+        the subscriber's transport (re)connects); the munger's numbers go on."""
+        self.current = -1
+        self._last_pli = [_NEVER] * self.layers
+        self._settle(-1)
+
     def _settle(self, layer: int) -> None:
         """`current` is the target and flows (layer), or not (-1): the one test the common
         path makes, set again at every change of target or current."""

@@ -73,6 +73,7 @@ class ProducerParams:
         "rtx_ssrc",
         "cname",
         "extmap",
+        "rids",
     )
 
     def __init__(
@@ -91,6 +92,7 @@ class ProducerParams:
         rtx_payload_type: int | None = None,
         rtx_ssrc: int | None = None,
         cname: str | None = None,
+        rids: tuple[str, ...] = (),
     ) -> None:
         self.producer_id = producer_id
         self.kind = kind
@@ -106,6 +108,8 @@ class ProducerParams:
         self.rtx_ssrc = rtx_ssrc
         self.cname = cname
         self.extmap = extmap
+        # Simulcast: the rids of its layers, lowest first (sfu.engine.simulcast); () for one stream.
+        self.rids = rids
 
 
 class Producer:
@@ -267,7 +271,8 @@ class Producer:
         self.counters.pli_sent += 1
         self.sink.send_rtcp(rtcp.build_pli(self.sink.rtcp_ssrc, self.ssrc or 0))
 
-    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, ssrc: int | None = None) -> None:
+        """The publisher's SR for `ssrc` (one of this producer's; a single stream ignores it)."""
         self.reception.on_sender_report(ntp_timestamp, self.clock())
         for consumer in self.consumers:
             consumer.send_sender_report(ntp_timestamp, rtp_timestamp)
@@ -277,6 +282,15 @@ class Producer:
             return None
         # Jitter stays 0: the producer counts packets (`update`), it does not time them.
         return self.reception.report_block(self.ssrc, self.clock())
+
+    def report_blocks(self) -> list[rtcp.ReportBlock]:
+        """A report block for each stream received (one here; a layer each when simulcast)."""
+        block = self.report_block()
+        return [] if block is None else [block]
+
+    def ssrcs(self) -> list[int]:
+        """The SSRCs this producer is known by on its transport (media and RTX)."""
+        return [ssrc for ssrc in (self.ssrc, self.rtx_ssrc) if ssrc is not None]
 
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)

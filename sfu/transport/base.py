@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 from sfu.engine import feedback
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
+from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
 from sfu.engine.stats import Counters
 
 if TYPE_CHECKING:
@@ -124,9 +125,8 @@ class Transport:
         self.router.add_producer(producer)  # first: it refuses an id that exists
         self.producers[producer.id] = producer
         self.producers_by_mid[producer.params.mid] = producer
-        for ssrc in (producer.ssrc, producer.rtx_ssrc):
-            if ssrc is not None:
-                self.producers_by_ssrc[ssrc] = producer
+        for ssrc in producer.ssrcs():
+            self.producers_by_ssrc[ssrc] = producer
 
     def consume(self, consumer_id: str, producer: Producer, codec: Codec) -> Consumer:
         """A new consumer of `producer` (of this transport's router) sending on this
@@ -134,7 +134,8 @@ class Transport:
         the router. ValueError: a consumer that cannot be made here."""
         self._check_open()
         rtx_payload_type = self._rtx_payload_type(codec)
-        consumer = Consumer(
+        kind = SimulcastConsumer if isinstance(producer, SimulcastProducer) else Consumer
+        consumer = kind(
             consumer_id,
             producer,
             self,
@@ -166,8 +167,8 @@ class Transport:
             del self.producers[producer.id]
         if self.producers_by_mid.get(producer.params.mid) is producer:
             del self.producers_by_mid[producer.params.mid]
-        for ssrc in (producer.ssrc, producer.rtx_ssrc):
-            if ssrc is not None and self.producers_by_ssrc.get(ssrc) is producer:
+        for ssrc in producer.ssrcs():
+            if self.producers_by_ssrc.get(ssrc) is producer:
                 del self.producers_by_ssrc[ssrc]
         self.router.on_producer_closed(producer)
 

@@ -68,7 +68,8 @@ def apply_publish_offer(
     closed: list[Producer] = []
     for mid, existing in transport.producers_by_mid.items():
         track = sending.get(mid)
-        if track is None or existing.ssrc not in (None, track.ssrc):
+        rids = tuple(track.simulcast_rids) if track is not None and track.kind == "video" else ()
+        if track is None or existing.ssrc not in (None, track.ssrc) or existing.params.rids != rids:
             closed.append(existing)  # its m-line is gone, stopped sending, or is another stream now
     replaced = {p.params.mid for p in closed}
     created: list[Producer] = []
@@ -77,6 +78,9 @@ def apply_publish_offer(
             continue  # the same stream as before
         if track.extmap.get(rtp.URI_MID):
             transport.mid_ext_id = track.extmap[rtp.URI_MID]
+        if track.simulcast_rids:
+            transport.rid_ext_id = track.extmap.get(rtp.URI_RID, 0)
+            transport.rrid_ext_id = track.extmap.get(rtp.URI_REPAIRED_RID, 0)
         if track.extmap.get(rtp.URI_TRANSPORT_CC):
             transport.tcc_ext_id = track.extmap[rtp.URI_TRANSPORT_CC]
         created.append(make_producer(_producer_params(track, sources)))
@@ -100,6 +104,7 @@ def _producer_params(track: sdp.PublishedTrack, sources: dict[str, str]) -> Prod
         rtx_ssrc=track.rtx_ssrc,
         cname=track.cname,
         extmap=dict(track.extmap),
+        rids=tuple(track.simulcast_rids) if track.kind == "video" else (),
     )
 
 

@@ -18,6 +18,7 @@ import pylibsrtp
 
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
+from sfu.engine.simulcast import SimulcastProducer
 from sfu.engine.stats import Counters
 from sfu.engine.twcc import TransportCcRecorder
 from sfu.transport.base import Transport
@@ -74,6 +75,8 @@ class WebRtcTransport(Transport):
         "socket",
         "on_state",
         "mid_ext_id",
+        "rid_ext_id",
+        "rrid_ext_id",
         "tcc_ext_id",
         "tcc_recorder",
     )
@@ -123,6 +126,8 @@ class WebRtcTransport(Transport):
         self.socket = socket
         self.on_state = on_state
         self.mid_ext_id = 0
+        self.rid_ext_id = 0  # the publisher's RTP stream ID extension id (simulcast)
+        self.rrid_ext_id = 0  # ... and repaired RTP stream ID (their RTX)
         self.tcc_ext_id = 0  # publisher's transport-wide-cc extension id, once negotiated
         self.tcc_recorder = TransportCcRecorder()
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
@@ -271,7 +276,8 @@ class WebRtcTransport(Transport):
         return self.tcc_seq
 
     def _learn_ssrc(self, packet: bytes, ssrc: int) -> Producer | None:
-        """A stream signaled without a=ssrc (rid simulcast, some clients): bind it by its mid."""
+        """A stream signaled without a=ssrc (rid simulcast, some clients): bind it by its
+        mid, and a simulcast layer (or its RTX) by its RID (or repaired RID)."""
         if not self.mid_ext_id or not packet[0] & 0x10:
             return None
         where = rtp.find_extension(packet, self.mid_ext_id)
@@ -279,12 +285,25 @@ class WebRtcTransport(Transport):
             return None
         mid = packet[where[0] : where[0] + where[1]].decode("ascii", "replace")
         producer = self.producers_by_mid.get(mid)
+        if isinstance(producer, SimulcastProducer):
+            return self._learn_layer(producer, packet, ssrc)
         if producer is None or producer.ssrc is not None:
             return None
         producer.ssrc = ssrc
         producer.params.ssrc = ssrc
         self.producers_by_ssrc[ssrc] = producer
         return producer
+
+    def _learn_layer(self, producer: SimulcastProducer, packet: bytes, ssrc: int) -> Producer | None:
+        for ext_id, repaired in ((self.rid_ext_id, False), (self.rrid_ext_id, True)):
+            where = rtp.find_extension(packet, ext_id) if ext_id else None
+            if where is not None:
+                rid = packet[where[0] : where[0] + where[1]].decode("ascii", "replace")
+                if producer.learn(ssrc, rid, repaired):
+                    self.producers_by_ssrc[ssrc] = producer
+                    return producer
+                return None
+        return None
 
     # ------------------------------------------------------------------ RTCP
 

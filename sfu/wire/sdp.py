@@ -48,6 +48,9 @@ _UPSTREAM_URIS = (URI_MID, URI_RID, URI_REPAIRED_RID)
 # Extensions that only make sense for one media kind; everything else goes on both.
 _EXTENSION_KIND = {URI_AUDIO_LEVEL: "audio"}
 
+# Simulcast streams received per track (sfu.engine.packet_info.MAX_LAYERS).
+MAX_SIMULCAST_LAYERS = 3
+
 _RECEIVING = ("recvonly", "sendrecv")
 _SENDING = ("sendonly", "sendrecv")
 _RTP_PROTOCOL = "UDP/TLS/RTP/SAVPF"  # RFC 8829 §5.1.2
@@ -231,8 +234,15 @@ class PublishedTrack:
     codec: Codec  # the chosen codec with the CLIENT's payload types
     ssrc: int | None  # from a=ssrc / a=ssrc-group:FID (None when only rids)
     rtx_ssrc: int | None
-    rids: list[str]
+    rids: list[str]  # the offer's a=rid lines
     extmap: dict[str, int]  # accepted extensions, client's ids
+    cname: str | None
+    msid: tuple[str, str] | None
+    active: bool  # False: inactive/recvonly/rejected/unsupported now (track removed)
+    # A mid can become active again: the client may reuse an inactive transceiver.
+    # The rids we answered a=simulcast:recv with, in the offer's a=simulcast order (at
+    # most MAX_SIMULCAST_LAYERS); [] when simulcast is not accepted.
+    simulcast_rids: list[str] = field(default_factory=list)
     cname: str | None
     msid: tuple[str, str] | None
     active: bool  # False: inactive/recvonly/rejected/unsupported now (track removed)
@@ -298,11 +308,16 @@ def _reverse_simulcast(value: str) -> str | None:
     return None
 
 
-def _simulcast_rids(value: str) -> list[str]:
-    # RFC 8853 §5.1: ";" separates streams, "," alternatives, "~" marks a paused one.
+def _simulcast_streams(value: str, offered: list[str]) -> list[str]:
+    """The streams we receive, one rid each (the first alternative that has an a=rid
+    line), in the a=simulcast order, at most MAX_SIMULCAST_LAYERS."""
     streams = value.split()[1] if len(value.split()) > 1 else ""
-    return [rid.lstrip("~") for alternative in streams.split(";")
-            for rid in alternative.split(",") if rid.lstrip("~")]
+    chosen: list[str] = []
+    for stream in streams.split(";"):
+        rid = next((r.lstrip("~") for r in stream.split(",") if r.lstrip("~") in offered), None)
+        if rid is not None and rid not in chosen:
+            chosen.append(rid)
+    return chosen[:MAX_SIMULCAST_LAYERS]
 
 
 def _publish_answer_section(media: MediaDescription, codec: Codec, local: LocalTransport,
@@ -321,8 +336,12 @@ def _publish_answer_section(media: MediaDescription, codec: Codec, local: LocalT
     reversed_simulcast = _reverse_simulcast(media.simulcast) if media.simulcast else None
     if policy.accept_simulcast and reversed_simulcast and direction == "recvonly":
         # Without these lines the client falls back to its first encoding (RFC 8853 §5.3).
-        answer.simulcast = reversed_simulcast
-        answer.rids = [rid for rid in _simulcast_rids(reversed_simulcast) if rid in media.rids]
+        # Only rid simulcast (the streams are told apart by the RTP stream ID header
+        # extension): without the extension, or with fewer than two streams, one layer.
+        rids = _simulcast_streams(reversed_simulcast, media.rids)
+        if URI_RID in extmap and len(rids) > 1:
+            answer.simulcast = "recv " + ";".join(rids)
+            answer.rids = rids
     return answer
 
 
@@ -337,7 +356,8 @@ def _published_track(media: MediaDescription, codec: Codec | None,
     chosen = codec if codec is not None else replace(media.codecs[0])
     return PublishedTrack(media.mid, media.kind, chosen, ssrc, rtx_ssrc, list(media.rids),
                           dict(answer.extmap), media.cname, media.msid,
-                          active=answer.direction == "recvonly")
+                          active=answer.direction == "recvonly",
+                          simulcast_rids=list(answer.rids) if answer.simulcast else [])
 
 
 def answer_publish(offer: SessionDescription, local: LocalTransport, policy: CodecPolicy, *,
