@@ -136,6 +136,7 @@ def build_services(
         clock=clock,
         tasks=tasks,
         answer_timeout_s=cfg.signaling.answer_timeout_s,
+        simulcast=cfg.media.accept_simulcast,
     )
     meeting_events = MeetingEvents(webhooks)
     chat = Chat(store, clock, cfg.signaling.chat_history, cfg.retention.chat_messages_per_meeting)

@@ -146,6 +146,19 @@ class ConsumerClose(Message):
 
 
 @dataclass(frozen=True)
+class ConsumerSetViewport(Message):
+    """The subscriber's tile of this consumer's track: a simulcast consumer forwards the
+    smallest layer at least `height` tall (the top one when none is), nothing while not
+    `visible`. A consumer of a single stream ignores it (for now)."""
+
+    NAME: ClassVar[str] = "CONSUMER_SET_VIEWPORT"
+    consumer_id: str
+    width: int
+    height: int
+    visible: bool
+
+
+@dataclass(frozen=True)
 class SubscribeOfferCreate(Message):
     """Ask for a fresh offer describing all consumers of a subscribe transport."""
 
@@ -316,6 +329,7 @@ RESPONSES: dict[type[Message], type[Message]] = {
     ProducerPause: Empty,
     ConsumerCreate: Empty,  # PlainConsumerInfo when the transport is a plain one
     ConsumerClose: Empty,
+    ConsumerSetViewport: Empty,
     SubscribeOfferCreate: SubscribeOffer,
     SubscribeAnswerSet: Empty,
     PlainTransportCreate: PlainTransportInfo,

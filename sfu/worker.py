@@ -41,7 +41,7 @@ from sfu.engine.consumer import Consumer
 from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.producer import Producer, ProducerParams
 from sfu.engine.retransmit import RetransmitPolicy
-from sfu.engine.simulcast import SimulcastProducer
+from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
 from sfu.engine.router import Registry, Router
 from sfu.engine.stats import Counters
 from sfu.transport import negotiation
@@ -241,6 +241,14 @@ class Worker:
         consumer = self.registry.consumers.get(request.consumer_id)
         if consumer is not None:
             consumer.close()
+        return Empty()
+
+    async def _on_consumer_set_viewport(self, request: api.ConsumerSetViewport) -> Message:
+        consumer = self.registry.consumers.get(request.consumer_id)
+        if consumer is None:
+            raise RequestFailed("not_found", f"no consumer {request.consumer_id}")
+        if isinstance(consumer, SimulcastConsumer):
+            consumer.set_viewport(request.width, request.height, request.visible)
         return Empty()
 
     async def _on_subscribe_offer_create(self, request: api.SubscribeOfferCreate) -> Message:

@@ -335,6 +335,10 @@ class SignalingSession:
             await conference.mute(meeting, participant, fields["source"], fields["muted"])
         elif message.type == "chat":
             await self._endpoint.chat.post(meeting, participant, fields["text"])
+        elif message.type == "tile_size":
+            await conference.set_tile(
+                meeting, participant, fields["track_id"], fields["width"], fields["height"], fields["visible"]
+            )
         elif message.type == "subscribe":
             await conference.set_subscription(meeting, participant, fields["track_id"], fields["enabled"])
         elif message.type in ("recording", "transcription"):

@@ -58,6 +58,7 @@ class Conference:
         clock: Clock,
         tasks: BackgroundTasks,
         answer_timeout_s: float = 30.0,
+        simulcast: bool = False,
     ) -> None:
         self._registry = registry
         self._supervisor = supervisor
@@ -65,6 +66,7 @@ class Conference:
         self._clock = clock
         self._tasks = tasks
         self.answer_timeout_s = answer_timeout_s
+        self.simulcast = simulcast  # the workers accept simulcast (media.accept_simulcast)
         self.stopping = False
         self._listeners = Listeners()
 
@@ -177,6 +179,7 @@ class Conference:
                 "tracks": [t.public() for t in meeting.tracks() if t.participant_id != participant_id],
                 "chat": chat,
                 "may_transcribe": participant.may_transcribe,
+                "simulcast": self.simulcast,
                 "ice_servers": [],
             }
             if message_id is not None:
@@ -414,7 +417,34 @@ class Conference:
             subscriber.send(media_error(exc, f"receiving track {track.track_id}").as_message())
             return False
         subscriber.consumers[consumer_id] = Subscription(consumer_id, track)
+        tile = subscriber.tiles.get(track.track_id)
+        if tile is not None and track.kind == "video":
+            await self._send_tile(meeting, consumer_id, tile)
         return True
+
+    async def set_tile(
+        self, meeting: LiveMeeting, participant: Participant, track_id: str, width: int, height: int, visible: bool
+    ) -> None:
+        """The size and visibility of the tile `participant` shows `track_id` in: what
+        layer of a simulcast track they receive (none while hidden)."""
+        self._live_transport(participant, participant.subscribe_transport_id)
+        track = meeting.find_track(track_id)
+        if track is None or track.participant_id == participant.participant_id:
+            raise SignalingError("not_found", f"no track {track_id!r} is forwarded to you")
+        tile = (width, height, visible)
+        if track.kind != "video" or participant.tiles.get(track_id) == tile:
+            return
+        participant.tiles[track_id] = tile
+        consumer = participant.active_consumer_for(track_id)
+        if consumer is not None:
+            await self._send_tile(meeting, consumer.consumer_id, tile)
+
+    async def _send_tile(self, meeting: LiveMeeting, consumer_id: str, tile: tuple[int, int, bool]) -> None:
+        width, height, visible = tile
+        try:
+            await self.request(meeting, api.ConsumerSetViewport(consumer_id, width, height, visible))
+        except ChannelError as exc:  # the consumer went meanwhile: its next one gets the tile
+            log.info("tile of consumer %s not set: %s", consumer_id, exc)
 
     def _consumers_closed_with(self, meeting: LiveMeeting, track: PublishedTrack) -> set[Participant]:
         """`track`'s producer is closed; the worker closed its consumers with it (no request

@@ -108,6 +108,7 @@ class Participant:
         "tracks",
         "consumers",
         "unsubscribed",
+        "tiles",
         "negotiation",
         "closed",
         "exit_reason",
@@ -140,6 +141,9 @@ class Participant:
         self.tracks: dict[str, PublishedTrack] = {}  # published by this participant
         self.consumers: dict[str, Subscription] = {}  # consumer id -> m-line forwarded to them
         self.unsubscribed: set[str] = set()  # track ids they turned off
+        # track id -> (width, height, visible) of the tile they show it in (`tile_size`),
+        # kept for the consumers made later (a resubscription, a worker restart).
+        self.tiles: dict[str, tuple[int, int, bool]] = {}
         self.negotiation: Negotiation | None = None  # of their subscribe connection, once admitted
         self.closed = False
         # Why the server closed them: None (they left), "replaced", "reset", "removed",

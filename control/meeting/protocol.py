@@ -22,6 +22,7 @@ MAX_PUBLISHED_TRACKS = 16
 MAX_TOKEN_CHARS = 4096
 MAX_HINTS = 50  # transcription vocabulary hints (names, terms)
 MAX_HINT_CHARS = 100
+MAX_TILE_PIXELS = 16384
 
 
 class ClientMessage:
@@ -100,6 +101,15 @@ def _boolean(data: dict[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise _Invalid(f"{name}: {'missing' if value is None else 'expected true or false'}")
     return value
+
+
+def _integer(data: dict[str, Any], name: str, low: int, high: int) -> int:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise _Invalid(f"{name}: {'missing' if value is None else 'expected a number'}")
+    if not low <= value <= high:
+        raise _Invalid(f"{name}: expected {low}..{high}")
+    return int(value)
 
 
 def _source(data: dict[str, Any], name: str = "source") -> str:
@@ -195,6 +205,16 @@ def _subscribe(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
     return {"track_id": _string(data, "track_id", max_chars=MAX_TRACK_ID_CHARS), "enabled": _boolean(data, "enabled")}
 
 
+def _tile_size(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    # CSS pixels of the tile a track is shown in; hidden (off-screen, minimized): visible false.
+    return {
+        "track_id": _string(data, "track_id", max_chars=MAX_TRACK_ID_CHARS),
+        "width": _integer(data, "width", 0, MAX_TILE_PIXELS),
+        "height": _integer(data, "height", 0, MAX_TILE_PIXELS),
+        "visible": _boolean(data, "visible"),
+    }
+
+
 def _nothing(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
     return {}
 
@@ -249,6 +269,7 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any], Limits], dict[str, Any]]] = {
     "mute": _mute,
     "chat": _chat,
     "subscribe": _subscribe,
+    "tile_size": _tile_size,
     "leave": _nothing,
     "ping": _nothing,
     "recording": _recording,

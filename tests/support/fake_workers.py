@@ -33,6 +33,7 @@ class FakeWorker:
         self.transports: dict[str, tuple[str, str]] = {}  # id -> (router id, direction)
         self.producers: dict[str, tuple[str, str]] = {}  # id -> (transport id, kind)
         self.consumers: dict[str, tuple[str, str]] = {}  # id -> (transport id, producer id)
+        self.viewports: dict[str, tuple[int, int, bool]] = {}  # consumer id -> its tile
         self.paused: set[str] = set()
         self._mids: dict[str, str] = {}  # producer id -> its mid on the publish transport
         self._ids = itertools.count(1)
@@ -136,6 +137,12 @@ class FakeWorker:
         if message.producer_id not in self.producers:
             raise ChannelError("not_found", f"no producer {message.producer_id}")
         self.consumers[message.consumer_id] = (message.transport_id, message.producer_id)
+        return Empty()
+
+    def _on_consumer_set_viewport(self, message: api.ConsumerSetViewport) -> Message:
+        if message.consumer_id not in self.consumers:
+            raise ChannelError("not_found", f"no consumer {message.consumer_id}")
+        self.viewports[message.consumer_id] = (message.width, message.height, message.visible)
         return Empty()
 
     def _on_consumer_close(self, message: api.ConsumerClose) -> Message:

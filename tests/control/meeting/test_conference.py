@@ -260,3 +260,32 @@ async def test_host_mute_covers_every_source_of_its_kind():
     await s.conference.host_mute(s.meeting, ann, "microphone", False)
     screen_audio = {t.producer_id for t in ann.tracks.values() if t.source == "screen-audio"}
     assert not screen_audio & s.worker.paused  # allowed again (the microphone stays muted: theirs to unmute)
+
+
+async def test_tile_size_reaches_the_consumer_now_and_when_it_is_made_again():
+    s = Setup()
+    ann, _ = await s.join("ann")
+    bob, _ = await s.join("bob")
+    await s.publish(ann, "microphone", "camera")
+    await settle()
+    camera = next(t for t in ann.tracks.values() if t.source == "camera")
+    microphone = next(t for t in ann.tracks.values() if t.source == "microphone")
+    await s.conference.set_tile(s.meeting, bob, camera.track_id, 320, 180, True)
+    consumer = bob.active_consumer_for(camera.track_id)
+    assert s.worker.viewports == {consumer.consumer_id: (320, 180, True)}
+    sent = len(s.worker.requests)
+    await s.conference.set_tile(s.meeting, bob, camera.track_id, 320, 180, True)  # unchanged: nothing sent
+    await s.conference.set_tile(s.meeting, bob, microphone.track_id, 0, 0, False)  # audio: nothing to choose
+    assert len(s.worker.requests) == sent
+    await s.conference.set_tile(s.meeting, bob, camera.track_id, 320, 180, False)
+    assert s.worker.viewports[consumer.consumer_id] == (320, 180, False)
+    # Off and on again: the new consumer starts with the tile.
+    await s.conference.set_subscription(s.meeting, bob, camera.track_id, False)
+    await s.conference.set_subscription(s.meeting, bob, camera.track_id, True)
+    again = bob.active_consumer_for(camera.track_id)
+    assert again.consumer_id != consumer.consumer_id
+    assert s.worker.viewports[again.consumer_id] == (320, 180, False)
+    with pytest.raises(SignalingError):
+        await s.conference.set_tile(s.meeting, ann, camera.track_id, 1, 1, True)  # her own track
+    with pytest.raises(SignalingError):
+        await s.conference.set_tile(s.meeting, bob, "nope", 1, 1, True)

@@ -64,6 +64,8 @@ def test_valid_messages_parse():
     assert joined.fields == {"name": "Ann", "token": None}
     joined = parse_client_message('{"type": "join", "token": "a.b.c"}', LIMITS)
     assert joined.fields == {"name": None, "token": "a.b.c"}
+    tile = parse_client_message('{"type": "tile_size", "track_id": "t1", "width": 320.5, "height": 180, "visible": true}', LIMITS)
+    assert tile.fields == {"track_id": "t1", "width": 320, "height": 180, "visible": True}
 
 
 @pytest.mark.parametrize(
@@ -74,6 +76,9 @@ def test_valid_messages_parse():
         ('{"type": "x"}', "unknown_type"),
         ('{"type": "chat", "text": "' + "a" * 101 + '"}', "invalid_field"),
         ('{"type": "ping", "id": true}', "bad_message"),
+        ('{"type": "tile_size", "track_id": "t", "width": -1, "height": 1, "visible": true}', "invalid_field"),
+        ('{"type": "tile_size", "track_id": "t", "width": 1, "height": true, "visible": true}', "invalid_field"),
+        ('{"type": "tile_size", "track_id": "t", "width": 1, "height": 1}', "invalid_field"),
         ('{"type": "ping", "id": "' + "i" * 65 + '"}', "bad_message"),
     ],
 )
