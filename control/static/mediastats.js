@@ -16,7 +16,8 @@ async function inboundReports(pc, subTracks) {
   return out;
 }
 
-// {participant_id: {source: {kind, framesDecoded, packetsReceived, bytesReceived}}}; the
+// {participant_id: {source: {kind, framesDecoded, packetsReceived, bytesReceived, trackId,
+// frameWidth, frameHeight, freezeCount, totalFreezesDuration}}}; the
 // announcement track belongs to nobody and is left out (see announcementStats).
 export async function subscribeStats(pc, subTracks) {
   const result = {};
@@ -29,6 +30,12 @@ export async function subscribeStats(pc, subTracks) {
       framesDecoded: s.framesDecoded ?? 0,
       packetsReceived: s.packetsReceived ?? 0,
       bytesReceived: s.bytesReceived ?? 0,
+      trackId: meta.track_id,
+      // Video: what the simulcast layer forwarded looks like, and whether it froze.
+      frameWidth: s.frameWidth ?? 0,
+      frameHeight: s.frameHeight ?? 0,
+      freezeCount: s.freezeCount ?? 0,
+      totalFreezesDuration: s.totalFreezesDuration ?? 0,
     };
   }
   return result;
@@ -83,4 +90,20 @@ export async function publishStats(pc, pubSources) {
     acc.framesEncoded += s.framesEncoded ?? 0;
   });
   return result;
+}
+
+// The camera's encodings as the browser sends them: [{rid, frameWidth, frameHeight,
+// framesEncoded, bytesSent, qualityLimitationReason}] (one entry without simulcast).
+export async function publishEncodingStats(pc) {
+  const out = [];
+  if (!pc) return out;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
+    out.push({
+      rid: s.rid ?? null, frameWidth: s.frameWidth ?? 0, frameHeight: s.frameHeight ?? 0,
+      framesEncoded: s.framesEncoded ?? 0, bytesSent: s.bytesSent ?? 0,
+      qualityLimitationReason: s.qualityLimitationReason ?? null,
+    });
+  });
+  return out;
 }

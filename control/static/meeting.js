@@ -36,7 +36,10 @@ const ui = {
   joinUrl: null,                   // the invitation link (the host knows it)
   joining: false,                  // a join request is in flight
 };
-const board = new TileBoard($('grid'), $('screens'), { onAudioBlocked: audioBlocked });
+const board = new TileBoard($('grid'), $('screens'), {
+  onAudioBlocked: audioBlocked,
+  onTileSize: (trackId, width, height, visible) => session.reportTile(trackId, width, height, visible),
+});
 const recBanner = new RecordingBanner(session, {
   root: $('rec-banner'), text: $('rec-banner-text'), detail: $('rec-banner-detail'),
   continueButton: $('rec-continue'), leaveButton: $('rec-leave'),
@@ -64,6 +67,7 @@ window.conclave = {
   announcementStats: () => session.announcementStats(),
   stats: () => session.stats(),
   publishStats: () => session.publishStats(),
+  publishEncodings: () => session.publishEncodings(),
   inboundBytes: () => session.inboundBytes(),
   chatMessages: () => session.chat.map((m) => ({ seq: m.seq, name: m.name, text: m.text })),
   participants: () => [...session.participants.values()].map((p) => ({ ...p })),

@@ -18,7 +18,9 @@
 
 import { ApiError, tokenClaims, tokenSecondsLeft } from './api.js';
 import { RecordingControl } from './recording.js';
-import { ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishStats, subscribeStats } from './mediastats.js';
+import {
+  ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishEncodingStats, publishStats, subscribeStats,
+} from './mediastats.js';
 
 const JOIN_TIMEOUT_MS = 15000;
 const REQUEST_TIMEOUT_MS = 15000;
@@ -46,6 +48,20 @@ const FINAL_MESSAGES = {
 export const CAMERA_CONSTRAINTS = {
   width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 },
 };
+// With simulcast (`joined` says the server takes it) the camera goes out as three
+// encodings, lowest first (the server takes the a=simulcast order as low to high):
+// 320x180, 640x360 and 1280x720 of a 720p capture. Chromium drops the top layers of a
+// smaller capture, hence the larger one.
+export const SIMULCAST_CAMERA_CONSTRAINTS = {
+  width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 24, max: 30 },
+};
+export const SIMULCAST_ENCODINGS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+];
+// How long a tile's size must hold before the server hears of it (`tile_size`).
+const TILE_REPORT_DELAY_MS = 250;
 
 export function signalingUrl(meetingId, loc = window.location) {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -86,6 +102,9 @@ export class MeetingSession extends EventTarget {
     this.needFreshToken = false;
     this.role = 'participant';            // 'host' when our token carries the moderate grant
     this.mayTranscribe = false;           // `joined` says whether we may start transcription
+    this.simulcast = false;               // `joined` says whether the server takes simulcast
+    this.tileSizes = new Map();           // track_id -> {width, height, visible} last told the server
+    this.tileTimers = new Map();          // track_id -> pending report
     this.waitingReason = null;            // waiting_room | waiting_for_host while state is waiting
     this.waitingRoom = [];                // (host) people waiting: [{participant_id, name, ...}]
     this.ended = null;                    // {kind, reason} once state is left
@@ -251,19 +270,55 @@ export class MeetingSession extends EventTarget {
     return publishStats(this.pubPc, this.pubSources);
   }
 
+  publishEncodings() {
+    return publishEncodingStats(this.pubPc);
+  }
+
   // Closes the socket as a network failure would (tests use it to exercise reconnecting).
   simulateDisconnect() {
     if (this.ws) this.ws.close(4000, 'simulated disconnect');
   }
 
+  // ------------------------------------------------------------------ tiles
+
+  // The tile showing remote track `trackId` is now `width` x `height` device pixels, or
+  // hidden: told the server (`tile_size`) once it has held for TILE_REPORT_DELAY_MS and
+  // differs from what it was last told. It picks the simulcast layer to forward.
+  reportTile(trackId, width, height, visible) {
+    if (!trackId) return;
+    const size = { width: Math.round(width), height: Math.round(height), visible: !!visible };
+    const same = (other) => other && other.width === size.width && other.height === size.height
+      && other.visible === size.visible;
+    const pending = this.tileTimers.get(trackId);
+    if (pending && same(pending.size)) return;
+    if (pending) clearTimeout(pending.timer);
+    const timer = setTimeout(() => {
+      this.tileTimers.delete(trackId);
+      if (same(this.tileSizes.get(trackId)) || this.state !== 'joined') return;
+      if (this.send({ type: 'tile_size', track_id: trackId, ...size })) this.tileSizes.set(trackId, size);
+    }, TILE_REPORT_DELAY_MS);
+    this.tileTimers.set(trackId, { timer, size });
+  }
+
   // ------------------------------------------------------------------ local media
+
+  cameraConstraints() {
+    return this.simulcast ? SIMULCAST_CAMERA_CONSTRAINTS : CAMERA_CONSTRAINTS;
+  }
+
+  // Simulcast: the camera captured before we knew goes up to 720p (the top layer).
+  upgradeCamera() {
+    for (const track of this.localTracks('camera')) {
+      track.applyConstraints(SIMULCAST_CAMERA_CONSTRAINTS).catch(() => {});
+    }
+  }
 
   async acquireLocalMedia() {
     if (this.localStream && this.localStream.getTracks().some((t) => t.readyState === 'live')) return;
     const attempts = [
-      { audio: true, video: CAMERA_CONSTRAINTS },
+      { audio: true, video: this.cameraConstraints() },
       { audio: true, video: false },
-      { audio: false, video: CAMERA_CONSTRAINTS },
+      { audio: false, video: this.cameraConstraints() },
     ];
     let lastError = null;
     for (const constraints of attempts) {
@@ -529,6 +584,9 @@ export class MeetingSession extends EventTarget {
     this.waitingReason = null;
     if (msg.role === 'host' || msg.role === 'participant') this.role = msg.role;
     this.mayTranscribe = msg.may_transcribe === true;
+    this.simulcast = msg.simulcast === true;
+    this.tileSizes = new Map();   // a new subscribe connection: its consumers start afresh
+    if (this.simulcast) this.upgradeCamera();
     // Back as the same participant: keep the chat seen so far (history may be capped).
     if (msg.participant_id !== this.participantId) this.chat = [];
     this.participantId = msg.participant_id;
@@ -607,7 +665,9 @@ export class MeetingSession extends EventTarget {
     this.pubSources = new Map();
     for (const source of ['microphone', 'camera']) {
       for (const track of this.localTracks(source)) {
-        const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+        const init = { direction: 'sendonly', streams: [this.localStream] };
+        if (source === 'camera' && this.simulcast) init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e }));
+        const t = pc.addTransceiver(track, init);
         this.pubSources.set(t, source);
       }
     }

@@ -25,9 +25,54 @@ export function attach(mediaEl, track, onBlocked) {
   }
 }
 
+// Each remote tile reports its rendered size (device pixels) and visibility for the track
+// it shows (`report(trackId, width, height, visible)`): the server forwards the smallest
+// simulcast layer that fills it, nothing while it is hidden or off-screen.
+class TileWatch {
+  constructor(root, report) {
+    this.root = root;
+    this.report = report;
+    this.trackId = null;
+    this.width = 0;
+    this.height = 0;
+    this.intersecting = true;
+    this.resize = typeof ResizeObserver === 'function' ? new ResizeObserver((entries) => {
+      const box = entries[entries.length - 1].contentRect;
+      this.width = box.width;
+      this.height = box.height;
+      this.changed();
+    }) : null;
+    this.intersection = typeof IntersectionObserver === 'function' ? new IntersectionObserver((entries) => {
+      this.intersecting = entries[entries.length - 1].isIntersecting;
+      this.changed();
+    }) : null;
+    if (this.resize) this.resize.observe(root);
+    if (this.intersection) this.intersection.observe(root);
+  }
+
+  setTrack(trackId, known) {
+    if (trackId === this.trackId && known) return;
+    this.trackId = trackId;
+    this.changed();
+  }
+
+  changed() {
+    if (!this.trackId) return;
+    const ratio = window.devicePixelRatio || 1;
+    const visible = this.intersecting && this.width > 0 && this.height > 0 && document.visibilityState !== 'hidden';
+    this.report(this.trackId, this.width * ratio, this.height * ratio, visible);
+  }
+
+  stop() {
+    if (this.resize) this.resize.disconnect();
+    if (this.intersection) this.intersection.disconnect();
+  }
+}
+
 class Tile {
   constructor(key, { participantId, screen, local }) {
     this.key = key;
+    this.watch = null;   // remote tiles: set by the board
     this.video = el('video', { autoplay: true, playsInline: true, muted: true, class: local && !screen ? 'mirror' : null });
     this.video.muted = true;   // the property, not only the attribute, keeps autoplay allowed
     this.audio = el('audio', { autoplay: true, class: 'hidden-audio' });
@@ -52,7 +97,8 @@ class Tile {
     el('figcaption', {}, this.nameEl, this.micFlag, this.camFlag));
   }
 
-  update({ name, video, audio, micMuted, camMuted, onBlocked }) {
+  update({ name, video, audio, micMuted, camMuted, onBlocked, videoTrackId, tileKnown }) {
+    if (this.watch) this.watch.setTrack(videoTrackId || null, tileKnown);
     if (this.nameEl.textContent !== name) {
       this.nameEl.textContent = name;
       this.root.setAttribute('aria-label', name);
@@ -71,6 +117,7 @@ class Tile {
   }
 
   remove() {
+    if (this.watch) this.watch.stop();
     attach(this.video, null);
     attach(this.audio, null);
     this.root.remove();
@@ -78,7 +125,8 @@ class Tile {
 }
 
 export class TileBoard {
-  constructor(grid, screens, { onAudioBlocked } = {}) {
+  constructor(grid, screens, { onAudioBlocked, onTileSize } = {}) {
+    this.onTileSize = onTileSize;   // (trackId, width, height, visible): a remote tile changed
     this.grid = grid;
     this.screens = screens;
     this.tiles = new Map();   // key -> Tile
@@ -128,8 +176,11 @@ export class TileBoard {
         });
       }
       const state = wanted.get(key).state;
-      if (media.kind === 'video') state.video = media.track;
-      else state.audio = media.track;
+      if (media.kind === 'video') {
+        state.video = media.track;
+        state.videoTrackId = media.track_id;
+        state.tileKnown = !!(session.tileSizes && session.tileSizes.has(media.track_id));
+      } else state.audio = media.track;
     }
     this.reconcile(wanted);
   }
@@ -145,6 +196,7 @@ export class TileBoard {
       let tile = this.tiles.get(key);
       if (!tile) {
         tile = new Tile(key, spec);
+        if (!spec.local && this.onTileSize) tile.watch = new TileWatch(tile.root, this.onTileSize);
         this.tiles.set(key, tile);
         (spec.screen ? this.screens : this.grid).append(tile.root);
       }
