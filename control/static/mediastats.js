@@ -93,16 +93,26 @@ export async function publishStats(pc, pubSources) {
 }
 
 // The camera's encodings as the browser sends them: [{rid, frameWidth, frameHeight,
-// framesEncoded, bytesSent, qualityLimitationReason}] (one entry without simulcast).
+// framesEncoded, bytesSent, retransmittedBytesSent, nackCount, pliCount,
+// qualityLimitationReason, availableOutgoingBitrate}] (one entry without simulcast).
 export async function publishEncodingStats(pc) {
   const out = [];
   if (!pc) return out;
-  (await pc.getStats()).forEach((s) => {
+  const reports = await pc.getStats();
+  let available = null;   // the send-side estimate of the connection
+  reports.forEach((s) => {
+    if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate !== undefined) {
+      available = s.availableOutgoingBitrate;
+    }
+  });
+  reports.forEach((s) => {
     if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
     out.push({
       rid: s.rid ?? null, frameWidth: s.frameWidth ?? 0, frameHeight: s.frameHeight ?? 0,
       framesEncoded: s.framesEncoded ?? 0, bytesSent: s.bytesSent ?? 0,
-      qualityLimitationReason: s.qualityLimitationReason ?? null,
+      retransmittedBytesSent: s.retransmittedBytesSent ?? 0, nackCount: s.nackCount ?? 0,
+      pliCount: s.pliCount ?? 0, qualityLimitationReason: s.qualityLimitationReason ?? null,
+      availableOutgoingBitrate: available,
     });
   });
   return out;
