@@ -48,6 +48,10 @@ def _unpublished(track: PublishedTrack) -> dict[str, Any]:
     return {"type": "track_unpublished", "track_id": track.track_id, "participant_id": track.participant_id}
 
 
+# Tiles remembered per participant (`tile_size`), for consumers made later.
+MAX_TILES = 256
+
+
 class Conference:
     def __init__(
         self,
@@ -429,11 +433,15 @@ class Conference:
         layer of a simulcast track they receive (none while hidden)."""
         self._live_transport(participant, participant.subscribe_transport_id)
         track = meeting.find_track(track_id)
-        if track is None or track.participant_id == participant.participant_id:
-            raise SignalingError("not_found", f"no track {track_id!r} is forwarded to you")
         tile = (width, height, visible)
-        if track.kind != "video" or participant.tiles.get(track_id) == tile:
+        # A track that went meanwhile (or was never theirs to receive) is no error: the
+        # client reports tiles as its page lays them out, and the race is ordinary.
+        if track is None or track.participant_id == participant.participant_id or track.kind != "video":
             return
+        if participant.tiles.get(track_id) == tile:
+            return
+        if len(participant.tiles) >= MAX_TILES and track_id not in participant.tiles:
+            participant.tiles.pop(next(iter(participant.tiles)))  # the oldest: bounded memory
         participant.tiles[track_id] = tile
         consumer = participant.active_consumer_for(track_id)
         if consumer is not None:

@@ -285,7 +285,7 @@ async def test_tile_size_reaches_the_consumer_now_and_when_it_is_made_again():
     again = bob.active_consumer_for(camera.track_id)
     assert again.consumer_id != consumer.consumer_id
     assert s.worker.viewports[again.consumer_id] == (320, 180, False)
-    with pytest.raises(SignalingError):
-        await s.conference.set_tile(s.meeting, ann, camera.track_id, 1, 1, True)  # her own track
-    with pytest.raises(SignalingError):
-        await s.conference.set_tile(s.meeting, bob, "nope", 1, 1, True)
+    sent = len(s.worker.requests)
+    await s.conference.set_tile(s.meeting, ann, camera.track_id, 1, 1, True)  # her own track: ignored
+    await s.conference.set_tile(s.meeting, bob, "gone", 1, 1, True)  # a track that went: ignored
+    assert len(s.worker.requests) == sent and "gone" not in bob.tiles
