@@ -79,6 +79,24 @@ async def wait_width(page, pid: str, low: int, high: int, timeout: float, what: 
                          f"\npublisher's encodings: {await PUBLISHER[0].evaluate('window.conclave.publishEncodings()')}")
 
 
+async def top_encoding_flowing(publisher, window: float = 1.0) -> bool:
+    """The publisher's encoding f went on being encoded over `window` seconds."""
+    count = "window.conclave.publishEncodings().then((e) => (e.find((x) => x.rid === 'f') || {}).framesEncoded || 0)"
+    before = await publisher.evaluate(count)
+    await asyncio.sleep(window)
+    return await publisher.evaluate(count) >= before + window * 10
+
+
+async def wait_top_encoding_flowing(publisher, timeout: float = 40.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await top_encoding_flowing(publisher):
+            return
+    raise AssertionError(f"the publisher did not send its top encoding for {timeout}s: "
+                         f"{await publisher.evaluate('window.conclave.publishEncodings()')}")
+
+
 # Samples framesDecoded in the page every 50 ms; `gaps()` gives the longest time without a
 # new frame, the number of samples and the frames decoded meanwhile.
 FRAME_WATCH = """
@@ -118,18 +136,22 @@ async def test_each_subscriber_gets_the_layer_its_tile_needs(conclave_server_fac
     large, small = watchers
     await set_tile(large, pid, 1280, 720)
     await set_tile(small, pid, 320, 180)
-    # Chromium sends its top encoding once its send-side estimate has ramped up past the
-    # two lower ones (`qualityLimitationReason` bandwidth until then): on this loopback,
-    # 5-20 s after joining. From then on the large tile must show it within 10 s.
+    # Chromium sends its top encoding only while its send-side estimate covers all three
+    # (`qualityLimitationReason` bandwidth otherwise): on this loopback, shared by three
+    # browsers on two cores, it comes and goes. What the SFU owes: the large tile shows
+    # 1280 within 10 s of the top encoding flowing. A try in which the publisher stops
+    # sending it meanwhile is tried again (at most three tries).
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await browser.wait_for(
-        publisher,
-        "window.conclave.publishEncodings().then((e) => e.some((x) => x.rid === 'f' && x.framesEncoded > 0))",
-        40, "the publisher's top encoding",
-    )
-    TIMES["top encoding after"] = loop.time() - started
-    await wait_width(large, pid, 1280, 1280, 10, "large tile")
+    for attempt in range(3):
+        await wait_top_encoding_flowing(publisher)
+        TIMES.setdefault("top encoding flowing after", loop.time() - started)
+        try:
+            await wait_width(large, pid, 1280, 1280, 10, "large tile")
+            break
+        except AssertionError:
+            if attempt == 2 or await top_encoding_flowing(publisher):
+                raise
     TIMES["large tile 1280 after"] = loop.time() - started
     await wait_width(small, pid, 300, 340, 10, "small tile")
 
