@@ -609,6 +609,12 @@ class Bot:
         assert self.signaling is not None, "bot not started"
         await self.signaling.set_muted(source, muted)
 
+    async def set_tile(self, track_id: str, width: int, height: int, visible: bool = True) -> None:
+        """The size it shows a remote video track at (`tile_size`): which simulcast layer
+        it receives. (The bot itself publishes one layer: aiortc cannot send simulcast.)"""
+        assert self.signaling is not None, "bot not started"
+        await self.signaling.set_tile(track_id, width, height, visible)
+
     # -- recording -----------------------------------------------------------------
 
     @property

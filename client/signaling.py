@@ -213,6 +213,12 @@ class SignalingClient:
     async def set_subscribed(self, track_id: str, enabled: bool) -> None:
         await self.send({"type": "subscribe", "track_id": track_id, "enabled": enabled})
 
+    async def set_tile(self, track_id: str, width: int, height: int, visible: bool = True) -> None:
+        """How large (device pixels) the bot shows a remote video track, or that it does
+        not: the server forwards the smallest simulcast layer that fills it, none hidden."""
+        await self.send({"type": "tile_size", "track_id": track_id, "width": int(width),
+                         "height": int(height), "visible": bool(visible)})
+
     async def consent(self, decision: str, timeout: float = 10.0) -> Message:
         """Answer a recording notice: "continue" (stay, and send media) or "leave".
         Returns the server's `ok`."""
