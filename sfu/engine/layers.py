@@ -39,6 +39,8 @@ keyframe here: give such tracks no selector.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sfu.engine.munger import DROP, FORWARD, StreamMunger
 from sfu.engine.packet_info import PacketInfo
 
@@ -73,6 +75,7 @@ class LayerSelector:
         "stall_after",
         "switches",
         "settled",
+        "on_settled",
         "process",
         "_last_pli",
     )
@@ -97,6 +100,9 @@ class LayerSelector:
         self.stall_after = stall_after
         self.switches = 0  # spatial switches done (the first start included)
         self.settled = -1
+        # Told (no arguments) whenever `settled` changes: a caller that gives a settled
+        # selector only its layer's packets regroups then.
+        self.on_settled: Callable[[], None] | None = None
         # process(info) -> DROP or FORWARD (| PLI), for one packet of any layer of the
         # track. Settled, it is the munger's forward itself (which hands packets of other
         # layers to _elsewhere): one call per packet; else _decide.
@@ -131,7 +137,10 @@ class LayerSelector:
     def _settle(self, layer: int) -> None:
         """`current` is the target and flows (layer), or not (-1): the one test the common
         path makes, set again at every change of target or current."""
-        self.settled = layer
+        if layer != self.settled:
+            self.settled = layer
+            if self.on_settled is not None:
+                self.on_settled()
         self.process = self.munger.forward if layer >= 0 else self._decide
 
     # ------------------------------------------------------------------ hot path

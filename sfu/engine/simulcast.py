@@ -55,6 +55,9 @@ _VP8_START = b"\x9d\x01\x2a"
 # With no VP8 keyframe seen yet (H.264), layer i of n is taken as 720 / 2**(n-1-i) tall
 # (Chromium's 4/2/1 scaling of a 720p camera).
 ASSUMED_TOP_HEIGHT = 720
+# Seconds without a packet after which a layer counts as stopped (LayerSelector's
+# stall_after, the same for every consumer: the producer groups by it).
+STALL_AFTER = 1.0
 
 
 class Layer:
@@ -77,7 +80,7 @@ class Layer:
 class SimulcastProducer(Producer):
     """A producer of up to MAX_LAYERS rid layers (params.rids, lowest first)."""
 
-    __slots__ = ("layers", "info", "_by_ssrc", "_layer_of")
+    __slots__ = ("layers", "info", "_by_ssrc", "_layer_of", "_groups", "_settled")
 
     def __init__(self, params, sink, counters, clock: Callable[[], float], stream_id: str,
                  cache_size: int = 1024, pli_min_interval: float = 0.5, **kwargs) -> None:
@@ -91,6 +94,12 @@ class SimulcastProducer(Producer):
         self.info = PacketInfo(params.codec_name)
         self._by_ssrc: dict[int, Layer] = {}
         self._layer_of = {rid: layer for rid, layer in zip(params.rids, self.layers)}
+        # Who gets a packet of each layer: consumers settled on that layer and those not
+        # settled (`_groups[layer]`); and who is settled on each (`_settled[layer]`), given
+        # other layers' packets too once their own has stalled. None: to be made again
+        # (a consumer came, went, or settled elsewhere).
+        self._groups: list[list[Consumer]] | None = None
+        self._settled: list[list[Consumer]] = [[] for _ in self.layers]
 
     # ------------------------------------------------------------------ first sight
 
@@ -144,8 +153,41 @@ class SimulcastProducer(Producer):
             return
         if info.keyframe:
             self._on_keyframe(layer, packet)
-        for consumer in consumers:
+        groups = self._groups
+        if groups is None:
+            groups = self._regroup()
+        index = layer.index
+        for consumer in groups[index]:
             consumer.forward_info(packet, info)  # type: ignore[attr-defined]
+        # Consumers settled on a layer that stopped need the others' packets to move on.
+        now = info.now
+        arrivals = info.arrivals
+        for other, settled in enumerate(self._settled):
+            if other != index and settled and now - arrivals[other] >= STALL_AFTER:
+                for consumer in settled:
+                    consumer.forward_info(packet, info)  # type: ignore[attr-defined]
+
+    def _regroup(self) -> list[list[Consumer]]:
+        settled: list[list[Consumer]] = [[] for _ in self.layers]
+        unsettled = []
+        for consumer in self.consumers:
+            layer = consumer.selector.settled  # type: ignore[attr-defined]
+            (settled[layer] if layer >= 0 else unsettled).append(consumer)
+        self._settled = settled
+        groups = self._groups = [unsettled + mine for mine in settled]
+        return groups
+
+    def regroup(self) -> None:
+        """A consumer's selector settled elsewhere: group again at the next packet."""
+        self._groups = None
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        super().add_consumer(consumer)
+        self._groups = None
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        super().remove_consumer(consumer)
+        self._groups = None
 
     def _on_keyframe(self, layer: Layer, packet: bytes) -> None:
         layer.keyframes.satisfied()
@@ -241,7 +283,8 @@ class SimulcastConsumer(Consumer):
         super().__init__(consumer_id, producer, sink, mid, ssrc, payload_type, counters, **kwargs)
         count = len(producer.layers)
         munger = StreamMunger(ssrc, payload_type, producer.params.clock_rate)
-        self.selector = LayerSelector(munger, layers=count, target=count - 1)
+        self.selector = LayerSelector(munger, layers=count, target=count - 1, stall_after=STALL_AFTER)
+        self.selector.on_settled = producer.regroup
         self.viewport: tuple[int, int, bool] | None = None  # (width, height, visible) of the tile
         self._scratch = PacketInfo(producer.params.codec_name)  # for retransmissions
 

@@ -247,3 +247,21 @@ def test_extensions_renumbered_and_transport_sequence_per_subscriber():
         for raw in sink.rtp:
             extensions = rtp.parse_header(raw).extensions
             assert extensions[2] == b"abc" and 10 not in extensions and 3 not in extensions
+
+
+def test_a_consumer_settled_on_a_layer_that_stops_falls_back_and_returns():
+    # The producer gives a settled consumer only its layer's packets, and the others' once
+    # that layer has stopped (dynacast, the publisher's bandwidth): it moves down, then up.
+    clock = FakeClock()
+    producer, psink = make(clock)
+    consumer, sink = subscribe(producer)
+    source = Simulcast(fps=15)
+    feed(producer, clock, source.frames(5, keyframes={0: [0, 1, 2]}))
+    assert consumer.selector.settled == 2
+    source.layers[2].active = False
+    feed(producer, clock, source.frames(30, keyframes={20: [1]}))  # 2 s: layer 2 stopped after 1 s
+    assert consumer.selector.current == 1 and sink.layers[-1] == 1
+    source.layers[2].active = True
+    feed(producer, clock, source.frames(10, keyframes={3: [2]}))
+    assert consumer.selector.settled == 2 and sink.layers[-1] == 2
+    assert_seamless(outs(sink))
