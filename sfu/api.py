@@ -149,7 +149,8 @@ class ConsumerClose(Message):
 class ConsumerSetViewport(Message):
     """The subscriber's tile of this consumer's track: a simulcast consumer forwards the
     smallest layer at least `height` tall (the top one when none is), nothing while not
-    `visible`. A consumer of a single stream ignores it (for now)."""
+    `visible`; a consumer of a single video stream pauses while not `visible` (and resumes
+    from a keyframe)."""
 
     NAME: ClassVar[str] = "CONSUMER_SET_VIEWPORT"
     consumer_id: str

@@ -249,6 +249,8 @@ class Worker:
             raise RequestFailed("not_found", f"no consumer {request.consumer_id}")
         if isinstance(consumer, SimulcastConsumer):
             consumer.set_viewport(request.width, request.height, request.visible)
+        elif consumer.kind == "video" and consumer.paused == request.visible:
+            consumer.set_paused(not request.visible)  # one layer: all of it, or nothing while hidden
         return Empty()
 
     async def _on_subscribe_offer_create(self, request: api.SubscribeOfferCreate) -> Message:

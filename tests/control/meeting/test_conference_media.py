@@ -167,9 +167,9 @@ async def test_bot_events_when_removed_and_when_the_meeting_ends(conclave_server
         await second.stop()
 
 
-async def test_a_bot_tells_its_tile_sizes_and_a_single_layer_track_keeps_flowing(conclave_server_factory):
-    # aiortc publishes one layer: the worker takes the tile (CONSUMER_SET_VIEWPORT) and
-    # forwards that track as before, hidden or not (single-layer tracks ignore it for now).
+async def test_a_bot_tells_its_tile_sizes_and_a_hidden_single_layer_track_stops(conclave_server_factory):
+    # aiortc publishes one layer: the worker takes the tile (CONSUMER_SET_VIEWPORT); the
+    # track is forwarded whole whatever the size, and not at all while hidden.
     server = await conclave_server_factory(media={"accept_simulcast": True})
     meeting_id = (await server.create_meeting())["meeting_id"]
     alice = server.bot(meeting_id, "alice")
@@ -181,11 +181,16 @@ async def test_a_bot_tells_its_tile_sizes_and_a_single_layer_track_keeps_flowing
         await bob.wait_for_frames(alice.participant_id, "camera", 3, timeout=30)
         camera = tracks_of(bob, alice.participant_id, True)["camera"]["track_id"]
         await bob.set_tile(camera, 320, 180)
-        await bob.set_tile(camera, 320, 180, visible=False)
         await bob.set_tile("no-such-track", 1, 1)
         before = bob.find_stats(alice.participant_id, "camera").frames
         await bob.wait_for_frames(alice.participant_id, "camera", before + 5, timeout=30)
-        await asyncio.sleep(0.2)
+        await bob.set_tile(camera, 320, 180, visible=False)
+        await asyncio.sleep(1.0)  # what was on its way has arrived
+        hidden = bob.find_stats(alice.participant_id, "camera").frames
+        await asyncio.sleep(1.5)
+        assert bob.find_stats(alice.participant_id, "camera").frames == hidden
+        await bob.set_tile(camera, 640, 360)
+        await bob.wait_for_frames(alice.participant_id, "camera", hidden + 5, timeout=30)
         assert bob.errors == []
     finally:
         for bot in (alice, bob):
