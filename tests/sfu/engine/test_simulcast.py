@@ -265,3 +265,33 @@ def test_a_consumer_settled_on_a_layer_that_stops_falls_back_and_returns():
     feed(producer, clock, source.frames(10, keyframes={3: [2]}))
     assert consumer.selector.settled == 2 and sink.layers[-1] == 2
     assert_seamless(outs(sink))
+
+
+def test_h264_layers_switch_at_an_idr_with_assumed_heights():
+    from tests.sfu.engine.test_layers import h264_packets
+
+    clock = FakeClock()
+    params = ProducerParams("p1", "video", "camera", "1", "H264", 90000, 102, None, {}, rids=("l", "h"))
+    producer = SimulcastProducer(params, Sink(), Counters(), clock, "t1")
+    producer.learn(1, "l", False)
+    producer.learn(2, "h", False)
+    assert producer.heights() == [360, 720]  # nothing to read a size from: 720p halved
+    consumer, sink = subscribe(producer)
+    consumer.set_viewport(640, 360, True)
+    assert consumer.selector.target == 0
+    low = h264_packets(1, 100, 0, 12, idr_at=(0,), now=100.0, layer=0)
+    high = h264_packets(2, 60000, 777, 12, idr_at=(0, 8), now=100.0, layer=1)
+    packets = sorted(low + high, key=lambda p: p[2])
+    for spatial, packet, now in packets[:8]:
+        clock.now = now
+        producer.on_rtp(packet, 1 + spatial)
+    consumer.set_viewport(1280, 720, True)
+    for spatial, packet, now in packets[8:]:
+        clock.now = now
+        producer.on_rtp(packet, 1 + spatial)
+    switched = [layer for prev, layer in zip([None, *sink.layers], sink.layers) if prev != layer]
+    assert switched == [0, 1]
+    first_high = sink.rtp[sink.layers.index(1)]
+    assert first_high[12] & 0x1F == 7  # the SPS before the IDR
+    seqs = [rtp.parse_header(p).sequence_number for p in sink.rtp]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
