@@ -14,9 +14,9 @@ The router keeps its transports, producers and consumers by id, and the meeting'
 dominant-speaker detector (`sfu.engine.speaker.DominantSpeaker`): every microphone
 registered here that carries RFC 6464 levels feeds it (`Producer.hear_levels`), a closed
 producer is forgotten by it, and the worker's clockwork asks it for a decision
-(`tick_speaker`). The worker's `Registry`
-(every live object of the worker by id, for the channel's requests, which name an entity
-but not its router) is kept by the routers in the same steps: nothing else writes to it.
+(`tick_speaker`). The worker's `Registry` (every live object of the worker by id, for
+the channel's requests, which name an entity but not its router) is kept by the routers
+in the same steps: nothing else writes to it.
 
 Transports live in `sfu.transport`, above this package: the router knows them only
 through `RouterTransport`.
@@ -119,15 +119,15 @@ class Router:
         _forget(self.producers, self.registry.producers, producer.id, producer)
         self.speaker.remove(producer.id)
 
+    def on_consumer_closed(self, consumer: Consumer) -> None:
+        _forget(self.consumers, self.registry.consumers, consumer.id, consumer)
+
     # ------------------------------------------------------------ the active speaker
 
     def tick_speaker(self, now_ms: int) -> str | None:
         """The producer id of the new dominant speaker when a decision is due and it
         changed (the detector decides every DECISION_INTERVAL_MS), else None."""
         return self.speaker.tick(now_ms)  # type: ignore[return-value]
-
-    def on_consumer_closed(self, consumer: Consumer) -> None:
-        _forget(self.consumers, self.registry.consumers, consumer.id, consumer)
 
     # ------------------------------------------------------------ lifecycle
 
