@@ -137,6 +137,9 @@ class Bot:
     track: `announcement` (ReceiveStats, participant_id None), also
     `wait_for_frames(None, "announcement")`; it is nobody's, so never in `participants`.
 
+    Media: a generated test pattern and a tone, or `video_file`'s; `audio` replaces the
+    microphone's track (any aiortc audio track, e.g. recorded speech).
+
     Active speaker: `active_speaker` is the participant id the server last named as
     speaking (ours included; None before anyone spoke and after the speaker left),
     `active_speakers` every change as (monotonic time, participant id),
