@@ -135,7 +135,16 @@ class Bot:
     `stop_recording()`, `start_transcription()`, `stop_transcription()` return the server's
     `ok` or raise SignalingError. The server's spoken notices arrive on the announcement
     track: `announcement` (ReceiveStats, participant_id None), also
-    `wait_for_frames(None, "announcement")`; it is nobody's, so never in `participants`."""
+    `wait_for_frames(None, "announcement")`; it is nobody's, so never in `participants`.
+
+    Media: a generated test pattern and a tone, or `video_file`'s; `audio` replaces the
+    microphone's track (any aiortc audio track, e.g. recorded speech).
+
+    Active speaker: `active_speaker` is the participant id the server last named as
+    speaking (ours included; None before anyone spoke and after the speaker left),
+    `active_speakers` every change as (monotonic time, participant id),
+    `on("active_speaker", cb)` calls cb(msg) on each, `await wait_active_speaker(pid)`
+    waits for one."""
 
     def __init__(
         self,
@@ -152,6 +161,7 @@ class Bot:
         height: int = 360,
         tone_hz: float = 440.0,
         join_query: str = "",
+        audio: MediaStreamTrack | None = None,
     ) -> None:
         self.base_url = base_url
         self.meeting = meeting  # number (with or without dashes) as in a join link
@@ -166,6 +176,7 @@ class Bot:
         self._video_file = video_file
         self._fps, self._width, self._height = fps, width, height
         self._tone_hz = tone_hz
+        self._audio = audio  # the microphone's track, when given (else a tone, or the file's audio)
         self._player: MediaPlayer | None = None
         # Our sources. aiortc stops a sender's track when its peer connection
         # closes, so senders get relay proxies and the sources survive a rejoin.
@@ -200,6 +211,8 @@ class Bot:
         self.waiting_room: list[Message] = []  # (host) who waits to be let in
         self.recording = RecordingWatcher()  # recording_state notices
         self.announcement: ReceiveStats | None = None  # the server's spoken notices
+        self.active_speaker: str | None = None  # who speaks (`active_speaker`), or None
+        self.active_speakers: list[tuple[float, str | None]] = []  # (time.monotonic(), who) per change
         self.left_by_consent = asyncio.Event()  # we answered a recording notice with "leave"
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
 
@@ -247,7 +260,7 @@ class Bot:
         file_audio = self._player.audio if self._player else None
         file_video = self._player.video if self._player else None
         if audio:
-            self._tracks["microphone"] = file_audio or ToneAudioTrack(self._tone_hz)
+            self._tracks["microphone"] = self._audio or file_audio or ToneAudioTrack(self._tone_hz)
         if video:
             hue = (sum(self.name.encode()) % 360) * math.pi / 180  # bots look different
             self._tracks["camera"] = file_video or GeneratedVideoTrack(
@@ -275,6 +288,7 @@ class Bot:
         assert signaling is not None
         self.participant_id = joined["participant_id"]
         self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
+        self.active_speaker = None  # `active_speaker` follows `joined` when someone spoke
         self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
         self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
         ice_servers = joined.get("ice_servers") or []
@@ -360,6 +374,7 @@ class Bot:
             "track_unpublished": self._on_track_unpublished,
             "chat": self._on_chat,
             "recording_state": self._on_recording_state,
+            "active_speaker": self._on_active_speaker,
             "reconnect": self._on_reconnect,
             "error": self.errors.append,
             "*": self._on_any,  # after the handlers above: waiters see the change
@@ -440,6 +455,11 @@ class Bot:
 
     def _on_participant_left(self, msg: Message) -> None:
         self.participants.pop(msg["participant_id"], None)
+
+    def _on_active_speaker(self, msg: Message) -> None:
+        speaker = msg.get("participant_id")
+        self.active_speaker = speaker if isinstance(speaker, str) and speaker else None
+        self.active_speakers.append((time.monotonic(), self.active_speaker))
 
     def _on_track_published(self, msg: Message) -> None:
         self.remote_tracks[msg["track"]["track_id"]] = msg["track"]
@@ -581,6 +601,10 @@ class Bot:
         stats = self.find_stats(participant_id, source)
         assert stats is not None
         return stats
+
+    async def wait_active_speaker(self, participant_id: str | None, timeout: float = 10.0) -> None:
+        """Until the server names `participant_id` as the active speaker (None: nobody)."""
+        await self.wait_until(lambda: self.active_speaker == participant_id, timeout, f"{participant_id} to speak")
 
     async def wait_for_chat(self, text: str, timeout: float = 10.0) -> Message:
         def found() -> bool:

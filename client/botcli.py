@@ -1,6 +1,7 @@
 """The bot's command line (`python -m client.bot`): join a meeting, publish a
 test pattern and a tone, print once a second what arrives, and print every recording
-notice as it comes ("notice: This meeting is being recorded (started by Ada)").
+notice as it comes ("notice: This meeting is being recorded (started by Ada)") and every
+change of the active speaker ("speaking: Ada").
 
     python -m client.bot 'http://127.0.0.1:8080/m/123-4567-8901?t=LINK' --name bot1
     python -m client.bot http://127.0.0.1:8080/m/123-4567-8901 --passcode 123456
@@ -72,6 +73,20 @@ def recording_notices(bot: Bot, decision: str | None, stop: asyncio.Event) -> Ca
     return on_notice
 
 
+def speaker_lines(bot: Bot) -> Callable[[dict[str, Any]], None]:
+    """The bot's `active_speaker` callback: prints who speaks now, by name."""
+
+    def on_speaker(msg: dict[str, Any]) -> None:
+        who = msg.get("participant_id")
+        if who is None:
+            print("speaking: nobody", flush=True)
+            return
+        name = "us" if who == bot.participant_id else bot.participants.get(who, {}).get("name", str(who)[:8])
+        print(f"speaking: {name}", flush=True)
+
+    return on_speaker
+
+
 def print_recording_failure(msg: dict[str, Any]) -> None:
     """The server tells the host when the recorder gave up (spool full, storage refused)."""
     if msg.get("code") == "recording_failed":
@@ -98,6 +113,7 @@ async def run_cli(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     bot.on("recording_state", recording_notices(bot, args.consent, stop))
     bot.on("error", print_recording_failure)
+    bot.on("active_speaker", speaker_lines(bot))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)

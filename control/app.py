@@ -195,6 +195,7 @@ def _wire(s: Services) -> None:
     """Who listens to whom: written here, once."""
     s.workers.add_down_listener(s.conference.worker_down)
     s.workers.add_notification_listener(s.conference.worker_notification)
+    s.metrics.watch_active_speakers(lambda: s.conference.active_speaker_changes)
     s.conference.add_listener(s.recordings)
     s.lifecycle.add_listener(s.recordings)
     s.recorder.add_up_listener(s.recordings.recorder_up)

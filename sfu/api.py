@@ -370,5 +370,15 @@ class ProducerClosed(Message):
     reason: str
 
 
+@dataclass(frozen=True)
+class ActiveSpeaker(Message):
+    """The meeting's dominant speaker changed (sfu.engine.speaker.DominantSpeaker, fed the
+    microphones' RFC 6464 audio levels): `producer_id` is the microphone now dominant.
+    Entity id: the router id. Sent only on a change; silence is not one."""
+
+    NAME: ClassVar[str] = "ACTIVE_SPEAKER"
+    producer_id: str
+
+
 def response_type(request: Message) -> type[Message]:
     return RESPONSES[type(request)]

@@ -4,6 +4,9 @@
   congestion feedback and due keyframe requests (every 100 ms);
 - the event loop's lag, probed every 250 ms (a stalled loop is a stalled meeting);
 - ICE consent (RFC 7675): every second, transports whose peer's consent lapsed stop sending;
+- the routers' dominant-speaker detectors, each deciding when its `next_tick_ms` is due
+  (every 200 ms, looked at every 50 ms); a change goes to `on_active_speaker(router id,
+  producer id)` (the worker notifies control: `sfu.api.ActiveSpeaker`);
 - the notice clock (`sfu.engine.notice_clock.NoticeClock`), wired to one loop timer at its
   next absolute deadline.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from sfu.engine.notice_clock import NoticeClock
@@ -26,13 +30,29 @@ KEYFRAME_POLL_S = 0.1
 TRANSPORT_FEEDBACK_S = 0.1
 LAG_PROBE_S = 0.25
 CONSENT_CHECK_S = 1.0
+SPEAKER_POLL_S = 0.05  # the detectors decide every 200 ms: at most this late
+
+
+def _nobody(router_id: str, producer_id: str) -> None:
+    pass
 
 
 class Clockwork:
-    def __init__(self, registry: Registry, notices: NoticeClock, rtcp_interval_s: float) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        notices: NoticeClock,
+        rtcp_interval_s: float,
+        on_active_speaker: Callable[[str, str], None] = _nobody,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._registry = registry
         self.notices = notices
         self._rtcp_interval_s = rtcp_interval_s
+        self._on_active_speaker = on_active_speaker
+        # The producers' clock (sfu.worker gives both time.monotonic): levels and
+        # decisions are on one time line, in milliseconds.
+        self._clock = clock
         self.loop_lag = 0.0  # seconds the last probe woke up late
         self._tasks: list[asyncio.Task[None]] = []
         self._notice_timer: asyncio.TimerHandle | None = None
@@ -43,6 +63,7 @@ class Clockwork:
             asyncio.ensure_future(self._every(KEYFRAME_POLL_S, self._poll_keyframes)),
             asyncio.ensure_future(self._every(TRANSPORT_FEEDBACK_S, self._send_transport_feedback)),
             asyncio.ensure_future(self._every(CONSENT_CHECK_S, self._check_consent)),
+            asyncio.ensure_future(self._every(SPEAKER_POLL_S, self.tick_speakers)),
             asyncio.ensure_future(self._measure_lag()),
         ]
 
@@ -85,6 +106,14 @@ class Clockwork:
         for producer in self._registry.producers.values():
             if producer.keyframe_waiters or producer.params.rids:
                 producer.poll_keyframe_request()
+
+    def tick_speakers(self) -> None:
+        """Each router's detector decides if it is due; each change is told once."""
+        now_ms = int(self._clock() * 1000)
+        for router in self._registry.routers.values():
+            producer_id = router.tick_speaker(now_ms)
+            if producer_id is not None:
+                self._on_active_speaker(router.id, producer_id)
 
     # ------------------------------------------------------------------ notices
 

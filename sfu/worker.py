@@ -8,7 +8,8 @@ Its media objects form one tree, Router → Transport → Producer / Consumer, w
 them and closes them (sfu/engine/router.py). A request handler looks up the entity it
 names in the tree's `Registry` and calls a method of it: the worker keeps no map and
 writes no cascade of its own. The worker adds the loop: periodic RTCP, keyframe request
-polls, transport-wide feedback, the lag probe, and the timer of the notice clock.
+polls, transport-wide feedback, the lag probe, the routers' active-speaker decisions
+(told to control as ACTIVE_SPEAKER), and the timer of the notice clock.
 """
 
 from __future__ import annotations
@@ -95,8 +96,11 @@ class Worker:
         self.channel: ChannelServer | None = None
         self.socket_drops = process_stats.UdpDropMeter()
         self.port = 0
-        # Timers: RTCP, keyframe polls, loop lag, and the notice clock pacing every announcer.
-        self.clockwork = Clockwork(self.registry, NoticeClock(), sfu_config.rtcp_interval_s)
+        # Timers: RTCP, keyframe polls, loop lag, the routers' active speakers, and the
+        # notice clock pacing every announcer. Producers run on the same clock (time.monotonic).
+        self.clockwork = Clockwork(
+            self.registry, NoticeClock(), sfu_config.rtcp_interval_s, self._on_active_speaker, time.monotonic
+        )
 
     @property
     def transports(self) -> dict[str, Transport]:
@@ -434,6 +438,10 @@ class Worker:
                 producer.close()
                 if self.channel is not None:
                     self.channel.notify(producer.id, api.ProducerClosed(reason=f"transport {state}"))
+
+    def _on_active_speaker(self, router_id: str, producer_id: str) -> None:
+        if self.channel is not None:
+            self.channel.notify(router_id, api.ActiveSpeaker(producer_id=producer_id))
 
     async def shutdown(self) -> None:
         self.clockwork.stop()

@@ -7,7 +7,10 @@ plain consumers out, as in the fan-out bench; its input transport's `datagram_re
 is then called in a loop with pre-built packets. Each step is timed in CPU time
 (time.process_time_ns), best of several rounds, so other processes on the machine
 disturb it little. Steps: the floors (pylibsrtp protect, unprotect, the kernel's sendto
-on loopback, a header rewrite) and the whole engine with and without the kernel's send.
+on loopback, a header rewrite) and the whole engine with and without the kernel's send;
+and audio: a microphone registered in a router (so its levels feed the router's
+dominant-speaker detector, 20 ms apart on the producer's clock), Opus packets with
+Chromium's four header extensions, at fan-out N and at fan-out 1.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from config.schema import MediaConfig, SfuConfig
 from sfu import api
 from sfu.engine.consumer import Consumer, extension_table
 from sfu.engine.producer import Producer, ProducerParams
+from sfu.engine.router import Registry, Router
 from sfu.engine.stats import Counters
 from sfu.transport.srtp import FastSrtp
 from sfu.wire import rtp
@@ -299,12 +303,49 @@ def _engine_only_simulcast(fanout: int, packets: int, webrtc: bool) -> float:
     return best / 1000
 
 
+def _engine_audio(fanout: int, packets: int) -> float:
+    """A microphone as Chromium publishes it (audio level, abs-send-time, transport-wide
+    seq, mid; ~100-byte Opus, a speech-like level every packet) through a router's
+    producer → fan-out, sinks doing FastSrtp protect, each subscriber renumbering the
+    extensions and its own transport-wide seq. The producer's clock advances 20 ms a
+    packet, as a real microphone's does (a C callable, like time.monotonic)."""
+    extmap = {rtp.URI_AUDIO_LEVEL: 1, rtp.URI_ABS_SEND_TIME: 2, rtp.URI_TRANSPORT_CC: 3, rtp.URI_MID: 4}
+    params = ProducerParams("mic", "audio", "microphone", "0", "opus", 48000, 111, 4321, extmap, channels=2)
+    count = packets * (ROUNDS + 1)
+    clock = iter([i * 0.02 for i in range(count + 1000)]).__next__
+    producer = Producer(params, _EngineSink(), Counters(), clock, "t")
+    Router("r", Registry()).add_producer(producer)  # the router hears what it registers
+    subscriber_map = {rtp.URI_AUDIO_LEVEL: 1, rtp.URI_ABS_SEND_TIME: 2, rtp.URI_TRANSPORT_CC: 3}
+    for i in range(fanout):
+        consumer = Consumer(f"c{i}", producer, _EngineSink(), str(i), 1000 + i, 111, producer.counters)
+        producer.add_consumer(consumer)
+        consumer.activate(extension_table(extmap, subscriber_map), 3, False)
+    payload = b"\xfc" + bytes(range(99))
+    # Syllables: 10 packets around -20 dBov, then 4 near the room's -62 dBov.
+    levels = [0x80 | (20 + i % 5) if i % 14 < 10 else 62 + i % 3 for i in range(count)]
+    data = [rtp.build_packet(111, i & 0xFFFF, i * 960, 4321, payload=payload,
+                             extensions={2: b"\x01\x02\x03", 3: (i & 0xFFFF).to_bytes(2, "big"),
+                                         1: bytes([levels[i]]), 4: b"0"}) for i in range(count)]  # fmt: skip
+    position = 0
+
+    def feed(n: int) -> None:
+        nonlocal position
+        on_rtp = producer.on_rtp
+        for packet in data[position:position + n]:
+            on_rtp(packet, 4321)
+        position += n
+
+    feed(packets)
+    return _best_ns_per(feed, packets) / fanout / 1000
+
+
 def measure(packets: int = 4000, fanout: int = 16) -> dict:
     floors = _floors(packets * 4)
     engine = {name: uvloop.run(_engine(srtp, fanout, packets)) for name, srtp in (("plain", False), ("srtp", True))}
     engine_only = {"plain": _engine_only(fanout, packets, False), "webrtc": _engine_only(fanout, packets, True),
                    "simulcast": _engine_only_simulcast(fanout, packets, False),
-                   "simulcast_webrtc": _engine_only_simulcast(fanout, packets, True)}
+                   "simulcast_webrtc": _engine_only_simulcast(fanout, packets, True),
+                   "audio": _engine_audio(fanout, packets), "audio_1": _engine_audio(1, packets)}
     return {"floors": floors, "engine": engine, "engine_only": engine_only, "fanout": fanout, "packets": packets}
 
 
@@ -329,6 +370,9 @@ def render(result: dict) -> str:
         ("engine only, simulcast: SimulcastProducer.on_rtp → consumers over 3 layers, per packet out",
          o["simulcast"]),
         ("engine only, simulcast, WebRTC-like (as above), per packet out", o["simulcast_webrtc"]),
+        ("engine only, audio: a microphone in a router (levels → its dominant speaker), Chromium's 4 extensions",
+         o["audio"]),
+        ("the same audio at fan-out 1 (µs per packet in)", o["audio_1"]),
         ("worker plain transport, no SRTP: datagram_received → N × send, sendto stubbed", e["plain"]["engine_no_kernel_us"]),
         ("worker plain transport, no SRTP, with the kernel's sendto", e["plain"]["engine_us"]),
         ("worker plain transport, SRTP (FastSrtp): sendto stubbed", e["srtp"]["engine_no_kernel_us"]),

@@ -52,6 +52,10 @@ def _unpublished(track: PublishedTrack) -> dict[str, Any]:
 MAX_TILES = 256
 
 
+def _active_speaker(participant_id: str | None) -> dict[str, Any]:
+    return {"type": "active_speaker", "participant_id": participant_id}
+
+
 class Conference:
     def __init__(
         self,
@@ -73,6 +77,8 @@ class Conference:
         self.simulcast = simulcast  # the workers accept simulcast (media.accept_simulcast)
         self.stopping = False
         self._listeners = Listeners()
+        # Changes of a meeting's active speaker announced (conclave_sfu_active_speaker_changes_total).
+        self.active_speaker_changes = 0
 
     def add_listener(self, listener: ConferenceListener) -> None:
         self._listeners.members.append(listener)
@@ -189,6 +195,8 @@ class Conference:
             if message_id is not None:
                 joined["id"] = message_id
             participant.send(joined)
+            if meeting.active_speaker is not None:  # who speaks: known from the start
+                participant.send(_active_speaker(meeting.active_speaker))
             meeting.broadcast({"type": "participant_joined", "participant": participant.public()}, exclude=participant)
             wanted = self._listeners.participant_joined(meeting, participant)
             offer = False
@@ -338,6 +346,9 @@ class Conference:
         await self._close_transports(meeting, participant)
         changed = self._tracks_gone(meeting, tracks)
         meeting.broadcast({"type": "participant_left", "participant_id": participant.participant_id})
+        if meeting.active_speaker == participant.participant_id:  # nobody speaks until someone does
+            meeting.active_speaker = None
+            meeting.broadcast(_active_speaker(None))
         self._renegotiate(changed)
         self._listeners.participant_left(meeting, participant)
 
@@ -594,6 +605,7 @@ class Conference:
         """Forget the meeting's router; tell everyone in it to reconnect. Returns how many."""
         had_router, meeting.placement = meeting.placement is not None, None
         meeting.server_tracks = {}
+        meeting.active_speaker = None
         if had_router:
             self._listeners.router_lost(meeting)
         participants = list(meeting.participants.values())
@@ -608,8 +620,11 @@ class Conference:
         return len(participants)
 
     def worker_notification(self, index: int, generation: int, entity_id: str, message: Message) -> None:
-        """A worker's news about one of its entities (a producer closed, a transport's state)."""
-        if isinstance(message, api.ProducerClosed):
+        """A worker's news about one of its entities (a producer closed, a transport's
+        state, a router's active speaker)."""
+        if isinstance(message, api.ActiveSpeaker):
+            self._active_speaker_changed(index, generation, entity_id, message.producer_id)
+        elif isinstance(message, api.ProducerClosed):
             for meeting in self._registry.on_worker(index):
                 if meeting.placement and meeting.placement.generation == generation and meeting.find_track(entity_id):
                     self._tasks.spawn(self._producer_closed(meeting, entity_id), f"producer-closed-{entity_id}")
@@ -618,6 +633,24 @@ class Conference:
             log.log(level, "worker %d: transport %s is %s", index, entity_id, message.state)
             if message.state == "connected":
                 self._transport_connected(index, generation, entity_id)
+
+    def _active_speaker_changed(self, index: int, generation: int, router_id: str, producer_id: str) -> None:
+        """The meeting's router heard a new dominant microphone: everyone in the meeting
+        hears whose it is (`active_speaker`). News of a router the meeting no longer has,
+        or of a microphone already gone, changes nothing; nor does the same speaker again
+        (a new microphone of theirs)."""
+        meeting = self._registry.get(router_id)  # a meeting's router is named after it
+        placement = meeting.placement if meeting is not None else None
+        if meeting is None or placement is None or placement.router_id != router_id:
+            return
+        if (placement.worker_index, placement.generation) != (index, generation):
+            return
+        speaker = meeting.owner_of_producer(producer_id)
+        if speaker is None or speaker.participant_id == meeting.active_speaker:
+            return
+        meeting.active_speaker = speaker.participant_id
+        self.active_speaker_changes += 1
+        meeting.broadcast(_active_speaker(speaker.participant_id))
 
     def _transport_connected(self, index: int, generation: int, transport_id: str) -> None:
         for meeting in self._registry.on_worker(index):

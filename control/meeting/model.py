@@ -239,6 +239,9 @@ class LiveMeeting:
         # The server's own tracks on its router (by track id), made with the router:
         # forwarded to everyone like participants' tracks, announced to nobody.
         self.server_tracks: dict[str, PublishedTrack] = {}
+        # Who speaks (a participant id), as the media server's detector last said; None
+        # before anyone spoke and after the speaker left.
+        self.active_speaker: str | None = None
         self.ended = False
         self.end_timer: Timer | None = None  # the customer's duration limit
         # Serializes media operations (join/publish/subscribe/leave) of this meeting, so
@@ -272,6 +275,14 @@ class LiveMeeting:
         """Everything a subscriber receives: the server's tracks and the participants'."""
         yield from self.server_tracks.values()
         yield from self.tracks()
+
+    def owner_of_producer(self, producer_id: str) -> Participant | None:
+        """The admitted participant who publishes producer `producer_id` (not the server)."""
+        for participant in self.participants.values():
+            for track in participant.tracks.values():
+                if track.producer_id == producer_id:
+                    return participant
+        return None
 
     def find_track(self, track_id: str) -> PublishedTrack | None:
         for track in self.tracks():

@@ -222,6 +222,21 @@ class _WebhookCollector(Collector):
         )
 
 
+class _ActiveSpeakerCollector(Collector):
+    """Changes of a meeting's active speaker that control announced
+    (control.meeting.conference.Conference.active_speaker_changes)."""
+
+    def __init__(self, changes: Callable[[], int]) -> None:
+        self._changes = changes
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "conclave_sfu_active_speaker_changes",
+            "Times a meeting's active speaker changed (the media server's dominant-speaker detector), in all meetings",
+            value=self._changes(),
+        )
+
+
 class Metrics:
     def __init__(self, meetings: MeetingRegistry, supervisor: WorkerSupervisor) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -255,6 +270,10 @@ class Metrics:
     def watch_webhooks(self, dropped: Callable[[], int]) -> None:
         """Export how many webhook events a pending-delivery cap dropped."""
         self.registry.register(_WebhookCollector(dropped))
+
+    def watch_active_speakers(self, changes: Callable[[], int]) -> None:
+        """Export how many times a meeting's active speaker changed."""
+        self.registry.register(_ActiveSpeakerCollector(changes))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -58,6 +58,7 @@ window.conclave = {
   get reconnects() { return session.reconnects; },
   get role() { return session.role; },
   get waitingReason() { return session.waitingReason; },
+  get activeSpeaker() { return session.activeSpeaker; },   // participant_id or null
   get ended() { return session.ended ? { ...session.ended } : null; },
   get locked() { return host ? host.locked : null; },
   // {recording, transcription, consentPolicy, consentRequired, by, consentPending, busy,
@@ -518,6 +519,7 @@ function renderAll() {
 
 session.addEventListener('state', onState);
 session.addEventListener('participants', renderAll);
+session.addEventListener('speaker', () => board.render(session));
 session.addEventListener('media', () => {
   board.render(session);
   attach($('announcement-audio'), session.announcementTrack(), audioBlocked);

@@ -113,6 +113,7 @@ export class MeetingSession extends EventTarget {
     this.name = '';
     this.participantId = null;
     this.participants = new Map();        // participant_id -> participant (others only)
+    this.activeSpeaker = null;            // participant_id of who speaks (`active_speaker`), or null
     this.chat = [];                       // chat messages, ascending seq
     this.localStream = null;              // microphone + camera
     this.screenStream = null;
@@ -529,6 +530,7 @@ export class MeetingSession extends EventTarget {
       case 'offer': this.onOffer(msg); break;
       case 'participant_joined': case 'participant_updated': this.onParticipant(msg.participant); break;
       case 'participant_left': this.onParticipantLeft(msg.participant_id); break;
+      case 'active_speaker': this.onActiveSpeaker(msg.participant_id); break;
       case 'chat': this.onChat(msg.message); break;
       case 'muted_by_host': this.onMutedByHost(msg); break;
       case 'recording_state': this.recording.onMessage(msg); break;
@@ -546,6 +548,7 @@ export class MeetingSession extends EventTarget {
       this.recording.reset();
       this.closePcs();
       this.participants = new Map();
+      this.activeSpeaker = null;
       this.emit('participants');
       this.emit('media');
     }
@@ -592,6 +595,7 @@ export class MeetingSession extends EventTarget {
     this.participantId = msg.participant_id;
     this.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
     this.participants = new Map((msg.participants || []).map((p) => [p.participant_id, p]));
+    this.activeSpeaker = null;            // `active_speaker` follows when someone speaks
     for (const m of msg.chat || []) this.insertChat(m);
     this.attempt = 0;
     this.retriedFreshToken = false;
@@ -616,7 +620,16 @@ export class MeetingSession extends EventTarget {
   }
 
   onParticipantLeft(participantId) {
+    if (participantId === this.activeSpeaker) this.activeSpeaker = null;
     if (this.participants.delete(participantId)) this.emit('participants');
+  }
+
+  // The server's detector names who speaks (silence changes nothing; null: the speaker left).
+  onActiveSpeaker(participantId) {
+    const speaker = typeof participantId === 'string' && participantId ? participantId : null;
+    if (speaker === this.activeSpeaker) return;
+    this.activeSpeaker = speaker;
+    this.emit('speaker', { participantId: speaker });
   }
 
   onChat(message) {
@@ -816,6 +829,7 @@ export class MeetingSession extends EventTarget {
     this.stopLocalMedia();
     this.recording.reset();
     this.participants = new Map();
+    this.activeSpeaker = null;
     this.waitingRoom = [];
     this.waitingReason = null;
     this.leftReason = reason;

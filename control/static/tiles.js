@@ -1,6 +1,8 @@
 // The video tiles: one per participant (camera + microphone) and a larger one per screen
 // share. `render(session)` reconciles the DOM with the session's current state, so every
-// event can simply call it again.
+// event can simply call it again. The active speaker's tile (the server's `active_speaker`)
+// is highlighted (class `speaking`, `data-speaking="true"`); another participant's camera
+// tile that speaks is also featured: first in the grid and twice as large (`featured`).
 
 import { icons } from './icons.js';
 import { ANNOUNCEMENT_SOURCE } from './mediastats.js';
@@ -97,7 +99,7 @@ class Tile {
     el('figcaption', {}, this.nameEl, this.micFlag, this.camFlag));
   }
 
-  update({ name, video, audio, micMuted, camMuted, onBlocked, videoTrackId, tileKnown }) {
+  update({ name, video, audio, micMuted, camMuted, speaking, featured, onBlocked, videoTrackId, tileKnown }) {
     if (this.watch) this.watch.setTrack(videoTrackId || null, tileKnown);
     if (this.nameEl.textContent !== name) {
       this.nameEl.textContent = name;
@@ -114,6 +116,9 @@ class Tile {
     this.camFlag.hidden = !camMuted;
     this.root.dataset.micMuted = String(!!micMuted);
     this.root.dataset.cameraMuted = String(!!camMuted);
+    this.root.classList.toggle('speaking', !!speaking);
+    this.root.classList.toggle('featured', !!featured);
+    this.root.dataset.speaking = String(!!speaking);
   }
 
   remove() {
@@ -143,10 +148,12 @@ export class TileBoard {
     }
 
     const selfId = session.participantId || 'self';
+    const speaker = session.activeSpeaker || null;
     const localVideo = session.localTracks('camera')[0] || null;
     want(tileKey(selfId, 'camera'), { participantId: selfId, screen: false, local: true }, {
       name: `${session.name} (you)`, video: localVideo, audio: null,
       micMuted: session.muted.microphone, camMuted: session.muted.camera,
+      speaking: speaker === selfId,
     });
     if (session.screenStream) {
       want(tileKey(selfId, 'screen'), { participantId: selfId, screen: true, local: true }, {
@@ -158,6 +165,7 @@ export class TileBoard {
       want(tileKey(pid, 'camera'), { participantId: pid, screen: false }, {
         name: p.name, video: null, audio: null,
         micMuted: !!(p.muted && p.muted.microphone), camMuted: !!(p.muted && p.muted.camera),
+        speaking: pid === speaker, featured: pid === speaker,
       });
     }
     for (const media of session.remoteMedia()) {
@@ -203,7 +211,9 @@ export class TileBoard {
       tile.update({ ...state, onBlocked: this.onAudioBlocked });
     }
     const cameraTiles = this.grid.children.length;
-    this.grid.style.setProperty('--cols', String(Math.max(1, Math.ceil(Math.sqrt(cameraTiles)))));
+    // A featured tile covers 2 x 2 cells: the columns are counted for the cells.
+    const cells = cameraTiles + (this.grid.querySelector('.tile.featured') ? 3 : 0);
+    this.grid.style.setProperty('--cols', String(Math.max(1, Math.ceil(Math.sqrt(cells)))));
     this.grid.style.setProperty('--count', String(cameraTiles));
     this.screens.parentElement.classList.toggle('has-screens', this.screens.children.length > 0);
   }

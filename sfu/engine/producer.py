@@ -3,7 +3,9 @@
 `on_rtp` runs on the hot path, synchronously from the socket: no await, no logging, no
 allocation beyond what forwarding needs. Upward news leaves through `RtcpSink` (the
 publisher's transport), `ProducerListener` (its owner, told when it closes) and
-plain-int counters.
+plain-int counters. A microphone whose publisher negotiated the RFC 6464 audio-level
+extension also feeds each packet's level to its router's dominant-speaker detector
+(`hear_levels`); nothing else pays for that.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sfu.wire.reception import ReceptionStats
 
 if TYPE_CHECKING:
     from sfu.engine.consumer import Consumer
+    from sfu.engine.speaker import DominantSpeaker
 
 _SEQ_TS = struct.Struct("!HI")
 
@@ -29,6 +32,8 @@ MAX_NACK_GAP = 64
 # Distinct subscriber extmaps remembered per producer (one or two in practice).
 MAX_EXTENSION_LAYOUTS = 16
 _SAMPLE_MASK = FORWARD_TIME_SAMPLE_EVERY - 1
+# The source whose audio is speech: its levels decide who the active speaker is.
+MICROPHONE = "microphone"
 
 
 class RtcpSink(Protocol):
@@ -133,6 +138,8 @@ class Producer:
         "stream_id",
         "listener",
         "retransmit_policy",
+        "level_id",
+        "speaker",
         "_codec",
         "_extension_memo",
     )
@@ -169,6 +176,11 @@ class Producer:
         self.listener = listener
         # How much each of its consumers may retransmit (read at a consumer's first NACK).
         self.retransmit_policy = retransmit_policy
+        # The publisher's id of the audio-level extension, for a microphone (0: none; the
+        # server's announcer and screen-share audio are not speech).
+        speech = params.kind == "audio" and params.source == MICROPHONE
+        self.level_id = params.extmap.get(rtp.URI_AUDIO_LEVEL, 0) if speech else 0
+        self.speaker: DominantSpeaker | None = None  # the router's detector, once it hears us
         self._codec = params.codec_name.lower()
         # (ext_table, tcc_id) -> (packet, bytes before the tcc value, bytes after it)
         self._extension_memo: dict[tuple[bytes | None, int], tuple[bytes, bytes, bytes | None]] = {}
@@ -198,6 +210,10 @@ class Producer:
                 if keyframe:
                     self.keyframes.satisfied()
                     self.counters.keyframes_forwarded += 1
+        elif self.speaker is not None:  # a microphone with audio levels: who is speaking
+            level = rtp.audio_level(packet, self.level_id)
+            if level >= 0:
+                self.speaker.on_level(self.id, level, int(self.clock() * 1000))
         # Once per packet for all consumers: the first two bytes without the payload type
         # (each consumer ORs its own in) and everything after the fixed header.
         head = packet[0] << 8 | packet[1] & 0x80
@@ -256,6 +272,13 @@ class Producer:
         self.sink.send_rtcp(rtcp.build_nack(self.sink.rtcp_ssrc, self.ssrc or 0, lost))
 
     # ------------------------------------------------------------ control path
+
+    def hear_levels(self, speaker: DominantSpeaker) -> None:
+        """Feed `speaker` (the router's detector) the level of every packet forwarded from
+        now on, keyed by this producer's id: only a microphone that carries levels. A
+        paused producer (muted) or one nobody receives is not heard."""
+        if self.level_id:
+            self.speaker = speaker
 
     def request_keyframe(self) -> None:
         if not self.is_video or self.ssrc is None or self.closed:

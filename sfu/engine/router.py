@@ -10,9 +10,13 @@ closes what hangs below it, each step written once:
 - a producer or consumer that closes tells its transport (its listener), which forgets
   it and tells its router, which forgets it too.
 
-The router keeps its transports, producers and consumers by id. The worker's `Registry`
-(every live object of the worker by id, for the channel's requests, which name an entity
-but not its router) is kept by the routers in the same steps: nothing else writes to it.
+The router keeps its transports, producers and consumers by id, and the meeting's
+dominant-speaker detector (`sfu.engine.speaker.DominantSpeaker`): every microphone
+registered here that carries RFC 6464 levels feeds it (`Producer.hear_levels`), a closed
+producer is forgotten by it, and the worker's clockwork asks it for a decision
+(`tick_speaker`). The worker's `Registry` (every live object of the worker by id, for
+the channel's requests, which name an entity but not its router) is kept by the routers
+in the same steps: nothing else writes to it.
 
 Transports live in `sfu.transport`, above this package: the router knows them only
 through `RouterTransport`.
@@ -21,6 +25,8 @@ through `RouterTransport`.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from sfu.engine.speaker import DominantSpeaker
 
 if TYPE_CHECKING:
     from sfu.engine.consumer import Consumer
@@ -69,7 +75,7 @@ def _forget(own: dict[str, T], registry: dict[str, T], key: str, value: T) -> No
 
 
 class Router:
-    __slots__ = ("id", "registry", "transports", "producers", "consumers", "closed")
+    __slots__ = ("id", "registry", "transports", "producers", "consumers", "speaker", "closed")
 
     def __init__(self, router_id: str, registry: Registry) -> None:
         if router_id in registry.routers:
@@ -79,6 +85,7 @@ class Router:
         self.transports: dict[str, RouterTransport] = {}
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
+        self.speaker = DominantSpeaker()  # who speaks, by producer id
         self.closed = False
         registry.routers[router_id] = self
 
@@ -91,6 +98,7 @@ class Router:
     def add_producer(self, producer: Producer) -> None:
         self._check_open()
         _add(self.producers, self.registry.producers, producer.id, producer, "producer")
+        producer.hear_levels(self.speaker)
 
     def add_consumer(self, consumer: Consumer) -> None:
         self._check_open()
@@ -109,9 +117,17 @@ class Router:
 
     def on_producer_closed(self, producer: Producer) -> None:
         _forget(self.producers, self.registry.producers, producer.id, producer)
+        self.speaker.remove(producer.id)
 
     def on_consumer_closed(self, consumer: Consumer) -> None:
         _forget(self.consumers, self.registry.consumers, consumer.id, consumer)
+
+    # ------------------------------------------------------------ the active speaker
+
+    def tick_speaker(self, now_ms: int) -> str | None:
+        """The producer id of the new dominant speaker when a decision is due and it
+        changed (the detector decides every DECISION_INTERVAL_MS), else None."""
+        return self.speaker.tick(now_ms)  # type: ignore[return-value]
 
     # ------------------------------------------------------------ lifecycle
 

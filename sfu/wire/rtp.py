@@ -3,8 +3,9 @@
 
 Sans-I/O and stdlib only. Every function accepts `bytes`, `bytearray` or a byte
 `memoryview`; bad input raises `ValueError` naming the field, never anything else.
-The hot path uses `payload_offset`, `find_extension` and `rewrite_extension_ids`, which
-only do offset arithmetic; `parse_header` is the full, validating parse.
+The hot path uses `payload_offset`, `find_extension`, `audio_level` and
+`rewrite_extension_ids`, which only do offset arithmetic; `parse_header` is the full,
+validating parse.
 """
 
 from __future__ import annotations
@@ -270,6 +271,45 @@ def find_extension(data, ext_id: int) -> tuple[int, int] | None:
         if found == ext_id:
             return value_start, length
     return None
+
+
+def audio_level(data, ext_id: int) -> int:
+    """RFC 6464 §3: the audio level (0..127, in -dBov; the voice-activity bit dropped) in
+    element `ext_id`, or -1 when there is none (no extension, no such element, an empty
+    value). The one-byte form is walked inline, allocating nothing: this runs for every
+    audio packet a microphone sends. Raises ValueError exactly where `find_extension` does.
+    """
+    size = len(data)
+    if size < RTP_HEADER_SIZE:
+        raise ValueError(f"RTP header: {size} bytes, need at least {RTP_HEADER_SIZE}")
+    first = data[0]
+    if not first & 0x10:
+        return -1
+    pos = RTP_HEADER_SIZE + 4 * (first & 0x0F)
+    if pos + 4 > size:
+        raise ValueError("RTP extension header: truncated")
+    end = pos + 4 + 4 * (data[pos + 2] << 8 | data[pos + 3])
+    if end > size:
+        raise ValueError(f"RTP extension length: {(end - pos - 4) // 4} words exceed packet length {size}")
+    if data[pos] != 0xBE or data[pos + 1] != 0xDE:  # not the one-byte form (RFC 8285 §4.2)
+        where = find_extension(data, ext_id)
+        return data[where[0]] & 0x7F if where is not None and where[1] else -1
+    pos += 4
+    while pos < end:
+        byte = data[pos]
+        found = byte >> 4
+        if found == 0:
+            pos += 1
+            continue
+        if found == ONE_BYTE_STOP_ID:
+            return -1
+        following = pos + 2 + (byte & 0x0F)
+        if following > end:
+            raise ValueError(f"RTP extension element {found}: length {(byte & 0x0F) + 1} overruns the block")
+        if found == ext_id:
+            return data[pos + 1] & 0x7F
+        pos = following
+    return -1
 
 
 def rewrite_extension_ids(buf: bytearray, table: bytes) -> None:

@@ -97,7 +97,16 @@ def run_rtp(data: bytes) -> None:
     offset = _attempt(rtp.payload_offset, data)
     _attempt(rtp.extension_block, data)
     for ext_id in (1, 2, 3, 14, 15, 255):
-        _attempt(rtp.find_extension, data, ext_id)
+        # audio_level refuses what find_extension refuses and reads the element it finds.
+        try:
+            where = rtp.find_extension(data, ext_id)
+        except ValueError:
+            refused = _attempt(rtp.audio_level, data, ext_id) is None
+            check(refused, f"audio_level({ext_id}) took what find_extension refused")
+            continue
+        expected = data[where[0]] & 0x7F if where is not None and where[1] else -1
+        level = _attempt(rtp.audio_level, data, ext_id)
+        check(level == expected, f"audio_level({ext_id}): {level}, find_extension says {expected}")
     check(isinstance(rtp.is_rtcp(data), bool), "is_rtcp: not a bool")
     buffer = bytearray(data)
     _attempt(rtp.rewrite_extension_ids, buffer, IDENTITY_TABLE)

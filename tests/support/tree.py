@@ -55,19 +55,27 @@ def wire(router: Router, transport_id: str, counters: Counters | None = None) ->
 
 
 def producer(
-    transport: Transport, producer_id: str, ssrc: int, kind: str = "video", clock: Clock | None = None
+    transport: Transport,
+    producer_id: str,
+    ssrc: int,
+    kind: str = "video",
+    clock: Clock | None = None,
+    *,
+    source: str | None = None,
+    extmap: dict[str, int] | None = None,
 ) -> Producer:
-    """A producer arriving on `transport`, registered (as the worker makes them)."""
+    """A producer arriving on `transport`, registered (as the worker makes them); `extmap`
+    is what its publisher negotiated (e.g. the audio level: `{sdp.URI_AUDIO_LEVEL: 1}`)."""
     params = ProducerParams(
         producer_id=producer_id,
         kind=kind,
-        source="camera" if kind == "video" else "microphone",
+        source=source or ("camera" if kind == "video" else "microphone"),
         mid=transport.allocate_mid(),
         codec_name="VP8" if kind == "video" else "opus",
         clock_rate=90000 if kind == "video" else 48000,
         payload_type=100 if kind == "video" else 109,
         ssrc=ssrc,
-        extmap={},
+        extmap=dict(extmap or {}),
     )
     made = Producer(params, transport, transport.counters, clock or Clock(), stream_id=transport.id, listener=transport)
     transport.add_producer(made)

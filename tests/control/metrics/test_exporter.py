@@ -172,3 +172,12 @@ def test_dropped_webhook_events_are_a_counter():
     [family] = list(collector.collect())
     assert (family.name, family.type) == ("conclave_webhook_events_dropped", "counter")
     assert [(s.name, s.value) for s in family.samples] == [("conclave_webhook_events_dropped_total", 3)]
+
+
+def test_active_speaker_changes_are_one_counter_without_labels():
+    changes = [0]
+    collector = exporter._ActiveSpeakerCollector(lambda: changes[0])
+    changes[0] = 4  # read at each scrape
+    [family] = list(collector.collect())
+    assert (family.name, family.type) == ("conclave_sfu_active_speaker_changes", "counter")
+    assert [(s.name, s.labels, s.value) for s in family.samples] == [("conclave_sfu_active_speaker_changes_total", {}, 4)]

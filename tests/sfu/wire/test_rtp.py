@@ -538,3 +538,37 @@ def test_fuzz_rewrite_stays_in_bounds(data, table):
     # Only id bytes may change, so the header length never does.
     if _only_value_error(rtp.payload_offset, data) is not None:
         assert rtp.payload_offset(buf) == rtp.payload_offset(data)
+
+
+def test_audio_level_reads_rfc_6464_levels_without_the_v_bit():
+    # Chromium's audio: abs-send-time (2), transport-wide seq (3), audio level (1), mid (4).
+    chromium_like = rtp.build_packet(
+        111, 7, 960, 0x1234, payload=b"opus",
+        extensions={2: b"\x01\x02\x03", 3: b"\x00\x09", 1: bytes([0x80 | 23]), 4: b"0"},
+    )  # fmt: skip
+    assert rtp.audio_level(chromium_like, 1) == 23  # V bit set: dropped
+    assert rtp.audio_level(chromium_like, 5) == -1
+    assert rtp.audio_level(MINIMAL, 1) == -1  # no extension at all
+    assert rtp.audio_level(ONE_BYTE, 1) == 0xAA & 0x7F
+    two_byte = rtp.build_packet(111, 7, 960, 0x1234, payload=b"o", extensions={20: b"", 1: b"\x7f"}, two_byte=True)
+    assert rtp.audio_level(two_byte, 1) == 127
+    assert rtp.audio_level(two_byte, 20) == -1  # an empty value carries no level
+    stopped = bytes.fromhex("9060 0001 00000002 00000003 bede 0002 1011 f0 2122 000000")
+    assert rtp.audio_level(stopped, 1) == 0x11 and rtp.audio_level(stopped, 2) == -1
+    unknown = bytes.fromhex("9060 0001 00000002 00000003 1234 0001 deadbeef") + b"p"
+    assert rtp.audio_level(unknown, 13) == -1
+
+
+def test_audio_level_rejects_what_find_extension_rejects():
+    bad_tail = bytes.fromhex("906000010000000200000003bede0001 1001 2f00")
+    assert rtp.audio_level(bad_tail, 1) == 1
+    with pytest.raises(ValueError, match="element 2"):
+        rtp.audio_level(bad_tail, 3)
+    for packet, field in [
+        (b"\x90" * 5, "RTP header"),
+        (bytes.fromhex("906000010000000200000003be"), "extension header"),
+        (bytes.fromhex("906000010000000200000003bede0004"), "extension length"),
+        (bytes.fromhex("906000010000000200000003bede000113aa0000"), "element 1"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            rtp.audio_level(packet, 9)

@@ -1,0 +1,71 @@
+"""sfu.clockwork: the routers' active speakers, decided on the clockwork's tick. Real RTP
+through real producers of two meetings, on a fake clock; each change is told once, with
+its router, and the periodic task is part of what `start` runs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sfu.clockwork import SPEAKER_POLL_S, Clockwork
+from sfu.engine.notice_clock import NoticeClock
+from sfu.engine.router import Router
+from sfu.wire import rtp
+from tests.support.speech import LEVEL_ID, Talk, play
+from tests.support.tree import OPUS, Clock, new_tree, producer, wire
+
+LEVELS = {rtp.URI_AUDIO_LEVEL: LEVEL_ID}
+
+
+def mics(router: Router, clock: Clock, *names: str, first_ssrc: int):
+    made = {}
+    for index, name in enumerate(names):
+        made[name] = producer(wire(router, f"pub-{name}"), name, first_ssrc + index, "audio", clock, extmap=LEVELS)
+    sub = wire(router, f"sub-{router.id}")
+    for mic in made.values():
+        sub.consume(f"sub-{mic.id}", mic, OPUS)
+    return made
+
+
+def test_each_change_of_speaker_is_told_once_with_its_router():
+    registry, first = new_tree()
+    second = Router("r2", registry)
+    clock = Clock(0.0)
+    heard: list[tuple[str, str]] = []
+    clockwork = Clockwork(registry, NoticeClock(), 1.0, lambda router, who: heard.append((router, who)), clock)
+    producers = {**mics(first, clock, "a", "b", first_ssrc=100), **mics(second, clock, "x", "y", first_ssrc=200)}
+    talk = Talk().speak("a", 1000, 4000).speak("b", 4000, 7000).speak("y", 2000, 6000)
+    ticks_ms = int(SPEAKER_POLL_S * 1000)
+    play(talk, producers, clock, 0, 9000, ticks_ms, lambda t: clockwork.tick_speakers())
+    assert heard == [("r", "a"), ("r2", "y"), ("r", "b")]
+
+
+def test_nothing_is_told_in_silence_nor_by_a_router_nobody_speaks_in():
+    registry, router = new_tree()
+    clock = Clock(0.0)
+    heard: list[tuple[str, str]] = []
+    clockwork = Clockwork(registry, NoticeClock(), 1.0, lambda router, who: heard.append((router, who)), clock)
+    play(Talk(), mics(router, clock, "a", "b", first_ssrc=1), clock, 0, 5000, 50, lambda t: clockwork.tick_speakers())
+    Router("empty", registry)
+    clockwork.tick_speakers()
+    assert heard == []
+
+
+async def test_start_runs_the_speaker_tick():
+    registry, router = new_tree()
+    ticked = asyncio.Event()
+
+    class Watched(Router):
+        __slots__ = ()
+
+        def tick_speaker(self, now_ms: int) -> str | None:
+            ticked.set()
+            return None
+
+    registry.routers.clear()
+    Watched("r", registry)
+    clockwork = Clockwork(registry, NoticeClock(), 1.0)
+    clockwork.start()
+    try:
+        await asyncio.wait_for(ticked.wait(), 2.0)
+    finally:
+        clockwork.stop()
