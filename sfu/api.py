@@ -160,6 +160,17 @@ class ConsumerSetViewport(Message):
 
 
 @dataclass(frozen=True)
+class RouterSetLastN(Message):
+    """The meeting's last-N (issue 11, item 7): each subscriber of this router receives
+    the video of at most `last_n` participants (screen sharers, pinned tiles, then the
+    most recent speakers first); the rest is paused without renegotiation. 0: no limit."""
+
+    NAME: ClassVar[str] = "ROUTER_SET_LAST_N"
+    router_id: str
+    last_n: int
+
+
+@dataclass(frozen=True)
 class SubscribeOfferCreate(Message):
     """Ask for a fresh offer describing all consumers of a subscribe transport."""
 
@@ -331,6 +342,7 @@ RESPONSES: dict[type[Message], type[Message]] = {
     ConsumerCreate: Empty,  # PlainConsumerInfo when the transport is a plain one
     ConsumerClose: Empty,
     ConsumerSetViewport: Empty,
+    RouterSetLastN: Empty,
     SubscribeOfferCreate: SubscribeOffer,
     SubscribeAnswerSet: Empty,
     PlainTransportCreate: PlainTransportInfo,
@@ -378,6 +390,33 @@ class ActiveSpeaker(Message):
 
     NAME: ClassVar[str] = "ACTIVE_SPEAKER"
     producer_id: str
+
+
+@dataclass(frozen=True)
+class SubscriberAllocation(Message):
+    """What a subscriber receives of its video tracks changed (the per-subscriber
+    allocator: bandwidth estimate, tiles, last-N). Entity id: the subscribe transport.
+
+    `estimate_bps`: the transport's bandwidth estimate now. `tracks`: only the consumers
+    whose outcome changed, each {"consumer_id": str, "spatial": int (the spatial layer
+    forwarded, -1 when paused), "temporal": int, "layers": int (spatial layers the track
+    has; 1 for a single stream), "height": int (of the forwarded layer, 0 unknown),
+    "paused": str ("" or why: "bandwidth", "hidden", "last_n")}."""
+
+    NAME: ClassVar[str] = "SUBSCRIBER_ALLOCATION"
+    estimate_bps: int
+    tracks: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProducerLayersWanted(Message):
+    """Dynacast (issue 11, item 5): which simulcast layers of this producer some consumer
+    takes (the recorder counts, for the highest it wants). The publisher should keep
+    sending `active_rids` and pause its other encodings. Entity id: the producer. Sent
+    on a change only: a layer becomes unwanted after a hold, wanted again at once."""
+
+    NAME: ClassVar[str] = "PRODUCER_LAYERS_WANTED"
+    active_rids: list[str] = field(default_factory=list)
 
 
 def response_type(request: Message) -> type[Message]:
