@@ -5,9 +5,12 @@ and benchmarks. SRTP is optional, keyed by SDES-style keys exchanged over the ch
 (RFC 4568 §6.2.1, AES_CM_128_HMAC_SHA1_80: 30 bytes of key||salt): our key protects what
 we send, the remote key (PLAIN_TRANSPORT_CONNECT) unprotects what we receive.
 
-Remote address: set by `connect`, or learned from the first valid RTP packet (comedia;
-not from RTCP, which ffmpeg sends from a second socket). From then on RTP is heard only
-from that address, RTCP from that IP on any port.
+Remote address (where we send): set by `connect`, or learned from the first valid RTP
+packet (comedia; not from RTCP, which ffmpeg sends from a second socket). Each stream's
+source is learned on its own (comedia per SSRC): ffmpeg sends audio and video to one port
+from a socket each, so the first valid packet of an SSRC binds that SSRC to its source
+address, which must be on the remote's IP; from then on that SSRC is heard only from
+there. RTCP is heard from the remote's IP on any port.
 
 It is a `Transport` (base.py) with the engine's Producer and Consumer unchanged, so the
 tree, forwarding, the NACK cache, keyframe requests and counters behave as on a WebRTC
@@ -76,7 +79,7 @@ def decode_srtp_key(text: str, field: str) -> bytes:
 
 
 class PlainTransport(Transport, DatagramEndpoint):
-    __slots__ = ("srtp", "local_key", "remote", "rx", "tx", "udp", "_send_socket", "max_datagram")
+    __slots__ = ("srtp", "local_key", "remote", "sources", "rx", "tx", "udp", "_send_socket", "max_datagram")
 
     KIND = "plain"
 
@@ -87,6 +90,9 @@ class PlainTransport(Transport, DatagramEndpoint):
         self.srtp = srtp
         self.local_key: bytes | None = os.urandom(SRTP_KEY_SALT_BYTES) if srtp else None
         self.remote: Address | None = None
+        # Where each producer's SSRC is heard from, bound by its first valid packet (at
+        # most one entry per producer: only known SSRCs are bound).
+        self.sources: dict[int, Address] = {}
         self.rx: FastSrtp | None = None
         self.tx = FastSrtp(srtp_session(self.local_key, outbound=True)) if self.local_key else None
         self.udp: asyncio.DatagramTransport | None = None
@@ -161,8 +167,14 @@ class PlainTransport(Transport, DatagramEndpoint):
             counters.drop("internal_error")
 
     def _on_rtp(self, data: bytes, addr: Address) -> None:
-        remote = self.remote
-        if remote is not None and addr != remote:
+        ssrc = _SSRC.unpack_from(data, 8)[0]  # in the clear under SRTP too (RFC 3711 §3.1)
+        source = self.sources.get(ssrc)
+        if source is None:
+            remote = self.remote
+            if remote is not None and addr[0] != remote[0]:
+                self.counters.drop("unknown_peer")
+                return
+        elif addr != source:
             self.counters.drop("unknown_peer")
             return
         if self.srtp:
@@ -178,14 +190,20 @@ class PlainTransport(Transport, DatagramEndpoint):
         if len(data) > MAX_FORWARDABLE_RTP:
             self.counters.drop("oversized")
             return
-        ssrc = _SSRC.unpack_from(data, 8)[0]
         producer = self.producers_by_ssrc.get(ssrc)
         if producer is None:
             self.counters.drop("unknown_ssrc")
             return
-        if remote is None:
-            self._set_remote(addr)  # comedia: the first valid packet tells us who sends
+        if source is None:
+            self._learn_source(ssrc, addr)
         producer.on_rtp(data, ssrc)
+
+    def _learn_source(self, ssrc: int, addr: Address) -> None:
+        """The first valid packet of a stream: its source from now on, and where we send
+        if nobody said (comedia)."""
+        self.sources[ssrc] = addr
+        if self.remote is None:
+            self._set_remote(addr)
 
     def send_rtp(self, packet: bytes) -> None:
         remote = self.remote
@@ -246,6 +264,11 @@ class PlainTransport(Transport, DatagramEndpoint):
         if producer.ssrc in self.producers_by_ssrc:
             raise ValueError(f"ssrc: {producer.ssrc} is already produced on this transport")
         super().add_producer(producer)
+
+    def on_producer_closed(self, producer: Producer) -> None:
+        for ssrc in producer.ssrcs():
+            self.sources.pop(ssrc, None)
+        super().on_producer_closed(producer)
 
     def consume(self, consumer_id: str, producer: Producer, codec: Codec) -> Consumer:
         consumer = super().consume(consumer_id, producer, codec)

@@ -17,6 +17,7 @@ import shutil
 import socket
 import struct
 import subprocess
+from pathlib import Path
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
@@ -212,6 +213,84 @@ async def test_ffmpeg_srtp_into_a_plain_transport_leaves_as_plain_rtp(worker):
     assert {rtp.parse_header(p).ssrc for p in packets} == {consumer.ssrc}
     dropped = (await stats(worker)).dropped
     assert dropped.get("srtp_error", 0) == 0 and dropped.get("oversized", 0) == 0
+
+
+def documented_command(marker: str) -> str:
+    """The shell block of docs/plain-rtp.md that follows `<!-- tested: ...::marker -->`."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "plain-rtp.md").read_text()
+    after = text[text.index(f"::{marker} -->") :]
+    return after[after.index("```sh\n") + 6 : after.index("\n```", after.index("```sh\n"))]
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (scripts/test installs it)")
+async def test_the_documented_audio_and_video_command(worker, tmp_path):
+    """The page's example, verbatim: ffmpeg sends audio and video to one port, each from
+    a socket of its own; both streams are heard (comedia per SSRC), nothing is dropped."""
+    await asyncio.to_thread(
+        subprocess.run,
+        [FFMPEG, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "6",
+         "-c:v", "mpeg4", "-c:a", "aac", str(tmp_path / "input.mp4")],
+        check=True, timeout=60,
+    )  # fmt: skip
+    info = await worker.handle(api.PlainTransportCreate(router_id="r", transport_id="ingest"))
+    for kind, codec, rate, pt, ssrc in (("video", "VP8", 90000, 96, 4242), ("audio", "opus", 48000, 111, 1111)):
+        await worker.handle(api.PlainProducerCreate(
+            transport_id="ingest", kind=kind, codec_name=codec, clock_rate=rate, payload_type=pt, ssrc=ssrc))  # fmt: skip
+    command = documented_command("test_the_documented_audio_and_video_command")
+    env = {"PATH": os.environ["PATH"], "IP": "127.0.0.1", "PORT": str(info.port)}
+    ffmpeg = subprocess.Popen(["bash", "-c", command], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    transport = worker.transports["ingest"]
+    producers = {p.ssrc: p for p in transport.producers.values()}
+    try:
+        for _ in range(150):
+            if all(p.reception.received >= 40 for p in producers.values()):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop(ffmpeg)
+    received = {ssrc: p.reception.received for ssrc, p in producers.items()}
+    assert all(count >= 40 for count in received.values()), (received, ffmpeg.stderr.read().decode()[-2000:])
+    assert set(transport.sources) == {4242, 1111}
+    assert transport.sources[4242] != transport.sources[1111]  # two sockets, both heard
+    dropped = (await stats(worker)).dropped
+    assert dropped.get("unknown_peer", 0) == 0 and dropped.get("unknown_ssrc", 0) == 0
+
+
+async def test_a_stream_is_heard_only_from_its_source_and_the_remote_ip(worker):
+    """Per-SSRC comedia: a bound SSRC from another port is refused; a new SSRC from
+    another IP than the remote's is refused; a closed producer's binding goes with it."""
+    info = await worker.handle(api.PlainTransportCreate(router_id="r", transport_id="in"))
+    for ssrc in (7, 8):
+        await worker.handle(api.PlainProducerCreate(
+            transport_id="in", kind="audio", codec_name="opus", clock_rate=48000, payload_type=111, ssrc=ssrc))  # fmt: skip
+    first, second = UdpPeer(), UdpPeer()
+    transport = worker.transports["in"]
+    try:
+        first.send_rtp(rtp.build_packet(111, 1, 0, 7, payload=b"a" * 50), info.port)
+        second.send_rtp(rtp.build_packet(111, 1, 0, 8, payload=b"b" * 50), info.port)
+        await asyncio.sleep(0.1)
+        assert transport.sources == {7: ("127.0.0.1", first.port), 8: ("127.0.0.1", second.port)}
+        assert transport.remote == ("127.0.0.1", first.port)  # where we send: the first source
+        second.send_rtp(rtp.build_packet(111, 2, 0, 7, payload=b"x" * 50), info.port)  # 7 is first's
+        await asyncio.sleep(0.1)
+        assert (await stats(worker)).dropped["unknown_peer"] == 1
+        other_ip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        other_ip.bind(("127.0.0.2", 0))
+        try:
+            transport.sources.pop(8)  # unbound again: only the remote's IP may bind it
+            other_ip.sendto(rtp.build_packet(111, 3, 0, 8, payload=b"y" * 50), ("127.0.0.1", info.port))
+            await asyncio.sleep(0.1)
+        finally:
+            other_ip.close()
+        assert (await stats(worker)).dropped["unknown_peer"] == 2 and 8 not in transport.sources
+        producer = next(p for p in transport.producers.values() if p.ssrc == 7)
+        await worker.handle(api.ProducerClose(producer_id=producer.id))
+        assert 7 not in transport.sources
+    finally:
+        first.close()
+        second.close()
 
 
 # ------------------------------------------------------------ plain SRTP -> plain SRTP
