@@ -29,7 +29,6 @@ import time
 from typing import Any, TypeVar
 
 import uvloop
-from aiortc.rtcdtlstransport import RTCCertificate
 
 from common.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
 from common.messages import Empty, Message
@@ -42,13 +41,13 @@ from sfu.engine.consumer import Consumer
 from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.producer import Producer, ProducerParams
 from sfu.engine.retransmit import RetransmitPolicy
-from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
 from sfu.engine.router import Registry, Router
+from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
 from sfu.engine.stats import Counters
 from sfu.transport import negotiation
 from sfu.transport.base import Transport
 from sfu.transport.direct import DirectTransport
-from sfu.transport.dtls import certificate_fingerprint
+from sfu.transport.dtls import DtlsCertificates
 from sfu.transport.plain import SRTP_CRYPTO_SUITE, PlainTransport
 from sfu.transport.udp import MediaSocket
 from sfu.transport.webrtc import WebRtcTransport
@@ -89,8 +88,7 @@ class Worker:
             repeat_interval_s=sfu_config.nack_repeat_interval_s,
         )
         self.socket = MediaSocket(self.counters, sfu_config.max_datagram)
-        self.certificate = RTCCertificate.generateCertificate()
-        self.fingerprint = certificate_fingerprint(self.certificate)
+        self.certificates = DtlsCertificates()  # renewed for new transports before expiry
         # Every router, transport, producer and consumer by id: kept by the tree itself.
         self.registry = Registry()
         self.channel: ChannelServer | None = None
@@ -175,7 +173,7 @@ class Worker:
             router,
             request.direction,
             self.socket,
-            self.certificate,
+            self.certificates.current(),
             self.counters,
             self._on_transport_state,
             max_consumer_slots=self.media.max_subscribe_mlines,
@@ -412,7 +410,7 @@ class Worker:
     # ----------------------------------------------------------------- helpers
 
     def _local(self, transport: WebRtcTransport) -> sdp.LocalTransport:
-        return negotiation.local_description(transport, self.fingerprint, self.announced_ips, self.port)
+        return negotiation.local_description(transport, transport.fingerprint, self.announced_ips, self.port)
 
     def _new_producer(self, params: ProducerParams, transport: Transport) -> Producer:
         """A producer arriving on `transport`, with an id the worker picks."""

@@ -11,6 +11,7 @@ aiortc is pinned to one version and tests/sfu/transport/test_dtls.py covers each
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from typing import Callable
 
@@ -64,6 +65,50 @@ def certificate_fingerprint(certificate: RTCCertificate) -> tuple[str, str]:
         if fingerprint.algorithm == "sha-256":
             return fingerprint.algorithm, fingerprint.value
     raise RuntimeError("certificate has no sha-256 fingerprint")
+
+
+# aiortc's certificates are valid for 30 days. A transport made within this long of its
+# certificate's end gets a fresh one, so a worker that runs for months keeps taking joins.
+RENEW_BEFORE = datetime.timedelta(days=7)
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class DtlsCertificates:
+    """The worker's DTLS certificate for new transports, renewed before it expires.
+
+    A transport keeps the certificate it was made with for its whole life (its DTLS
+    association and the fingerprint in its SDP are that certificate's); only transports
+    made after a renewal use the new one. Renewal is one EC key and one self-signed
+    certificate (about a millisecond), done when a transport is made, at most once a
+    certificate lifetime."""
+
+    __slots__ = ("_clock", "_generate", "renew_before", "certificate", "renewals")
+
+    def __init__(
+        self,
+        clock: Callable[[], datetime.datetime] = _utc_now,
+        generate: Callable[[], RTCCertificate] = RTCCertificate.generateCertificate,
+        renew_before: datetime.timedelta = RENEW_BEFORE,
+    ) -> None:
+        self._clock = clock
+        self._generate = generate
+        self.renew_before = renew_before
+        self.certificate = generate()
+        self.renewals = 0
+
+    def current(self) -> RTCCertificate:
+        """The certificate a transport made now should use."""
+        if self._clock() >= self.certificate.expires - self.renew_before:
+            self.certificate = self._generate()
+            self.renewals += 1
+        return self.certificate
+
+    @property
+    def expires(self) -> datetime.datetime:
+        return self.certificate.expires
 
 
 class DtlsSession:

@@ -22,7 +22,7 @@ from sfu.engine.simulcast import SimulcastProducer
 from sfu.engine.stats import Counters
 from sfu.engine.twcc import TransportCcRecorder
 from sfu.transport.base import Transport
-from sfu.transport.dtls import DtlsSession
+from sfu.transport.dtls import DtlsSession, certificate_fingerprint
 from sfu.transport.ice import CONSENT_TIMEOUT_S, PROBE, SELECT, IcePath, new_tiebreaker
 from sfu.transport.srtp import FastSrtp
 from sfu.wire import dtls as dtls_records
@@ -70,6 +70,7 @@ class WebRtcTransport(Transport):
         "pending_rejected",
         "tcc_seq",
         "remote_fingerprints",
+        "fingerprint",
         "dtls_role",
         "dtls",
         "socket",
@@ -122,6 +123,7 @@ class WebRtcTransport(Transport):
         self.pending_rejected: list[tuple[int, Consumer]] = []  # what the pending offer rejects
         self.tcc_seq = random.getrandbits(16)
         self.remote_fingerprints: list[tuple[str, str]] = []
+        self.fingerprint = certificate_fingerprint(certificate)  # ours, in every SDP we send
         self.dtls_role: str | None = None
         self.socket = socket
         self.on_state = on_state

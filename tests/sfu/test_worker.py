@@ -1,16 +1,24 @@
 """The worker's requests on its object tree (sfu/worker.py over sfu/engine/router.py), in
 process, 127.0.0.1 only: every close request cascades through the tree and leaves the
-registry as if the closed entity never existed; ids taken again are not lost.
+registry as if the closed entity never existed; ids taken again are not lost; the DTLS
+certificate is renewed for new transports before it expires.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc.rtcdtlstransport import RTCCertificate
 
 from common.channel import RequestFailed
 from sfu import api
+from sfu.transport.dtls import DtlsCertificates, certificate_fingerprint
 from sfu.wire import rtcp
 from sfu.worker import Worker
+from tests.support.certificates import certificate_ending
 from tests.support.worker_fixtures import loopback_ice, worker  # noqa: F401  (fixtures)
 
 
@@ -138,3 +146,39 @@ async def test_shutdown_closes_every_router(worker):
     await worker.shutdown()
     registry = worker.registry
     assert not (registry.routers or registry.transports or registry.producers or registry.consumers)
+
+
+async def test_a_worker_whose_certificate_nears_its_end_renews_it_for_new_transports(worker):
+    """aiortc's DTLS certificates last 30 days: a worker that has run for weeks must not
+    break new joins. A transport made before the renewal keeps its certificate; one made
+    after gets a fresh certificate, says so in its SDP, and a real DTLS client connects."""
+    now = [datetime.datetime.now(datetime.timezone.utc)]
+    ending_soon = certificate_ending(now[0] + datetime.timedelta(days=10))
+    made = iter([ending_soon])
+    worker.certificates = DtlsCertificates(
+        clock=lambda: now[0], generate=lambda: next(made, None) or RTCCertificate.generateCertificate()
+    )
+    await worker.handle(api.TransportCreate(router_id="r", transport_id="before", direction="publish"))
+    before = worker.registry.transports["before"]
+    assert before.fingerprint == certificate_fingerprint(ending_soon)
+
+    now[0] += datetime.timedelta(days=4)  # 6 days left: inside the renewal week
+    await worker.handle(api.TransportCreate(router_id="r", transport_id="after", direction="publish"))
+    after = worker.registry.transports["after"]
+    assert worker.certificates.renewals == 1 and after.fingerprint != before.fingerprint
+    assert before.fingerprint == certificate_fingerprint(ending_soon)  # kept for its life
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await worker.handle(api.PublishOffer(transport_id="after", sdp=pc.localDescription.sdp))
+        assert after.fingerprint[1] in answer.sdp and before.fingerprint[1] not in answer.sdp
+        await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        for _ in range(100):
+            if after.connected:
+                break
+            await asyncio.sleep(0.1)
+        assert after.connected  # DTLS with the renewed certificate
+    finally:
+        await pc.close()

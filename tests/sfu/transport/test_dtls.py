@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL
 
-from sfu.transport.dtls import DtlsSession, certificate_fingerprint
+from sfu.transport.dtls import DtlsCertificates, DtlsSession, certificate_fingerprint
 from sfu.wire import rtp
+from tests.support.certificates import certificate_ending
 
 
 def test_aiortc_is_the_pinned_version():
@@ -155,3 +156,25 @@ async def test_set_role_is_honoured(role):
     assert pair.sessions["a"]._dtls._role == role
     for session in pair.sessions.values():
         await session.close()
+
+
+# ------------------------------------------------------------- certificate renewal
+
+
+@pytest.mark.unit
+def test_certificates_are_renewed_a_week_before_they_expire():
+    now = [datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc)]
+    made: list[RTCCertificate] = []
+
+    def generate() -> RTCCertificate:
+        made.append(certificate_ending(now[0] + datetime.timedelta(days=30)))
+        return made[-1]
+
+    keeper = DtlsCertificates(clock=lambda: now[0], generate=generate)
+    first = keeper.current()
+    now[0] += datetime.timedelta(days=22, hours=23)
+    assert keeper.current() is first and keeper.renewals == 0  # 7 days and an hour left
+    now[0] += datetime.timedelta(hours=2)
+    second = keeper.current()
+    assert second is not first and keeper.renewals == 1 and len(made) == 2
+    assert keeper.current() is second and keeper.expires == now[0] + datetime.timedelta(days=30)
