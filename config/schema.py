@@ -363,6 +363,11 @@ class HttpConfig(_Section):
     # TLS is on when both are set; both or neither.
     tls_cert: str = setting("", FILE_PATH)
     tls_key: str = setting("", FILE_PATH)
+    # "files": TLS from tls_cert/tls_key when set; "self-signed": a certificate made for
+    # public_url's host (a LAN trial; control.cli.tls).
+    tls: str = setting("files", one_of("files", "self-signed"))
+    # A plain-HTTP port that redirects to HTTPS (0: none); TLS must be on.
+    redirect_port: int = setting(0, PORT)
     # TLS ends at a reverse proxy in front of this server (public_url must be https).
     behind_tls_proxy: bool = setting(False, BOOLEAN)
     # Reverse proxies whose X-Forwarded-For is believed (control.http.proxies): a request
@@ -381,12 +386,27 @@ class HttpConfig(_Section):
             path = getattr(self, name)
             if path and not os.path.isfile(path):
                 raise ConfigError(f"http.{name}: no such file: {path!r}")
+        if self.tls == "self-signed" and self.tls_cert:
+            raise ConfigError(
+                "http.tls: self-signed makes its own certificate: leave http.tls_cert and http.tls_key "
+                "empty, or set http.tls: files to use them"
+            )
+        if self.redirect_port and not self.tls_on:
+            raise ConfigError("http.redirect_port: redirects to HTTPS, but TLS is off (set http.tls_cert "
+                              "and http.tls_key, or http.tls: self-signed)")
+        if self.redirect_port and self.redirect_port == self.port:
+            raise ConfigError("http.redirect_port: must differ from http.port")
         self._check_tls_off_loopback()
+
+    @property
+    def tls_on(self) -> bool:
+        """HTTPS on this server's own port (a certificate from files, or self-signed)."""
+        return bool(self.tls_cert) or self.tls == "self-signed"
 
     def _check_tls_off_loopback(self) -> None:
         """Sign-in passwords, session tokens and join tokens cross this socket: anywhere but
         loopback it must be TLS, here or at a proxy in front."""
-        if is_loopback_host(self.host) or self.tls_cert:
+        if is_loopback_host(self.host) or self.tls_on:
             return
         if self.behind_tls_proxy:
             if not self.public_url.startswith("https://"):

@@ -2,7 +2,8 @@
 
 Lifecycle: first SIGTERM/SIGINT stops accepting connections, closes every signaling socket
 (WebSocket 1001), stops the workers (SIGTERM, SIGKILL after a timeout) and exits 0. A
-second signal SIGKILLs the workers and exits at once.
+second signal SIGKILLs the workers and exits at once. SIGHUP reloads the HTTPS
+certificate (control.cli.tls) without closing anything.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import ssl
 import sys
 import time
 from typing import Any
@@ -23,6 +23,7 @@ from aiohttp import web
 
 from config import Config, ConfigError, load_config
 from control.app import SERVICES, create_app
+from control.cli.tls import Tls, add_hsts, certificate_files, redirect_app
 
 log = logging.getLogger("control")
 
@@ -77,19 +78,25 @@ def setup_logging(level: str, fmt: str) -> None:
 # ---------------------------------------------------------------------- serve
 
 
-def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
-    if not (cfg.http.tls_cert and cfg.http.tls_key):
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cfg.http.tls_cert, cfg.http.tls_key)
-    return context
-
-
 def _bound_port(runner: web.AppRunner, default: int) -> int:
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2:
             return int(address[1])
     return default
+
+
+async def _start_redirect(cfg: Config, https_port: int) -> web.AppRunner | None:
+    """http.redirect_port: plain HTTP answering every request with a redirect to HTTPS."""
+    runner = web.AppRunner(redirect_app(cfg.http.public_url, https_port), handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, cfg.http.host, cfg.http.redirect_port).start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%s (http.redirect_port): %s", cfg.http.host, cfg.http.redirect_port, exc)
+        await runner.cleanup()
+        return None
+    log.info("redirecting http port %d to https port %d", cfg.http.redirect_port, https_port)
+    return runner
 
 
 def serving_url(cfg: Config, port: int, tls: bool) -> str:
@@ -127,24 +134,45 @@ async def serve(cfg: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
+    try:
+        files = certificate_files(cfg)
+        tls = Tls(files) if files is not None else None
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        log.error("https: the certificate does not load: %s", exc)
+        return 2
+    if tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, tls.reload)
+        if not tls.files.self_signed:
+            app.on_response_prepare.append(add_hsts)
+        print(f"conclave: https with the {tls.describe()}", flush=True)
+        log.info("https with the %s", tls.describe())
+
     access_log = logging.getLogger("aiohttp.access")
     runner = web.AppRunner(app, handle_signals=False, access_log=access_log, shutdown_timeout=5.0)
     await runner.setup()  # starts the workers (app cleanup context)
-    tls = _ssl_context(cfg)
-    site = web.TCPSite(runner, cfg.http.host, cfg.http.port, ssl_context=tls)
+    site = web.TCPSite(runner, cfg.http.host, cfg.http.port, ssl_context=tls.context if tls else None)
     try:
         await site.start()
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", cfg.http.host, cfg.http.port, exc)
         await runner.cleanup()
         return 1
-    url = serving_url(cfg, _bound_port(runner, cfg.http.port), tls is not None)
+    port = _bound_port(runner, cfg.http.port)
+    redirect = None
+    if tls is not None and cfg.http.redirect_port:
+        redirect = await _start_redirect(cfg, port)
+        if redirect is None:
+            await runner.cleanup()
+            return 1
+    url = serving_url(cfg, port, tls is not None)
     public = f" (public URL {cfg.http.public_url})" if cfg.http.public_url else ""
     print(f"conclave serving at {url}{public}", flush=True)
     log.info("serving at %s with %d SFU worker(s)", url, len(services.workers.workers))
 
     await stop.wait()
     started = time.monotonic()
+    if redirect is not None:
+        await redirect.cleanup()
     try:
         await asyncio.wait_for(runner.cleanup(), SHUTDOWN_TIMEOUT_S)
     except asyncio.TimeoutError:

@@ -182,7 +182,7 @@ def test_unknown_key_in_file(tmp_path):
     path = write(tmp_path, "http:\n  prot: 80\n")
     assert error_of(path) == (
         f"config file {path}: http.prot: unknown key "
-        "(known: host, port, public_url, tls_cert, tls_key, behind_tls_proxy, trusted_proxies)"
+        "(known: host, port, public_url, tls_cert, tls_key, tls, redirect_port, behind_tls_proxy, trusted_proxies)"
     )
 
 
@@ -316,7 +316,7 @@ def test_missing_file(tmp_path):
         (
             "CONCLAVE_HTTP__PROT",
             "CONCLAVE_HTTP__PROT: unknown key http.prot "
-            "(known: host, port, public_url, tls_cert, tls_key, behind_tls_proxy, trusted_proxies)",
+            "(known: host, port, public_url, tls_cert, tls_key, tls, redirect_port, behind_tls_proxy, trusted_proxies)",
         ),
         (
             "CONCLAVE_HTPP__PORT",
@@ -339,7 +339,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     lines = error_of(path, env={"CONCLAVE_HTTP__PORT": "x"}).splitlines()
     assert lines == [
         f"config file {path}: http.prot: unknown key "
-        "(known: host, port, public_url, tls_cert, tls_key, behind_tls_proxy, trusted_proxies)",
+        "(known: host, port, public_url, tls_cert, tls_key, tls, redirect_port, behind_tls_proxy, trusted_proxies)",
         f"config file {path}: sfu.workers: expected an integer >= 0, got 'two'",
         "CONCLAVE_HTTP__PORT: expected an integer, got 'x'",
     ]

@@ -17,6 +17,7 @@ import os
 import secrets
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -65,6 +66,9 @@ class ConclaveServer:
         self.meetings: dict[str, dict[str, Any]] = {}  # meeting id and number digits -> create_meeting()
         self._host: dict[str, Any] | None = None
         self._hosts = 0
+        # HTTPS with a certificate the default trust store does not know (self-signed):
+        # the context that trusts it, used by every REST call.
+        self.ssl: ssl.SSLContext | None = None
 
     # -- REST ---------------------------------------------------------------
 
@@ -73,7 +77,8 @@ class ConclaveServer:
     ) -> tuple[int, Any, Any]:
         """One request to `/api/v1{path}`: (status, parsed JSON or text, headers)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with aiohttp.ClientSession() as session:
+        connector = aiohttp.TCPConnector(ssl=self.ssl) if self.ssl is not None else None
+        async with aiohttp.ClientSession(connector=connector) as session:
             url = f"{self.base_url}/api/v1{path}"
             async with session.request(method, url, json=json_body, headers=headers, **kwargs) as response:
                 text = await response.text()
