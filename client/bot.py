@@ -25,6 +25,7 @@ import numpy as np
 from aiortc.contrib.media import MediaPlayer, MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .adaptive import TRACK_STATE_EVENTS, TrackStates
 from .media import GeneratedVideoTrack, ToneAudioTrack, open_media_file, read_frame_counter, stop_media_player
 from .peer import PublishPeer, SubscribePeer
 from .recording import ANNOUNCEMENT_SOURCE, CONSENT_DECISIONS, RecordingState, RecordingWatcher
@@ -144,7 +145,12 @@ class Bot:
     speaking (ours included; None before anyone spoke and after the speaker left),
     `active_speakers` every change as (monotonic time, participant id),
     `on("active_speaker", cb)` calls cb(msg) on each, `await wait_active_speaker(pid)`
-    waits for one."""
+    waits for one.
+
+    Adaptive media: `track_states` (client.adaptive.TrackStates) keeps what the server says
+    of each remote video track (`track_paused`, `track_resumed`, `track_quality`);
+    `await wait_track_paused(track_id, reason)` waits for a pause (reason None: for it to
+    be forwarded again). A bot publishes one layer: `publish_layers` does not concern it."""
 
     def __init__(
         self,
@@ -213,6 +219,7 @@ class Bot:
         self.announcement: ReceiveStats | None = None  # the server's spoken notices
         self.active_speaker: str | None = None  # who speaks (`active_speaker`), or None
         self.active_speakers: list[tuple[float, str | None]] = []  # (time.monotonic(), who) per change
+        self.track_states = TrackStates()  # track_id -> what the server says of it
         self.left_by_consent = asyncio.Event()  # we answered a recording notice with "leave"
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
 
@@ -289,6 +296,7 @@ class Bot:
         self.participant_id = joined["participant_id"]
         self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
         self.active_speaker = None  # `active_speaker` follows `joined` when someone spoke
+        self.track_states.clear()  # a new subscribe connection: the server starts over
         self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
         self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
         ice_servers = joined.get("ice_servers") or []
@@ -375,6 +383,7 @@ class Bot:
             "chat": self._on_chat,
             "recording_state": self._on_recording_state,
             "active_speaker": self._on_active_speaker,
+            **{kind: self.track_states.handle for kind in TRACK_STATE_EVENTS},
             "reconnect": self._on_reconnect,
             "error": self.errors.append,
             "*": self._on_any,  # after the handlers above: waiters see the change
@@ -605,6 +614,16 @@ class Bot:
     async def wait_active_speaker(self, participant_id: str | None, timeout: float = 10.0) -> None:
         """Until the server names `participant_id` as the active speaker (None: nobody)."""
         await self.wait_until(lambda: self.active_speaker == participant_id, timeout, f"{participant_id} to speak")
+
+    async def wait_track_paused(self, track_id: str, reason: str | None, timeout: float = 10.0) -> None:
+        """Until the server pauses `track_id` for `reason` ("bandwidth", "last_n"), or
+        forwards it (None)."""
+
+        def reached() -> bool:
+            state = self.track_states.get(track_id)
+            return (state.paused if state else None) == reason
+
+        await self.wait_until(reached, timeout, f"{track_id} paused: {reason}")
 
     async def wait_for_chat(self, text: str, timeout: float = 10.0) -> Message:
         def found() -> bool:

@@ -477,7 +477,9 @@ class MediaConfig(_Section):
     # In order of preference. The SFU never transcodes, so these are what senders may use.
     video_codecs: tuple[str, ...] = setting(("VP8", "H264"), codec_list("VP8", "H264"))
     audio_codecs: tuple[str, ...] = setting(("opus",), codec_list("opus"))
-    accept_simulcast: bool = setting(False, BOOLEAN)
+    # On by default (issue 11): browsers send camera video as three rid layers; a client
+    # that cannot (aiortc bots) sends one, forwarded whole.
+    accept_simulcast: bool = setting(True, BOOLEAN)
     # What one participant may make the SFU carry (docs/security-media.md). A publish
     # offer with more m-lines, or sending more tracks, is refused whole.
     max_publish_mlines: int = setting(32, integer(1, 1024))
@@ -576,6 +578,10 @@ class LimitsConfig(_Section):
     auto_record: bool = setting(False, BOOLEAN)
     consent_policy: str = setting("notify", one_of("notify", "require"))
     participants_may_transcribe: bool = setting(False, BOOLEAN)
+    # Last-N (issue 11): the most a host may set a meeting's `last_n` to (participants
+    # whose video each subscriber receives at once); a meeting without one gets 25, capped
+    # by this.
+    max_last_n: int = setting(25, integer(1, 1000))
 
 
 def segment_length() -> Rule:

@@ -36,6 +36,7 @@ from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
 from control.http.transcripts import TranscriptRoutes
 from control.http.urls import PublicUrls
+from control.meeting.adaptive import AdaptiveMedia
 from control.meeting.attendance import Attendance
 from control.meeting.chat import Chat
 from control.meeting.conference import Conference
@@ -82,6 +83,7 @@ class Services:
     workers: WorkerSupervisor
     recorder: RecorderSupervisor
     conference: Conference
+    adaptive: AdaptiveMedia
     chat: Chat
     attendance: Attendance
     moderation: Moderation
@@ -177,6 +179,7 @@ def build_services(
         workers=worker_supervisor,
         recorder=recorder,
         conference=conference,
+        adaptive=AdaptiveMedia(registry=registry, supervisor=worker_supervisor, tasks=tasks),
         chat=chat,
         attendance=attendance,
         moderation=moderation,
@@ -195,6 +198,9 @@ def _wire(s: Services) -> None:
     """Who listens to whom: written here, once."""
     s.workers.add_down_listener(s.conference.worker_down)
     s.workers.add_notification_listener(s.conference.worker_notification)
+    s.workers.add_notification_listener(s.adaptive.worker_notification)
+    s.conference.add_listener(s.adaptive)
+    s.lifecycle.add_listener(s.adaptive)
     s.metrics.watch_active_speakers(lambda: s.conference.active_speaker_changes)
     s.conference.add_listener(s.recordings)
     s.lifecycle.add_listener(s.recordings)
@@ -235,7 +241,8 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
         allowed_networks=s.cfg.outbound.allowed_networks, archive=s.archive, rate_limited=s.metrics.rate_limited,
     ).register(router)
     MeetingRoutes(
-        store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls
+        store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls,
+        adaptive=s.adaptive,
     ).register(router)
     SessionRoutes(
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, attendance=s.attendance,

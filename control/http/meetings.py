@@ -32,6 +32,7 @@ from control.http.rest import (
 )
 from control.http.urls import PublicUrls
 from control.meeting import numbers
+from control.meeting.adaptive import AdaptiveMedia
 from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.recording.archive import RecordingArchive
@@ -59,6 +60,7 @@ class MeetingRoutes:
         archive: RecordingArchive,
         limits: LimitsPolicy,
         urls: PublicUrls,
+        adaptive: AdaptiveMedia,
     ) -> None:
         self._store = store
         self._auth = auth
@@ -67,6 +69,7 @@ class MeetingRoutes:
         self._archive = archive
         self._limits = limits
         self._urls = urls
+        self._adaptive = adaptive  # a live meeting's last-N follows its setting
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/v1/meetings", self.create_meeting)
@@ -92,6 +95,7 @@ class MeetingRoutes:
             "waiting_room": meeting.waiting_room,
             "status": meeting.status,
             "locked": meeting.locked,
+            "last_n": meeting.last_n,
             "host_id": meeting.host_id,
             "customer_id": meeting.customer_id,
             "created_at": iso_time(meeting.created_at),
@@ -114,6 +118,10 @@ class MeetingRoutes:
     def _duration_field(self, body: dict[str, Any], limits: LimitsConfig) -> int | None:
         return int_field(body, "duration_minutes", 1, limits.max_meeting_minutes)
 
+    def _last_n_field(self, body: dict[str, Any], limits: LimitsConfig) -> int | None:
+        """Last-N: from 1 to the customer's cap (`limits.max_last_n`)."""
+        return int_field(body, "last_n", 1, limits.max_last_n)
+
     async def meeting_in_path(self, request: web.Request, actor: Actor, *, host_only: bool = False) -> MeetingRecord:
         """The meeting of `{number}` in the path, if the actor may act on it (else 403/404)."""
         return require_meeting_access(actor, await self._auth.meeting_in_path(request), host_only=host_only)
@@ -132,6 +140,7 @@ class MeetingRoutes:
             "start_time": time_field(body, "start_time"),
             "duration_minutes": self._duration_field(body, limits),
             "waiting_room": True if bool_field(body, "waiting_room") is None else body["waiting_room"],
+            "last_n": self._last_n_field(body, limits),
         }
         for _ in range(NUMBER_ATTEMPTS):
             try:
@@ -199,7 +208,12 @@ class MeetingRoutes:
         waiting_room = bool_field(body, "waiting_room")
         if waiting_room is not None:
             changes["waiting_room"] = waiting_room
+        last_n = self._last_n_field(body, limits)
+        if last_n is not None:
+            changes["last_n"] = last_n
         meeting = await self._store.update_meeting(meeting.id, **changes)
+        if last_n is not None:
+            await self._adaptive.setting_changed(meeting)
         detail = {k: v for k, v in changes.items() if k != "passcode"}
         if passcode is not None:
             detail["passcode_changed"] = True

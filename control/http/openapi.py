@@ -107,6 +107,8 @@ SCHEMAS: dict[str, Schema] = {
             "waiting_room": {"type": "boolean"},
             "status": {"enum": ["scheduled", "live", "ended"]},
             "locked": {"type": "boolean"},
+            # null: the default (25, or the customer's limits.max_last_n when lower)
+            "last_n": {"type": ["integer", "null"], "minimum": 1},
             "host_id": ID,
             "customer_id": ID,
             "created_at": TIME,
@@ -214,6 +216,9 @@ MEETING_FIELDS: dict[str, Schema] = {
     "duration_minutes": {"type": "integer", "minimum": 1},
     "passcode": PASSCODE,
     "waiting_room": {"type": "boolean"},
+    # How many participants' video each subscriber receives at once; at most the
+    # customer's limits.max_last_n (else 400 invalid_field).
+    "last_n": {"type": "integer", "minimum": 1},
 }
 HOST_FIELDS: dict[str, Schema] = {
     "email": {"type": "string", "format": "email", "maxLength": 254},

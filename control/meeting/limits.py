@@ -17,6 +17,10 @@ from typing import Any
 from config import LimitsConfig
 from control.store.base import Customer
 
+# A meeting's last-N when its host set none (issue 11): the video of this many
+# participants reaches each subscriber at once, capped by the customer's `max_last_n`.
+DEFAULT_LAST_N = 25
+
 
 @dataclass(frozen=True, slots=True)
 class MeetingLimits:
@@ -27,6 +31,11 @@ class MeetingLimits:
     def capacity(self) -> int:
         """Most participants in the meeting at once: the server's cap, or the customer's if lower."""
         return min(self.account.max_participants_per_meeting, self.server_max_participants)
+
+    def last_n(self, requested: int | None) -> int:
+        """The last-N a meeting runs with: its host's setting (or the default), never over
+        the customer's cap (an operator may lower it after the host chose)."""
+        return min(requested or DEFAULT_LAST_N, self.account.max_last_n)
 
     def may_transcribe(self, is_host: bool) -> bool:
         """Whether a participant may start transcription themselves."""

@@ -109,6 +109,7 @@ class Participant:
         "consumers",
         "unsubscribed",
         "tiles",
+        "track_pauses",
         "negotiation",
         "closed",
         "exit_reason",
@@ -144,6 +145,9 @@ class Participant:
         # track id -> (width, height, visible) of the tile they show it in (`tile_size`),
         # kept for the consumers made later (a resubscription, a worker restart).
         self.tiles: dict[str, tuple[int, int, bool]] = {}
+        # track id -> why the media server stopped forwarding it to them ("bandwidth",
+        # "last_n"), as they were told (`track_paused`); gone when told `track_resumed`.
+        self.track_pauses: dict[str, str] = {}
         self.negotiation: Negotiation | None = None  # of their subscribe connection, once admitted
         self.closed = False
         # Why the server closed them: None (they left), "replaced", "reset", "removed",
@@ -242,6 +246,9 @@ class LiveMeeting:
         # Who speaks (a participant id), as the media server's detector last said; None
         # before anyone spoke and after the speaker left.
         self.active_speaker: str | None = None
+        # Last-N as the host set it (the store's `last_n`; None: the default), applied
+        # under the limits' cap (control.meeting.adaptive).
+        self.last_n: int | None = None
         self.ended = False
         self.end_timer: Timer | None = None  # the customer's duration limit
         # Serializes media operations (join/publish/subscribe/leave) of this meeting, so
@@ -335,6 +342,7 @@ class MeetingRegistry:
         if live_session is not None:
             meeting.live_session_id = live_session.id
         meeting.title = record.title
+        meeting.last_n = record.last_n
         return meeting
 
     def of_customer(self, customer_id: str) -> list[LiveMeeting]:

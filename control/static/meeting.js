@@ -520,6 +520,7 @@ function renderAll() {
 session.addEventListener('state', onState);
 session.addEventListener('participants', renderAll);
 session.addEventListener('speaker', () => board.render(session));
+session.addEventListener('quality', () => board.render(session));
 session.addEventListener('media', () => {
   board.render(session);
   attach($('announcement-audio'), session.announcementTrack(), audioBlocked);

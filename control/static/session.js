@@ -18,6 +18,7 @@
 
 import { ApiError, tokenClaims, tokenSecondsLeft } from './api.js';
 import { RecordingControl } from './recording.js';
+import { PublishLayers, TrackStates } from './adaptive.js';
 import {
   ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishEncodingStats, publishStats, subscribeStats,
 } from './mediastats.js';
@@ -123,6 +124,8 @@ export class MeetingSession extends EventTarget {
     this.reconnects = 0;                  // times the connection was lost and rebuilt
     this.iceServers = [];
     this.recording = new RecordingControl(this);   // recording_state, consent, the host's commands
+    this.trackStates = new TrackStates();          // what the server said of each video we receive
+    this.layers = new PublishLayers((trackId) => this.senderOfTrack(trackId));   // publish_layers
 
     this.ws = null;
     this.pubPc = null;
@@ -534,6 +537,10 @@ export class MeetingSession extends EventTarget {
       case 'chat': this.onChat(msg.message); break;
       case 'muted_by_host': this.onMutedByHost(msg); break;
       case 'recording_state': this.recording.onMessage(msg); break;
+      case 'track_paused': case 'track_resumed': case 'track_quality':
+        if (this.trackStates.onMessage(msg)) this.emit('quality', { trackId: msg.track_id });
+        break;
+      case 'publish_layers': this.layers.onMessage(msg); break;
       default: break;   // track_published / track_unpublished / pong: offers carry what we need
     }
   }
@@ -589,6 +596,8 @@ export class MeetingSession extends EventTarget {
     this.mayTranscribe = msg.may_transcribe === true;
     this.simulcast = msg.simulcast === true;
     this.tileSizes = new Map();   // a new subscribe connection: its consumers start afresh
+    this.trackStates.reset();
+    this.layers.reset();          // and a new publish connection: new track ids
     if (this.simulcast) this.upgradeCamera();
     // Back as the same participant: keep the chat seen so far (history may be capped).
     if (msg.participant_id !== this.participantId) this.chat = [];
@@ -733,6 +742,15 @@ export class MeetingSession extends EventTarget {
     if (pc !== this.pubPc || pc.signalingState !== 'have-local-offer') return;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
     this.publishedTracks = answer.tracks || [];
+    this.layers.apply();   // a renegotiation may have reset the encodings' active flags
+  }
+
+  // The sender of our published track `trackId` (publish_answer names its mid), or null.
+  senderOfTrack(trackId) {
+    const published = (this.publishedTracks || []).find((t) => t.track_id === trackId);
+    if (!published || !this.pubPc) return null;
+    const transceiver = this.pubPc.getTransceivers().find((t) => t.mid === String(published.mid));
+    return transceiver ? transceiver.sender : null;
   }
 
   // ------------------------------------------------------------------ subscribe PC

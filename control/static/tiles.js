@@ -3,9 +3,12 @@
 // event can simply call it again. The active speaker's tile (the server's `active_speaker`)
 // is highlighted (class `speaking`, `data-speaking="true"`); another participant's camera
 // tile that speaks is also featured: first in the grid and twice as large (`featured`).
+// A remote video tile shows the server's word on its quality (adaptive.js): bars for the
+// layer it receives, none and a dimmed picture with a label while the server pauses it.
 
 import { icons } from './icons.js';
 import { ANNOUNCEMENT_SOURCE } from './mediastats.js';
+import { qualityOf } from './adaptive.js';
 import { el, initials, colorFor } from './ui.js';
 
 function tileKey(participantId, source) {
@@ -88,6 +91,10 @@ class Tile {
       class: 'tile-flag', dataset: { testid: 'tile-muted-camera' }, title: 'Camera off',
       role: 'img', 'aria-label': 'Camera off', html: icons.cameraOff, hidden: true,
     });
+    this.quality = el('span', {
+      class: 'tile-quality', dataset: { testid: 'tile-quality', bars: '0' }, role: 'img', hidden: true,
+    }, el('i', {}), el('i', {}), el('i', {}));
+    this.pausedLabel = el('span', { class: 'tile-paused', dataset: { testid: 'tile-paused' }, hidden: true });
     this.root = el('figure', {
       class: `tile${screen ? ' tile-screen' : ''}${local ? ' tile-local' : ''}`,
       dataset: {
@@ -95,11 +102,11 @@ class Tile {
         participantId,
         source: screen ? 'screen' : 'camera',
       },
-    }, this.video, this.avatar, this.audio,
-    el('figcaption', {}, this.nameEl, this.micFlag, this.camFlag));
+    }, this.video, this.avatar, this.audio, this.pausedLabel,
+    el('figcaption', {}, this.nameEl, this.micFlag, this.camFlag, this.quality));
   }
 
-  update({ name, video, audio, micMuted, camMuted, speaking, featured, onBlocked, videoTrackId, tileKnown }) {
+  update({ name, video, audio, micMuted, camMuted, speaking, featured, onBlocked, videoTrackId, tileKnown, trackState }) {
     if (this.watch) this.watch.setTrack(videoTrackId || null, tileKnown);
     if (this.nameEl.textContent !== name) {
       this.nameEl.textContent = name;
@@ -119,6 +126,23 @@ class Tile {
     this.root.classList.toggle('speaking', !!speaking);
     this.root.classList.toggle('featured', !!featured);
     this.root.dataset.speaking = String(!!speaking);
+    this.showQuality(qualityOf(trackState || null), trackState ? trackState.paused : null);
+  }
+
+  // Bars for the layer received (3: the top one), or none and "Paused" while the server
+  // pauses it: a paused picture is dimmed, not taken for a frozen one.
+  showQuality(quality, paused) {
+    this.quality.hidden = !quality;
+    if (quality) {
+      this.quality.dataset.bars = String(quality.bars);
+      this.quality.title = quality.label;
+      this.quality.setAttribute('aria-label', `Video quality: ${quality.label}`);
+    }
+    this.root.classList.toggle('paused', !!paused);
+    this.root.dataset.paused = paused || '';
+    this.pausedLabel.hidden = !paused;
+    this.pausedLabel.textContent = paused ? 'Paused' : '';
+    this.pausedLabel.title = quality ? quality.label : '';
   }
 
   remove() {
@@ -188,6 +212,7 @@ export class TileBoard {
         state.video = media.track;
         state.videoTrackId = media.track_id;
         state.tileKnown = !!(session.tileSizes && session.tileSizes.has(media.track_id));
+        state.trackState = session.trackStates ? session.trackStates.get(media.track_id) : null;
       } else state.audio = media.track;
     }
     this.reconcile(wanted);

@@ -181,6 +181,8 @@ class MeetingRecord:
     status: str = "scheduled"  # MeetingStatus
     locked: bool = False
     created_at: float = 0.0
+    # Last-N (issue 11): the host's setting; None: the server's default (control.meeting.limits).
+    last_n: int | None = None
 
 
 @dataclass(slots=True)
@@ -447,6 +449,7 @@ class Store(abc.ABC):
         start_time: float | None = None,
         duration_minutes: int | None = None,
         waiting_room: bool = True,
+        last_n: int | None = None,
     ) -> MeetingRecord:
         """Raises Conflict("meeting_number") when a meeting that exists (not removed) has
         that number: the caller draws another number and tries again."""
@@ -471,7 +474,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def update_meeting(self, meeting_id: str, **changes: Any) -> MeetingRecord:
-        """Change any of: title, passcode, start_time, duration_minutes, waiting_room, locked.
+        """Change any of: title, passcode, start_time, duration_minutes, waiting_room, locked,
+        last_n.
         (status changes only through start/end/remove.) Raises NotFound."""
 
     @abc.abstractmethod

@@ -378,6 +378,7 @@ class SqliteStore(RecordingsMixin, DeletionMixin, Store):
         start_time: float | None = None,
         duration_minutes: int | None = None,
         waiting_room: bool = True,
+        last_n: int | None = None,
     ) -> MeetingRecord:
         meeting = MeetingRecord(
             id=new_id(),
@@ -390,6 +391,7 @@ class SqliteStore(RecordingsMixin, DeletionMixin, Store):
             duration_minutes=duration_minutes,
             waiting_room=waiting_room,
             created_at=self._clock(),
+            last_n=last_n,
         )
         return await self._run(self._write, self._insert_new, "meeting", meeting)
 

@@ -29,7 +29,7 @@ R = TypeVar("R")
 # Columns each update_* may change, and how a Python value is stored.
 CUSTOMER_FIELDS = {"name", "status", "api_key_hash", "limits", "webhook_url", "webhook_secret"}
 HOST_FIELDS = {"email", "name", "password_hash", "status"}
-MEETING_FIELDS = {"title", "passcode", "start_time", "duration_minutes", "waiting_room", "locked"}
+MEETING_FIELDS = {"title", "passcode", "start_time", "duration_minutes", "waiting_room", "locked", "last_n"}
 PARTICIPANT_FIELDS = {"state", "live_session_id", "name", "left_at", "removed"}
 ENDED_STATES = ("left", "denied", "removed")
 RECORDING_FIELDS = {"state", "stopped_at", "error", "key_prefix", "live_session_id"}

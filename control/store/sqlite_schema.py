@@ -198,4 +198,9 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE host_session ADD COLUMN last_used_at REAL",
     ],
+    # 5: a meeting's last-N (issue 11): how many participants' video each subscriber
+    # receives at once; NULL is the server's default.
+    [
+        "ALTER TABLE meeting ADD COLUMN last_n INTEGER CHECK (last_n IS NULL OR last_n >= 1)",
+    ],
 ]

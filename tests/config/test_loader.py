@@ -62,7 +62,7 @@ def test_defaults_in_code():
     assert cfg.sfu.pli_min_interval_s == 0.5
     assert cfg.sfu.restart_backoff_s == 0.5
     assert cfg.sfu.stats_interval_s == 1.0
-    assert cfg.media == MediaConfig(("VP8", "H264"), ("opus",), False)
+    assert cfg.media == MediaConfig(("VP8", "H264"), ("opus",), True)
     assert cfg.signaling == SignalingConfig(65536, 2000, 500, 50, 100)
     assert cfg.logging == LoggingConfig("info", "text")
 
@@ -131,7 +131,7 @@ def test_environment_values_take_the_fields_type():
             "CONCLAVE_SFU__ANNOUNCED_IPS": "1.2.3.4, 5.6.7.8",
             "CONCLAVE_SFU__PLI_MIN_INTERVAL_S": "0.25",
             "CONCLAVE_SFU__PORT_BASE": "0",
-            "CONCLAVE_MEDIA__ACCEPT_SIMULCAST": "true",
+            "CONCLAVE_MEDIA__ACCEPT_SIMULCAST": "false",
             "CONCLAVE_MEDIA__VIDEO_CODECS": "H264,VP8",
             "CONCLAVE_LOGGING__FORMAT": "json",
             "UNRELATED": "ignored",
@@ -141,7 +141,7 @@ def test_environment_values_take_the_fields_type():
     assert cfg.sfu.announced_ips == ("1.2.3.4", "5.6.7.8")
     assert cfg.sfu.pli_min_interval_s == 0.25
     assert cfg.sfu.port_base == 0
-    assert cfg.media.accept_simulcast is True
+    assert cfg.media.accept_simulcast is False
     assert cfg.media.video_codecs == ("H264", "VP8")
     assert cfg.logging.format == "json"
 

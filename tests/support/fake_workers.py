@@ -4,9 +4,13 @@
 control.processes.workers.WorkerSupervisor (placing a meeting, requests to a worker
 generation, down and notification listeners) and answers every request the way an SFU
 worker would, keeping just enough of the media objects to check what control asked for:
-routers, transports, producers, consumers, paused producers. It checks the references
-the way a worker does (an unknown transport or producer is a ChannelError), so a request
-control sends in the wrong order fails the test.
+routers, transports, producers, consumers, paused producers, each router's last-N. It
+checks the references the way a worker does (an unknown transport or producer is a
+ChannelError), so a request control sends in the wrong order fails the test.
+
+`refuse_last_n` makes a worker answer ROUTER_SET_LAST_N as one without the allocator
+does (an error); `FakeWorkers.notify` injects a worker's notification (ACTIVE_SPEAKER,
+SUBSCRIBER_ALLOCATION, PRODUCER_LAYERS_WANTED, ...) as the supervisor would deliver it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class FakeWorker:
         self.consumers: dict[str, tuple[str, str]] = {}  # id -> (transport id, producer id)
         self.viewports: dict[str, tuple[int, int, bool]] = {}  # consumer id -> its tile
         self.paused: set[str] = set()
+        self.last_n: dict[str, int] = {}  # router id -> its last-N (ROUTER_SET_LAST_N)
+        self.refuse_last_n = False  # answer ROUTER_SET_LAST_N as a worker without the allocator
         self._mids: dict[str, str] = {}  # producer id -> its mid on the publish transport
         self._ids = itertools.count(1)
 
@@ -57,6 +63,14 @@ class FakeWorker:
 
     def _on_router_create(self, message: api.RouterCreate) -> Message:
         self.router_ids.add(message.router_id)
+        return Empty()
+
+    def _on_router_set_last_n(self, message: api.RouterSetLastN) -> Message:
+        if self.refuse_last_n:
+            raise ChannelError("unknown_request", "ROUTER_SET_LAST_N")
+        if message.router_id not in self.router_ids:
+            raise ChannelError("not_found", f"no router {message.router_id}")
+        self.last_n[message.router_id] = message.last_n
         return Empty()
 
     def _on_router_close(self, message: api.RouterClose) -> Message:

@@ -52,3 +52,26 @@ async def test_join_url_uses_public_url(conclave_server_factory):
     server = await conclave_server_factory(http={"public_url": "https://meet.example.com/"})
     meeting = await server.create_meeting(start=False)
     assert meeting["join_url"].startswith(f"https://meet.example.com/m/{meeting['meeting_number']}?t=")
+
+
+async def test_last_n_is_set_when_scheduling_and_editing_within_the_customers_cap(conclave_server):
+    server = conclave_server
+    url = f"{server.base_url}/api/v1/meetings"
+    host = await server.new_host(limits={"max_last_n": 6})
+    headers = {"Authorization": f"Bearer {host['token']}"}
+    status, created, _ = await fetch("POST", url, json={"title": "All hands"}, headers=headers)
+    assert status == 201 and created["last_n"] is None  # the default (25 under the cap: 6)
+    number = created["meeting_number"]
+    status, created, _ = await fetch("POST", url, json={"last_n": 6}, headers=headers)
+    assert status == 201 and created["last_n"] == 6
+    status, patched, _ = await fetch("PATCH", f"{url}/{number}", json={"last_n": 2}, headers=headers)
+    assert status == 200 and patched["last_n"] == 2
+    status, got, _ = await fetch("GET", f"{url}/{number}", headers=headers)
+    assert got["last_n"] == 2
+    for bad in (0, 7, -1, 2.5, "4", True):
+        for method, target in (("POST", url), ("PATCH", f"{url}/{number}")):
+            status, body, _ = await fetch(method, target, json={"last_n": bad}, headers=headers)
+            assert_json_error(status, body, 400, "invalid_field")
+            assert "last_n" in body["error"]["message"] and "1 to 6" in body["error"]["message"], body
+    status, got, _ = await fetch("GET", f"{url}/{number}", headers=headers)
+    assert got["last_n"] == 2  # a refused change changed nothing

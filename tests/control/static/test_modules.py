@@ -583,3 +583,39 @@ async def test_after_a_rejoin_the_state_is_what_the_server_says_again(page, stat
     await browser.wait_for(page, "window.s.reconnects === 2 && window.s.state === 'joined'", what="the second rejoin")
     await browser.wait_for(page, "!window.s.recording.state.recording", timeout=5, what="the stale state to go")
     assert not uncaught(page), page.conclave_errors
+
+
+async def test_adaptive_media_is_read_into_tile_states_and_layer_flags(page):
+    got = await page.evaluate(
+        """async () => {
+            const { activeFlags, TrackStates, qualityOf } = await import('/static/adaptive.js');
+            const states = new TrackStates();
+            const seen = [];
+            const hear = (msg) => { states.onMessage({ track_id: 't1', ...msg }); seen.push(qualityOf(states.get('t1'))); };
+            hear({ type: 'track_quality', spatial: 2, layers: 3, height: 720, paused: null });
+            hear({ type: 'track_quality', spatial: 0, layers: 3, height: 180, paused: null });
+            hear({ type: 'track_paused', reason: 'bandwidth' });
+            hear({ type: 'track_quality', spatial: -1, layers: 3, height: 0, paused: 'hidden' });
+            hear({ type: 'track_resumed' });
+            hear({ type: 'track_quality', spatial: 0, layers: 1, height: 360, paused: null });
+            hear({ type: 'track_paused', reason: 'last_n' });
+            return {
+                seen,
+                flags: [activeFlags(['q', 'h', 'f'], ['q']), activeFlags(['q', 'h', 'f'], ['h', 'f']),
+                        activeFlags(['q', 'h', 'f'], []), activeFlags(['q', 'h', 'f'], ['x'])],
+                ignored: states.onMessage({ type: 'track_paused' }),
+            };
+        }"""
+    )
+    bars = [q and (q["bars"], q["label"]) for q in got["seen"]]
+    assert bars == [
+        (3, "720p, layer 3 of 3"),
+        (1, "180p, layer 1 of 3"),
+        (0, "paused: bandwidth"),
+        (0, "paused: bandwidth"),  # our own hiding changes nothing the server said
+        None,  # resumed, the hidden tile's layer not known yet
+        (3, "360p, layer 1 of 1"),  # a single-layer track at its one layer: full
+        (0, "paused: not among the last speakers"),
+    ]
+    assert got["flags"] == [[True, False, False], [False, True, True], [True, False, False], [True, False, False]]
+    assert got["ignored"] is False

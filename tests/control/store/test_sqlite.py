@@ -381,3 +381,14 @@ async def test_webhook_deliveries(store):
         await store.record_webhook_delivery(
             customer_id="nope", event="x", payload="{}", attempt=1, status="failed", response_code=None
         )
+
+
+async def test_a_meeting_keeps_its_last_n_and_refuses_one_below_one(store):
+    host = await make_host(store)
+    meeting = await make_meeting(store, host)
+    assert meeting.last_n is None  # the server's default
+    assert (await store.update_meeting(meeting.id, last_n=4)).last_n == 4
+    assert (await store.get_meeting(meeting.id)).last_n == 4
+    with pytest.raises(sqlite3.IntegrityError):  # the schema's own check, under the API's
+        await store.update_meeting(meeting.id, last_n=0)
+    assert (await store.update_meeting(meeting.id, last_n=None)).last_n is None

@@ -200,7 +200,7 @@ async def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path):
     store = SqliteStore(str(path))
     await store.open()
     try:
-        assert await store.schema_version() == len(MIGRATIONS) == 4
+        assert await store.schema_version() == len(MIGRATIONS) == 5
         assert await store.get_recording_storage("r1") == S3  # frozen to the customer's settings of then
         by_id = {d.id: d.meeting_id for d in await store.list_webhook_deliveries("c1")}
         assert by_id == {"w1": "m1", "w2": None, "w3": None}
@@ -212,5 +212,8 @@ async def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path):
         assert session.last_used_at is None
         await store.touch_host_session("s1", 42.0)
         assert (await store.get_host_session("s1")).last_used_at == 42.0
+        # Migration 5: meetings of before have no last-N of their own (the default).
+        assert (await store.get_meeting("m1")).last_n is None
+        assert (await store.update_meeting("m1", last_n=4)).last_n == 4
     finally:
         await store.close()
