@@ -9,10 +9,14 @@ lifts the estimate."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiortc.rtcdtlstransport import RTCCertificate
 
+from sfu.clockwork import Clockwork
 from sfu.engine.bwe.pacer import PACE_INTERVAL_US
+from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.consumer import Consumer
 from sfu.engine.stats import Counters
 from sfu.transport.udp import MediaSocket
@@ -245,3 +249,27 @@ def test_consumers_are_real_consumers():
     sub, source = subscriber()
     _, video = consume(sub, source, "cam", 1111)
     assert isinstance(video, Consumer) and video.rtx_ssrc is not None and video.rtx_payload_type == 97
+
+
+async def test_the_clockwork_starts_a_probe_and_paces_it_to_the_end_then_disarms():
+    sub, source = subscriber()
+    consume(sub, source, "cam", 1111)
+    publish, _ = subscriber("publish")
+    sub.router.registry.transports["webrtc-publish"] = publish  # no estimator: skipped
+    sub.probe_target_bps = 3_000_000
+    clockwork = Clockwork(sub.router.registry, NoticeClock(), 1.0)
+    try:
+        clockwork.tick_bandwidth()
+        assert clockwork._probe_timer is not None and sub.pacer is not None
+        cluster = sub.pacer.cluster
+        for _ in range(100):  # the cluster lasts 40 ms; 5 ms ticks, or later on a busy machine
+            await asyncio.sleep(PACE_INTERVAL_US / 1e6)
+            if clockwork._probe_timer is None:
+                break
+        assert clockwork._probe_timer is None and sub.pacer is None
+        assert sub.counters.bwe_probe_packets >= cluster.min_packets
+        assert sub.counters.bwe_probe_bytes >= cluster.min_bytes
+        clockwork.tick_bandwidth()  # the cluster is in flight until its feedback: no other
+        assert sub.counters.bwe_probes == 1 and clockwork._probe_timer is None
+    finally:
+        clockwork.stop()
