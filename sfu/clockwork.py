@@ -7,6 +7,10 @@
 - the routers' dominant-speaker detectors, each deciding when its `next_tick_ms` is due
   (every 200 ms, looked at every 50 ms); a change goes to `on_active_speaker(router id,
   producer id)` (the worker notifies control: `sfu.api.ActiveSpeaker`);
+- send-side bandwidth estimation: every 100 ms each subscribe transport may start a
+  probe cluster (`sfu.transport.webrtc.WebRtcTransport.tick_bandwidth`); while any
+  cluster runs, one loop timer paces them all every 5 ms (`pace_probes`), unarmed
+  otherwise;
 - the notice clock (`sfu.engine.notice_clock.NoticeClock`), wired to one loop timer at its
   next absolute deadline.
 
@@ -21,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from sfu.engine.bwe.pacer import PACE_INTERVAL_US
 from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.router import Registry
 
@@ -31,6 +36,8 @@ TRANSPORT_FEEDBACK_S = 0.1
 LAG_PROBE_S = 0.25
 CONSENT_CHECK_S = 1.0
 SPEAKER_POLL_S = 0.05  # the detectors decide every 200 ms: at most this late
+BANDWIDTH_TICK_S = 0.1
+PROBE_PACE_S = PACE_INTERVAL_US / 1e6
 
 
 def _nobody(router_id: str, producer_id: str) -> None:
@@ -56,6 +63,8 @@ class Clockwork:
         self.loop_lag = 0.0  # seconds the last probe woke up late
         self._tasks: list[asyncio.Task[None]] = []
         self._notice_timer: asyncio.TimerHandle | None = None
+        self._probing: list = []  # transports pacing a probe cluster
+        self._probe_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._tasks = [
@@ -64,6 +73,7 @@ class Clockwork:
             asyncio.ensure_future(self._every(TRANSPORT_FEEDBACK_S, self._send_transport_feedback)),
             asyncio.ensure_future(self._every(CONSENT_CHECK_S, self._check_consent)),
             asyncio.ensure_future(self._every(SPEAKER_POLL_S, self.tick_speakers)),
+            asyncio.ensure_future(self._every(BANDWIDTH_TICK_S, self.tick_bandwidth)),
             asyncio.ensure_future(self._measure_lag()),
         ]
 
@@ -74,6 +84,9 @@ class Clockwork:
         if self._notice_timer is not None:
             self._notice_timer.cancel()
             self._notice_timer = None
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
 
     async def _every(self, interval: float, action: Callable[[], None]) -> None:
         while True:
@@ -114,6 +127,36 @@ class Clockwork:
             producer_id = router.tick_speaker(now_ms)
             if producer_id is not None:
                 self._on_active_speaker(router.id, producer_id)
+
+    # ------------------------------------------------------------------ bandwidth
+
+    def tick_bandwidth(self) -> None:
+        """Each subscribe transport's estimator may start a probe; pace those that did."""
+        now_us = time.monotonic_ns() // 1000  # the transports' send log clock
+        probing = []
+        for transport in self._registry.transports.values():
+            if getattr(transport, "estimator", None) is not None and transport.tick_bandwidth(now_us):  # type: ignore[attr-defined]
+                probing.append(transport)
+        self._probing = probing
+        self._arm_probe_timer()
+
+    def pace_probes(self) -> None:
+        """Every PROBE_PACE_S while a cluster runs: send what is due of each."""
+        self._probe_timer = None
+        now_us = time.monotonic_ns() // 1000
+        still = []
+        for transport in self._probing:
+            try:
+                if not transport.closed and transport.pace_probe(now_us):
+                    still.append(transport)
+            except Exception:
+                log.exception("probe pacing failed")
+        self._probing = still
+        self._arm_probe_timer()
+
+    def _arm_probe_timer(self) -> None:
+        if self._probing and self._probe_timer is None:
+            self._probe_timer = asyncio.get_running_loop().call_later(PROBE_PACE_S, self.pace_probes)
 
     # ------------------------------------------------------------------ notices
 

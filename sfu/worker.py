@@ -43,7 +43,7 @@ from sfu.engine.producer import Producer, ProducerParams
 from sfu.engine.retransmit import RetransmitPolicy
 from sfu.engine.router import Registry, Router
 from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
-from sfu.engine.stats import Counters
+from sfu.engine.stats import Counters, estimate_gauges
 from sfu.transport import negotiation
 from sfu.transport.base import Transport
 from sfu.transport.direct import DirectTransport
@@ -144,6 +144,9 @@ class Worker:
             "cpu_seconds": process_stats.cpu_seconds(),
             "rss_bytes": float(process_stats.rss_bytes()),
         }
+        # The distribution of subscriber transports' bandwidth estimates (issue 11).
+        estimators = [t.estimator for t in network if getattr(t, "estimator", None) is not None]
+        gauges.update(estimate_gauges(estimator.estimate_bps for estimator in estimators))
         return api.WorkerStats(counters=counters, dropped=dropped, gauges=gauges)
 
     def _socket_inodes(self) -> set[int]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
+    GaugeHistogramMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
@@ -39,6 +40,15 @@ WORKER_COUNTERS = {
     "pli_received": ("conclave_worker_pli_received", "Keyframe requests (PLI) received from subscribers"),
     "notice_plays": ("conclave_worker_notice_plays", "In-band notices (recording/transcription) started"),
     "notice_packets_sent": ("conclave_worker_notice_packets_sent", "RTP packets of in-band notices sent"),
+    # Send-side bandwidth estimation of subscriber transports (issue 11, item 3).
+    "transport_feedback_received": (
+        "conclave_sfu_transport_feedback",
+        "Transport-wide congestion control feedback packets received from subscribers",
+    ),
+    "remb_received": ("conclave_sfu_remb_received", "REMB bandwidth reports received from subscribers"),
+    "bwe_probes": ("conclave_sfu_bwe_probes", "Bandwidth probe clusters sent to subscribers"),
+    "bwe_probe_packets": ("conclave_sfu_bwe_probe_packets", "Padding packets of bandwidth probes sent"),
+    "bwe_probe_bytes": ("conclave_sfu_bwe_probe_bytes", "Bytes of bandwidth probe padding packets sent"),
 }
 # Worker stats gauge key -> (metric name, help).
 WORKER_GAUGES = {
@@ -66,6 +76,17 @@ NACK_REFUSED_REASONS = ("budget", "duplicate", "too_old")
 NACK_REFUSED = (
     "conclave_sfu_nack_refused",
     "Sequence numbers subscribers asked to be retransmitted that the worker refused, by reason",
+)
+
+
+# Each worker's subscriber transports by their current bandwidth estimate, as gauges
+# `subscriber_estimate_bps_le_<bound>` (cumulative, `..._le_inf` counts them all) and
+# `subscriber_estimate_bps_sum` (sfu.engine.stats.estimate_gauges): a gauge histogram,
+# bounds read from the keys.
+ESTIMATE_BUCKET_PREFIX = "subscriber_estimate_bps_le_"
+SUBSCRIBER_ESTIMATE = (
+    "conclave_sfu_subscriber_estimate_bps",
+    "Subscriber transports by their current send-side bandwidth estimate, in bits per second",
 )
 
 
@@ -144,6 +165,7 @@ class _StateCollector(Collector):
         yield from gauges.values()
         yield _forward_latency(workers)
         yield _nack_refused(workers)
+        yield _subscriber_estimates(workers)
 
 
 def _forward_latency(workers: list) -> Metric:
@@ -163,6 +185,34 @@ def _nack_refused(workers: list) -> Metric:
         for reason in NACK_REFUSED_REASONS:
             family.add_metric([str(worker.index), reason], totals.get(f"nack_refused_{reason}", 0))
     return family
+
+
+def _subscriber_estimates(workers: list) -> Metric:
+    family = GaugeHistogramMetricFamily(*SUBSCRIBER_ESTIMATE, labels=["worker"])
+    for worker in workers:
+        if not worker.up or worker.stats is None:
+            continue
+        gauges = worker.stats.gauges
+        buckets = estimate_buckets(gauges)
+        if buckets:
+            family.add_metric([str(worker.index)], buckets, gsum_value=gauges.get("subscriber_estimate_bps_sum", 0.0))
+    return family
+
+
+def estimate_buckets(gauges: dict[str, float]) -> list[tuple[str, float]]:
+    """[(le in bit/s, cumulative count), ..., ("+Inf", count)] from a worker's gauges; []
+    when it reported none."""
+    bounds = []
+    for key, value in gauges.items():
+        if key.startswith(ESTIMATE_BUCKET_PREFIX):
+            try:
+                bounds.append((float(key[len(ESTIMATE_BUCKET_PREFIX) :]), value))
+            except ValueError:
+                continue
+    bounds.sort()
+    if not bounds or bounds[-1][0] != float("inf"):
+        return []
+    return [(floatToGoString(bound), float(count)) for bound, count in bounds]
 
 
 def forward_latency_buckets(counters: dict[str, int]) -> list[tuple[str, float]]:

@@ -6,6 +6,9 @@ Nothing on the packet path calls Prometheus: objects bump these ints and the wor
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
+
 DROP_REASONS = (
     "oversized",
     "unknown_packet",
@@ -23,6 +26,8 @@ DROP_REASONS = (
     "unknown_ssrc",
     "unexpected_payload_type",
     "internal_error",
+    "malformed_feedback",  # a subscriber's transport-cc or REMB that does not parse
+    "feedback_over_budget",  # transport-cc past its bounds (sfu.engine.feedback.BandwidthIntake)
     "socket_buffer_full",  # the kernel's count for the worker's sockets, filled in by the worker
 )
 
@@ -36,6 +41,30 @@ NACK_REFUSED_REASONS = ("budget", "duplicate", "too_old")
 # producer to the last consumer's send, sampled on one packet in FORWARD_TIME_SAMPLE_EVERY.
 FORWARD_TIME_BUCKETS_US = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 FORWARD_TIME_SAMPLE_EVERY = 256  # a power of two: the test is a mask on a count kept anyway
+
+
+# Upper bounds (bit/s) of the distribution of subscriber transports' bandwidth estimates,
+# a gauge (`subscriber_estimate_bps_le_<bound>`, cumulative, from `estimate_gauges`).
+ESTIMATE_BUCKETS_BPS = (100_000, 250_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000)
+ESTIMATE_GAUGE_PREFIX = "subscriber_estimate_bps_le_"
+
+
+def estimate_gauges(estimates_bps: Iterable[int]) -> dict[str, float]:
+    """The current estimates of a worker's subscriber transports as a gauge histogram:
+    cumulative counts per bound of ESTIMATE_BUCKETS_BPS (`..._le_inf`: all of them), with
+    `subscriber_estimate_bps_sum`. Computed when stats are asked for, not per packet."""
+    counts = [0] * (len(ESTIMATE_BUCKETS_BPS) + 1)
+    total = 0
+    for bps in estimates_bps:
+        total += bps
+        counts[bisect_left(ESTIMATE_BUCKETS_BPS, bps)] += 1
+    gauges: dict[str, float] = {}
+    cumulative = 0
+    for bound, count in zip((*ESTIMATE_BUCKETS_BPS, "inf"), counts):
+        cumulative += count
+        gauges[f"{ESTIMATE_GAUGE_PREFIX}{bound}"] = float(cumulative)
+    gauges["subscriber_estimate_bps_sum"] = float(total)
+    return gauges
 
 
 class Counters:
@@ -62,6 +91,11 @@ class Counters:
         "ice_probes_sent",
         "ice_path_switches",
         "ice_consent_expired",
+        "transport_feedback_received",  # transport-cc from subscribers (their estimators')
+        "remb_received",
+        "bwe_probes",  # probe clusters started (sfu.engine.bwe.pacer)
+        "bwe_probe_packets",  # their padding packets sent
+        "bwe_probe_bytes",
         "forward_time_samples",
         "forward_time_us_sum",
         "dropped",

@@ -3,6 +3,22 @@
 `on_srtp` is the hot path: SRTP unprotect, four bytes of header read with `struct`, then
 straight into the producer, whose consumers protect and `sendto` on their own transports,
 all synchronously. RTCP (feedback, reports) is parsed into objects: it is rare.
+
+A subscribe transport estimates how much it may send its subscriber (issue 11, item 3):
+
+- `estimator` (`sfu.engine.bwe.BandwidthEstimator`; None on a publish transport) logs
+  every packet sent with a transport-wide sequence number: the consumer asks
+  `next_transport_sequence`, which remembers the number, and `send_rtp` logs it with the
+  protected size at `monotonic_ns() // 1000`, the clock its feedback is matched on;
+- the subscriber's transport-cc feedback and REMB reach it through
+  `sfu.engine.feedback.BandwidthIntake` (bounded parsing, counted);
+- `tick_bandwidth` (the clockwork, every 100 ms) asks it for a probe when the allocation
+  wants more: `probe_target_bps` is what the allocation would like to send (it sets it;
+  0 means nothing more: no probe); a `sfu.engine.bwe.pacer.ProbePacer` then sends the
+  cluster's padding on a video consumer's RTX stream, `pace_probe` every 5 ms.
+
+The allocation reads `estimator.estimate_bps`, polling from its own timer, or sets
+`on_estimate(transport, bps)`, called after a feedback, REMB or probe result changed it.
 """
 
 from __future__ import annotations
@@ -16,7 +32,10 @@ from typing import TYPE_CHECKING, Callable
 
 import pylibsrtp
 
+from sfu.engine.bwe import BandwidthEstimator
+from sfu.engine.bwe.pacer import MAX_PADDING, ProbePacer, padding_packet
 from sfu.engine.consumer import Consumer
+from sfu.engine.feedback import BandwidthIntake, handle_rtcp
 from sfu.engine.producer import Producer
 from sfu.engine.simulcast import SimulcastProducer
 from sfu.engine.stats import Counters
@@ -42,6 +61,14 @@ _U16 = struct.Struct("!H")
 Address = tuple[str, int]
 
 _ICE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _monotonic_us() -> int:
+    return monotonic_ns() // 1000
+
+
+def _log_nothing(seq: int, size: int, now_us: int) -> None:
+    """A publish transport sends no transport-wide numbered packets: nothing to log."""
 
 
 def _ice_string(length: int) -> str:
@@ -80,6 +107,14 @@ class WebRtcTransport(Transport):
         "rrid_ext_id",
         "tcc_ext_id",
         "tcc_recorder",
+        "estimator",
+        "bandwidth",
+        "probe_target_bps",
+        "on_estimate",
+        "reported_estimate_bps",
+        "pacer",
+        "pending_tcc",
+        "log_sent",
     )
 
     KIND = "WebRTC"
@@ -132,6 +167,21 @@ class WebRtcTransport(Transport):
         self.rrid_ext_id = 0  # ... and repaired RTP stream ID (their RTX)
         self.tcc_ext_id = 0  # publisher's transport-wide-cc extension id, once negotiated
         self.tcc_recorder = TransportCcRecorder()
+        self.estimator: BandwidthEstimator | None = None
+        self.bandwidth: BandwidthIntake | None = None
+        self.probe_target_bps = 0  # set by the allocation: what it would like to send
+        self.on_estimate: Callable[[WebRtcTransport, int], None] | None = None
+        self.reported_estimate_bps = 0
+        self.pacer: ProbePacer | None = None
+        # The transport-wide number the packet about to be sent carries (-1: none).
+        self.pending_tcc = -1
+        self.log_sent: Callable[[int, int, int], object] = _log_nothing
+        if direction == "subscribe":
+            self.estimator = BandwidthEstimator()
+            self.bandwidth = BandwidthIntake(self.estimator, counters, _monotonic_us, self._estimate_changed)
+            self.reported_estimate_bps = self.estimator.estimate_bps
+            # The send log itself: what on_packet_sent does for a packet of no probe.
+            self.log_sent = self.estimator.send_log.on_sent
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
         socket.ice.register(self)  # undone in _release (MediaSocket.unbind_peer)
 
@@ -263,8 +313,14 @@ class WebRtcTransport(Transport):
         tx = self.tx
         addr = self.addr
         if tx is None or addr is None:
+            self.pending_tcc = -1
             return
-        self.socket.sendto(tx.protect(packet), addr)
+        protected = tx.protect(packet)
+        self.socket.sendto(protected, addr)
+        seq = self.pending_tcc
+        if seq >= 0:
+            self.pending_tcc = -1
+            self.log_sent(seq, len(protected), monotonic_ns() // 1000)
 
     def send_rtcp(self, packet: bytes) -> None:
         tx = self.tx
@@ -274,8 +330,10 @@ class WebRtcTransport(Transport):
         self.socket.sendto(tx.protect_rtcp(packet), self.addr)
 
     def next_transport_sequence(self) -> int:
-        self.tcc_seq = (self.tcc_seq + 1) & 0xFFFF
-        return self.tcc_seq
+        """The number for the packet about to be sent (`send_rtp` logs it)."""
+        self.tcc_seq = seq = (self.tcc_seq + 1) & 0xFFFF
+        self.pending_tcc = seq
+        return seq
 
     def _learn_ssrc(self, packet: bytes, ssrc: int) -> Producer | None:
         """A stream signaled without a=ssrc (rid simulcast, some clients): bind it by its
@@ -309,6 +367,9 @@ class WebRtcTransport(Transport):
 
     # ------------------------------------------------------------------ RTCP
 
+    def _route_rtcp(self, plain: bytes) -> None:
+        handle_rtcp(plain, self.producers_by_ssrc, self.consumers_by_ssrc, self.counters, self.bandwidth)
+
     def send_transport_feedback(self) -> None:
         if self.tx is None or not self.tcc_ext_id:
             return
@@ -316,6 +377,79 @@ class WebRtcTransport(Transport):
         packet = self.tcc_recorder.take_feedback(self.rtcp_ssrc, media_ssrc)
         if packet is not None:
             self.send_rtcp(packet)
+
+    # ------------------------------------------------------------------ bandwidth
+
+    def tick_bandwidth(self, now_us: int) -> bool:
+        """Every ~100 ms (the clockwork): start a probe cluster if the estimator wants
+        one and a video consumer can carry it. True while a cluster is being paced (call
+        `pace_probe` every PACE_INTERVAL_US until it returns False)."""
+        estimator = self.estimator
+        if estimator is None or self.tx is None or self.addr is None:
+            return False
+        if self.pacer is None and self._probe_consumer() is not None:
+            cluster = estimator.probe_request(now_us, self.probe_target_bps)
+            if cluster is not None:
+                self.counters.bwe_probes += 1
+                self.pacer = ProbePacer(cluster, now_us)
+        self._estimate_changed()  # a probe's result lands in probe_request
+        return self.pace_probe(now_us)
+
+    def pace_probe(self, now_us: int) -> bool:
+        """Send the padding of the running cluster that is due; False once it is done
+        (or can no longer be sent)."""
+        pacer = self.pacer
+        if pacer is None:
+            return False
+        consumer = self._probe_consumer()
+        tx, addr = self.tx, self.addr
+        if consumer is None or tx is None or addr is None or self.estimator is None:
+            self.pacer = None
+            return False
+        cluster_id = pacer.cluster.id
+        for _ in range(pacer.due(now_us)):
+            consumer.rtx_seq = (consumer.rtx_seq + 1) & 0xFFFF  # the RTX stream's own numbering
+            self.tcc_seq = (self.tcc_seq + 1) & 0xFFFF
+            packet = padding_packet(
+                consumer.rtx_payload_type, consumer.rtx_seq, consumer.ts_offset, consumer.rtx_ssrc,  # type: ignore[arg-type]
+                consumer.tcc_id, self.tcc_seq, MAX_PADDING,
+            )  # fmt: skip
+            protected = tx.protect(packet)
+            self.socket.sendto(protected, addr)
+            self.estimator.on_packet_sent(self.tcc_seq, len(protected), now_us, probe_cluster=cluster_id)
+            pacer.on_sent(len(protected))
+            self.counters.bwe_probe_packets += 1
+            self.counters.bwe_probe_bytes += len(protected)
+        if pacer.done(now_us):
+            self.pacer = None
+        return self.pacer is not None
+
+    def _probe_consumer(self) -> Consumer | None:
+        """A video consumer whose RTX stream the subscriber negotiated, with the
+        transport-wide sequence number extension: one that is sending first."""
+        fallback = None
+        for consumer in self.consumer_slots:
+            if (
+                consumer.active
+                and consumer.kind == "video"
+                and consumer.use_rtx
+                and consumer.tcc_id
+                and consumer.rtx_ssrc is not None
+                and consumer.rtx_payload_type is not None
+            ):
+                if not consumer.paused:
+                    return consumer
+                fallback = fallback or consumer
+        return fallback
+
+    def _estimate_changed(self) -> None:
+        """Tell `on_estimate` when the estimate moved since it was last told."""
+        estimator = self.estimator
+        if estimator is None or estimator.estimate_bps == self.reported_estimate_bps:
+            return
+        self.reported_estimate_bps = estimator.estimate_bps
+        if self.on_estimate is not None:
+            self.on_estimate(self, self.reported_estimate_bps)
 
     # ------------------------------------------------------------------ the tree
 

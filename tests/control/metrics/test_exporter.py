@@ -19,7 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from common.messages import Message
 from sfu import api
 from control.metrics import exporter
-from sfu.engine.stats import FORWARD_TIME_BUCKETS_US, FORWARD_TIME_SAMPLE_EVERY, NACK_REFUSED_REASONS, Counters
+from sfu.engine.stats import (
+    ESTIMATE_BUCKETS_BPS,
+    FORWARD_TIME_BUCKETS_US,
+    FORWARD_TIME_SAMPLE_EVERY,
+    NACK_REFUSED_REASONS,
+    Counters,
+    estimate_gauges,
+)
 from sfu.wire import rtp
 
 HISTOGRAM = "conclave_sfu_forward_latency_seconds"
@@ -63,6 +70,8 @@ async def test_forward_latency_histogram_and_drops_by_reason_in_metrics(conclave
         before = dropped_by_reason(await scrape(conclave_server.base_url))
 
         await request(api.RouterCreate(router_id="histogram"))
+        # A subscriber's WebRTC transport: its estimator starts at 300 kbit/s.
+        await request(api.TransportCreate(router_id="histogram", transport_id="h-sub", direction="subscribe"))
         info = await request(api.PlainTransportCreate(router_id="histogram", transport_id="h-in", listen_ip="127.0.0.1"))
         produced = await request(
             api.PlainProducerCreate(
@@ -119,6 +128,16 @@ async def test_forward_latency_histogram_and_drops_by_reason_in_metrics(conclave
     after = dropped_by_reason(families)
     assert after.get("unknown_ssrc", 0) - before.get("unknown_ssrc", 0) == 5
     assert after.get("unknown_peer", 0) - before.get("unknown_peer", 0) == 3
+
+    # The subscriber transport's estimate, in the gauge histogram of worker 0 (text format
+    # 0.0.4 shows it as a histogram with _gcount and _gsum gauges).
+    estimates = {
+        float(s.labels["le"]): s.value
+        for s in families["conclave_sfu_subscriber_estimate_bps"].samples
+        if s.labels.get("worker") == "0"
+    }
+    assert estimates[250_000] == 0 and estimates[500_000] == estimates[math.inf] == 1
+    assert "conclave_sfu_transport_feedback" in families and "conclave_sfu_bwe_probes" in families
 
     # The histogram: one series for worker 0, buckets in seconds from the worker's bounds.
     family = families[HISTOGRAM]
@@ -181,3 +200,32 @@ def test_active_speaker_changes_are_one_counter_without_labels():
     [family] = list(collector.collect())
     assert (family.name, family.type) == ("conclave_sfu_active_speaker_changes", "counter")
     assert [(s.name, s.labels, s.value) for s in family.samples] == [("conclave_sfu_active_speaker_changes_total", {}, 4)]
+
+
+class _Worker:
+    def __init__(self, index: int, gauges: dict[str, float] | None, up: bool = True) -> None:
+        self.index = index
+        self.up = up
+        self.stats = None if gauges is None else api.WorkerStats(gauges=gauges)
+
+
+def test_subscriber_estimates_are_a_gauge_histogram_by_worker_in_bits_per_second():
+    gauges = estimate_gauges([80_000, 350_000, 1_500_000, 1_500_000, 30_000_000])
+    family = exporter._subscriber_estimates([_Worker(0, gauges), _Worker(1, None), _Worker(2, gauges, up=False)])
+    assert (family.name, family.type) == ("conclave_sfu_subscriber_estimate_bps", "gaugehistogram")
+    buckets = [(float(s.labels["le"]), s.value) for s in family.samples if s.name.endswith("_bucket")]
+    assert {s.labels["worker"] for s in family.samples} == {"0"}  # no stats, or down: no series
+    assert buckets == [(float(b), c) for b, c in zip((*ESTIMATE_BUCKETS_BPS, math.inf), (1, 1, 2, 2, 4, 4, 4, 4, 5))]
+    gsum = next(s.value for s in family.samples if s.name.endswith("_gsum"))
+    assert gsum == 80_000 + 350_000 + 3_000_000 + 30_000_000
+    assert exporter._subscriber_estimates([_Worker(0, estimate_gauges([]))]).samples[-2].value == 0  # gcount
+
+
+def test_the_bandwidth_estimation_counters_are_exported_from_the_worker_s_keys():
+    worker_counters, worker_dropped = Counters().snapshot()
+    keys = {"transport_feedback_received", "remb_received", "bwe_probes", "bwe_probe_packets", "bwe_probe_bytes"}
+    assert keys <= set(worker_counters) and keys <= set(exporter.WORKER_COUNTERS)
+    assert exporter.WORKER_COUNTERS["transport_feedback_received"][0] == "conclave_sfu_transport_feedback"
+    assert exporter.WORKER_COUNTERS["bwe_probes"][0] == "conclave_sfu_bwe_probes"
+    assert exporter.WORKER_COUNTERS["bwe_probe_packets"][0] == "conclave_sfu_bwe_probe_packets"
+    assert {"malformed_feedback", "feedback_over_budget"} <= set(worker_dropped)
