@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Callable
 
 import pylibsrtp
 
+from sfu.engine.bwe import BandwidthEstimator
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
 from sfu.engine.simulcast import SimulcastProducer
 from sfu.engine.stats import Counters
+from sfu.engine.subscription import Subscription
 from sfu.engine.twcc import TransportCcRecorder
 from sfu.transport.base import Transport
 from sfu.transport.dtls import DtlsSession
@@ -79,6 +81,9 @@ class WebRtcTransport(Transport):
         "rrid_ext_id",
         "tcc_ext_id",
         "tcc_recorder",
+        "estimator",
+        "probe_target_bps",
+        "subscription",
     )
 
     KIND = "WebRTC"
@@ -130,6 +135,12 @@ class WebRtcTransport(Transport):
         self.rrid_ext_id = 0  # ... and repaired RTP stream ID (their RTX)
         self.tcc_ext_id = 0  # publisher's transport-wide-cc extension id, once negotiated
         self.tcc_recorder = TransportCcRecorder()
+        # Subscribe direction: the send-side estimate, what the allocation would like to
+        # probe up to, and the allocation itself (sfu.engine.subscription).
+        subscribes = direction == "subscribe"
+        self.estimator = BandwidthEstimator() if subscribes else None
+        self.probe_target_bps = 0
+        self.subscription = Subscription(self, counters) if subscribes else None
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
         socket.ice.register(self)  # undone in _release (MediaSocket.unbind_peer)
 
@@ -337,7 +348,14 @@ class WebRtcTransport(Transport):
         else:
             self.recyclable.discard(index)
             self.consumer_slots[index] = consumer
+        if self.subscription is not None:
+            self.subscription.changed()
         return consumer
+
+    def on_consumer_closed(self, consumer: Consumer) -> None:
+        super().on_consumer_closed(consumer)
+        if self.subscription is not None:
+            self.subscription.changed()
 
     def _rtx_payload_type(self, codec: Codec) -> int | None:
         return codec.rtx_payload_type  # video only (negotiation.subscriber_codec)
