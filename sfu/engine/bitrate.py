@@ -29,7 +29,7 @@ class BitrateMeter:
         self._at: float | None = None
         self._rates: list[int] = []
         self.bps = 0  # the highest one-second rate of the last WINDOW samples
-        self.last_bps = 0  # the last nonzero `bps` (0: never measured)
+        self.last_bps = 0  # `bps` at the last sample the stream flowed in (0: never measured)
 
     def sample(self, octets: int, now: float) -> None:
         """`octets`: the stream's byte count so far (it only grows)."""
@@ -46,7 +46,7 @@ class BitrateMeter:
         if len(rates) > WINDOW:
             del rates[0]
         self.bps = max(rates)
-        if self.bps:
+        if rate > 0:  # still flowing: what it costs (not the window's decay after it stopped)
             self.last_bps = self.bps
 
     @property
