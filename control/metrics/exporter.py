@@ -39,6 +39,11 @@ WORKER_COUNTERS = {
     "pli_received": ("conclave_worker_pli_received", "Keyframe requests (PLI) received from subscribers"),
     "notice_plays": ("conclave_worker_notice_plays", "In-band notices (recording/transcription) started"),
     "notice_packets_sent": ("conclave_worker_notice_packets_sent", "RTP packets of in-band notices sent"),
+    "allocations": ("conclave_sfu_allocations", "Per-subscriber video allocations the worker ran"),
+    "layer_switches": (
+        "conclave_sfu_layer_switches",
+        "Changes of a subscriber's video target (layer, or paused) made by allocations",
+    ),
 }
 # Worker stats gauge key -> (metric name, help).
 WORKER_GAUGES = {
@@ -48,6 +53,10 @@ WORKER_GAUGES = {
     "consumers": ("conclave_worker_consumers", "Outgoing streams in the worker"),
     "cpu_seconds": ("conclave_worker_cpu_seconds", "CPU time (user+system) of the current worker process"),
     "rss_bytes": ("conclave_worker_resident_memory_bytes", "Resident memory of the worker process"),
+    "dynacast_layers_paused": (
+        "conclave_sfu_dynacast_layers_paused",
+        "Simulcast layers no subscriber takes, which publishers are told to pause",
+    ),
 }
 # The worker samples one packet in 256 per producer: the time from the producer to the
 # last consumer's send, as cumulative counters `forward_time_us_le_<bound>` (…`_le_inf`),
@@ -66,6 +75,14 @@ NACK_REFUSED_REASONS = ("budget", "duplicate", "too_old")
 NACK_REFUSED = (
     "conclave_sfu_nack_refused",
     "Sequence numbers subscribers asked to be retransmitted that the worker refused, by reason",
+)
+
+# Subscribers' video tracks paused now by their allocation, from the worker's gauges
+# `tracks_paused_<reason>` (sfu.engine.subscription.PAUSE_REASONS): a fixed set.
+PAUSE_REASONS = ("bandwidth", "hidden", "last_n")
+TRACKS_PAUSED = (
+    "conclave_sfu_tracks_paused",
+    "Subscribers' video tracks paused by their allocation, by reason",
 )
 
 
@@ -144,6 +161,7 @@ class _StateCollector(Collector):
         yield from gauges.values()
         yield _forward_latency(workers)
         yield _nack_refused(workers)
+        yield _tracks_paused(workers)
 
 
 def _forward_latency(workers: list) -> Metric:
@@ -162,6 +180,14 @@ def _nack_refused(workers: list) -> Metric:
         totals = worker.counters()
         for reason in NACK_REFUSED_REASONS:
             family.add_metric([str(worker.index), reason], totals.get(f"nack_refused_{reason}", 0))
+    return family
+
+
+def _tracks_paused(workers: list) -> Metric:
+    family = GaugeMetricFamily(*TRACKS_PAUSED, labels=["worker", "reason"])
+    for worker in workers:
+        for reason in PAUSE_REASONS:
+            family.add_metric([str(worker.index), reason], worker.gauge(f"tracks_paused_{reason}"))
     return family
 
 
