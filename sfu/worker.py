@@ -9,7 +9,8 @@ them and closes them (sfu/engine/router.py). A request handler looks up the enti
 names in the tree's `Registry` and calls a method of it: the worker keeps no map and
 writes no cascade of its own. The worker adds the loop: periodic RTCP, keyframe request
 polls, transport-wide feedback, the lag probe, the routers' active-speaker decisions
-(told to control as ACTIVE_SPEAKER), and the timer of the notice clock.
+(told to control as ACTIVE_SPEAKER), the subscribers' allocations (SUBSCRIBER_ALLOCATION)
+and dynacast (PRODUCER_LAYERS_WANTED), and the timer of the notice clock.
 """
 
 from __future__ import annotations

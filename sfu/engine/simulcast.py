@@ -25,8 +25,13 @@ VP8 PictureID/TL0PICIDX. No await, no logging.
 
 Consumers (`SimulcastConsumer`): a `sfu.engine.layers.LayerSelector` with a
 `sfu.engine.munger.StreamMunger` on the consumer's SSRC and payload type; the target
-layer starts at the highest and follows the subscriber's viewport (`set_viewport`: the
-smallest layer at least as tall as the tile; hidden: none). NACKs are answered through
+layer starts at the highest. On a WebRTC subscriber its allocation sets it
+(sfu.engine.subscription: bandwidth, tile, last-N); elsewhere it may follow a viewport
+(`set_viewport`: the smallest layer at least as tall as the tile; hidden: none).
+
+Measured for the allocation and dynacast, off the packet path: each layer's byte count
+(`Layer.octets`, one add per packet) sampled into its `Layer.meter` (`measure`), and the
+layers the consumers take (`taken_layers`) into the producer's `demand`. NACKs are answered through
 `StreamMunger.source` / `retransmit` from the layer's cache, sender reports translated
 for the layer being forwarded. A non-simulcast producer keeps `Consumer.forward`.
 """

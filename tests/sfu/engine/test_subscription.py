@@ -68,8 +68,8 @@ class Meeting:
         every ALLOCATION_POLL_S."""
         every = round(ALLOCATION_POLL_S * FPS)
         for _ in range(round(seconds * FPS)):
-            for name, producer in self.producers.items():
-                send_frame(self.sources[name], producer, self.clock, self.frame % FPS == 0)
+            for name, published in self.producers.items():
+                send_frame(self.sources[name], published, self.clock, self.frame % FPS == 0)
             self.frame += 1
             if self.frame % every == 0:
                 self.clockwork.tick_allocations()
