@@ -150,13 +150,17 @@ class ConsumerSetViewport(Message):
     """The subscriber's tile of this consumer's track: a simulcast consumer forwards the
     smallest layer at least `height` tall (the top one when none is), nothing while not
     `visible`; a consumer of a single video stream pauses while not `visible` (and resumes
-    from a keyframe)."""
+    from a keyframe). On a WebRTC subscriber the tile is an input of its allocation
+    (sfu.engine.subscription): it caps the layer and hides the track, within the
+    bandwidth and last-N; `pinned` puts the track before others (a 0 x 0 visible tile:
+    size not known yet, no cap)."""
 
     NAME: ClassVar[str] = "CONSUMER_SET_VIEWPORT"
     consumer_id: str
     width: int
     height: int
     visible: bool
+    pinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -397,7 +401,8 @@ class SubscriberAllocation(Message):
     """What a subscriber receives of its video tracks changed (the per-subscriber
     allocator: bandwidth estimate, tiles, last-N). Entity id: the subscribe transport.
 
-    `estimate_bps`: the transport's bandwidth estimate now. `tracks`: only the consumers
+    `estimate_bps`: the transport's bandwidth estimate now (0: none yet: the subscriber
+    has sent neither transport-cc feedback nor REMB, and is not constrained). `tracks`: only the consumers
     whose outcome changed, each {"consumer_id": str, "spatial": int (the spatial layer
     forwarded, -1 when paused), "temporal": int, "layers": int (spatial layers the track
     has; 1 for a single stream), "height": int (of the forwarded layer, 0 unknown),

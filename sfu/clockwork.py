@@ -11,6 +11,12 @@
   probe cluster (`sfu.transport.webrtc.WebRtcTransport.tick_bandwidth`); while any
   cluster runs, one loop timer paces them all every 5 ms (`pace_probes`), unarmed
   otherwise;
+- adaptive media (every 200 ms, `tick_allocations`): the video producers' bitrate meters
+  (sampled every second), each subscribe transport's allocation when it is due
+  (`sfu.engine.subscription.Subscription`; what changed goes to `on_allocation(transport
+  id, estimate, tracks)`: `sfu.api.SubscriberAllocation`), then dynacast: each simulcast
+  producer's wanted layers (a change goes to `on_layers_wanted(producer id, rids)`:
+  `sfu.api.ProducerLayersWanted`);
 - the notice clock (`sfu.engine.notice_clock.NoticeClock`), wired to one loop timer at its
   next absolute deadline.
 
@@ -28,6 +34,7 @@ from collections.abc import Callable
 from sfu.engine.bwe.pacer import PACE_INTERVAL_US
 from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.router import Registry
+from sfu.engine.simulcast import SimulcastProducer
 
 log = logging.getLogger("sfu.worker")
 
@@ -38,9 +45,19 @@ CONSENT_CHECK_S = 1.0
 SPEAKER_POLL_S = 0.05  # the detectors decide every 200 ms: at most this late
 BANDWIDTH_TICK_S = 0.1
 PROBE_PACE_S = PACE_INTERVAL_US / 1e6
+ALLOCATION_POLL_S = 0.2  # allocations run when due (at most twice a second on the estimate alone)
+METER_INTERVAL_S = 1.0  # the bitrate meters' one-second samples
 
 
 def _nobody(router_id: str, producer_id: str) -> None:
+    pass
+
+
+def _no_allocation(transport_id: str, estimate_bps: int, tracks: list[dict]) -> None:
+    pass
+
+
+def _no_layers(producer_id: str, rids: list[str]) -> None:
     pass
 
 
@@ -52,11 +69,16 @@ class Clockwork:
         rtcp_interval_s: float,
         on_active_speaker: Callable[[str, str], None] = _nobody,
         clock: Callable[[], float] = time.monotonic,
+        on_allocation: Callable[[str, int, list[dict]], None] = _no_allocation,
+        on_layers_wanted: Callable[[str, list[str]], None] = _no_layers,
     ) -> None:
         self._registry = registry
         self.notices = notices
         self._rtcp_interval_s = rtcp_interval_s
         self._on_active_speaker = on_active_speaker
+        self._on_allocation = on_allocation
+        self._on_layers_wanted = on_layers_wanted
+        self._next_measure = 0.0
         # The producers' clock (sfu.worker gives both time.monotonic): levels and
         # decisions are on one time line, in milliseconds.
         self._clock = clock
@@ -74,6 +96,7 @@ class Clockwork:
             asyncio.ensure_future(self._every(CONSENT_CHECK_S, self._check_consent)),
             asyncio.ensure_future(self._every(SPEAKER_POLL_S, self.tick_speakers)),
             asyncio.ensure_future(self._every(BANDWIDTH_TICK_S, self.tick_bandwidth)),
+            asyncio.ensure_future(self._every(ALLOCATION_POLL_S, self.tick_allocations)),
             asyncio.ensure_future(self._measure_lag()),
         ]
 
@@ -157,6 +180,29 @@ class Clockwork:
     def _arm_probe_timer(self) -> None:
         if self._probing and self._probe_timer is None:
             self._probe_timer = asyncio.get_running_loop().call_later(PROBE_PACE_S, self.pace_probes)
+
+    # ------------------------------------------------------------------ adaptive media
+
+    def tick_allocations(self) -> None:
+        """Meters, then every due allocation (changes told), then dynacast (changes told)."""
+        now = self._clock()
+        registry = self._registry
+        if now >= self._next_measure:
+            self._next_measure = now + METER_INTERVAL_S
+            for producer in registry.producers.values():
+                if producer.is_video:
+                    producer.measure(now)
+        for transport in registry.transports.values():
+            subscription = getattr(transport, "subscription", None)
+            if subscription is not None and subscription.due(now):
+                tracks = subscription.run(now)
+                if tracks:
+                    self._on_allocation(transport.id, subscription.estimate_bps, tracks)
+        for producer in registry.producers.values():
+            if isinstance(producer, SimulcastProducer):
+                wanted = producer.demand.update(producer.taken_layers(), now)
+                if wanted is not None:
+                    self._on_layers_wanted(producer.id, producer.active_rids(wanted))
 
     # ------------------------------------------------------------------ notices
 

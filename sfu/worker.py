@@ -9,7 +9,8 @@ them and closes them (sfu/engine/router.py). A request handler looks up the enti
 names in the tree's `Registry` and calls a method of it: the worker keeps no map and
 writes no cascade of its own. The worker adds the loop: periodic RTCP, keyframe request
 polls, transport-wide feedback, the lag probe, the routers' active-speaker decisions
-(told to control as ACTIVE_SPEAKER), and the timer of the notice clock.
+(told to control as ACTIVE_SPEAKER), the subscribers' allocations (SUBSCRIBER_ALLOCATION)
+and dynacast (PRODUCER_LAYERS_WANTED), and the timer of the notice clock.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sfu.engine.retransmit import RetransmitPolicy
 from sfu.engine.router import Registry, Router
 from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
 from sfu.engine.stats import Counters, estimate_gauges
+from sfu.engine.subscription import PAUSE_REASONS
 from sfu.transport import negotiation
 from sfu.transport.base import Transport
 from sfu.transport.direct import DirectTransport
@@ -97,7 +99,13 @@ class Worker:
         # Timers: RTCP, keyframe polls, loop lag, the routers' active speakers, and the
         # notice clock pacing every announcer. Producers run on the same clock (time.monotonic).
         self.clockwork = Clockwork(
-            self.registry, NoticeClock(), sfu_config.rtcp_interval_s, self._on_active_speaker, time.monotonic
+            self.registry,
+            NoticeClock(),
+            sfu_config.rtcp_interval_s,
+            self._on_active_speaker,
+            time.monotonic,
+            on_allocation=self._on_allocation,
+            on_layers_wanted=self._on_layers_wanted,
         )
 
     @property
@@ -143,11 +151,26 @@ class Worker:
             "loop_lag_seconds": self.clockwork.loop_lag,
             "cpu_seconds": process_stats.cpu_seconds(),
             "rss_bytes": float(process_stats.rss_bytes()),
+            **self._adaptive_gauges(),
         }
         # The distribution of subscriber transports' bandwidth estimates (issue 11).
         estimators = [t.estimator for t in network if getattr(t, "estimator", None) is not None]
         gauges.update(estimate_gauges(estimator.estimate_bps for estimator in estimators))
         return api.WorkerStats(counters=counters, dropped=dropped, gauges=gauges)
+
+    def _adaptive_gauges(self) -> dict[str, float]:
+        """Video tracks paused now by the subscribers' allocations, by reason, and
+        simulcast layers the publishers are told to pause (dynacast)."""
+        paused = dict.fromkeys(PAUSE_REASONS, 0)
+        for transport in self.transports.values():
+            subscription = getattr(transport, "subscription", None)
+            if subscription is not None:
+                for reason, count in subscription.paused_counts().items():
+                    paused[reason] = paused.get(reason, 0) + count
+        layers = sum(p.demand.paused for p in self.registry.producers.values() if isinstance(p, SimulcastProducer))
+        gauges = {f"tracks_paused_{reason}": float(count) for reason, count in paused.items()}
+        gauges["dynacast_layers_paused"] = float(layers)
+        return gauges
 
     def _socket_inodes(self) -> set[int]:
         shared = self.socket.udp.get_extra_info("socket") if self.socket.udp is not None else None
@@ -158,6 +181,10 @@ class Worker:
     async def _on_router_create(self, request: api.RouterCreate) -> Message:
         if request.router_id not in self.registry.routers:
             Router(request.router_id, self.registry)
+        return Empty()
+
+    async def _on_router_set_last_n(self, request: api.RouterSetLastN) -> Message:
+        self._router(request.router_id).set_last_n(request.last_n)  # ValueError: negative
         return Empty()
 
     async def _on_router_close(self, request: api.RouterClose) -> Message:
@@ -252,7 +279,10 @@ class Worker:
         consumer = self.registry.consumers.get(request.consumer_id)
         if consumer is None:
             raise RequestFailed("not_found", f"no consumer {request.consumer_id}")
-        if isinstance(consumer, SimulcastConsumer):
+        subscription = getattr(consumer.sink, "subscription", None)
+        if subscription is not None:  # the subscriber's allocation owns what it forwards
+            subscription.set_viewport(consumer.id, request.width, request.height, request.visible, request.pinned)
+        elif isinstance(consumer, SimulcastConsumer):
             consumer.set_viewport(request.width, request.height, request.visible)
         elif consumer.kind == "video" and consumer.paused == request.visible:
             consumer.set_paused(not request.visible)  # one layer: all of it, or nothing while hidden
@@ -443,6 +473,14 @@ class Worker:
     def _on_active_speaker(self, router_id: str, producer_id: str) -> None:
         if self.channel is not None:
             self.channel.notify(router_id, api.ActiveSpeaker(producer_id=producer_id))
+
+    def _on_allocation(self, transport_id: str, estimate_bps: int, tracks: list[dict]) -> None:
+        if self.channel is not None:
+            self.channel.notify(transport_id, api.SubscriberAllocation(estimate_bps=estimate_bps, tracks=tracks))
+
+    def _on_layers_wanted(self, producer_id: str, rids: list[str]) -> None:
+        if self.channel is not None:
+            self.channel.notify(producer_id, api.ProducerLayersWanted(active_rids=rids))
 
     async def shutdown(self) -> None:
         self.clockwork.stop()

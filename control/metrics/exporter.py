@@ -49,6 +49,12 @@ WORKER_COUNTERS = {
     "bwe_probes": ("conclave_sfu_bwe_probes", "Bandwidth probe clusters sent to subscribers"),
     "bwe_probe_packets": ("conclave_sfu_bwe_probe_packets", "Padding packets of bandwidth probes sent"),
     "bwe_probe_bytes": ("conclave_sfu_bwe_probe_bytes", "Bytes of bandwidth probe padding packets sent"),
+
+    "allocations": ("conclave_sfu_allocations", "Per-subscriber video allocations the worker ran"),
+    "layer_switches": (
+        "conclave_sfu_layer_switches",
+        "Changes of a subscriber's video target (layer, or paused) made by allocations",
+    ),
 }
 # Worker stats gauge key -> (metric name, help).
 WORKER_GAUGES = {
@@ -58,6 +64,10 @@ WORKER_GAUGES = {
     "consumers": ("conclave_worker_consumers", "Outgoing streams in the worker"),
     "cpu_seconds": ("conclave_worker_cpu_seconds", "CPU time (user+system) of the current worker process"),
     "rss_bytes": ("conclave_worker_resident_memory_bytes", "Resident memory of the worker process"),
+    "dynacast_layers_paused": (
+        "conclave_sfu_dynacast_layers_paused",
+        "Simulcast layers no subscriber takes, which publishers are told to pause",
+    ),
 }
 # The worker samples one packet in 256 per producer: the time from the producer to the
 # last consumer's send, as cumulative counters `forward_time_us_le_<bound>` (…`_le_inf`),
@@ -76,6 +86,14 @@ NACK_REFUSED_REASONS = ("budget", "duplicate", "too_old")
 NACK_REFUSED = (
     "conclave_sfu_nack_refused",
     "Sequence numbers subscribers asked to be retransmitted that the worker refused, by reason",
+)
+
+# Subscribers' video tracks paused now by their allocation, from the worker's gauges
+# `tracks_paused_<reason>` (sfu.engine.subscription.PAUSE_REASONS): a fixed set.
+PAUSE_REASONS = ("bandwidth", "hidden", "last_n")
+TRACKS_PAUSED = (
+    "conclave_sfu_tracks_paused",
+    "Subscribers' video tracks paused by their allocation, by reason",
 )
 
 
@@ -167,6 +185,8 @@ class _StateCollector(Collector):
         yield _nack_refused(workers)
         yield _subscriber_estimates(workers)
 
+        yield _tracks_paused(workers)
+
 
 def _forward_latency(workers: list) -> Metric:
     family = HistogramMetricFamily(*FORWARD_LATENCY, labels=["worker"])
@@ -213,6 +233,15 @@ def estimate_buckets(gauges: dict[str, float]) -> list[tuple[str, float]]:
     if not bounds or bounds[-1][0] != float("inf"):
         return []
     return [(floatToGoString(bound), float(count)) for bound, count in bounds]
+
+
+
+def _tracks_paused(workers: list) -> Metric:
+    family = GaugeMetricFamily(*TRACKS_PAUSED, labels=["worker", "reason"])
+    for worker in workers:
+        for reason in PAUSE_REASONS:
+            family.add_metric([str(worker.index), reason], worker.gauge(f"tracks_paused_{reason}"))
+    return family
 
 
 def forward_latency_buckets(counters: dict[str, int]) -> list[tuple[str, float]]:

@@ -14,6 +14,7 @@ import struct
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from sfu.engine.bitrate import BitrateMeter
 from sfu.engine.keyframes import KeyframeRequester
 from sfu.engine.nack_cache import PacketCache
 from sfu.engine.retransmit import DEFAULT_POLICY, RetransmitPolicy
@@ -140,6 +141,8 @@ class Producer:
         "retransmit_policy",
         "level_id",
         "speaker",
+        "octets",
+        "meter",
         "_codec",
         "_extension_memo",
     )
@@ -182,6 +185,10 @@ class Producer:
         self.level_id = params.extmap.get(rtp.URI_AUDIO_LEVEL, 0) if speech else 0
         self.speaker: DominantSpeaker | None = None  # the router's detector, once it hears us
         self._codec = params.codec_name.lower()
+        # Video bytes forwarded to someone (counted while it has consumers: what
+        # forwarding it costs), and their rate, sampled by the clockwork (`measure`).
+        self.octets = 0
+        self.meter = BitrateMeter()
         # (ext_table, tcc_id) -> (packet, bytes before the tcc value, bytes after it)
         self._extension_memo: dict[tuple[bytes | None, int], tuple[bytes, bytes, bytes | None]] = {}
 
@@ -205,6 +212,7 @@ class Producer:
         keyframe = True
         if self.is_video:
             keyframe = False
+            self.octets += len(packet)
             if self.keyframe_waiters:
                 keyframe = codecs.is_keyframe(self._codec, packet, rtp.payload_offset(packet))
                 if keyframe:
@@ -279,6 +287,10 @@ class Producer:
         paused producer (muted) or one nobody receives is not heard."""
         if self.level_id:
             self.speaker = speaker
+
+    def measure(self, now: float) -> None:
+        """Sample the bitrate meter (about once a second)."""
+        self.meter.sample(self.octets, now)
 
     def request_keyframe(self) -> None:
         if not self.is_video or self.ssrc is None or self.closed:

@@ -14,7 +14,9 @@ The router keeps its transports, producers and consumers by id, and the meeting'
 dominant-speaker detector (`sfu.engine.speaker.DominantSpeaker`): every microphone
 registered here that carries RFC 6464 levels feeds it (`Producer.hear_levels`), a closed
 producer is forgotten by it, and the worker's clockwork asks it for a decision
-(`tick_speaker`). The worker's `Registry` (every live object of the worker by id, for
+(`tick_speaker`), and the meeting's last-N (`set_last_n`), which each subscriber's
+allocation reads (`sfu.engine.subscription.Subscription`: it runs again when the
+speakers or last-N changed). The worker's `Registry` (every live object of the worker by id, for
 the channel's requests, which name an entity but not its router) is kept by the routers
 in the same steps: nothing else writes to it.
 
@@ -75,7 +77,7 @@ def _forget(own: dict[str, T], registry: dict[str, T], key: str, value: T) -> No
 
 
 class Router:
-    __slots__ = ("id", "registry", "transports", "producers", "consumers", "speaker", "closed")
+    __slots__ = ("id", "registry", "transports", "producers", "consumers", "speaker", "last_n", "closed")
 
     def __init__(self, router_id: str, registry: Registry) -> None:
         if router_id in registry.routers:
@@ -86,6 +88,7 @@ class Router:
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
         self.speaker = DominantSpeaker()  # who speaks, by producer id
+        self.last_n: int | None = None  # video of at most this many participants per subscriber (None: all)
         self.closed = False
         registry.routers[router_id] = self
 
@@ -128,6 +131,13 @@ class Router:
         """The producer id of the new dominant speaker when a decision is due and it
         changed (the detector decides every DECISION_INTERVAL_MS), else None."""
         return self.speaker.tick(now_ms)  # type: ignore[return-value]
+
+    def set_last_n(self, last_n: int) -> None:
+        """The meeting's last-N (0: no limit). Every subscriber's allocation sees the
+        change at its next look (sfu.engine.subscription) and runs again at once."""
+        if last_n < 0:
+            raise ValueError(f"last_n: {last_n}, expected >= 0 (0: no limit)")
+        self.last_n = last_n or None
 
     # ------------------------------------------------------------ lifecycle
 

@@ -25,8 +25,13 @@ VP8 PictureID/TL0PICIDX. No await, no logging.
 
 Consumers (`SimulcastConsumer`): a `sfu.engine.layers.LayerSelector` with a
 `sfu.engine.munger.StreamMunger` on the consumer's SSRC and payload type; the target
-layer starts at the highest and follows the subscriber's viewport (`set_viewport`: the
-smallest layer at least as tall as the tile; hidden: none). NACKs are answered through
+layer starts at the highest. On a WebRTC subscriber its allocation sets it
+(sfu.engine.subscription: bandwidth, tile, last-N); elsewhere it may follow a viewport
+(`set_viewport`: the smallest layer at least as tall as the tile; hidden: none).
+
+Measured for the allocation and dynacast, off the packet path: each layer's byte count
+(`Layer.octets`, one add per packet) sampled into its `Layer.meter` (`measure`), and the
+layers the consumers take (`taken_layers`) into the producer's `demand`. NACKs are answered through
 `StreamMunger.source` / `retransmit` from the layer's cache, sender reports translated
 for the layer being forwarded. A non-simulcast producer keeps `Consumer.forward`.
 """
@@ -36,7 +41,9 @@ from __future__ import annotations
 import struct
 from typing import Callable
 
+from sfu.engine.bitrate import BitrateMeter
 from sfu.engine.consumer import Consumer
+from sfu.engine.dynacast import LayerDemand
 from sfu.engine.keyframes import KeyframeRequester
 from sfu.engine.layers import FORWARD, PLI, LayerSelector
 from sfu.engine.munger import StreamMunger
@@ -63,7 +70,8 @@ STALL_AFTER = 1.0
 class Layer:
     """One simulcast stream of a producer: what is received on its SSRC."""
 
-    __slots__ = ("index", "rid", "ssrc", "rtx_ssrc", "cache", "reception", "keyframes", "width", "height")
+    __slots__ = ("index", "rid", "ssrc", "rtx_ssrc", "cache", "reception", "keyframes", "width", "height",
+                 "octets", "meter")
 
     def __init__(self, index: int, rid: str, cache_size: int, pli_min_interval: float) -> None:
         self.index = index
@@ -75,12 +83,14 @@ class Layer:
         self.keyframes = KeyframeRequester(pli_min_interval)
         self.width = 0  # from its last VP8 keyframe (0: not seen)
         self.height = 0
+        self.octets = 0  # bytes received (media, not RTX): the hot path's one count
+        self.meter = BitrateMeter()  # its rate, sampled by the clockwork (`measure`)
 
 
 class SimulcastProducer(Producer):
     """A producer of up to MAX_LAYERS rid layers (params.rids, lowest first)."""
 
-    __slots__ = ("layers", "info", "_by_ssrc", "_layer_of", "_groups", "_settled")
+    __slots__ = ("layers", "info", "demand", "_by_ssrc", "_layer_of", "_groups", "_settled")
 
     def __init__(self, params, sink, counters, clock: Callable[[], float], stream_id: str,
                  cache_size: int = 1024, pli_min_interval: float = 0.5, **kwargs) -> None:
@@ -92,6 +102,7 @@ class SimulcastProducer(Producer):
         self.rtx_ssrc = None
         self.layers = [Layer(i, rid, cache_size, pli_min_interval) for i, rid in enumerate(params.rids)]
         self.info = PacketInfo(params.codec_name)
+        self.demand = LayerDemand(len(self.layers))  # dynacast: the layers someone takes
         self._by_ssrc: dict[int, Layer] = {}
         self._layer_of = {rid: layer for rid, layer in zip(params.rids, self.layers)}
         # Who gets a packet of each layer: consumers settled on that layer and those not
@@ -145,6 +156,7 @@ class SimulcastProducer(Producer):
             lost = [(seq - i) & 0xFFFF for i in range(skipped, 0, -1)]
             self.sink.send_rtcp(rtcp.build_nack(self.sink.rtcp_ssrc, ssrc, lost))
         layer.cache.put(seq, packet)
+        layer.octets += len(packet)
         consumers = self.consumers
         if self.paused or not consumers:
             return
@@ -220,6 +232,26 @@ class SimulcastProducer(Producer):
         self.on_rtp(original, layer.ssrc)
 
     # ------------------------------------------------------------ control path
+
+    def measure(self, now: float) -> None:
+        """Sample every layer's bitrate meter (about once a second)."""
+        for layer in self.layers:
+            layer.meter.sample(layer.octets, now)
+
+    def taken_layers(self) -> set[int]:
+        """Dynacast: the layers some consumer takes now (its selector's target, and the
+        layer it forwards until it switches); a paused consumer takes none."""
+        taken: set[int] = set()
+        for consumer in self.consumers:
+            if not consumer.paused:
+                selector = consumer.selector  # type: ignore[attr-defined]
+                taken.add(selector.target)
+                taken.add(selector.current)
+        taken.discard(-1)
+        return taken
+
+    def active_rids(self, wanted: frozenset[int]) -> list[str]:
+        return [layer.rid for layer in self.layers if layer.index in wanted]
 
     def heights(self) -> list[int]:
         """Each layer's height, known (a VP8 keyframe) or assumed (ASSUMED_TOP_HEIGHT)."""

@@ -98,6 +98,8 @@ class Counters:
         "bwe_probe_bytes",
         "forward_time_samples",
         "forward_time_us_sum",
+        "allocations",  # per-subscriber allocation runs (sfu.engine.subscription)
+        "layer_switches",  # target changes they made (a layer, or a pause, to another)
         "dropped",
         "forward_time_buckets",
     )

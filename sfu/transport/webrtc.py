@@ -39,6 +39,7 @@ from sfu.engine.feedback import BandwidthIntake, handle_rtcp
 from sfu.engine.producer import Producer
 from sfu.engine.simulcast import SimulcastProducer
 from sfu.engine.stats import Counters
+from sfu.engine.subscription import Subscription
 from sfu.engine.twcc import TransportCcRecorder
 from sfu.transport.base import Transport
 from sfu.transport.dtls import DtlsSession, certificate_fingerprint
@@ -115,6 +116,7 @@ class WebRtcTransport(Transport):
         "pacer",
         "pending_tcc",
         "log_sent",
+        "subscription",
     )
 
     KIND = "WebRTC"
@@ -182,6 +184,8 @@ class WebRtcTransport(Transport):
             self.reported_estimate_bps = self.estimator.estimate_bps
             # The send log itself: what on_packet_sent does for a packet of no probe.
             self.log_sent = self.estimator.send_log.on_sent
+        # The allocation (sfu.engine.subscription): the one owner of what its consumers forward.
+        self.subscription = Subscription(self, counters) if direction == "subscribe" else None
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
         socket.ice.register(self)  # undone in _release (MediaSocket.unbind_peer)
 
@@ -473,7 +477,14 @@ class WebRtcTransport(Transport):
         else:
             self.recyclable.discard(index)
             self.consumer_slots[index] = consumer
+        if self.subscription is not None:
+            self.subscription.changed()
         return consumer
+
+    def on_consumer_closed(self, consumer: Consumer) -> None:
+        super().on_consumer_closed(consumer)
+        if self.subscription is not None:
+            self.subscription.changed()
 
     def _rtx_payload_type(self, codec: Codec) -> int | None:
         return codec.rtx_payload_type  # video only (negotiation.subscriber_codec)

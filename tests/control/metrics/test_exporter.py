@@ -27,6 +27,7 @@ from sfu.engine.stats import (
     Counters,
     estimate_gauges,
 )
+from sfu.engine.subscription import PAUSE_REASONS
 from sfu.wire import rtp
 
 HISTOGRAM = "conclave_sfu_forward_latency_seconds"
@@ -163,12 +164,32 @@ async def test_forward_latency_histogram_and_drops_by_reason_in_metrics(conclave
 
 
 class _Slot:
-    def __init__(self, index: int, counters: dict[str, int]) -> None:
+    def __init__(self, index: int, counters: dict[str, int], gauges: dict[str, float] | None = None) -> None:
         self.index = index
         self._counters = counters
+        self._gauges = gauges or {}
 
     def counters(self) -> dict[str, int]:
         return self._counters
+
+    def gauge(self, name: str) -> float:
+        return self._gauges.get(name, 0.0)
+
+
+def test_paused_tracks_are_one_gauge_by_worker_and_a_fixed_set_of_reasons():
+    assert exporter.PAUSE_REASONS == PAUSE_REASONS
+    family = exporter._tracks_paused([_Slot(0, {}, {"tracks_paused_last_n": 3.0, "tracks_paused_x": 1.0})])
+    assert family.name == "conclave_sfu_tracks_paused" and family.type == "gauge"
+    values = {(s.labels["worker"], s.labels["reason"]): s.value for s in family.samples}
+    assert values == {("0", "bandwidth"): 0, ("0", "hidden"): 0, ("0", "last_n"): 3}
+
+
+def test_allocation_counters_and_the_dynacast_gauge_come_from_the_worker():
+    worker_counters, _ = Counters().snapshot()
+    assert {"allocations", "layer_switches"} <= set(worker_counters)
+    names = {key: name for key, (name, _) in exporter.WORKER_COUNTERS.items()}
+    assert (names["allocations"], names["layer_switches"]) == ("conclave_sfu_allocations", "conclave_sfu_layer_switches")
+    assert exporter.WORKER_GAUGES["dynacast_layers_paused"][0] == "conclave_sfu_dynacast_layers_paused"
 
 
 def test_refused_nacks_are_one_counter_by_worker_and_a_fixed_set_of_reasons():

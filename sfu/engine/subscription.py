@@ -1,0 +1,272 @@
+"""One subscriber's video, allocated: the per-subscriber `sfu.engine.allocator.Allocator`
+fed from the running tree, and its decisions applied to the consumers.
+
+A `Subscription` belongs to one subscribe transport (`sfu.transport.webrtc.WebRtcTransport.subscription`).
+It is the one owner of what its video consumers forward: a simulcast consumer's target
+layer (`LayerSelector.set_target`; -1 while paused), a single-stream consumer's pause.
+The tile (`set_viewport`, from CONSUMER_SET_VIEWPORT) is one of its inputs: it caps the
+layer through the allocator's ladder and hides a track; it sets no target itself.
+
+Inputs, gathered at each run (control path, never per packet):
+
+- the estimate: the transport's `estimator.estimate_bps`; but a subscriber that has sent
+  neither transport-cc feedback nor a REMB yet has told us nothing about its link, and
+  the estimator's start value (300 kbit/s) would starve it: until it does, it is
+  unconstrained (`estimate_bps` 0: none yet; budget UNCONSTRAINED_BPS); one that sends
+  REMB but no transport-cc feedback cannot be probed: it always gets the lowest layer of
+  each visible track (`_lowest_layers_bps`), REMB choosing above that;
+- reserved for audio: AUDIO_RESERVE_BPS per audio consumer whose producer is not paused
+  (Opus at ~32 kbit/s plus 50 packets a second of RTP/SRTP/UDP/IP headers); audio is
+  never dropped for video;
+- each video consumer as a `VideoTrack` (track id = consumer id): kind screen when the
+  producer's source is "screen", else camera; publisher = the producer's publish
+  transport (a participant's producers share it); its layers with their measured
+  bitrates (`sfu.engine.bitrate.BitrateMeter.cost_bps`: the smoothed rate, or the last
+  one while the layer does not flow (dynacast), or a nominal rate by height before
+  anything was measured), heights (`SimulcastProducer.heights`) and widths; spatial
+  layers only, each with every temporal layer (TOP_TEMPORAL): per-TID rates are not
+  metered; the tile (visible, width, height; a visible tile of size 0 x 0 is one whose
+  size is not known yet: no cap) and pinned;
+- the speakers, most recent first: the router's `DominantSpeaker.speakers_by_recency`,
+  microphone producer ids mapped to their publish transport;
+- last-N: the router's `last_n`.
+
+When it runs (`due`): at once after anything but the estimate changed (`changed`: a
+consumer added or removed, a tile; the router's speaker order or last-N, noticed by
+comparing); when the estimate changed, at most every `AllocationPolicy.min_interval_s`;
+when a hold ends (`Allocation.wake_at`); and every REFRESH_S for the measured rates.
+
+Out of a run: the consumers' targets changed, `transport.probe_target_bps` set to the
+allocation's `probe_bps` (the prober's goal; 0 while unconstrained), and a report of
+the consumers whose outcome changed, as `sfu.api.SubscriberAllocation.tracks` wants it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from sfu.engine.allocator import (
+    CAMERA,
+    DEFAULT_POLICY,
+    PAUSED_BANDWIDTH,
+    PAUSED_HIDDEN,
+    PAUSED_LAST_N,
+    SCREEN,
+    AllocationPolicy,
+    Allocator,
+    Decision,
+    Layer,
+    VideoTrack,
+)
+from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
+from sfu.engine.stats import Counters
+
+if TYPE_CHECKING:
+    from sfu.engine.bwe import BandwidthEstimator
+    from sfu.engine.consumer import Consumer
+    from sfu.engine.producer import Producer
+    from sfu.engine.router import Router
+
+AUDIO_RESERVE_BPS = 40_000
+UNCONSTRAINED_BPS = 1_000_000_000
+LOWEST_LAYERS_MARGIN = 1.5  # above the allocator's resume margin (1.25): the floor always fits
+REFRESH_S = 1.0
+TOP_TEMPORAL = 2  # every temporal layer (VP8 L1T3's TIDs 0..2)
+PAUSE_REASONS = (PAUSED_BANDWIDTH, PAUSED_HIDDEN, PAUSED_LAST_N)
+# What a layer costs before anything was measured (by height, Chromium's defaults for
+# VP8 simulcast roughly): enough to order the ladder and not to oversubscribe at once.
+NOMINAL_BPS = ((180, 150_000), (360, 500_000), (540, 1_000_000), (720, 1_700_000))
+NOMINAL_TOP_BPS = 2_500_000
+
+
+def nominal_bps(height: int) -> int:
+    return next((bps for tall, bps in NOMINAL_BPS if height <= tall), NOMINAL_TOP_BPS)
+
+
+class SubscriberTransport(Protocol):
+    """What a subscription needs of its transport (sfu.transport.webrtc.WebRtcTransport)."""
+
+    id: str
+    router: Router
+    consumers: dict[str, Consumer]
+    estimator: BandwidthEstimator | None
+    probe_target_bps: int
+
+
+class Viewport:
+    __slots__ = ("width", "height", "visible", "pinned")
+
+    def __init__(self, width: int, height: int, visible: bool, pinned: bool) -> None:
+        self.width = max(0, width)
+        self.height = max(0, height)
+        self.visible = visible
+        self.pinned = pinned
+
+
+class Subscription:
+    __slots__ = ("transport", "counters", "allocator", "viewports", "decisions", "estimate_bps",
+                 "_dirty", "_speaker_changes", "_last_n", "_wake_at")
+
+    def __init__(self, transport: SubscriberTransport, counters: Counters,
+                 policy: AllocationPolicy = DEFAULT_POLICY) -> None:
+        self.transport = transport
+        self.counters = counters
+        self.allocator = Allocator(policy)
+        self.viewports: dict[str, Viewport] = {}  # by consumer id, as the client reported
+        self.decisions: dict[str, Decision] = {}  # the last run's, by consumer id
+        self.estimate_bps = 0  # what the last run was given (0: none yet, unconstrained)
+        self._dirty = True
+        self._speaker_changes = -1
+        self._last_n: int | None = None
+        self._wake_at: float | None = None
+
+    # ------------------------------------------------------------------ inputs
+
+    def set_viewport(self, consumer_id: str, width: int, height: int, visible: bool, pinned: bool = False) -> None:
+        self.viewports[consumer_id] = Viewport(width, height, visible, pinned)
+        self.changed()
+
+    def changed(self) -> None:
+        """Something other than the estimate changed: run at the next look."""
+        self._dirty = True
+        self.allocator.invalidate()
+
+    def current_estimate(self) -> int:
+        """The transport's estimate; 0 while the subscriber has sent no feedback and no REMB."""
+        estimator = self.transport.estimator
+        if estimator is None or (estimator.feedbacks == 0 and estimator.remb_bps is None):
+            return 0
+        return estimator.estimate_bps
+
+    def due(self, now: float) -> bool:
+        router = self.transport.router
+        if router.speaker.changes != self._speaker_changes or router.last_n != self._last_n:
+            self.changed()
+        if self._dirty:
+            return True
+        last_run = self.allocator.last_run
+        if last_run is None or not self.allocator.due(now):
+            return last_run is None
+        if self.current_estimate() != self.estimate_bps:
+            return True
+        if self._wake_at is not None and now >= self._wake_at:
+            return True
+        return now - last_run >= REFRESH_S
+
+    # ------------------------------------------------------------------ a run
+
+    def run(self, now: float) -> list[dict]:
+        """Allocate and apply; the changed consumers, reported as SubscriberAllocation's tracks."""
+        transport = self.transport
+        router = transport.router
+        self._dirty = False
+        self._speaker_changes = router.speaker.changes
+        self._last_n = router.last_n
+        self.estimate_bps = estimate = self.current_estimate()
+        consumers = {cid: c for cid, c in transport.consumers.items() if c.kind == "video" and not c.closed}
+        for consumer_id in [cid for cid in self.viewports if cid not in transport.consumers]:
+            del self.viewports[consumer_id]
+        tracks = [self._track(consumer) for consumer in consumers.values()]
+        reserved = self._reserved_bps()
+        budget = estimate or UNCONSTRAINED_BPS
+        if estimate and self.transport.estimator.feedbacks == 0:  # type: ignore[union-attr]
+            budget = max(budget, _lowest_layers_bps(tracks, reserved))
+        allocation = self.allocator.allocate(budget, tracks, self._speakers(router), router.last_n, now, reserved)
+        self.counters.allocations += 1
+        self._wake_at = allocation.wake_at
+        transport.probe_target_bps = allocation.probe_bps if estimate else 0
+        reports = []
+        for consumer_id in allocation.changed:
+            decision = allocation.decisions[consumer_id]
+            consumer = consumers[consumer_id]
+            if consumer_id in self.decisions:
+                self.counters.layer_switches += 1
+            _apply(consumer, decision)
+            reports.append(_report(consumer, decision))
+        self.decisions = allocation.decisions
+        return reports
+
+    def paused_counts(self) -> dict[str, int]:
+        """Tracks paused now, by reason (every reason listed)."""
+        counts = dict.fromkeys(PAUSE_REASONS, 0)
+        for decision in self.decisions.values():
+            if decision.reason is not None:
+                counts[decision.reason] = counts.get(decision.reason, 0) + 1
+        return counts
+
+    def _track(self, consumer: Consumer) -> VideoTrack:
+        producer = consumer.producer
+        view = self.viewports.get(consumer.id)
+        kind = SCREEN if producer.params.source == "screen" else CAMERA
+        if view is None:
+            return VideoTrack(consumer.id, producer.stream_id, kind, _layers(producer))
+        known = view.width > 0 or view.height > 0 or not view.visible
+        return VideoTrack(
+            consumer.id,
+            producer.stream_id,
+            kind,
+            _layers(producer),
+            visible=view.visible,
+            tile_width=view.width if known else None,
+            tile_height=view.height if known else None,
+            pinned=view.pinned,
+        )
+
+    def _speakers(self, router: Router) -> list[str]:
+        """The publishers (publish transport ids) of the speakers' microphones, most recent first."""
+        producers = router.producers
+        return [producers[p].stream_id for p in router.speaker.speakers_by_recency() if p in producers]
+
+    def _reserved_bps(self) -> int:
+        audio = sum(
+            1 for c in self.transport.consumers.values() if c.kind == "audio" and not c.closed and not c.producer.paused
+        )
+        return audio * AUDIO_RESERVE_BPS
+
+
+def _lowest_layers_bps(tracks: list[VideoTrack], reserved_bps: int) -> int:
+    """The budget floor of a subscriber that sends REMB but no transport-cc feedback: its
+    own receive-side estimate follows what it receives (libwebrtc's and aiortc's cap it at
+    1.5 x the incoming rate), and without transport-wide numbers we cannot probe past it,
+    so a track paused for bandwidth would stay paused for good. Such a subscriber always
+    gets the lowest layer of each visible track (REMB chooses above that), with the
+    resume margin so the floor holds through the allocator's hysteresis."""
+    lowest = sum(min(layer.bitrate_bps for layer in track.layers) for track in tracks if track.visible and track.layers)
+    return int((reserved_bps + lowest) * LOWEST_LAYERS_MARGIN)
+
+
+def _layers(producer: Producer) -> list[Layer]:
+    if isinstance(producer, SimulcastProducer):
+        heights = producer.heights()
+        return [
+            Layer(layer.index, TOP_TEMPORAL, layer.meter.cost_bps or nominal_bps(height),
+                  layer.width or height * 16 // 9, height)
+            for layer, height in zip(producer.layers, heights)
+        ]
+    return [Layer(0, TOP_TEMPORAL, producer.meter.cost_bps or NOMINAL_TOP_BPS, 0, 0)]
+
+
+def _apply(consumer: Consumer, decision: Decision) -> None:
+    """One owner of what the consumer forwards: the target layer (or none), resumed from
+    a keyframe of it (the selector asks for one; a single stream's `set_paused` too)."""
+    layer = decision.layer
+    if isinstance(consumer, SimulcastConsumer):
+        if layer is None:
+            consumer.selector.set_target(-1)
+        else:
+            consumer.selector.set_target(layer.spatial, layer.temporal)
+    elif consumer.paused != (layer is None):
+        consumer.set_paused(layer is None)
+
+
+def _report(consumer: Consumer, decision: Decision) -> dict:
+    producer = consumer.producer
+    layer = decision.layer
+    return {
+        "consumer_id": consumer.id,
+        "spatial": layer.spatial if layer is not None else -1,
+        "temporal": layer.temporal if layer is not None else -1,
+        "layers": len(producer.layers) if isinstance(producer, SimulcastProducer) else 1,
+        "height": layer.height if layer is not None else 0,
+        "paused": decision.reason or "",
+    }
