@@ -59,10 +59,14 @@ def first_time(series: list[Sample], predicate) -> float | None:
 
 
 def widths(series: list[Sample]) -> list[int]:
-    """The distinct frame widths in the order they appeared (repeats collapsed)."""
+    """The widths of the frames decoded within the series, in the order they appeared
+    (repeats collapsed). Only samples that show a new frame count: frameWidth stays at
+    the last decoded frame's width long after the stream stopped."""
     out: list[int] = []
-    for sample in series:
-        if sample["frameWidth"] and (not out or out[-1] != sample["frameWidth"]):
+    for previous, sample in zip(series, series[1:]):
+        if sample["framesDecoded"] == previous["framesDecoded"] or not sample["frameWidth"]:
+            continue
+        if not out or out[-1] != sample["frameWidth"]:
             out.append(sample["frameWidth"])
     return out
 
@@ -73,7 +77,7 @@ class Summary:
     fps: float
     frames: int
     widths: list[int]
-    last_width: int
+    last_width: int  # of the last frame decoded within the series; 0: none was
     freeze_s: float  # growth of Chromium's totalFreezesDuration
     freezes: int  # growth of Chromium's freezeCount
     longest_stall_ms: float
@@ -89,12 +93,13 @@ class Summary:
 def summarize(series: list[Sample]) -> Summary:
     seconds = duration_s(series)
     received = int(delta(series, "bytesReceived"))
+    seen = widths(series)
     return Summary(
         seconds=seconds,
         fps=decoded_fps(series),
         frames=int(delta(series, "framesDecoded")),
-        widths=widths(series),
-        last_width=series[-1]["frameWidth"] if series else 0,
+        widths=seen,
+        last_width=seen[-1] if seen else 0,
         freeze_s=delta(series, "totalFreezesDuration"),
         freezes=int(delta(series, "freezeCount")),
         longest_stall_ms=longest_stall_ms(series),

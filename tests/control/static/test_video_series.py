@@ -31,7 +31,14 @@ def test_the_longest_stall_counts_the_one_still_going_at_the_end():
 
 
 def test_widths_in_order_of_appearance_without_repeats_or_zeros():
-    assert widths(series([1] * 6, width=[0, 1280, 1280, 320, 320, 1280])) == [1280, 320, 1280]
+    assert widths(series(list(range(6)), width=[0, 1280, 1280, 320, 320, 1280])) == [1280, 320, 1280]
+
+
+def test_widths_count_only_frames_decoded_within_the_series():
+    # The width of a frame decoded before the series, then nothing: no width, none last.
+    stalled = series([7] * 5, width=640)
+    assert widths(stalled) == [] and summarize(stalled).last_width == 0
+    assert widths(series([7, 7, 8, 8], width=[640, 640, 320, 320])) == [320]
 
 
 def test_window_and_first_time():
