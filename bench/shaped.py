@@ -88,7 +88,9 @@ async def run(rates: list[int | None], duration: float, warmup: float, workdir: 
             series = window(await samples(page), start)
             summary = summarize(series).as_dict()
             summary["lost"] = int(series[-1]["packetsLost"] - series[0]["packetsLost"]) if len(series) > 1 else 0
-            summary["resolution"] = f"{series[-1]['frameWidth']}x{series[-1]['frameHeight']}" if series else "-"
+            # frameWidth is the last decoded frame's: only a frame decoded in the window counts.
+            decoded = summary["frames"] > 0
+            summary["resolution"] = f"{series[-1]['frameWidth']}x{series[-1]['frameHeight']}" if decoded else "-"
             subscribers.append({"rate_kbit": rate, **summary})
         return {
             "duration_s": duration,
