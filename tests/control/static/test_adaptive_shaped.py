@@ -81,22 +81,24 @@ class Checks:
 
 
 async def reach_width(page, pid: str, width: int, timeout: float, loop) -> float | None:
-    """Seconds until `page` decodes frames `width` wide and goes on decoding them (at least
-    FLOWING_FRAMES of them within a second: one keyframe shown is not video), None when not
-    within `timeout`."""
+    """Seconds until `page` decodes frames `width` wide and goes on decoding them: a run of
+    polls, each with new frames at that width, lasting a second with FLOWING_FRAMES or more
+    (frameWidth alone is the last decoded frame's, however old). None: not within `timeout`."""
     started = loop.time()
-    at_width: list[tuple[float, int]] = []  # (time, framesDecoded) while the width held
+    run: list[tuple[float, int]] = []  # (time, framesDecoded) of the current run
+    previous = None
     while loop.time() - started < timeout + 1.0:  # the last second only confirms
         entry = await video_stats(page, pid) or {}
-        now = loop.time()
-        if entry.get("frameWidth") != width:
-            at_width.clear()
+        now, frames = loop.time(), entry.get("framesDecoded", 0)
+        moving = previous is not None and frames > previous
+        previous = frames
+        if entry.get("frameWidth") != width or not moving:
+            run.clear()
         else:
-            at_width.append((now, entry["framesDecoded"]))
-            recent = [frames for at, frames in at_width if now - at <= 1.0]
-            flowing = at_width[0][0] <= now - 1.0 and at_width[-1][1] - recent[0] >= FLOWING_FRAMES
-            if flowing and at_width[0][0] - started <= timeout:
-                return round(at_width[0][0] - started, 2)
+            run.append((now, frames))
+            flowing = run[-1][0] - run[0][0] >= 1.0 and run[-1][1] - run[0][1] >= FLOWING_FRAMES
+            if flowing and run[0][0] - started <= timeout:
+                return round(run[0][0] - started, 2)
         await asyncio.sleep(0.25)
     return None
 
