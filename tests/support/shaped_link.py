@@ -166,9 +166,13 @@ def create_link(rate_kbit: int | None = None) -> ShapedLink:
     try:
         _run("ip", "netns", "add", namespace)
         _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", namespace)
+        inside = link.exec_prefix()
+        # No IPv6 link-local addresses: they arrive a moment after "up", and Chromium
+        # (on the host too) aborts loads in flight on any address change (ERR_NETWORK_CHANGED).
+        _run("ip", "link", "set", host_if, "addrgenmode", "none")
+        _run(*inside, "ip", "link", "set", ns_if, "addrgenmode", "none")
         _run("ip", "addr", "add", f"{host_ip}/30", "dev", host_if)
         _run("ip", "link", "set", host_if, "up")
-        inside = link.exec_prefix()
         _run(*inside, "ip", "addr", "add", f"{ns_ip}/30", "dev", ns_if)
         _run(*inside, "ip", "link", "set", ns_if, "up")
         _run(*inside, "ip", "link", "set", "lo", "up")
