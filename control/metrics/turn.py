@@ -27,5 +27,7 @@ class TurnCollector(Collector):
                                   value=turn.log.allocations_total)  # fmt: skip
         yield CounterMetricFamily("conclave_turn_auth_failures", "TURN requests coturn refused for their "
                                   "credentials (wrong or expired)", value=turn.log.auth_failures_total)  # fmt: skip
+        yield CounterMetricFamily("conclave_turn_peers_denied", "Relay requests coturn refused because the peer "
+                                  "is not the SFU (turn relay peers)", value=turn.log.peers_denied_total)  # fmt: skip
         yield CounterMetricFamily("conclave_turn_restarts", "Times the managed coturn was started again after "
                                   "it died", value=turn.restarts)  # fmt: skip

@@ -31,6 +31,7 @@ LAST_LINES = 20  # shown when coturn exits, to say why
 
 _NEW = re.compile(r"\bsession (\d+): new, realm=")
 _CLOSED = re.compile(r"\bsession (\d+): closed\b")
+_PEER_DENIED = re.compile(r"A peer IP \S+ denied in the range")
 _LISTENING = re.compile(r"\b(UDP|TCP|TLS|DTLS) listener opened on")
 _AUTH_REFUSED = re.compile(r"check_stun_auth: Cannot find credentials|\b401: Unauthorized.*user <[^>]+>")
 
@@ -42,6 +43,7 @@ class TurnLog:
         self.open_sessions: set[str] = set()
         self.allocations_total = 0
         self.auth_failures_total = 0
+        self.peers_denied_total = 0
         self.listening = False
 
     def feed(self, line: str) -> None:
@@ -53,6 +55,8 @@ class TurnLog:
             self.open_sessions.discard(match.group(1))
         elif _AUTH_REFUSED.search(line):
             self.auth_failures_total += 1
+        elif _PEER_DENIED.search(line):
+            self.peers_denied_total += 1
         elif _LISTENING.search(line):
             self.listening = True
 

@@ -170,6 +170,7 @@ def test_log_counts_allocations_and_refusals_and_ignores_the_rest():
         "1: : session 000000000000000001: refreshed, realm=<conclave>, username=<1796643292:p1>, lifetime=600",
         "1: : session 001000000000000001: new, realm=<conclave>, username=<1796643292:p2>, lifetime=777",
         "6: : ERROR: check_stun_auth: Cannot find credentials of user <1796643273:p1>",
+        "1: : ERROR: A peer IP 127.0.0.2 denied in the range: 0.0.0.0-255.255.255.255",
         "something coturn 4.7 may say", "", "session x: new, realm=",  # unknown: ignored
         "8: : session 000000000000000001: closed (2nd stage), user <1796643292:p1> realm <conclave> origin <>, "
         "local 127.0.0.1:34780, remote 127.0.0.1:50908, reason: allocation timeout",
@@ -179,6 +180,6 @@ def test_log_counts_allocations_and_refusals_and_ignores_the_rest():
     for line in lines:
         log.feed(line)
     assert log.listening
-    assert (log.allocations, log.allocations_total, log.auth_failures_total) == (1, 2, 1)
+    assert (log.allocations, log.allocations_total, log.auth_failures_total, log.peers_denied_total) == (1, 2, 1, 1)
     log.restarted()
     assert (log.allocations, log.listening, log.allocations_total) == (0, False, 2)
