@@ -18,6 +18,7 @@
 
 import { ApiError, tokenClaims, tokenSecondsLeft } from './api.js';
 import { RecordingControl } from './recording.js';
+import { rtcConfiguration } from './icepolicy.js';
 import {
   ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishEncodingStats, publishStats, subscribeStats,
 } from './mediastats.js';
@@ -674,7 +675,7 @@ export class MeetingSession extends EventTarget {
   // ------------------------------------------------------------------ publish PC
 
   createPublishPc() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
+    const pc = new RTCPeerConnection(rtcConfiguration(this.iceServers));
     this.pubSources = new Map();
     for (const source of ['microphone', 'camera']) {
       for (const track of this.localTracks(source)) {
@@ -738,7 +739,7 @@ export class MeetingSession extends EventTarget {
   // ------------------------------------------------------------------ subscribe PC
 
   createSubscribePc() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
+    const pc = new RTCPeerConnection(rtcConfiguration(this.iceServers));
     this.subTracks = new Map();
     this.subChain = Promise.resolve();
     this.watchPc(pc, 'subscribe');

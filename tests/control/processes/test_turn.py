@@ -83,3 +83,22 @@ async def test_coturn_accepts_joined_credentials_and_refuses_wrong_and_expired(c
     await wait_for(lambda: turn.pid not in (None, first) and turn.up, timeout=20, what="coturn restarted")
     assert turn.restarts == 1
     assert "conclave_turn_restarts_total 1.0" in server.services.metrics.render().decode()
+
+
+async def test_bots_relay_only_exchange_media_through_the_managed_coturn(conclave_server_factory):
+    """The bot SDK with iceTransportPolicy relay: its only path to the SFU is coturn."""
+    server = await conclave_server_factory(turn=turn_test_settings())
+    turn = server.services.turn
+    assert await turn.wait_up(15), "coturn did not start"
+    meeting = await server.create_meeting()
+    ada, bob = server.bot(meeting, "Ada", relay_only=True), server.bot(meeting, "Bob", relay_only=True)
+    try:
+        await ada.start()
+        await bob.start()
+        await bob.wait_for_frames(ada.participant_id, "camera", count=5, timeout=30)
+        await ada.wait_for_frames(bob.participant_id, "camera", count=5, timeout=30)
+        await ada.wait_for_frames(bob.participant_id, "microphone", count=10, timeout=30)
+        # Both peer connections of both bots are relayed: four allocations at least.
+        assert turn.log.allocations >= 4, turn.log.allocations
+    finally:
+        await asyncio.gather(ada.stop(), bob.stop(), return_exceptions=True)
