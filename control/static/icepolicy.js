@@ -16,3 +16,18 @@ export function rtcConfiguration(iceServers, search = globalThis.location ? glob
   if (relayOnly(search)) config.iceTransportPolicy = 'relay';
   return config;
 }
+
+// The local ICE candidate each peer connection sends through (test hook: which path
+// media took): {candidateType: host|srflx|relay, relayProtocol: udp|tcp|tls|null}, or null.
+export async function selectedLocalCandidates(pcs) {
+  const result = [];
+  for (const pc of pcs) {
+    const report = pc ? await pc.getStats() : new Map();
+    let pairId = null;
+    report.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+    const pair = pairId ? report.get(pairId) : null;
+    const local = pair ? report.get(pair.localCandidateId) : null;
+    result.push(local ? { candidateType: local.candidateType, relayProtocol: local.relayProtocol || null } : null);
+  }
+  return result;
+}
