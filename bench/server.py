@@ -149,6 +149,7 @@ def scrape(base_url: str, timeout: float = 5.0) -> dict[int, WorkerSample]:
 BENCH_CONFIG = {
     "signaling": {"max_participants_per_meeting": 1024},
     "limits": {"max_live_meetings_per_host": 1024, "max_concurrent_meetings": 1024, "max_participants_per_meeting": 1024},
+    "turn": {"mode": "off"},  # no coturn beside the server under test (its own process, its own CPU)
 }
 INITIAL_HOST_EMAIL = "admin@localhost"
 INITIAL_HOST_PASSWORD_FILE = "initial-host-password"

@@ -168,8 +168,10 @@ class Bot:
         tone_hz: float = 440.0,
         join_query: str = "",
         audio: MediaStreamTrack | None = None,
+        relay_only: bool = False,
     ) -> None:
         self.base_url = base_url
+        self.relay_only = relay_only  # media through the server's TURN relay only (tests, debugging)
         self.meeting = meeting  # number (with or without dashes) as in a join link
         self.name = name
         self.passcode = passcode
@@ -300,11 +302,11 @@ class Bot:
         self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
         self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
         ice_servers = joined.get("ice_servers") or []
-        self.subscriber = SubscribePeer(signaling, self._on_remote_track, ice_servers)
+        self.subscriber = SubscribePeer(signaling, self._on_remote_track, ice_servers, self.relay_only)
         for offer in self._early_offers:
             self.subscriber.handle_offer(offer)
         self._early_offers = []
-        self.publisher = PublishPeer(signaling, ice_servers)
+        self.publisher = PublishPeer(signaling, ice_servers, self.relay_only)
         self.waiting.clear()
         self.admitted.set()
         for source, track in self._tracks.items():

@@ -30,7 +30,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from .signaling import Message, SignalingClient
 
@@ -113,17 +113,22 @@ def sdp_mid_by_track_id(sdp: str) -> dict[str, str]:
     return result
 
 
-def make_peer_connection(ice_servers: list[dict[str, Any]] | None = None) -> RTCPeerConnection:
+def make_peer_connection(ice_servers: list[dict[str, Any]] | None = None, relay_only: bool = False) -> RTCPeerConnection:
     """A peer connection with one transport for all m-lines and no default STUN.
 
     aiortc falls back to a public STUN server when iceServers is None; the
-    server tells us which to use (`joined.ice_servers`, usually none).
+    server tells us which to use (`joined.ice_servers`: its TURN server with this
+    participant's credentials, or none). aiortc uses the first turn: URL only.
+    relay_only: TURN candidates only (iceTransportPolicy "relay"; tests, debugging).
     """
     servers = [
         RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
         for s in ice_servers or []
     ]
-    return RTCPeerConnection(RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE, iceTransportPolicy=policy)
+    )
 
 
 async def wait_connected(pc: RTCPeerConnection, timeout: float) -> None:
@@ -144,9 +149,11 @@ async def wait_connected(pc: RTCPeerConnection, timeout: float) -> None:
 class PublishPeer:
     """Our outgoing tracks, one sendonly transceiver per source."""
 
-    def __init__(self, signaling: SignalingClient, ice_servers: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, signaling: SignalingClient, ice_servers: list[dict[str, Any]] | None = None, relay_only: bool = False
+    ) -> None:
         self.signaling = signaling
-        self.pc = make_peer_connection(ice_servers)
+        self.pc = make_peer_connection(ice_servers, relay_only)
         self._lock = asyncio.Lock()
         self._transceivers: dict[str, RTCRtpTransceiver] = {}  # source -> live transceiver
         self._tracks: dict[str, MediaStreamTrack] = {}  # source -> track
@@ -220,9 +227,10 @@ class SubscribePeer:
         signaling: SignalingClient,
         on_track: TrackCallback,
         ice_servers: list[dict[str, Any]] | None = None,
+        relay_only: bool = False,
     ) -> None:
         self.signaling = signaling
-        self.pc = make_peer_connection(ice_servers)
+        self.pc = make_peer_connection(ice_servers, relay_only)
         self._on_track = on_track
         self._offers: asyncio.Queue[Message] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None

@@ -22,6 +22,7 @@ from config.schema import (
     SfuConfig,
     SignalingConfig,
     StoreConfig,
+    TurnConfig,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "SfuConfig",
     "SignalingConfig",
     "StoreConfig",
+    "TurnConfig",
     "load_config",
     "resolved_announced_ips",
     "resolved_workers",

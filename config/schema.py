@@ -664,6 +664,73 @@ class RetentionConfig(_Section):
     purge_interval_s: float = setting(3600.0, positive_number())
 
 
+def turn_url_list() -> Rule:
+    """turn:/turns: URLs (RFC 7065) of an operator's own TURN server."""
+
+    def refine_url(value: str) -> str:
+        if not value.startswith(("turn:", "turns:")) or len(value.split(":")) < 2 or not value.split(":")[1]:
+            raise BadValue(f"{value!r} is not a turn: or turns: URL (e.g. turn:turn.example.com:3478?transport=udp)")
+        return value
+
+    return Rule(tuple, "a list of turn:/turns: URLs", _no_duplicates, Rule(str, "a turn: URL", refine_url))
+
+
+def _empty_or_ip(value: str) -> str:
+    if value:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise BadValue(f"{value!r} is not an IP address") from None
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig(_Section):
+    """TURN for clients that cannot reach the workers' UDP ports (control.processes.turn)."""
+
+    SECTION: ClassVar[str] = "turn"
+
+    # auto: managed when coturn's turnserver is on PATH, else off; managed: control runs
+    # coturn; external: an operator's own TURN server (urls + secret); off: no TURN.
+    mode: str = setting("auto", one_of("auto", "managed", "external", "off"))
+    # Managed: where coturn listens; empty: sfu.listen_ip.
+    listen_ip: str = setting("", Rule(str, "an IP address or empty", _empty_or_ip))
+    port: int = setting(3478, PORT)
+    # TLS listener, on only when a certificate is available (tls_cert/tls_key, else http's).
+    tls_port: int = setting(5349, PORT)
+    tls_cert: str = setting("", FILE_PATH)
+    tls_key: str = setting("", FILE_PATH)
+    # Managed: address relayed media leaves from; empty: sfu.listen_ip.
+    relay_ip: str = setting("", Rule(str, "an IP address or empty", _empty_or_ip))
+    # Managed: host name or address clients are told (turn:HOST:PORT); empty: the first of
+    # sfu.announced_ips, else sfu.listen_ip.
+    public_host: str = setting("", Rule(str, "a host name or IP address"))
+    min_port: int = setting(49152, integer(1024, 65535))
+    max_port: int = setting(65535, integer(1024, 65535))
+    # Tests on one machine only: lets coturn relay to 127.0.0.1 (the SFU's address there).
+    allow_loopback_peers: bool = setting(False, BOOLEAN)
+    # The shared secret (TURN REST API); managed: empty generates DATA_DIR/turn_secret.
+    secret: str = setting("", secret_text(16))
+    # External: the TURN server's URLs, given to clients with the credentials.
+    urls: tuple[str, ...] = setting((), turn_url_list())
+    # Longest a credential lives, even in a meeting allowed to last longer.
+    credential_max_ttl_s: int = setting(86400, integer(60))
+
+    def _check_together(self) -> None:
+        if self.mode == "external":
+            for name in ("urls", "secret"):
+                if not getattr(self, name):
+                    raise ConfigError(f"turn.{name}: must be set when turn.mode is external")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            missing, present = ("tls_key", "tls_cert") if self.tls_cert else ("tls_cert", "tls_key")
+            raise ConfigError(f"turn.{missing}: must be set together with turn.{present}")
+        if self.min_port > self.max_port:
+            raise ConfigError("turn.min_port: must not be above turn.max_port")
+        if self.port and self.port == self.tls_port:
+            raise ConfigError("turn.tls_port: must differ from turn.port")
+
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig(_Section):
     SECTION: ClassVar[str] = "logging"
@@ -688,6 +755,7 @@ class Config(_Section):
     logging: LoggingConfig = section(LoggingConfig)
     recorder: RecorderConfig = section(RecorderConfig)
     retention: RetentionConfig = section(RetentionConfig)
+    turn: TurnConfig = section(TurnConfig)
 
     @classmethod
     def sections(cls) -> dict[str, type[_Section]]:

@@ -46,8 +46,11 @@ from control.meeting.limits import LimitsPolicy
 from control.meeting.model import MeetingRegistry
 from control.meeting.moderation import Moderation
 from control.metrics.exporter import Metrics
+from control.metrics.turn import TurnCollector
 from control.processes import recorders, workers
+from control.processes import turn_settings
 from control.processes.recorders import RecorderSupervisor
+from control.processes.turn import TurnSupervisor
 from control.processes.workers import WorkerSupervisor
 from control.recording.archive import RecordingArchive
 from control.recording.deletion import StorageDeletions
@@ -82,6 +85,7 @@ class Services:
     registry: MeetingRegistry
     workers: WorkerSupervisor
     recorder: RecorderSupervisor
+    turn: TurnSupervisor
     conference: Conference
     adaptive: AdaptiveMedia
     chat: Chat
@@ -131,6 +135,7 @@ def build_services(
         stats_interval_s=cfg.sfu.stats_interval_s,
         command=recorder_command,
     )
+    turn = TurnSupervisor(turn_settings.resolve(cfg), cfg.data_dir, restart_backoff_s=cfg.sfu.restart_backoff_s)
     conference = Conference(
         registry=registry,
         supervisor=worker_supervisor,
@@ -139,6 +144,9 @@ def build_services(
         tasks=tasks,
         answer_timeout_s=cfg.signaling.answer_timeout_s,
         simulcast=cfg.media.accept_simulcast,
+        ice_servers=lambda meeting, participant: turn_settings.ice_servers(
+            turn.settings, participant.participant_id, clock.time(), meeting.ends_at
+        ),
     )
     meeting_events = MeetingEvents(webhooks)
     chat = Chat(store, clock, cfg.signaling.chat_history, cfg.retention.chat_messages_per_meeting)
@@ -178,6 +186,7 @@ def build_services(
         registry=registry,
         workers=worker_supervisor,
         recorder=recorder,
+        turn=turn,
         conference=conference,
         adaptive=AdaptiveMedia(registry=registry, supervisor=worker_supervisor, tasks=tasks),
         chat=chat,
@@ -209,6 +218,7 @@ def _wire(s: Services) -> None:
     s.recorder.add_stats_listener(lambda stats: s.metrics.recorder.update({"gauges": stats.gauges,
                                                                            "counters": stats.counters}))  # fmt: skip
     s.recorder.add_restart_listener(s.metrics.recorder.recorder_restarted)
+    s.metrics.registry.register(TurnCollector(s.turn))
 
 
 def create_app(
@@ -228,6 +238,7 @@ def create_app(
     app.cleanup_ctx.append(_run_store)
     app.cleanup_ctx.append(_run_workers)
     app.cleanup_ctx.append(_run_recorder)
+    app.cleanup_ctx.append(_run_turn)
     app.on_shutdown.append(_close_sockets)
     _mount_routes(app.router, services)
     return app
@@ -302,6 +313,14 @@ async def _run_recorder(app: web.Application) -> AsyncIterator[None]:
     yield
     await services.recordings.shutdown(RECORDINGS_STOP_TIMEOUT_S)
     await services.recorder.stop()
+
+
+async def _run_turn(app: web.Application) -> AsyncIterator[None]:
+    """The managed coturn (control.processes.turn; nothing in other modes), stopped first."""
+    turn = app[SERVICES].turn
+    await turn.start()
+    yield
+    await turn.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:

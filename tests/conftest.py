@@ -191,6 +191,7 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
                 "auth": {"operator_key": OPERATOR_KEY},
                 "outbound": {"allowed_networks": ["127.0.0.0/8", "::1/128"]},  # test receivers, S3
                 "logging": {"level": "info"},
+                "turn": {"mode": "off"},  # no coturn unless a test asks for it
             }
         )
     )

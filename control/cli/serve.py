@@ -118,6 +118,7 @@ async def serve(cfg: Config) -> int:
     def kill_children() -> None:
         services.workers.kill_now()
         services.recorder.kill_now()  # the recorder runs in a session of its own
+        services.turn.kill_now()  # and coturn
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen

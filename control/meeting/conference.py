@@ -10,6 +10,7 @@ sends one more offer after the answer when something changed meanwhile.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from common.channel import ChannelError
@@ -56,6 +57,10 @@ def _active_speaker(participant_id: str | None) -> dict[str, Any]:
     return {"type": "active_speaker", "participant_id": participant_id}
 
 
+# The STUN/TURN servers (RTCIceServer dicts) a participant is told in `joined`.
+IceServers = Callable[[LiveMeeting, Participant], list[dict[str, Any]]]
+
+
 class Conference:
     def __init__(
         self,
@@ -67,6 +72,7 @@ class Conference:
         tasks: BackgroundTasks,
         answer_timeout_s: float = 30.0,
         simulcast: bool = False,
+        ice_servers: IceServers | None = None,
     ) -> None:
         self._registry = registry
         self._supervisor = supervisor
@@ -75,6 +81,8 @@ class Conference:
         self._tasks = tasks
         self.answer_timeout_s = answer_timeout_s
         self.simulcast = simulcast  # the workers accept simulcast (media.accept_simulcast)
+        # TURN credentials for `joined` (control.processes.turn_settings.ice_servers)
+        self._ice_servers: IceServers = ice_servers or (lambda meeting, participant: [])
         self.stopping = False
         self._listeners = Listeners()
         # Changes of a meeting's active speaker announced (conclave_sfu_active_speaker_changes_total).
@@ -190,7 +198,7 @@ class Conference:
                 "chat": chat,
                 "may_transcribe": participant.may_transcribe,
                 "simulcast": self.simulcast,
-                "ice_servers": [],
+                "ice_servers": self._ice_servers(meeting, participant),
             }
             if message_id is not None:
                 joined["id"] = message_id

@@ -168,6 +168,7 @@ class Lifecycle:
         meeting.admitted_ids.clear()
         assert meeting.limits is not None
         minutes = float(meeting.limits.account.max_meeting_minutes)
+        meeting.ends_at = self._clock.time() + minutes * self.minute_s
         meeting.end_timer = self._clock.call_later(
             minutes * self.minute_s,
             lambda: self._tasks.spawn(self._duration_reached(record.id, session.id), f"duration-{record.id}"),

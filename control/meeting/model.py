@@ -251,6 +251,7 @@ class LiveMeeting:
         self.last_n: int | None = None
         self.ended = False
         self.end_timer: Timer | None = None  # the customer's duration limit
+        self.ends_at: float | None = None  # when that limit ends it (unix time): TURN credentials expire then
         # Serializes media operations (join/publish/subscribe/leave) of this meeting, so
         # consumer fan-out never misses a participant or a track that arrives meanwhile.
         self.lock = asyncio.Lock()

@@ -12,6 +12,7 @@ import { HostControls } from './hostcontrols.js';
 import { ParticipantCredentials, HostCredentials, readLocation, joinErrorText } from './joinflow.js';
 import { api, ApiError, meetingDigits, formatMeetingNumber, meetingPath, hostSession, clearHostSession, sessionEndedText } from './api.js';
 import { icons } from './icons.js';
+import { selectedLocalCandidates } from './icepolicy.js';
 import { el, fillIcons, toast, copyText, formatTime, initials, colorFor } from './ui.js';
 
 const NAME_KEY = 'conclave.name';
@@ -70,6 +71,7 @@ window.conclave = {
   publishStats: () => session.publishStats(),
   publishEncodings: () => session.publishEncodings(),
   inboundBytes: () => session.inboundBytes(),
+  selectedCandidates: () => selectedLocalCandidates([session.pubPc, session.subPc]),  // [publish, subscribe]
   chatMessages: () => session.chat.map((m) => ({ seq: m.seq, name: m.name, text: m.text })),
   participants: () => [...session.participants.values()].map((p) => ({ ...p })),
   waitingRoom: () => session.waitingRoom.map((p) => ({ ...p })),

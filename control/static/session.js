@@ -19,6 +19,7 @@
 import { ApiError, tokenClaims, tokenSecondsLeft } from './api.js';
 import { RecordingControl } from './recording.js';
 import { PublishLayers, TrackStates } from './adaptive.js';
+import { rtcConfiguration } from './icepolicy.js';
 import {
   ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishEncodingStats, publishStats, subscribeStats,
 } from './mediastats.js';
@@ -683,7 +684,7 @@ export class MeetingSession extends EventTarget {
   // ------------------------------------------------------------------ publish PC
 
   createPublishPc() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
+    const pc = new RTCPeerConnection(rtcConfiguration(this.iceServers));
     this.pubSources = new Map();
     for (const source of ['microphone', 'camera']) {
       for (const track of this.localTracks(source)) {
@@ -756,7 +757,7 @@ export class MeetingSession extends EventTarget {
   // ------------------------------------------------------------------ subscribe PC
 
   createSubscribePc() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
+    const pc = new RTCPeerConnection(rtcConfiguration(this.iceServers));
     this.subTracks = new Map();
     this.subChain = Promise.resolve();
     this.watchPc(pc, 'subscribe');

@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from config import AuthConfig, Config, HttpConfig, OutboundConfig, SfuConfig
+from config import AuthConfig, Config, HttpConfig, OutboundConfig, SfuConfig, TurnConfig
 from control.app import SERVICES, Services
 from tests.support.paths import REPO_ROOT
 
@@ -231,6 +231,8 @@ def conclave_test_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
         # The tests' webhook receivers and SeaweedFS listen on loopback, which the default
         # refuses (tests/control/test_webhooks.py proves it): allowed here.
         outbound=OutboundConfig(allowed_networks=LOOPBACK_NETWORKS),
+        # No coturn unless a test asks for it (turn.mode auto would start one when installed).
+        turn=TurnConfig(mode="off"),
     )
     changes = {name: dataclasses.replace(getattr(base, name), **values) for name, values in sections.items()}
     return dataclasses.replace(base, **changes)

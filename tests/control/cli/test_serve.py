@@ -73,6 +73,7 @@ async def test_serve_keeps_its_secrets_from_its_children_and_its_files_private(t
         "data_dir": str(data),
         "http": {"host": "127.0.0.1", "port": 0},
         "sfu": {"workers": 1, "port_base": 0, "listen_ip": "127.0.0.1"},
+        "turn": {"mode": "off"},  # no coturn: not what this test is about
     }))  # fmt: skip
     # The operator's way: secrets in the environment (and cloud credentials lying around).
     token_secret = "token-secret-" + "x" * 40

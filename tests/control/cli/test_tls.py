@@ -62,6 +62,7 @@ def _serve(tmp_path: Path, http: dict) -> object:
         "data_dir": str(tmp_path / "data"),
         "http": {"host": "127.0.0.1", "port": 0, **http},
         "sfu": {"workers": 1, "port_base": 0, "listen_ip": "127.0.0.1"},
+        "turn": {"mode": "off"},  # no coturn: not what this test is about
         "auth": {"operator_key": OPERATOR_KEY},
         "logging": {"level": "info"},
     }))  # fmt: skip
