@@ -38,7 +38,10 @@ Hysteresis, so that jitter of the estimate does not flip a track:
 
 - keeping what a track already has (any layer up to the one it forwards now, or its
   lowest for a track that was not paused for bandwidth) needs only that the total fits
-  the budget;
+  the budget; for the lowest layer, the budget plus `pause_tolerance` (0 here; the
+  worker's `sfu.engine.subscription.POLICY` uses 0.25): a pause freezes the tile, the
+  worst cut there is, so it may wait until the estimate is clearly short (paused below
+  1/1.25 of the cost, resumed above 1.25 times it);
 - anything more (an upgrade, a resume after a `bandwidth` pause) needs the total, with
   the step, times (1 + `upgrade_margin`) to fit. An estimate wandering ±10 % around a
   threshold spans a factor 1.1 / 0.9 = 1.22, so the default margin is 0.25: no layer can
@@ -181,12 +184,16 @@ class Allocation:
 
 
 class AllocationPolicy:
-    __slots__ = ("upgrade_margin", "hold_s", "min_interval_s")
+    __slots__ = ("upgrade_margin", "pause_tolerance", "hold_s", "min_interval_s")
 
-    def __init__(self, upgrade_margin: float = 0.25, hold_s: float = 3.0, min_interval_s: float = 0.5) -> None:
-        if upgrade_margin < 0 or hold_s < 0 or min_interval_s < 0:
-            raise ValueError("allocation policy: margin, hold and interval must be >= 0")
+    def __init__(
+        self, upgrade_margin: float = 0.25, hold_s: float = 3.0, min_interval_s: float = 0.5,
+        pause_tolerance: float = 0.0,
+    ) -> None:  # fmt: skip
+        if upgrade_margin < 0 or hold_s < 0 or min_interval_s < 0 or pause_tolerance < 0:
+            raise ValueError("allocation policy: margins, hold and interval must be >= 0")
         self.upgrade_margin = upgrade_margin
+        self.pause_tolerance = pause_tolerance
         self.hold_s = hold_s
         self.min_interval_s = min_interval_s
 
@@ -363,10 +370,11 @@ class Allocator:
                 held_until = kept.held_until if kept is not None else _NEVER
                 entries.append(_Entry(track, ladder, _free_index(ladder, kept), held_until, now))
 
-        total, blocked, result.wake_at = _fill(entries, budget, margin, strict=False)
+        keep_lowest = int(budget * (1.0 + policy.pause_tolerance))
+        total, blocked, result.wake_at = _fill(entries, budget, margin, strict=False, keep_lowest=keep_lowest)
         if any(entry.index < entry.free for entry in entries):
             # The budget took something away: settle where the next dip does not cut again.
-            total, blocked, result.wake_at = _fill(entries, budget, margin, strict=True)
+            total, blocked, result.wake_at = _fill(entries, budget, margin, strict=True, keep_lowest=keep_lowest)
 
         # Decisions (in priority order), what changed, the holds.
         kept_now: dict[str, _Kept] = {}
@@ -399,14 +407,19 @@ class Allocator:
         return result
 
 
-def _fill(entries: list[_Entry], budget: int, margin: float, strict: bool) -> tuple[int, int | None, float | None]:
+def _fill(
+    entries: list[_Entry], budget: int, margin: float, strict: bool, keep_lowest: int
+) -> tuple[int, int | None, float | None]:
     """One allocation pass over `entries` (in priority order), from nothing, in three
     phases: every track's lowest layer; then back up to what each keeps (its `free`
     index); then upgrades above that. Within a phase, rounds of one step per track
     (screen shares: as many as fit in their turn). A step up to `free` needs the total to
     fit the budget (in a strict pass, only the lowest layer: the rest needs the margin
     too); a step above needs the total times `margin` to fit, and no hold. Upgrades come
-    last so that the margin is measured on everything kept.
+    last so that the margin is measured on everything kept. Keeping a track's lowest
+    layer needs only `keep_lowest` (the budget with the pause tolerance): a pause is the
+    one cut the subscriber sees as a frozen tile, so a total a little over the estimate
+    keeps the video (the receiver repairs the odd loss); resuming still needs the margin.
 
     Returns the total, the cost of the cheapest step the budget refused (None: none), and
     when the earliest hold that refused a step ends (None: none)."""
@@ -420,7 +433,7 @@ def _fill(entries: list[_Entry], budget: int, margin: float, strict: bool) -> tu
         delta = entry.cost(step) - entry.cost(entry.index)
         after = total + delta
         if step <= entry.free and (step == 0 or not strict):
-            if after <= budget:
+            if after <= (keep_lowest if step == 0 else budget):
                 entry.index, total = step, after
                 return True
         elif step > entry.free and entry.held:

@@ -369,7 +369,10 @@ class SimulcastConsumer(Consumer):
         munger = self.selector.munger
         source = munger.source(out_seq)
         producer: SimulcastProducer = self.producer  # type: ignore[assignment]
-        if source is None or not self.active:
+        # A packet of a layer left behind is no use to the subscriber (its decoder starts
+        # again at the new layer's keyframe) and, after a cut for bandwidth, would spend
+        # what the link no longer has on the past.
+        if source is None or not self.active or source[0] != munger.layer:
             counters.nack_missed += 1
             return
         layer = producer.layers[source[0]]

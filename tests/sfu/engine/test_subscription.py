@@ -191,9 +191,51 @@ def test_audio_is_reserved_before_video():
     meeting.sub.consume("sub-mic", mic, OPUS)
     meeting.run(2)
     lowest = meeting.producers["a"].layers[0].meter.cost_bps
-    meeting.remb(lowest + AUDIO_RESERVE_BPS // 2)  # the lowest layer fits, but not with the audio
+    # The lowest layer alone fits (even without the pause tolerance), with the audio it
+    # does not, even with it.
+    estimate = int((lowest + AUDIO_RESERVE_BPS) / 1.2)  # holds for a lowest layer under 5 x the audio
+    assert lowest <= estimate
+    meeting.remb(estimate)
     meeting.run(1)
     assert meeting.consumers["a"].selector.target == -1
+
+
+def test_an_estimate_below_what_is_sent_cuts_at_the_next_tick_whatever_the_rate_bound():
+    meeting = Meeting(("a",))
+    meeting.remb(4_000_000)
+    meeting.run(3)
+    assert meeting.consumers["a"].selector.target == 2
+    subscription = meeting.sub.subscription
+    meeting.clockwork.tick_allocations()  # a run now: the next may not come on the estimate alone for 0.5 s
+    meeting.remb(3_900_000)
+    assert not subscription.due(meeting.clock.now)  # a small change waits for the rate bound
+    meeting.remb(300_000)
+    assert subscription.due(meeting.clock.now)  # short of what is sent: at once
+    meeting.clockwork.tick_allocations()
+    assert meeting.consumers["a"].selector.target == 0
+
+
+def test_the_last_layer_is_kept_until_the_estimate_is_short_of_it_by_the_tolerance():
+    """Pausing freezes the tile: a track on its lowest layer keeps it at 85 % of its
+    cost, is paused at 75 %, and resumes only with the margin (125 %) after the hold."""
+    meeting = Meeting(("a",))
+    meeting.run(2)
+    lowest = meeting.producers["a"].layers[0].meter.cost_bps
+    meeting.remb(int(lowest * 1.1))
+    meeting.run(1)
+    assert meeting.consumers["a"].selector.target == 0
+    meeting.remb(int(lowest * 0.85))
+    meeting.run(1)
+    assert meeting.consumers["a"].selector.target == 0
+    meeting.remb(int(lowest * 0.75))
+    meeting.run(1)
+    assert meeting.consumers["a"].selector.target == -1
+    meeting.remb(int(lowest * 1.1))
+    meeting.run(5)
+    assert meeting.consumers["a"].selector.target == -1  # short of the resume margin
+    meeting.remb(int(lowest * 1.3))
+    meeting.run(5)
+    assert meeting.consumers["a"].selector.target == 0
 
 
 def test_a_hidden_tile_is_paused_hidden_and_a_small_one_capped():
