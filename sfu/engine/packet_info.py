@@ -116,7 +116,10 @@ class PacketInfo:
                 return True
             offset += 4 + 4 * (packet[offset + 2] << 8 | packet[offset + 3])
         if first & 0x20:
-            end -= packet[-1]  # RFC 3550 §5.1: the last octet counts the padding
+            padding = packet[-1]  # RFC 3550 §5.1: the last octet counts the padding, itself included
+            if padding == 0:
+                return True  # malformed (a count of 0 cannot include itself): nothing to forward
+            end -= padding
         if end <= offset:
             return True
         if self.codec == 1:

@@ -9,10 +9,11 @@ layer through the allocator's ladder and hides a track; it sets no target itself
 
 Inputs, gathered at each run (control path, never per packet):
 
-- the estimate: the transport's `estimator.estimate_bps`; but a subscriber that has sent
-  neither transport-cc feedback nor a REMB yet has told us nothing about its link, and
-  the estimator's start value (300 kbit/s) would starve it: until it does, it is
-  unconstrained (`estimate_bps` 0: none yet; budget UNCONSTRAINED_BPS); one that sends
+- the estimate: the transport's `estimator.estimate_bps`, from its start value (300 kbit/s,
+  probed up at once) for a subscriber that negotiated transport-cc; one that negotiated
+  neither transport-cc nor sent a REMB has told us nothing about its link and would be
+  starved by the start value: until it does, it is unconstrained (`estimate_bps` 0: none
+  yet; budget UNCONSTRAINED_BPS); one that sends
   REMB but no transport-cc feedback cannot be probed: it always gets the lowest layer of
   each visible track (`_lowest_layers_bps`), REMB choosing above that;
 - reserved for audio: AUDIO_RESERVE_BPS per audio consumer whose producer is not paused
@@ -140,11 +141,22 @@ class Subscription:
         self.allocator.invalidate()
 
     def current_estimate(self) -> int:
-        """The transport's estimate; 0 while the subscriber has sent no feedback and no REMB."""
+        """The transport's estimate; 0 (unconstrained) while a subscriber that negotiated
+        no transport-cc has sent no REMB either. One that negotiated transport-cc starts
+        at the estimator's start value, as a libwebrtc sender does, and is probed up: sent
+        everything at once, a subscriber behind a slow link froze for seconds before its
+        first feedback could cut it."""
         estimator = self.transport.estimator
-        if estimator is None or (estimator.feedbacks == 0 and estimator.remb_bps is None):
+        if estimator is None:
+            return 0
+        if estimator.feedbacks == 0 and estimator.remb_bps is None and not self._measurable():
             return 0
         return estimator.estimate_bps
+
+    def _measurable(self) -> bool:
+        """Some active video consumer carries transport-wide numbers the subscriber will
+        report on (it answered with the transport-cc extension)."""
+        return any(c.tcc_id and c.active for c in self.transport.consumers.values() if c.kind == "video")
 
     def due(self, now: float) -> bool:
         router = self.transport.router
