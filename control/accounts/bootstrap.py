@@ -18,6 +18,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
+from common.private_files import stored_secret, write_private_file
 from config import Config
 from control.accounts.service import hash_password, new_api_key
 from control.store.base import Store
@@ -48,34 +49,12 @@ def private_data_dir(data_dir: str) -> None:
     os.chmod(data_dir, PRIVATE_DIRECTORY)
 
 
-def write_private_file(path: str, text: str) -> None:
-    """Write `text` to a file only its owner can read (0600), replacing any older one."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp-{secrets.token_hex(4)}"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def _file_secret(data_dir: str, name: str, nbytes: int) -> str:
     """The secret stored in DATA_DIR/name, generated there the first time."""
     path = os.path.join(data_dir, name)
-    try:
-        with open(path, encoding="utf-8") as file:
-            value = file.read().strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
-    value = secrets.token_urlsafe(nbytes)
-    write_private_file(path, value)
-    log.info("generated %s", path)
+    value, generated = stored_secret(path, nbytes)
+    if generated:
+        log.info("generated %s", path)
     return value
 
 

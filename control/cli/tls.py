@@ -20,7 +20,6 @@ import datetime
 import hashlib
 import ipaddress
 import logging
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from common.private_files import write_private_file
 from config import Config
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,11 @@ def ensure_self_signed(directory: Path, host: str, now: datetime.datetime | None
     now = now or datetime.datetime.now(datetime.timezone.utc)
     files = CertificateFiles(directory / "self-signed.crt", directory / "self-signed.key", self_signed=True)
     if not _still_good(files.cert, host, now):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = ec.generate_private_key(ec.SECP256R1())
-        _write_private(files.key, key.private_bytes(
+        write_private_file(files.key, key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
         cert = _self_signed_certificate(key, host, now)
-        _write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+        write_private_file(files.cert, cert.public_bytes(serialization.Encoding.PEM))
         log.info("made a self-signed certificate for %s (valid %d days)", host, SELF_SIGNED_DAYS)
     return files
 
@@ -123,15 +122,6 @@ def _self_signed_certificate(key: ec.EllipticCurvePrivateKey, host: str, now: da
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write through a temporary file and rename, readable by this user only."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(temporary, path)
 
 
 def fingerprints(cert_path: Path) -> tuple[str, str]:

@@ -20,11 +20,11 @@ import hashlib
 import hmac
 import ipaddress
 import os
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.private_files import stored_secret, write_private_file
 from config import Config, ConfigError, resolved_announced_ips
 
 SECRET_FILE = "turn_secret"
@@ -98,7 +98,7 @@ def _managed(cfg: Config) -> TurnSettings:
     tls_on = bool(cert) and bool(turn.tls_port)
     return TurnSettings(
         mode="managed",
-        secret=turn.secret or stored_secret(cfg.data_dir),
+        secret=turn.secret or turn_secret(cfg.data_dir),
         urls=client_urls(host, turn.port, turn.tls_port if tls_on else 0),
         max_ttl_s=turn.credential_max_ttl_s,
         listen_ip=turn.listen_ip or cfg.sfu.listen_ip,
@@ -221,35 +221,10 @@ def coturn_command(config_path: Path) -> list[str]:
     return [TURNSERVER, "-c", str(config_path)]
 
 
-# --- private files (as control.accounts.bootstrap's; processes may not import accounts) ---
+# --- the shared secret ---
 
 
-def write_private_file(path: str, text: str) -> None:
-    """Write `text` to a file only its owner can read (0600), replacing any older one."""
-    temporary = f"{path}.tmp-{secrets.token_hex(4)}"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def stored_secret(data_dir: str) -> str:
+def turn_secret(data_dir: str) -> str:
     """DATA_DIR/turn_secret, generated (0600) the first time; kept across restarts so that
     credentials handed out before a restart stay valid."""
-    path = os.path.join(data_dir, SECRET_FILE)
-    try:
-        with open(path, encoding="utf-8") as file:
-            value = file.read().strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
-    os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    write_private_file(path, value)
-    return value
+    return stored_secret(os.path.join(data_dir, SECRET_FILE), 32)[0]

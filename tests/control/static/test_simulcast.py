@@ -13,6 +13,7 @@ import asyncio
 import pytest
 
 from tests.support import browser
+from tests.support.shaped_meeting import top_encoding_flowing, wait_top_encoding
 
 pytestmark = [
     pytest.mark.browser,
@@ -79,24 +80,6 @@ async def wait_width(page, pid: str, low: int, high: int, timeout: float, what: 
                          f"\npublisher's encodings: {await PUBLISHER[0].evaluate('window.conclave.publishEncodings()')}")
 
 
-async def top_encoding_flowing(publisher, window: float = 1.0) -> bool:
-    """The publisher's encoding f went on being encoded over `window` seconds."""
-    count = "window.conclave.publishEncodings().then((e) => (e.find((x) => x.rid === 'f') || {}).framesEncoded || 0)"
-    before = await publisher.evaluate(count)
-    await asyncio.sleep(window)
-    return await publisher.evaluate(count) >= before + window * 10
-
-
-async def wait_top_encoding_flowing(publisher, timeout: float = 40.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await top_encoding_flowing(publisher):
-            return
-    raise AssertionError(f"the publisher did not send its top encoding for {timeout}s: "
-                         f"{await publisher.evaluate('window.conclave.publishEncodings()')}")
-
-
 # Samples framesDecoded in the page every 50 ms; `gaps()` gives the longest time without a
 # new frame, the number of samples and the frames decoded meanwhile.
 FRAME_WATCH = """
@@ -144,7 +127,7 @@ async def test_each_subscriber_gets_the_layer_its_tile_needs(conclave_server_fac
     loop = asyncio.get_running_loop()
     started = loop.time()
     for attempt in range(3):
-        await wait_top_encoding_flowing(publisher)
+        await wait_top_encoding(publisher)
         TIMES.setdefault("top encoding flowing after", loop.time() - started)
         try:
             await wait_width(large, pid, 1280, 1280, 10, "large tile")
