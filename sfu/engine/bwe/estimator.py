@@ -116,6 +116,10 @@ class BandwidthEstimator:
         for result in results:
             if result.probe_cluster is not None:
                 measurement.on_result(result.probe_cluster, result.send_us, result.size, result.arrival_us)
+                if result.arrival_us is None:
+                    continue  # a probe sent past the link on purpose: the probe's own result, not media loss
+                received.append(result)
+                continue
             if result.arrival_us is None:
                 expected += 1
                 lost += 1
