@@ -12,7 +12,8 @@ import asyncio
 import pytest
 
 from sfu import api
-from tests.control.static.test_simulcast import chromium_15fps, wait_top_encoding_flowing  # noqa: F401  (fixture)
+from tests.control.static.test_simulcast import chromium_15fps  # noqa: F401  (fixture)
+from tests.support.shaped_meeting import wait_top_encoding
 from tests.support import browser
 
 pytestmark = [
@@ -61,7 +62,7 @@ async def test_the_publisher_pauses_the_encodings_nobody_wants_and_resumes_them(
     meeting = await server.create_meeting()
     publisher = await browser.open_meeting_page(chromium_15fps, server.base_url, meeting, "Pub")
     pid = await browser.participant_id(publisher)
-    await wait_top_encoding_flowing(publisher)
+    await wait_top_encoding(publisher)
     timings = {}
 
     tell_layers(server, meeting["meeting_id"], pid, ["q"])
