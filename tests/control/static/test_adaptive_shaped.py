@@ -158,20 +158,27 @@ async def test_three_subscribers_unconstrained_shaped_and_hidden(stage):
     checks.verify()
 
 
+async def watching_at_the_top(stage, link, name: str, loop) -> tuple[Any, str]:
+    """The server, the publisher, and one watcher behind `link` with a 1280x720 tile,
+    sampled, once it decodes the top layer: (its page, the publisher's id)."""
+    await stage.start()
+    publisher = await stage.publisher()
+    pid = stage.publisher_id
+    page = await stage.watcher(name, link)
+    await set_tile(page, pid, 1280, 720)
+    await start_sampler(page, pid)
+    await wait_top_encoding(publisher)
+    took = await reach_width(page, pid, TOP_WIDTH, 20, loop)
+    assert took is not None, f"{name}: no 1280 to start from: {await video_stats(page, pid)}"
+    return page, pid
+
+
 @pytest.mark.timeout(180)
 async def test_step_down_mid_call(stage):
     checks = Checks("step down unconstrained -> 350 kbit/s")
     loop = asyncio.get_running_loop()
     link = stage.add_link()  # unconstrained at first
-    await stage.start()
-    publisher = await stage.publisher()
-    pid = stage.publisher_id
-    page = await stage.watcher("Stepped", link)
-    await set_tile(page, pid, 1280, 720)
-    await start_sampler(page, pid)
-    await wait_top_encoding(publisher)
-    took = await reach_width(page, pid, TOP_WIDTH, 20, loop)
-    assert took is not None, f"no 1280 before the step: {await video_stats(page, pid)}"
+    page, pid = await watching_at_the_top(stage, link, "Stepped", loop)
     await asyncio.sleep(3.0)
 
     stepped = await page_now(page)
@@ -196,15 +203,7 @@ async def test_switching_up_and_down_ten_times(stage):
     checks = Checks("switching 10 times")
     loop = asyncio.get_running_loop()
     link = stage.add_link()  # unconstrained: the switches are the tile's doing
-    await stage.start()
-    publisher = await stage.publisher()
-    pid = stage.publisher_id
-    page = await stage.watcher("Switched", link)
-    await set_tile(page, pid, 1280, 720)
-    await start_sampler(page, pid)
-    await wait_top_encoding(publisher)
-    took = await reach_width(page, pid, TOP_WIDTH, 20, loop)
-    assert took is not None, f"no 1280 before switching: {await video_stats(page, pid)}"
+    page, pid = await watching_at_the_top(stage, link, "Switched", loop)
 
     started = await page_now(page)
     marks = []
