@@ -87,6 +87,7 @@ PAUSED_LAST_N = "last_n"
 # Priority classes (lower first).
 _SCREEN, _ACTIVE, _PINNED, _SPEAKER, _OTHER = range(5)
 _NEVER = float("-inf")
+_ALWAYS = 1 << 62  # a budget every lowest layer fits in (allocate's may_pause=False)
 
 
 class Layer:
@@ -291,8 +292,14 @@ class Allocator:
         last_n: int | None = None,
         now: float = 0.0,
         reserved_bps: int = 0,
+        may_pause: bool = True,
     ) -> Allocation:
-        """Decide every track's layer now (whether `due` or not: the caller asks that)."""
+        """Decide every track's layer now (whether `due` or not: the caller asks that).
+
+        `may_pause` False: no track is paused for bandwidth, each keeps at least its
+        lowest layer whatever the estimate (for a subscriber whose estimate cannot be
+        probed past: a pause would last); everything above the lowest still needs the
+        estimate."""
         policy = self.policy
         margin = 1.0 + policy.upgrade_margin
         budget = max(0, estimate_bps - reserved_bps)
@@ -370,7 +377,7 @@ class Allocator:
                 held_until = kept.held_until if kept is not None else _NEVER
                 entries.append(_Entry(track, ladder, _free_index(ladder, kept), held_until, now))
 
-        keep_lowest = int(budget * (1.0 + policy.pause_tolerance))
+        keep_lowest = int(budget * (1.0 + policy.pause_tolerance)) if may_pause else _ALWAYS
         total, blocked, result.wake_at = _fill(entries, budget, margin, strict=False, keep_lowest=keep_lowest)
         if any(entry.index < entry.free for entry in entries):
             # The budget took something away: settle where the next dip does not cut again.

@@ -15,7 +15,7 @@ Inputs, gathered at each run (control path, never per packet):
   starved by the start value: until it does, it is unconstrained (`estimate_bps` 0: none
   yet; budget UNCONSTRAINED_BPS); one that sends
   REMB but no transport-cc feedback cannot be probed: it always gets the lowest layer of
-  each visible track (`_lowest_layers_bps`), REMB choosing above that;
+  each track it is shown (`Allocator.allocate`'s `may_pause`), REMB choosing above that;
 - reserved for audio: AUDIO_RESERVE_BPS per audio consumer whose producer is not paused
   (Opus at ~32 kbit/s plus 50 packets a second of RTP/SRTP/UDP/IP headers); audio is
   never dropped for video;
@@ -77,7 +77,6 @@ UNCONSTRAINED_BPS = 1_000_000_000
 # the estimate wanders 200-360 kbit/s around a low layer of ~140 kbit/s plus audio, and
 # without the tolerance the track was paused for seconds at a time.
 POLICY = AllocationPolicy(pause_tolerance=0.25)
-LOWEST_LAYERS_MARGIN = 1.5  # above the allocator's resume margin (1.25): the floor always fits
 REFRESH_S = 1.0
 TOP_TEMPORAL = 2  # every temporal layer (VP8 L1T3's TIDs 0..2)
 PAUSE_REASONS = (PAUSED_BANDWIDTH, PAUSED_HIDDEN, PAUSED_LAST_N)
@@ -194,9 +193,14 @@ class Subscription:
         tracks = [self._track(consumer) for consumer in consumers.values()]
         reserved = self._reserved_bps()
         budget = estimate or UNCONSTRAINED_BPS
-        if estimate and self.transport.estimator.feedbacks == 0:  # type: ignore[union-attr]
-            budget = max(budget, _lowest_layers_bps(tracks, reserved))
-        allocation = self.allocator.allocate(budget, tracks, self._speakers(router), router.last_n, now, reserved)
+        # REMB but no transport-cc feedback: its own receive-side estimate follows what it
+        # receives (libwebrtc's and aiortc's cap it at 1.5 x the incoming rate), and without
+        # transport-wide numbers nothing can probe past it: a track paused for bandwidth
+        # would stay paused for good. It keeps each track's lowest layer; REMB chooses above.
+        probeable = not estimate or self.transport.estimator.feedbacks > 0  # type: ignore[union-attr]
+        allocation = self.allocator.allocate(
+            budget, tracks, self._speakers(router), router.last_n, now, reserved, may_pause=probeable
+        )
         self.counters.allocations += 1
         self._wake_at = allocation.wake_at
         # What the decisions send (video and the audio reserve), above the pause tolerance
@@ -250,17 +254,6 @@ class Subscription:
             1 for c in self.transport.consumers.values() if c.kind == "audio" and not c.closed and not c.producer.paused
         )
         return audio * AUDIO_RESERVE_BPS
-
-
-def _lowest_layers_bps(tracks: list[VideoTrack], reserved_bps: int) -> int:
-    """The budget floor of a subscriber that sends REMB but no transport-cc feedback: its
-    own receive-side estimate follows what it receives (libwebrtc's and aiortc's cap it at
-    1.5 x the incoming rate), and without transport-wide numbers we cannot probe past it,
-    so a track paused for bandwidth would stay paused for good. Such a subscriber always
-    gets the lowest layer of each visible track (REMB chooses above that), with the
-    resume margin so the floor holds through the allocator's hysteresis."""
-    lowest = sum(min(layer.bitrate_bps for layer in track.layers) for track in tracks if track.visible and track.layers)
-    return int((reserved_bps + lowest) * LOWEST_LAYERS_MARGIN)
 
 
 def _layers(producer: Producer) -> list[Layer]:

@@ -393,3 +393,14 @@ def test_a_hundred_tracks_obey_last_n_and_the_budget():
     assert reasons.count(PAUSED_LAST_N) == 40 - 25
     # The 25 kept are the most recent speakers among the visible ones.
     assert kept(allocation) <= {f"p{i:03d}" for i in range(15, 40)}
+
+
+def test_without_pausing_every_track_keeps_its_lowest_layer_and_nothing_more_than_fits():
+    """may_pause=False (a subscriber whose estimate cannot be probed past): far below the
+    lowest layers, each track still gets its lowest; above them, upgrades need the estimate."""
+    tracks = [camera("bob"), camera("cat")]
+    allocation = Allocator().allocate(LOWEST_CAMERA // 2, tracks, now=0.0, may_pause=False)
+    assert [d.layer.key for d in allocation.decisions.values()] == [CAMERA_LAYERS[0].key] * 2
+    assert Allocator().allocate(LOWEST_CAMERA // 2, tracks, now=0.0).decisions["cat-cam"].reason == "bandwidth"
+    rich = Allocator().allocate(100_000 * K, tracks, now=0.0, may_pause=False)
+    assert all(d.layer.key == CAMERA_LAYERS[-1].key for d in rich.decisions.values())
