@@ -6,9 +6,8 @@
 - Last-N with real workers: five bots publish video, the meeting's last_n is 2, three of
   them speak in turns (espeak-ng speech); afterwards each bot receives the video of exactly
   the two latest speakers other than itself, measured by frames decoded per track over a
-  window. This needs the worker side of issue 11 (the allocator taking ROUTER_SET_LAST_N):
-  while the worker refuses it (control counts none accepted) the test skips, saying so;
-  run against such a worker anyway, every bot receives every video.
+  window. The worker must have taken ROUTER_SET_LAST_N (control counts what it accepted);
+  a worker that refused it would send every bot every video.
 """
 
 from __future__ import annotations
@@ -106,8 +105,7 @@ async def test_each_bot_receives_the_video_of_the_last_n_speakers_only(conclave_
     try:
         for bot in bots.values():
             await bot.start()
-        if server.services.adaptive.last_n_sent == 0:
-            pytest.skip("the SFU worker does not take ROUTER_SET_LAST_N yet (issue 11, worker side)")
+        assert server.services.adaptive.last_n_sent > 0, "the SFU worker did not take ROUTER_SET_LAST_N"
         ids = {bot.participant_id: name for name, bot in bots.items()}
         start = time.monotonic() + 1.0
         for track in tracks.values():
