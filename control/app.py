@@ -43,7 +43,7 @@ from control.meeting.conference import Conference
 from control.meeting.events import MeetingEvents
 from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
-from control.meeting.model import MeetingRegistry
+from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
 from control.metrics.exporter import Metrics
 from control.metrics.turn import TurnCollector
@@ -58,7 +58,7 @@ from control.recording.events import RecordingEvents
 from control.recording.retention import Retention
 from control.recording.service import Recordings
 from control.store import open_store
-from control.store.base import Store
+from control.store.base import MeetingRecord, Store
 from control.tasks import BackgroundTasks
 from control.webhooks import WebhookSender
 
@@ -67,6 +67,23 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 RECORDINGS_STOP_TIMEOUT_S = 20.0  # shutdown: active recordings close their last segments
 BACKGROUND_DRAIN_S = 2.0
+
+
+class EndedMeetingsLeaveTurn:
+    """Lifecycle listener: an ended meeting's TURN credentials stop working at once
+    (control.processes.turn_secrets)."""
+
+    def __init__(self, turn: TurnSupervisor) -> None:
+        self._turn = turn
+
+    def meeting_started(self, record: MeetingRecord, meeting: LiveMeeting) -> None:
+        """Nothing: the meeting's secret is written with its first credential."""
+
+    async def meeting_ended(self, meeting: LiveMeeting, reason: str) -> None:
+        self._turn.meeting_ended(meeting.live_session_id)
+
+    async def limits_changed(self, meeting: LiveMeeting) -> None:
+        """Nothing: credentials already handed out keep their expiry."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +161,8 @@ def build_services(
         tasks=tasks,
         answer_timeout_s=cfg.signaling.answer_timeout_s,
         simulcast=cfg.media.accept_simulcast,
-        ice_servers=lambda meeting, participant: turn_settings.ice_servers(
-            turn.settings, participant.participant_id, clock.time(), meeting.ends_at
+        ice_servers=lambda meeting, participant: turn.ice_servers(
+            meeting.live_session_id, participant.participant_id, clock.time(), meeting.ends_at
         ),
     )
     meeting_events = MeetingEvents(webhooks)
@@ -213,6 +230,7 @@ def _wire(s: Services) -> None:
     s.metrics.watch_active_speakers(lambda: s.conference.active_speaker_changes)
     s.conference.add_listener(s.recordings)
     s.lifecycle.add_listener(s.recordings)
+    s.lifecycle.add_listener(EndedMeetingsLeaveTurn(s.turn))
     s.recorder.add_up_listener(s.recordings.recorder_up)
     s.recorder.add_notification_listener(s.recordings.recorder_notification)
     s.recorder.add_stats_listener(lambda stats: s.metrics.recorder.update({"gauges": stats.gauges,

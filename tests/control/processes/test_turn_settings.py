@@ -146,13 +146,15 @@ def test_coturn_config_denies_every_peer_but_the_sfu_and_keeps_the_secret_off_th
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     lines = path.read_text().splitlines()
     for line in (
-        "use-auth-secret", f"static-auth-secret={'z' * 24}", "realm=conclave", "no-cli", "fingerprint",
+        "use-auth-secret", f"userdb={tmp_path / 'data' / 'turn' / 'turndb'}", "realm=conclave", "no-cli", "fingerprint",
         "no-multicast-peers", "listening-ip=10.0.0.5", "relay-ip=10.0.0.5", "listening-port=3478", "no-tls",
         "denied-peer-ip=0.0.0.0-255.255.255.255", "allowed-peer-ip=203.0.113.10", "allowed-peer-ip=10.0.0.5",
         "log-file=stdout",
     ):  # fmt: skip
         assert line in lines, line
     assert "allow-loopback-peers" not in lines
+    # No static secret: each live meeting's is a row of that userdb (turn_secrets).
+    assert not any("z" * 24 in line or line.startswith("static-auth-secret") for line in lines)
     command = turn_settings.coturn_command(path)
     assert command == ["turnserver", "-c", str(path)] and not any("z" * 24 in arg for arg in command)
     loopback = dataclasses.replace(settings, allow_loopback_peers=True)
