@@ -20,6 +20,12 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 
+# Where `http.tls: self-signed` keeps its certificate, under data_dir.
+SELF_SIGNED_DIR = "tls"
+SELF_SIGNED_CERT = "self-signed.crt"
+SELF_SIGNED_KEY = "self-signed.key"
+
+
 class ConfigError(ValueError):
     """A setting is unknown or invalid; the message names its full key path and the problem."""
 
@@ -756,6 +762,17 @@ class Config(_Section):
     recorder: RecorderConfig = section(RecorderConfig)
     retention: RetentionConfig = section(RetentionConfig)
     turn: TurnConfig = section(TurnConfig)
+
+    def https_certificate(self) -> tuple[str, str] | None:
+        """(certificate, key) paths of the server's HTTPS, None when it is plain HTTP. In
+        `http.tls: self-signed` mode the files are made at start (control.cli.tls) under
+        data_dir/tls; the managed coturn's TURN/TLS uses the same ones."""
+        if self.http.tls == "self-signed":
+            directory = os.path.join(self.data_dir, SELF_SIGNED_DIR)
+            return os.path.join(directory, SELF_SIGNED_CERT), os.path.join(directory, SELF_SIGNED_KEY)
+        if self.http.tls_cert and self.http.tls_key:
+            return self.http.tls_cert, self.http.tls_key
+        return None
 
     @classmethod
     def sections(cls) -> dict[str, type[_Section]]:

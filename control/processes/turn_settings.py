@@ -92,9 +92,10 @@ def resolve(cfg: Config, which=shutil.which) -> TurnSettings:
 
 
 def _managed(cfg: Config) -> TurnSettings:
-    turn, http = cfg.turn, cfg.http
+    turn = cfg.turn
     announced = resolved_announced_ips(cfg)
-    cert, key = (turn.tls_cert, turn.tls_key) if turn.tls_cert else (http.tls_cert, http.tls_key)
+    # Its own certificate, else the server's HTTPS one (files or self-signed: the same name).
+    cert, key = (turn.tls_cert, turn.tls_key) if turn.tls_cert else (cfg.https_certificate() or ("", ""))
     host = turn.public_host or announced[0]
     tls_on = bool(cert) and bool(turn.tls_port)
     return TurnSettings(

@@ -11,7 +11,8 @@ import stat
 
 import pytest
 
-from config import Config, ConfigError, SfuConfig, TurnConfig, load_config
+from config import Config, ConfigError, HttpConfig, SfuConfig, TurnConfig, load_config
+from control.cli.tls import certificate_files
 from control.processes import turn_settings
 from control.processes.turn import TurnLog
 from control.processes.turn_settings import TurnSettings
@@ -111,6 +112,16 @@ def test_turns_url_when_a_certificate_is_set(tmp_path):
     assert settings.urls[-1] == "turns:turn.example.com:5349?transport=tcp"
     assert settings.secret == "y" * 20 and not (tmp_path / "data" / "turn_secret").exists()
     assert turn_settings.client_urls("2001:db8::1", 3478, 0)[0] == "turn:[2001:db8::1]:3478?transport=udp"
+
+
+def test_the_self_signed_https_certificate_serves_turn_over_tls_too(tmp_path):
+    cfg = dataclasses.replace(config(tmp_path), http=HttpConfig(tls="self-signed", public_url="https://10.0.0.5:8443"))
+    settings = turn_settings.resolve(cfg, on_path)
+    crt = os.path.join(str(tmp_path / "data"), "tls", "self-signed.crt")
+    assert (settings.tls_cert, settings.tls_key) == (crt, crt[: -len("crt")] + "key")
+    # The same files control.cli.tls makes for HTTPS.
+    assert str(certificate_files(cfg).cert) == crt
+    assert settings.urls[-1] == "turns:203.0.113.10:5349?transport=tcp"
 
 
 # --- credentials ---------------------------------------------------------------------------
