@@ -745,6 +745,48 @@ class LoggingConfig(_Section):
     format: str = setting("text", one_of("text", "json"))
 
 
+def listen_address() -> Rule:
+    """Empty, or IP:PORT ([IPv6]:PORT) for a listener of its own."""
+
+    def refine(value: str) -> str:
+        if not value:
+            return value
+        host, _, port = value.rpartition(":")
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+            number = int(port)
+        except ValueError:
+            raise BadValue(f"expected IP:PORT (e.g. 127.0.0.1:9464), got {value!r}") from None
+        if not 1 <= number <= 65535:
+            raise BadValue(f"port out of range in {value!r}")
+        return f"[{address}]:{number}" if address.version == 6 else f"{address}:{number}"
+
+    return Rule(str, "IP:PORT", refine)
+
+
+def optional_secret(minimum_chars: int) -> Rule:
+    """Empty (none), or a secret of at least `minimum_chars`; never repeated in a message."""
+
+    def refine(value: str) -> str:
+        if value and len(value) < minimum_chars:
+            raise BadValue(f"must be empty (none) or at least {minimum_chars} characters long")
+        return value
+
+    return Rule(str, "a string", refine, secret=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig(_Section):
+    SECTION: ClassVar[str] = "metrics"
+
+    # "": /metrics on the HTTP port; IP:PORT: only on a plain-HTTP listener of its own
+    # there (e.g. 127.0.0.1:9464, for a Prometheus on the same host or network).
+    listen: str = setting("", listen_address())
+    # Non-empty: /metrics answers only `Authorization: Bearer <token>` (Prometheus's
+    # `authorization` / `bearer_token_file`).
+    token: str = setting("", optional_secret(16))
+
+
 @dataclass(frozen=True, slots=True)
 class Config(_Section):
     SECTION: ClassVar[str] = ""
@@ -762,6 +804,7 @@ class Config(_Section):
     recorder: RecorderConfig = section(RecorderConfig)
     retention: RetentionConfig = section(RetentionConfig)
     turn: TurnConfig = section(TurnConfig)
+    metrics: MetricsConfig = section(MetricsConfig)
 
     def https_certificate(self) -> tuple[str, str] | None:
         """(certificate, key) paths of the server's HTTPS, None when it is plain HTTP. In

@@ -28,6 +28,7 @@ from control.clock import Clock, LoopClock
 from control.http import openapi, pages
 from control.http.accounts import AccountRoutes
 from control.http.auth import Auth
+from control.http.health import Health, metrics_handler, metrics_listener
 from control.http.meetings import MeetingRoutes
 from control.http.middleware import error_middleware
 from control.http.proxies import trusted_proxy_middleware
@@ -257,6 +258,8 @@ def create_app(
     app.cleanup_ctx.append(_run_workers)
     app.cleanup_ctx.append(_run_recorder)
     app.cleanup_ctx.append(_run_turn)
+    if cfg.metrics.listen:
+        app.cleanup_ctx.append(metrics_listener(services.metrics, cfg.metrics.listen, cfg.metrics.token))
     app.on_shutdown.append(_close_sockets)
     _mount_routes(app.router, services)
     return app
@@ -289,7 +292,10 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     ).register(router)  # fmt: skip
     openapi.register(router)
     s.signaling.register(router)
-    pages.register(router, s.metrics, s.workers)
+    Health(s.workers, s.recorder, s.store, s.turn).register(router)
+    if not s.cfg.metrics.listen:
+        router.add_get("/metrics", metrics_handler(s.metrics, s.cfg.metrics.token))
+    pages.register(router)
 
 
 async def _run_store(app: web.Application) -> AsyncIterator[None]:

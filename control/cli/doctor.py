@@ -4,7 +4,8 @@ a client will be offered.
 
 Checks, each printed as `ok`, `warn` or `FAIL`:
 - the settings load (a bad one is named, exit 2);
-- HTTP(S) answers `/healthz` on `http.host:http.port` with every worker up; with TLS, the
+- HTTP(S) answers `/readyz` on `http.host:http.port` (workers, store, recorder, managed
+  coturn: control.http.health); with TLS, the
   certificate is valid for `http.public_url`'s host and not about to expire (self-signed:
   the one in data_dir, its fingerprint printed); the HTTP → HTTPS redirect port redirects;
 - every worker's UDP port (`sfu.port_base` + i) is bound (read from /proc/net, no packet
@@ -140,18 +141,21 @@ def check_http(cfg: Config, report: Report) -> None:
     name = (urlsplit(served.public_url).hostname if served.public_url else None) or host
     context = _tls_context(cfg) if served.tls_on else None
     try:
-        status, headers, body, cert = _get(host, served.port, "/healthz", context, name)
+        status, headers, body, cert = _get(host, served.port, "/readyz", context, name)
     except ssl.SSLCertVerificationError as exc:
         report.fail(f"the HTTPS certificate on {where} is not valid for {name}: {exc.verify_message}")
         return
     except OSError as exc:
         report.fail(f"nothing answers on {where}: {exc} (is `conclave serve` running with these settings?)")
         return
-    workers = _json(body).get("workers", {})
+    ready = _json(body)
+    checks = ready.get("checks", {})
     if status == 200:
-        report.ok(f"{'HTTPS' if context else 'HTTP'} answers on {where}: every worker up ({len(workers)})")
+        report.ok(f"{'HTTPS' if context else 'HTTP'} answers on {where}: ready, "
+                  f"every worker up ({len(checks.get('workers', {}))}), store and recorder up")  # fmt: skip
     else:
-        report.fail(f"{where}/healthz answered {status}: workers {workers}")
+        failing = ", ".join(f"{part} ({checks.get(part)})" for part in ready.get("failing", [])) or "?"
+        report.fail(f"{where}/readyz answered {status}: not ready: {failing}")
     if cert is not None:
         report_certificate(cfg, name, cert, report)
     if served.redirect_port:

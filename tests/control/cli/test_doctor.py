@@ -4,13 +4,17 @@ a fixed worker port, the managed coturn), and against nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
@@ -72,6 +76,20 @@ def run_doctor(config_path: Path) -> subprocess.CompletedProcess[str]:
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
 
 
+async def wait_ready(server, timeout: float = 30.0) -> None:
+    """Until /readyz says so (the recorder starts after the server prints its URL)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # only readiness here
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"{server.base_url}/readyz") as response:
+                if response.status == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise AssertionError("the server did not become ready")
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -81,7 +99,7 @@ def free_udp_port() -> int:
 @pytest.mark.process
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(not coturn_available(), reason="needs coturn (apt-get install coturn)")
-def test_doctor_checks_a_running_server_and_fails_without_one(tmp_path):
+async def test_doctor_checks_a_running_server_and_fails_without_one(tmp_path):
     https_port, redirect_port, worker_port = free_port(), free_port(), free_udp_port()
     turn = {"mode": "managed", "port": free_port(), "tls_port": free_port(), "allow_loopback_peers": True,
             **relay_range()}  # fmt: skip
@@ -97,6 +115,7 @@ def test_doctor_checks_a_running_server_and_fails_without_one(tmp_path):
 
     server = spawn_serve(config, tmp_path / "serve.log")
     try:
+        await wait_ready(server)
         result = run_doctor(config)
     finally:
         stop_serve(server)
@@ -104,7 +123,7 @@ def test_doctor_checks_a_running_server_and_fails_without_one(tmp_path):
     assert result.returncode == 0, out + result.stderr
     sha256, _ = fingerprints(tmp_path / "data" / "tls" / "self-signed.crt")
     for line in (
-        f"ok    HTTPS answers on 127.0.0.1:{https_port}: every worker up (1)",
+        f"ok    HTTPS answers on 127.0.0.1:{https_port}: ready, every worker up (1), store and recorder up",
         f"ok    HTTP port {redirect_port} redirects to https://127.0.0.1:{https_port}/",
         f"ok    worker 0: UDP 127.0.0.1:{worker_port} is bound",
         f"ok    TURN answers: turn:127.0.0.1:{turn['port']}?transport=udp",

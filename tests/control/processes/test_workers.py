@@ -129,13 +129,15 @@ async def test_worker_crash_restarts_and_participants_reconnect(conclave_server,
     assert samples(text)['conclave_worker_restarts_total{worker="0"}'] == 1
 
 
-async def test_health_is_503_while_the_worker_is_down(conclave_server_factory):
+async def test_readiness_is_503_while_the_worker_is_down(conclave_server_factory):
     server = await conclave_server_factory(sfu={"restart_backoff_s": 30.0})
     worker = server.services.workers.workers[0]
     os.kill(worker.pid, signal.SIGKILL)
     await wait_for(lambda: not worker.up, "the worker to be noticed down")
-    status, text = await get_text(f"{server.base_url}/healthz")
-    assert status == 503 and '"0": "down"' in text
+    status, text = await get_text(f"{server.base_url}/readyz")
+    assert status == 503 and '"0": "down"' in text and '"failing": ["workers"' in text
+    status, _ = await get_text(f"{server.base_url}/healthz")
+    assert status == 200  # control itself is alive: nothing to restart
     status, text = await get_text(f"{server.base_url}/metrics")
     assert samples(text)['conclave_worker_up{worker="0"}'] == 0
 
