@@ -47,6 +47,7 @@ from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
 from control.metrics.exporter import Metrics
+from control.metrics.certificates import CertificateCollector
 from control.metrics.turn import TurnCollector
 from control.processes import recorders, workers
 from control.processes import turn_settings
@@ -185,7 +186,7 @@ def build_services(
         events=RecordingEvents(webhooks), tasks=tasks, settings=cfg.recorder, deletions=deletions,
     )  # fmt: skip
     metrics = Metrics(registry, worker_supervisor)
-    metrics.watch_webhooks(lambda: webhooks.dropped)
+    metrics.watch_webhooks(lambda: webhooks.dropped, lambda: webhooks.attempts)
     signaling = SignalingEndpoint(
         settings=cfg.signaling, public_url=cfg.http.public_url, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
         recordings=recordings, metrics=metrics,
@@ -238,6 +239,11 @@ def _wire(s: Services) -> None:
                                                                            "counters": stats.counters}))  # fmt: skip
     s.recorder.add_restart_listener(s.metrics.recorder.recorder_restarted)
     s.metrics.registry.register(TurnCollector(s.turn))
+    https_cert = (s.cfg.https_certificate() or ("", ""))[0]
+    turn_cert = s.turn.settings.tls_cert if s.turn.managed else ""
+    # The same file for both (turns: on the HTTPS certificate): one sample, use "https".
+    turn_cert = "" if turn_cert == https_cert else turn_cert
+    s.metrics.registry.register(CertificateCollector({"https": https_cert, "turn": turn_cert}))
 
 
 def create_app(

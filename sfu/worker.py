@@ -151,6 +151,9 @@ class Worker:
             "loop_lag_seconds": self.clockwork.loop_lag,
             "cpu_seconds": process_stats.cpu_seconds(),
             "rss_bytes": float(process_stats.rss_bytes()),
+            # Renewed here too, not only when a transport is made: a quiet worker must not
+            # report (and alert on) a certificate the next join would replace anyway.
+            "dtls_certificate_expires": self.certificates.current().expires.timestamp(),
             **self._adaptive_gauges(),
         }
         # The distribution of subscriber transports' bandwidth estimates (issue 11).

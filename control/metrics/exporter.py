@@ -64,6 +64,10 @@ WORKER_GAUGES = {
     "consumers": ("conclave_worker_consumers", "Outgoing streams in the worker"),
     "cpu_seconds": ("conclave_worker_cpu_seconds", "CPU time (user+system) of the current worker process"),
     "rss_bytes": ("conclave_worker_resident_memory_bytes", "Resident memory of the worker process"),
+    "dtls_certificate_expires": (
+        "conclave_worker_dtls_certificate_expiry_timestamp_seconds",
+        "When the worker's DTLS certificate for new transports expires (unix time; renewed before)",
+    ),
     "dynacast_layers_paused": (
         "conclave_sfu_dynacast_layers_paused",
         "Simulcast layers no subscriber takes, which publishers are told to pause",
@@ -287,11 +291,12 @@ class LabeledCounter(Collector):
 
 
 class _WebhookCollector(Collector):
-    """Webhook events dropped because a pending-delivery cap was reached
-    (control.webhooks.WebhookSender.dropped)."""
+    """Webhook deliveries: attempts by outcome, and events dropped because a pending-delivery
+    cap was reached (control.webhooks.WebhookSender.attempts / .dropped)."""
 
-    def __init__(self, dropped: Callable[[], int]) -> None:
+    def __init__(self, dropped: Callable[[], int], attempts: Callable[[], dict[str, int]]) -> None:
         self._dropped = dropped
+        self._attempts = attempts
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(
@@ -299,6 +304,14 @@ class _WebhookCollector(Collector):
             "Webhook events not delivered because too many deliveries were pending (per customer or in all)",
             value=self._dropped(),
         )
+        family = CounterMetricFamily(
+            "conclave_webhook_delivery_attempts",
+            "Webhook delivery attempts by outcome: delivered, failed (retried later), gave_up (the last attempt failed)",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(self._attempts().items()):
+            family.add_metric([outcome], count)
+        yield family
 
 
 class _ActiveSpeakerCollector(Collector):
@@ -346,9 +359,9 @@ class Metrics:
         self.recorder = RecorderMetrics()
         self.registry.register(self.recorder)
 
-    def watch_webhooks(self, dropped: Callable[[], int]) -> None:
-        """Export how many webhook events a pending-delivery cap dropped."""
-        self.registry.register(_WebhookCollector(dropped))
+    def watch_webhooks(self, dropped: Callable[[], int], attempts: Callable[[], dict[str, int]]) -> None:
+        """Export webhook delivery attempts by outcome and the events a pending cap dropped."""
+        self.registry.register(_WebhookCollector(dropped, attempts))
 
     def watch_active_speakers(self, changes: Callable[[], int]) -> None:
         """Export how many times a meeting's active speaker changed."""

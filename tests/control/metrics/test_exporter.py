@@ -205,13 +205,15 @@ def test_refused_nacks_are_one_counter_by_worker_and_a_fixed_set_of_reasons():
     }  # fmt: skip
 
 
-def test_dropped_webhook_events_are_a_counter():
-    dropped = [0]
-    collector = exporter._WebhookCollector(lambda: dropped[0])
-    dropped[0] = 3  # read at each scrape
-    [family] = list(collector.collect())
-    assert (family.name, family.type) == ("conclave_webhook_events_dropped", "counter")
-    assert [(s.name, s.value) for s in family.samples] == [("conclave_webhook_events_dropped_total", 3)]
+def test_webhook_drops_and_attempts_by_outcome_are_counters():
+    dropped, attempts = [0], {"delivered": 0, "failed": 0, "gave_up": 0}
+    collector = exporter._WebhookCollector(lambda: dropped[0], lambda: attempts)
+    dropped[0], attempts["failed"] = 3, 2  # read at each scrape
+    drops, tries = list(collector.collect())
+    assert (drops.name, drops.type) == ("conclave_webhook_events_dropped", "counter")
+    assert [(s.name, s.value) for s in drops.samples] == [("conclave_webhook_events_dropped_total", 3)]
+    assert (tries.name, tries.type) == ("conclave_webhook_delivery_attempts", "counter")
+    assert {s.labels["outcome"]: s.value for s in tries.samples} == {"delivered": 0, "failed": 2, "gave_up": 0}
 
 
 def test_active_speaker_changes_are_one_counter_without_labels():
