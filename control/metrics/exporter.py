@@ -28,6 +28,11 @@ from control.processes.workers import WorkerSupervisor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# The limits control.http refuses with 429 (RateLimited.limit): control.http.accounts,
+# control.http.sessions.
+RATE_LIMITS = ("login_per_email", "login_per_client", "passcode_per_meeting", "passcode_per_client",
+               "joins_per_client")  # fmt: skip
+
 # Worker stats counter key -> (metric name without _total, help).
 WORKER_COUNTERS = {
     "packets_received": ("conclave_worker_packets_received", "RTP/RTCP/STUN/DTLS packets the worker received"),
@@ -271,11 +276,13 @@ def forward_latency_buckets(counters: dict[str, int]) -> list[tuple[str, float]]
 class LabeledCounter(Collector):
     """A counter by one label, kept as plain ints (no `_created` series, no locks)."""
 
-    def __init__(self, name: str, documentation: str, label: str) -> None:
+    def __init__(self, name: str, documentation: str, label: str, known: tuple[str, ...] = ()) -> None:
         self._name = name
         self._documentation = documentation
         self._label = label
-        self._values: dict[str, int] = {}
+        # Known values are exported at 0 from the start: rate() and alerts see a series
+        # before the first event, not "no data".
+        self._values: dict[str, int] = dict.fromkeys(known, 0)
 
     def inc(self, value: str) -> None:
         self._values[value] = self._values.get(value, 0) + 1
@@ -352,6 +359,7 @@ class Metrics:
             "conclave_http_rate_limited",
             "Requests refused with 429 by a brute-force or per-client limit, by limit",
             "limit",
+            known=RATE_LIMITS,
         )
         self.registry.register(self.rate_limited)
         self.registry.register(_StateCollector(meetings, supervisor, self.loop_lag))
