@@ -16,8 +16,9 @@ What a client may cost the worker, and what it gets when it misbehaves:
   is no finding the next frame boundary after it);
 - a connection no ICE check has bound to a transport is closed after BIND_TIMEOUT_S (and
   checked again every BIND_TIMEOUT_S: one the transport moved away from goes too);
-- a slow reader: the event loop's transport buffers what the kernel does not take; once
-  that passes `sfu.ice_tcp_send_buffer_bytes` it calls `pause_writing`, and until
+- a slow reader: the kernel's send buffer is `sfu.ice_tcp_send_buffer_bytes` (not
+  autotuned to megabytes); the event loop's transport buffers what the kernel does not
+  take; once that passes the same bound it calls `pause_writing`, and until
   `resume_writing` every packet for that connection is dropped and counted
   (`send_buffer_full`), never queued, and nothing ever waits on it: the worker's loop
   and every other meeting's packets go on.
@@ -79,8 +80,12 @@ class IceTcpConnection(asyncio.Protocol):
         tcp.set_write_buffer_limits(high=self.send_buffer_bytes, low=self.send_buffer_bytes // 4)
         sock = tcp.get_extra_info("socket")
         if sock is not None:
-            try:  # media is latency-bound: never hold a packet back to coalesce it (Nagle)
+            try:
+                # Media is latency-bound: never hold a packet back to coalesce it (Nagle).
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # The kernel's share of the bound too: autotuned, it grows to megabytes
+                # (seconds of stale media queued for a slow reader, memory per connection).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
             except OSError:
                 pass
         self.counters.tcp_connections_accepted += 1

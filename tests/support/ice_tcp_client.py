@@ -86,13 +86,24 @@ class IceTcpSubscriber(asyncio.Protocol):
 
     # ------------------------------------------------------------ connecting
 
-    async def connect(self, offer_text: str, timeout: float = 10.0) -> None:
-        """TCP to the offer's first passive candidate, the ICE check, the DTLS handshake."""
+    async def connect(self, offer_text: str, timeout: float = 10.0, receive_buffer: int = 0) -> None:
+        """TCP to the offer's first passive candidate, the ICE check, the DTLS handshake.
+        `receive_buffer`: the socket's SO_RCVBUF, set before connecting (the window it
+        advertises follows it), 0: the kernel's default."""
         offer = sdp.parse(offer_text)
         host, port = tcp_candidates(offer)[0]
         media = next(m for m in offer.media if not m.rejected and m.ice_ufrag)
         loop = asyncio.get_running_loop()
-        await loop.create_connection(lambda: self, host, port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        if receive_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+        except BaseException:
+            sock.close()
+            raise
+        await loop.create_connection(lambda: self, sock=sock)
         self.checked = loop.create_future()
         username = f"{media.ice_ufrag}:{self.ice_ufrag}"
         check = stun.build_binding_request(
@@ -117,9 +128,6 @@ class IceTcpSubscriber(asyncio.Protocol):
     def stop_reading(self) -> None:
         """Take nothing more from the socket: the kernel's buffers fill, then the worker's."""
         assert self.tcp is not None
-        sock = self.tcp.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         self.tcp.pause_reading()
 
     async def close(self) -> None:
