@@ -57,7 +57,7 @@ class IceTcpConnection(asyncio.Protocol):
     `sendto` frames what the transport bound to it sends, or drops it when the client is
     not reading."""
 
-    __slots__ = ("media", "counters", "send_buffer_bytes", "key", "tcp", "deframer", "paused", "_timer")
+    __slots__ = ("_timer", "counters", "deframer", "key", "media", "paused", "send_buffer_bytes", "tcp")
 
     def __init__(self, media: MediaSocket, counters: Counters, send_buffer_bytes: int, max_packet: int) -> None:
         self.media = media

@@ -29,7 +29,7 @@ class Deframer:
     is unusable (the caller closes the connection: there is no way to find the next
     frame boundary)."""
 
-    __slots__ = ("max_packet", "_buffer")
+    __slots__ = ("_buffer", "max_packet")
 
     def __init__(self, max_packet: int = MAX_FRAME) -> None:
         if not 0 < max_packet <= MAX_FRAME:

@@ -143,7 +143,7 @@ async def test_framing_that_cannot_be_right_closes_that_connection_and_is_counte
     worker = await make_worker()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", worker.tcp_port)
-        other_reader, other_writer = await asyncio.open_connection("127.0.0.1", worker.tcp_port)
+        _other_reader, other_writer = await asyncio.open_connection("127.0.0.1", worker.tcp_port)
         writer.write(BAD_FRAMING[reason])
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the worker
         assert worker.counters.tcp_framing_errors == {r: int(r == reason) for r in worker.counters.tcp_framing_errors}

@@ -56,7 +56,9 @@ class Stream:
     async def create(self, request) -> None:
         await request(api.RouterCreate(router_id=self.router))
         transport_id = f"{self.router}-in"
-        info = await request(api.PlainTransportCreate(router_id=self.router, transport_id=transport_id, listen_ip="127.0.0.1"))
+        info = await request(
+            api.PlainTransportCreate(router_id=self.router, transport_id=transport_id, listen_ip="127.0.0.1")
+        )
         self.target = (info.ip, info.port)
         made = await request(api.PlainProducerCreate(
             transport_id=transport_id, kind="video", codec_name="VP8", clock_rate=90000, payload_type=96, ssrc=self.ssrc))  # fmt: skip
@@ -81,10 +83,16 @@ class PlainSubscriber:
 
     async def create(self, request, stream: Stream, name: str) -> None:
         transport_id = f"{stream.router}-{name}"
-        await request(api.PlainTransportCreate(router_id=stream.router, transport_id=transport_id, listen_ip="127.0.0.1"))
+        await request(
+            api.PlainTransportCreate(router_id=stream.router, transport_id=transport_id, listen_ip="127.0.0.1")
+        )
         await request(api.PlainTransportConnect(
             transport_id=transport_id, remote_ip="127.0.0.1", remote_port=self.sock.getsockname()[1]))  # fmt: skip
-        await request(api.ConsumerCreate(transport_id=transport_id, consumer_id=f"{transport_id}-c", producer_id=stream.producer_id))
+        await request(
+            api.ConsumerCreate(
+                transport_id=transport_id, consumer_id=f"{transport_id}-c", producer_id=stream.producer_id
+            )
+        )
 
     def drain(self) -> None:
         while True:
@@ -124,7 +132,9 @@ def test_a_tcp_subscriber_that_stops_reading_is_dropped_and_slows_no_other_meeti
         worker.stop()
 
 
-async def scenario(worker: WorkerProcess, a: Stream, b: Stream, others: list[PlainSubscriber], slow: IceTcpSubscriber) -> None:
+async def scenario(
+    worker: WorkerProcess, a: Stream, b: Stream, others: list[PlainSubscriber], slow: IceTcpSubscriber
+) -> None:
     client = worker.client
     assert client is not None
 

@@ -74,7 +74,9 @@ async def wait_pairs(page, protocol: str, timeout: float = 30.0) -> list[dict]:
             return pairs
         if loop.time() >= deadline:
             name = getattr(page, "conclave_name", "page")
-            raise AssertionError(f"{name}: no {protocol} pair selected within {timeout:.0f}s: {pairs}{browser.page_errors(page)}")
+            raise AssertionError(
+                f"{name}: no {protocol} pair selected within {timeout:.0f}s: {pairs}{browser.page_errors(page)}"
+            )
         await asyncio.sleep(0.5)
 
 

@@ -102,7 +102,7 @@ async def test_a_check_over_tcp_is_answered_on_its_connection_and_selects_it():
 
 
 async def test_a_slow_reader_s_packets_are_dropped_and_counted_until_it_drains():
-    media, made, connection, tcp = setup()
+    _media, made, connection, tcp = setup()
     connection.data_received(frame(nominated_check(made)))
     made.tx = Clear()  # type: ignore[assignment]
     sent_before = len(tcp.packets)
@@ -119,7 +119,7 @@ async def test_a_slow_reader_s_packets_are_dropped_and_counted_until_it_drains()
 
 
 async def test_the_connection_closing_takes_the_path_with_it():
-    media, made, connection, tcp = setup()
+    media, made, connection, _tcp = setup()
     connection.data_received(frame(nominated_check(made)))
     assert made.addr == KEY
     connection.connection_lost(None)
@@ -140,6 +140,6 @@ async def test_framing_that_cannot_be_right_closes_the_connection_counted():
 
 
 async def test_dtls_or_media_from_an_unbound_connection_is_dropped_as_from_an_unknown_peer():
-    media, made, connection, tcp = setup()
+    _media, made, connection, tcp = setup()
     connection.data_received(frame(b"\x16\xfe\xfd" + bytes(20)) + frame(b"\x80" + bytes(30)))
     assert made.counters.dropped["unknown_peer"] == 2 and not tcp.aborted and made.addr is None
