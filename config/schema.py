@@ -460,6 +460,8 @@ class SfuConfig(_Section):
     # Bytes one ICE-TCP connection may have waiting to be sent; past it, what it should be
     # sent is dropped (counted) so a client that stops reading never grows the worker.
     ice_tcp_send_buffer_bytes: int = setting(262144, integer(16384, 16 * 1024 * 1024))
+    # ICE-TCP connections one worker keeps open at once; one past it is closed on accept.
+    ice_tcp_max_connections: int = setting(1024, integer(1, 65536))
     restart_backoff_s: float = setting(0.5, positive_number())
     stats_interval_s: float = setting(1.0, positive_number())
 

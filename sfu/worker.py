@@ -134,7 +134,7 @@ class Worker:
         with an ephemeral UDP port (port 0, tests) any free TCP port if that one is taken."""
         config = self.config
         args = (self.socket, config.listen_ip)
-        limits = (config.ice_tcp_send_buffer_bytes, config.max_datagram)
+        limits = (config.ice_tcp_send_buffer_bytes, config.max_datagram, config.ice_tcp_max_connections)
         try:
             self.tcp_server = await tcp.listen(*args, self.port, *limits)
         except OSError:

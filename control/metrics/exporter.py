@@ -61,6 +61,10 @@ WORKER_COUNTERS = {
         "conclave_sfu_ice_tcp_unbound_closed",
         "ICE-TCP connections closed because no ICE check bound them to a transport in time",
     ),
+    "tcp_refused": (
+        "conclave_sfu_ice_tcp_refused",
+        "ICE-TCP connections closed on accept because sfu.ice_tcp_max_connections were open",
+    ),
 }
 # Worker stats gauge key -> (metric name, help).
 WORKER_GAUGES = {

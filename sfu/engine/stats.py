@@ -110,6 +110,7 @@ class Counters:
         "layer_switches",  # target changes they made (a layer, or a pause, to another)
         "tcp_connections_accepted",  # ICE-TCP connections (sfu.transport.tcp)
         "tcp_unbound_closed",  # ... closed because no ICE check bound them to a transport
+        "tcp_refused",  # ... closed on accept: sfu.ice_tcp_max_connections were open
         "dropped",
         "forward_time_buckets",
         "tcp_framing_errors",

@@ -15,7 +15,8 @@ What a client may cost the worker, and what it gets when it misbehaves:
   neither STUN, DTLS nor RTP/RTCP) is counted by reason and closes that connection (there
   is no finding the next frame boundary after it);
 - a connection no ICE check has bound to a transport is closed after BIND_TIMEOUT_S (and
-  checked again every BIND_TIMEOUT_S: one the transport moved away from goes too);
+  checked again every BIND_TIMEOUT_S: one the transport moved away from goes too); past
+  `sfu.ice_tcp_max_connections` open ones, a new connection is closed on accept;
 - a slow reader: the kernel's send buffer is `sfu.ice_tcp_send_buffer_bytes` (not
   autotuned to megabytes); the event loop's transport buffers what the kernel does not
   take; once that passes the same bound it calls `pause_writing`, and until
@@ -57,12 +58,17 @@ class IceTcpConnection(asyncio.Protocol):
     `sendto` frames what the transport bound to it sends, or drops it when the client is
     not reading."""
 
-    __slots__ = ("_timer", "counters", "deframer", "key", "media", "paused", "send_buffer_bytes", "tcp")
+    __slots__ = (
+        "_timer", "counters", "deframer", "key", "max_connections", "media", "paused", "send_buffer_bytes", "tcp",
+    )  # fmt: skip
 
-    def __init__(self, media: MediaSocket, counters: Counters, send_buffer_bytes: int, max_packet: int) -> None:
+    def __init__(
+        self, media: MediaSocket, counters: Counters, send_buffer_bytes: int, max_packet: int, max_connections: int
+    ) -> None:
         self.media = media
         self.counters = counters
         self.send_buffer_bytes = send_buffer_bytes
+        self.max_connections = max_connections
         self.key: TcpAddress | None = None
         self.tcp: asyncio.Transport | None = None
         self.deframer = Deframer(max_packet)
@@ -73,6 +79,10 @@ class IceTcpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tcp: asyncio.Transport = transport  # type: ignore[assignment]
+        if len(self.media.tcp) >= self.max_connections:
+            self.counters.tcp_refused += 1
+            tcp.abort()  # never registered: connection_lost finds nothing to undo
+            return
         peer = tcp.get_extra_info("peername")
         self.tcp = tcp
         self.key = (peer[0], peer[1], TCP)
@@ -162,11 +172,13 @@ class IceTcpConnection(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(BIND_TIMEOUT_S, self._check_bound)
 
 
-async def listen(media: MediaSocket, host: str, port: int, send_buffer_bytes: int, max_packet: int) -> asyncio.Server:
+async def listen(
+    media: MediaSocket, host: str, port: int, send_buffer_bytes: int, max_packet: int, max_connections: int
+) -> asyncio.Server:
     """The worker's ICE-TCP listening socket: its connections feed `media`."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: IceTcpConnection(media, media.counters, send_buffer_bytes, max_packet),
+        lambda: IceTcpConnection(media, media.counters, send_buffer_bytes, max_packet, max_connections),
         host,
         port,
         family=socket.AF_INET,

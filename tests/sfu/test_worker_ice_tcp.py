@@ -1,7 +1,7 @@
 """ICE-TCP on a live worker (in process, real sockets on 127.0.0.1): a subscriber that
 reaches it only over TCP gets its media; framing that cannot be right closes that
-connection, counted; a connection no check binds is closed; a closed connection takes
-the transport's path with it.
+connection, counted; a connection no check binds is closed, and so is one past the
+connection limit; a closed connection takes the transport's path with it.
 
 The publisher is a plain RTP transport fed from a UDP socket (docs/plain-rtp.md); the
 subscriber is tests.support.ice_tcp_client.IceTcpSubscriber (ICE check, DTLS and SRTP
@@ -163,4 +163,22 @@ async def test_a_connection_no_check_binds_is_closed(monkeypatch):
         assert worker.counters.tcp_unbound_closed == 1 and not worker.socket.tcp
         writer.close()
     finally:
+        await worker.shutdown()
+
+
+async def test_past_the_connection_limit_a_new_connection_is_closed_on_accept():
+    worker = await make_worker(ice_tcp_max_connections=2)
+    writers = []
+    try:
+        for _ in range(2):
+            _, writer = await asyncio.open_connection("127.0.0.1", worker.tcp_port)
+            writers.append(writer)
+        await wait_for(lambda: len(worker.socket.tcp) == 2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", worker.tcp_port)
+        writers.append(writer)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert worker.counters.tcp_refused == 1 and len(worker.socket.tcp) == 2
+    finally:
+        for writer in writers:
+            writer.close()
         await worker.shutdown()

@@ -69,7 +69,7 @@ def setup() -> tuple[MediaSocket, WebRtcTransport, IceTcpConnection, FakeTcp]:
                            lambda t, s: None)  # fmt: skip
     router.add_transport(made)
     made.remote_ice_ufrag, made.remote_ice_pwd_bytes = CLIENT_UFRAG, CLIENT_PWD.encode()
-    connection = IceTcpConnection(media, counters, LIMIT, 1500)
+    connection = IceTcpConnection(media, counters, LIMIT, 1500, 8)
     tcp = FakeTcp(connection)
     connection.connection_made(tcp)  # type: ignore[arg-type]
     return media, made, connection, tcp
