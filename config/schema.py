@@ -458,6 +458,16 @@ class SfuConfig(_Section):
     nack_repeat_interval_s: float = setting(0.1, positive_number())
     # ICE consent (RFC 7675): a client whose checks stop for this long is sent nothing more.
     ice_consent_timeout_s: float = setting(30.0, positive_number())
+    # ICE-TCP (RFC 6544): each worker also listens on TCP, the same port number as its UDP
+    # port, and offers a passive TCP candidate below its UDP ones (clients without UDP).
+    ice_tcp: bool = setting(True, BOOLEAN)
+    # Offer UDP candidates. false offers only the TCP ones: for tests and firewall trials.
+    ice_udp: bool = setting(True, BOOLEAN)
+    # Bytes one ICE-TCP connection may have waiting to be sent; past it, what it should be
+    # sent is dropped (counted) so a client that stops reading never grows the worker.
+    ice_tcp_send_buffer_bytes: int = setting(262144, integer(16384, 16 * 1024 * 1024))
+    # ICE-TCP connections one worker keeps open at once; one past it is closed on accept.
+    ice_tcp_max_connections: int = setting(1024, integer(1, 65536))
     restart_backoff_s: float = setting(0.5, positive_number())
     stats_interval_s: float = setting(1.0, positive_number())
 
@@ -468,6 +478,8 @@ class SfuConfig(_Section):
                 "clients cannot send media to an unspecified address; list this host's "
                 "public IP address(es), e.g. announced_ips: [203.0.113.10]"
             )
+        if not self.ice_udp and not self.ice_tcp:
+            raise ConfigError("sfu.ice_udp: false needs sfu.ice_tcp: true (no candidate would be offered)")
         last_port = self.port_base + self.workers - 1
         if self.port_base and self.workers and last_port > 65535:
             raise ConfigError(

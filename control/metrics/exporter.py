@@ -60,6 +60,16 @@ WORKER_COUNTERS = {
         "conclave_sfu_layer_switches",
         "Changes of a subscriber's video target (layer, or paused) made by allocations",
     ),
+    # ICE-TCP (issue 12, item 2; sfu/transport/tcp.py).
+    "tcp_connections_accepted": ("conclave_sfu_ice_tcp_connections_accepted", "ICE-TCP connections the worker accepted"),
+    "tcp_unbound_closed": (
+        "conclave_sfu_ice_tcp_unbound_closed",
+        "ICE-TCP connections closed because no ICE check bound them to a transport in time",
+    ),
+    "tcp_refused": (
+        "conclave_sfu_ice_tcp_refused",
+        "ICE-TCP connections closed on accept because sfu.ice_tcp_max_connections were open",
+    ),
 }
 # Worker stats gauge key -> (metric name, help).
 WORKER_GAUGES = {
@@ -73,6 +83,7 @@ WORKER_GAUGES = {
         "conclave_worker_dtls_certificate_expiry_timestamp_seconds",
         "When the worker's DTLS certificate for new transports expires (unix time; renewed before)",
     ),
+    "tcp_connections": ("conclave_sfu_ice_tcp_connections", "ICE-TCP connections open on the worker"),
     "dynacast_layers_paused": (
         "conclave_sfu_dynacast_layers_paused",
         "Simulcast layers no subscriber takes, which publishers are told to pause",
@@ -115,6 +126,30 @@ SUBSCRIBER_ESTIMATE = (
     "conclave_sfu_subscriber_estimate_bps",
     "Subscriber transports by their current send-side bandwidth estimate, in bits per second",
 )
+
+
+# ICE-TCP by reason, from the worker's counters `<key>_<reason>` (sfu.engine.stats:
+# TCP_FRAMING_ERRORS, TCP_DROP_REASONS): fixed sets of label values (a test keeps them
+# equal to the worker's).
+TCP_FRAMING_ERRORS = ("zero_length", "oversized", "garbage")
+TCP_DROP_REASONS = ("send_buffer_full", "closed")
+TCP_BY_REASON = {
+    "tcp_framing_errors": (
+        "conclave_sfu_ice_tcp_framing_errors",
+        "ICE-TCP connections closed for framing that cannot be right (RFC 4571), by reason",
+        TCP_FRAMING_ERRORS,
+    ),
+    "tcp_dropped_packets": (
+        "conclave_sfu_ice_tcp_dropped_packets",
+        "Packets for ICE-TCP clients dropped instead of queued (a client not reading), by reason",
+        TCP_DROP_REASONS,
+    ),
+    "tcp_dropped_bytes": (
+        "conclave_sfu_ice_tcp_dropped_bytes",
+        "Bytes of packets for ICE-TCP clients dropped instead of queued, by reason",
+        TCP_DROP_REASONS,
+    ),
+}
 
 
 class LoopLagMonitor:
@@ -192,6 +227,7 @@ class _StateCollector(Collector):
         yield from gauges.values()
         yield _forward_latency(workers)
         yield _nack_refused(workers)
+        yield from _ice_tcp_by_reason(workers)
         yield _subscriber_estimates(workers)
 
         yield _tracks_paused(workers)
@@ -214,6 +250,16 @@ def _nack_refused(workers: list) -> Metric:
         for reason in NACK_REFUSED_REASONS:
             family.add_metric([str(worker.index), reason], totals.get(f"nack_refused_{reason}", 0))
     return family
+
+
+def _ice_tcp_by_reason(workers: list) -> Iterator[Metric]:
+    for key, (name, text, reasons) in TCP_BY_REASON.items():
+        family = CounterMetricFamily(name, text, labels=["worker", "reason"])
+        for worker in workers:
+            totals = worker.counters()
+            for reason in reasons:
+                family.add_metric([str(worker.index), reason], totals.get(f"{key}_{reason}", 0))
+        yield family
 
 
 def _subscriber_estimates(workers: list) -> Metric:
