@@ -8,8 +8,8 @@ Checks, each printed as `ok`, `warn` or `FAIL`:
   coturn: control.http.health); with TLS, the
   certificate is valid for `http.public_url`'s host and not about to expire (self-signed:
   the one in data_dir, its fingerprint printed); the HTTP → HTTPS redirect port redirects;
-- every worker's UDP port (`sfu.port_base` + i) is bound (read from /proc/net, no packet
-  sent);
+- every worker's UDP port (`sfu.port_base` + i) is bound and its ICE-TCP port (the same
+  number) listens (read from /proc/net, no packet sent);
 - TURN (`turn.mode` managed or external) answers a STUN Binding request over UDP and TCP,
   and completes a TLS handshake with its certificate on the `turns:` port.
 
@@ -43,6 +43,7 @@ STUN_MAGIC = 0x2112A442
 STUN_BINDING_REQUEST, STUN_BINDING_SUCCESS = 0x0001, 0x0101
 PROC_NET = "/proc/net"
 UDP_UNCONNECTED = "07"  # /proc/net/udp st column of a bound, unconnected socket
+TCP_LISTEN = "0A"  # /proc/net/tcp st column of a listening socket
 
 
 @dataclass
@@ -101,6 +102,19 @@ def _proc_address(hex_text: str) -> str:
     return str(ipaddress.ip_address(words))
 
 
+def listening_tcp_ports(tables: Iterable[str]) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket in /proc/net/tcp and tcp6 texts."""
+    listening = set()
+    for text in tables:
+        for row in text.splitlines()[1:]:
+            columns = row.split()
+            if len(columns) < 4 or columns[3] != TCP_LISTEN:
+                continue
+            address_hex, port_hex = columns[1].split(":")
+            listening.add((_proc_address(address_hex), int(port_hex, 16)))
+    return listening
+
+
 def port_is_bound(bound: set[tuple[str, int]], listen_ip: str, port: int) -> bool:
     """Bound on `listen_ip` or on every address (0.0.0.0 / ::)."""
     return any(p == port and (a == listen_ip or ipaddress.ip_address(a).is_unspecified) for a, p in bound)
@@ -110,12 +124,14 @@ def offered(cfg: Config) -> list[str]:
     """What a joining client is told: the workers' ICE candidates and the TURN servers."""
     lines = []
     workers = resolved_workers(cfg)
+    protocols = [name for name, on in (("udp", cfg.sfu.ice_udp), ("tcp (passive)", cfg.sfu.ice_tcp)) if on]
     for ip in resolved_announced_ips(cfg):
-        if cfg.sfu.port_base:
-            ports = ", ".join(str(cfg.sfu.port_base + i) for i in range(workers))
-            lines.append(f"ICE host candidates: udp {ip} port {ports} (one port per worker)")
-        else:
-            lines.append(f"ICE host candidates: udp {ip} on an ephemeral port per worker (sfu.port_base: 0)")
+        for protocol in protocols:
+            if cfg.sfu.port_base:
+                ports = ", ".join(str(cfg.sfu.port_base + i) for i in range(workers))
+                lines.append(f"ICE host candidates: {protocol} {ip} port {ports} (one port per worker)")
+            else:
+                lines.append(f"ICE host candidates: {protocol} {ip} on an ephemeral port per worker (sfu.port_base: 0)")
     try:
         settings = turn_settings.resolve(cfg)
     except ConfigError as exc:
@@ -229,20 +245,32 @@ def check_workers(cfg: Config, report: Report, proc_net: str = PROC_NET) -> None
     if not sfu.port_base:
         report.warn("sfu.port_base is 0: workers take ephemeral ports (fine for tests, not behind a firewall)")
         return
+    udp = bound_udp_ports(_proc_tables(proc_net, "udp", "udp6"))
+    tcp = listening_tcp_ports(_proc_tables(proc_net, "tcp", "tcp6"))
+    for index in range(resolved_workers(cfg)):
+        port = sfu.port_base + index
+        where = _netloc(sfu.listen_ip, port)
+        if sfu.ice_udp:
+            if port_is_bound(udp, sfu.listen_ip, port):
+                report.ok(f"worker {index}: UDP {where} is bound")
+            else:
+                report.fail(f"worker {index}: nothing is bound to UDP {where}")
+        if sfu.ice_tcp:
+            if port_is_bound(tcp, sfu.listen_ip, port):
+                report.ok(f"worker {index}: ICE-TCP {where} is listening")
+            else:
+                report.fail(f"worker {index}: nothing listens on TCP {where} (ICE-TCP)")
+
+
+def _proc_tables(proc_net: str, *names: str) -> list[str]:
     tables = []
-    for name in ("udp", "udp6"):
+    for name in names:
         try:
             with open(os.path.join(proc_net, name), encoding="ascii") as f:
                 tables.append(f.read())
         except OSError:
             continue
-    bound = bound_udp_ports(tables)
-    for index in range(resolved_workers(cfg)):
-        port = sfu.port_base + index
-        if port_is_bound(bound, sfu.listen_ip, port):
-            report.ok(f"worker {index}: UDP {_netloc(sfu.listen_ip, port)} is bound")
-        else:
-            report.fail(f"worker {index}: nothing is bound to UDP {_netloc(sfu.listen_ip, port)}")
+    return tables
 
 
 def check_turn(cfg: Config, report: Report) -> None:

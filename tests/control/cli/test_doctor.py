@@ -55,6 +55,16 @@ def test_bound_udp_ports_from_proc_net():
     assert not doctor.port_is_bound(bound, "127.0.0.1", 8080)
 
 
+TCP = """  sl  local_address rem_address   st tx_queue rx_queue  tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:9C40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:9C41 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 20 4 30 10 -1
+"""
+
+
+def test_listening_tcp_ports_from_proc_net():
+    assert doctor.listening_tcp_ports([TCP]) == {("127.0.0.1", 40000)}  # an established one is not listening
+
+
 def test_what_a_client_is_offered(tmp_path):
     cfg = Config(
         data_dir=str(tmp_path),
@@ -63,6 +73,7 @@ def test_what_a_client_is_offered(tmp_path):
     )
     assert doctor.offered(cfg) == [
         "ICE host candidates: udp 203.0.113.10 port 40000, 40001 (one port per worker)",
+        "ICE host candidates: tcp (passive) 203.0.113.10 port 40000, 40001 (one port per worker)",
         "TURN: turn:turn.example.com:3478?transport=udp",
     ]
     off = Config(data_dir=str(tmp_path), turn=TurnConfig(mode="off"), http=HttpConfig())
@@ -126,10 +137,12 @@ async def test_doctor_checks_a_running_server_and_fails_without_one(tmp_path):
         f"ok    HTTPS answers on 127.0.0.1:{https_port}: ready, every worker up (1), store and recorder up",
         f"ok    HTTP port {redirect_port} redirects to https://127.0.0.1:{https_port}/",
         f"ok    worker 0: UDP 127.0.0.1:{worker_port} is bound",
+        f"ok    worker 0: ICE-TCP 127.0.0.1:{worker_port} is listening",
         f"ok    TURN answers: turn:127.0.0.1:{turn['port']}?transport=udp",
         f"ok    TURN answers: turn:127.0.0.1:{turn['port']}?transport=tcp",
         f"ok    TURN answers: turns:127.0.0.1:{turn['tls_port']}?transport=tcp",
         f"  ICE host candidates: udp 127.0.0.1 port {worker_port} (one port per worker)",
+        f"  ICE host candidates: tcp (passive) 127.0.0.1 port {worker_port} (one port per worker)",
     ):  # fmt: skip
         assert line in out.splitlines(), f"{line!r} not in:\n{out}"
     # The certificate `serve` made, as it printed it; a year to go.
