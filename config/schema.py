@@ -749,12 +749,27 @@ class TurnConfig(_Section):
 
 
 
+def logger_level() -> Rule:
+    """LOGGER=LEVEL, LEVEL one of debug, info, warning, error."""
+
+    def refine(value: str) -> str:
+        name, _, level = value.partition("=")
+        if not name.strip() or level.strip().lower() not in ("debug", "info", "warning", "error"):
+            raise BadValue(f"expected LOGGER=LEVEL (e.g. sfu.worker=debug), got {value!r}")
+        return f"{name.strip()}={level.strip().lower()}"
+
+    return Rule(str, "LOGGER=LEVEL", refine)
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig(_Section):
     SECTION: ClassVar[str] = "logging"
 
     level: str = setting("info", one_of("debug", "info", "warning", "error"))
     format: str = setting("text", one_of("text", "json"))
+    # Levels per component over `level`, LOGGER=LEVEL (e.g. [sfu.worker=debug,
+    # aiohttp.access=info]; every process applies those of its loggers).
+    levels: tuple[str, ...] = setting((), Rule(tuple, "a list of LOGGER=LEVEL", _no_duplicates, logger_level()))
 
 
 def listen_address() -> Rule:

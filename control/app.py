@@ -33,6 +33,7 @@ from control.http.meetings import MeetingRoutes
 from control.http.middleware import error_middleware
 from control.http.proxies import trusted_proxy_middleware
 from control.http.recordings import RecordingRoutes
+from control.http.requests_log import add_request_id, request_id_middleware
 from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
 from control.http.transcripts import TranscriptRoutes
@@ -258,7 +259,9 @@ def create_app(
     if cfg.http.trusted_proxies:
         proxies = [ipaddress.ip_network(network) for network in cfg.http.trusted_proxies]
         middlewares.insert(0, trusted_proxy_middleware(proxies))
+    middlewares.insert(0, request_id_middleware)  # outermost: error answers carry the id too
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    app.on_response_prepare.append(add_request_id)
     app[SERVICES] = services
     app.cleanup_ctx.append(_run_store)
     app.cleanup_ctx.append(_run_workers)

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from common import logs
 from common.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
 from common.messages import Empty, Message
 from config.schema import MediaConfig, SfuConfig
@@ -569,14 +570,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--config-json", required=True)
-    parser.add_argument("--log-level", default=os.environ.get("CONCLAVE_WORKER_LOG_LEVEL", "info"))
+    parser.add_argument("--log-level", default=os.environ.get("CONCLAVE_WORKER_LOG_LEVEL"),
+                        help="default: logging.level of the configuration")  # fmt: skip
     args = parser.parse_args(argv)
     os.umask(0o077)  # whatever it writes is this user's only
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format=f"%(asctime)s worker-{args.index} %(levelname)s %(name)s: %(message)s",
-    )
     data = json.loads(args.config_json)
+    settings = data.get("logging", {})
+    logs.setup(f"worker-{args.index}", args.log_level or settings.get("level", "info"), settings.get("format", "text"),
+               settings.get("levels", ()))  # fmt: skip
     sfu_config = _section(SfuConfig, data.get("sfu", {}))
     media_config = _section(MediaConfig, data.get("media", {}))
     uvloop.run(run(args.index, args.channel_fd, sfu_config, media_config))

@@ -89,7 +89,10 @@ def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 
 
 def worker_config_json(cfg: Any) -> str:
-    return json.dumps({"sfu": dataclasses.asdict(cfg.sfu), "media": dataclasses.asdict(cfg.media)})
+    return json.dumps({
+        "sfu": dataclasses.asdict(cfg.sfu), "media": dataclasses.asdict(cfg.media),
+        "logging": dataclasses.asdict(cfg.logging),  # level, format, per-component levels (no secret)
+    })  # fmt: skip
 
 
 class WorkerSupervisor(processes.ChildSupervisor):
