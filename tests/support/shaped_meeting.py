@@ -292,6 +292,20 @@ async def set_tile(page, pid: str, width: int | None, height: int | None, hidden
     )
 
 
+async def tile_quality(page, pid: str) -> dict:
+    """What `pid`'s camera tile shows of the server's word on its video: {bars (0..3),
+    label, shown (the indicator is visible), paused (the reason, or "")}."""
+    return await page.evaluate(
+        """([pid]) => {
+            const tile = document.querySelector(`[data-testid=tile][data-participant-id="${pid}"][data-source=camera]`);
+            const quality = tile.querySelector('[data-testid=tile-quality]');
+            return {bars: Number(quality.dataset.bars), label: quality.title, shown: !quality.hidden,
+                    paused: tile.dataset.paused || ''};
+        }""",
+        [pid],
+    )
+
+
 # The inbound-rtp of the receiver that feeds `pid`'s camera tile (its <video>'s track), read
 # from the page's own RTCPeerConnections; null before there is one.
 VIDEO_STATS = """
