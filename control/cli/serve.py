@@ -149,6 +149,9 @@ async def serve(cfg: Config) -> int:
     url = serving_url(cfg, port, tls is not None)
     public = f" (public URL {cfg.http.public_url})" if cfg.http.public_url else ""
     print(f"conclave serving at {url}{public}", flush=True)
+    base = (cfg.http.public_url or url).rstrip("/")
+    print(f"conclave: ready. Hosts sign in at {base}/host; participants join at {base}/ with a Meeting ID "
+          f"and passcode, or with a join link {base}/m/...", flush=True)  # fmt: skip
     log.info("serving at %s with %d SFU worker(s)", url, len(services.workers.workers))
 
     await stop.wait()
