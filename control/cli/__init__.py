@@ -1,5 +1,6 @@
 """`conclave` command line: `conclave serve [--config FILE]` (control.cli.serve),
-`conclave doctor [--config FILE]` (control.cli.doctor: checks a running server), and the
+`conclave doctor [--config FILE]` (control.cli.doctor: checks a running server),
+`conclave backup|restore` (control.cli.backup: the SQLite database), and the
 operator's `conclave customer|host|meeting ...` (control.cli.admin: they call a running
 server)."""
 
@@ -9,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from control.cli import admin, doctor, serve
+from control.cli import admin, backup, doctor, serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.set_defaults(handler=serve.serve_command)
     doctor.add_command(commands)
+    backup.add_commands(commands)
     admin.add_commands(commands)
     return parser
 
