@@ -47,6 +47,7 @@ from control.store.base import (
     new_id,
 )
 from control.store.sqlite_deletion import DeletionMixin
+from control.store.sqlite_ingests import IngestsMixin
 from control.store.sqlite_recordings import RecordingsMixin
 from control.store.sqlite_schema import MIGRATIONS
 
@@ -54,7 +55,7 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 
 
-class SqliteStore(RecordingsMixin, DeletionMixin, Store):
+class SqliteStore(RecordingsMixin, DeletionMixin, IngestsMixin, Store):
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
