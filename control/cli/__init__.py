@@ -1,6 +1,6 @@
 """`conclave` command line: `conclave serve [--config FILE]` (control.cli.serve), and the
-operator's `conclave customer|host|meeting ...` (control.cli.admin: they call a running
-server)."""
+operator's `conclave customer|host|meeting ...` (control.cli.admin) and `conclave ingest
+...` (control.cli.ingest): they call a running server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from control.cli import admin, serve
+from control.cli import admin, ingest, serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.set_defaults(handler=serve.serve_command)
     admin.add_commands(commands)
+    ingest.add_commands(commands)
     return parser
 
 

@@ -6,8 +6,9 @@ or an RTP sender (ffmpeg, GStreamer) into the live meeting (control.meeting.inge
     DELETE /api/v1/meetings/{number}/ingests/{ingest_id}           revoke: the token stops working, the stream leaves
     POST   /api/v1/meetings/{number}/ingests/{ingest_id}/continue  consent to a recording for it (policy `require`)
 
-Only the meeting's host (sign-in token, or the host's join token of the live session:
-`control.http.auth.Auth.moderator`). A WHIP ingest's token and an RTP ingest's SRTP key are
+The meeting's host (sign-in token, or the host's join token of the live session), its
+customer's admin or the operator (`control.http.auth.Auth.moderator` with admins; the CLI,
+control.cli.ingest, uses the operator key). A WHIP ingest's token and an RTP ingest's SRTP key are
 in the creation's answer only; every change is audited (never with the token).
 """
 
@@ -72,7 +73,7 @@ class IngestRoutes:
         return body
 
     async def create(self, request: web.Request) -> web.Response:
-        actor, record = await self._auth.moderator(request)
+        actor, record = await self._auth.moderator(request, admins_too=True)
         body = await json_body(request)
         kind = body.get("kind")
         if kind not in INGEST_KINDS:
@@ -99,19 +100,19 @@ class IngestRoutes:
         return web.json_response(answer, status=201)
 
     async def list_ingests(self, request: web.Request) -> web.Response:
-        _, record = await self._auth.moderator(request)
+        _, record = await self._auth.moderator(request, admins_too=True)
         listed = await self._ingests.list(record)
         return web.json_response({"ingests": [self.ingest_json(request, record, i, s) for i, s in listed]})
 
     async def revoke(self, request: web.Request) -> web.Response:
-        actor, record = await self._auth.moderator(request)
+        actor, record = await self._auth.moderator(request, admins_too=True)
         ingest = await self._ingests.revoke(record, request.match_info["ingest_id"])
         await self._auth.audit(request, actor, "ingest.revoke", "meeting", record.id, ingest_id=ingest.id)
         return web.json_response(self.ingest_json(request, record, ingest, None))
 
     async def continue_recording(self, request: web.Request) -> web.Response:
         """The host consents for the ingest (it cannot press Continue): its media goes."""
-        actor, record = await self._auth.moderator(request)
+        actor, record = await self._auth.moderator(request, admins_too=True)
         ingest = await self._ingests.get(record, request.match_info["ingest_id"])
         session = self._ingests.session_of(ingest.id)
         if session is None:

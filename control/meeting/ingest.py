@@ -369,7 +369,8 @@ class Ingests:
 
 
 def _ssrc() -> int:
-    return secrets.randbelow(0xFFFFFFFE) + 1
+    """A random SSRC below 2**31: ffmpeg's -ssrc option is a signed 32-bit integer."""
+    return secrets.randbelow(0x7FFFFFFE) + 1
 
 
 def _attribute(sdp: str, name: str) -> str:

@@ -52,6 +52,7 @@ class WhipClient:
         self.url = url
         self.token = token
         self.loop = GLib.MainLoop()
+        self.posted = False
         self.pipeline = Gst.parse_launch(PIPELINE)
         self.webrtc = self.pipeline.get_by_name("send")
         self.webrtc.connect("on-negotiation-needed", self.on_negotiation_needed)
@@ -80,12 +81,23 @@ class WhipClient:
         promise = Gst.Promise.new_with_change_func(self.on_offer_created, element, None)
         element.emit("create-offer", None, promise)
 
+    def retry_offer(self) -> bool:
+        if not self.posted:
+            self.on_negotiation_needed(self.webrtc)
+        return False
+
     def on_offer_created(self, promise: Gst.Promise, element: Gst.Element, _: object) -> None:
         reply = promise.get_reply()
         offer = reply.get_value("offer")
         if offer is None or offer.sdp is None:
-            say(event="error", message=f"create-offer failed: {reply.to_string()}")
+            # Seen now and then when negotiation-needed fires while the pads are linked:
+            # the offer is asked for again.
+            say(event="retry", message=f"create-offer failed: {reply.to_string() if reply else None}")
+            GLib.timeout_add(100, self.retry_offer)
             return
+        if self.posted:
+            return  # one WHIP session per run
+        self.posted = True
         element.emit("set-local-description", offer, Gst.Promise.new())
         GLib.idle_add(self.post, offer.sdp.as_text())
 
