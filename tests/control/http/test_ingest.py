@@ -148,3 +148,40 @@ async def test_ending_the_meeting_ends_its_rtp_ingest(conclave_server):
         assert all(made["participant_id"] not in m.participants for m in registry)
     finally:
         await bot.stop()
+
+
+@needs_ffmpeg
+async def test_under_consent_require_an_ingest_is_held_until_its_host_continues(conclave_server, tmp_path):
+    """A stream cannot press Continue: while a recording asks for consent its media stays
+    paused on the media server; the host continues for it, and the ledger says so."""
+    server = conclave_server
+    host = await server.new_host(limits={"consent_policy": "require"})
+    await server.call("PUT", f"/customers/{host['customer_id']}/storage", token=server.operator_key,
+                      json_body={"kind": "local", "root": str(tmp_path / "storage")})  # fmt: skip
+    meeting = await server.create_meeting(host=host)
+    assert await server.services.recorder.wait_up(30), "the recorder did not come up"
+    await server.call("POST", f"/meetings/{meeting['number']}/recording", token=meeting["host_session"],
+                      json_body={"action": "start"})  # fmt: skip
+    bot = await watched_by_bot(server, meeting)
+    ffmpeg = None
+    try:
+        made = await create_ingest(server, meeting, "rtp", "Held camera")
+        assert made["media_held"] is True
+        pid = made["participant_id"]
+        ffmpeg = await run_verbatim(made["commands"]["ffmpeg"], tmp_path / "")
+        await bot.wait_until(lambda: pid in bot.participants, 10, "the ingest listed")
+        await asyncio.sleep(3.0)  # ffmpeg sends all along: none of it may come through
+        held = bot.find_stats(pid, "camera")
+        assert held is None or held.frames == 0, bot.describe()
+
+        path = f"/meetings/{meeting['number']}/ingests/{made['id']}/continue"
+        released = await server.call("POST", path, token=meeting["host_session"])
+        assert released["media_held"] is False
+        await assert_ingest_received(bot, pid, "Held camera")
+        ledger = await server.call("GET", f"/meetings/{meeting['number']}/consent", token=meeting["host_session"])
+        [entry] = [e for e in ledger["entries"] if e["participant_id"] == pid]
+        assert entry["decision"] == "continued" and entry["name"] == "Held camera"
+    finally:
+        if ffmpeg is not None:
+            stop_group(ffmpeg)
+        await bot.stop()
