@@ -7,10 +7,12 @@ way and ends with DELETE."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from aiohttp import web
 
+from tests.control.http.test_ingest import run_verbatim, stop_group
 from tests.support import browser
 from tests.support.browser_fixtures import chromium  # noqa: F401  (fixture)
 from tests.support.ingest import GstWhipPublisher, create_ingest, gstreamer_available
@@ -102,3 +104,48 @@ async def test_a_browser_whip_client_publishes_into_the_meeting(conclave_server,
         await browser.close_page(client)
         await browser.close_page(viewer)
         await client_site.cleanup()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+async def test_the_hosts_ingest_panel_makes_shows_and_revokes(conclave_server, chromium, tmp_path):  # noqa: F811
+    """The host makes an RTP ingest in the people panel, pastes the command it shows, a
+    participant sees the stream; Revoke takes it out. A WHIP one shows its URL and token."""
+    server = conclave_server
+    owner = await server.new_host()
+    meeting = await server.create_meeting(host=owner, start=False)
+    host = await browser.open_host_page(chromium, server.base_url, owner["email"], owner["password"])
+    await browser.start_from_dashboard(host, meeting["meeting_number"])
+    viewer = await browser.open_meeting_page(chromium, server.base_url, meeting, "Viewer")
+    ffmpeg = None
+    try:
+        if await host.get_by_test_id("ingest-panel").is_hidden():
+            await host.get_by_test_id("toggle-people").click()
+        await host.get_by_test_id("ingest-name").fill("Panel camera")
+        await host.get_by_test_id("ingest-kind").select_option("rtp")
+        await host.get_by_test_id("ingest-create").click()
+        item = host.get_by_test_id("ingest-item")
+        await item.wait_for(timeout=15_000)
+        assert "Panel camera" in await item.inner_text()
+        shown = await host.get_by_test_id("ingest-secret").inner_text()
+        command = shown[shown.index("ffmpeg -nostdin"):shown.index("\n\nGStreamer")]
+        ffmpeg = await run_verbatim(command, tmp_path)
+        ingests = await server.call("GET", f"/meetings/{meeting['number']}/ingests", token=server.operator_key)
+        pid = ingests["ingests"][0]["participant_id"]
+        await browser.wait_media_from(viewer, pid, ("camera", "microphone"), timeout=40)
+        await browser.screenshot(host, "ingest-panel")
+
+        await host.get_by_test_id("ingest-revoke").click()
+        await wait_gone(viewer, pid)
+        await host.get_by_test_id("ingest-item").wait_for(state="detached", timeout=10_000)
+
+        await host.get_by_test_id("ingest-name").fill("OBS")
+        await host.get_by_test_id("ingest-kind").select_option("whip")
+        await host.get_by_test_id("ingest-create").click()
+        await host.get_by_test_id("ingest-item").wait_for(timeout=15_000)
+        shown = await host.get_by_test_id("ingest-secret").inner_text()
+        assert f"WHIP URL: {server.base_url}/whip/{meeting['meeting_number']}" in shown and "Bearer token: ey" in shown
+    finally:
+        if ffmpeg is not None:
+            stop_group(ffmpeg)
+        await browser.close_page(viewer)
+        await browser.close_page(host)
