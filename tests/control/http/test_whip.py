@@ -182,3 +182,22 @@ async def test_an_ingest_token_is_for_its_meeting_only(conclave_server):
     status, text, _ = await whip("POST", f"{base(conclave_server)}/whip/{second['meeting_number']}",
                                  token=made["token"], body=offer)  # fmt: skip
     assert status == 401 and "another meeting" in text
+
+
+async def test_a_new_session_replaces_the_ingests_last_and_links_name_the_turn_server(conclave_server_factory):
+    server = await conclave_server_factory(turn={"mode": "external", "urls": ("turn:127.0.0.1:3478?transport=udp",),
+                                                 "secret": "a-turn-secret-for-tests"})  # fmt: skip
+    meeting = await server.create_meeting()
+    made = await create_ingest(server, meeting, "whip", "encoder")
+    status, _, first = await whip("POST", made["whip_url"], token=made["token"], body=await aiortc_offer())
+    assert status == 201
+    [link] = first.getall("Link")
+    assert link.startswith('<turn:127.0.0.1:3478?transport=udp>; rel="ice-server"; username="')
+    assert 'credential-type="password"' in link
+    status, _, second = await whip("POST", made["whip_url"], token=made["token"], body=await aiortc_offer())
+    assert status == 201 and second["Location"] != first["Location"]
+    assert (await whip("DELETE", base(server) + first["Location"], token=made["token"]))[0] == 404  # gone
+    [listed] = await list_ingests(server, meeting)
+    assert listed["participant_id"] == second["Location"].rsplit("/", 1)[1]
+    live = server.services.registry.get(meeting["meeting_id"])
+    assert [p.name for p in live.participants.values()].count("encoder") == 1
