@@ -59,6 +59,8 @@ def _cors(response: web.StreamResponse) -> web.StreamResponse:
 
 
 def _error(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+    if exc.status == 401:  # RFC 6750 §3: how to authenticate
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="whip"'}
     response = json_error(exc.status, exc.code, exc.message, headers)
     _cors(response)
     return response

@@ -127,7 +127,8 @@ async def test_whip_edges_cors_content_types_patch_and_etag(conclave_server):
     assert {"Authorization", "Content-Type"} <= {h.strip() for h in headers["Access-Control-Allow-Headers"].split(",")}
     assert {"Location", "Link"} <= {h.strip() for h in headers["Access-Control-Expose-Headers"].split(",")}
 
-    assert (await whip("POST", url, body=offer))[0] == 401
+    status, _, headers = await whip("POST", url, body=offer)
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
     assert (await whip("POST", url, token="x.y.z", body=offer))[0] == 401
     status, text, _ = await whip("POST", url, token=token, body=offer, content_type="text/plain")
     assert status == 415 and "unsupported_media_type" in text
