@@ -169,6 +169,11 @@ class Ingests:
     async def list(self, record: MeetingRecord) -> list[tuple[IngestRecord, IngestSession | None]]:
         """The meeting's ingests, newest last, each with its session when connected."""
         rows = await self._store.list_ingests(record.id)
+        live_session = await self._store.get_live_session(record.id)
+        for index, row in enumerate(rows):
+            # Its live session ended while nobody listened (control restarted meanwhile).
+            if row.active and (live_session is None or live_session.id != row.live_session_id):
+                rows[index] = await self._store.update_ingest(row.id, state="ended", end_reason="meeting_ended")
         return [(row, self._find_session(row.id)) for row in rows]
 
     async def get(self, record: MeetingRecord, ingest_id: str) -> IngestRecord:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from control.store.ingests import IngestRecord, IngestStore
+from control.store.ingests import IngestStore
 
 CustomerStatus = Literal["active", "suspended"]
 HostStatus = Literal["active", "suspended"]

@@ -23,7 +23,7 @@ def gstreamer_available() -> bool:
     probe = ("import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst; Gst.init(None); "
              "assert Gst.ElementFactory.find('webrtcbin') and Gst.ElementFactory.find('vp8enc')")  # fmt: skip
     try:
-        return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=20).returncode == 0
+        return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=20, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -74,7 +74,7 @@ class GstWhipPublisher:
 
         try:
             return await asyncio.wait_for(seen(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"no {event} {fields} from the WHIP client: {self.events} {self.output[-20:]}") from None
 
     async def answered(self, timeout: float = 20.0) -> dict[str, Any]:
@@ -102,7 +102,7 @@ class GstWhipPublisher:
             os.kill(process.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 os.kill(process.pid, signal.SIGKILL)
                 await process.wait()
         if self._reader is not None:

@@ -23,15 +23,15 @@ import sys
 # This file's folder holds tests/support/http.py, which would shadow the standard library's.
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
+import urllib.error
+import urllib.request
 
-import gi  # noqa: E402
+import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstWebRTC", "1.0")
 gi.require_version("GstSdp", "1.0")
-from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
+from gi.repository import GLib, Gst, GstSdp, GstWebRTC
 
 PIPELINE = (
     "webrtcbin name=send bundle-policy=max-bundle "

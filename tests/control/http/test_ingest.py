@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from control.errors import ApiError
 from tests.support.ingest import create_ingest, list_ingests
 
 pytestmark = pytest.mark.timeout(120)
@@ -185,3 +186,18 @@ async def test_under_consent_require_an_ingest_is_held_until_its_host_continues(
         if ffmpeg is not None:
             stop_group(ffmpeg)
         await bot.stop()
+
+
+async def test_an_ingest_of_a_live_session_that_ended_unheard_is_listed_ended(conclave_server):
+    """Control restarted: the meeting's live session was ended at startup, its lifecycle
+    listeners never ran; the ingest reads as ended, and a WHIP token for it is refused."""
+    meeting = await conclave_server.create_meeting()
+    made = await create_ingest(conclave_server, meeting, "whip", "cam")
+    await conclave_server.services.store.end_live_session(meeting["meeting_id"], "server_restart")
+    [listed] = await list_ingests(conclave_server, meeting)
+    assert (listed["state"], listed["end_reason"]) == ("ended", "meeting_ended")
+    whip = conclave_server.services.ingests
+    record = await conclave_server.services.store.get_meeting(meeting["meeting_id"])
+    with pytest.raises(ApiError) as refused:
+        await whip.whip_publish(record, made["token"], "v=0\r\n")
+    assert (refused.value.status, refused.value.code) == (403, "ingest_revoked")

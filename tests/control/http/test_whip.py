@@ -28,9 +28,8 @@ async def whip(method: str, url: str, token: str | None = None, body: str | None
         sent["Authorization"] = f"Bearer {token}"
     if body is not None:
         sent["Content-Type"] = content_type
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, data=body, headers=sent) as response:
-            return response.status, await response.text(), response.headers
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=body, headers=sent) as response:
+        return response.status, await response.text(), response.headers
 
 
 async def aiortc_offer() -> str:
@@ -162,8 +161,7 @@ async def test_an_ended_meeting_or_a_suspended_host_stops_the_token(conclave_ser
     meeting = await conclave_server.create_meeting(host=host)
     made = await create_ingest(conclave_server, meeting, "whip", "cam")
     offer = await aiortc_offer()
-    status, _, headers = await whip("POST", made["whip_url"], token=made["token"], body=offer)
-    assert status == 201
+    assert (await whip("POST", made["whip_url"], token=made["token"], body=offer))[0] == 201
     await conclave_server.call("POST", f"/hosts/{host['host_id']}/suspend", token=conclave_server.operator_key)
     await asyncio.sleep(0.2)  # the ended meeting's listeners write the store
     [ended] = await list_ingests(conclave_server, {**meeting, "host_session": conclave_server.operator_key})
