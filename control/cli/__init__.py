@@ -1,4 +1,5 @@
-"""`conclave` command line: `conclave serve [--config FILE]` (control.cli.serve), and the
+"""`conclave` command line: `conclave serve [--config FILE]` (control.cli.serve),
+`conclave doctor [--config FILE]` (control.cli.doctor: checks a running server), the
 operator's `conclave customer|host|meeting ...` (control.cli.admin) and `conclave ingest
 ...` (control.cli.ingest): they call a running server."""
 
@@ -8,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from control.cli import admin, ingest, serve
+from control.cli import admin, doctor, ingest, serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CONCLAVE_<SECTION>__<KEY> variables override it",
     )
     serve_parser.set_defaults(handler=serve.serve_command)
+    doctor.add_command(commands)
     admin.add_commands(commands)
     ingest.add_commands(commands)
     return parser

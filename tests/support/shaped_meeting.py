@@ -7,6 +7,7 @@ the server, the browsers and the measurements the adaptive-media proofs and
         await stage.start()                             # server on the first link's host address
         publisher = await stage.publisher()             # host Chromium, 1280x720 15 fps file camera
         page = await stage.watcher("Slow", link)        # Chromium inside the link's namespace
+        other = await stage.member("Both", link)        # ... publishing as well as watching
         await set_tile(page, stage.publisher_id, 1280, 720)
         await start_sampler(page, stage.publisher_id)
         series = await samples(page)                    # [{t, framesDecoded, frameWidth, ...}]
@@ -249,6 +250,11 @@ class Stage:
         page = await self._page(None, "Publisher", watch_only=False)
         self.publisher_id = await browser.participant_id(page)
         return page
+
+    async def member(self, name: str, link: ShapedLink | None = None) -> Any:
+        """A participant that publishes its (fake) camera and microphone and watches,
+        inside `link`'s namespace (None: on the host)."""
+        return await self._page(link, name, watch_only=False)
 
     async def watcher(self, name: str, link: ShapedLink | None = None) -> Any:
         """A subscriber that only watches, inside `link`'s namespace (None: on the host),
