@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from config import Config, resolved_workers
+from config import Config, resolved_announced_ips, resolved_workers
 from control.accounts import bootstrap
 from control.accounts.bootstrap import Secrets
 from control.accounts.service import Accounts
@@ -29,6 +29,7 @@ from control.http import openapi, pages
 from control.http.accounts import AccountRoutes
 from control.http.auth import Auth
 from control.http.health import Health, metrics_handler, metrics_listener
+from control.http.ingest import IngestRoutes
 from control.http.meetings import MeetingRoutes
 from control.http.middleware import error_middleware
 from control.http.proxies import trusted_proxy_middleware
@@ -38,11 +39,13 @@ from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
 from control.http.transcripts import TranscriptRoutes
 from control.http.urls import PublicUrls
+from control.http.whip import WhipRoutes
 from control.meeting.adaptive import AdaptiveMedia
 from control.meeting.attendance import Attendance
 from control.meeting.chat import Chat
 from control.meeting.conference import Conference
 from control.meeting.events import MeetingEvents
+from control.meeting.ingest import Ingests
 from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
@@ -117,6 +120,7 @@ class Services:
     retention: Retention
     metrics: Metrics
     signaling: SignalingEndpoint
+    ingests: Ingests
 
 
 SERVICES = web.AppKey("conclave_services", Services)
@@ -218,6 +222,10 @@ def build_services(
         retention=Retention(store=store, deletions=deletions, settings=cfg.retention, clock=clock, tasks=tasks),
         metrics=metrics,
         signaling=signaling,
+        ingests=Ingests(
+            store=store, tokens=tokens, attendance=attendance, conference=conference, clock=clock, tasks=tasks,
+            listen_ip=cfg.sfu.listen_ip, announced_ip=resolved_announced_ips(cfg)[0],
+        ),
     )
     _wire(services)
     return services
@@ -233,6 +241,7 @@ def _wire(s: Services) -> None:
     s.metrics.watch_active_speakers(lambda: s.conference.active_speaker_changes)
     s.conference.add_listener(s.recordings)
     s.lifecycle.add_listener(s.recordings)
+    s.lifecycle.add_listener(s.ingests)
     s.lifecycle.add_listener(EndedMeetingsLeaveTurn(s.turn))
     s.recorder.add_up_listener(s.recordings.recorder_up)
     s.recorder.add_notification_listener(s.recordings.recorder_notification)
@@ -299,6 +308,11 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
         store=s.store, accounts=s.accounts, tokens=s.tokens, allowed_networks=allowed,
         link_ttl_s=s.cfg.auth.transcript_link_ttl_s,
     ).register(router)  # fmt: skip
+    IngestRoutes(auth=auth, ingests=s.ingests, recordings=s.recordings, urls=urls).register(router)
+    WhipRoutes(
+        store=s.store, ingests=s.ingests, conference=s.conference, settings=s.cfg.auth,
+        rate_limited=s.metrics.rate_limited,
+    ).register(router)
     openapi.register(router)
     s.signaling.register(router)
     Health(s.workers, s.recorder, s.store, s.turn).register(router)

@@ -29,9 +29,10 @@ from control.processes.workers import WorkerSupervisor
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # The limits control.http refuses with 429 (RateLimited.limit): control.http.accounts,
-# control.http.sessions.
+# control.http.sessions, control.http.whip.
 RATE_LIMITS = ("login_per_email", "login_per_client", "passcode_per_meeting", "passcode_per_client",
-               "joins_per_client")  # fmt: skip
+               "joins_per_client", "whip_posts_per_client", "ingest_token_per_meeting",
+               "ingest_token_per_client")  # fmt: skip
 
 # Worker stats counter key -> (metric name without _total, help).
 WORKER_COUNTERS = {

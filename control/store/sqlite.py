@@ -47,6 +47,7 @@ from control.store.base import (
     new_id,
 )
 from control.store.sqlite_deletion import DeletionMixin
+from control.store.sqlite_ingests import IngestsMixin
 from control.store.sqlite_recordings import RecordingsMixin
 from control.store.sqlite_schema import MIGRATIONS
 
@@ -68,7 +69,7 @@ def backup_to(source: sqlite3.Connection, path: str) -> None:
     os.replace(partial, path)
 
 
-class SqliteStore(RecordingsMixin, DeletionMixin, Store):
+class SqliteStore(RecordingsMixin, DeletionMixin, IngestsMixin, Store):
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
