@@ -7,6 +7,7 @@ answers and a curl example. Run after changing the API: python scripts/make_api_
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ CALLERS = {
 }
 PLACEHOLDERS = {"customer_id": "$CUSTOMER_ID", "host_id": "$HOST_ID", "number": "12345678901",
                 "participant_id": "$PARTICIPANT_ID", "recording_id": "$RECORDING_ID", "file_id": "$FILE_ID",
-                "token": "$DOWNLOAD_TOKEN", "deletion_id": "$DELETION_ID"}  # fmt: skip
+                "token": "$DOWNLOAD_TOKEN", "deletion_id": "$DELETION_ID", "ingest_id": "$INGEST_ID"}  # fmt: skip
 
 HEADER = """# The REST API
 
@@ -109,6 +110,8 @@ def curl(method: str, path: str, operation: dict[str, Any], tag: str, components
     url = path
     for name, value in PLACEHOLDERS.items():
         url = url.replace("{" + name + "}", value)
+    # A path parameter added without a placeholder here: $NAME_IN_CAPITALS.
+    url = re.sub(r"\{(\w+)\}", lambda m: "$" + m.group(1).upper(), url)
     parts = [f"curl -s -X {method.upper()} $BASE/api/v1{url}"]
     if not operation.get("security") == []:
         parts.append(f'-H "Authorization: Bearer {CALLERS[tag][1]}"')
