@@ -104,6 +104,17 @@ async def reach_width(page, pid: str, width: int, timeout: float, loop) -> float
     return None
 
 
+async def indicator_within(page, pid: str, wanted, timeout: float) -> dict:
+    """The tile's quality indicator once `wanted(it)`, or as it is after `timeout`
+    (track_quality follows the allocation that chose the layer: a moment after the frames)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        shown = await tile_quality(page, pid)
+        if wanted(shown) or asyncio.get_running_loop().time() > deadline:
+            return shown
+        await asyncio.sleep(0.2)
+
+
 @pytest.mark.timeout(300)
 async def test_three_subscribers_unconstrained_shaped_and_hidden(stage):
     checks = Checks("unconstrained / shaped 350 kbit/s / hidden")
@@ -129,10 +140,9 @@ async def test_three_subscribers_unconstrained_shaped_and_hidden(stage):
     checks.expect("unconstrained: frameWidth 1280 within 10 s of the top encoding flowing (s)",
                   (took := await reach_width(free, pid, TOP_WIDTH, 10, loop)) is not None, took)
     # The tile's quality indicator says what it gets: the top layer, full bars.
-    await asyncio.sleep(1.0)  # track_quality follows the allocation that chose the layer
-    shown = await tile_quality(free, pid)
-    checks.expect("unconstrained: tile shows 3 bars, layer 3 of 3", shown["shown"] and shown["bars"] == 3
-                  and "layer 3 of 3" in shown["label"] and not shown["paused"], shown)  # fmt: skip
+    shown = await indicator_within(free, pid, lambda q: q["shown"] and q["bars"] == 3 and not q["paused"], 3.0)
+    checks.expect("unconstrained: tile shows 3 bars (layer 3 of 3) within 3 s of 1280",
+                  "layer 3 of 3" in shown["label"], shown)  # fmt: skip
 
     # Hidden: it saw video first (so silence later means something), then the tile goes.
     await wait_video(hidden, pid, lambda s: s["framesDecoded"] > 0, 20, "hidden watcher: video before hiding")
@@ -165,8 +175,7 @@ async def test_three_subscribers_unconstrained_shaped_and_hidden(stage):
     link.lift()
     checks.expect("shaped, lifted: frameWidth 1280 within 15 s (s)",
                   (took := await reach_width(shaped, pid, TOP_WIDTH, 15, loop)) is not None, took)
-    await asyncio.sleep(1.0)
-    shown = await tile_quality(shaped, pid)
+    shown = await indicator_within(shaped, pid, lambda q: q["bars"] == 3 and not q["paused"], 3.0)
     checks.expect("shaped, lifted: tile back to 3 bars", shown["bars"] == 3 and not shown["paused"], shown)
     checks.note("shaped after lifting", await video_stats(shaped, pid))
     checks.note("publisher encodings", await publisher.evaluate("window.conclave.publishEncodings()"))
