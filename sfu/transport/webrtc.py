@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from aiortc.rtcdtlstransport import RTCCertificate
 
     from sfu.engine.router import Router
+    from sfu.transport.playback import Playback
     from sfu.transport.udp import MediaSocket
     from sfu.wire.sdp import Codec
 
@@ -117,6 +118,7 @@ class WebRtcTransport(Transport):
         "pending_tcc",
         "log_sent",
         "subscription",
+        "playback",
     )
 
     KIND = "WebRTC"
@@ -186,6 +188,8 @@ class WebRtcTransport(Transport):
             self.log_sent = self.estimator.send_log.on_sent
         # The allocation (sfu.engine.subscription): the one owner of what its consumers forward.
         self.subscription = Subscription(self, counters) if direction == "subscribe" else None
+        # A player's slots (sfu.transport.playback.Playback) once it offered; None otherwise.
+        self.playback: Playback | None = None
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
         socket.ice.register(self)  # undone in _release (MediaSocket.unbind_peer)
 
@@ -457,7 +461,16 @@ class WebRtcTransport(Transport):
 
     # ------------------------------------------------------------------ the tree
 
-    def consume(self, consumer_id: str, producer: Producer, codec: Codec) -> Consumer:
+    def consume(
+        self,
+        consumer_id: str,
+        producer: Producer,
+        codec: Codec,
+        *,
+        mid: str | None = None,
+        ssrc: int | None = None,
+        rtx_ssrc: int | None = None,
+    ) -> Consumer:
         """A consumer on an m-line of the next subscribe offer: a recycled one of its kind
         if there is one, else a new one, up to max_consumer_slots (ValueError past it:
         every m-line is in the subscriber's answer, which has to fit in one signaling
@@ -471,7 +484,7 @@ class WebRtcTransport(Transport):
                 f"the subscribe connection has {len(self.consumer_slots)} m-lines, at most "
                 f"{self.max_consumer_slots} (media.max_subscribe_mlines): unsubscribe from a track first"
             )
-        consumer = super().consume(consumer_id, producer, codec)
+        consumer = super().consume(consumer_id, producer, codec, mid=mid, ssrc=ssrc, rtx_ssrc=rtx_ssrc)
         if index is None:
             self.consumer_slots.append(consumer)
         else:
