@@ -35,6 +35,7 @@ from control.http.recordings import RecordingRoutes
 from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
 from control.http.transcripts import TranscriptRoutes
+from control.http.whep import WhepRoutes
 from control.http.urls import PublicUrls
 from control.meeting.adaptive import AdaptiveMedia
 from control.meeting.attendance import Attendance
@@ -45,8 +46,10 @@ from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import MeetingRegistry
 from control.meeting.moderation import Moderation
+from control.meeting.viewers import Viewers
 from control.metrics.exporter import Metrics
 from control.metrics.turn import TurnCollector
+from control.metrics.whep import WhepCollector
 from control.processes import recorders, workers
 from control.processes import turn_settings
 from control.processes.recorders import RecorderSupervisor
@@ -97,6 +100,7 @@ class Services:
     retention: Retention
     metrics: Metrics
     signaling: SignalingEndpoint
+    viewers: Viewers
 
 
 SERVICES = web.AppKey("conclave_services", Services)
@@ -198,6 +202,7 @@ def build_services(
         retention=Retention(store=store, deletions=deletions, settings=cfg.retention, clock=clock, tasks=tasks),
         metrics=metrics,
         signaling=signaling,
+        viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks),
     )
     _wire(services)
     return services
@@ -219,6 +224,11 @@ def _wire(s: Services) -> None:
                                                                            "counters": stats.counters}))  # fmt: skip
     s.recorder.add_restart_listener(s.metrics.recorder.recorder_restarted)
     s.metrics.registry.register(TurnCollector(s.turn))
+    # Viewers after the conference: it records a new active speaker before they follow it.
+    s.workers.add_notification_listener(s.viewers.worker_notification)
+    s.conference.add_listener(s.viewers)
+    s.lifecycle.add_listener(s.viewers)
+    s.metrics.registry.register(WhepCollector(s.viewers))
 
 
 def create_app(
@@ -269,6 +279,9 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
         store=s.store, accounts=s.accounts, tokens=s.tokens, allowed_networks=allowed,
         link_ttl_s=s.cfg.auth.transcript_link_ttl_s,
     ).register(router)  # fmt: skip
+    WhepRoutes(
+        store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, viewers=s.viewers, clock=s.clock
+    ).register(router)
     openapi.register(router)
     s.signaling.register(router)
     pages.register(router, s.metrics, s.workers)

@@ -49,12 +49,13 @@ from control.store.base import (
 from control.store.sqlite_deletion import DeletionMixin
 from control.store.sqlite_recordings import RecordingsMixin
 from control.store.sqlite_schema import MIGRATIONS
+from control.store.sqlite_viewers import ViewerTokensMixin
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 
 
-class SqliteStore(RecordingsMixin, DeletionMixin, Store):
+class SqliteStore(RecordingsMixin, DeletionMixin, ViewerTokensMixin, Store):
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
