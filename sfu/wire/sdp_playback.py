@@ -15,7 +15,7 @@ Sans-I/O and stdlib only; bad input raises ``ValueError``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sfu.wire.sdp import (
     _EXTENSION_KIND,
@@ -45,6 +45,14 @@ class PlaybackTrack:
     ssrc: int
     rtx_ssrc: int | None
     extmap: dict[str, int]  # uri -> the client's id, for the extensions we send
+
+
+def _opus_stereo(media: MediaDescription) -> MediaDescription:
+    """RFC 7587 §7: Opus is always "opus/48000/2" in SDP; GStreamer's webrtcbin 1.22
+    writes "OPUS/48000" (no channel count). Read that as what it can only mean."""
+    codecs = [replace(c, channels=2) if c.name.lower() == "opus" and c.channels is None else c
+              for c in media.codecs]
+    return replace(media, codecs=codecs)
 
 
 def _slot_section(media: MediaDescription, codec: Codec, local: LocalTransport, policy: CodecPolicy,
@@ -84,7 +92,7 @@ def answer_playback(offer: SessionDescription, local: LocalTransport, policy: Co
         codec = None
         if (media.kind in ("audio", "video") and media.kind not in taken and not media.rejected
                 and media.protocol == _RTP_PROTOCOL and media.direction in _RECEIVING):
-            codec = _choose_codec(media, policy)
+            codec = _choose_codec(_opus_stereo(media) if media.kind == "audio" else media, policy)
         if codec is None:
             sections.append(_rejected_answer(media, local, setup))
             continue

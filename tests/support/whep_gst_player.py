@@ -1,7 +1,9 @@
 """A WHEP player made of GStreamer's webrtcbin, driven from python3-gi (Debian 12 has no
 whepsrc). Run with the system Python, not the project's virtualenv:
 
-    /usr/bin/python3 tests/support/whep_gst_player.py URL TOKEN PCM_PATH
+    /usr/bin/python3 -I tests/support/whep_gst_player.py URL TOKEN PCM_PATH
+
+(-I: the script's own directory holds an http.py that would shadow the standard one.)
 
 It offers recvonly Opus audio and VP8 video, POSTs the offer (application/sdp, Bearer
 TOKEN), applies the answer, decodes both, and prints one JSON line per second:
@@ -39,11 +41,15 @@ class Player:
         self.video_frames = self.audio_samples = self.width = self.height = 0
         self.resource: str | None = None
         self.state = "starting"
+        self.offered = False
         self.pipeline = Gst.Pipeline.new("player")
         self.webrtc = Gst.ElementFactory.make("webrtcbin", "webrtc")
         self.webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
         self.pipeline.add(self.webrtc)
-        self.webrtc.get_property("ice-agent").emit("add-local-ip-address", "127.0.0.1")
+        # Keep the agent's Python wrapper for the player's life: webrtcbin 1.22's getter
+        # gives a reference the wrapper drops on collection, which frees the agent.
+        self.ice_agent = self.webrtc.get_property("ice-agent")
+        self.ice_agent.emit("add-local-ip-address", "127.0.0.1")
         for caps in (AUDIO_CAPS, VIDEO_CAPS):
             direction = GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY
             self.webrtc.emit("add-transceiver", direction, Gst.Caps.from_string(caps))
@@ -54,13 +60,18 @@ class Player:
     # -- signaling ---------------------------------------------------------------
 
     def on_negotiation_needed(self, element: Gst.Element) -> None:
+        # webrtcbin asks again while its first offer is out; a WHEP player offers once.
+        if self.offered:
+            return
+        self.offered = True
         promise = Gst.Promise.new_with_change_func(self.on_offer_created, None, None)
         element.emit("create-offer", None, promise)
 
     def on_offer_created(self, promise: Gst.Promise, *_: object) -> None:
-        offer = promise.get_reply().get_value("offer")
-        self.webrtc.emit("set-local-description", offer, Gst.Promise.new())
+        reply = promise.get_reply()  # owns the offer: kept until it is used
+        offer = reply.get_value("offer")
         text = offer.sdp.as_text()
+        self.webrtc.emit("set-local-description", offer, Gst.Promise.new())
         threading.Thread(target=self.post_offer, args=(text,), daemon=True).start()
 
     def post_offer(self, offer: str) -> None:
@@ -74,6 +85,9 @@ class Player:
                 self.resource = urllib.parse.urljoin(self.url, reply.headers["Location"])
         except urllib.error.HTTPError as exc:
             self.state = f"refused {exc.code}"
+            return
+        except urllib.error.URLError as exc:
+            self.state = f"unreachable: {exc.reason}"
             return
         GLib.idle_add(self.apply_answer, answer)
 
@@ -110,20 +124,19 @@ class Player:
         pad.link(decode.get_static_pad("sink"))
 
     def on_decoded_pad(self, _: Gst.Element, pad: Gst.Pad) -> None:
-        caps = pad.get_current_caps().to_string()
-        if caps.startswith("video"):
+        kind = "video" if pad.get_current_caps().to_string().startswith("video") else "audio"
+        if kind == "video":
             chain = "videoconvert ! fakesink name=video sync=false"
         else:
             chain = ("audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! "
                      "fakesink name=audio sync=false")  # fmt: skip
         sink_bin = Gst.parse_bin_from_description(chain, True)
+        sink = sink_bin.get_by_name(kind)
+        sink.set_property("signal-handoffs", True)
+        sink.connect("handoff", self.on_video if kind == "video" else self.on_audio)
         self.pipeline.add(sink_bin)
         sink_bin.sync_state_with_parent()
         pad.link(sink_bin.get_static_pad("sink"))
-        for element in sink_bin.iterate_elements():
-            if element.get_name() in ("video", "audio"):
-                element.set_property("signal-handoffs", True)
-                element.connect("handoff", self.on_video if element.get_name() == "video" else self.on_audio)
 
     def on_video(self, _: Gst.Element, buffer: Gst.Buffer, pad: Gst.Pad) -> None:
         structure = pad.get_current_caps().get_structure(0)
