@@ -146,3 +146,20 @@ async def test_only_the_host_issues_viewer_tokens(conclave_server):
     assert status == 403, body
     status, body, _ = await server.api("POST", path, token=meeting["host_session"], json_body={})
     assert status == 400 and body["error"]["code"] == "invalid_field"
+
+
+async def test_a_suspended_customer_ends_the_viewers_and_stops_the_tokens(conclave_server):
+    server = conclave_server
+    host = await server.new_host(limits={"max_live_meetings_per_host": 5})
+    meeting = await server.create_meeting(host=host)
+    issued = await viewer_token(server, meeting)
+    pc, offer = await aiortc_offer()
+    try:
+        status, _, _ = await whep(server, "POST", issued["whep_url"], token=issued["token"], body=offer)
+        assert status == 201 and server.services.viewers.count() == 1
+        await server.call("POST", f"/customers/{host['customer_id']}/suspend", token=server.operator_key)
+        await wait_until(lambda: server.services.viewers.count() == 0, "the viewer to be ended")
+        status, body, _ = await whep(server, "POST", issued["whep_url"], token=issued["token"], body=offer)
+        assert status == 403 and "suspended" in body
+    finally:
+        await pc.close()
