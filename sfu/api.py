@@ -405,7 +405,9 @@ class WorkerReady(Message):
 
 @dataclass(frozen=True)
 class TransportStateChanged(Message):
-    """state: "connected" (ICE+DTLS up), "failed", "closed". Entity id: transport id."""
+    """state: "connected" (ICE+DTLS up), "failed", "closed", "disconnected" (ICE consent
+    expired: nothing is sent until the peer's checks select an address again). Entity id:
+    transport id."""
 
     NAME: ClassVar[str] = "TRANSPORT_STATE_CHANGED"
     state: str

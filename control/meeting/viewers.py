@@ -41,6 +41,8 @@ from sfu import api
 
 log = logging.getLogger(__name__)
 
+# A player that has not connected (ICE + DTLS) this long after its answer is gone.
+CONNECT_TIMEOUT_S = 30.0
 # After a notice's last frame, the announcer keeps the audio slot this much longer (the
 # player's jitter buffer still holds the end of it).
 NOTICE_TAIL_S = 0.5
@@ -95,6 +97,7 @@ class Viewer:
     transport_id: str
     slots: dict[str, Slot] = field(default_factory=dict)
     notice_until: float = 0.0  # the announcer holds the audio slot until then
+    connected: bool = False  # its transport reported ICE + DTLS up
     closed: bool = False
 
     def public(self) -> dict[str, str]:
@@ -120,6 +123,7 @@ class Viewers(ConferenceListener):
         self._clock = clock
         self._tasks = tasks
         self._by_meeting: dict[str, dict[str, Viewer]] = {}
+        self._by_transport: dict[str, Viewer] = {}
         self._featured: dict[str, str | None] = {}  # the host's choice, by meeting
         self._notice_timers: dict[str, Timer] = {}
         self.sessions: dict[str, int] = {}  # conclave_whep_sessions_total by outcome
@@ -155,7 +159,9 @@ class Viewers(ConferenceListener):
             viewer = Viewer(secrets.token_urlsafe(16), meeting.meeting_id, token.id, token.label[:100], new_id())
             answer = await self._negotiate(meeting, viewer, offer)
             self._by_meeting.setdefault(meeting.meeting_id, {})[viewer.viewer_id] = viewer
+            self._by_transport[viewer.transport_id] = viewer
             await self._apply(meeting, viewer)
+        self._clock.call_later(CONNECT_TIMEOUT_S, lambda: self._connect_deadline(viewer))
         self.counted("started")
         self._announce(meeting)
         log.info("meeting %s: viewer %s started (%d watching)", meeting.meeting_id, viewer.viewer_id,
@@ -198,8 +204,13 @@ class Viewers(ConferenceListener):
             await self.stop(viewer, "token revoked")
         return len(gone)
 
+    def _connect_deadline(self, viewer: Viewer) -> None:
+        if not viewer.connected and not viewer.closed:
+            self._tasks.spawn(self.stop(viewer, "never connected"), f"viewer-gone-{viewer.viewer_id}")
+
     def _forget(self, viewer: Viewer) -> None:
         viewer.closed = True
+        self._by_transport.pop(viewer.transport_id, None)
         viewers = self._by_meeting.get(viewer.meeting_id, {})
         viewers.pop(viewer.viewer_id, None)
         if not viewers:
@@ -354,11 +365,22 @@ class Viewers(ConferenceListener):
         self._drop_all(meeting)
 
     def worker_notification(self, index: int, generation: int, entity_id: str, message: Message) -> None:
-        """A new active speaker (the conference, told first, has recorded it)."""
+        """A new active speaker (the conference, told first, has recorded it); a viewer's
+        transport up, or down for good: a player that went away without its DELETE (its
+        DTLS closed or failed, or its ICE consent expired: a player cannot come back to a
+        WHEP session) is ended, so it does not hold a place under the cap."""
         if isinstance(message, api.ActiveSpeaker):
             meeting = self._registry.get(entity_id)  # a meeting's router is named after it
             if meeting is not None:
                 self._refresh_later(meeting)
+        elif isinstance(message, api.TransportStateChanged):
+            viewer = self._by_transport.get(entity_id)
+            if viewer is None:
+                return
+            if message.state == "connected":
+                viewer.connected = True
+            elif message.state in ("failed", "closed", "disconnected"):
+                self._tasks.spawn(self.stop(viewer, f"transport {message.state}"), f"viewer-gone-{viewer.viewer_id}")
 
     # ------------------------------------------------------------------ lifecycle news
 

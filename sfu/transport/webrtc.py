@@ -233,6 +233,9 @@ class WebRtcTransport(Transport):
             self.counters.ice_consent_expired += 1
             self.socket.release_peer(self, self.addr)
             self.addr = None
+            # News, not an end: a participant's checks from a new address select it again
+            # (no "connected" follows); a WHEP viewer, which has no socket to us, ends here.
+            self.on_state(self, "disconnected")
 
     def set_remote(
         self, ice_ufrag: str, fingerprints: list[tuple[str, str]], dtls_role: str, ice_pwd: str | None = None

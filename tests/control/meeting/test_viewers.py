@@ -119,3 +119,20 @@ async def test_a_gone_source_is_replaced_and_nothing_left_closes_the_slot():
     await settle()
     assert viewer.slots["video"].consumer_id is None  # nobody shows anything
     assert forwarded(s, viewer)["audio"] == s.meeting.server_tracks[NOTICE_TRACK_ID].producer_id
+
+
+async def test_a_player_gone_without_its_delete_is_ended():
+    s, _, ann_peer, _ = await meeting_with_viewers()
+    stays, _ = await s.viewers.start(RECORD, token("stays"), "offer")
+    drops, _ = await s.viewers.start(RECORD, token("drops"), "offer")
+    never, _ = await s.viewers.start(RECORD, token("never"), "offer")
+    for viewer in (stays, drops):
+        s.workers.notify(0, viewer.transport_id, api.TransportStateChanged(state="connected"))
+    s.workers.notify(0, drops.transport_id, api.TransportStateChanged(state="disconnected"))  # consent expired
+    await settle()
+    assert drops.closed and drops.transport_id not in s.worker.transports
+    s.clock.advance(31)  # the connect deadline
+    await settle()
+    assert never.closed and not stays.closed
+    assert [v.viewer_id for v in s.viewers.of("meeting1")] == [stays.viewer_id]
+    assert ann_peer.of_type("viewers")[-1]["count"] == 1
