@@ -13,18 +13,57 @@ from __future__ import annotations
 
 from sfu.engine.consumer import Consumer, extension_table
 from sfu.engine.producer import Producer
+from sfu.engine.simulcast import SimulcastConsumer
 from sfu.transport.base import random_ssrc
 from sfu.transport.webrtc import WebRtcTransport
 from sfu.wire import rtp, sdp, sdp_playback
 
 
 class Playback:
-    """The slots of one playback transport, by kind."""
+    """The slots of one playback transport, by kind, and where each slot's stream stands
+    when its consumer closes (`handed`: the last sequence number and timestamp sent, and
+    when), so that the next consumer on the slot goes on from there: the player sees one
+    stream whatever the consumers behind it (a simulcast source cannot be switched in
+    place, so control replaces the consumer; without this the new one's timestamps could
+    fall behind the old ones', and Chromium drops such frames as old)."""
 
-    __slots__ = ("slots",)
+    __slots__ = ("slots", "handed")
 
     def __init__(self, tracks: list[sdp_playback.PlaybackTrack]) -> None:
         self.slots = {track.kind: track for track in tracks}
+        self.handed: dict[str, tuple[int, int, float, int]] = {}
+
+    def consumer_closed(self, consumer: Consumer) -> None:
+        slot = self.slots.get(consumer.kind)
+        if slot is None or consumer.ssrc != slot.ssrc:
+            return
+        sent = _last_sent(consumer)
+        if sent is not None:
+            # The RTX stream (retransmissions, probes) goes on too: SRTP refuses an index
+            # it has protected already.
+            self.handed[consumer.kind] = (*sent, consumer.producer.clock(), consumer.rtx_seq)
+
+
+def _last_sent(consumer: Consumer) -> tuple[int, int] | None:
+    """(sequence number, timestamp) of the last packet `consumer` sent; None if none."""
+    if isinstance(consumer, SimulcastConsumer):
+        munger = consumer.selector.munger
+        return (munger.out_seq, munger.out_ts) if munger.started else None
+    last_ts = consumer.producer.last_timestamp(consumer)
+    if consumer.packets_sent == 0 or last_ts is None:
+        return None
+    return consumer.last_seq_out, (last_ts + consumer.ts_offset) & 0xFFFFFFFF
+
+
+def _go_on(consumer: Consumer, handed: tuple[int, int, float, int]) -> None:
+    """A new consumer on a slot continues the stream its predecessor sent."""
+    seq, ts, at, rtx_seq = handed
+    consumer.rtx_seq = rtx_seq
+    if isinstance(consumer, SimulcastConsumer):
+        elapsed = max(1, round((consumer.producer.clock() - at) * consumer.producer.params.clock_rate))
+        consumer.selector.munger.continue_from(seq + 1, ts + elapsed)
+    else:  # Consumer._restart takes the sequence on from here, the time by the elapsed
+        consumer.last_seq_out, consumer.rebase_ts, consumer.rebase_at = seq, ts, at
 
 
 def apply_playback_offer(
@@ -65,6 +104,9 @@ def consume(transport: WebRtcTransport, consumer_id: str, producer: Producer) ->
     consumer = transport.consume(
         consumer_id, producer, slot.codec, mid=slot.mid, ssrc=slot.ssrc, rtx_ssrc=slot.rtx_ssrc
     )
+    handed = transport.playback.handed.pop(slot.kind, None) if transport.playback else None
+    if handed is not None:
+        _go_on(consumer, handed)
     table = extension_table(producer.params.extmap, slot.extmap)
     consumer.activate(table, slot.extmap.get(rtp.URI_TRANSPORT_CC, 0), slot.rtx_ssrc is not None)
     return consumer

@@ -499,6 +499,8 @@ class WebRtcTransport(Transport):
 
     def on_consumer_closed(self, consumer: Consumer) -> None:
         super().on_consumer_closed(consumer)
+        if self.playback is not None:
+            self.playback.consumer_closed(consumer)
         if self.subscription is not None:
             self.subscription.changed()
 

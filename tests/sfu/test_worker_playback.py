@@ -35,12 +35,16 @@ async def player_offer() -> RTCPeerConnection:
     return pc
 
 
-async def inbound_video(pc: RTCPeerConnection) -> tuple[int, int]:
-    """(ssrc, packets received) of the player's video receiver."""
+async def inbound(pc: RTCPeerConnection):
     receiver = next(t.receiver for t in pc.getTransceivers() if t.kind == "video")
     stats = await receiver.getStats()
-    inbound = [s for s in stats.values() if s.type == "inbound-rtp"]
-    return (inbound[0].ssrc, inbound[0].packetsReceived) if inbound else (0, 0)
+    return next((s for s in stats.values() if s.type == "inbound-rtp"), None)
+
+
+async def inbound_video(pc: RTCPeerConnection) -> tuple[int, int]:
+    """(ssrc, packets received) of the player's video receiver."""
+    found = await inbound(pc)
+    return (found.ssrc, found.packetsReceived) if found else (0, 0)
 
 
 async def wait_packets(pc, at_least: int, send) -> tuple[int, int]:
@@ -83,6 +87,13 @@ async def test_a_player_receives_one_video_that_switches_source_on_one_ssrc(work
         ssrc, after = await wait_packets(pc, before + 5, send(2222, second_addr))
         assert ssrc == video_ssrc  # the same stream to the player: no renegotiation
         assert worker.registry.consumers["v"].producer.id == second
+
+        # A replaced consumer (what control does when a simulcast source cannot be switched
+        # in place) goes on with its predecessor's numbers: no jump the player counts as loss.
+        await worker.handle(api.ConsumerClose("v"))
+        await worker.handle(api.ConsumerCreate("player", "v", first))
+        ssrc, replaced = await wait_packets(pc, after + 5, send(1111, first_addr))
+        assert ssrc == video_ssrc and (await inbound(pc)).packetsLost < 5
 
         with pytest.raises(RequestFailed) as refused:  # a second consumer on a taken slot
             await worker.handle(api.ConsumerCreate("player", "v2", first))
