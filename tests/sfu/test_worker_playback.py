@@ -92,7 +92,7 @@ async def test_a_player_receives_one_video_that_switches_source_on_one_ssrc(work
         # in place) goes on with its predecessor's numbers: no jump the player counts as loss.
         await worker.handle(api.ConsumerClose("v"))
         await worker.handle(api.ConsumerCreate("player", "v", first))
-        ssrc, replaced = await wait_packets(pc, after + 5, send(1111, first_addr))
+        ssrc, _ = await wait_packets(pc, after + 5, send(1111, first_addr))
         assert ssrc == video_ssrc and (await inbound(pc)).packetsLost < 5
 
         with pytest.raises(RequestFailed) as refused:  # a second consumer on a taken slot

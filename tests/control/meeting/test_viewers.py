@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from control.meeting.conference import NOTICE_TRACK_ID
-from control.meeting.viewers import Viewers, ViewerRefused, choose_audio, choose_video
+from control.meeting.viewers import ViewerRefused, Viewers, choose_audio, choose_video
 from control.store.base import MeetingRecord, ViewerToken
 from sfu import api
 from tests.control.meeting.test_conference import Setup, settle
