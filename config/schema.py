@@ -600,6 +600,8 @@ class LimitsConfig(_Section):
     # whose video each subscriber receives at once); a meeting without one gets 25, capped
     # by this.
     max_last_n: int = setting(25, integer(1, 1000))
+    # WHEP playback (issue 12, item 5): viewers of one meeting at once.
+    max_viewers_per_meeting: int = setting(50, integer(1, 10000))
 
 
 def segment_length() -> Rule:

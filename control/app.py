@@ -38,6 +38,7 @@ from control.http.requests_log import add_request_id, request_id_middleware
 from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
 from control.http.transcripts import TranscriptRoutes
+from control.http.whep import WhepRoutes
 from control.http.urls import PublicUrls
 from control.http.whip import WhipRoutes
 from control.meeting.adaptive import AdaptiveMedia
@@ -50,9 +51,11 @@ from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
+from control.meeting.viewers import Viewers
 from control.metrics.exporter import Metrics
 from control.metrics.certificates import CertificateCollector
 from control.metrics.turn import TurnCollector
+from control.metrics.whep import WhepCollector
 from control.processes import recorders, workers
 from control.processes import turn_settings
 from control.processes.recorders import RecorderSupervisor
@@ -121,6 +124,7 @@ class Services:
     metrics: Metrics
     signaling: SignalingEndpoint
     ingests: Ingests
+    viewers: Viewers
 
 
 SERVICES = web.AppKey("conclave_services", Services)
@@ -226,6 +230,7 @@ def build_services(
             store=store, tokens=tokens, attendance=attendance, conference=conference, clock=clock, tasks=tasks,
             listen_ip=cfg.sfu.listen_ip, announced_ip=resolved_announced_ips(cfg)[0],
         ),
+        viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks),
     )
     _wire(services)
     return services
@@ -254,6 +259,11 @@ def _wire(s: Services) -> None:
     # The same file for both (turns: on the HTTPS certificate): one sample, use "https".
     turn_cert = "" if turn_cert == https_cert else turn_cert
     s.metrics.registry.register(CertificateCollector({"https": https_cert, "turn": turn_cert}))
+    # Viewers after the conference: it records a new active speaker before they follow it.
+    s.workers.add_notification_listener(s.viewers.worker_notification)
+    s.conference.add_listener(s.viewers)
+    s.lifecycle.add_listener(s.viewers)
+    s.metrics.registry.register(WhepCollector(s.viewers))
 
 
 def create_app(
@@ -312,6 +322,9 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     WhipRoutes(
         store=s.store, ingests=s.ingests, conference=s.conference, settings=s.cfg.auth,
         rate_limited=s.metrics.rate_limited,
+    ).register(router)
+    WhepRoutes(
+        store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, viewers=s.viewers, clock=s.clock
     ).register(router)
     openapi.register(router)
     s.signaling.register(router)

@@ -196,6 +196,37 @@ class SubscribeAnswerSet(Message):
     sdp: str
 
 
+@dataclass(frozen=True)
+class PlaybackOffer(Message):
+    """A player's offer (WHEP) for a fresh subscribe transport: answered with one sendonly
+    slot per kind it receives (its first audio and first video m= section), never
+    renegotiated. Consumers made on the transport afterwards take their kind's slot and
+    start at once; CONSUMER_SET_PRODUCER changes a slot's source. See sfu.transport.playback."""
+
+    NAME: ClassVar[str] = "PLAYBACK_OFFER"
+    transport_id: str
+    sdp: str
+
+
+@dataclass(frozen=True)
+class PlaybackAnswer(Message):
+    NAME: ClassVar[str] = "PLAYBACK_ANSWER"
+    sdp: str
+    kinds: list[str] = field(default_factory=list)  # the slots: "audio", "video"
+
+
+@dataclass(frozen=True)
+class ConsumerSetProducer(Message):
+    """A player's consumer forwards another producer of the same kind and codec from now
+    on, as one continuous stream (same SSRC, sequence and timestamps going on; video from
+    the new source's next keyframe, which is asked for): switching without renegotiation.
+    Single-stream producers only (a simulcast one is refused: "invalid")."""
+
+    NAME: ClassVar[str] = "CONSUMER_SET_PRODUCER"
+    consumer_id: str
+    producer_id: str
+
+
 # ------------------------------------------------------------ plain RTP transports
 #
 # A plain transport is one UDP port that speaks RTP/RTCP (rtcp-mux) without ICE or DTLS,
@@ -349,6 +380,8 @@ RESPONSES: dict[type[Message], type[Message]] = {
     RouterSetLastN: Empty,
     SubscribeOfferCreate: SubscribeOffer,
     SubscribeAnswerSet: Empty,
+    PlaybackOffer: PlaybackAnswer,
+    ConsumerSetProducer: Empty,
     PlainTransportCreate: PlainTransportInfo,
     PlainTransportConnect: Empty,
     PlainProducerCreate: PlainProducerCreated,
@@ -373,7 +406,9 @@ class WorkerReady(Message):
 
 @dataclass(frozen=True)
 class TransportStateChanged(Message):
-    """state: "connected" (ICE+DTLS up), "failed", "closed". Entity id: transport id."""
+    """state: "connected" (ICE+DTLS up), "failed", "closed", "disconnected" (ICE consent
+    expired: nothing is sent until the peer's checks select an address again). Entity id:
+    transport id."""
 
     NAME: ClassVar[str] = "TRANSPORT_STATE_CHANGED"
     state: str

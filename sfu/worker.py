@@ -48,7 +48,7 @@ from sfu.engine.router import Registry, Router
 from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
 from sfu.engine.stats import Counters, estimate_gauges
 from sfu.engine.subscription import PAUSE_REASONS
-from sfu.transport import negotiation, tcp
+from sfu.transport import negotiation, playback, tcp
 from sfu.transport.base import Transport
 from sfu.transport.direct import DirectTransport
 from sfu.transport.dtls import DtlsCertificates
@@ -277,6 +277,9 @@ class Worker:
         producer = self._producer(request.producer_id)
         if request.consumer_id in self.registry.consumers:
             raise RequestFailed("exists", f"consumer {request.consumer_id} exists")
+        if isinstance(transport, WebRtcTransport) and transport.playback is not None:
+            playback.consume(transport, request.consumer_id, producer)  # a player's slot: at once
+            return Empty()
         codec = negotiation.subscriber_codec(self.policy, producer.params)
         # ValueError (invalid): another meeting's producer, a publish or direct transport.
         consumer = transport.consume(request.consumer_id, producer, codec)
@@ -328,6 +331,19 @@ class Worker:
     async def _on_subscribe_answer_set(self, request: api.SubscribeAnswerSet) -> Message:
         transport = self._webrtc(request.transport_id, "subscribe")
         negotiation.apply_subscribe_answer(transport, request.sdp)
+        return Empty()
+
+    async def _on_playback_offer(self, request: api.PlaybackOffer) -> Message:
+        transport = self._webrtc(request.transport_id, "subscribe")
+        answer = playback.apply_playback_offer(transport, request.sdp, self._local(transport), self.policy)
+        assert transport.playback is not None
+        return api.PlaybackAnswer(sdp=answer, kinds=sorted(transport.playback.slots))
+
+    async def _on_consumer_set_producer(self, request: api.ConsumerSetProducer) -> Message:
+        consumer = self.registry.consumers.get(request.consumer_id)
+        if consumer is None:
+            raise RequestFailed("not_found", f"no consumer {request.consumer_id}")
+        playback.switch_source(consumer, self._producer(request.producer_id))  # ValueError: invalid
         return Empty()
 
     # ------------------------------------------------------ plain RTP transports

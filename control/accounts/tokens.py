@@ -19,6 +19,10 @@ never stand in for another.
   invalidates old links. No expiry: the link lives as long as the meeting and passcode.
 - Download token (`aud` "conclave:download"), a recording file's short-lived link: `rec`,
   `fid`, `cus` (recording, file, customer), `exp` five minutes after `iat`.
+- Viewer token (`aud` "conclave:viewer"), a WHEP player's bearer (control.meeting.viewers):
+  `mtg` meeting id, `vwt` the store's viewer_token row (its label, revocation), `exp`.
+  Checked against that row on every use (`check_viewer_token`): revoked, another meeting
+  or an unknown row is refused.
 - Transcript token (`aud` "conclave:transcript"), the `t=` of a transcript link: `rec`,
   `exp` (`auth.transcript_link_ttl_s`). Given only to the host and the participants; a link
   never carries a sign-in or a join token.
@@ -45,6 +49,7 @@ from control.store.base import (
     Recording,
     RecordingFile,
     Store,
+    ViewerToken,
 )
 
 ALGORITHM = "HS256"
@@ -59,6 +64,7 @@ DOWNLOAD_AUDIENCE = "conclave:download"
 DOWNLOAD_TTL_S = 300
 TRANSCRIPT_AUDIENCE = "conclave:transcript"
 INGEST_AUDIENCE = "conclave:ingest"
+VIEWER_AUDIENCE = "conclave:viewer"
 
 
 class TokenError(Exception):
@@ -276,11 +282,41 @@ class Tokens:
 
     # ------------------------------------------------------------------ decoding
 
+    # ------------------------------------------------------------------ viewer tokens
+
+    def make_viewer_token(self, record: ViewerToken) -> str:
+        """The signed token of a viewer_token row (expiring with it)."""
+        claims = {
+            "iss": ISSUER,
+            "aud": VIEWER_AUDIENCE,
+            "mtg": record.meeting_id,
+            "vwt": record.id,
+            "iat": int(record.created_at),
+            "exp": int(record.expires_at),
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    async def check_viewer_token(self, token: object, meeting_id: str) -> ViewerToken:
+        """The row of a valid viewer token for `meeting_id`. TokenError: invalid_token,
+        token_expired, wrong_meeting, revoked."""
+        payload = self._decode(token, VIEWER_AUDIENCE, verify_exp=True)
+        token_id, token_meeting = payload.get("vwt"), payload.get("mtg")
+        if not isinstance(token_id, str) or not isinstance(token_meeting, str):
+            raise TokenError("invalid_token", "the viewer token is malformed")
+        if not hmac.compare_digest(token_meeting, meeting_id):
+            raise TokenError("wrong_meeting", "this token is for another meeting")
+        record = await self._store.get_viewer_token(token_id)
+        if record is None or record.meeting_id != meeting_id:
+            raise TokenError("revoked", "this viewer token no longer exists")
+        if record.revoked_at is not None:
+            raise TokenError("revoked", "this viewer token was revoked")
+        return record
+
     def _decode(self, token: object, audience: str, *, verify_exp: bool) -> dict[str, Any]:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenError("invalid_token", "missing or malformed token")
         options = {"require": ["iat", "aud", "iss"], "verify_exp": verify_exp}
-        if verify_exp and audience in (JOIN_AUDIENCE, DOWNLOAD_AUDIENCE, TRANSCRIPT_AUDIENCE, INGEST_AUDIENCE):
+        if verify_exp and audience in (JOIN_AUDIENCE, DOWNLOAD_AUDIENCE, TRANSCRIPT_AUDIENCE, INGEST_AUDIENCE, VIEWER_AUDIENCE):
             options["require"] = ["iat", "aud", "iss", "exp"]
         try:
             payload = jwt.decode(

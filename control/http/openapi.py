@@ -590,11 +590,43 @@ def _ingest_paths() -> dict[str, Schema]:
 
 
 PATH_PARAMS = ("customer_id", "host_id", "number", "participant_id", "recording_id", "file_id", "token",
-               "deletion_id", "ingest_id")
+               "deletion_id", "ingest_id", "token_id")
+
+
+VIEWER_TOKEN = {"id": ID, "label": {"type": "string"}, "created_at": TIME, "expires_at": TIME,
+                "revoked_at": NULLABLE_TIME}
+VIEWERS = {"type": {"enum": ["viewers"]}, "count": {"type": "integer", "minimum": 0},
+           "viewers": {"type": "array", "items": _obj({"viewer_id": ID, "label": {"type": "string"}})}}
+
+
+def _viewer_paths() -> dict[str, Schema]:
+    """control.http.whep, the host's side (the player's, /whep/{number}, is WHEP, not this API)."""
+    mtg = "/meetings/{number}"
+    return {
+        f"{mtg}/viewer-tokens": {
+            "post": _operation("Issue a WHEP viewer token with a label (shown once)",
+                               (201, _obj({**VIEWER_TOKEN, "token": {"type": "string"}, "whep_url": {"type": "string"}})),
+                               body=_obj({"label": NAME, "ttl_s": {"type": "integer", "minimum": 60}}, ["label"],
+                                         closed=False), tag="host"),  # fmt: skip
+            "get": _operation("The meeting's viewer tokens (not the tokens themselves)",
+                              (200, _obj({"viewer_tokens": {"type": "array", "items": _obj(VIEWER_TOKEN)}})), tag="host"),
+        },
+        f"{mtg}/viewer-tokens/{{token_id}}": {"delete": _operation(
+            "Revoke a viewer token: its viewers are ended",
+            (200, _obj({**VIEWER_TOKEN, "viewers_ended": {"type": "integer", "minimum": 0}})), tag="host")},
+        f"{mtg}/viewers": {"get": _operation("Who watches over WHEP now, and whose camera they are shown",
+                                             (200, _obj({**VIEWERS, "featured": {"type": ["string", "null"]}})),
+                                             tag="host")},  # fmt: skip
+        f"{mtg}/viewers/featured": {"put": _operation(
+            "Whose camera viewers see when nobody shares a screen (null: the active speaker)",
+            (200, _obj({"featured": {"type": ["string", "null"]}})),
+            body=_obj({"participant_id": {"type": ["string", "null"]}}, [], closed=False), tag="host")},
+    }
 
 
 def document() -> Schema:
-    paths = {**_account_paths(), **_meeting_paths(), **_session_paths(), **_recording_paths(), **_ingest_paths()}
+    paths = {**_account_paths(), **_meeting_paths(), **_session_paths(), **_recording_paths(), **_ingest_paths(),
+             **_viewer_paths()}
     for path, item in paths.items():
         params = [_path_param(name, numbers.PATTERN if name == "number" else None)
                   for name in PATH_PARAMS if "{" + name + "}" in path]

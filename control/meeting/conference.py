@@ -628,6 +628,8 @@ class Conference:
             if not consumer_ids:
                 return
         await self.request(meeting, api.NoticePlay(producer_id=track.producer_id, frames=frames, consumer_ids=consumer_ids))
+        if participants is None:
+            self._listeners.notice_played(meeting, frames)  # viewers (control.meeting.viewers) too
 
     # ------------------------------------------------------------------ worker events
 

@@ -33,6 +33,9 @@ class ConferenceListener:
     def router_created(self, meeting: LiveMeeting) -> None:
         """The meeting has a (new) router: first join, or back after its worker died."""
 
+    def notice_played(self, meeting: LiveMeeting, frames: list[str]) -> None:
+        """A notice clip (base64 Opus frames, 20 ms each) plays to the whole meeting."""
+
     def router_lost(self, meeting: LiveMeeting) -> None:
         """The meeting's worker died: its router, transports and producers are gone."""
 
@@ -69,3 +72,7 @@ class Listeners(ConferenceListener):
     def router_lost(self, meeting: LiveMeeting) -> None:
         for listener in self.members:
             listener.router_lost(meeting)
+
+    def notice_played(self, meeting: LiveMeeting, frames: list[str]) -> None:
+        for listener in self.members:
+            listener.notice_played(meeting, frames)

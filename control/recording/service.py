@@ -159,9 +159,11 @@ class Recordings(ConferenceListener):
         """Play a notice; returns whom it reached (their subscribe transport is up)."""
         targets = list(meeting.participants.values()) if participants is None else participants
         reached = [p for p in targets if p.active_consumer_for(NOTICE_TRACK_ID) and p.subscribe_connected and not p.closed]
-        if not reached:
+        if not reached and participants is not None:
             return []
         try:
+            # To everyone: played even when no participant can hear it yet, for the
+            # meeting's WHEP viewers (control.meeting.viewers), who have no banner.
             targets = None if participants is None else reached
             await self.conference.play(meeting, NOTICE_TRACK_ID, list(notice_b64(kind)), targets)
         except ChannelError as exc:

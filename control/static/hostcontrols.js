@@ -64,6 +64,28 @@ export class HostControls {
 
   end() { return this.call('/end', undefined, 'end'); }
 
+  // A WHEP viewer token (docs/whep.md): {token, whep_url, label, expires_at, ...}. The
+  // token is shown once, here; the server keeps only what revokes it.
+  issueViewerToken(label) { return this.call('/viewer-tokens', { label }, 'viewer-link'); }
+
+  async showViewerLink(rerender) {
+    try {
+      const issued = await this.issueViewerToken(`Viewer link ${new Date().toLocaleTimeString()}`);
+      const url = `${window.location.origin}${issued.whep_url}`;
+      const copy = await confirmDialog({
+        title: 'Viewer link (WHEP)',
+        text: `A WHEP player (OBS, GStreamer, a web player) watches the meeting with\n${url}\n`
+          + `Bearer token: ${issued.token}\nValid until ${new Date(issued.expires_at).toLocaleString()}.`,
+        ok: 'Copy token',
+      });
+      if (copy && navigator.clipboard) await navigator.clipboard.writeText(issued.token).catch(() => {});
+    } catch (err) {
+      toast(`${err.message}`, 'error');
+    } finally {
+      rerender();
+    }
+  }
+
   setLocked(locked) {
     this.locked = !!locked;
     this.onLockChange(this.locked);

@@ -289,6 +289,7 @@ function renderHostControls() {
   renderRecordingControls();  // participants may have the transcription button too
   const isHost = !!host && session.state !== 'left';
   $('toggle-lock').hidden = !isHost;
+  $('viewer-link').hidden = !isHost;
   $('end-for-all').hidden = !isHost;
   $('lock-chip').hidden = !isHost || !host.locked;
   if (!isHost) return;
@@ -298,6 +299,19 @@ function renderHostControls() {
     disabled: host.busy.has('lock') || session.state !== 'joined', off: false,
   });
   $('toggle-lock').classList.toggle('active', host.locked);
+  setControl($('viewer-link'), {
+    icon: 'people', label: 'Viewer link', aria: 'Make a viewer link (WHEP) for people who only watch',
+    disabled: host.busy.has('viewer-link') || session.state !== 'joined', off: false,
+  });
+}
+
+// WHEP viewers are not participants: a count in the top bar, their labels as its title.
+function renderViewers() {
+  const chip = $('viewers-chip');
+  const count = session.viewers.length;
+  chip.hidden = count === 0 || session.state !== 'joined';
+  chip.textContent = `${count} watching`;
+  chip.title = session.viewers.map((v) => v.label).join(', ');
 }
 
 // The host's Start/Stop recording and transcription buttons (transcription also for
@@ -354,6 +368,7 @@ $('toggle-lock').addEventListener('click', () => {
   renderHostControls();
 });
 $('end-for-all').addEventListener('click', () => host && host.confirmEnd(renderAll));
+$('viewer-link').addEventListener('click', () => host && host.showViewerLink(renderAll));
 $('knock-view').addEventListener('click', () => {
   $('knock').hidden = true;
   ui.sideChosen = true;
@@ -519,11 +534,13 @@ function renderAll() {
   board.render(session);
   renderControls();
   renderPeople();
+  renderViewers();
 }
 
 session.addEventListener('state', onState);
 session.addEventListener('participants', renderAll);
 session.addEventListener('speaker', () => board.render(session));
+session.addEventListener('viewers', renderViewers);
 session.addEventListener('quality', () => board.render(session));
 session.addEventListener('media', () => {
   board.render(session);

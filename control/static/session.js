@@ -116,6 +116,7 @@ export class MeetingSession extends EventTarget {
     this.participantId = null;
     this.participants = new Map();        // participant_id -> participant (others only)
     this.activeSpeaker = null;            // participant_id of who speaks (`active_speaker`), or null
+    this.viewers = [];                    // WHEP viewers watching ({viewer_id, label}), not participants
     this.chat = [];                       // chat messages, ascending seq
     this.localStream = null;              // microphone + camera
     this.screenStream = null;
@@ -535,6 +536,7 @@ export class MeetingSession extends EventTarget {
       case 'participant_joined': case 'participant_updated': this.onParticipant(msg.participant); break;
       case 'participant_left': this.onParticipantLeft(msg.participant_id); break;
       case 'active_speaker': this.onActiveSpeaker(msg.participant_id); break;
+      case 'viewers': this.onViewers(msg.viewers); break;
       case 'chat': this.onChat(msg.message); break;
       case 'muted_by_host': this.onMutedByHost(msg); break;
       case 'recording_state': this.recording.onMessage(msg); break;
@@ -635,6 +637,12 @@ export class MeetingSession extends EventTarget {
   }
 
   // The server's detector names who speaks (silence changes nothing; null: the speaker left).
+  // Who watches over WHEP (docs/whep.md): shown as a count, never as participants.
+  onViewers(viewers) {
+    this.viewers = Array.isArray(viewers) ? viewers.filter((v) => v && typeof v.label === 'string') : [];
+    this.emit('viewers');
+  }
+
   onActiveSpeaker(participantId) {
     const speaker = typeof participantId === 'string' && participantId ? participantId : null;
     if (speaker === this.activeSpeaker) return;

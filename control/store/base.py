@@ -331,6 +331,19 @@ class StorageDeletion:
     storage: dict[str, Any] | None = field(default=None, repr=False)
 
 
+@dataclass(slots=True)
+class ViewerToken:
+    """A WHEP viewer token the host issued for one meeting (control.meeting.viewers): the
+    signed token carries this row's id; the row says whether it still works."""
+
+    id: str
+    meeting_id: str
+    label: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+
+
 # ---------------------------------------------------------------------- the interface
 
 
@@ -790,3 +803,20 @@ class Store(IngestStore, abc.ABC):
     @abc.abstractmethod
     async def list_consent(self, meeting_id: str, live_session_id: str | None = None) -> list[ConsentEntry]:
         """The meeting's ledger (of one live session when given), oldest first."""
+
+    # ------------------------------------------------------------------ viewer tokens (WHEP)
+
+    @abc.abstractmethod
+    async def create_viewer_token(self, meeting_id: str, label: str, expires_at: float) -> ViewerToken:
+        """NotFound when the meeting does not exist."""
+
+    @abc.abstractmethod
+    async def get_viewer_token(self, token_id: str) -> ViewerToken | None: ...
+
+    @abc.abstractmethod
+    async def list_viewer_tokens(self, meeting_id: str) -> list[ViewerToken]:
+        """Oldest first, revoked ones too."""
+
+    @abc.abstractmethod
+    async def revoke_viewer_token(self, token_id: str) -> ViewerToken:
+        """Revoked now (a second revocation keeps the first time). NotFound if unknown."""

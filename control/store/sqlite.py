@@ -50,6 +50,7 @@ from control.store.sqlite_deletion import DeletionMixin
 from control.store.sqlite_ingests import IngestsMixin
 from control.store.sqlite_recordings import RecordingsMixin
 from control.store.sqlite_schema import MIGRATIONS
+from control.store.sqlite_viewers import ViewerTokensMixin
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -69,7 +70,7 @@ def backup_to(source: sqlite3.Connection, path: str) -> None:
     os.replace(partial, path)
 
 
-class SqliteStore(RecordingsMixin, DeletionMixin, IngestsMixin, Store):
+class SqliteStore(RecordingsMixin, DeletionMixin, IngestsMixin, ViewerTokensMixin, Store):
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock

@@ -222,4 +222,16 @@ MIGRATIONS: list[list[str]] = [
             details TEXT NOT NULL DEFAULT '{}')""",
         "CREATE INDEX ingest_meeting ON ingest (meeting_id, state)",
     ],
+    # 7: WHEP viewer tokens (issue 12, item 5): what the host issued, with a label; the
+    # signed token names its row, and a revoked row stops it.
+    [
+        """CREATE TABLE viewer_token (
+            id TEXT PRIMARY KEY,
+            meeting_id TEXT NOT NULL REFERENCES meeting (id) ON DELETE CASCADE,
+            label TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked_at REAL)""",
+        "CREATE INDEX viewer_token_meeting ON viewer_token (meeting_id, created_at)",
+    ],
 ]

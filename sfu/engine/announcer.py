@@ -315,6 +315,10 @@ class Announcer(Producer):
         # it would be someone else's stream.
         self.counters.drop("unknown_ssrc")
 
+    def last_timestamp(self, consumer: Consumer) -> int | None:
+        line = self._lines.get(consumer)
+        return None if line is None or line.last_due is None else line.ts
+
     def remove_consumer(self, consumer: Consumer) -> None:
         super().remove_consumer(consumer)
         line = self._lines.pop(consumer, None)

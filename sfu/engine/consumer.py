@@ -112,6 +112,8 @@ class Consumer:
         "listener",
         "retransmits",
         "active_since",
+        "rebase_ts",
+        "rebase_at",
     )
 
     def __init__(
@@ -159,6 +161,10 @@ class Consumer:
         self.listener = listener
         self.retransmits: RetransmitBudget | None = None  # made at the first NACK
         self.active_since = 0.0  # when the subscriber accepted it (its forwarded counts start)
+        # After a switch of producer (`switch_producer`): the last timestamp sent (-1:
+        # none pending) and when, so the new source's first packet continues the line.
+        self.rebase_ts = -1
+        self.rebase_at = 0.0
 
     # ------------------------------------------------------------------ hot path
 
@@ -170,7 +176,7 @@ class Consumer:
         `rest`, everything after the 12-byte fixed header. A consumer then only packs its
         own 12 bytes in front: one allocation per forwarded packet.
         """
-        if not self.ready and not self._restart(seq, keyframe):
+        if not self.ready and not self._restart(seq, keyframe, ts):
             return
         out_seq = (seq + self.seq_offset) & 0xFFFF
         self.last_seq_out = out_seq
@@ -183,7 +189,7 @@ class Consumer:
             _HEADER.pack(head | self.payload_type, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc) + rest
         )
 
-    def _restart(self, seq: int, keyframe: bool) -> bool:
+    def _restart(self, seq: int, keyframe: bool, ts: int) -> bool:
         """Not forwarding: may this packet (re)start the stream? (off the common path)"""
         if not self.can_send():
             return False
@@ -194,8 +200,18 @@ class Consumer:
             self.producer.keyframe_waiters -= 1
             # The subscriber's sequence goes on from the last number it saw: no gap.
             self.seq_offset = (self.last_seq_out + 1 - seq) & 0xFFFF
+            if self.rebase_ts >= 0:
+                self._rebase_timestamps(ts)
         self.ready = True
         return True
+
+    def _rebase_timestamps(self, ts: int) -> None:
+        """The first packet of a new source follows the last one sent by the time between
+        them, in its clock's units (at least 1: never backwards)."""
+        producer = self.producer
+        elapsed = max(1, round((producer.clock() - self.rebase_at) * producer.params.clock_rate))
+        self.ts_offset = (self.rebase_ts + elapsed - ts) & 0xFFFFFFFF
+        self.rebase_ts = -1
 
     def _send_rewriting_extensions(self, packet: bytes, head: int, out_seq: int, ts: int) -> None:
         """Header extensions renumbered for this subscriber (and its transport-wide seq).
@@ -334,6 +350,31 @@ class Consumer:
         elif not self.need_keyframe:
             self.need_keyframe = True
             self.producer.keyframe_waiters += 1
+
+    def switch_producer(self, producer: Producer, ext_table: bytes | None) -> None:
+        """Forward `producer` from now on, as the continuation of this stream: same SSRC,
+        sequence numbers on without a gap, timestamps on by the time elapsed, from the new
+        source's next keyframe (audio: next packet). What a WHEP player's slot does when
+        the screen share, the speaker or the notice takes it (sfu.transport.playback).
+        `ext_table`: the id rewrite from the new publisher's extensions."""
+        old = self.producer
+        if producer is old:
+            return
+        last_ts = old.last_timestamp(self)
+        if last_ts is not None:
+            self.rebase_ts = (last_ts + self.ts_offset) & 0xFFFFFFFF
+            self.rebase_at = old.clock()
+        if self.need_keyframe:
+            old.keyframe_waiters -= 1
+            self.need_keyframe = False
+        old.remove_consumer(self)
+        self.producer = producer
+        producer.add_consumer(self)
+        self.ext_table = ext_table
+        self.rewrites_extensions = ext_table is not None or bool(self.tcc_id)
+        self.ext_key = (ext_table, self.tcc_id)
+        self.retransmits = None  # its budget was counted against the old source's packets
+        self.resync()
 
     def set_paused(self, paused: bool) -> None:
         if self.paused and not paused:

@@ -292,6 +292,14 @@ class StreamMunger:
             self.max_tid = info.tid
             self._up_since = info.now
 
+    def continue_from(self, next_seq: int, next_ts: int) -> None:
+        """Before the first `start`: the first packet goes out as `next_seq` with
+        `next_ts`, continuing a stream another consumer sent on this SSRC (a WHEP player's
+        slot taking a new source, sfu.transport.playback)."""
+        if not self.started:
+            self._seq_base = next_seq & 0xFFFF
+            self._ts_offset = next_ts & 0xFFFFFFFF
+
     # ------------------------------------------------------------ switches
 
     def start(self, info: PacketInfo) -> int:

@@ -330,6 +330,12 @@ class Producer:
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)
 
+    def last_timestamp(self, consumer: Consumer) -> int | None:
+        """The RTP timestamp (this producer's numbering) of the newest packet `consumer`
+        may have sent: where a switch to another source continues from. None: unknown."""
+        newest = self.cache.get(self.reception.max_seq) if self.reception.started else None
+        return None if newest is None else _SEQ_TS.unpack_from(newest, 2)[1]
+
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)

@@ -128,10 +128,21 @@ class Transport:
         for ssrc in producer.ssrcs():
             self.producers_by_ssrc[ssrc] = producer
 
-    def consume(self, consumer_id: str, producer: Producer, codec: Codec) -> Consumer:
+    def consume(
+        self,
+        consumer_id: str,
+        producer: Producer,
+        codec: Codec,
+        *,
+        mid: str | None = None,
+        ssrc: int | None = None,
+        rtx_ssrc: int | None = None,
+    ) -> Consumer:
         """A new consumer of `producer` (of this transport's router) sending on this
         transport with `codec`'s payload types, registered here, in the producer and in
-        the router. ValueError: a consumer that cannot be made here."""
+        the router. `mid` and the SSRCs: fixed by an answer already given (a player's
+        slot, sfu.transport.playback); fresh ones otherwise. ValueError: a consumer that
+        cannot be made here."""
         self._check_open()
         rtx_payload_type = self._rtx_payload_type(codec)
         kind = SimulcastConsumer if isinstance(producer, SimulcastProducer) else Consumer
@@ -139,11 +150,11 @@ class Transport:
             consumer_id,
             producer,
             self,
-            self.allocate_mid(),
-            ssrc=random_ssrc(),
+            mid if mid is not None else self.allocate_mid(),
+            ssrc=ssrc if ssrc is not None else random_ssrc(),
             payload_type=codec.payload_type,
             counters=self.counters,
-            rtx_ssrc=random_ssrc() if rtx_payload_type else None,
+            rtx_ssrc=(rtx_ssrc if rtx_ssrc is not None else random_ssrc()) if rtx_payload_type else None,
             rtx_payload_type=rtx_payload_type,
             listener=self,
         )

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
     from sfu.engine.router import Router
     from sfu.transport.tcp import IceTcpConnection
+    from sfu.transport.playback import Playback
     from sfu.transport.udp import MediaSocket
     from sfu.wire.sdp import Codec
 
@@ -119,6 +120,7 @@ class WebRtcTransport(Transport):
         "pending_tcc",
         "log_sent",
         "subscription",
+        "playback",
     )
 
     KIND = "WebRTC"
@@ -191,6 +193,8 @@ class WebRtcTransport(Transport):
             self.log_sent = self.estimator.send_log.on_sent
         # The allocation (sfu.engine.subscription): the one owner of what its consumers forward.
         self.subscription = Subscription(self, counters) if direction == "subscribe" else None
+        # A player's slots (sfu.transport.playback.Playback) once it offered; None otherwise.
+        self.playback: Playback | None = None
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
         socket.ice.register(self)  # undone in _release (MediaSocket.unbind_peer)
 
@@ -247,6 +251,9 @@ class WebRtcTransport(Transport):
             self.socket.release_peer(self, self.addr)
             self.addr = None
             self.sender = self.socket
+            # News, not an end: a participant's checks from a new address select it again
+            # (no "connected" follows); a WHEP viewer, which has no socket to us, ends here.
+            self.on_state(self, "disconnected")
 
     def set_remote(
         self, ice_ufrag: str, fingerprints: list[tuple[str, str]], dtls_role: str, ice_pwd: str | None = None
@@ -475,7 +482,16 @@ class WebRtcTransport(Transport):
 
     # ------------------------------------------------------------------ the tree
 
-    def consume(self, consumer_id: str, producer: Producer, codec: Codec) -> Consumer:
+    def consume(
+        self,
+        consumer_id: str,
+        producer: Producer,
+        codec: Codec,
+        *,
+        mid: str | None = None,
+        ssrc: int | None = None,
+        rtx_ssrc: int | None = None,
+    ) -> Consumer:
         """A consumer on an m-line of the next subscribe offer: a recycled one of its kind
         if there is one, else a new one, up to max_consumer_slots (ValueError past it:
         every m-line is in the subscriber's answer, which has to fit in one signaling
@@ -489,7 +505,7 @@ class WebRtcTransport(Transport):
                 f"the subscribe connection has {len(self.consumer_slots)} m-lines, at most "
                 f"{self.max_consumer_slots} (media.max_subscribe_mlines): unsubscribe from a track first"
             )
-        consumer = super().consume(consumer_id, producer, codec)
+        consumer = super().consume(consumer_id, producer, codec, mid=mid, ssrc=ssrc, rtx_ssrc=rtx_ssrc)
         if index is None:
             self.consumer_slots.append(consumer)
         else:
@@ -501,6 +517,8 @@ class WebRtcTransport(Transport):
 
     def on_consumer_closed(self, consumer: Consumer) -> None:
         super().on_consumer_closed(consumer)
+        if self.playback is not None:
+            self.playback.consumer_closed(consumer)
         if self.subscription is not None:
             self.subscription.changed()
 

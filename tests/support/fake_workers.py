@@ -168,6 +168,18 @@ class FakeWorker:
         self.consumers[message.consumer_id] = (message.transport_id, message.producer_id)
         return Empty()
 
+    def _on_playback_offer(self, message: api.PlaybackOffer) -> Message:
+        self._transport(message.transport_id)
+        return api.PlaybackAnswer(sdp="answer", kinds=["audio", "video"])
+
+    def _on_consumer_set_producer(self, message: api.ConsumerSetProducer) -> Message:
+        if message.consumer_id not in self.consumers:
+            raise ChannelError("not_found", f"no consumer {message.consumer_id}")
+        if message.producer_id not in self.producers:
+            raise ChannelError("not_found", f"no producer {message.producer_id}")
+        self.consumers[message.consumer_id] = (self.consumers[message.consumer_id][0], message.producer_id)
+        return Empty()
+
     def _on_consumer_set_viewport(self, message: api.ConsumerSetViewport) -> Message:
         if message.consumer_id not in self.consumers:
             raise ChannelError("not_found", f"no consumer {message.consumer_id}")

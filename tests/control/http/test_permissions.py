@@ -27,6 +27,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/meetings/{number}/recording"): {"action": "start"},
     ("post", "/meetings/{number}/transcription"): {"action": "start"},
     ("post", "/meetings/{number}/ingests"): {"kind": "rtp", "name": "Intruder camera"},
+    ("post", "/meetings/{number}/viewer-tokens"): {"label": "Intruder's screen"},
+    ("put", "/meetings/{number}/viewers/featured"): {"participant_id": None},
 }
 # Operations on the caller's own account (nothing of another customer in the path): the
 # other customer's admin or host may use them, for itself, as long as nothing leaks.
@@ -71,9 +73,11 @@ async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
         meeting_id=other_meeting["id"], customer_id=acme.id, kind="recording", started_by="Host"
     )
     deletion = await services.store.retire_recording(gone.id)
+    viewer_token = await services.store.create_viewer_token(meeting["id"], "Acme lobby", 1e12)
     values = {"customer_id": acme.id, "host_id": ann.id, "number": meeting["meeting_number"],
               "participant_id": participant.id, "recording_id": recording.id, "file_id": recorded.id,
-              "deletion_id": deletion.id, "ingest_id": "an-ingest-id"}
+              "deletion_id": deletion.id, "ingest_id": "an-ingest-id",
+              "token_id": viewer_token.id}
     secrets_of_acme = [acme.id, ann.id, meeting["id"], meeting["meeting_number"], meeting["passcode"],
                        "Acme Secret Corp", "ann@acme.example", "Acme board meeting", "acme secret chat"]
 
@@ -109,5 +113,6 @@ async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
     assert await store.get_customer_storage(acme.id) is None
     assert [f.id for f in await store.list_recording_files(recording.id)] == [recorded.id]
     assert (await store.get_storage_deletion(deletion.id)).attempts == 0
+    assert [(t.id, t.revoked_at) for t in await store.list_viewer_tokens(meeting["id"])] == [(viewer_token.id, None)]
     assert (await api.ok("GET", "/auth/me", token=ann.token))["host"]["id"] == ann.id
     assert (await api.ok("GET", f"/customers/{acme.id}", token=acme.api_key))["id"] == acme.id

@@ -215,5 +215,10 @@ async def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path):
         # Migration 5: meetings of before have no last-N of their own (the default).
         assert (await store.get_meeting("m1")).last_n is None
         assert (await store.update_meeting("m1", last_n=4)).last_n == 4
+        # Migration 6: WHEP viewer tokens of the meeting, revocable once and for all.
+        token = await store.create_viewer_token("m1", "lobby", 100.0)
+        revoked = await store.revoke_viewer_token(token.id)
+        assert revoked.revoked_at is not None and (await store.revoke_viewer_token(token.id)) == revoked
+        assert [t.id for t in await store.list_viewer_tokens("m1")] == [token.id]
     finally:
         await store.close()

@@ -233,6 +233,8 @@ def test_without_consent_checks_the_transport_stops_sending_after_30_s():
     clock = Clock()
     socket = Sent(Counters())
     made = transport(socket, clock)
+    states: list[str] = []
+    made.on_state = lambda t, state: states.append(state)
     socket.ice.handle(its_check(made, nominate=True), CLIENT)
     made.connected = True
     made.tx = Clear()  # SRTP as if DTLS were up
@@ -250,6 +252,7 @@ def test_without_consent_checks_the_transport_stops_sending_after_30_s():
     clock.now += 0.6
     made.check_consent()
     assert made.addr is None and CLIENT not in socket.peers and made.counters.ice_consent_expired == 1
+    assert states == ["disconnected"]  # control hears it (a WHEP viewer ends there)
     socket.sent.clear()
     made.send_rtp(b"\x80" * 20)  # nowhere to send
     assert socket.sent == []
