@@ -49,7 +49,7 @@ from sfu.engine.layers import FORWARD, PLI, LayerSelector
 from sfu.engine.munger import StreamMunger
 from sfu.engine.nack_cache import PacketCache
 from sfu.engine.packet_info import MAX_LAYERS, PacketInfo
-from sfu.engine.producer import MAX_NACK_GAP, Producer, _padding_only
+from sfu.engine.producer import MAX_EXTENSION_LAYOUTS, MAX_NACK_GAP, Producer, _padding_only
 from sfu.engine.retransmit import ANSWER, REFUSED_DUPLICATE, RetransmitBudget
 from sfu.wire import rtcp, rtp
 from sfu.wire.reception import ReceptionStats
@@ -90,7 +90,7 @@ class Layer:
 class SimulcastProducer(Producer):
     """A producer of up to MAX_LAYERS rid layers (params.rids, lowest first)."""
 
-    __slots__ = ("layers", "info", "demand", "_by_ssrc", "_layer_of", "_groups", "_settled")
+    __slots__ = ("layers", "info", "demand", "_by_ssrc", "_layer_of", "_groups", "_settled", "_codec_memo")
 
     def __init__(self, params, sink, counters, clock: Callable[[], float], stream_id: str,
                  cache_size: int = 1024, pli_min_interval: float = 0.5, **kwargs) -> None:
@@ -111,6 +111,8 @@ class SimulcastProducer(Producer):
         # (a consumer came, went, or settled elsewhere).
         self._groups: list[list[Consumer]] | None = None
         self._settled: list[list[Consumer]] = [[] for _ in self.layers]
+        # ext key -> (packet, its codec_parts): see codec_parts.
+        self._codec_memo: dict[tuple[bytes | None, int], tuple[bytes, tuple[bytes, bytes | None, bytes]]] = {}
 
     # ------------------------------------------------------------------ first sight
 
@@ -171,13 +173,39 @@ class SimulcastProducer(Producer):
         index = layer.index
         for consumer in groups[index]:
             consumer.forward_info(packet, info)  # type: ignore[attr-defined]
-        # Consumers settled on a layer that stopped need the others' packets to move on.
+        # Consumers settled on a layer that stopped need the others' packets to move on
+        # (one test per packet while every layer flows: the oldest arrival is recent).
         now = info.now
         arrivals = info.arrivals
-        for other, settled in enumerate(self._settled):
-            if other != index and settled and now - arrivals[other] >= STALL_AFTER:
-                for consumer in settled:
-                    consumer.forward_info(packet, info)  # type: ignore[attr-defined]
+        if now - min(arrivals) >= STALL_AFTER:
+            for other, settled in enumerate(self._settled):
+                if other != index and settled and now - arrivals[other] >= STALL_AFTER:
+                    for consumer in settled:
+                        consumer.forward_info(packet, info)  # type: ignore[attr-defined]
+
+    def codec_parts(self, packet: bytes, info: PacketInfo,
+                    key: tuple[bytes | None, int]) -> tuple[bytes, bytes | None, bytes]:
+        """`extension_parts` of the packet `info` was read from, cut again around its
+        codec bytes (`info.codec_start`..`codec_end`, which each subscriber writes its
+        own): (from byte 12 to the transport-wide number, from after it to the codec
+        bytes, from after them to the end); without a transport-wide number (before, None,
+        tail). Made once per packet and key, not once per subscriber: each cut of the
+        payload is a copy of it."""
+        memo = self._codec_memo
+        entry = memo.get(key)
+        if entry is not None and entry[0] is packet:
+            return entry[1]
+        before, after = self.extension_parts(packet, key)
+        start, end = info.codec_start - 12, info.codec_end - 12
+        if after is None:
+            parts: tuple[bytes, bytes | None, bytes] = (before[:start], None, before[end:])
+        else:
+            cut = len(before) + 2  # where `after` starts, counted from byte 12
+            parts = (before, after[: start - cut], after[end - cut :])
+        if len(memo) >= MAX_EXTENSION_LAYOUTS and key not in memo:
+            memo.clear()
+        memo[key] = (packet, parts)
+        return parts
 
     def _regroup(self) -> list[list[Consumer]]:
         settled: list[list[Consumer]] = [[] for _ in self.layers]
@@ -302,13 +330,14 @@ class SimulcastProducer(Producer):
         if not self.closed:
             for layer in self.layers:
                 layer.cache.clear()
+            self._codec_memo.clear()
         super().close()
 
 
 class SimulcastConsumer(Consumer):
     """One subscriber's stream of a `SimulcastProducer`: one layer at a time."""
 
-    __slots__ = ("selector", "viewport", "_scratch")
+    __slots__ = ("selector", "munger", "viewport", "_scratch")
 
     def __init__(self, consumer_id: str, producer: SimulcastProducer, sink, mid: str, ssrc: int,
                  payload_type: int, counters, **kwargs) -> None:
@@ -317,6 +346,7 @@ class SimulcastConsumer(Consumer):
         munger = StreamMunger(ssrc, payload_type, producer.params.clock_rate)
         self.selector = LayerSelector(munger, layers=count, target=count - 1, stall_after=STALL_AFTER)
         self.selector.on_settled = producer.regroup
+        self.munger = munger  # the selector's, read on the hot path without the hop
         self.viewport: tuple[int, int, bool] | None = None  # (width, height, visible) of the tile
         self._scratch = PacketInfo(producer.params.codec_name)  # for retransmissions
 
@@ -327,33 +357,38 @@ class SimulcastConsumer(Consumer):
         if not self.ready:
             return
         selector = self.selector
-        verdict = selector.process(info)
-        if verdict & PLI:
-            self.producer.request_layer_keyframe(selector.pli_layer)  # type: ignore[attr-defined]
-        if not verdict & FORWARD:
-            return
-        munger = selector.munger
-        self.last_seq_out = munger.out_seq
-        if self.rewrites_extensions and info.head & 0x1000:
-            out = self._with_extensions(packet, info, munger)
+        munger = self.munger
+        if selector.settled == info.spatial:
+            # Settled on this packet's layer (most packets): the selector's process is the
+            # munger's forward itself, which says DROP or FORWARD and never asks for a PLI.
+            if not munger.forward(info):
+                return
         else:
-            out = munger.packet(info)
+            verdict = selector.process(info)
+            if verdict & PLI:
+                self.producer.request_layer_keyframe(selector.pli_layer)  # type: ignore[attr-defined]
+            if not verdict & FORWARD:
+                return
+        out_seq = self.last_seq_out = munger.out_seq
+        header = _HEADER.pack(info.head | self.payload_type, out_seq, munger.out_ts, self.ssrc)
+        if self.rewrites_extensions and info.head & 0x1000:
+            out = self._with_extensions(packet, info, header, munger.out_codec)
+        else:
+            # What StreamMunger.packet joins, without the call.
+            out = b"".join((header, info.middle, munger.out_codec, info.tail))
         self.packets_sent += 1
         self.octets_sent += len(out) - 12
         self.sink.send_rtp(out)
 
-    def _with_extensions(self, packet: bytes, info: PacketInfo, munger: StreamMunger) -> bytes:
+    def _with_extensions(self, packet: bytes, info: PacketInfo, header: bytes, codec: bytes) -> bytes:
         """The munged packet with extension ids renumbered for this subscriber and its
-        transport-wide sequence number: the renumbered bytes are the producer's, shared
-        by subscribers with the same extmap; the codec bytes are this subscriber's."""
-        before, after = self.producer.extension_parts(packet, self.ext_key)
-        header = _HEADER.pack(info.head | self.payload_type, munger.out_seq, munger.out_ts, self.ssrc)
-        start, end = info.codec_start - 12, info.codec_end - 12
-        if after is None:
-            return b"".join((header, before[:start], munger.out_codec, before[end:]))
-        cut = len(before) + 2  # where `after` starts, counted from byte 12
-        return b"".join((header, before, _U16.pack(self.sink.next_transport_sequence()),
-                         after[: start - cut], munger.out_codec, after[end - cut:]))
+        transport-wide sequence number: the renumbered bytes, cut around the
+        transport-wide number and the codec bytes, are the producer's, made once per
+        packet for subscribers with the same extmap; the codec bytes are this subscriber's."""
+        before, between, tail = self.producer.codec_parts(packet, info, self.ext_key)  # type: ignore[attr-defined]
+        if between is None:
+            return b"".join((header, before, codec, tail))
+        return b"".join((header, before, _U16.pack(self.sink.next_transport_sequence()), between, codec, tail))
 
     # ------------------------------------------------------------- feedback path
 
