@@ -30,9 +30,10 @@ from bench.plainrtp.janus import JanusForwarder
 from bench.plainrtp.loadgen import LoadGenerator, PhaseResult, Receivers
 from bench.plainrtp.ours import FanOut, OursForwarder, WorkerProcess
 from bench.plainrtp.packets import PACKET_SIZE, PacketSource
+from bench.plainrtp.simulcast import NAME as SIMULCAST, SimulcastForwarder, copies_per_packet
 
 PARTS = ("compare", "long", "scaling", "rss")  # compare: saturation, fixed and relative rates
-ALL_CONTENDERS = ("bare", "bare+srtp", "bare+srtp-fast", "janus", "janus+srtp", "ours", "ours+srtp")
+ALL_CONTENDERS = ("bare", "bare+srtp", "bare+srtp-fast", "janus", "janus+srtp", "ours", "ours+srtp", SIMULCAST)
 LOSS_TOLERANCE = 0.001  # saturation = the highest rate forwarded with at most 0.1 % loss
 MIN_SATURATED_UTIL = 0.93
 # A phase during which other processes (or the hypervisor) took more than this many cores
@@ -181,8 +182,29 @@ class Bench:
                 return others
             self.progress(f"machine busy ({others:.2f} cores used by other processes): waiting")
 
+    def _start_simulcast(self, name: str) -> Contender:
+        """The simulcast meeting: WebRTC links whose sockets are the receivers and the source."""
+        forwarder = SimulcastForwarder(self.forwarder_cpu, name)
+        try:
+            socks = forwarder.start(self.fanout)
+        except Exception:
+            forwarder.stop()
+            raise
+        receivers = Receivers(self.fanout, socks=socks, watcher=forwarder.feedback, latency=False)
+        for pid in forwarder.pids:
+            self._prioritize(pid)
+        assert forwarder.source is not None
+        generator = LoadGenerator(receivers, [(forwarder.source, forwarder.input_addr)],
+                                  fanout=copies_per_packet(self.fanout), sock=forwarder.input_socket)
+        return Contender(name, forwarder, receivers, generator)
+
     def _start_contenders(self) -> None:
         for name in self.names:
+            if name == SIMULCAST:
+                c = self._start_simulcast(name)
+                self.contenders.append(c)
+                self.progress(f"{name}: started pid {c.forwarder.pids}, {c.forwarder.describe()}")
+                continue
             if name.startswith("janus") and (self.skip_janus or not janus.available()):
                 self.skipped[name] = "--skip-janus" if self.skip_janus else janus.INSTALL_HINT
                 self.progress(f"{name}: skipped ({self.skipped[name]})")
@@ -420,7 +442,7 @@ class Bench:
                 report["others_cores_at_start"] = round(self.wait_for_quiet(), 3)
             if "compare" in self.parts:
                 self._compare(report)
-            ours_names = [n for n in self.names if n.startswith("ours")]
+            ours_names = [n for n in self.names if n.startswith("ours") and n != SIMULCAST]
             if p.scaling and ours_names and "scaling" in self.parts:
                 self.progress("two workers vs one")
                 report["scaling"] = self._scaling(srtp="ours+srtp" in ours_names)
@@ -462,6 +484,9 @@ class Bench:
             if ours is not None and p.long_run_s and "long" in self.parts:
                 report["long_run"] = self._long_run(ours, reference * 0.5)
         for c in self.contenders:
+            if isinstance(c.forwarder, SimulcastForwarder):
+                c.results["allocations"] = c.forwarder.allocations()
+                self.progress(f"{c.name}: {c.results['allocations']}")
             report["contenders"][c.name] = c.results
         self._stop_contenders()
 
@@ -527,13 +552,18 @@ def evaluate(report: dict) -> tuple[dict, list[dict]]:
         "ours / bare": _ratio(us["ours"], us["bare"]),
         # bare+srtp-fast makes the same libsrtp calls as our transports (FastSrtp): the fair ceiling.
         "ours+srtp / bare+srtp-fast": _ratio(us["ours+srtp"], us["bare+srtp-fast"]),
+        # Issue 11: simulcast (3 layers, transport-cc) against single-layer ours+srtp and the bare relay.
+        f"{SIMULCAST} / ours+srtp": _ratio(us[SIMULCAST], us["ours+srtp"]),
+        f"{SIMULCAST} / bare+srtp": _ratio(us[SIMULCAST], us["bare+srtp"]),
+        f"{SIMULCAST} / bare+srtp-fast": _ratio(us[SIMULCAST], us["bare+srtp-fast"]),
     }
     fixed_ratios = {}
     for name, data in report["contenders"].items():
         for rate, r in data.get("fixed", {}).items():
             fixed_ratios.setdefault(rate, {})[name] = r["cpu_us_per_packet"]
     for rate, per in fixed_ratios.items():
-        for ours, other in (("ours+srtp", "janus+srtp"), ("ours+srtp", "bare+srtp"), ("ours", "janus"), ("ours", "bare")):
+        for ours, other in (("ours+srtp", "janus+srtp"), ("ours+srtp", "bare+srtp"), ("ours", "janus"), ("ours", "bare"),
+                            (SIMULCAST, "ours+srtp"), (SIMULCAST, "bare+srtp")):
             ratios[f"at {rate} pps in: {ours} / {other}"] = _ratio(per.get(ours), per.get(other))
     targets = []
 
@@ -543,6 +573,10 @@ def evaluate(report: dict) -> tuple[dict, list[dict]]:
     r = ratios["ours+srtp / janus+srtp"]
     if r is not None:
         target("ours+srtp / janus+srtp CPU per packet, saturated", r, "<= 1.3", r <= 1.3)
+    for label, limit in ((f"{SIMULCAST} / ours+srtp", 1.15), (f"{SIMULCAST} / bare+srtp", 1.5)):
+        r = ratios[label]
+        if r is not None:
+            target(f"{label} CPU per forwarded packet, saturated (same run)", r, f"<= {limit}", r <= limit)
     for name in ("ours+srtp",):
         sat = _sat(report, name)
         if sat and sat["cpu_us_per_packet"]:
