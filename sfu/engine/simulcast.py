@@ -30,7 +30,11 @@ layer starts at the highest. On a WebRTC subscriber its allocation sets it
 (`set_viewport`: the smallest layer at least as tall as the tile; hidden: none).
 
 Measured for the allocation and dynacast, off the packet path: each layer's byte count
-(`Layer.octets`, one add per packet) sampled into its `Layer.meter` (`measure`), and the
+(`Layer.octets`, one add per packet) sampled into its `Layer.meter` (`measure`); while
+someone consumes the track, the bytes and frames of each VP8 temporal layer too
+(`Layer.tid_octets`, `tid_frames`: an add per packet and one per frame, from the
+`PacketInfo` read anyway) into `Layer.tid_meters` and `Layer.fps`, so that the
+allocation can offer a layer at a reduced frame rate at its real cost; and the
 layers the consumers take (`taken_layers`) into the producer's `demand`. NACKs are answered through
 `StreamMunger.source` / `retransmit` from the layer's cache, sender reports translated
 for the layer being forwarded. A non-simulcast producer keeps `Consumer.forward`.
@@ -62,6 +66,8 @@ _VP8_START = b"\x9d\x01\x2a"
 # With no VP8 keyframe seen yet (H.264), layer i of n is taken as 720 / 2**(n-1-i) tall
 # (Chromium's 4/2/1 scaling of a 720p camera).
 ASSUMED_TOP_HEIGHT = 720
+# A frame rate is measured over at least this long.
+MIN_FPS_SPAN_S = 2.0
 # Seconds without a packet after which a layer counts as stopped (LayerSelector's
 # stall_after, the same for every consumer: the producer groups by it).
 STALL_AFTER = 1.0
@@ -71,7 +77,7 @@ class Layer:
     """One simulcast stream of a producer: what is received on its SSRC."""
 
     __slots__ = ("index", "rid", "ssrc", "rtx_ssrc", "cache", "reception", "keyframes", "width", "height",
-                 "octets", "meter")
+                 "octets", "meter", "tid_octets", "tid_frames", "tid_meters", "fps", "_frames_at")
 
     def __init__(self, index: int, rid: str, cache_size: int, pli_min_interval: float) -> None:
         self.index = index
@@ -85,6 +91,34 @@ class Layer:
         self.height = 0
         self.octets = 0  # bytes received (media, not RTX): the hot path's one count
         self.meter = BitrateMeter()  # its rate, sampled by the clockwork (`measure`)
+        # Per VP8 temporal layer (TID 0..2; index 3, i.e. -1, for packets without one),
+        # the bytes and frames (packets with the marker bit) of readable packets: what
+        # forwarding up to each TID costs and how many frames a second it gives.
+        self.tid_octets = [0, 0, 0, 0]
+        self.tid_frames = [0, 0, 0, 0]
+        self.tid_meters = (BitrateMeter(), BitrateMeter())  # TIDs up to 0, up to 1 (up to 2: `meter`)
+        self.fps = [0.0, 0.0, 0.0]  # frames a second forwarded with TIDs up to 0, 1, 2 (0: not measured)
+        self._frames_at: tuple[float, int, int, int] | None = None
+
+    @property
+    def temporal(self) -> bool:
+        """Does it carry temporal layers (VP8 TIDs above 0 seen)?"""
+        return bool(self.tid_octets[1] or self.tid_octets[2])
+
+    def measure(self, now: float) -> None:
+        """Sample its meters and frame rates (about once a second). Packets without a
+        TID go out whatever the temporal target: counted in every temporal layer."""
+        self.meter.sample(self.octets, now)
+        octets, frames = self.tid_octets, self.tid_frames
+        self.tid_meters[0].sample(octets[0] + octets[3], now)
+        self.tid_meters[1].sample(octets[0] + octets[1] + octets[3], now)
+        counts = (frames[0] + frames[3], frames[0] + frames[1] + frames[3], sum(frames))
+        last = self._frames_at
+        if last is None or now - last[0] >= MIN_FPS_SPAN_S:
+            if last is not None:
+                span = now - last[0]
+                self.fps = [round((count - before) / span, 2) for count, before in zip(counts, last[1:])]
+            self._frames_at = (now, *counts)
 
 
 class SimulcastProducer(Producer):
@@ -158,13 +192,18 @@ class SimulcastProducer(Producer):
             lost = [(seq - i) & 0xFFFF for i in range(skipped, 0, -1)]
             self.sink.send_rtcp(rtcp.build_nack(self.sink.rtcp_ssrc, ssrc, lost))
         layer.cache.put(seq, packet)
-        layer.octets += len(packet)
+        size = len(packet)
+        layer.octets += size
         consumers = self.consumers
         if self.paused or not consumers:
             return
         info = self.info
         if not info.read(packet, layer.index, self.clock()):
             return
+        if not info.empty:  # the temporal layers' share (tid -1: the "no TID" slot, index 3)
+            layer.tid_octets[info.tid] += size
+            if info.head & 0x80:
+                layer.tid_frames[info.tid] += 1
         if info.keyframe:
             self._on_keyframe(layer, packet)
         groups = self._groups
@@ -262,9 +301,9 @@ class SimulcastProducer(Producer):
     # ------------------------------------------------------------ control path
 
     def measure(self, now: float) -> None:
-        """Sample every layer's bitrate meter (about once a second)."""
+        """Sample every layer's meters and frame rates (about once a second)."""
         for layer in self.layers:
-            layer.meter.sample(layer.octets, now)
+            layer.measure(now)
 
     def taken_layers(self) -> set[int]:
         """Dynacast: the layers some consumer takes now (its selector's target, and the
