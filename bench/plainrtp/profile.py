@@ -29,7 +29,7 @@ from bench.plainrtp import procfs
 from bench.plainrtp.loadgen import LoadGenerator, Receivers
 from bench.plainrtp.packets import PacketSource
 from bench.plainrtp.runner import ALL_CONTENDERS, _make_forwarder
-from bench.plainrtp.simulcast import NAME as SIMULCAST, SimulcastForwarder, copies_per_packet
+from bench.plainrtp.simulcast import NAME as SIMULCAST, WEBRTC_NAME as WEBRTC, SimulcastForwarder, copies_per_packet
 
 DSO_GROUPS = (
     ("[kernel", "kernel (UDP send/receive, syscalls, scheduler)"),
@@ -102,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     cpus = procfs.online_cpus()
     pinned = len(cpus) >= 2
     saved = os.sched_getaffinity(0)
-    simulcast = args.forwarder == SIMULCAST
+    simulcast = args.forwarder in (SIMULCAST, WEBRTC)  # WebRTC links: the forwarder makes the sockets
+    layers = 1 if args.forwarder == WEBRTC else 3
     receivers = None if simulcast else Receivers(args.fanout, passive=True)
-    forwarder = (SimulcastForwarder(cpus[0] if pinned else None) if simulcast
+    forwarder = (SimulcastForwarder(cpus[0] if pinned else None, args.forwarder, layers) if simulcast
                  else _make_forwarder(args.forwarder, cpus[0] if pinned else None))
     folder = tempfile.mkdtemp(prefix="bench-profile-")
     try:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             socks = forwarder.start(args.fanout)
             receivers = Receivers(args.fanout, passive=True, socks=socks, watcher=forwarder.feedback, latency=False)
             gen = LoadGenerator(receivers, [(forwarder.source, forwarder.input_addr)],
-                                fanout=copies_per_packet(args.fanout), sock=forwarder.input_socket)
+                                fanout=copies_per_packet(args.fanout, layers), sock=forwarder.input_socket)
         else:
             forwarder.start(receivers.ports)
             receivers.set_decrypt_keys(forwarder.receiver_keys)

@@ -30,10 +30,10 @@ from bench.plainrtp.janus import JanusForwarder
 from bench.plainrtp.loadgen import LoadGenerator, PhaseResult, Receivers
 from bench.plainrtp.ours import FanOut, OursForwarder, WorkerProcess
 from bench.plainrtp.packets import PACKET_SIZE, PacketSource
-from bench.plainrtp.simulcast import NAME as SIMULCAST, SimulcastForwarder, copies_per_packet
+from bench.plainrtp.simulcast import NAME as SIMULCAST, WEBRTC_NAME as WEBRTC, SimulcastForwarder, copies_per_packet
 
 PARTS = ("compare", "long", "scaling", "rss")  # compare: saturation, fixed and relative rates
-ALL_CONTENDERS = ("bare", "bare+srtp", "bare+srtp-fast", "janus", "janus+srtp", "ours", "ours+srtp", SIMULCAST)
+ALL_CONTENDERS = ("bare", "bare+srtp", "bare+srtp-fast", "janus", "janus+srtp", "ours", "ours+srtp", WEBRTC, SIMULCAST)
 LOSS_TOLERANCE = 0.001  # saturation = the highest rate forwarded with at most 0.1 % loss
 MIN_SATURATED_UTIL = 0.93
 # A phase during which other processes (or the hypervisor) took more than this many cores
@@ -183,8 +183,10 @@ class Bench:
             self.progress(f"machine busy ({others:.2f} cores used by other processes): waiting")
 
     def _start_simulcast(self, name: str) -> Contender:
-        """The simulcast meeting: WebRTC links whose sockets are the receivers and the source."""
-        forwarder = SimulcastForwarder(self.forwarder_cpu, name)
+        """The simulcast meeting (or, WEBRTC, its one-stream twin): WebRTC links whose
+        sockets are the receivers and the source."""
+        layers = 1 if name == WEBRTC else 3
+        forwarder = SimulcastForwarder(self.forwarder_cpu, name, layers)
         try:
             socks = forwarder.start(self.fanout)
         except Exception:
@@ -195,12 +197,12 @@ class Bench:
             self._prioritize(pid)
         assert forwarder.source is not None
         generator = LoadGenerator(receivers, [(forwarder.source, forwarder.input_addr)],
-                                  fanout=copies_per_packet(self.fanout), sock=forwarder.input_socket)
+                                  fanout=copies_per_packet(self.fanout, layers), sock=forwarder.input_socket)
         return Contender(name, forwarder, receivers, generator)
 
     def _start_contenders(self) -> None:
         for name in self.names:
-            if name == SIMULCAST:
+            if name in (SIMULCAST, WEBRTC):
                 c = self._start_simulcast(name)
                 self.contenders.append(c)
                 self.progress(f"{name}: started pid {c.forwarder.pids}, {c.forwarder.describe()}")
@@ -442,7 +444,7 @@ class Bench:
                 report["others_cores_at_start"] = round(self.wait_for_quiet(), 3)
             if "compare" in self.parts:
                 self._compare(report)
-            ours_names = [n for n in self.names if n.startswith("ours") and n != SIMULCAST]
+            ours_names = [n for n in self.names if n in ("ours", "ours+srtp")]
             if p.scaling and ours_names and "scaling" in self.parts:
                 self.progress("two workers vs one")
                 report["scaling"] = self._scaling(srtp="ours+srtp" in ours_names)
@@ -556,6 +558,9 @@ def evaluate(report: dict) -> tuple[dict, list[dict]]:
         f"{SIMULCAST} / ours+srtp": _ratio(us[SIMULCAST], us["ours+srtp"]),
         f"{SIMULCAST} / bare+srtp": _ratio(us[SIMULCAST], us["bare+srtp"]),
         f"{SIMULCAST} / bare+srtp-fast": _ratio(us[SIMULCAST], us["bare+srtp-fast"]),
+        # The same WebRTC meeting with one stream: simulcast's own cost, and the transports' and transport-cc's.
+        f"{SIMULCAST} / {WEBRTC}": _ratio(us[SIMULCAST], us[WEBRTC]),
+        f"{WEBRTC} / ours+srtp": _ratio(us[WEBRTC], us["ours+srtp"]),
     }
     fixed_ratios = {}
     for name, data in report["contenders"].items():

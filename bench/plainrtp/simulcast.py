@@ -1,4 +1,6 @@
-"""The simulcast contender of `python -m bench.plainrtp` ("ours+srtp-simulcast").
+"""The simulcast contender of `python -m bench.plainrtp` ("ours+srtp-simulcast"), and
+the same meeting with one stream ("ours+srtp-webrtc"): what the WebRTC transports and
+transport-cc cost apart from what simulcast costs.
 
 Conclave's worker (`python -m bench.plainrtp.simworker`: `sfu.worker` with the
 subscribers' estimate bounds lifted, see there) with what a browser meeting makes of it:
@@ -15,13 +17,19 @@ subscribers' estimate bounds lifted, see there) with what a browser meeting make
   bench's receivers send transport-cc feedback back every FEEDBACK_INTERVAL_S;
 - SRTP everywhere, keyed by DTLS (ICE and DTLS done by `bench.peer.Link` on the worker
   handle's private event loop before the load; the links then belong to the bench's
-  synchronous generator and receivers, which also keep the ICE consent).
+  synchronous generator and receivers; a thread of the bench keeps their ICE consent,
+  also while other contenders run).
 
 The stream (`SimulcastSource`): frames of the three layers in turn, 1 / 2 / 5 packets of
 1200 bytes (bench/layer_switch.py's layout), TIDs 0, 2, 1, 2 with TL0PICIDX and a 15-bit
 PictureID per layer, a keyframe on every layer every KEYFRAME_EVERY frames. With the
 layer spread above, each packet in makes `copies_per_packet` packets out on average
 (5.625 at fan-out 16), which is what the bench's loss count expects.
+
+With `layers=1` ("ours+srtp-webrtc") the publisher offers one VP8 stream (a=ssrc, no
+rids) with the same packets (each a frame of one packet, TIDs and PictureIDs as above)
+and every subscriber forwards all of it: `Consumer.forward`, the single-layer path, on
+the same WebRTC transports with the same feedback.
 
 Feedback (`Feedback`): the receivers are passive at saturation (the kernel counts what
 reaches them, as for the other contenders), so the bench reads only the newest packets
@@ -37,6 +45,7 @@ import os
 import random
 import socket
 import struct
+import threading
 import time
 
 from aiortc import RTCCertificate
@@ -50,11 +59,13 @@ from sfu.transport.srtp import FastSrtp
 from sfu.wire import rtcp, sdp, stun
 
 NAME = "ours+srtp-simulcast"
+WEBRTC_NAME = "ours+srtp-webrtc"
 RIDS = ("q", "h", "f")
 SIZES = ((320, 180), (640, 360), (1280, 720))
 PACKETS_PER_FRAME = (1, 2, 5)
 TIDS = (0, 2, 1, 2)
-KEYFRAME_EVERY = 256  # frames of each layer
+KEYFRAME_EVERY = 256  # frames of each layer (2048 packets)
+KEYFRAME_EVERY_ONE_STREAM = 64  # frames of one packet: a subscriber that missed the first starts soon
 PAYLOAD_TYPE = 96
 # The publisher's extension ids (Chromium's); the worker's subscribe offers use its policy's.
 ABS_SEND_TIME_ID, TRANSPORT_CC_ID, MID_ID, RID_ID, RRID_ID = 2, 3, 4, 10, 11
@@ -69,18 +80,21 @@ _U16 = struct.Struct("!H")
 _DESCRIPTOR = struct.Struct("!BBHBB")  # X|S, I|L|T, M|PictureID, TL0PICIDX, TID|Y
 
 
-def subscriber_layer(index: int) -> int:
-    return 2 - index % 3
+def subscriber_layer(index: int, layers: int = 3) -> int:
+    return 2 - index % 3 if layers == 3 else 0
 
 
-def copies_per_packet(fanout: int) -> float:
+def copies_per_packet(fanout: int, layers: int = 3) -> float:
     """Packets out per packet in, every subscriber forwarding its layer's every packet."""
+    if layers == 1:
+        return float(fanout)
     per_layer = [sum(1 for i in range(fanout) if subscriber_layer(i) == layer) for layer in range(3)]
     return sum(n * p for n, p in zip(per_layer, PACKETS_PER_FRAME)) / sum(PACKETS_PER_FRAME)
 
 
-def publish_offer(link: Link) -> str:
-    """A Chromium-like sendonly video offer with three rid layers and no a=ssrc."""
+def publish_offer(link: Link, layers: int = 3, ssrc: int = 0) -> str:
+    """A Chromium-like sendonly video offer: three rid layers and no a=ssrc, or one
+    stream with its SSRC."""
     media = sdp.MediaDescription(
         "video", "0", 9, "UDP/TLS/RTP/SAVPF", "sendonly", ice_ufrag=link.ice_ufrag, ice_pwd=link.ice_pwd,
         fingerprints=[sdp.Fingerprint(*link.fingerprint)], setup="actpass", rtcp_mux=True, rtcp_rsize=True,
@@ -89,8 +103,11 @@ def publish_offer(link: Link) -> str:
     media.codecs = [sdp.Codec(PAYLOAD_TYPE, "VP8", 90000, None, "", feedback)]
     media.extmap = {sdp.URI_ABS_SEND_TIME: ABS_SEND_TIME_ID, sdp.URI_TRANSPORT_CC: TRANSPORT_CC_ID,
                     sdp.URI_MID: MID_ID, sdp.URI_RID: RID_ID, sdp.URI_REPAIRED_RID: RRID_ID}
-    media.rids = list(RIDS)
-    media.simulcast = "send " + ";".join(RIDS)
+    if layers == 3:
+        media.rids = list(RIDS)
+        media.simulcast = "send " + ";".join(RIDS)
+    else:
+        media.ssrcs = [ssrc]
     media.msid = ("bench", "bench-video")
     media.cname = "bench"
     description = sdp.SessionDescription(random.getrandbits(62), 2, ice_lite=False, bundle=["0"], media=[media])
@@ -100,10 +117,10 @@ def publish_offer(link: Link) -> str:
 class SimulcastSource:
     """The publisher's packets, built and protected one at a time (`next_packet`)."""
 
-    def __init__(self, tx: FastSrtp) -> None:
+    def __init__(self, tx: FastSrtp, layers: int = 3) -> None:
         self._tx = tx
         rnd = random.Random(11)
-        self.ssrcs = [0x51A0_0000 + layer for layer in range(3)]
+        self.ssrcs = source_ssrcs()
         self._seq = [rnd.getrandbits(16) for _ in range(3)]
         self._ts = [rnd.getrandbits(32) for _ in range(3)]
         self._pid = [rnd.getrandbits(15) for _ in range(3)]
@@ -111,7 +128,9 @@ class SimulcastSource:
         self._sent = [0, 0, 0]
         self._tcc = 0
         self._frame = 0
-        self._plan = [(layer, k) for layer in range(3) for k in range(PACKETS_PER_FRAME[layer])]
+        self._frame_packets = PACKETS_PER_FRAME if layers == 3 else (1,)
+        self._keyframe_every = KEYFRAME_EVERY if layers == 3 else KEYFRAME_EVERY_ONE_STREAM
+        self._plan = [(layer, k) for layer in range(layers) for k in range(self._frame_packets[layer])]
         self._at = 0
         self.packets = 0
 
@@ -130,7 +149,7 @@ class SimulcastSource:
                 self._tl0[layer] = (self._tl0[layer] + 1) & 0xFF
         self._seq[layer] = seq = (self._seq[layer] + 1) & 0xFFFF
         self._tcc = (self._tcc + 1) & 0xFFFF
-        last = k == PACKETS_PER_FRAME[layer] - 1
+        last = k == self._frame_packets[layer] - 1
         abs_time = (send_time_ns * (1 << 18) // 1_000_000_000) & 0xFFFFFF
         elements = bytes(((ABS_SEND_TIME_ID << 4) | 2,)) + abs_time.to_bytes(3, "big")
         elements += bytes(((TRANSPORT_CC_ID << 4) | 1,)) + _U16.pack(self._tcc)
@@ -139,9 +158,9 @@ class SimulcastSource:
         elements += b"\x00" * (-len(elements) % 4)
         extension = b"\xbe\xde" + _U16.pack(len(elements) // 4) + elements
         self._sent[layer] += 1
-        keyframe = frame % KEYFRAME_EVERY == 0 and tid == 0
+        keyframe = frame % self._keyframe_every == 0 and tid == 0
         descriptor = _DESCRIPTOR.pack(0x90 if k == 0 else 0x80, 0xE0, 0x8000 | self._pid[layer], self._tl0[layer],
-                                      tid << 6 | (0x20 if tid and frame % KEYFRAME_EVERY < 4 else 0))
+                                      tid << 6 | (0x20 if tid and frame % self._keyframe_every < 4 else 0))
         if k == 0:
             width, height = SIZES[layer]
             vp8 = (b"\x00\x00\x00\x9d\x01\x2a" + width.to_bytes(2, "little") + height.to_bytes(2, "little")
@@ -153,6 +172,10 @@ class SimulcastSource:
         packet = body + b"v" * (PACKET_SIZE - len(body))
         self.packets += 1
         return self._tx.protect(packet)
+
+
+def source_ssrcs() -> list[int]:
+    return [0x51A0_0000 + layer for layer in range(3)]
 
 
 class _Peer:
@@ -183,8 +206,8 @@ class _Peer:
 
 
 class Feedback:
-    """The subscribers' transport-cc feedback and every link's ICE consent, driven by the
-    receivers (`saw` with the newest packet read from a socket, `tick` when they poll)."""
+    """The subscribers' transport-cc feedback, driven by the receivers (`saw` with the
+    newest packet read from a socket, `tick` when they poll)."""
 
     def __init__(self, subscribers: list[_Peer], publisher: _Peer) -> None:
         self.subscribers = subscribers
@@ -226,8 +249,6 @@ class Feedback:
         now_us = time.monotonic_ns() // 1000
         for index, peer in enumerate(self.subscribers):
             self._report(index, peer, now_us)
-            peer.keep_consent(now)
-        self.publisher.keep_consent(now)
 
     def _report(self, index: int, peer: _Peer, now_us: int) -> None:
         newest = self.newest[index]
@@ -255,8 +276,11 @@ class Feedback:
 class SimulcastForwarder:
     """The bench's view of the worker running the simulcast meeting (as OursForwarder's)."""
 
-    def __init__(self, cpu: int | None, name: str = NAME) -> None:
+    def __init__(self, cpu: int | None, name: str = NAME, layers: int = 3) -> None:
+        if layers not in (1, 3):
+            raise ValueError(f"layers: {layers}, expected 1 or 3")
         self.name = name
+        self.layers = layers
         self.worker = WorkerProcess(cpu, 0, module="bench.plainrtp.simworker")
         self.router_id = "bench-simulcast"
         self.producer_id = ""
@@ -266,6 +290,8 @@ class SimulcastForwarder:
         self.feedback: Feedback | None = None
         self.fanout = 0
         self._links: list[Link] = []
+        self._stopping = threading.Event()
+        self._consent: threading.Thread | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -296,9 +322,21 @@ class SimulcastForwarder:
             if link.reading:
                 loop.remove_reader(link.sock.fileno())
                 link.reading = False
-        self.source = SimulcastSource(self.publisher.tx)
+        self.source = SimulcastSource(self.publisher.tx, self.layers)
         self.feedback = Feedback(self.subscribers, self.publisher)
+        self._consent = threading.Thread(target=self._keep_consent, name="ice-consent", daemon=True)
+        self._consent.start()
         return [peer.sock for peer in self.subscribers]
+
+    def _keep_consent(self) -> None:
+        """Every link's ICE checks, whichever contender the bench is measuring (the worker
+        stops sending to a link after 30 s without one)."""
+        peers = [self.publisher, *self.subscribers]
+        while not self._stopping.wait(1.0):
+            now = time.monotonic()
+            for peer in peers:
+                if peer is not None:
+                    peer.keep_consent(now)
 
     async def _request(self, message) -> object:
         assert self.worker.client is not None
@@ -311,7 +349,8 @@ class SimulcastForwarder:
         await self._request(api.TransportCreate(router_id=self.router_id, transport_id="pub", direction="publish"))
         link = Link(certificate, fingerprint)
         self._links.append(link)
-        answer = await self._request(api.PublishOffer(transport_id="pub", sdp=publish_offer(link),
+        offer = publish_offer(link, self.layers, source_ssrcs()[0])
+        answer = await self._request(api.PublishOffer(transport_id="pub", sdp=offer,
                                                       sources={"0": "camera"}))
         assert isinstance(answer, api.PublishAnswer) and answer.producers, answer
         self.producer_id = answer.producers[0].producer_id
@@ -333,7 +372,7 @@ class SimulcastForwarder:
                 transport_id=transport_id, sdp=subscribe_answer(parsed, link.ice_ufrag, link.ice_pwd, link.fingerprint)))
             server = ServerTransport(parsed)
             await link.connect(server)
-            width, height = SIZES[subscriber_layer(i)]
+            width, height = SIZES[subscriber_layer(i, self.layers) if self.layers == 3 else 2]
             await self._request(api.ConsumerSetViewport(consumer_id=f"{transport_id}-c", width=width, height=height,
                                                         visible=True))
             self.subscribers.append(_Peer(link, server))
@@ -356,11 +395,14 @@ class SimulcastForwarder:
                            getattr(message, "estimate_bps", None)))
         counters = self.worker.stats().counters
         keys = ("allocations", "layer_switches", "transport_feedback_received", "bwe_probes", "packets_sent")
-        return {"wanted": [subscriber_layer(i) for i in range(self.fanout)], "allocated": layers,
+        return {"wanted": [subscriber_layer(i, self.layers) for i in range(self.fanout)], "allocated": layers,
                 "counters": {k: counters.get(k, 0) for k in keys},
                 "feedbacks_sent_by_bench": self.feedback.sent if self.feedback else 0}
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._consent is not None:
+            self._consent.join(5.0)
         loop = self.worker.loop
         if not loop.is_closed():
             for link in self._links:
@@ -371,6 +413,8 @@ class SimulcastForwarder:
         self.worker.stop()
 
     def describe(self) -> str:
-        return (f"sfu.worker: WebRTC publish transport, simulcast VP8 L1T3 x 3 layers in; {self.fanout} WebRTC "
-                f"subscribe transports (transport-cc, feedback) spread over the layers, "
-                f"{copies_per_packet(self.fanout):.3f} packets out per packet in")
+        stream = "simulcast VP8 L1T3 x 3 layers" if self.layers == 3 else "one VP8 stream"
+        spread = " spread over the layers" if self.layers == 3 else ""
+        return (f"sfu.worker: WebRTC publish transport, {stream} in; {self.fanout} WebRTC "
+                f"subscribe transports (transport-cc, feedback){spread}, "
+                f"{copies_per_packet(self.fanout, self.layers):.3f} packets out per packet in")
