@@ -408,7 +408,7 @@ class SimulcastForwarder:
             for link in self._links:
                 try:
                     loop.run_until_complete(asyncio.wait_for(link.close(), 5.0))
-                except (asyncio.TimeoutError, OSError):
+                except (TimeoutError, OSError):
                     link.sock.close()
         self.worker.stop()
 
