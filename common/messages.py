@@ -132,6 +132,11 @@ def _load(hint: Any, value: Any, where: str) -> Any:
         raise MessageError(f"{where}: expected an integer")
     if hint in (str, bool) and not isinstance(value, hint):
         raise MessageError(f"{where}: expected {hint.__name__}")
+    # Bare `dict` / `list` (no item types): still an object / a list, never null or a number.
+    if hint is dict and not isinstance(value, dict):
+        raise MessageError(f"{where}: expected an object")
+    if hint is list and not isinstance(value, list):
+        raise MessageError(f"{where}: expected a list")
     return value
 
 

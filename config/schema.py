@@ -20,6 +20,12 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 
+# Where `http.tls: self-signed` keeps its certificate, under data_dir.
+SELF_SIGNED_DIR = "tls"
+SELF_SIGNED_CERT = "self-signed.crt"
+SELF_SIGNED_KEY = "self-signed.key"
+
+
 class ConfigError(ValueError):
     """A setting is unknown or invalid; the message names its full key path and the problem."""
 
@@ -452,6 +458,16 @@ class SfuConfig(_Section):
     nack_repeat_interval_s: float = setting(0.1, positive_number())
     # ICE consent (RFC 7675): a client whose checks stop for this long is sent nothing more.
     ice_consent_timeout_s: float = setting(30.0, positive_number())
+    # ICE-TCP (RFC 6544): each worker also listens on TCP, the same port number as its UDP
+    # port, and offers a passive TCP candidate below its UDP ones (clients without UDP).
+    ice_tcp: bool = setting(True, BOOLEAN)
+    # Offer UDP candidates. false offers only the TCP ones: for tests and firewall trials.
+    ice_udp: bool = setting(True, BOOLEAN)
+    # Bytes one ICE-TCP connection may have waiting to be sent; past it, what it should be
+    # sent is dropped (counted) so a client that stops reading never grows the worker.
+    ice_tcp_send_buffer_bytes: int = setting(262144, integer(16384, 16 * 1024 * 1024))
+    # ICE-TCP connections one worker keeps open at once; one past it is closed on accept.
+    ice_tcp_max_connections: int = setting(1024, integer(1, 65536))
     restart_backoff_s: float = setting(0.5, positive_number())
     stats_interval_s: float = setting(1.0, positive_number())
 
@@ -462,6 +478,8 @@ class SfuConfig(_Section):
                 "clients cannot send media to an unspecified address; list this host's "
                 "public IP address(es), e.g. announced_ips: [203.0.113.10]"
             )
+        if not self.ice_udp and not self.ice_tcp:
+            raise ConfigError("sfu.ice_udp: false needs sfu.ice_tcp: true (no candidate would be offered)")
         last_port = self.port_base + self.workers - 1
         if self.port_base and self.workers and last_port > 65535:
             raise ConfigError(
@@ -731,12 +749,69 @@ class TurnConfig(_Section):
 
 
 
+def logger_level() -> Rule:
+    """LOGGER=LEVEL, LEVEL one of debug, info, warning, error."""
+
+    def refine(value: str) -> str:
+        name, _, level = value.partition("=")
+        if not name.strip() or level.strip().lower() not in ("debug", "info", "warning", "error"):
+            raise BadValue(f"expected LOGGER=LEVEL (e.g. sfu.worker=debug), got {value!r}")
+        return f"{name.strip()}={level.strip().lower()}"
+
+    return Rule(str, "LOGGER=LEVEL", refine)
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig(_Section):
     SECTION: ClassVar[str] = "logging"
 
     level: str = setting("info", one_of("debug", "info", "warning", "error"))
     format: str = setting("text", one_of("text", "json"))
+    # Levels per component over `level`, LOGGER=LEVEL (e.g. [sfu.worker=debug,
+    # aiohttp.access=info]; every process applies those of its loggers).
+    levels: tuple[str, ...] = setting((), Rule(tuple, "a list of LOGGER=LEVEL", _no_duplicates, logger_level()))
+
+
+def listen_address() -> Rule:
+    """Empty, or IP:PORT ([IPv6]:PORT) for a listener of its own."""
+
+    def refine(value: str) -> str:
+        if not value:
+            return value
+        host, _, port = value.rpartition(":")
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+            number = int(port)
+        except ValueError:
+            raise BadValue(f"expected IP:PORT (e.g. 127.0.0.1:9464), got {value!r}") from None
+        if not 1 <= number <= 65535:
+            raise BadValue(f"port out of range in {value!r}")
+        return f"[{address}]:{number}" if address.version == 6 else f"{address}:{number}"
+
+    return Rule(str, "IP:PORT", refine)
+
+
+def optional_secret(minimum_chars: int) -> Rule:
+    """Empty (none), or a secret of at least `minimum_chars`; never repeated in a message."""
+
+    def refine(value: str) -> str:
+        if value and len(value) < minimum_chars:
+            raise BadValue(f"must be empty (none) or at least {minimum_chars} characters long")
+        return value
+
+    return Rule(str, "a string", refine, secret=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig(_Section):
+    SECTION: ClassVar[str] = "metrics"
+
+    # "": /metrics on the HTTP port; IP:PORT: only on a plain-HTTP listener of its own
+    # there (e.g. 127.0.0.1:9464, for a Prometheus on the same host or network).
+    listen: str = setting("", listen_address())
+    # Non-empty: /metrics answers only `Authorization: Bearer <token>` (Prometheus's
+    # `authorization` / `bearer_token_file`).
+    token: str = setting("", optional_secret(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -756,6 +831,18 @@ class Config(_Section):
     recorder: RecorderConfig = section(RecorderConfig)
     retention: RetentionConfig = section(RetentionConfig)
     turn: TurnConfig = section(TurnConfig)
+    metrics: MetricsConfig = section(MetricsConfig)
+
+    def https_certificate(self) -> tuple[str, str] | None:
+        """(certificate, key) paths of the server's HTTPS, None when it is plain HTTP. In
+        `http.tls: self-signed` mode the files are made at start (control.cli.tls) under
+        data_dir/tls; the managed coturn's TURN/TLS uses the same ones."""
+        if self.http.tls == "self-signed":
+            directory = os.path.join(self.data_dir, SELF_SIGNED_DIR)
+            return os.path.join(directory, SELF_SIGNED_CERT), os.path.join(directory, SELF_SIGNED_KEY)
+        if self.http.tls_cert and self.http.tls_key:
+            return self.http.tls_cert, self.http.tls_key
+        return None
 
     @classmethod
     def sections(cls) -> dict[str, type[_Section]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from config import Config, resolved_workers
+from config import Config, resolved_announced_ips, resolved_workers
 from control.accounts import bootstrap
 from control.accounts.bootstrap import Secrets
 from control.accounts.service import Accounts
@@ -28,24 +28,30 @@ from control.clock import Clock, LoopClock
 from control.http import openapi, pages
 from control.http.accounts import AccountRoutes
 from control.http.auth import Auth
+from control.http.health import Health, metrics_handler, metrics_listener
+from control.http.ingest import IngestRoutes
 from control.http.meetings import MeetingRoutes
 from control.http.middleware import error_middleware
 from control.http.proxies import trusted_proxy_middleware
 from control.http.recordings import RecordingRoutes
+from control.http.requests_log import add_request_id, request_id_middleware
 from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
 from control.http.transcripts import TranscriptRoutes
 from control.http.urls import PublicUrls
+from control.http.whip import WhipRoutes
 from control.meeting.adaptive import AdaptiveMedia
 from control.meeting.attendance import Attendance
 from control.meeting.chat import Chat
 from control.meeting.conference import Conference
 from control.meeting.events import MeetingEvents
+from control.meeting.ingest import Ingests
 from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
-from control.meeting.model import MeetingRegistry
+from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
 from control.metrics.exporter import Metrics
+from control.metrics.certificates import CertificateCollector
 from control.metrics.turn import TurnCollector
 from control.processes import recorders, workers
 from control.processes import turn_settings
@@ -58,7 +64,7 @@ from control.recording.events import RecordingEvents
 from control.recording.retention import Retention
 from control.recording.service import Recordings
 from control.store import open_store
-from control.store.base import Store
+from control.store.base import MeetingRecord, Store
 from control.tasks import BackgroundTasks
 from control.webhooks import WebhookSender
 
@@ -67,6 +73,23 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 RECORDINGS_STOP_TIMEOUT_S = 20.0  # shutdown: active recordings close their last segments
 BACKGROUND_DRAIN_S = 2.0
+
+
+class EndedMeetingsLeaveTurn:
+    """Lifecycle listener: an ended meeting's TURN credentials stop working at once
+    (control.processes.turn_secrets)."""
+
+    def __init__(self, turn: TurnSupervisor) -> None:
+        self._turn = turn
+
+    def meeting_started(self, record: MeetingRecord, meeting: LiveMeeting) -> None:
+        """Nothing: the meeting's secret is written with its first credential."""
+
+    async def meeting_ended(self, meeting: LiveMeeting, reason: str) -> None:
+        self._turn.meeting_ended(meeting.live_session_id)
+
+    async def limits_changed(self, meeting: LiveMeeting) -> None:
+        """Nothing: credentials already handed out keep their expiry."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,7 @@ class Services:
     retention: Retention
     metrics: Metrics
     signaling: SignalingEndpoint
+    ingests: Ingests
 
 
 SERVICES = web.AppKey("conclave_services", Services)
@@ -144,8 +168,8 @@ def build_services(
         tasks=tasks,
         answer_timeout_s=cfg.signaling.answer_timeout_s,
         simulcast=cfg.media.accept_simulcast,
-        ice_servers=lambda meeting, participant: turn_settings.ice_servers(
-            turn.settings, participant.participant_id, clock.time(), meeting.ends_at
+        ice_servers=lambda meeting, participant: turn.ice_servers(
+            meeting.live_session_id, participant.participant_id, clock.time(), meeting.ends_at
         ),
     )
     meeting_events = MeetingEvents(webhooks)
@@ -167,7 +191,7 @@ def build_services(
         events=RecordingEvents(webhooks), tasks=tasks, settings=cfg.recorder, deletions=deletions,
     )  # fmt: skip
     metrics = Metrics(registry, worker_supervisor)
-    metrics.watch_webhooks(lambda: webhooks.dropped)
+    metrics.watch_webhooks(lambda: webhooks.dropped, lambda: webhooks.attempts)
     signaling = SignalingEndpoint(
         settings=cfg.signaling, public_url=cfg.http.public_url, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
         recordings=recordings, metrics=metrics,
@@ -198,6 +222,10 @@ def build_services(
         retention=Retention(store=store, deletions=deletions, settings=cfg.retention, clock=clock, tasks=tasks),
         metrics=metrics,
         signaling=signaling,
+        ingests=Ingests(
+            store=store, tokens=tokens, attendance=attendance, conference=conference, clock=clock, tasks=tasks,
+            listen_ip=cfg.sfu.listen_ip, announced_ip=resolved_announced_ips(cfg)[0],
+        ),
     )
     _wire(services)
     return services
@@ -213,12 +241,19 @@ def _wire(s: Services) -> None:
     s.metrics.watch_active_speakers(lambda: s.conference.active_speaker_changes)
     s.conference.add_listener(s.recordings)
     s.lifecycle.add_listener(s.recordings)
+    s.lifecycle.add_listener(s.ingests)
+    s.lifecycle.add_listener(EndedMeetingsLeaveTurn(s.turn))
     s.recorder.add_up_listener(s.recordings.recorder_up)
     s.recorder.add_notification_listener(s.recordings.recorder_notification)
     s.recorder.add_stats_listener(lambda stats: s.metrics.recorder.update({"gauges": stats.gauges,
                                                                            "counters": stats.counters}))  # fmt: skip
     s.recorder.add_restart_listener(s.metrics.recorder.recorder_restarted)
     s.metrics.registry.register(TurnCollector(s.turn))
+    https_cert = (s.cfg.https_certificate() or ("", ""))[0]
+    turn_cert = s.turn.settings.tls_cert if s.turn.managed else ""
+    # The same file for both (turns: on the HTTPS certificate): one sample, use "https".
+    turn_cert = "" if turn_cert == https_cert else turn_cert
+    s.metrics.registry.register(CertificateCollector({"https": https_cert, "turn": turn_cert}))
 
 
 def create_app(
@@ -233,12 +268,16 @@ def create_app(
     if cfg.http.trusted_proxies:
         proxies = [ipaddress.ip_network(network) for network in cfg.http.trusted_proxies]
         middlewares.insert(0, trusted_proxy_middleware(proxies))
+    middlewares.insert(0, request_id_middleware)  # outermost: error answers carry the id too
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    app.on_response_prepare.append(add_request_id)
     app[SERVICES] = services
     app.cleanup_ctx.append(_run_store)
     app.cleanup_ctx.append(_run_workers)
     app.cleanup_ctx.append(_run_recorder)
     app.cleanup_ctx.append(_run_turn)
+    if cfg.metrics.listen:
+        app.cleanup_ctx.append(metrics_listener(services.metrics, cfg.metrics.listen, cfg.metrics.token))
     app.on_shutdown.append(_close_sockets)
     _mount_routes(app.router, services)
     return app
@@ -269,9 +308,17 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
         store=s.store, accounts=s.accounts, tokens=s.tokens, allowed_networks=allowed,
         link_ttl_s=s.cfg.auth.transcript_link_ttl_s,
     ).register(router)  # fmt: skip
+    IngestRoutes(auth=auth, ingests=s.ingests, recordings=s.recordings, urls=urls).register(router)
+    WhipRoutes(
+        store=s.store, ingests=s.ingests, conference=s.conference, settings=s.cfg.auth,
+        rate_limited=s.metrics.rate_limited,
+    ).register(router)
     openapi.register(router)
     s.signaling.register(router)
-    pages.register(router, s.metrics, s.workers)
+    Health(s.workers, s.recorder, s.store, s.turn).register(router)
+    if not s.cfg.metrics.listen:
+        router.add_get("/metrics", metrics_handler(s.metrics, s.cfg.metrics.token))
+    pages.register(router)
 
 
 async def _run_store(app: web.Application) -> AsyncIterator[None]:

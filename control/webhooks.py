@@ -53,6 +53,9 @@ RETRY_STATUSES = frozenset({408, 429})
 SECRET_PREFIX = "whsec_"
 
 
+ATTEMPT_OUTCOMES = ("delivered", "failed", "gave_up")
+
+
 def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
@@ -91,6 +94,8 @@ class WebhookSender:
         self.max_response_bytes = max_response_bytes
         self.allowed = netguard.networks(allowed_networks)
         self.dropped = 0  # events not delivered because a cap was reached
+        # Delivery attempts by outcome (delivered, failed: retried later, gave_up).
+        self.attempts: dict[str, int] = dict.fromkeys(ATTEMPT_OUTCOMES, 0)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, int] = {}  # customer id -> deliveries pending
@@ -167,6 +172,7 @@ class WebhookSender:
             retry = not delivered and (code is None or code >= 500 or code in RETRY_STATUSES)
             last = attempt == self.max_attempts
             status = "delivered" if delivered else ("failed" if retry and not last else "gave_up")
+            self.attempts[status] += 1
             try:
                 await self.store.record_webhook_delivery(
                     customer_id=customer_id,

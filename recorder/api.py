@@ -284,6 +284,8 @@ def recorder_config_json(cfg: Any) -> str:
             "recorder": dataclasses.asdict(cfg.recorder),
             "data_dir": os.path.abspath(cfg.data_dir),
             "log_level": cfg.logging.level,
+            "log_format": cfg.logging.format,
+            "log_levels": list(cfg.logging.levels),
             "allowed_networks": list(cfg.outbound.allowed_networks),
         }
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvloop
 
+from common import logs
 from common.channel import open_server, serve_until_stopped
 from config.schema import ConfigError, RecorderConfig
 from recorder import api
@@ -45,6 +46,8 @@ class RecorderSettings:
     data_dir: Path
     log_level: str
     allowed_networks: tuple[str, ...]
+    log_format: str = "text"
+    log_levels: tuple[str, ...] = ()
 
 
 def load_settings(text: str) -> RecorderSettings:
@@ -56,6 +59,8 @@ def load_settings(text: str) -> RecorderSettings:
         Path(data.get("data_dir", "./data")),
         str(data.get("log_level", "info")),
         tuple(str(network) for network in data.get("allowed_networks", ())),
+        str(data.get("log_format", "text")),
+        tuple(str(entry) for entry in data.get("log_levels", ())),
     )
 
 
@@ -73,9 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         # The message names the setting, never a secret's value (config.schema's rules).
         print(f"recorder: bad configuration: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=(args.log_level or settings.log_level).upper(),
-        format="%(asctime)s recorder %(levelname)s %(name)s: %(message)s",
-    )
+    logs.setup("recorder", args.log_level or settings.log_level, settings.log_format, settings.log_levels)
     uvloop.run(run(args.channel_fd, settings))
     return 0

@@ -29,3 +29,19 @@ if [ ! -x .venv/bin/python ]; then
   fi
   .venv/bin/python -m pip install -q --upgrade pip
 fi
+
+install_conclave() {
+  # pip install -e ".$1" into .venv, only when pyproject.toml (the dependencies) changed
+  # since the last install with these extras: the editable install needs nothing else
+  # redone, and pip takes 10-30 s even when it has nothing to do.
+  local extras="$1" stamp=".venv/.conclave-installed${1:+-test}"
+  local want
+  want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
+  if [ -x .venv/bin/conclave ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  echo "installing Conclave into .venv (pip install -e .$extras)"
+  # pip's own failure fails the script (pipefail); grep finding nothing to show does not.
+  .venv/bin/python -m pip install -q -e ".$extras" 2>&1 | { grep -v "^DEPRECATION: .*editable" || true; }
+  echo "$want" > "$stamp"
+}

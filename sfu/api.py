@@ -368,6 +368,7 @@ class WorkerReady(Message):
     NAME: ClassVar[str] = "WORKER_READY"
     port: int
     announced_ips: list[str] = field(default_factory=list)
+    tcp_port: int = 0  # its ICE-TCP listening port; 0: sfu.ice_tcp is off
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@
   next absolute deadline.
 
 Each periodic action runs synchronously between packets; one that fails is logged and the
-next round runs anyway.
+next round runs anyway. Allocation and dynacast are isolated per subscriber and per
+producer: one that raises is counted (`failures`) and logged once, the others go on.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ BANDWIDTH_TICK_S = 0.1
 PROBE_PACE_S = PACE_INTERVAL_US / 1e6
 ALLOCATION_POLL_S = 0.2  # allocations run when due (at most twice a second on the estimate alone)
 METER_INTERVAL_S = 1.0  # the bitrate meters' one-second samples
+MAX_LOGGED_FAILURES = 1000  # objects whose failure was logged (bounded memory)
 
 
 def _nobody(router_id: str, producer_id: str) -> None:
@@ -87,6 +89,8 @@ class Clockwork:
         self._notice_timer: asyncio.TimerHandle | None = None
         self._probing: list = []  # transports pacing a probe cluster
         self._probe_timer: asyncio.TimerHandle | None = None
+        self.failures = 0  # allocations and dynacast updates that raised (each one isolated)
+        self._logged_failures: set[tuple[str, str]] = set()
 
     def start(self) -> None:
         self._tasks = [
@@ -192,17 +196,35 @@ class Clockwork:
             for producer in registry.producers.values():
                 if producer.is_video:
                     producer.measure(now)
-        for transport in registry.transports.values():
+        for transport in list(registry.transports.values()):
             subscription = getattr(transport, "subscription", None)
             if subscription is not None and subscription.due(now):
-                tracks = subscription.run(now)
+                try:
+                    tracks = subscription.run(now)
+                except Exception:  # one subscriber's fault: the others are still allocated
+                    self._failed_once(transport.id, "allocation")
+                    continue
                 if tracks:
                     self._on_allocation(transport.id, subscription.estimate_bps, tracks)
-        for producer in registry.producers.values():
+        for producer in list(registry.producers.values()):
             if isinstance(producer, SimulcastProducer):
-                wanted = producer.demand.update(producer.taken_layers(), now)
+                try:
+                    wanted = producer.demand.update(producer.taken_layers(), now)
+                except Exception:
+                    self._failed_once(producer.id, "dynacast")
+                    continue
                 if wanted is not None:
                     self._on_layers_wanted(producer.id, producer.active_rids(wanted))
+
+    def _failed_once(self, object_id: str, what: str) -> None:
+        """Counted every time; logged with its traceback once per object (a fault that
+        repeats every 200 ms must not flood the log)."""
+        self.failures += 1
+        if (what, object_id) in self._logged_failures:
+            return
+        if len(self._logged_failures) < MAX_LOGGED_FAILURES:
+            self._logged_failures.add((what, object_id))
+        log.exception("%s of %s failed (the others go on)", what, object_id)
 
     # ------------------------------------------------------------------ notices
 

@@ -1,4 +1,5 @@
-"""An SFU worker process: one uvloop, one UDP socket, many meetings' routers.
+"""An SFU worker process: one uvloop, one UDP socket (and, with sfu.ice_tcp, one ICE-TCP
+listening port of the same number), many meetings' routers.
 
 Started by control as `python -m sfu.worker --index I --channel-fd FD --config-json JSON`.
 It binds its socket, announces WORKER_READY on the channel, then answers requests until
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from common import logs
 from common.channel import ChannelServer, RequestFailed, open_server, serve_until_stopped
 from common.messages import Empty, Message
 from config.schema import MediaConfig, SfuConfig
@@ -46,7 +48,7 @@ from sfu.engine.router import Registry, Router
 from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
 from sfu.engine.stats import Counters, estimate_gauges
 from sfu.engine.subscription import PAUSE_REASONS
-from sfu.transport import negotiation
+from sfu.transport import negotiation, tcp
 from sfu.transport.base import Transport
 from sfu.transport.direct import DirectTransport
 from sfu.transport.dtls import DtlsCertificates
@@ -96,6 +98,8 @@ class Worker:
         self.channel: ChannelServer | None = None
         self.socket_drops = process_stats.UdpDropMeter()
         self.port = 0
+        self.tcp_port = 0  # 0: no ICE-TCP (sfu.ice_tcp off, or not bound yet)
+        self.tcp_server: asyncio.AbstractServer | None = None
         # Timers: RTCP, keyframe polls, loop lag, the routers' active speakers, and the
         # notice clock pacing every announcer. Producers run on the same clock (time.monotonic).
         self.clockwork = Clockwork(
@@ -122,7 +126,23 @@ class Worker:
             lambda: self.socket, local_addr=(self.config.listen_ip, port), family=socket.AF_INET
         )
         self.port = self.socket.port
+        if self.config.ice_tcp:
+            await self._listen_tcp(port)
         self.clockwork.start()
+
+    async def _listen_tcp(self, port: int) -> None:
+        """ICE-TCP on the UDP port's number (one port to open per worker, both protocols);
+        with an ephemeral UDP port (port 0, tests) any free TCP port if that one is taken."""
+        config = self.config
+        args = (self.socket, config.listen_ip)
+        limits = (config.ice_tcp_send_buffer_bytes, config.max_datagram, config.ice_tcp_max_connections)
+        try:
+            self.tcp_server = await tcp.listen(*args, self.port, *limits)
+        except OSError:
+            if port:
+                raise
+            self.tcp_server = await tcp.listen(*args, 0, *limits)
+        self.tcp_port = self.tcp_server.sockets[0].getsockname()[1]
 
     # ----------------------------------------------------------------- requests
 
@@ -149,8 +169,12 @@ class Worker:
             "producers": float(sum(len(t.producers) for t in network)),
             "consumers": float(len(self.registry.consumers)),
             "loop_lag_seconds": self.clockwork.loop_lag,
+            "tcp_connections": float(len(self.socket.tcp)),
             "cpu_seconds": process_stats.cpu_seconds(),
             "rss_bytes": float(process_stats.rss_bytes()),
+            # Renewed here too, not only when a transport is made: a quiet worker must not
+            # report (and alert on) a certificate the next join would replace anyway.
+            "dtls_certificate_expires": self.certificates.current().expires.timestamp(),
             **self._adaptive_gauges(),
         }
         # The distribution of subscriber transports' bandwidth estimates (issue 11).
@@ -443,7 +467,10 @@ class Worker:
     # ----------------------------------------------------------------- helpers
 
     def _local(self, transport: WebRtcTransport) -> sdp.LocalTransport:
-        return negotiation.local_description(transport, transport.fingerprint, self.announced_ips, self.port)
+        udp_port = self.port if self.config.ice_udp else 0
+        return negotiation.local_description(
+            transport, transport.fingerprint, self.announced_ips, udp_port, self.tcp_port
+        )
 
     def _new_producer(self, params: ProducerParams, transport: Transport) -> Producer:
         """A producer arriving on `transport`, with an id the worker picks."""
@@ -486,6 +513,9 @@ class Worker:
         self.clockwork.stop()
         for router in list(self.registry.routers.values()):
             await router.close()
+        if self.tcp_server is not None:
+            self.tcp_server.close()
+            self.socket.close_tcp()
         if self.socket.udp is not None:
             self.socket.udp.close()
 
@@ -524,8 +554,9 @@ async def run(index: int, channel_fd: int, sfu_config: SfuConfig, media_config: 
     await worker.bind(port)
     channel = await open_server(channel_fd, worker.handle)
     worker.channel = channel
-    channel.notify(str(index), api.WorkerReady(port=worker.port, announced_ips=worker.announced_ips))
-    log.info("worker %d ready on udp %s:%d", index, sfu_config.listen_ip, worker.port)
+    ready = api.WorkerReady(port=worker.port, announced_ips=worker.announced_ips, tcp_port=worker.tcp_port)
+    channel.notify(str(index), ready)
+    log.info("worker %d ready on udp %s:%d, ice-tcp %s", index, sfu_config.listen_ip, worker.port, worker.tcp_port or "off")
     await serve_until_stopped(channel, worker.shutdown)
 
 
@@ -539,14 +570,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--config-json", required=True)
-    parser.add_argument("--log-level", default=os.environ.get("CONCLAVE_WORKER_LOG_LEVEL", "info"))
+    parser.add_argument("--log-level", default=os.environ.get("CONCLAVE_WORKER_LOG_LEVEL"),
+                        help="default: logging.level of the configuration")  # fmt: skip
     args = parser.parse_args(argv)
     os.umask(0o077)  # whatever it writes is this user's only
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format=f"%(asctime)s worker-{args.index} %(levelname)s %(name)s: %(message)s",
-    )
     data = json.loads(args.config_json)
+    settings = data.get("logging", {})
+    logs.setup(f"worker-{args.index}", args.log_level or settings.get("level", "info"), settings.get("format", "text"),
+               settings.get("levels", ()))  # fmt: skip
     sfu_config = _section(SfuConfig, data.get("sfu", {}))
     media_config = _section(MediaConfig, data.get("media", {}))
     uvloop.run(run(args.index, args.channel_fd, sfu_config, media_config))

@@ -10,7 +10,8 @@ disturb it little. Steps: the floors (pylibsrtp protect, unprotect, the kernel's
 on loopback, a header rewrite) and the whole engine with and without the kernel's send;
 and audio: a microphone registered in a router (so its levels feed the router's
 dominant-speaker detector, 20 ms apart on the producer's clock), Opus packets with
-Chromium's four header extensions, at fan-out N and at fan-out 1.
+Chromium's four header extensions, at fan-out N and at fan-out 1; and the WebRTC send
+path (N subscribe WebRtcTransports connected by hand, the shared socket's send stubbed).
 """
 
 from __future__ import annotations
@@ -347,9 +348,54 @@ def _engine_audio(fanout: int, packets: int) -> float:
     return _best_ns_per(feed, packets) / fanout / 1000
 
 
+async def _engine_webrtc(fanout: int, packets: int) -> float:
+    """The worker's WebRTC send path: a plain transport in (no SRTP), N subscribe
+    `WebRtcTransport`s out, each connected by hand (a FastSrtp outbound session, an
+    address), sending through the worker's shared socket with its sendto stubbed:
+    Producer.on_rtp → consumers → WebRtcTransport.send_rtp (protect, send). µs per packet out."""
+    worker = Worker(0, SfuConfig(port_base=0), MediaConfig(), ["127.0.0.1"])
+    await worker.bind(0)
+    try:
+        await worker.handle(api.RouterCreate(router_id="r"))
+        await worker.handle(api.PlainTransportCreate(router_id="r", transport_id="in", srtp=False))
+        made = await worker.handle(api.PlainProducerCreate(transport_id="in", kind="video", codec_name="VP8",
+                                                           clock_rate=90000, payload_type=96, ssrc=1234))
+        for i in range(fanout):
+            await worker.handle(api.TransportCreate(router_id="r", transport_id=f"w{i}", direction="subscribe"))
+            await worker.handle(api.ConsumerCreate(transport_id=f"w{i}", consumer_id=f"c{i}",
+                                                   producer_id=made.producer.producer_id))
+            transport = worker.transports[f"w{i}"]
+            transport.tx = srtp_session(new_srtp_key(), outbound=True, fast=True)  # type: ignore[attr-defined]
+            transport.addr = ("127.0.0.1", 9)  # type: ignore[attr-defined]
+            transport.connected = True
+            worker.registry.consumers[f"c{i}"].activate(None, 0, False)
+        real_udp, real_send = worker.socket.udp, worker.socket._send_socket
+        worker.socket.udp, worker.socket._send_socket = _NullUdp(), None  # type: ignore[assignment]
+        source = PacketSource(1234, 96)
+        data = [source.next_packet(time.monotonic_ns()) for _ in range(packets * (ROUNDS + 1))]
+        transport_in = worker.transports["in"]
+        addr = ("127.0.0.1", 40000)
+        position = 0
+
+        def feed(count: int) -> None:
+            nonlocal position
+            receive = transport_in.datagram_received  # type: ignore[attr-defined]
+            for packet in data[position:position + count]:
+                receive(packet, addr)
+            position += count
+
+        feed(packets)  # warm-up: keyframe start, caches
+        per_packet_in = _best_ns_per(feed, packets)
+        worker.socket.udp, worker.socket._send_socket = real_udp, real_send
+        return per_packet_in / fanout / 1000
+    finally:
+        await worker.shutdown()
+
+
 def measure(packets: int = 4000, fanout: int = 16) -> dict:
     floors = _floors(packets * 4)
     engine = {name: uvloop.run(_engine(srtp, fanout, packets)) for name, srtp in (("plain", False), ("srtp", True))}
+    engine["webrtc_send_us"] = uvloop.run(_engine_webrtc(fanout, packets))
     engine_only = {"plain": _engine_only(fanout, packets, False), "webrtc": _engine_only(fanout, packets, True),
                    "simulcast": _engine_only_simulcast(fanout, packets, False),
                    "simulcast_webrtc": _engine_only_simulcast(fanout, packets, True),
@@ -394,6 +440,8 @@ def render(result: dict) -> str:
         ("worker plain transport, SRTP (FastSrtp): sendto stubbed", e["srtp"]["engine_no_kernel_us"]),
         ("worker plain transport, SRTP, with the kernel's sendto", e["srtp"]["engine_us"]),
         (f"SFU logic with SRTP: stubbed − FastSrtp protect − unprotect÷{n}", srtp_logic),
+        ("worker WebRTC subscribers: plain in → N × WebRtcTransport.send_rtp (FastSrtp protect), sendto stubbed",
+         e["webrtc_send_us"]),
     ]
     lines = [f"CPU µs per forwarded packet, fan-out {n}, in-process (process CPU time, best of {ROUNDS} rounds):",
              "", "| step | µs |", "|---|---:|"]

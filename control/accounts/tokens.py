@@ -22,6 +22,9 @@ never stand in for another.
 - Transcript token (`aud` "conclave:transcript"), the `t=` of a transcript link: `rec`,
   `exp` (`auth.transcript_link_ttl_s`). Given only to the host and the participants; a link
   never carries a sign-in or a join token.
+- Ingest token (`aud` "conclave:ingest"), a WHIP publisher's bearer token: `ing` (the
+  ingest), `mtg`, `exp` (the ingest's expiry), `jti`. Revocable: the store's ingest row
+  must be active and hold the token's SHA-256 (control.meeting.ingest).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ MAX_TOKEN_CHARS = 4096
 DOWNLOAD_AUDIENCE = "conclave:download"
 DOWNLOAD_TTL_S = 300
 TRANSCRIPT_AUDIENCE = "conclave:transcript"
+INGEST_AUDIENCE = "conclave:ingest"
 
 
 class TokenError(Exception):
@@ -248,13 +252,35 @@ class Tokens:
         rec = claims.get("rec")
         return isinstance(rec, str) and hmac.compare_digest(rec, recording_id)
 
+    # ------------------------------------------------------------------ ingest tokens
+
+    def make_ingest_token(self, ingest_id: str, meeting_id: str, expires_at: float, *, now: float | None = None) -> str:
+        """A WHIP publisher's bearer token for ingest `ingest_id` of `meeting_id`."""
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": ISSUER, "aud": INGEST_AUDIENCE, "ing": ingest_id, "mtg": meeting_id, "iat": issued,
+            "exp": int(expires_at), "jti": secrets.token_urlsafe(12),
+        }  # fmt: skip
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify_ingest_token(self, token: object, meeting_id: str) -> str:
+        """The ingest id of a valid, unexpired ingest token for `meeting_id`. Raises
+        TokenError (revocation is the store's: control.meeting.ingest)."""
+        claims = self._decode(token, INGEST_AUDIENCE, verify_exp=True)
+        ingest_id, mtg = claims.get("ing"), claims.get("mtg")
+        if not (isinstance(ingest_id, str) and ingest_id and isinstance(mtg, str)):
+            raise TokenError("invalid_token", "the ingest token is malformed")
+        if not hmac.compare_digest(mtg, meeting_id):
+            raise TokenError("wrong_meeting", "this token is for another meeting")
+        return ingest_id
+
     # ------------------------------------------------------------------ decoding
 
     def _decode(self, token: object, audience: str, *, verify_exp: bool) -> dict[str, Any]:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenError("invalid_token", "missing or malformed token")
         options = {"require": ["iat", "aud", "iss"], "verify_exp": verify_exp}
-        if verify_exp and audience in (JOIN_AUDIENCE, DOWNLOAD_AUDIENCE, TRANSCRIPT_AUDIENCE):
+        if verify_exp and audience in (JOIN_AUDIENCE, DOWNLOAD_AUDIENCE, TRANSCRIPT_AUDIENCE, INGEST_AUDIENCE):
             options["require"] = ["iat", "aud", "iss", "exp"]
         try:
             payload = jwt.decode(

@@ -1,6 +1,8 @@
-"""`conclave` command line: `conclave serve [--config FILE]` (control.cli.serve), and the
-operator's `conclave customer|host|meeting ...` (control.cli.admin: they call a running
-server)."""
+"""`conclave` command line: `conclave serve [--config FILE]` (control.cli.serve),
+`conclave doctor [--config FILE]` (control.cli.doctor: checks a running server),
+`conclave backup|restore` (control.cli.backup: the SQLite database), the operator's
+`conclave customer|host|meeting ...` (control.cli.admin) and `conclave ingest ...`
+(control.cli.ingest): they call a running server."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from control.cli import admin, serve
+from control.cli import admin, backup, doctor, ingest, serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         "CONCLAVE_<SECTION>__<KEY> variables override it",
     )
     serve_parser.set_defaults(handler=serve.serve_command)
+    doctor.add_command(commands)
+    backup.add_commands(commands)
     admin.add_commands(commands)
+    ingest.add_commands(commands)
     return parser
 
 

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
 import time
-from typing import Any
 
 import uvloop
 from aiohttp import web
 
+from common import logs
 from config import Config, ConfigError, load_config
 from control.app import SERVICES, create_app
 from control.cli.tls import Tls, add_hsts, certificate_files, redirect_app
+from control.http.requests_log import AccessLogger
 
 log = logging.getLogger("control")
 
@@ -40,39 +40,19 @@ def serve_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"conclave: bad configuration:\n{exc}", file=sys.stderr)
         return 2
-    setup_logging(cfg.logging.level, cfg.logging.format)
+    setup_logging(cfg)
     return uvloop.run(serve(cfg))
 
 
 # ---------------------------------------------------------------------- logging
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    """Root logging to stderr. Settings and request bodies are never logged here."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # One line per HTTP request is too chatty at info; debug shows it.
-    access = logging.DEBUG if level == "debug" else max(logging.WARNING, root.level)
-    logging.getLogger("aiohttp.access").setLevel(access)
+def setup_logging(cfg: Config) -> None:
+    """Control's log (common.logs): stderr, text or JSON, levels per component. The
+    access log (control.http.access) is at debug unless `logging.levels` says otherwise."""
+    access = "debug" if cfg.logging.level == "debug" else "warning"
+    levels = (f"aiohttp.access={access}", *cfg.logging.levels)  # the operator's entries win
+    logs.setup("control", cfg.logging.level, cfg.logging.format, levels)
 
 
 # ---------------------------------------------------------------------- serve
@@ -149,7 +129,8 @@ async def serve(cfg: Config) -> int:
         log.info("https with the %s", tls.describe())
 
     access_log = logging.getLogger("aiohttp.access")
-    runner = web.AppRunner(app, handle_signals=False, access_log=access_log, shutdown_timeout=5.0)
+    runner = web.AppRunner(app, handle_signals=False, access_log=access_log, access_log_class=AccessLogger,
+                           shutdown_timeout=5.0)  # fmt: skip
     await runner.setup()  # starts the workers (app cleanup context)
     site = web.TCPSite(runner, cfg.http.host, cfg.http.port, ssl_context=tls.context if tls else None)
     try:
@@ -168,6 +149,9 @@ async def serve(cfg: Config) -> int:
     url = serving_url(cfg, port, tls is not None)
     public = f" (public URL {cfg.http.public_url})" if cfg.http.public_url else ""
     print(f"conclave serving at {url}{public}", flush=True)
+    base = (cfg.http.public_url or url).rstrip("/")
+    print(f"conclave: ready. Hosts sign in at {base}/host; participants join at {base}/ with a Meeting ID "
+          f"and passcode, or with a join link {base}/m/...", flush=True)  # fmt: skip
     log.info("serving at %s with %d SFU worker(s)", url, len(services.workers.workers))
 
     await stop.wait()

@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 
 from common.private_files import write_private_file
 from config import Config
+from config.schema import SELF_SIGNED_CERT, SELF_SIGNED_KEY
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,12 @@ class CertificateFiles:
 
 def certificate_files(cfg: Config) -> CertificateFiles | None:
     """Where the HTTPS certificate is (made first in self-signed mode); None: plain HTTP."""
-    http = cfg.http
-    if http.tls == "self-signed":
-        return ensure_self_signed(Path(cfg.data_dir) / "tls", certificate_host(cfg))
-    if http.tls_cert and http.tls_key:
-        return CertificateFiles(Path(http.tls_cert), Path(http.tls_key), self_signed=False)
-    return None
+    paths = cfg.https_certificate()
+    if paths is None:
+        return None
+    if cfg.http.tls == "self-signed":
+        return ensure_self_signed(Path(paths[0]).parent, certificate_host(cfg))
+    return CertificateFiles(Path(paths[0]), Path(paths[1]), self_signed=False)
 
 
 def certificate_host(cfg: Config) -> str:
@@ -75,7 +76,7 @@ def ensure_self_signed(directory: Path, host: str, now: datetime.datetime | None
     """The self-signed certificate for `host` in `directory`, made (again) when missing,
     for another host, or near its end."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    files = CertificateFiles(directory / "self-signed.crt", directory / "self-signed.key", self_signed=True)
+    files = CertificateFiles(directory / SELF_SIGNED_CERT, directory / SELF_SIGNED_KEY, self_signed=True)
     if not _still_good(files.cert, host, now):
         key = ec.generate_private_key(ec.SECP256R1())
         write_private_file(files.key, key.private_bytes(

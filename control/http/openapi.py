@@ -540,12 +540,61 @@ def _recording_paths() -> dict[str, Schema]:
     }
 
 
+INGEST = _obj(
+    {
+        "id": ID,
+        "kind": {"enum": ["whip", "rtp"]},
+        "name": {"type": "string"},
+        "state": {"enum": ["active", "revoked", "ended"]},
+        "end_reason": {"type": ["string", "null"]},
+        "created_at": TIME,
+        "expires_at": TIME,
+        "ended_at": NULLABLE_TIME,
+        "connected": {"type": "boolean"},
+        "participant_id": {"type": ["string", "null"]},
+        # consent policy `require` while recording: its media waits for .../continue
+        "media_held": {"type": "boolean"},
+        "whip_url": {"type": "string"},  # whip: where the encoder POSTs its offer (RFC 9725)
+        "rtp": _obj({"ip": {"type": "string"}, "port": {"type": "integer"}, "video_ssrc": {"type": "integer"},
+                     "audio_ssrc": {"type": "integer"}, "srtp": {"type": "boolean"}}, []),
+        "token": {"type": "string"},  # whip, at creation only: the encoder's bearer token
+        "srtp_key": {"type": ["string", "null"]},  # rtp, at creation only
+        "commands": _obj({"ffmpeg": {"type": "string"}, "gstreamer": {"type": "string"}}),
+    },
+    ["id", "kind", "name", "state", "end_reason", "created_at", "expires_at", "ended_at", "connected",
+     "participant_id", "media_held"],
+)
+
+
+def _ingest_paths() -> dict[str, Schema]:
+    """control.http.ingest (docs/ingest.md); the WHIP endpoint itself (/whip/{number}) is
+    outside /api/v1 and speaks SDP, not JSON."""
+    ingests = "/meetings/{number}/ingests"
+    return {
+        ingests: {
+            "post": _operation(
+                "Bring a stream into the live meeting (its host, customer admin, operator): kind whip answers "
+                "the WHIP URL and its bearer token, kind rtp the address, SSRCs, SRTP key and commands (once)",
+                (201, _ref("Ingest")),
+                body=_obj({"kind": {"enum": ["whip", "rtp"]}, "name": {"type": "string"},
+                           "srtp": {"type": "boolean"}}, ["kind", "name"], closed=False), tag="host"),
+            "get": _operation("The meeting's ingests", (200, _list_of("ingests", "Ingest")), tag="host"),
+        },
+        f"{ingests}/{{ingest_id}}": {"delete": _operation(
+            "Revoke an ingest: its token stops working, its stream leaves the meeting", (200, _ref("Ingest")),
+            tag="host")},
+        f"{ingests}/{{ingest_id}}/continue": {"post": _operation(
+            "Consent to the recording for the ingest (consent policy require): its media goes",
+            (200, _ref("Ingest")), tag="host")},
+    }
+
+
 PATH_PARAMS = ("customer_id", "host_id", "number", "participant_id", "recording_id", "file_id", "token",
-               "deletion_id")
+               "deletion_id", "ingest_id")
 
 
 def document() -> Schema:
-    paths = {**_account_paths(), **_meeting_paths(), **_session_paths(), **_recording_paths()}
+    paths = {**_account_paths(), **_meeting_paths(), **_session_paths(), **_recording_paths(), **_ingest_paths()}
     for path, item in paths.items():
         params = [_path_param(name, numbers.PATTERN if name == "number" else None)
                   for name in PATH_PARAMS if "{" + name + "}" in path]
@@ -563,7 +612,7 @@ def document() -> Schema:
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**SCHEMAS, "Participant": PARTICIPANT, **BODIES},
+            "schemas": {**SCHEMAS, "Participant": PARTICIPANT, "Ingest": INGEST, **BODIES},
         },
         "paths": paths,
     }

@@ -1,4 +1,4 @@
-"""What is not the API: the web client's pages and files, `/metrics` and `/healthz`."""
+"""What is not the API: the web client's pages and files (health and metrics: control.http.health)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,11 @@ from pathlib import Path
 from aiohttp import web
 
 from control.meeting.model import is_valid_id
-from control.metrics.exporter import CONTENT_TYPE, Metrics
-from control.processes.workers import WorkerSupervisor
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
-def register(router: web.UrlDispatcher, metrics: Metrics, workers: WorkerSupervisor) -> None:
-    async def metrics_handler(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
-
-    async def healthz_handler(request: web.Request) -> web.Response:
-        states = {str(w.index): "up" if w.up else "down" for w in workers.workers}
-        healthy = workers.all_up()
-        body = {"status": "ok" if healthy else "unavailable", "workers": states}
-        return web.json_response(body, status=200 if healthy else 503)
-
-    router.add_get("/metrics", metrics_handler)
-    router.add_get("/healthz", healthz_handler)
+def register(router: web.UrlDispatcher) -> None:
     router.add_get("/", index_page)
     router.add_get("/m/{meeting_id}", meeting_page)
     router.add_get("/join", join_page)

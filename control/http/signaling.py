@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from config import SignalingConfig
+from common import logs
 from control.accounts.tokens import JoinClaims, TokenError, Tokens
 from control.errors import ApiError, SignalingError
 from control.http.auth import client_address
@@ -302,6 +303,8 @@ class SignalingSession:
         attendance = self._endpoint.attendance
         meeting, participant = await attendance.connect(record, claims, person, self.peer, message.id)
         self.meeting, self.participant = meeting, participant
+        # Every line logged for this socket from now on says whose it is (its task's context).
+        logs.bind(meeting=record.meeting_number, participant=participant.participant_id)
 
     async def _dispatch(self, message: ClientMessage) -> None:
         fields = message.fields

@@ -94,6 +94,14 @@ class Attendance:
 
     # ------------------------------------------------------------------ connecting
 
+    async def _ended_refusal(self, live_session_id: str) -> SignalingError:
+        """The refusal for a token of a live session that has ended, with why it ended: a
+        page that was reconnecting when the meeting ended words it as those inside heard it."""
+        ended = await self._store.get_live_session_by_id(live_session_id)
+        reason = ended.end_reason if ended is not None and ended.end_reason else None
+        extra = {"reason": reason} if reason else {}
+        return SignalingError("meeting_ended", "the meeting this token was for has ended; join again", **extra)
+
     async def connect(
         self,
         record: MeetingRecord,
@@ -105,7 +113,7 @@ class Attendance:
         """A socket presented a valid join token: into the meeting, or its waiting room."""
         live_session = await self._store.get_live_session(record.id)
         if person.live_session_id is not None and (live_session is None or live_session.id != person.live_session_id):
-            raise SignalingError("meeting_ended", "the meeting this token was for has ended; join again")
+            raise await self._ended_refusal(person.live_session_id)
         if claims.is_host:
             if live_session is None:
                 raise SignalingError("meeting_ended", "the meeting is not live; start it again")

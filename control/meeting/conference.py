@@ -106,6 +106,10 @@ class Conference:
             log.exception("cannot make a reconnect token")
             return None
 
+    def ice_servers_for(self, meeting: LiveMeeting, participant: Participant) -> list[dict[str, Any]]:
+        """The STUN/TURN servers (with TURN credentials) `participant` may use."""
+        return self._ice_servers(meeting, participant)
+
     # ------------------------------------------------------------------ helpers
 
     async def request(self, meeting: LiveMeeting, message: Message) -> Message:
@@ -198,7 +202,7 @@ class Conference:
                 "chat": chat,
                 "may_transcribe": participant.may_transcribe,
                 "simulcast": self.simulcast,
-                "ice_servers": self._ice_servers(meeting, participant),
+                "ice_servers": self.ice_servers_for(meeting, participant),
             }
             if message_id is not None:
                 joined["id"] = message_id
@@ -309,7 +313,7 @@ class Conference:
         assert meeting.placement is not None
         router_id = meeting.placement.router_id
         try:
-            for direction in ("publish", "subscribe"):
+            for direction in participant.directions:
                 transport_id = new_id()
                 create = api.TransportCreate(router_id=router_id, transport_id=transport_id, direction=direction)
                 await self.request(meeting, create)
@@ -377,7 +381,9 @@ class Conference:
 
     async def publish(
         self, meeting: LiveMeeting, participant: Participant, sdp: str, sources: dict[str, str], message_id: Any = None
-    ) -> None:
+    ) -> str:
+        """The participant's publish offer: their tracks, forwarded to everyone else.
+        Returns the answer (also sent to them as `publish_answer`)."""
         async with meeting.lock:
             transport_id = self._live_transport(participant, participant.publish_transport_id)
             try:
@@ -407,15 +413,45 @@ class Conference:
             if message_id is not None:
                 reply["id"] = message_id
             participant.send(reply)
-            changed = self._tracks_gone(meeting, closed, owner=participant)
-            for track in added:
-                meeting.broadcast({"type": "track_published", "track": track.public()}, exclude=participant)
-            for track in added:
-                for subscriber in meeting.others(participant):
-                    if await self._create_consumer(meeting, subscriber, track):
-                        changed.add(subscriber)
-                self._listeners.track_published(meeting, track)
-            self._renegotiate(changed)
+            await self._announce(meeting, participant, added, closed)
+            return answer.sdp
+
+    async def publish_plain(
+        self, meeting: LiveMeeting, participant: Participant, producers: list[api.PlainProducerCreate]
+    ) -> list[PublishedTrack]:
+        """Streams arriving on a plain transport of the participant's (an RTP ingest):
+        their tracks, forwarded to everyone else like published ones."""
+        async with meeting.lock:
+            self._live_transport(participant, participant.publish_transport_id)
+            added = []
+            for request in producers:
+                try:
+                    made = await self.request(meeting, request)
+                except ChannelError as exc:
+                    raise media_error(exc, "plain producer") from None
+                assert isinstance(made, api.PlainProducerCreated)
+                info = made.producer
+                track = PublishedTrack(info.producer_id, participant.participant_id, info.source, info.kind, info.mid)
+                participant.tracks[track.track_id] = track
+                added.append(track)
+            await self._apply_pauses(meeting, participant, [t for t in added if participant.paused(t.source)])
+            await self._announce(meeting, participant, added, [])
+            return added
+
+    async def _announce(
+        self, meeting: LiveMeeting, participant: Participant, added: list[PublishedTrack], closed: list[PublishedTrack]
+    ) -> None:
+        """New and gone tracks of `participant`: everyone else hears of them and receives
+        the new ones; the listeners are told. The caller holds the lock."""
+        changed = self._tracks_gone(meeting, closed, owner=participant)
+        for track in added:
+            meeting.broadcast({"type": "track_published", "track": track.public()}, exclude=participant)
+        for track in added:
+            for subscriber in meeting.others(participant):
+                if await self._create_consumer(meeting, subscriber, track):
+                    changed.add(subscriber)
+            self._listeners.track_published(meeting, track)
+        self._renegotiate(changed)
 
     def _live_transport(self, participant: Participant, transport_id: str | None) -> str:
         if participant.closed or transport_id is None:

@@ -116,6 +116,7 @@ class Participant:
         "subscribe_connected",
         "media_held",
         "may_transcribe",
+        "directions",
     )
 
     def __init__(
@@ -160,6 +161,9 @@ class Participant:
         # Whether they may start transcription themselves (the host, or anyone when the
         # customer allows participants to): told in `joined` so the client shows the button.
         self.may_transcribe = role == "host"
+        # The WebRTC transports the conference makes them: an ingest (control.meeting.ingest)
+        # publishes only (WHIP), or brings its own plain transport (none).
+        self.directions: tuple[str, ...] = ("publish", "subscribe")
 
     @property
     def is_host(self) -> bool:

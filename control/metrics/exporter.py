@@ -28,6 +28,12 @@ from control.processes.workers import WorkerSupervisor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# The limits control.http refuses with 429 (RateLimited.limit): control.http.accounts,
+# control.http.sessions, control.http.whip.
+RATE_LIMITS = ("login_per_email", "login_per_client", "passcode_per_meeting", "passcode_per_client",
+               "joins_per_client", "whip_posts_per_client", "ingest_token_per_meeting",
+               "ingest_token_per_client")  # fmt: skip
+
 # Worker stats counter key -> (metric name without _total, help).
 WORKER_COUNTERS = {
     "packets_received": ("conclave_worker_packets_received", "RTP/RTCP/STUN/DTLS packets the worker received"),
@@ -55,6 +61,16 @@ WORKER_COUNTERS = {
         "conclave_sfu_layer_switches",
         "Changes of a subscriber's video target (layer, or paused) made by allocations",
     ),
+    # ICE-TCP (issue 12, item 2; sfu/transport/tcp.py).
+    "tcp_connections_accepted": ("conclave_sfu_ice_tcp_connections_accepted", "ICE-TCP connections the worker accepted"),
+    "tcp_unbound_closed": (
+        "conclave_sfu_ice_tcp_unbound_closed",
+        "ICE-TCP connections closed because no ICE check bound them to a transport in time",
+    ),
+    "tcp_refused": (
+        "conclave_sfu_ice_tcp_refused",
+        "ICE-TCP connections closed on accept because sfu.ice_tcp_max_connections were open",
+    ),
 }
 # Worker stats gauge key -> (metric name, help).
 WORKER_GAUGES = {
@@ -64,6 +80,11 @@ WORKER_GAUGES = {
     "consumers": ("conclave_worker_consumers", "Outgoing streams in the worker"),
     "cpu_seconds": ("conclave_worker_cpu_seconds", "CPU time (user+system) of the current worker process"),
     "rss_bytes": ("conclave_worker_resident_memory_bytes", "Resident memory of the worker process"),
+    "dtls_certificate_expires": (
+        "conclave_worker_dtls_certificate_expiry_timestamp_seconds",
+        "When the worker's DTLS certificate for new transports expires (unix time; renewed before)",
+    ),
+    "tcp_connections": ("conclave_sfu_ice_tcp_connections", "ICE-TCP connections open on the worker"),
     "dynacast_layers_paused": (
         "conclave_sfu_dynacast_layers_paused",
         "Simulcast layers no subscriber takes, which publishers are told to pause",
@@ -106,6 +127,30 @@ SUBSCRIBER_ESTIMATE = (
     "conclave_sfu_subscriber_estimate_bps",
     "Subscriber transports by their current send-side bandwidth estimate, in bits per second",
 )
+
+
+# ICE-TCP by reason, from the worker's counters `<key>_<reason>` (sfu.engine.stats:
+# TCP_FRAMING_ERRORS, TCP_DROP_REASONS): fixed sets of label values (a test keeps them
+# equal to the worker's).
+TCP_FRAMING_ERRORS = ("zero_length", "oversized", "garbage")
+TCP_DROP_REASONS = ("send_buffer_full", "closed")
+TCP_BY_REASON = {
+    "tcp_framing_errors": (
+        "conclave_sfu_ice_tcp_framing_errors",
+        "ICE-TCP connections closed for framing that cannot be right (RFC 4571), by reason",
+        TCP_FRAMING_ERRORS,
+    ),
+    "tcp_dropped_packets": (
+        "conclave_sfu_ice_tcp_dropped_packets",
+        "Packets for ICE-TCP clients dropped instead of queued (a client not reading), by reason",
+        TCP_DROP_REASONS,
+    ),
+    "tcp_dropped_bytes": (
+        "conclave_sfu_ice_tcp_dropped_bytes",
+        "Bytes of packets for ICE-TCP clients dropped instead of queued, by reason",
+        TCP_DROP_REASONS,
+    ),
+}
 
 
 class LoopLagMonitor:
@@ -183,6 +228,7 @@ class _StateCollector(Collector):
         yield from gauges.values()
         yield _forward_latency(workers)
         yield _nack_refused(workers)
+        yield from _ice_tcp_by_reason(workers)
         yield _subscriber_estimates(workers)
 
         yield _tracks_paused(workers)
@@ -205,6 +251,16 @@ def _nack_refused(workers: list) -> Metric:
         for reason in NACK_REFUSED_REASONS:
             family.add_metric([str(worker.index), reason], totals.get(f"nack_refused_{reason}", 0))
     return family
+
+
+def _ice_tcp_by_reason(workers: list) -> Iterator[Metric]:
+    for key, (name, text, reasons) in TCP_BY_REASON.items():
+        family = CounterMetricFamily(name, text, labels=["worker", "reason"])
+        for worker in workers:
+            totals = worker.counters()
+            for reason in reasons:
+                family.add_metric([str(worker.index), reason], totals.get(f"{key}_{reason}", 0))
+        yield family
 
 
 def _subscriber_estimates(workers: list) -> Metric:
@@ -267,11 +323,13 @@ def forward_latency_buckets(counters: dict[str, int]) -> list[tuple[str, float]]
 class LabeledCounter(Collector):
     """A counter by one label, kept as plain ints (no `_created` series, no locks)."""
 
-    def __init__(self, name: str, documentation: str, label: str) -> None:
+    def __init__(self, name: str, documentation: str, label: str, known: tuple[str, ...] = ()) -> None:
         self._name = name
         self._documentation = documentation
         self._label = label
-        self._values: dict[str, int] = {}
+        # Known values are exported at 0 from the start: rate() and alerts see a series
+        # before the first event, not "no data".
+        self._values: dict[str, int] = dict.fromkeys(known, 0)
 
     def inc(self, value: str) -> None:
         self._values[value] = self._values.get(value, 0) + 1
@@ -287,11 +345,12 @@ class LabeledCounter(Collector):
 
 
 class _WebhookCollector(Collector):
-    """Webhook events dropped because a pending-delivery cap was reached
-    (control.webhooks.WebhookSender.dropped)."""
+    """Webhook deliveries: attempts by outcome, and events dropped because a pending-delivery
+    cap was reached (control.webhooks.WebhookSender.attempts / .dropped)."""
 
-    def __init__(self, dropped: Callable[[], int]) -> None:
+    def __init__(self, dropped: Callable[[], int], attempts: Callable[[], dict[str, int]]) -> None:
         self._dropped = dropped
+        self._attempts = attempts
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(
@@ -299,6 +358,14 @@ class _WebhookCollector(Collector):
             "Webhook events not delivered because too many deliveries were pending (per customer or in all)",
             value=self._dropped(),
         )
+        family = CounterMetricFamily(
+            "conclave_webhook_delivery_attempts",
+            "Webhook delivery attempts by outcome: delivered, failed (retried later), gave_up (the last attempt failed)",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(self._attempts().items()):
+            family.add_metric([outcome], count)
+        yield family
 
 
 class _ActiveSpeakerCollector(Collector):
@@ -339,6 +406,7 @@ class Metrics:
             "conclave_http_rate_limited",
             "Requests refused with 429 by a brute-force or per-client limit, by limit",
             "limit",
+            known=RATE_LIMITS,
         )
         self.registry.register(self.rate_limited)
         self.registry.register(_StateCollector(meetings, supervisor, self.loop_lag))
@@ -346,9 +414,9 @@ class Metrics:
         self.recorder = RecorderMetrics()
         self.registry.register(self.recorder)
 
-    def watch_webhooks(self, dropped: Callable[[], int]) -> None:
-        """Export how many webhook events a pending-delivery cap dropped."""
-        self.registry.register(_WebhookCollector(dropped))
+    def watch_webhooks(self, dropped: Callable[[], int], attempts: Callable[[], dict[str, int]]) -> None:
+        """Export webhook delivery attempts by outcome and the events a pending cap dropped."""
+        self.registry.register(_WebhookCollector(dropped, attempts))
 
     def watch_active_speakers(self, changes: Callable[[], int]) -> None:
         """Export how many times a meeting's active speaker changed."""

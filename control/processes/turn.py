@@ -14,12 +14,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import re
 import time
 from collections.abc import Sequence
 
 from control.processes import supervision
-from control.processes.turn_settings import TurnSettings, coturn_command, write_coturn_config
+from control.processes.turn_secrets import MeetingTurnSecrets
+from control.processes.turn_settings import (
+    TURN_DB,
+    TurnSettings,
+    coturn_command,
+    ice_servers,
+    state_dir_of,
+    write_coturn_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +100,7 @@ class TurnSupervisor:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._last_lines: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
+        self.secrets = MeetingTurnSecrets(os.path.join(state_dir_of(data_dir), TURN_DB), settings.secret)
 
     @property
     def managed(self) -> bool:
@@ -111,9 +121,28 @@ class TurnSupervisor:
         if not self.managed:
             return
         path = write_coturn_config(self.settings, self._data_dir)
+        self.secrets.reset()
         if self._command is None:
             self._command = coturn_command(path)
         self._tasks.append(asyncio.create_task(self._supervise(), name="turn"))
+
+    def ice_servers(self, live_session_id: str | None, participant_id: str, now: float,
+                    ends_at: float | None) -> list[dict]:  # fmt: skip
+        """`joined.ice_servers` for a participant: with the managed coturn, signed with the
+        meeting's own secret (valid while the meeting is live), else the server's."""
+        if not self.settings.on:
+            return []
+        secret = None
+        if self.managed:
+            if live_session_id is None:  # not live: nobody is joined to it
+                return []
+            secret = self.secrets.grant(live_session_id)
+        return ice_servers(self.settings, participant_id, now, ends_at, secret)
+
+    def meeting_ended(self, live_session_id: str | None) -> None:
+        """The meeting's credentials stop working."""
+        if self.managed and live_session_id is not None:
+            self.secrets.revoke(live_session_id)
 
     async def wait_up(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

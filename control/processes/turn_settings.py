@@ -28,6 +28,7 @@ from common.private_files import stored_secret, write_private_file
 from config import Config, ConfigError, resolved_announced_ips
 
 SECRET_FILE = "turn_secret"
+TURN_DB = "turndb"  # coturn's SQLite user database, in DATA_DIR/turn
 REALM = "conclave"
 TURNSERVER = "turnserver"
 
@@ -91,9 +92,10 @@ def resolve(cfg: Config, which=shutil.which) -> TurnSettings:
 
 
 def _managed(cfg: Config) -> TurnSettings:
-    turn, http = cfg.turn, cfg.http
+    turn = cfg.turn
     announced = resolved_announced_ips(cfg)
-    cert, key = (turn.tls_cert, turn.tls_key) if turn.tls_cert else (http.tls_cert, http.tls_key)
+    # Its own certificate, else the server's HTTPS one (files or self-signed: the same name).
+    cert, key = (turn.tls_cert, turn.tls_key) if turn.tls_cert else (cfg.https_certificate() or ("", ""))
     host = turn.public_host or announced[0]
     tls_on = bool(cert) and bool(turn.tls_port)
     return TurnSettings(
@@ -141,15 +143,18 @@ def credential(secret: str, participant_id: str, expiry: int) -> tuple[str, str]
     return username, base64.b64encode(digest).decode("ascii")
 
 
-def ice_servers(settings: TurnSettings, participant_id: str, now: float, meeting_ends_at: float | None) -> list[dict]:
+def ice_servers(
+    settings: TurnSettings, participant_id: str, now: float, meeting_ends_at: float | None, secret: str | None = None
+) -> list[dict]:
     """`joined.ice_servers`: one entry with every URL, valid until the meeting's allowed
-    end (never longer than the cap, never already expired)."""
+    end (never longer than the cap, never already expired). `secret`: the meeting's own
+    (managed coturn: control.processes.turn_secrets), else the server's."""
     if not settings.on:
         return []
     latest = now + settings.max_ttl_s
     ends = latest if meeting_ends_at is None else min(meeting_ends_at, latest)
     expiry = int(max(ends, now + 60))  # a meeting at its very end: still long enough to connect
-    username, password = credential(settings.secret, participant_id, expiry)
+    username, password = credential(secret or settings.secret, participant_id, expiry)
     return [{"urls": list(settings.urls), "username": username, "credential": password}]
 
 
@@ -157,11 +162,12 @@ def ice_servers(settings: TurnSettings, participant_id: str, now: float, meeting
 
 
 def coturn_config(settings: TurnSettings, state_dir: str) -> str:
-    """turnserver.conf for the managed coturn (holds the secret: written 0600)."""
+    """turnserver.conf for the managed coturn (written 0600; the secrets are in its userdb)."""
     lines = [
         f"listening-port={settings.port}",
+        # No static secret: each live meeting's own is a row of the user database below
+        # (control.processes.turn_secrets), read by coturn at every authentication.
         "use-auth-secret",
-        f"static-auth-secret={settings.secret}",
         f"realm={REALM}",
         "fingerprint",
         "no-cli",
@@ -176,8 +182,8 @@ def coturn_config(settings: TurnSettings, state_dir: str) -> str:
         "log-file=stdout",
         "simple-log",
         f"pidfile={os.path.join(state_dir, 'turnserver.pid')}",
-        # Its own (empty) user database, not the system's /var/lib/turn/turndb.
-        f"userdb={os.path.join(state_dir, 'turndb')}",
+        # Its own user database (the meetings' secrets), not the system's /var/lib/turn/turndb.
+        f"userdb={os.path.join(state_dir, TURN_DB)}",
     ]
     lines += _addresses(settings) + _tls(settings) + _peers(settings)
     return "\n".join(lines)
@@ -206,9 +212,14 @@ def _peers(settings: TurnSettings) -> list[str]:
     return lines
 
 
+def state_dir_of(data_dir: str) -> str:
+    """DATA_DIR/turn: coturn's configuration, pid file and user database."""
+    return os.path.join(os.path.abspath(data_dir), "turn")
+
+
 def write_coturn_config(settings: TurnSettings, data_dir: str) -> Path:
     """DATA_DIR/turn/turnserver.conf (0600, in a 0700 directory); returns its path."""
-    state_dir = os.path.join(os.path.abspath(data_dir), "turn")
+    state_dir = state_dir_of(data_dir)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     os.chmod(state_dir, 0o700)
     path = os.path.join(state_dir, "turnserver.conf")

@@ -46,6 +46,7 @@ class WorkerHandle:
         self.client: ChannelClient | None = None
         self.up = False
         self.port: int | None = None
+        self.tcp_port = 0  # its ICE-TCP port (0: off)
         self.announced_ips: list[str] = []
         self.restarts = 0
         self.routers: set[str] = set()  # meeting ids placed here (this generation)
@@ -88,7 +89,10 @@ def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 
 
 def worker_config_json(cfg: Any) -> str:
-    return json.dumps({"sfu": dataclasses.asdict(cfg.sfu), "media": dataclasses.asdict(cfg.media)})
+    return json.dumps({
+        "sfu": dataclasses.asdict(cfg.sfu), "media": dataclasses.asdict(cfg.media),
+        "logging": dataclasses.asdict(cfg.logging),  # level, format, per-component levels (no secret)
+    })  # fmt: skip
 
 
 class WorkerSupervisor(processes.ChildSupervisor):
@@ -205,7 +209,10 @@ class WorkerSupervisor(processes.ChildSupervisor):
             if worker._ready.done() and not child.gone():
                 worker.up = True
                 self._live_changed.set()
-                log.info("worker %d: ready, UDP port %s, announced %s", worker.index, worker.port, worker.announced_ips)
+                log.info(
+                    "worker %d: ready, UDP port %s, ICE-TCP port %s, announced %s",
+                    worker.index, worker.port, worker.tcp_port or "off", worker.announced_ips,
+                )  # fmt: skip
                 await child.wait_gone()
             elif not child.gone():
                 log.error("worker %d: not ready after %.0f s, killing it", worker.index, self._ready_timeout_s)
@@ -233,6 +240,7 @@ class WorkerSupervisor(processes.ChildSupervisor):
             return
         if isinstance(message, api.WorkerReady):
             worker.port = message.port
+            worker.tcp_port = message.tcp_port
             worker.announced_ips = list(message.announced_ips)
             if worker._ready is not None and not worker._ready.done():
                 worker._ready.set_result(None)

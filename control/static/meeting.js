@@ -9,6 +9,7 @@ import { TileBoard, attach } from './tiles.js';
 import { RecordingBanner } from './recordingbanner.js';
 import { commandErrorText } from './recording.js';
 import { HostControls } from './hostcontrols.js';
+import { IngestPanel } from './ingest.js';
 import { ParticipantCredentials, HostCredentials, readLocation, joinErrorText } from './joinflow.js';
 import { api, ApiError, meetingDigits, formatMeetingNumber, meetingPath, hostSession, clearHostSession, sessionEndedText } from './api.js';
 import { icons } from './icons.js';
@@ -193,6 +194,7 @@ function onJoinedRoom() {
   if (session.role === 'host' && !host) {
     host = new HostControls(session, ui.number, { onLockChange: renderHostControls });
     host.loadParticipants().then(renderPeople);
+    new IngestPanel(host, ui.number).start();
     host.loadMeeting().then((meeting) => {
       if (!meeting) return;
       setTitle(meeting.title);

@@ -669,7 +669,9 @@ export class MeetingSession extends EventTarget {
         this.connectionLost(msg.message || msg.code, { delayMs: 0 });
         return;
       }
-      this.shutdown(msg.message || msg.code || 'could not join', JOIN_REFUSALS[msg.code] || 'refused', { code: msg.code });
+      // A meeting that ended while we were away says why (`reason`), as `meeting_ended` does.
+      this.shutdown(msg.message || msg.code || 'could not join', JOIN_REFUSALS[msg.code] || 'refused',
+        { code: msg.reason || msg.code });
       return;
     }
     if (this.settle(msg)) return;   // the request's caller reports it

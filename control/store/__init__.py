@@ -35,6 +35,7 @@ from control.store.base import (
     StoreError,
     WebhookDelivery,
 )
+from control.store.ingests import IngestRecord
 from control.store.sqlite import SqliteStore
 
 DB_FILE_NAME = "conclave.db"
@@ -62,6 +63,7 @@ __all__ = [
     "HostHasLiveMeeting",
     "HostSession",
     "HostSessionActive",
+    "IngestRecord",
     "LiveSession",
     "MeetingRecord",
     "MeetingFull",

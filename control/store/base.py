@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from control.store.ingests import IngestStore
+
 CustomerStatus = Literal["active", "suspended"]
 HostStatus = Literal["active", "suspended"]
 MeetingStatus = Literal["scheduled", "live", "ended", "removed"]
@@ -332,7 +334,7 @@ class StorageDeletion:
 # ---------------------------------------------------------------------- the interface
 
 
-class Store(abc.ABC):
+class Store(IngestStore, abc.ABC):
     """Async persistence of the control plane. Open with `await open()`, stop with `close()`."""
 
     # --- lifecycle

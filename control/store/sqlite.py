@@ -47,6 +47,7 @@ from control.store.base import (
     new_id,
 )
 from control.store.sqlite_deletion import DeletionMixin
+from control.store.sqlite_ingests import IngestsMixin
 from control.store.sqlite_recordings import RecordingsMixin
 from control.store.sqlite_schema import MIGRATIONS
 
@@ -54,7 +55,21 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 
 
-class SqliteStore(RecordingsMixin, DeletionMixin, Store):
+def backup_to(source: sqlite3.Connection, path: str) -> None:
+    """A consistent copy of `source` at `path` (0600), taken with SQLite's online backup
+    while others may go on writing."""
+    partial = f"{path}.partial"
+    fd = os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    os.close(fd)
+    target = sqlite3.connect(partial)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+    os.replace(partial, path)
+
+
+class SqliteStore(RecordingsMixin, DeletionMixin, IngestsMixin, Store):
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
@@ -168,11 +183,24 @@ class SqliteStore(RecordingsMixin, DeletionMixin, Store):
         conn.execute("PRAGMA foreign_keys = ON")
         self._conn = conn
         try:
+            self._backup_before_migrating()
             self._write(self._migrate)
         except BaseException:
             conn.close()
             self._conn = None
             raise
+
+    def _backup_before_migrating(self) -> None:
+        """An existing database about to get new migrations is copied first (SQLite's online
+        backup), to PATH.before-vN where N is its version now: an upgrade that goes wrong
+        can be undone with `conclave restore`."""
+        db = self._db
+        if not self._row("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"):
+            return  # a new database: nothing to keep
+        current = self._row("SELECT MAX(version) FROM schema_version")[0] or 0
+        if current >= len(MIGRATIONS):
+            return
+        backup_to(db, f"{self.path}.before-v{current}")
 
     def _migrate(self) -> None:
         """Apply the pending MIGRATIONS (called in one `_write` transaction)."""

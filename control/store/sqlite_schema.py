@@ -203,4 +203,23 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE meeting ADD COLUMN last_n INTEGER CHECK (last_n IS NULL OR last_n >= 1)",
     ],
+    # 6: ingests (issue 12, items 4 and 6): WHIP and plain-RTP streams a host brings into
+    # a live session of a meeting; a WHIP token is kept only as its SHA-256.
+    [
+        """CREATE TABLE ingest (
+            id TEXT PRIMARY KEY,
+            meeting_id TEXT NOT NULL REFERENCES meeting (id) ON DELETE CASCADE,
+            live_session_id TEXT REFERENCES live_session (id) ON DELETE SET NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('whip', 'rtp')),
+            name TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            token_hash TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'revoked', 'ended')),
+            ended_at REAL,
+            end_reason TEXT NOT NULL DEFAULT '',
+            details TEXT NOT NULL DEFAULT '{}')""",
+        "CREATE INDEX ingest_meeting ON ingest (meeting_id, state)",
+    ],
 ]

@@ -37,6 +37,14 @@ DROP_REASONS = (
 # (`nack_missed`: not in the cache any more, or the consumer is not forwarding.)
 NACK_REFUSED_REASONS = ("budget", "duplicate", "too_old")
 
+# ICE-TCP (sfu/transport/tcp.py, which owns the reasons; repeated here because the engine
+# imports no transport): framing refused, by reason (`tcp_framing_errors_<reason>`), and
+# packets (and their bytes) not sent to a connection, by reason
+# (`tcp_dropped_packets_<reason>`, `tcp_dropped_bytes_<reason>`).
+TCP_FRAMING_ERRORS = ("zero_length", "oversized", "garbage")
+TCP_DROP_REASONS = ("send_buffer_full", "closed")
+_BY_REASON = ("dropped", "forward_time_buckets", "tcp_framing_errors", "tcp_dropped_packets", "tcp_dropped_bytes")
+
 # Upper bounds (µs) of the fan-out time histogram: how long one packet takes from the
 # producer to the last consumer's send, sampled on one packet in FORWARD_TIME_SAMPLE_EVERY.
 FORWARD_TIME_BUCKETS_US = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
@@ -100,8 +108,14 @@ class Counters:
         "forward_time_us_sum",
         "allocations",  # per-subscriber allocation runs (sfu.engine.subscription)
         "layer_switches",  # target changes they made (a layer, or a pause, to another)
+        "tcp_connections_accepted",  # ICE-TCP connections (sfu.transport.tcp)
+        "tcp_unbound_closed",  # ... closed because no ICE check bound them to a transport
+        "tcp_refused",  # ... closed on accept: sfu.ice_tcp_max_connections were open
         "dropped",
         "forward_time_buckets",
+        "tcp_framing_errors",
+        "tcp_dropped_packets",
+        "tcp_dropped_bytes",
     )
 
     def __init__(self) -> None:
@@ -110,6 +124,9 @@ class Counters:
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         # One count per bucket of FORWARD_TIME_BUCKETS_US, then one for "longer".
         self.forward_time_buckets = [0] * (len(FORWARD_TIME_BUCKETS_US) + 1)
+        self.tcp_framing_errors: dict[str, int] = dict.fromkeys(TCP_FRAMING_ERRORS, 0)
+        self.tcp_dropped_packets: dict[str, int] = dict.fromkeys(TCP_DROP_REASONS, 0)
+        self.tcp_dropped_bytes: dict[str, int] = dict.fromkeys(TCP_DROP_REASONS, 0)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -126,12 +143,14 @@ class Counters:
         self.forward_time_buckets[-1] += 1
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
-        """(counters, dropped). The fan-out time histogram appears as cumulative counters
+        """(counters, dropped). The ICE-TCP counts by reason appear as `<family>_<reason>`.
+        The fan-out time histogram appears as cumulative counters
         `forward_time_us_le_<bound>` and `forward_time_us_le_inf` (Prometheus style), with
         `forward_time_us_sum` and `forward_time_samples`."""
-        counters = {
-            name: getattr(self, name) for name in self.__slots__ if name not in ("dropped", "forward_time_buckets")
-        }
+        counters = {name: getattr(self, name) for name in self.__slots__ if name not in _BY_REASON}
+        for family in ("tcp_framing_errors", "tcp_dropped_packets", "tcp_dropped_bytes"):
+            for reason, count in getattr(self, family).items():
+                counters[f"{family}_{reason}"] = count
         cumulative = 0
         for bound, count in zip((*FORWARD_TIME_BUCKETS_US, "inf"), self.forward_time_buckets):
             cumulative += count

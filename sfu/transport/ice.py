@@ -17,6 +17,8 @@ Where a transport sends is decided by `IcePath`, fed events and a time:
   answer a check of ours (a triggered check, RFC 8445 §7.3.1.4, keyed with the peer's
   password, whose transaction id only the real owner of the address can see), so a
   spoofed source address with the right credentials redirects nothing;
+- an ICE-TCP connection (sfu.transport.tcp) is an address like a UDP one, keyed
+  (ip, port, "tcp"); when it closes its path is lost at once (`lose`);
 - consent (RFC 7675 §5.1): every authenticated check from the selected address, or
   answer to ours from it, renews it for `consent_timeout_s`; when it lapses the
   transport stops sending there (the worker's clockwork looks once a second). A peer
@@ -103,6 +105,14 @@ class IcePath:
         if addr == self.selected:
             self.consent_until = now + self.consent_timeout_s
         return False
+
+    def lose(self, addr: Address) -> None:
+        """The selected path is gone for good (its ICE-TCP connection closed): forgotten,
+        not remembered as lapsed (a connection never comes back under the same key)."""
+        if addr == self.selected:
+            self.selected = None
+        if addr == self.candidate:
+            self.candidate = self.probe_id = None
 
     def expire(self, now: float) -> bool:
         """Has the selected address's consent lapsed? It is forgotten if so."""

@@ -22,13 +22,20 @@ from sfu.wire import rtp, sdp
 
 
 def local_description(
-    transport: WebRtcTransport, fingerprint: tuple[str, str], announced_ips: list[str], port: int
+    transport: WebRtcTransport,
+    fingerprint: tuple[str, str],
+    announced_ips: list[str],
+    port: int,
+    tcp_port: int = 0,
 ) -> sdp.LocalTransport:
+    """Our side of the SDP: a UDP host candidate per announced IP on `port` (0: none, ICE
+    over TCP only), and a passive TCP one on `tcp_port` (0: no ICE-TCP)."""
     return sdp.LocalTransport(
         ice_ufrag=transport.ice_ufrag,
         ice_pwd=transport.ice_pwd,
         fingerprints=[sdp.Fingerprint(algorithm=fingerprint[0], value=fingerprint[1])],
-        candidates=[(ip, port) for ip in announced_ips],
+        candidates=[(ip, port) for ip in announced_ips] if port else [],
+        tcp_candidates=[(ip, tcp_port) for ip in announced_ips] if tcp_port else [],
     )
 
 

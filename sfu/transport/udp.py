@@ -1,4 +1,5 @@
-"""The worker's one UDP socket: every peer's STUN, DTLS and SRTP arrive here.
+"""The worker's one UDP socket: every peer's STUN, DTLS and SRTP arrive here (and every
+frame of its ICE-TCP connections, sfu.transport.tcp, each one more remote address).
 
 Demultiplexing follows RFC 7983 §7 on the first byte: 0–3 STUN, 20–63 DTLS, 128–191
 RTP/RTCP. STUN is routed by ICE ufrag (the peer may not have an address yet); DTLS and
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from sfu.engine.stats import Counters
 from sfu.transport.ice import IceLiteServer
 from sfu.transport.sending import Address, DatagramEndpoint
+from sfu.transport.tcp import IceTcpConnection, TcpAddress, is_tcp_address
 
 if TYPE_CHECKING:
     from sfu.transport.webrtc import WebRtcTransport
@@ -26,7 +28,9 @@ class MediaSocket(DatagramEndpoint):
         self.counters = counters
         self.max_datagram = max_datagram
         self.peers: dict[Address, WebRtcTransport] = {}
-        self.ice = IceLiteServer(counters, self.sendto)
+        # Open ICE-TCP connections by their key (ip, port, "tcp"): addresses like UDP's.
+        self.tcp: dict[TcpAddress, IceTcpConnection] = {}
+        self.ice = IceLiteServer(counters, self.send_any)
         self.udp: asyncio.DatagramTransport | None = None
         # The same socket through a duplicated descriptor, for sending (sending.py): the
         # inherited `sendto` is what every forwarded packet goes through.
@@ -70,6 +74,43 @@ class MediaSocket(DatagramEndpoint):
             counters.drop("malformed_rtp")
         except Exception:  # never let one datagram take the worker down
             counters.drop("internal_error")
+
+    def send_any(self, data: bytes, addr: Address) -> None:
+        """Send to a UDP address or an ICE-TCP connection's key (STUN and DTLS: not the
+        hot path, which sends through the transport's `sender`)."""
+        if is_tcp_address(addr):
+            connection = self.tcp.get(addr)  # type: ignore[call-overload]
+            if connection is not None:
+                connection.sendto(data, addr)
+            return
+        self.sendto(data, addr)
+
+    def sender_for(self, addr: Address) -> MediaSocket | IceTcpConnection | None:
+        """What sends to `addr`: this socket, or its ICE-TCP connection (None: gone)."""
+        if is_tcp_address(addr):
+            return self.tcp.get(addr)  # type: ignore[call-overload]
+        return self
+
+    def tcp_opened(self, connection: IceTcpConnection) -> None:
+        self.tcp[connection.key] = connection  # type: ignore[index]
+
+    def tcp_closed(self, connection: IceTcpConnection) -> None:
+        """A connection is gone: the transport that sent through it has no path until the
+        client nominates another (over a new connection, or UDP)."""
+        key = connection.key
+        if key is None or self.tcp.get(key) is not connection:
+            return
+        del self.tcp[key]
+        peer = self.peers.pop(key, None)  # type: ignore[call-overload]
+        if peer is not None:
+            peer.on_path_closed(key)
+
+    def is_bound(self, addr: Address) -> bool:
+        return addr in self.peers
+
+    def close_tcp(self) -> None:
+        for connection in list(self.tcp.values()):
+            connection.close()
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (peer gone) arrive here on Linux; nothing to do per packet.

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from aiortc.rtcdtlstransport import RTCCertificate
 
     from sfu.engine.router import Router
+    from sfu.transport.tcp import IceTcpConnection
     from sfu.transport.udp import MediaSocket
     from sfu.wire.sdp import Codec
 
@@ -102,6 +103,7 @@ class WebRtcTransport(Transport):
         "dtls_role",
         "dtls",
         "socket",
+        "sender",
         "on_state",
         "mid_ext_id",
         "rid_ext_id",
@@ -163,6 +165,9 @@ class WebRtcTransport(Transport):
         self.fingerprint = certificate_fingerprint(certificate)  # ours, in every SDP we send
         self.dtls_role: str | None = None
         self.socket = socket
+        # What sends to `addr`: the UDP socket, or the ICE-TCP connection the path is on
+        # (both have `sendto(data, addr)`): set with addr, read once per packet.
+        self.sender: MediaSocket | IceTcpConnection = socket
         self.on_state = on_state
         self.mid_ext_id = 0
         self.rid_ext_id = 0  # the publisher's RTP stream ID extension id (simulcast)
@@ -213,6 +218,9 @@ class WebRtcTransport(Transport):
             self._select(addr, now)
 
     def _select(self, addr: Address, now: float) -> None:
+        sender = self.socket.sender_for(addr)
+        if sender is None:
+            return  # its ICE-TCP connection closed meanwhile
         if not self.socket.bind_peer(self, self.addr, addr):
             self.counters.drop("address_taken")  # another transport's peer is there
             return
@@ -220,7 +228,16 @@ class WebRtcTransport(Transport):
             self.counters.ice_path_switches += 1
         self.path.select(addr, now)
         self.addr = addr
+        self.sender = sender
         self._maybe_start_dtls()
+
+    def on_path_closed(self, addr: Address) -> None:
+        """The ICE-TCP connection at `addr` closed: nothing more is sent there; the client
+        may nominate another path (checked first, as any new address once DTLS is up)."""
+        if addr == self.addr:
+            self.path.lose(addr)
+            self.addr = None
+            self.sender = self.socket
 
     def check_consent(self) -> None:
         """RFC 7675 §5.1: no authenticated check from the selected address for
@@ -229,6 +246,7 @@ class WebRtcTransport(Transport):
             self.counters.ice_consent_expired += 1
             self.socket.release_peer(self, self.addr)
             self.addr = None
+            self.sender = self.socket
 
     def set_remote(
         self, ice_ufrag: str, fingerprints: list[tuple[str, str]], dtls_role: str, ice_pwd: str | None = None
@@ -259,7 +277,7 @@ class WebRtcTransport(Transport):
 
     def _send_dtls(self, data: bytes) -> None:
         if self.addr is not None and not self.closed:
-            self.socket.sendto(data, self.addr)
+            self.sender.sendto(data, self.addr)
 
     def _on_dtls_connected(self, rx: object, tx: object) -> None:
         # aiortc's pylibsrtp sessions, called without pylibsrtp's per-packet wrapper cost.
@@ -320,7 +338,7 @@ class WebRtcTransport(Transport):
             self.pending_tcc = -1
             return
         protected = tx.protect(packet)
-        self.socket.sendto(protected, addr)
+        self.sender.sendto(protected, addr)
         seq = self.pending_tcc
         if seq >= 0:
             self.pending_tcc = -1
@@ -331,7 +349,7 @@ class WebRtcTransport(Transport):
         if tx is None or self.addr is None:
             return
         self.counters.rtcp_sent += 1
-        self.socket.sendto(tx.protect_rtcp(packet), self.addr)
+        self.sender.sendto(tx.protect_rtcp(packet), self.addr)
 
     def next_transport_sequence(self) -> int:
         """The number for the packet about to be sent (`send_rtp` logs it)."""
@@ -419,7 +437,7 @@ class WebRtcTransport(Transport):
                 consumer.tcc_id, self.tcc_seq, MAX_PADDING,
             )  # fmt: skip
             protected = tx.protect(packet)
-            self.socket.sendto(protected, addr)
+            self.sender.sendto(protected, addr)
             self.estimator.on_packet_sent(self.tcc_seq, len(protected), now_us, probe_cluster=cluster_id)
             pacer.on_sent(len(protected))
             self.counters.bwe_probe_packets += 1

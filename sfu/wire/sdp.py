@@ -31,7 +31,7 @@ __all__ = [
     "Fingerprint", "Codec", "MediaDescription", "SessionDescription", "parse", "serialize",
     "DIRECTIONS", "LocalTransport", "RemoteTransport", "PublishedTrack", "CodecPolicy",
     "default_codec_policy", "answer_publish", "SubscribeTrack", "offer_subscribe",
-    "SubscribeAnswer", "read_subscribe_answer", "remote_transport", "host_candidate",
+    "SubscribeAnswer", "read_subscribe_answer", "remote_transport", "host_candidate", "tcp_host_candidate",
     "URI_AUDIO_LEVEL", "URI_ABS_SEND_TIME", "URI_TRANSPORT_CC", "URI_MID", "URI_RID",
     "URI_REPAIRED_RID",
 ]
@@ -55,6 +55,10 @@ _RECEIVING = ("recvonly", "sendrecv")
 _SENDING = ("sendonly", "sendrecv")
 _RTP_PROTOCOL = "UDP/TLS/RTP/SAVPF"  # RFC 8829 §5.1.2
 _HOST_TYPE_PREFERENCE = 126  # RFC 8445 §5.1.2.2
+# RFC 6544 §4.2: TCP candidates should rank below UDP ones of the same type, so a client
+# that can reach both picks UDP; the type preference is the lever (libwebrtc uses 90 too).
+_HOST_TCP_TYPE_PREFERENCE = 90
+_PASSIVE_DIRECTION_PREFERENCE = 4  # RFC 6544 §4.2, a host not behind a NAT: active 6, passive 4, S-O 2
 
 
 # --------------------------------------------------------------------------- transports
@@ -68,6 +72,8 @@ class LocalTransport:
     ice_pwd: str
     fingerprints: list[Fingerprint]
     candidates: list[tuple[str, int]]  # (ip, udp port), one per announced IP
+    # (ip, tcp port): passive ICE-TCP candidates (RFC 6544), offered after the UDP ones.
+    tcp_candidates: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -83,14 +89,32 @@ def host_candidate(index: int, ip: str, port: int) -> str:
 
     RFC 8445 §5.1.1.3: different base addresses get different foundations; the local
     preference falls with the index so the first announced IP is preferred."""
+    address = _candidate_address(ip, port)
+    priority = (_HOST_TYPE_PREFERENCE << 24) | ((65535 - index) << 8) | 255  # §5.1.2.1
+    return f"{index + 1} 1 udp {priority} {address} {port} typ host"
+
+
+def tcp_host_candidate(index: int, foundation: int, ip: str, port: int) -> str:
+    """The a=candidate value for one of our passive ICE-TCP host candidates (RFC 6544 §4.5).
+
+    Priority (RFC 6544 §4.2): type preference below UDP's host, local preference
+    = 2^13 * direction-pref (passive: 4) + other-pref (falling with the index, as UDP's);
+    `foundation` differs from every UDP candidate's (another transport protocol, RFC 8445
+    §5.1.1.3)."""
+    address = _candidate_address(ip, port)
+    local_preference = (_PASSIVE_DIRECTION_PREFERENCE << 13) | (8191 - index)
+    priority = (_HOST_TCP_TYPE_PREFERENCE << 24) | (local_preference << 8) | 255
+    return f"{foundation} 1 tcp {priority} {address} {port} typ host tcptype passive"
+
+
+def _candidate_address(ip: str, port: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         raise ValueError(f"local candidate address is not an IP: {ip!r}") from None
     if not 0 < port < 65536:
         raise ValueError(f"local candidate port out of range: {port}")
-    priority = (_HOST_TYPE_PREFERENCE << 24) | ((65535 - index) << 8) | 255  # §5.1.2.1
-    return f"{index + 1} 1 udp {priority} {address} {port} typ host"
+    return address
 
 
 def _transport_section(desc: SessionDescription) -> MediaDescription | None:
@@ -130,8 +154,14 @@ def remote_transport(desc: SessionDescription) -> RemoteTransport:
 
 def _apply_local_transport(media: MediaDescription, local: LocalTransport, setup: str) -> None:
     candidates = [host_candidate(i, ip, port) for i, (ip, port) in enumerate(local.candidates)]
-    # RFC 8839 §4.2.1: the m= port and c= address carry the default candidate.
-    media.port = local.candidates[0][1] if local.candidates else 9
+    first_tcp = len(candidates) + 1
+    candidates += [
+        tcp_host_candidate(i, first_tcp + i, ip, port) for i, (ip, port) in enumerate(local.tcp_candidates)
+    ]
+    # RFC 8839 §4.2.1: the m= port and c= address carry the default candidate (UDP's
+    # first; the TCP one when only TCP is offered).
+    default = local.candidates or local.tcp_candidates
+    media.port = default[0][1] if default else 9
     media.ice_ufrag, media.ice_pwd = local.ice_ufrag, local.ice_pwd
     media.fingerprints = list(local.fingerprints)
     media.setup = setup

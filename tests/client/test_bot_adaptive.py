@@ -3,10 +3,11 @@
 - `client.adaptive.TrackStates` reads the three events (pure).
 - Control → bot: what a worker's allocator says of one subscriber (SUBSCRIBER_ALLOCATION,
   handed to control where the worker supervisor hands it) reaches that bot and no other.
-- Last-N with real workers: five bots publish video, the meeting's last_n is 2, three of
+- Last-N with real workers: twelve bots publish video, the meeting's last_n is 4, five of
   them speak in turns (espeak-ng speech); afterwards each bot receives the video of exactly
-  the two latest speakers other than itself, measured by frames decoded per track over a
-  window. The worker must have taken ROUTER_SET_LAST_N (control counts what it accepted);
+  the four latest speakers other than itself, measured by frames decoded per track over a
+  window (a track whose bytes stopped decodes nothing), and is told the others are paused
+  for last-N. The worker must have taken ROUTER_SET_LAST_N (control counts what it accepted);
   a worker that refused it would send every bot every video.
 """
 
@@ -19,7 +20,7 @@ import pytest
 
 from client.adaptive import TrackStates
 from sfu import api
-from tests.support.speech_audio import TurnTakingTrack, speech_samples
+from tests.support.bot_processes import BotProcess, BotSpec, Join
 
 
 @pytest.mark.unit
@@ -83,44 +84,53 @@ async def test_a_bot_hears_what_the_allocator_decided_for_it_only(conclave_serve
         await asyncio.gather(*(bot.stop() for bot in bots))
 
 
-# Last-N: seconds after the start, each speaker's one turn; then a quiet window to measure.
-TURNS = {"s1": [(0.0, 2.5)], "s2": [(2.5, 5.0)], "s3": [(5.0, 7.5)]}
-MEASURE_FROM_S, MEASURE_S = 8.5, 3.0
-LAST_N = 2
+# Last-N: twelve bots, N = 4; five speak one turn each (seconds after the start), seven never
+# do (and publish no audio: twelve bots decoding eleven Opus streams each is a load test of
+# aiortc, not of last-N); then a quiet window to measure. The bots run in two child
+# processes (tests/support/bot_processes.py): in the test's own process, which runs control
+# too, a dozen of them fall seconds behind and lose everything.
+SPEAKERS = ["s1", "s2", "s3", "s4", "s5"]
+TURN_S = 2.5
+TURNS = {name: [(i * TURN_S, (i + 1) * TURN_S)] for i, name in enumerate(SPEAKERS)}
+MEASURE_FROM_S, MEASURE_S = len(SPEAKERS) * TURN_S + 1.0, 3.0
+LAST_N = 4
+QUIET = [f"q{i}" for i in range(1, 8)]
+BOT_PROCESSES = 2
 
 
-def frames_by_sender(bot) -> dict[str, int]:
-    return {pid: sources["camera"].frames for pid, sources in bot.received.items() if "camera" in sources}
+def latest_speakers_but(name: str) -> set[str]:
+    """The LAST_N most recent speakers other than `name` (s5 spoke last)."""
+    return set([s for s in reversed(SPEAKERS) if s != name][:LAST_N])
 
 
 @pytest.mark.process
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 async def test_each_bot_receives_the_video_of_the_last_n_speakers_only(conclave_server):
     server = conclave_server
     meeting = await server.create_meeting(last_n=LAST_N)
-    speech = speech_samples()
-    names = ["s1", "s2", "s3", "q1", "q2"]  # three speak in turns, two never do
-    tracks = {name: TurnTakingTrack(TURNS.get(name, []), speech) for name in names}
-    bots = {name: server.bot(meeting, name, audio=tracks[name], width=512, height=64, fps=10) for name in names}
+    join = Join(server.base_url, meeting["meeting_number"], meeting["passcode"])
+    names = SPEAKERS + QUIET
+    specs = [BotSpec(name, TURNS.get(name, []), publish_audio=name in SPEAKERS) for name in names]
+    groups = [BotProcess(join, specs[i::BOT_PROCESSES]) for i in range(BOT_PROCESSES)]
     try:
-        for bot in bots.values():
-            await bot.start()
+        ids: dict[str, str] = {}
+        for group in groups:
+            ids |= {pid: name for name, pid in (await group.start()).items()}
         assert server.services.adaptive.last_n_sent > 0, "the SFU worker did not take ROUTER_SET_LAST_N"
-        ids = {bot.participant_id: name for name, bot in bots.items()}
         start = time.monotonic() + 1.0
-        for track in tracks.values():
-            track.start(start)
-        await asyncio.sleep(start + MEASURE_FROM_S - time.monotonic())
-        before = {name: frames_by_sender(bot) for name, bot in bots.items()}
-        await asyncio.sleep(MEASURE_S)
-        after = {name: frames_by_sender(bot) for name, bot in bots.items()}
-        for name, bot in bots.items():
-            receiving = {ids[pid] for pid, n in after[name].items() if n > before[name].get(pid, 0)}
-            # The latest speakers but themselves: s3 then s2, then s1 for the two who spoke last.
-            expected = {"s1": {"s3", "s2"}, "s2": {"s3", "s1"}, "s3": {"s2", "s1"}}.get(name, {"s3", "s2"})
-            assert receiving == expected, (name, receiving, before[name], after[name])
-            paused = {ids.get(t["participant_id"]) for tid, t in bot.remote_tracks.items()
-                      if t["source"] == "camera" and bot.track_states.paused().get(tid) == "last_n"}  # fmt: skip
-            assert paused == set(names) - expected - {name}, (name, paused)
+        moments = [start + MEASURE_FROM_S, start + MEASURE_FROM_S + MEASURE_S]
+        results = await asyncio.gather(*(group.run(start, moments) for group in groups))
     finally:
-        await asyncio.gather(*(bot.stop() for bot in bots.values()))
+        await asyncio.gather(*(asyncio.to_thread(group.stop) for group in groups))
+    before = {name: snap for result in results for name, snap in result[0].items()}
+    after = {name: snap for result in results for name, snap in result[1].items()}
+    assert set(after) == set(names)
+    for name in names:
+        expected = latest_speakers_but(name)
+        was, now = before[name]["frames"], after[name]["frames"]
+        receiving = {ids[pid] for pid, n in now.items() if n > was.get(pid, 0)}
+        assert receiving == expected, (name, receiving, was, now)
+        cameras, paused = after[name]["cameras"], after[name]["paused"]
+        paused_for_last_n = {ids.get(cameras[tid]) for tid, reason in paused.items()
+                             if tid in cameras and reason == "last_n"}  # fmt: skip
+        assert paused_for_last_n == set(names) - expected - {name}, (name, paused_for_last_n)

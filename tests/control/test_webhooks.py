@@ -117,6 +117,10 @@ async def test_final_refusal_and_unreachable_receiver(conclave_server, receiver)
     unreachable = [d for d in log if d["event"] == "participant.left"]
     assert [d["status"] for d in unreachable] == ["gave_up", "failed", "failed"]
     assert all(d["response_code"] is None and d["error"] for d in unreachable)
+    # What an SRE's alert on the failure rate reads (deploy/prometheus/alerts.yml).
+    text = services.metrics.render().decode()
+    for outcome, count in (("delivered", 0), ("failed", 2), ("gave_up", 2)):
+        assert f'conclave_webhook_delivery_attempts_total{{outcome="{outcome}"}} {float(count)}' in text
 
 
 async def test_webhook_settings(conclave_server):

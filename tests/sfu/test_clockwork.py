@@ -69,3 +69,40 @@ async def test_start_runs_the_speaker_tick():
         await asyncio.wait_for(ticked.wait(), 2.0)
     finally:
         clockwork.stop()
+
+
+class _Subscription:
+    def __init__(self, fails: bool) -> None:
+        self.fails = fails
+        self.estimate_bps = 300_000
+        self.runs = 0
+
+    def due(self, now: float) -> bool:
+        return True
+
+    def run(self, now: float) -> list[dict]:
+        self.runs += 1
+        if self.fails:
+            raise ZeroDivisionError("a bug in one subscriber's allocation")
+        return [{"consumer_id": f"c{self.runs}"}]
+
+
+class _Transport:
+    def __init__(self, transport_id: str, fails: bool) -> None:
+        self.id = transport_id
+        self.subscription = _Subscription(fails)
+
+
+def test_one_failing_allocation_leaves_the_others_allocated_and_logs_once(caplog):
+    registry, _ = new_tree()
+    told: list[tuple[str, int, list[dict]]] = []
+    clockwork = Clockwork(registry, NoticeClock(), 1.0, clock=Clock(0.0), on_allocation=lambda *a: told.append(a))
+    broken, fine = _Transport("t-broken", fails=True), _Transport("t-fine", fails=False)
+    registry.transports["t-broken"] = broken  # first: its failure must not stop the round
+    registry.transports["t-fine"] = fine
+    for _ in range(3):
+        clockwork.tick_allocations()
+    assert [transport for transport, _, _ in told] == ["t-fine"] * 3
+    assert broken.subscription.runs == 3 and clockwork.failures == 3
+    logged = [r for r in caplog.records if "allocation of t-broken failed" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None

@@ -9,6 +9,7 @@ stats are asked for and must never go back, even when the socket that dropped cl
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -78,6 +79,9 @@ async def test_worker_stats_report_cpu_rss_and_socket_drops(worker):
     dropped = stats.dropped["socket_buffer_full"]
     assert dropped > 0
     assert "forward_time_us_le_inf" in stats.counters
+    # The DTLS certificate new transports get, for an expiry alert: renewed days ahead.
+    assert stats.gauges["dtls_certificate_expires"] == worker.certificates.expires.timestamp()
+    assert stats.gauges["dtls_certificate_expires"] - time.time() > 7 * 86400
     await worker.handle(api.TransportClose(transport_id="in"))
     again = await worker.handle(api.WorkerGetStats())
     assert again.dropped["socket_buffer_full"] == dropped

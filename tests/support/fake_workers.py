@@ -104,6 +104,21 @@ class FakeWorker:
             raise ChannelError("not_found", f"no producer {message.producer_id}")
         return Empty()
 
+    def _on_plain_transport_create(self, message: api.PlainTransportCreate) -> Message:
+        if message.router_id not in self.router_ids:
+            raise ChannelError("not_found", f"no router {message.router_id}")
+        self.transports[message.transport_id] = (message.router_id, "plain")
+        return api.PlainTransportInfo(message.transport_id, message.listen_ip, 40000 + len(self.transports))
+
+    def _on_plain_producer_create(self, message: api.PlainProducerCreate) -> Message:
+        self._transport(message.transport_id)
+        producer_id = f"pl{next(self._ids)}"
+        self.producers[producer_id] = (message.transport_id, message.kind)
+        self._mids[producer_id] = producer_id
+        source = message.source or ("microphone" if message.kind == "audio" else "camera")
+        return api.PlainProducerCreated(api.ProducerInfo(producer_id, producer_id, message.kind, source,
+                                                         message.codec_name))  # fmt: skip
+
     def participant_transports(self) -> dict[str, tuple[str, str]]:
         """The transports of participants (publish, subscribe): not the router's own."""
         return {t: (r, d) for t, (r, d) in self.transports.items() if d != "direct"}

@@ -6,6 +6,7 @@ pair, its download (host → namespace) limited by a token bucket on the host si
         wrapper = link.chromium_wrapper(tmp_dir)    # Playwright's executable_path
         link.lift()                                 # unconstrained from now on
         link.shape(350)                             # and shaped again
+        link.block_udp()                            # only TCP leaves the namespace
 
 netem does not exist on these machines (FIELD-NOTES): a bandwidth limit is `tbf` on the
 host side of the veth, which is what the namespace receives. Everything made here (the
@@ -113,6 +114,12 @@ class ShapedLink:
     def qdisc(self) -> str:
         """`tc qdisc show` of the host side (what the kernel really applies)."""
         return _run("tc", "-s", "qdisc", "show", "dev", self.host_if).stdout.strip()
+
+    def block_udp(self) -> None:
+        """Every UDP send from inside the namespace fails (EACCES) while TCP still routes:
+        a firewall that lets only TCP out (FIELD-NOTES; there is no iptables here). Goes
+        with the namespace."""
+        _run(*self.exec_prefix(), "ip", "rule", "add", "ipproto", "udp", "prohibit", "pref", "100")
 
     def exec_prefix(self) -> list[str]:
         """Prefix for a command that should run inside the namespace."""

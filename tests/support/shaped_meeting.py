@@ -7,6 +7,7 @@ the server, the browsers and the measurements the adaptive-media proofs and
         await stage.start()                             # server on the first link's host address
         publisher = await stage.publisher()             # host Chromium, 1280x720 15 fps file camera
         page = await stage.watcher("Slow", link)        # Chromium inside the link's namespace
+        other = await stage.member("Both", link)        # ... publishing as well as watching
         await set_tile(page, stage.publisher_id, 1280, 720)
         await start_sampler(page, stage.publisher_id)
         series = await samples(page)                    # [{t, framesDecoded, frameWidth, ...}]
@@ -250,6 +251,11 @@ class Stage:
         self.publisher_id = await browser.participant_id(page)
         return page
 
+    async def member(self, name: str, link: ShapedLink | None = None) -> Any:
+        """A participant that publishes its (fake) camera and microphone and watches,
+        inside `link`'s namespace (None: on the host)."""
+        return await self._page(link, name, watch_only=False)
+
     async def watcher(self, name: str, link: ShapedLink | None = None) -> Any:
         """A subscriber that only watches, inside `link`'s namespace (None: on the host),
         once the publisher's camera tile is on its page."""
@@ -283,6 +289,20 @@ async def set_tile(page, pid: str, width: int | None, height: int | None, hidden
             tile.style.display = hidden ? 'none' : '';
         }""",
         [pid, width, height, hidden],
+    )
+
+
+async def tile_quality(page, pid: str) -> dict:
+    """What `pid`'s camera tile shows of the server's word on its video: {bars (0..3),
+    label, shown (the indicator is visible), paused (the reason, or "")}."""
+    return await page.evaluate(
+        """([pid]) => {
+            const tile = document.querySelector(`[data-testid=tile][data-participant-id="${pid}"][data-source=camera]`);
+            const quality = tile.querySelector('[data-testid=tile-quality]');
+            return {bars: Number(quality.dataset.bars), label: quality.title, shown: !quality.hidden,
+                    paused: tile.dataset.paused || ''};
+        }""",
+        [pid],
     )
 
 

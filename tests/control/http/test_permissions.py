@@ -26,6 +26,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("post", "/meetings/{number}/recording"): {"action": "start"},
     ("post", "/meetings/{number}/transcription"): {"action": "start"},
+    ("post", "/meetings/{number}/ingests"): {"kind": "rtp", "name": "Intruder camera"},
 }
 # Operations on the caller's own account (nothing of another customer in the path): the
 # other customer's admin or host may use them, for itself, as long as nothing leaks.
@@ -72,7 +73,7 @@ async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
     deletion = await services.store.retire_recording(gone.id)
     values = {"customer_id": acme.id, "host_id": ann.id, "number": meeting["meeting_number"],
               "participant_id": participant.id, "recording_id": recording.id, "file_id": recorded.id,
-              "deletion_id": deletion.id}
+              "deletion_id": deletion.id, "ingest_id": "an-ingest-id"}
     secrets_of_acme = [acme.id, ann.id, meeting["id"], meeting["meeting_number"], meeting["passcode"],
                        "Acme Secret Corp", "ann@acme.example", "Acme board meeting", "acme secret chat"]
 
@@ -102,6 +103,7 @@ async def test_every_endpoint_refuses_the_wrong_caller(conclave_server):
     again = await store.get_meeting(meeting["id"])
     assert (again.status, again.title, again.passcode) == ("scheduled", "Acme board meeting", meeting["passcode"])
     assert [m.text for m in await store.list_chat(meeting["id"])] == ["acme secret chat"]
+    assert await store.list_ingests(meeting["id"]) == []
     assert (await store.get_participant(participant.id)).state == "admitted"
     assert len(await store.list_hosts(acme.id)) == 1
     assert await store.get_customer_storage(acme.id) is None

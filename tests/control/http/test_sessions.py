@@ -508,10 +508,12 @@ async def test_end_closes_everyone(conclave_server, signaling_socket):
     assert server.services.registry.get(meeting["meeting_id"]) is None
     status, body, _ = await server.api("POST", f"/meetings/{meeting['number']}/end", token=meeting["host_session"])
     assert (status, body["error"]["code"]) == (409, "not_live")
-    # A token of the ended session opens nothing.
+    # A token of the ended session opens nothing, and says why it ended (a page that was
+    # reconnecting words it as those inside heard it).
     old = await signaling_socket(server.ws_url(meeting))
     await old.send({"type": "join", "token": meeting["host_token"]})
-    assert (await old.recv_type("error"))["code"] == "meeting_ended"
+    refusal = await old.recv_type("error")
+    assert (refusal["code"], refusal.get("reason")) == ("meeting_ended", "ended_by_host")
 
 
 async def test_admins_may_end_a_meeting(conclave_server, signaling_socket):

@@ -24,6 +24,8 @@ from sfu.engine.stats import (
     FORWARD_TIME_BUCKETS_US,
     FORWARD_TIME_SAMPLE_EVERY,
     NACK_REFUSED_REASONS,
+    TCP_DROP_REASONS,
+    TCP_FRAMING_ERRORS,
     Counters,
     estimate_gauges,
 )
@@ -205,13 +207,40 @@ def test_refused_nacks_are_one_counter_by_worker_and_a_fixed_set_of_reasons():
     }  # fmt: skip
 
 
-def test_dropped_webhook_events_are_a_counter():
-    dropped = [0]
-    collector = exporter._WebhookCollector(lambda: dropped[0])
-    dropped[0] = 3  # read at each scrape
-    [family] = list(collector.collect())
-    assert (family.name, family.type) == ("conclave_webhook_events_dropped", "counter")
-    assert [(s.name, s.value) for s in family.samples] == [("conclave_webhook_events_dropped_total", 3)]
+def test_ice_tcp_counts_by_reason_are_counters_with_the_workers_fixed_reasons():
+    assert exporter.TCP_FRAMING_ERRORS == TCP_FRAMING_ERRORS
+    assert exporter.TCP_DROP_REASONS == TCP_DROP_REASONS
+    counters = Counters()
+    counters.tcp_framing_errors["garbage"] += 2
+    counters.tcp_dropped_packets["send_buffer_full"] += 5
+    counters.tcp_dropped_bytes["send_buffer_full"] += 6000
+    worker_counters, _ = counters.snapshot()
+    families = {f.name: f for f in exporter._ice_tcp_by_reason([_Slot(0, worker_counters), _Slot(1, {})])}
+    assert set(families) == {
+        "conclave_sfu_ice_tcp_framing_errors", "conclave_sfu_ice_tcp_dropped_packets", "conclave_sfu_ice_tcp_dropped_bytes",
+    }  # fmt: skip
+    values = {
+        (name, s.labels["worker"], s.labels["reason"]): s.value for name, f in families.items() for s in f.samples
+    }
+    assert all(f.type == "counter" for f in families.values())
+    assert values[("conclave_sfu_ice_tcp_framing_errors", "0", "garbage")] == 2
+    assert values[("conclave_sfu_ice_tcp_framing_errors", "0", "zero_length")] == 0
+    assert values[("conclave_sfu_ice_tcp_dropped_packets", "0", "send_buffer_full")] == 5
+    assert values[("conclave_sfu_ice_tcp_dropped_bytes", "0", "send_buffer_full")] == 6000
+    assert values[("conclave_sfu_ice_tcp_dropped_packets", "1", "closed")] == 0
+    assert len(values) == 2 * (len(TCP_FRAMING_ERRORS) + 2 * len(TCP_DROP_REASONS))
+    assert exporter.WORKER_GAUGES["tcp_connections"][0] == "conclave_sfu_ice_tcp_connections"
+
+
+def test_webhook_drops_and_attempts_by_outcome_are_counters():
+    dropped, attempts = [0], {"delivered": 0, "failed": 0, "gave_up": 0}
+    collector = exporter._WebhookCollector(lambda: dropped[0], lambda: attempts)
+    dropped[0], attempts["failed"] = 3, 2  # read at each scrape
+    drops, tries = list(collector.collect())
+    assert (drops.name, drops.type) == ("conclave_webhook_events_dropped", "counter")
+    assert [(s.name, s.value) for s in drops.samples] == [("conclave_webhook_events_dropped_total", 3)]
+    assert (tries.name, tries.type) == ("conclave_webhook_delivery_attempts", "counter")
+    assert {s.labels["outcome"]: s.value for s in tries.samples} == {"delivered": 0, "failed": 2, "gave_up": 0}
 
 
 def test_active_speaker_changes_are_one_counter_without_labels():

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from control.processes.turn_secrets import meeting_secret
 from control.processes.turn_settings import credential
 from tests.support.turn import Peer, coturn_available, turn_test_settings, uclient
 
@@ -61,14 +62,19 @@ async def test_coturn_accepts_joined_credentials_and_refuses_wrong_and_expired(c
         wrong = credential("another-secret-entirely", "p1", int(time.time()) + 600)
         code, out = await uclient(port, *wrong, ("127.0.0.1", peer.port), timeout=10)
         assert code != 0 and "Cannot complete Allocation" in out, out
-        expired = credential(settings.secret, "p1", int(time.time()) - 5)
+        # Signed with the server's own secret: not a meeting's, refused (coturn has none static).
+        code, out = await uclient(port, *credential(settings.secret, "p1", int(time.time()) + 600),
+                                  ("127.0.0.1", peer.port), timeout=10)  # fmt: skip
+        assert code != 0 and "Cannot complete Allocation" in out, out
+        live_session_id = server.services.registry.get(meeting["meeting_id"]).live_session_id
+        expired = credential(meeting_secret(settings.secret, live_session_id), "p1", int(time.time()) - 5)
         code, out = await uclient(port, *expired, ("127.0.0.1", peer.port), timeout=10)
         assert code != 0 and "Cannot complete Allocation" in out, out
         await wait_for(lambda: turn.log.auth_failures_total > failures, what="refusals in the log")
 
     async with Peer("127.0.0.2") as outsider:  # loopback, but not the SFU's address
-        username, password = credential(settings.secret, "p1", int(time.time()) + 600)
-        code, out = await uclient(port, username, password, ("127.0.0.2", outsider.port), timeout=10)
+        code, out = await uclient(port, entry["username"], entry["credential"], ("127.0.0.2", outsider.port),
+                                  timeout=10)  # fmt: skip
         assert code != 0 and "403 (Forbidden IP)" in out, out
         await wait_for(lambda: turn.log.peers_denied_total >= 1, what="the denied peer in the log")
 
@@ -83,6 +89,39 @@ async def test_coturn_accepts_joined_credentials_and_refuses_wrong_and_expired(c
     await wait_for(lambda: turn.pid not in (None, first) and turn.up, timeout=20, what="coturn restarted")
     assert turn.restarts == 1
     assert "conclave_turn_restarts_total 1.0" in server.services.metrics.render().decode()
+
+
+async def test_a_meeting_credential_stops_working_when_its_meeting_ends(conclave_server_factory, signaling_socket):
+    server = await conclave_server_factory(turn=turn_test_settings())
+    turn = server.services.turn
+    assert await turn.wait_up(15), "coturn did not start"
+    first = await server.create_meeting()
+    second = await server.create_meeting(host=await server.new_host())  # one live meeting per host
+    ada = (await (await signaling_socket(server.ws_url(first["meeting_id"]))).join("Ada"))["ice_servers"][0]
+    bob = (await (await signaling_socket(server.ws_url(second["meeting_id"]))).join("Bob"))["ice_servers"][0]
+    assert turn.secrets.granted == 2
+    async with Peer("127.0.0.1") as peer:
+        for entry in (ada, bob):
+            code, out = await uclient(turn.settings.port, entry["username"], entry["credential"], ("127.0.0.1", peer.port))
+            assert code == 0, out
+        # The first meeting ends: Ada's credential (hours from its expiry) is refused from
+        # now on, by coturn itself; the other meeting's still works.
+        await server.call("POST", f"/meetings/{first['number']}/end", token=first["host_token"])
+        assert turn.secrets.granted == 1
+        code, out = await uclient(turn.settings.port, ada["username"], ada["credential"], ("127.0.0.1", peer.port),
+                                  timeout=10)  # fmt: skip
+        assert code != 0 and "Cannot complete Allocation" in out, out
+        code, out = await uclient(turn.settings.port, bob["username"], bob["credential"], ("127.0.0.1", peer.port))
+        assert code == 0, out
+        # Started again, the first meeting is a new live session with a new secret: the
+        # credential of its last session stays refused, a new one works.
+        await server.start_meeting(first)
+        again = (await (await signaling_socket(server.ws_url(first["meeting_id"]))).join("Ada"))["ice_servers"][0]
+        code, out = await uclient(turn.settings.port, ada["username"], ada["credential"], ("127.0.0.1", peer.port),
+                                  timeout=10)  # fmt: skip
+        assert code != 0 and "Cannot complete Allocation" in out, out
+        code, out = await uclient(turn.settings.port, again["username"], again["credential"], ("127.0.0.1", peer.port))
+        assert code == 0, out
 
 
 async def test_bots_relay_only_exchange_media_through_the_managed_coturn(conclave_server_factory):

@@ -11,7 +11,8 @@ import stat
 
 import pytest
 
-from config import Config, ConfigError, SfuConfig, TurnConfig, load_config
+from config import Config, ConfigError, HttpConfig, SfuConfig, TurnConfig, load_config
+from control.cli.tls import certificate_files
 from control.processes import turn_settings
 from control.processes.turn import TurnLog
 from control.processes.turn_settings import TurnSettings
@@ -113,6 +114,16 @@ def test_turns_url_when_a_certificate_is_set(tmp_path):
     assert turn_settings.client_urls("2001:db8::1", 3478, 0)[0] == "turn:[2001:db8::1]:3478?transport=udp"
 
 
+def test_the_self_signed_https_certificate_serves_turn_over_tls_too(tmp_path):
+    cfg = dataclasses.replace(config(tmp_path), http=HttpConfig(tls="self-signed", public_url="https://10.0.0.5:8443"))
+    settings = turn_settings.resolve(cfg, on_path)
+    crt = os.path.join(str(tmp_path / "data"), "tls", "self-signed.crt")
+    assert (settings.tls_cert, settings.tls_key) == (crt, crt[: -len("crt")] + "key")
+    # The same files control.cli.tls makes for HTTPS.
+    assert str(certificate_files(cfg).cert) == crt
+    assert settings.urls[-1] == "turns:203.0.113.10:5349?transport=tcp"
+
+
 # --- credentials ---------------------------------------------------------------------------
 
 
@@ -146,13 +157,15 @@ def test_coturn_config_denies_every_peer_but_the_sfu_and_keeps_the_secret_off_th
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     lines = path.read_text().splitlines()
     for line in (
-        "use-auth-secret", f"static-auth-secret={'z' * 24}", "realm=conclave", "no-cli", "fingerprint",
+        "use-auth-secret", f"userdb={tmp_path / 'data' / 'turn' / 'turndb'}", "realm=conclave", "no-cli", "fingerprint",
         "no-multicast-peers", "listening-ip=10.0.0.5", "relay-ip=10.0.0.5", "listening-port=3478", "no-tls",
         "denied-peer-ip=0.0.0.0-255.255.255.255", "allowed-peer-ip=203.0.113.10", "allowed-peer-ip=10.0.0.5",
         "log-file=stdout",
     ):  # fmt: skip
         assert line in lines, line
     assert "allow-loopback-peers" not in lines
+    # No static secret: each live meeting's is a row of that userdb (turn_secrets).
+    assert not any("z" * 24 in line or line.startswith("static-auth-secret") for line in lines)
     command = turn_settings.coturn_command(path)
     assert command == ["turnserver", "-c", str(path)] and not any("z" * 24 in arg for arg in command)
     loopback = dataclasses.replace(settings, allow_loopback_peers=True)

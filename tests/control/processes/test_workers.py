@@ -23,6 +23,9 @@ METRIC_NAMES = [
     "conclave_worker_nack_requested_total",
     "conclave_worker_nack_answered_total",
     "conclave_sfu_nack_refused_total",
+    "conclave_sfu_ice_tcp_connections",
+    "conclave_sfu_ice_tcp_dropped_packets_total",
+    "conclave_sfu_ice_tcp_framing_errors_total",
     "conclave_worker_pli_sent_total",
     "conclave_worker_pli_received_total",
     "conclave_worker_transports",
@@ -129,13 +132,15 @@ async def test_worker_crash_restarts_and_participants_reconnect(conclave_server,
     assert samples(text)['conclave_worker_restarts_total{worker="0"}'] == 1
 
 
-async def test_health_is_503_while_the_worker_is_down(conclave_server_factory):
+async def test_readiness_is_503_while_the_worker_is_down(conclave_server_factory):
     server = await conclave_server_factory(sfu={"restart_backoff_s": 30.0})
     worker = server.services.workers.workers[0]
     os.kill(worker.pid, signal.SIGKILL)
     await wait_for(lambda: not worker.up, "the worker to be noticed down")
-    status, text = await get_text(f"{server.base_url}/healthz")
-    assert status == 503 and '"0": "down"' in text
+    status, text = await get_text(f"{server.base_url}/readyz")
+    assert status == 503 and '"0": "down"' in text and '"failing": ["workers"' in text
+    status, _ = await get_text(f"{server.base_url}/healthz")
+    assert status == 200  # control itself is alive: nothing to restart
     status, text = await get_text(f"{server.base_url}/metrics")
     assert samples(text)['conclave_worker_up{worker="0"}'] == 0
 

@@ -29,6 +29,7 @@ from tests.support.shaped_meeting import (
     samples,
     set_tile,
     start_sampler,
+    tile_quality,
     video_stats,
     wait_top_encoding,
     wait_video,
@@ -127,6 +128,11 @@ async def test_three_subscribers_unconstrained_shaped_and_hidden(stage):
     checks.note("publisher: top encoding flowing after the tiles were set (s)", round(loop.time() - tiles_set, 2))
     checks.expect("unconstrained: frameWidth 1280 within 10 s of the top encoding flowing (s)",
                   (took := await reach_width(free, pid, TOP_WIDTH, 10, loop)) is not None, took)
+    # The tile's quality indicator says what it gets: the top layer, full bars.
+    await asyncio.sleep(1.0)  # track_quality follows the allocation that chose the layer
+    shown = await tile_quality(free, pid)
+    checks.expect("unconstrained: tile shows 3 bars, layer 3 of 3", shown["shown"] and shown["bars"] == 3
+                  and "layer 3 of 3" in shown["label"] and not shown["paused"], shown)  # fmt: skip
 
     # Hidden: it saw video first (so silence later means something), then the tile goes.
     await wait_video(hidden, pid, lambda s: s["framesDecoded"] > 0, 20, "hidden watcher: video before hiding")
@@ -145,14 +151,23 @@ async def test_three_subscribers_unconstrained_shaped_and_hidden(stage):
     # Chromium counts a freeze only once the next frame comes: a stream that stopped has none.
     checks.expect("shaped: no stall over 1 s in 60 s (longest time without a new frame, ms)",
                   slow.longest_stall_ms < 1000, round(slow.longest_stall_ms))
+    shown = await tile_quality(shaped, pid)
+    checks.expect("shaped: tile shows 1 bar, layer 1 of 3", shown["shown"] and shown["bars"] == 1
+                  and "layer 1 of 3" in shown["label"] and not shown["paused"], shown)  # fmt: skip
     unseen = window(await samples(hidden), start[hidden])
     hidden_bytes = unseen[-1]["bytesReceived"] - unseen[0]["bytesReceived"] if unseen else None
     checks.expect("hidden: no video bytes over the 60 s", hidden_bytes == 0, hidden_bytes)
+    shown = await tile_quality(hidden, pid)
+    # Hiding it was the page's own doing: no "paused" look, no indicator (nothing to say).
+    checks.expect("hidden: no indicator, not marked paused", not shown["shown"] and not shown["paused"], shown)
 
     # Lifted: back to 1280 within 15 s.
     link.lift()
     checks.expect("shaped, lifted: frameWidth 1280 within 15 s (s)",
                   (took := await reach_width(shaped, pid, TOP_WIDTH, 15, loop)) is not None, took)
+    await asyncio.sleep(1.0)
+    shown = await tile_quality(shaped, pid)
+    checks.expect("shaped, lifted: tile back to 3 bars", shown["bars"] == 3 and not shown["paused"], shown)
     checks.note("shaped after lifting", await video_stats(shaped, pid))
     checks.note("publisher encodings", await publisher.evaluate("window.conclave.publishEncodings()"))
     checks.verify()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -127,6 +128,36 @@ async def test_suspending_the_customer_ends_the_meeting_on_every_page(conclave_s
         assert screen["title"] == "The meeting has ended", screen
         assert "operator" in screen["detail"], screen
     await browser.screenshot(grace, "meeting-ended-by-operator")
+
+
+async def test_a_page_away_when_the_meeting_ends_is_told_why(conclave_server, accounts, chromium):
+    """A page whose socket was down when the operator suspended the customer comes back
+    with its old token: the refusal carries the end reason, worded as those inside saw it."""
+    customer = await accounts.customer("Suspended While Away")
+    host = await accounts.host(customer, "Ada Lovelace")
+    meeting = await accounts.meeting(host, title="Ends while Grace is away", waiting_room=False)
+    ada = await browser.open_host_page(chromium, conclave_server.base_url, host.email, host.password)
+    await browser.start_from_dashboard(ada, meeting["meeting_number"])
+    grace = await browser.open_meeting_page(chromium, conclave_server.base_url, meeting, "Grace")
+
+    # Grace's next socket is held until the meeting has ended, then let through.
+    ended = asyncio.Event()
+    held = asyncio.Event()
+
+    async def hold_until_ended(ws) -> None:
+        held.set()
+        await ended.wait()
+        ws.connect_to_server()
+
+    await grace.route_web_socket(re.compile(r"/ws(\?|$)"), hold_until_ended)
+    await grace.evaluate("window.conclave.simulateDisconnect()")
+    await asyncio.wait_for(held.wait(), 10)
+    await accounts.suspend(customer)
+    ended.set()
+    await browser.wait_for(grace, "window.conclave.state === 'left'", what="Grace's page to learn the meeting ended")
+    screen = await browser.ended_screen(grace)
+    assert screen["kind"] == "meeting_ended", screen
+    assert "operator" in screen["detail"], screen
 
 
 async def test_waiting_for_the_host_to_start(conclave_server, accounts, chromium):

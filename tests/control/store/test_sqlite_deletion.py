@@ -200,7 +200,7 @@ async def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path):
     store = SqliteStore(str(path))
     await store.open()
     try:
-        assert await store.schema_version() == len(MIGRATIONS) == 5
+        assert await store.schema_version() == len(MIGRATIONS) == 6
         assert await store.get_recording_storage("r1") == S3  # frozen to the customer's settings of then
         by_id = {d.id: d.meeting_id for d in await store.list_webhook_deliveries("c1")}
         assert by_id == {"w1": "m1", "w2": None, "w3": None}

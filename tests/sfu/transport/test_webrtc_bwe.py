@@ -56,7 +56,7 @@ def subscriber(direction: str = "subscribe"):
         "sub", router, direction, MediaSocket(counters), _CERTIFICATE[0], counters, lambda t, s: None
     )
     router.add_transport(transport)
-    transport.socket = FakeSocket()  # type: ignore[assignment]
+    transport.socket = transport.sender = FakeSocket()  # type: ignore[assignment]
     transport.tx = FakeSrtp()  # type: ignore[assignment]
     transport.addr = ("192.0.2.1", 5000)
     transport.connected = True

@@ -30,6 +30,8 @@ from sfu.wire.sdp import (
     MediaDescription,
     SessionDescription,
     SubscribeTrack,
+    serialize,
+    tcp_host_candidate,
 )
 from tests.support.paths import DATA_DIR
 
@@ -305,6 +307,35 @@ def test_answer_announces_every_local_ip():
     with pytest.raises(ValueError, match="candidate"):
         answer(offer("chromium_publish_offer.sdp"),
                local=dataclasses.replace(LOCAL, candidates=[("not-an-ip", 1)]))
+
+
+def test_passive_tcp_candidates_follow_the_udp_ones_with_a_lower_priority():
+    local = dataclasses.replace(LOCAL, candidates=[("127.0.0.1", 4000), ("::1", 4001)],
+                                tcp_candidates=[("127.0.0.1", 4000), ("::1", 4001)])
+    result, _, _ = answer(offer("chromium_publish_offer.sdp"), local=local)
+    udp_a, udp_b, tcp_a, tcp_b = result.media[0].candidates
+    # RFC 6544 §4.2: (90 << 24) + ((4 << 13 | 8191 - index) << 8) + (256 - 1).
+    assert tcp_a == f"3 1 tcp {(90 << 24) + ((4 << 13 | 8191) << 8) + 255} 127.0.0.1 4000 typ host tcptype passive"
+    assert tcp_b == f"4 1 tcp {(90 << 24) + ((4 << 13 | 8190) << 8) + 255} ::1 4001 typ host tcptype passive"
+    priorities = [int(c.split()[3]) for c in (udp_a, udp_b, tcp_a, tcp_b)]
+    assert priorities == sorted(priorities, reverse=True)  # every UDP candidate first
+    assert len({c.split()[0] for c in (udp_a, udp_b, tcp_a, tcp_b)}) == 4  # foundations differ
+
+
+def test_only_tcp_candidates_make_the_tcp_port_the_default():
+    local = dataclasses.replace(LOCAL, candidates=[], tcp_candidates=[("127.0.0.1", 4100)])
+    result, _, _ = answer(offer("chromium_publish_offer.sdp"), local=local)
+    media = result.media[0]
+    assert media.port == 4100
+    assert media.candidates == [f"1 1 tcp {(90 << 24) + ((4 << 13 | 8191) << 8) + 255} 127.0.0.1 4100 typ host tcptype passive"]
+    assert "c=IN IP4 127.0.0.1" in serialize(result)
+
+
+def test_a_tcp_candidate_needs_an_ip_and_a_port():
+    with pytest.raises(ValueError, match="address"):
+        tcp_host_candidate(0, 1, "example.com", 4000)
+    with pytest.raises(ValueError, match="port"):
+        tcp_host_candidate(0, 1, "127.0.0.1", 0)
 
 
 @pytest.mark.parametrize("setup, ours, role", [
