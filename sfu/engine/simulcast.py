@@ -68,6 +68,13 @@ _VP8_START = b"\x9d\x01\x2a"
 ASSUMED_TOP_HEIGHT = 720
 # A frame rate is measured over at least this long.
 MIN_FPS_SPAN_S = 2.0
+# A layer above the lowest is worth forwarding at a reduced frame rate (TIDs up to 0, or
+# up to 1) only at this many frames a second or more (7.5 of a 30 fps camera's TID 0 or a
+# 15 fps one's TIDs 0-1; not 3.75): on from MIN_REDUCED_FPS, off again below
+# REDUCED_FPS_OFF, so that a rate measured around one threshold does not make the
+# allocation's ladder (and with it a subscriber's layer) flap.
+MIN_REDUCED_FPS = 7.0
+REDUCED_FPS_OFF = 5.5
 # Seconds without a packet after which a layer counts as stopped (LayerSelector's
 # stall_after, the same for every consumer: the producer groups by it).
 STALL_AFTER = 1.0
@@ -77,7 +84,7 @@ class Layer:
     """One simulcast stream of a producer: what is received on its SSRC."""
 
     __slots__ = ("index", "rid", "ssrc", "rtx_ssrc", "cache", "reception", "keyframes", "width", "height",
-                 "octets", "meter", "tid_octets", "tid_frames", "tid_meters", "fps", "_frames_at")
+                 "octets", "meter", "tid_octets", "tid_frames", "tid_meters", "fps", "reduced", "_frames_at")
 
     def __init__(self, index: int, rid: str, cache_size: int, pli_min_interval: float) -> None:
         self.index = index
@@ -98,6 +105,7 @@ class Layer:
         self.tid_frames = [0, 0, 0, 0]
         self.tid_meters = (BitrateMeter(), BitrateMeter())  # TIDs up to 0, up to 1 (up to 2: `meter`)
         self.fps = [0.0, 0.0, 0.0]  # frames a second forwarded with TIDs up to 0, 1, 2 (0: not measured)
+        self.reduced = [False, False]  # TIDs up to 0, up to 1: a frame rate worth offering (MIN_REDUCED_FPS)
         self._frames_at: tuple[float, int, int, int] | None = None
 
     @property
@@ -118,6 +126,11 @@ class Layer:
             if last is not None:
                 span = now - last[0]
                 self.fps = [round((count - before) / span, 2) for count, before in zip(counts, last[1:])]
+                for temporal in (0, 1):
+                    if self.fps[temporal] >= MIN_REDUCED_FPS:
+                        self.reduced[temporal] = True
+                    elif self.fps[temporal] < REDUCED_FPS_OFF:
+                        self.reduced[temporal] = False
             self._frames_at = (now, *counts)
 
 

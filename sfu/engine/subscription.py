@@ -30,8 +30,9 @@ Inputs, gathered at each run (control path, never per packet):
   of the layer's before that), so that the allocation steps down the frame rate before
   it pauses the lowest layer, and may take a higher layer at a lower frame rate rather
   than a lower one at the full rate (Jitsi Videobridge's allocation does both); a layer
-  above the lowest only at frame rates of at least MIN_UPPER_FPS (measured: 7.5 fps of a
-  30 fps camera, not 3.75 of a 15 fps one); a layer without TIDs (H.264, a stream without
+  above the lowest only at a frame rate worth it (`simulcast.Layer.reduced`: measured
+  7 fps or more, e.g. 7.5 of a 30 fps camera, not 3.75 of a 15 fps one, with hysteresis
+  so that the ladder does not flap); a layer without TIDs (H.264, a stream without
   temporal layers) only whole (TOP_TEMPORAL); the tile (visible, width, height; a
   visible tile of size 0 x 0 is one whose size is not known yet: no cap) and pinned;
 - the speakers, most recent first: the router's `DominantSpeaker.speakers_by_recency`,
@@ -95,9 +96,6 @@ NOMINAL_TOP_BPS = 2_500_000
 # The cost of TIDs up to 0, 1 and 2 as a share of the whole layer before per-TID rates are
 # measured (libwebrtc's VP8 rate split for three temporal layers, cumulative).
 TEMPORAL_SHARES = (0.4, 0.6, 1.0)
-# Below this frame rate a layer above the lowest is not offered at a reduced frame rate:
-# a sharper picture at 3.75 fps is worse than a smaller one at 15.
-MIN_UPPER_FPS = 7.5
 
 
 def nominal_bps(height: int) -> int:
@@ -114,7 +112,9 @@ def temporal_layers(layer, height: int) -> list[Layer]:
     cost = 0
     for temporal in (0, 1):
         cost = max(cost, min(layer.tid_meters[temporal].cost_bps or int(full * TEMPORAL_SHARES[temporal]), full))
-        if layer.index == 0 or layer.fps[temporal] >= MIN_UPPER_FPS:
+        # Above the lowest layer, only a frame rate worth it (`simulcast.Layer.reduced`):
+        # a sharper picture at 3.75 fps is worse than a smaller one at 15.
+        if layer.index == 0 or layer.reduced[temporal]:
             made.append(Layer(layer.index, temporal, cost, width, height))
     made.append(Layer(layer.index, TOP_TEMPORAL, full, width, height))
     return made

@@ -400,3 +400,22 @@ def test_temporal_layers_are_offered_at_their_cost_and_frame_rate():
     assert middle.fps == [4.0, 8.0, 15.0]
     assert offered(middle, 360) == [(1, 1, 240_000), (1, 2, 480_000)]
     assert offered(low, 180) == [(0, 0, 160_000), (0, 1, 240_000), (0, 2, 480_000)]
+
+
+def test_a_reduced_frame_rate_is_offered_with_hysteresis():
+    """Measured around the threshold, the ladder does not flap: a layer above the lowest is
+    offered at TIDs up to 1 from 7 fps on, and withdrawn only below 5.5."""
+    from sfu.engine.simulcast import Layer as SimulcastLayer
+    from sfu.engine.subscription import temporal_layers
+
+    middle = SimulcastLayer(1, "h", 16, 0.5)
+    middle.tid_octets[2] = 1
+    now = 10.0
+    middle.measure(now)
+    seen = []
+    for fps in (7.5, 6.5, 6.0, 5.0, 6.5, 7.0):  # frames a second of TIDs 0-1 over each 2 s
+        middle.tid_frames[1] += round(fps * 2)
+        now += 2.0
+        middle.measure(now)
+        seen.append(any(made.temporal == 1 for made in temporal_layers(middle, 360)))
+    assert seen == [True, True, True, False, False, True]
