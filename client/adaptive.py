@@ -23,6 +23,7 @@ class TrackState:
     temporal: int = -1
     layers: int = 1
     height: int = 0
+    fps: float = 0.0  # frames a second of what is forwarded (0: unknown)
     changes: list[tuple[float, str | None]] = field(default_factory=list)  # (monotonic, paused) per pause change
 
 
@@ -50,6 +51,8 @@ class TrackStates(dict[str, TrackState]):
             state.temporal = _int(msg, "temporal", -1)
             state.layers = _int(msg, "layers", 1)
             state.height = _int(msg, "height", 0)
+            fps = msg.get("fps")
+            state.fps = float(fps) if isinstance(fps, (int, float)) and not isinstance(fps, bool) else 0.0
 
     @staticmethod
     def _set_paused(state: TrackState, paused: str | None) -> None:

@@ -221,16 +221,24 @@ class _EngineSink:
         return self.tcc
 
 
-def _engine_only(fanout: int, packets: int, webrtc: bool) -> float:
+class _NullSink(_EngineSink):
+    """A sink that only counts: the engine's logic alone, without the protect."""
+
+    def send_rtp(self, packet: bytes) -> None:
+        self.sent += 1
+
+
+def _engine_only(fanout: int, packets: int, webrtc: bool, sink=_EngineSink) -> float:
     """Producer.on_rtp → fan-out, sinks doing FastSrtp protect only: the engine's own cost
     plus one protect. webrtc: packets carry header extensions (abs-send-time, transport-
-    wide seq, video orientation) and each subscriber renumbers them and its own tcc seq."""
+    wide seq, video orientation) and each subscriber renumbers them and its own tcc seq.
+    sink: _NullSink for the engine's logic alone."""
     extmap = {rtp.URI_ABS_SEND_TIME: 2, rtp.URI_TRANSPORT_CC: 3, rtp.URI_VIDEO_ORIENTATION: 13} if webrtc else {}
     params = ProducerParams("p", "video", "camera", "0", "VP8", 90000, 96, 1234, extmap)
     producer = Producer(params, _EngineSink(), Counters(), time.monotonic, "t")
     subscriber_map = {rtp.URI_ABS_SEND_TIME: 3, rtp.URI_TRANSPORT_CC: 5, rtp.URI_VIDEO_ORIENTATION: 13}
     for i in range(fanout):
-        consumer = Consumer(f"c{i}", producer, _EngineSink(), str(i), 1000 + i, 96, producer.counters)
+        consumer = Consumer(f"c{i}", producer, sink(), str(i), 1000 + i, 96, producer.counters)
         producer.add_consumer(consumer)
         consumer.activate(extension_table(extmap, subscriber_map) if webrtc else None, 5 if webrtc else 0, False)
     payload = PacketSource(1, 96).next_packet(0)[12:]
@@ -251,7 +259,7 @@ def _engine_only(fanout: int, packets: int, webrtc: bool) -> float:
     return _best_ns_per(feed, packets) / fanout / 1000
 
 
-def _engine_only_simulcast(fanout: int, packets: int, webrtc: bool) -> float:
+def _engine_only_simulcast(fanout: int, packets: int, webrtc: bool, sink_type=_EngineSink) -> float:
     """SimulcastProducer.on_rtp → `fanout` SimulcastConsumers spread over its three layers
     (bench/layer_switch.py's VP8 L1T3 stream, 1 / 2 / 5 packets a frame), sinks doing
     FastSrtp protect only; per packet *out* (a consumer drops the other layers' packets).
@@ -267,7 +275,7 @@ def _engine_only_simulcast(fanout: int, packets: int, webrtc: bool) -> float:
     subscriber_map = {rtp.URI_ABS_SEND_TIME: 3, rtp.URI_TRANSPORT_CC: 5, rtp.URI_VIDEO_ORIENTATION: 13}
     sinks = []
     for i in range(fanout):
-        sink = _EngineSink()
+        sink = sink_type()
         consumer = SimulcastConsumer(f"c{i}", producer, sink, str(i), 5000 + i, 96, producer.counters)
         producer.add_consumer(consumer)
         consumer.activate(extension_table(extmap, subscriber_map) if webrtc else None, 5 if webrtc else 0, False)
@@ -391,6 +399,10 @@ def measure(packets: int = 4000, fanout: int = 16) -> dict:
     engine_only = {"plain": _engine_only(fanout, packets, False), "webrtc": _engine_only(fanout, packets, True),
                    "simulcast": _engine_only_simulcast(fanout, packets, False),
                    "simulcast_webrtc": _engine_only_simulcast(fanout, packets, True),
+                   "plain_logic": _engine_only(fanout, packets, False, _NullSink),
+                   "webrtc_logic": _engine_only(fanout, packets, True, _NullSink),
+                   "simulcast_logic": _engine_only_simulcast(fanout, packets, False, _NullSink),
+                   "simulcast_webrtc_logic": _engine_only_simulcast(fanout, packets, True, _NullSink),
                    "audio": _engine_audio(fanout, packets), "audio_1": _engine_audio(1, packets)}
     return {"floors": floors, "engine": engine, "engine_only": engine_only, "fanout": fanout, "packets": packets}
 
@@ -416,6 +428,10 @@ def render(result: dict) -> str:
         ("engine only, simulcast: SimulcastProducer.on_rtp → consumers over 3 layers, per packet out",
          o["simulcast"]),
         ("engine only, simulcast, WebRTC-like (as above), per packet out", o["simulcast_webrtc"]),
+        ("engine logic alone (sink does nothing): one layer", o["plain_logic"]),
+        ("engine logic alone: one layer, WebRTC-like", o["webrtc_logic"]),
+        ("engine logic alone: simulcast, per packet out", o["simulcast_logic"]),
+        ("engine logic alone: simulcast, WebRTC-like, per packet out", o["simulcast_webrtc_logic"]),
         ("engine only, audio: a microphone in a router (levels → its dominant speaker), Chromium's 4 extensions",
          o["audio"]),
         ("the same audio at fan-out 1 (µs per packet in)", o["audio_1"]),

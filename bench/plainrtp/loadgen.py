@@ -22,6 +22,7 @@ import select
 import socket
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import pylibsrtp
 
@@ -79,16 +80,35 @@ class PhaseResult:
         return asdict(self)
 
 
-class Receivers:
-    """`count` UDP sockets on 127.0.0.1 that count what they get and check continuity."""
+class Watcher(Protocol):
+    """Told what receivers read (the simulcast contender's feedback and ICE consent)."""
 
-    def __init__(self, count: int, decrypt_keys: list[bytes | None] | None = None, passive: bool = False) -> None:
+    def saw(self, index: int, packet: bytearray, size: int) -> None:
+        """The newest datagram read from socket `index` (in `packet[:size]`)."""
+
+    def tick(self, now: float) -> None:
+        """Called at every poll (time.monotonic())."""
+
+
+class Receivers:
+    """`count` UDP sockets on 127.0.0.1 that count what they get and check continuity.
+
+    socks: bound sockets to use instead (the simulcast contender's WebRTC links); watcher:
+    told the newest packet of each read and every poll; latency: whether sampled packets
+    carry the send time readably (not under DTLS-SRTP, which they are not decrypted from)."""
+
+    def __init__(self, count: int, decrypt_keys: list[bytes | None] | None = None, passive: bool = False,
+                 socks: list[socket.socket] | None = None, watcher: Watcher | None = None,
+                 latency: bool = True) -> None:
         self.passive = False
         self.socks: list[socket.socket] = []
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.watcher = watcher
+        self.latency = latency
+        for n in range(count):
+            sock = socks[n] if socks else socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-            sock.bind(("127.0.0.1", 0))
+            if not socks:
+                sock.bind(("127.0.0.1", 0))
             sock.setblocking(False)
             self.socks.append(sock)
         self.ports = [s.getsockname()[1] for s in self.socks]
@@ -137,6 +157,8 @@ class Receivers:
     def poll(self, timeout: float) -> None:
         """Read whatever is ready, waiting up to `timeout` s. select() rather than epoll:
         its timeout has microsecond resolution, so the source can pace below 1 ms."""
+        if self.watcher is not None:
+            self.watcher.tick(time.monotonic())
         if self.passive:
             now = time.monotonic()
             if now >= self._next_touch:
@@ -181,6 +203,8 @@ class Receivers:
                 self._sample(i, size)
         self._expect[i] = expect
         self.received[i] = received
+        if self.watcher is not None and received != start:
+            self.watcher.saw(i, buf, size)
         if gaps or late:
             self.gaps[i] += gaps
             self.late[i] += late
@@ -191,9 +215,10 @@ class Receivers:
         SRTP receiver that misses more than 2^15 sequence numbers guesses the rollover
         counter wrong (RFC 3711 §3.3.1) and could never decrypt a sample again."""
         buf = self._buf
+        watcher = self.watcher
         for i, sock in enumerate(self.socks):
             decryptor = self._decryptors[i]
-            if decryptor is None:
+            if decryptor is None and watcher is None:
                 continue
             size = 0
             for _ in range(MAX_DRAIN_PER_EVENT):
@@ -202,13 +227,17 @@ class Receivers:
                 except BlockingIOError:
                     break
                 self.received[i] += 1
-            if size:
+            if size and watcher is not None:
+                watcher.saw(i, buf, size)
+            if size and decryptor is not None:
                 try:
                     decryptor.unprotect(bytes(self._view[:size]))
                 except pylibsrtp.Error:
                     pass
 
     def _sample(self, i: int, size: int) -> None:
+        if not self.latency:
+            return
         now = time.monotonic_ns()
         decryptor = self._decryptors[i]
         if decryptor is None:
@@ -242,13 +271,16 @@ class LoadGenerator:
     """One source socket sending to the forwarder's input, plus the receivers."""
 
     def __init__(self, receivers: Receivers, streams: list[tuple[PacketSource, tuple[str, int]]],
-                 fanout: int | None = None, batched: bool = False, tick_s: float = BATCH_TICK_S) -> None:
+                 fanout: float | None = None, batched: bool = False, tick_s: float = BATCH_TICK_S,
+                 sock: socket.socket | None = None) -> None:
         """streams: (source, forwarder input address), sent round robin at an equal share
         of the rate. fanout: copies each packet should produce (default: the receivers split
         evenly between the streams); every receiver of the set is counted either way.
         batched: packets built before each phase and sent with sendmmsg every `tick_s` (see
         bench/plainrtp/mmsg.py): a nearly free generator, but no latency (the embedded send
-        time is the build time)."""
+        time is the build time). fanout may be fractional (simulcast: copies per packet on
+        average). sock: a bound socket to send from (the simulcast contender's publisher
+        link: the worker hears media only from its ICE-checked address)."""
         if not streams:
             raise ValueError("no stream to send")
         if fanout is None:
@@ -258,9 +290,10 @@ class LoadGenerator:
         self.receivers = receivers
         self.streams = streams
         self.fanout = fanout
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RECEIVE_BUFFER_BYTES)
-        self.sock.bind(("127.0.0.1", 0))
+        if sock is None:
+            self.sock.bind(("127.0.0.1", 0))
         self._next_stream = 0
         self.active_streams = len(streams)  # send to the first N streams only (one worker of two)
         self.send_errors = 0
@@ -339,9 +372,9 @@ class LoadGenerator:
             steal_util=round((snapshot_b["steal"] - snapshot_a["steal"]) / window, 4),
             generator_skipped=skipped,
             sent_total=sent,
-            expected_total=sent * fanout,
+            expected_total=round(sent * fanout),
             arrived_total=arrived,
-            lost_total=sent * fanout - arrived,
+            lost_total=round(sent * fanout) - arrived,
             receiver_socket_drops=kdrops,
             forwarder_input_drops=sum(procfs.udp_drops(input_ports).values()) - start_input_drops,
             sequence_gaps=sum(receivers.gaps) - start_gaps,

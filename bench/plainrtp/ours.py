@@ -49,6 +49,9 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
         self.client: ChannelClient | None = None
         self.port: int | None = None
+        # The newest notification of each kind about each entity (e.g. a subscriber's
+        # SUBSCRIBER_ALLOCATION), read between phases.
+        self.latest: dict[tuple[str, str], Message] = {}
 
     def start(self) -> None:
         config = json.dumps({
@@ -73,6 +76,8 @@ class WorkerProcess:
         def on_notification(entity_id: str, message: Message) -> None:
             if isinstance(message, api.WorkerReady) and not ready.done():
                 ready.set_result(message.port)
+            elif len(self.latest) < 10_000:
+                self.latest[(entity_id, message.NAME)] = message
 
         reader, writer = await asyncio.open_unix_connection(sock=sock)
         self.client = ChannelClient(reader, writer, on_notification)

@@ -29,6 +29,7 @@ from bench.plainrtp import procfs
 from bench.plainrtp.loadgen import LoadGenerator, Receivers
 from bench.plainrtp.packets import PacketSource
 from bench.plainrtp.runner import ALL_CONTENDERS, _make_forwarder
+from bench.plainrtp.simulcast import NAME as SIMULCAST, WEBRTC_NAME as WEBRTC, SimulcastForwarder, copies_per_packet
 
 DSO_GROUPS = (
     ("[kernel", "kernel (UDP send/receive, syscalls, scheduler)"),
@@ -101,21 +102,30 @@ def main(argv: list[str] | None = None) -> int:
     cpus = procfs.online_cpus()
     pinned = len(cpus) >= 2
     saved = os.sched_getaffinity(0)
-    receivers = Receivers(args.fanout, passive=True)
-    forwarder = _make_forwarder(args.forwarder, cpus[0] if pinned else None)
+    simulcast = args.forwarder in (SIMULCAST, WEBRTC)  # WebRTC links: the forwarder makes the sockets
+    layers = 1 if args.forwarder == WEBRTC else 3
+    receivers = None if simulcast else Receivers(args.fanout, passive=True)
+    forwarder = (SimulcastForwarder(cpus[0] if pinned else None, args.forwarder, layers) if simulcast
+                 else _make_forwarder(args.forwarder, cpus[0] if pinned else None))
     folder = tempfile.mkdtemp(prefix="bench-profile-")
     try:
         if pinned:
             os.sched_setaffinity(0, {cpus[1]})
-        forwarder.start(receivers.ports)
+        if simulcast:
+            socks = forwarder.start(args.fanout)
+            receivers = Receivers(args.fanout, passive=True, socks=socks, watcher=forwarder.feedback, latency=False)
+            gen = LoadGenerator(receivers, [(forwarder.source, forwarder.input_addr)],
+                                fanout=copies_per_packet(args.fanout, layers), sock=forwarder.input_socket)
+        else:
+            forwarder.start(receivers.ports)
+            receivers.set_decrypt_keys(forwarder.receiver_keys)
+            source = PacketSource(forwarder.ssrc, forwarder.payload_type, forwarder.input_key)
+            gen = LoadGenerator(receivers, [(source, forwarder.input_addr)])
         if args.realtime:
             for pid in (*forwarder.pids, os.getpid()):
                 procfs.make_realtime(pid)
-        receivers.set_decrypt_keys(forwarder.receiver_keys)
-        source = PacketSource(forwarder.ssrc, forwarder.payload_type, forwarder.input_key)
-        gen = LoadGenerator(receivers, [(source, forwarder.input_addr)])
         probe = gen.run_phase("probe", 30_000, 1.0, 0.3, forwarder.pids, forwarder.input_ports)
-        rate = max(100.0, probe.pps_out / args.fanout * 0.97)
+        rate = max(100.0, probe.pps_out / gen.fanout * 0.97)
         pid = forwarder.pids[0]
         out = os.path.join(folder, "profile.data" if tool == "perf" else "profile.txt")
         command = (["perf", "record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", str(pid), "-o", out, "--",
@@ -143,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| `{frame}` | {share:.1%} | {share * us:.2f} |")
     finally:
         forwarder.stop()
-        receivers.close()
+        if receivers is not None:
+            receivers.close()
         shutil.rmtree(folder, ignore_errors=True)
         os.sched_setaffinity(0, saved)
         if args.realtime:

@@ -30,9 +30,10 @@ from bench.plainrtp.janus import JanusForwarder
 from bench.plainrtp.loadgen import LoadGenerator, PhaseResult, Receivers
 from bench.plainrtp.ours import FanOut, OursForwarder, WorkerProcess
 from bench.plainrtp.packets import PACKET_SIZE, PacketSource
+from bench.plainrtp.simulcast import NAME as SIMULCAST, WEBRTC_NAME as WEBRTC, SimulcastForwarder, copies_per_packet
+from bench.plainrtp.targets import ALL_CONTENDERS, evaluate
 
 PARTS = ("compare", "long", "scaling", "rss")  # compare: saturation, fixed and relative rates
-ALL_CONTENDERS = ("bare", "bare+srtp", "bare+srtp-fast", "janus", "janus+srtp", "ours", "ours+srtp")
 LOSS_TOLERANCE = 0.001  # saturation = the highest rate forwarded with at most 0.1 % loss
 MIN_SATURATED_UTIL = 0.93
 # A phase during which other processes (or the hypervisor) took more than this many cores
@@ -181,8 +182,31 @@ class Bench:
                 return others
             self.progress(f"machine busy ({others:.2f} cores used by other processes): waiting")
 
+    def _start_simulcast(self, name: str) -> Contender:
+        """The simulcast meeting (or, WEBRTC, its one-stream twin): WebRTC links whose
+        sockets are the receivers and the source."""
+        layers = 1 if name == WEBRTC else 3
+        forwarder = SimulcastForwarder(self.forwarder_cpu, name, layers)
+        try:
+            socks = forwarder.start(self.fanout)
+        except Exception:
+            forwarder.stop()
+            raise
+        receivers = Receivers(self.fanout, socks=socks, watcher=forwarder.feedback, latency=False)
+        for pid in forwarder.pids:
+            self._prioritize(pid)
+        assert forwarder.source is not None
+        generator = LoadGenerator(receivers, [(forwarder.source, forwarder.input_addr)],
+                                  fanout=copies_per_packet(self.fanout, layers), sock=forwarder.input_socket)
+        return Contender(name, forwarder, receivers, generator)
+
     def _start_contenders(self) -> None:
         for name in self.names:
+            if name in (SIMULCAST, WEBRTC):
+                c = self._start_simulcast(name)
+                self.contenders.append(c)
+                self.progress(f"{name}: started pid {c.forwarder.pids}, {c.forwarder.describe()}")
+                continue
             if name.startswith("janus") and (self.skip_janus or not janus.available()):
                 self.skipped[name] = "--skip-janus" if self.skip_janus else janus.INSTALL_HINT
                 self.progress(f"{name}: skipped ({self.skipped[name]})")
@@ -420,7 +444,7 @@ class Bench:
                 report["others_cores_at_start"] = round(self.wait_for_quiet(), 3)
             if "compare" in self.parts:
                 self._compare(report)
-            ours_names = [n for n in self.names if n.startswith("ours")]
+            ours_names = [n for n in self.names if n in ("ours", "ours+srtp")]
             if p.scaling and ours_names and "scaling" in self.parts:
                 self.progress("two workers vs one")
                 report["scaling"] = self._scaling(srtp="ours+srtp" in ours_names)
@@ -462,6 +486,9 @@ class Bench:
             if ours is not None and p.long_run_s and "long" in self.parts:
                 report["long_run"] = self._long_run(ours, reference * 0.5)
         for c in self.contenders:
+            if isinstance(c.forwarder, SimulcastForwarder):
+                c.results["allocations"] = c.forwarder.allocations()
+                self.progress(f"{c.name}: {c.results['allocations']}")
             report["contenders"][c.name] = c.results
         self._stop_contenders()
 
@@ -506,80 +533,3 @@ def machine_info() -> dict:
     model = procfs.cpu_model()
     return {"cpu_model": "?" if model is None else model, "cpus": len(procfs.online_cpus()), "kernel": platform.release(),
             "hostname": platform.node(), **_versions()}
-
-
-def _sat(report: dict, name: str) -> dict | None:
-    entry = report["contenders"].get(name, {}).get("saturation")
-    return entry["result"] if entry else None
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
-def evaluate(report: dict) -> tuple[dict, list[dict]]:
-    """The ratios the issue asks for, and each target with its value and whether it holds."""
-    us = {name: (_sat(report, name) or {}).get("cpu_us_per_packet") for name in ALL_CONTENDERS}
-    ratios = {
-        "ours+srtp / janus+srtp": _ratio(us["ours+srtp"], us["janus+srtp"]),
-        "ours / janus": _ratio(us["ours"], us["janus"]),
-        "ours+srtp / bare+srtp": _ratio(us["ours+srtp"], us["bare+srtp"]),
-        "ours / bare": _ratio(us["ours"], us["bare"]),
-        # bare+srtp-fast makes the same libsrtp calls as our transports (FastSrtp): the fair ceiling.
-        "ours+srtp / bare+srtp-fast": _ratio(us["ours+srtp"], us["bare+srtp-fast"]),
-    }
-    fixed_ratios = {}
-    for name, data in report["contenders"].items():
-        for rate, r in data.get("fixed", {}).items():
-            fixed_ratios.setdefault(rate, {})[name] = r["cpu_us_per_packet"]
-    for rate, per in fixed_ratios.items():
-        for ours, other in (("ours+srtp", "janus+srtp"), ("ours+srtp", "bare+srtp"), ("ours", "janus"), ("ours", "bare")):
-            ratios[f"at {rate} pps in: {ours} / {other}"] = _ratio(per.get(ours), per.get(other))
-    targets = []
-
-    def target(name: str, value, limit: str, holds: bool | None) -> None:
-        targets.append({"target": name, "value": value, "limit": limit, "holds": holds})
-
-    r = ratios["ours+srtp / janus+srtp"]
-    if r is not None:
-        target("ours+srtp / janus+srtp CPU per packet, saturated", r, "<= 1.3", r <= 1.3)
-    for name in ("ours+srtp",):
-        sat = _sat(report, name)
-        if sat and sat["cpu_us_per_packet"]:
-            per_core = round(1e6 / sat["cpu_us_per_packet"])
-            target(f"{name} CPU µs per forwarded packet, saturated", sat["cpu_us_per_packet"], "<= 6.5",
-                   sat["cpu_us_per_packet"] <= 6.5)
-            target(f"{name} packets/s out of one worker, measured", sat["pps_out"], ">= 150000",
-                   sat["pps_out"] >= 150_000)
-            target(f"{name} packets/s out per core (1e6 / µs per packet)", per_core, ">= 150000",
-                   per_core >= 150_000)
-    scaling = report.get("scaling")
-    if scaling:
-        measured = [r for r in scaling.get("ratios") or [scaling.get("ratio")] if r is not None]
-        label = "two workers / one, measured" + (f" (lowest of {len(measured)} runs)" if len(measured) > 1 else "")
-        worst = min(measured) if measured else None
-        target(label, worst, ">= 1.8", None if worst is None else worst >= 1.8)
-        per_cpu = scaling.get("ratio_per_worker_cpu")
-        if per_cpu is not None:
-            target("two workers / one, at the measured packets/s per worker CPU × 2 CPUs", per_cpu, ">= 1.8",
-                   per_cpu >= 1.8)
-    ours = report["contenders"].get("ours+srtp") or report["contenders"].get("ours") or {}
-    half = ours.get("relative", {}).get("0.5")
-    if half and half["latency_us"]:
-        target("SFU-added latency p99 at 50 % of saturation (µs)", half["latency_us"]["p99"], "<= 1000",
-               half["latency_us"]["p99"] <= 1000)
-    eighty = ours.get("relative", {}).get("0.8")
-    for label, r in [("50 %", half), ("80 %", eighty)]:
-        if r:
-            dropped = r["lost_total"] - r["receiver_socket_drops"]
-            target(f"packets dropped by the SFU at {label} of saturation", dropped, "== 0", dropped == 0)
-    rss = report.get("rss")
-    if rss:
-        target(f"RSS per consumer at {rss['consumers']} consumers (bytes)", rss["rss_per_consumer_bytes"],
-               "<= 1 MB", rss["rss_per_consumer_bytes"] <= 1_000_000)
-    long_run = report.get("long_run")
-    if long_run and long_run["seconds"]:
-        growth = long_run["rss_growth_bytes"]
-        target(f"RSS growth over a {long_run['seconds']} s run at 50 % (bytes)", growth, "no growth (< 1 MB)",
-               growth < 1_000_000)
-    return {k: v for k, v in ratios.items() if v is not None}, targets

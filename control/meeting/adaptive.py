@@ -38,6 +38,7 @@ SERVER_PAUSES = ("bandwidth", "last_n")
 # Simulcast has at most three encodings; a longer list from a worker is cut.
 MAX_RIDS = 3
 MAX_RID_CHARS = 16
+MAX_FPS = 240.0  # a frame rate above this is not one a camera sends: reported as unknown
 
 
 def effective_last_n(meeting: LiveMeeting) -> int:
@@ -52,6 +53,14 @@ def _int(entry: dict[str, Any], key: str, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+def _fps(entry: dict[str, Any]) -> float:
+    """The frame rate a worker measured (0: unknown), bounded: it goes to a client as is."""
+    value = entry.get("fps")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_FPS:
+        return round(float(value), 2)
+    return 0.0
+
+
 def track_quality(track_id: str, entry: dict[str, Any]) -> dict[str, Any]:
     """The `track_quality` event of one changed consumer of a SubscriberAllocation."""
     paused = entry.get("paused")
@@ -62,6 +71,7 @@ def track_quality(track_id: str, entry: dict[str, Any]) -> dict[str, Any]:
         "temporal": _int(entry, "temporal", -1),
         "layers": _int(entry, "layers", 1),
         "height": _int(entry, "height", 0),
+        "fps": _fps(entry),
         "paused": paused if isinstance(paused, str) and paused else None,
     }
 

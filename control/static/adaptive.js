@@ -94,6 +94,7 @@ export class TrackStates {
       state.spatial = Number.isInteger(msg.spatial) ? msg.spatial : -1;
       state.layers = Number.isInteger(msg.layers) && msg.layers > 0 ? msg.layers : 1;
       state.height = Number.isInteger(msg.height) ? msg.height : 0;
+      state.fps = typeof msg.fps === 'number' && msg.fps > 0 ? msg.fps : 0;
       // "hidden" is our own doing: only the server's pauses show as paused.
       state.paused = msg.paused in PAUSE_REASONS ? msg.paused : (msg.paused === 'hidden' ? state.paused : null);
     } else return false;
@@ -114,5 +115,6 @@ export function qualityOf(state) {
   if (state.spatial < 0) return null;   // hidden by us: no news
   const bars = Math.max(1, Math.round(((state.spatial + 1) * 3) / Math.max(1, state.layers)));
   const size = state.height > 0 ? `${state.height}p, ` : '';
-  return { bars, label: `${size}layer ${state.spatial + 1} of ${state.layers}` };
+  const rate = state.fps > 0 ? `${Math.round(state.fps * 10) / 10} fps, ` : '';
+  return { bars, label: `${size}${rate}layer ${state.spatial + 1} of ${state.layers}` };
 }

@@ -94,8 +94,12 @@ class PacketInfo:
         """Read `packet` (bytes of one RTP packet of layer `spatial`). False when even its
         fixed header is missing (give it to no selector); a packet whose payload cannot be
         read is `empty`: the selector drops it without leaving a gap. The descriptor
-        fields are meaningful only when not empty."""
-        if len(packet) < 12 or not 0 <= spatial < MAX_LAYERS:
+        fields are meaningful only when not empty.
+
+        Once per packet in for every subscriber: written as one function with locals and
+        one store per field (the VP8 descriptor's parse inlined), which halves its cost."""
+        end = len(packet)
+        if end < 12 or not 0 <= spatial < MAX_LAYERS:
             return False
         arrivals = self.arrivals
         if not arrivals:
@@ -104,12 +108,11 @@ class PacketInfo:
         self.spatial = spatial
         self.now = now
         self.seq, self.ts = _SEQ_TS.unpack_from(packet, 2)
-        self.head = packet[0] << 8 | packet[1] & 0x80
+        first = packet[0]
+        self.head = first << 8 | packet[1] & 0x80
         self.keyframe = False
         self.empty = True
         # rtp.payload_offset's arithmetic, inlined: CSRCs, then the extension's length.
-        first = packet[0]
-        end = len(packet)
         offset = 12 + 4 * (first & 0x0F)
         if first & 0x10:
             if offset + 4 > end:
@@ -122,80 +125,86 @@ class PacketInfo:
             end -= padding
         if end <= offset:
             return True
-        if self.codec == 1:
-            if self._read_vp8(packet, offset, end):
-                self.middle = packet[12 : self.codec_start]
-                self.tail = packet[self.codec_end :]
-                return True
-        else:
+        if self.codec != 1:
             self.empty = False
             if self.codec == 2:
                 self.keyframe = codecs.h264_is_keyframe(packet, offset)
-        self.layout = 0
-        self.middle = packet[12:]
-        self.tail = b""
-        self.codec_start = self.codec_end = len(packet)
-        return True
-
-    def _read_vp8(self, packet, offset: int, end: int) -> int:
-        """The RFC 7741 §4.2 descriptor at `offset`: the parse of
-        sfu.wire.codecs.vp8_descriptor (test_munger.py checks they agree) without making
-        an object per packet. Returns `layout`: 0 when the descriptor has neither PictureID
-        nor TL0PICIDX, or cannot be read (then `empty` stays True)."""
-        first = packet[offset]  # |X|R|N|S|R| PID |
+            self._whole(packet)
+            return True
+        # The RFC 7741 §4.2 descriptor at `offset`: the parse of
+        # sfu.wire.codecs.vp8_descriptor (test_munger.py checks they agree) without
+        # making an object per packet.
+        descriptor = packet[offset]  # |X|R|N|S|R| PID |
         pos = offset + 1
         layout = 0
-        tid = -1
+        tid = picture_id = tl0 = -1
         sync = False
-        if first & 0x80:
+        codec_start = 0
+        if descriptor & 0x80:
             if pos >= end:
-                return 0
+                return self._unreadable(packet)
             extension = packet[pos]  # |I|L|T|K| RSV |
             pos += 1
             if extension & 0x80:  # |M| PictureID |, 15 bits with M
                 if pos >= end:
-                    return 0
-                self.codec_start = pos
+                    return self._unreadable(packet)
+                codec_start = pos
                 if packet[pos] & 0x80:
                     if pos + 1 >= end:
-                        return 0
-                    self.picture_id = (packet[pos] & 0x7F) << 8 | packet[pos + 1]
+                        return self._unreadable(packet)
+                    picture_id = (packet[pos] & 0x7F) << 8 | packet[pos + 1]
                     layout = 15
                     pos += 2
                 else:
-                    self.picture_id = packet[pos]
+                    picture_id = packet[pos]
                     layout = 7
                     pos += 1
             if extension & 0x40:
                 if pos >= end:
-                    return 0
-                self.tl0 = packet[pos]
+                    return self._unreadable(packet)
+                tl0 = packet[pos]
                 if not layout:
-                    self.codec_start = pos
+                    codec_start = pos
                 layout |= LAYOUT_TL0
                 pos += 1
             # PictureID and TL0PICIDX lie next to each other: the bytes a subscriber's differ in.
-            self.codec_end = pos
+            codec_end = pos
             if extension & 0x30:  # |TID|Y| KEYIDX |
                 if pos >= end:
-                    return 0
+                    return self._unreadable(packet)
                 if extension & 0x20:
                     tid = packet[pos] >> 6
                     sync = bool(packet[pos] & 0x20)
                 pos += 1
         if pos >= end:
-            return 0  # a descriptor and no VP8 data
+            return self._unreadable(packet)  # a descriptor and no VP8 data
         self.empty = False
         # RFC 7741 §4.3: a keyframe starts with S=1, PID=0 and the payload header's P bit clear.
-        self.keyframe = first & 0x17 == 0x10 and not packet[pos] & 0x01
+        self.keyframe = descriptor & 0x17 == 0x10 and not packet[pos] & 0x01
         self.tid = tid
         self.layer_sync = sync
-        if not layout & 0x1F:
-            self.picture_id = -1
-        if not layout & LAYOUT_TL0:
-            self.tl0 = -1
+        self.picture_id = picture_id
+        self.tl0 = tl0
+        if not layout:
+            self._whole(packet)  # neither PictureID nor TL0PICIDX: nothing to rewrite in it
+            return True
         self.layout = layout
-        return layout
+        self.codec_start = codec_start
+        self.codec_end = codec_end
+        self.middle = packet[12:codec_start]
+        self.tail = packet[codec_end:]
+        return True
+
+    def _unreadable(self, packet) -> bool:
+        """A VP8 packet whose descriptor cannot be read: `empty`, the packet whole in `middle`."""
+        self._whole(packet)
+        return True
+
+    def _whole(self, packet) -> None:
+        self.layout = 0
+        self.middle = packet[12:]
+        self.tail = b""
+        self.codec_start = self.codec_end = len(packet)
 
 
 def pack_codec(layout: int, picture_id: int, tl0: int) -> bytes:

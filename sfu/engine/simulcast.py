@@ -30,7 +30,11 @@ layer starts at the highest. On a WebRTC subscriber its allocation sets it
 (`set_viewport`: the smallest layer at least as tall as the tile; hidden: none).
 
 Measured for the allocation and dynacast, off the packet path: each layer's byte count
-(`Layer.octets`, one add per packet) sampled into its `Layer.meter` (`measure`), and the
+(`Layer.octets`, one add per packet) sampled into its `Layer.meter` (`measure`); while
+someone consumes the track, the bytes and frames of each VP8 temporal layer too
+(`Layer.tid_octets`, `tid_frames`: an add per packet and one per frame, from the
+`PacketInfo` read anyway) into `Layer.tid_meters` and `Layer.fps`, so that the
+allocation can offer a layer at a reduced frame rate at its real cost; and the
 layers the consumers take (`taken_layers`) into the producer's `demand`. NACKs are answered through
 `StreamMunger.source` / `retransmit` from the layer's cache, sender reports translated
 for the layer being forwarded. A non-simulcast producer keeps `Consumer.forward`.
@@ -49,7 +53,7 @@ from sfu.engine.layers import FORWARD, PLI, LayerSelector
 from sfu.engine.munger import StreamMunger
 from sfu.engine.nack_cache import PacketCache
 from sfu.engine.packet_info import MAX_LAYERS, PacketInfo
-from sfu.engine.producer import MAX_NACK_GAP, Producer, _padding_only
+from sfu.engine.producer import MAX_EXTENSION_LAYOUTS, MAX_NACK_GAP, Producer, _padding_only
 from sfu.engine.retransmit import ANSWER, REFUSED_DUPLICATE, RetransmitBudget
 from sfu.wire import rtcp, rtp
 from sfu.wire.reception import ReceptionStats
@@ -62,6 +66,15 @@ _VP8_START = b"\x9d\x01\x2a"
 # With no VP8 keyframe seen yet (H.264), layer i of n is taken as 720 / 2**(n-1-i) tall
 # (Chromium's 4/2/1 scaling of a 720p camera).
 ASSUMED_TOP_HEIGHT = 720
+# A frame rate is measured over at least this long.
+MIN_FPS_SPAN_S = 2.0
+# A layer above the lowest is worth forwarding at a reduced frame rate (TIDs up to 0, or
+# up to 1) only at this many frames a second or more (7.5 of a 30 fps camera's TID 0 or a
+# 15 fps one's TIDs 0-1; not 3.75): on from MIN_REDUCED_FPS, off again below
+# REDUCED_FPS_OFF, so that a rate measured around one threshold does not make the
+# allocation's ladder (and with it a subscriber's layer) flap.
+MIN_REDUCED_FPS = 7.0
+REDUCED_FPS_OFF = 5.5
 # Seconds without a packet after which a layer counts as stopped (LayerSelector's
 # stall_after, the same for every consumer: the producer groups by it).
 STALL_AFTER = 1.0
@@ -71,7 +84,7 @@ class Layer:
     """One simulcast stream of a producer: what is received on its SSRC."""
 
     __slots__ = ("index", "rid", "ssrc", "rtx_ssrc", "cache", "reception", "keyframes", "width", "height",
-                 "octets", "meter")
+                 "octets", "meter", "tid_octets", "tid_frames", "tid_meters", "fps", "reduced", "_frames_at")
 
     def __init__(self, index: int, rid: str, cache_size: int, pli_min_interval: float) -> None:
         self.index = index
@@ -85,12 +98,46 @@ class Layer:
         self.height = 0
         self.octets = 0  # bytes received (media, not RTX): the hot path's one count
         self.meter = BitrateMeter()  # its rate, sampled by the clockwork (`measure`)
+        # Per VP8 temporal layer (TID 0..2; index 3, i.e. -1, for packets without one),
+        # the bytes and frames (packets with the marker bit) of readable packets: what
+        # forwarding up to each TID costs and how many frames a second it gives.
+        self.tid_octets = [0, 0, 0, 0]
+        self.tid_frames = [0, 0, 0, 0]
+        self.tid_meters = (BitrateMeter(), BitrateMeter())  # TIDs up to 0, up to 1 (up to 2: `meter`)
+        self.fps = [0.0, 0.0, 0.0]  # frames a second forwarded with TIDs up to 0, 1, 2 (0: not measured)
+        self.reduced = [False, False]  # TIDs up to 0, up to 1: a frame rate worth offering (MIN_REDUCED_FPS)
+        self._frames_at: tuple[float, int, int, int] | None = None
+
+    @property
+    def temporal(self) -> bool:
+        """Does it carry temporal layers (VP8 TIDs above 0 seen)?"""
+        return bool(self.tid_octets[1] or self.tid_octets[2])
+
+    def measure(self, now: float) -> None:
+        """Sample its meters and frame rates (about once a second). Packets without a
+        TID go out whatever the temporal target: counted in every temporal layer."""
+        self.meter.sample(self.octets, now)
+        octets, frames = self.tid_octets, self.tid_frames
+        self.tid_meters[0].sample(octets[0] + octets[3], now)
+        self.tid_meters[1].sample(octets[0] + octets[1] + octets[3], now)
+        counts = (frames[0] + frames[3], frames[0] + frames[1] + frames[3], sum(frames))
+        last = self._frames_at
+        if last is None or now - last[0] >= MIN_FPS_SPAN_S:
+            if last is not None:
+                span = now - last[0]
+                self.fps = [round((count - before) / span, 2) for count, before in zip(counts, last[1:])]
+                for temporal in (0, 1):
+                    if self.fps[temporal] >= MIN_REDUCED_FPS:
+                        self.reduced[temporal] = True
+                    elif self.fps[temporal] < REDUCED_FPS_OFF:
+                        self.reduced[temporal] = False
+            self._frames_at = (now, *counts)
 
 
 class SimulcastProducer(Producer):
     """A producer of up to MAX_LAYERS rid layers (params.rids, lowest first)."""
 
-    __slots__ = ("layers", "info", "demand", "_by_ssrc", "_layer_of", "_groups", "_settled")
+    __slots__ = ("layers", "info", "demand", "_by_ssrc", "_layer_of", "_groups", "_settled", "_codec_memo")
 
     def __init__(self, params, sink, counters, clock: Callable[[], float], stream_id: str,
                  cache_size: int = 1024, pli_min_interval: float = 0.5, **kwargs) -> None:
@@ -111,6 +158,8 @@ class SimulcastProducer(Producer):
         # (a consumer came, went, or settled elsewhere).
         self._groups: list[list[Consumer]] | None = None
         self._settled: list[list[Consumer]] = [[] for _ in self.layers]
+        # ext key -> (packet, its codec_parts): see codec_parts.
+        self._codec_memo: dict[tuple[bytes | None, int], tuple[bytes, tuple[bytes, bytes | None, bytes]]] = {}
 
     # ------------------------------------------------------------------ first sight
 
@@ -156,13 +205,18 @@ class SimulcastProducer(Producer):
             lost = [(seq - i) & 0xFFFF for i in range(skipped, 0, -1)]
             self.sink.send_rtcp(rtcp.build_nack(self.sink.rtcp_ssrc, ssrc, lost))
         layer.cache.put(seq, packet)
-        layer.octets += len(packet)
+        size = len(packet)
+        layer.octets += size
         consumers = self.consumers
         if self.paused or not consumers:
             return
         info = self.info
         if not info.read(packet, layer.index, self.clock()):
             return
+        if not info.empty:  # the temporal layers' share (tid -1: the "no TID" slot, index 3)
+            layer.tid_octets[info.tid] += size
+            if info.head & 0x80:
+                layer.tid_frames[info.tid] += 1
         if info.keyframe:
             self._on_keyframe(layer, packet)
         groups = self._groups
@@ -171,13 +225,39 @@ class SimulcastProducer(Producer):
         index = layer.index
         for consumer in groups[index]:
             consumer.forward_info(packet, info)  # type: ignore[attr-defined]
-        # Consumers settled on a layer that stopped need the others' packets to move on.
+        # Consumers settled on a layer that stopped need the others' packets to move on
+        # (one test per packet while every layer flows: the oldest arrival is recent).
         now = info.now
         arrivals = info.arrivals
-        for other, settled in enumerate(self._settled):
-            if other != index and settled and now - arrivals[other] >= STALL_AFTER:
-                for consumer in settled:
-                    consumer.forward_info(packet, info)  # type: ignore[attr-defined]
+        if now - min(arrivals) >= STALL_AFTER:
+            for other, settled in enumerate(self._settled):
+                if other != index and settled and now - arrivals[other] >= STALL_AFTER:
+                    for consumer in settled:
+                        consumer.forward_info(packet, info)  # type: ignore[attr-defined]
+
+    def codec_parts(self, packet: bytes, info: PacketInfo,
+                    key: tuple[bytes | None, int]) -> tuple[bytes, bytes | None, bytes]:
+        """`extension_parts` of the packet `info` was read from, cut again around its
+        codec bytes (`info.codec_start`..`codec_end`, which each subscriber writes its
+        own): (from byte 12 to the transport-wide number, from after it to the codec
+        bytes, from after them to the end); without a transport-wide number (before, None,
+        tail). Made once per packet and key, not once per subscriber: each cut of the
+        payload is a copy of it."""
+        memo = self._codec_memo
+        entry = memo.get(key)
+        if entry is not None and entry[0] is packet:
+            return entry[1]
+        before, after = self.extension_parts(packet, key)
+        start, end = info.codec_start - 12, info.codec_end - 12
+        if after is None:
+            parts: tuple[bytes, bytes | None, bytes] = (before[:start], None, before[end:])
+        else:
+            cut = len(before) + 2  # where `after` starts, counted from byte 12
+            parts = (before, after[: start - cut], after[end - cut :])
+        if len(memo) >= MAX_EXTENSION_LAYOUTS and key not in memo:
+            memo.clear()
+        memo[key] = (packet, parts)
+        return parts
 
     def _regroup(self) -> list[list[Consumer]]:
         settled: list[list[Consumer]] = [[] for _ in self.layers]
@@ -234,9 +314,9 @@ class SimulcastProducer(Producer):
     # ------------------------------------------------------------ control path
 
     def measure(self, now: float) -> None:
-        """Sample every layer's bitrate meter (about once a second)."""
+        """Sample every layer's meters and frame rates (about once a second)."""
         for layer in self.layers:
-            layer.meter.sample(layer.octets, now)
+            layer.measure(now)
 
     def taken_layers(self) -> set[int]:
         """Dynacast: the layers some consumer takes now (its selector's target, and the
@@ -302,13 +382,14 @@ class SimulcastProducer(Producer):
         if not self.closed:
             for layer in self.layers:
                 layer.cache.clear()
+            self._codec_memo.clear()
         super().close()
 
 
 class SimulcastConsumer(Consumer):
     """One subscriber's stream of a `SimulcastProducer`: one layer at a time."""
 
-    __slots__ = ("selector", "viewport", "_scratch")
+    __slots__ = ("selector", "munger", "viewport", "_scratch")
 
     def __init__(self, consumer_id: str, producer: SimulcastProducer, sink, mid: str, ssrc: int,
                  payload_type: int, counters, **kwargs) -> None:
@@ -317,6 +398,7 @@ class SimulcastConsumer(Consumer):
         munger = StreamMunger(ssrc, payload_type, producer.params.clock_rate)
         self.selector = LayerSelector(munger, layers=count, target=count - 1, stall_after=STALL_AFTER)
         self.selector.on_settled = producer.regroup
+        self.munger = munger  # the selector's, read on the hot path without the hop
         self.viewport: tuple[int, int, bool] | None = None  # (width, height, visible) of the tile
         self._scratch = PacketInfo(producer.params.codec_name)  # for retransmissions
 
@@ -327,33 +409,38 @@ class SimulcastConsumer(Consumer):
         if not self.ready:
             return
         selector = self.selector
-        verdict = selector.process(info)
-        if verdict & PLI:
-            self.producer.request_layer_keyframe(selector.pli_layer)  # type: ignore[attr-defined]
-        if not verdict & FORWARD:
-            return
-        munger = selector.munger
-        self.last_seq_out = munger.out_seq
-        if self.rewrites_extensions and info.head & 0x1000:
-            out = self._with_extensions(packet, info, munger)
+        munger = self.munger
+        if selector.settled == info.spatial:
+            # Settled on this packet's layer (most packets): the selector's process is the
+            # munger's forward itself, which says DROP or FORWARD and never asks for a PLI.
+            if not munger.forward(info):
+                return
         else:
-            out = munger.packet(info)
+            verdict = selector.process(info)
+            if verdict & PLI:
+                self.producer.request_layer_keyframe(selector.pli_layer)  # type: ignore[attr-defined]
+            if not verdict & FORWARD:
+                return
+        out_seq = self.last_seq_out = munger.out_seq
+        header = _HEADER.pack(info.head | self.payload_type, out_seq, munger.out_ts, self.ssrc)
+        if self.rewrites_extensions and info.head & 0x1000:
+            out = self._with_extensions(packet, info, header, munger.out_codec)
+        else:
+            # What StreamMunger.packet joins, without the call.
+            out = b"".join((header, info.middle, munger.out_codec, info.tail))
         self.packets_sent += 1
         self.octets_sent += len(out) - 12
         self.sink.send_rtp(out)
 
-    def _with_extensions(self, packet: bytes, info: PacketInfo, munger: StreamMunger) -> bytes:
+    def _with_extensions(self, packet: bytes, info: PacketInfo, header: bytes, codec: bytes) -> bytes:
         """The munged packet with extension ids renumbered for this subscriber and its
-        transport-wide sequence number: the renumbered bytes are the producer's, shared
-        by subscribers with the same extmap; the codec bytes are this subscriber's."""
-        before, after = self.producer.extension_parts(packet, self.ext_key)
-        header = _HEADER.pack(info.head | self.payload_type, munger.out_seq, munger.out_ts, self.ssrc)
-        start, end = info.codec_start - 12, info.codec_end - 12
-        if after is None:
-            return b"".join((header, before[:start], munger.out_codec, before[end:]))
-        cut = len(before) + 2  # where `after` starts, counted from byte 12
-        return b"".join((header, before, _U16.pack(self.sink.next_transport_sequence()),
-                         after[: start - cut], munger.out_codec, after[end - cut:]))
+        transport-wide sequence number: the renumbered bytes, cut around the
+        transport-wide number and the codec bytes, are the producer's, made once per
+        packet for subscribers with the same extmap; the codec bytes are this subscriber's."""
+        before, between, tail = self.producer.codec_parts(packet, info, self.ext_key)  # type: ignore[attr-defined]
+        if between is None:
+            return b"".join((header, before, codec, tail))
+        return b"".join((header, before, _U16.pack(self.sink.next_transport_sequence()), between, codec, tail))
 
     # ------------------------------------------------------------- feedback path
 

@@ -24,10 +24,16 @@ Inputs, gathered at each run (control path, never per packet):
   transport (a participant's producers share it); its layers with their measured
   bitrates (`sfu.engine.bitrate.BitrateMeter.cost_bps`: the smoothed rate, or the last
   one while the layer does not flow (dynacast), or a nominal rate by height before
-  anything was measured), heights (`SimulcastProducer.heights`) and widths; spatial
-  layers only, each with every temporal layer (TOP_TEMPORAL): per-TID rates are not
-  metered; the tile (visible, width, height; a visible tile of size 0 x 0 is one whose
-  size is not known yet: no cap) and pinned;
+  anything was measured), heights (`SimulcastProducer.heights`) and widths; a spatial
+  layer that carries VP8 temporal layers is offered at each (`temporal_layers`: TIDs up
+  to 0, 1 and 2, at their metered cost, `simulcast.Layer.tid_meters`, or a nominal share
+  of the layer's before that), so that the allocation steps down the frame rate before
+  it pauses the lowest layer; a layer above the lowest whole (UPPER_LAYERS_AT_REDUCED_RATES
+  says why: taking a higher layer at a lower frame rate rather than a lower one at the
+  full rate, as Jitsi Videobridge's allocation does, is built, limited to rates worth it,
+  `simulcast.Layer.reduced`, and off); a layer without TIDs (H.264, a stream without
+  temporal layers) only whole (TOP_TEMPORAL); the tile (visible, width, height; a
+  visible tile of size 0 x 0 is one whose size is not known yet: no cap) and pinned;
 - the speakers, most recent first: the router's `DominantSpeaker.speakers_by_recency`,
   microphone producer ids mapped to their publish transport;
 - last-N: the router's `last_n`.
@@ -86,8 +92,42 @@ NOMINAL_BPS = ((180, 150_000), (360, 500_000), (540, 1_000_000), (720, 1_700_000
 NOMINAL_TOP_BPS = 2_500_000
 
 
+# The cost of TIDs up to 0, 1 and 2 as a share of the whole layer before per-TID rates are
+# measured (libwebrtc's VP8 rate split for three temporal layers, cumulative).
+TEMPORAL_SHARES = (0.4, 0.6, 1.0)
+
+
 def nominal_bps(height: int) -> int:
     return next((bps for tall, bps in NOMINAL_BPS if height <= tall), NOMINAL_TOP_BPS)
+
+
+# Layers above the lowest at a reduced frame rate (a sharper picture at 7.5 fps rather
+# than a smaller one at the full rate): off. Offered, the shaped-link proof's subscriber
+# behind 350 kbit/s stalled for 6.4 s (tests/control/static/test_adaptive_shaped.py,
+# 2026-12-07): the new next step, 360p at 7.5 fps, costs about that link's rate, and
+# probing for it and taking it overflowed the link. The lowest layer's steps (7.5 and 15
+# fps before a pause) are on. To turn this on, the allocation's upgrade to such a step
+# needs a closer look first.
+UPPER_LAYERS_AT_REDUCED_RATES = False
+
+
+def temporal_layers(layer, height: int, upper_reduced: bool = UPPER_LAYERS_AT_REDUCED_RATES) -> list[Layer]:
+    """The allocator's layers of one simulcast layer: whole, or at each temporal layer
+    (a layer above the lowest only with `upper_reduced`)."""
+    full = layer.meter.cost_bps or nominal_bps(height)
+    width = layer.width or height * 16 // 9
+    if not layer.temporal:
+        return [Layer(layer.index, TOP_TEMPORAL, full, width, height)]
+    made = []
+    cost = 0
+    for temporal in (0, 1):
+        cost = max(cost, min(layer.tid_meters[temporal].cost_bps or int(full * TEMPORAL_SHARES[temporal]), full))
+        # Above the lowest layer, only a frame rate worth it (`simulcast.Layer.reduced`):
+        # a sharper picture at 3.75 fps is worse than a smaller one at 15.
+        if layer.index == 0 or (upper_reduced and layer.reduced[temporal]):
+            made.append(Layer(layer.index, temporal, cost, width, height))
+    made.append(Layer(layer.index, TOP_TEMPORAL, full, width, height))
+    return made
 
 
 class SubscriberTransport(Protocol):
@@ -259,11 +299,7 @@ class Subscription:
 def _layers(producer: Producer) -> list[Layer]:
     if isinstance(producer, SimulcastProducer):
         heights = producer.heights()
-        return [
-            Layer(layer.index, TOP_TEMPORAL, layer.meter.cost_bps or nominal_bps(height),
-                  layer.width or height * 16 // 9, height)
-            for layer, height in zip(producer.layers, heights)
-        ]
+        return [made for layer, height in zip(producer.layers, heights) for made in temporal_layers(layer, height)]
     return [Layer(0, TOP_TEMPORAL, producer.meter.cost_bps or NOMINAL_TOP_BPS, 0, 0)]
 
 
@@ -289,5 +325,13 @@ def _report(consumer: Consumer, decision: Decision) -> dict:
         "temporal": layer.temporal if layer is not None else -1,
         "layers": len(producer.layers) if isinstance(producer, SimulcastProducer) else 1,
         "height": layer.height if layer is not None else 0,
+        "fps": _fps(producer, layer),
         "paused": decision.reason or "",
     }
+
+
+def _fps(producer: Producer, layer: Layer | None) -> float:
+    """The measured frame rate of what the decision forwards (0: not measured, or paused)."""
+    if layer is None or not isinstance(producer, SimulcastProducer) or layer.spatial >= len(producer.layers):
+        return 0.0
+    return producer.layers[layer.spatial].fps[min(layer.temporal, TOP_TEMPORAL)]

@@ -95,7 +95,7 @@ async def test_last_n_pauses_the_others_and_the_subscriber_is_told(worker, wire)
     consumers = worker.registry.consumers
     assert [consumers[f"sub-{n}"].paused for n in "abcd"] == [False, False, True, True]
     assert wire.tracks("sub")["sub-c"] == {"consumer_id": "sub-c", "spatial": -1, "temporal": -1, "layers": 1,
-                                           "height": 0, "paused": "last_n"}
+                                           "height": 0, "fps": 0.0, "paused": "last_n"}
     stats = await wire.client.request(api.WorkerGetStats())
     assert stats.gauges["tracks_paused_last_n"] == 2 and stats.gauges["tracks_paused_bandwidth"] == 0
     assert stats.counters["allocations"] >= 2 and stats.counters["layer_switches"] >= 2

@@ -27,6 +27,8 @@ forwarding a packet costs ~5.5 µs); a feedback costs ~1.4 µs per packet it rep
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from sfu.engine.bwe.delay import OVERUSING, USAGE_NAMES, OveruseDetector, PacketGrouper, QueueDelay, TrendlineFilter
 from sfu.engine.bwe.probe import ProbeCluster, ProbeController, ProbeMeasurement
 from sfu.engine.bwe.rate import DEFAULT_RTT_US, AckedBitrate, AimdRateControl, LossBasedControl
@@ -138,12 +140,12 @@ class BandwidthEstimator:
         self._combine()
 
     def _on_received(self, received: list[PacketResult], now_us: int) -> None:
-        received.sort(key=_arrival)  # in arrival order, as the path delivered them
+        received.sort(key=_ARRIVAL)  # in arrival order, as the path delivered them
         grouper, trendline, detector, acked = self._grouper, self._trendline, self._detector, self._acked
+        acked.add_results(received)
         newest_send_us = least_one_way = None
         for result in received:
             send_us, arrival_us = result.send_us, result.arrival_us
-            acked.add(arrival_us, result.size)
             one_way = arrival_us - send_us
             if least_one_way is None or one_way < least_one_way:
                 least_one_way = one_way
@@ -244,8 +246,8 @@ class BandwidthEstimator:
         self._estimate = int(min(max(estimate, self.min_bps), self.max_bps))
 
 
-def _arrival(result: PacketResult) -> int:
-    return result.arrival_us  # type: ignore[return-value] (only received results are sorted)
+_ARRIVAL = attrgetter("arrival_us")  # a C key: sorting a feedback's results calls no Python per packet
+
 
 
 def _latest(a: int | None, b: int | None) -> int | None:

@@ -88,6 +88,24 @@ class AckedBitrate:
         self._packets.append((arrival_us, size))
         self._bytes += size
 
+    def add_results(self, results) -> None:
+        """`add` for each received result of a feedback (`sfu.engine.bwe.send_log.PacketResult`,
+        arrival_us set), in one call: a feedback reports hundreds."""
+        packets = self._packets
+        newest = self._newest_us
+        total = self._bytes
+        for result in results:
+            arrival_us = result.arrival_us
+            if newest is None or arrival_us > newest:
+                newest = arrival_us
+            elif arrival_us < newest - ACKED_MAX_WINDOW_US:
+                continue  # far older than what we hold: a late report, no rate information
+            size = result.size
+            packets.append((arrival_us, size))
+            total += size
+        self._newest_us = newest
+        self._bytes = total
+
     def update(self) -> float | None:
         packets, newest = self._packets, self._newest_us
         if newest is None:

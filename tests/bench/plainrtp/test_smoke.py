@@ -61,6 +61,22 @@ def test_bare_relay_and_our_worker_forward_and_the_report_is_produced(tmp_path):
     assert report["machine"]["python"] and report["command"].startswith("python -m bench.plainrtp")
 
 
+def test_the_simulcast_contender_forwards_each_subscriber_its_layer_with_feedback(tmp_path):
+    report, text = run_bench(tmp_path, "--only", "ours+srtp-simulcast")
+    assert_flowed(report, "ours+srtp-simulcast")
+    contender = report["contenders"]["ours+srtp-simulcast"]
+    (phase,) = contender["fixed"].values()
+    # 1 / 2 / 5 packets a frame on layers 0 / 1 / 2, 5 / 5 / 6 subscribers on them: 45
+    # packets out per 8 in once every subscriber has started. A smoke's window is ~80
+    # packets in: a subscriber may not have started yet, and the receivers also count
+    # the worker's RTCP and ICE answers, so only "more than one copy a packet" is sure.
+    assert phase["packets_out"] > phase["sent_in_window"] > 0
+    allocations = contender["allocations"]
+    assert [spatial for spatial, _, _, _ in allocations["allocated"]] == allocations["wanted"]
+    assert allocations["counters"]["transport_feedback_received"] > 0 and allocations["feedbacks_sent_by_bench"] > 0
+    assert "| ours+srtp-simulcast |" in text
+
+
 @pytest.mark.skipif(not janus.available(), reason="Janus is not installed (apt-get install -y janus)")
 def test_janus_forwards_the_same_workload(tmp_path):
     report, text = run_bench(tmp_path, "--only", "janus")

@@ -12,7 +12,7 @@ import logging
 import pytest
 
 from config import LimitsConfig
-from control.meeting.adaptive import AdaptiveMedia
+from control.meeting.adaptive import AdaptiveMedia, track_quality
 from control.meeting.limits import MeetingLimits
 from control.store.base import MeetingRecord
 from sfu import api
@@ -144,7 +144,7 @@ async def test_a_pause_for_bandwidth_is_told_to_that_subscriber_only():
     assert adaptive_events(bob_peer) == [
         {"type": "track_paused", "track_id": track, "reason": "bandwidth"},
         {"type": "track_quality", "track_id": track, "spatial": -1, "temporal": -1, "layers": 3, "height": 0,
-         "paused": "bandwidth"},
+         "fps": 0.0, "paused": "bandwidth"},
     ]  # fmt: skip
     assert adaptive_events(ann_peer) == [] and adaptive_events(cy_peer) == []
     assert bob.track_pauses == {track: "bandwidth"}
@@ -169,6 +169,15 @@ async def test_pauses_and_resumes_are_told_once_per_change_and_hidden_is_no_news
     assert qualities == [(-1, 0, "hidden"), (0, 180, None), (-1, 0, "bandwidth"), (-1, 0, "bandwidth"),
                          (-1, 0, "last_n"), (-1, 0, "hidden"), (2, 540, None), (1, 360, None)]  # fmt: skip
     assert bob.track_pauses == {}
+
+
+def test_track_quality_carries_the_temporal_layer_and_frame_rate_and_refuses_nonsense():
+    entry = {"consumer_id": "c", "spatial": 1, "temporal": 0, "layers": 3, "height": 360, "fps": 7.5, "paused": ""}
+    assert track_quality("t", entry) == {"type": "track_quality", "track_id": "t", "spatial": 1, "temporal": 0,
+                                         "layers": 3, "height": 360, "fps": 7.5, "paused": None}
+    for bad in ("7.5", True, -1, 1e9, float("nan"), None):
+        assert track_quality("t", dict(entry, fps=bad))["fps"] == 0.0
+    assert track_quality("t", dict(entry, fps=15))["fps"] == 15.0
 
 
 async def test_allocation_news_of_unknown_consumers_transports_or_an_old_worker_is_ignored():

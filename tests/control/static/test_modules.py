@@ -594,6 +594,7 @@ async def test_adaptive_media_is_read_into_tile_states_and_layer_flags(page):
             const hear = (msg) => { states.onMessage({ track_id: 't1', ...msg }); seen.push(qualityOf(states.get('t1'))); };
             hear({ type: 'track_quality', spatial: 2, layers: 3, height: 720, paused: null });
             hear({ type: 'track_quality', spatial: 0, layers: 3, height: 180, paused: null });
+            hear({ type: 'track_quality', spatial: 1, temporal: 0, layers: 3, height: 360, fps: 7.5, paused: null });
             hear({ type: 'track_paused', reason: 'bandwidth' });
             hear({ type: 'track_quality', spatial: -1, layers: 3, height: 0, paused: 'hidden' });
             hear({ type: 'track_resumed' });
@@ -611,6 +612,7 @@ async def test_adaptive_media_is_read_into_tile_states_and_layer_flags(page):
     assert bars == [
         (3, "720p, layer 3 of 3"),
         (1, "180p, layer 1 of 3"),
+        (2, "360p, 7.5 fps, layer 2 of 3"),  # the middle layer at a reduced frame rate
         (0, "paused: bandwidth"),
         (0, "paused: bandwidth"),  # our own hiding changes nothing the server said
         None,  # resumed, the hidden tile's layer not known yet

@@ -105,52 +105,75 @@ def test_without_feedback_the_subscriber_is_unconstrained_and_gets_the_top_layer
     assert 110_000 < rates[0] < 180_000 and 420_000 < rates[1] < 600_000 and 800_000 < rates[2] < 1_050_000
 
 
+def outcomes(meeting) -> dict[str, tuple[int, int]]:
+    """Each consumer's (spatial, temporal) target; (-1, -1) while paused."""
+    return {name: (c.selector.target, c.selector.munger.target_tid) if c.selector.target >= 0 else (-1, -1)
+            for name, c in meeting.consumers.items()}
+
+
 def test_a_falling_estimate_steps_the_layers_down_then_pauses_for_bandwidth():
     meeting = Meeting()
     meeting.run(3)
     meeting.remb(4_000_000)
     meeting.run(2)
-    assert meeting.targets() == {"a": 2, "b": 2, "c": 2}
+    assert outcomes(meeting) == {"a": (2, 2), "b": (2, 2), "c": (2, 2)}
     seen = len(meeting.told.allocations)
     assert seen == 1  # the first allocation; the estimate changed, the outcome did not
+    layers = meeting.producers["a"].layers
+    # Measured per temporal layer (the source's TIDs 0, 2, 1, 2): up to TID 0 about a
+    # third of the layer, up to TID 1 about half; 7.5, 15 and 30 frames a second.
+    assert 0.2 < layers[2].tid_meters[0].bps / layers[2].meter.bps < 0.4
+    assert 0.4 < layers[2].tid_meters[1].bps / layers[2].meter.bps < 0.6
+    assert [round(fps) for fps in layers[2].fps] in ([7, 15, 30], [8, 15, 30])
 
     meeting.remb(1_600_000)  # the three top layers (~2.8 Mbit/s) no longer fit
     meeting.run(2)
-    down = meeting.targets()
-    # Lowest layers first, then one step each in priority (input) order while the total
-    # with the margin fits: 1.25 x (510 + 510 + 140) kbit/s < 1.6 Mbit/s, one more not.
-    assert down == {"a": 1, "b": 1, "c": 0}
-    allocated = sum(meeting.producers[n].layers[t].meter.cost_bps for n, t in down.items() if t >= 0)
+    down = outcomes(meeting)
+    # Lowest layers first, then one ladder step each, (spatial, temporal) ascending, in
+    # priority (input) order while the total with the margin fits; above the lowest layer
+    # whole layers only (UPPER_LAYERS_AT_REDUCED_RATES): 1.25 x (510 + 510 + 140) kbit/s
+    # < 1.6 Mbit/s, one step more not.
+    assert down == {"a": (1, 2), "b": (1, 2), "c": (0, 2)}
+    allocated = sum(meeting.producers[n].layers[s].meter.cost_bps for n, (s, _) in down.items())
     assert allocated <= 1_600_000
-    assert meeting.forwarding() == down  # switched at the keyframes of the targets
+    assert meeting.forwarding() == {name: spatial for name, (spatial, _) in down.items()}
     assert len(meeting.told.allocations) == seen + 1
     for _, estimate, tracks in meeting.told.allocations[seen:]:
         assert estimate == 1_600_000 and len(tracks) == 3
         for track in tracks:
-            name = track["consumer_id"][-1]
-            assert (track["spatial"], track["temporal"], track["layers"]) == (down[name], 2, 3)
-            assert track["height"] == (180, 360, 720)[down[name]] and track["paused"] == ""
+            spatial, temporal = down[track["consumer_id"][-1]]
+            assert (track["spatial"], track["temporal"], track["layers"]) == (spatial, temporal, 3)
+            assert track["height"] == (180, 360, 720)[spatial] and track["paused"] == ""
+            assert track["fps"] == 30.0
 
-    meeting.remb(300_000)  # two lowest layers (~280 kbit/s) fit; not three
+    meeting.remb(300_000)  # the three lowest layers whole (~430 kbit/s) do not fit: at 15 fps they do
     meeting.run(2)
-    assert meeting.targets() == {"a": 0, "b": 0, "c": -1}
+    assert outcomes(meeting) == {"a": (0, 1), "b": (0, 1), "c": (0, 1)}
+    meeting.remb(150_000)  # at 7.5 fps before anyone is paused
+    meeting.run(2)
+    assert outcomes(meeting) == {"a": (0, 0), "b": (0, 0), "c": (0, 0)}
+    assert meeting.sub.subscription.paused_counts() == {"bandwidth": 0, "hidden": 0, "last_n": 0}
+
+    meeting.remb(90_000)  # two lowest layers at 7.5 fps (~80 kbit/s) fit; not three
+    meeting.run(2)
+    assert outcomes(meeting) == {"a": (0, 0), "b": (0, 0), "c": (-1, -1)}
     latest = meeting.told.tracks()
     assert latest["sub-c"] == {"consumer_id": "sub-c", "spatial": -1, "temporal": -1, "layers": 3, "height": 0,
-                               "paused": "bandwidth"}
-    assert (latest["sub-a"]["spatial"], latest["sub-a"]["height"]) == (0, 180)
+                               "fps": 0.0, "paused": "bandwidth"}
+    assert (latest["sub-a"]["spatial"], latest["sub-a"]["temporal"], latest["sub-a"]["height"]) == (0, 0, 180)
     assert meeting.sub.subscription.paused_counts() == {"bandwidth": 1, "hidden": 0, "last_n": 0}
     sent = {name: c.packets_sent for name, c in meeting.consumers.items()}
     meeting.run(3)
     assert meeting.consumers["c"].packets_sent == sent["c"]  # nothing for c
     assert meeting.consumers["a"].packets_sent > sent["a"] and meeting.consumers["b"].packets_sent > sent["b"]
     # Once the hold is over, the cheapest step the budget blocks is resuming c: the
-    # prober is asked to look that high (a layer on top of the two, with the margin).
-    assert meeting.sub.probe_target_bps > 1.25 * 3 * 110_000
+    # prober is asked to look that high (a third lowest layer at 7.5 fps, with the margin).
+    assert meeting.sub.probe_target_bps > 1.25 * 3 * 30_000
 
-    meeting.remb(50_000)
+    meeting.remb(30_000)
     meeting.run(1)
-    assert meeting.targets() == {"a": -1, "b": -1, "c": -1}
-    assert meeting.sub.counters.layer_switches >= 4 and meeting.sub.counters.allocations >= 5
+    assert outcomes(meeting) == {"a": (-1, -1), "b": (-1, -1), "c": (-1, -1)}
+    assert meeting.sub.counters.layer_switches >= 6 and meeting.sub.counters.allocations >= 7
 
 
 def test_a_remb_only_subscriber_keeps_the_lowest_layers_however_low_its_remb():
@@ -168,11 +191,14 @@ def test_a_remb_only_subscriber_keeps_the_lowest_layers_however_low_its_remb():
 
 
 def test_a_paused_track_sends_nothing_and_resumes_from_a_keyframe_after_the_hold():
-    meeting = Meeting(("a",))
+    meeting = Meeting(("a", "b"))
     meeting.run(2)
-    meeting.remb(60_000)
+    # The estimator's floor (30 kbit/s) fits one lowest layer at 7.5 fps (~36 kbit/s)
+    # within the tolerance, not two: the second is paused.
+    meeting.remb(30_000)
     meeting.run(1)
-    consumer = meeting.consumers["a"]
+    assert meeting.consumers["a"].selector.target == 0
+    consumer = meeting.consumers["b"]
     assert consumer.selector.target == -1
     before = consumer.packets_sent
     meeting.run(1)
@@ -182,7 +208,7 @@ def test_a_paused_track_sends_nothing_and_resumes_from_a_keyframe_after_the_hold
     assert consumer.selector.target == -1
     meeting.run(4)
     assert consumer.selector.target >= 0 and consumer.packets_sent > before
-    assert meeting.told.tracks()["sub-a"]["paused"] == ""
+    assert meeting.told.tracks()["sub-b"]["paused"] == ""
 
 
 def test_audio_is_reserved_before_video():
@@ -190,7 +216,7 @@ def test_audio_is_reserved_before_video():
     mic = producer(wire(meeting.router, "pub-m"), "mic", 77, "audio", meeting.clock)
     meeting.sub.consume("sub-mic", mic, OPUS)
     meeting.run(2)
-    lowest = meeting.producers["a"].layers[0].meter.cost_bps
+    lowest = meeting.producers["a"].layers[0].tid_meters[0].cost_bps  # at 7.5 fps
     # The lowest layer alone fits (even without the pause tolerance), with the audio it
     # does not, even with it.
     estimate = int((lowest + AUDIO_RESERVE_BPS) / 1.2)  # holds for a lowest layer under 5 x the audio
@@ -212,15 +238,17 @@ def test_an_estimate_below_what_is_sent_cuts_at_the_next_tick_whatever_the_rate_
     meeting.remb(300_000)
     assert subscription.due(meeting.clock.now)  # short of what is sent: at once
     meeting.clockwork.tick_allocations()
-    assert meeting.consumers["a"].selector.target == 0
+    selector = meeting.consumers["a"].selector
+    assert (selector.target, selector.munger.target_tid) == (0, 2)
 
 
 def test_the_last_layer_is_kept_until_the_estimate_is_short_of_it_by_the_tolerance():
-    """Pausing freezes the tile: a track on its lowest layer keeps it at 85 % of its
-    cost, is paused at 75 %, and resumes only with the margin (125 %) after the hold."""
+    """Pausing freezes the tile: a track on its lowest layer (the low one at 7.5 fps)
+    keeps it at 85 % of its cost, is paused at 75 %, and resumes only with the margin
+    (125 %) after the hold."""
     meeting = Meeting(("a",))
-    meeting.run(2)
-    lowest = meeting.producers["a"].layers[0].meter.cost_bps
+    meeting.run(5)  # the meters' whole window: the cost holds still from here
+    lowest = meeting.producers["a"].layers[0].tid_meters[0].cost_bps
     meeting.remb(int(lowest * 1.1))
     meeting.run(1)
     assert meeting.consumers["a"].selector.target == 0
@@ -339,3 +367,55 @@ def test_a_consumer_without_viewport_or_allocation_keeps_the_top_layer_wanted():
         if frame % 6 == 0:
             clockwork.tick_allocations()
     assert told.layers[-1] == ("cam", [])  # nobody: nothing wanted after the hold
+
+
+def test_temporal_layers_are_offered_at_their_cost_and_frame_rate():
+    from sfu.engine.simulcast import Layer as SimulcastLayer
+    from sfu.engine.subscription import temporal_layers
+
+    def offered(layer, height):
+        return [(made.spatial, made.temporal, made.bitrate_bps) for made in temporal_layers(layer, height)]
+
+    low, middle = SimulcastLayer(0, "q", 16, 0.5), SimulcastLayer(1, "h", 16, 0.5)
+    # Nothing measured, no TIDs seen (H.264, or not yet): whole, at the nominal rate.
+    assert offered(middle, 360) == [(1, 2, 500_000)]
+    # TIDs seen, no rates yet: nominal shares; above the lowest layer, no frame rate known: whole only.
+    low.tid_octets[2] = middle.tid_octets[2] = 1
+    assert offered(low, 180) == [(0, 0, 60_000), (0, 1, 90_000), (0, 2, 150_000)]
+    assert offered(middle, 360) == [(1, 2, 500_000)]
+    # Measured: a 15 fps camera's middle layer at 7.5 fps (TIDs 0-1) is offered, at 3.75 not.
+    clock = 10.0
+    for second in range(6):
+        for layer in (low, middle):
+            layer.octets += 60_000
+            layer.tid_octets[0] += 20_000
+            layer.tid_octets[1] += 10_000
+            layer.tid_octets[2] += 30_000
+            layer.tid_frames[0] += 4
+            layer.tid_frames[1] += 4
+            layer.tid_frames[2] += 7
+            layer.measure(clock + second)
+    assert middle.fps == [4.0, 8.0, 15.0]
+    assert offered(middle, 360) == [(1, 2, 480_000)]  # above the lowest: whole (UPPER_LAYERS_AT_REDUCED_RATES)
+    reduced = [(made.spatial, made.temporal, made.bitrate_bps) for made in temporal_layers(middle, 360, True)]
+    assert reduced == [(1, 1, 240_000), (1, 2, 480_000)]
+    assert offered(low, 180) == [(0, 0, 160_000), (0, 1, 240_000), (0, 2, 480_000)]
+
+
+def test_a_reduced_frame_rate_is_offered_with_hysteresis():
+    """Measured around the threshold, the ladder does not flap: a layer above the lowest is
+    offered (when upper layers are) at TIDs up to 1 from 7 fps on, withdrawn only below 5.5."""
+    from sfu.engine.simulcast import Layer as SimulcastLayer
+    from sfu.engine.subscription import temporal_layers
+
+    middle = SimulcastLayer(1, "h", 16, 0.5)
+    middle.tid_octets[2] = 1
+    now = 10.0
+    middle.measure(now)
+    seen = []
+    for fps in (7.5, 6.5, 6.0, 5.0, 6.5, 7.0):  # frames a second of TIDs 0-1 over each 2 s
+        middle.tid_frames[1] += round(fps * 2)
+        now += 2.0
+        middle.measure(now)
+        seen.append(any(made.temporal == 1 for made in temporal_layers(middle, 360, upper_reduced=True)))
+    assert seen == [True, True, True, False, False, True]
