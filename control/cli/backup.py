@@ -25,6 +25,7 @@ import sqlite3
 import sys
 
 from config import ConfigError, load_config
+from control.cli.doctor import local_host
 from control.store import store_path
 from control.store.sqlite import backup_to
 from control.store.sqlite_schema import MIGRATIONS
@@ -87,9 +88,8 @@ def restore(database: str, source_path: str) -> int:
 
 
 def server_answers(host: str, port: int) -> bool:
-    target = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
     try:
-        with socket.create_connection((target, port), SERVER_PROBE_TIMEOUT_S):
+        with socket.create_connection((local_host(host), port), SERVER_PROBE_TIMEOUT_S):
             return True
     except OSError:
         return False
