@@ -24,6 +24,25 @@ PASSWORD = "a long enough password 42"
 
 
 @pytest.fixture
+async def chromium_autoplay():
+    """Chromium with fake devices, allowed to run a page's AudioContext without a click
+    (tests that listen to the decoded audio in the page)."""
+    if not browser.chromium_available():
+        pytest.skip("needs /usr/bin/chromium and playwright")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=browser.CHROMIUM, headless=True,
+            args=[*browser.CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
+        )  # fmt: skip
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+@pytest.fixture
 async def chromium():
     if not browser.chromium_available():
         pytest.skip("needs /usr/bin/chromium and playwright")

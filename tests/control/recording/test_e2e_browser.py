@@ -59,6 +59,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from client.bot import Bot
 from recorder.media import notice as notice_clip
 from tests.support import browser
+from tests.support.browser_fixtures import chromium_autoplay  # noqa: F401
 
 pytestmark = [
     pytest.mark.browser,
@@ -404,21 +405,9 @@ def tone_level(pcm: np.ndarray, frequency: float, onset: float, quiet: np.ndarra
 
 
 @pytest.fixture
-async def chromium():
-    """Chromium with fake devices, allowed to run a page's AudioContext without a click."""
-    if not browser.chromium_available():
-        pytest.skip("needs /usr/bin/chromium and playwright")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(
-            executable_path=browser.CHROMIUM, headless=True,
-            args=[*browser.CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
-        )  # fmt: skip
-        try:
-            yield instance
-        finally:
-            await instance.close()
+def chromium(chromium_autoplay):
+    """Chromium that may play a page's audio without a click (browser_fixtures)."""
+    return chromium_autoplay
 
 
 async def open_marker_page(chromium, server, meeting: dict[str, Any], name: str):
