@@ -1,7 +1,8 @@
 """Dynacast, the client side, in real Chromium: the web client publishes its camera as
 three encodings (simulcast is on by default); when the server says only the lowest is
 wanted (`publish_layers`), the encoder stops sending the others, and sends them again
-when they are wanted. The server's side is driven where the worker's news enters control:
+when they are wanted; a renegotiation (a screen share added) keeps a paused encoding
+paused. The server's side is driven where the worker's news enters control:
 `control.meeting.adaptive.AdaptiveMedia.worker_notification` with the
 `sfu.api.ProducerLayersWanted` a worker sends (today's worker does not send it yet)."""
 
@@ -72,6 +73,18 @@ async def test_the_publisher_pauses_the_encodings_nobody_wants_and_resumes_them(
     # Told again (a worker's repeat, or the same after a renegotiation): nothing changes.
     tell_layers(server, meeting["meeting_id"], pid, ["q"])
     await wait_sending(publisher, "f", False, 2.0, "only q wanted, told twice")
+    # A renegotiation of the publish connection (a screen share added) keeps what was
+    # paused paused: nothing told the client otherwise.
+    await browser.share_canvas_screen(publisher)
+    live = server.services.registry.get(meeting["meeting_id"])
+    for _ in range(100):  # the server has the screen track: the renegotiation is done
+        if any(t.source == "screen" for t in live.participants[pid].tracks.values()):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the screen share was not published")
+    await wait_sending(publisher, "f", False, 3.0, "only q wanted, after a renegotiation")
+    await wait_sending(publisher, "q", True, 3.0, "q still wanted, after a renegotiation")
 
     tell_layers(server, meeting["meeting_id"], pid, ["q", "h", "f"])
     timings["f resumed after"] = await wait_sending(publisher, "f", True, 3.0, "every layer wanted again")
