@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-
 # Where `http.tls: self-signed` keeps its certificate, under data_dir.
 SELF_SIGNED_DIR = "tls"
 SELF_SIGNED_CERT = "self-signed.crt"

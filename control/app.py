@@ -38,8 +38,8 @@ from control.http.requests_log import add_request_id, request_id_middleware
 from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
 from control.http.transcripts import TranscriptRoutes
-from control.http.whep import WhepRoutes
 from control.http.urls import PublicUrls
+from control.http.whep import WhepRoutes
 from control.http.whip import WhipRoutes
 from control.meeting.adaptive import AdaptiveMedia
 from control.meeting.attendance import Attendance
@@ -52,12 +52,11 @@ from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
 from control.meeting.viewers import Viewers
-from control.metrics.exporter import Metrics
 from control.metrics.certificates import CertificateCollector
+from control.metrics.exporter import Metrics
 from control.metrics.turn import TurnCollector
 from control.metrics.whep import WhepCollector
-from control.processes import recorders, workers
-from control.processes import turn_settings
+from control.processes import recorders, turn_settings, workers
 from control.processes.recorders import RecorderSupervisor
 from control.processes.turn import TurnSupervisor
 from control.processes.workers import WorkerSupervisor

@@ -19,13 +19,12 @@ import socket
 import subprocess
 import sys
 
+from bench.plainrtp import procfs
+from bench.plainrtp.packets import VIDEO_CLOCK_RATE, VIDEO_PAYLOAD_TYPE, key_base64, new_srtp_key
 from common.channel import ChannelClient
 from common.messages import Message
 from config.schema import MediaConfig, SfuConfig
 from sfu import api
-
-from bench.plainrtp import procfs
-from bench.plainrtp.packets import VIDEO_CLOCK_RATE, VIDEO_PAYLOAD_TYPE, key_base64, new_srtp_key
 
 READY_TIMEOUT_S = 20.0
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -29,7 +29,9 @@ from bench.plainrtp import procfs
 from bench.plainrtp.loadgen import LoadGenerator, Receivers
 from bench.plainrtp.packets import PacketSource
 from bench.plainrtp.runner import ALL_CONTENDERS, _make_forwarder
-from bench.plainrtp.simulcast import NAME as SIMULCAST, WEBRTC_NAME as WEBRTC, SimulcastForwarder, copies_per_packet
+from bench.plainrtp.simulcast import NAME as SIMULCAST
+from bench.plainrtp.simulcast import WEBRTC_NAME as WEBRTC
+from bench.plainrtp.simulcast import SimulcastForwarder, copies_per_packet
 
 DSO_GROUPS = (
     ("[kernel", "kernel (UDP send/receive, syscalls, scheduler)"),

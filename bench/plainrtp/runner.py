@@ -30,7 +30,9 @@ from bench.plainrtp.janus import JanusForwarder
 from bench.plainrtp.loadgen import LoadGenerator, PhaseResult, Receivers
 from bench.plainrtp.ours import FanOut, OursForwarder, WorkerProcess
 from bench.plainrtp.packets import PACKET_SIZE, PacketSource
-from bench.plainrtp.simulcast import NAME as SIMULCAST, WEBRTC_NAME as WEBRTC, SimulcastForwarder, copies_per_packet
+from bench.plainrtp.simulcast import NAME as SIMULCAST
+from bench.plainrtp.simulcast import WEBRTC_NAME as WEBRTC
+from bench.plainrtp.simulcast import SimulcastForwarder, copies_per_packet
 from bench.plainrtp.targets import ALL_CONTENDERS, evaluate
 
 PARTS = ("compare", "long", "scaling", "rss")  # compare: saturation, fixed and relative rates

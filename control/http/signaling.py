@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from config import SignalingConfig
 from common import logs
+from config import SignalingConfig
 from control.accounts.tokens import JoinClaims, TokenError, Tokens
 from control.errors import ApiError, SignalingError
 from control.http.auth import client_address

@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from aiortc.rtcdtlstransport import RTCCertificate
 
     from sfu.engine.router import Router
-    from sfu.transport.tcp import IceTcpConnection
     from sfu.transport.playback import Playback
+    from sfu.transport.tcp import IceTcpConnection
     from sfu.transport.udp import MediaSocket
     from sfu.wire.sdp import Codec
 

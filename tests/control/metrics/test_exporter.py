@@ -17,8 +17,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.messages import Message
-from sfu import api
 from control.metrics import exporter
+from sfu import api
 from sfu.engine.stats import (
     ESTIMATE_BUCKETS_BPS,
     FORWARD_TIME_BUCKETS_US,

@@ -14,8 +14,8 @@ import pytest
 
 from sfu import api
 from tests.control.static.test_simulcast import chromium_15fps  # noqa: F401  (fixture)
-from tests.support.shaped_meeting import wait_top_encoding
 from tests.support import browser
+from tests.support.shaped_meeting import wait_top_encoding
 
 pytestmark = [
     pytest.mark.browser,

@@ -16,8 +16,8 @@ from aiortc.rtcdtlstransport import RTCCertificate
 
 from sfu.clockwork import Clockwork
 from sfu.engine.bwe.pacer import PACE_INTERVAL_US
-from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.consumer import Consumer
+from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.stats import Counters
 from sfu.transport.udp import MediaSocket
 from sfu.transport.webrtc import WebRtcTransport

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 import string
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
