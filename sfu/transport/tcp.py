@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 from typing import TYPE_CHECKING
 
-from sfu.wire.framing import Deframer
+from sfu.wire.framing import Deframer, FramingError, frame
 
 if TYPE_CHECKING:
     from sfu.engine.stats import Counters
@@ -42,7 +41,6 @@ TCP = "tcp"
 TcpAddress = tuple[str, int, str]  # (remote ip, remote port, "tcp")
 
 BIND_TIMEOUT_S = 10.0
-_LENGTH = struct.Struct("!H")
 
 # Why a connection's framing was refused (Counters.tcp_framing_errors), and why a packet
 # for a connection was not sent (Counters.tcp_dropped_packets / tcp_dropped_bytes): the
@@ -105,8 +103,8 @@ class IceTcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             packets = self.deframer.feed(data)
-        except ValueError as exc:
-            self._refuse("zero_length" if "length: 0" in str(exc) else "oversized")
+        except FramingError as exc:
+            self._refuse(exc.reason)
             return
         key = self.key
         media = self.media
@@ -149,7 +147,7 @@ class IceTcpConnection(asyncio.Protocol):
             return
         counters.packets_sent += 1
         counters.bytes_sent += len(data)
-        tcp.write(_LENGTH.pack(len(data)) + data)
+        tcp.write(frame(data))
 
     def close(self) -> None:
         if self.tcp is not None:

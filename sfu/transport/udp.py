@@ -78,12 +78,9 @@ class MediaSocket(DatagramEndpoint):
     def send_any(self, data: bytes, addr: Address) -> None:
         """Send to a UDP address or an ICE-TCP connection's key (STUN and DTLS: not the
         hot path, which sends through the transport's `sender`)."""
-        if is_tcp_address(addr):
-            connection = self.tcp.get(addr)  # type: ignore[call-overload]
-            if connection is not None:
-                connection.sendto(data, addr)
-            return
-        self.sendto(data, addr)
+        sender = self.sender_for(addr)
+        if sender is not None:  # None: its ICE-TCP connection closed meanwhile
+            sender.sendto(data, addr)
 
     def sender_for(self, addr: Address) -> MediaSocket | IceTcpConnection | None:
         """What sends to `addr`: this socket, or its ICE-TCP connection (None: gone)."""

@@ -2,7 +2,7 @@
 (RFC 6544 §3: every packet of the ICE-TCP connection, STUN included, is framed so).
 
 Each packet is preceded by its length, 16 bits in network order (RFC 4571 §2). Pure:
-bytes in, packets out, `ValueError` naming what is wrong. A zero length is refused
+bytes in, packets out, `FramingError` (a ValueError) naming what is wrong. A zero length is refused
 (nothing the worker accepts is empty; a stream of zeros is garbage, not keepalives) and
 so is a length past `max_packet` (the worker's datagram limit): a peer announcing 65535
 bytes would otherwise make us hold 64 KiB of whatever it sends before we could judge it.
@@ -14,6 +14,15 @@ import struct
 
 _LENGTH = struct.Struct("!H")
 MAX_FRAME = 65535  # what 16 bits of length can say
+
+
+class FramingError(ValueError):
+    """A stream that cannot be framed; `reason` is the counter's label (zero_length,
+    oversized)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def frame(packet: bytes) -> bytes:
@@ -51,9 +60,9 @@ class Deframer:
         while end - start >= 2:
             length = (buffer[start] << 8) | buffer[start + 1]
             if length == 0:
-                raise ValueError("frame length: 0 (RFC 4571 frames carry a packet)")
+                raise FramingError("zero_length", "frame length: 0 (RFC 4571 frames carry a packet)")
             if length > self.max_packet:
-                raise ValueError(f"frame length: {length} bytes, more than {self.max_packet}")
+                raise FramingError("oversized", f"frame length: {length} bytes, more than {self.max_packet}")
             if end - start - 2 < length:
                 break
             packets.append(bytes(buffer[start + 2 : start + 2 + length]))
