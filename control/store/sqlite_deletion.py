@@ -6,29 +6,17 @@ and the periodic purges. A mixin of `SqliteStore`, like `sqlite_recordings`.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from control.store import sqlite_rows as rows
 from control.store.base import STORAGE_DELETION_STATES, NotFound, StorageDeletion, new_id
+from control.store.sqlite_parts import SqliteParts
 
 # The open live sessions: their participant rows and ledger are never purged.
 _OPEN_SESSIONS = "SELECT id FROM live_session WHERE ended_at IS NULL"
 
 
-class DeletionMixin:
-    # Provided by SqliteStore (see there).
-    _clock: Callable[[], float]
-    _db: sqlite3.Connection
-    _run: Callable[..., Awaitable[Any]]
-    _write: Callable[..., Any]
-    _row: Callable[[str, Iterable[Any]], sqlite3.Row | None]
-    _rows: Callable[[str, Iterable[Any]], list[sqlite3.Row]]
-    _get: Callable[..., Any]
-    _insert: Callable[..., Any]
-    _update: Callable[..., Any]
-
+class DeletionMixin(SqliteParts):
     # ------------------------------------------------------------------ deleted recordings
 
     async def retire_recording(self, recording_id: str) -> StorageDeletion:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
 from control.store import sqlite_rows as rows
 from control.store.base import NotFound, new_id
 from control.store.ingests import INGEST_KINDS, INGEST_STATES, IngestRecord
+from control.store.sqlite_parts import SqliteParts
 
 INGEST_FIELDS = {"state", "end_reason", "details", "token_hash"}
 
@@ -21,19 +22,7 @@ def ingest_row(row: sqlite3.Row) -> IngestRecord:
     return IngestRecord(**values, details=json.loads(row["details"]))
 
 
-class IngestsMixin:
-    # Provided by SqliteStore (see there).
-    _clock: Callable[[], float]
-    _db: sqlite3.Connection
-    _run: Callable[..., Awaitable[Any]]
-    _write: Callable[..., Any]
-    _rows: Callable[[str, Iterable[Any]], list[sqlite3.Row]]
-    _get: Callable[..., Any]
-    _require: Callable[[str, str], None]
-    _insert: Callable[..., Any]
-    _update: Callable[..., Any]
-    _stamp_unset: Callable[[str, str, str, dict[str, Any]], None]
-
+class IngestsMixin(SqliteParts):
     async def create_ingest(
         self,
         *,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from control.store import sqlite_rows as rows
@@ -21,26 +21,13 @@ from control.store.base import (
     RecordingFile,
     new_id,
 )
+from control.store.sqlite_parts import SqliteParts
 
 RECORDING_KINDS = ("recording", "transcription")
 CONSENT_DECISIONS = ("pending", *CONSENT_DECIDED)
 
 
-class RecordingsMixin:
-    # Provided by SqliteStore (see there).
-    _clock: Callable[[], float]
-    _db: sqlite3.Connection
-    _run: Callable[..., Awaitable[Any]]
-    _write: Callable[..., Any]
-    _row: Callable[[str, Iterable[Any]], sqlite3.Row | None]
-    _rows: Callable[[str, Iterable[Any]], list[sqlite3.Row]]
-    _get: Callable[..., Any]
-    _require: Callable[[str, str], None]
-    _insert: Callable[..., Any]
-    _update: Callable[..., Any]
-    _stamp_unset: Callable[[str, str, str, dict[str, Any]], None]
-    _delete: Callable[[str, str], None]
-
+class RecordingsMixin(SqliteParts):
     # ------------------------------------------------------------------ customer storage
 
     async def set_customer_storage(self, customer_id: str, settings: dict[str, Any]) -> None:

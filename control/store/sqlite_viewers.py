@@ -5,10 +5,9 @@ signed tokens a host issues, so that a token can be listed and revoked. A mixin 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from control.store.base import NotFound, ViewerToken, new_id
+from control.store.sqlite_parts import SqliteParts
 
 
 def _viewer_token(row: sqlite3.Row) -> ViewerToken:
@@ -16,16 +15,7 @@ def _viewer_token(row: sqlite3.Row) -> ViewerToken:
                        row["revoked_at"])  # fmt: skip
 
 
-class ViewerTokensMixin:
-    # Provided by SqliteStore (see there).
-    _clock: Callable[[], float]
-    _db: sqlite3.Connection
-    _run: Callable[..., Awaitable[Any]]
-    _write: Callable[..., Any]
-    _row: Callable[[str, Iterable[Any]], sqlite3.Row | None]
-    _rows: Callable[[str, Iterable[Any]], list[sqlite3.Row]]
-    _insert: Callable[..., Any]
-
+class ViewerTokensMixin(SqliteParts):
     async def create_viewer_token(self, meeting_id: str, label: str, expires_at: float) -> ViewerToken:
         def create() -> ViewerToken:
             if self._row("SELECT id FROM meeting WHERE id = ?", (meeting_id,)) is None:
