@@ -27,8 +27,8 @@ import pytest
 from bench.plainrtp.ours import WorkerProcess
 from bench.plainrtp.packets import VP8_KEYFRAME_START
 from sfu import api
-from sfu.engine.stats import FORWARD_TIME_BUCKETS_US
 from sfu.wire import rtp
+from tests.support.forward_time import BOUNDS_US, histogram, p99_bucket
 from tests.support.ice_tcp_client import IceTcpSubscriber
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
@@ -37,7 +37,6 @@ RATE = 500  # packets per second of each stream
 B_FANOUT = 4
 READING_S, STALLED_S = 3.0, 8.0
 PAYLOAD = VP8_KEYFRAME_START + bytes(1200 - 12 - len(VP8_KEYFRAME_START))
-BUCKETS = (*FORWARD_TIME_BUCKETS_US, float("inf"))
 
 
 class Stream:
@@ -102,18 +101,6 @@ class PlainSubscriber:
                 return
             if len(data) >= 12 and not 191 < data[1] < 224:
                 self.received += 1
-
-
-def histogram(counters: dict[str, int]) -> list[int]:
-    return [counters[f"forward_time_us_le_{bound}"] for bound in (*FORWARD_TIME_BUCKETS_US, "inf")]
-
-
-def p99_bucket(before: list[int], after: list[int]) -> int:
-    """The index of the bucket holding the 99th percentile of the samples between two
-    cumulative histograms."""
-    cumulative = [b - a for a, b in zip(before, after)]
-    assert cumulative[-1] > 0, "no forwarding time was sampled"
-    return next(i for i, count in enumerate(cumulative) if count >= 0.99 * cumulative[-1])
 
 
 def test_a_tcp_subscriber_that_stops_reading_is_dropped_and_slows_no_other_meeting():
@@ -185,8 +172,8 @@ async def scenario(
     for subscriber in others:
         assert subscriber.received == b.sent, "meeting B lost packets while A's subscriber was stalled"
 
-    zero = [0] * len(BUCKETS)
+    zero = [0] * len(BOUNDS_US)
     before = p99_bucket(zero, histogram(reading))
     during = p99_bucket(histogram(reading), histogram(stalled))
-    print(f"forwarding p99 bucket: <= {BUCKETS[before]} µs reading, <= {BUCKETS[during]} µs stalled")
+    print(f"forwarding p99 bucket: <= {BOUNDS_US[before]} µs reading, <= {BOUNDS_US[during]} µs stalled")
     assert during <= before + 1, "forwarding got slower while an ICE-TCP subscriber was stalled"

@@ -20,7 +20,6 @@ within meeting A's budget, the rest counted as refused by reason.
 from __future__ import annotations
 
 import base64
-import os
 import socket
 import time
 
@@ -30,8 +29,8 @@ from bench.plainrtp import procfs
 from bench.plainrtp.ours import WorkerProcess
 from bench.plainrtp.packets import VP8_KEYFRAME_START, key_base64, new_srtp_key, srtp_session
 from sfu import api
-from sfu.engine.stats import FORWARD_TIME_BUCKETS_US
 from sfu.wire import rtcp, rtp
+from tests.support.forward_time import histogram, p99_bound_us
 
 pytestmark = pytest.mark.process
 
@@ -98,22 +97,6 @@ class Subscriber:
             if len(data) >= 12 and not 191 < data[1] < 224:
                 self.received += 1
                 self.last_seq = int.from_bytes(data[2:4], "big")
-
-
-def histogram(counters: dict[str, int]) -> list[int]:
-    return [counters[f"forward_time_us_le_{bound}"] for bound in (*FORWARD_TIME_BUCKETS_US, "inf")]
-
-
-def p99_bound_us(before: list[int], after: list[int]) -> float:
-    """The upper bound (µs) of the bucket holding the 99th percentile of the samples taken
-    between two cumulative histograms; inf when it is the open bucket."""
-    cumulative = [b - a for a, b in zip(before, after)]
-    total = cumulative[-1]
-    assert total > 0, "no forwarding time was sampled"
-    for bound, count in zip((*FORWARD_TIME_BUCKETS_US, float("inf")), cumulative):
-        if count >= 0.99 * total:
-            return float(bound)
-    return float("inf")
 
 
 def test_a_nack_flood_neither_loads_the_worker_nor_slows_another_meeting():
