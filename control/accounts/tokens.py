@@ -280,8 +280,6 @@ class Tokens:
             raise TokenError("wrong_meeting", "this token is for another meeting")
         return ingest_id
 
-    # ------------------------------------------------------------------ decoding
-
     # ------------------------------------------------------------------ viewer tokens
 
     def make_viewer_token(self, record: ViewerToken) -> str:
@@ -311,6 +309,8 @@ class Tokens:
         if record.revoked_at is not None:
             raise TokenError("revoked", "this viewer token was revoked")
         return record
+
+    # ------------------------------------------------------------------ decoding
 
     def _decode(self, token: object, audience: str, *, verify_exp: bool) -> dict[str, Any]:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:

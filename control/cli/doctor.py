@@ -84,15 +84,25 @@ def is_binding_success(data: bytes, transaction_id: bytes) -> bool:
 
 def bound_udp_ports(tables: Iterable[str]) -> set[tuple[str, int]]:
     """(address, port) of every bound UDP socket in /proc/net/udp and udp6 texts."""
-    bound = set()
+    return _sockets_in_state(tables, UDP_UNCONNECTED)
+
+
+def listening_tcp_ports(tables: Iterable[str]) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket in /proc/net/tcp and tcp6 texts."""
+    return _sockets_in_state(tables, TCP_LISTEN)
+
+
+def _sockets_in_state(tables: Iterable[str], state: str) -> set[tuple[str, int]]:
+    """(local address, port) of the rows of /proc/net tables whose `st` column is `state`."""
+    found = set()
     for text in tables:
         for row in text.splitlines()[1:]:
             columns = row.split()
-            if len(columns) < 4 or columns[3] != UDP_UNCONNECTED:
+            if len(columns) < 4 or columns[3] != state:
                 continue
             address_hex, port_hex = columns[1].split(":")
-            bound.add((_proc_address(address_hex), int(port_hex, 16)))
-    return bound
+            found.add((_proc_address(address_hex), int(port_hex, 16)))
+    return found
 
 
 def _proc_address(hex_text: str) -> str:
@@ -100,19 +110,6 @@ def _proc_address(hex_text: str) -> str:
     raw = bytes.fromhex(hex_text)
     words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     return str(ipaddress.ip_address(words))
-
-
-def listening_tcp_ports(tables: Iterable[str]) -> set[tuple[str, int]]:
-    """(address, port) of every listening TCP socket in /proc/net/tcp and tcp6 texts."""
-    listening = set()
-    for text in tables:
-        for row in text.splitlines()[1:]:
-            columns = row.split()
-            if len(columns) < 4 or columns[3] != TCP_LISTEN:
-                continue
-            address_hex, port_hex = columns[1].split(":")
-            listening.add((_proc_address(address_hex), int(port_hex, 16)))
-    return listening
 
 
 def port_is_bound(bound: set[tuple[str, int]], listen_ip: str, port: int) -> bool:
