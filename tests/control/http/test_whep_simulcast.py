@@ -12,6 +12,7 @@ import pytest
 from client.media import GeneratedVideoTrack
 from tests.control.http.test_whep_players import chromium, page_origin, wait_for  # noqa: F401  (fixture)
 from tests.support import browser
+from tests.support.browser_fixtures import chromium_autoplay  # noqa: F401  (fixture behind chromium)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
