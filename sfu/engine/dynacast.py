@@ -1,8 +1,15 @@
 """Dynacast, the worker's side (issue 11, item 5): which simulcast layers of a producer
 some consumer takes, so that the publisher may stop encoding the others.
 
-A consumer takes its selector's target layer and the layer it forwards now (until the
-switch to the target happens, the current one still has to flow); a consumer nobody
+A consumer takes its selector's target layer, the layer it forwards now (until the
+switch to the target happens, the current one still has to flow) and the layer its
+subscriber's tile asks for (its allocation's ladder top) with those below it (the
+subscriber's way up as its estimate grows), whatever that subscriber's
+bandwidth allows today: like LiveKit's subscribed quality, what the publisher encodes
+follows what is watched, not one subscriber's estimate (a subscriber that starts at
+300 kbit/s and is probed up, or dips for a while, would otherwise switch the top layer
+off for everyone, and then wait for the publisher's encoder to ramp it back). A
+hidden tile or one cut by last-N asks for none. A consumer nobody
 allocates (the recorder's plain-transport consumer, a transport without an allocator)
 keeps the target it was made with, the top layer, so it takes the highest.
 `sfu.engine.simulcast.SimulcastProducer.taken_layers` collects that set.

@@ -319,14 +319,19 @@ class SimulcastProducer(Producer):
             layer.measure(now)
 
     def taken_layers(self) -> set[int]:
-        """Dynacast: the layers some consumer takes now (its selector's target, and the
-        layer it forwards until it switches); a paused consumer takes none."""
+        """Dynacast: the layers some consumer takes now (its selector's target, the layer
+        it forwards until it switches, and those up to the one its tile asks for: a subscriber whose
+        estimate is still ramping up, or dips for a while, must find that layer encoded
+        when its bandwidth allows it); a paused consumer takes none."""
         taken: set[int] = set()
         for consumer in self.consumers:
             if not consumer.paused:
                 selector = consumer.selector  # type: ignore[attr-defined]
                 taken.add(selector.target)
                 taken.add(selector.current)
+                tile_layer = consumer.tile_layer  # type: ignore[attr-defined]
+                if tile_layer is not None:  # and the layers below, its way up as it ramps
+                    taken.update(range(tile_layer + 1))
         taken.discard(-1)
         return taken
 
@@ -389,7 +394,7 @@ class SimulcastProducer(Producer):
 class SimulcastConsumer(Consumer):
     """One subscriber's stream of a `SimulcastProducer`: one layer at a time."""
 
-    __slots__ = ("selector", "munger", "viewport", "_scratch")
+    __slots__ = ("selector", "munger", "viewport", "tile_layer", "_scratch")
 
     def __init__(self, consumer_id: str, producer: SimulcastProducer, sink, mid: str, ssrc: int,
                  payload_type: int, counters, **kwargs) -> None:
@@ -400,6 +405,9 @@ class SimulcastConsumer(Consumer):
         self.selector.on_settled = producer.regroup
         self.munger = munger  # the selector's, read on the hot path without the hop
         self.viewport: tuple[int, int, bool] | None = None  # (width, height, visible) of the tile
+        # The layer the subscriber's tile asks for whatever its bandwidth (its allocation's
+        # ladder top; -1: hidden or cut by last-N; None: nobody allocates this consumer).
+        self.tile_layer: int | None = None
         self._scratch = PacketInfo(producer.params.codec_name)  # for retransmissions
 
     # ------------------------------------------------------------------ hot path

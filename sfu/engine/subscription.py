@@ -255,6 +255,10 @@ class Subscription:
                 self.counters.layer_switches += 1
             _apply(consumer, decision)
             reports.append(_report(consumer, decision))
+        for consumer_id, decision in allocation.decisions.items():  # what each tile asks for, changed or not
+            consumer = consumers[consumer_id]
+            if isinstance(consumer, SimulcastConsumer):
+                consumer.tile_layer = decision.target.spatial if decision.target is not None else -1
         self.decisions = allocation.decisions
         return reports
 

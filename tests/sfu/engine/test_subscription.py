@@ -336,14 +336,14 @@ def test_dynacast_a_layer_is_unwanted_after_the_hold_and_wanted_again_at_once():
     meeting.sub.subscription.set_viewport("sub-a", 1280, 720, True)
     meeting.clockwork.tick_allocations()
     assert meeting.consumers["a"].selector.target == 2
-    assert meeting.told.layers[-1] == ("cam-a", ["q", "f"])  # at once; q still flows meanwhile
+    assert meeting.told.layers[-1] == ("cam-a", ["q", "h", "f"])  # at once, with h (its way up); q still flows
     meeting.run(1)  # the selector falls back to what flows while f is paused
     assert meeting.forwarding() == {"a": 0}
     for layer in meeting.sources["a"].layers[1:]:
         layer.active = True
     meeting.run(4)
     assert meeting.forwarding() == {"a": 2}
-    assert meeting.told.layers[-1] == ("cam-a", ["f"])
+    assert meeting.told.layers[-1] == ("cam-a", ["q", "h", "f"])  # the tile's way up stays wanted
 
 
 def test_a_consumer_without_viewport_or_allocation_keeps_the_top_layer_wanted():
@@ -419,3 +419,19 @@ def test_a_reduced_frame_rate_is_offered_with_hysteresis():
         middle.measure(now)
         seen.append(any(made.temporal == 1 for made in temporal_layers(middle, 360, upper_reduced=True)))
     assert seen == [True, True, True, False, False, True]
+
+
+def test_dynacast_keeps_the_layer_a_tile_asks_for_while_the_estimate_is_short_of_it():
+    meeting = Meeting(("a",))
+    meeting.sub.subscription.set_viewport("sub-a", 1280, 720, True)
+    meeting.remb(300_000)  # a subscriber starting at 300 kbit/s, to be probed up
+    meeting.run(5)
+    assert meeting.targets() == {"a": 0}  # its bandwidth allows the lowest layer only
+    assert meeting.told.layers == []  # but its tile asks for the top one: every layer stays wanted
+    assert meeting.producers["a"].demand.paused == 0
+    meeting.sub.subscription.set_viewport("sub-a", 320, 180, True)  # a small tile: only q is watched
+    meeting.run(4)
+    assert meeting.told.layers == [("cam-a", ["q"])]
+    meeting.sub.subscription.set_viewport("sub-a", 1280, 720, False)  # hidden: asks for nothing
+    meeting.run(4)
+    assert meeting.told.layers[-1] == ("cam-a", [])
