@@ -5,7 +5,7 @@ the next."""
 from __future__ import annotations
 
 MIGRATIONS: list[list[str]] = [
-    # 1: the model of docs/control-plane.md
+    # 1: the model of docs/control-plane-reference.md
     [
         """CREATE TABLE customer (
             id TEXT PRIMARY KEY,
