@@ -803,6 +803,39 @@ def optional_secret(minimum_chars: int) -> Rule:
     return Rule(str, "a string", refine, secret=True)
 
 
+def redis_url() -> Rule:
+    """Empty (one node, no Redis), or a redis://, rediss:// or unix:// URL; it may hold a
+    password, so a message never quotes it."""
+
+    def refine(value: str) -> str:
+        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise BadValue("must be empty (a single node) or a redis://, rediss:// or unix:// URL")
+        return value
+
+    return Rule(str, "a URL", refine, secret=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig(_Section):
+    """Several nodes coordinated through Redis (issue 13, docs/cluster.md)."""
+
+    SECTION: ClassVar[str] = "cluster"
+
+    # "": this node is alone (the embedded default). redis://host:6379/0: nodes register
+    # there, meetings are placed there, and cross-node events travel there.
+    redis_url: str = setting("", redis_url())
+    # This node's name in the registry; "": the machine's host name and the HTTP port.
+    node_id: str = setting("", Rule(str, "a string"))
+    # How often this node renews its registration, and how long the registration lives
+    # without a renewal: a node killed outright is gone from placement after node_ttl_s.
+    heartbeat_s: float = setting(1.0, positive_number())
+    node_ttl_s: float = setting(5.0, positive_number())
+
+    def _check_together(self) -> None:
+        if self.node_ttl_s < 2 * self.heartbeat_s:
+            raise ConfigError("cluster.node_ttl_s: must be at least twice cluster.heartbeat_s")
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsConfig(_Section):
     SECTION: ClassVar[str] = "metrics"
@@ -833,6 +866,7 @@ class Config(_Section):
     retention: RetentionConfig = section(RetentionConfig)
     turn: TurnConfig = section(TurnConfig)
     metrics: MetricsConfig = section(MetricsConfig)
+    cluster: ClusterConfig = section(ClusterConfig)
 
     def https_certificate(self) -> tuple[str, str] | None:
         """(certificate, key) paths of the server's HTTPS, None when it is plain HTTP. In

@@ -25,6 +25,9 @@ from control.accounts.bootstrap import Secrets
 from control.accounts.service import Accounts
 from control.accounts.tokens import Tokens
 from control.clock import Clock, LoopClock
+from control.cluster.load import LoadMeter, WorkerReading
+from control.cluster.placement import NodeLoad
+from control.cluster.service import Cluster, node_id_of
 from control.http import openapi, pages
 from control.http.accounts import AccountRoutes
 from control.http.auth import Auth
@@ -53,6 +56,7 @@ from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
 from control.meeting.viewers import Viewers
 from control.metrics.certificates import CertificateCollector
+from control.metrics.cluster import ClusterCollector
 from control.metrics.exporter import Metrics
 from control.metrics.turn import TurnCollector
 from control.metrics.whep import WhepCollector
@@ -124,6 +128,7 @@ class Services:
     signaling: SignalingEndpoint
     ingests: Ingests
     viewers: Viewers
+    cluster: Cluster | None = None  # with cluster.redis_url only (issue 13)
 
 
 SERVICES = web.AppKey("conclave_services", Services)
@@ -230,6 +235,7 @@ def build_services(
             listen_ip=cfg.sfu.listen_ip, announced_ip=resolved_announced_ips(cfg)[0],
         ),
         viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks),
+        cluster=Cluster(cfg, node_load(cfg, registry, worker_supervisor, clock)) if cfg.cluster.redis_url else None,
     )
     _wire(services)
     return services
@@ -263,6 +269,23 @@ def _wire(s: Services) -> None:
     s.conference.add_listener(s.viewers)
     s.lifecycle.add_listener(s.viewers)
     s.metrics.registry.register(WhepCollector(s.viewers))
+    if s.cluster is not None:
+        s.metrics.registry.register(ClusterCollector(s.cluster))
+
+
+def node_load(cfg: Config, registry: MeetingRegistry, supervisor: WorkerSupervisor, clock: Clock):
+    """What this node's heartbeat publishes: its meetings, participants and workers' load."""
+    meter = LoadMeter()
+    node_id = node_id_of(cfg)
+
+    def load() -> NodeLoad:
+        meter.update(clock.time(), [WorkerReading(w.index, w.gauge("cpu_seconds"), w.counters().get("packets_sent", 0))
+                                    for w in supervisor.workers if w.up])  # fmt: skip
+        participants = sum(len(meeting.participants) for meeting in registry)
+        return NodeLoad(node_id, cfg.http.public_url, False, meter.cpu, participants, len(registry),
+                        meter.packets_per_s)  # fmt: skip
+
+    return load
 
 
 def create_app(
@@ -285,6 +308,8 @@ def create_app(
     app.cleanup_ctx.append(_run_workers)
     app.cleanup_ctx.append(_run_recorder)
     app.cleanup_ctx.append(_run_turn)
+    if services.cluster is not None:
+        app.cleanup_ctx.append(_run_cluster)
     if cfg.metrics.listen:
         app.cleanup_ctx.append(metrics_listener(services.metrics, cfg.metrics.listen, cfg.metrics.token))
     app.on_shutdown.append(_close_sockets)
@@ -327,7 +352,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     ).register(router)
     openapi.register(router)
     s.signaling.register(router)
-    Health(s.workers, s.recorder, s.store, s.turn).register(router)
+    Health(s.workers, s.recorder, s.store, s.turn, s.cluster).register(router)
     if not s.cfg.metrics.listen:
         router.add_get("/metrics", metrics_handler(s.metrics, s.cfg.metrics.token))
     pages.register(router)
@@ -380,6 +405,14 @@ async def _run_turn(app: web.Application) -> AsyncIterator[None]:
     await turn.start()
     yield
     await turn.stop()
+
+
+async def _run_cluster(app: web.Application) -> AsyncIterator[None]:
+    """This node in the cluster's Redis (registered, subscribed), left first at the end."""
+    cluster = app[SERVICES].cluster
+    await cluster.start()
+    yield
+    await cluster.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:
