@@ -39,6 +39,7 @@ from common.storage import StorageBackend, StorageError, StoredObject, open_stor
 from config.schema import RecorderConfig
 from recorder import api
 from recorder.journal import RecordingDirectory, list_recordings, stray_directories
+from recorder.live_mixing import LiveMixes
 from recorder.manifest import MANIFEST_NAME
 from recorder.session import (
     Outgoing,
@@ -85,6 +86,7 @@ class RecorderService:
         self.totals = Totals()
         self.retired: dict[str, int] = {"packets": 0, "nacks_sent": 0, "plis_sent": 0, "lost": 0}
         self.sessions: dict[str, Session] = {}
+        self.mixes = LiveMixes()  # WHEP viewers' live mixes (recorder/live_mixing.py)
         self.backends: dict[str, StorageBackend] = {}
         self.channel: ChannelServer | None = None
         self.transcribing: dict[str, float] = {}  # recording id -> audio seconds still to do
@@ -120,6 +122,7 @@ class RecorderService:
                                         directory.recording_id)  # fmt: skip
 
     async def shutdown(self) -> None:
+        self.mixes.close_all()
         for session in list(self.sessions.values()):
             try:
                 await asyncio.wait_for(session.shutdown(), SHUTDOWN_STEP_SECONDS)
@@ -142,6 +145,8 @@ class RecorderService:
     # ----------------------------------------------------------------- requests
 
     async def handle(self, request: Message) -> Message:
+        if request.NAME.startswith("MIX_"):
+            return await self.mixes.handle(request)
         handler = getattr(self, "_on_" + request.NAME.lower(), None)
         if handler is None:
             raise RequestFailed("unsupported", f"{request.NAME} is not a recorder request")
@@ -392,6 +397,7 @@ class RecorderService:
                 "spool_files": float(spool["pending_files"]),
                 "lag_seconds": round(lag, 3),
                 "transcription_backlog_seconds": round(backlog, 3),
+                "live_mixes": float(len(self.mixes.jobs)),
             },
             counters={
                 "bytes_written": self.totals.bytes_written,
@@ -406,6 +412,7 @@ class RecorderService:
                 "packets_unknown_ssrc": self.totals.unknown_ssrc,
                 "packets_unknown_peer": self.totals.unknown_peer,
                 "packets_malformed": self.totals.malformed,
+                **self.mixes.counters(),
             },
         )
 
