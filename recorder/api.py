@@ -255,13 +255,15 @@ class MixConnect(Message):
 
 @dataclass(frozen=True)
 class MixTrackAdd(Message):
-    """An Opus stream the SFU now sends the mix (PLAIN_CONSUMER_INFO's SSRC and type)."""
+    """An Opus stream the SFU now sends the mix (PLAIN_CONSUMER_INFO's SSRC and type).
+    ducks_others: while it plays the others are quieter (the announcer's notice)."""
 
     NAME: ClassVar[str] = "MIX_TRACK_ADD"
     mix_id: str
     track_id: str
     ssrc: int
     payload_type: int
+    ducks_others: bool = False
 
 
 @dataclass(frozen=True)

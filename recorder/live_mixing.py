@@ -8,7 +8,8 @@ meeting that has viewers:
     MIX_CONNECT    -> where the SFU's plain transport listens: the mix's RTP goes there
                       (from the same socket: the transport hears its producer's source)
     MIX_TRACK_ADD  -> a voice by SSRC (a plain consumer of a microphone or the announcer):
-                      reordered (JitterBuffer, short), decoded, into the LiveMix
+                      reordered (JitterBuffer, short), decoded, into the LiveMix (the
+                      announcer ducks the others while the notice plays)
     every 20 ms    -> one frame of the mix (recorder/media/live_mix.py), encoded with
                       libopus (48 kHz mono, 20 ms), sent as RTP; timestamps step 960 per
                       slot, skipped slots included, so the stream keeps real time
@@ -150,10 +151,10 @@ class MixJob:
     def connect(self, sfu: tuple[str, int]) -> None:
         self.sfu = sfu
 
-    def add_track(self, track_id: str, ssrc: int) -> None:
+    def add_track(self, track_id: str, ssrc: int, ducks_others: bool = False) -> None:
         self.remove_track(track_id)
         self.voices[ssrc] = Voice(track_id, ssrc, self.loop.time)
-        self.mix.add(track_id)
+        self.mix.add(track_id, ducks_others)
 
     def remove_track(self, track_id: str) -> None:
         for ssrc in [s for s, voice in self.voices.items() if voice.track_id == track_id]:
@@ -248,7 +249,7 @@ class LiveMixes:
         if isinstance(request, api.MixConnect):
             job.connect((request.sfu_ip, request.sfu_port))
         elif isinstance(request, api.MixTrackAdd):
-            job.add_track(request.track_id, request.ssrc)
+            job.add_track(request.track_id, request.ssrc, request.ducks_others)
         elif isinstance(request, api.MixTrackRemove):
             job.remove_track(request.track_id)
         else:

@@ -12,7 +12,8 @@ the worker and the order it is made in, per meeting that has at least one viewer
                                      hears it: it has no audio-level extension)
     MIX_CONNECT (recorder)        -> the mix flows to the transport
     CONSUMER_CREATE per voice     -> every audio track and the announcer (the recording
-                                     notice is in the mix), then MIX_TRACK_ADD by SSRC
+                                     notice is in the mix, the others ducked under it
+                                     while it plays), then MIX_TRACK_ADD by SSRC
 
 Once made, `producer_for` names the producer and the viewers' audio slots are switched to
 it (control.meeting.viewers, without renegotiation); until then, and whenever it is lost
@@ -191,7 +192,9 @@ class ViewerMixes:
             return
         assert isinstance(info, api.PlainConsumerInfo)
         mix.voices[track.track_id] = consumer_id
-        await self._recorder.request(recorder_api.MixTrackAdd(mix.mix_id, track.track_id, info.ssrc, info.payload_type))
+        ducks = track.track_id == NOTICE_TRACK_ID  # the notice is understood over everyone
+        await self._recorder.request(
+            recorder_api.MixTrackAdd(mix.mix_id, track.track_id, info.ssrc, info.payload_type, ducks_others=ducks))
 
     async def _add_later(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
         async with self._lock(meeting.meeting_id):

@@ -10,6 +10,7 @@ Unlike the recording's mix (recorder/media/mixer.py), which waits a second for e
 packet and places each on the recording's timeline, this one is heard live: a source
 plays in arrival order from a small prebuffer, a late or lost packet is a short silence,
 and a buffer that grew (a burst after a stall) is cut back so the delay stays bounded.
+While the announcer plays, the others are ducked under it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ MAX_BUFFER_SAMPLES = 10 * FRAME_SAMPLES
 # A timer that woke this many slots late makes at most this many frames at once; the
 # rest are skipped (their timestamps too: the stream stays in step with real time).
 MAX_BURST_FRAMES = 5
+# While a source that ducks plays (the announcer: the recording notice), every other
+# source is this much quieter (-20 dB): a viewer has no banner, the spoken notice must
+# be understood over whoever is talking.
+DUCK_GAIN = 0.1
 
 
 def mix_frames(frames: list[np.ndarray], length: int = FRAME_SAMPLES) -> tuple[np.ndarray, int]:
@@ -110,15 +115,19 @@ class LiveMix:
 
     def __init__(self) -> None:
         self.sources: dict[str, PlayoutBuffer] = {}
+        self.ducking: set[str] = set()  # sources the others are ducked under while they play
         self.frames = 0  # frames made
         self.clipped_samples = 0  # beyond full scale before the limiter
         self.unknown_samples = 0  # pushed for a source that is not (or no longer) in
 
-    def add(self, source_id: str) -> None:
+    def add(self, source_id: str, ducks_others: bool = False) -> None:
         self.sources.setdefault(source_id, PlayoutBuffer())
+        if ducks_others:
+            self.ducking.add(source_id)
 
     def remove(self, source_id: str) -> None:
         self.sources.pop(source_id, None)
+        self.ducking.discard(source_id)
 
     def push(self, source_id: str, pcm: np.ndarray) -> None:
         source = self.sources.get(source_id)
@@ -128,8 +137,11 @@ class LiveMix:
         source.push(pcm)
 
     def next_frame(self) -> np.ndarray:
-        taken = [source.take(FRAME_SAMPLES) for source in self.sources.values()]
-        frame, clipped = mix_frames([t for t in taken if t is not None])
+        taken = {source_id: source.take(FRAME_SAMPLES) for source_id, source in self.sources.items()}
+        ducked = any(taken[source_id] is not None for source_id in self.ducking)
+        frames = [pcm if not ducked or source_id in self.ducking else pcm * DUCK_GAIN
+                  for source_id, pcm in taken.items() if pcm is not None]  # fmt: skip
+        frame, clipped = mix_frames(frames)
         self.frames += 1
         self.clipped_samples += clipped
         return frame

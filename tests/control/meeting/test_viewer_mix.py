@@ -90,6 +90,7 @@ async def test_the_first_viewer_makes_the_mix_and_its_audio_slot_switches_to_it(
     assert set(mix_voices(s)) == voices  # both microphones and the announcer, no camera
     added = s.recorder.of(recorder_api.MixTrackAdd)
     assert len(added) == 3 and len({a.ssrc for a in added}) == 3
+    assert [a.track_id for a in added if a.ducks_others] == [NOTICE_TRACK_ID]  # the notice over everyone
     assert audio_source(s, viewer) == mix_producer
     assert viewer.slots["audio"].consumer_id == consumer  # switched on the worker, not remade
     assert s.mixes.events["started"] == 1

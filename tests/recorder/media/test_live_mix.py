@@ -123,3 +123,18 @@ def test_slots_are_due_every_20_ms_and_a_late_timer_skips_old_ones():
     late = clock.due(100.0 + 0.02 * 20 + 0.001)  # woke 17 slots late
     assert late == list(range(20 - MAX_BURST_FRAMES + 1, 21)) and clock.skipped == 20 - MAX_BURST_FRAMES - 2
     assert clock.due(100.0 + 0.02 * 21) == [21]  # and on from there, no slot twice
+
+
+def test_the_announcer_ducks_the_others_while_it_plays():
+    mix = LiveMix()
+    mix.add("ann")
+    mix.add("announcer", ducks_others=True)
+    frames = []
+    for n in range(12):
+        mix.push("ann", sine(440, 0.3, start=n * FRAME_SAMPLES))
+        if n < 6:
+            mix.push("announcer", sine(1000, 0.3, start=n * FRAME_SAMPLES))
+        frames.append(mix.next_frame())
+    during, after = np.concatenate(frames[3:6]), np.concatenate(frames[-3:])
+    assert level(during, 1000) > 0.25 and level(during, 440) == pytest.approx(0.03, abs=0.005)
+    assert level(after, 440) > 0.25 and level(after, 1000) < 0.01  # the notice over: full level again
