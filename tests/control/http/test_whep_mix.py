@@ -66,6 +66,9 @@ async def test_a_player_hears_two_voices_at_once_and_falls_back_while_the_record
 
             mixed = await wait_for("the player to hear both tones at once", both, timeout=40)
             assert mixes.running() == 1
+            metrics = (await server.api("GET", "/../../metrics"))[1]
+            assert "conclave_whep_audio_mixes 1.0" in metrics
+            assert 'conclave_whep_audio_mix_events_total{event="started"} 1.0' in metrics
 
             pid = server.services.recorder.pid
             assert pid is not None
@@ -74,6 +77,8 @@ async def test_a_player_hears_two_voices_at_once_and_falls_back_while_the_record
             assert mixes.events["lost"] == 1
             again = await wait_for("the player to hear both tones again", both, timeout=60)
             assert mixes.events["started"] == 2 and server.services.recorder.pid != pid
+            await server.services.recorder.refresh_stats()
+            assert server.services.metrics.recorder.total("mix_frames_sent") > 0
             assert not await page.evaluate("player.renegotiated")
             assert await page.evaluate("(token) => endPlayer(token)", issued["token"]) == 200
         finally:
