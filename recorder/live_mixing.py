@@ -52,7 +52,7 @@ MAX_MIXES = 1000  # one per meeting with viewers; a bound, not a target
 
 
 class MixCounters:
-    __slots__ = ("packets", "malformed", "unknown_ssrc", "decode_errors", "frames_sent", "frames_skipped")
+    __slots__ = ("decode_errors", "frames_sent", "frames_skipped", "malformed", "packets", "unknown_ssrc")
 
     def __init__(self) -> None:
         for name in self.__slots__:

@@ -186,7 +186,9 @@ class ViewerMixes:
             return
         consumer_id = new_id()
         try:
-            info = await self._conference.request(meeting, api.ConsumerCreate(mix.transport_id, consumer_id, track.producer_id))
+            info = await self._conference.request(
+                meeting, api.ConsumerCreate(mix.transport_id, consumer_id, track.producer_id)
+            )
         except ChannelError as exc:  # gone meanwhile
             log.info("viewer mix %s: %s not consumed: %s", mix.mix_id, track.track_id, exc.message)
             return
@@ -194,7 +196,8 @@ class ViewerMixes:
         mix.voices[track.track_id] = consumer_id
         ducks = track.track_id == NOTICE_TRACK_ID  # the notice is understood over everyone
         await self._recorder.request(
-            recorder_api.MixTrackAdd(mix.mix_id, track.track_id, info.ssrc, info.payload_type, ducks_others=ducks))
+            recorder_api.MixTrackAdd(mix.mix_id, track.track_id, info.ssrc, info.payload_type, ducks_others=ducks)
+        )
 
     async def _add_later(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
         async with self._lock(meeting.meeting_id):

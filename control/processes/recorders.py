@@ -85,7 +85,8 @@ class RecorderSupervisor(processes.ChildSupervisor):
 
     def add_down_listener(self, listener: DownListener) -> None:
         """Called with the generation when a recorder that was up is gone (its process
-        exited or its channel closed): what lived in it (live mixes) went with it."""
+        exited or its channel closed; not at shutdown): what lived in it (live mixes)
+        went with it."""
         self._down_listeners.append(listener)
 
     def add_restart_listener(self, listener: RestartListener) -> None:
@@ -183,7 +184,7 @@ class RecorderSupervisor(processes.ChildSupervisor):
         finally:
             was_up, self.up = self.up, False
             self.client = None
-            if was_up:
+            if was_up and not self._stopping:  # at shutdown nobody needs to fall back
                 self._tell_down(generation)
             await self._shut(child)
             if not self._stopping:

@@ -53,7 +53,7 @@ def mix_frames(frames: list[np.ndarray], length: int = FRAME_SAMPLES) -> tuple[n
 class PlayoutBuffer:
     """One source's decoded samples waiting for the mix, in arrival order."""
 
-    __slots__ = ("_chunks", "_samples", "playing", "underruns", "dropped_samples")
+    __slots__ = ("_chunks", "_samples", "dropped_samples", "playing", "underruns")
 
     def __init__(self) -> None:
         self._chunks: deque[np.ndarray] = deque()
@@ -153,7 +153,7 @@ class LiveMix:
 class FrameClock:
     """Which 20 ms slots are due: slot n is due at `start + n * FRAME_SECONDS`."""
 
-    __slots__ = ("start", "next_slot", "skipped")
+    __slots__ = ("next_slot", "skipped", "start")
 
     def __init__(self, start: float) -> None:
         self.start = start

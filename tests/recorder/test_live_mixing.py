@@ -6,6 +6,7 @@ timestamps stepping 960, which decodes to both tones at once."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 
 import av
@@ -77,8 +78,8 @@ async def test_two_voices_come_out_as_one_continuous_opus_stream():
     assert not mixes.jobs
     headers = [rtp.parse_header(p) for p in received]
     assert {h.ssrc for h in headers} == {started.ssrc} and {h.payload_type for h in headers} == {started.payload_type}
-    steps = {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in zip(headers, headers[1:])}
-    sequence = {(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in zip(headers, headers[1:])}
+    steps = {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in itertools.pairwise(headers)}
+    sequence = {(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in itertools.pairwise(headers)}
     assert sequence == {1}
     assert steps <= {960 * k for k in range(1, 6)} and 960 in steps  # 20 ms frames; a late loop skips slots
     assert counters["mix_frames_sent"] >= 80

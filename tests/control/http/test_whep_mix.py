@@ -30,9 +30,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 HEARD = 0.04  # a tone's amplitude in the last second of decoded audio (each bot sends 0.3)
 
 
-async def test_a_player_hears_two_voices_at_once_and_falls_back_while_the_recorder_restarts(
-    conclave_server, chromium
-):
+async def test_a_player_hears_two_voices_at_once_and_falls_back_while_the_recorder_restarts(conclave_server, chromium):
     server = conclave_server
     meeting = await server.create_meeting()
     host = server.bot(meeting, "Hana", token=meeting["host_token"], width=640, height=360, tone_hz=440.0)

@@ -99,7 +99,7 @@ async def test_the_first_viewer_makes_the_mix_and_its_audio_slot_switches_to_it(
 
 
 async def test_voices_join_and_leave_the_running_mix():
-    s, ann, bob = await meeting_with_mixes()
+    s, _, bob = await meeting_with_mixes()
     await s.viewers.start(RECORD, token(), "offer")
     await settle()
     cat, _ = await s.join("cat")
