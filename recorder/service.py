@@ -5,7 +5,8 @@ environment (recorder.api.recorder_command; `--config-json` works too, for peopl
 rescans its spool (uploads left by an earlier process continue at once), announces
 RECORDER_READY on the channel, then answers requests until the channel closes or SIGTERM
 arrives; then it closes every open segment (so a restarted process continues the
-recordings) and gives uploads in flight a few seconds.
+recordings) and gives uploads in flight a few seconds. The live mixes of WHEP viewers
+(MIX_* requests) are a job of their own: recorder/live_mixing.py.
 
 Files on disk, under data_dir (umask 077: every file 0600, every directory 0700):
     spool/                       finished files until customer storage confirms them

@@ -93,9 +93,10 @@ class ViewerMixes:
     # ------------------------------------------------------------------ wanted or not
 
     def want(self, meeting: LiveMeeting) -> None:
-        """The meeting has a viewer: make its mix unless it has one."""
-        if meeting.meeting_id not in self._wanted:
-            self._wanted[meeting.meeting_id] = meeting
+        """The meeting has a viewer (a new one): make its mix unless it has one (a start
+        that failed is tried again with the next viewer)."""
+        self._wanted[meeting.meeting_id] = meeting
+        if meeting.meeting_id not in self._mixes:
             self._spawn(meeting, self._start(meeting), "start")
 
     def release(self, meeting_id: str) -> None:

@@ -31,10 +31,13 @@ class FakeRecorder:
         self.up = True
         self.generation = 1
         self.requests: list[Message] = []
+        self.refuse: str | None = None  # a request name answered with an error
 
     async def request(self, message: Message, timeout: float = 10.0) -> Message:
         if not self.up:
             raise ChannelError("recorder_down", "the recorder is not running")
+        if message.NAME == self.refuse:
+            raise ChannelError("internal", f"{message.NAME} refused")
         self.requests.append(message)
         if isinstance(message, recorder_api.MixStart):
             return recorder_api.MixStarted(message.mix_id, "127.0.0.1", 50000, 4242, 111)
@@ -179,3 +182,18 @@ async def test_the_last_viewer_leaving_or_the_meetings_end_stops_the_mix():
     await settle()
     assert s.mixes.running() == 0 and len(s.recorder.of(recorder_api.MixStop)) == 2
     assert s.mixes.events == {"started": 2, "failed": 0, "lost": 0, "stopped": 2}
+
+
+async def test_a_failed_start_leaves_nothing_behind_and_is_tried_again_with_the_next_viewer():
+    s, ann, _ = await meeting_with_mixes()
+    s.recorder.refuse = "MIX_CONNECT"  # after the transport and producer exist
+    viewer, _ = await s.viewers.start(RECORD, token("one"), "offer")
+    await settle()
+    assert s.mixes.running() == 0 and s.mixes.events["failed"] == 1
+    assert not [k for _, k in s.worker.transports.values() if k == "plain"]  # undone
+    assert len(s.recorder.of(recorder_api.MixStop)) == 1
+    assert audio_source(s, viewer) == track(s, ann, "microphone").producer_id
+    s.recorder.refuse = None
+    await s.viewers.start(RECORD, token("two"), "offer")
+    await settle()
+    assert s.mixes.running() == 1 and audio_source(s, viewer) == s.mixes.producer_for("meeting1")
