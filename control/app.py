@@ -54,6 +54,7 @@ from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
+from control.meeting.viewer_mix import ViewerMixes
 from control.meeting.viewers import Viewers
 from control.metrics.certificates import CertificateCollector
 from control.metrics.cluster import ClusterCollector
@@ -234,7 +235,8 @@ def build_services(
             store=store, tokens=tokens, attendance=attendance, conference=conference, clock=clock, tasks=tasks,
             listen_ip=cfg.sfu.listen_ip, announced_ip=resolved_announced_ips(cfg)[0],
         ),
-        viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks),
+        viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks,
+                        mixes=ViewerMixes(conference=conference, recorder=recorder, tasks=tasks)),  # fmt: skip
         cluster=Cluster(cfg, node_load(cfg, registry, worker_supervisor, clock)) if cfg.cluster.redis_url else None,
     )
     _wire(services)
@@ -268,6 +270,9 @@ def _wire(s: Services) -> None:
     s.workers.add_notification_listener(s.viewers.worker_notification)
     s.conference.add_listener(s.viewers)
     s.lifecycle.add_listener(s.viewers)
+    if s.viewers.mixes is not None:  # the viewers' audio mix lives in the recorder process
+        s.recorder.add_up_listener(s.viewers.mixes.recorder_up)
+        s.recorder.add_down_listener(s.viewers.mixes.recorder_down)
     s.metrics.registry.register(WhepCollector(s.viewers))
     if s.cluster is not None:
         s.metrics.registry.register(ClusterCollector(s.cluster))
