@@ -2,6 +2,10 @@
 
     store = open_store(cfg)      # not connected yet
     await store.open()           # migrations applied
+
+`store.url` empty: SQLite (`control.store.sqlite.SqliteStore`, the file at `store.path`);
+a postgresql:// URL: PostgreSQL (`control.store.postgres.PostgresStore`). Both run the
+same queries (`control.store.sql.SqlStore`) on the schema of `control.store.schema`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from control.store.base import (
     WebhookDelivery,
 )
 from control.store.ingests import IngestRecord
+from control.store.postgres import PostgresStore
 from control.store.sqlite import SqliteStore
 
 DB_FILE_NAME = "conclave.db"
@@ -47,7 +52,10 @@ def store_path(cfg: Config) -> str:
 
 
 def open_store(cfg: Config) -> Store:
-    """The store the settings name (sqlite: the only driver so far); call `await .open()`."""
+    """The store the settings name (PostgreSQL when `store.url` is set, else the SQLite
+    file); call `await .open()`."""
+    if cfg.store.url:
+        return PostgresStore(cfg.store.url)
     return SqliteStore(store_path(cfg))
 
 
@@ -65,14 +73,16 @@ __all__ = [
     "HostSessionActive",
     "IngestRecord",
     "LiveSession",
-    "MeetingRecord",
     "MeetingFull",
     "MeetingNotStartable",
+    "MeetingRecord",
     "NotFound",
     "ParticipantRecord",
+    "PostgresStore",
     "Recording",
     "RecordingActive",
     "RecordingFile",
+    "SqliteStore",
     "StorageDeletion",
     "Store",
     "StoreError",
