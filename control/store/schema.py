@@ -12,7 +12,9 @@ advisory lock, so nodes starting at once migrate one after the other).
 
 from __future__ import annotations
 
+import io
 import os
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,6 +84,24 @@ def upgrade(connection: sa.Connection, where: str) -> int:
         environment.configure(connection=connection, fn=pending, transactional_ddl=True)
         environment.run_migrations()
     return current_version(connection)
+
+
+@cache
+def new_database_script(dialect: str) -> str:
+    """The SQL the revisions run on an empty database of `dialect` (Alembic's offline
+    mode), made once per process: a new SQLite file gets it as one script instead of
+    paying SQLAlchemy's DDL compilation at every open (most of a new store's open, and
+    tests open many)."""
+    script = scripts()
+    output = io.StringIO()
+
+    def pending(revision: Any, context: MigrationContext) -> Any:
+        return script._upgrade_revs("head", revision)
+
+    with EnvironmentContext(AlembicConfig(), script, fn=pending, destination_rev="head", as_sql=True) as environment:
+        environment.configure(dialect_name=dialect, as_sql=True, output_buffer=output, fn=pending)
+        environment.run_migrations()
+    return output.getvalue()
 
 
 def stamp_baseline(connection: Any) -> None:

@@ -131,9 +131,22 @@ class SqliteStore(SqlStore):
         if version is not None:
             schema.refuse_newer(version, self.path)
             backup_to(self._db, f"{self.path}.before-v{version}")
-        if version is not None and version <= schema.BASELINE and self._has_legacy_table():
+        if version is None:
+            self._create_schema()
+            return
+        if version <= schema.BASELINE and self._has_legacy_table():
             self._write(self._finish_legacy, version)
         self._run_revisions()
+
+    def _create_schema(self) -> None:
+        """A new file: every revision, as the one script they make (in one transaction)."""
+        db = self._db
+        try:
+            db.executescript(f"BEGIN IMMEDIATE;\n{schema.new_database_script('sqlite')}\nCOMMIT;")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _has_legacy_table(self) -> bool:
         return self._row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'") is not None

@@ -23,7 +23,7 @@ INT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def _postgres() -> bool:
-    return op.get_bind().dialect.name == "postgresql"
+    return op.get_context().dialect.name == "postgresql"
 
 
 def col(name: str, kind: sa.types.TypeEngine, *args, default: str | None = None, null: bool = False, **kw) -> sa.Column:
