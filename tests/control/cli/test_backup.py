@@ -106,3 +106,14 @@ async def test_backup_and_restore_round_trip_and_refusals(tmp_path, capsys):
         assert backup_cli.backup_command(args(tmp_path, "restore", port=port, source=str(tmp_path / "copy.db"))) == 1
     err = capsys.readouterr().err
     assert "not a Conclave database" in err and "newer than this Conclave knows" in err and "stop it" in err
+
+
+def test_backup_and_restore_refuse_a_postgresql_store(tmp_path, capsys):
+    config = tmp_path / "conclave.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"),
+                                      "store": {"url": "postgresql://app:pg-secret@db.example/conclave"}}))  # fmt: skip
+    namespace = argparse.Namespace(config=str(config), command="backup", to=str(tmp_path / "copy.db"))
+    assert backup_cli.backup_command(namespace) == 1
+    error = capsys.readouterr().err
+    assert "pg_dump" in error and "pg-secret" not in error
+    assert not (tmp_path / "copy.db").exists()
