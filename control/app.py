@@ -65,7 +65,7 @@ from control.recording.deletion import StorageDeletions
 from control.recording.events import RecordingEvents
 from control.recording.retention import Retention
 from control.recording.service import Recordings
-from control.store import open_store
+from control.store import open_store, store_location
 from control.store.base import MeetingRecord, Store
 from control.tasks import BackgroundTasks
 from control.webhooks import WebhookSender
@@ -340,6 +340,7 @@ async def _run_store(app: web.Application) -> AsyncIterator[None]:
     running among them, are drained by then)."""
     services = app[SERVICES]
     await services.store.open()
+    log.info("store: %s, schema version %d", store_location(services.cfg), await services.store.schema_version())
     try:
         await bootstrap.first_start(services.store, services.cfg.data_dir)
         await bootstrap.end_meetings_left_live(services.store)

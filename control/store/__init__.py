@@ -40,7 +40,7 @@ from control.store.base import (
     WebhookDelivery,
 )
 from control.store.ingests import IngestRecord
-from control.store.postgres import PostgresStore
+from control.store.postgres import PostgresStore, redacted
 from control.store.sqlite import SqliteStore
 
 DB_FILE_NAME = "conclave.db"
@@ -49,6 +49,11 @@ DB_FILE_NAME = "conclave.db"
 def store_path(cfg: Config) -> str:
     """`store.path`, or DATA_DIR/conclave.db when it is empty."""
     return cfg.store.path or os.path.join(cfg.data_dir, DB_FILE_NAME)
+
+
+def store_location(cfg: Config) -> str:
+    """Which database the settings name, for the log (a PostgreSQL password left out)."""
+    return f"PostgreSQL {redacted(cfg.store.url)}" if cfg.store.url else f"SQLite {store_path(cfg)}"
 
 
 def open_store(cfg: Config) -> Store:
@@ -88,5 +93,6 @@ __all__ = [
     "StoreError",
     "WebhookDelivery",
     "open_store",
+    "store_location",
     "store_path",
 ]
