@@ -19,6 +19,11 @@ fixture host, started: meeting_id, meeting_number, passcode, join_url, host_toke
 WebSocket (`send`, `recv`, `recv_type`, `join`), closed at teardown; `join(name)` gets a
 join token with the meeting's passcode first.
 
+PostgreSQL (tests/support/postgres.py): `postgres`, one real server for the run (Debian's
+package, an unprivileged user, a temporary directory, a free loopback port), and
+`postgres_url`, a database of the test's own (a copy of a migrated template), dropped
+after it. The store suite takes both backends (tests/control/store/conftest.py).
+
 Speed tiers: every test gets exactly one of the markers `unit`, `process`, `browser`
 (`pytest_collection_modifyitems` below): `browser` when it uses a Chromium fixture or is
 marked so, `process` when it uses a fixture that starts real processes or servers

@@ -1,7 +1,8 @@
 """control/store, deletion and retention (migration 3): a recording keeps the storage it was
 written to; a deleted one leaves what is to go from that storage (outliving its customer);
 a meeting's people data goes on request; the purges keep what is still live; the chat has
-a per-meeting bound; and a database of the previous schema upgrades in place."""
+a per-meeting bound (on SQLite and PostgreSQL); and a SQLite file of the hand-rolled
+migrations upgrades in place."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""control/store, the ingest part (migration 6) on a real SQLite file."""
+"""control/store, the ingest part (migration 6) on a real SQLite file and a real
+PostgreSQL database."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """control/store, the recording part (migration 2): customer storage settings, recordings
-and their files, the consent ledger — on a real SQLite file."""
+and their files, the consent ledger — on a real SQLite file and a real PostgreSQL database."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""control/store: the SQLite store on a real file — migrations, persistence across reopen,
-the atomic host limit under real concurrent calls (one process and two connections),
-constraints and the append-only audit log."""
+"""control/store/sql.py: the store suite — every test taking `store` runs on a real SQLite
+file and on a real PostgreSQL database (conftest.py): the atomic host limit under real
+concurrent calls, constraints and the append-only audit log. And SQLite's own: its
+migrations recorded, persistence across reopen, two connections on one file."""
 
 from __future__ import annotations
 
