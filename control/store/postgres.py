@@ -50,12 +50,12 @@ class IntegrityViolation(Exception):
 
 @lru_cache(maxsize=1024)
 def to_pyformat(sql: str) -> str:
-    """The store's `?` placeholders as psycopg's `%s` (and a literal `%` doubled),
-    leaving quoted strings and names alone."""
+    """The store's `?` placeholders as psycopg's `%s`, a `?` inside a quoted string or name
+    left alone; every `%` doubled, quoted or not (psycopg reads `%` everywhere)."""
 
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
-        return "%s" if token == "?" else "%%" if token == "%" else token
+        return "%s" if token == "?" else token.replace("%", "%%")
 
     return _PLACEHOLDER_OR_LITERAL.sub(replace, sql)
 

@@ -151,6 +151,23 @@ async def test_updates_refuse_unknown_fields_and_rows(store):
     assert (updated.title, updated.locked, updated.waiting_room) == ("New", True, False)
 
 
+async def test_the_database_itself_refuses_a_second_open_sign_in_and_a_held_number(store):
+    """The cross-node rules are the schema's, whatever writes: a second open sign-in of a
+    host (host_session_open) and a number a meeting holds (meeting_number_held)."""
+    host = await make_host(store)
+    await store.open_host_session(host.id, "s1", policy="replace")
+    await make_meeting(store, host, "12345678901")
+    with direct_connection(store) as (conn, refused):
+        with pytest.raises(refused, match="host_session"):
+            conn.execute(f"INSERT INTO host_session (id, host_id, created_at) VALUES ('s2', '{host.id}', 1)")
+        with pytest.raises(refused, match="meeting"):
+            conn.execute(
+                "INSERT INTO meeting (id, meeting_number, host_id, customer_id, title, passcode, created_at)"
+                f" VALUES ('m2', '12345678901', '{host.id}', '{host.customer_id}', 't', 'p', 1)"
+            )
+        conn.execute(f"INSERT INTO host_session (id, host_id, created_at, ended_at) VALUES ('s0', '{host.id}', 0, 0)")
+
+
 async def test_audit_is_append_only_in_the_database(store, tmp_path):
     await store.append_audit(actor_kind="operator", actor_id="op", action="x", detail={"a": 1})
     with direct_connection(store) as (conn, refused):
