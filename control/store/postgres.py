@@ -205,7 +205,9 @@ class PostgresStore(SqlStore):
         self._local = threading.local()
 
     async def schema_version(self) -> int:
-        return await self._run(lambda: schema.version_of(self._row("SELECT MAX(version_num) FROM alembic_version", ())[0]))
+        return await self._run(
+            lambda: schema.version_of(self._row("SELECT MAX(version_num) FROM alembic_version", ())[0])
+        )
 
 
 def _conflicted(exc: BaseException) -> bool:

@@ -24,9 +24,13 @@ NODES = 20
 
 @pytest.mark.unit
 def test_placeholders_become_pyformat_outside_quotes_and_percent_is_doubled():
-    assert to_pyformat("SELECT * FROM t WHERE a = ? AND b IN (?, ?)") == "SELECT * FROM t WHERE a = %s AND b IN (%s, %s)"
+    assert (
+        to_pyformat("SELECT * FROM t WHERE a = ? AND b IN (?, ?)") == "SELECT * FROM t WHERE a = %s AND b IN (%s, %s)"
+    )
     assert to_pyformat("SELECT '?', \"?\" FROM t WHERE a = ?") == "SELECT '?', \"?\" FROM t WHERE a = %s"
-    assert to_pyformat("SELECT 'it''s ?' WHERE x LIKE 'a%' AND y = ?") == "SELECT 'it''s ?' WHERE x LIKE 'a%%' AND y = %s"
+    assert (
+        to_pyformat("SELECT 'it''s ?' WHERE x LIKE 'a%' AND y = ?") == "SELECT 'it''s ?' WHERE x LIKE 'a%%' AND y = %s"
+    )
     assert to_pyformat("SELECT 5 % 2") == "SELECT 5 %% 2"
 
 
@@ -38,7 +42,9 @@ def test_a_row_reads_by_name_and_by_position():
 
 @pytest.mark.unit
 def test_the_password_of_a_url_is_never_shown():
-    assert redacted("postgresql://app:s3cret@db.example:5432/conclave") == "postgresql://app:***@db.example:5432/conclave"
+    assert (
+        redacted("postgresql://app:s3cret@db.example:5432/conclave") == "postgresql://app:***@db.example:5432/conclave"
+    )
     assert redacted("postgresql://app@db/conclave") == "postgresql://app@db/conclave"
 
 
@@ -84,11 +90,8 @@ async def test_concurrent_starts_of_two_meetings_by_one_host_leave_exactly_one_l
     stores = await open_stores(postgres_url, NODES)
     try:
         host = await make_host(stores[0])
-        meetings = [
-            await stores[0].create_meeting(meeting_number=number, host_id=host.id, customer_id=host.customer_id,
-                                           title="t", passcode="1")  # fmt: skip
-            for number in ("11111111111", "22222222222")
-        ]
+        owner = {"host_id": host.id, "customer_id": host.customer_id, "title": "t", "passcode": "1"}
+        meetings = [await stores[0].create_meeting(meeting_number=n, **owner) for n in ("11111111111", "22222222222")]
         results = await asyncio.gather(
             *(store.start_live_session(meetings[i % 2].id, host.id, 1) for i, store in enumerate(stores)),
             return_exceptions=True,

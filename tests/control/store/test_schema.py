@@ -50,7 +50,9 @@ def sqlite_schema(path: Path) -> dict[str, object]:
                 if not r[1].startswith("sqlite_autoindex")
             )
             described[table] = (columns, keys, indexes)
-        described["triggers"] = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+        described["triggers"] = sorted(
+            r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        )
         described["version"] = db.execute("SELECT version_num FROM alembic_version").fetchall()
         return described
     finally:
