@@ -108,6 +108,12 @@ class PgConnection:
             return self.raw.execute(to_pyformat(sql), tuple(params))
         except psycopg.IntegrityError as exc:
             raise IntegrityViolation(integrity_text(exc)) from exc
+        except psycopg.OperationalError as exc:
+            if not self.raw.closed:
+                raise
+            # The server went away (restarted, or ended this session): this call fails,
+            # the thread's next one connects again.
+            raise StoreError(f"the database connection was lost ({_first_line(exc)})") from None
 
 
 def redacted(url: str) -> str:
@@ -135,7 +141,7 @@ class PostgresStore(SqlStore):
     @property
     def _db(self) -> PgConnection:
         db: PgConnection | None = getattr(self._local, "db", None)
-        if db is None:
+        if db is None or db.raw.closed:
             db = self._local.db = PgConnection(self._connect())
         return db
 
@@ -161,7 +167,8 @@ class PostgresStore(SqlStore):
                 raw.execute("COMMIT")
                 return result
             except BaseException as exc:
-                raw.execute("ROLLBACK")
+                if not raw.closed:
+                    raw.execute("ROLLBACK")
                 if not _conflicted(exc) or attempt == MAX_ATTEMPTS:
                     raise
             time.sleep(random.uniform(0, RETRY_PAUSE_S * attempt))

@@ -142,6 +142,24 @@ async def test_concurrent_sign_ins_replacing_leave_exactly_one_open(postgres_url
         await close_all(stores)
 
 
+async def test_a_lost_connection_fails_one_call_and_the_next_connects_again(postgres_url):
+    store = PostgresStore(postgres_url, pool_size=1)
+    await store.open()
+    try:
+        customer = await store.create_customer("Acme", api_key_hash="k")
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid != pg_backend_pid()"
+            ).fetchall()
+        assert ended  # the store's connection
+        with pytest.raises(StoreError, match="lost"):
+            await store.get_customer(customer.id)
+        assert (await store.get_customer(customer.id)).name == "Acme"
+    finally:
+        await store.close()
+
+
 async def test_a_newer_schema_is_refused(postgres_url):
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("UPDATE alembic_version SET version_num = %s", (revision_of(SCHEMA_VERSION + 1),))
