@@ -111,10 +111,10 @@ class PostgresServer:
         self.admin(f"CREATE DATABASE {TEMPLATE}")
         migrate(self.url(TEMPLATE))
 
-    def new_database(self) -> str:
-        """A database of its own (a copy of the migrated template); its URL."""
+    def new_database(self, *, empty: bool = False) -> str:
+        """A database of its own (a copy of the migrated template, or `empty`); its URL."""
         name = f"test_{os.getpid()}_{next(self._names)}"
-        self.admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        self.admin(f"CREATE DATABASE {name} TEMPLATE {'template0' if empty else TEMPLATE}")
         return self.url(name)
 
     def drop_database(self, url: str) -> None:

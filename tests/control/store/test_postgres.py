@@ -160,6 +160,18 @@ async def test_a_lost_connection_fails_one_call_and_the_next_connects_again(post
         await store.close()
 
 
+async def test_nodes_starting_together_on_an_empty_database_migrate_one_after_the_other(postgres):
+    """The advisory lock: without it, concurrent CREATE TABLEs of the baseline collide."""
+    url = postgres.new_database(empty=True)
+    stores = [PostgresStore(url, pool_size=1) for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+        assert [await store.schema_version() for store in stores] == [SCHEMA_VERSION] * 4
+    finally:
+        await close_all(stores)
+        postgres.drop_database(url)
+
+
 async def test_a_newer_schema_is_refused(postgres_url):
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("UPDATE alembic_version SET version_num = %s", (revision_of(SCHEMA_VERSION + 1),))
