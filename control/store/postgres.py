@@ -152,23 +152,23 @@ class PostgresStore(SqlStore):
             )
         except psycopg.OperationalError as exc:
             raise StoreError(f"{redacted(self.url)}: cannot connect ({_first_line(exc)})") from None
-        with self._lock:
-            self._connections.append(raw)
+        with self._lock:  # the ones a lost server closed are dropped here
+            self._connections = [c for c in self._connections if not c.closed] + [raw]
         return raw
 
     def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn in one SERIALIZABLE transaction, again while PostgreSQL refuses it for a
         conflict with another (it then changed what fn reads)."""
-        raw = self._db.raw
+        db = self._db
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            raw.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+            db.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
             try:
                 result = fn(*args)
-                raw.execute("COMMIT")
+                db.execute("COMMIT")  # a conflict may be found only here
                 return result
             except BaseException as exc:
-                if not raw.closed:
-                    raw.execute("ROLLBACK")
+                if not db.raw.closed:
+                    db.raw.execute("ROLLBACK")
                 if not _conflicted(exc) or attempt == MAX_ATTEMPTS:
                     raise
             time.sleep(random.uniform(0, RETRY_PAUSE_S * attempt))
