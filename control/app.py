@@ -54,6 +54,7 @@ from control.meeting.moderation import Moderation
 from control.meeting.viewers import Viewers
 from control.metrics.certificates import CertificateCollector
 from control.metrics.exporter import Metrics
+from control.metrics.store import StoreCollector
 from control.metrics.turn import TurnCollector
 from control.metrics.whep import WhepCollector
 from control.processes import recorders, turn_settings, workers
@@ -253,6 +254,7 @@ def _wire(s: Services) -> None:
                                                                            "counters": stats.counters}))  # fmt: skip
     s.recorder.add_restart_listener(s.metrics.recorder.recorder_restarted)
     s.metrics.registry.register(TurnCollector(s.turn))
+    s.metrics.registry.register(StoreCollector(s.store))
     https_cert = (s.cfg.https_certificate() or ("", ""))[0]
     turn_cert = s.turn.settings.tls_cert if s.turn.managed else ""
     # The same file for both (turns: on the HTTPS certificate): one sample, use "https".

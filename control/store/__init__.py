@@ -37,6 +37,7 @@ from control.store.base import (
     StorageDeletion,
     Store,
     StoreError,
+    StoreStats,
     WebhookDelivery,
 )
 from control.store.ingests import IngestRecord
@@ -91,6 +92,7 @@ __all__ = [
     "StorageDeletion",
     "Store",
     "StoreError",
+    "StoreStats",
     "WebhookDelivery",
     "open_store",
     "store_location",

@@ -348,8 +348,21 @@ class ViewerToken:
 # ---------------------------------------------------------------------- the interface
 
 
+@dataclass(frozen=True)
+class StoreStats:
+    """What /metrics says of the store: which database, and how many write transactions
+    it refused for a conflict with another and that were run again (PostgreSQL's
+    SERIALIZABLE; SQLite takes its lock first and never does)."""
+
+    backend: str
+    transactions_retried: int = 0
+
+
 class Store(IngestStore, abc.ABC):
     """Async persistence of the control plane. Open with `await open()`, stop with `close()`."""
+
+    def stats(self) -> StoreStats:
+        return StoreStats(type(self).__name__)
 
     # --- lifecycle
 

@@ -128,6 +128,7 @@ def redacted(url: str) -> str:
 
 class PostgresStore(SqlStore):
     IntegrityError = IntegrityViolation
+    BACKEND = "postgresql"
 
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time, pool_size: int = POOL_SIZE) -> None:
         self.url = url
@@ -171,6 +172,8 @@ class PostgresStore(SqlStore):
                     db.raw.execute("ROLLBACK")
                 if not _conflicted(exc) or attempt == MAX_ATTEMPTS:
                     raise
+            with self._lock:
+                self._transactions_retried += 1
             time.sleep(random.uniform(0, RETRY_PAUSE_S * attempt))
         raise AssertionError("unreachable")
 

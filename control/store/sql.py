@@ -39,6 +39,7 @@ from control.store.base import (
     ParticipantRecord,
     Store,
     StoreError,
+    StoreStats,
     WaitingRoomFull,
     new_id,
 )
@@ -55,11 +56,17 @@ T = TypeVar("T")
 class SqlStore(ActivityMixin, RecordingsMixin, DeletionMixin, IngestsMixin, ViewerTokensMixin, Store):
     """The queries; a backend subclass gives `_db` (this thread's connection), `_write`
     (one transaction), `IntegrityError` (what its connection raises for a refused
-    constraint, with SQLite's wording), `open`, `close` and `schema_version`."""
+    constraint, with SQLite's wording), `BACKEND` (its name on /metrics), `open`, `close`
+    and `schema_version`."""
 
     IntegrityError: type[Exception]
+    BACKEND: str
     _clock: Callable[[], float]
     _executor: ThreadPoolExecutor | None
+    _transactions_retried = 0
+
+    def stats(self) -> StoreStats:
+        return StoreStats(self.BACKEND, self._transactions_retried)
 
     # ------------------------------------------------------------------ plumbing
 

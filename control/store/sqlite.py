@@ -68,6 +68,7 @@ def schema_version_of(conn: sqlite3.Connection) -> int | None:
 
 class SqliteStore(SqlStore):
     IntegrityError = sqlite3.IntegrityError
+    BACKEND = "sqlite"
 
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path

@@ -10,7 +10,7 @@ import asyncio
 import psycopg
 import pytest
 
-from control.store import AlreadyLive, HostHasLiveMeeting, HostSessionActive, StoreError
+from control.store import AlreadyLive, HostHasLiveMeeting, HostSessionActive, StoreError, StoreStats
 from control.store.postgres import PgRow, PostgresStore, redacted, to_pyformat
 from control.store.schema import SCHEMA_VERSION, revision_of
 from tests.support.stores import direct_connection
@@ -140,6 +140,27 @@ async def test_concurrent_sign_ins_replacing_leave_exactly_one_open(postgres_url
         assert len(open_ids) == 1 and open_ids[0] not in replaced
     finally:
         await close_all(stores)
+
+
+async def test_a_write_refused_for_a_conflict_runs_again_and_is_counted(postgres_url):
+    store = PostgresStore(postgres_url, pool_size=1)
+    await store.open()
+    calls = []
+
+    def write() -> str:
+        calls.append(1)
+        store._db.execute("INSERT INTO customer (id, name, created_at) VALUES (?, 'Acme', 1)", (f"c{len(calls)}",))
+        if len(calls) == 1:  # what PostgreSQL raises when a concurrent transaction got there first
+            raise psycopg.errors.SerializationFailure("could not serialize access")
+        return "done"
+
+    try:
+        assert await store._run(store._write, write) == "done"
+        assert len(calls) == 2 and store.stats() == StoreStats("postgresql", 1)
+        # The first run was rolled back: only the second one's row is there.
+        assert [c.id for c in await store.list_customers()] == ["c2"]
+    finally:
+        await store.close()
 
 
 async def test_a_lost_connection_fails_one_call_and_the_next_connects_again(postgres_url):
