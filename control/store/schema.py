@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from functools import cache
 from typing import Any
 
@@ -33,6 +34,10 @@ SCHEMA_VERSION = 8
 MIGRATION_LOCK_KEY = 0x636F6E636C617665  # "conclave"
 
 _scripts: ScriptDirectory | None = None
+# Alembic's `context` and `op` are module-level proxies set for the run in progress: two
+# runs at once in one process (two stores opening on two threads) would each send the
+# other's operations to the wrong connection. One at a time, then.
+_one_run_at_a_time = threading.Lock()
 
 
 def revision_of(version: int) -> str:
@@ -80,9 +85,9 @@ def upgrade(connection: sa.Connection, where: str) -> int:
     def pending(revision: Any, context: MigrationContext) -> Any:
         return script._upgrade_revs("head", revision)
 
-    with EnvironmentContext(AlembicConfig(), script, fn=pending, destination_rev="head") as environment:
-        environment.configure(connection=connection, fn=pending, transactional_ddl=True)
-        environment.run_migrations()
+    with _one_run_at_a_time, EnvironmentContext(AlembicConfig(), script, fn=pending, destination_rev="head") as env:
+        env.configure(connection=connection, fn=pending, transactional_ddl=True)
+        env.run_migrations()
     return current_version(connection)
 
 
@@ -98,9 +103,12 @@ def new_database_script(dialect: str) -> str:
     def pending(revision: Any, context: MigrationContext) -> Any:
         return script._upgrade_revs("head", revision)
 
-    with EnvironmentContext(AlembicConfig(), script, fn=pending, destination_rev="head", as_sql=True) as environment:
-        environment.configure(dialect_name=dialect, as_sql=True, output_buffer=output, fn=pending)
-        environment.run_migrations()
+    with (
+        _one_run_at_a_time,
+        EnvironmentContext(AlembicConfig(), script, fn=pending, destination_rev="head", as_sql=True) as env,
+    ):
+        env.configure(dialect_name=dialect, as_sql=True, output_buffer=output, fn=pending)
+        env.run_migrations()
     return output.getvalue()
 
 

@@ -6,6 +6,7 @@ triggers as a new one; PostgreSQL gets the same tables, columns and indexes."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -73,13 +74,7 @@ async def test_a_new_file_gets_what_running_the_revisions_online_gives(tmp_path)
 
 async def test_a_file_of_the_hand_rolled_migrations_ends_with_the_schema_of_a_new_one(tmp_path):
     old = tmp_path / "old.db"
-    db = sqlite3.connect(old, isolation_level=None)
-    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, statements in enumerate(LEGACY_MIGRATIONS, start=1):
-        for statement in statements:
-            db.execute(statement)
-        db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-    db.close()
+    write_legacy_file(old)
     for path in (old, tmp_path / "new.db"):
         store = SqliteStore(str(path))
         await store.open()
@@ -89,6 +84,34 @@ async def test_a_file_of_the_hand_rolled_migrations_ends_with_the_schema_of_a_ne
     assert upgraded.keys() == new.keys()
     for table in new:
         assert upgraded[table] == new[table], table
+
+
+def write_legacy_file(path: Path) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version, statements in enumerate(LEGACY_MIGRATIONS, start=1):
+        for statement in statements:
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    db.close()
+
+
+async def test_stores_opening_at_once_on_several_threads_each_get_their_own_schema(tmp_path):
+    """Alembic's `op` and `context` are process-wide: runs on several threads at once (new
+    files and upgrades) must not mix (each store has a thread of its own)."""
+    schema.new_database_script.cache_clear()
+    old = [tmp_path / f"old{i}.db" for i in range(3)]
+    for path in old:
+        write_legacy_file(path)
+    stores = [SqliteStore(str(path)) for path in [*old, *(tmp_path / f"new{i}.db" for i in range(3))]]
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        assert [await store.schema_version() for store in stores] == [schema.SCHEMA_VERSION] * len(stores)
+    finally:
+        for store in stores:
+            await store.close()
+    schemas = [sqlite_schema(Path(store.path)) for store in stores]
+    assert all(described == schemas[-1] for described in schemas)
 
 
 @pytest.mark.process
