@@ -7,7 +7,8 @@ restore` speak of. "0007" is the baseline: the schema the hand-rolled SQLite mig
 1-7 (`control.store.sqlite_legacy`) ended at; a SQLite file of theirs is brought to 7 by
 them and stamped, never rebuilt. No env.py: the revisions run on a connection this module
 hands Alembic, inside one transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: under an
-advisory lock, so nodes starting at once migrate one after the other).
+advisory lock, so nodes starting at once migrate one after the other). A new SQLite file
+gets the same revisions as the script Alembic writes of them (`new_database_script`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def revision_of(version: int) -> str:
 
 
 def scripts() -> ScriptDirectory:
-    """The revisions, read once per process (reading them is most of a migration's cost)."""
+    """The revisions, read from their files once per process."""
     global _scripts
     if _scripts is None:
         _scripts = ScriptDirectory(MIGRATIONS_DIR, version_locations=[MIGRATIONS_DIR])

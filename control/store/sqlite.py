@@ -129,12 +129,11 @@ class SqliteStore(SqlStore):
         version = schema_version_of(self._db)
         if version == schema.SCHEMA_VERSION:
             return  # the common case: no SQLAlchemy, no Alembic
-        if version is not None:
-            schema.refuse_newer(version, self.path)
-            backup_to(self._db, f"{self.path}.before-v{version}")
         if version is None:
             self._create_schema()
             return
+        schema.refuse_newer(version, self.path)
+        backup_to(self._db, f"{self.path}.before-v{version}")
         if version <= schema.BASELINE and self._has_legacy_table():
             self._write(self._finish_legacy, version)
         self._run_revisions()
