@@ -289,6 +289,25 @@ def base_url() -> Rule:
 BOOLEAN = Rule(bool, "true or false")
 
 
+def database_url() -> Rule:
+    """Empty, or a postgresql:// URL naming a host and a database; the message never
+    repeats the URL (it may hold the password)."""
+
+    def refine(value: str) -> str:
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise BadValue("must be a postgresql:// URL whose port is a number") from None
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or parts.path.strip("/") == "":
+            raise BadValue("must be empty (SQLite) or a postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL")
+        return value
+
+    return Rule(str, "a database URL", refine, secret=True)
+
+
 def is_loopback_host(host: str) -> bool:
     """127.0.0.0/8, ::1 or localhost: reachable from this machine only."""
     if host.strip().lower().rstrip(".") == "localhost":
@@ -574,6 +593,9 @@ class StoreConfig(_Section):
     driver: str = setting("sqlite", one_of("sqlite"))
     # Database file; empty: DATA_DIR/conclave.db.
     path: str = setting("", FILE_PATH)
+    # Empty: the SQLite file above (one machine). postgresql://USER:PASSWORD@HOST:PORT/DB:
+    # PostgreSQL instead, shared by several nodes (the password is never shown).
+    url: str = setting("", database_url())
 
 
 @dataclass(frozen=True, slots=True)

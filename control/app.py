@@ -59,6 +59,7 @@ from control.meeting.viewers import Viewers
 from control.metrics.certificates import CertificateCollector
 from control.metrics.cluster import ClusterCollector
 from control.metrics.exporter import Metrics
+from control.metrics.store import StoreCollector
 from control.metrics.turn import TurnCollector
 from control.metrics.whep import WhepCollector
 from control.processes import recorders, turn_settings, workers
@@ -70,7 +71,7 @@ from control.recording.deletion import StorageDeletions
 from control.recording.events import RecordingEvents
 from control.recording.retention import Retention
 from control.recording.service import Recordings
-from control.store import open_store
+from control.store import open_store, store_location
 from control.store.base import MeetingRecord, Store
 from control.tasks import BackgroundTasks
 from control.webhooks import WebhookSender
@@ -261,6 +262,7 @@ def _wire(s: Services) -> None:
                                                                            "counters": stats.counters}))  # fmt: skip
     s.recorder.add_restart_listener(s.metrics.recorder.recorder_restarted)
     s.metrics.registry.register(TurnCollector(s.turn))
+    s.metrics.registry.register(StoreCollector(s.store))
     https_cert = (s.cfg.https_certificate() or ("", ""))[0]
     turn_cert = s.turn.settings.tls_cert if s.turn.managed else ""
     # The same file for both (turns: on the HTTPS certificate): one sample, use "https".
@@ -370,6 +372,7 @@ async def _run_store(app: web.Application) -> AsyncIterator[None]:
     running among them, are drained by then)."""
     services = app[SERVICES]
     await services.store.open()
+    log.info("store: %s, schema version %d", store_location(services.cfg), await services.store.schema_version())
     try:
         await bootstrap.first_start(services.store, services.cfg.data_dir)
         await bootstrap.end_meetings_left_live(services.store)
