@@ -278,6 +278,7 @@ def _wire(s: Services) -> None:
     s.metrics.registry.register(WhepCollector(s.viewers))
     if s.cluster is not None:
         s.metrics.registry.register(ClusterCollector(s.cluster))
+        s.lifecycle.join_cluster(s.cluster.bus)
 
 
 def node_load(cfg: Config, registry: MeetingRegistry, supervisor: WorkerSupervisor, clock: Clock):
@@ -375,7 +376,10 @@ async def _run_store(app: web.Application) -> AsyncIterator[None]:
     log.info("store: %s, schema version %d", store_location(services.cfg), await services.store.schema_version())
     try:
         await bootstrap.first_start(services.store, services.cfg.data_dir)
-        await bootstrap.end_meetings_left_live(services.store)
+        if services.cluster is None:
+            # One node: whatever the store says is live was this node's, and died with it.
+            # In a cluster the other nodes' meetings are in the same store: they go on.
+            await bootstrap.end_meetings_left_live(services.store)
         services.retention.start()
         yield
     finally:
@@ -399,7 +403,7 @@ async def _run_recorder(app: web.Application) -> AsyncIterator[None]:
     of control left `active` in the store are over. The server does not wait for the
     recorder to be ready: a recording start waits for it."""
     services = app[SERVICES]
-    for stale in await services.store.active_recordings():
+    for stale in await services.store.active_recordings() if services.cluster is None else ():
         await services.store.update_recording(stale.id, state="failed", error="server_restart")
     await services.recorder.start(wait_ready_s=0)
     yield

@@ -20,10 +20,13 @@ Whoever follows meetings (recording) subscribes a `LifecycleListener`: it hears
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
 
 from control.accounts.tokens import Tokens
 from control.clock import Clock
+from control.cluster.bus import ClusterBus
 from control.errors import ApiError
 from control.meeting import closecodes, numbers
 from control.meeting.attendance import Attendance
@@ -47,6 +50,10 @@ from control.store.base import (
 from control.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
+
+# Cluster events (control.cluster.bus) the lifecycle sends and carries out.
+MEETING_ENDED = "meeting_ended"
+HOST_SESSIONS_ENDED = "host_sessions_ended"
 
 MINUTE_S = 60.0  # the duration limit's minute
 
@@ -102,6 +109,13 @@ class Lifecycle:
         self._tasks = tasks
         self.minute_s = minute_s
         self._listeners: list[LifecycleListener] = []
+        self._bus: ClusterBus | None = None
+
+    def join_cluster(self, bus: ClusterBus) -> None:
+        """Several nodes: what ends here is told to the others (a meeting may run, a host
+        be connected, on another node), and what ends there is carried out here."""
+        self._bus = bus
+        bus.on_event(self._cluster_event)
 
     def add_listener(self, listener: LifecycleListener) -> None:
         self._listeners.append(listener)
@@ -223,9 +237,11 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ ending
 
-    async def end(self, meeting_id: str, reason: str) -> bool:
+    async def end(self, meeting_id: str, reason: str, *, tell_cluster: bool = True) -> bool:
         """End the meeting for everyone (see the module's doc). True if it was live or
-        someone was connected to it."""
+        someone was connected to it (here; other nodes are told, `tell_cluster`)."""
+        if tell_cluster:
+            await self._tell_cluster(MEETING_ENDED, meeting_id=meeting_id, reason=reason)
         session = await self._store.end_live_session(meeting_id, reason)
         meeting = self._registry.get(meeting_id)
         self._attendance.forget_pending_of(meeting_id)
@@ -257,8 +273,10 @@ class Lifecycle:
         ids |= {m.meeting_id for m in live}
         return sum([await self.end(meeting_id, reason) for meeting_id in sorted(ids)])
 
-    async def end_host_sessions(self, host_id: str, reason: str) -> int:
+    async def end_host_sessions(self, host_id: str, reason: str, *, tell_cluster: bool = True) -> int:
         """Close the host's meeting sockets whose sign-in has ended (see the module's doc)."""
+        if tell_cluster:
+            await self._tell_cluster(HOST_SESSIONS_ENDED, host_id=host_id, reason=reason)
         closed = 0
         for meeting in self._registry.of_host(host_id):
             for participant in [p for p in meeting.connected() if p.is_host]:
@@ -271,3 +289,20 @@ class Lifecycle:
                 await self._conference.dismiss(meeting, participant, message, closecodes.SESSION_ENDED)
                 closed += 1
         return closed
+
+    # ------------------------------------------------------------------ other nodes
+
+    async def _tell_cluster(self, kind: str, **data: str) -> None:
+        if self._bus is None:
+            return
+        try:
+            await self._bus.publish(kind, **data)
+        except (RedisError, OSError) as exc:  # the store holds the truth; a node catches up from it
+            log.warning("cluster: could not tell the other nodes of %s: %s", kind, exc)
+
+    async def _cluster_event(self, kind: str, data: dict[str, Any]) -> None:
+        """Another node ended a meeting or a host's sign-in: the same here, told to nobody."""
+        if kind == MEETING_ENDED and isinstance(data.get("meeting_id"), str):
+            await self.end(data["meeting_id"], str(data.get("reason", "ended")), tell_cluster=False)
+        elif kind == HOST_SESSIONS_ENDED and isinstance(data.get("host_id"), str):
+            await self.end_host_sessions(data["host_id"], str(data.get("reason", "ended")), tell_cluster=False)
