@@ -24,7 +24,9 @@ The rule, in the order it caps the level:
 2. Freezes: 10 % or more of the interval frozen is **poor**; 2 % or more is at most
    **good**.
 3. A video track paused for bandwidth (the server could not send even its lowest layer)
-   is **poor**.
+   is **poor**. Chromium counts that pause as one long freeze once the video comes back:
+   freezes reported within `PAUSE_FREEZE_GRACE_S` of the last pause seen are the pause
+   itself, scored poor while it lasted, and are not counted again.
 
 Hysteresis (LiveKit's habit: down fast, up slow): a worse level applies at once; a
 better one only once every evaluation for `UPGRADE_HOLD_S` said so.
@@ -46,6 +48,9 @@ UPGRADE_HOLD_S = 6.0
 # A window older than this says nothing about now (the worker reports every 2 s, the web
 # client every 5 s): a participant who stopped publishing is judged on what is left.
 FRESH_S = 12.0
+# Two of the web client's freeze reports (every 5 s) and some: the one that carries a
+# pause's freeze comes within this of the pause's end.
+PAUSE_FREEZE_GRACE_S = 12.0
 MAX_RTT_S = 10.0
 MAX_JITTER_S = 10.0
 
@@ -131,7 +136,8 @@ def _clamp(value: float, low: float, high: float, unknown: float) -> float:
 class ParticipantQuality:
     """One participant's inputs, the latest of each, and their level with hysteresis."""
 
-    __slots__ = ("links", "freeze_ratio", "freezes_at", "_freeze_total_s", "_freeze_seen_at", "shown", "score")
+    __slots__ = ("links", "freeze_ratio", "freezes_at", "_freeze_total_s", "_freeze_seen_at", "paused_at", "shown",
+                 "score")  # fmt: skip
 
     def __init__(self, hold_s: float = UPGRADE_HOLD_S) -> None:
         self.links: dict[str, LinkWindow] = {}  # direction ("publish", "subscribe") -> window
@@ -139,6 +145,7 @@ class ParticipantQuality:
         self.freezes_at: float | None = None
         self._freeze_total_s: float | None = None
         self._freeze_seen_at = 0.0
+        self.paused_at: float | None = None  # when a video of theirs was last seen paused for bandwidth
         self.shown = Hysteresis(hold_s)
         self.score = 0.0  # the last MOS computed
 
@@ -152,17 +159,21 @@ class ParticipantQuality:
     def on_freezes(self, total_freeze_s: float, now: float) -> None:
         """The client's running total of seconds its received video spent frozen. The share
         frozen is the growth over the time since its last report; a total that went down
-        (a new connection after a reconnect) starts over."""
+        (a new connection after a reconnect) starts over; growth just after a pause for
+        bandwidth is that pause (the module's rule 3)."""
         previous, seen_at = self._freeze_total_s, self._freeze_seen_at
         self._freeze_total_s, self._freeze_seen_at = total_freeze_s, now
         if previous is None or total_freeze_s < previous or now <= seen_at:
             return
-        self.freeze_ratio = min(1.0, (total_freeze_s - previous) / (now - seen_at))
+        excused = self.paused_at is not None and now - self.paused_at <= PAUSE_FREEZE_GRACE_S
+        self.freeze_ratio = 0.0 if excused else min(1.0, (total_freeze_s - previous) / (now - seen_at))
         self.freezes_at = now
 
     def evaluate(self, now: float, paused_for_bandwidth: int = 0) -> bool:
         """Score what is fresh at `now`; True when the shown level changed. Nothing fresh
         (no window yet): nothing to say, the level stays."""
+        if paused_for_bandwidth > 0:
+            self.paused_at = now
         fresh = [w for w in self.links.values() if now - w.at <= FRESH_S]
         if not fresh:
             return False

@@ -109,6 +109,22 @@ def test_freezes_are_the_share_of_the_interval_frozen():
     assert person.freeze_ratio == 0.0
 
 
+def test_the_freeze_a_pause_for_bandwidth_leaves_is_not_counted_again():
+    person = ParticipantQuality(hold_s=UPGRADE_HOLD_S)
+    person.on_link("subscribe", window(at=0.0))
+    person.on_freezes(0.0, 0.0)
+    assert person.evaluate(1.0, paused_for_bandwidth=1) and person.level == POOR
+    person.on_link("subscribe", window(at=10.0))
+    person.evaluate(10.0)  # resumed
+    person.on_freezes(9.0, 12.0)  # the pause, counted by the browser as one freeze when video came back
+    assert person.freeze_ratio == 0.0
+    assert not person.evaluate(12.0) and person.level == POOR  # rising since 10 s, not poor again
+    assert person.evaluate(10.0 + UPGRADE_HOLD_S) and person.level == EXCELLENT
+    person.on_link("subscribe", window(at=30.0))
+    person.on_freezes(12.0, 30.0)  # well after the pause: a freeze is a freeze
+    assert person.freeze_ratio == pytest.approx(3 / 18)
+
+
 def test_a_distribution_counts_cumulatively():
     distribution = Distribution((0.1, 0.5))
     for value in (0.05, 0.3, 2.0):
