@@ -42,8 +42,8 @@ from control.http.urls import PublicUrls
 from control.http.whep import WhepRoutes
 from control.http.whip import WhipRoutes
 from control.meeting.adaptive import AdaptiveMedia
-from control.meeting.call_quality import CallQuality
 from control.meeting.attendance import Attendance
+from control.meeting.call_quality import CallQuality
 from control.meeting.chat import Chat
 from control.meeting.conference import Conference
 from control.meeting.events import MeetingEvents

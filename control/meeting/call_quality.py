@@ -81,12 +81,15 @@ class CallQuality(ConferenceListener):
         state.on_link(message.direction, window)
         self._evaluate(meeting, participant, state, now)
 
-    def _owner(self, index: int, generation: int, transport_id: str, direction: str) -> tuple[LiveMeeting, Participant] | None:
+    def _owner(
+        self, index: int, generation: int, transport_id: str, direction: str
+    ) -> tuple[LiveMeeting, Participant] | None:
         for meeting in self._registry.on_worker(index):
             if meeting.placement is None or meeting.placement.generation != generation:
                 continue
             for participant in meeting.participants.values():
-                own = participant.subscribe_transport_id if direction == "subscribe" else participant.publish_transport_id
+                subscribe = direction == "subscribe"
+                own = participant.subscribe_transport_id if subscribe else participant.publish_transport_id
                 if own == transport_id and not participant.closed:
                     return meeting, participant
         return None
@@ -116,7 +119,8 @@ class CallQuality(ConferenceListener):
     def _evaluate(self, meeting: LiveMeeting, participant: Participant, state: ParticipantQuality, now: float) -> None:
         paused = sum(1 for reason in participant.track_pauses.values() if reason == "bandwidth")
         if state.evaluate(now, paused):
-            meeting.broadcast({"type": "connection_quality", "participants": [_entry(participant.participant_id, state)]})
+            changed = [_entry(participant.participant_id, state)]
+            meeting.broadcast({"type": "connection_quality", "participants": changed})
 
     # ------------------------------------------------------------------ conference news
 

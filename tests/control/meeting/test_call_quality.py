@@ -64,7 +64,8 @@ async def test_a_joiner_hears_everyone_s_level_after_joined():
     cy, cy_peer = await s.join("cy")
     types = [m["type"] for m in cy_peer.sent]
     assert types.index("connection_quality") > types.index("joined")
-    assert quality_events(cy_peer) == [[{"participant_id": "ann", "quality": "good", "score": pytest.approx(3.7, abs=0.1)}]]
+    good = {"participant_id": "ann", "quality": "good", "score": pytest.approx(3.7, abs=0.1)}
+    assert quality_events(cy_peer) == [[good]]
 
 
 async def test_a_video_paused_for_bandwidth_is_poor():

@@ -626,7 +626,8 @@ async def test_adaptive_media_is_read_into_tile_states_and_layer_flags(page):
 async def test_connection_quality_is_read_into_levels_and_freezes_are_summed(page):
     got = await page.evaluate(
         """async () => {
-            const { ConnectionQuality, connectionOf, freezeTotals, FreezeReporter } = await import('/static/quality.js');
+            const quality = await import('/static/quality.js');
+            const { ConnectionQuality, connectionOf, freezeTotals, FreezeReporter } = quality;
             const levels = new ConnectionQuality();
             const changed = [
                 levels.onMessage({ participants: [{ participant_id: 'a', quality: 'excellent', score: 4.4 },

@@ -89,6 +89,11 @@ async def scored_events_for(page, pid: str) -> list[tuple[str, float]]:
     return [(entry["quality"], entry["score"]) for entry in history if entry["participant_id"] == pid]
 
 
+def sample(scrape: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", scrape, re.MULTILINE)
+    return float(match.group(1)) if match else -1.0
+
+
 def exported(scrape: str, level: str) -> float:
     match = re.search(rf'^conclave_participant_quality{{quality="{level}"}} (\S+)$', scrape, re.MULTILINE)
     return float(match.group(1)) if match else -1.0
@@ -141,6 +146,11 @@ async def test_a_shaped_subscriber_drops_to_poor_and_recovers(stage):
     observed["events for it, in order"] = levels
     scrape = await stage.server.metrics()
     observed["lifted: /metrics poor"] = exported(scrape, "poor")
+    observed["round trips measured (Chromium's LSR/DLSR), their sum (s)"] = (
+        sample(scrape, "conclave_rtt_seconds_count"), sample(scrape, "conclave_rtt_seconds_sum"))
+    observed["subscribe loss windows, their sum"] = (
+        sample(scrape, 'conclave_loss_ratio_count{direction="subscribe"}'),
+        sample(scrape, 'conclave_loss_ratio_sum{direction="subscribe"}'))
     observed["events for it with scores"] = await scored_events_for(watcher, wid)
     observed["events for the publisher"] = await scored_events_for(watcher, pid)
     observed["freeze reports sent"] = await watcher.evaluate("window.conclave.freezeReportsSent()")
@@ -151,5 +161,6 @@ async def test_a_shaped_subscriber_drops_to_poor_and_recovers(stage):
     assert levels[0] in FINE and levels[-1] in FINE and first_poor > 0, observed
     assert observed["lifted, 10 s later: own tile"]["quality"] in FINE, observed
     assert exported(scrape, "poor") == 0, observed
+    assert sample(scrape, "conclave_rtt_seconds_count") > 0, observed
     # The freeze reports reached the server all along (the page sends one every 5 s).
     assert observed["freeze reports sent"] >= 3, observed

@@ -94,7 +94,8 @@ def test_our_reception_counts_like_the_peer_s_reports():
 
 
 def consumer(ssrc: int, rtx_ssrc: int, clock_rate: int) -> SimpleNamespace:
-    return SimpleNamespace(ssrc=ssrc, rtx_ssrc=rtx_ssrc, producer=SimpleNamespace(params=SimpleNamespace(clock_rate=clock_rate)))
+    params = SimpleNamespace(clock_rate=clock_rate)
+    return SimpleNamespace(ssrc=ssrc, rtx_ssrc=rtx_ssrc, producer=SimpleNamespace(params=params))
 
 
 def test_a_subscriber_s_rr_about_our_streams_reaches_the_link_quality():
