@@ -471,7 +471,10 @@ class TransportQuality(Message):
     lost over the window's report blocks (0..1), `loss_max` the worst block's; `jitter_s`:
     the worst stream's interarrival jitter (seconds); `rtt_s`: the mean round trip from
     the reports' LSR/DLSR (seconds; -1: none measured); `estimate_bps`: the subscribe
-    transport's bandwidth estimate (0: none); `blocks`: report blocks summed."""
+    transport's bandwidth estimate (0: none); `blocks`: report blocks summed;
+    `video_delivered`: the share of the bitrate its tiles need that the allocation sends it
+    (`sfu.engine.subscription.Subscription.delivered_ratio`, 0..1; -1: no video asked for,
+    or a publish transport)."""
 
     NAME: ClassVar[str] = "TRANSPORT_QUALITY"
     direction: str
@@ -481,6 +484,7 @@ class TransportQuality(Message):
     rtt_s: float
     estimate_bps: int = 0
     blocks: int = 0
+    video_delivered: float = -1.0
 
 
 def response_type(request: Message) -> type[Message]:

@@ -530,6 +530,7 @@ class Worker:
         if self.channel is None or not isinstance(transport, WebRtcTransport):
             return
         estimator = transport.estimator
+        subscription = transport.subscription
         self.channel.notify(
             transport.id,
             api.TransportQuality(
@@ -540,6 +541,7 @@ class Worker:
                 rtt_s=window["rtt_s"],
                 estimate_bps=estimator.estimate_bps if estimator is not None else 0,
                 blocks=window["blocks"],
+                video_delivered=subscription.delivered_ratio() if subscription is not None else -1.0,
             ),
         )
 

@@ -72,7 +72,7 @@ class CallQuality(ConferenceListener):
             return  # a WHEP viewer's, an ingest's, or gone meanwhile
         meeting, participant = found
         now = self._clock.time()
-        window = LinkWindow.bounded(message.loss_ratio, message.jitter_s, message.rtt_s, now)
+        window = LinkWindow.bounded(message.loss_ratio, message.jitter_s, message.rtt_s, now, message.video_delivered)
         self.windows += 1
         self.loss_ratio[message.direction].observe(window.loss_ratio)
         if window.rtt_s >= 0:

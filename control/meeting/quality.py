@@ -23,8 +23,10 @@ The rule, in the order it caps the level:
    ~10 % loss, or 400 ms RTT with 30 ms jitter), **poor** below.
 2. Freezes: 10 % or more of the interval frozen is **poor**; 2 % or more is at most
    **good**.
-3. A video track paused for bandwidth (the server could not send even its lowest layer)
-   is **poor**. Chromium counts that pause as one long freeze once the video comes back:
+3. Bitrate against what is needed (LiveKit's "bitrate vs expected"): a subscriber sent
+   less than half the bitrate its visible tiles need (lower simulcast layers for lack of
+   bandwidth) is at most **good**; a video track paused for bandwidth (the server could
+   not send even its lowest layer) is **poor**. Chromium counts that pause as one long freeze once the video comes back:
    freezes reported within `PAUSE_FREEZE_GRACE_S` of the last pause seen are the pause
    itself, scored poor while it lasted, and are not counted again.
 
@@ -44,6 +46,7 @@ MOS_EXCELLENT = 4.0
 MOS_GOOD = 3.5
 FREEZE_POOR = 0.10  # share of the interval frozen
 FREEZE_GOOD = 0.02
+DELIVERED_GOOD = 0.5  # share of the needed video bitrate below which excellent is out of reach
 UPGRADE_HOLD_S = 6.0
 # A window older than this says nothing about now (the worker reports every 2 s, the web
 # client every 5 s): a participant who stopped publishing is judged on what is left.
@@ -66,12 +69,14 @@ def mos(loss_ratio: float, jitter_s: float, rtt_s: float) -> float:
     return min(4.5, max(1.0, score))
 
 
-def level_of(score: float, freeze_ratio: float = 0.0, paused_for_bandwidth: int = 0) -> str:
-    """The level the rule gives (the module's three steps), before hysteresis."""
+def level_of(score: float, freeze_ratio: float = 0.0, paused_for_bandwidth: int = 0, delivered: float = -1.0) -> str:
+    """The level the rule gives (the module's three steps), before hysteresis.
+    `delivered`: the share of the needed video bitrate sent (-1: no video asked for)."""
     level = EXCELLENT if score >= MOS_EXCELLENT else GOOD if score >= MOS_GOOD else POOR
     if freeze_ratio >= FREEZE_POOR or paused_for_bandwidth > 0:
         return POOR
-    if freeze_ratio >= FREEZE_GOOD and level == EXCELLENT:
+    short = 0.0 <= delivered < DELIVERED_GOOD
+    if (freeze_ratio >= FREEZE_GOOD or short) and level == EXCELLENT:
         return GOOD
     return level
 
@@ -115,15 +120,19 @@ class LinkWindow:
     jitter_s: float
     rtt_s: float  # -1: not measured
     at: float
+    delivered: float = -1.0  # share of the needed video bitrate sent; -1: none asked for
 
     @classmethod
-    def bounded(cls, loss_ratio: float, jitter_s: float, rtt_s: float, at: float) -> LinkWindow:
+    def bounded(
+        cls, loss_ratio: float, jitter_s: float, rtt_s: float, at: float, delivered: float = -1.0
+    ) -> LinkWindow:
         """What a worker said, held to sane ranges (NaN and infinities are unknown)."""
         return cls(
             loss_ratio=_clamp(loss_ratio, 0.0, 1.0, 0.0),
             jitter_s=_clamp(jitter_s, 0.0, MAX_JITTER_S, 0.0),
             rtt_s=_clamp(rtt_s, 0.0, MAX_RTT_S, -1.0) if rtt_s >= 0 else -1.0,
             at=at,
+            delivered=_clamp(delivered, 0.0, 1.0, -1.0) if delivered >= 0 else -1.0,
         )
 
 
@@ -180,9 +189,10 @@ class ParticipantQuality:
         loss = max(w.loss_ratio for w in fresh)
         jitter = max(w.jitter_s for w in fresh)
         rtt = max(w.rtt_s for w in fresh)
+        delivered = min((w.delivered for w in fresh if w.delivered >= 0), default=-1.0)
         freezes = self.freeze_ratio if self.freezes_at is not None and now - self.freezes_at <= FRESH_S else 0.0
         self.score = round(mos(loss, jitter, rtt), 2)
-        return self.shown.update(level_of(self.score, freezes, paused_for_bandwidth), now)
+        return self.shown.update(level_of(self.score, freezes, paused_for_bandwidth, delivered), now)
 
 
 class Distribution:

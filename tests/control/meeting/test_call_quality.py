@@ -25,9 +25,10 @@ class QualitySetup(Setup):
         self.workers.add_notification_listener(self.quality.worker_notification)
         self.conference.add_listener(self.quality)
 
-    def report(self, transport_id: str, direction: str, loss: float = 0.0, rtt: float = 0.03) -> None:
+    def report(self, transport_id: str, direction: str, loss: float = 0.0, rtt: float = 0.03,
+               delivered: float = -1.0) -> None:  # fmt: skip
         message = api.TransportQuality(direction=direction, loss_ratio=loss, loss_max=loss, jitter_s=0.002,
-                                       rtt_s=rtt, estimate_bps=1_000_000, blocks=3)  # fmt: skip
+                                       rtt_s=rtt, estimate_bps=1_000_000, blocks=3, video_delivered=delivered)  # fmt: skip
         self.workers.notify(0, transport_id, message)
 
 
@@ -74,6 +75,13 @@ async def test_a_video_paused_for_bandwidth_is_poor():
     ann.track_pauses["some-track"] = "bandwidth"  # as control.meeting.adaptive records it
     s.report(ann.subscribe_transport_id, "subscribe")
     assert s.quality.level_counts()["poor"] == 1
+
+
+async def test_a_subscriber_sent_a_fraction_of_the_video_it_needs_is_at_most_good():
+    s = QualitySetup()
+    ann, _ = await s.join("ann")
+    s.report(ann.subscribe_transport_id, "subscribe", delivered=0.1)
+    assert s.quality.level_counts()["good"] == 1
 
 
 async def test_freezes_the_client_reports_count():

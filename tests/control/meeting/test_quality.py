@@ -56,6 +56,21 @@ def test_the_levels_and_their_caps(score, freezes, paused, level):
     assert level_of(score, freezes, paused) == level
 
 
+@pytest.mark.parametrize(
+    ("score", "delivered", "level"),
+    [
+        (4.4, -1.0, EXCELLENT),  # no video asked for: nothing to say
+        (4.4, 1.0, EXCELLENT),
+        (4.4, 0.5, EXCELLENT),
+        (4.4, 0.49, GOOD),  # under half the bitrate its tiles need: at most good
+        (4.4, 0.0, GOOD),
+        (3.0, 0.1, POOR),  # the cap never raises a level
+    ],
+)
+def test_video_sent_against_what_the_tiles_need(score, delivered, level):
+    assert level_of(score, 0.0, 0, delivered) == level
+
+
 def test_hysteresis_drops_at_once_and_rises_only_after_holding():
     shown = Hysteresis(hold_s=6.0)
     assert shown.update(EXCELLENT, 0.0) and shown.level == EXCELLENT  # the first one is taken as is
@@ -82,6 +97,15 @@ def window(loss: float = 0.0, jitter: float = 0.0, rtt: float = -1.0, at: float 
 def test_a_worker_s_numbers_are_held_to_sane_ranges():
     assert window(loss=7.0, jitter=-1, rtt=99.0) == LinkWindow(1.0, 0.0, 10.0, 0.0)
     assert window(loss=math.nan, jitter=math.inf, rtt=math.nan) == LinkWindow(0.0, 0.0, -1.0, 0.0)
+
+
+def test_the_least_delivered_fresh_window_counts():
+    person = ParticipantQuality(hold_s=UPGRADE_HOLD_S)
+    person.on_link("publish", LinkWindow.bounded(0.0, 0.0, -1.0, 0.0))
+    person.on_link("subscribe", LinkWindow.bounded(0.0, 0.0, 0.02, 0.0, delivered=0.2))
+    assert person.evaluate(0.0) and person.level == GOOD
+    assert LinkWindow.bounded(0, 0, 0, 0, delivered=math.nan).delivered == -1.0
+    assert LinkWindow.bounded(0, 0, 0, 0, delivered=3.0).delivered == 1.0
 
 
 def test_the_worse_direction_decides_and_stale_windows_are_forgotten():
