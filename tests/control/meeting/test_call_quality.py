@@ -27,8 +27,8 @@ class QualitySetup(Setup):
 
     def report(self, transport_id: str, direction: str, loss: float = 0.0, rtt: float = 0.03,
                delivered: float = -1.0) -> None:  # fmt: skip
-        message = api.TransportQuality(direction=direction, loss_ratio=loss, loss_max=loss, jitter_s=0.002,
-                                       rtt_s=rtt, estimate_bps=1_000_000, blocks=3, video_delivered=delivered)  # fmt: skip
+        message = api.TransportQuality(direction=direction, loss_ratio=loss, loss_max=loss, jitter_s=0.002, rtt_s=rtt,
+                                       estimate_bps=1_000_000, blocks=3, video_delivered=delivered)  # fmt: skip
         self.workers.notify(0, transport_id, message)
 
 

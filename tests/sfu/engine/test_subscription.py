@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from sfu.clockwork import ALLOCATION_POLL_S, Clockwork
-from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.allocator import Decision, Layer
+from sfu.engine.notice_clock import NoticeClock
 from sfu.engine.stats import Counters
 from sfu.engine.subscription import AUDIO_RESERVE_BPS, Subscription
 from sfu.wire import rtp
