@@ -10,7 +10,24 @@ import re
 
 import pytest
 
-pytestmark = [pytest.mark.process, pytest.mark.timeout(90)]
+from client.bot import Bot
+
+
+@pytest.mark.unit
+def test_the_bot_keeps_the_levels_it_is_told_and_ignores_the_rest():
+    bot = Bot("http://127.0.0.1:9", "12345678901", "ann")
+    bot._on_connection_quality({"type": "connection_quality", "participants": [
+        {"participant_id": "a", "quality": "good", "score": 3.8},
+        {"participant_id": "b", "quality": "superb", "score": 9},  # not a level
+        {"participant_id": 5, "quality": "poor"},  # not a participant id
+        "x", None,
+        {"participant_id": "c", "quality": "poor", "score": True},  # no usable score: the level alone
+    ]})  # fmt: skip
+    bot._on_connection_quality({"type": "connection_quality", "participants": "all"})
+    assert bot.connection_quality == {"a": "good", "c": "poor"}
+    assert bot.quality_scores == {"a": 3.8}
+    bot._on_participant_left({"type": "participant_left", "participant_id": "a"})
+    assert bot.connection_quality == {"c": "poor"} and bot.quality_scores == {}
 
 
 def sample(scrape: str, name: str) -> float:
@@ -19,6 +36,8 @@ def sample(scrape: str, name: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.process
+@pytest.mark.timeout(90)
 async def test_two_bots_on_loopback_are_excellent_to_each_other(conclave_server):
     meeting = await conclave_server.create_meeting()
     ann = conclave_server.bot(meeting, "ann")
