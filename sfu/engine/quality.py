@@ -25,9 +25,11 @@ from collections.abc import Callable
 
 from sfu.wire import rtcp
 
-# SRs sent whose arrival a report may still name; a subscriber names the last one of each
-# stream (a few streams per subscriber, about one SR a second each): more than enough.
-MAX_SENT_REPORTS = 32
+# SRs sent whose arrival a report may still name: a subscriber names the last one of each
+# stream, and its RR comes about a second later. Up to 64 streams per subscriber
+# (media.max_subscribe_mlines), a video SR a second each (audio fewer): two seconds of
+# them, and some, for a few kB per transport.
+MAX_SENT_REPORTS = 256
 # A round trip computed above this is a stale or forged LSR/DLSR, not a measurement.
 MAX_RTT_S = 10.0
 # Jitter above this (in seconds) is a timestamp jump (a new source), not jitter.
