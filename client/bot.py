@@ -150,7 +150,12 @@ class Bot:
     Adaptive media: `track_states` (client.adaptive.TrackStates) keeps what the server says
     of each remote video track (`track_paused`, `track_resumed`, `track_quality`);
     `await wait_track_paused(track_id, reason)` waits for a pause (reason None: for it to
-    be forwarded again). A bot publishes one layer: `publish_layers` does not concern it."""
+    be forwarded again). A bot publishes one layer: `publish_layers` does not concern it.
+
+    Connection quality: `connection_quality` maps each participant id (ours included) to
+    the level the server last gave it ("excellent", "good" or "poor"; `quality_scores`
+    the MOS-like score with it), `await wait_connection_quality(pid, levels)` waits for
+    one of `levels`."""
 
     def __init__(
         self,
@@ -222,6 +227,8 @@ class Bot:
         self.active_speaker: str | None = None  # who speaks (`active_speaker`), or None
         self.active_speakers: list[tuple[float, str | None]] = []  # (time.monotonic(), who) per change
         self.track_states = TrackStates()  # track_id -> what the server says of it
+        self.connection_quality: dict[str, str] = {}  # participant_id -> level (`connection_quality`)
+        self.quality_scores: dict[str, float] = {}  # participant_id -> its MOS-like score
         self.left_by_consent = asyncio.Event()  # we answered a recording notice with "leave"
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
 
@@ -299,6 +306,8 @@ class Bot:
         self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
         self.active_speaker = None  # `active_speaker` follows `joined` when someone spoke
         self.track_states.clear()  # a new subscribe connection: the server starts over
+        self.connection_quality.clear()  # everyone's level follows `joined`
+        self.quality_scores.clear()
         self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
         self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
         ice_servers = joined.get("ice_servers") or []
@@ -385,6 +394,7 @@ class Bot:
             "chat": self._on_chat,
             "recording_state": self._on_recording_state,
             "active_speaker": self._on_active_speaker,
+            "connection_quality": self._on_connection_quality,
             **{kind: self.track_states.handle for kind in TRACK_STATE_EVENTS},
             "reconnect": self._on_reconnect,
             "error": self.errors.append,
@@ -466,11 +476,24 @@ class Bot:
 
     def _on_participant_left(self, msg: Message) -> None:
         self.participants.pop(msg["participant_id"], None)
+        self.connection_quality.pop(msg["participant_id"], None)
+        self.quality_scores.pop(msg["participant_id"], None)
 
     def _on_active_speaker(self, msg: Message) -> None:
         speaker = msg.get("participant_id")
         self.active_speaker = speaker if isinstance(speaker, str) and speaker else None
         self.active_speakers.append((time.monotonic(), self.active_speaker))
+
+    def _on_connection_quality(self, msg: Message) -> None:
+        entries = msg.get("participants")
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("participant_id"), str):
+                continue
+            if entry.get("quality") in ("excellent", "good", "poor"):
+                self.connection_quality[entry["participant_id"]] = entry["quality"]
+                score = entry.get("score")
+                if isinstance(score, (int, float)) and not isinstance(score, bool):
+                    self.quality_scores[entry["participant_id"]] = float(score)
 
     def _on_track_published(self, msg: Message) -> None:
         self.remote_tracks[msg["track"]["track_id"]] = msg["track"]
@@ -616,6 +639,14 @@ class Bot:
     async def wait_active_speaker(self, participant_id: str | None, timeout: float = 10.0) -> None:
         """Until the server names `participant_id` as the active speaker (None: nobody)."""
         await self.wait_until(lambda: self.active_speaker == participant_id, timeout, f"{participant_id} to speak")
+
+    async def wait_connection_quality(
+        self, participant_id: str, levels: tuple[str, ...] = ("excellent", "good", "poor"), timeout: float = 10.0
+    ) -> str:
+        """Until the server gives `participant_id` one of `levels`; returns it."""
+        await self.wait_until(lambda: self.connection_quality.get(participant_id) in levels, timeout,
+                              f"{participant_id}'s connection quality in {levels}")  # fmt: skip
+        return self.connection_quality[participant_id]
 
     async def wait_track_paused(self, track_id: str, reason: str | None, timeout: float = 10.0) -> None:
         """Until the server pauses `track_id` for `reason` ("bandwidth", "last_n"), or

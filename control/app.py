@@ -46,6 +46,7 @@ from control.http.whep import WhepRoutes
 from control.http.whip import WhipRoutes
 from control.meeting.adaptive import AdaptiveMedia
 from control.meeting.attendance import Attendance
+from control.meeting.call_quality import CallQuality
 from control.meeting.chat import Chat
 from control.meeting.conference import Conference
 from control.meeting.events import MeetingEvents
@@ -59,6 +60,7 @@ from control.meeting.viewers import Viewers
 from control.metrics.certificates import CertificateCollector
 from control.metrics.cluster import ClusterCollector
 from control.metrics.exporter import Metrics
+from control.metrics.quality import QualityCollector
 from control.metrics.store import StoreCollector
 from control.metrics.turn import TurnCollector
 from control.metrics.whep import WhepCollector
@@ -119,6 +121,7 @@ class Services:
     turn: TurnSupervisor
     conference: Conference
     adaptive: AdaptiveMedia
+    quality: CallQuality
     chat: Chat
     attendance: Attendance
     moderation: Moderation
@@ -201,10 +204,11 @@ def build_services(
         events=RecordingEvents(webhooks), tasks=tasks, settings=cfg.recorder, deletions=deletions,
     )  # fmt: skip
     metrics = Metrics(registry, worker_supervisor)
+    quality = CallQuality(registry=registry, clock=clock)
     metrics.watch_webhooks(lambda: webhooks.dropped, lambda: webhooks.attempts)
     signaling = SignalingEndpoint(
         settings=cfg.signaling, public_url=cfg.http.public_url, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
-        recordings=recordings, metrics=metrics,
+        recordings=recordings, metrics=metrics, quality=quality,
     )  # fmt: skip
     services = Services(
         cfg=cfg,
@@ -223,6 +227,7 @@ def build_services(
         turn=turn,
         conference=conference,
         adaptive=AdaptiveMedia(registry=registry, supervisor=worker_supervisor, tasks=tasks),
+        quality=quality,
         chat=chat,
         attendance=attendance,
         moderation=moderation,
@@ -251,6 +256,10 @@ def _wire(s: Services) -> None:
     s.workers.add_notification_listener(s.adaptive.worker_notification)
     s.conference.add_listener(s.adaptive)
     s.lifecycle.add_listener(s.adaptive)
+    # After adaptive media: a pause for bandwidth is recorded before the score reads it.
+    s.workers.add_notification_listener(s.quality.worker_notification)
+    s.conference.add_listener(s.quality)
+    s.metrics.registry.register(QualityCollector(s.quality))
     s.metrics.watch_active_speakers(lambda: s.conference.active_speaker_changes)
     s.conference.add_listener(s.recordings)
     s.lifecycle.add_listener(s.recordings)

@@ -460,5 +460,32 @@ class ProducerLayersWanted(Message):
     active_rids: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TransportQuality(Message):
+    """What one report window (`sfu.clockwork.QUALITY_REPORT_S`) said about a WebRTC
+    transport's path (sfu.engine.quality.LinkQuality). Entity id: the transport. Sent only
+    for a window with reports in it: at most one per transport per window.
+
+    `direction`: "publish" (our reception of the publisher's streams) or "subscribe" (the
+    subscriber's receiver reports about what we send it). `loss_ratio`: the mean fraction
+    lost over the window's report blocks (0..1), `loss_max` the worst block's; `jitter_s`:
+    the worst stream's interarrival jitter (seconds); `rtt_s`: the mean round trip from
+    the reports' LSR/DLSR (seconds; -1: none measured); `estimate_bps`: the subscribe
+    transport's bandwidth estimate (0: none); `blocks`: report blocks summed;
+    `video_delivered`: the share of the bitrate its tiles need that the allocation sends it
+    (`sfu.engine.subscription.Subscription.delivered_ratio`, 0..1; -1: no video asked for,
+    or a publish transport)."""
+
+    NAME: ClassVar[str] = "TRANSPORT_QUALITY"
+    direction: str
+    loss_ratio: float
+    loss_max: float
+    jitter_s: float
+    rtt_s: float
+    estimate_bps: int = 0
+    blocks: int = 0
+    video_delivered: float = -1.0
+
+
 def response_type(request: Message) -> type[Message]:
     return RESPONSES[type(request)]

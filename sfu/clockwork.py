@@ -18,7 +18,10 @@
   producer's wanted layers (a change goes to `on_layers_wanted(producer id, rids)`:
   `sfu.api.ProducerLayersWanted`);
 - the notice clock (`sfu.engine.notice_clock.NoticeClock`), wired to one loop timer at its
-  next absolute deadline.
+  next absolute deadline;
+- call quality (every `QUALITY_REPORT_S`, `tick_quality`): each WebRTC transport's report
+  window (`sfu.engine.quality.LinkQuality.take`) goes to `on_quality(transport, window)`
+  (`sfu.api.TransportQuality`) when it had reports.
 
 Each periodic action runs synchronously between packets; one that fails is logged and the
 next round runs anyway. Allocation and dynacast are isolated per subscriber and per
@@ -48,6 +51,9 @@ BANDWIDTH_TICK_S = 0.1
 PROBE_PACE_S = PACE_INTERVAL_US / 1e6
 ALLOCATION_POLL_S = 0.2  # allocations run when due (at most twice a second on the estimate alone)
 METER_INTERVAL_S = 1.0  # the bitrate meters' one-second samples
+# Call quality's report window: a few RRs per stream (Chromium sends one about every
+# second for video), and control hears each transport at most this often.
+QUALITY_REPORT_S = 2.0
 MAX_LOGGED_FAILURES = 1000  # objects whose failure was logged (bounded memory)
 
 
@@ -63,6 +69,10 @@ def _no_layers(producer_id: str, rids: list[str]) -> None:
     pass
 
 
+def _no_quality(transport: object, window: dict) -> None:
+    pass
+
+
 class Clockwork:
     def __init__(
         self,
@@ -73,6 +83,7 @@ class Clockwork:
         clock: Callable[[], float] = time.monotonic,
         on_allocation: Callable[[str, int, list[dict]], None] = _no_allocation,
         on_layers_wanted: Callable[[str, list[str]], None] = _no_layers,
+        on_quality: Callable[[object, dict], None] = _no_quality,
     ) -> None:
         self._registry = registry
         self.notices = notices
@@ -80,6 +91,7 @@ class Clockwork:
         self._on_active_speaker = on_active_speaker
         self._on_allocation = on_allocation
         self._on_layers_wanted = on_layers_wanted
+        self._on_quality = on_quality
         self._next_measure = 0.0
         # The producers' clock (sfu.worker gives both time.monotonic): levels and
         # decisions are on one time line, in milliseconds.
@@ -101,6 +113,7 @@ class Clockwork:
             asyncio.ensure_future(self._every(SPEAKER_POLL_S, self.tick_speakers)),
             asyncio.ensure_future(self._every(BANDWIDTH_TICK_S, self.tick_bandwidth)),
             asyncio.ensure_future(self._every(ALLOCATION_POLL_S, self.tick_allocations)),
+            asyncio.ensure_future(self._every(QUALITY_REPORT_S, self.tick_quality)),
             asyncio.ensure_future(self._measure_lag()),
         ]
 
@@ -215,6 +228,18 @@ class Clockwork:
                     continue
                 if wanted is not None:
                     self._on_layers_wanted(producer.id, producer.active_rids(wanted))
+
+    # ------------------------------------------------------------------ call quality
+
+    def tick_quality(self) -> None:
+        """Every QUALITY_REPORT_S: each judged transport's window, when it had reports."""
+        for transport in list(self._registry.transports.values()):
+            quality = getattr(transport, "quality", None)
+            if quality is None or transport.closed:
+                continue
+            window = quality.take()
+            if window is not None:
+                self._on_quality(transport, window)
 
     def _failed_once(self, object_id: str, what: str) -> None:
         """Counted every time; logged with its traceback once per object (a fault that

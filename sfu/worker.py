@@ -110,6 +110,7 @@ class Worker:
             time.monotonic,
             on_allocation=self._on_allocation,
             on_layers_wanted=self._on_layers_wanted,
+            on_quality=self._on_quality,
         )
 
     @property
@@ -524,6 +525,25 @@ class Worker:
     def _on_layers_wanted(self, producer_id: str, rids: list[str]) -> None:
         if self.channel is not None:
             self.channel.notify(producer_id, api.ProducerLayersWanted(active_rids=rids))
+
+    def _on_quality(self, transport: object, window: dict) -> None:
+        if self.channel is None or not isinstance(transport, WebRtcTransport):
+            return
+        estimator = transport.estimator
+        subscription = transport.subscription
+        self.channel.notify(
+            transport.id,
+            api.TransportQuality(
+                direction=transport.direction,
+                loss_ratio=window["loss_ratio"],
+                loss_max=window["loss_max"],
+                jitter_s=window["jitter_s"],
+                rtt_s=window["rtt_s"],
+                estimate_bps=estimator.estimate_bps if estimator is not None else 0,
+                blocks=window["blocks"],
+                video_delivered=subscription.delivered_ratio() if subscription is not None else -1.0,
+            ),
+        )
 
     async def shutdown(self) -> None:
         self.clockwork.stop()

@@ -38,6 +38,7 @@ from control.http.auth import client_address
 from control.http.limiter import client_key
 from control.meeting import closecodes
 from control.meeting.attendance import Attendance
+from control.meeting.call_quality import CallQuality
 from control.meeting.chat import Chat
 from control.meeting.conference import Conference
 from control.meeting.model import LiveMeeting, Participant
@@ -342,6 +343,9 @@ class SignalingSession:
             await conference.set_tile(
                 meeting, participant, fields["track_id"], fields["width"], fields["height"], fields["visible"]
             )
+        elif message.type == "media_stats":
+            if self._endpoint.quality is not None:
+                self._endpoint.quality.freezes_reported(meeting, participant, fields["freeze_seconds"])
         elif message.type == "subscribe":
             await conference.set_subscription(meeting, participant, fields["track_id"], fields["enabled"])
         elif message.type in ("recording", "transcription"):
@@ -389,8 +393,10 @@ class SignalingEndpoint:
         chat: Chat,
         recordings: Recordings,
         metrics: Metrics,
+        quality: CallQuality | None = None,
     ) -> None:
         self.settings = settings
+        self.quality = quality  # call quality: the clients' freeze reports (`media_stats`)
         self.tokens = tokens
         self.attendance = attendance
         self.conference = conference

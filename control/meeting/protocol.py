@@ -23,6 +23,8 @@ MAX_TOKEN_CHARS = 4096
 MAX_HINTS = 50  # transcription vocabulary hints (names, terms)
 MAX_HINT_CHARS = 100
 MAX_TILE_PIXELS = 16384
+MAX_FREEZE_COUNT = 1_000_000
+MAX_FREEZE_SECONDS = 7 * 24 * 3600.0  # a running total over a week-long call
 
 
 class ClientMessage:
@@ -215,6 +217,23 @@ def _tile_size(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
     }
 
 
+def _number(data: dict[str, Any], name: str, low: float, high: float) -> float:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise _Invalid(f"{name}: {'missing' if value is None else 'expected a number'}")
+    if not low <= value <= high:
+        raise _Invalid(f"{name}: expected {low:g}..{high:g}")
+    return float(value)
+
+
+def _media_stats(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    # Running totals over the video it receives (inbound-rtp freezeCount, totalFreezesDuration).
+    return {
+        "freeze_count": _integer(data, "freeze_count", 0, MAX_FREEZE_COUNT),
+        "freeze_seconds": _number(data, "freeze_seconds", 0.0, MAX_FREEZE_SECONDS),
+    }
+
+
 def _nothing(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
     return {}
 
@@ -270,6 +289,7 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any], Limits], dict[str, Any]]] = {
     "chat": _chat,
     "subscribe": _subscribe,
     "tile_size": _tile_size,
+    "media_stats": _media_stats,
     "leave": _nothing,
     "ping": _nothing,
     "recording": _recording,

@@ -72,6 +72,11 @@ window.conclave = {
   publishStats: () => session.publishStats(),
   publishEncodings: () => session.publishEncodings(),
   inboundBytes: () => session.inboundBytes(),
+  // {participant_id: {quality, score}} as the server's `connection_quality` said, and every
+  // such entry received ([{participant_id, quality, score}], the newest last).
+  connectionQuality: () => Object.fromEntries(session.connectionQuality.levels),
+  connectionQualityHistory: () => session.connectionQuality.history.map((e) => ({ ...e })),
+  freezeReportsSent: () => session.freezes.sent,
   selectedCandidates: () => selectedLocalCandidates([session.pubPc, session.subPc]),  // [publish, subscribe]
   chatMessages: () => session.chat.map((m) => ({ seq: m.seq, name: m.name, text: m.text })),
   participants: () => [...session.participants.values()].map((p) => ({ ...p })),
@@ -542,6 +547,7 @@ session.addEventListener('participants', renderAll);
 session.addEventListener('speaker', () => board.render(session));
 session.addEventListener('viewers', renderViewers);
 session.addEventListener('quality', () => board.render(session));
+session.addEventListener('connection', () => board.render(session));
 session.addEventListener('media', () => {
   board.render(session);
   attach($('announcement-audio'), session.announcementTrack(), audioBlocked);

@@ -15,10 +15,12 @@
 //   notice        [text, level]    something the user should see briefly (errors from the server)
 //   recording     [before, state, consentPending]  recording/transcription or consent changed
 //                                  (`recording`, a RecordingControl, holds the state)
+//   connection    []               someone's connection quality level changed (`connectionQuality`)
 
 import { ApiError, tokenClaims, tokenSecondsLeft } from './api.js';
 import { RecordingControl } from './recording.js';
 import { PublishLayers, TrackStates } from './adaptive.js';
+import { ConnectionQuality, FreezeReporter } from './quality.js';
 import { rtcConfiguration } from './icepolicy.js';
 import {
   ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishEncodingStats, publishStats, subscribeStats,
@@ -128,6 +130,8 @@ export class MeetingSession extends EventTarget {
     this.recording = new RecordingControl(this);   // recording_state, consent, the host's commands
     this.trackStates = new TrackStates();          // what the server said of each video we receive
     this.layers = new PublishLayers((trackId) => this.senderOfTrack(trackId));   // publish_layers
+    this.connectionQuality = new ConnectionQuality();   // `connection_quality`: everyone's level
+    this.freezes = new FreezeReporter((msg) => this.sendRaw(msg), () => this.subPc);   // `media_stats`
 
     this.ws = null;
     this.pubPc = null;
@@ -441,6 +445,7 @@ export class MeetingSession extends EventTarget {
     clearTimeout(this.joinTimer);
     clearInterval(this.pingTimer);
     this.pingTimer = null;
+    this.freezes.stop();
     if (ws && ws.readyState <= WebSocket.OPEN) {
       try { ws.close(1000, 'bye'); } catch (e) { /* already closing */ }
     }
@@ -544,6 +549,9 @@ export class MeetingSession extends EventTarget {
         if (this.trackStates.onMessage(msg)) this.emit('quality', { trackId: msg.track_id });
         break;
       case 'publish_layers': this.layers.onMessage(msg); break;
+      case 'connection_quality':
+        if (this.connectionQuality.onMessage(msg)) this.emit('connection');
+        break;
       default: break;   // track_published / track_unpublished / pong: offers carry what we need
     }
   }
@@ -553,6 +561,7 @@ export class MeetingSession extends EventTarget {
     clearTimeout(this.joinTimer);
     clearInterval(this.pingTimer);   // the server does not answer pings from the waiting room
     this.pingTimer = null;
+    this.freezes.stop();
     this.attempt = 0;
     if (this.state === 'joined') {   // sent back to the waiting room: drop everything we had
       this.recording.reset();
@@ -601,6 +610,7 @@ export class MeetingSession extends EventTarget {
     this.tileSizes = new Map();   // a new subscribe connection: its consumers start afresh
     this.trackStates.reset();
     this.layers.reset();          // and a new publish connection: new track ids
+    this.connectionQuality.reset();   // everyone's level follows `joined`
     if (this.simulcast) this.upgradeCamera();
     // Back as the same participant: keep the chat seen so far (history may be capped).
     if (msg.participant_id !== this.participantId) this.chat = [];
@@ -612,6 +622,7 @@ export class MeetingSession extends EventTarget {
     this.attempt = 0;
     this.retriedFreshToken = false;
     this.startPing();
+    this.freezes.start();
     this.subPc = this.createSubscribePc();
     this.pubPc = this.createPublishPc();
     this.recording.onJoined();
@@ -633,6 +644,7 @@ export class MeetingSession extends EventTarget {
 
   onParticipantLeft(participantId) {
     if (participantId === this.activeSpeaker) this.activeSpeaker = null;
+    this.connectionQuality.forget(participantId);
     if (this.participants.delete(participantId)) this.emit('participants');
   }
 

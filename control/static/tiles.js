@@ -5,10 +5,13 @@
 // tile that speaks is also featured: first in the grid and twice as large (`featured`).
 // A remote video tile shows the server's word on its quality (adaptive.js): bars for the
 // layer it receives, none and a dimmed picture with a label while the server pauses it.
+// Every camera tile, our own too, shows its participant's connection quality as the server
+// scores it (quality.js): a dot with `data-quality` excellent | good | poor.
 
 import { icons } from './icons.js';
 import { ANNOUNCEMENT_SOURCE } from './mediastats.js';
 import { qualityOf } from './adaptive.js';
+import { connectionOf } from './quality.js';
 import { el, initials, colorFor } from './ui.js';
 
 function tileKey(participantId, source) {
@@ -94,6 +97,9 @@ class Tile {
     this.quality = el('span', {
       class: 'tile-quality', dataset: { testid: 'tile-quality', bars: '0' }, role: 'img', hidden: true,
     }, el('i', {}), el('i', {}), el('i', {}));
+    this.connection = el('span', {
+      class: 'tile-connection', dataset: { testid: 'tile-connection', quality: '' }, role: 'img', hidden: true,
+    });
     this.pausedLabel = el('span', { class: 'tile-paused', dataset: { testid: 'tile-paused' }, hidden: true });
     this.root = el('figure', {
       class: `tile${screen ? ' tile-screen' : ''}${local ? ' tile-local' : ''}`,
@@ -103,10 +109,11 @@ class Tile {
         source: screen ? 'screen' : 'camera',
       },
     }, this.video, this.avatar, this.audio, this.pausedLabel,
-    el('figcaption', {}, this.nameEl, this.micFlag, this.camFlag, this.quality));
+    el('figcaption', {}, this.connection, this.nameEl, this.micFlag, this.camFlag, this.quality));
   }
 
-  update({ name, video, audio, micMuted, camMuted, speaking, featured, onBlocked, videoTrackId, tileKnown, trackState }) {
+  update({ name, video, audio, micMuted, camMuted, speaking, featured, onBlocked, videoTrackId, tileKnown, trackState,
+    connection }) {
     if (this.watch) this.watch.setTrack(videoTrackId || null, tileKnown);
     if (this.nameEl.textContent !== name) {
       this.nameEl.textContent = name;
@@ -127,6 +134,18 @@ class Tile {
     this.root.classList.toggle('featured', !!featured);
     this.root.dataset.speaking = String(!!speaking);
     this.showQuality(qualityOf(trackState || null), trackState ? trackState.paused : null);
+    this.showConnection(connectionOf(connection || null));
+  }
+
+  // The participant's connection quality as the server scores it (a coloured dot), or
+  // nothing before the first score.
+  showConnection(connection) {
+    this.connection.hidden = !connection;
+    this.connection.dataset.quality = connection ? connection.quality : '';
+    this.root.dataset.connectionQuality = connection ? connection.quality : '';
+    this.connection.title = connection ? connection.label : '';
+    if (connection) this.connection.setAttribute('aria-label', connection.label);
+    else this.connection.removeAttribute('aria-label');
   }
 
   // Bars for the layer received (3: the top one), or none and "Paused" while the server
@@ -177,7 +196,7 @@ export class TileBoard {
     want(tileKey(selfId, 'camera'), { participantId: selfId, screen: false, local: true }, {
       name: `${session.name} (you)`, video: localVideo, audio: null,
       micMuted: session.muted.microphone, camMuted: session.muted.camera,
-      speaking: speaker === selfId,
+      speaking: speaker === selfId, connection: session.connectionQuality.get(selfId),
     });
     if (session.screenStream) {
       want(tileKey(selfId, 'screen'), { participantId: selfId, screen: true, local: true }, {
@@ -189,7 +208,7 @@ export class TileBoard {
       want(tileKey(pid, 'camera'), { participantId: pid, screen: false }, {
         name: p.name, video: null, audio: null,
         micMuted: !!(p.muted && p.muted.microphone), camMuted: !!(p.muted && p.muted.camera),
-        speaking: pid === speaker, featured: pid === speaker,
+        speaking: pid === speaker, featured: pid === speaker, connection: session.connectionQuality.get(pid),
       });
     }
     for (const media of session.remoteMedia()) {

@@ -49,6 +49,17 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
         (f"sum(conclave_sfu_subscriber_estimate_bps_gsum{{{SEL}}}) / sum(conclave_sfu_subscriber_estimate_bps_gcount{{{SEL}}})", "mean estimate (bit/s)"),
         (f"sum by (reason) (conclave_sfu_tracks_paused{{{SEL}}})", "paused: {{reason}}"),
     ]),
+    ("Participants by connection quality", "short", [
+        (f"sum by (quality) (conclave_participant_quality{{{SEL}}})", "{{quality}}"),
+        (f"sum(conclave_participant_quality{{{SEL}, quality=\"poor\"}})"
+         f" / clamp_min(sum(conclave_participant_quality{{{SEL}}}), 1)", "poor share"),
+    ]),
+    ("Round trip to subscribers and packet loss", "short", [
+        (f"histogram_quantile(0.5, sum by (le) (rate(conclave_rtt_seconds_bucket{{{SEL}}}[5m])))", "RTT p50 (s)"),
+        (f"histogram_quantile(0.95, sum by (le) (rate(conclave_rtt_seconds_bucket{{{SEL}}}[5m])))", "RTT p95 (s)"),
+        (f"sum by (direction) (rate(conclave_loss_ratio_sum{{{SEL}}}[5m]))"
+         f" / sum by (direction) (rate(conclave_loss_ratio_count{{{SEL}}}[5m]))", "mean loss ratio: {{direction}}"),
+    ]),
     ("Recording: spool and transcription backlog", "bytes", [
         (f"sum(conclave_recording_spool_bytes{{{SEL}}})", "spool bytes"),
         (f"sum(conclave_recordings_active{{{SEL}}})", "active recordings"),

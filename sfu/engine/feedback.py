@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from sfu.engine.bwe import BandwidthEstimator
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
+from sfu.engine.quality import LinkQuality
 from sfu.engine.stats import Counters
 from sfu.wire import rtcp
 
@@ -26,6 +27,9 @@ ACTED_ON = frozenset(
         (rtcp.RTCP_PSFB, rtcp.PSFB_FIR),
     }
 )
+# ... and receiver reports too where a `LinkQuality` judges the path (WebRTC transports:
+# about one report a second per stream, at most 31 blocks each).
+ACTED_ON_JUDGED = ACTED_ON | {rtcp.RTCP_RR}
 
 
 def handle_rtcp(
@@ -34,15 +38,17 @@ def handle_rtcp(
     consumers_by_ssrc: Mapping[int, Consumer],
     counters: Counters,
     bandwidth: BandwidthIntake | None = None,
+    quality: LinkQuality | None = None,
 ) -> None:
     """Route one decrypted compound RTCP packet (RFC 3550 §6, RFC 4585, RFC 5104);
-    transport-cc feedback and REMB to `bandwidth`, if given.
+    transport-cc feedback and REMB to `bandwidth`, if given; the report blocks about our
+    consumers' streams to `quality`, if given.
 
     The NACKs of one compound reach each consumer together, once (`Consumer.on_nack`):
     its budget sees the whole request, and a number named twice is answered once."""
     counters.rtcp_received += 1
     try:
-        packets = rtcp.parse_compound(plain, ACTED_ON)
+        packets = rtcp.parse_compound(plain, ACTED_ON if quality is None else ACTED_ON_JUDGED)
     except ValueError:
         counters.drop("malformed_rtcp")
         return
@@ -52,6 +58,11 @@ def handle_rtcp(
             producer = producers_by_ssrc.get(packet.ssrc)
             if producer is not None:
                 producer.on_sender_report(packet.ntp_timestamp, packet.rtp_timestamp, packet.ssrc)
+            if quality is not None and packet.reports:
+                _peer_reports(packet.reports, consumers_by_ssrc, quality)
+        elif isinstance(packet, rtcp.ReceiverReport):
+            if quality is not None and packet.reports:
+                _peer_reports(packet.reports, consumers_by_ssrc, quality)
         elif isinstance(packet, rtcp.Nack):
             consumer = consumers_by_ssrc.get(packet.media_ssrc)
             if consumer is not None:
@@ -72,15 +83,35 @@ def handle_rtcp(
             consumer.on_nack(pairs)
 
 
+def _peer_reports(
+    blocks: list[rtcp.ReportBlock], consumers_by_ssrc: Mapping[int, Consumer], quality: LinkQuality
+) -> None:
+    """The blocks about streams we send this peer (a consumer's SSRC; its RTX is never
+    reported alone) go to its link quality; any other SSRC is not ours to judge."""
+    for block in blocks:
+        consumer = consumers_by_ssrc.get(block.ssrc)
+        if consumer is not None and consumer.ssrc == block.ssrc:
+            quality.peer_report(block, consumer.producer.params.clock_rate)
+
+
 def _keyframe_wanted(consumers_by_ssrc: Mapping[int, Consumer], ssrc: int) -> None:
     consumer = consumers_by_ssrc.get(ssrc)
     if consumer is not None:
         consumer.request_keyframe()
 
 
-def receiver_reports(rtcp_ssrc: int, cname: str, producers: Iterable[Producer]) -> list[bytes]:
-    """RR + SDES compounds for every stream received (RFC 3550 §6.4.2); [] before any packet."""
-    blocks = [block for producer in producers for block in producer.report_blocks()]
+def receiver_reports(
+    rtcp_ssrc: int, cname: str, producers: Iterable[Producer], quality: LinkQuality | None = None
+) -> list[bytes]:
+    """RR + SDES compounds for every stream received (RFC 3550 §6.4.2); [] before any packet.
+    Each block also goes to `quality`, if given: how the publisher's streams reach us."""
+    blocks: list[rtcp.ReportBlock] = []
+    for producer in producers:
+        produced = producer.report_blocks()
+        if quality is not None:
+            for block in produced:
+                quality.own_reception(block, producer.params.clock_rate)
+        blocks.extend(produced)
     return [
         rtcp.build_rr(rtcp_ssrc, blocks[start : start + rtcp.MAX_COUNT]) + rtcp.build_sdes(rtcp_ssrc, cname)
         for start in range(0, len(blocks), rtcp.MAX_COUNT)

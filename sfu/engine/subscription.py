@@ -270,6 +270,20 @@ class Subscription:
                 counts[decision.reason] = counts.get(decision.reason, 0) + 1
         return counts
 
+    def delivered_ratio(self) -> float:
+        """What the last run sends of the video its subscriber's tiles need, as a share of
+        bitrate (LiveKit's "bitrate vs expected"): the chosen layers' over the tops of their
+        ladders, for the tracks it selected (a pause for bandwidth counts 0; hidden and
+        last-N tracks are not asked for). -1: no video asked for."""
+        wanted = delivered = 0
+        for decision in self.decisions.values():
+            if decision.target is None:
+                continue
+            wanted += max(1, decision.target.bitrate_bps)
+            if decision.layer is not None:
+                delivered += max(1, decision.layer.bitrate_bps)
+        return min(1.0, delivered / wanted) if wanted else -1.0
+
     def _track(self, consumer: Consumer) -> VideoTrack:
         producer = consumer.producer
         view = self.viewports.get(consumer.id)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 from sfu.engine import feedback
 from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
+from sfu.engine.quality import LinkQuality
 from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
 from sfu.engine.stats import Counters
 
@@ -51,6 +52,7 @@ class Transport:
         "next_mid",
         "connected",
         "closed",
+        "quality",
     )
 
     KIND: ClassVar[str] = ""  # "WebRTC", "plain", "direct": what requests call it
@@ -74,6 +76,9 @@ class Transport:
         self.next_mid = 0
         self.connected = False  # can send now (see RtpSink.connected)
         self.closed = False
+        # How good the path to the peer is (WebRTC transports: sfu.engine.quality); None:
+        # not judged (plain and direct transports are the server's own).
+        self.quality: LinkQuality | None = None
 
     # ------------------------------------------------------------------ the wire
 
@@ -102,7 +107,8 @@ class Transport:
         the next loss interval, so one computed and not sent would hide that loss."""
         if not self.connected or not self.producers_by_mid:
             return
-        for packet in feedback.receiver_reports(self.rtcp_ssrc, self.cname, self.producers_by_mid.values()):
+        producers = self.producers_by_mid.values()
+        for packet in feedback.receiver_reports(self.rtcp_ssrc, self.cname, producers, self.quality):
             self.send_rtcp(packet)
 
     def send_transport_feedback(self) -> None:

@@ -37,6 +37,7 @@ from sfu.engine.bwe.pacer import MAX_PADDING, ProbePacer, padding_packet
 from sfu.engine.consumer import Consumer
 from sfu.engine.feedback import BandwidthIntake, handle_rtcp
 from sfu.engine.producer import Producer
+from sfu.engine.quality import LinkQuality
 from sfu.engine.simulcast import SimulcastProducer
 from sfu.engine.stats import Counters
 from sfu.engine.subscription import Subscription
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 _SSRC = struct.Struct("!I")
 _U16 = struct.Struct("!H")
+_RTCP_SR = 200
 Address = tuple[str, int]
 
 _ICE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -195,6 +197,7 @@ class WebRtcTransport(Transport):
         self.subscription = Subscription(self, counters) if direction == "subscribe" else None
         # A player's slots (sfu.transport.playback.Playback) once it offered; None otherwise.
         self.playback: Playback | None = None
+        self.quality = LinkQuality(clock)  # its peer's reports and our reception (sfu.engine.quality)
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
         socket.ice.register(self)  # undone in _release (MediaSocket.unbind_peer)
 
@@ -357,6 +360,9 @@ class WebRtcTransport(Transport):
             return
         self.counters.rtcp_sent += 1
         self.sender.sendto(tx.protect_rtcp(packet), self.addr)
+        if packet[1] == _RTCP_SR and len(packet) >= 20:
+            # The NTP timestamp's middle 32 bits (bytes 10..13): the LSR a report names.
+            self.quality.sender_report_sent(_SSRC.unpack_from(packet, 10)[0])  # type: ignore[union-attr]
 
     def next_transport_sequence(self) -> int:
         """The number for the packet about to be sent (`send_rtp` logs it)."""
@@ -397,7 +403,7 @@ class WebRtcTransport(Transport):
     # ------------------------------------------------------------------ RTCP
 
     def _route_rtcp(self, plain: bytes) -> None:
-        handle_rtcp(plain, self.producers_by_ssrc, self.consumers_by_ssrc, self.counters, self.bandwidth)
+        handle_rtcp(plain, self.producers_by_ssrc, self.consumers_by_ssrc, self.counters, self.bandwidth, self.quality)
 
     def send_transport_feedback(self) -> None:
         if self.tx is None or not self.tcc_ext_id:

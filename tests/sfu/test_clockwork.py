@@ -8,8 +8,9 @@ import asyncio
 
 from sfu.clockwork import SPEAKER_POLL_S, Clockwork
 from sfu.engine.notice_clock import NoticeClock
+from sfu.engine.quality import LinkQuality
 from sfu.engine.router import Router
-from sfu.wire import rtp
+from sfu.wire import rtcp, rtp
 from tests.support.speech import LEVEL_ID, Talk, play
 from tests.support.tree import OPUS, Clock, new_tree, producer, wire
 
@@ -106,3 +107,18 @@ def test_one_failing_allocation_leaves_the_others_allocated_and_logs_once(caplog
     assert broken.subscription.runs == 3 and clockwork.failures == 3
     logged = [r for r in caplog.records if "allocation of t-broken failed" in r.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None
+
+
+def test_each_judged_transport_s_window_is_told_when_it_had_reports():
+    registry, router = new_tree()
+    clock = Clock(0.0)
+    told: list[tuple[str, dict]] = []
+    clockwork = Clockwork(registry, NoticeClock(), 1.0, clock=clock,
+                          on_quality=lambda transport, window: told.append((transport.id, window)))  # fmt: skip
+    reporting, silent, unjudged = wire(router, "reporting"), wire(router, "silent"), wire(router, "unjudged")
+    reporting.quality, silent.quality = LinkQuality(clock), LinkQuality(clock)
+    reporting.quality.own_reception(rtcp.ReportBlock(1, 128, 0, 0, 0, 0, 0), 90_000)  # half lost
+    clockwork.tick_quality()
+    assert [(tid, window["loss_ratio"]) for tid, window in told] == [("reporting", 0.5)]
+    clockwork.tick_quality()  # a new window, empty: nothing more
+    assert len(told) == 1 and unjudged.quality is None

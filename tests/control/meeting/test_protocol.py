@@ -66,6 +66,8 @@ def test_valid_messages_parse():
     assert joined.fields == {"name": None, "token": "a.b.c"}
     tile = parse_client_message('{"type": "tile_size", "track_id": "t1", "width": 320.5, "height": 180, "visible": true}', LIMITS)
     assert tile.fields == {"track_id": "t1", "width": 320, "height": 180, "visible": True}
+    stats = parse_client_message('{"type": "media_stats", "freeze_count": 3, "freeze_seconds": 1.25}', LIMITS)
+    assert stats.fields == {"freeze_count": 3, "freeze_seconds": 1.25}
 
 
 @pytest.mark.parametrize(
@@ -80,6 +82,11 @@ def test_valid_messages_parse():
         ('{"type": "tile_size", "track_id": "t", "width": 1, "height": true, "visible": true}', "invalid_field"),
         ('{"type": "tile_size", "track_id": "t", "width": 1, "height": 1}', "invalid_field"),
         ('{"type": "ping", "id": "' + "i" * 65 + '"}', "bad_message"),
+        ('{"type": "media_stats", "freeze_count": 1, "freeze_seconds": -0.5}', "invalid_field"),
+        ('{"type": "media_stats", "freeze_count": 1, "freeze_seconds": 1e300}', "invalid_field"),
+        ('{"type": "media_stats", "freeze_count": 1.5e9, "freeze_seconds": 1}', "invalid_field"),
+        ('{"type": "media_stats", "freeze_count": 1, "freeze_seconds": "1"}', "invalid_field"),
+        ('{"type": "media_stats", "freeze_count": 1}', "invalid_field"),
     ],
 )
 def test_error_codes(text, code):

@@ -621,3 +621,49 @@ async def test_adaptive_media_is_read_into_tile_states_and_layer_flags(page):
     ]
     assert got["flags"] == [[True, False, False], [False, True, True], [True, False, False], [True, False, False]]
     assert got["ignored"] is False
+
+
+async def test_connection_quality_is_read_into_levels_and_freezes_are_summed(page):
+    got = await page.evaluate(
+        """async () => {
+            const quality = await import('/static/quality.js');
+            const { ConnectionQuality, connectionOf, freezeTotals, FreezeReporter } = quality;
+            const levels = new ConnectionQuality();
+            const changed = [
+                levels.onMessage({ participants: [{ participant_id: 'a', quality: 'excellent', score: 4.4 },
+                                                  { participant_id: 'b', quality: 'poor', score: 2.1 }] }),
+                levels.onMessage({ participants: [{ participant_id: 'a', quality: 'excellent', score: 4.3 }] }),
+                levels.onMessage({ participants: [{ participant_id: 'a', quality: 'superb' }, 'x', null] }),
+                levels.onMessage({}),
+                levels.onMessage({ participants: [{ participant_id: 'b', quality: 'good', score: 3.7 }] }),
+            ];
+            levels.forget('a');
+            // A peer connection's stats as Chromium reports them: two videos, one audio.
+            const reports = [
+                { type: 'inbound-rtp', kind: 'video', freezeCount: 2, totalFreezesDuration: 1.5 },
+                { type: 'inbound-rtp', kind: 'video', freezeCount: 1, totalFreezesDuration: 0.25 },
+                { type: 'inbound-rtp', kind: 'audio', freezeCount: 9, totalFreezesDuration: 9 },
+                { type: 'outbound-rtp', kind: 'video', freezeCount: 9, totalFreezesDuration: 9 },
+            ];
+            const pc = { getStats: async () => new Map(reports.map((r, i) => [String(i), r])) };
+            const sent = [];
+            const reporter = new FreezeReporter((m) => { sent.push(m); return true; }, () => pc);
+            await reporter.report();
+            return {
+                changed,
+                a: levels.get('a'),
+                b: levels.get('b'),
+                history: levels.history.length,
+                shown: [connectionOf(levels.get('b')), connectionOf(null), connectionOf({ quality: 'x' })],
+                totals: await freezeTotals(pc),
+                none: await freezeTotals(null),
+                sent,
+            };
+        }"""
+    )
+    assert got["changed"] == [True, False, False, False, True]  # a new score at the same level is no change
+    assert got["a"] is None and got["b"] == {"quality": "good", "score": 3.7}
+    assert got["history"] == 4
+    assert got["shown"] == [{"quality": "good", "label": "Connection: Good"}, None, None]
+    assert got["totals"] == {"count": 3, "seconds": 1.75} and got["none"] == {"count": 0, "seconds": 0}
+    assert got["sent"] == [{"type": "media_stats", "freeze_count": 3, "freeze_seconds": 1.75}]

@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 
 from sfu.clockwork import ALLOCATION_POLL_S, Clockwork
+from sfu.engine.allocator import Decision, Layer
 from sfu.engine.notice_clock import NoticeClock
-from sfu.engine.subscription import AUDIO_RESERVE_BPS
+from sfu.engine.stats import Counters
+from sfu.engine.subscription import AUDIO_RESERVE_BPS, Subscription
 from sfu.wire import rtp
 from tests.support.adaptive import send_frame, simulcast_producer, subscriber
 from tests.support.simulcast import Simulcast
@@ -435,3 +437,17 @@ def test_dynacast_keeps_the_layer_a_tile_asks_for_while_the_estimate_is_short_of
     meeting.sub.subscription.set_viewport("sub-a", 1280, 720, False)  # hidden: asks for nothing
     meeting.run(4)
     assert meeting.told.layers[-1] == ("cam-a", [])
+
+
+def test_the_delivered_ratio_is_the_chosen_bitrate_over_what_the_tiles_need():
+    subscription = Subscription(None, Counters())  # type: ignore[arg-type]  # decisions given below
+    assert subscription.delivered_ratio() == -1.0  # nothing asked for
+    top, low = Layer(2, 0, 1_500_000, 1280, 720), Layer(0, 0, 150_000, 320, 180)
+    subscription.decisions = {
+        "a": Decision("a", low, None, top),  # the lowest layer of a 720p tile's need
+        "b": Decision("b", None, "bandwidth", top),  # paused for bandwidth: nothing of it
+        "c": Decision("c", None, "hidden", None),  # hidden: not asked for
+    }
+    assert subscription.delivered_ratio() == pytest.approx(150_000 / 3_000_000)
+    subscription.decisions = {"a": Decision("a", top, None, top), "c": Decision("c", None, "last_n", None)}
+    assert subscription.delivered_ratio() == 1.0
