@@ -34,6 +34,7 @@ from .signaling import Message, SignalingClient, SignalingClosed, SignalingError
 log = logging.getLogger(__name__)
 
 REJOIN_ATTEMPTS = 20
+MAX_REDIRECTS = 3  # in a row: nodes that keep sending us on disagree about the meeting
 REJOIN_DELAY = 0.5  # seconds between attempts while the media server restarts
 
 
@@ -210,6 +211,8 @@ class Bot:
         self.chat: list[Message] = []
         self.received: dict[str, dict[str, ReceiveStats]] = {}  # participant -> source -> stats
         self.reconnects = 0
+        self.redirects = 0  # times a node sent us to the node holding the meeting
+        self._redirect_hops = 0  # redirects since the last join that held
         self.errors: list[Message] = []
         self.pushes: list[Message] = []  # every push received, in order
         self.waiting = asyncio.Event()
@@ -291,6 +294,9 @@ class Bot:
         self._early_offers = []
         await signaling.connect(self.ws_url, timeout=timeout, token=self.token)
         reply = await signaling.join(self.name, timeout=timeout)
+        if reply.get("type") == "redirect":  # several nodes: the meeting runs on another one
+            return await self._follow_redirect(reply, timeout)
+        self._redirect_hops = 0
         self.participant_id = reply.get("participant_id", self.participant_id)
         if reply.get("type") == "waiting":
             self._on_waiting(reply)
@@ -522,6 +528,17 @@ class Bot:
         if msg.get("token"):
             self.token = msg["token"]  # to come back as ourselves
         self._reconnect_task = asyncio.create_task(self._reconnect(), name=f"reconnect-{self.name}")
+
+    async def _follow_redirect(self, reply: Message, timeout: float) -> Message:
+        url = reply.get("url")
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")) or self._redirect_hops >= MAX_REDIRECTS:
+            raise RuntimeError(f"bot {self.name}: a redirect that cannot be followed: {reply}")
+        log.info("bot %s: the meeting runs on another node: %s", self.name, url)
+        self.ws_url = url
+        self.redirects += 1
+        self._redirect_hops += 1
+        await self._close_session()
+        return await self._open_session(timeout)
 
     async def _reconnect(self) -> None:
         """Close both peer connections and the socket, then join again as ourselves."""

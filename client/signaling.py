@@ -31,7 +31,7 @@ Handler = Callable[[Message], Any]
 # Replies that answer a request directly; the server echoes the request id in them.
 # (`join` is answered by `joined`, or by `waiting` in the waiting room: then `joined`
 # arrives later as a push, without an id, when the host admits us.)
-REPLY_TYPES = frozenset({"joined", "waiting", "publish_answer", "error", "ok", "pong"})
+REPLY_TYPES = frozenset({"joined", "waiting", "redirect", "publish_answer", "error", "ok", "pong"})
 
 
 def _with_query(url: str, key: str, value: str) -> str:
@@ -188,13 +188,14 @@ class SignalingClient:
 
     async def join(self, name: str | None = None, token: str | None = None, timeout: float = 10.0) -> Message:
         """Send `join` (with the join token unless it was in the socket URL); returns
-        `joined`, or `waiting` when we are held in the waiting room or wait for the host."""
+        `joined`, or `waiting` when we are held in the waiting room or wait for the host, or
+        `redirect` when the meeting runs on another node (its `url`)."""
         msg: Message = {"type": "join"}
         if name is not None:
             msg["name"] = name
         if token is not None:
             msg["token"] = token
-        reply = await self.request(msg, timeout=timeout, expect=("joined", "waiting"))
+        reply = await self.request(msg, timeout=timeout, expect=("joined", "waiting", "redirect"))
         self.participant_id = reply.get("participant_id", self.participant_id)
         if reply.get("type") == "joined":
             self.joined = reply

@@ -911,3 +911,6 @@ class Config(_Section):
             value = getattr(self, name)
             if not isinstance(value, cls):
                 raise ConfigError(f"{name}: expected a {cls.__name__}, got {value!r}")
+        if self.cluster.redis_url and not self.http.public_url:
+            raise ConfigError("http.public_url: required with cluster.redis_url (each node announces its own "
+                              "address to the others and to clients)")

@@ -206,9 +206,10 @@ def build_services(
     metrics = Metrics(registry, worker_supervisor)
     quality = CallQuality(registry=registry, clock=clock)
     metrics.watch_webhooks(lambda: webhooks.dropped, lambda: webhooks.attempts)
+    cluster = Cluster(cfg, node_load(cfg, registry, worker_supervisor, clock)) if cfg.cluster.redis_url else None
     signaling = SignalingEndpoint(
         settings=cfg.signaling, public_url=cfg.http.public_url, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
-        recordings=recordings, metrics=metrics, quality=quality,
+        recordings=recordings, metrics=metrics, quality=quality, cluster=cluster, registry=registry,
     )  # fmt: skip
     services = Services(
         cfg=cfg,
@@ -243,7 +244,7 @@ def build_services(
         ),
         viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks,
                         mixes=ViewerMixes(conference=conference, recorder=recorder, tasks=tasks)),  # fmt: skip
-        cluster=Cluster(cfg, node_load(cfg, registry, worker_supervisor, clock)) if cfg.cluster.redis_url else None,
+        cluster=cluster,
     )
     _wire(services)
     return services
@@ -336,7 +337,7 @@ def create_app(
 
 def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     auth = Auth(s.accounts, s.tokens, s.store)
-    urls = PublicUrls(s.cfg.http.public_url)
+    urls = PublicUrls(s.cfg.http.public_url, s.cluster)
     AccountRoutes(
         store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits, settings=s.cfg.auth,
         allowed_networks=s.cfg.outbound.allowed_networks, archive=s.archive, rate_limited=s.metrics.rate_limited,

@@ -4,6 +4,7 @@ placements and the event bus (`Cluster`), made only when `cluster.redis_url` is 
 from __future__ import annotations
 
 import socket
+from urllib.parse import urlsplit
 from collections.abc import Callable
 
 from redis.asyncio import Redis
@@ -58,7 +59,26 @@ class Cluster:
 
     async def place(self, meeting_id: str) -> str:
         """The node that holds the meeting (placing it now if it has none that lives)."""
+        return (await self.host_of(meeting_id)).node_id
+
+    async def host_of(self, meeting_id: str) -> NodeLoad:
+        """The node that holds the meeting, as registered (placed now if none lives)."""
         try:
-            return await self.placements.place(meeting_id, await self.registry.nodes())
+            living = await self.registry.nodes()
+            return living[await self.placements.place(meeting_id, living)]
         except (RedisError, OSError) as exc:
             raise ClusterUnavailable("the cluster's Redis does not answer") from exc
+
+    async def elsewhere(self, meeting_id: str) -> NodeLoad | None:
+        """The other node that holds the meeting, or None when it is this one."""
+        host = await self.host_of(meeting_id)
+        return None if host.node_id == self.node_id else host
+
+    def node_origins(self) -> frozenset[str]:
+        """The public origins of the living nodes (a page of one opens sockets on another)."""
+        return frozenset(origin_of(node.public_url) for node in self.registry.living.values() if node.public_url)
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()

@@ -133,7 +133,9 @@ class SessionRoutes:
             raise ApiError(403, "forbidden", "starting a meeting needs the host's sign-in, not a join token")
         actor, host = await self._auth.require_host(request)
         record = require_meeting_access(actor, await self._auth.meeting_in_path(request), host_only=True)
-        started = await self._lifecycle.start(record, host.id, host.name, actor.host_session_id)
+        route = await self._urls.route(request, record)  # placed first: no start without a node
+        holder = None if route.here else route.node_id
+        started = await self._lifecycle.start(record, host.id, host.name, actor.host_session_id, holder=holder)
         if started.started_now:
             await self._auth.audit(request, actor, "meeting.start", "meeting", record.id,
                                    live_session_id=started.live_session.id)  # fmt: skip
@@ -143,7 +145,7 @@ class SessionRoutes:
                 "live_session_id": started.live_session.id,
                 "participant_id": started.host.id,
                 "host_token": started.token,
-                "ws_url": self._urls.signaling(request, record),
+                "ws_url": route.ws_url,
                 "status": "live",
                 "started": started.started_now,
             }
@@ -289,6 +291,7 @@ class SessionRoutes:
         decision = admission.decide(situation)
         if decision.outcome == admission.REFUSED:
             raise ApiError(403, decision.reason, decision.message)
+        ws_url = (await self._urls.route(request, record)).ws_url  # placed before anything is written
         customer = await self._store.get_customer(record.customer_id)
         assert customer is not None  # the account is available
         try:
@@ -321,7 +324,7 @@ class SessionRoutes:
             {
                 "token": token,
                 "participant_id": person.id,
-                "ws_url": self._urls.signaling(request, record),
+                "ws_url": ws_url,
                 "meeting": {"title": record.title, "meeting_number": numbers.display(record.meeting_number)},
                 "status": status,
             }

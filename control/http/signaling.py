@@ -33,15 +33,18 @@ from aiohttp import WSMsgType, web
 from common import logs
 from config import SignalingConfig
 from control.accounts.tokens import JoinClaims, TokenError, Tokens
+from control.cluster.placement import NoNodeAvailable
+from control.cluster.service import Cluster, ClusterUnavailable
 from control.errors import ApiError, SignalingError
 from control.http.auth import client_address
 from control.http.limiter import client_key
+from control.http.urls import signaling_at
 from control.meeting import closecodes
 from control.meeting.attendance import Attendance
 from control.meeting.call_quality import CallQuality
 from control.meeting.chat import Chat
 from control.meeting.conference import Conference
-from control.meeting.model import LiveMeeting, Participant
+from control.meeting.model import LiveMeeting, MeetingRegistry, Participant
 from control.meeting.protocol import (
     ClientMessage,
     Limits,
@@ -299,6 +302,14 @@ class SignalingSession:
             record, claims, person = await self._endpoint.verified(self._meeting_ref, token)
         except TokenError as exc:
             raise SignalingError(_TOKEN_ERRORS.get(exc.code, "unauthorized"), exc.message) from None
+        redirect = await self._endpoint.elsewhere(record)
+        if redirect is not None:  # several nodes: this token's meeting runs on another one
+            reply: dict[str, Any] = {"type": "redirect", "url": redirect}
+            if message.id is not None:
+                reply["id"] = message.id
+            self.peer.send(reply)
+            self.peer.close(closecodes.REDIRECTED, "the meeting runs on another node")
+            return
         if self._on_joined is not None:  # a valid token: counted as a participant from here on
             self._on_joined()
         attendance = self._endpoint.attendance
@@ -394,8 +405,12 @@ class SignalingEndpoint:
         recordings: Recordings,
         metrics: Metrics,
         quality: CallQuality | None = None,
+        cluster: Cluster | None = None,
+        registry: MeetingRegistry | None = None,
     ) -> None:
         self.settings = settings
+        self.cluster = cluster  # several nodes: a socket for a meeting held elsewhere is redirected
+        self.registry = registry  # the meetings running here (kept here while Redis is away)
         self.quality = quality  # call quality: the clients' freeze reports (`media_stats`)
         self.tokens = tokens
         self.attendance = attendance
@@ -421,7 +436,10 @@ class SignalingEndpoint:
             return True
         origin = origin.strip().lower()
         own = self._public_origin or f"{request.scheme}://{request.host}".lower()
-        return origin == own or origin in self._allowed_origins
+        if origin == own or origin in self._allowed_origins:
+            return True
+        # Several nodes: a page served by one node opens its socket on the node holding the meeting.
+        return self.cluster is not None and origin in self.cluster.node_origins()
 
     def _hold_unjoined(self, request: web.Request) -> Callable[[], None]:
         """Count a new socket among those not joined, or refuse it (ApiError) when its client
@@ -474,6 +492,19 @@ class SignalingEndpoint:
             return ws
         finally:
             release()
+
+    async def elsewhere(self, record: MeetingRecord) -> str | None:
+        """The signaling URL of the other node that holds the meeting, or None (this node,
+        or a single node). Without Redis a meeting already running here goes on here."""
+        if self.cluster is None:
+            return None
+        try:
+            node = await self.cluster.elsewhere(record.id)
+        except (ClusterUnavailable, NoNodeAvailable):
+            if self.registry is not None and self.registry.get(record.id) is not None:
+                return None
+            raise SignalingError("cluster_unavailable", "the cluster cannot place this meeting now; try again") from None
+        return signaling_at(node.public_url, record) if node is not None else None
 
     async def verified(self, meeting_ref: str, token: str) -> tuple[MeetingRecord, JoinClaims, ParticipantRecord]:
         """The meeting `meeting_ref` names and a valid, unrevoked join token for it: (meeting,

@@ -12,6 +12,7 @@ SESSION_ENDED = 4001  # the host's sign-in ended, or the same participant connec
 MEETING_ENDED = 4002
 REMOVED = 4003
 DENIED = 4004
+REDIRECTED = 4010  # the meeting runs on another node: connect to the `redirect` message's url
 
 # The close code for a final signaling error: the socket cannot go on with this token.
 FOR_FINAL_ERROR = {

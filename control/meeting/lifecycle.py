@@ -52,6 +52,7 @@ from control.tasks import BackgroundTasks
 log = logging.getLogger(__name__)
 
 # Cluster events (control.cluster.bus) the lifecycle sends and carries out.
+MEETING_STARTED = "meeting_started"  # data: the node that holds it does the live part
 MEETING_ENDED = "meeting_ended"
 HOST_SESSIONS_ENDED = "host_sessions_ended"
 
@@ -122,8 +123,11 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ start
 
-    async def start(self, record: MeetingRecord, host_id: str, host_name: str, host_session_id: str | None) -> Started:
-        """Start `record` for its host (or hand the host back into it when it is live already)."""
+    async def start(self, record: MeetingRecord, host_id: str, host_name: str, host_session_id: str | None,
+                    *, holder: str | None = None) -> Started:  # fmt: skip
+        """Start `record` for its host (or hand the host back into it when it is live already).
+        `holder`: the other node that holds the meeting (control.cluster): the store's part
+        is done here, the live part there (told MEETING_STARTED); None: this node."""
         limits = await self._meeting_limits(record.customer_id)
         if limits.account.meetings_disabled:
             raise ApiError(403, "meetings_disabled", "meetings are disabled for this account")
@@ -139,12 +143,27 @@ class Lifecycle:
             role="host",
             host_session_id=host_session_id,
         )
+        if holder is None:
+            await self._live_here(record, session, limits, started_now)
+        elif started_now:
+            await self._tell_cluster(MEETING_STARTED, meeting_id=record.id, live_session_id=session.id, node=holder)
+        self._attendance.schedule_pending(record.id, host.id)
+        return Started(session, host, token, started_now)
+
+    async def _live_here(self, record: MeetingRecord, session: LiveSession, limits: MeetingLimits,
+                         started_now: bool) -> None:  # fmt: skip
         meeting = self._registry.live(record, session)
         meeting.limits = limits
         if started_now:
             await self._went_live(record, meeting, session)
-        self._attendance.schedule_pending(record.id, host.id)
-        return Started(session, host, token, started_now)
+
+    async def _started_elsewhere(self, meeting_id: str, live_session_id: str) -> None:
+        """A node that does not hold the meeting started it: the live part is this node's."""
+        record = await self._store.get_meeting(meeting_id)
+        session = await self._store.get_live_session(meeting_id)
+        if record is None or session is None or session.id != live_session_id:
+            return  # ended (or started again) meanwhile
+        await self._live_here(record, session, await self._meeting_limits(record.customer_id), True)
 
     async def _meeting_limits(self, customer_id: str) -> MeetingLimits:
         customer = await self._store.get_customer(customer_id)
@@ -240,9 +259,9 @@ class Lifecycle:
     async def end(self, meeting_id: str, reason: str, *, tell_cluster: bool = True) -> bool:
         """End the meeting for everyone (see the module's doc). True if it was live or
         someone was connected to it (here; other nodes are told, `tell_cluster`)."""
-        if tell_cluster:
-            await self._tell_cluster(MEETING_ENDED, meeting_id=meeting_id, reason=reason)
         session = await self._store.end_live_session(meeting_id, reason)
+        if tell_cluster:  # after the store: the node that ends it there finds it ended
+            await self._tell_cluster(MEETING_ENDED, meeting_id=meeting_id, reason=reason)
         meeting = self._registry.get(meeting_id)
         self._attendance.forget_pending_of(meeting_id)
         self._moderation.forget_devices_of(meeting_id)
@@ -255,13 +274,14 @@ class Lifecycle:
             await self._conference.end(meeting, {"type": "meeting_ended", "reason": reason}, closecodes.MEETING_ENDED)
             for listener in self._listeners:  # after everyone is out: at once
                 await listener.meeting_ended(meeting, reason)
-        if session is not None:
-            record = await self._store.get_meeting(meeting_id)
-            if record is not None:
-                for participant in admitted:
-                    self._events.emit(record, "participant.left", participant_id=participant.participant_id,
-                                      reason=reason)  # fmt: skip
+        record = await self._store.get_meeting(meeting_id) if session is not None or admitted else None
+        if record is not None:  # (each node tells of the participants it had; the one that ended it, the end)
+            for participant in admitted:
+                self._events.emit(record, "participant.left", participant_id=participant.participant_id,
+                                  reason=reason)  # fmt: skip
+            if session is not None:
                 self._events.emit(record, "meeting.ended", live_session_id=session.id, reason=reason)
+        if session is not None:
             log.info("meeting %s ended (%s)", meeting_id, reason)
         return session is not None or meeting is not None
 
@@ -302,7 +322,10 @@ class Lifecycle:
 
     async def _cluster_event(self, kind: str, data: dict[str, Any]) -> None:
         """Another node ended a meeting or a host's sign-in: the same here, told to nobody."""
-        if kind == MEETING_ENDED and isinstance(data.get("meeting_id"), str):
+        if kind == MEETING_STARTED and isinstance(data.get("meeting_id"), str):
+            if self._bus is not None and data.get("node") == self._bus.node_id:
+                await self._started_elsewhere(data["meeting_id"], str(data.get("live_session_id")))
+        elif kind == MEETING_ENDED and isinstance(data.get("meeting_id"), str):
             await self.end(data["meeting_id"], str(data.get("reason", "ended")), tell_cluster=False)
         elif kind == HOST_SESSIONS_ENDED and isinstance(data.get("host_id"), str):
             await self.end_host_sessions(data["host_id"], str(data.get("reason", "ended")), tell_cluster=False)

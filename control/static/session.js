@@ -126,6 +126,7 @@ export class MeetingSession extends EventTarget {
     this.hostMuted = new Set();           // sources the host muted: only the host can allow them again
     this.leftReason = null;               // why state became "left" (null: the user left)
     this.reconnects = 0;                  // times the connection was lost and rebuilt
+    this.redirects = 0;                   // times a node sent us to the node holding the meeting
     this.iceServers = [];
     this.recording = new RecordingControl(this);   // recording_state, consent, the host's commands
     this.trackStates = new TrackStates();          // what the server said of each video we receive
@@ -528,6 +529,12 @@ export class MeetingSession extends EventTarget {
         // The server may hand over a fresh token for coming back as the same participant.
         if (typeof msg.token === 'string' && msg.token) this.setToken(msg.token);
         this.connectionLost(msg.reason || 'the media server restarted');
+        return;
+      case 'redirect':
+        // Several nodes: the meeting runs on another one. Same token, that node's socket;
+        // at once the first times, then with the backoff (nodes that disagree).
+        if (typeof msg.url === 'string' && /^wss?:\/\//.test(msg.url)) this.wsUrl = msg.url;
+        this.connectionLost('the meeting runs on another node', { delayMs: this.redirects++ < 3 ? 0 : null });
         return;
       case 'meeting_updated': this.onMeetingUpdated(msg); return;
       case 'joined': this.onJoined(msg); return;

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from config import Config
-from config.schema import ClusterConfig
+from config.schema import ClusterConfig, HttpConfig
 from control.cluster.placement import NodeLoad, NoNodeAvailable
 from control.cluster.service import Cluster, ClusterUnavailable
 from tests.support.redis_server import redis_server  # noqa: F401  (fixture)
@@ -24,7 +24,8 @@ class Node:
 
     def __init__(self, url: str, node_id: str, **load) -> None:
         self.load = NodeLoad(node_id, f"http://{node_id}.test", **load)
-        cfg = Config(cluster=ClusterConfig(redis_url=url, node_id=node_id, heartbeat_s=HEARTBEAT_S, node_ttl_s=TTL_S))
+        cfg = Config(http=HttpConfig(public_url=f"http://{node_id}.test"),
+                     cluster=ClusterConfig(redis_url=url, node_id=node_id, heartbeat_s=HEARTBEAT_S, node_ttl_s=TTL_S))
         self.cluster = Cluster(cfg, lambda: self.load)
 
 

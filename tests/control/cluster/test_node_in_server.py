@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.control.cluster.test_cluster_redis import Node, wait_until
+from tests.support.cluster_nodes import start_nodes, stop_nodes
 from tests.support.redis_server import redis_server  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(90)]
@@ -26,17 +27,16 @@ async def metric(server, name: str) -> float:
     return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples if s.name == name)
 
 
-async def test_a_server_registers_in_redis_and_reports_it_in_readyz_and_metrics(redis_server,  # noqa: F811
-                                                                             conclave_server_factory,
+async def test_a_server_registers_in_redis_and_reports_it_in_readyz_and_metrics(tmp_path, redis_server,  # noqa: F811
                                                                              signaling_socket):
-    server = await conclave_server_factory(cluster={"redis_url": redis_server.url, "node_id": "node-a",
-                                                    "heartbeat_s": 0.2, "node_ttl_s": 1.0})  # fmt: skip
-    other = Node(redis_server.url, "node-b", participants=3)
+    started = await start_nodes(tmp_path, None, redis_server.url, names="a")
+    server = started[0][0]
+    other = Node(redis_server.url, "node-b", participants=3, draining=True)  # never chosen: a takes the meetings
     await other.cluster.start()
     try:
         nodes = await other.cluster.registry.nodes()
-        assert set(nodes) == {"node-a", "node-b"}
-        assert nodes["node-a"].public_url == server.services.cfg.http.public_url
+        assert set(nodes) == {"a", "node-b"}
+        assert nodes["a"].public_url == server.services.cfg.http.public_url
         await wait_until(lambda: _ready_is(server, 200), 20, "/readyz (the recorder starting)")
         assert '"redis": "up"' in (await get(server, "/readyz"))[1]
         await wait_until(lambda: _metric_is(server, "conclave_cluster_nodes", 2), 5, "both nodes in /metrics")
@@ -45,7 +45,7 @@ async def test_a_server_registers_in_redis_and_reports_it_in_readyz_and_metrics(
         meeting = await server.create_meeting()
         socket = await signaling_socket(server.ws_url(meeting["meeting_id"]))
         await socket.join("alice")
-        await wait_until(lambda: _participants_of(other, "node-a", 1), 5, "node-a's load: one participant")
+        await wait_until(lambda: _participants_of(other, "a", 1), 5, "node-a's load: one participant")
 
         redis_server.stop()
         await wait_until(lambda: _ready_is(server, 503), 5, "/readyz failing on Redis")
@@ -54,9 +54,10 @@ async def test_a_server_registers_in_redis_and_reports_it_in_readyz_and_metrics(
         assert await metric(server, "conclave_cluster_redis_up") == 0
         redis_server.start()
         await wait_until(lambda: _ready_is(server, 200), 10, "/readyz recovering")
-        assert "node-a" in await other.cluster.registry.nodes()
+        assert "a" in await other.cluster.registry.nodes()
     finally:
         await other.cluster.stop()
+        await stop_nodes(started)
 
 
 async def _metric_is(server, name: str, value: float) -> bool:
