@@ -469,6 +469,10 @@ class SfuConfig(_Section):
     ice_tcp_max_connections: int = setting(1024, integer(1, 65536))
     restart_backoff_s: float = setting(0.5, positive_number())
     stats_interval_s: float = setting(1.0, positive_number())
+    # The forwarding path (sfu.transport.native, issue 15): auto uses the native module
+    # when it was built (pip install with gcc and python3-dev) and Python otherwise; on
+    # refuses to start without it; off forwards in Python. The worker logs which one.
+    native: str = setting("auto", one_of("auto", "on", "off"))
 
     def _check_together(self) -> None:
         if not self.announced_ips and ipaddress.ip_address(self.listen_ip).is_unspecified:

@@ -201,6 +201,8 @@ def _floors(packets: int) -> dict[str, float]:
 class _EngineSink:
     """A subscriber transport reduced to what the engine calls: FastSrtp protect, no socket."""
 
+    native_to = None  # the Python path (sfu.transport.native)
+
     rtcp_ssrc = 1
     connected = True
 

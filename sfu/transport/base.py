@@ -29,6 +29,7 @@ from sfu.engine.stats import Counters
 
 if TYPE_CHECKING:
     from sfu.engine.router import Router
+    from sfu.transport.native import NativeSender
     from sfu.wire.sdp import Codec
 
 
@@ -51,6 +52,8 @@ class Transport:
         "next_mid",
         "connected",
         "closed",
+        "native",
+        "native_to",
     )
 
     KIND: ClassVar[str] = ""  # "WebRTC", "plain", "direct": what requests call it
@@ -74,6 +77,11 @@ class Transport:
         self.next_mid = 0
         self.connected = False  # can send now (see RtpSink.connected)
         self.closed = False
+        # The native forwarding path (sfu.transport.native), when the worker uses it, and
+        # where this transport sends through it now: (socket descriptor, sockaddr bytes,
+        # srtp_t address or 0), or None (the Python path: not connected, ICE-TCP, none).
+        self.native: NativeSender | None = None
+        self.native_to: tuple[int, bytes, int] | None = None
 
     # ------------------------------------------------------------------ the wire
 
@@ -81,6 +89,14 @@ class Transport:
         raise NotImplementedError
 
     def send_rtcp(self, packet: bytes) -> None:
+        raise NotImplementedError
+
+    def send_rewritten(
+        self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
+    ) -> None:
+        """Send a copy the native module writes (the consumer's header before body, codec
+        and tail; a transport-wide number at tcc_at of body, -1: none). Only called while
+        `native_to` is set; a transport that sets it overrides this."""
         raise NotImplementedError
 
     def next_transport_sequence(self) -> int:
@@ -127,6 +143,8 @@ class Transport:
         self.producers_by_mid[producer.params.mid] = producer
         for ssrc in producer.ssrcs():
             self.producers_by_ssrc[ssrc] = producer
+        if self.native is not None:
+            producer.flush_sends = self.native.flush
 
     def consume(
         self,

@@ -1,0 +1,284 @@
+/* The per-copy work of the forwarding path (issue 15): for each copy of a packet, the
+ * subscriber's 12-byte header written in front of the shared bytes, its transport-wide
+ * sequence number written in place, SRTP protect through the libsrtp that pylibsrtp
+ * already loaded (its srtp_protect and the session's srtp_t handed in as addresses), and
+ * queued; a flush sends what is queued with one sendmmsg per run of copies on the same
+ * socket. Inbound, cc_recv reads what is queued on a socket with one recvmmsg.
+ *
+ * Python decides everything (which copies, which numbers); this file only writes bytes.
+ * Every length is checked here as well as in Python: a caller's mistake is an error code,
+ * never a write outside a slot. */
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#define CC_SLOTS 64              /* copies queued before a flush is forced */
+#define CC_SLOT_BYTES 2048       /* one datagram and its SRTP trailer */
+#define CC_SRTP_MAX_IN (1500 - 144)  /* what FastSrtp accepts (pylibsrtp's SRTP_MAX_TRAILER_LEN) */
+#define CC_RECV_SLOTS 32
+
+typedef int (*cc_protect_fn)(void *ctx, void *rtp, int *len);
+
+struct cc_batch {
+    cc_protect_fn protect;
+    int count;
+    int unsent;                  /* copies the kernel refused with EAGAIN (front of the arrays after a flush) */
+    long send_errors;            /* other send errors: dropped, as the Python path drops them */
+    int fds[CC_SLOTS];
+    struct sockaddr_storage addrs[CC_SLOTS];
+    struct iovec iovs[CC_SLOTS];
+    struct mmsghdr msgs[CC_SLOTS];
+    unsigned char slots[CC_SLOTS][CC_SLOT_BYTES];
+    /* inbound */
+    struct sockaddr_storage raddrs[CC_RECV_SLOTS];
+    struct iovec riovs[CC_RECV_SLOTS];
+    struct mmsghdr rmsgs[CC_RECV_SLOTS];
+    unsigned char rslots[CC_RECV_SLOTS][CC_SLOT_BYTES];
+};
+
+struct cc_batch *cc_batch_new(uintptr_t protect_fn)
+{
+    struct cc_batch *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    b->protect = (cc_protect_fn)protect_fn;
+    for (int i = 0; i < CC_RECV_SLOTS; i++) {
+        b->riovs[i].iov_base = b->rslots[i];
+        b->riovs[i].iov_len = CC_SLOT_BYTES;
+    }
+    return b;
+}
+
+void cc_batch_free(struct cc_batch *b)
+{
+    free(b);
+}
+
+static void put_u16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* The slot the next copy goes in, or NULL when all are taken (Python flushes, then
+ * tries again). */
+static unsigned char *next_slot(struct cc_batch *b)
+{
+    return b->count < CC_SLOTS ? b->slots[b->count] : NULL;
+}
+
+/* Protect slot `index` of `len` bytes (srtp 0: plain) and queue it for fd/addr.
+ * Returns the length queued, or a negative error. */
+static int queue(struct cc_batch *b, int fd, const char *addr, int addrlen, uintptr_t srtp, int len)
+{
+    int index = b->count;
+    if (srtp != 0) {
+        int out = len;
+        int status = b->protect((void *)srtp, b->slots[index], &out);
+        if (status != 0)
+            return -100 - status;
+        len = out;
+    }
+    memcpy(&b->addrs[index], addr, (size_t)addrlen);
+    b->fds[index] = fd;
+    b->iovs[index].iov_base = b->slots[index];
+    b->iovs[index].iov_len = (size_t)len;
+    memset(&b->msgs[index], 0, sizeof(b->msgs[index]));
+    b->msgs[index].msg_hdr.msg_name = &b->addrs[index];
+    b->msgs[index].msg_hdr.msg_namelen = (socklen_t)addrlen;
+    b->msgs[index].msg_hdr.msg_iov = &b->iovs[index];
+    b->msgs[index].msg_hdr.msg_iovlen = 1;
+    b->count = index + 1;
+    return len;
+}
+
+static int check_common(int addrlen, uintptr_t srtp, long total)
+{
+    if (addrlen <= 0 || addrlen > (int)sizeof(struct sockaddr_storage))
+        return -2;
+    if (total < 0 || total > (srtp ? CC_SRTP_MAX_IN : CC_SLOT_BYTES))
+        return -1;
+    return 0;
+}
+
+/* One copy whose bytes Python made (RTX, NACK answers, padding): protect and queue. */
+int cc_send(struct cc_batch *b, int fd, const char *addr, int addrlen, uintptr_t srtp, const char *data, int len)
+{
+    int error = check_common(addrlen, srtp, len);
+    if (error)
+        return error;
+    if (data == NULL && len > 0)
+        return -1;
+    unsigned char *slot = next_slot(b);
+    if (slot == NULL)
+        return -5;
+    if (len > 0)
+        memcpy(slot, data, (size_t)len);
+    return queue(b, fd, addr, addrlen, srtp, len);
+}
+
+/* One copy rewritten here: the header (first 16 bits: V/P/X/CC, marker and payload
+ * type; sequence number; timestamp; SSRC), then `a` (everything after the fixed header
+ * as the subscriber's extmap numbers it), `c` (a simulcast consumer's own codec bytes),
+ * `t` (the rest); with tcc_at >= 0 the transport-wide sequence number is written at
+ * offset tcc_at of `a`. */
+int cc_send_rewritten(struct cc_batch *b, int fd, const char *addr, int addrlen, uintptr_t srtp,
+                      unsigned first, unsigned seq, uint32_t ts, uint32_t ssrc,
+                      const char *a, int alen, int tcc_at, unsigned tcc_seq,
+                      const char *c, int clen, const char *t, int tlen)
+{
+    if (alen < 0 || clen < 0 || tlen < 0)
+        return -1;
+    if ((a == NULL && alen) || (c == NULL && clen) || (t == NULL && tlen))
+        return -1;
+    long total = 12L + alen + clen + tlen;
+    int error = check_common(addrlen, srtp, total);
+    if (error)
+        return error;
+    if (tcc_at >= 0 && (long)tcc_at + 2 > alen)
+        return -4;
+    unsigned char *slot = next_slot(b);
+    if (slot == NULL)
+        return -5;
+    put_u16(slot, first);
+    put_u16(slot + 2, seq);
+    put_u32(slot + 4, ts);
+    put_u32(slot + 8, ssrc);
+    unsigned char *p = slot + 12;
+    if (alen) {
+        memcpy(p, a, (size_t)alen);
+        if (tcc_at >= 0)
+            put_u16(p + tcc_at, tcc_seq);
+        p += alen;
+    }
+    if (clen) {
+        memcpy(p, c, (size_t)clen);
+        p += clen;
+    }
+    if (tlen)
+        memcpy(p, t, (size_t)tlen);
+    return queue(b, fd, addr, addrlen, srtp, (int)total);
+}
+
+/* Send what is queued: one sendmmsg per run of copies on the same socket. Copies the
+ * kernel refuses with EAGAIN stay queued, moved to the front (returned: Python hands
+ * them to the event loop's transport, which queues them); other errors drop the copy. */
+int cc_flush(struct cc_batch *b)
+{
+    int n = b->count, i = 0, kept = 0;
+    while (i < n) {
+        int fd = b->fds[i], run = 1;
+        while (i + run < n && b->fds[i + run] == fd)
+            run++;
+        int done = 0;
+        while (done < run) {
+            int sent = sendmmsg(fd, &b->msgs[i + done], (unsigned)(run - done), 0);
+            if (sent > 0) {
+                done += sent;
+            } else if (sent < 0 && errno == EINTR) {
+                continue;
+            } else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                for (; done < run; done++, kept++) {
+                    int from = i + done;
+                    if (kept != from) {
+                        memcpy(b->slots[kept], b->slots[from], b->iovs[from].iov_len);
+                        b->addrs[kept] = b->addrs[from];
+                        b->fds[kept] = b->fds[from];
+                        b->iovs[kept].iov_len = b->iovs[from].iov_len;
+                        b->msgs[kept].msg_hdr.msg_namelen = b->msgs[from].msg_hdr.msg_namelen;
+                    }
+                    b->iovs[kept].iov_base = b->slots[kept];
+                    b->msgs[kept].msg_hdr.msg_name = &b->addrs[kept];
+                    b->msgs[kept].msg_hdr.msg_iov = &b->iovs[kept];
+                }
+            } else {
+                b->send_errors++;
+                done++;  /* the first message failed: drop it, send the rest */
+            }
+        }
+        i += run;
+    }
+    b->count = kept;
+    b->unsent = kept;
+    return kept;
+}
+
+/* Copy `index` of those the kernel refused: its socket, bytes and address (Python sends
+ * them through the event loop, then calls cc_clear). */
+int cc_unsent(struct cc_batch *b, int index, int *fd, const char **data, const char **addr, int *addrlen)
+{
+    if (index < 0 || index >= b->unsent)
+        return -1;
+    *fd = b->fds[index];
+    *data = (const char *)b->slots[index];
+    *addr = (const char *)&b->addrs[index];
+    *addrlen = (int)b->msgs[index].msg_hdr.msg_namelen;
+    return (int)b->iovs[index].iov_len;
+}
+
+int cc_count(struct cc_batch *b)
+{
+    return b->count;
+}
+
+void cc_clear(struct cc_batch *b)
+{
+    b->count = 0;
+    b->unsent = 0;
+}
+
+long cc_send_errors(struct cc_batch *b)
+{
+    return b->send_errors;
+}
+
+/* Inbound: up to CC_RECV_SLOTS datagrams waiting on fd, in one recvmmsg (never
+ * blocking). Returns how many (0: none waiting), or -errno. */
+int cc_recv(struct cc_batch *b, int fd, int max)
+{
+    if (max <= 0 || max > CC_RECV_SLOTS)
+        max = CC_RECV_SLOTS;
+    for (int i = 0; i < max; i++) {
+        memset(&b->rmsgs[i], 0, sizeof(b->rmsgs[i]));
+        b->rmsgs[i].msg_hdr.msg_name = &b->raddrs[i];
+        b->rmsgs[i].msg_hdr.msg_namelen = sizeof(b->raddrs[i]);
+        b->rmsgs[i].msg_hdr.msg_iov = &b->riovs[i];
+        b->rmsgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int got;
+    do {
+        got = recvmmsg(fd, b->rmsgs, (unsigned)max, MSG_DONTWAIT, NULL);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    return got;
+}
+
+/* Datagram `index` of the last cc_recv: its bytes (length returned; -1 if truncated
+ * past a slot or out of range) and its sender. */
+int cc_received(struct cc_batch *b, int index, const char **data, const char **addr, int *addrlen)
+{
+    if (index < 0 || index >= CC_RECV_SLOTS)
+        return -1;
+    if (b->rmsgs[index].msg_hdr.msg_flags & MSG_TRUNC)
+        return -1;
+    *data = (const char *)b->rslots[index];
+    *addr = (const char *)&b->raddrs[index];
+    *addrlen = (int)b->rmsgs[index].msg_hdr.msg_namelen;
+    return (int)b->rmsgs[index].msg_len;
+}
