@@ -90,6 +90,8 @@ class Progress:
 
 def _make_forwarder(name: str, cpu: int | None):
     srtp = "+srtp" in name
+    if name == "c-relay":
+        return BareRelayForwarder(False, cpu, name, module="bench.plainrtp.c_relay")
     if name == "bare+srtp-fast":
         return BareRelayForwarder(True, cpu, name, fast=True)
     if name.startswith("bare"):

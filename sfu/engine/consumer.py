@@ -37,7 +37,7 @@ class RtpSink(Protocol):
 
     rtcp_ssrc: int
     # Where the native path sends for it now, or None: send_rtp (sfu.transport.native).
-    native_to: tuple[int, bytes, int] | None
+    native_to: object | None
     # Can it send now? (WebRTC: once DTLS-SRTP is up.) A consumer starts only then: a
     # keyframe sent before would be lost, and the PLI limit would hold back the next one.
     connected: bool
@@ -47,11 +47,14 @@ class RtpSink(Protocol):
 
     def send_rtcp(self, packet: bytes) -> None: ...
 
+    def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
+        """The native path's send: header from first/seq/ts/ssrc, then body (its
+        transport-wide number at tcc_at, -1: none). Only while native_to is set."""
+
     def send_rewritten(
         self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
     ) -> None:
-        """The native path's send: header from first/seq/ts/ssrc, then body (its
-        transport-wide number at tcc_at, -1: none), codec, tail. Only while native_to."""
+        """send_header with a simulcast consumer's codec bytes, then the tail."""
 
     def next_transport_sequence(self) -> int: ...
 
@@ -198,9 +201,8 @@ class Consumer:
                 body, tcc_at = rest, -1
             self.packets_sent += 1
             self.octets_sent += len(body)
-            sink.send_rewritten(
-                head | self.payload_type, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc, body, tcc_at, b"", b""
-            )
+            out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
+            sink.send_header(head | self.payload_type, out_seq, out_ts, self.ssrc, body, tcc_at)
             return
         if self.rewrites_extensions and head & 0x1000:
             self._send_rewriting_extensions(packet, head, out_seq, ts)

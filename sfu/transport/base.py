@@ -78,10 +78,10 @@ class Transport:
         self.connected = False  # can send now (see RtpSink.connected)
         self.closed = False
         # The native forwarding path (sfu.transport.native), when the worker uses it, and
-        # where this transport sends through it now: (socket descriptor, sockaddr bytes,
-        # srtp_t address or 0), or None (the Python path: not connected, ICE-TCP, none).
+        # where this transport sends through it now (a route: socket, address, SRTP
+        # context), or None (the Python path: not connected, ICE-TCP, no native module).
         self.native: NativeSender | None = None
-        self.native_to: tuple[int, bytes, int] | None = None
+        self.native_to: object | None = None
 
     # ------------------------------------------------------------------ the wire
 
@@ -91,12 +91,16 @@ class Transport:
     def send_rtcp(self, packet: bytes) -> None:
         raise NotImplementedError
 
+    def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
+        """Send a copy the native module writes: the consumer's header, then body (a
+        transport-wide number at tcc_at, -1: none). Only called while `native_to` is
+        set; a transport that sets it overrides this and send_rewritten."""
+        raise NotImplementedError
+
     def send_rewritten(
         self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
     ) -> None:
-        """Send a copy the native module writes (the consumer's header before body, codec
-        and tail; a transport-wide number at tcc_at of body, -1: none). Only called while
-        `native_to` is set; a transport that sets it overrides this."""
+        """send_header with a simulcast consumer's own codec bytes, then the tail."""
         raise NotImplementedError
 
     def next_transport_sequence(self) -> int:

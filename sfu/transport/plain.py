@@ -224,7 +224,7 @@ class PlainTransport(Transport, DatagramEndpoint):
     def send_rtp(self, packet: bytes) -> None:
         route = self.native_to
         if route is not None:
-            size = self.native.send(route[0], route[1], route[2], packet)  # type: ignore[union-attr]
+            size = self.native.send(route, packet)  # type: ignore[union-attr]
             counters = self.counters
             counters.packets_sent += 1
             counters.bytes_sent += size
@@ -251,13 +251,18 @@ class PlainTransport(Transport, DatagramEndpoint):
                 return  # what the transport does too: report to error_received, which ignores it
         self.udp.sendto(packet, remote)
 
+    def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
+        """The native path's send_rtp for a copy it writes itself (sfu.transport.native)."""
+        size = self.native.send_header(self.native_to, first, seq, ts, ssrc, body, tcc_at, 0)  # type: ignore[union-attr]
+        counters = self.counters
+        counters.packets_sent += 1
+        counters.bytes_sent += size
+
     def send_rewritten(
         self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
     ) -> None:
-        """The native path's send_rtp for a copy it writes itself (sfu.transport.native)."""
-        route = self.native_to
         size = self.native.send_rewritten(  # type: ignore[union-attr]
-            route[0], route[1], route[2], first, seq, ts, ssrc, body, tcc_at, 0, codec, tail  # type: ignore[index]
+            self.native_to, first, seq, ts, ssrc, body, tcc_at, 0, codec, tail
         )
         counters = self.counters
         counters.packets_sent += 1
@@ -278,7 +283,7 @@ class PlainTransport(Transport, DatagramEndpoint):
         if address is None or fd < 0:
             return
         native.endpoints[fd] = self.udp  # type: ignore[assignment]
-        self.native_to = (fd, address, 0 if self.tx is None else srtp_context(self.tx.session))
+        self.native_to = native.route(fd, address, 0 if self.tx is None else srtp_context(self.tx.session))
 
     def send_rtcp(self, packet: bytes) -> None:
         remote = self.remote

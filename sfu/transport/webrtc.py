@@ -348,8 +348,7 @@ class WebRtcTransport(Transport):
     def send_rtp(self, packet: bytes) -> None:
         route = self.native_to
         if route is not None:
-            size = self.native.send(route[0], route[1], route[2], packet)  # type: ignore[union-attr]
-            self._sent_natively(size)
+            self._sent_natively(self.native.send(route, packet))  # type: ignore[union-attr]
             return
         tx = self.tx
         addr = self.addr
@@ -363,14 +362,19 @@ class WebRtcTransport(Transport):
             self.pending_tcc = -1
             self.log_sent(seq, len(protected), monotonic_ns() // 1000)
 
+    def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
+        """The native path's send_rtp for a copy it writes itself (sfu.transport.native)."""
+        tcc = self.next_transport_sequence() if tcc_at >= 0 else 0
+        self._sent_natively(
+            self.native.send_header(self.native_to, first, seq, ts, ssrc, body, tcc_at, tcc)  # type: ignore[union-attr]
+        )
+
     def send_rewritten(
         self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
     ) -> None:
-        """The native path's send_rtp for a copy it writes itself (sfu.transport.native)."""
-        route = self.native_to
         tcc = self.next_transport_sequence() if tcc_at >= 0 else 0
         size = self.native.send_rewritten(  # type: ignore[union-attr]
-            route[0], route[1], route[2], first, seq, ts, ssrc, body, tcc_at, tcc, codec, tail  # type: ignore[index]
+            self.native_to, first, seq, ts, ssrc, body, tcc_at, tcc, codec, tail
         )
         self._sent_natively(size)
 
@@ -398,7 +402,7 @@ class WebRtcTransport(Transport):
         if address is None or fd < 0:
             return
         native.endpoints[fd] = self.socket.udp  # type: ignore[assignment]
-        self.native_to = (fd, address, srtp_context(self.tx.session))
+        self.native_to = native.route(fd, address, srtp_context(self.tx.session))
 
     def send_rtcp(self, packet: bytes) -> None:
         tx = self.tx

@@ -118,29 +118,53 @@ class NativeSender:
         self._addr = self.ffi.new("const char **")
         self._addrlen = self.ffi.new("int *")
 
-    def send(self, fd: int, addr: bytes, srtp: int, packet: bytes) -> int:
+    def route(self, fd: int, addr: bytes, srtp: int):
+        """Where one transport sends (a C `struct cc_route`, freed with the object):
+        its socket's descriptor, sockaddr bytes, srtp_t address (0: plain)."""
+        made = self.lib.cc_route_new(fd, addr, len(addr), srtp)
+        if made == self.ffi.NULL:
+            raise ValueError(f"native route: descriptor {fd}, {len(addr)}-byte address")
+        return self.ffi.gc(made, self.lib.cc_route_free)
+
+    def send(self, route, packet: bytes) -> int:
         """Queue one copy made in Python; its length on the wire (after SRTP)."""
-        result = self.lib.cc_send(self.batch, fd, addr, len(addr), srtp, packet, len(packet))
+        if type(packet) is not bytes:
+            packet = bytes(packet)  # cffi passes bytes' own buffer; anything else is copied once
+        result = self.lib.cc_send(self.batch, route, packet, len(packet))
         if result == _FULL:
             self.flush()
-            result = self.lib.cc_send(self.batch, fd, addr, len(addr), srtp, packet, len(packet))
+            result = self.lib.cc_send(self.batch, route, packet, len(packet))
         if result < 0:
             raise self._error(result)
         if not self.held:
             self.flush()
         return result
 
-    def send_rewritten(self, fd: int, addr: bytes, srtp: int, first: int, seq: int, ts: int, ssrc: int,
-                       body: bytes, tcc_at: int, tcc_seq: int, codec: bytes, tail: bytes) -> int:
+    def send_header(self, route, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int,
+                    tcc_seq: int) -> int:
         """Queue one copy written in C: the 12-byte header from first/seq/ts/ssrc, then
-        body (its transport-wide number at tcc_at, -1: none), codec and tail."""
-        lib = self.lib
-        result = lib.cc_send_rewritten(self.batch, fd, addr, len(addr), srtp, first, seq, ts, ssrc,
-                                       body, len(body), tcc_at, tcc_seq, codec, len(codec), tail, len(tail))
+        body (its transport-wide number at tcc_at, -1: none)."""
+        result = self.lib.cc_send_header(self.batch, route, first, seq, ts, ssrc, body, len(body), tcc_at, tcc_seq)
         if result == _FULL:
             self.flush()
-            result = lib.cc_send_rewritten(self.batch, fd, addr, len(addr), srtp, first, seq, ts, ssrc,
-                                           body, len(body), tcc_at, tcc_seq, codec, len(codec), tail, len(tail))
+            result = self.lib.cc_send_header(self.batch, route, first, seq, ts, ssrc, body, len(body), tcc_at,
+                                             tcc_seq)
+        if result < 0:
+            raise self._error(result)
+        if not self.held:
+            self.flush()
+        return result
+
+    def send_rewritten(self, route, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int,
+                       tcc_seq: int, codec: bytes, tail: bytes) -> int:
+        """send_header with a simulcast consumer's codec bytes and the rest after body."""
+        lib = self.lib
+        result = lib.cc_send_rewritten(self.batch, route, first, seq, ts, ssrc, body, len(body), tcc_at, tcc_seq,
+                                       codec, len(codec), tail, len(tail))
+        if result == _FULL:
+            self.flush()
+            result = lib.cc_send_rewritten(self.batch, route, first, seq, ts, ssrc, body, len(body), tcc_at,
+                                           tcc_seq, codec, len(codec), tail, len(tail))
         if result < 0:
             raise self._error(result)
         if not self.held:
@@ -179,4 +203,6 @@ class NativeSender:
             return pylibsrtp.Error(_ERRORS[status] if status < len(_ERRORS) else f"srtp error {status}")
         if code == -1:
             return ValueError("packet is too long")
+        if code == -4:
+            return ValueError("transport-wide sequence number outside the packet")
         return ValueError(f"native send refused the copy (code {code})")

@@ -18,12 +18,16 @@ MODULE = "sfu.transport.native._forward"
 
 CDEF = """
 struct cc_batch;
+struct cc_route;
+struct cc_route *cc_route_new(int fd, const char *addr, int addrlen, uintptr_t srtp);
+void cc_route_free(struct cc_route *r);
 struct cc_batch *cc_batch_new(uintptr_t protect_fn);
 void cc_batch_free(struct cc_batch *b);
-int cc_send(struct cc_batch *b, int fd, const char *addr, int addrlen, uintptr_t srtp, const char *data, int len);
-int cc_send_rewritten(struct cc_batch *b, int fd, const char *addr, int addrlen, uintptr_t srtp,
-                      unsigned first, unsigned seq, uint32_t ts, uint32_t ssrc,
-                      const char *a, int alen, int tcc_at, unsigned tcc_seq,
+int cc_send(struct cc_batch *b, const struct cc_route *r, const char *data, int len);
+int cc_send_header(struct cc_batch *b, const struct cc_route *r, unsigned first, unsigned seq, uint32_t ts,
+                   uint32_t ssrc, const char *a, int alen, int tcc_at, unsigned tcc_seq);
+int cc_send_rewritten(struct cc_batch *b, const struct cc_route *r, unsigned first, unsigned seq, uint32_t ts,
+                      uint32_t ssrc, const char *a, int alen, int tcc_at, unsigned tcc_seq,
                       const char *c, int clen, const char *t, int tlen);
 int cc_flush(struct cc_batch *b);
 int cc_count(struct cc_batch *b);

@@ -43,6 +43,34 @@ struct cc_batch {
     unsigned char rslots[CC_RECV_SLOTS][CC_SLOT_BYTES];
 };
 
+/* Where one transport sends: made once when its address, socket or SRTP session change,
+ * so that a copy names it with one pointer instead of four arguments. */
+struct cc_route {
+    int fd;
+    int addrlen;
+    uintptr_t srtp;  /* srtp_t, 0: plain RTP */
+    struct sockaddr_storage addr;
+};
+
+struct cc_route *cc_route_new(int fd, const char *addr, int addrlen, uintptr_t srtp)
+{
+    if (fd < 0 || addr == NULL || addrlen <= 0 || addrlen > (int)sizeof(struct sockaddr_storage))
+        return NULL;
+    struct cc_route *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->fd = fd;
+    r->addrlen = addrlen;
+    r->srtp = srtp;
+    memcpy(&r->addr, addr, (size_t)addrlen);
+    return r;
+}
+
+void cc_route_free(struct cc_route *r)
+{
+    free(r);
+}
+
 struct cc_batch *cc_batch_new(uintptr_t protect_fn)
 {
     struct cc_batch *b = calloc(1, sizeof(*b));
@@ -82,44 +110,44 @@ static unsigned char *next_slot(struct cc_batch *b)
     return b->count < CC_SLOTS ? b->slots[b->count] : NULL;
 }
 
-/* Protect slot `index` of `len` bytes (srtp 0: plain) and queue it for fd/addr.
+/* Protect the next slot's `len` bytes (for an SRTP route) and queue it on the route.
  * Returns the length queued, or a negative error. */
-static int queue(struct cc_batch *b, int fd, const char *addr, int addrlen, uintptr_t srtp, int len)
+static int queue(struct cc_batch *b, const struct cc_route *r, int len)
 {
     int index = b->count;
-    if (srtp != 0) {
+    if (r->srtp != 0) {
         int out = len;
-        int status = b->protect((void *)srtp, b->slots[index], &out);
+        int status = b->protect((void *)r->srtp, b->slots[index], &out);
         if (status != 0)
             return -100 - status;
         len = out;
     }
-    memcpy(&b->addrs[index], addr, (size_t)addrlen);
-    b->fds[index] = fd;
+    memcpy(&b->addrs[index], &r->addr, (size_t)r->addrlen);
+    b->fds[index] = r->fd;
     b->iovs[index].iov_base = b->slots[index];
     b->iovs[index].iov_len = (size_t)len;
     memset(&b->msgs[index], 0, sizeof(b->msgs[index]));
     b->msgs[index].msg_hdr.msg_name = &b->addrs[index];
-    b->msgs[index].msg_hdr.msg_namelen = (socklen_t)addrlen;
+    b->msgs[index].msg_hdr.msg_namelen = (socklen_t)r->addrlen;
     b->msgs[index].msg_hdr.msg_iov = &b->iovs[index];
     b->msgs[index].msg_hdr.msg_iovlen = 1;
     b->count = index + 1;
     return len;
 }
 
-static int check_common(int addrlen, uintptr_t srtp, long total)
+static int check_length(const struct cc_route *r, long total)
 {
-    if (addrlen <= 0 || addrlen > (int)sizeof(struct sockaddr_storage))
+    if (r == NULL)
         return -2;
-    if (total < 0 || total > (srtp ? CC_SRTP_MAX_IN : CC_SLOT_BYTES))
+    if (total < 0 || total > (r->srtp ? CC_SRTP_MAX_IN : CC_SLOT_BYTES))
         return -1;
     return 0;
 }
 
 /* One copy whose bytes Python made (RTX, NACK answers, padding): protect and queue. */
-int cc_send(struct cc_batch *b, int fd, const char *addr, int addrlen, uintptr_t srtp, const char *data, int len)
+int cc_send(struct cc_batch *b, const struct cc_route *r, const char *data, int len)
 {
-    int error = check_common(addrlen, srtp, len);
+    int error = check_length(r, len);
     if (error)
         return error;
     if (data == NULL && len > 0)
@@ -129,25 +157,27 @@ int cc_send(struct cc_batch *b, int fd, const char *addr, int addrlen, uintptr_t
         return -5;
     if (len > 0)
         memcpy(slot, data, (size_t)len);
-    return queue(b, fd, addr, addrlen, srtp, len);
+    return queue(b, r, len);
+}
+
+static void put_header(unsigned char *slot, unsigned first, unsigned seq, uint32_t ts, uint32_t ssrc)
+{
+    put_u16(slot, first);
+    put_u16(slot + 2, seq);
+    put_u32(slot + 4, ts);
+    put_u32(slot + 8, ssrc);
 }
 
 /* One copy rewritten here: the header (first 16 bits: V/P/X/CC, marker and payload
  * type; sequence number; timestamp; SSRC), then `a` (everything after the fixed header
- * as the subscriber's extmap numbers it), `c` (a simulcast consumer's own codec bytes),
- * `t` (the rest); with tcc_at >= 0 the transport-wide sequence number is written at
- * offset tcc_at of `a`. */
-int cc_send_rewritten(struct cc_batch *b, int fd, const char *addr, int addrlen, uintptr_t srtp,
-                      unsigned first, unsigned seq, uint32_t ts, uint32_t ssrc,
-                      const char *a, int alen, int tcc_at, unsigned tcc_seq,
-                      const char *c, int clen, const char *t, int tlen)
+ * as the subscriber's extmap numbers it); with tcc_at >= 0 the transport-wide sequence
+ * number is written at offset tcc_at of `a`. */
+int cc_send_header(struct cc_batch *b, const struct cc_route *r, unsigned first, unsigned seq, uint32_t ts,
+                   uint32_t ssrc, const char *a, int alen, int tcc_at, unsigned tcc_seq)
 {
-    if (alen < 0 || clen < 0 || tlen < 0)
+    if (alen < 0 || (a == NULL && alen))
         return -1;
-    if ((a == NULL && alen) || (c == NULL && clen) || (t == NULL && tlen))
-        return -1;
-    long total = 12L + alen + clen + tlen;
-    int error = check_common(addrlen, srtp, total);
+    int error = check_length(r, 12L + alen);
     if (error)
         return error;
     if (tcc_at >= 0 && (long)tcc_at + 2 > alen)
@@ -155,10 +185,35 @@ int cc_send_rewritten(struct cc_batch *b, int fd, const char *addr, int addrlen,
     unsigned char *slot = next_slot(b);
     if (slot == NULL)
         return -5;
-    put_u16(slot, first);
-    put_u16(slot + 2, seq);
-    put_u32(slot + 4, ts);
-    put_u32(slot + 8, ssrc);
+    put_header(slot, first, seq, ts, ssrc);
+    if (alen) {
+        memcpy(slot + 12, a, (size_t)alen);
+        if (tcc_at >= 0)
+            put_u16(slot + 12 + tcc_at, tcc_seq);
+    }
+    return queue(b, r, 12 + alen);
+}
+
+/* cc_send_header with two more parts after `a`: `c` (a simulcast consumer's own codec
+ * bytes: VP8 PictureID, TL0PICIDX) and `t` (the rest of the payload). */
+int cc_send_rewritten(struct cc_batch *b, const struct cc_route *r, unsigned first, unsigned seq, uint32_t ts,
+                      uint32_t ssrc, const char *a, int alen, int tcc_at, unsigned tcc_seq,
+                      const char *c, int clen, const char *t, int tlen)
+{
+    if (alen < 0 || clen < 0 || tlen < 0)
+        return -1;
+    if ((a == NULL && alen) || (c == NULL && clen) || (t == NULL && tlen))
+        return -1;
+    long total = 12L + alen + clen + tlen;
+    int error = check_length(r, total);
+    if (error)
+        return error;
+    if (tcc_at >= 0 && (long)tcc_at + 2 > alen)
+        return -4;
+    unsigned char *slot = next_slot(b);
+    if (slot == NULL)
+        return -5;
+    put_header(slot, first, seq, ts, ssrc);
     unsigned char *p = slot + 12;
     if (alen) {
         memcpy(p, a, (size_t)alen);
@@ -172,7 +227,7 @@ int cc_send_rewritten(struct cc_batch *b, int fd, const char *addr, int addrlen,
     }
     if (tlen)
         memcpy(p, t, (size_t)tlen);
-    return queue(b, fd, addr, addrlen, srtp, (int)total);
+    return queue(b, r, (int)total);
 }
 
 /* Send what is queued: one sendmmsg per run of copies on the same socket. Copies the
@@ -187,7 +242,13 @@ int cc_flush(struct cc_batch *b)
             run++;
         int done = 0;
         while (done < run) {
-            int sent = sendmmsg(fd, &b->msgs[i + done], (unsigned)(run - done), 0);
+            int sent;
+            if (run - done == 1) {  /* one copy on this socket: sendto is the kernel's cheaper path */
+                struct msghdr *m = &b->msgs[i + done].msg_hdr;
+                sent = sendto(fd, m->msg_iov->iov_base, m->msg_iov->iov_len, 0, m->msg_name, m->msg_namelen) < 0 ? -1 : 1;
+            } else {
+                sent = sendmmsg(fd, &b->msgs[i + done], (unsigned)(run - done), 0);
+            }
             if (sent > 0) {
                 done += sent;
             } else if (sent < 0 && errno == EINTR) {

@@ -19,10 +19,10 @@ import pylibsrtp
 import pytest
 from aiortc.rtcdtlstransport import RTCCertificate
 
+from sfu.engine.bwe.pacer import padding_packet
 from sfu.engine.consumer import extension_table
 from sfu.engine.producer import Producer, ProducerParams
 from sfu.engine.simulcast import SimulcastProducer
-from sfu.engine.bwe.pacer import padding_packet
 from sfu.engine.stats import Counters
 from sfu.transport.plain import PlainTransport, srtp_session
 from sfu.transport.srtp import FastSrtp
