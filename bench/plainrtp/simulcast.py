@@ -281,7 +281,9 @@ class SimulcastForwarder:
             raise ValueError(f"layers: {layers}, expected 1 or 3")
         self.name = name
         self.layers = layers
-        self.worker = WorkerProcess(cpu, 0, module="bench.plainrtp.simworker")
+        # "-python": the same meeting forwarded in Python (sfu.native off), the reference.
+        self.worker = WorkerProcess(cpu, 0, module="bench.plainrtp.simworker",
+                                    native="off" if name.endswith("-python") else "on")
         self.router_id = "bench-simulcast"
         self.producer_id = ""
         self.publisher: _Peer | None = None

@@ -9,7 +9,8 @@ from bench.plainrtp.simulcast import NAME as SIMULCAST
 from bench.plainrtp.simulcast import WEBRTC_NAME as WEBRTC
 
 ALL_CONTENDERS = ("c-relay", "bare", "bare+srtp", "bare+srtp-fast", "janus", "janus+srtp", "ours-python",
-                  "ours+srtp-python", "ours", "ours+srtp", WEBRTC, SIMULCAST)
+                  "ours+srtp-python", "ours", "ours+srtp", f"{WEBRTC}-python", WEBRTC, f"{SIMULCAST}-python",
+                  SIMULCAST)
 
 
 def _sat(report: dict, name: str) -> dict | None:
@@ -31,6 +32,9 @@ def evaluate(report: dict) -> tuple[dict, list[dict]]:
         "ours+srtp / ours+srtp-python": _ratio(us["ours+srtp"], us["ours+srtp-python"]),
         "ours / ours-python": _ratio(us["ours"], us["ours-python"]),
         "ours+srtp-python / c-relay": _ratio(us["ours+srtp-python"], us["c-relay"]),
+        f"{WEBRTC} / {WEBRTC}-python": _ratio(us[WEBRTC], us[f"{WEBRTC}-python"]),
+        f"{SIMULCAST} / {SIMULCAST}-python": _ratio(us[SIMULCAST], us[f"{SIMULCAST}-python"]),
+        f"{WEBRTC} / c-relay": _ratio(us[WEBRTC], us["c-relay"]),
         "ours+srtp / janus+srtp": _ratio(us["ours+srtp"], us["janus+srtp"]),
         "ours / janus": _ratio(us["ours"], us["janus"]),
         "ours+srtp / bare+srtp": _ratio(us["ours+srtp"], us["bare+srtp"]),

@@ -252,8 +252,14 @@ class PlainTransport(Transport, DatagramEndpoint):
         self.udp.sendto(packet, remote)
 
     def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
-        """The native path's send_rtp for a copy it writes itself (sfu.transport.native)."""
-        size = self.native.send_header(self.native_to, first, seq, ts, ssrc, body, tcc_at, 0)  # type: ignore[union-attr]
+        """The native path's send_rtp for a copy it writes itself (sfu.transport.native),
+        queued and counted inline (once per copy)."""
+        native: NativeSender = self.native  # type: ignore[assignment]
+        size = native.header(native.batch, self.native_to, first, seq, ts, ssrc, body, len(body), tcc_at, 0)
+        if size < 0:
+            size = native.settle(size, native.header, (self.native_to, first, seq, ts, ssrc, body, len(body), tcc_at, 0))
+        if not native.held:
+            native.flush()
         counters = self.counters
         counters.packets_sent += 1
         counters.bytes_sent += size

@@ -44,7 +44,7 @@ from sfu.engine.twcc import TransportCcRecorder
 from sfu.transport.base import Transport
 from sfu.transport.dtls import DtlsSession, certificate_fingerprint
 from sfu.transport.ice import CONSENT_TIMEOUT_S, PROBE, SELECT, IcePath, new_tiebreaker
-from sfu.transport.native import sockaddr, srtp_context
+from sfu.transport.native import NativeSender, sockaddr, srtp_context
 from sfu.transport.srtp import FastSrtp
 from sfu.wire import dtls as dtls_records
 from sfu.wire import rtp
@@ -363,15 +363,29 @@ class WebRtcTransport(Transport):
             self.log_sent(seq, len(protected), monotonic_ns() // 1000)
 
     def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
-        """The native path's send_rtp for a copy it writes itself (sfu.transport.native)."""
-        tcc = self.next_transport_sequence() if tcc_at >= 0 else 0
-        self._sent_natively(
-            self.native.send_header(self.native_to, first, seq, ts, ssrc, body, tcc_at, tcc)  # type: ignore[union-attr]
-        )
+        """The native path's send_rtp for a copy it writes itself (sfu.transport.native):
+        numbered (transport-wide), queued, counted and logged as send_rtp does, inline
+        (once per copy: each call layer is paid by every forwarded packet)."""
+        native: NativeSender = self.native  # type: ignore[assignment]
+        tcc = -1
+        if tcc_at >= 0:
+            self.tcc_seq = tcc = (self.tcc_seq + 1) & 0xFFFF
+        size = native.header(native.batch, self.native_to, first, seq, ts, ssrc, body, len(body), tcc_at, tcc & 0xFFFF)
+        if size < 0:
+            args = (self.native_to, first, seq, ts, ssrc, body, len(body), tcc_at, tcc & 0xFFFF)
+            size = native.settle(size, native.header, args)
+        if not native.held:
+            native.flush()
+        counters = self.socket.counters
+        counters.packets_sent += 1
+        counters.bytes_sent += size
+        if tcc >= 0:
+            self.log_sent(tcc, size, monotonic_ns() // 1000)
 
     def send_rewritten(
         self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
     ) -> None:
+        """send_header with a simulcast consumer's codec bytes and the tail."""
         tcc = self.next_transport_sequence() if tcc_at >= 0 else 0
         size = self.native.send_rewritten(  # type: ignore[union-attr]
             self.native_to, first, seq, ts, ssrc, body, tcc_at, tcc, codec, tail

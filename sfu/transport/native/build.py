@@ -34,8 +34,6 @@ int cc_count(struct cc_batch *b);
 int cc_unsent(struct cc_batch *b, int index, int *fd, const char **data, const char **addr, int *addrlen);
 void cc_clear(struct cc_batch *b);
 long cc_send_errors(struct cc_batch *b);
-int cc_recv(struct cc_batch *b, int fd, int max);
-int cc_received(struct cc_batch *b, int index, const char **data, const char **addr, int *addrlen);
 """
 
 

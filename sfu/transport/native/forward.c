@@ -3,7 +3,7 @@
  * sequence number written in place, SRTP protect through the libsrtp that pylibsrtp
  * already loaded (its srtp_protect and the session's srtp_t handed in as addresses), and
  * queued; a flush sends what is queued with one sendmmsg per run of copies on the same
- * socket. Inbound, cc_recv reads what is queued on a socket with one recvmmsg.
+ * socket.
  *
  * Python decides everything (which copies, which numbers); this file only writes bytes.
  * Every length is checked here as well as in Python: a caller's mistake is an error code,
@@ -22,7 +22,6 @@
 #define CC_SLOTS 64              /* copies queued before a flush is forced */
 #define CC_SLOT_BYTES 2048       /* one datagram and its SRTP trailer */
 #define CC_SRTP_MAX_IN (1500 - 144)  /* what FastSrtp accepts (pylibsrtp's SRTP_MAX_TRAILER_LEN) */
-#define CC_RECV_SLOTS 32
 
 typedef int (*cc_protect_fn)(void *ctx, void *rtp, int *len);
 
@@ -36,11 +35,6 @@ struct cc_batch {
     struct iovec iovs[CC_SLOTS];
     struct mmsghdr msgs[CC_SLOTS];
     unsigned char slots[CC_SLOTS][CC_SLOT_BYTES];
-    /* inbound */
-    struct sockaddr_storage raddrs[CC_RECV_SLOTS];
-    struct iovec riovs[CC_RECV_SLOTS];
-    struct mmsghdr rmsgs[CC_RECV_SLOTS];
-    unsigned char rslots[CC_RECV_SLOTS][CC_SLOT_BYTES];
 };
 
 /* Where one transport sends: made once when its address, socket or SRTP session change,
@@ -77,10 +71,6 @@ struct cc_batch *cc_batch_new(uintptr_t protect_fn)
     if (b == NULL)
         return NULL;
     b->protect = (cc_protect_fn)protect_fn;
-    for (int i = 0; i < CC_RECV_SLOTS; i++) {
-        b->riovs[i].iov_base = b->rslots[i];
-        b->riovs[i].iov_len = CC_SLOT_BYTES;
-    }
     return b;
 }
 
@@ -306,40 +296,4 @@ void cc_clear(struct cc_batch *b)
 long cc_send_errors(struct cc_batch *b)
 {
     return b->send_errors;
-}
-
-/* Inbound: up to CC_RECV_SLOTS datagrams waiting on fd, in one recvmmsg (never
- * blocking). Returns how many (0: none waiting), or -errno. */
-int cc_recv(struct cc_batch *b, int fd, int max)
-{
-    if (max <= 0 || max > CC_RECV_SLOTS)
-        max = CC_RECV_SLOTS;
-    for (int i = 0; i < max; i++) {
-        memset(&b->rmsgs[i], 0, sizeof(b->rmsgs[i]));
-        b->rmsgs[i].msg_hdr.msg_name = &b->raddrs[i];
-        b->rmsgs[i].msg_hdr.msg_namelen = sizeof(b->raddrs[i]);
-        b->rmsgs[i].msg_hdr.msg_iov = &b->riovs[i];
-        b->rmsgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    int got;
-    do {
-        got = recvmmsg(fd, b->rmsgs, (unsigned)max, MSG_DONTWAIT, NULL);
-    } while (got < 0 && errno == EINTR);
-    if (got < 0)
-        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
-    return got;
-}
-
-/* Datagram `index` of the last cc_recv: its bytes (length returned; -1 if truncated
- * past a slot or out of range) and its sender. */
-int cc_received(struct cc_batch *b, int index, const char **data, const char **addr, int *addrlen)
-{
-    if (index < 0 || index >= CC_RECV_SLOTS)
-        return -1;
-    if (b->rmsgs[index].msg_hdr.msg_flags & MSG_TRUNC)
-        return -1;
-    *data = (const char *)b->rslots[index];
-    *addr = (const char *)&b->raddrs[index];
-    *addrlen = (int)b->rmsgs[index].msg_hdr.msg_namelen;
-    return (int)b->rmsgs[index].msg_len;
 }
