@@ -461,7 +461,7 @@ def render(result: dict) -> str:
          e["webrtc_send_us"]),
         ("the same WebRTC subscribers, with the kernel's sendto (Python path)", e["webrtc_kernel_us"]),
         ("the same WebRTC subscribers, native path: header, protect, one sendmmsg in C", e["webrtc_native_us"]),
-        ("worker plain transport, no SRTP, native path (own socket each: one sendmmsg per copy)",
+        ("worker plain transport, no SRTP, native path (a socket each: one send per copy)",
          e["native"]["plain"]["engine_us"]),
         ("worker plain transport, SRTP, native path", e["native"]["srtp"]["engine_us"]),
     ]
