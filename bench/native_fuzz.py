@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"
     env["UBSAN_OPTIONS"] = "halt_on_error=1:print_stacktrace=1"
     command = [sys.executable, "-m", "bench.native_fuzz", "--count", str(args.count), "--seed", str(args.seed)]
-    return subprocess.run(command, cwd=ROOT, env=env).returncode
+    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
 
 if __name__ == "__main__":

@@ -346,6 +346,7 @@ class PlainTransport(Transport, DatagramEndpoint):
         pass  # ICMP port unreachable: the receiver is not there (yet); nothing to do per packet
 
     async def _release(self) -> None:
+        self.native_to = None  # before its SRTP session goes: the route holds its address
         self._close_send_socket()
         if self.udp is not None:
             self.udp.close()

@@ -82,9 +82,12 @@ def sockaddr(addr: tuple) -> bytes | None:
     return _FAMILY.pack(socket.AF_INET6) + _PORT.pack(port) + bytes(4) + packed + bytes(4)
 
 
-def address_of(raw: bytes) -> tuple[str, int]:
-    """The (host, port) of sockaddr bytes (the rare path: copies the kernel refused)."""
+def address_of(raw: bytes) -> tuple[str, int] | str:
+    """The address of sockaddr bytes as Python's socket calls take it (the rare path:
+    copies the kernel refused): (host, port), or a Unix socket's path (tests)."""
     family = _FAMILY.unpack_from(raw)[0]
+    if family == socket.AF_UNIX:
+        return raw[2:].split(b"\0", 1)[0].decode()
     port = _PORT.unpack_from(raw, 2)[0]
     if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
@@ -99,8 +102,20 @@ def srtp_context(session: pylibsrtp.Session) -> int:
 class NativeSender:
     """The worker's one queue of outgoing copies (a C `struct cc_batch`)."""
 
-    __slots__ = ("module", "lib", "ffi", "batch", "held", "endpoints", "header", "rewritten", "_fd", "_data", "_addr",
-                 "_addrlen")
+    __slots__ = (
+        "_addr",
+        "_addrlen",
+        "_data",
+        "_fd",
+        "batch",
+        "endpoints",
+        "ffi",
+        "header",
+        "held",
+        "lib",
+        "module",
+        "rewritten",
+    )
 
     def __init__(self, module) -> None:
         self.module = module

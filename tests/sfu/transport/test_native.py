@@ -5,6 +5,7 @@ the AddressSanitizer run is `python -m bench.native_fuzz`)."""
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -83,3 +84,55 @@ def test_lengths_at_the_limits(fuzz):
 @given(data=st.binary(min_size=0, max_size=1600) | st.builds(lambda b: bytes([0x90, 0x60]) + b, st.binary(max_size=1500)))
 def test_random_packets(fuzz, data):
     fuzz.run(data)
+
+
+class _EventLoopTransport:
+    """Stands in for the event loop's datagram transport: what it was handed to queue."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[bytes, object]] = []
+
+    def sendto(self, data: bytes, addr) -> None:
+        self.queued.append((data, addr))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_copies_the_kernel_refuses_go_to_the_event_loop_in_order(tmp_path):
+    """A full receive queue (a Unix datagram socket's holds a few datagrams; loopback UDP
+    never refuses) makes sendmmsg stop with EAGAIN: the rest of the batch is handed to
+    the event loop's transport, as the Python path's sendto hands it a full buffer's."""
+    sender = native_sender()
+    path = str(tmp_path / "receiver")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(path)
+    out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    out.setblocking(False)
+    loop_transport = _EventLoopTransport()
+    sender.endpoints[out.fileno()] = loop_transport  # type: ignore[assignment]
+    try:
+        address = socket.AF_UNIX.to_bytes(2, "little") + path.encode() + b"\0"
+        route = sender.route(out.fileno(), address, 0)
+        copies = [bytes([0x80, 96]) + n.to_bytes(2, "big") + bytes(60) for n in range(64)]
+        sender.held += 1
+        for copy in copies:
+            assert sender.send(route, copy) == len(copy)
+        sender.held -= 1
+        sender.flush()
+        arrived = []
+        receiver.setblocking(False)
+        while True:
+            try:
+                arrived.append(receiver.recv(2048))
+            except BlockingIOError:
+                break
+        assert 0 < len(arrived) < len(copies)  # the queue filled: the kernel refused the rest
+        assert arrived + [data for data, _ in loop_transport.queued] == copies
+        assert {addr for _, addr in loop_transport.queued} == {path}
+        sender.flush()  # nothing is left queued in C
+        assert len(loop_transport.queued) == len(copies) - len(arrived)
+    finally:
+        del sender.endpoints[out.fileno()]
+        out.close()
+        receiver.close()
