@@ -5,7 +5,7 @@ rest of the bench only sees a `MeetingRef` and a joined `SignalingClient`. Two f
 
 - open (the walking skeleton): `POST /api/v1/meetings` needs no credentials; everyone
   joins `/api/v1/meetings/{id}/ws` with `{"type": "join", "name"}`.
-- accounts (docs/control-plane.md): that POST answers 401. The bench logs in as a host
+- accounts (docs/control-plane-reference.md): that POST answers 401. The bench logs in as a host
   (for a server it started: `admin@localhost` and DATA_DIR/initial-host-password; with
   --url: --host-email/--host-password), creates the meeting without a waiting room and
   starts it; each participant `POST .../join {name, passcode}` for a join token, then

@@ -6,7 +6,7 @@ participant id of a signaling socket) added to every line logged in that task.
 Secrets are kept out of log lines by construction (settings never log their secret
 values; tokens and passwords are not logged); as a second line of defence every message
 is passed through `redact`, which blanks what looks like a bearer token, a JWT, a host
-session token or a `token=`/`password=`/`secret=` parameter.
+session token, a `token=`/`password=`/`secret=` parameter or a URL's user:password.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ _SECRET = re.compile(
     r"|\b(?:hs|ck|op)_[A-Za-z0-9_-]{12,}"  # session, API and operator keys of ours
     r"|(?i:bearer)\s+[^\s,;]+"
     r"|(?i:\b(?:token|password|passcode|secret|api_key|key|sig|signature)=)[^&\s,;\"']+"
+    r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"  # the user:password of a URL (a database URL)
 )
 
 

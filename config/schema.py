@@ -314,6 +314,25 @@ def base_url() -> Rule:
 BOOLEAN = Rule(bool, "true or false")
 
 
+def database_url() -> Rule:
+    """Empty, or a postgresql:// URL naming a host and a database; the message never
+    repeats the URL (it may hold the password)."""
+
+    def refine(value: str) -> str:
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise BadValue("must be a postgresql:// URL whose port is a number") from None
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or parts.path.strip("/") == "":
+            raise BadValue("must be empty (SQLite) or a postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL")
+        return value
+
+    return Rule(str, "a database URL", refine, secret=True)
+
+
 def is_loopback_host(host: str) -> bool:
     """127.0.0.0/8, ::1 or localhost: reachable from this machine only."""
     if host.strip().lower().rstrip(".") == "localhost":
@@ -603,6 +622,9 @@ class StoreConfig(_Section):
     driver: str = setting("sqlite", one_of("sqlite"))
     # Database file; empty: DATA_DIR/conclave.db.
     path: str = setting("", FILE_PATH)
+    # Empty: the SQLite file above (one machine). postgresql://USER:PASSWORD@HOST:PORT/DB:
+    # PostgreSQL instead, shared by several nodes (the password is never shown).
+    url: str = setting("", database_url())
 
 
 @dataclass(frozen=True, slots=True)
@@ -832,6 +854,39 @@ def optional_secret(minimum_chars: int) -> Rule:
     return Rule(str, "a string", refine, secret=True)
 
 
+def redis_url() -> Rule:
+    """Empty (one node, no Redis), or a redis://, rediss:// or unix:// URL; it may hold a
+    password, so a message never quotes it."""
+
+    def refine(value: str) -> str:
+        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise BadValue("must be empty (a single node) or a redis://, rediss:// or unix:// URL")
+        return value
+
+    return Rule(str, "a URL", refine, secret=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig(_Section):
+    """Several nodes coordinated through Redis (issue 13, docs/cluster.md)."""
+
+    SECTION: ClassVar[str] = "cluster"
+
+    # "": this node is alone (the embedded default). redis://host:6379/0: nodes register
+    # there, meetings are placed there, and cross-node events travel there.
+    redis_url: str = setting("", redis_url())
+    # This node's name in the registry; "": the machine's host name and the HTTP port.
+    node_id: str = setting("", Rule(str, "a string"))
+    # How often this node renews its registration, and how long the registration lives
+    # without a renewal: a node killed outright is gone from placement after node_ttl_s.
+    heartbeat_s: float = setting(1.0, positive_number())
+    node_ttl_s: float = setting(5.0, positive_number())
+
+    def _check_together(self) -> None:
+        if self.node_ttl_s < 2 * self.heartbeat_s:
+            raise ConfigError("cluster.node_ttl_s: must be at least twice cluster.heartbeat_s")
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsConfig(_Section):
     SECTION: ClassVar[str] = "metrics"
@@ -862,6 +917,7 @@ class Config(_Section):
     retention: RetentionConfig = section(RetentionConfig)
     turn: TurnConfig = section(TurnConfig)
     metrics: MetricsConfig = section(MetricsConfig)
+    cluster: ClusterConfig = section(ClusterConfig)
 
     def https_certificate(self) -> tuple[str, str] | None:
         """(certificate, key) paths of the server's HTTPS, None when it is plain HTTP. In

@@ -25,6 +25,9 @@ from control.accounts.bootstrap import Secrets
 from control.accounts.service import Accounts
 from control.accounts.tokens import Tokens
 from control.clock import Clock, LoopClock
+from control.cluster.load import LoadMeter, WorkerReading
+from control.cluster.placement import NodeLoad
+from control.cluster.service import Cluster, node_id_of
 from control.http import openapi, pages
 from control.http.accounts import AccountRoutes
 from control.http.auth import Auth
@@ -51,9 +54,12 @@ from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
+from control.meeting.viewer_mix import ViewerMixes
 from control.meeting.viewers import Viewers
 from control.metrics.certificates import CertificateCollector
+from control.metrics.cluster import ClusterCollector
 from control.metrics.exporter import Metrics
+from control.metrics.store import StoreCollector
 from control.metrics.turn import TurnCollector
 from control.metrics.whep import WhepCollector
 from control.processes import recorders, turn_settings, workers
@@ -65,7 +71,7 @@ from control.recording.deletion import StorageDeletions
 from control.recording.events import RecordingEvents
 from control.recording.retention import Retention
 from control.recording.service import Recordings
-from control.store import open_store
+from control.store import open_store, store_location
 from control.store.base import MeetingRecord, Store
 from control.tasks import BackgroundTasks
 from control.webhooks import WebhookSender
@@ -124,6 +130,7 @@ class Services:
     signaling: SignalingEndpoint
     ingests: Ingests
     viewers: Viewers
+    cluster: Cluster | None = None  # with cluster.redis_url only (issue 13)
 
 
 SERVICES = web.AppKey("conclave_services", Services)
@@ -229,7 +236,9 @@ def build_services(
             store=store, tokens=tokens, attendance=attendance, conference=conference, clock=clock, tasks=tasks,
             listen_ip=cfg.sfu.listen_ip, announced_ip=resolved_announced_ips(cfg)[0],
         ),
-        viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks),
+        viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks,
+                        mixes=ViewerMixes(conference=conference, recorder=recorder, tasks=tasks)),  # fmt: skip
+        cluster=Cluster(cfg, node_load(cfg, registry, worker_supervisor, clock)) if cfg.cluster.redis_url else None,
     )
     _wire(services)
     return services
@@ -253,6 +262,7 @@ def _wire(s: Services) -> None:
                                                                            "counters": stats.counters}))  # fmt: skip
     s.recorder.add_restart_listener(s.metrics.recorder.recorder_restarted)
     s.metrics.registry.register(TurnCollector(s.turn))
+    s.metrics.registry.register(StoreCollector(s.store))
     https_cert = (s.cfg.https_certificate() or ("", ""))[0]
     turn_cert = s.turn.settings.tls_cert if s.turn.managed else ""
     # The same file for both (turns: on the HTTPS certificate): one sample, use "https".
@@ -262,7 +272,27 @@ def _wire(s: Services) -> None:
     s.workers.add_notification_listener(s.viewers.worker_notification)
     s.conference.add_listener(s.viewers)
     s.lifecycle.add_listener(s.viewers)
+    if s.viewers.mixes is not None:  # the viewers' audio mix lives in the recorder process
+        s.recorder.add_up_listener(s.viewers.mixes.recorder_up)
+        s.recorder.add_down_listener(s.viewers.mixes.recorder_down)
     s.metrics.registry.register(WhepCollector(s.viewers))
+    if s.cluster is not None:
+        s.metrics.registry.register(ClusterCollector(s.cluster))
+
+
+def node_load(cfg: Config, registry: MeetingRegistry, supervisor: WorkerSupervisor, clock: Clock):
+    """What this node's heartbeat publishes: its meetings, participants and workers' load."""
+    meter = LoadMeter()
+    node_id = node_id_of(cfg)
+
+    def load() -> NodeLoad:
+        meter.update(clock.time(), [WorkerReading(w.index, w.gauge("cpu_seconds"), w.counters().get("packets_sent", 0))
+                                    for w in supervisor.workers if w.up])  # fmt: skip
+        participants = sum(len(meeting.participants) for meeting in registry)
+        return NodeLoad(node_id, cfg.http.public_url, False, meter.cpu, participants, len(registry),
+                        meter.packets_per_s)  # fmt: skip
+
+    return load
 
 
 def create_app(
@@ -285,6 +315,8 @@ def create_app(
     app.cleanup_ctx.append(_run_workers)
     app.cleanup_ctx.append(_run_recorder)
     app.cleanup_ctx.append(_run_turn)
+    if services.cluster is not None:
+        app.cleanup_ctx.append(_run_cluster)
     if cfg.metrics.listen:
         app.cleanup_ctx.append(metrics_listener(services.metrics, cfg.metrics.listen, cfg.metrics.token))
     app.on_shutdown.append(_close_sockets)
@@ -327,7 +359,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     ).register(router)
     openapi.register(router)
     s.signaling.register(router)
-    Health(s.workers, s.recorder, s.store, s.turn).register(router)
+    Health(s.workers, s.recorder, s.store, s.turn, s.cluster).register(router)
     if not s.cfg.metrics.listen:
         router.add_get("/metrics", metrics_handler(s.metrics, s.cfg.metrics.token))
     pages.register(router)
@@ -340,6 +372,7 @@ async def _run_store(app: web.Application) -> AsyncIterator[None]:
     running among them, are drained by then)."""
     services = app[SERVICES]
     await services.store.open()
+    log.info("store: %s, schema version %d", store_location(services.cfg), await services.store.schema_version())
     try:
         await bootstrap.first_start(services.store, services.cfg.data_dir)
         await bootstrap.end_meetings_left_live(services.store)
@@ -380,6 +413,14 @@ async def _run_turn(app: web.Application) -> AsyncIterator[None]:
     await turn.start()
     yield
     await turn.stop()
+
+
+async def _run_cluster(app: web.Application) -> AsyncIterator[None]:
+    """This node in the cluster's Redis (registered, subscribed), left first at the end."""
+    cluster = app[SERVICES].cluster
+    await cluster.start()
+    yield
+    await cluster.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -55,3 +55,12 @@ class BackgroundTasks:
         if leftovers:
             await asyncio.wait(leftovers, timeout=1.0)
             log.warning("%d background task(s) cancelled at shutdown", len(leftovers))
+
+
+async def cancel_until_done(task: asyncio.Task[Any] | None, wait_s: float = 0.2) -> None:
+    """Cancel `task` and wait until it has ended, cancelling again if it goes on: a client
+    library that absorbs a cancellation landing mid-connect (redis-py retries a connect)
+    must not keep a shutdown waiting."""
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=wait_s)

@@ -18,6 +18,14 @@ A recording's lifecycle (entity id of every notification: the recording id):
     RECORDING_DISCARD  -> RECORDING_DISCARDED (the recording was deleted: everything of it
                           in this process goes, nothing more is uploaded; any time, any state)
 
+A live mix for a meeting's WHEP viewers (entity of its notifications: the mix id; see
+recorder/live_mixing.py), independent of any recording:
+
+    MIX_START        -> MIX_STARTED (ip, port of its socket; the SSRC and payload type it sends)
+    MIX_CONNECT      -> EMPTY       (the SFU plain transport's address: the mix goes there)
+    MIX_TRACK_ADD / MIX_TRACK_REMOVE -> EMPTY (an Opus stream the SFU sends it, by SSRC)
+    MIX_STOP         -> EMPTY       (harmless for a mix this process does not have)
+
 After a recorder restart control sends RECORDING_START again with the same recording_id
 and attempt + 1; the recording continues into new files that never collide with earlier
 ones. See docs/recorder.md.
@@ -37,6 +45,12 @@ from common.messages import Empty, Message
 __all__ = [
     "CONFIG_ENVIRONMENT_VARIABLE",
     "RESPONSES",
+    "MixConnect",
+    "MixStart",
+    "MixStarted",
+    "MixStop",
+    "MixTrackAdd",
+    "MixTrackRemove",
     "RecorderCommand",
     "RecorderGetStats",
     "RecorderReady",
@@ -195,13 +209,74 @@ class RecorderGetStats(Message):
 @dataclass(frozen=True)
 class RecorderStats(Message):
     """gauges: active_recordings, spool_bytes, spool_files, lag_seconds,
-    transcription_backlog_seconds. counters (since the process started): bytes_written,
+    transcription_backlog_seconds, live_mixes. counters (since the process started): bytes_written,
     segments_flushed, upload_attempts, upload_failures, uploads_completed, packets_received,
-    nacks_sent, plis_sent, packets_lost."""
+    nacks_sent, plis_sent, packets_lost, mix_frames_sent, mix_frames_skipped."""
 
     NAME: ClassVar[str] = "RECORDER_STATS"
     gauges: dict[str, float] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------- live mixes (WHEP)
+
+
+@dataclass(frozen=True)
+class MixStart(Message):
+    """Start mixing for a meeting's viewers: a UDP socket on 127.0.0.1, an Opus encoder."""
+
+    NAME: ClassVar[str] = "MIX_START"
+    mix_id: str
+    meeting_id: str
+
+
+@dataclass(frozen=True)
+class MixStarted(Message):
+    """Where the SFU's plain consumers send the voices, and what the mix's own RTP carries
+    (control makes the plain producer that receives it with these)."""
+
+    NAME: ClassVar[str] = "MIX_STARTED"
+    mix_id: str
+    ip: str
+    port: int
+    ssrc: int
+    payload_type: int
+
+
+@dataclass(frozen=True)
+class MixConnect(Message):
+    """The SFU plain transport's address: the mix's RTP goes there from now on."""
+
+    NAME: ClassVar[str] = "MIX_CONNECT"
+    mix_id: str
+    sfu_ip: str
+    sfu_port: int
+
+
+@dataclass(frozen=True)
+class MixTrackAdd(Message):
+    """An Opus stream the SFU now sends the mix (PLAIN_CONSUMER_INFO's SSRC and type).
+    ducks_others: while it plays the others are quieter (the announcer's notice)."""
+
+    NAME: ClassVar[str] = "MIX_TRACK_ADD"
+    mix_id: str
+    track_id: str
+    ssrc: int
+    payload_type: int
+    ducks_others: bool = False
+
+
+@dataclass(frozen=True)
+class MixTrackRemove(Message):
+    NAME: ClassVar[str] = "MIX_TRACK_REMOVE"
+    mix_id: str
+    track_id: str
+
+
+@dataclass(frozen=True)
+class MixStop(Message):
+    NAME: ClassVar[str] = "MIX_STOP"
+    mix_id: str
 
 
 RESPONSES: dict[type[Message], type[Message]] = {
@@ -213,6 +288,11 @@ RESPONSES: dict[type[Message], type[Message]] = {
     RecordingStop: RecordingStopped,
     RecordingDiscard: RecordingDiscarded,
     RecorderGetStats: RecorderStats,
+    MixStart: MixStarted,
+    MixConnect: Empty,
+    MixTrackAdd: Empty,
+    MixTrackRemove: Empty,
+    MixStop: Empty,
 }
 
 # ------------------------------------------------------------------- notifications

@@ -5,7 +5,8 @@ environment (recorder.api.recorder_command; `--config-json` works too, for peopl
 rescans its spool (uploads left by an earlier process continue at once), announces
 RECORDER_READY on the channel, then answers requests until the channel closes or SIGTERM
 arrives; then it closes every open segment (so a restarted process continues the
-recordings) and gives uploads in flight a few seconds.
+recordings) and gives uploads in flight a few seconds. The live mixes of WHEP viewers
+(MIX_* requests) are a job of their own: recorder/live_mixing.py.
 
 Files on disk, under data_dir (umask 077: every file 0600, every directory 0700):
     spool/                       finished files until customer storage confirms them
@@ -39,6 +40,7 @@ from common.storage import StorageBackend, StorageError, StoredObject, open_stor
 from config.schema import RecorderConfig
 from recorder import api
 from recorder.journal import RecordingDirectory, list_recordings, stray_directories
+from recorder.live_mixing import LiveMixes
 from recorder.manifest import MANIFEST_NAME
 from recorder.session import (
     Outgoing,
@@ -85,6 +87,7 @@ class RecorderService:
         self.totals = Totals()
         self.retired: dict[str, int] = {"packets": 0, "nacks_sent": 0, "plis_sent": 0, "lost": 0}
         self.sessions: dict[str, Session] = {}
+        self.mixes = LiveMixes()  # WHEP viewers' live mixes (recorder/live_mixing.py)
         self.backends: dict[str, StorageBackend] = {}
         self.channel: ChannelServer | None = None
         self.transcribing: dict[str, float] = {}  # recording id -> audio seconds still to do
@@ -120,6 +123,7 @@ class RecorderService:
                                         directory.recording_id)  # fmt: skip
 
     async def shutdown(self) -> None:
+        self.mixes.close_all()
         for session in list(self.sessions.values()):
             try:
                 await asyncio.wait_for(session.shutdown(), SHUTDOWN_STEP_SECONDS)
@@ -142,6 +146,8 @@ class RecorderService:
     # ----------------------------------------------------------------- requests
 
     async def handle(self, request: Message) -> Message:
+        if request.NAME.startswith("MIX_"):
+            return await self.mixes.handle(request)
         handler = getattr(self, "_on_" + request.NAME.lower(), None)
         if handler is None:
             raise RequestFailed("unsupported", f"{request.NAME} is not a recorder request")
@@ -392,6 +398,7 @@ class RecorderService:
                 "spool_files": float(spool["pending_files"]),
                 "lag_seconds": round(lag, 3),
                 "transcription_backlog_seconds": round(backlog, 3),
+                "live_mixes": float(len(self.mixes.jobs)),
             },
             counters={
                 "bytes_written": self.totals.bytes_written,
@@ -406,6 +413,7 @@ class RecorderService:
                 "packets_unknown_ssrc": self.totals.unknown_ssrc,
                 "packets_unknown_peer": self.totals.unknown_peer,
                 "packets_malformed": self.totals.malformed,
+                **self.mixes.counters(),
             },
         )
 

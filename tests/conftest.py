@@ -19,6 +19,11 @@ fixture host, started: meeting_id, meeting_number, passcode, join_url, host_toke
 WebSocket (`send`, `recv`, `recv_type`, `join`), closed at teardown; `join(name)` gets a
 join token with the meeting's passcode first.
 
+PostgreSQL (tests/support/postgres.py): `postgres`, one real server for the run (Debian's
+package, an unprivileged user, a temporary directory, a free loopback port), and
+`postgres_url`, a database of the test's own (a copy of a migrated template), dropped
+after it. The store suite takes both backends (tests/control/store/conftest.py).
+
 Speed tiers: every test gets exactly one of the markers `unit`, `process`, `browser`
 (`pytest_collection_modifyitems` below): `browser` when it uses a Chromium fixture or is
 marked so, `process` when it uses a fixture that starts real processes or servers
@@ -39,6 +44,8 @@ import pytest
 import yaml
 from aiohttp import web
 
+from control.store.postgres import PostgresStore
+from tests.support.postgres import PostgresServer
 from tests.support.servers import (
     OPERATOR_KEY,
     ConclaveServer,
@@ -57,10 +64,11 @@ TIERS = ("unit", "process", "browser")
 # Fixtures that drive Chromium through Playwright.
 BROWSER_FIXTURES = frozenset({"chromium"})
 # Fixtures that start real processes or servers: control with its SFU worker processes,
-# `conclave serve`, an in-process SFU worker on real sockets, SeaweedFS (S3).
+# `conclave serve`, an in-process SFU worker on real sockets, SeaweedFS (S3), PostgreSQL.
 PROCESS_FIXTURES = frozenset(
-    {"conclave_server", "conclave_server_factory", "server_process", "signaling_socket", "worker", "seaweed", "s3"}
-)
+    {"conclave_server", "conclave_server_factory", "server_process", "signaling_socket", "worker", "seaweed", "s3",
+     "postgres", "postgres_url"}
+)  # fmt: skip
 
 
 def tier_of(item: pytest.Item) -> str:
@@ -201,3 +209,29 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         stop_serve(server, workers)
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the run (tests/support/postgres.py), with a migrated template
+    database; `postgres.new_database()` gives a test a database of its own."""
+    server = PostgresServer()
+    try:
+        server.start()
+        server.prepare_template(lambda url: PostgresStore(url)._migrate())
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh database of this test's own, dropped after it."""
+    url = postgres.new_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)

@@ -148,7 +148,7 @@ CONTROL_LAYERS = (
     ("control.http",),
     ("control.recording", "control.metrics"),
     ("control.meeting",),
-    ("control.accounts", "control.processes", "control.webhooks"),
+    ("control.accounts", "control.processes", "control.webhooks", "control.cluster"),
     ("control.store",),
     ("control.errors", "control.clock", "control.tasks"),
 )
@@ -332,7 +332,8 @@ SYNTHETIC_TREE = {
     ),
     "client/__init__.py": lines("from control.app import x", "from ..config import y"),
     # Control's wings: every layer exists (import-linter needs them); two upward imports.
-    **{f"control/{name}/__init__.py": "" for name in ("cli", "http", "recording", "metrics", "processes", "store")},
+    **{f"control/{name}/__init__.py": "" for name in ("cli", "http", "recording", "metrics", "processes", "store",
+                                                       "cluster")},
     **{f"control/{name}.py": "" for name in ("webhooks", "errors", "clock", "tasks")},
     "control/accounts/__init__.py": "",
     "control/accounts/service.py": lines("from control.meeting import lifecycle"),

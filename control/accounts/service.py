@@ -1,6 +1,6 @@
 """Accounts: passwords, API keys, host sessions, and who is calling.
 
-Credentials (`Authorization: Bearer <token>`, docs/control-plane.md):
+Credentials (`Authorization: Bearer <token>`, docs/control-plane-reference.md):
 - operator: the operator key (config or DATA_DIR/operator-key), compared in constant time;
 - customer admin: `ck_...`, stored as its SHA-256 (a key is 256 random bits, so a plain
   hash is as strong as a slow one, and lookup by hash leaks nothing useful);

@@ -26,9 +26,10 @@ import sys
 
 from config import ConfigError, load_config
 from control.cli.doctor import local_host
-from control.store import store_path
+from control.store import StoreError, store_path
+from control.store.schema import SCHEMA_VERSION
 from control.store.sqlite import backup_to
-from control.store.sqlite_schema import MIGRATIONS
+from control.store.sqlite import schema_version_of as version_in
 
 SERVER_PROBE_TIMEOUT_S = 1.0
 
@@ -44,12 +45,14 @@ def schema_version_of(path: str) -> int:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            version = version_in(db)
         finally:
             db.close()
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, StoreError) as exc:
         raise BackupError(f"{path}: not a Conclave database ({exc})") from None
-    return int(row[0] or 0)
+    if version is None:
+        raise BackupError(f"{path}: not a Conclave database (no schema version)")
+    return version
 
 
 def backup(database: str, target: str) -> int:
@@ -66,9 +69,9 @@ def backup(database: str, target: str) -> int:
 def restore(database: str, source_path: str) -> int:
     """Replace the database with the backup at `source_path`; its schema version."""
     version = schema_version_of(source_path)
-    if version > len(MIGRATIONS):
+    if version > SCHEMA_VERSION:
         raise BackupError(f"{source_path}: schema version {version} is newer than this Conclave knows "
-                          f"({len(MIGRATIONS)}); restore it with the newer version")  # fmt: skip
+                          f"({SCHEMA_VERSION}); restore it with the newer version")  # fmt: skip
     if os.path.exists(database):
         current = sqlite3.connect(database)
         try:
@@ -101,6 +104,10 @@ def backup_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"conclave: bad configuration: {exc}", file=sys.stderr)
         return 2
+    if cfg.store.url:
+        print(f"conclave: {args.command} is for the SQLite file; store.url names PostgreSQL: "
+              "use its own tools (pg_dump, pg_restore)", file=sys.stderr)  # fmt: skip
+        return 1
     database = store_path(cfg)
     try:
         if args.command == "backup":

@@ -1,4 +1,4 @@
-"""REST for accounts (docs/control-plane.md): customers, hosts, host sign-in, webhooks of
+"""REST for accounts (docs/control-plane-reference.md): customers, hosts, host sign-in, webhooks of
 a customer, the audit log. Every change made by the operator or a customer admin appends
 an audit row. Suspending or deleting a customer or host ends its live meetings and its
 hosts' sessions (control.meeting.lifecycle) before anything else."""

@@ -3,7 +3,8 @@
 - `/healthz`: 200 while the process serves HTTP at all (liveness: restart it if not).
 - `/readyz`: 200 when it can serve a meeting: every SFU worker up, the store answering
   (within READY_STORE_TIMEOUT_S), the recorder up, the managed coturn up when there is
-  one; else 503 naming what fails (`failing`), with every check's state (`checks`).
+  one, the cluster's Redis answering this node's heartbeat when there is a cluster; else
+  503 naming what fails (`failing`), with every check's state (`checks`).
 - `/metrics`: Prometheus text, on the HTTP port or only on a listener of its own
   (`metrics.listen`), behind a bearer token when `metrics.token` is set.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from control.cluster.service import Cluster
 from control.metrics.exporter import CONTENT_TYPE, Metrics
 from control.processes.recorders import RecorderSupervisor
 from control.processes.turn import TurnSupervisor
@@ -31,11 +33,12 @@ READY_STORE_TIMEOUT_S = 2.0
 
 class Health:
     def __init__(self, workers: WorkerSupervisor, recorder: RecorderSupervisor, store: Store,
-                 turn: TurnSupervisor) -> None:  # fmt: skip
+                 turn: TurnSupervisor, cluster: Cluster | None = None) -> None:  # fmt: skip
         self._workers = workers
         self._recorder = recorder
         self._store = store
         self._turn = turn
+        self._cluster = cluster
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_get("/healthz", self.healthz)
@@ -57,6 +60,10 @@ class Health:
             checks["turn"] = "up" if self._turn.up else "down"
             if not self._turn.up:
                 failing.append("turn")
+        if self._cluster is not None:
+            checks["redis"] = "up" if self._cluster.reachable else "down"
+            if not self._cluster.reachable:
+                failing.append("redis")
         body = {"status": "unavailable" if failing else "ok", "failing": failing, "checks": checks}
         return web.json_response(body, status=503 if failing else 200)
 

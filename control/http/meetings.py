@@ -1,4 +1,4 @@
-"""REST for meetings as records (docs/control-plane.md): a host schedules, lists, changes
+"""REST for meetings as records (docs/control-plane-reference.md): a host schedules, lists, changes
 and deletes their meetings; a customer admin sees the customer's; the operator sees all
 and removes content. Starting, ending, joining and moderating are `control.http.sessions`.
 

@@ -404,7 +404,7 @@ def _meeting_paths() -> dict[str, Schema]:
 
 
 # Operations of control.http.sessions (the sessions side), kept here so there is one
-# document; their answers are those of that module (docs/control-plane.md).
+# document; their answers are those of that module (docs/control-plane-reference.md).
 PARTICIPANT = _obj(
     {
         "participant_id": ID,
@@ -477,7 +477,7 @@ ACTIVE_OUT = _obj({"meeting_number": DISPLAY_NUMBER, "recording": {"type": "bool
 
 
 def _recording_paths() -> dict[str, Schema]:
-    """control.http.recordings and control.http.transcripts (docs/control-plane.md, Recording)."""
+    """control.http.recordings and control.http.transcripts (docs/control-plane-reference.md, Recording)."""
     mtg, rec = "/meetings/{number}", "/recordings/{recording_id}"
     return {
         "/customers/{customer_id}/storage": {

@@ -1,6 +1,6 @@
 """Who may do what: the role checks of the REST API, in one place.
 
-Roles (docs/control-plane.md): the operator may do everything; a customer admin acts on
+Roles (docs/control-plane-reference.md): the operator may do everything; a customer admin acts on
 their own customer, its hosts and its meetings; a host on their own meetings. Each check
 raises `ApiError(403, "forbidden")`. Something that does not exist looks the same as
 something that belongs to another customer (403 too) to anyone but the operator, so

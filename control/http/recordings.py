@@ -1,4 +1,4 @@
-"""REST for recording and transcription (issue 5; docs/control-plane.md, "Recording").
+"""REST for recording and transcription (issue 5; docs/control-plane-reference.md, "Recording").
 
 - Customer storage: `PUT|GET|DELETE /customers/{id}/storage` (the customer's admin or the
   operator; a local directory of the server only by the operator). The secret is

@@ -1,4 +1,4 @@
-"""REST of live meetings (docs/control-plane.md): start, end, lock, join, the host's
+"""REST of live meetings (docs/control-plane-reference.md): start, end, lock, join, the host's
 controls over participants (`SessionRoutes`).
 
 Host controls accept only the meeting's own host: the host's session token (`hs_...`) or

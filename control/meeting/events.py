@@ -1,4 +1,4 @@
-"""Webhooks of meetings and participants (docs/control-plane.md, "Webhooks"), with one
+"""Webhooks of meetings and participants (docs/control-plane-reference.md, "Webhooks"), with one
 payload shape: `data` starts with {meeting_id, meeting_number}, then what the event adds.
 
     events.emit(meeting, "participant.joined", participant_id=..., name=..., role=...)

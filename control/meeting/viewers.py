@@ -9,11 +9,15 @@ What a slot forwards is decided here and changed on the worker without renegotia
 - video (`choose_video`): the screen share when there is one, else the participant the
   host chose, else the active speaker, else the first camera; nothing while nobody
   shows anything;
-- audio (`choose_audio`): the in-band notice while one plays (a viewer has no banner:
-  the spoken notice is how it learns the meeting is recorded), else the active
-  speaker's microphone, else the first microphone, else the announcer (silence). One
-  voice at a time: a player offers one audio m= section and cannot be given more
-  later, and the worker does not mix.
+- audio: the meeting's mix (control.meeting.viewer_mix: every microphone and the
+  announcer, mixed by the recorder process and published back into the router as a
+  producer of its own) once it exists. A player offers one audio m= section and cannot
+  be given more later, and the worker does not decode, hence a mix made elsewhere.
+  Until the mix exists, and whenever it is lost (the recorder restarting), the fallback
+  `choose_audio`: the in-band notice while one plays (a viewer has no banner: the
+  spoken notice is how it learns the meeting is recorded; the mix carries it too),
+  else the active speaker's microphone, else the first microphone, else the announcer
+  (silence): one voice at a time.
 
 Viewers are not participants: they count against their own cap
 (`limits.max_viewers_per_meeting`), and the participants hear of them as a `viewers`
@@ -35,6 +39,7 @@ from control.errors import ApiError
 from control.meeting.conference import NOTICE_TRACK_ID, Conference
 from control.meeting.listeners import ConferenceListener
 from control.meeting.model import LiveMeeting, MeetingRegistry, Participant, PublishedTrack, new_id
+from control.meeting.viewer_mix import ViewerMixes
 from control.store.base import MeetingRecord, ViewerToken
 from control.tasks import BackgroundTasks
 from sfu import api
@@ -116,12 +121,21 @@ class Viewers(ConferenceListener):
     """Every meeting's viewers, and what their slots forward."""
 
     def __init__(
-        self, *, registry: MeetingRegistry, conference: Conference, clock: Clock, tasks: BackgroundTasks
+        self,
+        *,
+        registry: MeetingRegistry,
+        conference: Conference,
+        clock: Clock,
+        tasks: BackgroundTasks,
+        mixes: ViewerMixes | None = None,
     ) -> None:
         self._registry = registry
         self._conference = conference
         self._clock = clock
         self._tasks = tasks
+        self.mixes = mixes  # None: the fallback only (one voice at a time)
+        if mixes is not None:
+            mixes.on_change = self.refresh
         self._by_meeting: dict[str, dict[str, Viewer]] = {}
         self._by_transport: dict[str, Viewer] = {}
         self._featured: dict[str, str | None] = {}  # the host's choice, by meeting
@@ -161,6 +175,8 @@ class Viewers(ConferenceListener):
             self._by_meeting.setdefault(meeting.meeting_id, {})[viewer.viewer_id] = viewer
             self._by_transport[viewer.transport_id] = viewer
             await self._apply(meeting, viewer)
+        if self.mixes is not None:
+            self.mixes.want(meeting)
         self._clock.call_later(CONNECT_TIMEOUT_S, lambda: self._connect_deadline(viewer))
         self.counted("started")
         self._announce(meeting)
@@ -215,6 +231,8 @@ class Viewers(ConferenceListener):
         viewers.pop(viewer.viewer_id, None)
         if not viewers:
             self._by_meeting.pop(viewer.meeting_id, None)
+            if self.mixes is not None:
+                self.mixes.release(viewer.meeting_id)
 
     def _drop_all(self, meeting: LiveMeeting) -> None:
         """The meeting ended or lost its router: its viewers' transports went with it."""
@@ -250,16 +268,20 @@ class Viewers(ConferenceListener):
 
     async def _apply(self, meeting: LiveMeeting, viewer: Viewer) -> None:
         """Point each slot at its chosen track (the caller holds the meeting's lock)."""
-        notice = self._clock.time() < viewer.notice_until
-        chosen = {
-            "video": choose_video(meeting, self._featured.get(meeting.meeting_id)),
-            "audio": choose_audio(meeting, notice),
-        }
+        video = choose_video(meeting, self._featured.get(meeting.meeting_id))
+        chosen = {"video": video.producer_id if video else None, "audio": self._audio_source(meeting, viewer)}
         for kind, slot in viewer.slots.items():
             if viewer.closed:
                 return
-            track = chosen.get(kind)
-            await self._point(meeting, viewer, slot, track.producer_id if track else None)
+            await self._point(meeting, viewer, slot, chosen.get(kind))
+
+    def _audio_source(self, meeting: LiveMeeting, viewer: Viewer) -> str | None:
+        """The mix's producer once it exists, else the fallback's choice."""
+        mix = self.mixes.producer_for(meeting.meeting_id) if self.mixes is not None else None
+        if mix is not None:
+            return mix
+        track = choose_audio(meeting, self._clock.time() < viewer.notice_until)
+        return track.producer_id if track else None
 
     async def _point(self, meeting: LiveMeeting, viewer: Viewer, slot: Slot, producer_id: str | None) -> None:
         if producer_id == slot.producer_id and slot.consumer_id is not None:
@@ -300,8 +322,8 @@ class Viewers(ConferenceListener):
         """A notice plays to the whole meeting: the viewers' audio slots take the announcer
         for its length and play it too."""
         viewers = [v for v in self.of(meeting.meeting_id) if "audio" in v.slots]
-        if not viewers:
-            return
+        if not viewers or (self.mixes is not None and self.mixes.producer_for(meeting.meeting_id)):
+            return  # nobody to tell, or the mix plays it (its announcer voice hears every play)
         until = self._clock.time() + len(frames) * FRAME_S + NOTICE_TAIL_S
         for viewer in viewers:
             viewer.notice_until = until
@@ -351,9 +373,13 @@ class Viewers(ConferenceListener):
         self._refresh_later(meeting)  # their tracks went; so may the active speaker
 
     def track_published(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
+        if self.mixes is not None:
+            self.mixes.track_published(meeting, track)
         self._refresh_later(meeting)
 
     def track_unpublished(self, meeting: LiveMeeting, track: PublishedTrack) -> None:
+        if self.mixes is not None:
+            self.mixes.track_unpublished(meeting, track)
         # The worker closed the producer's consumers, a viewer's among them.
         for viewer in self.of(meeting.meeting_id):
             for slot in viewer.slots.values():
@@ -362,6 +388,8 @@ class Viewers(ConferenceListener):
         self._refresh_later(meeting)
 
     def router_lost(self, meeting: LiveMeeting) -> None:
+        if self.mixes is not None:
+            self.mixes.router_lost(meeting)
         self._drop_all(meeting)
 
     def worker_notification(self, index: int, generation: int, entity_id: str, message: Message) -> None:

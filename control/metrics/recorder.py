@@ -42,6 +42,11 @@ RECORDER_COUNTERS = {
     "packets_lost": ("conclave_recorder_packets_lost", "RTP packets the recorder never got, even after NACKs"),
     "nacks_sent": ("conclave_recorder_nacks_sent", "Retransmission requests (NACK) the recorder sent"),
     "plis_sent": ("conclave_recorder_plis_sent", "Keyframe requests (PLI) the recorder sent"),
+    "mix_frames_sent": ("conclave_recorder_mix_frames_sent", "20 ms frames of WHEP viewers' audio mixes sent"),
+    "mix_frames_skipped": (
+        "conclave_recorder_mix_frames_skipped",
+        "20 ms frames of WHEP viewers' audio mixes skipped because the recorder's loop was late",
+    ),
 }
 # Recorder stats counter key -> the reason label of conclave_recorder_packets_dropped_total.
 RECORDER_DROPS = {

@@ -38,6 +38,7 @@ UpListener = Callable[[int], None]
 NotificationListener = Callable[[str, Message], None]
 StatsListener = Callable[[recorder_api.RecorderStats], None]
 RestartListener = Callable[[], None]
+DownListener = Callable[[int], None]
 
 
 def recorder_config_json(cfg: Any) -> str:
@@ -66,6 +67,7 @@ class RecorderSupervisor(processes.ChildSupervisor):
         self._notification_listeners: list[NotificationListener] = []
         self._stats_listeners: list[StatsListener] = []
         self._restart_listeners: list[RestartListener] = []
+        self._down_listeners: list[DownListener] = []
         self._up_changed = asyncio.Event()
 
     # ------------------------------------------------------------------ listeners
@@ -80,6 +82,12 @@ class RecorderSupervisor(processes.ChildSupervisor):
     def add_stats_listener(self, listener: StatsListener) -> None:
         """Called with each stats snapshot (metrics)."""
         self._stats_listeners.append(listener)
+
+    def add_down_listener(self, listener: DownListener) -> None:
+        """Called with the generation when a recorder that was up is gone (its process
+        exited or its channel closed; not at shutdown): what lived in it (live mixes)
+        went with it."""
+        self._down_listeners.append(listener)
 
     def add_restart_listener(self, listener: RestartListener) -> None:
         """Called each time the recorder is started again after it died."""
@@ -174,8 +182,10 @@ class RecorderSupervisor(processes.ChildSupervisor):
                         log.exception("recorder up listener failed")
                 await child.wait_gone()
         finally:
-            self.up = False
+            was_up, self.up = self.up, False
             self.client = None
+            if was_up and not self._stopping:  # at shutdown nobody needs to fall back
+                self._tell_down(generation)
             await self._shut(child)
             if not self._stopping:
                 log.error("recorder: pid %d exited with code %s", process.pid, process.returncode)
@@ -227,6 +237,13 @@ class RecorderSupervisor(processes.ChildSupervisor):
                 listener(stats)
             except Exception:
                 log.exception("recorder stats listener failed")
+
+    def _tell_down(self, generation: int) -> None:
+        for listener in list(self._down_listeners):
+            try:
+                listener(generation)
+            except Exception:
+                log.exception("recorder down listener failed")
 
     @staticmethod
     def _call(listeners: list[RestartListener]) -> None:

@@ -4,7 +4,7 @@
                 recording_id=..., kind="recording", started_by="Ann", ...)
 
 `data` always starts with {meeting_id, meeting_number} (as every webhook of
-docs/control-plane.md), then `recording_id`, then what the event adds:
+docs/control-plane-reference.md), then `recording_id`, then what the event adds:
 - recording.started: kind, live_session_id, started_by, started_at
 - recording.stopped: kind, stopped_at, (stopped_by)
 - recording.uploaded: file_id, key, file_kind, size, sha256, content_type

@@ -1,4 +1,4 @@
-// The REST API (/api/v1, docs/control-plane.md) as the pages use it, the host's sign-in
+// The REST API (/api/v1, docs/control-plane-reference.md) as the pages use it, the host's sign-in
 // kept in sessionStorage, and the Meeting ID helpers. No DOM here.
 
 const HOST_KEY = 'conclave.host';              // {token, host} of the signed-in host (this tab)

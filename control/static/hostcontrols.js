@@ -1,4 +1,4 @@
-// The host's side of the meeting page: the moderation calls (REST, docs/control-plane.md)
+// The host's side of the meeting page: the moderation calls (REST, docs/control-plane-reference.md)
 // and the pieces of UI only a host sees: the waiting room list, the buttons on each
 // person, the "someone is waiting" card, lock and end for all. The server decides who may
 // do any of this; the page only draws it for the host.

@@ -1,4 +1,4 @@
-// How the meeting page gets into a meeting (docs/control-plane.md): a participant asks
+// How the meeting page gets into a meeting (docs/control-plane-reference.md): a participant asks
 // with the Meeting ID and passcode or with the signed link token; a host arrives with the
 // join token the dashboard's Start returned. Both can ask again for a fresh token when a
 // reconnect needs one. No DOM here.

@@ -2,7 +2,7 @@
 // connections of docs/signaling.md (publish: we offer; subscribe: the server offers).
 // No DOM here: the page listens to the events this object dispatches.
 //
-// The socket is opened with a join token (docs/control-plane.md) that `credentials.get()`
+// The socket is opened with a join token (docs/control-plane-reference.md) that `credentials.get()`
 // supplies: the page decides how to get one (passcode, link token, the host's Start).
 //
 // Events (CustomEvent, details in brackets):

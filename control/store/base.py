@@ -1,8 +1,9 @@
 """The store interface: every persistent thing of the control plane, behind async methods.
 
 All SQL lives in this package; the rest of control sees only `Store` and the plain
-dataclasses below. `control.store.sqlite.SqliteStore` is the embedded implementation (one
-file, WAL); a PostgreSQL one can follow for several nodes, so nothing here assumes a
+dataclasses below. `control.store.sql.SqlStore` implements it once, on SQLite
+(`control.store.sqlite.SqliteStore`, the embedded default: one file, WAL) or PostgreSQL
+(`control.store.postgres.PostgresStore`, for several nodes), so nothing here assumes a
 single process: every rule that must hold under concurrency (the host's live-meeting
 limit, one host session per host under the `refuse` policy, a meeting's capacity, chat
 sequence numbers, unique meeting numbers) is enforced inside one store transaction.
@@ -347,8 +348,21 @@ class ViewerToken:
 # ---------------------------------------------------------------------- the interface
 
 
+@dataclass(frozen=True)
+class StoreStats:
+    """What /metrics says of the store: which database, and how many write transactions
+    it refused for a conflict with another and that were run again (PostgreSQL's
+    SERIALIZABLE; SQLite takes its lock first and never does)."""
+
+    backend: str
+    transactions_retried: int = 0
+
+
 class Store(IngestStore, abc.ABC):
     """Async persistence of the control plane. Open with `await open()`, stop with `close()`."""
+
+    def stats(self) -> StoreStats:
+        return StoreStats(type(self).__name__)
 
     # --- lifecycle
 

@@ -22,6 +22,8 @@ from common import logs
         ("key hs_0123456789abcdefXYZ leaked", "key [redacted] leaked"),
         ("login password=hunter2-hunter2&next=/", "login password=[redacted]&next=/"),
         ("meeting 123-4567-8901 started by p_3f9c2a", "meeting 123-4567-8901 started by p_3f9c2a"),
+        ("store postgresql://app:s3cr3t@db:5432/conclave down", "store postgresql://[redacted]@db:5432/conclave down"),
+        ("see https://meet.example.com/join", "see https://meet.example.com/join"),
     ],
 )
 def test_redact_blanks_what_looks_like_a_credential(text, expected):

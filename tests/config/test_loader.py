@@ -190,7 +190,7 @@ def test_unknown_top_level_key_in_file(tmp_path):
     path = write(tmp_path, "htp:\n  port: 80\n")
     assert error_of(path) == (
         f"config file {path}: htp: unknown key "
-        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention, turn, metrics)"
+        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention, turn, metrics, cluster)"
     )
 
 
@@ -321,7 +321,7 @@ def test_missing_file(tmp_path):
         (
             "CONCLAVE_HTPP__PORT",
             "CONCLAVE_HTPP__PORT: unknown section 'htpp' "
-            "(known: http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention, turn, metrics)",
+            "(known: http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention, turn, metrics, cluster)",
         ),
         (
             "CONCLAVE_HTTP",
@@ -500,6 +500,28 @@ def test_recorder_api_key_never_shows():
     with pytest.raises(ConfigError) as caught:
         RecorderConfig(openai_api_key=12345)  # type: ignore[arg-type]
     assert "12345" not in str(caught.value)
+
+
+# --- store.url (issue 13, item 1) ------------------------------------------------------------
+
+
+def test_store_url_empty_is_sqlite_and_a_postgresql_url_is_kept_but_never_shown():
+    assert load_config(env={}).store.url == ""
+    url = "postgresql://app:pg-secret-value@db.example:5432/conclave"
+    cfg = load_config(env={"CONCLAVE_STORE__URL": url})
+    assert cfg.store.url == url
+    assert "pg-secret-value" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://app:pg-secret-value@db/conclave", "postgresql://app:pg-secret-value@db:port/conclave",
+     "postgresql://app:pg-secret-value@db.example:5432", "db.example/conclave"],
+)  # fmt: skip
+def test_a_bad_store_url_is_refused_naming_the_key_not_the_password(url):
+    message = error_of(env={"CONCLAVE_STORE__URL": url})
+    assert message.startswith("CONCLAVE_STORE__URL: must ")
+    assert "pg-secret-value" not in message
 
 
 # --- TLS anywhere but loopback (issue 10, item 11) -----------------------------------------

@@ -166,6 +166,10 @@ class FakeWorker:
         if message.producer_id not in self.producers:
             raise ChannelError("not_found", f"no producer {message.producer_id}")
         self.consumers[message.consumer_id] = (message.transport_id, message.producer_id)
+        if self.transports[message.transport_id][1] == "plain":  # answered with what it sends
+            kind = self.producers[message.producer_id][1]
+            return api.PlainConsumerInfo(message.consumer_id, message.producer_id, kind, "opus" if kind == "audio" else "VP8",
+                                         48000 if kind == "audio" else 90000, 100, 1000 + len(self.consumers))  # fmt: skip
         return Empty()
 
     def _on_playback_offer(self, message: api.PlaybackOffer) -> Message:

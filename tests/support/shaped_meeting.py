@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from config import Config
 from tests.support import browser
@@ -401,3 +402,22 @@ async def wait_top_encoding(publisher, timeout: float = 40.0) -> None:
 def sfu_metrics(text: str) -> list[str]:
     """The conclave_sfu_* sample lines of a /metrics page (no comments)."""
     return [line for line in text.splitlines() if line.startswith("conclave_sfu_")]
+
+
+async def sample_bandwidth(server, seconds: float, every: float = 1.0) -> list[dict[str, float]]:
+    """Each `every` s for `seconds`: the subscribers' estimates (their sum, bits/s) and the
+    probe clusters sent so far, from /metrics: the story of a recovery, for a failure's note."""
+    wanted = {"conclave_sfu_subscriber_estimate_bps_gsum": "estimates_bps", "conclave_sfu_bwe_probes_total": "probes"}
+    samples = []
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < seconds:
+        sample = {"t": round(loop.time() - started, 1)}
+        for family in text_string_to_metric_families(await server.metrics()):
+            for metric in family.samples:
+                if metric.name in wanted:
+                    key = wanted[metric.name]
+                    sample[key] = sample.get(key, 0) + metric.value
+        samples.append(sample)
+        await asyncio.sleep(every)
+    return samples

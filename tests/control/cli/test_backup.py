@@ -14,34 +14,45 @@ import pytest
 import yaml
 
 from control.cli import backup as backup_cli
-from control.store import sqlite as sqlite_module
+from control.store.schema import BASELINE, SCHEMA_VERSION
 from control.store.sqlite import SqliteStore
-from control.store.sqlite_schema import MIGRATIONS
+from control.store.sqlite_legacy import LEGACY_MIGRATIONS
 
 pytestmark = pytest.mark.unit
 
 
-async def test_an_older_schema_is_backed_up_then_migrated_and_its_data_served(tmp_path, monkeypatch):
+def write_legacy_database(path: str) -> None:
+    """A file as the last release before Alembic left it: the hand-rolled migrations 1-7
+    recorded in `schema_version`, and a customer."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version, statements in enumerate(LEGACY_MIGRATIONS, start=1):
+        for statement in statements:
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    db.execute("INSERT INTO customer (id, name, api_key_hash, created_at) VALUES ('c1', 'Kept Inc', ?, 1)", ("h" * 64,))
+    db.close()
+
+
+async def test_an_older_schema_is_backed_up_then_migrated_and_its_data_served(tmp_path):
     path = str(tmp_path / "conclave.db")
-    # The previous release: every migration but the last, and what it wrote.
-    with monkeypatch.context() as previous:
-        previous.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:-1])
-        old = SqliteStore(path)
-        await old.open()
-        customer = await old.create_customer("Kept Inc", api_key_hash="h" * 64)
-        assert await old.schema_version() == len(MIGRATIONS) - 1
-        await old.close()
+    write_legacy_database(path)
+    assert backup_cli.schema_version_of(path) == BASELINE == 7
 
     store = SqliteStore(path)
     await store.open()
     try:
-        assert await store.schema_version() == len(MIGRATIONS)
-        assert (await store.get_customer(customer.id)).name == "Kept Inc"
+        assert await store.schema_version() == SCHEMA_VERSION
+        assert (await store.get_customer("c1")).name == "Kept Inc"
     finally:
         await store.close()
-    kept = f"{path}.before-v{len(MIGRATIONS) - 1}"
+    db = sqlite3.connect(path)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.close()
+    assert "schema_version" not in tables and "alembic_version" in tables  # stamped, then upgraded
+    kept = f"{path}.before-v{BASELINE}"
     assert stat.S_IMODE(os.stat(kept).st_mode) == 0o600
-    assert backup_cli.schema_version_of(kept) == len(MIGRATIONS) - 1
+    assert backup_cli.schema_version_of(kept) == BASELINE
 
 
 async def test_a_current_database_is_not_backed_up_again(tmp_path):
@@ -75,7 +86,7 @@ async def test_backup_and_restore_round_trip_and_refusals(tmp_path, capsys):
     names = {c.name for c in await store.list_customers()}
     await store.close()
     assert names == {"Before Inc"}
-    assert backup_cli.schema_version_of(str(data / "conclave.db.before-restore")) == len(MIGRATIONS)
+    assert backup_cli.schema_version_of(str(data / "conclave.db.before-restore")) == SCHEMA_VERSION
 
     # Not a database; a newer schema: refused, nothing replaced.
     (tmp_path / "junk.db").write_text("not sqlite at all")
@@ -83,7 +94,7 @@ async def test_backup_and_restore_round_trip_and_refusals(tmp_path, capsys):
     newer = tmp_path / "newer.db"
     db = sqlite3.connect(newer)
     db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    db.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS) + 1,))
+    db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
     db.commit()
     db.close()
     assert backup_cli.backup_command(args(tmp_path, "restore", source=str(newer))) == 1
@@ -95,3 +106,14 @@ async def test_backup_and_restore_round_trip_and_refusals(tmp_path, capsys):
         assert backup_cli.backup_command(args(tmp_path, "restore", port=port, source=str(tmp_path / "copy.db"))) == 1
     err = capsys.readouterr().err
     assert "not a Conclave database" in err and "newer than this Conclave knows" in err and "stop it" in err
+
+
+def test_backup_and_restore_refuse_a_postgresql_store(tmp_path, capsys):
+    config = tmp_path / "conclave.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"),
+                                      "store": {"url": "postgresql://app:pg-secret@db.example/conclave"}}))  # fmt: skip
+    namespace = argparse.Namespace(config=str(config), command="backup", to=str(tmp_path / "copy.db"))
+    assert backup_cli.backup_command(namespace) == 1
+    error = capsys.readouterr().err
+    assert "pg_dump" in error and "pg-secret" not in error
+    assert not (tmp_path / "copy.db").exists()

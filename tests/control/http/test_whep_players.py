@@ -10,7 +10,9 @@ The meeting's media comes from a bot (the host): a 440 Hz tone and a 640x360 cam
   never renegotiated: switching without renegotiation.
 - The host starts recording: in each player's decoded audio the spoken notice is found
   by normalized cross-correlation with the notice clip (recorder/media/notice.py), piece
-  by piece in the clip's order (`notice_pieces_found`).
+  by piece in the clip's order (`notice_pieces_found`). The players' audio is the
+  meeting's mix by then (control.meeting.viewer_mix), so the notice reaches them in it,
+  the tone ducked under it.
 - The players end their sessions (DELETE): nobody watches any more.
 """
 
@@ -297,6 +299,8 @@ async def test_chromium_and_gstreamer_players_decode_switch_and_hear_the_notice(
                 return found if final or min(found) >= NOTICE_FOUND else None
 
             found = await wait_for("both players to hear the spoken notice", notice_heard, timeout=20)
+            mixes = server.services.viewers.mixes
+            assert mixes.running() == 1 and mixes.events["lost"] == 0  # heard through the mix
 
             assert await page.evaluate("(token) => endPlayer(token)", page_token["token"]) == 200
         finally:

@@ -26,6 +26,7 @@ from tests.support.shaped_meeting import (
     Stage,
     make_source_video,
     page_now,
+    sample_bandwidth,
     samples,
     set_tile,
     start_sampler,
@@ -173,12 +174,14 @@ async def test_three_subscribers_unconstrained_shaped_and_hidden(stage):
 
     # Lifted: back to 1280 within 15 s.
     link.lift()
+    recovery = asyncio.ensure_future(sample_bandwidth(stage.server, 18))
     checks.expect("shaped, lifted: frameWidth 1280 within 15 s (s)",
                   (took := await reach_width(shaped, pid, TOP_WIDTH, 15, loop)) is not None, took)
     shown = await indicator_within(shaped, pid, lambda q: q["bars"] == 3 and not q["paused"], 3.0)
     checks.expect("shaped, lifted: tile back to 3 bars", shown["bars"] == 3 and not shown["paused"], shown)
     checks.note("shaped after lifting", await video_stats(shaped, pid))
     checks.note("publisher encodings", await publisher.evaluate("window.conclave.publishEncodings()"))
+    checks.note("after lifting: estimates (sum over subscribers) and probes sent", await recovery)
     checks.verify()
 
 

@@ -1,7 +1,8 @@
 """control/store, deletion and retention (migration 3): a recording keeps the storage it was
 written to; a deleted one leaves what is to go from that storage (outliving its customer);
 a meeting's people data goes on request; the purges keep what is still live; the chat has
-a per-meeting bound; and a database of the previous schema upgrades in place."""
+a per-meeting bound (on SQLite and PostgreSQL); and a SQLite file of the hand-rolled
+migrations upgrades in place."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import sqlite3
 import pytest
 
 from control.store import NotFound
-from control.store.sqlite import MIGRATIONS, SqliteStore
+from control.store.schema import SCHEMA_VERSION
+from control.store.sql import SqlStore
+from control.store.sqlite import SqliteStore
+from control.store.sqlite_legacy import LEGACY_MIGRATIONS
 
 S3 = {"kind": "s3", "bucket": "old", "access_key_id": "AK", "secret_access_key": "SK-old"}
 
 
-async def make_meeting(store: SqliteStore, number: str = "12345678901", customer_id: str | None = None):
+async def make_meeting(store: SqlStore, number: str = "12345678901", customer_id: str | None = None):
     if customer_id is None:
         customer_id = (await store.create_customer("Acme", api_key_hash=f"h-{number}")).id
     host = await store.create_host(customer_id, f"ann-{number}@example.com", "Ann", "hash")
@@ -25,7 +29,7 @@ async def make_meeting(store: SqliteStore, number: str = "12345678901", customer
     )
 
 
-async def recording_with_files(store: SqliteStore, meeting, storage=None, keys=("a.ogg", "b.ogg")):
+async def recording_with_files(store: SqlStore, meeting, storage=None, keys=("a.ogg", "b.ogg")):
     recording = await store.create_recording(
         meeting_id=meeting.id, customer_id=meeting.customer_id, kind="recording", started_by="Ann",
         key_prefix="recordings/x/", storage=storage,
@@ -175,7 +179,7 @@ async def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path):
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA foreign_keys = ON")
     db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, statements in enumerate(MIGRATIONS[:2], start=1):
+    for version, statements in enumerate(LEGACY_MIGRATIONS[:2], start=1):
         for statement in statements:
             db.execute(statement)
         db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
@@ -200,7 +204,7 @@ async def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path):
     store = SqliteStore(str(path))
     await store.open()
     try:
-        assert await store.schema_version() == len(MIGRATIONS) == 7
+        assert await store.schema_version() == SCHEMA_VERSION == 8
         assert await store.get_recording_storage("r1") == S3  # frozen to the customer's settings of then
         by_id = {d.id: d.meeting_id for d in await store.list_webhook_deliveries("c1")}
         assert by_id == {"w1": "m1", "w2": None, "w3": None}

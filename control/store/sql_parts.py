@@ -1,21 +1,23 @@
-"""What SqliteStore gives the mixins that hold its tables' queries (recordings, deletion,
+"""What SqlStore gives the mixins that hold its tables' queries (recordings, deletion,
 ingests, viewer tokens): declared once, for the type checker and the reader."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from control.store.sql_rows import Row
 
-class SqliteParts:
-    # Provided by SqliteStore (control.store.sqlite, see there).
+
+class SqlParts:
+    # Provided by SqlStore (control.store.sql, see there) and its backend.
+    IntegrityError: type[Exception]
     _clock: Callable[[], float]
-    _db: sqlite3.Connection
+    _db: Any  # the connection of this thread
     _run: Callable[..., Awaitable[Any]]
     _write: Callable[..., Any]
-    _row: Callable[[str, Iterable[Any]], sqlite3.Row | None]
-    _rows: Callable[[str, Iterable[Any]], list[sqlite3.Row]]
+    _row: Callable[[str, Iterable[Any]], Row | None]
+    _rows: Callable[[str, Iterable[Any]], list[Row]]
     _get: Callable[..., Any]
     _require: Callable[[str, str], None]
     _insert: Callable[..., Any]

@@ -1,18 +1,18 @@
-"""control/store, the ingest part (migration 6) on a real SQLite file."""
+"""control/store, the ingest part (migration 6) on a real SQLite file and a real
+PostgreSQL database."""
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 
 from control.store import NotFound
-from control.store.sqlite import SqliteStore
+from control.store.sql import SqlStore
+from tests.support.stores import count_rows
 
 pytestmark = pytest.mark.timeout(30)
 
 
-async def make_meeting(store: SqliteStore):
+async def make_meeting(store: SqlStore):
     customer = await store.create_customer("Acme", api_key_hash="h")
     host = await store.create_host(customer.id, "ann@example.com", "Ann", "hash")
     meeting = await store.create_meeting(
@@ -68,5 +68,4 @@ async def test_ingests_go_with_their_meeting(store, tmp_path):
     await store.create_ingest(meeting_id=meeting.id, live_session_id=None, kind="rtp", name="x", created_by=host.id,
                               expires_at=1.0)  # fmt: skip
     await store.delete_host(host.id)  # cascades to the meeting
-    db = sqlite3.connect(tmp_path / "conclave.db")
-    assert db.execute("SELECT count(*) FROM ingest").fetchone()[0] == 0
+    assert count_rows(store, "ingest") == 0

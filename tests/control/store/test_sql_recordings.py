@@ -1,18 +1,19 @@
 """control/store, the recording part (migration 2): customer storage settings, recordings
-and their files, the consent ledger — on a real SQLite file."""
+and their files, the consent ledger — on a real SQLite file and a real PostgreSQL database."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
 
 from control.store import NotFound, RecordingActive
+from control.store.sql import SqlStore
 from control.store.sqlite import SqliteStore
+from tests.support.stores import count_rows
 
 
-async def make_meeting(store: SqliteStore, number: str = "12345678901"):
+async def make_meeting(store: SqlStore, number: str = "12345678901"):
     customer = await store.create_customer("Acme", api_key_hash=f"h-{number}")
     host = await store.create_host(customer.id, f"ann-{number}@example.com", "Ann", "hash")
     return await store.create_meeting(
@@ -171,12 +172,8 @@ async def test_deleting_a_customer_takes_its_recording_rows(store, tmp_path):
     await store.add_recording_file(rec.id, key="k", kind="track")
     await store.add_consent(meeting_id=meeting.id, participant_id="p", name="Bo")
     await store.delete_customer(meeting.customer_id)
-    conn = sqlite3.connect(tmp_path / "conclave.db")
-    try:
-        for table in ("customer_storage", "recording", "recording_file", "consent"):
-            assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0, table
-    finally:
-        conn.close()
+    for table in ("customer_storage", "recording", "recording_file", "consent"):
+        assert count_rows(store, table) == 0, table
 
 
 # ---------------------------------------------------------------------- consent ledger

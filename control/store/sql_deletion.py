@@ -1,6 +1,6 @@
-"""SqliteStore's part for deletion and retention (issue 10): what a deleted recording is to
+"""SqlStore's part for deletion and retention (issue 10): what a deleted recording is to
 take from its storage (`storage_deletion`), what a meeting's deletion takes from the store,
-and the periodic purges. A mixin of `SqliteStore`, like `sqlite_recordings`.
+and the periodic purges. A mixin of `SqlStore`, like `sql_recordings`.
 """
 
 from __future__ import annotations
@@ -8,15 +8,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from control.store import sqlite_rows as rows
+from control.store import sql_rows as rows
 from control.store.base import STORAGE_DELETION_STATES, NotFound, StorageDeletion, new_id
-from control.store.sqlite_parts import SqliteParts
+from control.store.sql_parts import SqlParts
 
 # The open live sessions: their participant rows and ledger are never purged.
 _OPEN_SESSIONS = "SELECT id FROM live_session WHERE ended_at IS NULL"
 
 
-class DeletionMixin(SqliteParts):
+class DeletionMixin(SqlParts):
     # ------------------------------------------------------------------ deleted recordings
 
     async def retire_recording(self, recording_id: str) -> StorageDeletion:
@@ -93,7 +93,7 @@ class DeletionMixin(SqliteParts):
     async def remove_meeting_data(self, meeting_id: str, *, keep_live_session_id: str | None = None) -> dict[str, int]:
         def remove() -> dict[str, int]:
             db = self._db
-            kept = "" if keep_live_session_id is None else " AND live_session_id IS NOT ?"
+            kept = "" if keep_live_session_id is None else " AND live_session_id IS DISTINCT FROM ?"
             extra: tuple[Any, ...] = () if keep_live_session_id is None else (keep_live_session_id,)
             return {
                 "chat_messages": db.execute("DELETE FROM chat_message WHERE meeting_id = ?", (meeting_id,)).rowcount,

@@ -1,12 +1,11 @@
-"""SQLite rows to the store's records, and the columns each update may change."""
+"""Rows (SQLite's or PostgreSQL's) to the store's records, and the columns each update may change."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from control.store.base import (
     AuditEntry,
@@ -25,6 +24,12 @@ from control.store.base import (
 )
 
 R = TypeVar("R")
+
+
+class Row(Protocol):
+    """A row of either backend: its columns by name or by position."""
+
+    def __getitem__(self, key: str | int) -> Any: ...
 
 # Columns each update_* may change, and how a Python value is stored.
 CUSTOMER_FIELDS = {"name", "status", "api_key_hash", "limits", "webhook_url", "webhook_secret"}
@@ -64,61 +69,61 @@ def add_equal(where: list[str], params: list[Any], **columns: Any) -> None:
             params.append(value)
 
 
-def _record(cls: type[R], row: sqlite3.Row, **converted: Any) -> R:
+def _record(cls: type[R], row: Row, **converted: Any) -> R:
     """The record `cls` of a row: every field from its column (the record's fields are the
-    table's columns, see `SqliteStore._insert`), but those given `converted`."""
+    table's columns, see `SqlStore._insert`), but those given `converted`."""
     return cls(**{f.name: row[f.name] for f in fields(cls) if f.name not in converted}, **converted)
 
 
-def customer(row: sqlite3.Row) -> Customer:
+def customer(row: Row) -> Customer:
     return _record(Customer, row, limits=json.loads(row["limits"]))
 
 
-def host(row: sqlite3.Row) -> Host:
+def host(row: Row) -> Host:
     return _record(Host, row)
 
 
-def host_session(row: sqlite3.Row) -> HostSession:
+def host_session(row: Row) -> HostSession:
     return _record(HostSession, row)
 
 
-def meeting(row: sqlite3.Row) -> MeetingRecord:
+def meeting(row: Row) -> MeetingRecord:
     return _record(MeetingRecord, row, waiting_room=bool(row["waiting_room"]), locked=bool(row["locked"]))
 
 
-def live_session(row: sqlite3.Row) -> LiveSession:
+def live_session(row: Row) -> LiveSession:
     return _record(LiveSession, row)
 
 
-def participant(row: sqlite3.Row) -> ParticipantRecord:
+def participant(row: Row) -> ParticipantRecord:
     return _record(ParticipantRecord, row, removed=bool(row["removed"]))
 
 
-def chat(row: sqlite3.Row) -> ChatMessage:
+def chat(row: Row) -> ChatMessage:
     return _record(ChatMessage, row)
 
 
-def audit(row: sqlite3.Row) -> AuditEntry:
+def audit(row: Row) -> AuditEntry:
     return _record(AuditEntry, row, detail=json.loads(row["detail"]))
 
 
-def delivery(row: sqlite3.Row) -> WebhookDelivery:
+def delivery(row: Row) -> WebhookDelivery:
     return _record(WebhookDelivery, row)
 
 
-def recording(row: sqlite3.Row) -> Recording:
+def recording(row: Row) -> Recording:
     return _record(Recording, row)
 
 
-def recording_file(row: sqlite3.Row) -> RecordingFile:
+def recording_file(row: Row) -> RecordingFile:
     return _record(RecordingFile, row)
 
 
-def consent(row: sqlite3.Row) -> ConsentEntry:
+def consent(row: Row) -> ConsentEntry:
     return _record(ConsentEntry, row, channels=list(json.loads(row["channels"])))
 
 
-def storage_deletion(row: sqlite3.Row) -> StorageDeletion:
+def storage_deletion(row: Row) -> StorageDeletion:
     settings = row["storage"]
     return _record(
         StorageDeletion, row, keys=list(json.loads(row["keys"])), storage=json.loads(settings) if settings else None

@@ -1,6 +1,7 @@
-"""control/store: the SQLite store on a real file — migrations, persistence across reopen,
-the atomic host limit under real concurrent calls (one process and two connections),
-constraints and the append-only audit log."""
+"""control/store/sql.py: the store suite — every test taking `store` runs on a real SQLite
+file and on a real PostgreSQL database (conftest.py): the atomic host limit under real
+concurrent calls, constraints and the append-only audit log. And SQLite's own: its
+migrations recorded, persistence across reopen, two connections on one file."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import asyncio
 import os
 import sqlite3
 import stat
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -24,26 +23,19 @@ from control.store import (
     NotFound,
     StoreError,
 )
-from control.store.sqlite import MIGRATIONS, SqliteStore
+from control.store.schema import SCHEMA_VERSION, revision_of
+from control.store.sql import SqlStore
+from control.store.sqlite import SqliteStore
+from tests.support.stores import direct_connection
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(str(tmp_path / "data" / "conclave.db"))
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-async def make_host(store: SqliteStore, email: str = "ann@example.com", customer_id: str | None = None):
+async def make_host(store: SqlStore, email: str = "ann@example.com", customer_id: str | None = None):
     if customer_id is None:
         customer_id = (await store.create_customer("Acme", api_key_hash=f"h-{email}")).id
     return await store.create_host(customer_id, email, "Ann", "argon2-hash")
 
 
-async def make_meeting(store: SqliteStore, host, number: str = "12345678901", **extra):
+async def make_meeting(store: SqlStore, host, number: str = "12345678901", **extra):
     return await store.create_meeting(
         meeting_number=number, host_id=host.id, customer_id=host.customer_id, title="t", passcode="123456", **extra
     )
@@ -56,16 +48,16 @@ async def test_migrations_are_applied_once_and_recorded(tmp_path):
     path = tmp_path / "db.sqlite"
     store = SqliteStore(str(path))
     await store.open()
-    assert await store.schema_version() == len(MIGRATIONS)
+    assert await store.schema_version() == SCHEMA_VERSION
     await store.close()
     await store.open()  # reopening applies nothing again
-    assert await store.schema_version() == len(MIGRATIONS)
+    assert await store.schema_version() == SCHEMA_VERSION
     await store.close()
     conn = sqlite3.connect(path)
-    versions = [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    versions = [row[0] for row in conn.execute("SELECT version_num FROM alembic_version")]
     journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
     conn.close()
-    assert versions == list(range(1, len(MIGRATIONS) + 1))
+    assert versions == [revision_of(SCHEMA_VERSION)]  # Alembic's record: the head revision
     assert journal == "wal"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
@@ -76,7 +68,7 @@ async def test_a_newer_schema_is_refused(tmp_path):
     await store.open()
     await store.close()
     conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS) + 1,))
+    conn.execute("UPDATE alembic_version SET version_num = ?", (revision_of(SCHEMA_VERSION + 1),))
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="newer"):
@@ -159,14 +151,30 @@ async def test_updates_refuse_unknown_fields_and_rows(store):
     assert (updated.title, updated.locked, updated.waiting_room) == ("New", True, False)
 
 
+async def test_the_database_itself_refuses_a_second_open_sign_in_and_a_held_number(store):
+    """The cross-node rules are the schema's, whatever writes: a second open sign-in of a
+    host (host_session_open) and a number a meeting holds (meeting_number_held)."""
+    host = await make_host(store)
+    await store.open_host_session(host.id, "s1", policy="replace")
+    await make_meeting(store, host, "12345678901")
+    with direct_connection(store) as (conn, refused):
+        with pytest.raises(refused, match="host_session"):
+            conn.execute(f"INSERT INTO host_session (id, host_id, created_at) VALUES ('s2', '{host.id}', 1)")
+        with pytest.raises(refused, match="meeting"):
+            conn.execute(
+                "INSERT INTO meeting (id, meeting_number, host_id, customer_id, title, passcode, created_at)"
+                f" VALUES ('m2', '12345678901', '{host.id}', '{host.customer_id}', 't', 'p', 1)"
+            )
+        conn.execute(f"INSERT INTO host_session (id, host_id, created_at, ended_at) VALUES ('s0', '{host.id}', 0, 0)")
+
+
 async def test_audit_is_append_only_in_the_database(store, tmp_path):
     await store.append_audit(actor_kind="operator", actor_id="op", action="x", detail={"a": 1})
-    conn = sqlite3.connect(store.path)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE audit SET action = 'y'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM audit")
-    conn.close()
+    with direct_connection(store) as (conn, refused):
+        with pytest.raises(refused, match="append-only"):
+            conn.execute("UPDATE audit SET action = 'y'")
+        with pytest.raises(refused, match="append-only"):
+            conn.execute("DELETE FROM audit")
     assert [e.detail for e in await store.query_audit(action="x")] == [{"a": 1}]
 
 
@@ -389,6 +397,6 @@ async def test_a_meeting_keeps_its_last_n_and_refuses_one_below_one(store):
     assert meeting.last_n is None  # the server's default
     assert (await store.update_meeting(meeting.id, last_n=4)).last_n == 4
     assert (await store.get_meeting(meeting.id)).last_n == 4
-    with pytest.raises(sqlite3.IntegrityError):  # the schema's own check, under the API's
+    with pytest.raises(store.IntegrityError):  # the schema's own check, under the API's
         await store.update_meeting(meeting.id, last_n=0)
     assert (await store.update_meeting(meeting.id, last_n=None)).last_n is None

@@ -1,16 +1,15 @@
-"""SqliteStore's part for recording (issue 5): customer storage settings, recordings, their
-uploaded files and the consent ledger. A mixin of `SqliteStore` (it uses the plumbing
+"""SqlStore's part for recording (issue 5): customer storage settings, recordings, their
+uploaded files and the consent ledger. A mixin of `SqlStore` (it uses the plumbing
 listed below and its clock), kept apart so neither module grows past a readable size.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from control.store import sqlite_rows as rows
+from control.store import sql_rows as rows
 from control.store.base import (
     CONSENT_DECIDED,
     RECORDING_ENDED_STATES,
@@ -21,13 +20,13 @@ from control.store.base import (
     RecordingFile,
     new_id,
 )
-from control.store.sqlite_parts import SqliteParts
+from control.store.sql_parts import SqlParts
 
 RECORDING_KINDS = ("recording", "transcription")
 CONSENT_DECISIONS = ("pending", *CONSENT_DECIDED)
 
 
-class RecordingsMixin(SqliteParts):
+class RecordingsMixin(SqlParts):
     # ------------------------------------------------------------------ customer storage
 
     async def set_customer_storage(self, customer_id: str, settings: dict[str, Any]) -> None:
@@ -93,7 +92,7 @@ class RecordingsMixin(SqliteParts):
                 raise RecordingActive(rows.recording(active))
             try:
                 self._insert("recording", recording)
-            except sqlite3.IntegrityError as exc:
+            except self.IntegrityError as exc:
                 raise NotFound("parent of recording", str(exc)) from None
             if storage:  # not a field of Recording: the secret never rides in a record
                 sql = "UPDATE recording SET storage = ? WHERE id = ?"
@@ -114,11 +113,13 @@ class RecordingsMixin(SqliteParts):
         def update() -> Recording:
             if state in RECORDING_ENDED_STATES:
                 self._stamp_unset("recording", recording_id, "stopped_at", changes)
+            # Read before: after a refused statement PostgreSQL reads nothing more in the transaction.
+            before = self._get("recording", recording_id, rows.recording)
             try:
                 return self._update("recording", recording_id, rows.RECORDING_FIELDS, changes, rows.recording)
-            except sqlite3.IntegrityError:
+            except self.IntegrityError:
                 # Back to `active` while another run of that kind is active.
-                raise RecordingActive(self._get("recording", recording_id, rows.recording)) from None
+                raise RecordingActive(before) from None
 
         return await self._run(self._write, update)
 

@@ -1,21 +1,20 @@
-"""SqliteStore's part for WHEP viewer tokens (issue 12, item 5): the rows behind the
+"""SqlStore's part for WHEP viewer tokens (issue 12, item 5): the rows behind the
 signed tokens a host issues, so that a token can be listed and revoked. A mixin of
-`SqliteStore`, like `sqlite_recordings`."""
+`SqlStore`, like `sql_recordings`."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from control.store.base import NotFound, ViewerToken, new_id
-from control.store.sqlite_parts import SqliteParts
+from control.store.sql_parts import SqlParts
+from control.store.sql_rows import Row
 
 
-def _viewer_token(row: sqlite3.Row) -> ViewerToken:
+def _viewer_token(row: Row) -> ViewerToken:
     return ViewerToken(row["id"], row["meeting_id"], row["label"], row["created_at"], row["expires_at"],
                        row["revoked_at"])  # fmt: skip
 
 
-class ViewerTokensMixin(SqliteParts):
+class ViewerTokensMixin(SqlParts):
     async def create_viewer_token(self, meeting_id: str, label: str, expires_at: float) -> ViewerToken:
         def create() -> ViewerToken:
             if self._row("SELECT id FROM meeting WHERE id = ?", (meeting_id,)) is None:

@@ -1,11 +1,12 @@
-"""The SQLite schema as migrations: numbered lists of statements applied in order at
-`SqliteStore.open()` and recorded in `schema_version`. Never edit a published one; append
-the next."""
+"""The SQLite schema as it was built before Alembic: the hand-rolled migrations 1-7,
+recorded in a `schema_version` table. Frozen: they only bring a file of an older release
+to the baseline (revision 0007 of `control/store/migrations/`, the same schema), where it
+is stamped. Every change of the schema since is an Alembic revision there."""
 
 from __future__ import annotations
 
-MIGRATIONS: list[list[str]] = [
-    # 1: the model of docs/control-plane.md
+LEGACY_MIGRATIONS: list[list[str]] = [
+    # 1: the model of docs/control-plane-reference.md
     [
         """CREATE TABLE customer (
             id TEXT PRIMARY KEY,

@@ -1,28 +1,28 @@
-"""SqliteStore's part for ingests (`control.store.ingests`): a mixin of `SqliteStore`,
+"""SqlStore's part for ingests (`control.store.ingests`): a mixin of `SqlStore`,
 kept apart like the recordings' part."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from control.store import sqlite_rows as rows
+from control.store import sql_rows as rows
 from control.store.base import NotFound, new_id
 from control.store.ingests import INGEST_KINDS, INGEST_STATES, IngestRecord
-from control.store.sqlite_parts import SqliteParts
+from control.store.sql_parts import SqlParts
+from control.store.sql_rows import Row
 
 INGEST_FIELDS = {"state", "end_reason", "details", "token_hash"}
 
 
-def ingest_row(row: sqlite3.Row) -> IngestRecord:
+def ingest_row(row: Row) -> IngestRecord:
     values = {f.name: row[f.name] for f in fields(IngestRecord) if f.name != "details"}
     return IngestRecord(**values, details=json.loads(row["details"]))
 
 
-class IngestsMixin(SqliteParts):
+class IngestsMixin(SqlParts):
     async def create_ingest(
         self,
         *,

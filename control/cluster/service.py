@@ -1,0 +1,64 @@
+"""The cluster as the app sees it: one Redis connection, this node's registration, the
+placements and the event bus (`Cluster`), made only when `cluster.redis_url` is set."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from config import Config
+from control.cluster.bus import ClusterBus
+from control.cluster.nodes import NodeRegistry
+from control.cluster.placement import NodeLoad, Placements
+
+# A Redis that does not answer within this is down, for a request that waits on it.
+REDIS_TIMEOUT_S = 2.0
+
+
+def node_id_of(cfg: Config) -> str:
+    return cfg.cluster.node_id or f"{socket.gethostname()}:{cfg.http.port}"
+
+
+class ClusterUnavailable(Exception):
+    """Redis does not answer: what needs it (placing a new meeting) cannot be done now."""
+
+
+class Cluster:
+    def __init__(self, cfg: Config, load: Callable[[], NodeLoad]) -> None:
+        self.node_id = node_id_of(cfg)
+        self.redis = Redis.from_url(
+            cfg.cluster.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+            health_check_interval=10,
+        )  # fmt: skip
+        self.registry = NodeRegistry(self.redis, self.node_id, load, heartbeat_s=cfg.cluster.heartbeat_s,
+                                     ttl_s=cfg.cluster.node_ttl_s)  # fmt: skip
+        self.placements = Placements(self.redis)
+        self.bus = ClusterBus(self.redis, self.node_id)
+
+    @property
+    def reachable(self) -> bool:
+        return self.registry.reachable
+
+    async def start(self) -> None:
+        try:
+            await self.registry.beat()  # registered before the first request, when Redis answers
+            self.registry.reachable = True
+        except (RedisError, OSError):
+            pass  # the heartbeat keeps trying and logs it
+        self.registry.start()
+        self.bus.start()
+
+    async def stop(self) -> None:
+        await self.bus.stop()
+        await self.registry.stop()
+        await self.redis.aclose()
+
+    async def place(self, meeting_id: str) -> str:
+        """The node that holds the meeting (placing it now if it has none that lives)."""
+        try:
+            return await self.placements.place(meeting_id, await self.registry.nodes())
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailable("the cluster's Redis does not answer") from exc
