@@ -49,6 +49,8 @@ _SEQ_TS = struct.Struct("!HI")
 
 
 class _Sink:
+    native_to = None  # the Python path (sfu.transport.native)
+
     rtcp_ssrc = 1
     connected = True
 

@@ -180,6 +180,31 @@ def one_of(*choices: str) -> Rule:
     return Rule(str, "a string", refine)
 
 
+@dataclass(frozen=True, slots=True)
+class _AutoOnOff(Rule):
+    """auto, on or off, where YAML 1.1 reads a bare on / off (yes / no, true / false) as
+    a boolean: `native: on` in a file means on, not a type error."""
+
+    def accept(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        return Rule.accept(self, value)
+
+
+def auto_on_off() -> Rule:
+    def refine(value: str) -> str:
+        word = value.strip().lower()
+        if word in _TRUE_WORDS:
+            return "on"
+        if word in _FALSE_WORDS:
+            return "off"
+        if word != "auto":
+            raise BadValue(f"must be auto, on or off, got {value!r}")
+        return word
+
+    return _AutoOnOff(str, "auto, on or off", refine)
+
+
 def non_empty_text(expect: str) -> Rule:
     def refine(value: str) -> str:
         if not value.strip():
@@ -488,6 +513,10 @@ class SfuConfig(_Section):
     ice_tcp_max_connections: int = setting(1024, integer(1, 65536))
     restart_backoff_s: float = setting(0.5, positive_number())
     stats_interval_s: float = setting(1.0, positive_number())
+    # The forwarding path (sfu.transport.native, issue 15): auto uses the native module
+    # when it was built (pip install with gcc and python3-dev) and Python otherwise; on
+    # refuses to start without it; off forwards in Python. The worker logs which one.
+    native: str = setting("auto", auto_on_off())
 
     def _check_together(self) -> None:
         if not self.announced_ips and ipaddress.ip_address(self.listen_ip).is_unspecified:

@@ -31,15 +31,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 install_conclave() {
-  # pip install -e ".$1" into .venv, only when pyproject.toml (the dependencies) changed
+  # pip install -e ".$1" into .venv, only when pyproject.toml (the dependencies) or the native module changed
   # since the last install with these extras: the editable install needs nothing else
   # redone, and pip takes 10-30 s even when it has nothing to do.
   local extras="$1" stamp=".venv/.conclave-installed${1:+-test}"
   local want
-  want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
+  want="$(cat pyproject.toml setup.py sfu/transport/native/forward.c | sha256sum | cut -d' ' -f1) $extras"
   if [ -x .venv/bin/conclave ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
+  # gcc and the Python headers build the native forwarding module (setup.py); without
+  # them the install still works and the workers forward in Python.
+  apt_install gcc python3-dev
   echo "installing Conclave into .venv (pip install -e .$extras)"
   # pip's own failure fails the script (pipefail); grep finding nothing to show does not.
   .venv/bin/python -m pip install -q -e ".$extras" 2>&1 | { grep -v "^DEPRECATION: .*editable" || true; }

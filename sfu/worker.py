@@ -48,7 +48,7 @@ from sfu.engine.router import Registry, Router
 from sfu.engine.simulcast import SimulcastConsumer, SimulcastProducer
 from sfu.engine.stats import Counters, estimate_gauges
 from sfu.engine.subscription import PAUSE_REASONS
-from sfu.transport import negotiation, playback, tcp
+from sfu.transport import native, negotiation, playback, tcp
 from sfu.transport.base import Transport
 from sfu.transport.direct import DirectTransport
 from sfu.transport.dtls import DtlsCertificates
@@ -92,6 +92,9 @@ class Worker:
             repeat_interval_s=sfu_config.nack_repeat_interval_s,
         )
         self.socket = MediaSocket(self.counters, sfu_config.max_datagram)
+        # The forwarding path (sfu.native: auto, on, off), chosen and logged once.
+        self.native = native.load(sfu_config.native)
+        self.socket.use_native(self.native)
         self.certificates = DtlsCertificates()  # renewed for new transports before expiry
         # Every router, transport, producer and consumer by id: kept by the tree itself.
         self.registry = Registry()
@@ -355,6 +358,7 @@ class Worker:
         transport = PlainTransport(
             request.transport_id, router, self.counters, request.srtp, self.config.max_datagram
         )
+        transport.use_native(self.native)
         router.add_transport(transport)
         try:
             ip, port = await transport.bind(request.listen_ip, request.port)
@@ -411,7 +415,9 @@ class Worker:
     async def _on_direct_transport_create(self, request: api.DirectTransportCreate) -> Message:
         router = self._router(request.router_id)
         self._check_new_transport_id(request.transport_id)
-        router.add_transport(DirectTransport(request.transport_id, router, self.counters))
+        direct = DirectTransport(request.transport_id, router, self.counters)
+        direct.native = self.native  # its producers' fan-outs flush the native path's copies
+        router.add_transport(direct)
         return Empty()
 
     async def _on_direct_producer_create(self, request: api.DirectProducerCreate) -> Message:

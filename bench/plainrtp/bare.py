@@ -15,8 +15,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 class BareRelayForwarder:
-    def __init__(self, srtp: bool, cpu: int | None, name: str | None = None, fast: bool = False) -> None:
+    def __init__(self, srtp: bool, cpu: int | None, name: str | None = None, fast: bool = False,
+                 module: str = "bench.plainrtp.bare_relay") -> None:
         self.name = name or ("bare+srtp" if srtp else "bare")
+        self.module = module  # or bench.plainrtp.c_relay: the C relay (no SRTP)
         self.srtp = srtp
         self.fast = fast
         self.cpu = cpu
@@ -36,7 +38,7 @@ class BareRelayForwarder:
         return [self.input_addr[1]] if self.input_addr else []
 
     def start(self, receiver_ports: list[int]) -> None:
-        command = procfs.pin_prefix(self.cpu) + [sys.executable, "-m", "bench.plainrtp.bare_relay"]
+        command = procfs.pin_prefix(self.cpu) + [sys.executable, "-m", self.module]
         for port in receiver_ports:
             command += ["--dest", f"127.0.0.1:{port}"]
         self.receiver_keys = [new_srtp_key() if self.srtp else None for _ in receiver_ports]
@@ -48,7 +50,7 @@ class BareRelayForwarder:
                 command.append("--fast")
         self.proc = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], READY_TIMEOUT_S)
+        ready, _, _ = select.select([self.proc.stdout], [], [], READY_TIMEOUT_S * 3)  # the C relay compiles first
         line = self.proc.stdout.readline().decode() if ready else ""
         if not line.startswith("READY"):
             self.stop()
@@ -65,5 +67,7 @@ class BareRelayForwarder:
                 self.proc.stdout.close()
 
     def describe(self) -> str:
+        if self.module.endswith("c_relay"):
+            return "C relay: recvmmsg, one sendmmsg of the N copies (the kernel's floor)"
         srtp = "SRTP unprotect, protect + sendto x N" + (" (libsrtp through FastSrtp)" if self.fast else " (pylibsrtp Session)")
         return "uvloop relay: recv, " + (srtp if self.srtp else "sendto x N")

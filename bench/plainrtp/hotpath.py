@@ -65,8 +65,10 @@ class _NullUdp:
         return default
 
 
-async def _engine(srtp: bool, fanout: int, packets: int) -> dict[str, float]:
-    worker = Worker(0, SfuConfig(port_base=0), MediaConfig(), ["127.0.0.1"])
+async def _engine(srtp: bool, fanout: int, packets: int, native: str = "off") -> dict[str, float]:
+    """native "on": the native path sends through the descriptor it was given, so there
+    is no stubbed measurement (engine_no_kernel_us is 0)."""
+    worker = Worker(0, SfuConfig(port_base=0, native=native), MediaConfig(), ["127.0.0.1"])
     await worker.bind(0)
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # passive: the kernel drops, cheaply
@@ -107,7 +109,7 @@ async def _engine(srtp: bool, fanout: int, packets: int) -> dict[str, float]:
             t.udp = _NullUdp()  # type: ignore[assignment]
             t._send_socket = None
         feed(packets)  # warm-up: keyframe start, caches
-        no_kernel = _best_ns_per(feed, packets, ROUNDS // 2) / fanout
+        no_kernel = _best_ns_per(feed, packets, ROUNDS // 2) / fanout if native == "off" else 0.0
         for t, udp, send_socket in zip(outputs, real_udp, real_send):
             t.udp = udp
             t._send_socket = send_socket
@@ -200,6 +202,8 @@ def _floors(packets: int) -> dict[str, float]:
 
 class _EngineSink:
     """A subscriber transport reduced to what the engine calls: FastSrtp protect, no socket."""
+
+    native_to = None  # the Python path (sfu.transport.native)
 
     rtcp_ssrc = 1
     connected = True
@@ -348,13 +352,18 @@ def _engine_audio(fanout: int, packets: int) -> float:
     return _best_ns_per(feed, packets) / fanout / 1000
 
 
-async def _engine_webrtc(fanout: int, packets: int) -> float:
+async def _engine_webrtc(fanout: int, packets: int, native: str = "off", kernel: bool = False) -> float:
     """The worker's WebRTC send path: a plain transport in (no SRTP), N subscribe
     `WebRtcTransport`s out, each connected by hand (a FastSrtp outbound session, an
     address), sending through the worker's shared socket with its sendto stubbed:
-    Producer.on_rtp → consumers → WebRtcTransport.send_rtp (protect, send). µs per packet out."""
-    worker = Worker(0, SfuConfig(port_base=0), MediaConfig(), ["127.0.0.1"])
+    Producer.on_rtp → consumers → WebRtcTransport.send_rtp (protect, send). µs per packet out.
+    kernel: sent for real to a socket that does not read (the kernel drops, cheaply), the
+    only way to time the native path (sfu.native on), which sends through its descriptor."""
+    worker = Worker(0, SfuConfig(port_base=0, native=native), MediaConfig(), ["127.0.0.1"])
     await worker.bind(0)
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sink.bind(("127.0.0.1", 0))
     try:
         await worker.handle(api.RouterCreate(router_id="r"))
         await worker.handle(api.PlainTransportCreate(router_id="r", transport_id="in", srtp=False))
@@ -366,11 +375,13 @@ async def _engine_webrtc(fanout: int, packets: int) -> float:
                                                    producer_id=made.producer.producer_id))
             transport = worker.transports[f"w{i}"]
             transport.tx = srtp_session(new_srtp_key(), outbound=True, fast=True)  # type: ignore[attr-defined]
-            transport.addr = ("127.0.0.1", 9)  # type: ignore[attr-defined]
+            transport.addr = sink.getsockname()  # type: ignore[attr-defined]
             transport.connected = True
+            transport._route_natively()  # type: ignore[attr-defined]
             worker.registry.consumers[f"c{i}"].activate(None, 0, False)
         real_udp, real_send = worker.socket.udp, worker.socket._send_socket
-        worker.socket.udp, worker.socket._send_socket = _NullUdp(), None  # type: ignore[assignment]
+        if not kernel:
+            worker.socket.udp, worker.socket._send_socket = _NullUdp(), None  # type: ignore[assignment]
         source = PacketSource(1234, 96)
         data = [source.next_packet(time.monotonic_ns()) for _ in range(packets * (ROUNDS + 1))]
         transport_in = worker.transports["in"]
@@ -390,12 +401,18 @@ async def _engine_webrtc(fanout: int, packets: int) -> float:
         return per_packet_in / fanout / 1000
     finally:
         await worker.shutdown()
+        sink.close()
 
 
 def measure(packets: int = 4000, fanout: int = 16) -> dict:
     floors = _floors(packets * 4)
     engine = {name: uvloop.run(_engine(srtp, fanout, packets)) for name, srtp in (("plain", False), ("srtp", True))}
     engine["webrtc_send_us"] = uvloop.run(_engine_webrtc(fanout, packets))
+    # The same with the kernel's send, each path (issue 15: sfu.native off and on).
+    engine["webrtc_kernel_us"] = uvloop.run(_engine_webrtc(fanout, packets, "off", kernel=True))
+    engine["webrtc_native_us"] = uvloop.run(_engine_webrtc(fanout, packets, "on", kernel=True))
+    engine["native"] = {name: uvloop.run(_engine(srtp, fanout, packets, "on"))
+                        for name, srtp in (("plain", False), ("srtp", True))}
     engine_only = {"plain": _engine_only(fanout, packets, False), "webrtc": _engine_only(fanout, packets, True),
                    "simulcast": _engine_only_simulcast(fanout, packets, False),
                    "simulcast_webrtc": _engine_only_simulcast(fanout, packets, True),
@@ -442,6 +459,11 @@ def render(result: dict) -> str:
         (f"SFU logic with SRTP: stubbed − FastSrtp protect − unprotect÷{n}", srtp_logic),
         ("worker WebRTC subscribers: plain in → N × WebRtcTransport.send_rtp (FastSrtp protect), sendto stubbed",
          e["webrtc_send_us"]),
+        ("the same WebRTC subscribers, with the kernel's sendto (Python path)", e["webrtc_kernel_us"]),
+        ("the same WebRTC subscribers, native path: header, protect, one sendmmsg in C", e["webrtc_native_us"]),
+        ("worker plain transport, no SRTP, native path (a socket each: one send per copy)",
+         e["native"]["plain"]["engine_us"]),
+        ("worker plain transport, SRTP, native path", e["native"]["srtp"]["engine_us"]),
     ]
     lines = [f"CPU µs per forwarded packet, fan-out {n}, in-process (process CPU time, best of {ROUNDS} rounds):",
              "", "| step | µs |", "|---|---:|"]

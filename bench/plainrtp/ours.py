@@ -40,8 +40,9 @@ def _raise_fd_limit() -> None:
 class WorkerProcess:
     """One worker process and its channel; requests run on a private event loop."""
 
-    def __init__(self, cpu: int | None, index: int = 0, module: str = "sfu.worker") -> None:
+    def __init__(self, cpu: int | None, index: int = 0, module: str = "sfu.worker", native: str = "auto") -> None:
         self.cpu = cpu
+        self.native = native  # sfu.native: the forwarding path (issue 15)
         self.index = index
         self.module = module
         self.loop = asyncio.new_event_loop()
@@ -54,7 +55,7 @@ class WorkerProcess:
 
     def start(self) -> None:
         config = json.dumps({
-            "sfu": dataclasses.asdict(SfuConfig(workers=1, port_base=0, listen_ip="127.0.0.1")),
+            "sfu": dataclasses.asdict(SfuConfig(workers=1, port_base=0, listen_ip="127.0.0.1", native=self.native)),
             "media": dataclasses.asdict(MediaConfig()),
         })
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -163,7 +164,8 @@ class OursForwarder:
     def __init__(self, srtp: bool, cpu: int | None, name: str | None = None, index: int = 0) -> None:
         self.name = name or ("ours+srtp" if srtp else "ours")
         self.srtp = srtp
-        self.worker = WorkerProcess(cpu, index)
+        # "-python": the same worker forwarding in Python (sfu.native off), the reference.
+        self.worker = WorkerProcess(cpu, index, native="off" if self.name.endswith("-python") else "on")
         self.fanout: FanOut | None = None
 
     @property

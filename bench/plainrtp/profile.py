@@ -47,6 +47,8 @@ DSO_GROUPS = (
     ("libglib", "GLib"),
     ("libc", "libc (malloc/free, memcpy, syscall wrappers)"),
     ("_cffi_backend", "cffi (calls into libsrtp)"),
+    ("_forward", "native forwarding module (header, queue, sendmmsg; issue 15)"),
+    ("_conclave_crelay", "C relay (recvmmsg, sendmmsg)"),
     ("loop.cpython", "uvloop"),
     ("_struct", "struct"),
 )
@@ -104,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     cpus = procfs.online_cpus()
     pinned = len(cpus) >= 2
     saved = os.sched_getaffinity(0)
-    simulcast = args.forwarder in (SIMULCAST, WEBRTC)  # WebRTC links: the forwarder makes the sockets
-    layers = 1 if args.forwarder == WEBRTC else 3
+    base = args.forwarder.removesuffix("-python")
+    simulcast = base in (SIMULCAST, WEBRTC)  # WebRTC links: the forwarder makes the sockets
+    layers = 1 if base == WEBRTC else 3
     receivers = None if simulcast else Receivers(args.fanout, passive=True)
     forwarder = (SimulcastForwarder(cpus[0] if pinned else None, args.forwarder, layers) if simulcast
                  else _make_forwarder(args.forwarder, cpus[0] if pinned else None))

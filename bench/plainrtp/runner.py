@@ -90,6 +90,8 @@ class Progress:
 
 def _make_forwarder(name: str, cpu: int | None):
     srtp = "+srtp" in name
+    if name == "c-relay":
+        return BareRelayForwarder(False, cpu, name, module="bench.plainrtp.c_relay")
     if name == "bare+srtp-fast":
         return BareRelayForwarder(True, cpu, name, fast=True)
     if name.startswith("bare"):
@@ -187,7 +189,7 @@ class Bench:
     def _start_simulcast(self, name: str) -> Contender:
         """The simulcast meeting (or, WEBRTC, its one-stream twin): WebRTC links whose
         sockets are the receivers and the source."""
-        layers = 1 if name == WEBRTC else 3
+        layers = 1 if name.removesuffix("-python") == WEBRTC else 3
         forwarder = SimulcastForwarder(self.forwarder_cpu, name, layers)
         try:
             socks = forwarder.start(self.fanout)
@@ -204,7 +206,7 @@ class Bench:
 
     def _start_contenders(self) -> None:
         for name in self.names:
-            if name in (SIMULCAST, WEBRTC):
+            if name.removesuffix("-python") in (SIMULCAST, WEBRTC):
                 c = self._start_simulcast(name)
                 self.contenders.append(c)
                 self.progress(f"{name}: started pid {c.forwarder.pids}, {c.forwarder.describe()}")

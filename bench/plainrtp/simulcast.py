@@ -59,6 +59,7 @@ from sfu.transport.srtp import FastSrtp
 from sfu.wire import rtcp, sdp, stun
 
 NAME = "ours+srtp-simulcast"
+MAX_FEEDBACK_BYTES = 1200  # a transport-cc feedback the receivers send, at most (SRTCP adds its trailer)
 WEBRTC_NAME = "ours+srtp-webrtc"
 RIDS = ("q", "h", "f")
 SIZES = ((320, 180), (640, 360), (1280, 720))
@@ -262,10 +263,17 @@ class Feedback:
             first = (newest - MAX_FEEDBACK_PACKETS + 1) & 0xFFFF
             count = MAX_FEEDBACK_PACKETS
         since = self.reported_us[index] or now_us - int(FEEDBACK_INTERVAL_S * 1e6)
-        step = max(1, (now_us - since) // count)
-        arrivals: list[int | None] = [since + step * (i + 1) for i in range(count)]
-        packet = rtcp.build_transport_feedback(0x0BE7C000 + index, self.media_ssrc[index], first,
-                                               self.fb_count[index], arrivals[0], arrivals)  # type: ignore[arg-type]
+        while True:
+            step = max(1, (now_us - since) // count)
+            arrivals: list[int | None] = [since + step * (i + 1) for i in range(count)]
+            packet = rtcp.build_transport_feedback(0x0BE7C000 + index, self.media_ssrc[index], first,
+                                                   self.fb_count[index], arrivals[0], arrivals)  # type: ignore[arg-type]
+            # Receivers that fell behind (a busy machine) report wide gaps: 2-byte deltas
+            # can make the packet too long to protect; report the newest half instead.
+            if len(packet) <= MAX_FEEDBACK_BYTES or count == 1:
+                break
+            count //= 2
+            first = (newest - count + 1) & 0xFFFF
         self.fb_count[index] = (self.fb_count[index] + 1) & 0xFF
         self.next[index] = (newest + 1) & 0xFFFF
         self.reported_us[index] = now_us
@@ -281,7 +289,9 @@ class SimulcastForwarder:
             raise ValueError(f"layers: {layers}, expected 1 or 3")
         self.name = name
         self.layers = layers
-        self.worker = WorkerProcess(cpu, 0, module="bench.plainrtp.simworker")
+        # "-python": the same meeting forwarded in Python (sfu.native off), the reference.
+        self.worker = WorkerProcess(cpu, 0, module="bench.plainrtp.simworker",
+                                    native="off" if name.endswith("-python") else "on")
         self.router_id = "bench-simulcast"
         self.producer_id = ""
         self.publisher: _Peer | None = None

@@ -8,7 +8,9 @@ from __future__ import annotations
 from bench.plainrtp.simulcast import NAME as SIMULCAST
 from bench.plainrtp.simulcast import WEBRTC_NAME as WEBRTC
 
-ALL_CONTENDERS = ("bare", "bare+srtp", "bare+srtp-fast", "janus", "janus+srtp", "ours", "ours+srtp", WEBRTC, SIMULCAST)
+ALL_CONTENDERS = ("c-relay", "bare", "bare+srtp", "bare+srtp-fast", "janus", "janus+srtp", "ours-python",
+                  "ours+srtp-python", "ours", "ours+srtp", f"{WEBRTC}-python", WEBRTC, f"{SIMULCAST}-python",
+                  SIMULCAST)
 
 
 def _sat(report: dict, name: str) -> dict | None:
@@ -24,6 +26,15 @@ def evaluate(report: dict) -> tuple[dict, list[dict]]:
     """The ratios the issue asks for, and each target with its value and whether it holds."""
     us = {name: (_sat(report, name) or {}).get("cpu_us_per_packet") for name in ALL_CONTENDERS}
     ratios = {
+        # Issue 15: against the kernel's floor (the C relay: recvmmsg + one sendmmsg of the copies).
+        "ours+srtp / c-relay": _ratio(us["ours+srtp"], us["c-relay"]),
+        "ours / c-relay": _ratio(us["ours"], us["c-relay"]),
+        "ours+srtp / ours+srtp-python": _ratio(us["ours+srtp"], us["ours+srtp-python"]),
+        "ours / ours-python": _ratio(us["ours"], us["ours-python"]),
+        "ours+srtp-python / c-relay": _ratio(us["ours+srtp-python"], us["c-relay"]),
+        f"{WEBRTC} / {WEBRTC}-python": _ratio(us[WEBRTC], us[f"{WEBRTC}-python"]),
+        f"{SIMULCAST} / {SIMULCAST}-python": _ratio(us[SIMULCAST], us[f"{SIMULCAST}-python"]),
+        f"{WEBRTC} / c-relay": _ratio(us[WEBRTC], us["c-relay"]),
         "ours+srtp / janus+srtp": _ratio(us["ours+srtp"], us["janus+srtp"]),
         "ours / janus": _ratio(us["ours"], us["janus"]),
         "ours+srtp / bare+srtp": _ratio(us["ours+srtp"], us["bare+srtp"]),
@@ -51,6 +62,10 @@ def evaluate(report: dict) -> tuple[dict, list[dict]]:
     def target(name: str, value, limit: str, holds: bool | None) -> None:
         targets.append({"target": name, "value": value, "limit": limit, "holds": holds})
 
+    for label, limit in (("ours+srtp / c-relay", 1.6), ("ours / c-relay", 1.2), ("ours+srtp / janus+srtp", 0.6)):
+        r = ratios.get(label)
+        if r is not None:
+            target(f"{label} CPU per forwarded packet, saturated (issue 15)", r, f"<= {limit}", r <= limit)
     r = ratios["ours+srtp / janus+srtp"]
     if r is not None:
         target("ours+srtp / janus+srtp CPU per packet, saturated", r, "<= 1.3", r <= 1.3)

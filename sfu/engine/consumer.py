@@ -36,6 +36,8 @@ class RtpSink(Protocol):
     """What a consumer needs from the subscriber's transport."""
 
     rtcp_ssrc: int
+    # Where the native path sends for it now, or None: send_rtp (sfu.transport.native).
+    native_to: object | None
     # Can it send now? (WebRTC: once DTLS-SRTP is up.) A consumer starts only then: a
     # keyframe sent before would be lost, and the PLI limit would hold back the next one.
     connected: bool
@@ -44,6 +46,15 @@ class RtpSink(Protocol):
         """Protect (if SRTP) and send; `packet` is a fresh bytes object per call."""
 
     def send_rtcp(self, packet: bytes) -> None: ...
+
+    def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
+        """The native path's send: header from first/seq/ts/ssrc, then body (its
+        transport-wide number at tcc_at, -1: none). Only while native_to is set."""
+
+    def send_rewritten(
+        self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
+    ) -> None:
+        """send_header with a simulcast consumer's codec bytes, then the tail."""
 
     def next_transport_sequence(self) -> int: ...
 
@@ -180,6 +191,19 @@ class Consumer:
             return
         out_seq = (seq + self.seq_offset) & 0xFFFF
         self.last_seq_out = out_seq
+        sink = self.sink
+        if sink.native_to is not None:
+            # The native path (sfu.transport.native): the same copy, written in C from
+            # the numbers decided here and the bytes shared by every subscriber.
+            if self.rewrites_extensions and head & 0x1000:
+                body, tcc_at = self.producer.extension_body(packet, self.ext_key)
+            else:
+                body, tcc_at = rest, -1
+            self.packets_sent += 1
+            self.octets_sent += len(body)
+            out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
+            sink.send_header(head | self.payload_type, out_seq, out_ts, self.ssrc, body, tcc_at)
+            return
         if self.rewrites_extensions and head & 0x1000:
             self._send_rewriting_extensions(packet, head, out_seq, ts)
             return

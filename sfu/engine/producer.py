@@ -145,6 +145,8 @@ class Producer:
         "meter",
         "_codec",
         "_extension_memo",
+        "_body_memo",
+        "flush_sends",
     )
 
     def __init__(
@@ -191,6 +193,11 @@ class Producer:
         self.meter = BitrateMeter()
         # (ext_table, tcc_id) -> (packet, bytes before the tcc value, bytes after it)
         self._extension_memo: dict[tuple[bytes | None, int], tuple[bytes, bytes, bytes | None]] = {}
+        # (ext_table, tcc_id) -> (packet, the same bytes joined around a 2-byte gap, where it is)
+        self._body_memo: dict[tuple[bytes | None, int], tuple[bytes, bytes, int]] = {}
+        # The native path's flush (sfu.transport.native), called after each fan-out so
+        # the copies leave, and are timed, within it; None: every copy left as it went.
+        self.flush_sends: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ hot path
 
@@ -226,13 +233,18 @@ class Producer:
         # (each consumer ORs its own in) and everything after the fixed header.
         head = packet[0] << 8 | packet[1] & 0x80
         rest = packet[12:]
+        flush = self.flush_sends
         if self.reception.received & _SAMPLE_MASK:
             for consumer in consumers:
                 consumer.forward(packet, seq, ts, keyframe, head, rest)
+            if flush is not None:
+                flush()
             return
         started = perf_counter_ns()  # one packet in FORWARD_TIME_SAMPLE_EVERY: time the fan-out
         for consumer in consumers:
             consumer.forward(packet, seq, ts, keyframe, head, rest)
+        if flush is not None:
+            flush()
         self.counters.record_forward_time(perf_counter_ns() - started)
 
     def extension_parts(self, packet: bytes, key: tuple[bytes | None, int]) -> tuple[bytes, bytes | None]:
@@ -259,6 +271,21 @@ class Producer:
             memo.clear()  # subscribers came and went with many extmaps: start over
         memo[key] = (packet, *parts)
         return parts
+
+    def extension_body(self, packet: bytes, key: tuple[bytes | None, int]) -> tuple[bytes, int]:
+        """`extension_parts` as the native path takes them: one bytes object (the value
+        of the transport-wide number left as two zero bytes) and where that value is in
+        it (-1: none). Once per packet for each distinct key, as extension_parts."""
+        memo = self._body_memo
+        entry = memo.get(key)
+        if entry is not None and entry[0] is packet:
+            return entry[1], entry[2]
+        before, after = self.extension_parts(packet, key)
+        body, tcc_at = (before, -1) if after is None else (b"".join((before, b"\0\0", after)), len(before))
+        if len(memo) >= MAX_EXTENSION_LAYOUTS and key not in memo:
+            memo.clear()
+        memo[key] = (packet, body, tcc_at)
+        return body, tcc_at
 
     def _on_rtx(self, packet: bytes) -> None:
         """RFC 4588: restore the original packet; padding-only RTX is bandwidth probing."""

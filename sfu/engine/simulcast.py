@@ -137,7 +137,8 @@ class Layer:
 class SimulcastProducer(Producer):
     """A producer of up to MAX_LAYERS rid layers (params.rids, lowest first)."""
 
-    __slots__ = ("layers", "info", "demand", "_by_ssrc", "_layer_of", "_groups", "_settled", "_codec_memo")
+    __slots__ = ("layers", "info", "demand", "_by_ssrc", "_layer_of", "_groups", "_settled", "_codec_memo",
+                 "_codec_body_memo")
 
     def __init__(self, params, sink, counters, clock: Callable[[], float], stream_id: str,
                  cache_size: int = 1024, pli_min_interval: float = 0.5, **kwargs) -> None:
@@ -160,6 +161,7 @@ class SimulcastProducer(Producer):
         self._settled: list[list[Consumer]] = [[] for _ in self.layers]
         # ext key -> (packet, its codec_parts): see codec_parts.
         self._codec_memo: dict[tuple[bytes | None, int], tuple[bytes, tuple[bytes, bytes | None, bytes]]] = {}
+        self._codec_body_memo: dict[tuple[bytes | None, int], tuple[bytes, tuple[bytes, int, bytes]]] = {}
 
     # ------------------------------------------------------------------ first sight
 
@@ -234,6 +236,9 @@ class SimulcastProducer(Producer):
                 if other != index and settled and now - arrivals[other] >= STALL_AFTER:
                     for consumer in settled:
                         consumer.forward_info(packet, info)  # type: ignore[attr-defined]
+        flush = self.flush_sends  # the native path's copies leave now (sfu.transport.native)
+        if flush is not None:
+            flush()
 
     def codec_parts(self, packet: bytes, info: PacketInfo,
                     key: tuple[bytes | None, int]) -> tuple[bytes, bytes | None, bytes]:
@@ -254,6 +259,24 @@ class SimulcastProducer(Producer):
         else:
             cut = len(before) + 2  # where `after` starts, counted from byte 12
             parts = (before, after[: start - cut], after[end - cut :])
+        if len(memo) >= MAX_EXTENSION_LAYOUTS and key not in memo:
+            memo.clear()
+        memo[key] = (packet, parts)
+        return parts
+
+    def codec_body(self, packet: bytes, info: PacketInfo, key: tuple[bytes | None, int]) -> tuple[bytes, int, bytes]:
+        """`codec_parts` as the native path takes them: (the bytes up to the codec bytes,
+        the transport-wide number's value left as two zero bytes; where that value is,
+        -1: none; the bytes after the codec bytes). Once per packet and key."""
+        memo = self._codec_body_memo
+        entry = memo.get(key)
+        if entry is not None and entry[0] is packet:
+            return entry[1]
+        before, between, tail = self.codec_parts(packet, info, key)
+        if between is None:
+            parts = (before, -1, tail)
+        else:
+            parts = (b"".join((before, b"\0\0", between)), len(before), tail)
         if len(memo) >= MAX_EXTENSION_LAYOUTS and key not in memo:
             memo.clear()
         memo[key] = (packet, parts)
@@ -430,6 +453,19 @@ class SimulcastConsumer(Consumer):
             if not verdict & FORWARD:
                 return
         out_seq = self.last_seq_out = munger.out_seq
+        sink = self.sink
+        if sink.native_to is not None:
+            # The native path (sfu.transport.native): the same copy, written in C.
+            if self.rewrites_extensions and info.head & 0x1000:
+                body, tcc_at, tail = self.producer.codec_body(packet, info, self.ext_key)  # type: ignore[attr-defined]
+            else:
+                body, tcc_at, tail = info.middle, -1, info.tail
+            codec = munger.out_codec
+            self.packets_sent += 1
+            self.octets_sent += len(body) + len(codec) + len(tail)
+            sink.send_rewritten(info.head | self.payload_type, out_seq, munger.out_ts, self.ssrc, body, tcc_at,
+                                codec, tail)
+            return
         header = _HEADER.pack(info.head | self.payload_type, out_seq, munger.out_ts, self.ssrc)
         if self.rewrites_extensions and info.head & 0x1000:
             out = self._with_extensions(packet, info, header, munger.out_codec)

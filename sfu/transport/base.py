@@ -30,6 +30,7 @@ from sfu.engine.stats import Counters
 
 if TYPE_CHECKING:
     from sfu.engine.router import Router
+    from sfu.transport.native import NativeSender
     from sfu.wire.sdp import Codec
 
 
@@ -53,6 +54,8 @@ class Transport:
         "connected",
         "closed",
         "quality",
+        "native",
+        "native_to",
     )
 
     KIND: ClassVar[str] = ""  # "WebRTC", "plain", "direct": what requests call it
@@ -79,6 +82,11 @@ class Transport:
         # How good the path to the peer is (WebRTC transports: sfu.engine.quality); None:
         # not judged (plain and direct transports are the server's own).
         self.quality: LinkQuality | None = None
+        # The native forwarding path (sfu.transport.native), when the worker uses it, and
+        # where this transport sends through it now (a route: socket, address, SRTP
+        # context), or None (the Python path: not connected, ICE-TCP, no native module).
+        self.native: NativeSender | None = None
+        self.native_to: object | None = None
 
     # ------------------------------------------------------------------ the wire
 
@@ -86,6 +94,18 @@ class Transport:
         raise NotImplementedError
 
     def send_rtcp(self, packet: bytes) -> None:
+        raise NotImplementedError
+
+    def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
+        """Send a copy the native module writes: the consumer's header, then body (a
+        transport-wide number at tcc_at, -1: none). Only called while `native_to` is
+        set; a transport that sets it overrides this and send_rewritten."""
+        raise NotImplementedError
+
+    def send_rewritten(
+        self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
+    ) -> None:
+        """send_header with a simulcast consumer's own codec bytes, then the tail."""
         raise NotImplementedError
 
     def next_transport_sequence(self) -> int:
@@ -133,6 +153,8 @@ class Transport:
         self.producers_by_mid[producer.params.mid] = producer
         for ssrc in producer.ssrcs():
             self.producers_by_ssrc[ssrc] = producer
+        if self.native is not None:
+            producer.flush_sends = self.native.flush
 
     def consume(
         self,

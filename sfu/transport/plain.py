@@ -37,11 +37,13 @@ from sfu.engine.consumer import Consumer
 from sfu.engine.producer import Producer
 from sfu.engine.stats import Counters
 from sfu.transport.base import Transport
+from sfu.transport.native import sockaddr, srtp_context
 from sfu.transport.sending import Address, DatagramEndpoint
 from sfu.transport.srtp import FastSrtp
 
 if TYPE_CHECKING:
     from sfu.engine.router import Router
+    from sfu.transport.native import NativeSender
     from sfu.wire.sdp import Codec
 
 SRTP_CRYPTO_SUITE = "AES_CM_128_HMAC_SHA1_80"
@@ -119,7 +121,12 @@ class PlainTransport(Transport, DatagramEndpoint):
     def local_key_base64(self) -> str | None:
         return base64.b64encode(self.local_key).decode("ascii") if self.local_key else None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._route_natively()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.native_to = None
         self._close_send_socket()
 
     def connect(self, remote: Address | None, remote_key_base64: str | None) -> None:
@@ -134,6 +141,7 @@ class PlainTransport(Transport, DatagramEndpoint):
 
     def _set_remote(self, remote: Address) -> None:
         self.remote = remote
+        self._route_natively()
         # Whatever was forwarded before went nowhere: start each stream afresh.
         for consumer in self.consumers.values():
             if consumer.active:
@@ -156,6 +164,9 @@ class PlainTransport(Transport, DatagramEndpoint):
         if size < 12 or not 127 < data[0] < 192:
             counters.drop("unknown_packet" if size < 2 or not 127 < data[0] < 192 else "malformed_rtp")
             return
+        native = self.native
+        if native is not None:
+            native.held += 1  # what this datagram makes us send leaves in one flush
         try:
             if 191 < data[1] < 224:  # RFC 5761 §4: RTCP packet types 192..223
                 self._on_rtcp_datagram(data, addr)
@@ -165,6 +176,11 @@ class PlainTransport(Transport, DatagramEndpoint):
             counters.drop("malformed_rtp")
         except Exception:  # never let one datagram take the worker down
             counters.drop("internal_error")
+        finally:
+            if native is not None:
+                native.held -= 1
+                if not native.held:
+                    native.flush()
 
     def _on_rtp(self, data: bytes, addr: Address) -> None:
         ssrc = _SSRC.unpack_from(data, 8)[0]  # in the clear under SRTP too (RFC 3711 §3.1)
@@ -206,6 +222,13 @@ class PlainTransport(Transport, DatagramEndpoint):
             self._set_remote(addr)
 
     def send_rtp(self, packet: bytes) -> None:
+        route = self.native_to
+        if route is not None:
+            size = self.native.send(route, packet)  # type: ignore[union-attr]
+            counters = self.counters
+            counters.packets_sent += 1
+            counters.bytes_sent += size
+            return
         remote = self.remote
         if remote is None or self.udp is None:
             return
@@ -227,6 +250,46 @@ class PlainTransport(Transport, DatagramEndpoint):
             except OSError:
                 return  # what the transport does too: report to error_received, which ignores it
         self.udp.sendto(packet, remote)
+
+    def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
+        """The native path's send_rtp for a copy it writes itself (sfu.transport.native),
+        queued and counted inline (once per copy)."""
+        native: NativeSender = self.native  # type: ignore[assignment]
+        size = native.header(native.batch, self.native_to, first, seq, ts, ssrc, body, len(body), tcc_at, 0)
+        if size < 0:
+            size = native.settle(size, native.header, (self.native_to, first, seq, ts, ssrc, body, len(body), tcc_at, 0))
+        if not native.held:
+            native.flush()
+        counters = self.counters
+        counters.packets_sent += 1
+        counters.bytes_sent += size
+
+    def send_rewritten(
+        self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
+    ) -> None:
+        size = self.native.send_rewritten(  # type: ignore[union-attr]
+            self.native_to, first, seq, ts, ssrc, body, tcc_at, 0, codec, tail
+        )
+        counters = self.counters
+        counters.packets_sent += 1
+        counters.bytes_sent += size
+
+    def use_native(self, native: NativeSender | None) -> None:
+        self.native = native
+        self._route_natively()
+
+    def _route_natively(self) -> None:
+        """Where the native path sends for it: its own socket to the remote, once known."""
+        self.native_to = None
+        native = self.native
+        if native is None or self.remote is None:
+            return
+        address = sockaddr(self.remote)
+        fd = self.send_fileno()
+        if address is None or fd < 0:
+            return
+        native.endpoints[fd] = self.udp  # type: ignore[assignment]
+        self.native_to = native.route(fd, address, 0 if self.tx is None else srtp_context(self.tx.session))
 
     def send_rtcp(self, packet: bytes) -> None:
         remote = self.remote
@@ -283,6 +346,7 @@ class PlainTransport(Transport, DatagramEndpoint):
         pass  # ICMP port unreachable: the receiver is not there (yet); nothing to do per packet
 
     async def _release(self) -> None:
+        self.native_to = None  # before its SRTP session goes: the route holds its address
         self._close_send_socket()
         if self.udp is not None:
             self.udp.close()

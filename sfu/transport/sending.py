@@ -53,6 +53,11 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
             except OSError:
                 self._send_socket = None  # the transport's sendto still works
 
+    def send_fileno(self) -> int:
+        """The descriptor sends go through (the native path's sendmmsg); -1: none."""
+        send_socket = self._send_socket
+        return -1 if send_socket is None or self.udp is None else send_socket.fileno()
+
     def _close_send_socket(self) -> None:
         send_socket = self._send_socket
         if send_socket is not None:

@@ -20,6 +20,7 @@ from sfu.transport.sending import Address, DatagramEndpoint
 from sfu.transport.tcp import IceTcpConnection, TcpAddress, is_tcp_address
 
 if TYPE_CHECKING:
+    from sfu.transport.native import NativeSender
     from sfu.transport.webrtc import WebRtcTransport
 
 
@@ -35,6 +36,25 @@ class MediaSocket(DatagramEndpoint):
         # The same socket through a duplicated descriptor, for sending (sending.py): the
         # inherited `sendto` is what every forwarded packet goes through.
         self._send_socket: socket.socket | None = None
+        # The native forwarding path (sfu.transport.native), given by the worker; with it,
+        # what one datagram makes us send leaves in one flush at its end.
+        self.native: NativeSender | None = None
+
+    def use_native(self, native: NativeSender | None) -> None:
+        self.native = native
+        if native is not None:
+            self.datagram_received = self._received_holding  # type: ignore[method-assign]
+
+    def _received_holding(self, data: bytes, addr: Address) -> None:
+        native = self.native
+        assert native is not None
+        native.held += 1
+        try:
+            MediaSocket.datagram_received(self, data, addr)
+        finally:
+            native.held -= 1
+            if not native.held:
+                native.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._close_send_socket()

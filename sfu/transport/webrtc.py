@@ -45,6 +45,7 @@ from sfu.engine.twcc import TransportCcRecorder
 from sfu.transport.base import Transport
 from sfu.transport.dtls import DtlsSession, certificate_fingerprint
 from sfu.transport.ice import CONSENT_TIMEOUT_S, PROBE, SELECT, IcePath, new_tiebreaker
+from sfu.transport.native import NativeSender, sockaddr, srtp_context
 from sfu.transport.srtp import FastSrtp
 from sfu.wire import dtls as dtls_records
 from sfu.wire import rtp
@@ -199,6 +200,7 @@ class WebRtcTransport(Transport):
         self.playback: Playback | None = None
         self.quality = LinkQuality(clock)  # its peer's reports and our reception (sfu.engine.quality)
         self.dtls = DtlsSession(certificate, self._send_dtls, self._on_dtls_connected, self._on_dtls_down)
+        self.native = socket.native
         socket.ice.register(self)  # undone in _release (MediaSocket.unbind_peer)
 
     # ------------------------------------------------------------------ ICE / DTLS
@@ -236,6 +238,7 @@ class WebRtcTransport(Transport):
         self.path.select(addr, now)
         self.addr = addr
         self.sender = sender
+        self._route_natively()
         self._maybe_start_dtls()
 
     def on_path_closed(self, addr: Address) -> None:
@@ -245,6 +248,7 @@ class WebRtcTransport(Transport):
             self.path.lose(addr)
             self.addr = None
             self.sender = self.socket
+            self.native_to = None
 
     def check_consent(self) -> None:
         """RFC 7675 §5.1: no authenticated check from the selected address for
@@ -254,6 +258,7 @@ class WebRtcTransport(Transport):
             self.socket.release_peer(self, self.addr)
             self.addr = None
             self.sender = self.socket
+            self.native_to = None
             # News, not an end: a participant's checks from a new address select it again
             # (no "connected" follows); a WHEP viewer, which has no socket to us, ends here.
             self.on_state(self, "disconnected")
@@ -294,6 +299,7 @@ class WebRtcTransport(Transport):
         self.rx = FastSrtp(rx)  # type: ignore[arg-type]
         self.tx = FastSrtp(tx)  # type: ignore[arg-type]
         self.connected = True
+        self._route_natively()
         self.on_state(self, "connected")
         for consumer in self.consumer_slots:
             if consumer.active:
@@ -301,6 +307,7 @@ class WebRtcTransport(Transport):
 
     def _on_dtls_down(self, state: str) -> None:
         self.rx = self.tx = None
+        self.native_to = None
         self.connected = False
         if not self.closed:
             self.on_state(self, state)
@@ -342,6 +349,10 @@ class WebRtcTransport(Transport):
         producer.on_rtp(plain, ssrc)
 
     def send_rtp(self, packet: bytes) -> None:
+        route = self.native_to
+        if route is not None:
+            self._sent_natively(self.native.send(route, packet))  # type: ignore[union-attr]
+            return
         tx = self.tx
         addr = self.addr
         if tx is None or addr is None:
@@ -353,6 +364,62 @@ class WebRtcTransport(Transport):
         if seq >= 0:
             self.pending_tcc = -1
             self.log_sent(seq, len(protected), monotonic_ns() // 1000)
+
+    def send_header(self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int) -> None:
+        """The native path's send_rtp for a copy it writes itself (sfu.transport.native):
+        numbered (transport-wide), queued, counted and logged as send_rtp does, inline
+        (once per copy: each call layer is paid by every forwarded packet)."""
+        native: NativeSender = self.native  # type: ignore[assignment]
+        tcc = -1
+        if tcc_at >= 0:
+            self.tcc_seq = tcc = (self.tcc_seq + 1) & 0xFFFF
+        size = native.header(native.batch, self.native_to, first, seq, ts, ssrc, body, len(body), tcc_at, tcc & 0xFFFF)
+        if size < 0:
+            args = (self.native_to, first, seq, ts, ssrc, body, len(body), tcc_at, tcc & 0xFFFF)
+            size = native.settle(size, native.header, args)
+        if not native.held:
+            native.flush()
+        counters = self.socket.counters
+        counters.packets_sent += 1
+        counters.bytes_sent += size
+        if tcc >= 0:
+            self.log_sent(tcc, size, monotonic_ns() // 1000)
+
+    def send_rewritten(
+        self, first: int, seq: int, ts: int, ssrc: int, body: bytes, tcc_at: int, codec: bytes, tail: bytes
+    ) -> None:
+        """send_header with a simulcast consumer's codec bytes and the tail."""
+        tcc = self.next_transport_sequence() if tcc_at >= 0 else 0
+        size = self.native.send_rewritten(  # type: ignore[union-attr]
+            self.native_to, first, seq, ts, ssrc, body, tcc_at, tcc, codec, tail
+        )
+        self._sent_natively(size)
+
+    def _sent_natively(self, size: int) -> None:
+        """What MediaSocket.sendto and send_rtp count and log, for a copy the native
+        module queued (`size`: its length after SRTP)."""
+        counters = self.socket.counters
+        counters.packets_sent += 1
+        counters.bytes_sent += size
+        seq = self.pending_tcc
+        if seq >= 0:
+            self.pending_tcc = -1
+            self.log_sent(seq, size, monotonic_ns() // 1000)
+
+    def _route_natively(self) -> None:
+        """Where the native path sends for this transport, recomputed whenever the
+        selected address, its sender or the SRTP session change: only over UDP, once
+        DTLS-SRTP is up."""
+        self.native_to = None
+        native = self.native
+        if native is None or self.tx is None or self.addr is None or self.sender is not self.socket:
+            return
+        address = sockaddr(self.addr)
+        fd = self.socket.send_fileno()
+        if address is None or fd < 0:
+            return
+        native.endpoints[fd] = self.socket.udp  # type: ignore[assignment]
+        self.native_to = native.route(fd, address, srtp_context(self.tx.session))
 
     def send_rtcp(self, packet: bytes) -> None:
         tx = self.tx
@@ -535,3 +602,4 @@ class WebRtcTransport(Transport):
         self.socket.unbind_peer(self)
         await self.dtls.close()
         self.rx = self.tx = None
+        self.native_to = None

@@ -47,3 +47,16 @@ def test_checked_values():
         with pytest.raises(ConfigError) as caught:
             load_config(env={variable: value})
         assert variable in str(caught.value) and where in str(caught.value)
+
+
+def test_the_forwarding_path_setting_reads_yaml_on_and_off_as_words(tmp_path):
+    """sfu.native: YAML 1.1 makes a bare on / off a boolean; the setting takes it as meant."""
+    path = tmp_path / "conclave.yaml"
+    for written, meant in (("on", "on"), ("off", "off"), ("auto", "auto"), ("yes", "on"), ("OFF", "off")):
+        path.write_text(f"sfu:\n  native: {written}\n")
+        assert load_config(path, env={}).sfu.native == meant
+    assert load_config(None, env={}).sfu.native == "auto"
+    assert load_config(None, env={"CONCLAVE_SFU__NATIVE": "off"}).sfu.native == "off"
+    path.write_text("sfu:\n  native: fast\n")
+    with pytest.raises(ConfigError, match="sfu.native: must be auto, on or off, got 'fast'"):
+        load_config(path, env={})

@@ -33,6 +33,8 @@ class FakeClock:
 
 
 class Sink:
+    native_to = None  # the Python path (sfu.transport.native)
+
     def __init__(self) -> None:
         self.rtcp_ssrc = 0xCAFE
         self.connected = True

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.plainrtp import hotpath, janus
+from tests.support.native import native_sender
 from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.process
@@ -61,6 +62,16 @@ def test_bare_relay_and_our_worker_forward_and_the_report_is_produced(tmp_path):
     assert report["machine"]["python"] and report["command"].startswith("python -m bench.plainrtp")
 
 
+def test_the_c_relay_and_both_forwarding_paths_forward(tmp_path):
+    """The kernel's floor (bench/plainrtp/crelay.c) and our worker on each path
+    (sfu.native on: "ours+srtp"; off: "ours+srtp-python") in one run."""
+    native_sender()  # built in place if this checkout was not pip-installed
+    report, text = run_bench(tmp_path, "--only", "c-relay,ours+srtp-python,ours+srtp")
+    for name in ("c-relay", "ours+srtp-python", "ours+srtp"):
+        assert_flowed(report, name)
+        assert f"| {name} |" in text
+
+
 def test_the_simulcast_contender_forwards_each_subscriber_its_layer_with_feedback(tmp_path):
     report, text = run_bench(tmp_path, "--only", "ours+srtp-simulcast")
     assert_flowed(report, "ours+srtp-simulcast")
@@ -85,7 +96,9 @@ def test_janus_forwards_the_same_workload(tmp_path):
 
 
 def test_the_hot_path_breakdown_runs():
+    native_sender()
     result = hotpath.measure(packets=200, fanout=4)
     assert result["floors"]["protect_us"] > 0
     assert result["engine"]["srtp"]["sent"] > 0
     assert "SFU logic" in hotpath.render(result)
+    assert result["engine"]["native"]["srtp"]["sent"] > 0 and result["engine"]["webrtc_native_us"] > 0

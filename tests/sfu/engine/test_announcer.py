@@ -35,6 +35,8 @@ T0 = 1000.0
 class Sink:
     """A subscriber transport reduced to what it was asked to send."""
 
+    native_to = None  # the Python path (sfu.transport.native)
+
     def __init__(self) -> None:
         self.rtcp_ssrc = 0xCAFE
         self.connected = True

@@ -27,6 +27,8 @@ VP8_KEY = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A]) + b"k" * 40
 
 
 class Sink:
+    native_to = None  # the Python path (sfu.transport.native)
+
     def __init__(self) -> None:
         self.rtcp_ssrc = 0xCAFE
         self.connected = True
