@@ -46,8 +46,11 @@ def both_at_once(pcm: np.ndarray) -> float:
     return float(min(lowest))
 
 
-async def test_a_player_hears_two_voices_at_once_and_falls_back_while_the_recorder_restarts(conclave_server, chromium):
-    server = conclave_server
+async def test_a_player_hears_two_voices_at_once_and_falls_back_while_the_recorder_restarts(conclave_server_factory,
+                                                                                            chromium):
+    # The restarted recorder mixes again ~1 s after its restart: a backoff of a few seconds
+    # keeps the fallback long enough for the player's level meter to hear it.
+    server = await conclave_server_factory(sfu={"restart_backoff_s": 4.0})
     meeting = await server.create_meeting()
     host = server.bot(meeting, "Hana", token=meeting["host_token"], width=640, height=360, tone_hz=440.0)
     guest = server.bot(meeting, "Gus", tone_hz=1000.0)
