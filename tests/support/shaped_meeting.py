@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -421,3 +422,18 @@ async def sample_bandwidth(server, seconds: float, every: float = 1.0) -> list[d
         samples.append(sample)
         await asyncio.sleep(every)
     return samples
+
+
+# Fixtures of the shaped-link tests (import them into the test module).
+
+
+@pytest.fixture(scope="session")
+def source_video(tmp_path_factory):
+    """The publisher's fake camera: one rendered clip for the whole run."""
+    return make_source_video(tmp_path_factory.mktemp("shaped-source"))
+
+
+@pytest.fixture
+async def stage(tmp_path, source_video):
+    async with Stage(tmp_path, source_video) as made:
+        yield made

@@ -16,27 +16,14 @@ import yaml
 from control.cli import backup as backup_cli
 from control.store.schema import BASELINE, SCHEMA_VERSION
 from control.store.sqlite import SqliteStore
-from control.store.sqlite_legacy import LEGACY_MIGRATIONS
+from tests.support.stores import write_legacy_sqlite
 
 pytestmark = pytest.mark.unit
 
 
-def write_legacy_database(path: str) -> None:
-    """A file as the last release before Alembic left it: the hand-rolled migrations 1-7
-    recorded in `schema_version`, and a customer."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, statements in enumerate(LEGACY_MIGRATIONS, start=1):
-        for statement in statements:
-            db.execute(statement)
-        db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-    db.execute("INSERT INTO customer (id, name, api_key_hash, created_at) VALUES ('c1', 'Kept Inc', ?, 1)", ("h" * 64,))
-    db.close()
-
-
 async def test_an_older_schema_is_backed_up_then_migrated_and_its_data_served(tmp_path):
     path = str(tmp_path / "conclave.db")
-    write_legacy_database(path)
+    write_legacy_sqlite(path, customer=True)
     assert backup_cli.schema_version_of(path) == BASELINE == 7
 
     store = SqliteStore(path)

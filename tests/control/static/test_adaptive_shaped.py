@@ -22,13 +22,13 @@ import pytest
 
 from tests.support import browser
 from tests.support.shaped_link import unavailable_reason
-from tests.support.shaped_meeting import (
-    Stage,
-    make_source_video,
+from tests.support.shaped_meeting import (  # noqa: F401  (fixtures: source_video, stage)
     page_now,
     sample_bandwidth,
     samples,
     set_tile,
+    source_video,
+    stage,
     start_sampler,
     tile_quality,
     video_stats,
@@ -47,17 +47,6 @@ SHAPED_KBIT = 350
 LOW_LAYER_MAX_WIDTH = 340  # 320x180, whatever rounding the encoder does
 TOP_WIDTH = 1280
 FLOWING_FRAMES = 5  # in one second, of 15
-
-
-@pytest.fixture(scope="session")
-def source_video(tmp_path_factory):
-    return make_source_video(tmp_path_factory.mktemp("shaped-source"))
-
-
-@pytest.fixture
-async def stage(tmp_path, source_video):
-    async with Stage(tmp_path, source_video) as made:
-        yield made
 
 
 class Checks:

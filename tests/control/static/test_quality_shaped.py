@@ -23,7 +23,7 @@ import pytest
 
 from tests.support import browser
 from tests.support.shaped_link import unavailable_reason
-from tests.support.shaped_meeting import Stage, make_source_video, set_tile
+from tests.support.shaped_meeting import set_tile, source_video, stage  # noqa: F401  (fixtures)
 
 pytestmark = [
     pytest.mark.browser,
@@ -36,17 +36,6 @@ FINE = ("good", "excellent")
 SETTLE_TIMEOUT_S = 30.0
 POOR_WITHIN_S = 20.0
 RECOVER_WITHIN_S = 60.0
-
-
-@pytest.fixture(scope="session")
-def source_video(tmp_path_factory):
-    return make_source_video(tmp_path_factory.mktemp("quality-source"))
-
-
-@pytest.fixture
-async def stage(tmp_path, source_video):
-    async with Stage(tmp_path, source_video) as made:
-        yield made
 
 
 async def shown_level(page, pid: str, own: bool) -> dict:

@@ -18,6 +18,7 @@ from control.store import schema
 from control.store.postgres import PostgresStore
 from control.store.sqlite import SqliteStore
 from control.store.sqlite_legacy import LEGACY_MIGRATIONS
+from tests.support.stores import write_legacy_sqlite
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -74,7 +75,7 @@ async def test_a_new_file_gets_what_running_the_revisions_online_gives(tmp_path)
 
 async def test_a_file_of_the_hand_rolled_migrations_ends_with_the_schema_of_a_new_one(tmp_path):
     old = tmp_path / "old.db"
-    write_legacy_file(old)
+    write_legacy_sqlite(str(old))
     for path in (old, tmp_path / "new.db"):
         store = SqliteStore(str(path))
         await store.open()
@@ -86,14 +87,6 @@ async def test_a_file_of_the_hand_rolled_migrations_ends_with_the_schema_of_a_ne
         assert upgraded[table] == new[table], table
 
 
-def write_legacy_file(path: Path) -> None:
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, statements in enumerate(LEGACY_MIGRATIONS, start=1):
-        for statement in statements:
-            db.execute(statement)
-        db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-    db.close()
 
 
 async def test_stores_opening_at_once_on_several_threads_each_get_their_own_schema(tmp_path):
@@ -102,7 +95,7 @@ async def test_stores_opening_at_once_on_several_threads_each_get_their_own_sche
     schema.new_database_script.cache_clear()
     old = [tmp_path / f"old{i}.db" for i in range(3)]
     for path in old:
-        write_legacy_file(path)
+        write_legacy_sqlite(str(path))
     stores = [SqliteStore(str(path)) for path in [*old, *(tmp_path / f"new{i}.db" for i in range(3))]]
     await asyncio.gather(*(store.open() for store in stores))
     try:
