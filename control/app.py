@@ -349,7 +349,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     SessionRoutes(
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, attendance=s.attendance,
         moderation=s.moderation, lifecycle=s.lifecycle, limits=s.limits, urls=urls, settings=s.cfg.auth,
-        max_waiting=s.cfg.signaling.max_waiting_per_meeting, rate_limited=s.metrics.rate_limited,
+        max_waiting=s.cfg.signaling.max_waiting_per_meeting, rate_limited=s.metrics.rate_limited, quality=s.quality,
     ).register(router)  # fmt: skip
     allowed = s.cfg.outbound.allowed_networks
     RecordingRoutes(

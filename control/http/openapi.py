@@ -415,6 +415,21 @@ PARTICIPANT = _obj(
         "joined_at": {"type": "number"},
         "muted": _obj({"microphone": {"type": "boolean"}, "camera": {"type": "boolean"}}, [], closed=False),
         "muted_by_host": {"type": "array", "items": {"type": "string"}},
+        # docs/signaling.md, "Connection quality": the last measures (admitted ones, once measured).
+        "connection_quality": _obj(
+            {
+                "quality": {"enum": ["excellent", "good", "poor", None]},
+                "score": {"type": "number"},
+                "freeze_ratio": {"type": "number"},
+                **{direction: _obj({
+                    "loss_ratio": {"type": "number"},
+                    "jitter_ms": {"type": "number"},
+                    "rtt_ms": {"type": ["number", "null"]},
+                    "bandwidth_bps": {"type": ["integer", "null"]},
+                }, ["loss_ratio", "jitter_ms", "rtt_ms", "bandwidth_bps"]) for direction in ("publish", "subscribe")},
+            },
+            ["quality", "score", "freeze_ratio"],
+        ),
     },
     ["participant_id", "name", "role", "state", "connected", "joined_at"],
 )

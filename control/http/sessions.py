@@ -39,6 +39,7 @@ from control.http.rest import json_body
 from control.http.urls import PublicUrls
 from control.meeting import admission, numbers
 from control.meeting.attendance import Attendance
+from control.meeting.call_quality import CallQuality
 from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
@@ -95,8 +96,10 @@ class SessionRoutes:
         settings: AuthConfig,
         max_waiting: int,
         rate_limited: LabeledCounter,
+        quality: CallQuality | None = None,
     ) -> None:
         self._store = store
+        self._quality = quality  # each admitted participant's measured connection, for the host
         self._auth = auth
         self._tokens = tokens
         self._registry = registry
@@ -185,9 +188,16 @@ class SessionRoutes:
                 "meeting_number": numbers.display(record.meeting_number),
                 "status": "live" if session else "waiting_for_host",
                 "waiting": [participant_json(p, meeting) for p in people if p.state == "waiting"],
-                "admitted": [participant_json(p, meeting) for p in people if p.state == "admitted"],
+                "admitted": [self._with_quality(participant_json(p, meeting), record.id) for p in people
+                             if p.state == "admitted"],  # fmt: skip
             }
         )
+
+    def _with_quality(self, body: dict[str, Any], meeting_id: str) -> dict[str, Any]:
+        details = self._quality.details(meeting_id, body["participant_id"]) if self._quality is not None else None
+        if details is not None:
+            body["connection_quality"] = details
+        return body
 
     def _participant_action(self, action: str) -> Any:
         async def handler(request: web.Request) -> web.Response:

@@ -62,6 +62,19 @@ class CallQuality(ConferenceListener):
         people = self._meetings.get(meeting.meeting_id, {})
         return [_entry(pid, state) for pid, state in people.items() if state.level is not None]
 
+    def details(self, meeting_id: str, participant_id: str) -> dict[str, Any] | None:
+        """One participant's measures, for the host (REST): level, score, the share of time
+        their video froze, and per direction the last window's loss, jitter, round trip and
+        (subscribe) bandwidth estimate; None before anything was measured."""
+        state = self._meetings.get(meeting_id, {}).get(participant_id)
+        if state is None:
+            return None
+        body: dict[str, Any] = {"quality": state.level, "score": round(state.score, 2),
+                                "freeze_ratio": round(state.freeze_ratio, 4)}  # fmt: skip
+        for direction, window in state.links.items():
+            body[direction] = window.summary()
+        return body
+
     # ------------------------------------------------------------------ worker news
 
     def worker_notification(self, index: int, generation: int, entity_id: str, message: Message) -> None:
@@ -72,7 +85,8 @@ class CallQuality(ConferenceListener):
             return  # a WHEP viewer's, an ingest's, or gone meanwhile
         meeting, participant = found
         now = self._clock.time()
-        window = LinkWindow.bounded(message.loss_ratio, message.jitter_s, message.rtt_s, now, message.video_delivered)
+        window = LinkWindow.bounded(message.loss_ratio, message.jitter_s, message.rtt_s, now, message.video_delivered,
+                                    message.estimate_bps)  # fmt: skip
         self.windows += 1
         self.loss_ratio[message.direction].observe(window.loss_ratio)
         if window.rtt_s >= 0:

@@ -55,6 +55,7 @@ FRESH_S = 12.0
 # pause's freeze comes within this of the pause's end.
 PAUSE_FREEZE_GRACE_S = 12.0
 MAX_RTT_S = 10.0
+MAX_ESTIMATE_BPS = 10_000_000_000.0  # more is a worker's bug, not a link
 MAX_JITTER_S = 10.0
 
 
@@ -121,11 +122,13 @@ class LinkWindow:
     rtt_s: float  # -1: not measured
     at: float
     delivered: float = -1.0  # share of the needed video bitrate sent; -1: none asked for
+    estimate_bps: float = 0.0  # the subscribe transport's bandwidth estimate; 0: none
 
     @classmethod
     def bounded(
-        cls, loss_ratio: float, jitter_s: float, rtt_s: float, at: float, delivered: float = -1.0
-    ) -> LinkWindow:
+        cls, loss_ratio: float, jitter_s: float, rtt_s: float, at: float, delivered: float = -1.0,
+        estimate_bps: float = 0.0,
+    ) -> LinkWindow:  # fmt: skip
         """What a worker said, held to sane ranges (NaN and infinities are unknown)."""
         return cls(
             loss_ratio=_clamp(loss_ratio, 0.0, 1.0, 0.0),
@@ -133,7 +136,17 @@ class LinkWindow:
             rtt_s=_clamp(rtt_s, 0.0, MAX_RTT_S, -1.0) if rtt_s >= 0 else -1.0,
             at=at,
             delivered=_clamp(delivered, 0.0, 1.0, -1.0) if delivered >= 0 else -1.0,
+            estimate_bps=_clamp(estimate_bps, 0.0, MAX_ESTIMATE_BPS, 0.0),
         )
+
+    def summary(self) -> dict[str, float | None]:
+        """For the host's participant list: milliseconds, a ratio, bits per second."""
+        return {
+            "loss_ratio": round(self.loss_ratio, 4),
+            "jitter_ms": round(self.jitter_s * 1000, 1),
+            "rtt_ms": round(self.rtt_s * 1000, 1) if self.rtt_s >= 0 else None,
+            "bandwidth_bps": int(self.estimate_bps) if self.estimate_bps > 0 else None,
+        }
 
 
 def _clamp(value: float, low: float, high: float, unknown: float) -> float:

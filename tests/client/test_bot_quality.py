@@ -62,6 +62,16 @@ async def test_two_bots_on_loopback_are_excellent_to_each_other(conclave_server)
         assert sample(scrape, 'conclave_rtt_seconds_bucket{le="0.1"}') == sample(scrape, "conclave_rtt_seconds_count")
         for direction in ("publish", "subscribe"):
             assert sample(scrape, f'conclave_loss_ratio_count{{direction="{direction}"}}') > 0
+        # The host's participant list carries each one's measures.
+        listed = await conclave_server.call("GET", f"/meetings/{meeting['number']}/participants",
+                                            token=conclave_server._host["token"])  # fmt: skip
+        measured = {p["participant_id"]: p.get("connection_quality") for p in listed["admitted"]}
+        for bot in (ann, bob):
+            details = measured[bot.participant_id]
+            assert details["quality"] == "excellent" and details["score"] > 4.0 and details["freeze_ratio"] == 0
+            assert details["publish"]["loss_ratio"] == 0 and details["subscribe"]["loss_ratio"] == 0
+            assert 0 <= details["subscribe"]["jitter_ms"] < 100
+        assert any(measured[bot.participant_id]["subscribe"]["rtt_ms"] is not None for bot in (ann, bob))
     finally:
         await ann.stop()
         await bob.stop()

@@ -154,3 +154,10 @@ def test_a_distribution_counts_cumulatively():
     for value in (0.05, 0.3, 2.0):
         distribution.observe(value)
     assert distribution.counts == [1, 2] and distribution.count == 3 and distribution.total == pytest.approx(2.35)
+
+
+def test_a_window_is_summarized_for_the_host_in_milliseconds_and_bits():
+    window = LinkWindow.bounded(0.0312, 0.0045, 0.0801, 10.0, 0.5, 1_234_567.8)
+    assert window.summary() == {"loss_ratio": 0.0312, "jitter_ms": 4.5, "rtt_ms": 80.1, "bandwidth_bps": 1_234_567}
+    unknown = LinkWindow.bounded(0.0, 0.0, -1.0, 10.0, -1.0, float("nan"))
+    assert unknown.summary() == {"loss_ratio": 0.0, "jitter_ms": 0.0, "rtt_ms": None, "bandwidth_bps": None}
