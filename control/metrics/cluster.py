@@ -11,6 +11,9 @@ from prometheus_client.registry import Collector
 
 from control.cluster.service import Cluster
 
+REDIS_UP = "conclave_cluster_redis_up"
+NODES = "conclave_cluster_nodes"
+
 
 class ClusterCollector(Collector):
     def __init__(self, cluster: Cluster) -> None:
@@ -18,10 +21,10 @@ class ClusterCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         cluster = self._cluster
-        yield GaugeMetricFamily("conclave_cluster_redis_up", "1 while this node's heartbeat reaches Redis",
+        yield GaugeMetricFamily(REDIS_UP, "1 while this node's heartbeat reaches Redis",
                                 value=1 if cluster.reachable else 0)  # fmt: skip
         living = cluster.registry.living
-        yield GaugeMetricFamily("conclave_cluster_nodes", "Nodes registered and alive, as of this node's last "
+        yield GaugeMetricFamily(NODES, "Nodes registered and alive, as of this node's last "
                                 "heartbeat", value=len(living))  # fmt: skip
         yield GaugeMetricFamily("conclave_cluster_nodes_draining", "Of those, nodes taking no new meetings",
                                 value=sum(1 for node in living.values() if node.draining))  # fmt: skip

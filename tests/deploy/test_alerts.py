@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from control.metrics import certificates
+from control.metrics import certificates, cluster
 from tests.support.turn import coturn_available, turn_test_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -59,5 +59,7 @@ async def test_every_metric_an_alert_reads_is_exported(conclave_server_factory):
     series = exported | {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}
     # The certificate metrics appear only with TLS configured; their collector's names.
     series |= {certificates.EXPIRY[0], certificates.ERRORS[0]}
+    # The cluster's appear only with cluster.redis_url (tests/control/cluster reads them).
+    series |= {cluster.REDIS_UP, cluster.NODES}
     used = {name for rule in alerts().values() for name in re.findall(r"\b(conclave_[a-z0-9_]+)", rule["expr"])}
     assert used and used <= series, sorted(used - series)
