@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -29,6 +29,7 @@ from control.cluster.load import LoadMeter, WorkerReading
 from control.cluster.placement import NodeLoad
 from control.cluster.service import Cluster, node_id_of
 from control.http import openapi, pages
+from control.http.cluster import ClusterRoutes
 from control.http.accounts import AccountRoutes
 from control.http.auth import Auth
 from control.http.health import Health, metrics_handler, metrics_listener
@@ -49,6 +50,7 @@ from control.meeting.attendance import Attendance
 from control.meeting.call_quality import CallQuality
 from control.meeting.chat import Chat
 from control.meeting.conference import Conference
+from control.meeting.drain import Drain
 from control.meeting.events import MeetingEvents
 from control.meeting.ingest import Ingests
 from control.meeting.lifecycle import Lifecycle
@@ -134,6 +136,7 @@ class Services:
     ingests: Ingests
     viewers: Viewers
     cluster: Cluster | None = None  # with cluster.redis_url only (issue 13)
+    drain: Drain | None = None  # with the cluster
 
 
 SERVICES = web.AppKey("conclave_services", Services)
@@ -206,7 +209,9 @@ def build_services(
     metrics = Metrics(registry, worker_supervisor)
     quality = CallQuality(registry=registry, clock=clock)
     metrics.watch_webhooks(lambda: webhooks.dropped, lambda: webhooks.attempts)
-    cluster = Cluster(cfg, node_load(cfg, registry, worker_supervisor, clock)) if cfg.cluster.redis_url else None
+    cluster = None
+    if cfg.cluster.redis_url:
+        cluster = Cluster(cfg, node_load(cfg, registry, worker_supervisor, clock, lambda: cluster.draining))
     signaling = SignalingEndpoint(
         settings=cfg.signaling, public_url=cfg.http.public_url, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
         recordings=recordings, metrics=metrics, quality=quality, cluster=cluster, registry=registry,
@@ -245,6 +250,7 @@ def build_services(
         viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks,
                         mixes=ViewerMixes(conference=conference, recorder=recorder, tasks=tasks)),  # fmt: skip
         cluster=cluster,
+        drain=Drain(cluster=cluster, registry=registry, conference=conference, clock=clock) if cluster else None,
     )
     _wire(services)
     return services
@@ -291,7 +297,8 @@ def _wire(s: Services) -> None:
         s.lifecycle.join_cluster(s.cluster.bus)
 
 
-def node_load(cfg: Config, registry: MeetingRegistry, supervisor: WorkerSupervisor, clock: Clock):
+def node_load(cfg: Config, registry: MeetingRegistry, supervisor: WorkerSupervisor, clock: Clock,
+              draining: Callable[[], bool]):  # fmt: skip
     """What this node's heartbeat publishes: its meetings, participants and workers' load."""
     meter = LoadMeter()
     node_id = node_id_of(cfg)
@@ -300,7 +307,7 @@ def node_load(cfg: Config, registry: MeetingRegistry, supervisor: WorkerSupervis
         meter.update(clock.time(), [WorkerReading(w.index, w.gauge("cpu_seconds"), w.counters().get("packets_sent", 0))
                                     for w in supervisor.workers if w.up])  # fmt: skip
         participants = sum(len(meeting.participants) for meeting in registry)
-        return NodeLoad(node_id, cfg.http.public_url, False, meter.cpu, participants, len(registry),
+        return NodeLoad(node_id, cfg.http.public_url, draining(), meter.cpu, participants, len(registry),
                         meter.packets_per_s)  # fmt: skip
 
     return load
@@ -368,6 +375,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     WhepRoutes(
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, viewers=s.viewers, clock=s.clock
     ).register(router)
+    ClusterRoutes(auth=auth, cluster=s.cluster, drain=s.drain).register(router)
     openapi.register(router)
     s.signaling.register(router)
     Health(s.workers, s.recorder, s.store, s.turn, s.cluster).register(router)

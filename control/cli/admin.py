@@ -146,6 +146,7 @@ def _show(record: dict[str, Any], fields: Sequence[str]) -> None:
 CUSTOMER_COLUMNS = ("id", "name", "status", "created_at")
 HOST_COLUMNS = ("id", "email", "name", "status", "customer_id")
 MEETING_COLUMNS = ("meeting_number", "title", "status", "host_id", "customer_id", "start_time")
+NODE_COLUMNS = ("node_id", "public_url", "draining", "cpu", "participants", "meetings", "packets_per_s")
 
 
 # ---------------------------------------------------------------------- commands
@@ -261,6 +262,19 @@ def meeting_remove_content(client: Client, args: argparse.Namespace) -> None:
               f" retried, or: POST /api/v1/storage-deletions/{pending['id']}/retry")  # fmt: skip
 
 
+def cluster_status(client: Client, args: argparse.Namespace) -> None:
+    status = client.call("GET", "/cluster")
+    print(table(status["nodes"], NODE_COLUMNS))
+    print(f"(as node {status['node_id']} sees them{'; it is draining' if status['draining'] else ''})")
+
+
+def drain(client: Client, args: argparse.Namespace) -> None:
+    result = client.call("POST", "/cluster/drain", {"timeout_s": args.timeout})
+    state = "draining" if result["started"] else "already draining"
+    print(f"node {result['node_id']} is {state}: no new meeting; its meetings move to other nodes "
+          f"when they end or after {args.timeout:g} s")  # fmt: skip
+
+
 # ---------------------------------------------------------------------- parsers
 
 
@@ -279,7 +293,7 @@ def _command(group: Any, name: str, help_text: str, handler: Any) -> argparse.Ar
 
 
 def add_commands(commands: Any) -> None:
-    """Add `customer`, `host` and `meeting` to the `conclave` sub-parsers."""
+    """Add `customer`, `host`, `meeting`, `cluster` and `drain` to the `conclave` sub-parsers."""
     customer = commands.add_parser("customer", help="manage customers (operator)").add_subparsers(
         title="customer commands", metavar="ACTION", required=True
     )
@@ -315,6 +329,14 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("--host", metavar="ID")
     _command(meeting, "end", "end a live meeting for everyone", meeting_end).add_argument("number")
     _command(meeting, "remove-content", "remove a meeting's chat, recordings and transcripts", meeting_remove_content).add_argument("number")
+
+    cluster = commands.add_parser("cluster", help="several nodes (operator)").add_subparsers(
+        title="cluster commands", metavar="ACTION", required=True
+    )
+    _command(cluster, "status", "list the living nodes and their load", cluster_status)
+    _command(commands, "drain", "drain the server: no new meeting; its meetings move to other nodes",
+             drain).add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                                 help="how long running meetings may go on here first (default 600)")  # fmt: skip
 
 
 def run_admin(args: argparse.Namespace) -> int:

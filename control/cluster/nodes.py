@@ -57,6 +57,14 @@ class NodeRegistry:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"cluster-heartbeat-{self.node_id}")
 
+    async def beat_soon(self) -> None:
+        """Write the registration now (a change others must see before the next beat, such
+        as draining); a Redis that does not answer leaves it to the heartbeat."""
+        try:
+            await self.beat()
+        except (RedisError, OSError) as exc:
+            log.warning("cluster: could not renew the registration now: %s", exc)
+
     async def stop(self, *, deregister: bool = True) -> None:
         """Stop the heartbeat; `deregister`: leave the registry now rather than at the TTL."""
         task, self._task = self._task, None

@@ -38,6 +38,7 @@ class Cluster:
                                      ttl_s=cfg.cluster.node_ttl_s)  # fmt: skip
         self.placements = Placements(self.redis)
         self.bus = ClusterBus(self.redis, self.node_id)
+        self.draining = False  # set by a drain: published by the heartbeat, honoured by placement
 
     @property
     def reachable(self) -> bool:

@@ -361,6 +361,14 @@ def _account_paths() -> dict[str, Schema]:
         "/auth/me": {"get": _operation("The signed-in host, their customer and limits", (200, _obj({
             "host": HOST_OUT, "customer": _obj({"id": ID, "name": {"type": "string"}}), "limits": _ref("Limits")})),
             tag="host")},
+        "/cluster": {"get": _operation(
+            "The living nodes of the cluster as this node sees them (operator; 409 not_clustered on a single node)",
+            (200, _obj({"node_id": {"type": "string"}, "draining": {"type": "boolean"},
+                        "nodes": {"type": "array", "items": NODE}})), tag="operator")},  # fmt: skip
+        "/cluster/drain": {"post": _operation(
+            "Drain this node: no new meeting; after timeout_s its meetings move to other nodes (operator)",
+            (202, _obj({"node_id": {"type": "string"}, "draining": {"type": "boolean"}, "started": {"type": "boolean"}})),
+            body=_obj({"timeout_s": {"type": "number", "minimum": 0, "maximum": 86400}}, []), tag="operator")},
         "/audit": {"get": _operation("Audit log, newest first (operator)", (200, _list_of("entries", "AuditEntry")),
                                      query=[_query("actor_kind", {"type": "string"}),
                                             _query("action", {"type": "string"}),
@@ -434,6 +442,12 @@ PARTICIPANT = _obj(
     ["participant_id", "name", "role", "state", "connected", "joined_at"],
 )
 DISPLAY_NUMBER = {"type": "string", "pattern": numbers.DISPLAY_PATTERN}
+# A node of the cluster (control.cluster.placement.NodeLoad).
+NODE = _obj({
+    "node_id": {"type": "string"}, "public_url": {"type": "string"}, "draining": {"type": "boolean"},
+    "cpu": {"type": "number"}, "participants": {"type": "integer"}, "meetings": {"type": "integer"},
+    "packets_per_s": {"type": "number"},
+})  # fmt: skip
 
 
 def _session_paths() -> dict[str, Schema]:

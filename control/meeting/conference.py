@@ -9,6 +9,7 @@ sends one more offer after the answer when something changed meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -646,6 +647,28 @@ class Conference:
                 return
             count = self._reset_locked(meeting, "media server restarted")
             log.warning("meeting %s: worker %d died; %d told to reconnect", meeting.meeting_id, index, count)
+
+    async def hand_over(self, meeting: LiveMeeting, reason: str) -> int:
+        """This node gives the meeting up (a drain; the meeting goes on elsewhere): everyone
+        is told to reconnect (admitted ones with a token to come back as themselves) and
+        lands on the node that holds it next; its router leaves this node's worker."""
+        meeting.ended = True  # no late join slips in here
+        async with meeting.lock:
+            placement = meeting.placement
+            count = self._reset_locked(meeting, reason)
+            for participant in list(meeting.waiting.values()):
+                self._take_out(meeting, participant, {"type": "reconnect", "reason": reason},
+                               (closecodes.SERVICE_RESTART, reason))  # fmt: skip
+                count += 1
+            if placement is not None and not self.stopping:
+                with contextlib.suppress(ChannelError):
+                    self._supervisor.handle_for(placement.worker_index, placement.generation).routers.discard(
+                        placement.router_id
+                    )
+                    await self._supervisor.request(
+                        placement.worker_index, placement.generation, api.RouterClose(router_id=placement.router_id)
+                    )
+        return count
 
     def _reset_locked(self, meeting: LiveMeeting, reason: str) -> int:
         """Forget the meeting's router; tell everyone in it to reconnect. Returns how many."""
