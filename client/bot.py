@@ -527,6 +527,9 @@ class Bot:
         log.info("bot %s: server asks to reconnect (%s)", self.name, msg.get("reason"))
         if msg.get("token"):
             self.token = msg["token"]  # to come back as ourselves
+        url = msg.get("url")
+        if isinstance(url, str) and url.startswith(("ws://", "wss://")):
+            self.ws_url = url  # a draining node sends us to the one that holds the meeting now
         self._reconnect_task = asyncio.create_task(self._reconnect(), name=f"reconnect-{self.name}")
 
     async def _follow_redirect(self, reply: Message, timeout: float) -> Message:

@@ -147,6 +147,17 @@ def integer(minimum: int, maximum: int | None = None) -> Rule:
 PORT = integer(0, 65535)
 
 
+def non_negative_number() -> Rule:
+    """A float >= 0 (an int is accepted and stored as float)."""
+
+    def refine(value: float) -> float:
+        if value < 0:
+            raise BadValue(f"expected a number >= 0, got {value!r}")
+        return value
+
+    return Rule(float, "a number >= 0", refine)
+
+
 def positive_number() -> Rule:
     """A float > 0 (an int is accepted and stored as float)."""
 
@@ -888,6 +899,16 @@ class ClusterConfig(_Section):
 
 
 @dataclass(frozen=True, slots=True)
+class ShutdownConfig(_Section):
+    SECTION: ClassVar[str] = "shutdown"
+
+    # Several nodes (cluster.redis_url): on SIGTERM the node drains first: no new meeting,
+    # its running ones go on for at most this many seconds, then move to other nodes
+    # (docs/cluster.md). 0: they move at once. A single node ends its meetings on stop.
+    drain_timeout_s: float = setting(0.0, non_negative_number())
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig(_Section):
     SECTION: ClassVar[str] = "metrics"
 
@@ -918,6 +939,7 @@ class Config(_Section):
     turn: TurnConfig = section(TurnConfig)
     metrics: MetricsConfig = section(MetricsConfig)
     cluster: ClusterConfig = section(ClusterConfig)
+    shutdown: ShutdownConfig = section(ShutdownConfig)
 
     def https_certificate(self) -> tuple[str, str] | None:
         """(certificate, key) paths of the server's HTTPS, None when it is plain HTTP. In

@@ -337,6 +337,7 @@ def create_app(
         app.cleanup_ctx.append(_run_cluster)
     if cfg.metrics.listen:
         app.cleanup_ctx.append(metrics_listener(services.metrics, cfg.metrics.listen, cfg.metrics.token))
+    app.on_shutdown.append(_drain_first)
     app.on_shutdown.append(_close_sockets)
     _mount_routes(app.router, services)
     return app
@@ -443,6 +444,15 @@ async def _run_cluster(app: web.Application) -> AsyncIterator[None]:
     await cluster.start()
     yield
     await cluster.stop()
+
+
+async def _drain_first(app: web.Application) -> None:
+    """Several nodes: a stopping node hands its meetings to the others (after
+    `shutdown.drain_timeout_s`) instead of ending them."""
+    services = app[SERVICES]
+    if services.drain is not None:
+        moved = await services.drain.run(services.cfg.shutdown.drain_timeout_s)
+        log.info("shutdown: %d meeting(s) handed to other nodes", moved)
 
 
 async def _close_sockets(app: web.Application) -> None:

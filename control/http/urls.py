@@ -51,6 +51,4 @@ class Route:
 
 def signaling_at(base_url: str, meeting: MeetingRecord) -> str:
     """The meeting's signaling WebSocket URL on the server at `base_url`."""
-    scheme, rest = base_url.rstrip("/").split("://", 1)
-    number = numbers.display(meeting.meeting_number)
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/api/v1/meetings/{number}/ws"
+    return numbers.signaling_url(base_url, meeting.meeting_number)

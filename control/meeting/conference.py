@@ -648,17 +648,18 @@ class Conference:
             count = self._reset_locked(meeting, "media server restarted")
             log.warning("meeting %s: worker %d died; %d told to reconnect", meeting.meeting_id, index, count)
 
-    async def hand_over(self, meeting: LiveMeeting, reason: str) -> int:
+    async def hand_over(self, meeting: LiveMeeting, reason: str, url: str | None) -> int:
         """This node gives the meeting up (a drain; the meeting goes on elsewhere): everyone
-        is told to reconnect (admitted ones with a token to come back as themselves) and
-        lands on the node that holds it next; its router leaves this node's worker."""
+        is told to reconnect (admitted ones with a token to come back as themselves), to
+        `url` (the socket on the node that holds it next) when there is one; its router
+        leaves this node's worker."""
         meeting.ended = True  # no late join slips in here
         async with meeting.lock:
             placement = meeting.placement
-            count = self._reset_locked(meeting, reason)
+            count = self._reset_locked(meeting, reason, url)
             for participant in list(meeting.waiting.values()):
-                self._take_out(meeting, participant, {"type": "reconnect", "reason": reason},
-                               (closecodes.SERVICE_RESTART, reason))  # fmt: skip
+                message = {"type": "reconnect", "reason": reason, **({"url": url} if url else {})}
+                self._take_out(meeting, participant, message, (closecodes.SERVICE_RESTART, reason))
                 count += 1
             if placement is not None and not self.stopping:
                 with contextlib.suppress(ChannelError):
@@ -670,8 +671,9 @@ class Conference:
                     )
         return count
 
-    def _reset_locked(self, meeting: LiveMeeting, reason: str) -> int:
-        """Forget the meeting's router; tell everyone in it to reconnect. Returns how many."""
+    def _reset_locked(self, meeting: LiveMeeting, reason: str, url: str | None = None) -> int:
+        """Forget the meeting's router; tell everyone in it to reconnect (to `url`, another
+        node's socket, when given). Returns how many."""
         had_router, meeting.placement = meeting.placement is not None, None
         meeting.server_tracks = {}
         meeting.active_speaker = None
@@ -680,6 +682,8 @@ class Conference:
         participants = list(meeting.participants.values())
         for participant in participants:
             message: dict[str, Any] = {"type": "reconnect", "reason": reason}
+            if url:
+                message["url"] = url
             token = self._reconnect_token(meeting, participant)
             if token:
                 message["token"] = token  # to come back as themselves, admitted

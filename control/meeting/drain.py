@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from redis.exceptions import RedisError
+
 from control.clock import Clock
-from control.cluster.service import Cluster
+from control.cluster.placement import NoNodeAvailable
+from control.cluster.service import Cluster, ClusterUnavailable
+from control.meeting import numbers
 from control.meeting.conference import Conference
-from control.meeting.model import MeetingRegistry
+from control.meeting.model import LiveMeeting, MeetingRegistry
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +56,27 @@ class Drain:
             await asyncio.sleep(POLL_S)
         count = 0
         for meeting in list(self._registry):
-            await self._cluster.placements.release(meeting.meeting_id, self._cluster.node_id)
-            told = await self._conference.hand_over(meeting, REASON)
+            url = await self._next_home(meeting)
+            told = await self._conference.hand_over(meeting, REASON, url)
             self._registry.discard(meeting)
             count += 1
             log.info("drain: meeting %s handed over (%d told to reconnect)", meeting.meeting_id, told)
         self.handed_over += count
         return count
+
+    async def _next_home(self, meeting: LiveMeeting) -> str | None:
+        """Release the meeting's placement here and place it on another node: its socket
+        URL there (told to everyone: this node may be about to stop), or None when no
+        node can take it now (they reconnect here and are redirected, or wait)."""
+        try:
+            await self._cluster.placements.release(meeting.meeting_id, self._cluster.node_id)
+            node = await self._cluster.host_of(meeting.meeting_id)
+        except (ClusterUnavailable, NoNodeAvailable, RedisError) as exc:
+            log.warning("drain: meeting %s has no other node now: %s", meeting.meeting_id, exc)
+            return None
+        if node.node_id == self._cluster.node_id:
+            return None
+        return numbers.signaling_url(node.public_url, meeting.number)
 
     async def wait(self) -> None:
         if self._task is not None:

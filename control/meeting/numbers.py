@@ -35,3 +35,9 @@ def parse(text: object) -> str | None:
 def display(digits: str) -> str:
     """12345678901 → 123-4567-8901."""
     return f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"
+
+
+def signaling_url(base_url: str, number: str) -> str:
+    """A meeting's signaling WebSocket URL on the server at `base_url` (http(s)://...)."""
+    scheme, rest = base_url.rstrip("/").split("://", 1)
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/api/v1/meetings/{display(number)}/ws"

@@ -528,6 +528,8 @@ export class MeetingSession extends EventTarget {
       case 'reconnect':
         // The server may hand over a fresh token for coming back as the same participant.
         if (typeof msg.token === 'string' && msg.token) this.setToken(msg.token);
+        // A draining node names the node that holds the meeting now.
+        if (typeof msg.url === 'string' && /^wss?:\/\//.test(msg.url)) this.wsUrl = msg.url;
         this.connectionLost(msg.reason || 'the media server restarted');
         return;
       case 'redirect':

@@ -190,7 +190,7 @@ def test_unknown_top_level_key_in_file(tmp_path):
     path = write(tmp_path, "htp:\n  port: 80\n")
     assert error_of(path) == (
         f"config file {path}: htp: unknown key "
-        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention, turn, metrics, cluster)"
+        "(known: data_dir, http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention, turn, metrics, cluster, shutdown)"
     )
 
 
@@ -321,7 +321,7 @@ def test_missing_file(tmp_path):
         (
             "CONCLAVE_HTPP__PORT",
             "CONCLAVE_HTPP__PORT: unknown section 'htpp' "
-            "(known: http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention, turn, metrics, cluster)",
+            "(known: http, sfu, media, signaling, auth, store, limits, outbound, logging, recorder, retention, turn, metrics, cluster, shutdown)",
         ),
         (
             "CONCLAVE_HTTP",
