@@ -13,6 +13,7 @@ import asyncio
 import pytest
 
 from sfu import api
+from sfu.engine import dynacast
 from tests.control.static.test_simulcast import chromium_15fps  # noqa: F401  (fixture)
 from tests.support import browser
 from tests.support.shaped_meeting import wait_top_encoding
@@ -63,6 +64,10 @@ async def test_the_publisher_pauses_the_encodings_nobody_wants_and_resumes_them(
     meeting = await server.create_meeting()
     publisher = await browser.open_meeting_page(chromium_15fps, server.base_url, meeting, "Pub")
     pid = await browser.participant_id(publisher)
+    # Alone, the publisher is told by the worker's own dynacast, once, after its hold, that
+    # nobody takes h or f. Let that happen first, then speak for the worker from here on.
+    await asyncio.sleep(dynacast.HOLD_S + 1.0)
+    tell_layers(server, meeting["meeting_id"], pid, ["q", "h", "f"])
     await wait_top_encoding(publisher)
     timings = {}
 
