@@ -47,9 +47,14 @@ class ClusterBus:
 
     async def publish(self, kind: str, **data: Any) -> int:
         """Send an event to the other nodes; how many nodes' subscriptions received it
-        (this one's included). Raises RedisError while Redis is away."""
+        (this one's included). While Redis is away: logged, 0 (the store holds the truth;
+        a node catches up from it)."""
         message = json.dumps({"kind": kind, "origin": self.node_id, "data": data}, separators=(",", ":"))
-        return await self._redis.publish(CHANNEL, message)
+        try:
+            return await self._redis.publish(CHANNEL, message)
+        except (RedisError, OSError) as exc:
+            log.warning("cluster: could not tell the other nodes of %s: %s", kind, exc)
+            return 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"cluster-bus-{self.node_id}")

@@ -70,6 +70,15 @@ class Cluster:
         except (RedisError, OSError) as exc:
             raise ClusterUnavailable("the cluster's Redis does not answer") from exc
 
+    async def place_elsewhere(self, meeting_id: str) -> NodeLoad:
+        """Give up this node's placement of the meeting and place it again (a drain: this
+        node is marked draining, so another one is chosen when any may take it)."""
+        try:
+            await self.placements.release(meeting_id, self.node_id)
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailable("the cluster's Redis does not answer") from exc
+        return await self.host_of(meeting_id)
+
     async def elsewhere(self, meeting_id: str) -> NodeLoad | None:
         """The other node that holds the meeting, or None when it is this one."""
         host = await self.host_of(meeting_id)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.exceptions import RedisError
-
 from control.clock import Clock
 from control.cluster.placement import NoNodeAvailable
 from control.cluster.service import Cluster, ClusterUnavailable
@@ -69,9 +67,8 @@ class Drain:
         URL there (told to everyone: this node may be about to stop), or None when no
         node can take it now (they reconnect here and are redirected, or wait)."""
         try:
-            await self._cluster.placements.release(meeting.meeting_id, self._cluster.node_id)
-            node = await self._cluster.host_of(meeting.meeting_id)
-        except (ClusterUnavailable, NoNodeAvailable, RedisError) as exc:
+            node = await self._cluster.place_elsewhere(meeting.meeting_id)
+        except (ClusterUnavailable, NoNodeAvailable) as exc:
             log.warning("drain: meeting %s has no other node now: %s", meeting.meeting_id, exc)
             return None
         if node.node_id == self._cluster.node_id:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
-
 from control.accounts.tokens import Tokens
 from control.clock import Clock
 from control.cluster.bus import ClusterBus
@@ -313,12 +311,8 @@ class Lifecycle:
     # ------------------------------------------------------------------ other nodes
 
     async def _tell_cluster(self, kind: str, **data: str) -> None:
-        if self._bus is None:
-            return
-        try:
+        if self._bus is not None:
             await self._bus.publish(kind, **data)
-        except (RedisError, OSError) as exc:  # the store holds the truth; a node catches up from it
-            log.warning("cluster: could not tell the other nodes of %s: %s", kind, exc)
 
     async def _cluster_event(self, kind: str, data: dict[str, Any]) -> None:
         """Another node ended a meeting or a host's sign-in: the same here, told to nobody."""
