@@ -90,5 +90,6 @@ class Cluster:
 
 
 def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL, lower-cased: what a browser sends as Origin."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()

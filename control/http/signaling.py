@@ -26,7 +26,6 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -34,7 +33,7 @@ from common import logs
 from config import SignalingConfig
 from control.accounts.tokens import JoinClaims, TokenError, Tokens
 from control.cluster.placement import NoNodeAvailable
-from control.cluster.service import Cluster, ClusterUnavailable
+from control.cluster.service import Cluster, ClusterUnavailable, origin_of
 from control.errors import ApiError, SignalingError
 from control.http.auth import client_address
 from control.http.limiter import client_key
@@ -375,11 +374,6 @@ class SignalingSession:
         self._ok(message)
 
 
-def _origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
 # Token problems as the client sees them.
 _TOKEN_ERRORS = {
     "invalid_token": "unauthorized",
@@ -419,7 +413,7 @@ class SignalingEndpoint:
         self.recordings = recordings
         self.metrics = metrics
         self.sessions: set[SignalingSession] = set()
-        self._public_origin = _origin_of(public_url) if public_url else None
+        self._public_origin = origin_of(public_url) if public_url else None
         self._allowed_origins = frozenset(settings.allowed_origins)
         # Sockets that have not joined yet, per client (limiter.client_key) and in all.
         self._unjoined: collections.Counter[str] = collections.Counter()
