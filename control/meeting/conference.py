@@ -9,7 +9,6 @@ sends one more offer after the answer when something changed meanwhile.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -267,16 +266,21 @@ class Conference:
             count += self._close_everyone(meeting, message, code)
             placement, meeting.placement = meeting.placement, None
             meeting.server_tracks = {}
-            if placement is not None and not self.stopping:
-                try:
-                    worker = self._supervisor.handle_for(placement.worker_index, placement.generation)
-                    worker.routers.discard(placement.router_id)
-                    await self._supervisor.request(
-                        placement.worker_index, placement.generation, api.RouterClose(router_id=placement.router_id)
-                    )
-                except ChannelError as exc:
-                    log.debug("closing the router of %s failed (ignored): %s", meeting.meeting_id, exc)
+            await self._close_router(meeting, placement)
         log.info("meeting %s ended: %d disconnected", meeting.meeting_id, count)
+
+    async def _close_router(self, meeting: LiveMeeting, placement: Placement | None) -> None:
+        """The meeting's router goes from its worker (with its transports), if it has one."""
+        if placement is None or self.stopping:
+            return
+        try:
+            worker = self._supervisor.handle_for(placement.worker_index, placement.generation)
+            worker.routers.discard(placement.router_id)
+            await self._supervisor.request(
+                placement.worker_index, placement.generation, api.RouterClose(router_id=placement.router_id)
+            )
+        except ChannelError as exc:
+            log.debug("closing the router of %s failed (ignored): %s", meeting.meeting_id, exc)
 
     def _close_everyone(self, meeting: LiveMeeting, message: dict[str, Any], code: int) -> int:
         """Everyone out at once, their media with the router (the meeting ends)."""
@@ -661,14 +665,7 @@ class Conference:
                 message = {"type": "reconnect", "reason": reason, **({"url": url} if url else {})}
                 self._take_out(meeting, participant, message, (closecodes.SERVICE_RESTART, reason))
                 count += 1
-            if placement is not None and not self.stopping:
-                with contextlib.suppress(ChannelError):
-                    self._supervisor.handle_for(placement.worker_index, placement.generation).routers.discard(
-                        placement.router_id
-                    )
-                    await self._supervisor.request(
-                        placement.worker_index, placement.generation, api.RouterClose(router_id=placement.router_id)
-                    )
+            await self._close_router(meeting, placement)
         return count
 
     def _reset_locked(self, meeting: LiveMeeting, reason: str, url: str | None = None) -> int:
