@@ -471,16 +471,20 @@ class Conference:
         if subscriber.active_consumer_for(track.track_id) is not None:
             return False
         consumer_id = new_id()
+        # Known before the worker answers: its first allocation of the consumer (which
+        # may pause it for last-N) can be read before this coroutine resumes, and a
+        # second publish meanwhile must not make a second consumer of the same track.
+        subscriber.consumers[consumer_id] = Subscription(consumer_id, track)
         try:
             create = api.ConsumerCreate(
                 transport_id=transport_id, consumer_id=consumer_id, producer_id=track.producer_id
             )
             await self.request(meeting, create)
         except ChannelError as exc:
+            subscriber.consumers.pop(consumer_id, None)
             log.warning("consumer of %s for %s failed: %s", track.track_id, subscriber.participant_id, exc)
             subscriber.send(media_error(exc, f"receiving track {track.track_id}").as_message())
             return False
-        subscriber.consumers[consumer_id] = Subscription(consumer_id, track)
         tile = subscriber.tiles.get(track.track_id)
         if tile is not None and track.kind == "video":
             await self._send_tile(meeting, consumer_id, tile)
