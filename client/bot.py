@@ -293,6 +293,7 @@ class Bot:
         self.signaling = signaling
         self._early_offers = []
         await signaling.connect(self.ws_url, timeout=timeout, token=self.token)
+        self._start_over()
         reply = await signaling.join(self.name, timeout=timeout)
         if reply.get("type") == "redirect":  # several nodes: the meeting runs on another one
             return await self._follow_redirect(reply, timeout)
@@ -311,9 +312,6 @@ class Bot:
         self.participant_id = joined["participant_id"]
         self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
         self.active_speaker = None  # `active_speaker` follows `joined` when someone spoke
-        self.track_states.clear()  # a new subscribe connection: the server starts over
-        self.connection_quality.clear()  # everyone's level follows `joined`
-        self.quality_scores.clear()
         self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
         self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
         ice_servers = joined.get("ice_servers") or []
@@ -443,10 +441,20 @@ class Bot:
         self.admitted.clear()
         self.waiting.set()
 
+    def _start_over(self) -> None:
+        """What the server tells of one subscribe connection starts over with the next
+        `joined`. Cleared before it, never after: the news that follows `joined` (a
+        track paused for last-N at once) is handled as it is read, before the coroutine
+        that waited for `joined` resumes."""
+        self.track_states.clear()
+        self.connection_quality.clear()  # everyone's level follows `joined`
+        self.quality_scores.clear()
+
     def _on_joined_push(self, msg: Message) -> None:
         """Admitted from the waiting room: set up media now."""
         if self._stopping or self.publisher is not None:
             return
+        self._start_over()
         self._media_task = asyncio.create_task(self._setup_media(msg), name=f"admitted-{self.name}")
 
     def _on_waiting_room(self, msg: Message) -> None:
