@@ -527,9 +527,7 @@ class SfuConfig(_Section):
     # The forwarding path (sfu.transport.native, issue 15): auto uses the native module
     # when it was built (pip install with gcc and python3-dev) and Python otherwise; on
     # refuses to start without it; off forwards in Python. The worker logs which one.
-    # Off by default for now: a bot test of last-N switching (tests/client/test_bot_adaptive.py)
-    # failed in 2 of 7 runs with the native path and in none of 4 without it.
-    native: str = setting("off", auto_on_off())
+    native: str = setting("auto", auto_on_off())
 
     def _check_together(self) -> None:
         if not self.announced_ips and ipaddress.ip_address(self.listen_ip).is_unspecified:
