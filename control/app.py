@@ -25,6 +25,7 @@ from control.accounts.bootstrap import Secrets
 from control.accounts.service import Accounts
 from control.accounts.tokens import Tokens
 from control.clock import Clock, LoopClock
+from control.cluster.limits import RedisWindows
 from control.cluster.load import LoadMeter, WorkerReading
 from control.cluster.placement import NodeLoad
 from control.cluster.service import Cluster, node_id_of
@@ -346,9 +347,12 @@ def create_app(
 def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     auth = Auth(s.accounts, s.tokens, s.store)
     urls = PublicUrls(s.cfg.http.public_url, s.cluster)
+    # Several nodes: every rate limit is also counted once for all of them (control.cluster.limits).
+    shared_limits = RedisWindows(s.cluster.redis, s.tasks) if s.cluster is not None else None
     AccountRoutes(
         store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits, settings=s.cfg.auth,
         allowed_networks=s.cfg.outbound.allowed_networks, archive=s.archive, rate_limited=s.metrics.rate_limited,
+        shared_limits=shared_limits,
     ).register(router)
     MeetingRoutes(
         store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls,
@@ -358,6 +362,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, attendance=s.attendance,
         moderation=s.moderation, lifecycle=s.lifecycle, limits=s.limits, urls=urls, settings=s.cfg.auth,
         max_waiting=s.cfg.signaling.max_waiting_per_meeting, rate_limited=s.metrics.rate_limited, quality=s.quality,
+        shared_limits=shared_limits,
     ).register(router)  # fmt: skip
     allowed = s.cfg.outbound.allowed_networks
     RecordingRoutes(
@@ -371,7 +376,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     IngestRoutes(auth=auth, ingests=s.ingests, recordings=s.recordings, urls=urls).register(router)
     WhipRoutes(
         store=s.store, ingests=s.ingests, conference=s.conference, settings=s.cfg.auth,
-        rate_limited=s.metrics.rate_limited,
+        rate_limited=s.metrics.rate_limited, shared_limits=shared_limits,
     ).register(router)
     WhepRoutes(
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, viewers=s.viewers, clock=s.clock

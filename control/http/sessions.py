@@ -32,7 +32,7 @@ from control.accounts.tokens import TokenError, Tokens
 from control.errors import ApiError
 from control.http.auth import Auth, bearer_token, client_address, looks_like_jwt
 from control.metrics.exporter import LabeledCounter
-from control.http.limiter import AttemptLimiter, FailureLimits, RateLimited, client_key
+from control.http.limiter import FailureLimits, RateLimit, RateLimited, SharedWindows, client_key
 from control.http.middleware import json_error
 from control.http.permissions import require_meeting_access
 from control.http.rest import json_body
@@ -97,6 +97,7 @@ class SessionRoutes:
         max_waiting: int,
         rate_limited: LabeledCounter,
         quality: CallQuality | None = None,
+        shared_limits: SharedWindows | None = None,
     ) -> None:
         self._store = store
         self._quality = quality  # each admitted participant's measured connection, for the host
@@ -110,10 +111,10 @@ class SessionRoutes:
         self._urls = urls
         self._join_failures = FailureLimits(
             settings.passcode_attempts_per_minute, settings.passcode_attempts_per_address_per_minute,
-            names=("passcode_per_meeting", "passcode_per_client"),
+            names=("passcode_per_meeting", "passcode_per_client"), shared=shared_limits,
         )  # fmt: skip
         self._rate_limited = rate_limited
-        self._joins = AttemptLimiter(settings.joins_per_address_per_minute)
+        self._joins = RateLimit(settings.joins_per_address_per_minute, "joins_per_client", shared=shared_limits)
         self._max_waiting = max_waiting
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -246,7 +247,7 @@ class SessionRoutes:
         address = client_address(request) or "unknown"
         number_key = request.match_info.get("number", "").replace("-", "")[:32]
         try:  # reserved before anything is awaited: concurrent guesses count (limiter's doc)
-            attempt = self._join_failures.reserve(number_key, address)
+            attempt = await self._join_failures.reserve(number_key, address)
         except RateLimited as exc:
             return _too_many("too many attempts; try again later", exc, self._rate_limited)
         with attempt:  # given back unless marked failed (a right passcode, a 400)
@@ -265,9 +266,9 @@ class SessionRoutes:
             if record is None:
                 attempt.failed()
                 raise _credentials_refused()
-        wait = self._joins.hit(client_key(address))
+        wait = await self._joins.hit(client_key(address))
         if wait is not None:
-            refused = RateLimited(wait, "joins_per_client")
+            refused = RateLimited(wait, self._joins.name)
             return _too_many("too many joins from this address; try again later", refused, self._rate_limited)
         return await self._admit_joiner(request, record, name, body.get("token"))
 
