@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from common.private_files import stored_secret, write_private_file
 from config import Config
 from control.accounts.service import hash_password, new_api_key
-from control.store.base import Store
+from control.store.base import Conflict, Store
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,16 @@ async def first_start(store: Store, data_dir: str) -> None:
     _, api_key_hash = new_api_key()  # nobody holds it; the operator can rotate it
     customer = await store.create_customer(DEFAULT_CUSTOMER_NAME, api_key_hash=api_key_hash)
     password = secrets.token_urlsafe(12)
-    host = await store.create_host(
-        customer.id, DEFAULT_HOST_EMAIL, DEFAULT_HOST_NAME, await hash_password(password)
-    )
+    try:
+        host = await store.create_host(
+            customer.id, DEFAULT_HOST_EMAIL, DEFAULT_HOST_NAME, await hash_password(password)
+        )
+    except Conflict:
+        # Several nodes started together on an empty shared database: another one made
+        # the first host (host emails are unique in the store) between our count and now.
+        await store.delete_customer(customer.id)
+        log.info("first start: another node made the first host; nothing to do here")
+        return
     path = os.path.join(data_dir, INITIAL_PASSWORD_FILE)
     write_private_file(path, password)
     await store.append_audit(
