@@ -217,6 +217,8 @@ class Tokens:
             raise TokenError("wrong_meeting", "this credential is for another meeting")
         if now > claims.expires_at + LEEWAY_S:
             raise TokenError("token_expired", "the reconnect credential has expired; join again")
+        if claims.issued_at > now + LEEWAY_S:
+            raise TokenError("invalid_token", "the reconnect credential is not valid yet")
         return claims
 
     # ------------------------------------------------------------------ link tokens
@@ -361,6 +363,8 @@ class Tokens:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenError("invalid_token", "missing or malformed token")
         options = {"require": ["iat", "aud", "iss"], "verify_exp": verify_exp}
+        if audience == RECONNECT_AUDIENCE:
+            options["verify_iat"] = False  # its times are checked against the caller's clock
         if verify_exp and audience in (JOIN_AUDIENCE, DOWNLOAD_AUDIENCE, TRANSCRIPT_AUDIENCE, INGEST_AUDIENCE, VIEWER_AUDIENCE):
             options["require"] = ["iat", "aud", "iss", "exp"]
         try:
