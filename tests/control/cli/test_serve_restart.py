@@ -179,6 +179,7 @@ async def test_sigterm_and_restart_end_nothing(restartable, chromium, tmp_path):
         await browser.close_page(host)
 
 
+@pytest.mark.process
 async def test_kill_9_and_restart_end_nothing(restartable):
     server = restartable.start()
     meeting = await server.create_meeting("Standup")
