@@ -613,9 +613,6 @@ class AuthConfig(_Section):
     host_login_policy: str = setting("replace", one_of("replace", "refuse"))
     # Lifetime of a join token: long enough to connect (the live socket outlives it).
     join_token_ttl_s: int = setting(600, integer(10, 86400))
-    # Lifetime of a reconnect credential (it proves who someone was after a restart of
-    # the server or the loss of a node); refreshed every third of it while they stay.
-    reconnect_ttl_s: int = setting(900, integer(30, 86400))
     # Wrong passcodes per meeting per client (IPv4 address, IPv6 /64), and per client.
     passcode_attempts_per_minute: int = setting(5, integer(1))
     passcode_attempts_per_address_per_minute: int = setting(20, integer(1))
@@ -629,6 +626,9 @@ class AuthConfig(_Section):
     host_session_max_s: int = setting(7 * 24 * 3600, integer(60))
     # Lifetime of a transcript link (/t/<id>?t=...).
     transcript_link_ttl_s: int = setting(3600, integer(10, 7 * 24 * 3600))
+    # Lifetime of a reconnect credential (it proves who someone was after a restart of
+    # the server or the loss of a node); refreshed every third of it while they stay.
+    reconnect_ttl_s: int = setting(900, integer(30, 86400))
 
 
 @dataclass(frozen=True, slots=True)
