@@ -161,3 +161,39 @@ async def test_a_credential_is_traded_for_a_resumed_token_while_its_holder_is_in
     with pytest.raises(ApiError) as ended:
         await resumption.rejoin(world.record, credential)
     assert (ended.value.status, ended.value.code) == (409, "meeting_ended")
+
+
+class Peer:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def send(self, message: dict) -> None:
+        self.sent.append(message)
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+async def test_everyone_admitted_gets_a_credential_then_a_fresh_one_every_third_of_its_life(world: World) -> None:  # noqa: F811
+    from control.meeting.model import Participant
+
+    session = await world.store.start_live_session(world.record.id, world.host_id, 1)
+    world.clock.now = session.started_at
+    resumption = resumption_of(world)
+    meeting = world.registry.live(world.record, session)
+    peer = Peer()
+    grace = Participant("p-grace", "Grace", peer)
+    meeting.add_participant(grace)
+    resumption.participant_joined(meeting, grace)
+    resumption.start_refreshing()
+    world.clock.advance(299)
+    world.clock.advance(2)  # 300 s: a third of 900
+    resumption.stop_refreshing()
+    world.clock.advance(3600)
+    credentials = [m["credential"] for m in peer.sent if m["type"] == "reconnect_credential"]
+    assert len(credentials) == 2
+    checked = Tokens(SECRET, world.store, JOIN_TTL_S)
+    first = checked.verify_reconnect_credential(credentials[0], world.record.id, world.clock.now - 3600 - 301)
+    second = checked.verify_reconnect_credential(credentials[1], world.record.id, world.clock.now - 3600)
+    assert (first.participant_id, first.live_session_id, first.role) == ("p-grace", session.id, "participant")
+    assert second.expires_at == first.expires_at + 300  # renewed when its timer was due
