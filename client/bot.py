@@ -294,6 +294,7 @@ class Bot:
         self._early_offers = []
         await signaling.connect(self.ws_url, timeout=timeout, token=self.token)
         self._run_callback(self._watch_socket, signaling)
+        self.participants = {}  # this connection's: `joined` and the pushes after it
         reply = await signaling.join(self.name, timeout=timeout)
         if reply.get("type") == "redirect":  # several nodes: the meeting runs on another one
             return await self._follow_redirect(reply, timeout)
@@ -310,7 +311,8 @@ class Bot:
         signaling = self.signaling
         assert signaling is not None
         self.participant_id = joined["participant_id"]
-        self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
+        # Merged: a `participant_joined` read right behind `joined` may be handled first.
+        self.participants.update({p["participant_id"]: p for p in joined.get("participants", [])})
         self.active_speaker = None  # `active_speaker` follows `joined` when someone spoke
         self.track_states.clear()  # a new subscribe connection: the server starts over
         self.connection_quality.clear()  # everyone's level follows `joined`

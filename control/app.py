@@ -66,6 +66,7 @@ from control.metrics.certificates import CertificateCollector
 from control.metrics.cluster import ClusterCollector
 from control.metrics.exporter import Metrics
 from control.metrics.quality import QualityCollector
+from control.metrics.resumption import ResumptionCollector
 from control.metrics.store import StoreCollector
 from control.metrics.turn import TurnCollector
 from control.metrics.whep import WhepCollector
@@ -280,6 +281,7 @@ def _wire(s: Services) -> None:
     s.metrics.watch_active_speakers(lambda: s.conference.active_speaker_changes)
     s.conference.add_listener(s.recordings)
     s.conference.add_listener(s.resumption)
+    s.metrics.registry.register(ResumptionCollector(s.resumption))
     s.lifecycle.add_listener(s.recordings)
     s.lifecycle.add_listener(s.ingests)
     s.lifecycle.add_listener(EndedMeetingsLeaveTurn(s.turn))

@@ -36,6 +36,7 @@ from control.tasks import BackgroundTasks
 log = logging.getLogger(__name__)
 
 CREDENTIAL_MESSAGE = "reconnect_credential"
+REJOIN_OUTCOMES = ("admitted", "expired", "refused")
 REFRESHES_PER_LIFETIME = 3  # a credential is renewed after a third of its lifetime
 
 # Why a credential does not let someone back in: (HTTP status, code, message).
@@ -94,7 +95,8 @@ class Resumption(ConferenceListener):
         self._tasks = tasks
         self.ttl_s = ttl_s
         self._refresh_timer: Timer | None = None
-        self.resumed_meetings = 0  # live sessions taken up again at start (logs, tests)
+        self.resumed_meetings = 0  # live sessions taken up again at start (control.metrics.resumption)
+        self.rejoins = dict.fromkeys(REJOIN_OUTCOMES, 0)  # rejoin requests by outcome (the same)
 
     # ------------------------------------------------------------------ credentials
 
@@ -144,13 +146,16 @@ class Resumption(ConferenceListener):
         try:
             claims = self._tokens.verify_reconnect_credential(credential, record.id, self._clock.time())
         except TokenError as exc:
+            self.rejoins["expired" if exc.code == "token_expired" else "refused"] += 1
             status, code = (403, "wrong_meeting") if exc.code == "wrong_meeting" else (401, exc.code)
             raise ApiError(status, code, exc.message) from None
         person = await self._store.get_participant(claims.participant_id)
         live = await self._store.get_live_session(record.id)
         refusal = rejoin_refusal(claims, person, live)
         if refusal is not None:
+            self.rejoins["refused"] += 1
             raise ApiError(*REFUSALS[refusal])
+        self.rejoins["admitted"] += 1
         assert person is not None
         token = self._tokens.make_join_token(
             participant_id=person.id, meeting_id=record.id, live_session_id=claims.live_session_id,

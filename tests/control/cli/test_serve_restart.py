@@ -14,6 +14,7 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
@@ -77,8 +78,6 @@ def restartable(tmp_path: Path):
 
 async def _wait_ready(server: ServerProcess, timeout: float = 30.0) -> None:
     """Until /readyz says the workers (and the store) are up."""
-    import aiohttp
-
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -91,6 +90,12 @@ async def _wait_ready(server: ServerProcess, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.2)
     raise AssertionError("the restarted server never became ready")
 
+
+
+async def metrics_text(server: ServerProcess) -> str:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.base_url + "/metrics") as response:
+            return await response.text()
 
 
 async def wait_files(root: Path, pattern: str, timeout: float = 30.0) -> list[Path]:
@@ -159,6 +164,9 @@ async def test_sigterm_and_restart_end_nothing(restartable, chromium, tmp_path):
         assert await host.evaluate("window.conclave.reconnects") >= 1
         roles = {p["participant_id"]: p.get("role") for p in bots[0].participants.values()}
         assert roles.get(host_id) == "host" and bots[1].participant_id in roles, roles
+        metrics = await metrics_text(again)
+        assert "conclave_meetings_resumed_total 1.0" in metrics, metrics
+        assert 'conclave_rejoins_total{outcome="admitted"} 3.0' in metrics, metrics
 
         # The recording went on: the next attempt's files, then its end lists both.
         await wait_files(work, "*.a1-*")
@@ -205,7 +213,10 @@ async def test_kill_9_and_restart_end_nothing(restartable):
                     await frames_rise(bot, other.participant_id, max(4.0, BACK_WITHIN_S - (time.monotonic() - started)))
         assert all(never_waited(bot, since) for bot, since in zip(bots, pushes))
         assert host.participant_id == meeting["host_participant_id"]
-        assert {p["participant_id"]: p.get("role") for p in bots[1].participants.values()}[host.participant_id] == "host"
+        seen = {p["participant_id"]: p.get("role") for p in bots[1].participants.values()}
+        story = [(m["type"], m.get("participant_id") or (m.get("participant") or {}).get("participant_id"))
+                 for m in bots[1].pushes if m["type"].startswith("participant_")]  # fmt: skip
+        assert seen.get(host.participant_id) == "host", (seen, story, [b.reconnects for b in bots])
     finally:
         for bot in bots:
             await bot.stop()

@@ -5,6 +5,7 @@ meeting with a waiting room too, and the host as host; bad input gets a clear 4x
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from control.accounts.tokens import Tokens
@@ -57,6 +58,17 @@ async def test_a_credential_brings_its_participant_and_the_host_straight_back(co
     await server.call("POST", f"/meetings/{meeting['number']}/end", token=meeting["host_session"])
     status, body, _ = await rejoin(server, meeting, host_credential)
     assert (status, body["error"]["code"]) == (409, "meeting_ended"), body
+    metrics = await metric_lines(server)
+    assert 'conclave_rejoins_total{outcome="admitted"} 2.0' in metrics, metrics
+    assert 'conclave_rejoins_total{outcome="refused"} 3.0' in metrics, metrics  # wrong meeting, left, ended
+    assert "conclave_meetings_resumed_total 0.0" in metrics, metrics
+
+
+async def metric_lines(server) -> list[str]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.base_url}/metrics") as response:
+            assert response.status == 200
+            return (await response.text()).splitlines()
 
 
 async def test_bad_rejoins_get_clear_errors(conclave_server):
