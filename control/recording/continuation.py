@@ -5,11 +5,13 @@ recorder closes every open segment on its way down and keeps the recording's jou
 (recorder/service.py), and a kill -9 leaves the same with at most the last unflushed
 second lost. When the node starts again and the recording's live session is still live
 (control.meeting.resumption took it up), the recording gets its job back here: the same
-recording id, the consent ledger and who was present read back from the store. The job
-is set up when the meeting has a router again (its first participant back), as after a
-worker restart: RECORDING_START of the next attempt, whose files never collide with the
-earlier ones (the recorder's journal knows the attempts used), a new plain transport,
-every track. The recorder's meeting.json lists the attempts and the gap between them.
+recording id, the consent ledger and who was present read back from the store. Its
+meeting gets a router at once (not at its first participant back: the recorder finishes
+a recording nobody continues within `recorder.orphan_grace_s`), and the job is set up on
+it as after a worker restart: RECORDING_START of the next attempt (once the recorder is
+up), whose files never collide with the earlier ones (the recorder's journal knows the
+attempts used), a new plain transport, every track as it comes back. The recorder's
+meeting.json lists the attempts and the gap between them.
 
 A recording whose meeting did not come back (ended meanwhile) is `failed`
 (`server_restart`), as before; the recorder finishes its files from what is on disk.
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import logging
 
+from common.channel import ChannelError
 from config import RecorderConfig
+from control.errors import SignalingError
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.recording.consent import Consent
 from control.recording.job import Job
@@ -51,8 +55,18 @@ async def continue_recordings(recordings: Recordings, store: Store, registry: Me
         await _read_back_ledger(store, job, meeting)
         recordings.adopt(meeting, job)
         log.info("recording %s of meeting %s continues after the restart", row.id, row.meeting_id)
+        await _router_for(recordings, meeting)
         continued += 1
     return continued
+
+
+async def _router_for(recordings: Recordings, meeting: LiveMeeting) -> None:
+    """The meeting's router now: the job sets up on it (`router_created`)."""
+    async with meeting.lock:
+        try:
+            await recordings.conference.ensure_router(meeting)
+        except (SignalingError, ChannelError) as exc:  # then with the first participant back
+            log.warning("meeting %s: no router for its recording yet: %s", meeting.meeting_id, exc)
 
 
 async def _starter_name(store: Store, row: Recording) -> str:

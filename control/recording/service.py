@@ -537,6 +537,8 @@ class Recordings(ConferenceListener):
 
     def router_created(self, meeting: LiveMeeting) -> None:
         for job in self.active(meeting).values():
+            if job.recorder_generation is None and not self.recorder.up:
+                continue  # continued after a restart: set up once the recorder is (recorder_up)
             job.serial.run(job.rebind, "rebind")
 
     def router_lost(self, meeting: LiveMeeting) -> None:
@@ -576,9 +578,9 @@ class Recordings(ConferenceListener):
         if self._owed_discards:
             self._tasks.spawn(self._tell_owed_discards(), "owed-discards")
         for job in self.jobs():
-            # Also a job continued after a restart whose first setup found no recorder yet.
-            tried = job.recorder_generation is not None or (job.attempt >= 0 and job.meeting.placement is not None)
-            if tried and job.recorder_generation != generation:
+            # Also a job continued after a restart, waiting for the recorder with its router.
+            known = job.recorder_generation is not None or job.meeting.placement is not None
+            if known and job.recorder_generation != generation:
                 job.serial.run(functools.partial(job.resume, generation), f"resume-{generation}")
 
     def _find(self, recording_id: str) -> Job | None:
