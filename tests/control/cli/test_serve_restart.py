@@ -180,6 +180,11 @@ async def test_sigterm_and_restart_end_nothing(restartable, chromium, tmp_path):
         assert {s["attempt"] for s in segments} == {0, 1}, segments
         [gap] = manifest["recording"]["gaps"]
         assert gap["after_attempt"] == 0 and gap["seconds"] > 0, gap
+        # Who was there and who was told, across the restart: once each (the ledger was read back).
+        everyone = {host_id, *(bot.participant_id for bot in bots)}
+        assert {p["participant_id"] for p in manifest["participants"]} == everyone, manifest["participants"]
+        told = [entry["participant_id"] for entry in manifest["consent"]]
+        assert sorted(told) == sorted(everyone), manifest["consent"]
         assert "Traceback" not in again.log_text()
     finally:
         for bot in bots:
