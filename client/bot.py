@@ -29,13 +29,12 @@ from .adaptive import TRACK_STATE_EVENTS, TrackStates
 from .media import GeneratedVideoTrack, ToneAudioTrack, open_media_file, read_frame_counter, stop_media_player
 from .peer import PublishPeer, SubscribePeer
 from .recording import ANNOUNCEMENT_SOURCE, CONSENT_DECISIONS, RecordingState, RecordingWatcher
+from .rejoin import GIVE_UP_AFTER_S, RejoinRefused, backoff_delay, request_rejoin, should_reconnect
 from .signaling import Message, SignalingClient, SignalingClosed, SignalingError
 
 log = logging.getLogger(__name__)
 
-REJOIN_ATTEMPTS = 20
 MAX_REDIRECTS = 3  # in a row: nodes that keep sending us on disagree about the meeting
-REJOIN_DELAY = 0.5  # seconds between attempts while the media server restarts
 
 
 @dataclasses.dataclass
@@ -184,6 +183,7 @@ class Bot:
         query = urllib.parse.parse_qs(join_query)
         self.link_token = link_token or (query.get("t") or [None])[0]
         self.token = token  # the join token of the next connection
+        self.reconnect_credential: str | None = None  # the server's latest (client.rejoin)
         self.ws_url = meeting_ws_url(base_url, meeting)
         self.join_status: str | None = None  # the REST join's: waiting_for_host | waiting_room | admitted
         self._http: aiohttp.ClientSession | None = None  # keeps the server's device cookie
@@ -293,6 +293,8 @@ class Bot:
         self.signaling = signaling
         self._early_offers = []
         await signaling.connect(self.ws_url, timeout=timeout, token=self.token)
+        self._run_callback(self._watch_socket, signaling)
+        self.participants = {}  # this connection's: `joined` and the pushes after it
         self._start_over()
         reply = await signaling.join(self.name, timeout=timeout)
         if reply.get("type") == "redirect":  # several nodes: the meeting runs on another one
@@ -310,7 +312,8 @@ class Bot:
         signaling = self.signaling
         assert signaling is not None
         self.participant_id = joined["participant_id"]
-        self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
+        # Merged: a `participant_joined` read right behind `joined` may be handled first.
+        self.participants.update({p["participant_id"]: p for p in joined.get("participants", [])})
         self.active_speaker = None  # `active_speaker` follows `joined` when someone spoke
         self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
         self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
@@ -401,6 +404,7 @@ class Bot:
             "connection_quality": self._on_connection_quality,
             **{kind: self.track_states.handle for kind in TRACK_STATE_EVENTS},
             "reconnect": self._on_reconnect,
+            "reconnect_credential": self._on_reconnect_credential,
             "error": self.errors.append,
             "*": self._on_any,  # after the handlers above: waiters see the change
         }
@@ -529,6 +533,27 @@ class Bot:
         if fresh:
             self.chat = sorted(self.chat + fresh, key=lambda m: m.get("seq", 0))
 
+    def _on_reconnect_credential(self, msg: Message) -> None:
+        if isinstance(msg.get("credential"), str):
+            self.reconnect_credential = msg["credential"]
+
+    async def _watch_socket(self, signaling: SignalingClient) -> None:
+        """The server or the network closed our socket (not us, not for good): come back,
+        through the REST base URL (client.rejoin)."""
+        await signaling.wait_closed()
+        if self._stopping or signaling.closed_by_us or self.signaling is not signaling:
+            return
+        if not should_reconnect(signaling.close_code) or self._dismissed():
+            return
+        if self._reconnect_task is not None and not self._reconnect_task.done():
+            return  # told to reconnect already
+        log.info("bot %s: connection lost (close code %s); reconnecting", self.name, signaling.close_code)
+        self._reconnect_task = asyncio.create_task(self._reconnect(rejoin=True), name=f"reconnect-{self.name}")
+
+    def _dismissed(self) -> bool:
+        events = (self.removed, self.denied, self.meeting_ended, self.session_ended, self.left_by_consent)
+        return any(event.is_set() for event in events)
+
     def _on_reconnect(self, msg: Message) -> None:
         if self._stopping or (self._reconnect_task is not None and not self._reconnect_task.done()):
             return
@@ -538,7 +563,9 @@ class Bot:
         url = msg.get("url")
         if isinstance(url, str) and url.startswith(("ws://", "wss://")):
             self.ws_url = url  # a draining node sends us to the one that holds the meeting now
-        self._reconnect_task = asyncio.create_task(self._reconnect(), name=f"reconnect-{self.name}")
+        # The server's token (a worker restart, a drain) first; the credential if it fails.
+        rejoin = not msg.get("token")
+        self._reconnect_task = asyncio.create_task(self._reconnect(rejoin=rejoin), name=f"reconnect-{self.name}")
 
     async def _follow_redirect(self, reply: Message, timeout: float) -> Message:
         url = reply.get("url")
@@ -551,22 +578,60 @@ class Bot:
         await self._close_session()
         return await self._open_session(timeout)
 
-    async def _reconnect(self) -> None:
-        """Close both peer connections and the socket, then join again as ourselves."""
+    async def _reconnect(self, rejoin: bool) -> None:
+        """Close both peer connections and the socket, then join again as ourselves, with
+        a backoff while the server is away. `rejoin`: first trade our reconnect credential
+        for a token and the socket of the node holding the meeting (any node routes)."""
         await self._close_session()
         self.admitted.clear()
-        for attempt in range(REJOIN_ATTEMPTS):
+        give_up_at = time.monotonic() + GIVE_UP_AFTER_S
+        attempt = 0
+        while not self._stopping:
             try:
+                if rejoin:
+                    await self._rejoin_grant()
                 await self._open_session(timeout=10.0)
-            except Exception as exc:  # the server may still be restarting its media worker
+            except RejoinRefused as exc:
+                log.warning("bot %s: the server will not take us back: %s", self.name, exc)
+                if exc.code == "meeting_ended":
+                    self.meeting_ended.set()
+                elif exc.code == "removed":
+                    self.removed.set()
+                self._notify()
+                return
+            except Exception as exc:  # the server restarting, its media worker too
                 log.info("bot %s: rejoin attempt %d failed: %s", self.name, attempt + 1, exc)
                 await self._close_session()
-                await asyncio.sleep(REJOIN_DELAY)
+                if time.monotonic() >= give_up_at:
+                    break
+                await asyncio.sleep(backoff_delay(attempt))
+                attempt += 1
+                rejoin = True  # a server's token may be what failed: ask with the credential
             else:
                 self.reconnects += 1
                 self._notify()
                 return
         log.error("bot %s: could not rejoin the meeting", self.name)
+
+    async def _rejoin_grant(self) -> None:
+        """A token and socket URL to come back with: by our reconnect credential, else
+        (never admitted yet: waiting) the token we hold."""
+        if self.reconnect_credential is None:
+            return
+        if self._http is None:
+            self._http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        try:
+            grant = await request_rejoin(self.base_url, self.meeting, self.reconnect_credential, self._http)
+        except RejoinRefused as exc:
+            if exc.code in ("meeting_ended", "removed") or not (self.passcode or self.link_token):
+                raise
+            log.info("bot %s: credential refused (%s); joining afresh", self.name, exc.code)
+            self.reconnect_credential = None
+            await self.request_token()
+            return
+        self.token = grant["token"]
+        if isinstance(grant.get("ws_url"), str):
+            self.ws_url = grant["ws_url"]
 
     # -- receiving ---------------------------------------------------------------
 

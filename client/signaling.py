@@ -112,6 +112,7 @@ class SignalingClient:
         self.joined: Message | None = None
         self.participant_id: str | None = None
         self.close_code: int | None = None
+        self.closed_by_us = False  # close() or leave() was called (not the server, not the network)
 
     # -- connection ---------------------------------------------------------
 
@@ -139,6 +140,7 @@ class SignalingClient:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close the socket (bounded) and release everything; safe to call twice."""
+        self.closed_by_us = True
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), timeout)
@@ -238,6 +240,7 @@ class SignalingClient:
 
     async def leave(self, timeout: float = 5.0) -> None:
         """Say goodbye and wait (bounded) for the server to close the socket."""
+        self.closed_by_us = True
         if self.connected:
             with contextlib.suppress(SignalingClosed, ConnectionError):
                 await self.send({"type": "leave"})

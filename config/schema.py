@@ -624,6 +624,9 @@ class AuthConfig(_Section):
     host_session_max_s: int = setting(7 * 24 * 3600, integer(60))
     # Lifetime of a transcript link (/t/<id>?t=...).
     transcript_link_ttl_s: int = setting(3600, integer(10, 7 * 24 * 3600))
+    # Lifetime of a reconnect credential (it proves who someone was after a restart of
+    # the server or the loss of a node); refreshed every third of it while they stay.
+    reconnect_ttl_s: int = setting(900, integer(30, 86400))
 
 
 @dataclass(frozen=True, slots=True)

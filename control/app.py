@@ -5,8 +5,9 @@ Nothing in control finds a service again through another one: a service receives
 collaborators in its constructor, and the only place that knows them all is
 `build_services` below. The app's lifecycle (aiohttp's cleanup contexts, so an aiohttp
 test server and `conclave serve` run the same code) opens the store (first-start
-bootstrap, meetings left live ended), starts the SFU workers and the recorder, and at
-shutdown closes every signaling socket (1001), stops recordings, drains background tasks,
+bootstrap, meetings left live taken up again), starts the SFU workers and the recorder,
+and at shutdown closes every signaling socket (1001), lets recordings go (to continue at
+the next start; a cluster's node stops them), drains background tasks,
 stops the processes by PID and closes the store, in reverse order of startup.
 """
 
@@ -39,6 +40,7 @@ from control.http.meetings import MeetingRoutes
 from control.http.middleware import error_middleware
 from control.http.proxies import trusted_proxy_middleware
 from control.http.recordings import RecordingRoutes
+from control.http.rejoin import RejoinRoutes
 from control.http.requests_log import add_request_id, request_id_middleware
 from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
@@ -58,12 +60,14 @@ from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
+from control.meeting.resumption import Resumption
 from control.meeting.viewer_mix import ViewerMixes
 from control.meeting.viewers import Viewers
 from control.metrics.certificates import CertificateCollector
 from control.metrics.cluster import ClusterCollector
 from control.metrics.exporter import Metrics
 from control.metrics.quality import QualityCollector
+from control.metrics.resumption import ResumptionCollector
 from control.metrics.store import StoreCollector
 from control.metrics.turn import TurnCollector
 from control.metrics.whep import WhepCollector
@@ -72,6 +76,7 @@ from control.processes.recorders import RecorderSupervisor
 from control.processes.turn import TurnSupervisor
 from control.processes.workers import WorkerSupervisor
 from control.recording.archive import RecordingArchive
+from control.recording.continuation import continue_recordings
 from control.recording.deletion import StorageDeletions
 from control.recording.events import RecordingEvents
 from control.recording.retention import Retention
@@ -136,6 +141,7 @@ class Services:
     signaling: SignalingEndpoint
     ingests: Ingests
     viewers: Viewers
+    resumption: Resumption  # reconnect credentials, meetings taken up after a restart
     cluster: Cluster | None = None  # with cluster.redis_url only (issue 13)
     drain: Drain | None = None  # with the cluster
 
@@ -202,6 +208,10 @@ def build_services(
         store=store, registry=registry, conference=conference, attendance=attendance, moderation=moderation,
         tokens=tokens, limits=limits, events=meeting_events, clock=clock, tasks=tasks,
     )  # fmt: skip
+    resumption = Resumption(
+        store=store, registry=registry, attendance=attendance, lifecycle=lifecycle, tokens=tokens, clock=clock,
+        tasks=tasks, ttl_s=cfg.auth.reconnect_ttl_s,
+    )  # fmt: skip
     deletions = StorageDeletions(store, outbound.allowed_networks)
     recordings = Recordings(
         store=store, conference=conference, attendance=attendance, recorder=recorder, limits=limits,
@@ -250,6 +260,7 @@ def build_services(
         ),
         viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks,
                         mixes=ViewerMixes(conference=conference, recorder=recorder, tasks=tasks)),  # fmt: skip
+        resumption=resumption,
         cluster=cluster,
         drain=Drain(cluster=cluster, registry=registry, conference=conference, clock=clock) if cluster else None,
     )
@@ -270,6 +281,8 @@ def _wire(s: Services) -> None:
     s.metrics.registry.register(QualityCollector(s.quality))
     s.metrics.watch_active_speakers(lambda: s.conference.active_speaker_changes)
     s.conference.add_listener(s.recordings)
+    s.conference.add_listener(s.resumption)
+    s.metrics.registry.register(ResumptionCollector(s.resumption))
     s.lifecycle.add_listener(s.recordings)
     s.lifecycle.add_listener(s.ingests)
     s.lifecycle.add_listener(EndedMeetingsLeaveTurn(s.turn))
@@ -382,6 +395,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, viewers=s.viewers, clock=s.clock
     ).register(router)
     ClusterRoutes(auth=auth, cluster=s.cluster, drain=s.drain).register(router)
+    RejoinRoutes(attendance=s.attendance, resumption=s.resumption, urls=urls).register(router)
     openapi.register(router)
     s.signaling.register(router)
     Health(s.workers, s.recorder, s.store, s.turn, s.cluster).register(router)
@@ -391,8 +405,9 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
 
 
 async def _run_store(app: web.Application) -> AsyncIterator[None]:
-    """Open the store (migrations), bootstrap an empty one, end meetings left live, start
-    the retention purges; at the end stop them and webhook deliveries and close the store
+    """Open the store (migrations), bootstrap an empty one, take up the meetings left live
+    (control.meeting.resumption), start the retention purges and the renewal of reconnect
+    credentials; at the end stop them and webhook deliveries and close the store
     (after the workers: cleanup runs in reverse order, and the background tasks, a purge
     running among them, are drained by then)."""
     services = app[SERVICES]
@@ -401,12 +416,15 @@ async def _run_store(app: web.Application) -> AsyncIterator[None]:
     try:
         await bootstrap.first_start(services.store, services.cfg.data_dir)
         if services.cluster is None:
-            # One node: whatever the store says is live was this node's, and died with it.
-            # In a cluster the other nodes' meetings are in the same store: they go on.
-            await bootstrap.end_meetings_left_live(services.store)
+            # One node: whatever the store says is live was this node's: it goes on here,
+            # its people come back with their reconnect credentials. In a cluster the
+            # meetings are placed again at their next join (another node may hold them).
+            await services.resumption.resume_left_live()
         services.retention.start()
+        services.resumption.start_refreshing()
         yield
     finally:
+        services.resumption.stop_refreshing()
         services.retention.stop()
         await services.webhooks.stop()
         await services.store.close()
@@ -423,15 +441,20 @@ async def _run_workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _run_recorder(app: web.Application) -> AsyncIterator[None]:
-    """The recorder process (after the workers; stopped before them). Recordings a crash
-    of control left `active` in the store are over. The server does not wait for the
-    recorder to be ready: a recording start waits for it."""
+    """The recorder process (after the workers; stopped before them). One node: the
+    recordings the store has active continue with their meetings, or fail without them
+    (control.recording.continuation), and at the end they are let go unfinished, to
+    continue at the next start; a cluster's node stops its recordings. The server does
+    not wait for the recorder to be ready: a recording start waits for it."""
     services = app[SERVICES]
-    for stale in await services.store.active_recordings() if services.cluster is None else ():
-        await services.store.update_recording(stale.id, state="failed", error="server_restart")
+    if services.cluster is None:
+        await continue_recordings(services.recordings, services.store, services.registry, services.cfg.recorder)
     await services.recorder.start(wait_ready_s=0)
     yield
-    await services.recordings.shutdown(RECORDINGS_STOP_TIMEOUT_S)
+    if services.cluster is None:
+        services.recordings.suspend()
+    else:
+        await services.recordings.shutdown(RECORDINGS_STOP_TIMEOUT_S)
     await services.recorder.stop()
 
 

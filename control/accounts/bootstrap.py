@@ -1,4 +1,4 @@
-"""What the server needs before it serves: its secrets, a first account, a clean slate.
+"""What the server needs before it serves: its secrets, a first account.
 
 - `private_data_dir(data_dir)`: DATA_DIR exists with mode 0700.
 - `resolve_secrets(cfg)`: the operator key and the join-token secret come from the settings
@@ -7,8 +7,8 @@
 - `first_start(store, data_dir)`: an empty store gets customer "Default" and host `admin@localhost`
   whose random password goes to `DATA_DIR/initial-host-password` (0600); the path is
   printed, never the password, so `./scripts/serve` is all a newcomer needs.
-- `end_meetings_left_live(store)`: meetings still live from a previous run are ended
-  (`server_restart`); nobody is connected to them any more.
+Meetings still live from a previous run are not ended: they go on
+(control.meeting.resumption).
 """
 
 from __future__ import annotations
@@ -102,18 +102,3 @@ async def first_start(store: Store, data_dir: str) -> None:
     )
     log.info("first start: customer %s and host %s created", customer.id, host.id)
 
-
-async def end_meetings_left_live(store: Store) -> int:
-    ended = await store.end_all_live_sessions("server_restart")
-    for session in ended:
-        await store.append_audit(
-            actor_kind="system",
-            actor_id="startup",
-            action="meeting.end",
-            target_kind="meeting",
-            target_id=session.meeting_id,
-            detail={"reason": "server_restart", "live_session_id": session.id},
-        )
-    if ended:
-        log.info("ended %d meeting(s) left live by the previous run", len(ended))
-    return len(ended)

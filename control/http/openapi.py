@@ -491,6 +491,14 @@ def _session_paths() -> dict[str, Schema]:
             body=_obj({"name": {"type": "string"}, "passcode": {"type": "string"}, "link_token": {"type": "string"},
                        "token": {"type": "string"}}, ["name"], closed=False),
             public=True, tag="participant")},
+        f"{mtg}/rejoin": {"post": _operation(
+            "Come back after a lost connection (a server restart, a lost node) with the reconnect credential "
+            "the socket gave: a join token that lets you in as yourself, without the waiting room",
+            (200, _obj({"token": {"type": "string"}, "participant_id": ID, "ws_url": {"type": "string"},
+                        "status": {"enum": ["admitted"]}, "role": {"enum": ["host", "participant"]},
+                        "meeting": _obj({"title": {"type": "string"}, "meeting_number": DISPLAY_NUMBER})})),
+            body=_obj({"credential": {"type": "string"}}, ["credential"], closed=False),
+            public=True, tag="participant")},
         f"{mtg}/public": {"get": _operation(
             "Title and status for the join page, to holders of a link token (?t=)",
             (200, _obj({"meeting_number": DISPLAY_NUMBER, "title": {"type": "string"},

@@ -101,6 +101,7 @@ class Conference:
                 name=participant.name,
                 role=participant.role,
                 host_session_id=participant.host_session_id,
+                resumed=True,  # admitted here: admitted again wherever they reconnect (locked or not)
             )
         except Exception:
             log.exception("cannot make a reconnect token")

@@ -22,6 +22,7 @@ import { RecordingControl } from './recording.js';
 import { PublishLayers, TrackStates } from './adaptive.js';
 import { ConnectionQuality, FreezeReporter } from './quality.js';
 import { rtcConfiguration } from './icepolicy.js';
+import { credentialRefused, rejoinGrant } from './rejoin.js';
 import {
   ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishEncodingStats, publishStats, subscribeStats,
 } from './mediastats.js';
@@ -31,7 +32,7 @@ const REQUEST_TIMEOUT_MS = 15000;
 const PING_INTERVAL_MS = 20000;
 const SILENCE_LIMIT_MS = 50000;     // no frame at all for this long: the socket is dead
 const BACKOFF_FIRST_MS = 400;
-const BACKOFF_MAX_MS = 10000;
+const BACKOFF_MAX_MS = 4000;       // a restarted server is back in seconds: look often
 // The server closes an old socket with this code when the same participant joined again
 // on a new one (another tab): coming back would only push that one out in turn.
 const REPLACED_CLOSE_CODE = 4001;
@@ -127,6 +128,8 @@ export class MeetingSession extends EventTarget {
     this.leftReason = null;               // why state became "left" (null: the user left)
     this.reconnects = 0;                  // times the connection was lost and rebuilt
     this.redirects = 0;                   // times a node sent us to the node holding the meeting
+    this.reconnectCredential = null;      // the server's latest, while admitted (rejoin.js)
+    this.rejoinNext = false;              // the next connection trades it for a token first
     this.iceServers = [];
     this.recording = new RecordingControl(this);   // recording_state, consent, the host's commands
     this.trackStates = new TrackStates();          // what the server said of each video we receive
@@ -167,6 +170,7 @@ export class MeetingSession extends EventTarget {
     this.waitingRoom = [];
     this.participantId = null;
     this.hostMuted = new Set();
+    this.reconnectCredential = null;
     if (grant) this.setToken(grant.token, grant.wsUrl);
     this.attempt = 0;
     this.setState('joining');
@@ -382,7 +386,7 @@ export class MeetingSession extends EventTarget {
       return;
     }
     if (this.state !== 'joining' && this.state !== 'reconnecting') return;   // left meanwhile
-    const ws = new WebSocket(this.credentials ? socketUrl(this.wsUrl, token) : this.wsUrl);
+    const ws = new WebSocket(token ? socketUrl(this.wsUrl, token) : this.wsUrl);
     this.ws = ws;
     this.lastFrameAt = Date.now();
     let opened = false;
@@ -420,6 +424,18 @@ export class MeetingSession extends EventTarget {
   }
 
   async usableToken() {
+    if (this.rejoinNext && this.reconnectCredential) {
+      try {
+        const grant = await rejoinGrant(this.meetingId, this.reconnectCredential);
+        this.rejoinNext = false;
+        this.setToken(grant.token, grant.wsUrl);
+        return this.token;
+      } catch (err) {
+        if (!credentialRefused(err)) throw err;   // away (retried), or final (ended, removed)
+        this.reconnectCredential = null;          // expired, left: join the ordinary way
+        this.rejoinNext = false;
+      }
+    }
     if (!this.credentials) return null;
     const fresh = this.needFreshToken || !this.token || tokenSecondsLeft(this.token) < TOKEN_MARGIN_S;
     if (fresh) {
@@ -530,13 +546,17 @@ export class MeetingSession extends EventTarget {
         if (typeof msg.token === 'string' && msg.token) this.setToken(msg.token);
         // A draining node names the node that holds the meeting now.
         if (typeof msg.url === 'string' && /^wss?:\/\//.test(msg.url)) this.wsUrl = msg.url;
-        this.connectionLost(msg.reason || 'the media server restarted');
+        this.connectionLost(msg.reason || 'the media server restarted', { rejoin: !msg.token });
+        return;
+      case 'reconnect_credential':
+        if (typeof msg.credential === 'string' && msg.credential) this.reconnectCredential = msg.credential;
         return;
       case 'redirect':
         // Several nodes: the meeting runs on another one. Same token, that node's socket;
         // at once the first times, then with the backoff (nodes that disagree).
         if (typeof msg.url === 'string' && /^wss?:\/\//.test(msg.url)) this.wsUrl = msg.url;
-        this.connectionLost('the meeting runs on another node', { delayMs: this.redirects++ < 3 ? 0 : null });
+        this.connectionLost('the meeting runs on another node',
+          { delayMs: this.redirects++ < 3 ? 0 : null, rejoin: false });
         return;
       case 'meeting_updated': this.onMeetingUpdated(msg); return;
       case 'joined': this.onJoined(msg); return;
@@ -851,8 +871,11 @@ export class MeetingSession extends EventTarget {
   // The socket or the media went away (or the server asked us to come back): drop both
   // PCs and the socket, then join again with the same participant_id after a backoff.
   // While waiting, `waitingReason` stays set so the page keeps showing the waiting screen.
-  connectionLost(reason, { delayMs = null } = {}) {
+  // `rejoin`: come back through our reconnect credential (when admitted we hold one): the
+  // server may have restarted, or the meeting moved to another node.
+  connectionLost(reason, { delayMs = null, rejoin = true } = {}) {
     if (!this.active) return;
+    this.rejoinNext = rejoin && !!this.reconnectCredential;
     this.closePcs();
     this.closeSocket();
     const wasJoined = this.state === 'joined';
@@ -883,6 +906,7 @@ export class MeetingSession extends EventTarget {
     this.waitingRoom = [];
     this.waitingReason = null;
     this.leftReason = reason;
+    this.reconnectCredential = null;
     this.ended = { kind, reason, code };
     this.setState('left', { reason, kind, code });
     this.emit('participants');

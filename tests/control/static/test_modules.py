@@ -667,3 +667,19 @@ async def test_connection_quality_is_read_into_levels_and_freezes_are_summed(pag
     assert got["shown"] == [{"quality": "good", "label": "Connection: Good"}, None, None]
     assert got["totals"] == {"count": 3, "seconds": 1.75} and got["none"] == {"count": 0, "seconds": 0}
     assert got["sent"] == [{"type": "media_stats", "freeze_count": 3, "freeze_seconds": 1.75}]
+
+
+async def test_a_refused_credential_falls_back_to_joining_but_an_unreachable_server_is_retried(page):
+    verdicts = await page.evaluate(
+        """async () => {
+            const { credentialRefused } = await import('/static/rejoin.js');
+            const { ApiError } = await import('/static/api.js');
+            const cases = [[401, 'token_expired'], [403, 'not_admitted'], [401, 'invalid_token'],
+                           [409, 'meeting_ended'], [403, 'removed'], [0, 'network'], [503, 'cluster_unavailable'],
+                           [429, 'rate_limited']];
+            return cases.map(([status, code]) => credentialRefused(new ApiError(status, code, code)));
+        }"""
+    )
+    # Expired or no longer in: join the ordinary way. Ended, removed: final (the join's
+    # answer says so). Away, busy: try the credential again after the backoff.
+    assert verdicts == [True, True, True, False, False, False, False, False]
