@@ -41,6 +41,11 @@ REFUSALS = {
 }
 
 
+def full_meeting(capacity: int) -> str:
+    """Why someone cannot join a full meeting, with how many it holds."""
+    return f"{REFUSALS['meeting_full']}: it holds {capacity} participants at most; try again later"
+
+
 @dataclass(frozen=True, slots=True)
 class Situation:
     live: bool  # the host has started it (a live session exists)
