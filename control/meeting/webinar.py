@@ -143,10 +143,14 @@ class Webinar(ConferenceListener):
     # ------------------------------------------------------------------ conference news
 
     def participant_joined(self, meeting: LiveMeeting, participant: Participant) -> bool:
+        """A moderator hears the stage; in a webinar everyone hears their role right after
+        `joined` (the page shows a raise-hand button)."""
         if meeting.stage.moderates(participant):
             participant.send(stage_view(meeting))
-        elif meeting.stage.speakers and participant.participant_id in meeting.stage.speakers:
-            self._tell_moderators(meeting)  # a speaker back (a reconnect): listed again
+        elif not meeting.stage.attendees_publish:
+            participant.send(stage_role(meeting, participant))
+            if participant.participant_id in meeting.stage.speakers:
+                self._tell_moderators(meeting)  # a speaker back (a reconnect): listed again
         return False
 
     def participant_left(self, meeting: LiveMeeting, participant: Participant) -> None:

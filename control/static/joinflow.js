@@ -75,6 +75,7 @@ export class ParticipantCredentials {
       participantId: reply.participant_id || null,
       status: reply.status || null,
       title: (reply.meeting && reply.meeting.title) || '',
+      mayPublish: reply.may_publish !== false,   // false: a webinar's attendee (no camera, no microphone)
     };
   }
 

@@ -10,6 +10,7 @@ import { RecordingBanner } from './recordingbanner.js';
 import { commandErrorText } from './recording.js';
 import { HostControls } from './hostcontrols.js';
 import { IngestPanel } from './ingest.js';
+import { StagePanel } from './stagepanel.js';
 import { ParticipantCredentials, HostCredentials, readLocation, joinErrorText } from './joinflow.js';
 import { api, ApiError, meetingDigits, formatMeetingNumber, meetingPath, hostSession, clearHostSession, sessionEndedText } from './api.js';
 import { icons } from './icons.js';
@@ -47,6 +48,7 @@ const recBanner = new RecordingBanner(session, {
   continueButton: $('rec-continue'), leaveButton: $('rec-leave'),
 });
 let host = null;                   // HostControls once we are in as the host
+const stagePanel = new StagePanel(session, { isHost: () => !!host, rerender: () => renderAll() });
 
 function requireHost() {
   if (!host) throw new Error('only the host can do this');
@@ -61,6 +63,9 @@ window.conclave = {
   get role() { return session.role; },
   get waitingReason() { return session.waitingReason; },
   get activeSpeaker() { return session.activeSpeaker; },   // participant_id or null
+  // {mayPublish, role, handRaised, attendeesPublish, speakers, hands} (docs/signaling.md, "Webinars")
+  get stage() { return session.stage.snapshot(); },
+  raiseHand: (raised = true) => session.raiseHand(raised),
   get ended() { return session.ended ? { ...session.ended } : null; },
   get locked() { return host ? host.locked : null; },
   // {recording, transcription, consentPolicy, consentRequired, by, consentPending, busy,
@@ -92,6 +97,8 @@ window.conclave = {
     admitAll: () => requireHost().admitAll().finally(renderAll),
     remove: (pid) => requireHost().remove(pid).finally(renderAll),
     mute: (pid, source, muted = true) => requireHost().mute(pid, source, muted).finally(renderAll),
+    promote: (pid) => requireHost() && session.setSpeaker(pid, true),
+    demote: (pid) => requireHost() && session.setSpeaker(pid, false),
     lock: (locked) => requireHost().lock(locked).finally(renderAll),
     end: () => requireHost().end(),
     startRecording: () => session.recording.command('recording', 'start'),
@@ -540,6 +547,7 @@ function renderAll() {
   renderControls();
   renderPeople();
   renderViewers();
+  stagePanel.render();
 }
 
 session.addEventListener('state', onState);
@@ -558,6 +566,7 @@ session.addEventListener('chat', onChat);
 session.addEventListener('waitingroom', renderPeople);
 session.addEventListener('meeting', (event) => { if (host) host.setLocked(event.detail.locked); });
 session.addEventListener('hostmute', onHostMute);
+session.addEventListener('stage', renderAll);
 session.addEventListener('notice', (event) => toast(event.detail.text, event.detail.level));
 window.addEventListener('pagehide', () => session.leave());
 
@@ -726,6 +735,10 @@ async function boot() {
     return;
   }
   if (info && info.title) setTitle(info.title);
+  if (info && info.attendees_publish === false) {
+    $('prejoin-media-hint').textContent = 'This is a webinar: you join to watch and listen, and your browser '
+      + 'asks for no camera or microphone. Raise your hand to ask to speak.';
+  }
   if (place.name && place.name.trim()) {
     showJoinForm({ focus: false });
     submitJoin();
