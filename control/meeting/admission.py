@@ -43,7 +43,7 @@ REFUSALS = {
 
 def full_meeting(capacity: int) -> str:
     """Why someone cannot join a full meeting, with how many it holds."""
-    return f"{REFUSALS['meeting_full']}: it holds {capacity} participants at most; try again later"
+    return f"{REFUSALS['meeting_full']}: it holds at most {capacity} participants"
 
 
 @dataclass(frozen=True, slots=True)

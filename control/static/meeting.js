@@ -119,11 +119,13 @@ function showOnly(section) {
   if (!inRoom) $('knock').hidden = true;
 }
 
-function showEnded({ title, detail = '', icon = 'door', rejoin = false, signIn = false }) {
+function showEnded({ title, detail = '', icon = 'door', rejoin = false, signIn = false, again = null }) {
   $('ended-icon').innerHTML = icons[icon] || '';
   $('ended-title').textContent = title;
   $('ended-detail').textContent = detail;
   $('rejoin').hidden = !rejoin;
+  $('rejoin').textContent = again || 'Rejoin';
+  $('rejoin').setAttribute('aria-label', again ? `${again}: join the meeting` : 'Rejoin the meeting');
   $('signin-again').hidden = !signIn;
   const toDashboard = session.role === 'host' && !signIn;
   $('ended-home').href = toDashboard ? '/host' : '/';
@@ -167,10 +169,21 @@ function endedScreen(ended) {
     case 'replaced':
       return { title: 'You joined from another window', detail: reason, rejoin: true };
     case 'refused':
+      if (code === 'meeting_full') return fullMeeting(reason);
       return { title: 'Could not join the meeting', detail: joinErrorText(new ApiError(403, code, reason)), rejoin: code !== 'removed' };
     default:
       return { title: 'Disconnected from the meeting', detail: reason || '', rejoin: true };
   }
+}
+
+// The meeting holds as many as its limit allows (the operator's cap or the customer's):
+// a page of its own, with the server's words (how many it holds) and a way to try again.
+function fullMeeting(serverText) {
+  return {
+    title: 'This meeting is full', icon: 'people', rejoin: true, again: 'Try again',
+    detail: `${joinErrorText(new ApiError(403, 'meeting_full', serverText)).replace(/\.?$/, '.')} `
+      + 'You can try again when someone leaves.',
+  };
 }
 
 const STATUS_TEXT = {
@@ -648,6 +661,11 @@ async function submitJoin() {
     session.credentials = credentials;
     await session.join(values.name, grant);
   } catch (err) {
+    if (err instanceof ApiError && err.code === 'meeting_full') {
+      session.credentials = credentials;   // "Try again" asks with the same form
+      showEnded(fullMeeting(err.message));
+      return;
+    }
     showJoinError(joinErrorText(err));
     if (err instanceof ApiError && err.code === 'invalid_credentials') $('passcode-input').select();
   } finally {

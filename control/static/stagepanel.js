@@ -79,13 +79,13 @@ export class StagePanel {
     const names = new Map([...this.session.participants.values()].map((p) => [p.participant_id, p.name]));
     $('hands-count').textContent = this.stage.hands.length ? String(this.stage.hands.length) : '';
     $('hands-list').replaceChildren(...this.stage.hands.map((h) => this.personRow(h.participant_id, h.name, 'hand', [
-      this.button('promote', 'Let speak', 'speaker_on', h, () => this.promote(h.participant_id)),
+      this.button('promote', 'Let speak', 'stageUp', h, () => this.promote(h.participant_id)),
       this.button('lower-hand', 'Lower hand', 'close', h, () => this.lowerHand(h.participant_id)),
     ])));
     if (!this.stage.hands.length) $('hands-list').append(el('li', { class: 'people-empty' }, 'No raised hands.'));
     const speakers = this.stage.speakers.map((pid) => ({ participant_id: pid, name: names.get(pid) || pid }));
     $('speakers-list').replaceChildren(...speakers.map((p) => this.personRow(p.participant_id, p.name, 'speaker', [
-      this.button('demote', 'Back to the audience', 'speaker_off', p, () => this.demote(p.participant_id)),
+      this.button('demote', 'Back to the audience', 'stageDown', p, () => this.demote(p.participant_id)),
     ])));
     if (!speakers.length) $('speakers-list').append(el('li', { class: 'people-empty' }, 'Only you speak.'));
   }
