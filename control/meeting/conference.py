@@ -554,6 +554,7 @@ class Conference:
         needed). Marks them inactive; returns the subscribers whose m-lines changed."""
         changed = set()
         for subscriber in list(meeting.participants.values()):
+            subscriber.forget_track(track.track_id)
             consumer = subscriber.active_consumer_for(track.track_id)
             if consumer is not None:
                 consumer.active = False

@@ -190,6 +190,12 @@ class Participant:
             "muted": dict(self.muted),
         }
 
+    def forget_track(self, track_id: str) -> None:
+        """A track is gone for good (its producer closed; ids are never reused): what they
+        kept of it goes, so their state stays bounded by the meeting's live tracks."""
+        self.unsubscribed.discard(track_id)
+        self.tiles.pop(track_id, None)
+
     def forget_subscriptions(self, offered: set[str]) -> None:
         """Drop the closed subscriptions whose m-line the media server no longer offers
         (it recycled it for another track): the map stays as long as the offer."""
