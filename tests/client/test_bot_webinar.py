@@ -1,13 +1,15 @@
 """Webinars with bots against the real server (control + SFU worker, 127.0.0.1): an
 attendee joins receive-only and receives the host, raises a hand, is promoted and its
 media reaches everyone, is demoted and its tracks stop for everyone; its publish attempt
-as an attendee is refused; the REST equivalents and the setting."""
+as an attendee is refused; the REST equivalents and the setting; the recording notice and
+consent hold an attendee as they hold everyone."""
 
 import asyncio
 
 import pytest
 
 from client.signaling import SignalingError
+from tests.control.recording.test_service import NOTICE_FRAMES, frames, recording_host, wait_state
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,5 +111,32 @@ async def test_rest_sets_the_webinar_and_promotes_and_demotes(conclave_server):
         bad = await server.call("PATCH", f"/meetings/{number}", token=hs, json_body={"attendees_publish": "no"},
                                 expect=400)  # fmt: skip
         assert bad["error"]["code"] == "invalid_field"
+    finally:
+        await asyncio.gather(host.stop(), ann.stop())
+
+
+async def test_the_recording_notice_and_consent_hold_an_attendee_as_everyone(conclave_server, tmp_path):
+    server = conclave_server
+    owner = await recording_host(server, tmp_path / "storage", consent_policy="require")
+    meeting = await server.create_meeting("recorded webinar", host=owner, attendees_publish=False)
+    host = server.bot(meeting, "host", token=meeting["host_token"])
+    ann = server.bot(meeting, "ann")
+    try:
+        await host.start(publish_video=False)
+        await host.signaling.request({"type": "recording", "action": "start"}, timeout=30)
+        await wait_state(host, True)
+        # An attendee joining a recorded webinar is told and hears the notice like anyone.
+        await ann.start(publish_video=False)
+        assert (await wait_state(ann, True))["consent_required"] is True
+        await ann.wait_for_frames(None, "announcement", NOTICE_FRAMES, timeout=15)
+        # Promoted before consenting: it publishes, and nothing of it reaches anyone yet.
+        await host.promote(ann.participant_id)
+        await ann.wait_may_publish(True, timeout=20)
+        await asyncio.sleep(2.0)
+        assert frames(host, ann.participant_id, "microphone") == 0
+        assert (await ann.signaling.request({"type": "consent", "decision": "continue"}))["type"] == "ok"
+        await host.wait_for_frames(ann.participant_id, "microphone", 25, timeout=15)
+        rows = await server.services.store.list_consent(meeting["meeting_id"])
+        assert {r.participant_id: r.decision for r in rows}.get(ann.participant_id) == "continued"
     finally:
         await asyncio.gather(host.stop(), ann.stop())
