@@ -74,6 +74,10 @@ async def test_an_attendee_watches_raises_a_hand_speaks_when_promoted_and_stops_
         assert await attendee.get_by_test_id("toggle-mic").is_hidden()
         assert await attendee.get_by_test_id("toggle-camera").is_hidden()
         assert await attendee.evaluate("window.conclave.publishStats()") == {}
+        # The stage shows who speaks, not the audience: the host's tile only.
+        await browser.wait_for(attendee, "[...document.querySelectorAll('[data-testid=tile-name]')]"
+                                         ".map((e) => e.textContent).join('|') === 'Ada Lovelace'",
+                               what="only the host's tile")  # fmt: skip
     await browser.screenshot(grace, "webinar-attendee")
 
     # Grace raises her hand with her button; the host sees it and lets her speak.
@@ -95,6 +99,8 @@ async def test_an_attendee_watches_raises_a_hand_speaks_when_promoted_and_stops_
     for receiver in (ada, linus):
         await browser.wait_media_from(receiver, grace_id, timeout=MEDIA_TIMEOUT)
     assert await media_requests(linus) == 0
+    await browser.wait_for(linus, "[...document.querySelectorAll('[data-testid=tile-name]')]"
+                                  ".some((e) => e.textContent === 'Grace')", what="Grace's tile on stage")  # fmt: skip
 
     # Back to the audience from the speakers list: her tracks stop for everyone.
     speaker = ada.locator(f"[data-testid=speakers-list] [data-testid=speaker][data-participant-id='{grace_id}']")
