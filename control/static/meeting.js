@@ -501,7 +501,8 @@ function personItem(person, you) {
     withActions ? null : el('span', { class: 'person-flags' },
       muted.microphone ? el('span', { role: 'img', 'aria-label': 'Microphone muted', html: icons.micOff }) : null,
       muted.camera ? el('span', { role: 'img', 'aria-label': 'Camera off', html: icons.cameraOff }) : null),
-    withActions ? host.personActions(person, renderAll) : null);
+    withActions ? host.personActions(person, renderAll) : null,
+    withActions ? stagePanel.personAction(person) : null);
 }
 
 function renderPeople() {

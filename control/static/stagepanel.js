@@ -90,6 +90,15 @@ export class StagePanel {
     if (!speakers.length) $('speakers-list').append(el('li', { class: 'people-empty' }, 'Only you speak.'));
   }
 
+  // (host, webinar) On a person of the people list: let them speak, or back to the audience.
+  personAction(person) {
+    if (this.stage.attendeesPublish !== false) return null;
+    const pid = person.participant_id;
+    return this.stage.speakers.includes(pid)
+      ? this.button('demote', 'Back to the audience', 'stageDown', person, () => this.demote(pid))
+      : this.button('promote', 'Let speak', 'stageUp', person, () => this.promote(pid));
+  }
+
   personRow(pid, name, testid, actions) {
     return el('li', { class: 'person', dataset: { testid, participantId: pid } },
       el('span', { class: 'person-avatar', style: `background:${colorFor(pid)}`, 'aria-hidden': 'true' }, initials(name)),

@@ -3,7 +3,8 @@ never asks for a camera or microphone (getUserMedia is counted from before the p
 own scripts run), receives the host, raises a hand from its button; the host sees the
 hand and lets them speak from the people panel; the attendee's page asks for its devices
 then and its media reaches the host and another attendee; demoted from the speakers
-list, its tracks stop for everyone and its devices are released."""
+list, its tracks stop for everyone and its devices are released; the host lets another
+attendee speak from the people list."""
 
 from __future__ import annotations
 
@@ -113,5 +114,11 @@ async def test_an_attendee_watches_raises_a_hand_speaks_when_promoted_and_stops_
     assert await grace.get_by_test_id("toggle-camera").is_hidden()
     # Still in the webinar, still receiving the host.
     await browser.wait_media_from(grace, ada_id, timeout=MEDIA_TIMEOUT)
+    # The host may also let someone speak who did not raise a hand, from the people list.
+    linus_id = await browser.participant_id(linus)
+    person = ada.locator(f"[data-testid=people-list] [data-testid=participant][data-participant-id='{linus_id}']")
+    await person.get_by_test_id("promote").click()
+    await browser.wait_for(linus, "window.conclave.stage.mayPublish", what="Linus to be a speaker")
+    await browser.wait_media_from(ada, linus_id, timeout=MEDIA_TIMEOUT)
     for page in (ada, grace, linus):
         await browser.close_page(page)
