@@ -154,6 +154,8 @@ class Webinar(ConferenceListener):
         return False
 
     def participant_left(self, meeting: LiveMeeting, participant: Participant) -> None:
-        if meeting.stage.left(participant.participant_id) or participant.participant_id in meeting.stage.speakers:
-            if not meeting.ended:
-                self._tell_moderators(meeting)
+        """Their hand goes down; the moderators hear of it (and of a speaker gone), unless
+        the meeting is ending for everyone."""
+        changed = meeting.stage.left(participant.participant_id) or participant.participant_id in meeting.stage.speakers
+        if changed and not meeting.ended:
+            self._tell_moderators(meeting)

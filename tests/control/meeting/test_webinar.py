@@ -141,13 +141,14 @@ async def test_a_promoted_speaker_who_reconnects_is_still_a_speaker():
 
 async def test_turning_attendees_publish_on_live_opens_every_attendees_publish_transport():
     s = Webinars()
-    host, _ = await s.join_host()
+    _, host_peer = await s.join_host()
     ann, ann_peer = await s.join("ann")
     record = MeetingRecord(id="meeting1", meeting_number="12345678901", host_id="h", customer_id="c", title="T",
                            passcode="123456", attendees_publish=True)  # fmt: skip
     await s.webinar.setting_changed(record)
     assert s.directions_of(ann) == ["publish", "subscribe"]
     assert ann_peer.of_type("stage_role")[-1]["may_publish"] is True
+    assert host_peer.of_type("stage")[-1]["attendees_publish"] is True  # the host's view follows
     await s.publish(ann, "camera")
     record.attendees_publish = False
     await s.webinar.setting_changed(record)  # whoever publishes stays a speaker
