@@ -31,6 +31,7 @@ from .peer import PublishPeer, SubscribePeer
 from .recording import ANNOUNCEMENT_SOURCE, CONSENT_DECISIONS, RecordingState, RecordingWatcher
 from .rejoin import GIVE_UP_AFTER_S, RejoinRefused, backoff_delay, request_rejoin, should_reconnect
 from .signaling import Message, SignalingClient, SignalingClosed, SignalingError
+from .stage import StageState, send_hand, send_stage_change
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ class Bot:
         self._tracks: dict[str, MediaStreamTrack] = {}  # source -> our media
         self._relay = MediaRelay()
         self.signaling: SignalingClient | None = None
+        self._ice_servers: list[Message] = []  # the last `joined`'s: a promotion's publish connection uses them
         self.publisher: PublishPeer | None = None
         self.subscriber: SubscribePeer | None = None
         self._early_offers: list[Message] = []
@@ -233,6 +235,7 @@ class Bot:
         self.connection_quality: dict[str, str] = {}  # participant_id -> level (`connection_quality`)
         self.quality_scores: dict[str, float] = {}  # participant_id -> its MOS-like score
         self.left_by_consent = asyncio.Event()  # we answered a recording notice with "leave"
+        self.stage = StageState()  # our webinar role; (host) the speakers and raised hands
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
 
     # -- lifecycle ------------------------------------------------------------
@@ -319,16 +322,34 @@ class Bot:
         self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
         ice_servers = joined.get("ice_servers") or []
         self.subscriber = SubscribePeer(signaling, self._on_remote_track, ice_servers, self.relay_only)
+        self._ice_servers = ice_servers
         for offer in self._early_offers:
             self.subscriber.handle_offer(offer)
         self._early_offers = []
-        self.publisher = PublishPeer(signaling, ice_servers, self.relay_only)
+        self.stage.joined(joined)
         self.waiting.clear()
         self.admitted.set()
+        if self.stage.may_publish:  # a webinar's attendee receives only until promoted
+            await self._start_publishing(timeout)
+        self._notify()
+
+    async def _start_publishing(self, timeout: float = 15.0) -> None:
+        """Our publish connection, with our tracks offered."""
+        assert self.signaling is not None
+        self.publisher = PublishPeer(self.signaling, self._ice_servers, self.relay_only)
         for source, track in self._tracks.items():
             self.publisher.add_track(self._relay.subscribe(track, buffered=False), source)
         if self._tracks:
             await self.publisher.negotiate(timeout=timeout)
+
+    async def _follow_role(self) -> None:
+        """Promoted: publish. Demoted: the server closed our publish transport; close ours."""
+        if self.stage.may_publish and self.publisher is None and self.subscriber is not None:
+            await self._start_publishing()
+        elif not self.stage.may_publish and self.publisher is not None:
+            publisher, self.publisher = self.publisher, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(publisher.close(), 5.0)
         self._notify()
 
     async def _close_session(self) -> None:
@@ -403,6 +424,8 @@ class Bot:
             "active_speaker": self._on_active_speaker,
             "connection_quality": self._on_connection_quality,
             **{kind: self.track_states.handle for kind in TRACK_STATE_EVENTS},
+            "stage_role": self._on_stage_role,
+            "stage": self.stage.on_stage,
             "reconnect": self._on_reconnect,
             "reconnect_credential": self._on_reconnect_credential,
             "error": self.errors.append,
@@ -456,7 +479,7 @@ class Bot:
 
     def _on_joined_push(self, msg: Message) -> None:
         """Admitted from the waiting room: set up media now."""
-        if self._stopping or self.publisher is not None:
+        if self._stopping or self.subscriber is not None:
             return
         self._start_over()
         self._media_task = asyncio.create_task(self._setup_media(msg), name=f"admitted-{self.name}")
@@ -487,6 +510,12 @@ class Bot:
             self._early_offers.append(msg)  # arrived between `joined` and our peers
         else:
             self.subscriber.handle_offer(msg)
+
+    def _on_stage_role(self, msg: Message) -> None:
+        if self.stage.on_role(msg) and not self._stopping:
+            task = asyncio.create_task(self._follow_role(), name=f"role-{self.name}")
+            self._consumers.add(task)
+            task.add_done_callback(self._consumers.discard)
 
     def _on_participant(self, msg: Message) -> None:
         participant = msg["participant"]
@@ -783,6 +812,39 @@ class Bot:
         it receives. (The bot itself publishes one layer: aiortc cannot send simulcast.)"""
         assert self.signaling is not None, "bot not started"
         await self.signaling.set_tile(track_id, width, height, visible)
+
+    # -- webinar ---------------------------------------------------------------------
+
+    async def raise_hand(self) -> Message:
+        assert self.signaling is not None, "bot not started"
+        return await send_hand(self.signaling, True)
+
+    async def lower_hand(self, participant_id: str | None = None) -> Message:
+        """Lower our hand, or (the host) someone else's."""
+        assert self.signaling is not None, "bot not started"
+        return await send_hand(self.signaling, False, participant_id)
+
+    async def promote(self, participant_id: str) -> Message:
+        """(The host) let an attendee publish; raises SignalingError when refused."""
+        assert self.signaling is not None, "bot not started"
+        return await send_stage_change(self.signaling, True, participant_id)
+
+    async def demote(self, participant_id: str) -> Message:
+        """(The host) make a speaker an attendee again: their tracks stop for everyone."""
+        assert self.signaling is not None, "bot not started"
+        return await send_stage_change(self.signaling, False, participant_id)
+
+    async def wait_may_publish(self, may: bool = True, timeout: float = 10.0) -> None:
+        """Until the server lets us publish (promoted) or not, and our publish connection
+        follows (negotiated, or closed)."""
+
+        def reached() -> bool:
+            return self.stage.may_publish == may and (self.publisher is not None) == may
+
+        await self.wait_until(reached, timeout, f"may_publish {may}")
+        if may and self.publisher is not None and self._tracks:
+            await self.wait_until(lambda: self.publisher is not None and bool(self.publisher.published), timeout,
+                                  "our tracks published")  # fmt: skip
 
     # -- recording -----------------------------------------------------------------
 

@@ -61,6 +61,7 @@ from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
 from control.meeting.resumption import Resumption
+from control.meeting.webinar import Webinar
 from control.meeting.viewer_mix import ViewerMixes
 from control.meeting.viewers import Viewers
 from control.metrics.certificates import CertificateCollector
@@ -133,6 +134,7 @@ class Services:
     chat: Chat
     attendance: Attendance
     moderation: Moderation
+    webinar: Webinar
     lifecycle: Lifecycle
     recordings: Recordings
     archive: RecordingArchive
@@ -201,8 +203,10 @@ def build_services(
         store=store, registry=registry, conference=conference, chat=chat, tokens=tokens, limits=limits,
         events=meeting_events, clock=clock, tasks=tasks,
     )  # fmt: skip
+    webinar = Webinar(registry=registry, conference=conference, clock=clock)
     moderation = Moderation(
-        store=store, registry=registry, conference=conference, attendance=attendance, events=meeting_events
+        store=store, registry=registry, conference=conference, attendance=attendance, events=meeting_events,
+        webinar=webinar,
     )
     lifecycle = Lifecycle(
         store=store, registry=registry, conference=conference, attendance=attendance, moderation=moderation,
@@ -225,7 +229,7 @@ def build_services(
         cluster = Cluster(cfg, node_load(cfg, registry, worker_supervisor, clock, lambda: cluster.draining))
     signaling = SignalingEndpoint(
         settings=cfg.signaling, public_url=cfg.http.public_url, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
-        recordings=recordings, metrics=metrics, quality=quality, cluster=cluster, registry=registry,
+        recordings=recordings, metrics=metrics, quality=quality, webinar=webinar, cluster=cluster, registry=registry,
     )  # fmt: skip
     services = Services(
         cfg=cfg,
@@ -248,6 +252,7 @@ def build_services(
         chat=chat,
         attendance=attendance,
         moderation=moderation,
+        webinar=webinar,
         lifecycle=lifecycle,
         recordings=recordings,
         archive=RecordingArchive(store, recordings, deletions, outbound.allowed_networks),
@@ -283,6 +288,7 @@ def _wire(s: Services) -> None:
     s.conference.add_listener(s.recordings)
     s.conference.add_listener(s.resumption)
     s.metrics.registry.register(ResumptionCollector(s.resumption))
+    s.conference.add_listener(s.webinar)
     s.lifecycle.add_listener(s.recordings)
     s.lifecycle.add_listener(s.ingests)
     s.lifecycle.add_listener(EndedMeetingsLeaveTurn(s.turn))
@@ -369,7 +375,7 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     ).register(router)
     MeetingRoutes(
         store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls,
-        adaptive=s.adaptive,
+        adaptive=s.adaptive, webinar=s.webinar,
     ).register(router)
     SessionRoutes(
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, attendance=s.attendance,

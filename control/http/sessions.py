@@ -38,6 +38,7 @@ from control.http.permissions import require_meeting_access
 from control.http.rest import json_body
 from control.http.urls import PublicUrls
 from control.meeting import admission, numbers
+from control.meeting.admission import full_meeting
 from control.meeting.attendance import Attendance
 from control.meeting.call_quality import CallQuality
 from control.meeting.lifecycle import Lifecycle
@@ -68,6 +69,9 @@ def participant_json(person: ParticipantRecord, meeting: LiveMeeting | None) -> 
     if connected is not None and connected.admitted:
         body["muted"] = dict(connected.muted)
         body["muted_by_host"] = sorted(connected.host_muted)
+        assert meeting is not None
+        body["stage_role"] = meeting.stage.role_of(connected)  # host, participant, speaker or attendee
+        body["hand_raised"] = connected.participant_id in meeting.stage.hands
     return body
 
 
@@ -126,7 +130,7 @@ class SessionRoutes:
         router.add_get(f"{prefix}/public", self.public_info)
         router.add_get(f"{prefix}/participants", self.list_participants)
         router.add_post(f"{prefix}/admit-all", self.admit_all)
-        for action in ("admit", "deny", "remove", "mute"):
+        for action in ("admit", "deny", "remove", "mute", "promote", "demote"):
             router.add_post(f"{prefix}/participants/{{participant_id}}/{action}", self._participant_action(action))
 
     # ------------------------------------------------------------------ start / end / lock
@@ -217,6 +221,8 @@ class SessionRoutes:
             person = await self._moderation.deny(record, participant_id)
         elif action == "remove":
             person = await self._moderation.remove(record, participant_id)
+        elif action in ("promote", "demote"):
+            person = await self._moderation.set_speaker(record, participant_id, action == "promote")
         else:
             body = await json_body(request)
             source, muted = body.get("source"), body.get("muted", True)
@@ -312,11 +318,11 @@ class SessionRoutes:
                 role="participant",
                 state=decision.outcome,
                 live_session_id=session.id if session else None,
-                max_present=self._limits.for_meeting(customer).capacity,
+                max_present=(capacity := self._limits.for_meeting(customer).capacity),
                 max_waiting=self._max_waiting,
             )
         except MeetingFull:
-            raise ApiError(403, "meeting_full", admission.REFUSALS["meeting_full"]) from None
+            raise ApiError(403, "meeting_full", full_meeting(capacity)) from None
         except WaitingRoomFull:
             raise ApiError(403, "waiting_room_full", "the waiting room is full; try again later") from None
         token = self._tokens.make_join_token(
@@ -338,6 +344,8 @@ class SessionRoutes:
                 "ws_url": ws_url,
                 "meeting": {"title": record.title, "meeting_number": numbers.display(record.meeting_number)},
                 "status": status,
+                # A webinar's newcomer is an attendee: the page asks for no camera or microphone.
+                "may_publish": record.attendees_publish,
             }
         )
         response.set_cookie(
@@ -376,5 +384,6 @@ class SessionRoutes:
                 "meeting_number": numbers.display(found.meeting_number),
                 "title": found.title,
                 "status": "live" if session else "waiting_for_host",
+                "attendees_publish": found.attendees_publish,
             }
         )

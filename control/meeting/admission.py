@@ -43,6 +43,11 @@ REFUSALS = {
 }
 
 
+def full_meeting(capacity: int) -> str:
+    """Why someone cannot join a full meeting, with how many it holds."""
+    return f"{REFUSALS['meeting_full']}: it holds at most {capacity} participants"
+
+
 @dataclass(frozen=True, slots=True)
 class Situation:
     live: bool  # the host has started it (a live session exists)

@@ -18,7 +18,7 @@ from common.messages import Message
 from control.accounts.tokens import Tokens
 from control.clock import Clock
 from control.errors import SignalingError
-from control.meeting import admission, closecodes
+from control.meeting import admission, closecodes, roles
 from control.meeting.listeners import ConferenceListener, Listeners
 from control.meeting.model import (
     LiveMeeting,
@@ -185,8 +185,10 @@ class Conference:
             assert meeting.limits is not None  # set when it went live (control.meeting.lifecycle)
             capacity = meeting.limits.capacity
             if not admission.has_room(len(meeting.participants), capacity):
-                raise SignalingError("meeting_full", f"the meeting has {capacity} participants already")
+                raise SignalingError("meeting_full", admission.full_meeting(capacity))
             await self._ensure_router(meeting)
+            if meeting.stage.is_attendee(participant):  # a webinar's attendee receives only (control.meeting.roles)
+                participant.directions = ("subscribe",)
             await self._create_transports(meeting, participant)
             participant.negotiation = Negotiation(
                 participant, lambda message: self.request(meeting, message), self._clock, self.answer_timeout_s
@@ -202,6 +204,7 @@ class Conference:
                 "tracks": [t.public() for t in meeting.tracks() if t.participant_id != participant_id],
                 "chat": chat,
                 "may_transcribe": participant.may_transcribe,
+                "may_publish": meeting.stage.may_publish(participant),
                 "simulcast": self.simulcast,
                 "ice_servers": self.ice_servers_for(meeting, participant),
             }
@@ -391,6 +394,8 @@ class Conference:
         """The participant's publish offer: their tracks, forwarded to everyone else.
         Returns the answer (also sent to them as `publish_answer`)."""
         async with meeting.lock:
+            if not meeting.stage.may_publish(participant):
+                raise roles.refuse_publish()
             transport_id = self._live_transport(participant, participant.publish_transport_id)
             try:
                 offer = api.PublishOffer(transport_id=transport_id, sdp=sdp, sources=sources)
@@ -421,6 +426,32 @@ class Conference:
             participant.send(reply)
             await self._announce(meeting, participant, added, closed)
             return answer.sdp
+
+    async def open_publish(self, meeting: LiveMeeting, participant: Participant) -> None:
+        """An attendee became a speaker (control.meeting.webinar): a publish transport for
+        them, if they have none. The caller holds the meeting's lock."""
+        if participant.closed or participant.publish_transport_id is not None or meeting.placement is None:
+            return
+        transport_id = new_id()
+        create = api.TransportCreate(router_id=meeting.placement.router_id, transport_id=transport_id, direction="publish")
+        try:
+            await self.request(meeting, create)
+        except ChannelError as exc:
+            raise media_error(exc, "creating the publish transport") from None
+        participant.publish_transport_id = transport_id
+        participant.directions = ("publish", "subscribe")
+
+    async def close_publish(self, meeting: LiveMeeting, participant: Participant) -> None:
+        """A speaker became an attendee: their publish transport goes (its producers with it
+        on the worker) and their tracks stop for everyone, through the one "track gone"
+        step. The caller holds the meeting's lock."""
+        tracks = list(participant.tracks.values())
+        participant.tracks.clear()
+        transport_id, participant.publish_transport_id = participant.publish_transport_id, None
+        participant.directions = ("subscribe",)
+        if transport_id is not None and not self.stopping:
+            await self._quiet_request(meeting, api.TransportClose(transport_id=transport_id))
+        self._renegotiate(self._tracks_gone(meeting, tracks, owner=participant))
 
     async def publish_plain(
         self, meeting: LiveMeeting, participant: Participant, producers: list[api.PlainProducerCreate]
@@ -524,6 +555,7 @@ class Conference:
         needed). Marks them inactive; returns the subscribers whose m-lines changed."""
         changed = set()
         for subscriber in list(meeting.participants.values()):
+            subscriber.forget_track(track.track_id)
             consumer = subscriber.active_consumer_for(track.track_id)
             if consumer is not None:
                 consumer.active = False

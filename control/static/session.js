@@ -16,6 +16,7 @@
 //   recording     [before, state, consentPending]  recording/transcription or consent changed
 //                                  (`recording`, a RecordingControl, holds the state)
 //   connection    []               someone's connection quality level changed (`connectionQuality`)
+//   stage         []               our webinar role, our hand, or (host) the speakers and hands changed
 
 import { ApiError, tokenClaims, tokenSecondsLeft } from './api.js';
 import { RecordingControl } from './recording.js';
@@ -23,6 +24,7 @@ import { PublishLayers, TrackStates } from './adaptive.js';
 import { ConnectionQuality, FreezeReporter } from './quality.js';
 import { rtcConfiguration } from './icepolicy.js';
 import { credentialRefused, rejoinGrant } from './rejoin.js';
+import { StageState } from './stage.js';
 import {
   ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishEncodingStats, publishStats, subscribeStats,
 } from './mediastats.js';
@@ -136,6 +138,7 @@ export class MeetingSession extends EventTarget {
     this.layers = new PublishLayers((trackId) => this.senderOfTrack(trackId));   // publish_layers
     this.connectionQuality = new ConnectionQuality();   // `connection_quality`: everyone's level
     this.freezes = new FreezeReporter((msg) => this.sendRaw(msg), () => this.subPc);   // `media_stats`
+    this.stage = new StageState();        // webinar: may we publish, our hand; (host) speakers and hands
 
     this.ws = null;
     this.pubPc = null;
@@ -172,9 +175,11 @@ export class MeetingSession extends EventTarget {
     this.hostMuted = new Set();
     this.reconnectCredential = null;
     if (grant) this.setToken(grant.token, grant.wsUrl);
+    // A webinar's attendee receives only: no camera or microphone is asked for (until promoted).
+    this.stage.reset(!grant || grant.mayPublish !== false);
     this.attempt = 0;
     this.setState('joining');
-    await this.acquireLocalMedia();
+    if (this.stage.mayPublish) await this.acquireLocalMedia();
     if (this.state !== 'joining') {           // left while the permission prompt was up
       this.stopLocalMedia();
       return;
@@ -215,6 +220,7 @@ export class MeetingSession extends EventTarget {
 
   async shareScreen(stream) {
     if (this.state !== 'joined') throw new Error('not in the meeting');
+    if (!this.stage.mayPublish) throw new Error('attendees cannot share their screen; raise your hand to ask');
     if (this.screenStream) await this.stopScreen();
     const shared = stream || await this.mediaDevices.getDisplayMedia({
       video: { frameRate: { ideal: 15 } }, audio: true,
@@ -578,6 +584,8 @@ export class MeetingSession extends EventTarget {
         if (this.trackStates.onMessage(msg)) this.emit('quality', { trackId: msg.track_id });
         break;
       case 'publish_layers': this.layers.onMessage(msg); break;
+      case 'stage_role': this.onStageRole(msg); break;
+      case 'stage': this.stage.onStage(msg); this.emit('stage'); break;
       case 'connection_quality':
         if (this.connectionQuality.onMessage(msg)) this.emit('connection');
         break;
@@ -653,7 +661,9 @@ export class MeetingSession extends EventTarget {
     this.startPing();
     this.freezes.start();
     this.subPc = this.createSubscribePc();
-    this.pubPc = this.createPublishPc();
+    this.stage.onJoined(msg);
+    if (!this.stage.mayPublish) this.stopLocalMedia();   // (demoted while away) nothing to send
+    this.pubPc = this.stage.mayPublish ? this.createPublishPc() : null;
     this.recording.onJoined();
     this.setState('joined');
     this.emit('participants');
@@ -730,6 +740,43 @@ export class MeetingSession extends EventTarget {
       return;
     }
     this.notice(msg.message || msg.code || 'server error', 'error');
+  }
+
+  // ------------------------------------------------------------------ webinar (stage.js)
+
+  // Promoted: the camera and microphone are asked for now, then published. Demoted: the
+  // server stopped our tracks; the publish connection and the devices are released.
+  async onStageRole(msg) {
+    const changed = this.stage.onRole(msg);
+    this.emit('stage');
+    if (!changed) return;
+    if (this.stage.mayPublish) {
+      await this.acquireLocalMedia();
+      if (this.state !== 'joined' || !this.stage.mayPublish || this.pubPc) return;
+      this.pubPc = this.createPublishPc();
+      this.notice('The host made you a speaker: your camera and microphone are on.', 'info');
+      await this.negotiatePublish();
+    } else {
+      const pc = this.pubPc;
+      this.pubPc = null;
+      this.pubSources = new Map();
+      if (pc) pc.close();
+      this.stopLocalMedia();
+      this.notice('The host made you an attendee again: you watch and listen.', 'info');
+    }
+    this.emit('local');
+  }
+
+  raiseHand(raised = true) {
+    return this.request({ type: 'hand', raised: !!raised }, 'ok');
+  }
+
+  lowerHandOf(participantId) {
+    return this.request({ type: 'hand', raised: false, participant_id: participantId }, 'ok');
+  }
+
+  setSpeaker(participantId, speaker) {
+    return this.request({ type: speaker ? 'promote' : 'demote', participant_id: participantId }, 'ok');
   }
 
   // ------------------------------------------------------------------ publish PC
