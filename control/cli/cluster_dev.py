@@ -98,10 +98,11 @@ def _stop_on_signals() -> _StopRequest:
 
 
 class DevCluster:
-    def __init__(self, root: Path, nodes: int, first_port: int) -> None:
+    def __init__(self, root: Path, nodes: int, first_port: int, settings: dict[str, str] | None = None) -> None:
         self.root = root
         self.count = nodes
         self.first_port = first_port
+        self.settings = settings or {}  # more CONCLAVE_ variables for every node (the bench's limits)
         self.redis: LocalRedis | None = None
         self.postgres: LocalPostgres | None = None
         self.nodes: list[tuple[str, int, subprocess.Popen[bytes]]] = []  # (node id, port, process)
@@ -133,6 +134,7 @@ class DevCluster:
         data.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
         env.update(shared)
+        env.update(self.settings)
         env.update({
             "CONCLAVE_DATA_DIR": str(data),
             "CONCLAVE_HTTP__HOST": "127.0.0.1",
