@@ -530,6 +530,10 @@ class SfuConfig(_Section):
     # Off by default for now: a bot test of last-N switching (tests/client/test_bot_adaptive.py)
     # failed in 2 of 7 runs with the native path and in none of 4 without it.
     native: str = setting("off", auto_on_off())
+    # A meeting larger than one worker (issue 13, item 4): each worker a meeting uses
+    # serves this many of its subscribers before the next worker is opened, fed through
+    # a pipe from the meeting's home worker, where every publisher stays. 0: never spread.
+    spread_after_participants: int = setting(0, integer(0))
 
     def _check_together(self) -> None:
         if not self.announced_ips and ipaddress.ip_address(self.listen_ip).is_unspecified:
