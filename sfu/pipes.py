@@ -116,4 +116,3 @@ def _info(piped: PipedProducer) -> api.PipedProducerInfo:
         fmtp=params.fmtp,
         extmap=dict(params.extmap),
     )
-

@@ -84,7 +84,9 @@ async def measure(packets: int, fanout: int) -> dict[str, float]:
         feed(packets)  # warm-up
         alone = _best_ns_per(feed, packets)
 
-        ends = [await w.handle(api.PipeTransportCreate(router_id="r", transport_id=t)) for w, t in ((a, "pa"), (b, "pb"))]
+        ends = [
+            await w.handle(api.PipeTransportCreate(router_id="r", transport_id=t)) for w, t in ((a, "pa"), (b, "pb"))
+        ]
         await a.handle(api.PipeTransportConnect(transport_id="pa", ip=ends[1].ip, port=ends[1].port))
         await b.handle(api.PipeTransportConnect(transport_id="pb", ip=ends[0].ip, port=ends[0].port))
         consumed = await a.handle(api.PipeConsume(transport_id="pa", consumer_id="pipe", producer_id=producer_id))
@@ -155,4 +157,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

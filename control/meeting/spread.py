@@ -58,7 +58,7 @@ def choose_worker(seated: dict[int, int], home: int, live: list[int], share: int
 class _Spread:
     """One meeting's spread state: who sits where, the pipes, what crossed them."""
 
-    __slots__ = ("seats", "pipes", "piped")
+    __slots__ = ("piped", "pipes", "seats")
 
     def __init__(self) -> None:
         self.seats: dict[str, int] = {}  # participant id -> worker index of their subscribe transport
@@ -197,7 +197,9 @@ class SpreadMeetings:
             for producer_id in gone:
                 piped.discard(producer_id)
                 if generation is not None:
-                    self._tasks.spawn(self._quiet(index, generation, api.ProducerClose(producer_id)), f"unpipe-{producer_id}")
+                    self._tasks.spawn(
+                        self._quiet(index, generation, api.ProducerClose(producer_id)), f"unpipe-{producer_id}"
+                    )
 
     # ------------------------------------------------------------------ the end
 

@@ -50,7 +50,9 @@ async def pipe(a: Worker, b: Worker) -> None:
 
 
 async def pipe_producer(a: Worker, b: Worker, producer_id: str) -> api.PipedProducerInfo:
-    consumed = await a.handle(api.PipeConsume(transport_id="pa", consumer_id=f"pipe-{producer_id}", producer_id=producer_id))
+    consumed = await a.handle(
+        api.PipeConsume(transport_id="pa", consumer_id=f"pipe-{producer_id}", producer_id=producer_id)
+    )
     await b.handle(api.PipeProducerCreate(transport_id="pb", producer=consumed.producer))
     return consumed.producer
 
@@ -67,11 +69,15 @@ async def plain_publisher(worker: Worker, kind: str, ssrc: int) -> tuple[UdpPeer
     return UdpPeer(), info.port, made.producer.producer_id
 
 
-async def plain_subscriber(worker: Worker, producer_id: str, name: str = "out") -> tuple[UdpPeer, int, api.PlainConsumerInfo]:
+async def plain_subscriber(
+    worker: Worker, producer_id: str, name: str = "out"
+) -> tuple[UdpPeer, int, api.PlainConsumerInfo]:
     peer = UdpPeer()
     info = await worker.handle(api.PlainTransportCreate(router_id="r", transport_id=name))
     await worker.handle(api.PlainTransportConnect(transport_id=name, remote_ip="127.0.0.1", remote_port=peer.port))
-    consumer = await worker.handle(api.ConsumerCreate(transport_id=name, consumer_id=f"{name}-c", producer_id=producer_id))
+    consumer = await worker.handle(
+        api.ConsumerCreate(transport_id=name, consumer_id=f"{name}-c", producer_id=producer_id)
+    )
     return peer, info.port, consumer
 
 
@@ -111,8 +117,13 @@ async def test_a_piped_video_reaches_the_other_workers_subscriber_and_its_pli_th
         answered_on_a = a.counters.nack_answered
         receiver.send_rtcp(rtcp.build_nack(0xABCD, consumer.ssrc, [(got[4][2] << 8 | got[4][3])]), out_port)
         again = await receiver.recv_rtp(1)
-        assert again[0][2:4] == got[4][2:4] and b.counters.nack_answered == 1 and a.counters.nack_answered == answered_on_a
-        counters_a, counters_b = (await a.handle(api.WorkerGetStats())).counters, (await b.handle(api.WorkerGetStats())).counters
+        assert (
+            again[0][2:4] == got[4][2:4] and b.counters.nack_answered == 1 and a.counters.nack_answered == answered_on_a
+        )
+        counters_a, counters_b = (
+            (await a.handle(api.WorkerGetStats())).counters,
+            (await b.handle(api.WorkerGetStats())).counters,
+        )
         assert counters_a["pipe_packets_sent"] >= 10 and counters_b["pipe_packets_received"] >= 10
         assert counters_b["pipe_packets_sent"] == 0  # b sends RTCP only
     finally:
@@ -140,7 +151,7 @@ async def test_a_piped_microphone_keeps_its_levels_and_feeds_the_other_workers_s
     assert piped.extmap == {rtp.URI_AUDIO_LEVEL: AUDIO_LEVEL_ID} and piped.stream_id == "alice"
     copy = b.registry.producers["mic"]
     assert copy.level_id == AUDIO_LEVEL_ID and copy.speaker is b.registry.routers["r"].speaker
-    receiver, _, consumer = await plain_subscriber(b, "mic")
+    receiver, _, _ = await plain_subscriber(b, "mic")
     try:
         for seq in range(5):
             sender.send_rtp(packet(111, seq, seq * 960, 2222, b"\xf8" * 40, level=20), feed.local_address[1])
@@ -153,7 +164,7 @@ async def test_a_piped_microphone_keeps_its_levels_and_feeds_the_other_workers_s
 
 
 async def test_pipe_requests_refuse_what_is_not_a_pipe_between_local_workers(workers):
-    a, b = workers
+    a, _ = workers
     cases = [
         (api.PipeTransportCreate(router_id="r", transport_id="x", listen_ip="0.0.0.0"), "invalid"),
         (api.PipeTransportCreate(router_id="nope", transport_id="x"), "not_found"),
@@ -178,7 +189,7 @@ async def test_pipe_requests_refuse_what_is_not_a_pipe_between_local_workers(wor
 
 async def test_a_stranger_is_not_heard_on_a_pipe_and_closing_the_router_closes_it(workers):
     a, b = workers
-    publisher, pub_port, cam = await plain_publisher(a, "video", 1111)
+    publisher, _, cam = await plain_publisher(a, "video", 1111)
     await pipe(a, b)
     await pipe_producer(a, b, cam)
     stranger = UdpPeer()

@@ -107,7 +107,7 @@ async def test_a_subscriber_seated_elsewhere_is_found_by_its_worker_news():
 async def test_the_death_of_the_other_worker_sends_only_its_subscribers_back():
     s = Spread(share=1)
     ann, ann_peer = await s.join("ann")
-    bob, bob_peer = await s.join("bob")
+    _, bob_peer = await s.join("bob")
     s.workers.kill(1)
     await settle()
     assert bob_peer.closed[0] == closecodes.SERVICE_RESTART

@@ -85,7 +85,11 @@ async def test_subscribers_on_another_worker_receive_a_piped_publisher(conclave_
 
         scrape = server.services.metrics.render().decode()
         assert f'conclave_sfu_pipe_packets_sent_total{{worker="{home}"}}' in scrape
-        sent = [line for line in scrape.splitlines() if line.startswith(f'conclave_sfu_pipe_packets_sent_total{{worker="{home}"}}')]
+        sent = [
+            line
+            for line in scrape.splitlines()
+            if line.startswith(f'conclave_sfu_pipe_packets_sent_total{{worker="{home}"}}')
+        ]
         assert float(sent[0].split()[-1]) > 0
         assert (await worker_stats(server))[home].gauge("pipe_transports") == 1
 
