@@ -333,7 +333,7 @@ class Conference:
                     await self.request(meeting, create)  # publishers stay at home
                     participant.publish_transport_id = transport_id
                 else:
-                    await self.spread.seat(meeting, participant)
+                    await self.spread.seat(meeting, participant, self._make_server_tracks)
                     await self.spread.request_for(meeting, participant, create)
                     participant.subscribe_transport_id = transport_id
         except ChannelError as exc:
@@ -489,10 +489,9 @@ class Conference:
             return False
         consumer_id = new_id()
         try:
-            create = api.ConsumerCreate(
-                transport_id=transport_id, consumer_id=consumer_id, producer_id=track.producer_id
-            )
-            await self.spread.ensure_piped(meeting, subscriber, track.producer_id)
+            producer_id = self.spread.producer_for(meeting, subscriber, track)  # where they sit
+            create = api.ConsumerCreate(transport_id=transport_id, consumer_id=consumer_id, producer_id=producer_id)
+            await self.spread.ensure_piped(meeting, subscriber, track)
             await self.spread.request_for(meeting, subscriber, create)
         except ChannelError as exc:
             log.warning("consumer of %s for %s failed: %s", track.track_id, subscriber.participant_id, exc)
@@ -530,7 +529,9 @@ class Conference:
     ) -> None:
         width, height, visible = tile
         try:
-            await self.spread.request_for(meeting, subscriber, api.ConsumerSetViewport(consumer_id, width, height, visible))
+            await self.spread.request_for(
+                meeting, subscriber, api.ConsumerSetViewport(consumer_id, width, height, visible)
+            )
         except ChannelError as exc:  # the consumer went meanwhile: its next one gets the tile
             log.info("tile of consumer %s not set: %s", consumer_id, exc)
 
@@ -646,15 +647,21 @@ class Conference:
         track = meeting.server_tracks.get(track_id)
         if track is None:
             raise ChannelError("worker_down", "the meeting has no media server")
-        consumer_ids: list[str] = []
-        if participants is not None:
-            subscriptions = [p.active_consumer_for(track_id) for p in participants]
-            consumer_ids = [s.consumer_id for s in subscriptions if s is not None]
-            if not consumer_ids:
-                return
-        await self.request(meeting, api.NoticePlay(producer_id=track.producer_id, frames=frames, consumer_ids=consumer_ids))
-        if participants is None:
+        if participants is None:  # everyone: at home and on each worker the meeting spread to
+            await self.request(meeting, api.NoticePlay(producer_id=track.producer_id, frames=frames))
+            for index, generation, producer_id in self.spread.server_producers(meeting, track_id):
+                await self._supervisor.request(index, generation, api.NoticePlay(producer_id, frames))
             self._listeners.notice_played(meeting, frames)  # viewers (control.meeting.viewers) too
+            return
+        # These participants only, on the worker each sits on: one play per worker.
+        plays: dict[str, tuple[Participant, list[str]]] = {}  # producer id -> (one of them, consumers)
+        for participant in participants:
+            subscription = participant.active_consumer_for(track_id)
+            if subscription is not None:
+                producer_id = self.spread.producer_for(meeting, participant, track)
+                plays.setdefault(producer_id, (participant, []))[1].append(subscription.consumer_id)
+        for producer_id, (participant, consumer_ids) in plays.items():
+            await self.spread.request_for(meeting, participant, api.NoticePlay(producer_id, frames, consumer_ids))
 
     # ------------------------------------------------------------------ worker events
 
@@ -685,7 +692,9 @@ class Conference:
                 participant.exit_reason = "reset"
                 await self._remove_locked(meeting, participant)
                 participant.peer.close(closecodes.SERVICE_RESTART, reason)
-            log.warning("meeting %s: worker %d died; %d seated there told to reconnect", meeting.meeting_id, index, len(seated))
+            log.warning(
+                "meeting %s: worker %d died; %d seated there told to reconnect", meeting.meeting_id, index, len(seated)
+            )
 
     async def _reset_meeting(self, meeting: LiveMeeting, index: int, generation: int) -> None:
         """The meeting's worker died: everyone reconnects; the router is re-made on rejoin."""

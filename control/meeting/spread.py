@@ -23,17 +23,22 @@ workers' news is matched against (control.meeting.model.MeetingRegistry.using_wo
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from common.channel import ChannelError
 from common.messages import Message
 from control.meeting.adaptive import effective_last_n
-from control.meeting.model import LiveMeeting, Participant, new_id
+from control.meeting.model import LiveMeeting, Participant, PublishedTrack, new_id
 from control.processes.workers import WorkerSupervisor
 from control.tasks import BackgroundTasks
 from sfu import api
 
 log = logging.getLogger(__name__)
+
+# The conference's maker of the server's tracks on a router: (worker client, router id)
+# -> track id -> track (control.meeting.conference.SERVER_TRACKS).
+ServerTracks = Callable[[Any, str], Awaitable[dict[str, PublishedTrack]]]
 
 
 def choose_worker(seated: dict[int, int], home: int, live: list[int], share: int) -> int:
@@ -58,12 +63,15 @@ def choose_worker(seated: dict[int, int], home: int, live: list[int], share: int
 class _Spread:
     """One meeting's spread state: who sits where, the pipes, what crossed them."""
 
-    __slots__ = ("piped", "pipes", "seats")
+    __slots__ = ("announcers", "piped", "pipes", "seats")
 
     def __init__(self) -> None:
         self.seats: dict[str, int] = {}  # participant id -> worker index of their subscribe transport
         self.pipes: dict[int, tuple[str, str]] = {}  # worker index -> (home's pipe id, its pipe id)
         self.piped: dict[int, set[str]] = {}  # worker index -> producer ids piped there
+        # worker index -> the server's tracks made there (track id -> producer id): a
+        # notice played to some subscribers only must be played where they sit.
+        self.announcers: dict[int, dict[str, str]] = {}
 
     def seated(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -112,9 +120,10 @@ class SpreadMeetings:
 
     # ------------------------------------------------------------------ seating
 
-    async def seat(self, meeting: LiveMeeting, participant: Participant) -> None:
+    async def seat(self, meeting: LiveMeeting, participant: Participant, make_server_tracks: ServerTracks) -> None:
         """Choose the worker of `participant`'s subscribe transport (home unless the
-        meeting spreads), with the meeting's router and pipe there. ChannelError: that
+        meeting spreads), with the meeting's router, the server's tracks
+        (`make_server_tracks`, the conference's) and the pipe there. ChannelError: that
         worker could not take it (the caller's error)."""
         placement = meeting.placement
         assert placement is not None
@@ -123,7 +132,7 @@ class SpreadMeetings:
         live = [w.index for w in sorted(self._live(), key=lambda w: (len(w.routers), w.index))]
         index = choose_worker(state.seated(), placement.worker_index, live, self.share)
         if index != placement.worker_index:
-            await self._open(meeting, state, index)
+            await self._open(meeting, state, index, make_server_tracks)
         state.seats[participant.participant_id] = index
 
     def unseat(self, meeting: LiveMeeting, participant: Participant) -> None:
@@ -139,7 +148,7 @@ class SpreadMeetings:
     def _live(self) -> list:
         return [w for w in self._supervisor.workers if w.up and w.client is not None]
 
-    async def _open(self, meeting: LiveMeeting, state: _Spread, index: int) -> None:
+    async def _open(self, meeting: LiveMeeting, state: _Spread, index: int, make_server_tracks: ServerTracks) -> None:
         """The meeting's router on worker `index`, piped to home, unless it has one."""
         worker = self._supervisor.workers[index]
         if meeting.spread_workers.get(index) == worker.generation and index in state.pipes:
@@ -161,15 +170,41 @@ class SpreadMeetings:
         await self._supervisor.request(*there, api.PipeTransportConnect(far_pipe, home_end.ip, home_end.port))
         state.pipes[index] = (home_pipe, far_pipe)
         state.piped[index] = set()
+        made = await make_server_tracks(worker.client, router_id)
+        state.announcers[index] = {track_id: track.producer_id for track_id, track in made.items()}
         self.pipes_opened += 1
         await self._supervisor.request(*there, api.RouterSetLastN(router_id, effective_last_n(meeting)))
         log.info("meeting %s spreads to worker %d (piped from worker %d)", meeting.meeting_id, index, home[0])
 
-    async def ensure_piped(self, meeting: LiveMeeting, participant: Participant, producer_id: str) -> None:
-        """`producer_id` (a producer at home) on the worker `participant` sits on."""
+    def producer_for(self, meeting: LiveMeeting, participant: Participant, track: PublishedTrack) -> str:
+        """The producer `participant` receives `track` from, where they sit: a server
+        track's own there, any other's copy (under the same id)."""
         worker = self.worker_of(meeting, participant)
-        if worker is None:
+        if worker is None or track.participant_id is not None:
+            return track.producer_id
+        state = self._state(meeting)
+        return state.announcers.get(worker[0], {}).get(track.track_id, track.producer_id)
+
+    def server_producers(self, meeting: LiveMeeting, track_id: str) -> list[tuple[int, int, str]]:
+        """(worker index, generation, producer id) of server track `track_id` on each
+        other worker of the meeting: where a notice for everyone plays too."""
+        state = self._meetings.get(meeting.meeting_id)
+        if state is None:
+            return []
+        found = []
+        for index, generation in meeting.spread_workers.items():
+            producer_id = state.announcers.get(index, {}).get(track_id)
+            if producer_id is not None:
+                found.append((index, generation, producer_id))
+        return found
+
+    async def ensure_piped(self, meeting: LiveMeeting, participant: Participant, track: PublishedTrack) -> None:
+        """`track`'s producer (at home) on the worker `participant` sits on; a server
+        track is there already (made with the router)."""
+        worker = self.worker_of(meeting, participant)
+        if worker is None or track.participant_id is None:
             return
+        producer_id = track.producer_id
         index, generation = worker
         state = self._state(meeting)
         piped = state.piped.setdefault(index, set())
@@ -235,6 +270,7 @@ class SpreadMeetings:
             self._discard_router(meeting, index, generation)
         pipes = state.pipes.pop(index, None)
         state.piped.pop(index, None)
+        state.announcers.pop(index, None)
         placement = meeting.placement
         if pipes is not None and placement is not None:  # home's end of it
             close = api.TransportClose(transport_id=pipes[0])

@@ -94,7 +94,7 @@ class FakeWorker:
 
     def _on_direct_producer_create(self, message: api.DirectProducerCreate) -> Message:
         self._transport(message.transport_id)
-        producer_id = f"d{next(self._ids)}"
+        producer_id = f"d{next(self._ids)}" if not self.index else f"w{self.index}d{next(self._ids)}"
         self.producers[producer_id] = (message.transport_id, message.kind)
         self._mids[producer_id] = "0"
         return api.DirectProducerCreated(producer=api.ProducerInfo(producer_id, "0", message.kind, message.source, "opus"))
@@ -102,6 +102,9 @@ class FakeWorker:
     def _on_notice_play(self, message: api.NoticePlay) -> Message:
         if message.producer_id not in self.producers:
             raise ChannelError("not_found", f"no producer {message.producer_id}")
+        for consumer_id in message.consumer_ids:  # as the worker checks them
+            if self.consumers.get(consumer_id, ("", ""))[1] != message.producer_id:
+                raise ChannelError("invalid", f"consumer {consumer_id} does not consume {message.producer_id}")
         return Empty()
 
     def _on_plain_transport_create(self, message: api.PlainTransportCreate) -> Message:

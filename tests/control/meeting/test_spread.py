@@ -64,15 +64,18 @@ async def test_subscribers_past_the_share_sit_on_another_worker_fed_through_a_pi
     pipes = [t for t, (_, kind) in s.home.transports.items() if kind == "pipe"]
     assert len(pipes) == 1 and [k for _, k in s.other.transports.values()].count("pipe") == 1
     assert s.other.last_n == {"meeting1": effective_last_n(s.meeting)}  # its allocations run under it too
-    # The server's notices reach him as a copy of the announcer under its own id.
+    # The server's notices reach him from an announcer of that worker (a notice played to
+    # some participants only must be played where they sit).
     announcer = s.meeting.server_tracks["announcer"].producer_id
-    assert announcer in s.other.producers
+    assert announcer not in s.other.producers
+    far_announcer = next(p for p, (t, _) in s.other.producers.items() if s.other.transports[t][1] == "direct")
+    assert {p for t, p in s.other.consumers.values() if t == bob.subscribe_transport_id} == {far_announcer}
 
     await s.publish(ann, "microphone", "camera")
     await settle()
     ann_tracks = [t.producer_id for t in ann.tracks.values()]
     assert all(p in s.other.producers for p in ann_tracks)  # piped once each
-    assert names(s.home).count("PIPE_CONSUME") == 3 and names(s.other).count("PIPE_PRODUCER_CREATE") == 3
+    assert names(s.home).count("PIPE_CONSUME") == 2 and names(s.other).count("PIPE_PRODUCER_CREATE") == 2
     bob_consumers = {p for t, p in s.other.consumers.values() if t == bob.subscribe_transport_id}
     assert set(ann_tracks) <= bob_consumers
     assert "SUBSCRIBE_OFFER_CREATE" in names(s.other)  # his negotiation talks to his worker
@@ -93,6 +96,25 @@ async def test_subscribers_past_the_share_sit_on_another_worker_fed_through_a_pi
     await s.conference.end(s.meeting, {"type": "meeting_ended"}, closecodes.SESSION_ENDED)
     assert s.home.router_ids == set() and s.other.router_ids == set()
     assert s.other.routers == set() and s.meeting.spread_workers == {}
+
+
+async def test_a_notice_plays_where_its_listeners_sit():
+    s = Spread(share=1)
+    ann, _ = await s.join("ann")
+    bob, _ = await s.join("bob")
+    frames = ["AA=="]
+    await s.conference.play(s.meeting, "announcer", frames, None)  # everyone: both workers
+    home_plays = [m for m in s.home.requests if isinstance(m, api.NoticePlay)]
+    far_plays = [m for m in s.other.requests if isinstance(m, api.NoticePlay)]
+    assert [(m.producer_id, m.consumer_ids) for m in home_plays] == [
+        (s.meeting.server_tracks["announcer"].producer_id, [])
+    ]
+    assert len(far_plays) == 1 and far_plays[0].consumer_ids == [] and far_plays[0].producer_id in s.other.producers
+    await s.conference.play(s.meeting, "announcer", frames, [ann, bob])  # these two: each where they sit
+    home_plays = [m for m in s.home.requests if isinstance(m, api.NoticePlay)][1:]
+    far_plays = [m for m in s.other.requests if isinstance(m, api.NoticePlay)][1:]
+    assert [m.consumer_ids for m in home_plays] == [[ann.active_consumer_for("announcer").consumer_id]]
+    assert [m.consumer_ids for m in far_plays] == [[bob.active_consumer_for("announcer").consumer_id]]
 
 
 async def test_a_subscriber_seated_elsewhere_is_found_by_its_worker_news():
