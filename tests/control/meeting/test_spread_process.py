@@ -103,3 +103,29 @@ async def test_subscribers_on_another_worker_receive_a_piped_publisher(conclave_
         assert live.spread_workers == {}
     finally:
         await asyncio.gather(publisher.stop(), first.stop(), late.stop())
+
+
+async def test_when_the_other_worker_dies_its_subscribers_come_back_with_media(conclave_server_factory):
+    server = await conclave_server_factory(sfu={"workers": 2, "spread_after_participants": 1})
+    meeting = await server.create_meeting()
+    publisher = server.bot(meeting, "pub")
+    watcher = server.bot(meeting, "watcher")
+    try:
+        await publisher.start()
+        await watcher.start(publish_audio=False, publish_video=False)
+        live = server.services.registry.get(meeting["meeting_id"])
+        other = 1 - live.placement.worker_index
+        await watcher.wait_for_frames(publisher.participant_id, "camera", count=5, timeout=30)
+        handle = server.services.workers.workers[other]
+        handle.process.kill()  # this test's server's own worker, by its PID
+        for _ in range(100):
+            if watcher.reconnects:
+                break
+            await asyncio.sleep(0.1)
+        assert watcher.reconnects == 1 and publisher.reconnects == 0  # only who sat there
+        stats = watcher.find_stats(publisher.participant_id, "camera")
+        seen = stats.frames if stats is not None else 0
+        await watcher.wait_for_frames(publisher.participant_id, "camera", count=seen + 5, timeout=30)
+        assert watcher.participant_id in live.participants and live.placement is not None
+    finally:
+        await asyncio.gather(publisher.stop(), watcher.stop())
