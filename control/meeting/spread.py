@@ -159,21 +159,24 @@ class SpreadMeetings:
         home = (placement.worker_index, placement.generation)
         there = (index, worker.generation)
         router_id = placement.router_id
+        # Counted as opened before the first request: a failure half-way is undone by the
+        # next attempt (`_forget_worker` above) or the meeting's end.
         worker.routers.add(meeting.meeting_id)  # its load for the next placements
-        await self._supervisor.request(*there, api.RouterCreate(router_id=router_id))
         meeting.spread_workers[index] = worker.generation
+        await self._supervisor.request(*there, api.RouterCreate(router_id=router_id))
         home_pipe, far_pipe = new_id(), new_id()
         home_end = await self._supervisor.request(*home, api.PipeTransportCreate(router_id, home_pipe))
         far_end = await self._supervisor.request(*there, api.PipeTransportCreate(router_id, far_pipe))
         assert isinstance(home_end, api.PipeTransportInfo) and isinstance(far_end, api.PipeTransportInfo)
         await self._supervisor.request(*home, api.PipeTransportConnect(home_pipe, far_end.ip, far_end.port))
         await self._supervisor.request(*there, api.PipeTransportConnect(far_pipe, home_end.ip, home_end.port))
-        state.pipes[index] = (home_pipe, far_pipe)
-        state.piped[index] = set()
         made = await make_server_tracks(worker.client, router_id)
+        # A worker without the allocator refuses last-N: the meeting goes on there without it.
+        await self._quiet(index, worker.generation, api.RouterSetLastN(router_id, effective_last_n(meeting)))
         state.announcers[index] = {track_id: track.producer_id for track_id, track in made.items()}
+        state.piped[index] = set()
+        state.pipes[index] = (home_pipe, far_pipe)  # last: open only once all of it is there
         self.pipes_opened += 1
-        await self._supervisor.request(*there, api.RouterSetLastN(router_id, effective_last_n(meeting)))
         log.info("meeting %s spreads to worker %d (piped from worker %d)", meeting.meeting_id, index, home[0])
 
     def producer_for(self, meeting: LiveMeeting, participant: Participant, track: PublishedTrack) -> str:
