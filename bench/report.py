@@ -81,6 +81,8 @@ class WorkerReport:
     rss_window_growth_mb: float | None = None  # during the measurement window (leaks show here)
     rss_samples_mb: list[float] = field(default_factory=list)  # every 5 s through the window
     runqueue_wait_ms: float | None = None  # runnable but not running: other processes in the way
+    pipe_pps_out: float = 0.0  # of pps_out: RTP sent through pipes to other workers (a spread meeting)
+    pipe_pps_in: float = 0.0  # of pps_in: RTP and RTCP received through pipes
 
 
 @dataclass
@@ -154,6 +156,9 @@ def build_report(
             for reason, value in after.dropped.items()
             if value - before.dropped.get(reason, 0)
         }
+        pipe_out, pipe_in = (
+            after.counters.get(key, 0) - before.counters.get(key, 0) for key in ("pipe_packets_sent", "pipe_packets_received")
+        )
         workers.append(
             WorkerReport(
                 index=index,
@@ -167,6 +172,8 @@ def build_report(
                 rss_kb_per_consumer=None if growth is None or not consumers else growth / 1024 / consumers,
                 consumers=consumers,
                 dropped=dropped,
+                pipe_pps_out=pipe_out / window_s,
+                pipe_pps_in=pipe_in / window_s,
             )
         )
         total_in += d_in
@@ -292,6 +299,11 @@ def format_table(report: Report) -> str:
         ("window", f"{report.window_s:.1f} s"),
         ("packets/s into the SFU", _fmt(report.pps_in)),
         ("packets/s out of the SFU", _fmt(report.pps_out)),
+        *(
+            [("  of which to other workers (pipes)", _fmt(sum(w.pipe_pps_out for w in report.workers)))]
+            if any(w.pipe_pps_out for w in report.workers)
+            else []
+        ),
         ("CPU us per forwarded packet", _fmt(report.cpu_us_per_packet_out, 2)),
         (
             "SFU-added latency p50 / p90 / p99 / max",
@@ -323,6 +335,11 @@ def format_table(report: Report) -> str:
         drops = ", ".join(f"{k}={int(v)}" for k, v in sorted(w.dropped.items())) or "none"
         rows += [
             (f"worker {w.index}: pkts/s in / out", f"{_fmt(w.pps_in)} / {_fmt(w.pps_out)}"),
+            *(
+                [(f"worker {w.index}: of which through pipes in / out", f"{_fmt(w.pipe_pps_in)} / {_fmt(w.pipe_pps_out)}")]
+                if w.pipe_pps_in or w.pipe_pps_out
+                else []
+            ),
             (
                 f"worker {w.index}: CPU, us/packet out, waited for CPU",
                 f"{_fmt(None if w.cpu_util is None else w.cpu_util * 100, 1)} %, {_fmt(w.cpu_us_per_packet_out, 2)},"

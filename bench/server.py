@@ -108,7 +108,7 @@ def kill_pid(pid: int, expect: str) -> None:
 
 # ------------------------------------------------------------------------------ metrics
 
-_SAMPLE = re.compile(r'^(conclave_worker_[a-z_]+?)(?:_total)?\{([^}]*)\} ([0-9.eE+-]+|NaN)$')
+_SAMPLE = re.compile(r'^(conclave_worker_[a-z_]+?|conclave_sfu_pipe_[a-z_]+?)(?:_total)?\{([^}]*)\} ([0-9.eE+-]+|NaN)$')
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -119,7 +119,8 @@ class WorkerSample:
 
 
 def parse_metrics(text: str) -> dict[int, WorkerSample]:
-    """Per-worker values of the conclave_worker_* series of a /metrics page."""
+    """Per-worker values of the conclave_worker_* series of a /metrics page, and of the
+    pipes between workers (conclave_sfu_pipe_*, as `pipe_...`)."""
     workers: dict[int, WorkerSample] = {}
     for line in text.splitlines():
         match = _SAMPLE.match(line)
@@ -130,7 +131,7 @@ def parse_metrics(text: str) -> dict[int, WorkerSample]:
         if "worker" not in labels:
             continue
         sample = workers.setdefault(int(labels["worker"]), WorkerSample())
-        short = name[len("conclave_worker_") :]
+        short = name[len("conclave_sfu_") :] if name.startswith("conclave_sfu_pipe_") else name[len("conclave_worker_") :]
         if short == "packets_dropped":
             sample.dropped[labels.get("reason", "?")] = float(value)
         else:

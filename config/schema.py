@@ -528,6 +528,10 @@ class SfuConfig(_Section):
     # when it was built (pip install with gcc and python3-dev) and Python otherwise; on
     # refuses to start without it; off forwards in Python. The worker logs which one.
     native: str = setting("auto", auto_on_off())
+    # A meeting larger than one worker (issue 13, item 4): each worker a meeting uses
+    # serves this many of its subscribers before the next worker is opened, fed through
+    # a pipe from the meeting's home worker, where every publisher stays. 0: never spread.
+    spread_after_participants: int = setting(0, integer(0))
 
     def _check_together(self) -> None:
         if not self.announced_ips and ipaddress.ip_address(self.listen_ip).is_unspecified:

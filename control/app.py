@@ -61,6 +61,7 @@ from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
 from control.meeting.resumption import Resumption
+from control.meeting.spread import SpreadMeetings
 from control.meeting.webinar import Webinar
 from control.meeting.viewer_mix import ViewerMixes
 from control.meeting.viewers import Viewers
@@ -196,6 +197,7 @@ def build_services(
         ice_servers=lambda meeting, participant: turn.ice_servers(
             meeting.live_session_id, participant.participant_id, clock.time(), meeting.ends_at
         ),
+        spread=SpreadMeetings(worker_supervisor, tasks, cfg.sfu.spread_after_participants),
     )
     meeting_events = MeetingEvents(webhooks)
     chat = Chat(store, clock, cfg.signaling.chat_history, cfg.retention.chat_messages_per_meeting)

@@ -365,6 +365,88 @@ class NoticePlay(Message):
     consumer_ids: list[str] = field(default_factory=list)
 
 
+# ------------------------------------------------------------ pipe transports
+#
+# A pipe joins one meeting's router on this worker to its router on another worker of
+# the same machine (plain RTP on 127.0.0.1): a meeting larger than one worker keeps its
+# publishers on its home worker and seats subscribers elsewhere, each published producer
+# piped once to each other worker it is received on. See sfu/transport/pipe.py.
+
+
+@dataclass(frozen=True)
+class PipeTransportCreate(Message):
+    """Bind a pipe transport (a UDP port on listen_ip) in the router."""
+
+    NAME: ClassVar[str] = "PIPE_TRANSPORT_CREATE"
+    router_id: str
+    transport_id: str
+    listen_ip: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class PipeTransportInfo(Message):
+    NAME: ClassVar[str] = "PIPE_TRANSPORT_INFO"
+    transport_id: str
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class PipeTransportConnect(Message):
+    """The other worker's pipe transport: where we send, and the only address heard."""
+
+    NAME: ClassVar[str] = "PIPE_TRANSPORT_CONNECT"
+    transport_id: str
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class PipedProducerInfo:
+    """A producer as it leaves through a pipe: the original's id, stream and codec, with
+    the payload type and SSRC the pipe's consumer sends it under."""
+
+    producer_id: str
+    kind: str
+    source: str
+    codec_name: str
+    clock_rate: int
+    payload_type: int
+    ssrc: int
+    stream_id: str
+    cname: str = ""
+    channels: int | None = None
+    fmtp: str = ""
+    extmap: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PipeConsume(Message):
+    """A consumer of `producer_id` on a pipe transport (active at once; video from the
+    next keyframe), answered with what the other side's PIPE_PRODUCER_CREATE needs."""
+
+    NAME: ClassVar[str] = "PIPE_CONSUME"
+    transport_id: str
+    consumer_id: str
+    producer_id: str
+
+
+@dataclass(frozen=True)
+class PipeConsumed(Message):
+    NAME: ClassVar[str] = "PIPE_CONSUMED"
+    producer: PipedProducerInfo
+
+
+@dataclass(frozen=True)
+class PipeProducerCreate(Message):
+    """The copy of another worker's producer arriving on this pipe transport, under the
+    same producer id (consumed here like the original)."""
+
+    NAME: ClassVar[str] = "PIPE_PRODUCER_CREATE"
+    transport_id: str
+    producer: PipedProducerInfo
+
+
 RESPONSES: dict[type[Message], type[Message]] = {
     WorkerGetStats: WorkerStats,
     RouterCreate: Empty,
@@ -388,6 +470,10 @@ RESPONSES: dict[type[Message], type[Message]] = {
     DirectTransportCreate: Empty,
     DirectProducerCreate: DirectProducerCreated,
     NoticePlay: Empty,
+    PipeTransportCreate: PipeTransportInfo,
+    PipeTransportConnect: Empty,
+    PipeConsume: PipeConsumed,
+    PipeProducerCreate: Empty,
 }
 
 

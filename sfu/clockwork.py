@@ -157,7 +157,10 @@ class Clockwork:
 
     def _poll_keyframes(self) -> None:
         for producer in self._registry.producers.values():
-            if producer.keyframe_waiters or producer.params.rids:
+            # Deferred requests too: a PLI that came within the interval from a consumer
+            # that forwards already (a subscriber's, a pipe's on behalf of another
+            # worker's subscribers) waits for no keyframe here, yet must be sent.
+            if producer.keyframe_waiters or producer.params.rids or producer.keyframes.pending:
                 producer.poll_keyframe_request()
 
     def tick_speakers(self) -> None:

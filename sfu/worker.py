@@ -37,6 +37,7 @@ from common.channel import ChannelServer, RequestFailed, open_server, serve_unti
 from common.messages import Empty, Message
 from config.schema import MediaConfig, SfuConfig
 from sfu import api, process_stats
+from sfu.pipes import PipeRequests
 from sfu.clockwork import Clockwork
 from sfu.engine.announcer import SOURCE as ANNOUNCEMENT
 from sfu.engine.announcer import Announcer
@@ -74,7 +75,7 @@ def codec_policy(media: MediaConfig) -> sdp.CodecPolicy:
     return policy
 
 
-class Worker:
+class Worker(PipeRequests):
     def __init__(self, index: int, sfu_config: SfuConfig, media_config: MediaConfig, announced_ips: list[str]) -> None:
         self.index = index
         self.config = sfu_config
@@ -180,6 +181,7 @@ class Worker:
             # report (and alert on) a certificate the next join would replace anyway.
             "dtls_certificate_expires": self.certificates.current().expires.timestamp(),
             **self._adaptive_gauges(),
+            **self.pipe_gauges(),
         }
         # The distribution of subscriber transports' bandwidth estimates (issue 11).
         estimators = [t.estimator for t in network if getattr(t, "estimator", None) is not None]

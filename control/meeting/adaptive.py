@@ -132,8 +132,10 @@ class AdaptiveMedia(ConferenceListener):
         if placement is None:
             return  # no router yet: its creation sends it
         message = api.RouterSetLastN(router_id=placement.router_id, last_n=effective_last_n(meeting))
+        workers = {placement.worker_index: placement.generation, **meeting.spread_workers}
         try:
-            await self._supervisor.request(placement.worker_index, placement.generation, message)
+            for index, generation in workers.items():  # every router of the meeting's allocations
+                await self._supervisor.request(index, generation, message)
         except ChannelError as exc:
             # A worker without the allocator refuses it; a dead one has no router to limit.
             if not self._refusal_logged:
@@ -151,9 +153,7 @@ class AdaptiveMedia(ConferenceListener):
             self._layers_wanted(index, generation, entity_id, message)
 
     def _meetings_on(self, index: int, generation: int) -> list[LiveMeeting]:
-        return [
-            m for m in self._registry.on_worker(index) if m.placement is not None and m.placement.generation == generation
-        ]
+        return self._registry.using_worker(index, generation)  # a spread meeting's other workers too
 
     def _allocation(self, index: int, generation: int, transport_id: str, message: api.SubscriberAllocation) -> None:
         subscriber = self._subscriber(index, generation, transport_id)

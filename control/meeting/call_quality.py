@@ -98,9 +98,7 @@ class CallQuality(ConferenceListener):
     def _owner(
         self, index: int, generation: int, transport_id: str, direction: str
     ) -> tuple[LiveMeeting, Participant] | None:
-        for meeting in self._registry.on_worker(index):
-            if meeting.placement is None or meeting.placement.generation != generation:
-                continue
+        for meeting in self._registry.using_worker(index, generation):
             for participant in meeting.participants.values():
                 subscribe = direction == "subscribe"
                 own = participant.subscribe_transport_id if subscribe else participant.publish_transport_id

@@ -31,6 +31,7 @@ from control.meeting.model import (
     same_kind,
 )
 from control.meeting.negotiation import Negotiation, media_error
+from control.meeting.spread import SpreadMeetings
 from control.processes.workers import WorkerSupervisor
 from control.tasks import BackgroundTasks
 from sfu import api
@@ -73,6 +74,7 @@ class Conference:
         answer_timeout_s: float = 30.0,
         simulcast: bool = False,
         ice_servers: IceServers | None = None,
+        spread: SpreadMeetings | None = None,
     ) -> None:
         self._registry = registry
         self._supervisor = supervisor
@@ -84,6 +86,8 @@ class Conference:
         # TURN credentials for `joined` (control.processes.turn_settings.ice_servers)
         self._ice_servers: IceServers = ice_servers or (lambda meeting, participant: [])
         self.stopping = False
+        # Subscribers seated on other workers than the meeting's (sfu.spread_after_participants).
+        self.spread = spread or SpreadMeetings(supervisor, tasks)
         self._listeners = Listeners()
         # Changes of a meeting's active speaker announced (conclave_sfu_active_speaker_changes_total).
         self.active_speaker_changes = 0
@@ -191,7 +195,10 @@ class Conference:
                 participant.directions = ("subscribe",)
             await self._create_transports(meeting, participant)
             participant.negotiation = Negotiation(
-                participant, lambda message: self.request(meeting, message), self._clock, self.answer_timeout_s
+                participant,
+                lambda message: self.spread.request_for(meeting, participant, message),
+                self._clock,
+                self.answer_timeout_s,
             )
             others = list(meeting.participants.values())
             meeting.add_participant(participant)
@@ -277,6 +284,7 @@ class Conference:
         """The meeting's router goes from its worker (with its transports), if it has one."""
         if placement is None or self.stopping:
             return
+        await self.spread.close(meeting)
         try:
             worker = self._supervisor.handle_for(placement.worker_index, placement.generation)
             worker.routers.discard(placement.router_id)
@@ -325,19 +333,27 @@ class Conference:
             for direction in participant.directions:
                 transport_id = new_id()
                 create = api.TransportCreate(router_id=router_id, transport_id=transport_id, direction=direction)
-                await self.request(meeting, create)
                 if direction == "publish":
+                    await self.request(meeting, create)  # publishers stay at home
                     participant.publish_transport_id = transport_id
                 else:
+                    await self.spread.seat(meeting, participant, self._make_server_tracks)
+                    await self.spread.request_for(meeting, participant, create)
                     participant.subscribe_transport_id = transport_id
         except ChannelError as exc:
             await self._close_transports(meeting, participant)
             raise media_error(exc, "creating transports") from None
 
     async def _close_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
-        for transport_id in (participant.publish_transport_id, participant.subscribe_transport_id):
-            if transport_id is not None and not self.stopping:
-                await self._quiet_request(meeting, api.TransportClose(transport_id=transport_id))
+        if participant.publish_transport_id is not None and not self.stopping:
+            await self._quiet_request(meeting, api.TransportClose(transport_id=participant.publish_transport_id))
+        if participant.subscribe_transport_id is not None and not self.stopping:
+            close = api.TransportClose(transport_id=participant.subscribe_transport_id)
+            try:
+                await self.spread.request_for(meeting, participant, close)
+            except ChannelError as exc:
+                log.debug("%s failed (ignored): %s", close.NAME, exc)
+        self.spread.unseat(meeting, participant)
         participant.publish_transport_id = participant.subscribe_transport_id = None
         participant.subscribe_connected = False
 
@@ -380,6 +396,7 @@ class Conference:
         consumers with them). Everyone but the owner hears it, their m-lines go inactive,
         the listeners are told. Returns whose connection must be renegotiated."""
         changed: set[Participant] = set()
+        self.spread.unpipe(meeting, [track.producer_id for track in tracks])
         for track in tracks:
             meeting.broadcast(_unpublished(track), exclude=owner)
             changed |= self._consumers_closed_with(meeting, track)
@@ -508,10 +525,10 @@ class Conference:
         # second publish meanwhile must not make a second consumer of the same track.
         subscriber.consumers[consumer_id] = Subscription(consumer_id, track)
         try:
-            create = api.ConsumerCreate(
-                transport_id=transport_id, consumer_id=consumer_id, producer_id=track.producer_id
-            )
-            await self.request(meeting, create)
+            producer_id = self.spread.producer_for(meeting, subscriber, track)  # where they sit
+            create = api.ConsumerCreate(transport_id=transport_id, consumer_id=consumer_id, producer_id=producer_id)
+            await self.spread.ensure_piped(meeting, subscriber, track)
+            await self.spread.request_for(meeting, subscriber, create)
         except ChannelError as exc:
             subscriber.consumers.pop(consumer_id, None)
             log.warning("consumer of %s for %s failed: %s", track.track_id, subscriber.participant_id, exc)
@@ -519,7 +536,7 @@ class Conference:
             return False
         tile = subscriber.tiles.get(track.track_id)
         if tile is not None and track.kind == "video":
-            await self._send_tile(meeting, consumer_id, tile)
+            await self._send_tile(meeting, subscriber, consumer_id, tile)
         return True
 
     async def set_tile(
@@ -541,12 +558,16 @@ class Conference:
         participant.tiles[track_id] = tile
         consumer = participant.active_consumer_for(track_id)
         if consumer is not None:
-            await self._send_tile(meeting, consumer.consumer_id, tile)
+            await self._send_tile(meeting, participant, consumer.consumer_id, tile)
 
-    async def _send_tile(self, meeting: LiveMeeting, consumer_id: str, tile: tuple[int, int, bool]) -> None:
+    async def _send_tile(
+        self, meeting: LiveMeeting, subscriber: Participant, consumer_id: str, tile: tuple[int, int, bool]
+    ) -> None:
         width, height, visible = tile
         try:
-            await self.request(meeting, api.ConsumerSetViewport(consumer_id, width, height, visible))
+            await self.spread.request_for(
+                meeting, subscriber, api.ConsumerSetViewport(consumer_id, width, height, visible)
+            )
         except ChannelError as exc:  # the consumer went meanwhile: its next one gets the tile
             log.info("tile of consumer %s not set: %s", consumer_id, exc)
 
@@ -584,7 +605,7 @@ class Conference:
                 return
             consumer.active = False
             try:
-                await self.request(meeting, api.ConsumerClose(consumer_id=consumer.consumer_id))
+                await self.spread.request_for(meeting, participant, api.ConsumerClose(consumer_id=consumer.consumer_id))
             except ChannelError as exc:
                 raise media_error(exc, "unsubscribe") from None
             finally:
@@ -663,22 +684,54 @@ class Conference:
         track = meeting.server_tracks.get(track_id)
         if track is None:
             raise ChannelError("worker_down", "the meeting has no media server")
-        consumer_ids: list[str] = []
-        if participants is not None:
-            subscriptions = [p.active_consumer_for(track_id) for p in participants]
-            consumer_ids = [s.consumer_id for s in subscriptions if s is not None]
-            if not consumer_ids:
-                return
-        await self.request(meeting, api.NoticePlay(producer_id=track.producer_id, frames=frames, consumer_ids=consumer_ids))
-        if participants is None:
+        if participants is None:  # everyone: at home and on each worker the meeting spread to
+            await self.request(meeting, api.NoticePlay(producer_id=track.producer_id, frames=frames))
+            for index, generation, producer_id in self.spread.server_producers(meeting, track_id):
+                await self._supervisor.request(index, generation, api.NoticePlay(producer_id, frames))
             self._listeners.notice_played(meeting, frames)  # viewers (control.meeting.viewers) too
+            return
+        # These participants only, on the worker each sits on: one play per worker.
+        plays: dict[str, tuple[Participant, list[str]]] = {}  # producer id -> (one of them, consumers)
+        for participant in participants:
+            subscription = participant.active_consumer_for(track_id)
+            if subscription is not None:
+                producer_id = self.spread.producer_for(meeting, participant, track)
+                plays.setdefault(producer_id, (participant, []))[1].append(subscription.consumer_id)
+        for producer_id, (participant, consumer_ids) in plays.items():
+            await self.spread.request_for(meeting, participant, api.NoticePlay(producer_id, frames, consumer_ids))
 
     # ------------------------------------------------------------------ worker events
 
     def worker_down(self, index: int, generation: int) -> None:
-        """A worker died (the supervisor tells): its meetings' people reconnect."""
+        """A worker died (the supervisor tells): its meetings' people reconnect; so do
+        the subscribers other meetings had seated on it."""
         for meeting in self._registry.on_worker(index):
             self._tasks.spawn(self._reset_meeting(meeting, index, generation), f"reset-{meeting.meeting_id}")
+        for meeting in self._registry.using_worker(index, generation):
+            if meeting.spread_workers.get(index) == generation:
+                self._tasks.spawn(self._reseat(meeting, index, generation), f"reseat-{meeting.meeting_id}")
+
+    async def _reseat(self, meeting: LiveMeeting, index: int, generation: int) -> None:
+        """A worker the meeting spread to died: whoever sat there reconnects (and is
+        seated again on a live one); the others notice nothing."""
+        async with meeting.lock:
+            if meeting.spread_workers.get(index) != generation:
+                return
+            reason = "media server restarted"
+            seated = [meeting.participants.get(p) for p in self.spread.seated_elsewhere(meeting, index)]
+            self.spread.worker_lost(meeting, index)
+            for participant in [p for p in seated if p is not None]:
+                message: dict[str, Any] = {"type": "reconnect", "reason": reason}
+                token = self._reconnect_token(meeting, participant)
+                if token:
+                    message["token"] = token
+                participant.send(message)
+                participant.exit_reason = "reset"
+                await self._remove_locked(meeting, participant)
+                participant.peer.close(closecodes.SERVICE_RESTART, reason)
+            log.warning(
+                "meeting %s: worker %d died; %d seated there told to reconnect", meeting.meeting_id, index, len(seated)
+            )
 
     async def _reset_meeting(self, meeting: LiveMeeting, index: int, generation: int) -> None:
         """The meeting's worker died: everyone reconnects; the router is re-made on rejoin."""
@@ -709,6 +762,9 @@ class Conference:
         """Forget the meeting's router; tell everyone in it to reconnect (to `url`, another
         node's socket, when given). Returns how many."""
         had_router, meeting.placement = meeting.placement is not None, None
+        spread = self.spread.detach(meeting)
+        if spread:  # the routers it had on other workers: no home to feed them now
+            self._tasks.spawn(self.spread.close_routers(meeting.meeting_id, spread), f"unspread-{meeting.meeting_id}")
         meeting.server_tracks = {}
         meeting.active_speaker = None
         if had_router:
@@ -760,9 +816,7 @@ class Conference:
         meeting.broadcast(_active_speaker(speaker.participant_id))
 
     def _transport_connected(self, index: int, generation: int, transport_id: str) -> None:
-        for meeting in self._registry.on_worker(index):
-            if meeting.placement is None or meeting.placement.generation != generation:
-                continue
+        for meeting in self._registry.using_worker(index, generation):
             for participant in meeting.participants.values():
                 if participant.subscribe_transport_id == transport_id and not participant.closed:
                     participant.subscribe_connected = True

@@ -251,6 +251,9 @@ class LiveMeeting:
         # (a fresh browser has no cookie or old token to recognise them by).
         self.hold_newcomers = False
         self.placement: Placement | None = None
+        # The other workers its subscribers are seated on (worker index -> generation),
+        # each with a router of the meeting fed through a pipe (control.meeting.spread).
+        self.spread_workers: dict[int, int] = {}
         # The server's own tracks on its router (by track id), made with the router:
         # forwarded to everyone like participants' tracks, announced to nobody.
         self.server_tracks: dict[str, PublishedTrack] = {}
@@ -274,6 +277,13 @@ class LiveMeeting:
 
     def public(self) -> dict[str, Any]:
         return {"meeting_id": self.meeting_id, "title": self.title, "participants": len(self.participants)}
+
+    def uses_worker(self, worker_index: int, generation: int) -> bool:
+        placement = self.placement
+        if placement is None:
+            return False
+        home = (placement.worker_index, placement.generation) == (worker_index, generation)
+        return home or self.spread_workers.get(worker_index) == generation
 
     def others(self, participant: Participant) -> list[Participant]:
         return [p for p in self.participants.values() if p is not participant]
@@ -380,6 +390,11 @@ class MeetingRegistry:
 
     def on_worker(self, worker_index: int) -> list[LiveMeeting]:
         return [m for m in self._meetings.values() if m.placement and m.placement.worker_index == worker_index]
+
+    def using_worker(self, worker_index: int, generation: int) -> list[LiveMeeting]:
+        """The meetings with a router on that worker process: their home, or a worker
+        they spread to (whose news, e.g. a subscriber's allocation, concerns them)."""
+        return [m for m in self._meetings.values() if m.uses_worker(worker_index, generation)]
 
     def participant_count(self) -> int:
         return sum(len(m.participants) for m in self._meetings.values())

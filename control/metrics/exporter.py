@@ -57,6 +57,13 @@ WORKER_COUNTERS = {
     "bwe_probe_bytes": ("conclave_sfu_bwe_probe_bytes", "Bytes of bandwidth probe padding packets sent"),
 
     "allocations": ("conclave_sfu_allocations", "Per-subscriber video allocations the worker ran"),
+    # Pipes between workers (a meeting spread over several, sfu.transport.pipe).
+    "pipe_packets_sent": ("conclave_sfu_pipe_packets_sent", "RTP packets sent through pipes to other workers"),
+    "pipe_bytes_sent": ("conclave_sfu_pipe_bytes_sent", "Bytes of RTP sent through pipes to other workers"),
+    "pipe_packets_received": (
+        "conclave_sfu_pipe_packets_received", "RTP and RTCP packets received through pipes from other workers"
+    ),
+    "pipe_bytes_received": ("conclave_sfu_pipe_bytes_received", "Bytes received through pipes from other workers"),
     "layer_switches": (
         "conclave_sfu_layer_switches",
         "Changes of a subscriber's video target (layer, or paused) made by allocations",
@@ -85,6 +92,7 @@ WORKER_GAUGES = {
         "When the worker's DTLS certificate for new transports expires (unix time; renewed before)",
     ),
     "tcp_connections": ("conclave_sfu_ice_tcp_connections", "ICE-TCP connections open on the worker"),
+    "pipe_transports": ("conclave_sfu_pipe_transports", "Pipe transports to other workers open on the worker"),
     "dynacast_layers_paused": (
         "conclave_sfu_dynacast_layers_paused",
         "Simulcast layers no subscriber takes, which publishers are told to pause",

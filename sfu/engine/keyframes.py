@@ -27,6 +27,11 @@ class KeyframeRequester:
         self._pending = True
         return False
 
+    @property
+    def pending(self) -> bool:
+        """A request was deferred by the limit and is not sent yet."""
+        return self._pending
+
     def poll(self, now: float) -> bool:
         """True when a deferred request is now due."""
         if self._pending and (self._last_sent is None or now - self._last_sent >= self._min_interval):

@@ -111,6 +111,10 @@ class Counters:
         "tcp_connections_accepted",  # ICE-TCP connections (sfu.transport.tcp)
         "tcp_unbound_closed",  # ... closed because no ICE check bound them to a transport
         "tcp_refused",  # ... closed on accept: sfu.ice_tcp_max_connections were open
+        "pipe_packets_sent",  # RTP to another worker's router (sfu.transport.pipe)
+        "pipe_bytes_sent",
+        "pipe_packets_received",  # RTP and RTCP from another worker's router
+        "pipe_bytes_received",
         "dropped",
         "forward_time_buckets",
         "tcp_framing_errors",

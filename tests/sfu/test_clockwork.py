@@ -13,6 +13,7 @@ from sfu.engine.router import Router
 from sfu.wire import rtcp, rtp
 from tests.support.speech import LEVEL_ID, Talk, play
 from tests.support.tree import OPUS, Clock, new_tree, producer, wire
+from tests.support.tree import VP8 as VP8_CODEC
 
 LEVELS = {rtp.URI_AUDIO_LEVEL: LEVEL_ID}
 
@@ -122,3 +123,26 @@ def test_each_judged_transport_s_window_is_told_when_it_had_reports():
     assert [(tid, window["loss_ratio"]) for tid, window in told] == [("reporting", 0.5)]
     clockwork.tick_quality()  # a new window, empty: nothing more
     assert len(told) == 1 and unjudged.quality is None
+
+
+def test_a_keyframe_request_deferred_by_the_limit_is_sent_when_due_with_nobody_waiting():
+    """Regression (found by the pipes between workers): a PLI that came within the limit
+    from a consumer that forwards already (so nobody waits for a keyframe) was remembered
+    but never polled, so it was lost; it leaves at the next poll past the limit."""
+    registry, router = new_tree()
+    clock = Clock()
+    camera = producer(wire(router, "pub"), "cam", 1111, "video", clock)
+    sub = wire(router, "sub")
+    consumer = sub.consume("c", camera, VP8_CODEC)
+    camera.keyframe_waiters = 0  # forwarding already: nobody waits
+    clockwork = Clockwork(registry, NoticeClock(), 1.0, clock=clock)
+    publisher = registry.transports["pub"]
+    camera.request_keyframe()
+    sent = len(publisher.rtcp)
+    clock.now += 0.1
+    consumer.request_keyframe()  # within the limit: deferred
+    clockwork._poll_keyframes()
+    assert len(publisher.rtcp) == sent
+    clock.now += 0.5
+    clockwork._poll_keyframes()
+    assert len(publisher.rtcp) == sent + 1 and rtcp.parse_compound(publisher.rtcp[-1])[0].media_ssrc == 1111

@@ -94,7 +94,7 @@ class FakeWorker:
 
     def _on_direct_producer_create(self, message: api.DirectProducerCreate) -> Message:
         self._transport(message.transport_id)
-        producer_id = f"d{next(self._ids)}"
+        producer_id = f"d{next(self._ids)}" if not self.index else f"w{self.index}d{next(self._ids)}"
         self.producers[producer_id] = (message.transport_id, message.kind)
         self._mids[producer_id] = "0"
         return api.DirectProducerCreated(producer=api.ProducerInfo(producer_id, "0", message.kind, message.source, "opus"))
@@ -102,6 +102,9 @@ class FakeWorker:
     def _on_notice_play(self, message: api.NoticePlay) -> Message:
         if message.producer_id not in self.producers:
             raise ChannelError("not_found", f"no producer {message.producer_id}")
+        for consumer_id in message.consumer_ids:  # as the worker checks them
+            if self.consumers.get(consumer_id, ("", ""))[1] != message.producer_id:
+                raise ChannelError("invalid", f"consumer {consumer_id} does not consume {message.producer_id}")
         return Empty()
 
     def _on_plain_transport_create(self, message: api.PlainTransportCreate) -> Message:
@@ -119,9 +122,46 @@ class FakeWorker:
         return api.PlainProducerCreated(api.ProducerInfo(producer_id, producer_id, message.kind, source,
                                                          message.codec_name))  # fmt: skip
 
+    def _on_pipe_transport_create(self, message: api.PipeTransportCreate) -> Message:
+        if message.router_id not in self.router_ids:
+            raise ChannelError("not_found", f"no router {message.router_id}")
+        self.transports[message.transport_id] = (message.router_id, "pipe")
+        return api.PipeTransportInfo(message.transport_id, "127.0.0.1", 41000 + len(self.transports))
+
+    def _on_pipe_transport_connect(self, message: api.PipeTransportConnect) -> Message:
+        self._transport(message.transport_id)
+        return Empty()
+
+    def _on_pipe_consume(self, message: api.PipeConsume) -> Message:
+        self._transport(message.transport_id)
+        if message.producer_id not in self.producers:
+            raise ChannelError("not_found", f"no producer {message.producer_id}")
+        self.consumers[message.consumer_id] = (message.transport_id, message.producer_id)
+        kind = self.producers[message.producer_id][1]
+        audio = kind == "audio"
+        return api.PipeConsumed(api.PipedProducerInfo(
+            message.producer_id, kind, "microphone" if audio else "camera", "opus" if audio else "VP8",
+            48000 if audio else 90000, 100, 2000 + len(self.consumers), stream_id="s",
+        ))  # fmt: skip
+
+    def _on_pipe_producer_create(self, message: api.PipeProducerCreate) -> Message:
+        self._transport(message.transport_id)
+        if message.producer.producer_id in self.producers:
+            raise ChannelError("invalid", f"producer {message.producer.producer_id} exists")
+        self.producers[message.producer.producer_id] = (message.transport_id, message.producer.kind)
+        self._mids[message.producer.producer_id] = message.producer.producer_id
+        return Empty()
+
+    def _on_producer_close(self, message: api.ProducerClose) -> Message:
+        if self.producers.pop(message.producer_id, None) is not None:
+            for consumer_id, (_, producer_id) in list(self.consumers.items()):
+                if producer_id == message.producer_id:
+                    del self.consumers[consumer_id]
+        return Empty()
+
     def participant_transports(self) -> dict[str, tuple[str, str]]:
         """The transports of participants (publish, subscribe): not the router's own."""
-        return {t: (r, d) for t, (r, d) in self.transports.items() if d != "direct"}
+        return {t: (r, d) for t, (r, d) in self.transports.items() if d not in ("direct", "pipe")}
 
     def _on_transport_close(self, message: api.TransportClose) -> Message:
         self._close_transport(message.transport_id)
