@@ -146,7 +146,9 @@ async def measure(cluster: DevCluster, args: argparse.Namespace) -> dict[str, An
     urls = [f"http://127.0.0.1:{cluster.first_port + i}" for i in range(cluster.count)]
     key = cluster.operator_key_file.read_text().strip()
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # No cap on connections: the signaling joins keep every socket open until the end
+    # (aiohttp's default of 100 would make the 101st wait for one to close).
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
         operator = Operator(session, urls, key)
         made = [await operator.meeting(n) for n in range(args.meetings)]
         meetings = [m for m, _, _ in made]
