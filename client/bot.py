@@ -395,6 +395,7 @@ class Bot:
             "participant_joined": self._on_participant,
             "participant_updated": self._on_participant,
             "participant_left": self._on_participant_left,
+            "participants_changed": self._on_participants_changed,
             "track_published": self._on_track_published,
             "track_unpublished": self._on_track_unpublished,
             "chat": self._on_chat,
@@ -481,9 +482,26 @@ class Bot:
         self.participants[participant["participant_id"]] = participant
 
     def _on_participant_left(self, msg: Message) -> None:
-        self.participants.pop(msg["participant_id"], None)
-        self.connection_quality.pop(msg["participant_id"], None)
-        self.quality_scores.pop(msg["participant_id"], None)
+        self._forget_participant(msg["participant_id"])
+
+    def _on_participants_changed(self, msg: Message) -> None:
+        """A batch of joins, updates and leaves (docs/signaling.md), or a page of the list
+        that follows `joined` in a large meeting."""
+        for key in ("joined", "updated"):
+            entries = msg.get(key)
+            for participant in entries if isinstance(entries, list) else []:
+                participant_id = participant.get("participant_id") if isinstance(participant, dict) else None
+                if isinstance(participant_id, str) and participant_id != self.participant_id:
+                    self.participants[participant_id] = participant
+        left = msg.get("left")
+        for participant_id in left if isinstance(left, list) else []:
+            if isinstance(participant_id, str):
+                self._forget_participant(participant_id)
+
+    def _forget_participant(self, participant_id: str) -> None:
+        self.participants.pop(participant_id, None)
+        self.connection_quality.pop(participant_id, None)
+        self.quality_scores.pop(participant_id, None)
 
     def _on_active_speaker(self, msg: Message) -> None:
         speaker = msg.get("participant_id")

@@ -31,6 +31,7 @@ from control.meeting.model import (
     same_kind,
 )
 from control.meeting.negotiation import Negotiation, media_error
+from control.meeting.roster import Roster, pages
 from control.processes.workers import WorkerSupervisor
 from control.tasks import BackgroundTasks
 from sfu import api
@@ -192,12 +193,15 @@ class Conference:
             )
             others = list(meeting.participants.values())
             meeting.add_participant(participant)
+            # The others once: the first page in `joined`, the rest right after it.
+            listed, more = pages([p.public() for p in others])
             joined: dict[str, Any] = {
                 "type": "joined",
                 "participant_id": participant_id,
                 "meeting_id": meeting.meeting_id,
                 "role": participant.role,
-                "participants": [p.public() for p in others],
+                "participants": listed,
+                "participants_total": len(others),
                 "tracks": [t.public() for t in meeting.tracks() if t.participant_id != participant_id],
                 "chat": chat,
                 "may_transcribe": participant.may_transcribe,
@@ -207,9 +211,11 @@ class Conference:
             if message_id is not None:
                 joined["id"] = message_id
             participant.send(joined)
+            for page in more:
+                participant.send(page)
             if meeting.active_speaker is not None:  # who speaks: known from the start
                 participant.send(_active_speaker(meeting.active_speaker))
-            meeting.broadcast({"type": "participant_joined", "participant": participant.public()}, exclude=participant)
+            self._roster(meeting).joined(participant)  # the others hear of them in the next batch
             wanted = self._listeners.participant_joined(meeting, participant)
             offer = False
             for track in list(meeting.forwarded_tracks()):
@@ -262,6 +268,8 @@ class Conference:
         who got in meanwhile too, and the router goes from its worker (with its transports)."""
         meeting.ended = True
         count = self._close_everyone(meeting, message, code)
+        if isinstance(meeting.roster, Roster):
+            meeting.roster.close()  # nobody is left to tell
         async with meeting.lock:
             count += self._close_everyone(meeting, message, code)
             placement, meeting.placement = meeting.placement, None
@@ -362,7 +370,7 @@ class Conference:
         # Closing a transport closes its producers and consumers in the worker.
         await self._close_transports(meeting, participant)
         changed = self._tracks_gone(meeting, tracks)
-        meeting.broadcast({"type": "participant_left", "participant_id": participant.participant_id})
+        self._roster(meeting).left(participant)
         if meeting.active_speaker == participant.participant_id:  # nobody speaks until someone does
             meeting.active_speaker = None
             meeting.broadcast(_active_speaker(None))
@@ -457,6 +465,13 @@ class Conference:
                     changed.add(subscriber)
             self._listeners.track_published(meeting, track)
         self._renegotiate(changed)
+
+    def _roster(self, meeting: LiveMeeting) -> Roster:
+        """The meeting's batches of participant changes (control.meeting.roster)."""
+        if meeting.roster is None:
+            meeting.roster = Roster(meeting, self._clock)
+        assert isinstance(meeting.roster, Roster)
+        return meeting.roster
 
     def _live_transport(self, participant: Participant, transport_id: str | None) -> str:
         if participant.closed or transport_id is None:
@@ -578,7 +593,7 @@ class Conference:
         if muted:
             await self._set_muted(meeting, participant, source, True)
         else:
-            meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
+            self._roster(meeting).updated(participant)
         # Every track of that kind (screen-audio with the microphone, screen with the camera).
         kin = [t for t in participant.tracks.values() if same_kind(t.source, source) and t.source != source]
         failures = await self._apply_pauses(meeting, participant, kin)
@@ -587,7 +602,7 @@ class Conference:
 
     async def _set_muted(self, meeting: LiveMeeting, participant: Participant, source: str, muted: bool) -> None:
         participant.muted[source] = muted
-        meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
+        self._roster(meeting).updated(participant)
         # Pause the producers too, so a muted source is not forwarded whatever the client
         # sends; held media (consent pending) stays paused when they unmute.
         tracks = [t for t in participant.tracks.values() if t.source == source]
@@ -672,6 +687,8 @@ class Conference:
         """Forget the meeting's router; tell everyone in it to reconnect (to `url`, another
         node's socket, when given). Returns how many."""
         had_router, meeting.placement = meeting.placement is not None, None
+        if isinstance(meeting.roster, Roster):
+            meeting.roster.close()  # everyone goes: those who come back get a fresh list
         meeting.server_tracks = {}
         meeting.active_speaker = None
         if had_router:

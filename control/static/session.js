@@ -22,6 +22,7 @@ import { RecordingControl } from './recording.js';
 import { PublishLayers, TrackStates } from './adaptive.js';
 import { ConnectionQuality, FreezeReporter } from './quality.js';
 import { rtcConfiguration } from './icepolicy.js';
+import { applyParticipantsChanged } from './roster.js';
 import {
   ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishEncodingStats, publishStats, subscribeStats,
 } from './mediastats.js';
@@ -549,6 +550,7 @@ export class MeetingSession extends EventTarget {
       case 'offer': this.onOffer(msg); break;
       case 'participant_joined': case 'participant_updated': this.onParticipant(msg.participant); break;
       case 'participant_left': this.onParticipantLeft(msg.participant_id); break;
+      case 'participants_changed': this.onParticipantsChanged(msg); break;
       case 'active_speaker': this.onActiveSpeaker(msg.participant_id); break;
       case 'viewers': this.onViewers(msg.viewers); break;
       case 'chat': this.onChat(msg.message); break;
@@ -649,6 +651,16 @@ export class MeetingSession extends EventTarget {
     if (p.participant_id === this.participantId) return;
     this.participants.set(p.participant_id, p);
     this.emit('participants');
+  }
+
+  // A batch of joins, updates and leaves (or a page of the list after `joined`): one redraw.
+  onParticipantsChanged(msg) {
+    const { changed, left } = applyParticipantsChanged(this.participants, msg, this.participantId);
+    for (const participantId of left) {
+      if (participantId === this.activeSpeaker) this.activeSpeaker = null;
+      this.connectionQuality.forget(participantId);
+    }
+    if (changed) this.emit('participants');
   }
 
   onParticipantLeft(participantId) {

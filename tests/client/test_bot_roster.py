@@ -1,0 +1,34 @@
+"""client.bot.Bot keeps the participant list from `joined` and the server's
+`participants_changed` batches (docs/signaling.md, "Participants"): pages and deltas."""
+
+from __future__ import annotations
+
+import pytest
+
+from client.bot import Bot
+
+pytestmark = pytest.mark.unit
+
+
+def _person(participant_id: str, muted: bool = False) -> dict:
+    return {"participant_id": participant_id, "name": participant_id, "role": "participant",
+            "muted": {"microphone": muted, "camera": False}}  # fmt: skip
+
+
+def test_batches_add_update_and_remove_and_never_list_the_bot_itself():
+    bot = Bot("http://127.0.0.1:9", "12345678901", "me")
+    bot.participant_id = "me"
+    bot.participants = {"a": _person("a")}
+    bot.connection_quality = {"a": "good", "b": "poor"}
+    bot._on_participants_changed({"type": "participants_changed", "joined": [_person("b"), _person("me")]})
+    bot._on_participants_changed({"type": "participants_changed", "updated": [_person("b", muted=True)], "left": ["a"]})
+    assert set(bot.participants) == {"b"}
+    assert bot.participants["b"]["muted"]["microphone"] is True
+    assert bot.connection_quality == {"b": "poor"}  # a's level went with a
+
+
+def test_malformed_batches_change_nothing():
+    bot = Bot("http://127.0.0.1:9", "12345678901", "me")
+    bot.participants = {"a": _person("a")}
+    bot._on_participants_changed({"type": "participants_changed", "joined": "all", "updated": [None, 5, {}], "left": [7]})
+    assert set(bot.participants) == {"a"}
