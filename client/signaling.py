@@ -112,6 +112,10 @@ class SignalingClient:
         self.joined: Message | None = None
         self.participant_id: str | None = None
         self.close_code: int | None = None
+        # What the server sent on this socket: messages by type, and text bytes in all
+        # (the bench's join storm reports them per join).
+        self.received: collections.Counter[str] = collections.Counter()
+        self.received_bytes = 0
 
     # -- connection ---------------------------------------------------------
 
@@ -293,6 +297,7 @@ class SignalingClient:
             self._finish()
 
     def _dispatch_text(self, text: str) -> None:
+        self.received_bytes += len(text)
         try:
             msg = json.loads(text)
         except ValueError:
@@ -301,6 +306,7 @@ class SignalingClient:
         if not isinstance(msg, dict):
             log.warning("ignoring non-object signaling frame")
             return
+        self.received[str(msg.get("type"))[:64]] += 1
         if msg.get("type") == "joined" and "id" not in msg:
             self.joined = msg  # admitted from the waiting room
             self.participant_id = msg.get("participant_id", self.participant_id)

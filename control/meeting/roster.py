@@ -38,8 +38,13 @@ from control.meeting.model import LiveMeeting, Participant
 log = logging.getLogger(__name__)
 
 # How long changes are gathered before they go out: short enough that people see a
-# join "at once", long enough that a storm of joins shares one message.
+# join "at once", long enough that a storm of joins shares one message. In a larger
+# meeting the window grows with it (`window_for`): every window costs one send to each
+# participant, so a window proportional to the meeting keeps those sends per second
+# bounded (about SMALL_MEETING / WINDOW_S), and a storm's sends per join constant.
 WINDOW_S = 0.1
+SMALL_MEETING = 100
+MAX_WINDOW_S = 1.0
 # A window holding this many changes goes out at once: bounds a message's size.
 MAX_BATCH = 500
 # Participants listed in `joined` itself; the rest follow in pages of this many.
@@ -59,9 +64,16 @@ class EncodedMessage(dict):  # type: ignore[type-arg]
         self.text = json.dumps(message, separators=(",", ":"))
 
 
+def window_for(participants: int) -> float:
+    """The window of a meeting of `participants`: WINDOW_S up to SMALL_MEETING, then
+    growing in proportion, at most MAX_WINDOW_S."""
+    return min(MAX_WINDOW_S, WINDOW_S * max(1.0, participants / SMALL_MEETING))
+
+
 class CoalescingWindow:
-    """When pending changes are sent: `window_s` after the first change of a window, or at
-    once when `max_changes` are pending. Pure: the caller passes the time and arms the timer."""
+    """When pending changes are sent: a window after the first change (`window_s`, or the
+    length given with that change), or at once when `max_changes` are pending. Pure: the
+    caller passes the time and arms the timer."""
 
     __slots__ = ("window_s", "max_changes", "due", "pending")
 
@@ -71,15 +83,16 @@ class CoalescingWindow:
         self.due: float | None = None  # when the open window closes (None: no window open)
         self.pending = 0
 
-    def changed(self, now: float) -> float | None:
+    def changed(self, now: float, window_s: float | None = None) -> float | None:
         """One more change at `now`. Returns the delay after which to flush when a timer
         must be armed (a new window opened; 0.0: flush now, the batch is full), else None."""
         self.pending += 1
         if self.pending >= self.max_changes:
             return 0.0
         if self.due is None:
-            self.due = now + self.window_s
-            return self.window_s
+            length = self.window_s if window_s is None else window_s
+            self.due = now + length
+            return length
         return None
 
     def is_due(self, now: float) -> bool:
@@ -163,10 +176,10 @@ class Roster:
 
     __slots__ = ("_meeting", "_clock", "_window", "_log", "_fresh", "_timer", "messages_sent", "flushes")
 
-    def __init__(self, meeting: LiveMeeting, clock: Clock, window_s: float = WINDOW_S) -> None:
+    def __init__(self, meeting: LiveMeeting, clock: Clock) -> None:
         self._meeting = meeting
         self._clock = clock
-        self._window = CoalescingWindow(window_s)
+        self._window = CoalescingWindow()
         self._log = RosterLog()
         # Joined during the open window: participant id -> the sequence of their snapshot.
         self._fresh: dict[str, int] = {}
@@ -189,7 +202,7 @@ class Roster:
 
     def _record(self, kind: str, participant_id: str, public: dict[str, Any] | None = None) -> int:
         seq = self._log.add(kind, participant_id, public)
-        delay = self._window.changed(self._clock.time())
+        delay = self._window.changed(self._clock.time(), window_for(len(self._meeting.participants)))
         if delay == 0.0:
             self.flush()
         elif delay is not None:

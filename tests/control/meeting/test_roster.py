@@ -20,6 +20,7 @@ from control.meeting.roster import (
     RosterLog,
     coalesce,
     pages,
+    window_for,
 )
 from tests.support.clock import FakeClock
 
@@ -48,6 +49,14 @@ def test_the_window_opens_at_the_first_change_and_closes_after_window_s():
     window.flushed()
     assert not window.is_due(99.0)
     assert window.changed(6.0) == 0.1
+
+
+def test_a_larger_meeting_has_a_longer_window_up_to_a_second():
+    assert window_for(2) == window_for(100) == 0.1
+    assert window_for(300) == pytest.approx(0.3)
+    assert window_for(1000) == window_for(5000) == 1.0
+    window = CoalescingWindow(window_s=0.1)
+    assert window.changed(1.0, 0.5) == 0.5 and not window.is_due(1.4) and window.is_due(1.5)
 
 
 def test_a_full_batch_goes_out_at_once():
