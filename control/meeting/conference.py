@@ -9,7 +9,9 @@ sends one more offer after the answer when something changed meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +33,7 @@ from control.meeting.model import (
     same_kind,
 )
 from control.meeting.negotiation import Negotiation, media_error
+from control.meeting.offer_slots import OfferSlots
 from control.meeting.roster import Roster, pages
 from control.processes.workers import WorkerSupervisor
 from control.tasks import BackgroundTasks
@@ -44,6 +47,9 @@ NOTICE_TRACK_ID = "announcer"
 SERVER_TRACKS = {NOTICE_TRACK_ID: "announcement"}
 # A join while every worker is restarting waits this long for one before giving up.
 WAIT_FOR_WORKER_S = 5.0
+# A new track's consumers are asked of the worker this many at a time (pipelined on the
+# channel) instead of one round trip per subscriber.
+CONSUMERS_AT_ONCE = 64
 
 
 def _unpublished(track: PublishedTrack) -> dict[str, Any]:
@@ -86,6 +92,8 @@ class Conference:
         self._ice_servers: IceServers = ice_servers or (lambda meeting, participant: [])
         self.stopping = False
         self._listeners = Listeners()
+        # Per live meeting: how many subscribers renegotiate at once (control.meeting.offer_slots).
+        self._offer_slots: weakref.WeakKeyDictionary[LiveMeeting, OfferSlots] = weakref.WeakKeyDictionary()
         # Changes of a meeting's active speaker announced (conclave_sfu_active_speaker_changes_total).
         self.active_speaker_changes = 0
 
@@ -189,8 +197,9 @@ class Conference:
             await self._ensure_router(meeting)
             await self._create_transports(meeting, participant)
             participant.negotiation = Negotiation(
-                participant, lambda message: self.request(meeting, message), self._clock, self.answer_timeout_s
-            )
+                participant, lambda message: self.request(meeting, message), self._clock, self.answer_timeout_s,
+                self._offer_slots.setdefault(meeting, OfferSlots()),
+            )  # fmt: skip
             others = list(meeting.participants.values())
             meeting.add_participant(participant)
             # The others once: the first page in `joined`, the rest right after it.
@@ -459,10 +468,12 @@ class Conference:
         changed = self._tracks_gone(meeting, closed, owner=participant)
         for track in added:
             meeting.broadcast({"type": "track_published", "track": track.public()}, exclude=participant)
+        subscribers = meeting.others(participant)
         for track in added:
-            for subscriber in meeting.others(participant):
-                if await self._create_consumer(meeting, subscriber, track):
-                    changed.add(subscriber)
+            for start in range(0, len(subscribers), CONSUMERS_AT_ONCE):
+                chunk = subscribers[start : start + CONSUMERS_AT_ONCE]
+                made = await asyncio.gather(*(self._create_consumer(meeting, s, track) for s in chunk))
+                changed.update(s for s, ok in zip(chunk, made) if ok)
             self._listeners.track_published(meeting, track)
         self._renegotiate(changed)
 
