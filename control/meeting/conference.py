@@ -226,15 +226,11 @@ class Conference:
                 participant.send(_active_speaker(meeting.active_speaker))
             self._roster(meeting).joined(participant)  # the others hear of them in the next batch
             wanted = self._listeners.participant_joined(meeting, participant)
-            offer = False
-            for track in list(meeting.forwarded_tracks()):
-                if track.participant_id == participant_id:
-                    continue
-                made = await self._create_consumer(meeting, participant, track)
-                # A server track alone is not worth an offer: it rides along with the next
-                # one, or is offered when something is played on it (or a listener asks).
-                offer |= made and (track.participant_id is not None or wanted)
-            if offer:
+            tracks = [t for t in meeting.forwarded_tracks() if t.participant_id != participant_id]
+            made = await self._create_consumers(meeting, participant, tracks)
+            # A server track alone is not worth an offer: it rides along with the next
+            # one, or is offered when something is played on it (or a listener asks).
+            if any(ok and (t.participant_id is not None or wanted) for t, ok in zip(tracks, made)):
                 participant.negotiation.request()
             log.info("meeting %s: %s joined (%d in it)", meeting.meeting_id, participant_id, len(meeting.participants))
             return participant
@@ -332,20 +328,29 @@ class Conference:
         return was_admitted
 
     async def _create_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
+        """Both transports asked at once (pipelined on the channel): a join holds the
+        meeting's lock for one round trip to the worker here, not one per transport."""
         assert meeting.placement is not None
         router_id = meeting.placement.router_id
-        try:
-            for direction in participant.directions:
-                transport_id = new_id()
-                create = api.TransportCreate(router_id=router_id, transport_id=transport_id, direction=direction)
-                await self.request(meeting, create)
-                if direction == "publish":
-                    participant.publish_transport_id = transport_id
-                else:
-                    participant.subscribe_transport_id = transport_id
-        except ChannelError as exc:
+        wanted = {direction: new_id() for direction in participant.directions}
+        results = await asyncio.gather(
+            *(self.request(meeting, api.TransportCreate(router_id=router_id, transport_id=transport_id, direction=direction))
+              for direction, transport_id in wanted.items()),
+            return_exceptions=True,
+        )  # fmt: skip
+        for (direction, transport_id), result in zip(wanted.items(), results):
+            if isinstance(result, BaseException):
+                continue
+            if direction == "publish":
+                participant.publish_transport_id = transport_id
+            else:
+                participant.subscribe_transport_id = transport_id
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
             await self._close_transports(meeting, participant)
-            raise media_error(exc, "creating transports") from None
+            if isinstance(failure, ChannelError):
+                raise media_error(failure, "creating transports") from None
+            raise failure
 
     async def _close_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
         for transport_id in (participant.publish_transport_id, participant.subscribe_transport_id):
@@ -476,6 +481,16 @@ class Conference:
                 changed.update(s for s, ok in zip(chunk, made) if ok)
             self._listeners.track_published(meeting, track)
         self._renegotiate(changed)
+
+    async def _create_consumers(
+        self, meeting: LiveMeeting, subscriber: Participant, tracks: list[PublishedTrack]
+    ) -> list[bool]:
+        """`tracks` to `subscriber`, CONSUMERS_AT_ONCE requests in flight: which were made."""
+        made: list[bool] = []
+        for start in range(0, len(tracks), CONSUMERS_AT_ONCE):
+            chunk = tracks[start : start + CONSUMERS_AT_ONCE]
+            made += await asyncio.gather(*(self._create_consumer(meeting, subscriber, t) for t in chunk))
+        return made
 
     def _roster(self, meeting: LiveMeeting) -> Roster:
         """The meeting's batches of participant changes (control.meeting.roster)."""
