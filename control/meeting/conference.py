@@ -184,7 +184,34 @@ class Conference:
         message_id: Any = None,
     ) -> Participant:
         """Admit `participant` (new, or from the waiting room): transports, `joined` with the
-        others, their tracks and `chat` (history, oldest first), then their tracks to them."""
+        others, their tracks and `chat` (history, oldest first), then their tracks to them.
+        Their transports are made before the meeting's lock when the meeting has a router:
+        in a join storm the lock is what every join waits for."""
+        ahead = await self._transports_ahead(meeting, participant)
+        try:
+            return await self._join_locked(meeting, participant, chat, message_id, ahead)
+        except BaseException:
+            if meeting.participants.get(participant.participant_id) is not participant:
+                await self._close_transports(meeting, participant)  # made ahead for nothing
+            raise
+
+    async def _transports_ahead(self, meeting: LiveMeeting, participant: Participant) -> Placement | None:
+        """`participant`'s transports on the meeting's router, outside its lock: the
+        placement they were made on, or None (no router yet, or it failed: made under the
+        lock then)."""
+        placement = meeting.placement
+        if placement is None or meeting.ended or self.stopping:
+            return None
+        try:
+            await self._create_transports(meeting, participant)
+        except SignalingError:
+            return None
+        return placement
+
+    async def _join_locked(
+        self, meeting: LiveMeeting, participant: Participant, chat: list[dict[str, Any]], message_id: Any,
+        ahead: Placement | None,
+    ) -> Participant:  # fmt: skip
         async with meeting.lock:
             if meeting.ended:
                 raise SignalingError("meeting_ended", "the meeting has ended")
@@ -195,7 +222,9 @@ class Conference:
             if not admission.has_room(len(meeting.participants), capacity):
                 raise SignalingError("meeting_full", f"the meeting has {capacity} participants already")
             await self._ensure_router(meeting)
-            await self._create_transports(meeting, participant)
+            if ahead is None or ahead is not meeting.placement:  # none made, or its worker went meanwhile
+                await self._close_transports(meeting, participant)
+                await self._create_transports(meeting, participant)
             participant.negotiation = Negotiation(
                 participant, lambda message: self.request(meeting, message), self._clock, self.answer_timeout_s,
                 self._offer_slots.setdefault(meeting, OfferSlots()),
