@@ -200,6 +200,7 @@ class Bot:
         self.publisher: PublishPeer | None = None
         self.subscriber: SubscribePeer | None = None
         self._early_offers: list[Message] = []
+        self._early_roster: list[Message] = []  # participants_changed before `joined`'s list was taken
         self._consumers: set[asyncio.Task[None]] = set()
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -292,6 +293,7 @@ class Bot:
             signaling.on(msg_type, handler)
         self.signaling = signaling
         self._early_offers = []
+        self._early_roster = []
         await signaling.connect(self.ws_url, timeout=timeout, token=self.token)
         reply = await signaling.join(self.name, timeout=timeout)
         if reply.get("type") == "redirect":  # several nodes: the meeting runs on another one
@@ -310,6 +312,9 @@ class Bot:
         assert signaling is not None
         self.participant_id = joined["participant_id"]
         self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
+        for batch in self._early_roster:  # the rest of a large meeting's list, and what changed since
+            self._apply_participants_changed(batch)
+        self._early_roster = []
         self.active_speaker = None  # `active_speaker` follows `joined` when someone spoke
         self.track_states.clear()  # a new subscribe connection: the server starts over
         self.connection_quality.clear()  # everyone's level follows `joined`
@@ -486,7 +491,13 @@ class Bot:
 
     def _on_participants_changed(self, msg: Message) -> None:
         """A batch of joins, updates and leaves (docs/signaling.md), or a page of the list
-        that follows `joined` in a large meeting."""
+        that follows `joined` in a large meeting: kept until `joined`'s list is taken."""
+        if self.subscriber is None or self.subscriber.signaling is not self.signaling:
+            self._early_roster.append(msg)
+        else:
+            self._apply_participants_changed(msg)
+
+    def _apply_participants_changed(self, msg: Message) -> None:
         for key in ("joined", "updated"):
             entries = msg.get(key)
             for participant in entries if isinstance(entries, list) else []:
