@@ -29,13 +29,13 @@ from .adaptive import TRACK_STATE_EVENTS, TrackStates
 from .media import GeneratedVideoTrack, ToneAudioTrack, open_media_file, read_frame_counter, stop_media_player
 from .peer import PublishPeer, SubscribePeer
 from .recording import ANNOUNCEMENT_SOURCE, CONSENT_DECISIONS, RecordingState, RecordingWatcher
+from .rejoin import GIVE_UP_AFTER_S, RejoinRefused, backoff_delay, request_rejoin, should_reconnect
 from .signaling import Message, SignalingClient, SignalingClosed, SignalingError
+from .stage import StageState, send_hand, send_stage_change
 
 log = logging.getLogger(__name__)
 
-REJOIN_ATTEMPTS = 20
 MAX_REDIRECTS = 3  # in a row: nodes that keep sending us on disagree about the meeting
-REJOIN_DELAY = 0.5  # seconds between attempts while the media server restarts
 
 
 @dataclasses.dataclass
@@ -184,6 +184,7 @@ class Bot:
         query = urllib.parse.parse_qs(join_query)
         self.link_token = link_token or (query.get("t") or [None])[0]
         self.token = token  # the join token of the next connection
+        self.reconnect_credential: str | None = None  # the server's latest (client.rejoin)
         self.ws_url = meeting_ws_url(base_url, meeting)
         self.join_status: str | None = None  # the REST join's: waiting_for_host | waiting_room | admitted
         self._http: aiohttp.ClientSession | None = None  # keeps the server's device cookie
@@ -197,6 +198,7 @@ class Bot:
         self._tracks: dict[str, MediaStreamTrack] = {}  # source -> our media
         self._relay = MediaRelay()
         self.signaling: SignalingClient | None = None
+        self._ice_servers: list[Message] = []  # the last `joined`'s: a promotion's publish connection uses them
         self.publisher: PublishPeer | None = None
         self.subscriber: SubscribePeer | None = None
         self._early_offers: list[Message] = []
@@ -234,6 +236,7 @@ class Bot:
         self.connection_quality: dict[str, str] = {}  # participant_id -> level (`connection_quality`)
         self.quality_scores: dict[str, float] = {}  # participant_id -> its MOS-like score
         self.left_by_consent = asyncio.Event()  # we answered a recording notice with "leave"
+        self.stage = StageState()  # our webinar role; (host) the speakers and raised hands
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
 
     # -- lifecycle ------------------------------------------------------------
@@ -295,6 +298,9 @@ class Bot:
         self._early_offers = []
         self._early_roster = []
         await signaling.connect(self.ws_url, timeout=timeout, token=self.token)
+        self._run_callback(self._watch_socket, signaling)
+        self.participants = {}  # this connection's: `joined` and the pushes after it
+        self._start_over()
         reply = await signaling.join(self.name, timeout=timeout)
         if reply.get("type") == "redirect":  # several nodes: the meeting runs on another one
             return await self._follow_redirect(reply, timeout)
@@ -311,28 +317,45 @@ class Bot:
         signaling = self.signaling
         assert signaling is not None
         self.participant_id = joined["participant_id"]
-        self.participants = {p["participant_id"]: p for p in joined.get("participants", [])}
+        # Merged: this connection's list starts empty (at connect); a legacy `participant_joined`
+        # read right behind `joined` may have been handled first.
+        self.participants.update({p["participant_id"]: p for p in joined.get("participants", [])})
         for batch in self._early_roster:  # the rest of a large meeting's list, and what changed since
             self._apply_participants_changed(batch)
         self._early_roster = []
         self.active_speaker = None  # `active_speaker` follows `joined` when someone spoke
-        self.track_states.clear()  # a new subscribe connection: the server starts over
-        self.connection_quality.clear()  # everyone's level follows `joined`
-        self.quality_scores.clear()
         self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
         self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
         ice_servers = joined.get("ice_servers") or []
         self.subscriber = SubscribePeer(signaling, self._on_remote_track, ice_servers, self.relay_only)
+        self._ice_servers = ice_servers
         for offer in self._early_offers:
             self.subscriber.handle_offer(offer)
         self._early_offers = []
-        self.publisher = PublishPeer(signaling, ice_servers, self.relay_only)
+        self.stage.joined(joined)
         self.waiting.clear()
         self.admitted.set()
+        if self.stage.may_publish:  # a webinar's attendee receives only until promoted
+            await self._start_publishing(timeout)
+        self._notify()
+
+    async def _start_publishing(self, timeout: float = 15.0) -> None:
+        """Our publish connection, with our tracks offered."""
+        assert self.signaling is not None
+        self.publisher = PublishPeer(self.signaling, self._ice_servers, self.relay_only)
         for source, track in self._tracks.items():
             self.publisher.add_track(self._relay.subscribe(track, buffered=False), source)
         if self._tracks:
             await self.publisher.negotiate(timeout=timeout)
+
+    async def _follow_role(self) -> None:
+        """Promoted: publish. Demoted: the server closed our publish transport; close ours."""
+        if self.stage.may_publish and self.publisher is None and self.subscriber is not None:
+            await self._start_publishing()
+        elif not self.stage.may_publish and self.publisher is not None:
+            publisher, self.publisher = self.publisher, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(publisher.close(), 5.0)
         self._notify()
 
     async def _close_session(self) -> None:
@@ -408,7 +431,10 @@ class Bot:
             "active_speaker": self._on_active_speaker,
             "connection_quality": self._on_connection_quality,
             **{kind: self.track_states.handle for kind in TRACK_STATE_EVENTS},
+            "stage_role": self._on_stage_role,
+            "stage": self.stage.on_stage,
             "reconnect": self._on_reconnect,
+            "reconnect_credential": self._on_reconnect_credential,
             "error": self.errors.append,
             "*": self._on_any,  # after the handlers above: waiters see the change
         }
@@ -449,10 +475,20 @@ class Bot:
         self.admitted.clear()
         self.waiting.set()
 
+    def _start_over(self) -> None:
+        """What the server tells of one subscribe connection starts over with the next
+        `joined`. Cleared before it, never after: the news that follows `joined` (a
+        track paused for last-N at once) is handled as it is read, before the coroutine
+        that waited for `joined` resumes."""
+        self.track_states.clear()
+        self.connection_quality.clear()  # everyone's level follows `joined`
+        self.quality_scores.clear()
+
     def _on_joined_push(self, msg: Message) -> None:
         """Admitted from the waiting room: set up media now."""
-        if self._stopping or self.publisher is not None:
+        if self._stopping or self.subscriber is not None:
             return
+        self._start_over()
         self._media_task = asyncio.create_task(self._setup_media(msg), name=f"admitted-{self.name}")
 
     def _on_waiting_room(self, msg: Message) -> None:
@@ -481,6 +517,12 @@ class Bot:
             self._early_offers.append(msg)  # arrived between `joined` and our peers
         else:
             self.subscriber.handle_offer(msg)
+
+    def _on_stage_role(self, msg: Message) -> None:
+        if self.stage.on_role(msg) and not self._stopping:
+            task = asyncio.create_task(self._follow_role(), name=f"role-{self.name}")
+            self._consumers.add(task)
+            task.add_done_callback(self._consumers.discard)
 
     def _on_participant(self, msg: Message) -> None:
         participant = msg["participant"]
@@ -550,6 +592,27 @@ class Bot:
         if fresh:
             self.chat = sorted(self.chat + fresh, key=lambda m: m.get("seq", 0))
 
+    def _on_reconnect_credential(self, msg: Message) -> None:
+        if isinstance(msg.get("credential"), str):
+            self.reconnect_credential = msg["credential"]
+
+    async def _watch_socket(self, signaling: SignalingClient) -> None:
+        """The server or the network closed our socket (not us, not for good): come back,
+        through the REST base URL (client.rejoin)."""
+        await signaling.wait_closed()
+        if self._stopping or signaling.closed_by_us or self.signaling is not signaling:
+            return
+        if not should_reconnect(signaling.close_code) or self._dismissed():
+            return
+        if self._reconnect_task is not None and not self._reconnect_task.done():
+            return  # told to reconnect already
+        log.info("bot %s: connection lost (close code %s); reconnecting", self.name, signaling.close_code)
+        self._reconnect_task = asyncio.create_task(self._reconnect(rejoin=True), name=f"reconnect-{self.name}")
+
+    def _dismissed(self) -> bool:
+        events = (self.removed, self.denied, self.meeting_ended, self.session_ended, self.left_by_consent)
+        return any(event.is_set() for event in events)
+
     def _on_reconnect(self, msg: Message) -> None:
         if self._stopping or (self._reconnect_task is not None and not self._reconnect_task.done()):
             return
@@ -559,7 +622,9 @@ class Bot:
         url = msg.get("url")
         if isinstance(url, str) and url.startswith(("ws://", "wss://")):
             self.ws_url = url  # a draining node sends us to the one that holds the meeting now
-        self._reconnect_task = asyncio.create_task(self._reconnect(), name=f"reconnect-{self.name}")
+        # The server's token (a worker restart, a drain) first; the credential if it fails.
+        rejoin = not msg.get("token")
+        self._reconnect_task = asyncio.create_task(self._reconnect(rejoin=rejoin), name=f"reconnect-{self.name}")
 
     async def _follow_redirect(self, reply: Message, timeout: float) -> Message:
         url = reply.get("url")
@@ -572,22 +637,60 @@ class Bot:
         await self._close_session()
         return await self._open_session(timeout)
 
-    async def _reconnect(self) -> None:
-        """Close both peer connections and the socket, then join again as ourselves."""
+    async def _reconnect(self, rejoin: bool) -> None:
+        """Close both peer connections and the socket, then join again as ourselves, with
+        a backoff while the server is away. `rejoin`: first trade our reconnect credential
+        for a token and the socket of the node holding the meeting (any node routes)."""
         await self._close_session()
         self.admitted.clear()
-        for attempt in range(REJOIN_ATTEMPTS):
+        give_up_at = time.monotonic() + GIVE_UP_AFTER_S
+        attempt = 0
+        while not self._stopping:
             try:
+                if rejoin:
+                    await self._rejoin_grant()
                 await self._open_session(timeout=10.0)
-            except Exception as exc:  # the server may still be restarting its media worker
+            except RejoinRefused as exc:
+                log.warning("bot %s: the server will not take us back: %s", self.name, exc)
+                if exc.code == "meeting_ended":
+                    self.meeting_ended.set()
+                elif exc.code == "removed":
+                    self.removed.set()
+                self._notify()
+                return
+            except Exception as exc:  # the server restarting, its media worker too
                 log.info("bot %s: rejoin attempt %d failed: %s", self.name, attempt + 1, exc)
                 await self._close_session()
-                await asyncio.sleep(REJOIN_DELAY)
+                if time.monotonic() >= give_up_at:
+                    break
+                await asyncio.sleep(backoff_delay(attempt))
+                attempt += 1
+                rejoin = True  # a server's token may be what failed: ask with the credential
             else:
                 self.reconnects += 1
                 self._notify()
                 return
         log.error("bot %s: could not rejoin the meeting", self.name)
+
+    async def _rejoin_grant(self) -> None:
+        """A token and socket URL to come back with: by our reconnect credential, else
+        (never admitted yet: waiting) the token we hold."""
+        if self.reconnect_credential is None:
+            return
+        if self._http is None:
+            self._http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        try:
+            grant = await request_rejoin(self.base_url, self.meeting, self.reconnect_credential, self._http)
+        except RejoinRefused as exc:
+            if exc.code in ("meeting_ended", "removed") or not (self.passcode or self.link_token):
+                raise
+            log.info("bot %s: credential refused (%s); joining afresh", self.name, exc.code)
+            self.reconnect_credential = None
+            await self.request_token()
+            return
+        self.token = grant["token"]
+        if isinstance(grant.get("ws_url"), str):
+            self.ws_url = grant["ws_url"]
 
     # -- receiving ---------------------------------------------------------------
 
@@ -739,6 +842,39 @@ class Bot:
         it receives. (The bot itself publishes one layer: aiortc cannot send simulcast.)"""
         assert self.signaling is not None, "bot not started"
         await self.signaling.set_tile(track_id, width, height, visible)
+
+    # -- webinar ---------------------------------------------------------------------
+
+    async def raise_hand(self) -> Message:
+        assert self.signaling is not None, "bot not started"
+        return await send_hand(self.signaling, True)
+
+    async def lower_hand(self, participant_id: str | None = None) -> Message:
+        """Lower our hand, or (the host) someone else's."""
+        assert self.signaling is not None, "bot not started"
+        return await send_hand(self.signaling, False, participant_id)
+
+    async def promote(self, participant_id: str) -> Message:
+        """(The host) let an attendee publish; raises SignalingError when refused."""
+        assert self.signaling is not None, "bot not started"
+        return await send_stage_change(self.signaling, True, participant_id)
+
+    async def demote(self, participant_id: str) -> Message:
+        """(The host) make a speaker an attendee again: their tracks stop for everyone."""
+        assert self.signaling is not None, "bot not started"
+        return await send_stage_change(self.signaling, False, participant_id)
+
+    async def wait_may_publish(self, may: bool = True, timeout: float = 10.0) -> None:
+        """Until the server lets us publish (promoted) or not, and our publish connection
+        follows (negotiated, or closed)."""
+
+        def reached() -> bool:
+            return self.stage.may_publish == may and (self.publisher is not None) == may
+
+        await self.wait_until(reached, timeout, f"may_publish {may}")
+        if may and self.publisher is not None and self._tracks:
+            await self.wait_until(lambda: self.publisher is not None and bool(self.publisher.published), timeout,
+                                  "our tracks published")  # fmt: skip
 
     # -- recording -----------------------------------------------------------------
 

@@ -116,6 +116,7 @@ class SignalingClient:
         # (the bench's join storm reports them per join).
         self.received: collections.Counter[str] = collections.Counter()
         self.received_bytes = 0
+        self.closed_by_us = False  # close() or leave() was called (not the server, not the network)
 
     # -- connection ---------------------------------------------------------
 
@@ -143,6 +144,7 @@ class SignalingClient:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close the socket (bounded) and release everything; safe to call twice."""
+        self.closed_by_us = True
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), timeout)
@@ -242,6 +244,7 @@ class SignalingClient:
 
     async def leave(self, timeout: float = 5.0) -> None:
         """Say goodbye and wait (bounded) for the server to close the socket."""
+        self.closed_by_us = True
         if self.connected:
             with contextlib.suppress(SignalingClosed, ConnectionError):
                 await self.send({"type": "leave"})

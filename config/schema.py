@@ -527,9 +527,7 @@ class SfuConfig(_Section):
     # The forwarding path (sfu.transport.native, issue 15): auto uses the native module
     # when it was built (pip install with gcc and python3-dev) and Python otherwise; on
     # refuses to start without it; off forwards in Python. The worker logs which one.
-    # Off by default for now: a bot test of last-N switching (tests/client/test_bot_adaptive.py)
-    # failed in 2 of 7 runs with the native path and in none of 4 without it.
-    native: str = setting("off", auto_on_off())
+    native: str = setting("auto", auto_on_off())
 
     def _check_together(self) -> None:
         if not self.announced_ips and ipaddress.ip_address(self.listen_ip).is_unspecified:
@@ -626,6 +624,9 @@ class AuthConfig(_Section):
     host_session_max_s: int = setting(7 * 24 * 3600, integer(60))
     # Lifetime of a transcript link (/t/<id>?t=...).
     transcript_link_ttl_s: int = setting(3600, integer(10, 7 * 24 * 3600))
+    # Lifetime of a reconnect credential (it proves who someone was after a restart of
+    # the server or the loss of a node); refreshed every third of it while they stay.
+    reconnect_ttl_s: int = setting(900, integer(30, 86400))
 
 
 @dataclass(frozen=True, slots=True)

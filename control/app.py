@@ -5,8 +5,9 @@ Nothing in control finds a service again through another one: a service receives
 collaborators in its constructor, and the only place that knows them all is
 `build_services` below. The app's lifecycle (aiohttp's cleanup contexts, so an aiohttp
 test server and `conclave serve` run the same code) opens the store (first-start
-bootstrap, meetings left live ended), starts the SFU workers and the recorder, and at
-shutdown closes every signaling socket (1001), stops recordings, drains background tasks,
+bootstrap, meetings left live taken up again), starts the SFU workers and the recorder,
+and at shutdown closes every signaling socket (1001), lets recordings go (to continue at
+the next start; a cluster's node stops them), drains background tasks,
 stops the processes by PID and closes the store, in reverse order of startup.
 """
 
@@ -25,6 +26,7 @@ from control.accounts.bootstrap import Secrets
 from control.accounts.service import Accounts
 from control.accounts.tokens import Tokens
 from control.clock import Clock, LoopClock
+from control.cluster.limits import RedisWindows
 from control.cluster.load import LoadMeter, WorkerReading
 from control.cluster.placement import NodeLoad
 from control.cluster.service import Cluster, node_id_of
@@ -38,6 +40,7 @@ from control.http.meetings import MeetingRoutes
 from control.http.middleware import error_middleware
 from control.http.proxies import trusted_proxy_middleware
 from control.http.recordings import RecordingRoutes
+from control.http.rejoin import RejoinRoutes
 from control.http.requests_log import add_request_id, request_id_middleware
 from control.http.sessions import SessionRoutes
 from control.http.signaling import SignalingEndpoint
@@ -57,12 +60,15 @@ from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
+from control.meeting.resumption import Resumption
+from control.meeting.webinar import Webinar
 from control.meeting.viewer_mix import ViewerMixes
 from control.meeting.viewers import Viewers
 from control.metrics.certificates import CertificateCollector
 from control.metrics.cluster import ClusterCollector
 from control.metrics.exporter import Metrics
 from control.metrics.quality import QualityCollector
+from control.metrics.resumption import ResumptionCollector
 from control.metrics.store import StoreCollector
 from control.metrics.turn import TurnCollector
 from control.metrics.whep import WhepCollector
@@ -71,6 +77,7 @@ from control.processes.recorders import RecorderSupervisor
 from control.processes.turn import TurnSupervisor
 from control.processes.workers import WorkerSupervisor
 from control.recording.archive import RecordingArchive
+from control.recording.continuation import continue_recordings
 from control.recording.deletion import StorageDeletions
 from control.recording.events import RecordingEvents
 from control.recording.retention import Retention
@@ -127,6 +134,7 @@ class Services:
     chat: Chat
     attendance: Attendance
     moderation: Moderation
+    webinar: Webinar
     lifecycle: Lifecycle
     recordings: Recordings
     archive: RecordingArchive
@@ -135,6 +143,7 @@ class Services:
     signaling: SignalingEndpoint
     ingests: Ingests
     viewers: Viewers
+    resumption: Resumption  # reconnect credentials, meetings taken up after a restart
     cluster: Cluster | None = None  # with cluster.redis_url only (issue 13)
     drain: Drain | None = None  # with the cluster
 
@@ -194,12 +203,18 @@ def build_services(
         store=store, registry=registry, conference=conference, chat=chat, tokens=tokens, limits=limits,
         events=meeting_events, clock=clock, tasks=tasks,
     )  # fmt: skip
+    webinar = Webinar(registry=registry, conference=conference, clock=clock)
     moderation = Moderation(
-        store=store, registry=registry, conference=conference, attendance=attendance, events=meeting_events
+        store=store, registry=registry, conference=conference, attendance=attendance, events=meeting_events,
+        webinar=webinar,
     )
     lifecycle = Lifecycle(
         store=store, registry=registry, conference=conference, attendance=attendance, moderation=moderation,
         tokens=tokens, limits=limits, events=meeting_events, clock=clock, tasks=tasks,
+    )  # fmt: skip
+    resumption = Resumption(
+        store=store, registry=registry, attendance=attendance, lifecycle=lifecycle, tokens=tokens, clock=clock,
+        tasks=tasks, ttl_s=cfg.auth.reconnect_ttl_s,
     )  # fmt: skip
     deletions = StorageDeletions(store, outbound.allowed_networks)
     recordings = Recordings(
@@ -214,7 +229,7 @@ def build_services(
         cluster = Cluster(cfg, node_load(cfg, registry, worker_supervisor, clock, lambda: cluster.draining))
     signaling = SignalingEndpoint(
         settings=cfg.signaling, public_url=cfg.http.public_url, tokens=tokens, attendance=attendance, conference=conference, chat=chat,
-        recordings=recordings, metrics=metrics, quality=quality, cluster=cluster, registry=registry,
+        recordings=recordings, metrics=metrics, quality=quality, webinar=webinar, cluster=cluster, registry=registry,
     )  # fmt: skip
     services = Services(
         cfg=cfg,
@@ -237,6 +252,7 @@ def build_services(
         chat=chat,
         attendance=attendance,
         moderation=moderation,
+        webinar=webinar,
         lifecycle=lifecycle,
         recordings=recordings,
         archive=RecordingArchive(store, recordings, deletions, outbound.allowed_networks),
@@ -249,6 +265,7 @@ def build_services(
         ),
         viewers=Viewers(registry=registry, conference=conference, clock=clock, tasks=tasks,
                         mixes=ViewerMixes(conference=conference, recorder=recorder, tasks=tasks)),  # fmt: skip
+        resumption=resumption,
         cluster=cluster,
         drain=Drain(cluster=cluster, registry=registry, conference=conference, clock=clock) if cluster else None,
     )
@@ -269,6 +286,9 @@ def _wire(s: Services) -> None:
     s.metrics.registry.register(QualityCollector(s.quality))
     s.metrics.watch_active_speakers(lambda: s.conference.active_speaker_changes)
     s.conference.add_listener(s.recordings)
+    s.conference.add_listener(s.resumption)
+    s.metrics.registry.register(ResumptionCollector(s.resumption))
+    s.conference.add_listener(s.webinar)
     s.lifecycle.add_listener(s.recordings)
     s.lifecycle.add_listener(s.ingests)
     s.lifecycle.add_listener(EndedMeetingsLeaveTurn(s.turn))
@@ -346,18 +366,22 @@ def create_app(
 def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     auth = Auth(s.accounts, s.tokens, s.store)
     urls = PublicUrls(s.cfg.http.public_url, s.cluster)
+    # Several nodes: every rate limit is also counted once for all of them (control.cluster.limits).
+    shared_limits = RedisWindows(s.cluster.redis, s.tasks) if s.cluster is not None else None
     AccountRoutes(
         store=s.store, auth=auth, accounts=s.accounts, lifecycle=s.lifecycle, limits=s.limits, settings=s.cfg.auth,
         allowed_networks=s.cfg.outbound.allowed_networks, archive=s.archive, rate_limited=s.metrics.rate_limited,
+        shared_limits=shared_limits,
     ).register(router)
     MeetingRoutes(
         store=s.store, auth=auth, tokens=s.tokens, lifecycle=s.lifecycle, archive=s.archive, limits=s.limits, urls=urls,
-        adaptive=s.adaptive,
+        adaptive=s.adaptive, webinar=s.webinar,
     ).register(router)
     SessionRoutes(
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, attendance=s.attendance,
         moderation=s.moderation, lifecycle=s.lifecycle, limits=s.limits, urls=urls, settings=s.cfg.auth,
         max_waiting=s.cfg.signaling.max_waiting_per_meeting, rate_limited=s.metrics.rate_limited, quality=s.quality,
+        shared_limits=shared_limits,
     ).register(router)  # fmt: skip
     allowed = s.cfg.outbound.allowed_networks
     RecordingRoutes(
@@ -371,12 +395,13 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
     IngestRoutes(auth=auth, ingests=s.ingests, recordings=s.recordings, urls=urls).register(router)
     WhipRoutes(
         store=s.store, ingests=s.ingests, conference=s.conference, settings=s.cfg.auth,
-        rate_limited=s.metrics.rate_limited,
+        rate_limited=s.metrics.rate_limited, shared_limits=shared_limits,
     ).register(router)
     WhepRoutes(
         store=s.store, auth=auth, tokens=s.tokens, registry=s.registry, viewers=s.viewers, clock=s.clock
     ).register(router)
     ClusterRoutes(auth=auth, cluster=s.cluster, drain=s.drain).register(router)
+    RejoinRoutes(attendance=s.attendance, resumption=s.resumption, urls=urls).register(router)
     openapi.register(router)
     s.signaling.register(router)
     Health(s.workers, s.recorder, s.store, s.turn, s.cluster).register(router)
@@ -386,8 +411,9 @@ def _mount_routes(router: web.UrlDispatcher, s: Services) -> None:
 
 
 async def _run_store(app: web.Application) -> AsyncIterator[None]:
-    """Open the store (migrations), bootstrap an empty one, end meetings left live, start
-    the retention purges; at the end stop them and webhook deliveries and close the store
+    """Open the store (migrations), bootstrap an empty one, take up the meetings left live
+    (control.meeting.resumption), start the retention purges and the renewal of reconnect
+    credentials; at the end stop them and webhook deliveries and close the store
     (after the workers: cleanup runs in reverse order, and the background tasks, a purge
     running among them, are drained by then)."""
     services = app[SERVICES]
@@ -396,12 +422,15 @@ async def _run_store(app: web.Application) -> AsyncIterator[None]:
     try:
         await bootstrap.first_start(services.store, services.cfg.data_dir)
         if services.cluster is None:
-            # One node: whatever the store says is live was this node's, and died with it.
-            # In a cluster the other nodes' meetings are in the same store: they go on.
-            await bootstrap.end_meetings_left_live(services.store)
+            # One node: whatever the store says is live was this node's: it goes on here,
+            # its people come back with their reconnect credentials. In a cluster the
+            # meetings are placed again at their next join (another node may hold them).
+            await services.resumption.resume_left_live()
         services.retention.start()
+        services.resumption.start_refreshing()
         yield
     finally:
+        services.resumption.stop_refreshing()
         services.retention.stop()
         await services.webhooks.stop()
         await services.store.close()
@@ -418,15 +447,20 @@ async def _run_workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _run_recorder(app: web.Application) -> AsyncIterator[None]:
-    """The recorder process (after the workers; stopped before them). Recordings a crash
-    of control left `active` in the store are over. The server does not wait for the
-    recorder to be ready: a recording start waits for it."""
+    """The recorder process (after the workers; stopped before them). One node: the
+    recordings the store has active continue with their meetings, or fail without them
+    (control.recording.continuation), and at the end they are let go unfinished, to
+    continue at the next start; a cluster's node stops its recordings. The server does
+    not wait for the recorder to be ready: a recording start waits for it."""
     services = app[SERVICES]
-    for stale in await services.store.active_recordings() if services.cluster is None else ():
-        await services.store.update_recording(stale.id, state="failed", error="server_restart")
+    if services.cluster is None:
+        await continue_recordings(services.recordings, services.store, services.registry, services.cfg.recorder)
     await services.recorder.start(wait_ready_s=0)
     yield
-    await services.recordings.shutdown(RECORDINGS_STOP_TIMEOUT_S)
+    if services.cluster is None:
+        services.recordings.suspend()
+    else:
+        await services.recordings.shutdown(RECORDINGS_STOP_TIMEOUT_S)
     await services.recorder.stop()
 
 

@@ -6,7 +6,9 @@ new files; the manifest lists them all in timeline order).
 The recorder's keys (they replace control's keys of the same name):
 
     "recording":  id, meeting, key prefix, started_at / stopped_at (epoch seconds and
-                  ISO 8601 UTC), duration, segment_seconds, attempts, failure reason
+                  ISO 8601 UTC), duration, segment_seconds, attempts, gaps (between
+                  attempts: the last track media of one and the first of the next,
+                  on the recording timeline, seconds), failure reason
     "recorder":   software name and version
     "tracks":     per track: participant, display name, kind, source, codec, offset (where
                   it starts on the recording timeline, seconds), end, and its segment
@@ -143,6 +145,7 @@ def build_manifest(
         "attempts": [
             {"attempt": e.get("attempt", 0), "at": e.get("at"), "at_iso": iso(e.get("at"))} for e in starts
         ],
+        "gaps": attempt_gaps(s for track in tracks.values() for s in track["segments"]),
         "failure": failure,
     }
     document["recorder"] = {"software": "conclave-recorder", "version": software_version()}
@@ -153,6 +156,23 @@ def build_manifest(
     # The transcript is made after the stop: its files may land after meeting.json.
     document["transcript"] = {"keys": transcript_keys} if transcript_keys else None
     return document
+
+
+def attempt_gaps(segments: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Where the timeline has no track media because the recording moved on to its next
+    attempt (the recorder or control restarted): from the last end of one attempt's track
+    segments to the first start of the next one's."""
+    spans: dict[int, tuple[float, float]] = {}
+    for segment in segments:
+        attempt, start, end = int(segment["attempt"]), float(segment["start"]), float(segment["end"])
+        low, high = spans.get(attempt, (start, end))
+        spans[attempt] = (min(low, start), max(high, end))
+    ordered = sorted(spans.items())
+    return [
+        {"after_attempt": before, "before_attempt": after, "from": round(ended, 3), "to": round(began, 3),
+         "seconds": round(max(0.0, began - ended), 3)}  # fmt: skip
+        for (before, (_, ended)), (after, (began, _)) in zip(ordered, ordered[1:])
+    ]
 
 
 def _unique_files(entries: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

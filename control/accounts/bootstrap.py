@@ -1,4 +1,4 @@
-"""What the server needs before it serves: its secrets, a first account, a clean slate.
+"""What the server needs before it serves: its secrets, a first account.
 
 - `private_data_dir(data_dir)`: DATA_DIR exists with mode 0700.
 - `resolve_secrets(cfg)`: the operator key and the join-token secret come from the settings
@@ -7,8 +7,8 @@
 - `first_start(store, data_dir)`: an empty store gets customer "Default" and host `admin@localhost`
   whose random password goes to `DATA_DIR/initial-host-password` (0600); the path is
   printed, never the password, so `./scripts/serve` is all a newcomer needs.
-- `end_meetings_left_live(store)`: meetings still live from a previous run are ended
-  (`server_restart`); nobody is connected to them any more.
+Meetings still live from a previous run are not ended: they go on
+(control.meeting.resumption).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from common.private_files import stored_secret, write_private_file
 from config import Config
 from control.accounts.service import hash_password, new_api_key
-from control.store.base import Store
+from control.store.base import Conflict, Store
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,16 @@ async def first_start(store: Store, data_dir: str) -> None:
     _, api_key_hash = new_api_key()  # nobody holds it; the operator can rotate it
     customer = await store.create_customer(DEFAULT_CUSTOMER_NAME, api_key_hash=api_key_hash)
     password = secrets.token_urlsafe(12)
-    host = await store.create_host(
-        customer.id, DEFAULT_HOST_EMAIL, DEFAULT_HOST_NAME, await hash_password(password)
-    )
+    try:
+        host = await store.create_host(
+            customer.id, DEFAULT_HOST_EMAIL, DEFAULT_HOST_NAME, await hash_password(password)
+        )
+    except Conflict:
+        # Several nodes started together on an empty shared database: another one made
+        # the first host (host emails are unique in the store) between our count and now.
+        await store.delete_customer(customer.id)
+        log.info("first start: another node made the first host; nothing to do here")
+        return
     path = os.path.join(data_dir, INITIAL_PASSWORD_FILE)
     write_private_file(path, password)
     await store.append_audit(
@@ -95,18 +102,3 @@ async def first_start(store: Store, data_dir: str) -> None:
     )
     log.info("first start: customer %s and host %s created", customer.id, host.id)
 
-
-async def end_meetings_left_live(store: Store) -> int:
-    ended = await store.end_all_live_sessions("server_restart")
-    for session in ended:
-        await store.append_audit(
-            actor_kind="system",
-            actor_id="startup",
-            action="meeting.end",
-            target_kind="meeting",
-            target_id=session.meeting_id,
-            detail={"reason": "server_restart", "live_session_id": session.id},
-        )
-    if ended:
-        log.info("ended %d meeting(s) left live by the previous run", len(ended))
-    return len(ended)

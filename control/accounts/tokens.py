@@ -26,6 +26,13 @@ never stand in for another.
 - Transcript token (`aud` "conclave:transcript"), the `t=` of a transcript link: `rec`,
   `exp` (`auth.transcript_link_ttl_s`). Given only to the host and the participants; a link
   never carries a sign-in or a join token.
+- Reconnect credential (`aud` "conclave:reconnect"), given to every admitted participant
+  in the meeting (`reconnect_credential`, refreshed while they stay: control.meeting.resumption):
+  `sub`, `mtg`, `lsn` (the live session they were admitted to), `name`, `role`, `hsn`,
+  `iat`, `exp` (`auth.reconnect_ttl_s`). It proves who someone was after the server
+  restarted or the node holding the meeting died: `POST /meetings/{number}/rejoin` trades
+  it for a join token marked `rsm` (resumed), which lets them back in without the waiting
+  room. Checked against an injected `now` (fake clocks in tests).
 - Ingest token (`aud` "conclave:ingest"), a WHIP publisher's bearer token: `ing` (the
   ingest), `mtg`, `exp` (the ingest's expiry), `jti`. Revocable: the store's ingest row
   must be active and hold the token's SHA-256 (control.meeting.ingest).
@@ -64,6 +71,7 @@ DOWNLOAD_AUDIENCE = "conclave:download"
 DOWNLOAD_TTL_S = 300
 TRANSCRIPT_AUDIENCE = "conclave:transcript"
 INGEST_AUDIENCE = "conclave:ingest"
+RECONNECT_AUDIENCE = "conclave:reconnect"
 VIEWER_AUDIENCE = "conclave:viewer"
 
 
@@ -89,6 +97,7 @@ class JoinClaims:
     expires_at: int
     token_id: str
     host_session_id: str | None = None
+    resumed: bool = False  # made from a reconnect credential: they were admitted before
 
     @property
     def is_host(self) -> bool:
@@ -127,6 +136,7 @@ class Tokens:
         name: str,
         role: str,
         host_session_id: str | None = None,
+        resumed: bool = False,
         now: float | None = None,
     ) -> str:
         issued = int(time.time() if now is None else now)
@@ -145,6 +155,8 @@ class Tokens:
         }
         if host_session_id is not None:
             claims["hsn"] = host_session_id
+        if resumed:
+            claims["rsm"] = True
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify_join_token(self, token: object, *, meeting_id: str | None = None, verify_exp: bool = True) -> JoinClaims:
@@ -173,6 +185,41 @@ class Tokens:
         if participant.removed or participant.state in ("removed", "denied"):
             raise TokenError("revoked", "you were removed from this meeting")
         return claims, participant
+
+    # ------------------------------------------------------------------ reconnect credentials
+
+    def make_reconnect_credential(self, claims: ReconnectClaims) -> str:
+        """The signed form of `claims` (their `issued_at` and `expires_at` included)."""
+        payload: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": RECONNECT_AUDIENCE,
+            "sub": claims.participant_id,
+            "mtg": claims.meeting_id,
+            "lsn": claims.live_session_id,
+            "name": claims.name,
+            "role": claims.role,
+            "iat": claims.issued_at,
+            "exp": claims.expires_at,
+        }
+        if claims.host_session_id is not None:
+            payload["hsn"] = claims.host_session_id
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+    def verify_reconnect_credential(self, credential: object, meeting_id: str, now: float) -> ReconnectClaims:
+        """The claims of a credential signed here for `meeting_id` and not expired at `now`
+        (with LEEWAY_S). Raises TokenError: invalid_token, token_expired, wrong_meeting."""
+        payload = self._decode(credential, RECONNECT_AUDIENCE, verify_exp=False)
+        try:
+            claims = _reconnect_claims(payload)
+        except (KeyError, TypeError, ValueError):
+            raise TokenError("invalid_token", "the reconnect credential is malformed") from None
+        if not hmac.compare_digest(claims.meeting_id, meeting_id):
+            raise TokenError("wrong_meeting", "this credential is for another meeting")
+        if now > claims.expires_at + LEEWAY_S:
+            raise TokenError("token_expired", "the reconnect credential has expired; join again")
+        if claims.issued_at > now + LEEWAY_S:
+            raise TokenError("invalid_token", "the reconnect credential is not valid yet")
+        return claims
 
     # ------------------------------------------------------------------ link tokens
 
@@ -316,6 +363,8 @@ class Tokens:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenError("invalid_token", "missing or malformed token")
         options = {"require": ["iat", "aud", "iss"], "verify_exp": verify_exp}
+        if audience == RECONNECT_AUDIENCE:
+            options["verify_iat"] = False  # its times are checked against the caller's clock
         if verify_exp and audience in (JOIN_AUDIENCE, DOWNLOAD_AUDIENCE, TRANSCRIPT_AUDIENCE, INGEST_AUDIENCE, VIEWER_AUDIENCE):
             options["require"] = ["iat", "aud", "iss", "exp"]
         try:
@@ -367,4 +416,34 @@ def _join_claims(payload: dict[str, Any]) -> JoinClaims:
         expires_at=int(payload["exp"]),
         token_id=text("jti"),
         host_session_id=host_session_id,
+        resumed=payload.get("rsm") is True,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectClaims:
+    """What a reconnect credential says: who was admitted to which live session."""
+
+    participant_id: str
+    meeting_id: str
+    live_session_id: str
+    name: str
+    role: str  # host | participant
+    issued_at: int
+    expires_at: int
+    host_session_id: str | None = None
+
+
+def _reconnect_claims(payload: dict[str, Any]) -> ReconnectClaims:
+    values = {key: payload[key] for key in ("sub", "mtg", "lsn", "name", "role")}
+    if not all(isinstance(value, str) and value for value in values.values()):
+        raise ValueError("a claim is missing or empty")
+    if values["role"] not in ("host", "participant"):
+        raise ValueError("role")
+    issued, expires, host_session_id = payload["iat"], payload["exp"], payload.get("hsn")
+    if not isinstance(issued, int) or not isinstance(expires, int) or isinstance(issued, bool) or isinstance(expires, bool):
+        raise ValueError("iat/exp")
+    if host_session_id is not None and not isinstance(host_session_id, str):
+        raise ValueError("hsn")
+    return ReconnectClaims(values["sub"], values["mtg"], values["lsn"], values["name"], values["role"], issued,
+                           expires, host_session_id)  # fmt: skip

@@ -31,6 +31,7 @@ from typing import Any
 
 from config import ConfigError, load_config
 from control.accounts.bootstrap import OPERATOR_KEY_FILE
+from control.cli import cluster_dev
 
 EXIT_OK, EXIT_API_ERROR, EXIT_USAGE = 0, 1, 2
 REQUEST_TIMEOUT_S = 30.0
@@ -334,6 +335,7 @@ def add_commands(commands: Any) -> None:
         title="cluster commands", metavar="ACTION", required=True
     )
     _command(cluster, "status", "list the living nodes and their load", cluster_status)
+    cluster_dev.add_command(cluster)
     _command(commands, "drain", "drain the server: no new meeting; its meetings move to other nodes",
              drain).add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                                  help="how long running meetings may go on here first (default 600)")  # fmt: skip

@@ -23,7 +23,7 @@ from control.clock import iso_time
 from control.errors import ApiError
 from control.http.auth import Auth, client_address, unauthorized
 from control.metrics.exporter import LabeledCounter
-from control.http.limiter import FailureLimits, RateLimited
+from control.http.limiter import FailureLimits, RateLimited, SharedWindows
 from control.http.middleware import json_error
 from control.http.permissions import require_host_admin, require_operator
 from control.http.rest import (
@@ -104,7 +104,7 @@ class AccountRoutes:
     def __init__(
         self, *, store: Store, auth: Auth, accounts: Accounts, lifecycle: Lifecycle, limits: LimitsPolicy,
         settings: AuthConfig, archive: RecordingArchive, rate_limited: LabeledCounter,
-        allowed_networks: tuple[str, ...] = (),
+        allowed_networks: tuple[str, ...] = (), shared_limits: SharedWindows | None = None,
     ) -> None:  # fmt: skip
         self._store = store
         self._auth = auth
@@ -115,7 +115,7 @@ class AccountRoutes:
         # Failed sign-ins (argon2 alone makes guessing slow, not impossible).
         self._login_failures = FailureLimits(
             settings.login_attempts_per_email_per_minute, settings.login_attempts_per_address_per_minute,
-            names=("login_per_email", "login_per_client"),
+            names=("login_per_email", "login_per_client"), shared=shared_limits,
         )  # fmt: skip
         self._rate_limited = rate_limited
         self._archive = archive
@@ -390,7 +390,7 @@ class AccountRoutes:
         email = body.get("email")
         email_key = email.strip().lower()[:254] if isinstance(email, str) else ""
         try:  # reserved before the password is checked: concurrent guesses count
-            attempt = self._login_failures.reserve(email_key, client_address(request) or "unknown")
+            attempt = await self._login_failures.reserve(email_key, client_address(request) or "unknown")
         except RateLimited as exc:
             self._rate_limited.inc(exc.limit)
             return json_error(429, "rate_limited", "too many failed sign-ins; try again later",

@@ -29,8 +29,13 @@ entry back, and its in-memory storage expires keys with a scan of every key on a
 thread every 10 ms while any key exists (the O(n) cost this module exists to remove, on
 a thread that holds the GIL), keeps no bound on the number of keys, and reads
 `time.time()` directly (no injected clock for tests). A shared store for several control
-nodes can implement `reserve`/`succeeded`/`failed` on Redis counters (`limits`' Redis
-storage has `incr` and `decr`, enough for fixed windows) behind this same interface.
+nodes is `control.cluster.limits` (a sorted set per key and one Lua script).
+
+Several nodes: every limit also has a window all nodes share (`SharedWindows`, made by
+`control.cluster.limits.RedisWindows` when `cluster.redis_url` is set). The node's own
+window is reserved first, synchronously as above; then the shared one, awaited, which is
+atomic on the Redis server. A refusal by either gives back what the other reserved.
+Without a cluster, nothing is awaited and everything is as described above.
 Pure: the clock is injected.
 """
 
@@ -41,7 +46,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Callable
-from typing import Self
+from typing import Protocol, Self
 
 WINDOW_S = 60.0
 MAX_TRACKED_KEYS = 50_000
@@ -159,20 +164,47 @@ class AttemptLimiter:
         return entry
 
 
+class SharedWindow(Protocol):
+    """A limit's window kept for every node (control.cluster.limits.RedisWindow)."""
+
+    async def reserve(self, key: str) -> tuple[str | None, float | None]:
+        """(hold, None): reserved; (None, wait): full; (None, None): not kept now."""
+        ...
+
+    def release(self, key: str, hold: str) -> None: ...
+
+
+# (limit name, limit) -> the shared window of that limit
+SharedWindows = Callable[[str, int], SharedWindow]
+
+
 class Attempt:
     """One reserved attempt on several limiters; settle it once (`failed` or `succeeded`)."""
 
-    __slots__ = ("_holds", "_settled")
+    __slots__ = ("_holds", "_shared", "_settled")
 
     def __init__(self, holds: list[tuple[AttemptLimiter, str]]) -> None:
         self._holds = holds
+        self._shared: list[tuple[SharedWindow, str, str]] = []  # (window, key, hold)
         self._settled = False
+
+    async def share(self, windows: list[tuple[SharedWindow, str, str]]) -> None:
+        """Reserve on each shared (window, key, limit name) too, or raise RateLimited
+        (what was reserved, here and shared, given back)."""
+        for window, key, name in windows:
+            hold, wait = await window.reserve(key)
+            if wait is not None:
+                self.succeeded()
+                raise RateLimited(wait, name)
+            if hold is not None:
+                self._shared.append((window, key, hold))
 
     def failed(self) -> None:
         if not self._settled:
             self._settled = True
             for limiter, key in self._holds:
                 limiter.count(key)
+            # Shared holds stay: they are counted in their windows already.
 
     def succeeded(self) -> None:
         """The credential was right (or the attempt never got to check one): nothing counts."""
@@ -180,6 +212,8 @@ class Attempt:
             self._settled = True
             for limiter, key in self._holds:
                 limiter.release(key)
+            for window, key, hold in self._shared:
+                window.release(key, hold)
 
     def __enter__(self) -> Self:
         return self
@@ -195,15 +229,19 @@ class FailureLimits:
     def __init__(
         self, per_target: int, per_client: int, clock: Callable[[], float] = time.monotonic,
         max_keys: int = MAX_TRACKED_KEYS, names: tuple[str, str] = ("per_target", "per_client"),
+        shared: SharedWindows | None = None,
     ) -> None:  # fmt: skip
         # What a refusal says it hit (RateLimited.limit; a metric label: a fixed set).
         self.target_limit_name, self.client_limit_name = names
         self.targets = AttemptLimiter(per_target, clock=clock, max_keys=max_keys)
         self.clients = AttemptLimiter(per_client, clock=clock, max_keys=max_keys)
+        self.shared_targets = shared(self.target_limit_name, per_target) if shared else None
+        self.shared_clients = shared(self.client_limit_name, per_client) if shared else None
 
-    def reserve(self, target: str, address: str) -> Attempt:
-        """Reserve one attempt on `target` from `address`, or raise RateLimited. Synchronous:
-        call it before awaiting anything that checks the credential."""
+    async def reserve(self, target: str, address: str) -> Attempt:
+        """Reserve one attempt on `target` from `address`, or raise RateLimited. Call it
+        before awaiting anything that checks the credential: this node's reservation is
+        made before the first await (then the shared windows', atomic in Redis)."""
         client = client_key(address)
         wait = self.clients.reserve(client)
         if wait is not None:
@@ -213,7 +251,36 @@ class FailureLimits:
         if wait is not None:
             self.clients.release(client)
             raise RateLimited(wait, self.target_limit_name)
-        return Attempt([(self.clients, client), (self.targets, target_key)])
+        attempt = Attempt([(self.clients, client), (self.targets, target_key)])
+        if self.shared_clients is not None and self.shared_targets is not None:
+            await attempt.share([(self.shared_clients, client, self.client_limit_name),
+                                 (self.shared_targets, target_key, self.target_limit_name)])  # fmt: skip
+        return attempt
+
+
+class RateLimit:
+    """A rate of events per key (joins per client): this node's window, and the one all
+    nodes share when there is a cluster."""
+
+    def __init__(
+        self, limit: int, name: str, clock: Callable[[], float] = time.monotonic, shared: SharedWindows | None = None
+    ) -> None:
+        self.name = name  # RateLimited.limit when it refuses
+        self.local = AttemptLimiter(limit, clock=clock)
+        self.shared = shared(name, limit) if shared else None
+
+    async def hit(self, key: str) -> float | None:
+        """Count one event for `key`: None when allowed, else the seconds to wait."""
+        wait = self.local.reserve(key)
+        if wait is not None:
+            return wait
+        if self.shared is not None:
+            _, wait = await self.shared.reserve(key)  # counted there once reserved
+            if wait is not None:
+                self.local.release(key)
+                return wait
+        self.local.count(key)
+        return None
 
 
 class RateLimited(Exception):

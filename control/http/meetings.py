@@ -35,6 +35,7 @@ from control.meeting import numbers
 from control.meeting.adaptive import AdaptiveMedia
 from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
+from control.meeting.webinar import Webinar
 from control.recording.archive import RecordingArchive
 from control.store.base import Conflict, MeetingRecord, Store
 
@@ -61,6 +62,7 @@ class MeetingRoutes:
         limits: LimitsPolicy,
         urls: PublicUrls,
         adaptive: AdaptiveMedia,
+        webinar: Webinar,
     ) -> None:
         self._store = store
         self._auth = auth
@@ -70,6 +72,7 @@ class MeetingRoutes:
         self._limits = limits
         self._urls = urls
         self._adaptive = adaptive  # a live meeting's last-N follows its setting
+        self._webinar = webinar  # and who may publish, its attendees_publish
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/v1/meetings", self.create_meeting)
@@ -96,6 +99,7 @@ class MeetingRoutes:
             "status": meeting.status,
             "locked": meeting.locked,
             "last_n": meeting.last_n,
+            "attendees_publish": meeting.attendees_publish,
             "host_id": meeting.host_id,
             "customer_id": meeting.customer_id,
             "created_at": iso_time(meeting.created_at),
@@ -141,6 +145,7 @@ class MeetingRoutes:
             "duration_minutes": self._duration_field(body, limits),
             "waiting_room": True if bool_field(body, "waiting_room") is None else body["waiting_room"],
             "last_n": self._last_n_field(body, limits),
+            "attendees_publish": bool_field(body, "attendees_publish") is not False,
         }
         for _ in range(NUMBER_ATTEMPTS):
             try:
@@ -211,9 +216,14 @@ class MeetingRoutes:
         last_n = self._last_n_field(body, limits)
         if last_n is not None:
             changes["last_n"] = last_n
+        attendees_publish = bool_field(body, "attendees_publish")
+        if attendees_publish is not None:
+            changes["attendees_publish"] = attendees_publish
         meeting = await self._store.update_meeting(meeting.id, **changes)
         if last_n is not None:
             await self._adaptive.setting_changed(meeting)
+        if attendees_publish is not None:
+            await self._webinar.setting_changed(meeting)
         detail = {k: v for k, v in changes.items() if k != "passcode"}
         if passcode is not None:
             detail["passcode_changed"] = True

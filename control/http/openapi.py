@@ -109,6 +109,8 @@ SCHEMAS: dict[str, Schema] = {
             "locked": {"type": "boolean"},
             # null: the default (25, or the customer's limits.max_last_n when lower)
             "last_n": {"type": ["integer", "null"], "minimum": 1},
+            # false: a webinar (participants join receive-only until the host promotes them)
+            "attendees_publish": {"type": "boolean"},
             "host_id": ID,
             "customer_id": ID,
             "created_at": TIME,
@@ -219,6 +221,8 @@ MEETING_FIELDS: dict[str, Schema] = {
     # How many participants' video each subscriber receives at once; at most the
     # customer's limits.max_last_n (else 400 invalid_field).
     "last_n": {"type": "integer", "minimum": 1},
+    # false: a webinar; participants join as receive-only attendees (true by default).
+    "attendees_publish": {"type": "boolean"},
 }
 HOST_FIELDS: dict[str, Schema] = {
     "email": {"type": "string", "format": "email", "maxLength": 254},
@@ -423,6 +427,9 @@ PARTICIPANT = _obj(
         "joined_at": {"type": "number"},
         "muted": _obj({"microphone": {"type": "boolean"}, "camera": {"type": "boolean"}}, [], closed=False),
         "muted_by_host": {"type": "array", "items": {"type": "string"}},
+        # docs/signaling.md, "Webinars" (connected admitted ones)
+        "stage_role": {"enum": ["host", "participant", "speaker", "attendee"]},
+        "hand_raised": {"type": "boolean"},
         # docs/signaling.md, "Connection quality": the last measures (admitted ones, once measured).
         "connection_quality": _obj(
             {
@@ -457,6 +464,13 @@ def _session_paths() -> dict[str, Schema]:
                                                 (200, _ref("Participant")), tag="host")}
         for action in ("admit", "deny", "remove")
     }
+    participant_ops.update({
+        f"{pid}/{action}": {"post": _operation(
+            f"{action.capitalize()} a participant of a webinar ({what}; the meeting's host); 409 not_a_webinar, "
+            "cannot_demote_host or not_connected", (200, _ref("Participant")), tag="host")}
+        for action, what in (("promote", "an attendee becomes a speaker"),
+                             ("demote", "a speaker becomes an attendee: their tracks stop for everyone"))
+    })  # fmt: skip
     return {
         f"{mtg}/start": {"post": _operation(
             "Start the meeting (its host); 409 host_has_live_meeting names the live one",
@@ -487,14 +501,24 @@ def _session_paths() -> dict[str, Schema]:
             "past the attempt limits",
             (200, _obj({"token": {"type": "string"}, "participant_id": ID, "ws_url": {"type": "string"},
                         "meeting": _obj({"title": {"type": "string"}, "meeting_number": DISPLAY_NUMBER}),
-                        "status": {"enum": ["waiting_for_host", "waiting_room", "admitted"]}})),
+                        "status": {"enum": ["waiting_for_host", "waiting_room", "admitted"]},
+                        "may_publish": {"type": "boolean"}})),
             body=_obj({"name": {"type": "string"}, "passcode": {"type": "string"}, "link_token": {"type": "string"},
                        "token": {"type": "string"}}, ["name"], closed=False),
+            public=True, tag="participant")},
+        f"{mtg}/rejoin": {"post": _operation(
+            "Come back after a lost connection (a server restart, a lost node) with the reconnect credential "
+            "the socket gave: a join token that lets you in as yourself, without the waiting room",
+            (200, _obj({"token": {"type": "string"}, "participant_id": ID, "ws_url": {"type": "string"},
+                        "status": {"enum": ["admitted"]}, "role": {"enum": ["host", "participant"]},
+                        "meeting": _obj({"title": {"type": "string"}, "meeting_number": DISPLAY_NUMBER})})),
+            body=_obj({"credential": {"type": "string"}}, ["credential"], closed=False),
             public=True, tag="participant")},
         f"{mtg}/public": {"get": _operation(
             "Title and status for the join page, to holders of a link token (?t=)",
             (200, _obj({"meeting_number": DISPLAY_NUMBER, "title": {"type": "string"},
-                        "status": {"enum": ["live", "waiting_for_host"]}})),
+                        "status": {"enum": ["live", "waiting_for_host"]},
+                        "attendees_publish": {"type": "boolean"}})),
             query=[_query("t", {"type": "string"})], public=True, tag="participant")},
     }
 

@@ -32,12 +32,13 @@ from control.accounts.tokens import TokenError, Tokens
 from control.errors import ApiError
 from control.http.auth import Auth, bearer_token, client_address, looks_like_jwt
 from control.metrics.exporter import LabeledCounter
-from control.http.limiter import AttemptLimiter, FailureLimits, RateLimited, client_key
+from control.http.limiter import FailureLimits, RateLimit, RateLimited, SharedWindows, client_key
 from control.http.middleware import json_error
 from control.http.permissions import require_meeting_access
 from control.http.rest import json_body
 from control.http.urls import PublicUrls
 from control.meeting import admission, numbers
+from control.meeting.admission import full_meeting
 from control.meeting.attendance import Attendance
 from control.meeting.call_quality import CallQuality
 from control.meeting.lifecycle import Lifecycle
@@ -68,6 +69,9 @@ def participant_json(person: ParticipantRecord, meeting: LiveMeeting | None) -> 
     if connected is not None and connected.admitted:
         body["muted"] = dict(connected.muted)
         body["muted_by_host"] = sorted(connected.host_muted)
+        assert meeting is not None
+        body["stage_role"] = meeting.stage.role_of(connected)  # host, participant, speaker or attendee
+        body["hand_raised"] = connected.participant_id in meeting.stage.hands
     return body
 
 
@@ -97,6 +101,7 @@ class SessionRoutes:
         max_waiting: int,
         rate_limited: LabeledCounter,
         quality: CallQuality | None = None,
+        shared_limits: SharedWindows | None = None,
     ) -> None:
         self._store = store
         self._quality = quality  # each admitted participant's measured connection, for the host
@@ -110,10 +115,10 @@ class SessionRoutes:
         self._urls = urls
         self._join_failures = FailureLimits(
             settings.passcode_attempts_per_minute, settings.passcode_attempts_per_address_per_minute,
-            names=("passcode_per_meeting", "passcode_per_client"),
+            names=("passcode_per_meeting", "passcode_per_client"), shared=shared_limits,
         )  # fmt: skip
         self._rate_limited = rate_limited
-        self._joins = AttemptLimiter(settings.joins_per_address_per_minute)
+        self._joins = RateLimit(settings.joins_per_address_per_minute, "joins_per_client", shared=shared_limits)
         self._max_waiting = max_waiting
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -125,7 +130,7 @@ class SessionRoutes:
         router.add_get(f"{prefix}/public", self.public_info)
         router.add_get(f"{prefix}/participants", self.list_participants)
         router.add_post(f"{prefix}/admit-all", self.admit_all)
-        for action in ("admit", "deny", "remove", "mute"):
+        for action in ("admit", "deny", "remove", "mute", "promote", "demote"):
             router.add_post(f"{prefix}/participants/{{participant_id}}/{action}", self._participant_action(action))
 
     # ------------------------------------------------------------------ start / end / lock
@@ -216,6 +221,8 @@ class SessionRoutes:
             person = await self._moderation.deny(record, participant_id)
         elif action == "remove":
             person = await self._moderation.remove(record, participant_id)
+        elif action in ("promote", "demote"):
+            person = await self._moderation.set_speaker(record, participant_id, action == "promote")
         else:
             body = await json_body(request)
             source, muted = body.get("source"), body.get("muted", True)
@@ -246,7 +253,7 @@ class SessionRoutes:
         address = client_address(request) or "unknown"
         number_key = request.match_info.get("number", "").replace("-", "")[:32]
         try:  # reserved before anything is awaited: concurrent guesses count (limiter's doc)
-            attempt = self._join_failures.reserve(number_key, address)
+            attempt = await self._join_failures.reserve(number_key, address)
         except RateLimited as exc:
             return _too_many("too many attempts; try again later", exc, self._rate_limited)
         with attempt:  # given back unless marked failed (a right passcode, a 400)
@@ -265,9 +272,9 @@ class SessionRoutes:
             if record is None:
                 attempt.failed()
                 raise _credentials_refused()
-        wait = self._joins.hit(client_key(address))
+        wait = await self._joins.hit(client_key(address))
         if wait is not None:
-            refused = RateLimited(wait, "joins_per_client")
+            refused = RateLimited(wait, self._joins.name)
             return _too_many("too many joins from this address; try again later", refused, self._rate_limited)
         return await self._admit_joiner(request, record, name, body.get("token"))
 
@@ -311,11 +318,11 @@ class SessionRoutes:
                 role="participant",
                 state=decision.outcome,
                 live_session_id=session.id if session else None,
-                max_present=self._limits.for_meeting(customer).capacity,
+                max_present=(capacity := self._limits.for_meeting(customer).capacity),
                 max_waiting=self._max_waiting,
             )
         except MeetingFull:
-            raise ApiError(403, "meeting_full", admission.REFUSALS["meeting_full"]) from None
+            raise ApiError(403, "meeting_full", full_meeting(capacity)) from None
         except WaitingRoomFull:
             raise ApiError(403, "waiting_room_full", "the waiting room is full; try again later") from None
         token = self._tokens.make_join_token(
@@ -337,6 +344,8 @@ class SessionRoutes:
                 "ws_url": ws_url,
                 "meeting": {"title": record.title, "meeting_number": numbers.display(record.meeting_number)},
                 "status": status,
+                # A webinar's newcomer is an attendee: the page asks for no camera or microphone.
+                "may_publish": record.attendees_publish,
             }
         )
         response.set_cookie(
@@ -375,5 +384,6 @@ class SessionRoutes:
                 "meeting_number": numbers.display(found.meeting_number),
                 "title": found.title,
                 "status": "live" if session else "waiting_for_host",
+                "attendees_publish": found.attendees_publish,
             }
         )

@@ -51,6 +51,7 @@ from control.meeting.protocol import (
     parse_client_message,
 )
 from control.meeting.roster import EncodedMessage
+from control.meeting.webinar import Webinar
 from control.metrics.exporter import Metrics
 from control.recording.service import Recordings
 from control.store.base import MeetingRecord, ParticipantRecord
@@ -366,6 +367,8 @@ class SignalingSession:
             await self._endpoint.recordings.from_signaling(
                 meeting, participant, message.type, fields["action"], fields.get("hints")
             )
+        elif message.type in ("hand", "promote", "demote"):
+            await self._stage(meeting, participant, message)
         elif message.type == "consent":
             await self._endpoint.recordings.consent(meeting, participant, fields["decision"])
             # Acknowledged even without an id: the client waits for it before it goes on.
@@ -376,6 +379,16 @@ class SignalingSession:
             return
         # "ice" needs nothing: the server is ICE-lite and learns addresses from STUN.
         self._ok(message)
+
+    async def _stage(self, meeting: LiveMeeting, participant: Participant, message: ClientMessage) -> None:
+        """Raised hands, promotions and demotions (control.meeting.webinar)."""
+        webinar, target = self._endpoint.webinar, message.fields["participant_id"]
+        if message.type == "hand":
+            webinar.hand(meeting, participant, message.fields["raised"], target)
+        elif message.type == "promote":
+            await webinar.promote(meeting, participant, target)
+        else:
+            await webinar.demote(meeting, participant, target)
 
 
 # Token problems as the client sees them.
@@ -403,10 +416,12 @@ class SignalingEndpoint:
         recordings: Recordings,
         metrics: Metrics,
         quality: CallQuality | None = None,
+        webinar: Webinar,
         cluster: Cluster | None = None,
         registry: MeetingRegistry | None = None,
     ) -> None:
         self.settings = settings
+        self.webinar = webinar  # raised hands, promotions, demotions
         self.cluster = cluster  # several nodes: a socket for a meeting held elsewhere is redirected
         self.registry = registry  # the meetings running here (kept here while Redis is away)
         self.quality = quality  # call quality: the clients' freeze reports (`media_stats`)

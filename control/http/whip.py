@@ -31,7 +31,7 @@ from aiohttp import web
 from config import AuthConfig
 from control.errors import ApiError
 from control.http.auth import bearer_token, client_address
-from control.http.limiter import AttemptLimiter, FailureLimits, RateLimited, client_key
+from control.http.limiter import FailureLimits, RateLimit, RateLimited, SharedWindows, client_key
 from control.http.middleware import json_error
 from control.meeting import numbers
 from control.meeting.conference import Conference
@@ -92,7 +92,7 @@ def is_ice_restart(fragment: str, session: IngestSession) -> bool:
 class WhipRoutes:
     def __init__(
         self, *, store: Store, ingests: Ingests, conference: Conference, settings: AuthConfig,
-        rate_limited: LabeledCounter,
+        rate_limited: LabeledCounter, shared_limits: SharedWindows | None = None,
     ) -> None:  # fmt: skip
         self._store = store
         self._ingests = ingests
@@ -101,9 +101,9 @@ class WhipRoutes:
         # store lookup: wrong tokens are limited like passcodes, posts like joins.
         self._token_failures = FailureLimits(
             settings.passcode_attempts_per_minute, settings.passcode_attempts_per_address_per_minute,
-            names=("ingest_token_per_meeting", "ingest_token_per_client"),
+            names=("ingest_token_per_meeting", "ingest_token_per_client"), shared=shared_limits,
         )  # fmt: skip
-        self._posts = AttemptLimiter(settings.joins_per_address_per_minute)
+        self._posts = RateLimit(settings.joins_per_address_per_minute, "whip_posts_per_client", shared=shared_limits)
         self._rate_limited = rate_limited
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -127,9 +127,9 @@ class WhipRoutes:
 
     async def publish(self, request: web.Request) -> web.StreamResponse:
         address = client_address(request)
-        wait = self._posts.hit(client_key(address))
+        wait = await self._posts.hit(client_key(address))
         if wait is not None:
-            return self._too_many(RateLimited(wait, "whip_posts_per_client"))
+            return self._too_many(RateLimited(wait, self._posts.name))
         try:
             offer = await self._read(request, SDP_TYPE)
             if not offer.startswith("v=0"):
@@ -182,7 +182,7 @@ class WhipRoutes:
     async def _checked(self, request: web.Request, record: MeetingRecord, action: Any) -> Any:
         """Run `action(token)` under the token-failure limits: a 401 counts, anything
         else is given back."""
-        with self._token_failures.reserve(record.id, client_address(request)) as attempt:
+        with await self._token_failures.reserve(record.id, client_address(request)) as attempt:
             try:
                 return await action(bearer_token(request))
             except ApiError as exc:

@@ -10,7 +10,9 @@ participant yet: `previous` None), and when their signaling socket presents the 
    `removed`.
 3. The meeting is not live → waiting `waiting_for_host`.
 4. The host, anyone admitted before in this live session (connected and let in, or let
-   in by the host from the waiting room) → admitted.
+   in by the host from the waiting room), anyone who proves with a reconnect credential
+   that they were (`resumed`: the server restarted, or the node that held the meeting
+   died, and forgot who was in; the store still says admitted) → admitted.
 5. Waiting in this live session already → waiting `waiting_room` (the host decides).
 6. The meeting is locked and this is a new arrival, someone who left, or someone whose
    token was admitted by the REST join but who never came in → refused `meeting_locked`
@@ -41,6 +43,11 @@ REFUSALS = {
 }
 
 
+def full_meeting(capacity: int) -> str:
+    """Why someone cannot join a full meeting, with how many it holds."""
+    return f"{REFUSALS['meeting_full']}: it holds at most {capacity} participants"
+
+
 @dataclass(frozen=True, slots=True)
 class Situation:
     live: bool  # the host has started it (a live session exists)
@@ -53,6 +60,7 @@ class Situation:
     same_session: bool = False  # their stored live session is the current one
     admitted_before: bool = False  # admitted earlier in this live session (a reconnect)
     hold_newcomers: bool = False  # someone was removed in this live session
+    resumed: bool = False  # their token came from a reconnect credential of this live session
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +82,7 @@ def decide(situation: Situation) -> Admission:
         return Admission(REFUSED, "removed")
     if not s.live:
         return Admission(WAITING, "waiting_for_host")
-    if s.is_host or s.admitted_before:
+    if s.is_host or s.admitted_before or (s.resumed and s.same_session and s.previous == "admitted"):
         return Admission(ADMITTED)
     if s.previous == "waiting" and s.same_session:
         return Admission(WAITING, "waiting_room")

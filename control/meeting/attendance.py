@@ -125,7 +125,7 @@ class Attendance:
             person.id, claims.name, peer, role=claims.role, grants=claims.grants, host_session_id=claims.host_session_id
         )
         try:
-            decision = self._decide_on_connect(record, meeting, live_session, person, available)
+            decision = self._decide_on_connect(record, meeting, live_session, person, available, claims)
             if decision.outcome == admission.REFUSED:
                 raise SignalingError(decision.reason, decision.message)
             wanted = decision.outcome
@@ -153,8 +153,9 @@ class Attendance:
 
     def _decide_on_connect(
         self, record: MeetingRecord, meeting: LiveMeeting, live_session: LiveSession | None, person: ParticipantRecord,
-        account_available: bool,
+        account_available: bool, claims: JoinClaims,
     ) -> admission.Admission:  # fmt: skip
+        same_session = live_session is not None and person.live_session_id == live_session.id
         return admission.decide(
             admission.Situation(
                 live=live_session is not None,
@@ -165,8 +166,9 @@ class Attendance:
                 removed=person.removed,
                 is_host=person.role == "host",
                 previous=person.state,
-                same_session=live_session is not None and person.live_session_id == live_session.id,
+                same_session=same_session,
                 admitted_before=person.id in meeting.admitted_ids,
+                resumed=claims.resumed and same_session and claims.live_session_id == person.live_session_id,
             )
         )
 

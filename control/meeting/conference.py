@@ -20,7 +20,7 @@ from common.messages import Message
 from control.accounts.tokens import Tokens
 from control.clock import Clock
 from control.errors import SignalingError
-from control.meeting import admission, closecodes
+from control.meeting import admission, closecodes, roles
 from control.meeting.listeners import ConferenceListener, Listeners
 from control.meeting.model import (
     LiveMeeting,
@@ -110,6 +110,7 @@ class Conference:
                 name=participant.name,
                 role=participant.role,
                 host_session_id=participant.host_session_id,
+                resumed=True,  # admitted here: admitted again wherever they reconnect (locked or not)
             )
         except Exception:
             log.exception("cannot make a reconnect token")
@@ -202,6 +203,8 @@ class Conference:
         placement = meeting.placement
         if placement is None or meeting.ended or self.stopping:
             return None
+        if meeting.stage.is_attendee(participant):  # (checked again under the lock)
+            participant.directions = ("subscribe",)
         try:
             await self._create_transports(meeting, participant)
         except SignalingError:
@@ -220,9 +223,13 @@ class Conference:
             assert meeting.limits is not None  # set when it went live (control.meeting.lifecycle)
             capacity = meeting.limits.capacity
             if not admission.has_room(len(meeting.participants), capacity):
-                raise SignalingError("meeting_full", f"the meeting has {capacity} participants already")
+                raise SignalingError("meeting_full", admission.full_meeting(capacity))
             await self._ensure_router(meeting)
-            if ahead is None or ahead is not meeting.placement:  # none made, or its worker went meanwhile
+            directions = participant.directions
+            if meeting.stage.is_attendee(participant):  # a webinar's attendee receives only (control.meeting.roles)
+                participant.directions = ("subscribe",)
+            if ahead is None or ahead is not meeting.placement or participant.directions != directions:
+                # none made ahead, its worker went meanwhile, or they were made for another role
                 await self._close_transports(meeting, participant)
                 await self._create_transports(meeting, participant)
             participant.negotiation = Negotiation(
@@ -243,6 +250,7 @@ class Conference:
                 "tracks": [t.public() for t in meeting.tracks() if t.participant_id != participant_id],
                 "chat": chat,
                 "may_transcribe": participant.may_transcribe,
+                "may_publish": meeting.stage.may_publish(participant),
                 "simulcast": self.simulcast,
                 "ice_servers": self.ice_servers_for(meeting, participant),
             }
@@ -441,6 +449,8 @@ class Conference:
         """The participant's publish offer: their tracks, forwarded to everyone else.
         Returns the answer (also sent to them as `publish_answer`)."""
         async with meeting.lock:
+            if not meeting.stage.may_publish(participant):
+                raise roles.refuse_publish()
             transport_id = self._live_transport(participant, participant.publish_transport_id)
             try:
                 offer = api.PublishOffer(transport_id=transport_id, sdp=sdp, sources=sources)
@@ -471,6 +481,32 @@ class Conference:
             participant.send(reply)
             await self._announce(meeting, participant, added, closed)
             return answer.sdp
+
+    async def open_publish(self, meeting: LiveMeeting, participant: Participant) -> None:
+        """An attendee became a speaker (control.meeting.webinar): a publish transport for
+        them, if they have none. The caller holds the meeting's lock."""
+        if participant.closed or participant.publish_transport_id is not None or meeting.placement is None:
+            return
+        transport_id = new_id()
+        create = api.TransportCreate(router_id=meeting.placement.router_id, transport_id=transport_id, direction="publish")
+        try:
+            await self.request(meeting, create)
+        except ChannelError as exc:
+            raise media_error(exc, "creating the publish transport") from None
+        participant.publish_transport_id = transport_id
+        participant.directions = ("publish", "subscribe")
+
+    async def close_publish(self, meeting: LiveMeeting, participant: Participant) -> None:
+        """A speaker became an attendee: their publish transport goes (its producers with it
+        on the worker) and their tracks stop for everyone, through the one "track gone"
+        step. The caller holds the meeting's lock."""
+        tracks = list(participant.tracks.values())
+        participant.tracks.clear()
+        transport_id, participant.publish_transport_id = participant.publish_transport_id, None
+        participant.directions = ("subscribe",)
+        if transport_id is not None and not self.stopping:
+            await self._quiet_request(meeting, api.TransportClose(transport_id=transport_id))
+        self._renegotiate(self._tracks_gone(meeting, tracks, owner=participant))
 
     async def publish_plain(
         self, meeting: LiveMeeting, participant: Participant, producers: list[api.PlainProducerCreate]
@@ -541,16 +577,20 @@ class Conference:
         if subscriber.active_consumer_for(track.track_id) is not None:
             return False
         consumer_id = new_id()
+        # Known before the worker answers: its first allocation of the consumer (which
+        # may pause it for last-N) can be read before this coroutine resumes, and a
+        # second publish meanwhile must not make a second consumer of the same track.
+        subscriber.consumers[consumer_id] = Subscription(consumer_id, track)
         try:
             create = api.ConsumerCreate(
                 transport_id=transport_id, consumer_id=consumer_id, producer_id=track.producer_id
             )
             await self.request(meeting, create)
         except ChannelError as exc:
+            subscriber.consumers.pop(consumer_id, None)
             log.warning("consumer of %s for %s failed: %s", track.track_id, subscriber.participant_id, exc)
             subscriber.send(media_error(exc, f"receiving track {track.track_id}").as_message())
             return False
-        subscriber.consumers[consumer_id] = Subscription(consumer_id, track)
         tile = subscriber.tiles.get(track.track_id)
         if tile is not None and track.kind == "video":
             await self._send_tile(meeting, consumer_id, tile)
@@ -589,6 +629,7 @@ class Conference:
         needed). Marks them inactive; returns the subscribers whose m-lines changed."""
         changed = set()
         for subscriber in list(meeting.participants.values()):
+            subscriber.forget_track(track.track_id)
             consumer = subscriber.active_consumer_for(track.track_id)
             if consumer is not None:
                 consumer.active = False

@@ -197,13 +197,7 @@ class Lifecycle:
     async def _went_live(self, record: MeetingRecord, meeting: LiveMeeting, session: LiveSession) -> None:
         """Everyone who was waiting for the host: into the waiting room, or in."""
         meeting.admitted_ids.clear()
-        assert meeting.limits is not None
-        minutes = float(meeting.limits.account.max_meeting_minutes)
-        meeting.ends_at = self._clock.time() + minutes * self.minute_s
-        meeting.end_timer = self._clock.call_later(
-            minutes * self.minute_s,
-            lambda: self._tasks.spawn(self._duration_reached(record.id, session.id), f"duration-{record.id}"),
-        )
+        self._arm_duration(meeting, session, self._clock.time())
         self._events.emit(record, "meeting.started", live_session_id=session.id, host_id=record.host_id,
                           title=record.title)  # fmt: skip
         for listener in self._listeners:
@@ -223,6 +217,29 @@ class Lifecycle:
                 participant.send(
                     {"type": "waiting", "reason": "waiting_room", "participant_id": participant.participant_id}
                 )
+
+    def _arm_duration(self, meeting: LiveMeeting, session: LiveSession, started_at: float) -> None:
+        """The customer's duration limit, counted from `started_at`: the meeting ends then."""
+        assert meeting.limits is not None
+        meeting_id, session_id = meeting.meeting_id, session.id
+        meeting.ends_at = started_at + float(meeting.limits.account.max_meeting_minutes) * self.minute_s
+        meeting.end_timer = self._clock.call_later(
+            max(0.0, meeting.ends_at - self._clock.time()),
+            lambda: self._tasks.spawn(self._duration_reached(meeting_id, session_id), f"duration-{meeting_id}"),
+        )
+
+    async def resume(self, record: MeetingRecord, session: LiveSession) -> LiveMeeting:
+        """The live side of a session this node holds without having started it (control
+        restarted, or another node held it: control.meeting.resumption), under the
+        customer's limits; its duration limit counts from the session's start in the store,
+        not from now (a restart does not give a meeting more time)."""
+        limits = await self._meeting_limits(record.customer_id)
+        meeting = self._registry.live(record, session)
+        if meeting.limits is None:
+            meeting.limits = limits
+        if meeting.end_timer is None:
+            self._arm_duration(meeting, session, session.started_at)
+        return meeting
 
     async def _duration_reached(self, meeting_id: str, live_session_id: str) -> None:
         current = await self._store.get_live_session(meeting_id)

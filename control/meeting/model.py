@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from control.clock import Timer
 from control.meeting.limits import MeetingLimits
+from control.meeting.roles import Stage
 from control.store.base import LiveSession, MeetingRecord
 
 if TYPE_CHECKING:  # the negotiation drives a Participant: it imports this module
@@ -195,6 +196,12 @@ class Participant:
             "muted": dict(self.muted),
         }
 
+    def forget_track(self, track_id: str) -> None:
+        """A track is gone for good (its producer closed; ids are never reused): what they
+        kept of it goes, so their state stays bounded by the meeting's live tracks."""
+        self.unsubscribed.discard(track_id)
+        self.tiles.pop(track_id, None)
+
     def forget_subscriptions(self, offered: set[str]) -> None:
         """Drop the closed subscriptions whose m-line the media server no longer offers
         (it recycled it for another track): the map stays as long as the offer."""
@@ -262,6 +269,9 @@ class LiveMeeting:
         # Last-N as the host set it (the store's `last_n`; None: the default), applied
         # under the limits' cap (control.meeting.adaptive).
         self.last_n: int | None = None
+        # Who may publish (a webinar's attendees and speakers) and the raised hands
+        # (control.meeting.roles); the setting is the store's, taken when it goes live.
+        self.stage = Stage()
         self.ended = False
         self.end_timer: Timer | None = None  # the customer's duration limit
         self.ends_at: float | None = None  # when that limit ends it (unix time): TURN credentials expire then
@@ -355,6 +365,7 @@ class MeetingRegistry:
                 host_id=record.host_id,
                 customer_id=record.customer_id,
             )
+            meeting.stage.attendees_publish = record.attendees_publish  # later changes: control.meeting.webinar
             self._meetings[record.id] = meeting
         if live_session is not None:
             meeting.live_session_id = live_session.id

@@ -1,4 +1,5 @@
-"""The host's controls over the people of a live meeting: admit, deny, remove, mute, lock.
+"""The host's controls over the people of a live meeting: admit, deny, remove, mute, lock,
+promote and demote (a webinar's speakers: control.meeting.webinar).
 
 Each acts on the store first (the truth about participants), then on whoever is connected:
 an admitted person gets transports (control.meeting.attendance), a denied or removed one
@@ -15,6 +16,7 @@ from control.meeting.attendance import Attendance
 from control.meeting.conference import Conference
 from control.meeting.events import MeetingEvents
 from control.meeting.model import LiveMeeting, MeetingRegistry, Participant
+from control.meeting.webinar import Webinar
 from control.store.base import MeetingRecord, ParticipantRecord, Store
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,10 @@ class Moderation:
         conference: Conference,
         attendance: Attendance,
         events: MeetingEvents,
+        webinar: Webinar,
     ) -> None:
         self._store = store
+        self._webinar = webinar  # promote and demote (control.meeting.roles)
         self._registry = registry
         self._conference = conference
         self._attendance = attendance
@@ -154,6 +158,19 @@ class Moderation:
             await self._conference.host_mute(meeting, connected, source, muted)
         except SignalingError as exc:
             raise ApiError(502, exc.code, exc.message) from None
+        return person
+
+    async def set_speaker(self, record: MeetingRecord, participant_id: str, speaker: bool) -> ParticipantRecord:
+        """The host promotes an attendee of a webinar to speaker, or demotes a speaker."""
+        meeting, person = await self._live_participant(record, participant_id)
+        try:
+            if speaker:
+                await self._webinar.promote(meeting, None, person.id)
+            else:
+                await self._webinar.demote(meeting, None, person.id)
+        except SignalingError as exc:
+            status = 502 if exc.code == "media_error" else 409
+            raise ApiError(status, exc.code, exc.message) from None
         return person
 
     async def set_locked(self, record: MeetingRecord, locked: bool) -> MeetingRecord:

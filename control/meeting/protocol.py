@@ -7,6 +7,7 @@ Nothing a client sends can raise anything else from here.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,8 @@ SOURCES = ("microphone", "camera", "screen", "screen-audio")
 MAX_NAME_CHARS = 64
 MAX_MESSAGE_ID_CHARS = 64
 MAX_TRACK_ID_CHARS = 128
+MAX_PARTICIPANT_ID_CHARS = 64
+_ID = re.compile(r"^[A-Za-z0-9_-]+$")  # what control.meeting.model.new_id makes
 MAX_MID_CHARS = 32
 MAX_PUBLISHED_TRACKS = 16
 MAX_TOKEN_CHARS = 4096
@@ -276,6 +279,22 @@ def _transcription(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
     return {"action": _one_of(data, "action", ("start", "stop")), "hints": hints}
 
 
+def _participant_id(data: dict[str, Any], name: str = "participant_id", required: bool = True) -> str | None:
+    value = _string(data, name, max_chars=MAX_PARTICIPANT_ID_CHARS, required=required)
+    if value is not None and not _ID.match(value):
+        raise _Invalid(f"{name}: not a participant id")
+    return value
+
+
+def _hand(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    # Our own hand; a moderator may lower someone else's (`participant_id`).
+    return {"raised": _boolean(data, "raised"), "participant_id": _participant_id(data, required=False)}
+
+
+def _stage_change(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    return {"participant_id": _participant_id(data)}
+
+
 def _consent(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
     return {"decision": _one_of(data, "decision", ("continue", "leave"))}
 
@@ -295,6 +314,9 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any], Limits], dict[str, Any]]] = {
     "recording": _recording,
     "transcription": _transcription,
     "consent": _consent,
+    "hand": _hand,
+    "promote": _stage_change,
+    "demote": _stage_change,
 }
 CLIENT_TYPES = frozenset(_VALIDATORS)
 

@@ -124,6 +124,11 @@ class Recordings(ConferenceListener):
     def _add_job(self, meeting: LiveMeeting, job: Job) -> None:
         self._jobs.setdefault(meeting.meeting_id, {})[job.kind] = job
 
+    def adopt(self, meeting: LiveMeeting, job: Job) -> None:
+        """A recording that went on across a restart (control.recording.continuation): set
+        up when the meeting has a router again (`router_created`), or the recorder is up."""
+        self._add_job(meeting, job)
+
     def _drop_job(self, meeting: LiveMeeting, job: Job) -> None:
         jobs = self._jobs.get(meeting.meeting_id, {})
         if jobs.get(job.kind) is job:
@@ -379,6 +384,14 @@ class Recordings(ConferenceListener):
             if pending:
                 log.error("%d recordings did not stop within %.0f s", len(pending), timeout)
 
+    def suspend(self) -> None:
+        """Shutdown of a node that will start again (control.recording.continuation): the
+        jobs are let go without RECORDING_STOP, their rows stay active; the recorder closes
+        their open segments as it stops."""
+        for job in self.jobs():
+            job.active = False
+        self._jobs.clear()
+
     async def _manifest(self, job: Job, stopped_at: float, stopped_by: str) -> dict[str, Any]:
         meeting = job.meeting
         try:
@@ -524,6 +537,8 @@ class Recordings(ConferenceListener):
 
     def router_created(self, meeting: LiveMeeting) -> None:
         for job in self.active(meeting).values():
+            if job.recorder_generation is None and not self.recorder.up:
+                continue  # continued after a restart: set up once the recorder is (recorder_up)
             job.serial.run(job.rebind, "rebind")
 
     def router_lost(self, meeting: LiveMeeting) -> None:
@@ -563,7 +578,9 @@ class Recordings(ConferenceListener):
         if self._owed_discards:
             self._tasks.spawn(self._tell_owed_discards(), "owed-discards")
         for job in self.jobs():
-            if job.recorder_generation is not None and job.recorder_generation != generation:
+            # Also a job continued after a restart, waiting for the recorder with its router.
+            known = job.recorder_generation is not None or job.meeting.placement is not None
+            if known and job.recorder_generation != generation:
                 job.serial.run(functools.partial(job.resume, generation), f"resume-{generation}")
 
     def _find(self, recording_id: str) -> Job | None:

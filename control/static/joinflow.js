@@ -31,7 +31,7 @@ export function joinErrorText(err) {
     case 'invalid_link': case 'invalid_link_token': case 'invalid_token':
       return 'This invitation link is not valid. Ask the host for a new one, or enter the Meeting ID and passcode.';
     case 'meeting_locked': return 'The host has locked this meeting, so nobody new can join.';
-    case 'meeting_full': return 'This meeting is full.';
+    case 'meeting_full': return err.message && /\d/.test(err.message) ? err.message : 'This meeting is full.';
     case 'removed': return 'The host removed you from this meeting, so you cannot join it again.';
     case 'meeting_ended': case 'meeting_removed': return 'This meeting has ended.';
     case 'network': return err.message;
@@ -75,6 +75,7 @@ export class ParticipantCredentials {
       participantId: reply.participant_id || null,
       status: reply.status || null,
       title: (reply.meeting && reply.meeting.title) || '',
+      mayPublish: reply.may_publish !== false,   // false: a webinar's attendee (no camera, no microphone)
     };
   }
 

@@ -10,6 +10,7 @@ import { RecordingBanner } from './recordingbanner.js';
 import { commandErrorText } from './recording.js';
 import { HostControls } from './hostcontrols.js';
 import { IngestPanel } from './ingest.js';
+import { StagePanel } from './stagepanel.js';
 import { ParticipantCredentials, HostCredentials, readLocation, joinErrorText } from './joinflow.js';
 import { api, ApiError, meetingDigits, formatMeetingNumber, meetingPath, hostSession, clearHostSession, sessionEndedText } from './api.js';
 import { icons } from './icons.js';
@@ -47,6 +48,7 @@ const recBanner = new RecordingBanner(session, {
   continueButton: $('rec-continue'), leaveButton: $('rec-leave'),
 });
 let host = null;                   // HostControls once we are in as the host
+const stagePanel = new StagePanel(session, { isHost: () => !!host, rerender: () => renderAll() });
 
 function requireHost() {
   if (!host) throw new Error('only the host can do this');
@@ -61,6 +63,9 @@ window.conclave = {
   get role() { return session.role; },
   get waitingReason() { return session.waitingReason; },
   get activeSpeaker() { return session.activeSpeaker; },   // participant_id or null
+  // {mayPublish, role, handRaised, attendeesPublish, speakers, hands} (docs/signaling.md, "Webinars")
+  get stage() { return session.stage.snapshot(); },
+  raiseHand: (raised = true) => session.raiseHand(raised),
   get ended() { return session.ended ? { ...session.ended } : null; },
   get locked() { return host ? host.locked : null; },
   // {recording, transcription, consentPolicy, consentRequired, by, consentPending, busy,
@@ -92,6 +97,8 @@ window.conclave = {
     admitAll: () => requireHost().admitAll().finally(renderAll),
     remove: (pid) => requireHost().remove(pid).finally(renderAll),
     mute: (pid, source, muted = true) => requireHost().mute(pid, source, muted).finally(renderAll),
+    promote: (pid) => requireHost() && session.setSpeaker(pid, true),
+    demote: (pid) => requireHost() && session.setSpeaker(pid, false),
     lock: (locked) => requireHost().lock(locked).finally(renderAll),
     end: () => requireHost().end(),
     startRecording: () => session.recording.command('recording', 'start'),
@@ -112,11 +119,13 @@ function showOnly(section) {
   if (!inRoom) $('knock').hidden = true;
 }
 
-function showEnded({ title, detail = '', icon = 'door', rejoin = false, signIn = false }) {
+function showEnded({ title, detail = '', icon = 'door', rejoin = false, signIn = false, again = null }) {
   $('ended-icon').innerHTML = icons[icon] || '';
   $('ended-title').textContent = title;
   $('ended-detail').textContent = detail;
   $('rejoin').hidden = !rejoin;
+  $('rejoin').textContent = again || 'Rejoin';
+  $('rejoin').setAttribute('aria-label', again ? `${again}: join the meeting` : 'Rejoin the meeting');
   $('signin-again').hidden = !signIn;
   const toDashboard = session.role === 'host' && !signIn;
   $('ended-home').href = toDashboard ? '/host' : '/';
@@ -160,10 +169,21 @@ function endedScreen(ended) {
     case 'replaced':
       return { title: 'You joined from another window', detail: reason, rejoin: true };
     case 'refused':
+      if (code === 'meeting_full') return fullMeeting(reason);
       return { title: 'Could not join the meeting', detail: joinErrorText(new ApiError(403, code, reason)), rejoin: code !== 'removed' };
     default:
       return { title: 'Disconnected from the meeting', detail: reason || '', rejoin: true };
   }
+}
+
+// The meeting holds as many as its limit allows (the operator's cap or the customer's):
+// a page of its own, with the server's words (how many it holds) and a way to try again.
+function fullMeeting(serverText) {
+  return {
+    title: 'This meeting is full', icon: 'people', rejoin: true, again: 'Try again',
+    detail: `${joinErrorText(new ApiError(403, 'meeting_full', serverText)).replace(/\.?$/, '.')} `
+      + 'You can try again when someone leaves.',
+  };
 }
 
 const STATUS_TEXT = {
@@ -481,7 +501,8 @@ function personItem(person, you) {
     withActions ? null : el('span', { class: 'person-flags' },
       muted.microphone ? el('span', { role: 'img', 'aria-label': 'Microphone muted', html: icons.micOff }) : null,
       muted.camera ? el('span', { role: 'img', 'aria-label': 'Camera off', html: icons.cameraOff }) : null),
-    withActions ? host.personActions(person, renderAll) : null);
+    withActions ? host.personActions(person, renderAll) : null,
+    withActions ? stagePanel.personAction(person) : null);
 }
 
 function renderPeople() {
@@ -540,6 +561,7 @@ function renderAll() {
   renderControls();
   renderPeople();
   renderViewers();
+  stagePanel.render();
 }
 
 session.addEventListener('state', onState);
@@ -558,6 +580,7 @@ session.addEventListener('chat', onChat);
 session.addEventListener('waitingroom', renderPeople);
 session.addEventListener('meeting', (event) => { if (host) host.setLocked(event.detail.locked); });
 session.addEventListener('hostmute', onHostMute);
+session.addEventListener('stage', renderAll);
 session.addEventListener('notice', (event) => toast(event.detail.text, event.detail.level));
 window.addEventListener('pagehide', () => session.leave());
 
@@ -639,6 +662,11 @@ async function submitJoin() {
     session.credentials = credentials;
     await session.join(values.name, grant);
   } catch (err) {
+    if (err instanceof ApiError && err.code === 'meeting_full') {
+      session.credentials = credentials;   // "Try again" asks with the same form
+      showEnded(fullMeeting(err.message));
+      return;
+    }
     showJoinError(joinErrorText(err));
     if (err instanceof ApiError && err.code === 'invalid_credentials') $('passcode-input').select();
   } finally {
@@ -726,6 +754,10 @@ async function boot() {
     return;
   }
   if (info && info.title) setTitle(info.title);
+  if (info && info.attendees_publish === false) {
+    $('prejoin-media-hint').textContent = 'This is a webinar: you join to watch and listen, and your browser '
+      + 'asks for no camera or microphone. Raise your hand to ask to speak.';
+  }
   if (place.name && place.name.trim()) {
     showJoinForm({ focus: false });
     submitJoin();

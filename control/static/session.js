@@ -16,6 +16,7 @@
 //   recording     [before, state, consentPending]  recording/transcription or consent changed
 //                                  (`recording`, a RecordingControl, holds the state)
 //   connection    []               someone's connection quality level changed (`connectionQuality`)
+//   stage         []               our webinar role, our hand, or (host) the speakers and hands changed
 
 import { ApiError, tokenClaims, tokenSecondsLeft } from './api.js';
 import { RecordingControl } from './recording.js';
@@ -23,6 +24,8 @@ import { PublishLayers, TrackStates } from './adaptive.js';
 import { ConnectionQuality, FreezeReporter } from './quality.js';
 import { rtcConfiguration } from './icepolicy.js';
 import { applyParticipantsChanged } from './roster.js';
+import { credentialRefused, rejoinGrant } from './rejoin.js';
+import { StageState } from './stage.js';
 import {
   ANNOUNCEMENT_SOURCE, announcementStats, inboundBytes, publishEncodingStats, publishStats, subscribeStats,
 } from './mediastats.js';
@@ -32,7 +35,7 @@ const REQUEST_TIMEOUT_MS = 15000;
 const PING_INTERVAL_MS = 20000;
 const SILENCE_LIMIT_MS = 50000;     // no frame at all for this long: the socket is dead
 const BACKOFF_FIRST_MS = 400;
-const BACKOFF_MAX_MS = 10000;
+const BACKOFF_MAX_MS = 4000;       // a restarted server is back in seconds: look often
 // The server closes an old socket with this code when the same participant joined again
 // on a new one (another tab): coming back would only push that one out in turn.
 const REPLACED_CLOSE_CODE = 4001;
@@ -128,12 +131,15 @@ export class MeetingSession extends EventTarget {
     this.leftReason = null;               // why state became "left" (null: the user left)
     this.reconnects = 0;                  // times the connection was lost and rebuilt
     this.redirects = 0;                   // times a node sent us to the node holding the meeting
+    this.reconnectCredential = null;      // the server's latest, while admitted (rejoin.js)
+    this.rejoinNext = false;              // the next connection trades it for a token first
     this.iceServers = [];
     this.recording = new RecordingControl(this);   // recording_state, consent, the host's commands
     this.trackStates = new TrackStates();          // what the server said of each video we receive
     this.layers = new PublishLayers((trackId) => this.senderOfTrack(trackId));   // publish_layers
     this.connectionQuality = new ConnectionQuality();   // `connection_quality`: everyone's level
     this.freezes = new FreezeReporter((msg) => this.sendRaw(msg), () => this.subPc);   // `media_stats`
+    this.stage = new StageState();        // webinar: may we publish, our hand; (host) speakers and hands
 
     this.ws = null;
     this.pubPc = null;
@@ -168,10 +174,13 @@ export class MeetingSession extends EventTarget {
     this.waitingRoom = [];
     this.participantId = null;
     this.hostMuted = new Set();
+    this.reconnectCredential = null;
     if (grant) this.setToken(grant.token, grant.wsUrl);
+    // A webinar's attendee receives only: no camera or microphone is asked for (until promoted).
+    this.stage.reset(!grant || grant.mayPublish !== false);
     this.attempt = 0;
     this.setState('joining');
-    await this.acquireLocalMedia();
+    if (this.stage.mayPublish) await this.acquireLocalMedia();
     if (this.state !== 'joining') {           // left while the permission prompt was up
       this.stopLocalMedia();
       return;
@@ -212,6 +221,7 @@ export class MeetingSession extends EventTarget {
 
   async shareScreen(stream) {
     if (this.state !== 'joined') throw new Error('not in the meeting');
+    if (!this.stage.mayPublish) throw new Error('attendees cannot share their screen; raise your hand to ask');
     if (this.screenStream) await this.stopScreen();
     const shared = stream || await this.mediaDevices.getDisplayMedia({
       video: { frameRate: { ideal: 15 } }, audio: true,
@@ -383,7 +393,7 @@ export class MeetingSession extends EventTarget {
       return;
     }
     if (this.state !== 'joining' && this.state !== 'reconnecting') return;   // left meanwhile
-    const ws = new WebSocket(this.credentials ? socketUrl(this.wsUrl, token) : this.wsUrl);
+    const ws = new WebSocket(token ? socketUrl(this.wsUrl, token) : this.wsUrl);
     this.ws = ws;
     this.lastFrameAt = Date.now();
     let opened = false;
@@ -421,6 +431,18 @@ export class MeetingSession extends EventTarget {
   }
 
   async usableToken() {
+    if (this.rejoinNext && this.reconnectCredential) {
+      try {
+        const grant = await rejoinGrant(this.meetingId, this.reconnectCredential);
+        this.rejoinNext = false;
+        this.setToken(grant.token, grant.wsUrl);
+        return this.token;
+      } catch (err) {
+        if (!credentialRefused(err)) throw err;   // away (retried), or final (ended, removed)
+        this.reconnectCredential = null;          // expired, left: join the ordinary way
+        this.rejoinNext = false;
+      }
+    }
     if (!this.credentials) return null;
     const fresh = this.needFreshToken || !this.token || tokenSecondsLeft(this.token) < TOKEN_MARGIN_S;
     if (fresh) {
@@ -531,13 +553,17 @@ export class MeetingSession extends EventTarget {
         if (typeof msg.token === 'string' && msg.token) this.setToken(msg.token);
         // A draining node names the node that holds the meeting now.
         if (typeof msg.url === 'string' && /^wss?:\/\//.test(msg.url)) this.wsUrl = msg.url;
-        this.connectionLost(msg.reason || 'the media server restarted');
+        this.connectionLost(msg.reason || 'the media server restarted', { rejoin: !msg.token });
+        return;
+      case 'reconnect_credential':
+        if (typeof msg.credential === 'string' && msg.credential) this.reconnectCredential = msg.credential;
         return;
       case 'redirect':
         // Several nodes: the meeting runs on another one. Same token, that node's socket;
         // at once the first times, then with the backoff (nodes that disagree).
         if (typeof msg.url === 'string' && /^wss?:\/\//.test(msg.url)) this.wsUrl = msg.url;
-        this.connectionLost('the meeting runs on another node', { delayMs: this.redirects++ < 3 ? 0 : null });
+        this.connectionLost('the meeting runs on another node',
+          { delayMs: this.redirects++ < 3 ? 0 : null, rejoin: false });
         return;
       case 'meeting_updated': this.onMeetingUpdated(msg); return;
       case 'joined': this.onJoined(msg); return;
@@ -560,6 +586,8 @@ export class MeetingSession extends EventTarget {
         if (this.trackStates.onMessage(msg)) this.emit('quality', { trackId: msg.track_id });
         break;
       case 'publish_layers': this.layers.onMessage(msg); break;
+      case 'stage_role': this.onStageRole(msg); break;
+      case 'stage': this.stage.onStage(msg); this.emit('stage'); break;
       case 'connection_quality':
         if (this.connectionQuality.onMessage(msg)) this.emit('connection');
         break;
@@ -635,7 +663,9 @@ export class MeetingSession extends EventTarget {
     this.startPing();
     this.freezes.start();
     this.subPc = this.createSubscribePc();
-    this.pubPc = this.createPublishPc();
+    this.stage.onJoined(msg);
+    if (!this.stage.mayPublish) this.stopLocalMedia();   // (demoted while away) nothing to send
+    this.pubPc = this.stage.mayPublish ? this.createPublishPc() : null;
     this.recording.onJoined();
     this.setState('joined');
     this.emit('participants');
@@ -722,6 +752,43 @@ export class MeetingSession extends EventTarget {
       return;
     }
     this.notice(msg.message || msg.code || 'server error', 'error');
+  }
+
+  // ------------------------------------------------------------------ webinar (stage.js)
+
+  // Promoted: the camera and microphone are asked for now, then published. Demoted: the
+  // server stopped our tracks; the publish connection and the devices are released.
+  async onStageRole(msg) {
+    const changed = this.stage.onRole(msg);
+    this.emit('stage');
+    if (!changed) return;
+    if (this.stage.mayPublish) {
+      await this.acquireLocalMedia();
+      if (this.state !== 'joined' || !this.stage.mayPublish || this.pubPc) return;
+      this.pubPc = this.createPublishPc();
+      this.notice('The host made you a speaker: your camera and microphone are on.', 'info');
+      await this.negotiatePublish();
+    } else {
+      const pc = this.pubPc;
+      this.pubPc = null;
+      this.pubSources = new Map();
+      if (pc) pc.close();
+      this.stopLocalMedia();
+      this.notice('The host made you an attendee again: you watch and listen.', 'info');
+    }
+    this.emit('local');
+  }
+
+  raiseHand(raised = true) {
+    return this.request({ type: 'hand', raised: !!raised }, 'ok');
+  }
+
+  lowerHandOf(participantId) {
+    return this.request({ type: 'hand', raised: false, participant_id: participantId }, 'ok');
+  }
+
+  setSpeaker(participantId, speaker) {
+    return this.request({ type: speaker ? 'promote' : 'demote', participant_id: participantId }, 'ok');
   }
 
   // ------------------------------------------------------------------ publish PC
@@ -863,8 +930,11 @@ export class MeetingSession extends EventTarget {
   // The socket or the media went away (or the server asked us to come back): drop both
   // PCs and the socket, then join again with the same participant_id after a backoff.
   // While waiting, `waitingReason` stays set so the page keeps showing the waiting screen.
-  connectionLost(reason, { delayMs = null } = {}) {
+  // `rejoin`: come back through our reconnect credential (when admitted we hold one): the
+  // server may have restarted, or the meeting moved to another node.
+  connectionLost(reason, { delayMs = null, rejoin = true } = {}) {
     if (!this.active) return;
+    this.rejoinNext = rejoin && !!this.reconnectCredential;
     this.closePcs();
     this.closeSocket();
     const wasJoined = this.state === 'joined';
@@ -895,6 +965,7 @@ export class MeetingSession extends EventTarget {
     this.waitingRoom = [];
     this.waitingReason = null;
     this.leftReason = reason;
+    this.reconnectCredential = null;
     this.ended = { kind, reason, code };
     this.setState('left', { reason, kind, code });
     this.emit('participants');

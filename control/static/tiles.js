@@ -193,7 +193,12 @@ export class TileBoard {
     const selfId = session.participantId || 'self';
     const speaker = session.activeSpeaker || null;
     const localVideo = session.localTracks('camera')[0] || null;
-    want(tileKey(selfId, 'camera'), { participantId: selfId, screen: false, local: true }, {
+    // A webinar shows its speakers, not its audience (hundreds of empty tiles): an
+    // attendee has no tile, its own included (stage.js).
+    const stage = session.stage;
+    const webinar = !!(stage && stage.isWebinar);
+    const sending = new Set(session.remoteMedia().map((m) => m.participant_id));
+    if (!webinar || stage.mayPublish) want(tileKey(selfId, 'camera'), { participantId: selfId, screen: false, local: true }, {
       name: `${session.name} (you)`, video: localVideo, audio: null,
       micMuted: session.muted.microphone, camMuted: session.muted.camera,
       speaking: speaker === selfId, connection: session.connectionQuality.get(selfId),
@@ -205,6 +210,7 @@ export class TileBoard {
     }
 
     for (const [pid, p] of session.participants) {
+      if (webinar && p.role !== 'host' && !sending.has(pid)) continue;
       want(tileKey(pid, 'camera'), { participantId: pid, screen: false }, {
         name: p.name, video: null, audio: null,
         micMuted: !!(p.muted && p.muted.microphone), camMuted: !!(p.muted && p.muted.camera),

@@ -186,6 +186,9 @@ class MeetingRecord:
     created_at: float = 0.0
     # Last-N (issue 11): the host's setting; None: the server's default (control.meeting.limits).
     last_n: int | None = None
+    # Webinar style when False (issue 16): participants join receive-only, as attendees,
+    # until the host promotes them (control.meeting.roles).
+    attendees_publish: bool = True
 
 
 @dataclass(slots=True)
@@ -479,6 +482,7 @@ class Store(IngestStore, abc.ABC):
         duration_minutes: int | None = None,
         waiting_room: bool = True,
         last_n: int | None = None,
+        attendees_publish: bool = True,
     ) -> MeetingRecord:
         """Raises Conflict("meeting_number") when a meeting that exists (not removed) has
         that number: the caller draws another number and tries again."""
@@ -504,7 +508,7 @@ class Store(IngestStore, abc.ABC):
     @abc.abstractmethod
     async def update_meeting(self, meeting_id: str, **changes: Any) -> MeetingRecord:
         """Change any of: title, passcode, start_time, duration_minutes, waiting_room, locked,
-        last_n.
+        last_n, attendees_publish.
         (status changes only through start/end/remove.) Raises NotFound."""
 
     @abc.abstractmethod

@@ -30,7 +30,7 @@ from control.store.base import StoreError
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 BASELINE = 7
 # The newest revision of this code, as a number (a test checks it against the scripts).
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # Any 64-bit number unlikely to collide with another application's advisory locks.
 MIGRATION_LOCK_KEY = 0x636F6E636C617665  # "conclave"
 

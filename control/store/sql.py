@@ -316,6 +316,7 @@ class SqlStore(ActivityMixin, RecordingsMixin, DeletionMixin, IngestsMixin, View
         duration_minutes: int | None = None,
         waiting_room: bool = True,
         last_n: int | None = None,
+        attendees_publish: bool = True,
     ) -> MeetingRecord:
         meeting = MeetingRecord(
             id=new_id(),
@@ -329,6 +330,7 @@ class SqlStore(ActivityMixin, RecordingsMixin, DeletionMixin, IngestsMixin, View
             waiting_room=waiting_room,
             created_at=self._clock(),
             last_n=last_n,
+            attendees_publish=attendees_publish,
         )
         return await self._run(self._write, self._insert_new, "meeting", meeting)
 

@@ -34,7 +34,9 @@ class Row(Protocol):
 # Columns each update_* may change, and how a Python value is stored.
 CUSTOMER_FIELDS = {"name", "status", "api_key_hash", "limits", "webhook_url", "webhook_secret"}
 HOST_FIELDS = {"email", "name", "password_hash", "status"}
-MEETING_FIELDS = {"title", "passcode", "start_time", "duration_minutes", "waiting_room", "locked", "last_n"}
+MEETING_FIELDS = {
+    "title", "passcode", "start_time", "duration_minutes", "waiting_room", "locked", "last_n", "attendees_publish",
+}
 PARTICIPANT_FIELDS = {"state", "live_session_id", "name", "left_at", "removed"}
 ENDED_STATES = ("left", "denied", "removed")
 RECORDING_FIELDS = {"state", "stopped_at", "error", "key_prefix", "live_session_id"}
@@ -88,7 +90,10 @@ def host_session(row: Row) -> HostSession:
 
 
 def meeting(row: Row) -> MeetingRecord:
-    return _record(MeetingRecord, row, waiting_room=bool(row["waiting_room"]), locked=bool(row["locked"]))
+    return _record(
+        MeetingRecord, row, waiting_room=bool(row["waiting_room"]), locked=bool(row["locked"]),
+        attendees_publish=bool(row["attendees_publish"]),
+    )
 
 
 def live_session(row: Row) -> LiveSession:

@@ -1,6 +1,7 @@
-"""deploy/systemd/conclave.service passes `systemd-analyze verify` with no warning (an
-unknown key is only a warning there: any output fails this test), its ExecStart pointed at
-this checkout's own `conclave`."""
+"""deploy/systemd/conclave.service, and an instance of the cluster node template
+conclave@.service, pass `systemd-analyze verify` with no warning (an unknown key is only a
+warning there: any output fails this test), their ExecStart pointed at this checkout's own
+`conclave`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "conclave.service"
+NODE_TEMPLATE = UNIT.with_name("conclave@.service")
 INSTALLED = "/opt/conclave/.venv/bin/conclave"
 
 pytestmark = [
@@ -28,4 +30,16 @@ def test_the_unit_verifies_cleanly(tmp_path):
     unit = tmp_path / "conclave.service"
     unit.write_text(text.replace(INSTALLED, str(conclave)))
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result
+
+
+def test_the_cluster_node_template_verifies_cleanly_for_an_instance(tmp_path):
+    conclave = Path(sys.executable).parent / "conclave"
+    text = NODE_TEMPLATE.read_text()
+    assert f"ExecStart={INSTALLED} serve --config /etc/conclave/%i.yaml" in text
+    assert "Environment=CONCLAVE_CLUSTER__NODE_ID=%i" in text
+    (tmp_path / "conclave@.service").write_text(text.replace(INSTALLED, str(conclave)))
+    instance = tmp_path / "conclave@node-1.service"
+    instance.symlink_to(tmp_path / "conclave@.service")
+    result = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result

@@ -111,3 +111,17 @@ def test_manifest_lists_every_attempt_in_timeline_order():
     assert document["mix"]["offset"] == 0.0 and len(document["mix"]["segments"]) == 1
     assert document["transcript"] == {"keys": ["p/transcript.vtt"]}
     json.dumps(document)  # all of it is JSON
+
+
+def test_gaps_between_attempts_are_listed_from_the_track_segments():
+    from recorder.manifest import attempt_gaps
+
+    segments = [
+        {"attempt": 0, "start": 0.0, "end": 2.0}, {"attempt": 0, "start": 2.0, "end": 3.5},
+        {"attempt": 1, "start": 9.25, "end": 11.0}, {"attempt": 2, "start": 11.0, "end": 12.0},
+    ]  # fmt: skip
+    assert attempt_gaps(segments) == [
+        {"after_attempt": 0, "before_attempt": 1, "from": 3.5, "to": 9.25, "seconds": 5.75},
+        {"after_attempt": 1, "before_attempt": 2, "from": 11.0, "to": 11.0, "seconds": 0.0},
+    ]
+    assert attempt_gaps(segments[:2]) == []  # one attempt: nothing missing between attempts

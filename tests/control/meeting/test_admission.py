@@ -38,6 +38,16 @@ LIVE = dict(live=True, locked=False, waiting_room=False)
          Admission(ADMITTED)),  # fmt: skip
         (Situation(live=True, locked=True, waiting_room=False, previous="waiting", same_session=True),
          Admission(WAITING, "waiting_room")),  # fmt: skip
+        # Back after a restart with a reconnect credential (the server forgot who was in):
+        # in, locked, behind a waiting room or after a removal; not into another live session.
+        (Situation(live=True, locked=True, waiting_room=True, previous="admitted", same_session=True, resumed=True,
+                   hold_newcomers=True), Admission(ADMITTED)),  # fmt: skip
+        (Situation(live=True, locked=True, waiting_room=False, previous="admitted", resumed=True),
+         Admission(REFUSED, "meeting_locked")),  # fmt: skip
+        (Situation(live=True, locked=False, waiting_room=True, previous="left", same_session=True, resumed=True),
+         Admission(WAITING, "waiting_room")),  # fmt: skip
+        (Situation(**LIVE, previous="admitted", same_session=True, resumed=True, removed=True),
+         Admission(REFUSED, "removed")),  # fmt: skip
         (Situation(live=True, locked=True, waiting_room=False, previous="left"), Admission(REFUSED, "meeting_locked")),
         # Waiting since before the start is not a new arrival: a lock does not refuse them.
         (Situation(live=True, locked=True, waiting_room=False, previous="waiting"), Admission(ADMITTED)),

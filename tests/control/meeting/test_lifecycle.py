@@ -19,6 +19,7 @@ from control.meeting.lifecycle import Lifecycle
 from control.meeting.limits import LimitsPolicy
 from control.meeting.model import LiveMeeting, MeetingRegistry
 from control.meeting.moderation import Moderation
+from control.meeting.webinar import Webinar
 from control.store.base import MeetingRecord
 from control.store.sqlite import SqliteStore
 from control.tasks import BackgroundTasks
@@ -68,7 +69,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     chat = Chat(store, clock, 10)
     attendance = Attendance(store=store, registry=registry, conference=conference, chat=chat, tokens=tokens,
                             limits=limits, events=events, clock=clock, tasks=tasks)  # fmt: skip
-    moderation = Moderation(store=store, registry=registry, conference=conference, attendance=attendance, events=events)
+    webinar = Webinar(registry=registry, conference=conference, clock=clock)
+    moderation = Moderation(store=store, registry=registry, conference=conference, attendance=attendance, events=events,
+                            webinar=webinar)  # fmt: skip
     lifecycle = Lifecycle(store=store, registry=registry, conference=conference, attendance=attendance,
                           moderation=moderation, tokens=tokens, limits=limits, events=events, clock=clock,
                           tasks=tasks)  # fmt: skip

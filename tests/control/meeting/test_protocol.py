@@ -32,6 +32,7 @@ messages = st.fixed_dictionaries(
         "track_id": json_values,
         "enabled": json_values,
         "participant_id": json_values,
+        "raised": json_values,
     },
 )
 
@@ -68,6 +69,13 @@ def test_valid_messages_parse():
     assert tile.fields == {"track_id": "t1", "width": 320, "height": 180, "visible": True}
     stats = parse_client_message('{"type": "media_stats", "freeze_count": 3, "freeze_seconds": 1.25}', LIMITS)
     assert stats.fields == {"freeze_count": 3, "freeze_seconds": 1.25}
+    hand = parse_client_message('{"type": "hand", "raised": true}', LIMITS)
+    assert hand.fields == {"raised": True, "participant_id": None}
+    lowered = parse_client_message('{"type": "hand", "raised": false, "participant_id": "Ab_9-x"}', LIMITS)
+    assert lowered.fields == {"raised": False, "participant_id": "Ab_9-x"}
+    for kind in ("promote", "demote"):
+        assert parse_client_message(json.dumps({"type": kind, "participant_id": "p1"}), LIMITS).fields == {
+            "participant_id": "p1"}
 
 
 @pytest.mark.parametrize(
@@ -87,6 +95,12 @@ def test_valid_messages_parse():
         ('{"type": "media_stats", "freeze_count": 1.5e9, "freeze_seconds": 1}', "invalid_field"),
         ('{"type": "media_stats", "freeze_count": 1, "freeze_seconds": "1"}', "invalid_field"),
         ('{"type": "media_stats", "freeze_count": 1}', "invalid_field"),
+        ('{"type": "hand"}', "invalid_field"),
+        ('{"type": "hand", "raised": "yes"}', "invalid_field"),
+        ('{"type": "hand", "raised": false, "participant_id": "a b"}', "invalid_field"),
+        ('{"type": "promote"}', "invalid_field"),
+        ('{"type": "demote", "participant_id": "' + "p" * 65 + '"}', "invalid_field"),
+        ('{"type": "promote", "participant_id": 7}', "invalid_field"),
     ],
 )
 def test_error_codes(text, code):

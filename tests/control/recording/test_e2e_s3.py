@@ -187,7 +187,10 @@ async def test_storage_down_mid_recording_loses_nothing(conclave_server_factory,
             assert [index for index, _ in segments] == list(range(len(segments))), stem
             assert len(segments) >= 4, (stem, len(segments))  # ~12 s in 2 s segments
             for (_, earlier), (_, later) in zip(segments, segments[1:]):
-                assert abs(later["start"] - earlier["end"]) < 0.25, (stem, earlier, later)
+                # A missing segment would leave a hole of a whole segment. Less than half of
+                # one is the senders' own timing: a bot stalled by a loaded machine sends a
+                # sender report that moves its clock (recorder.media.timeline resyncs).
+                assert abs(later["start"] - earlier["end"]) < SEGMENT_SECONDS / 2, (stem, earlier, later)
             assert segments[-1][1]["end"] - segments[0][1]["start"] > duration - 3.0, (stem, duration)
         listed_in_manifest = [s["key"] for t in manifest["tracks"] for s in t["segments"]]
         listed_in_manifest += [s["key"] for s in manifest["mix"]["segments"]]

@@ -691,3 +691,19 @@ async def test_participant_batches_and_pages_are_applied_to_the_list(page):
         {"changed": False, "left": []},
     ]
     assert got["people"] == [{"participant_id": "a", "name": "Ada L"}]  # never ourselves
+
+
+async def test_a_refused_credential_falls_back_to_joining_but_an_unreachable_server_is_retried(page):
+    verdicts = await page.evaluate(
+        """async () => {
+            const { credentialRefused } = await import('/static/rejoin.js');
+            const { ApiError } = await import('/static/api.js');
+            const cases = [[401, 'token_expired'], [403, 'not_admitted'], [401, 'invalid_token'],
+                           [409, 'meeting_ended'], [403, 'removed'], [0, 'network'], [503, 'cluster_unavailable'],
+                           [429, 'rate_limited']];
+            return cases.map(([status, code]) => credentialRefused(new ApiError(status, code, code)));
+        }"""
+    )
+    # Expired or no longer in: join the ordinary way. Ended, removed: final (the join's
+    # answer says so). Away, busy: try the credential again after the backoff.
+    assert verdicts == [True, True, True, False, False, False, False, False]

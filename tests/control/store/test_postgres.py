@@ -198,3 +198,27 @@ async def test_a_newer_schema_is_refused(postgres_url):
         conn.execute("UPDATE alembic_version SET version_num = %s", (revision_of(SCHEMA_VERSION + 1),))
     with pytest.raises(StoreError, match="newer"):
         await PostgresStore(postgres_url).open()
+
+
+async def test_nodes_starting_together_on_an_empty_database_make_one_first_host(postgres, tmp_path):
+    """control.accounts.bootstrap.first_start on three stores at once: each sees no customer,
+    one makes the first host, the others give way (host emails are unique) and leave
+    nothing behind."""
+    from control.accounts.bootstrap import DEFAULT_HOST_EMAIL, INITIAL_PASSWORD_FILE, first_start
+
+    url = postgres.new_database(empty=True)
+    stores = [PostgresStore(url, pool_size=1) for _ in range(3)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+        directories = [tmp_path / f"node{n}" for n in range(3)]
+        for directory in directories:
+            directory.mkdir()
+        await asyncio.gather(*(first_start(store, str(d)) for store, d in zip(stores, directories)))
+        customers = await stores[0].list_customers()
+        assert [c.name for c in customers] == ["Default"]
+        hosts = await stores[1].list_hosts(customers[0].id)
+        assert [h.email for h in hosts] == [DEFAULT_HOST_EMAIL]
+        assert sum((d / INITIAL_PASSWORD_FILE).exists() for d in directories) == 1
+    finally:
+        await close_all(stores)
+        postgres.drop_database(url)

@@ -400,3 +400,13 @@ async def test_a_meeting_keeps_its_last_n_and_refuses_one_below_one(store):
     with pytest.raises(store.IntegrityError):  # the schema's own check, under the API's
         await store.update_meeting(meeting.id, last_n=0)
     assert (await store.update_meeting(meeting.id, last_n=None)).last_n is None
+
+
+async def test_a_meeting_lets_attendees_publish_unless_made_a_webinar(store):
+    host = await make_host(store)
+    ordinary = await make_meeting(store, host)
+    webinar = await make_meeting(store, host, "12345678902", attendees_publish=False)
+    assert ordinary.attendees_publish is True and (await store.get_meeting(ordinary.id)).attendees_publish is True
+    assert (await store.get_meeting(webinar.id)).attendees_publish is False
+    assert (await store.update_meeting(webinar.id, attendees_publish=True)).attendees_publish is True
+    assert (await store.get_meeting_by_number("12345678902")).attendees_publish is True

@@ -204,7 +204,7 @@ async def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path):
     store = SqliteStore(str(path))
     await store.open()
     try:
-        assert await store.schema_version() == SCHEMA_VERSION == 8
+        assert await store.schema_version() == SCHEMA_VERSION == 9
         assert await store.get_recording_storage("r1") == S3  # frozen to the customer's settings of then
         by_id = {d.id: d.meeting_id for d in await store.list_webhook_deliveries("c1")}
         assert by_id == {"w1": "m1", "w2": None, "w3": None}
@@ -219,6 +219,9 @@ async def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path):
         # Migration 5: meetings of before have no last-N of their own (the default).
         assert (await store.get_meeting("m1")).last_n is None
         assert (await store.update_meeting("m1", last_n=4)).last_n == 4
+        # Revision 9: meetings of before let everyone publish (not webinars).
+        assert (await store.get_meeting("m1")).attendees_publish is True
+        assert (await store.update_meeting("m1", attendees_publish=False)).attendees_publish is False
         # Migration 6: WHEP viewer tokens of the meeting, revocable once and for all.
         token = await store.create_viewer_token("m1", "lobby", 100.0)
         revoked = await store.revoke_viewer_token(token.id)
