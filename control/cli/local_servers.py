@@ -20,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg
+
 READY_TIMEOUT_S = 60.0
 REDIS_STOP_GRACE_S = 3.0
 POSTGRES_STOP_GRACE_S = 10.0
@@ -155,8 +157,6 @@ class LocalPostgres:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        import psycopg
-
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             assert self.process is not None
@@ -171,8 +171,6 @@ class LocalPostgres:
                 time.sleep(0.1)
 
     def admin(self, sql: str) -> None:
-        import psycopg
-
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(sql)
 
