@@ -4,6 +4,7 @@
     python -m bench run meeting -n 6
     python -m bench run rooms -r 4 -n 4 --workers 2
     python -m bench run join-storm -m 30
+    python -m bench run join-storm --sizes 100,300,1000 --publishers 2 --media video
     python -m bench run fanout-vs-mediarelay -k 4
 
 See bench/README.md for what each number means.
@@ -12,6 +13,7 @@ See bench/README.md for what each number means.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,9 @@ from bench.media import MediaParams
 from bench.meetings import HostLogin
 from bench.report import Report, format_table
 from bench.runner import RunOptions, run_plan
+from bench.storm import format_sizes, run_sizes
 
+MEDIA = {"av": ["audio", "video"], "video": ["video"], "audio": ["audio"]}
 SCENARIOS = ("fanout", "meeting", "rooms", "join-storm", "fanout-vs-mediarelay")
 
 
@@ -46,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     storm.add_argument("-m", "--joiners", type=int, default=20)
     storm.add_argument("--publishers", type=int, default=1)
     storm.add_argument("--spread", type=float, default=1.0, help="seconds over which they join")
+    storm.add_argument("--rate", type=float, help="with --sizes: joins per second (the spread is the joiners / rate)")
+    storm.add_argument("--media", choices=("av", "video", "audio"), default="av", help="what the publishers send")
+    storm.add_argument(
+        "--sizes", help="comma-separated joiner counts: one storm per size, each on a server of its own, "
+        "measuring control's CPU and the signaling bytes per join until everyone receives (bench/storm.py)",
+    )  # fmt: skip
     versus = scenario.add_parser("fanout-vs-mediarelay", help="our fanout and aiortc MediaRelay, CPU per subscriber")
     versus.add_argument("-k", "--subscribers", type=int, default=4)
     versus.add_argument(
@@ -124,7 +134,7 @@ def run_scenario(args: argparse.Namespace) -> Report:
     options = options_from(args)
     name = args.scenario
     if name == "fanout":
-        publish = {"av": ["audio", "video"], "video": ["video"], "audio": ["audio"]}[args.media]
+        publish = MEDIA[args.media]
         plan = scenarios.fanout(args.subscribers, publish, args.passive)
         params: dict[str, Any] = {"subscribers": args.subscribers, "media": args.media}
         if args.passive:
@@ -136,8 +146,8 @@ def run_scenario(args: argparse.Namespace) -> Report:
         plan = scenarios.rooms(args.rooms, args.participants)
         params = {"rooms": args.rooms, "participants": args.participants}
     elif name == "join-storm":
-        plan = scenarios.join_storm(args.joiners, args.publishers, args.spread)
-        params = {"joiners": args.joiners, "publishers": args.publishers, "spread_s": args.spread}
+        plan = scenarios.join_storm(args.joiners, args.publishers, args.spread, MEDIA[args.media])
+        params = {"joiners": args.joiners, "publishers": args.publishers, "spread_s": args.spread, "media": args.media}
     elif name == "fanout-vs-mediarelay":
         from bench.baselines.mediarelay import compare
 
@@ -156,9 +166,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "run":
         parser.print_help()
         return 2
+    if args.scenario == "join-storm" and args.sizes:
+        return _storm_sizes(args)
     report = run_scenario(args)
     print(format_table(report))
     if args.json:
         args.json.write_text(report.to_json() + "\n")
         print(f"[bench] wrote {args.json}", file=sys.stderr)
     return 0 if report.joined == report.participants else 1
+
+
+def _storm_sizes(args: argparse.Namespace) -> int:
+    try:
+        sizes = [int(size) for size in args.sizes.split(",")]
+    except ValueError:
+        raise SystemExit(f"--sizes {args.sizes!r}: expected numbers separated by commas") from None
+    if args.rate is not None and not 0 < args.rate <= 10000:
+        raise SystemExit("--rate: expected 0 < joins per second <= 10000")
+    report = run_sizes(sizes, args.publishers, args.spread, MEDIA[args.media], options_from(args), args.rate)
+    print(format_sizes(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"[bench] wrote {args.json}", file=sys.stderr)
+    return 0 if all(r["within_target"] for r in report["results"]) else 1

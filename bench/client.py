@@ -7,6 +7,8 @@ CPUs it is given, then obeys commands on its pipe, one reply each:
         -> {"event": "joined", "ok": [...], "failed": {name: error}}
     {"cmd": "mark"}    -> {"event": "marked"}      (start of a measurement window)
     {"cmd": "report"}  -> {"event": "report", ...} (counters since the mark)
+    {"cmd": "media", "streams": N} -> {"event": "media", "participants": {name: {...}}}
+                       (when each had N streams started, what its socket received)
     {"cmd": "stop"}    -> {"event": "stopped"}     (everyone leaves; the process exits)
 
 A participant spec: {"name", "meeting": MeetingRef dict, "publish": ["audio", "video"]}.
@@ -56,7 +58,9 @@ class Participant:
         self.subscribe_link = Link(shared.certificate, shared.fingerprint, timestamps=True)
         self.kinds: dict[int, str] = {}
         self.join_started = 0.0
-        self.subscriber = Subscriber(self.subscribe_link, self.kinds, 0.0, passive=bool(spec.get("passive")))
+        self.subscriber = Subscriber(
+            self.subscribe_link, self.kinds, 0.0, passive=bool(spec.get("passive")), passive_after=int(spec.get("passive_after", 0))
+        )
         self.subscriber.latency = shared.latency
         self.offers: asyncio.Queue[Message] = asyncio.Queue()
         self.signaling_ready = asyncio.Event()
@@ -117,6 +121,17 @@ class Participant:
                 result["pub_" + key] = value
         return result
 
+    def media(self, streams: int) -> dict[str, Any]:
+        """When it had `streams` streams (wall time), and what its signaling socket received."""
+        signaling = self.signaling
+        return {
+            "join_started": self.join_started,
+            "joined": signaling is not None,
+            "media_at": self.subscriber.media_started_at(streams),
+            "signaling_bytes": signaling.received_bytes if signaling else 0,
+            "signaling_messages": dict(signaling.received) if signaling else {},
+        }
+
     async def leave(self) -> None:
         if self.publisher is not None:
             self.publisher.stop()
@@ -160,7 +175,7 @@ class ClientProcess:
                 command = await loop.run_in_executor(None, self._receive)
                 reply = await self.handle(command)
                 await loop.run_in_executor(None, self.conn.send, reply)
-                if command.get("cmd") not in ("join", "mark", "report"):
+                if command.get("cmd") not in ("join", "mark", "report", "media"):
                     return
         finally:
             await self.shared.session.close()
@@ -180,6 +195,8 @@ class ClientProcess:
             return {"event": "marked"}
         if name == "report":
             return self.report()
+        if name == "media":
+            return {"event": "media", "participants": {n: p.media(command.get("streams", 0)) for n, p in self.participants.items()}}
         await self.stop()
         return {"event": "stopped"}
 

@@ -507,9 +507,14 @@ class _InStream:
 class Subscriber:
     """Counts what arrives on a subscribe Link without decrypting it."""
 
-    def __init__(self, link: Link, kinds: dict[int, str], join_started: float, passive: bool = False) -> None:
+    def __init__(
+        self, link: Link, kinds: dict[int, str], join_started: float, passive: bool = False, passive_after: int = 0
+    ) -> None:
         self.link = link
-        self.passive = passive  # stop reading once the first keyframe is in (Link.stop_reading)
+        # Stop reading (Link.stop_reading) once the first keyframe is in, or once
+        # `passive_after` streams have started (the join storm's light participants).
+        self.passive = passive
+        self.passive_after = passive_after
         self.kinds = kinds  # SSRC -> "audio" | "video", from the server's offers
         self.join_started = join_started
         self.streams: dict[int, _InStream] = {}
@@ -568,7 +573,12 @@ class Subscriber:
             # libsrtp takes its rollover counter from the first packet it sees, and a
             # stream whose sequence wrapped before our first sample would not authenticate.
             self._check_srtp(data)
+            self._stop_when_all_started()
         return stream
+
+    def _stop_when_all_started(self) -> None:
+        if self.passive and self.passive_after and self.media_started_at(self.passive_after) is not None:
+            asyncio.get_running_loop().call_soon(self.link.stop_reading)
 
     def _wait_for_keyframe(self, stream: _InStream, data: bytes, arrival: float) -> None:
         """Until a video stream's first keyframe: decrypt and look (the SFU should start
@@ -578,8 +588,9 @@ class Subscriber:
             stream.keyframe_at = arrival
             if self.first_video_at is None:
                 self.first_video_at = arrival
-                if self.passive:
+                if self.passive and not self.passive_after:
                     asyncio.get_running_loop().call_soon(self.link.stop_reading)
+            self._stop_when_all_started()
             return
         if stream.received == 1:
             self.not_keyframe_starts += 1
@@ -603,6 +614,16 @@ class Subscriber:
         lost = [(seq - i) & 0xFFFF for i in range(skipped, 0, -1)]
         self.nacks_sent += 1
         self.link.send_rtcp(rtcp.build_nack(self.rtcp_ssrc, ssrc, lost))
+
+    def media_started_at(self, streams: int) -> float | None:
+        """When `streams` streams had started (audio: its first packet; video: its first
+        keyframe), on the arrival clock (time.time()); None before."""
+        starts = sorted(
+            s.first_arrival if s.kind != "video" else s.keyframe_at
+            for s in self.streams.values()
+            if s.kind != "video" or s.keyframe_at is not None
+        )
+        return starts[streams - 1] if streams >= 1 and len(starts) >= streams else None
 
     @property
     def join_time(self) -> float | None:

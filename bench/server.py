@@ -148,7 +148,18 @@ def scrape(base_url: str, timeout: float = 5.0) -> dict[int, WorkerSample]:
 
 # Limits lifted for load: many live meetings per host, big meetings (bounded by the bench).
 BENCH_CONFIG = {
-    "signaling": {"max_participants_per_meeting": 1024},
+    "signaling": {
+        "max_participants_per_meeting": 1024,
+        # Every bench client comes from 127.0.0.1: a join storm opens hundreds of sockets at once.
+        "max_unjoined_sockets_per_address": 1024,
+        "max_unjoined_sockets": 2048,
+    },
+    # Joins in flight count as passcode attempts until they succeed: a storm has hundreds.
+    "auth": {
+        "joins_per_address_per_minute": 100000,
+        "passcode_attempts_per_minute": 100000,
+        "passcode_attempts_per_address_per_minute": 100000,
+    },
     "limits": {"max_live_meetings_per_host": 1024, "max_concurrent_meetings": 1024, "max_participants_per_meeting": 1024},
     "turn": {"mode": "off"},  # no coturn beside the server under test (its own process, its own CPU)
 }

@@ -202,6 +202,7 @@ class Bot:
         self.publisher: PublishPeer | None = None
         self.subscriber: SubscribePeer | None = None
         self._early_offers: list[Message] = []
+        self._early_roster: list[Message] = []  # participants_changed before `joined`'s list was taken
         self._consumers: set[asyncio.Task[None]] = set()
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -295,6 +296,7 @@ class Bot:
             signaling.on(msg_type, handler)
         self.signaling = signaling
         self._early_offers = []
+        self._early_roster = []
         await signaling.connect(self.ws_url, timeout=timeout, token=self.token)
         self._run_callback(self._watch_socket, signaling)
         self.participants = {}  # this connection's: `joined` and the pushes after it
@@ -315,8 +317,12 @@ class Bot:
         signaling = self.signaling
         assert signaling is not None
         self.participant_id = joined["participant_id"]
-        # Merged: a `participant_joined` read right behind `joined` may be handled first.
+        # Merged: this connection's list starts empty (at connect); a legacy `participant_joined`
+        # read right behind `joined` may have been handled first.
         self.participants.update({p["participant_id"]: p for p in joined.get("participants", [])})
+        for batch in self._early_roster:  # the rest of a large meeting's list, and what changed since
+            self._apply_participants_changed(batch)
+        self._early_roster = []
         self.active_speaker = None  # `active_speaker` follows `joined` when someone spoke
         self.remote_tracks = {t["track_id"]: t for t in joined.get("tracks", [])}
         self._merge_chat(joined.get("chat", []))  # on a rejoin: what we missed meanwhile
@@ -417,6 +423,7 @@ class Bot:
             "participant_joined": self._on_participant,
             "participant_updated": self._on_participant,
             "participant_left": self._on_participant_left,
+            "participants_changed": self._on_participants_changed,
             "track_published": self._on_track_published,
             "track_unpublished": self._on_track_unpublished,
             "chat": self._on_chat,
@@ -522,9 +529,32 @@ class Bot:
         self.participants[participant["participant_id"]] = participant
 
     def _on_participant_left(self, msg: Message) -> None:
-        self.participants.pop(msg["participant_id"], None)
-        self.connection_quality.pop(msg["participant_id"], None)
-        self.quality_scores.pop(msg["participant_id"], None)
+        self._forget_participant(msg["participant_id"])
+
+    def _on_participants_changed(self, msg: Message) -> None:
+        """A batch of joins, updates and leaves (docs/signaling.md), or a page of the list
+        that follows `joined` in a large meeting: kept until `joined`'s list is taken."""
+        if self.subscriber is None or self.subscriber.signaling is not self.signaling:
+            self._early_roster.append(msg)
+        else:
+            self._apply_participants_changed(msg)
+
+    def _apply_participants_changed(self, msg: Message) -> None:
+        for key in ("joined", "updated"):
+            entries = msg.get(key)
+            for participant in entries if isinstance(entries, list) else []:
+                participant_id = participant.get("participant_id") if isinstance(participant, dict) else None
+                if isinstance(participant_id, str) and participant_id != self.participant_id:
+                    self.participants[participant_id] = participant
+        left = msg.get("left")
+        for participant_id in left if isinstance(left, list) else []:
+            if isinstance(participant_id, str):
+                self._forget_participant(participant_id)
+
+    def _forget_participant(self, participant_id: str) -> None:
+        self.participants.pop(participant_id, None)
+        self.connection_quality.pop(participant_id, None)
+        self.quality_scores.pop(participant_id, None)
 
     def _on_active_speaker(self, msg: Message) -> None:
         speaker = msg.get("participant_id")

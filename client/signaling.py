@@ -112,6 +112,10 @@ class SignalingClient:
         self.joined: Message | None = None
         self.participant_id: str | None = None
         self.close_code: int | None = None
+        # What the server sent on this socket: messages by type, and text bytes in all
+        # (the bench's join storm reports them per join).
+        self.received: collections.Counter[str] = collections.Counter()
+        self.received_bytes = 0
         self.closed_by_us = False  # close() or leave() was called (not the server, not the network)
 
     # -- connection ---------------------------------------------------------
@@ -296,6 +300,7 @@ class SignalingClient:
             self._finish()
 
     def _dispatch_text(self, text: str) -> None:
+        self.received_bytes += len(text)
         try:
             msg = json.loads(text)
         except ValueError:
@@ -304,6 +309,7 @@ class SignalingClient:
         if not isinstance(msg, dict):
             log.warning("ignoring non-object signaling frame")
             return
+        self.received[str(msg.get("type"))[:64]] += 1
         if msg.get("type") == "joined" and "id" not in msg:
             self.joined = msg  # admitted from the waiting room
             self.participant_id = msg.get("participant_id", self.participant_id)

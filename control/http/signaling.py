@@ -50,6 +50,7 @@ from control.meeting.protocol import (
     TokenBucket,
     parse_client_message,
 )
+from control.meeting.roster import EncodedMessage
 from control.meeting.webinar import Webinar
 from control.metrics.exporter import Metrics
 from control.recording.service import Recordings
@@ -95,7 +96,10 @@ class SocketPeer:
     def send(self, message: dict[str, Any]) -> None:
         if self._closing:
             return
-        text = json.dumps(message, separators=(",", ":"))  # ASCII: characters are bytes
+        if isinstance(message, EncodedMessage):  # one batch for many sockets: encoded once
+            text = message.text
+        else:
+            text = json.dumps(message, separators=(",", ":"))  # ASCII: characters are bytes
         if self._queue.qsize() >= MAX_OUTBOX or self._queued_bytes + len(text) > self._max_outbox_bytes:
             log.warning("signaling client does not read its messages; cutting it off")
             self._metrics.signaling_refused.inc("outbox_full")

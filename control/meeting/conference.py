@@ -9,7 +9,9 @@ sends one more offer after the answer when something changed meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +33,8 @@ from control.meeting.model import (
     same_kind,
 )
 from control.meeting.negotiation import Negotiation, media_error
+from control.meeting.offer_slots import OfferSlots
+from control.meeting.roster import Roster, pages
 from control.meeting.spread import SpreadMeetings
 from control.processes.workers import WorkerSupervisor
 from control.tasks import BackgroundTasks
@@ -44,6 +48,9 @@ NOTICE_TRACK_ID = "announcer"
 SERVER_TRACKS = {NOTICE_TRACK_ID: "announcement"}
 # A join while every worker is restarting waits this long for one before giving up.
 WAIT_FOR_WORKER_S = 5.0
+# A new track's consumers are asked of the worker this many at a time (pipelined on the
+# channel) instead of one round trip per subscriber.
+CONSUMERS_AT_ONCE = 64
 
 
 def _unpublished(track: PublishedTrack) -> dict[str, Any]:
@@ -89,6 +96,8 @@ class Conference:
         # Subscribers seated on other workers than the meeting's (sfu.spread_after_participants).
         self.spread = spread or SpreadMeetings(supervisor, tasks)
         self._listeners = Listeners()
+        # Per live meeting: how many subscribers renegotiate at once (control.meeting.offer_slots).
+        self._offer_slots: weakref.WeakKeyDictionary[LiveMeeting, OfferSlots] = weakref.WeakKeyDictionary()
         # Changes of a meeting's active speaker announced (conclave_sfu_active_speaker_changes_total).
         self.active_speaker_changes = 0
 
@@ -180,7 +189,36 @@ class Conference:
         message_id: Any = None,
     ) -> Participant:
         """Admit `participant` (new, or from the waiting room): transports, `joined` with the
-        others, their tracks and `chat` (history, oldest first), then their tracks to them."""
+        others, their tracks and `chat` (history, oldest first), then their tracks to them.
+        Their transports are made before the meeting's lock when the meeting has a router:
+        in a join storm the lock is what every join waits for."""
+        ahead = await self._transports_ahead(meeting, participant)
+        try:
+            return await self._join_locked(meeting, participant, chat, message_id, ahead)
+        except BaseException:
+            if meeting.participants.get(participant.participant_id) is not participant:
+                await self._close_transports(meeting, participant)  # made ahead for nothing
+            raise
+
+    async def _transports_ahead(self, meeting: LiveMeeting, participant: Participant) -> Placement | None:
+        """`participant`'s transports on the meeting's router, outside its lock: the
+        placement they were made on, or None (no router yet, or it failed: made under the
+        lock then)."""
+        placement = meeting.placement
+        if placement is None or meeting.ended or self.stopping:
+            return None
+        if meeting.stage.is_attendee(participant):  # (checked again under the lock)
+            participant.directions = ("subscribe",)
+        try:
+            await self._create_transports(meeting, participant)
+        except SignalingError:
+            return None
+        return placement
+
+    async def _join_locked(
+        self, meeting: LiveMeeting, participant: Participant, chat: list[dict[str, Any]], message_id: Any,
+        ahead: Placement | None,
+    ) -> Participant:  # fmt: skip
         async with meeting.lock:
             if meeting.ended:
                 raise SignalingError("meeting_ended", "the meeting has ended")
@@ -191,23 +229,28 @@ class Conference:
             if not admission.has_room(len(meeting.participants), capacity):
                 raise SignalingError("meeting_full", admission.full_meeting(capacity))
             await self._ensure_router(meeting)
+            directions = participant.directions
             if meeting.stage.is_attendee(participant):  # a webinar's attendee receives only (control.meeting.roles)
                 participant.directions = ("subscribe",)
-            await self._create_transports(meeting, participant)
+            if ahead is None or ahead is not meeting.placement or participant.directions != directions:
+                # none made ahead, its worker went meanwhile, or they were made for another role
+                await self._close_transports(meeting, participant)
+                await self._create_transports(meeting, participant)
             participant.negotiation = Negotiation(
-                participant,
-                lambda message: self.spread.request_for(meeting, participant, message),
-                self._clock,
-                self.answer_timeout_s,
-            )
+                participant, lambda message: self.spread.request_for(meeting, participant, message), self._clock,
+                self.answer_timeout_s, self._offer_slots.setdefault(meeting, OfferSlots()),
+            )  # fmt: skip
             others = list(meeting.participants.values())
             meeting.add_participant(participant)
+            # The others once: the first page in `joined`, the rest right after it.
+            listed, more = pages([p.public() for p in others])
             joined: dict[str, Any] = {
                 "type": "joined",
                 "participant_id": participant_id,
                 "meeting_id": meeting.meeting_id,
                 "role": participant.role,
-                "participants": [p.public() for p in others],
+                "participants": listed,
+                "participants_total": len(others),
                 "tracks": [t.public() for t in meeting.tracks() if t.participant_id != participant_id],
                 "chat": chat,
                 "may_transcribe": participant.may_transcribe,
@@ -218,19 +261,17 @@ class Conference:
             if message_id is not None:
                 joined["id"] = message_id
             participant.send(joined)
+            for page in more:
+                participant.send(page)
             if meeting.active_speaker is not None:  # who speaks: known from the start
                 participant.send(_active_speaker(meeting.active_speaker))
-            meeting.broadcast({"type": "participant_joined", "participant": participant.public()}, exclude=participant)
+            self._roster(meeting).joined(participant)  # the others hear of them in the next batch
             wanted = self._listeners.participant_joined(meeting, participant)
-            offer = False
-            for track in list(meeting.forwarded_tracks()):
-                if track.participant_id == participant_id:
-                    continue
-                made = await self._create_consumer(meeting, participant, track)
-                # A server track alone is not worth an offer: it rides along with the next
-                # one, or is offered when something is played on it (or a listener asks).
-                offer |= made and (track.participant_id is not None or wanted)
-            if offer:
+            tracks = [t for t in meeting.forwarded_tracks() if t.participant_id != participant_id]
+            made = await self._create_consumers(meeting, participant, tracks)
+            # A server track alone is not worth an offer: it rides along with the next
+            # one, or is offered when something is played on it (or a listener asks).
+            if any(ok and (t.participant_id is not None or wanted) for t, ok in zip(tracks, made)):
                 participant.negotiation.request()
             log.info("meeting %s: %s joined (%d in it)", meeting.meeting_id, participant_id, len(meeting.participants))
             return participant
@@ -273,6 +314,8 @@ class Conference:
         who got in meanwhile too, and the router goes from its worker (with its transports)."""
         meeting.ended = True
         count = self._close_everyone(meeting, message, code)
+        if isinstance(meeting.roster, Roster):
+            meeting.roster.close()  # nobody is left to tell
         async with meeting.lock:
             count += self._close_everyone(meeting, message, code)
             placement, meeting.placement = meeting.placement, None
@@ -327,22 +370,33 @@ class Conference:
         return was_admitted
 
     async def _create_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
+        """Both transports asked at once (pipelined on the channel): a join holds the
+        meeting's lock for one round trip to the worker here, not one per transport."""
         assert meeting.placement is not None
         router_id = meeting.placement.router_id
-        try:
-            for direction in participant.directions:
-                transport_id = new_id()
-                create = api.TransportCreate(router_id=router_id, transport_id=transport_id, direction=direction)
-                if direction == "publish":
-                    await self.request(meeting, create)  # publishers stay at home
-                    participant.publish_transport_id = transport_id
-                else:
-                    await self.spread.seat(meeting, participant, self._make_server_tracks)
-                    await self.spread.request_for(meeting, participant, create)
-                    participant.subscribe_transport_id = transport_id
-        except ChannelError as exc:
+        wanted = {direction: new_id() for direction in participant.directions}
+
+        async def create(direction: str, transport_id: str) -> Message:
+            message = api.TransportCreate(router_id=router_id, transport_id=transport_id, direction=direction)
+            if direction == "publish":
+                return await self.request(meeting, message)  # publishers stay at home
+            await self.spread.seat(meeting, participant, self._make_server_tracks)
+            return await self.spread.request_for(meeting, participant, message)
+
+        results = await asyncio.gather(*(create(d, t) for d, t in wanted.items()), return_exceptions=True)
+        for (direction, transport_id), result in zip(wanted.items(), results):
+            if isinstance(result, BaseException):
+                continue
+            if direction == "publish":
+                participant.publish_transport_id = transport_id
+            else:
+                participant.subscribe_transport_id = transport_id
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
             await self._close_transports(meeting, participant)
-            raise media_error(exc, "creating transports") from None
+            if isinstance(failure, ChannelError):
+                raise media_error(failure, "creating transports") from None
+            raise failure
 
     async def _close_transports(self, meeting: LiveMeeting, participant: Participant) -> None:
         if participant.publish_transport_id is not None and not self.stopping:
@@ -382,7 +436,7 @@ class Conference:
         # Closing a transport closes its producers and consumers in the worker.
         await self._close_transports(meeting, participant)
         changed = self._tracks_gone(meeting, tracks)
-        meeting.broadcast({"type": "participant_left", "participant_id": participant.participant_id})
+        self._roster(meeting).left(participant)
         if meeting.active_speaker == participant.participant_id:  # nobody speaks until someone does
             meeting.active_speaker = None
             meeting.broadcast(_active_speaker(None))
@@ -500,12 +554,31 @@ class Conference:
         changed = self._tracks_gone(meeting, closed, owner=participant)
         for track in added:
             meeting.broadcast({"type": "track_published", "track": track.public()}, exclude=participant)
+        subscribers = meeting.others(participant)
         for track in added:
-            for subscriber in meeting.others(participant):
-                if await self._create_consumer(meeting, subscriber, track):
-                    changed.add(subscriber)
+            for start in range(0, len(subscribers), CONSUMERS_AT_ONCE):
+                chunk = subscribers[start : start + CONSUMERS_AT_ONCE]
+                made = await asyncio.gather(*(self._create_consumer(meeting, s, track) for s in chunk))
+                changed.update(s for s, ok in zip(chunk, made) if ok)
             self._listeners.track_published(meeting, track)
         self._renegotiate(changed)
+
+    async def _create_consumers(
+        self, meeting: LiveMeeting, subscriber: Participant, tracks: list[PublishedTrack]
+    ) -> list[bool]:
+        """`tracks` to `subscriber`, CONSUMERS_AT_ONCE requests in flight: which were made."""
+        made: list[bool] = []
+        for start in range(0, len(tracks), CONSUMERS_AT_ONCE):
+            chunk = tracks[start : start + CONSUMERS_AT_ONCE]
+            made += await asyncio.gather(*(self._create_consumer(meeting, subscriber, t) for t in chunk))
+        return made
+
+    def _roster(self, meeting: LiveMeeting) -> Roster:
+        """The meeting's batches of participant changes (control.meeting.roster)."""
+        if meeting.roster is None:
+            meeting.roster = Roster(meeting, self._clock)
+        assert isinstance(meeting.roster, Roster)
+        return meeting.roster
 
     def _live_transport(self, participant: Participant, transport_id: str | None) -> str:
         if participant.closed or transport_id is None:
@@ -636,7 +709,7 @@ class Conference:
         if muted:
             await self._set_muted(meeting, participant, source, True)
         else:
-            meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
+            self._roster(meeting).updated(participant)
         # Every track of that kind (screen-audio with the microphone, screen with the camera).
         kin = [t for t in participant.tracks.values() if same_kind(t.source, source) and t.source != source]
         failures = await self._apply_pauses(meeting, participant, kin)
@@ -645,7 +718,7 @@ class Conference:
 
     async def _set_muted(self, meeting: LiveMeeting, participant: Participant, source: str, muted: bool) -> None:
         participant.muted[source] = muted
-        meeting.broadcast({"type": "participant_updated", "participant": participant.public()})
+        self._roster(meeting).updated(participant)
         # Pause the producers too, so a muted source is not forwarded whatever the client
         # sends; held media (consent pending) stays paused when they unmute.
         tracks = [t for t in participant.tracks.values() if t.source == source]
@@ -765,6 +838,8 @@ class Conference:
         spread = self.spread.detach(meeting)
         if spread:  # the routers it had on other workers: no home to feed them now
             self._tasks.spawn(self.spread.close_routers(meeting.meeting_id, spread), f"unspread-{meeting.meeting_id}")
+        if isinstance(meeting.roster, Roster):
+            meeting.roster.close()  # everyone goes: those who come back get a fresh list
         meeting.server_tracks = {}
         meeting.active_speaker = None
         if had_router:

@@ -53,6 +53,12 @@ class Peer(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+class PendingNews(Protocol):
+    """What a meeting holds back to send in a batch (control.meeting.roster.Roster)."""
+
+    def flush(self) -> None: ...
+
+
 class PublishedTrack:
     """A published stream: a participant's (its track id is the producer id the worker
     gave it), or the server's own (`participant_id` None: a track every meeting has, such
@@ -260,6 +266,9 @@ class LiveMeeting:
         # Who speaks (a participant id), as the media server's detector last said; None
         # before anyone spoke and after the speaker left.
         self.active_speaker: str | None = None
+        # Participant changes waiting for their batch (control.meeting.roster.Roster, set
+        # by the conference at the first join); sent before any other broadcast.
+        self.roster: PendingNews | None = None
         # Last-N as the host set it (the store's `last_n`; None: the default), applied
         # under the limits' cap (control.meeting.adaptive).
         self.last_n: int | None = None
@@ -335,7 +344,10 @@ class LiveMeeting:
             del self.waiting[participant.participant_id]
 
     def broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
-        """To every admitted participant; the waiting room hears nothing."""
+        """To every admitted participant; the waiting room hears nothing. Pending
+        participant changes go first: nobody hears of a person's doing before of them."""
+        if self.roster is not None:
+            self.roster.flush()
         for participant in list(self.participants.values()):
             if participant is not exclude:
                 participant.send(message)

@@ -6,8 +6,12 @@ answer to the outstanding one arrives. A client that never answers is closed aft
 `answer_timeout_s` (1008): it would otherwise hold its tracks back forever.
 
 States: idle → creating (SUBSCRIBE_OFFER_CREATE on the worker) → awaiting_answer (the
-offer was sent) → idle (SUBSCRIBE_ANSWER_SET). The worker is reached through the injected
-`request`, time through the injected clock, so tests drive it without a network.
+offer was sent) → idle (SUBSCRIBE_ANSWER_SET). With the meeting's `OfferSlots` a
+subscriber first takes a slot (idle → queued while the meeting has as many renegotiating
+as it allows) and gives it back when idle again: a new publisher's offers go out in
+waves, each subscriber's one offer covering whatever changed while it waited. The worker
+is reached through the injected `request`, time through the injected clock, so tests
+drive it without a network.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from control.clock import Clock, Timer
 from control.errors import SignalingError
 from control.meeting import closecodes
 from control.meeting.model import Participant
+from control.meeting.offer_slots import OfferSlots
 from sfu import api
 
 log = logging.getLogger(__name__)
@@ -38,12 +43,16 @@ class Negotiation:
     """Serializes renegotiation of one subscriber's connection: never two offers outstanding."""
 
     __slots__ = ("_participant", "_request", "_clock", "_answer_timeout_s", "state", "dirty", "_task", "offered",
-                 "_deadline")  # fmt: skip
+                 "_deadline", "_slots")  # fmt: skip
 
-    IDLE, CREATING, AWAITING_ANSWER = "idle", "creating", "awaiting_answer"
+    IDLE, QUEUED, CREATING, AWAITING_ANSWER = "idle", "queued", "creating", "awaiting_answer"
 
-    def __init__(self, participant: Participant, request: Request, clock: Clock, answer_timeout_s: float) -> None:
+    def __init__(
+        self, participant: Participant, request: Request, clock: Clock, answer_timeout_s: float,
+        slots: OfferSlots | None = None,
+    ) -> None:  # fmt: skip
         self._participant = participant
+        self._slots = slots  # the meeting's renegotiations in flight (None: no limit)
         self._request = request  # a request to the meeting's worker
         self._clock = clock
         self._answer_timeout_s = answer_timeout_s
@@ -55,14 +64,33 @@ class Negotiation:
 
     def request(self) -> None:
         """Something changed in what this subscriber receives: offer it (now or after the answer)."""
-        if self._participant.closed:
-            return
+        if self._participant.closed or self.state == self.QUEUED:
+            return  # queued: the offer made at its turn has this change too
         if self.state != self.IDLE:
             self.dirty = True
             return
+        if self._slots is not None and not self._slots.acquire(self):
+            self.state = self.QUEUED
+            return
+        self._start()
+
+    def _start(self) -> None:
         self.state = self.CREATING
         self.dirty = False
         self._task = asyncio.create_task(self._offer(), name=f"offer-{self._participant.participant_id}")
+
+    def _turn(self) -> None:
+        """The meeting's slots give this subscriber its turn."""
+        if self.state == self.QUEUED and not self._participant.closed:
+            self._start()
+        else:
+            self._release()
+
+    def _release(self) -> None:
+        if self._slots is not None:
+            for negotiation in self._slots.release(self):
+                assert isinstance(negotiation, Negotiation)
+                negotiation._turn()
 
     async def _offer(self) -> None:
         participant = self._participant
@@ -73,6 +101,7 @@ class Negotiation:
             offer = await self._request(api.SubscribeOfferCreate(transport_id=transport_id))
         except ChannelError as exc:
             self.state = self.IDLE
+            self._release()
             if not participant.closed:
                 log.warning("subscribe offer for %s failed: %s", participant.participant_id, exc)
                 participant.send(media_error(exc, "subscribe offer").as_message())
@@ -125,6 +154,7 @@ class Negotiation:
     def _settle(self) -> None:
         self._stop_deadline()
         self.state = self.IDLE
+        self._release()  # others' turn first: a change meanwhile queues behind them
         if self.dirty:
             self.request()
 
@@ -137,6 +167,8 @@ class Negotiation:
         self._stop_deadline()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        self.state = self.IDLE
+        self._release()
 
     def ensure_offered(self) -> None:
         """An offer unless one was made (or is being made): e.g. for a server track alone,

@@ -23,6 +23,7 @@ import { RecordingControl } from './recording.js';
 import { PublishLayers, TrackStates } from './adaptive.js';
 import { ConnectionQuality, FreezeReporter } from './quality.js';
 import { rtcConfiguration } from './icepolicy.js';
+import { applyParticipantsChanged } from './roster.js';
 import { credentialRefused, rejoinGrant } from './rejoin.js';
 import { StageState } from './stage.js';
 import {
@@ -575,6 +576,7 @@ export class MeetingSession extends EventTarget {
       case 'offer': this.onOffer(msg); break;
       case 'participant_joined': case 'participant_updated': this.onParticipant(msg.participant); break;
       case 'participant_left': this.onParticipantLeft(msg.participant_id); break;
+      case 'participants_changed': this.onParticipantsChanged(msg); break;
       case 'active_speaker': this.onActiveSpeaker(msg.participant_id); break;
       case 'viewers': this.onViewers(msg.viewers); break;
       case 'chat': this.onChat(msg.message); break;
@@ -679,6 +681,16 @@ export class MeetingSession extends EventTarget {
     if (p.participant_id === this.participantId) return;
     this.participants.set(p.participant_id, p);
     this.emit('participants');
+  }
+
+  // A batch of joins, updates and leaves (or a page of the list after `joined`): one redraw.
+  onParticipantsChanged(msg) {
+    const { changed, left } = applyParticipantsChanged(this.participants, msg, this.participantId);
+    for (const participantId of left) {
+      if (participantId === this.activeSpeaker) this.activeSpeaker = null;
+      this.connectionQuality.forget(participantId);
+    }
+    if (changed) this.emit('participants');
   }
 
   onParticipantLeft(participantId) {

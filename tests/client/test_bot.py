@@ -84,9 +84,9 @@ async def test_late_joiner_receives_existing_publisher(conclave_server):
         joined = await late.start(publish_video=False, publish_audio=False)
         assert early.participant_id in {p["participant_id"] for p in joined["participants"]}
         await late.wait_for_frames(early.participant_id, "camera", count=FRAMES, timeout=30)
-        await early.wait_until(lambda: late.participant_id in early.participants, 10, "participant_joined")
+        await early.wait_until(lambda: late.participant_id in early.participants, 10, "participants_changed: joined")
         await late.stop()
-        await early.wait_until(lambda: late.participant_id not in early.participants, 10, "participant_left")
+        await early.wait_until(lambda: late.participant_id not in early.participants, 10, "participants_changed: left")
     finally:
         await stop_bots([early, late])
 

@@ -292,6 +292,15 @@ class SignalingSocket:
             if message.get("type") == message_type:
                 return message
 
+    async def recv_change(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next `participants_changed` batch with `kind` ("joined", "updated", "left")
+        in it, skipping others (docs/signaling.md, "Participants")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await self.recv_type("participants_changed", max(0.01, deadline - time.monotonic()))
+            if message.get(kind):
+                return message
+
     async def send_join(self, name: str, **fields: Any) -> None:
         """Send `join`; without a `token` field, get one for `name` first (REST join)."""
         if "token" not in fields and self.token_source is not None:

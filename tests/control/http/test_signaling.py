@@ -143,22 +143,21 @@ async def test_participants_see_each_other_join_update_and_leave(conclave_server
     assert bob_joined["participants"] == [
         {"participant_id": alice_id, "name": "alice", "role": "participant", "muted": {"microphone": False, "camera": False}}
     ]
-    seen = await alice.recv_type("participant_joined")
-    assert seen["participant"]["participant_id"] == bob_id and seen["participant"]["name"] == "bob"
+    seen = (await alice.recv_change("joined"))["joined"]
+    assert [(p["participant_id"], p["name"]) for p in seen] == [(bob_id, "bob")]
 
     await bob.send({"type": "mute", "source": "microphone", "muted": True, "id": 5})
     for socket in (alice, bob):
-        updated = await socket.recv_type("participant_updated")
-        assert updated["participant"]["participant_id"] == bob_id
-        assert updated["participant"]["muted"]["microphone"] is True
-    assert (await bob.recv_type("ok"))["id"] == 5
+        updated = (await socket.recv_change("updated"))["updated"]
+        assert [p["participant_id"] for p in updated] == [bob_id]
+        assert updated[0]["muted"]["microphone"] is True
+    assert {"type": "ok", "id": 5} in bob.seen  # at once; the update came with the next batch
 
     await bob.send({"type": "leave", "id": "bye"})
     assert (await bob.recv_type("ok"))["id"] == "bye"
     closing = await bob.ws.receive(5)
     assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
-    left = await alice.recv_type("participant_left")
-    assert left["participant_id"] == bob_id
+    assert (await alice.recv_change("left"))["left"] == [bob_id]
 
     charlie = await signaling_socket(conclave_server.ws_url(meeting_id))
     joined = await charlie.join("charlie")
@@ -171,8 +170,9 @@ async def test_socket_close_removes_participant(conclave_server, signaling_socke
     bob = await signaling_socket(conclave_server.ws_url(meeting_id))
     await alice.join("alice")
     bob_id = (await bob.join("bob"))["participant_id"]
+    await alice.recv_change("joined")  # (one who comes and goes within a window is never mentioned)
     await bob.close()
-    assert (await alice.recv_type("participant_left"))["participant_id"] == bob_id
+    assert (await alice.recv_change("left"))["left"] == [bob_id]
     meeting = conclave_server.services.registry.get(meeting_id)
     assert list(meeting.participants) != [] and bob_id not in meeting.participants
 
@@ -419,7 +419,8 @@ async def test_identity_comes_from_the_token(conclave_server, signaling_socket):
     mallory = await signaling_socket(conclave_server.ws_url(meeting_id))
     joined = await mallory.join("mallory", participant_id=alice_id)
     assert joined["participant_id"] != alice_id
-    assert (await alice.recv_type("participant_joined"))["participant"]["participant_id"] == joined["participant_id"]
+    seen = (await alice.recv_change("joined"))["joined"]
+    assert [p["participant_id"] for p in seen] == [joined["participant_id"]]
     await assert_usable(alice)  # alice was not replaced
 
 
@@ -434,8 +435,13 @@ async def test_rejoin_replaces_the_old_connection(conclave_server, signaling_soc
     assert joined["participant_id"] == participant_id
     closing = await first.ws.receive(5)
     assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-    assert (await watcher.recv_type("participant_left"))["participant_id"] == participant_id
-    assert (await watcher.recv_type("participant_joined"))["participant"]["participant_id"] == participant_id
+    # The old connection left and the new one joined: to the others, one join (coalesced
+    # within the window) or a leave then a join (across two windows).
+    change = await watcher.recv_type("participants_changed")
+    if change.get("left"):
+        assert change["left"] == [participant_id] and not change.get("joined")
+        change = await watcher.recv_change("joined")
+    assert [p["participant_id"] for p in change["joined"]] == [participant_id]
     assert len(conclave_server.services.registry.get(meeting_id).participants) == 2
 
 

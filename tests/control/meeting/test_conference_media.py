@@ -125,7 +125,7 @@ async def test_host_mute_stops_forwarding(conclave_server):
         await host.wait_until(
             lambda: host.participants.get(guest.participant_id, {}).get("muted", {}).get("camera") is True,
             10,
-            "participant_updated",
+            "participants_changed: updated",
         )
         await asyncio.sleep(1.0)  # what was on its way when the producer paused
         paused_at = stats.frames

@@ -669,6 +669,30 @@ async def test_connection_quality_is_read_into_levels_and_freezes_are_summed(pag
     assert got["sent"] == [{"type": "media_stats", "freeze_count": 3, "freeze_seconds": 1.75}]
 
 
+async def test_participant_batches_and_pages_are_applied_to_the_list(page):
+    got = await page.evaluate(
+        """async () => {
+            const { applyParticipantsChanged } = await import('/static/roster.js');
+            const people = new Map([['a', { participant_id: 'a', name: 'Ada' }]]);
+            const steps = [
+                applyParticipantsChanged(people, { joined: [{ participant_id: 'b', name: 'Bo' },
+                                                            { participant_id: 'me', name: 'Me' }] }, 'me'),
+                applyParticipantsChanged(people, { updated: [{ participant_id: 'a', name: 'Ada L' }], left: ['b', 'zz'] }, 'me'),
+                applyParticipantsChanged(people, { joined: 'all', updated: [null, 5, {}], left: [7] }, 'me'),
+                applyParticipantsChanged(people, {}, 'me'),
+            ];
+            return { steps, people: [...people.values()] };
+        }"""
+    )
+    assert got["steps"] == [
+        {"changed": True, "left": []},
+        {"changed": True, "left": ["b"]},  # zz was never listed
+        {"changed": False, "left": []},  # malformed entries change nothing
+        {"changed": False, "left": []},
+    ]
+    assert got["people"] == [{"participant_id": "a", "name": "Ada L"}]  # never ourselves
+
+
 async def test_a_refused_credential_falls_back_to_joining_but_an_unreachable_server_is_retried(page):
     verdicts = await page.evaluate(
         """async () => {
