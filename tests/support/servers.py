@@ -261,6 +261,9 @@ async def stop_in_process(server: ConclaveServer, runner: web.AppRunner) -> None
 # ------------------------------------------------------------------ raw signaling sockets
 
 
+CREDENTIAL = "reconnect_credential"  # control.meeting.resumption.CREDENTIAL_MESSAGE
+
+
 class SignalingSocket:
     """A bare signaling WebSocket for protocol tests (no media): send dicts or text,
     receive parsed messages, optionally skipping until a given type."""
@@ -272,24 +275,44 @@ class SignalingSocket:
         self.seen: list[dict[str, Any]] = []  # every message received, in order
         self.token_source = token_source
         self.token: str | None = None  # the join token the last join used
+        # `reconnect_credential` comes after `joined` and again now and then, whatever the
+        # test is about: kept here (the latest in `credential`), returned only when asked
+        # for with recv_type("reconnect_credential").
+        self.credentials: list[dict[str, Any]] = []
+        self.credential: str | None = None
 
     async def send(self, message: dict[str, Any] | str) -> None:
         await self.ws.send_str(message if isinstance(message, str) else json.dumps(message))
 
     async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next message, credential renewals aside (see `credentials`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await self._next(max(0.01, deadline - time.monotonic()))
+            if message.get("type") != CREDENTIAL:
+                return message
+
+    async def _next(self, timeout: float) -> dict[str, Any]:
         frame = await self.ws.receive(timeout)
         if frame.type != aiohttp.WSMsgType.TEXT:
             raise AssertionError(f"expected a text frame, got {frame.type.name} {frame.data!r}")
         message = json.loads(frame.data)
         self.seen.append(message)
+        if message.get("type") == CREDENTIAL:
+            self.credentials.append(message)
+            self.credential = message.get("credential")
         return message
 
     async def recv_type(self, message_type: str, timeout: float = 10.0) -> dict[str, Any]:
         """The next message of `message_type`, skipping others (they stay in `seen`)."""
+        if message_type == CREDENTIAL and self.credentials:
+            return self.credentials.pop(0)
         deadline = time.monotonic() + timeout
         while True:
-            message = await self.recv(max(0.01, deadline - time.monotonic()))
+            message = await self._next(max(0.01, deadline - time.monotonic()))
             if message.get("type") == message_type:
+                if message_type == CREDENTIAL:
+                    self.credentials.remove(message)
                 return message
 
     async def recv_change(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:

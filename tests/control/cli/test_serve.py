@@ -29,9 +29,7 @@ async def test_serve_and_graceful_sigterm(server_process, signaling_socket):
     workers = children
 
     os.kill(server_process.pid, signal.SIGTERM)
-    closing = await socket.ws.receive(20)
-    assert closing.type == aiohttp.WSMsgType.CLOSE
-    assert closing.data == aiohttp.WSCloseCode.GOING_AWAY
+    assert await socket.expect_close(20) == aiohttp.WSCloseCode.GOING_AWAY  # (after its credential)
     assert server_process.process.wait(20) == 0
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]

@@ -433,8 +433,7 @@ async def test_rejoin_replaces_the_old_connection(conclave_server, signaling_soc
     second = await signaling_socket(conclave_server.ws_url(meeting_id))
     joined = await second.join("ann", token=first.token)  # the same participant, again
     assert joined["participant_id"] == participant_id
-    closing = await first.ws.receive(5)
-    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert await first.expect_close() is not None  # (after what was still on its way to it)
     # The old connection left and the new one joined: to the others, one join (coalesced
     # within the window) or a leave then a join (across two windows).
     change = await watcher.recv_type("participants_changed")
