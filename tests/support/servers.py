@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -463,6 +464,21 @@ def spawn_serve(
     except BaseException:
         stop_process(process, [])
         raise
+
+
+async def wait_ready(server: ConclaveServer, timeout: float = 30.0) -> None:
+    """Until the server's /readyz answers 200 (its workers and store are up)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(server.base_url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{server.base_url} never became ready")
 
 
 def stop_serve(server: ServerProcess, workers: list[int] = ()) -> None:

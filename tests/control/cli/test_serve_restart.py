@@ -22,7 +22,15 @@ from client.bot import Bot
 from tests.support import browser
 from tests.support.browser_fixtures import chromium  # noqa: F401  (the fixture)
 from tests.support.seaweed import free_ports
-from tests.support.servers import OPERATOR_KEY, ServerProcess, child_pids, kill_if_alive, spawn_serve, stop_serve
+from tests.support.servers import (
+    OPERATOR_KEY,
+    ServerProcess,
+    child_pids,
+    kill_if_alive,
+    spawn_serve,
+    stop_serve,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -76,19 +84,6 @@ def restartable(tmp_path: Path):
         servers.stop_all()
 
 
-async def _wait_ready(server: ServerProcess, timeout: float = 30.0) -> None:
-    """Until /readyz says the workers (and the store) are up."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(server.base_url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("the restarted server never became ready")
 
 
 
@@ -148,7 +143,7 @@ async def test_sigterm_and_restart_end_nothing(restartable, chromium, tmp_path):
         pushes = [len(bot.pushes) for bot in bots]
         assert server.stop() == 0
         again = restartable.start()
-        await _wait_ready(again)
+        await wait_ready(again)
         started = time.monotonic()
 
         for bot in bots:  # back, as themselves, straight in
@@ -208,7 +203,7 @@ async def test_kill_9_and_restart_end_nothing(restartable):
         pushes = [len(bot.pushes) for bot in bots]
         restartable.kill(server)
         again = restartable.start()
-        await _wait_ready(again)
+        await wait_ready(again)
         started = time.monotonic()
         for bot in bots:
             await bot.wait_until(lambda b=bot: b.reconnects >= 1 and b.admitted.is_set(), BACK_WITHIN_S, "back in")

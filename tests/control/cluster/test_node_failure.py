@@ -8,21 +8,27 @@ media."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import signal
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 import yaml
 
 from client.bot import Bot
 from tests.support.redis_server import redis_server  # noqa: F401  (fixture)
 from tests.support.seaweed import free_ports
-from tests.support.servers import OPERATOR_KEY, ServerProcess, child_pids, kill_if_alive, spawn_serve, stop_serve
+from tests.support.servers import (
+    OPERATOR_KEY,
+    ServerProcess,
+    child_pids,
+    kill_if_alive,
+    spawn_serve,
+    stop_serve,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]
 
@@ -47,18 +53,6 @@ def node_config(tmp_path: Path, name: str, port: int, store_url: str, redis_url:
     return path
 
 
-async def wait_ready(server: ServerProcess, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(server.base_url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"{server.base_url} never became ready")
 
 
 async def test_the_clients_of_a_killed_node_come_back_through_another(tmp_path, redis_server, postgres_url):  # noqa: F811
