@@ -4,13 +4,12 @@ sfu/worker.py: a mixin of `sfu.worker.Worker`, whose `handle` finds them by name
 from __future__ import annotations
 
 import secrets
-import time
 from typing import TYPE_CHECKING
 
 from common.channel import RequestFailed
 from common.messages import Empty, Message
 from sfu import api
-from sfu.engine.producer import Producer, ProducerParams
+from sfu.engine.producer import ProducerParams
 from sfu.transport import negotiation
 from sfu.transport.pipe import PipedProducer, PipeTransport
 
@@ -80,17 +79,7 @@ class PipeRequests(_Base):
             cname=info.cname or None,
         )
         negotiation.subscriber_codec(self.policy, params)  # ValueError: a codec we cannot forward
-        producer = Producer(
-            params,
-            transport,
-            self.counters,
-            time.monotonic,
-            stream_id=info.stream_id or secrets.token_hex(8),
-            cache_size=self.config.nack_cache_packets,
-            pli_min_interval=self.config.pli_min_interval_s,
-            listener=transport,
-            retransmit_policy=self.retransmit_policy,
-        )
+        producer = self._producer_of(params, transport, info.stream_id or secrets.token_hex(8))
         transport.add_producer(producer)  # ValueError: the id or the SSRC is taken
         return Empty()
 

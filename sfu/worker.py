@@ -500,13 +500,19 @@ class Worker(PipeRequests):
     def _new_producer(self, params: ProducerParams, transport: Transport) -> Producer:
         """A producer arriving on `transport`, with an id the worker picks."""
         params.producer_id = secrets.token_hex(8)
-        kind = SimulcastProducer if params.rids else Producer
+        return self._producer_of(params, transport, transport.id, SimulcastProducer if params.rids else Producer)
+
+    def _producer_of(
+        self, params: ProducerParams, transport: Transport, stream_id: str, kind: type[Producer] = Producer
+    ) -> Producer:
+        """A producer on `transport` under this worker's cache, keyframe and retransmit
+        settings (a publisher's, or a pipe's copy of another worker's)."""
         return kind(
             params,
             transport,
             self.counters,
             time.monotonic,
-            stream_id=transport.id,
+            stream_id=stream_id,
             cache_size=self.config.nack_cache_packets,
             pli_min_interval=self.config.pli_min_interval_s,
             listener=transport,
